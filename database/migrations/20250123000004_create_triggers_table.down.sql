@@ -1,0 +1,2 @@
+DROP TABLE triggers;
+DROP FUNCTION notify_trigger_changed();

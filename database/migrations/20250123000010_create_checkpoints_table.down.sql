@@ -1,0 +1,2 @@
+DROP TABLE indexed_blocks;
+DROP TABLE checkpoints;

@@ -1,0 +1,2 @@
+DROP TABLE action_results;
+DROP TABLE action_jobs;

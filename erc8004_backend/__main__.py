@@ -1,0 +1,3 @@
+from erc8004_backend.cli import main
+
+main()

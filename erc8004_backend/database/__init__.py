@@ -1,0 +1,1 @@
+"""PostgreSQL: connections, the embedded server, migrations, seed data and administration."""
