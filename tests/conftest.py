@@ -1,0 +1,88 @@
+"""Test databases: each test gets a throwaway database on a real PostgreSQL server.
+
+The server is TEST_DATABASE_URL's, else the local one on 127.0.0.1:5432, else an embedded
+server started for the session in a temporary directory (so the suite runs on a machine
+with nothing installed).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from erc8004_backend.database.connection import connect, with_database
+from erc8004_backend.database.embedded import embedded_postgres
+from erc8004_backend.database.migrations import Migrator, load_source
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS = ROOT / "database" / "migrations"
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _reachable(url: str) -> bool:
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def embedded_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An embedded server of the session's own, removed at the end."""
+    with embedded_postgres(tmp_path_factory.mktemp("embedded"), "postgres", delete=True) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def admin_url(request: pytest.FixtureRequest) -> str:
+    """A superuser URL on the server the tests use."""
+    url = os.environ.get("TEST_DATABASE_URL", LOCAL_SERVER)
+    if _reachable(url):
+        return url
+    embedded: str = request.getfixturevalue("embedded_admin_url")
+    return embedded
+
+
+def create_database(admin_url: str) -> str:
+    name = f"erc8004_test_{uuid.uuid4().hex[:12]}"
+    with connect(admin_url) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return with_database(admin_url, name)
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with connect(admin_url) as connection:
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name)))
+        )
+
+
+@pytest.fixture
+def database_url(admin_url: str) -> Iterator[str]:
+    """An empty database, dropped after the test."""
+    url = create_database(admin_url)
+    yield url
+    drop_database(admin_url, url)
+
+
+@pytest.fixture
+def migrated_url(database_url: str) -> str:
+    """A database with every migration applied."""
+    with connect(database_url) as connection:
+        Migrator(connection, load_source(MIGRATIONS)).run()
+    return database_url
+
+
+@pytest.fixture
+def db(migrated_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to a migrated database."""
+    with connect(migrated_url) as connection:
+        yield connection

@@ -1,0 +1,259 @@
+"""The SQLx-compatible migrator: source parsing, and its behaviour on a real database."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from erc8004_backend.database.admin import dump_schema
+from erc8004_backend.database.connection import connect
+from erc8004_backend.database.migrations import (
+    MigrationError,
+    MigrationKind,
+    Migrator,
+    Status,
+    add_migration,
+    load_source,
+    parse_file_name,
+    sqlx_lock_id,
+)
+from tests.conftest import MIGRATIONS
+
+SEED_FILE_NAMES = [
+    "20250123000001_enable_extensions",
+    "20250123000002_create_helper_functions",
+    "20250123000003_create_users_table",
+    "20250123000004_create_triggers_table",
+    "20250123000005_create_trigger_conditions_table",
+    "20250123000006_create_trigger_actions_table",
+    "20250123000007_create_trigger_state_table",
+    "20250123000008_create_events_table",
+    "20250123000009_convert_events_to_hypertable",
+    "20250123000010_create_checkpoints_table",
+    "20250123000011_create_action_results_table",
+    "20250123000012_create_agent_mcp_tokens_table",
+]
+
+
+@pytest.fixture
+def source_copy(tmp_path: Path) -> Path:
+    """A private copy of the migrations that a test may change."""
+    return Path(shutil.copytree(MIGRATIONS, tmp_path / "migrations"))
+
+
+def tables(connection: psycopg.Connection) -> set[str]:
+    rows = connection.execute(
+        "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE nspname = 'public' AND relkind IN ('r', 'p') AND NOT relispartition"
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+# -- the source ---------------------------------------------------------------------------
+
+
+def test_source_holds_the_seeds_twelve_reversible_migrations_in_order() -> None:
+    source = load_source(MIGRATIONS)
+    assert [m.path.name.removesuffix(".up.sql") for m in source.forward] == SEED_FILE_NAMES
+    assert all(m.kind is MigrationKind.UP for m in source.forward)
+    assert sorted(source.down) == [m.version for m in source.forward]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("20250123000003_create_users_table.up.sql", (20250123000003, "create users table", MigrationKind.UP)),
+        ("7_x.down.sql", (7, "x", MigrationKind.DOWN)),
+        ("1_simple_one.sql", (1, "simple one", MigrationKind.SIMPLE)),
+    ],
+)
+def test_file_names_parse_as_sqlx_reads_them(name: str, expected: tuple[int, str, MigrationKind]) -> None:
+    assert parse_file_name(name) == expected
+
+
+@pytest.mark.parametrize("name", ["create_users.sql", "v1_users.sql", "0_zero.sql", "12.sql", "1_.sql"])
+def test_malformed_file_names_are_refused_by_name(name: str) -> None:
+    with pytest.raises(MigrationError, match="malformed migration file name"):
+        parse_file_name(name)
+
+
+def test_checksum_is_sha384_of_the_file_bytes() -> None:
+    migration = load_source(MIGRATIONS).forward[0]
+    assert migration.checksum == hashlib.sha384(migration.path.read_bytes()).digest()
+
+
+def test_source_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(MigrationError, match="migrations directory not found"):
+        load_source(tmp_path / "nope")
+    (tmp_path / "1_a.up.sql").write_text("SELECT 1;")
+    (tmp_path / "1_b.up.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="two migrations have version 1"):
+        load_source(tmp_path)
+    (tmp_path / "1_b.up.sql").unlink()
+    (tmp_path / "2_c.down.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match=r"2_c.down.sql has no matching \.up\.sql"):
+        load_source(tmp_path)
+
+
+def test_lock_id_is_sqlxs() -> None:
+    # SQLx: 0x3d32ad9e * crc32(database name); crc32("123456789") is the CRC-32 check value.
+    assert sqlx_lock_id("123456789") == 0x3D32AD9E * 0xCBF43926
+
+
+# -- on a database ------------------------------------------------------------------------
+
+
+def test_up_down_up_leaves_the_same_schema(database_url: str) -> None:
+    source = load_source(MIGRATIONS)
+    with connect(database_url) as connection:
+        migrator = Migrator(connection, source)
+        assert len(migrator.run()) == 12
+        first = dump_schema(database_url)
+        assert len(migrator.revert(target_version=0)) == 12
+        assert tables(connection) == {"_sqlx_migrations"}
+        assert connection.execute("SELECT count(*) FROM _sqlx_migrations").fetchone() == (0,)
+        assert len(migrator.run()) == 12
+    assert dump_schema(database_url) == first
+    assert "CREATE TABLE public.events" in first
+
+
+def test_info_shows_each_state(database_url: str, source_copy: Path) -> None:
+    with connect(database_url) as connection:
+        migrator = Migrator(connection, load_source(source_copy))
+        assert {s.status for s in migrator.states()} == {Status.PENDING}
+        migrator.run(target_version=20250123000010)
+        statuses = [s.status for s in migrator.states()]
+        assert statuses == [Status.APPLIED] * 10 + [Status.PENDING] * 2
+
+        changed = source_copy / "20250123000003_create_users_table.up.sql"
+        changed.write_text(changed.read_text() + "\n-- edited\n")
+        (source_copy / "20250123000010_create_checkpoints_table.up.sql").unlink()
+        (source_copy / "20250123000010_create_checkpoints_table.down.sql").unlink()
+        connection.execute("UPDATE _sqlx_migrations SET success = false WHERE version = 20250123000005")
+        by_version = {s.version: s.status for s in Migrator(connection, load_source(source_copy)).states()}
+    assert by_version[20250123000003] is Status.CHANGED
+    assert by_version[20250123000005] is Status.FAILED
+    assert by_version[20250123000010] is Status.MISSING
+    assert by_version[20250123000011] is Status.PENDING
+    assert by_version[20250123000001] is Status.APPLIED
+
+
+def test_revert_undoes_exactly_the_last_migration(database_url: str) -> None:
+    with connect(database_url) as connection:
+        migrator = Migrator(connection, load_source(MIGRATIONS))
+        migrator.run()
+        reverted = migrator.revert()
+        assert [m.path.name for m, _ in reverted] == [
+            "20250123000012_create_agent_mcp_tokens_table.down.sql"
+        ]
+        assert "agent_mcp_tokens" not in tables(connection)
+        assert {"action_results", "action_jobs", "events"} <= tables(connection)
+        statuses = [s.status for s in migrator.states()]
+        assert statuses == [Status.APPLIED] * 11 + [Status.PENDING]
+
+
+def test_add_reversible_creates_a_pair_that_run_applies(database_url: str, source_copy: Path) -> None:
+    created = add_migration(
+        source_copy, "add agents table", reversible=True, now=datetime(2026, 11, 24, 8, 30, 0, tzinfo=UTC)
+    )
+    assert [p.name for p in created] == [
+        "20261124083000_add_agents_table.up.sql",
+        "20261124083000_add_agents_table.down.sql",
+    ]
+    assert created[0].read_text() == "-- Add up migration script here\n"
+    created[0].write_text("CREATE TABLE agents (id bigint PRIMARY KEY);\n")
+    created[1].write_text("DROP TABLE agents;\n")
+    with connect(database_url) as connection:
+        applied = Migrator(connection, load_source(source_copy)).run()
+        assert [m.version for m, _ in applied][-1] == 20261124083000
+        assert "agents" in tables(connection)
+        row = connection.execute(
+            "SELECT description, success, checksum, execution_time FROM _sqlx_migrations "
+            "WHERE version = 20261124083000"
+        ).fetchone()
+    assert row is not None
+    assert row[:3] == ("add agents table", True, hashlib.sha384(created[0].read_bytes()).digest())
+    assert row[3] > 0
+
+
+def test_add_refuses_to_mix_simple_and_reversible(source_copy: Path) -> None:
+    with pytest.raises(MigrationError, match="cannot mix them with simple ones"):
+        add_migration(source_copy, "plain", reversible=False)
+    with pytest.raises(MigrationError, match="malformed migration name"):
+        add_migration(source_copy, "../escape", reversible=True)
+
+
+def test_tampered_applied_migration_is_refused_and_nothing_runs(
+    database_url: str, source_copy: Path
+) -> None:
+    with connect(database_url) as connection:
+        Migrator(connection, load_source(source_copy)).run(target_version=20250123000011)
+        tampered = source_copy / "20250123000004_create_triggers_table.up.sql"
+        tampered.write_text(tampered.read_text().replace("DEFAULT 10", "DEFAULT 20"))
+        migrator = Migrator(connection, load_source(source_copy))
+        with pytest.raises(MigrationError, match=r"20250123000004_create_triggers_table\.up\.sql was changed"):
+            migrator.run()
+        with pytest.raises(MigrationError, match="was changed"):
+            migrator.revert()
+        assert "agent_mcp_tokens" not in tables(connection)
+
+
+def test_half_applied_migration_is_refused(database_url: str, source_copy: Path) -> None:
+    (source_copy / "20990101000000_breaks.up.sql").write_text(
+        "-- no-transaction\nCREATE TABLE half (id int);\nSELECT no_such_function();\n"
+    )
+    (source_copy / "20990101000000_breaks.down.sql").write_text("DROP TABLE half;\n")
+    with connect(database_url) as connection:
+        migrator = Migrator(connection, load_source(source_copy))
+        with pytest.raises(MigrationError, match="20990101000000_breaks.up.sql failed: function no_such_function"):
+            migrator.run()
+        # Outside a transaction nobody knows what stayed applied: it is recorded as failed.
+        assert connection.execute(
+            "SELECT success FROM _sqlx_migrations WHERE version = 20990101000000"
+        ).fetchone() == (False,)
+        with pytest.raises(MigrationError, match=r"20990101000000_breaks\.up\.sql is partially applied"):
+            migrator.run()
+
+
+def test_failing_migration_in_a_transaction_leaves_nothing(database_url: str, source_copy: Path) -> None:
+    (source_copy / "20990101000000_breaks.up.sql").write_text(
+        "CREATE TABLE half (id int);\nSELECT no_such_function();\n"
+    )
+    (source_copy / "20990101000000_breaks.down.sql").write_text("DROP TABLE half;\n")
+    with connect(database_url) as connection:
+        with pytest.raises(MigrationError, match="failed"):
+            Migrator(connection, load_source(source_copy)).run()
+        assert "half" not in tables(connection)
+        assert "agent_mcp_tokens" in tables(connection)  # earlier migrations committed one by one
+        assert connection.execute(
+            "SELECT count(*) FROM _sqlx_migrations WHERE version = 20990101000000"
+        ).fetchone() == (0,)
+
+
+def test_database_migrated_the_sqlx_way_is_up_to_date(database_url: str) -> None:
+    """Apply the files and write _sqlx_migrations rows as SQLx does; our tool agrees."""
+    source = load_source(MIGRATIONS)
+    with connect(database_url) as connection:
+        connection.execute(
+            "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,"
+            " installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL,"
+            " checksum BYTEA NOT NULL, execution_time BIGINT NOT NULL)"
+        )
+        for migration in source.forward:
+            sql = migration.path.read_bytes()
+            with connection.transaction():
+                connection.execute(sql)
+                connection.execute(
+                    "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)"
+                    " VALUES (%s, %s, TRUE, %s, %s)",
+                    (migration.version, migration.path.name.split("_", 1)[1].removesuffix(".up.sql").replace("_", " "),
+                     hashlib.sha384(sql).digest(), 1234567),
+                )
+        migrator = Migrator(connection, source)
+        assert {s.status for s in migrator.states()} == {Status.APPLIED}
+        assert migrator.run() == []
