@@ -4,8 +4,6 @@
 -- on the date and are left out). Do not edit: change the migrations and regenerate.
 -- A test fails when this file and the migrations disagree.
 
-CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA public;
-
 CREATE FUNCTION public.ensure_event_partitions(from_time timestamp with time zone, to_time timestamp with time zone) RETURNS integer
     LANGUAGE plpgsql
     AS $_$

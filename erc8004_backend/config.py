@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The documented development key for MCP tokens and webhook secrets (see the README). Seed
 # data is encrypted with it; production deployments set ERC8004_TOKEN_KEYS to their own.
-DEVELOPMENT_TOKEN_KEYS = "dev:ZXJjODAwNC1iYWNrZW5kIGRldmVsb3BtZW50IGtleSE="
+DEVELOPMENT_TOKEN_KEYS = "dev:ZXJjODAwNC1iYWNrZW5kIGRldmVsb3BtZW50IGtleSE="  # noqa: S105 (public)
 
 
 class Settings(BaseSettings):

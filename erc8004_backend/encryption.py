@@ -72,7 +72,9 @@ class SecretBox:
         try:
             return cipher.decrypt(nonce, ciphertext, associated_data.encode()).decode()
         except InvalidTag:
-            raise EncryptionError("value does not decrypt with its key (tampered or misplaced)") from None
+            raise EncryptionError(
+                "value does not decrypt with its key (tampered or misplaced)"
+            ) from None
 
 
 def agent_token_context(chain_id: int, agent_id: int) -> str:

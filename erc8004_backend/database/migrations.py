@@ -139,7 +139,8 @@ def load_source(path: Path) -> MigrationSource:
             continue
         version, description, kind = parse_file_name(file.name)
         try:
-            sql = file.read_text("utf-8")
+            # Bytes as they are on disk (no newline translation): SQLx hashes the raw file.
+            sql = file.read_bytes().decode("utf-8")
         except UnicodeDecodeError:
             raise MigrationError(f"migration {file.name} is not valid UTF-8") from None
         migration = Migration(version, description, kind, file, sql)
@@ -263,25 +264,17 @@ class Migrator:
         record = {
             "version": migration.version,
             "description": migration.description,
-            "success": True,
             "checksum": migration.checksum,
         }
-        try:
-            if migration.no_transaction:
+        # As SQLx: a migration that fails records nothing. Rows with success = false come
+        # from older SQLx versions or interrupted tools, and stop every later run.
+        if migration.no_transaction:
+            self._execute(migration)
+            self.connection.execute(QUERIES["insert_applied_migration"], record)
+        else:
+            with self.connection.transaction():
                 self._execute(migration)
                 self.connection.execute(QUERIES["insert_applied_migration"], record)
-            else:
-                with self.connection.transaction():
-                    self._execute(migration)
-                    self.connection.execute(QUERIES["insert_applied_migration"], record)
-        except MigrationError:
-            if migration.no_transaction:
-                # Statements before the failure stay applied: record the migration as failed
-                # so that nothing runs on top of a half-applied one.
-                self.connection.execute(
-                    QUERIES["insert_applied_migration"], {**record, "success": False}
-                )
-            raise
         elapsed = time.perf_counter_ns() - started
         self.connection.execute(
             QUERIES["update_execution_time"],
@@ -293,7 +286,9 @@ class Migrator:
         started = time.perf_counter_ns()
         if migration.no_transaction:
             self._execute(migration)
-            self.connection.execute(QUERIES["delete_applied_migration"], {"version": migration.version})
+            self.connection.execute(
+                QUERIES["delete_applied_migration"], {"version": migration.version}
+            )
         else:
             with self.connection.transaction():
                 self._execute(migration)
@@ -322,7 +317,9 @@ class Migrator:
                 self.connection.execute(QUERIES["release_migration_lock"], lock)
 
 
-def add_migration(source_dir: Path, name: str, *, reversible: bool, now: datetime | None = None) -> list[Path]:
+def add_migration(
+    source_dir: Path, name: str, *, reversible: bool, now: datetime | None = None
+) -> list[Path]:
     """Creates the file(s) of a new migration, named as `sqlx migrate add` names them."""
     if not _NEW_NAME.match(name):
         raise MigrationError(

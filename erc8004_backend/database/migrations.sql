@@ -27,7 +27,7 @@ SELECT pg_advisory_unlock(%(lock_id)s)
 -- insert_applied_migration --
 -- execution_time is -1 until the migration's transaction has committed (as SQLx does).
 INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
-VALUES (%(version)s, %(description)s, %(success)s, %(checksum)s, -1)
+VALUES (%(version)s, %(description)s, TRUE, %(checksum)s, -1)
 
 -- update_execution_time --
 UPDATE _sqlx_migrations SET execution_time = %(execution_time)s WHERE version = %(version)s

@@ -42,7 +42,7 @@ def _major_version(program: Path) -> int | None:
 def find_client_tool(name: str, server_major: int) -> Path:
     """The program of the server's major version if there is one, else the oldest newer one
     (pg_dump refuses servers newer than itself)."""
-    versions = {}
+    versions: dict[int, Path] = {}
     for program in _candidates(name):
         major = _major_version(program)
         if major is not None and major >= server_major:

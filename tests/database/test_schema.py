@@ -22,15 +22,24 @@ BLOCK_TIME = datetime.now(UTC).replace(microsecond=0)
 def insert_event(connection: psycopg.Connection, **fields: Any) -> int:
     """Inserts an event (ON CONFLICT DO NOTHING, as the indexer does); returns rows added."""
     row: dict[str, Any] = {
-        "chain_id": 84532, "registry": "reputation", "event_type": "NewFeedback",
+        "chain_id": 84532,
+        "registry": "reputation",
+        "event_type": "NewFeedback",
         "contract_address": "0x8004b663056a597dffe9eccc1965a193b7388713",
-        "block_number": 100, "block_hash": "0x" + "ab" * 32,
-        "block_time": BLOCK_TIME, "transaction_hash": "0x" + "cd" * 32,
-        "transaction_index": 0, "log_index": 0, "agent_id": 42, "score": 45,
+        "block_number": 100,
+        "block_hash": "0x" + "ab" * 32,
+        "block_time": BLOCK_TIME,
+        "transaction_hash": "0x" + "cd" * 32,
+        "transaction_index": 0,
+        "log_index": 0,
+        "agent_id": 42,
+        "score": 45,
     } | fields
     columns = psycopg.sql.SQL(", ").join(map(psycopg.sql.Identifier, row))
     values = psycopg.sql.SQL(", ").join(map(psycopg.sql.Placeholder, row))
-    query = psycopg.sql.SQL("INSERT INTO events ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(columns, values)
+    query = psycopg.sql.SQL("INSERT INTO events ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+        columns, values
+    )
     return connection.execute(query, row).rowcount
 
 
@@ -54,13 +63,16 @@ def create_user_with_trigger(connection: psycopg.Connection) -> str:
         (trigger_id,),
     )
     connection.execute(
-        "INSERT INTO trigger_state (trigger_id, scope, state) VALUES (%s, 'agent:42', '{}')", (trigger_id,)
+        "INSERT INTO trigger_state (trigger_id, scope, state) VALUES (%s, 'agent:42', '{}')",
+        (trigger_id,),
     )
     return str(trigger_id)
 
 
 def count(connection: psycopg.Connection, table: str) -> int:
-    row = connection.execute(psycopg.sql.SQL("SELECT count(*) FROM {}").format(psycopg.sql.Identifier(table))).fetchone()
+    row = connection.execute(
+        psycopg.sql.SQL("SELECT count(*) FROM {}").format(psycopg.sql.Identifier(table))
+    ).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -88,7 +100,9 @@ def test_agent_zero_is_a_real_agent_and_uint256_fits(db: psycopg.Connection) -> 
     assert rows[1][1] == -(2**127)
 
 
-def test_deleting_a_user_cascades_to_triggers_conditions_actions_and_state(db: psycopg.Connection) -> None:
+def test_deleting_a_user_cascades_to_triggers_conditions_actions_and_state(
+    db: psycopg.Connection,
+) -> None:
     create_user_with_trigger(db)
     db.execute("DELETE FROM users WHERE id = %s", (ALICE,))
     for table in ("triggers", "trigger_conditions", "trigger_actions", "trigger_state"):
@@ -111,7 +125,9 @@ def test_deleting_a_trigger_keeps_its_action_results(db: psycopg.Connection) -> 
         (job_id, ALICE, trigger_id, action_id, event_id),
     )
     db.execute("DELETE FROM triggers WHERE id = %s", (trigger_id,))
-    row = db.execute("SELECT trigger_id, action_id, job_id, user_id::text, event_id, status FROM action_results").fetchone()
+    row = db.execute(
+        "SELECT trigger_id, action_id, job_id, user_id::text, event_id, status FROM action_results"
+    ).fetchone()
     assert row == (None, None, None, ALICE, event_id, "success")
     assert count(db, "action_jobs") == 0
 
@@ -133,18 +149,31 @@ def test_updating_a_row_moves_updated_at(db: psycopg.Connection) -> None:
     time.sleep(0.01)
     db.execute("UPDATE triggers SET name = 'renamed' WHERE id = %s", (trigger_id,))
     after = db.execute("SELECT updated_at, created_at FROM triggers").fetchone()
-    assert before is not None and after is not None
+    assert before is not None
+    assert after is not None
     assert after[0] > before[0]
     assert after[1] == before[1]
     for table in ("users", "trigger_actions", "trigger_state"):
-        old = db.execute(psycopg.sql.SQL("SELECT updated_at FROM {}").format(psycopg.sql.Identifier(table))).fetchone()
+        old = db.execute(
+            psycopg.sql.SQL("SELECT updated_at FROM {}").format(psycopg.sql.Identifier(table))
+        ).fetchone()
         time.sleep(0.01)
-        db.execute(psycopg.sql.SQL("UPDATE {} SET created_at = created_at").format(psycopg.sql.Identifier(table)))
-        new = db.execute(psycopg.sql.SQL("SELECT updated_at FROM {}").format(psycopg.sql.Identifier(table))).fetchone()
-        assert old is not None and new is not None and new[0] > old[0], table
+        db.execute(
+            psycopg.sql.SQL("UPDATE {} SET created_at = created_at").format(
+                psycopg.sql.Identifier(table)
+            )
+        )
+        new = db.execute(
+            psycopg.sql.SQL("SELECT updated_at FROM {}").format(psycopg.sql.Identifier(table))
+        ).fetchone()
+        assert old is not None
+        assert new is not None
+        assert new[0] > old[0], table
 
 
-def test_an_insert_into_events_notifies_new_event(db: psycopg.Connection, migrated_url: str) -> None:
+def test_an_insert_into_events_notifies_new_event(
+    db: psycopg.Connection, migrated_url: str
+) -> None:
     with connect(migrated_url) as listener:
         listener.execute("LISTEN new_event")
         insert_event(db)
@@ -166,17 +195,19 @@ def test_trigger_changes_notify_with_the_trigger_id_but_bookkeeping_does_not(
         assert [n.payload for n in listener.notifies(timeout=2, stop_after=1)] == [trigger_id]
 
 
-def test_events_are_partitioned_by_week_and_strays_move_into_their_week(db: psycopg.Connection) -> None:
+def test_events_are_partitioned_by_week_and_strays_move_into_their_week(
+    db: psycopg.Connection,
+) -> None:
     old = datetime(2024, 3, 6, 12, 0, tzinfo=UTC)  # a Wednesday, ISO week 2024-W10
     insert_event(db, block_time=old)
     insert_event(db)  # now: a partition created by migration 9
     assert count(db, "events_default") == 1
-    row = db.execute(
-        "SELECT ensure_event_partitions(%s, %s)", (old, old)
-    ).fetchone()
+    row = db.execute("SELECT ensure_event_partitions(%s, %s)", (old, old)).fetchone()
     assert row == (1,)
     assert count(db, "events_default") == 0
-    located = db.execute("SELECT tableoid::regclass::text FROM events ORDER BY block_time").fetchall()
+    located = db.execute(
+        "SELECT tableoid::regclass::text FROM events ORDER BY block_time"
+    ).fetchall()
     assert located[0] == ("events_2024w10",)
     bounds = db.execute(
         "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = 'events_2024w10'"

@@ -1,0 +1,283 @@
+"""The `erc8004 db` commands as a person runs them: a real process, real output, exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import bcrypt
+import psycopg
+import pytest
+
+from erc8004_backend.config import DEVELOPMENT_TOKEN_KEYS
+from erc8004_backend.database.connection import connect, with_database
+from erc8004_backend.encryption import Sealed, SecretBox, agent_token_context
+from tests.conftest import ROOT, create_database, drop_database
+
+SEED = ROOT / "database" / "seeds" / "test_data.sql"
+TABLES = (
+    "users",
+    "triggers",
+    "trigger_conditions",
+    "trigger_actions",
+    "trigger_state",
+    "events",
+    "checkpoints",
+    "indexed_blocks",
+    "processing_cursors",
+    "action_jobs",
+    "action_results",
+    "agent_mcp_tokens",
+    "_sqlx_migrations",
+)
+
+
+def erc8004(
+    *args: str, database_url: str | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    return subprocess.run(
+        [sys.executable, "-m", "erc8004_backend", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def row_counts(url: str) -> dict[str, int]:
+    with connect(url) as connection:
+        return {
+            table: connection.execute(
+                psycopg.sql.SQL("SELECT count(*) FROM {}").format(psycopg.sql.Identifier(table))
+            ).fetchone()[0]  # type: ignore[index]
+            for table in TABLES
+        }
+
+
+def test_migrate_info_run_revert_through_the_cli(database_url: str) -> None:
+    info = erc8004("db", "migrate", "info", database_url=database_url)
+    assert info.returncode == 0, info.stderr
+    assert info.stdout.count("pending") == 12
+    run = erc8004("db", "migrate", "run", database_url=database_url)
+    assert run.returncode == 0, run.stderr
+    assert "Applied 20250123000012/migrate create agent mcp tokens table" in run.stdout
+    assert (
+        "Database is up to date."
+        in erc8004("db", "migrate", "run", database_url=database_url).stdout
+    )
+    revert = erc8004("db", "migrate", "revert", database_url=database_url)
+    assert revert.stdout.startswith("Reverted 20250123000012/revert")
+    info = erc8004("db", "migrate", "info", database_url=database_url)
+    assert info.stdout.count("applied") == 11
+    assert info.stdout.count("pending") == 1
+
+
+def test_seed_loads_through_the_cli_and_with_psql(migrated_url: str, admin_url: str) -> None:
+    result = erc8004("db", "seed", database_url=migrated_url)
+    assert result.returncode == 0, result.stderr
+    through_cli = row_counts(migrated_url)
+    assert through_cli["users"] == 3
+    assert through_cli["triggers"] == 3
+    assert through_cli["events"] == 10
+    assert through_cli["action_results"] == 3
+    assert through_cli["agent_mcp_tokens"] == 3
+    assert through_cli["checkpoints"] == 2
+    assert (
+        erc8004("db", "seed", database_url=migrated_url).returncode == 0
+    )  # loading twice is a no-op
+    assert row_counts(migrated_url) == through_cli
+
+    # The seed's own command, on another freshly migrated database.
+    other = create_database(admin_url)
+    try:
+        assert erc8004("db", "migrate", "run", database_url=other).returncode == 0
+        psql = subprocess.run(
+            ["psql", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-d", other, "-f", str(SEED)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert psql.returncode == 0, psql.stderr
+        assert row_counts(other) == through_cli
+    finally:
+        drop_database(admin_url, other)
+
+
+def test_seed_users_and_tokens_are_usable(migrated_url: str) -> None:
+    assert erc8004("db", "seed", database_url=migrated_url).returncode == 0
+    box = SecretBox.from_spec(DEVELOPMENT_TOKEN_KEYS)
+    with connect(migrated_url) as connection:
+        users: dict[str, str] = dict(
+            connection.execute("SELECT username, password_hash FROM users").fetchall()
+        )
+        tokens = connection.execute(
+            "SELECT chain_id, agent_id, token_ciphertext, key_id FROM agent_mcp_tokens ORDER BY agent_id"
+        ).fetchall()
+    assert set(users) == {"alice", "bob", "charlie"}
+    for password_hash in users.values():
+        assert bcrypt.checkpw(b"password123", password_hash.encode())
+        assert not bcrypt.checkpw(b"password124", password_hash.encode())
+    plain = {}
+    for chain_id, agent_id, ciphertext, key_id in tokens:
+        assert b"mcp-token" not in bytes(ciphertext)
+        plain[(chain_id, int(agent_id))] = box.open(
+            Sealed(bytes(ciphertext), key_id), agent_token_context(chain_id, int(agent_id))
+        )
+    assert plain == {
+        (80002, 3): "mcp-token-agent-3-dev",
+        (84532, 7): "mcp-token-agent-7-dev",
+        (84532, 42): "mcp-token-agent-42-dev",
+    }
+
+
+def test_backup_then_restore_into_a_new_database_keeps_row_counts(
+    migrated_url: str, admin_url: str, tmp_path: Path
+) -> None:
+    assert erc8004("db", "seed", database_url=migrated_url).returncode == 0
+    dump = tmp_path / "backup.dump"
+    backup = erc8004("db", "backup", str(dump), database_url=migrated_url)
+    assert backup.returncode == 0, backup.stderr
+    assert dump.read_bytes()[:5] == b"PGDMP"
+    assert_one_line_error(
+        erc8004("db", "backup", str(dump), database_url=migrated_url), "exists already"
+    )
+
+    target = with_database(
+        admin_url, f"{psycopg.conninfo.conninfo_to_dict(migrated_url)['dbname']}_restored"
+    )
+    try:
+        restore = erc8004("db", "restore", str(dump), database_url=target)
+        assert restore.returncode == 0, restore.stderr
+        assert row_counts(target) == row_counts(migrated_url)
+        assert_one_line_error(
+            erc8004("db", "restore", str(dump), database_url=target), "already has tables"
+        )
+    finally:
+        drop_database(admin_url, target)
+
+    schema = tmp_path / "schema.sql"
+    assert (
+        erc8004("db", "backup", str(schema), "--schema-only", database_url=migrated_url).returncode
+        == 0
+    )
+    assert "CREATE TABLE public.events" in schema.read_text()
+
+
+@pytest.mark.parametrize("server", ["system", "embedded"])
+def test_stats_and_doctor_on_each_server(
+    server: str, admin_url: str, embedded_admin_url: str
+) -> None:
+    base = embedded_admin_url if server == "embedded" else admin_url
+    url = create_database(base)
+    try:
+        assert erc8004("db", "migrate", "run", database_url=url).returncode == 0
+        assert erc8004("db", "seed", database_url=url).returncode == 0
+        stats = erc8004("db", "stats", database_url=url)
+        assert stats.returncode == 0, stats.stderr
+        assert "Database size by table" in stats.stdout
+        assert "Index usage" in stats.stdout
+        assert "Active connections" in stats.stdout
+        events_line = next(line for line in stats.stdout.splitlines() if " events " in line)
+        assert events_line.split()[-2] == "10"  # live rows, partitions included
+        doctor = erc8004("db", "doctor", database_url=url)
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert "ok migrations: all 12 applied" in doctor.stdout
+        assert "native partitioning" in doctor.stdout
+        if server == "embedded":
+            assert "pgcrypto: not available" in doctor.stdout
+    finally:
+        drop_database(base, url)
+
+
+def test_doctor_warns_with_a_fix_when_migrations_are_pending(database_url: str) -> None:
+    doctor = erc8004("db", "doctor", database_url=database_url)
+    assert doctor.returncode == 0
+    assert "warn migrations: 0 applied, 12 pending" in doctor.stdout
+    assert "fix: erc8004 db migrate run" in doctor.stdout
+
+
+def test_doctor_fails_on_a_changed_migration(migrated_url: str, tmp_path: Path) -> None:
+    import shutil
+
+    source = Path(shutil.copytree(ROOT / "database" / "migrations", tmp_path / "m"))
+    changed = source / "20250123000002_create_helper_functions.up.sql"
+    changed.write_text(changed.read_text() + "-- edit\n")
+    doctor = erc8004("db", "doctor", "--source", str(source), database_url=migrated_url)
+    assert doctor.returncode == 1
+    assert "FAIL migrations: 20250123000002 changed" in doctor.stdout
+    assert doctor.stderr.strip() == "error: doctor found problems: migrations"
+
+
+def test_unreachable_database_is_one_line() -> None:
+    result = erc8004(
+        "db", "migrate", "info", database_url="postgresql://postgres:secret@127.0.0.1:1/x"
+    )
+    assert_one_line_error(
+        result, "cannot connect to postgresql://postgres:***@127.0.0.1:1/x", "refused"
+    )
+    assert "secret" not in result.stderr
+
+
+def test_wrong_password_is_one_line(embedded_admin_url: str) -> None:
+    """The embedded server trusts local users; give one role password authentication."""
+    with connect(embedded_admin_url) as connection:
+        connection.execute("DROP ROLE IF EXISTS locked_out")
+        connection.execute("CREATE ROLE locked_out LOGIN PASSWORD 'right'")
+        hba = connection.execute("SHOW hba_file").fetchone()[0]  # type: ignore[index]
+        original = Path(hba).read_text()
+        Path(hba).write_text("local all locked_out scram-sha-256\n" + original)
+        connection.execute("SELECT pg_reload_conf()")
+    try:
+        url = psycopg.conninfo.make_conninfo(
+            embedded_admin_url, user="locked_out", password="wrong"
+        )
+        assert_one_line_error(
+            erc8004("db", "migrate", "info", database_url=url),
+            'password authentication failed for user "locked_out"',
+        )
+    finally:
+        Path(hba).write_text(original)
+        with connect(embedded_admin_url) as connection:
+            connection.execute("SELECT pg_reload_conf()")
+
+
+def test_missing_migrations_directory_is_one_line(migrated_url: str, tmp_path: Path) -> None:
+    result = erc8004(
+        "db", "migrate", "run", "--source", str(tmp_path / "nope"), database_url=migrated_url
+    )
+    assert_one_line_error(result, "migrations directory not found")
+
+
+def test_malformed_migration_name_is_one_line(migrated_url: str, tmp_path: Path) -> None:
+    (tmp_path / "create_users.sql").write_text("SELECT 1;")
+    result = erc8004("db", "migrate", "run", "--source", str(tmp_path), database_url=migrated_url)
+    assert_one_line_error(result, "malformed migration file name 'create_users.sql'")
+    add = erc8004("db", "migrate", "add", "-r", "bad/name", "--source", str(tmp_path / "new"))
+    assert_one_line_error(add, "malformed migration name 'bad/name'")
+
+
+def test_add_reversible_through_the_cli(tmp_path: Path) -> None:
+    result = erc8004("db", "migrate", "add", "-r", "add_agents_table", "--source", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) == 2
+    assert names[0].endswith("_add_agents_table.down.sql")
+    assert names[1].endswith("_add_agents_table.up.sql")
+    assert names[0].split("_")[0] == names[1].split("_")[0]
