@@ -60,7 +60,9 @@ def database(url: str | None) -> Iterator[str]:
         yield url
         return
     data_dir = get_settings().data_dir
-    notes.print(f"[dim]no DATABASE_URL: using the embedded PostgreSQL in {data_dir}[/]")
+    notes.print(
+        f"[dim]no DATABASE_URL: using the embedded PostgreSQL in {data_dir}[/]", soft_wrap=True
+    )
     with embedded_postgres(data_dir) as embedded_url:
         yield embedded_url
 
