@@ -16,7 +16,6 @@ from psycopg.rows import dict_row
 from erc8004_backend.config import DEVELOPMENT_TOKEN_KEYS
 from erc8004_backend.database.connection import connect, database_name, with_database
 from erc8004_backend.database.migrations import (
-    MigrationError,
     MigrationSource,
     Migrator,
     Status,
@@ -400,8 +399,3 @@ def normalize_schema(text: str) -> str:
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     # PostgreSQL 18 names NOT NULL constraints where earlier versions do not.
     return re.sub(r" CONSTRAINT \w+_not_null NOT NULL", " NOT NULL", text)
-
-
-def check_migrations_source(source: MigrationSource) -> None:
-    if not source.forward:
-        raise MigrationError(f"no migrations in {source.path}")
