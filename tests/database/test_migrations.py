@@ -57,9 +57,10 @@ def tables(connection: psycopg.Connection) -> set[str]:
 # -- the source ---------------------------------------------------------------------------
 
 
-def test_source_holds_the_seeds_twelve_reversible_migrations_in_order() -> None:
+def test_source_starts_with_the_seeds_twelve_reversible_migrations_in_order() -> None:
     source = load_source(MIGRATIONS)
-    assert [m.path.name.removesuffix(".up.sql") for m in source.forward] == SEED_FILE_NAMES
+    names = [m.path.name.removesuffix(".up.sql") for m in source.forward]
+    assert names[:12] == SEED_FILE_NAMES
     assert all(m.kind is MigrationKind.UP for m in source.forward)
     assert sorted(source.down) == [m.version for m in source.forward]
 
@@ -119,12 +120,12 @@ def test_up_down_up_leaves_the_same_schema(database_url: str) -> None:
     source = load_source(MIGRATIONS)
     with connect(database_url) as connection:
         migrator = Migrator(connection, source)
-        assert len(migrator.run()) == 12
+        assert len(migrator.run()) == len(source.forward)
         first = dump_schema(database_url)
-        assert len(migrator.revert(target_version=0)) == 12
+        assert len(migrator.revert(target_version=0)) == len(source.forward)
         assert tables(connection) == {"_sqlx_migrations"}
         assert connection.execute("SELECT count(*) FROM _sqlx_migrations").fetchone() == (0,)
-        assert len(migrator.run()) == 12
+        assert len(migrator.run()) == len(source.forward)
     assert dump_schema(database_url) == first
     assert "CREATE TABLE public.events" in first
 

@@ -1,0 +1,1 @@
+"""Everything about talking to EVM chains: JSON-RPC, chain configuration and log decoding."""
