@@ -19,7 +19,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from erc8004_backend.errors import Erc8004Error
 
@@ -44,6 +51,13 @@ class ChainConfig(BaseModel):
     # cannot be repaired automatically.
     reorg_window: int = Field(default=128, ge=1)
     rpc_timeout: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _window_covers_confirmations(self) -> ChainConfig:
+        # Blocks below the window are treated as final; unconfirmed ones must stay checkable.
+        if self.reorg_window < self.confirmations:
+            raise ValueError("reorg_window must be at least confirmations")
+        return self
 
     @field_validator("identity", "reputation", "validation")
     @classmethod
@@ -81,28 +95,88 @@ DEVNET_CHAIN_ID = 31337
 DEVNET_RPC_URL = "http://127.0.0.1:8545"
 
 _DEFAULTS: list[dict[str, Any]] = [
-    {"name": "ethereum", "chain_id": 1, "confirmations": 12, "max_block_range": 2_000,
-     "rpc_urls": ["https://ethereum-rpc.publicnode.com", "https://eth.llamarpc.com"], **MAINNET},
-    {"name": "base", "chain_id": 8453, "confirmations": 10, "max_block_range": 2_000,
-     "rpc_urls": ["https://mainnet.base.org", "https://base-rpc.publicnode.com"], **MAINNET},
-    {"name": "arbitrum", "chain_id": 42161, "confirmations": 20, "max_block_range": 2_000,
-     "rpc_urls": ["https://arb1.arbitrum.io/rpc"], **MAINNET},
-    {"name": "optimism", "chain_id": 10, "confirmations": 10, "max_block_range": 2_000,
-     "rpc_urls": ["https://mainnet.optimism.io"], **MAINNET},
-    {"name": "polygon", "chain_id": 137, "confirmations": 32, "max_block_range": 2_000,
-     "rpc_urls": ["https://polygon-rpc.com"], **MAINNET},
-    {"name": "sepolia", "chain_id": 11155111, "confirmations": 3, "max_block_range": 2_000,
-     "rpc_urls": ["https://ethereum-sepolia-rpc.publicnode.com", "https://rpc.sepolia.org"],
-     **TESTNET},
-    {"name": "base-sepolia", "chain_id": 84532, "confirmations": 3, "max_block_range": 2_000,
-     "rpc_urls": ["https://sepolia.base.org", "https://base-sepolia-rpc.publicnode.com"],
-     **TESTNET},
-    {"name": "linea-sepolia", "chain_id": 59141, "confirmations": 3, "max_block_range": 2_000,
-     "rpc_urls": ["https://rpc.sepolia.linea.build"], **TESTNET},
-    {"name": "polygon-amoy", "chain_id": 80002, "confirmations": 3, "max_block_range": 2_000,
-     "rpc_urls": ["https://rpc-amoy.polygon.technology"], **TESTNET},
-    {"name": "devnet", "chain_id": DEVNET_CHAIN_ID, "enabled": True, "confirmations": 0,
-     "poll_interval": 0.5, "max_block_range": 100_000, "rpc_urls": [DEVNET_RPC_URL], **DEVNET},
+    {
+        "name": "ethereum",
+        "chain_id": 1,
+        "confirmations": 12,
+        "max_block_range": 2_000,
+        "rpc_urls": ["https://ethereum-rpc.publicnode.com", "https://eth.llamarpc.com"],
+        **MAINNET,
+    },
+    {
+        "name": "base",
+        "chain_id": 8453,
+        "confirmations": 10,
+        "max_block_range": 2_000,
+        "rpc_urls": ["https://mainnet.base.org", "https://base-rpc.publicnode.com"],
+        **MAINNET,
+    },
+    {
+        "name": "arbitrum",
+        "chain_id": 42161,
+        "confirmations": 20,
+        "max_block_range": 2_000,
+        "rpc_urls": ["https://arb1.arbitrum.io/rpc"],
+        **MAINNET,
+    },
+    {
+        "name": "optimism",
+        "chain_id": 10,
+        "confirmations": 10,
+        "max_block_range": 2_000,
+        "rpc_urls": ["https://mainnet.optimism.io"],
+        **MAINNET,
+    },
+    {
+        "name": "polygon",
+        "chain_id": 137,
+        "confirmations": 32,
+        "max_block_range": 2_000,
+        "rpc_urls": ["https://polygon-rpc.com"],
+        **MAINNET,
+    },
+    {
+        "name": "sepolia",
+        "chain_id": 11155111,
+        "confirmations": 3,
+        "max_block_range": 2_000,
+        "rpc_urls": ["https://ethereum-sepolia-rpc.publicnode.com", "https://rpc.sepolia.org"],
+        **TESTNET,
+    },
+    {
+        "name": "base-sepolia",
+        "chain_id": 84532,
+        "confirmations": 3,
+        "max_block_range": 2_000,
+        "rpc_urls": ["https://sepolia.base.org", "https://base-sepolia-rpc.publicnode.com"],
+        **TESTNET,
+    },
+    {
+        "name": "linea-sepolia",
+        "chain_id": 59141,
+        "confirmations": 3,
+        "max_block_range": 2_000,
+        "rpc_urls": ["https://rpc.sepolia.linea.build"],
+        **TESTNET,
+    },
+    {
+        "name": "polygon-amoy",
+        "chain_id": 80002,
+        "confirmations": 3,
+        "max_block_range": 2_000,
+        "rpc_urls": ["https://rpc-amoy.polygon.technology"],
+        **TESTNET,
+    },
+    {
+        "name": "devnet",
+        "chain_id": DEVNET_CHAIN_ID,
+        "enabled": True,
+        "confirmations": 0,
+        "poll_interval": 0.5,
+        "max_block_range": 100_000,
+        "rpc_urls": [DEVNET_RPC_URL],
+        **DEVNET,
+    },
 ]
 
 
@@ -166,6 +240,7 @@ def select_chains(chains: dict[str, ChainConfig], wanted: Sequence[str]) -> list
 
 def render_chain_table(chain: ChainConfig) -> str:
     """One chain as a TOML table, for files that commands write (devnet)."""
+
     def value(item: Any) -> str:
         if isinstance(item, bool):
             return "true" if item else "false"

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from erc8004_backend.cli.db import db_app
+from erc8004_backend.cli.indexer import indexer
 from erc8004_backend.errors import Erc8004Error
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_app, name="db")
+app.command("indexer")(indexer)
 
 stderr = Console(stderr=True)
 

@@ -1,0 +1,1 @@
+"""Benchmarks: each runs with one command, prints a table and writes JSON (see README)."""

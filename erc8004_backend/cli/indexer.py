@@ -1,0 +1,138 @@
+"""`erc8004 indexer`: index the ERC-8004 registries of the configured chains."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import structlog
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from erc8004_backend.chain.config import ChainConfig, load_chains, select_chains
+from erc8004_backend.cli.db import DatabaseUrl, database
+from erc8004_backend.cli.logs import configure_logging
+from erc8004_backend.config import get_settings
+from erc8004_backend.errors import Erc8004Error
+from erc8004_backend.indexer import chain_indexer
+from erc8004_backend.indexer.runner import run_indexers
+
+log = structlog.get_logger(__name__)
+console = Console(stderr=True)
+
+ChainsFiles = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--chains-file",
+        help="TOML file of chains (repeatable). Default: <data dir>/devnet.toml, then "
+        "$ERC8004_CHAINS_FILE or ./chains.toml, where they exist.",
+    ),
+]
+
+
+def chains_files(explicit: list[Path] | None) -> list[Path]:
+    if explicit:
+        for path in explicit:
+            if not path.exists():
+                raise Erc8004Error(f"chains file {path} does not exist")
+        return explicit
+    return [
+        get_settings().data_dir / "devnet.toml",
+        Path(os.environ.get("ERC8004_CHAINS_FILE", "chains.toml")),
+    ]
+
+
+def configured_chains(wanted: list[str] | None, files: list[Path] | None) -> list[ChainConfig]:
+    chains = select_chains(load_chains(chains_files(files)), wanted or [])
+    if not chains:
+        raise Erc8004Error("no chain is enabled: name one with --chain, or enable one in a"
+                           " chains file")  # fmt: skip
+    return chains
+
+
+def indexer(
+    chain: Annotated[
+        list[str] | None,
+        typer.Option("--chain", help="Chain name or id to index (repeatable); default: enabled."),
+    ] = None,
+    chains_file: ChainsFiles = None,
+    database_url: DatabaseUrl = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Progress bars (default: in a terminal)."),
+    ] = None,
+) -> None:
+    """Backfill and follow the ERC-8004 registries of the configured chains."""
+    configure_logging()
+    chains = configured_chains(chain, chains_file)
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    with database(database_url) as url:
+        asyncio.run(_run(url, chains, show_progress))
+
+
+async def _run(url: str, chains: list[ChainConfig], show_progress: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    for chain in chains:
+        log.info("indexer.start", chain=chain.name, chain_id=chain.chain_id,
+                 rpc=len(chain.rpc_urls), start_block=chain.start_block,
+                 confirmations=chain.confirmations)  # fmt: skip
+    if not show_progress:
+        await run_indexers(url, chains, stop, on_progress=ProgressLog().update)
+        return
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("blocks · {task.fields[events]} events · {task.fields[rate]}/s"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as bars:
+        await run_indexers(url, chains, stop, on_progress=ProgressBars(bars).update)
+
+
+class ProgressBars:
+    def __init__(self, bars: Progress) -> None:
+        self.bars = bars
+        self.tasks: dict[str, tuple[TaskID, float]] = {}
+
+    def update(self, p: chain_indexer.Progress) -> None:
+        if p.chain not in self.tasks:
+            task = self.bars.add_task(p.chain, total=p.head - p.start_block + 1, events=0, rate=0)
+            self.tasks[p.chain] = (task, time.perf_counter())
+        task, started = self.tasks[p.chain]
+        rate = int(p.events / max(time.perf_counter() - started, 1e-6))
+        self.bars.update(task, completed=p.block - p.start_block + 1,
+                         total=p.head - p.start_block + 1, events=p.events, rate=rate)  # fmt: skip
+
+
+class ProgressLog:
+    """Without a terminal: one structured line per chain every few seconds, and on catch-up."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every = every
+        self.last: dict[str, tuple[float, bool]] = {}
+
+    def update(self, p: chain_indexer.Progress) -> None:
+        now = time.monotonic()
+        last_time, was_caught_up = self.last.get(p.chain, (0.0, False))
+        if now - last_time >= self.every or (p.caught_up and not was_caught_up):
+            log.info("indexer.progress", chain=p.chain, block=p.block, head=p.head,
+                     events=p.events, caught_up=p.caught_up)  # fmt: skip
+            self.last[p.chain] = (now, p.caught_up)

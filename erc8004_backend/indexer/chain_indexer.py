@@ -1,0 +1,376 @@
+"""Indexing one chain: backfill from the start block, then follow the head, surviving reorgs.
+
+Each step reads the checkpoint, fetches the logs of the next block range, fetches the headers
+it needs (blocks with logs for their timestamps; near the head every block, for the parent
+hash chain), and commits events + block hashes + checkpoint together (`EventStore`).
+
+Reorgs are seen in two places: the first new block's parent hash differs from the checkpoint's
+hash, or (when caught up) the checkpoint's block is no longer the canonical one. Then the fork
+point is the highest stored block whose hash the node still agrees with; everything above it
+is deleted and indexed again. `confirmed_block_number` trails the head by the chain's
+`confirmations`, and the trigger engine reads nothing above it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import structlog
+
+from erc8004_backend.chain.config import ChainConfig
+from erc8004_backend.chain.decode import DecodeError, decode_log
+from erc8004_backend.chain.events import IGNORED_EVENTS, EventRow
+from erc8004_backend.chain.rpc import RangeTooLargeError, RpcClient, RpcError, RpcUnavailableError
+from erc8004_backend.errors import Erc8004Error
+from erc8004_backend.indexer.store import BlockHeader, Checkpoint, EventStore
+
+log = structlog.get_logger(__name__)
+
+# eth_getLogs answers fastest at about a thousand logs; ranges adapt towards this many.
+TARGET_LOGS_PER_REQUEST = 2_000
+
+
+class ReorgTooDeepError(Erc8004Error):
+    """The node disagrees with every block hash the indexer kept: the reorg is deeper than the
+    reorg window, and the chain's events must be re-indexed from an earlier block."""
+
+
+class ChainLockedError(Erc8004Error):
+    """Another indexer holds this chain."""
+
+
+@dataclass
+class IndexerStats:
+    events: int = 0
+    batches: int = 0
+    reorgs: int = 0
+    deep_reorgs: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)  # known non-agent events, by name
+    unknown_topics: Counter[str] = field(default_factory=Counter)
+    decode_errors: int = 0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress display needs after each step."""
+
+    chain: str
+    start_block: int
+    block: int
+    head: int
+    events: int
+    caught_up: bool
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def header_from_rpc(raw: dict[str, Any]) -> BlockHeader:
+    return BlockHeader(
+        number=int(raw["number"], 16),
+        hash=raw["hash"].lower(),
+        parent_hash=raw["parentHash"].lower(),
+        time=datetime.fromtimestamp(int(raw["timestamp"], 16), UTC),
+    )
+
+
+class ChainMovedError(Exception):
+    """The node's answers within one step disagree (a reorg happened meanwhile): retry."""
+
+
+@dataclass(frozen=True)
+class FetchedRange:
+    from_block: int
+    to_block: int
+    head: int
+    logs: list[dict[str, Any]]
+    headers: dict[int, BlockHeader]
+    near_head: list[int]  # blocks within the reorg window, whose hashes are kept
+
+
+class ChainIndexer:
+    def __init__(
+        self,
+        chain: ChainConfig,
+        conn: psycopg.AsyncConnection,
+        rpc: RpcClient,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.chain = chain
+        self.conn = conn
+        self.rpc = rpc
+        self.store = EventStore(chain.chain_id)
+        self.stats = IndexerStats()
+        self.block_range = chain.max_block_range
+        self.on_progress = on_progress
+        self._registries = chain.registry_addresses
+        self._addresses = list(self._registries)
+        self._log = log.bind(chain=chain.name, chain_id=chain.chain_id)
+        self._prefetch: asyncio.Task[FetchedRange] | None = None
+
+    # -- running --------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Take the chain's lock and check that the endpoints serve this chain."""
+        if not await self.store.lock_chain(self.conn):
+            raise ChainLockedError(
+                f"another indexer is already indexing chain {self.chain.name}"
+                f" ({self.chain.chain_id})"
+            )
+        await self.rpc.check_chain_id(self.chain.chain_id)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Index until `stop` is set; errors are logged, recorded and retried with backoff."""
+        await self.prepare()
+        try:
+            await self._run_steps(stop)
+        finally:
+            await self.close()
+
+    async def _run_steps(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                caught_up = await self.step()
+                failures = 0
+            except (RpcUnavailableError, RpcError, DecodeError) as error:
+                self._drop_prefetch()
+                failures += 1
+                await self._record_failure(error, failures)
+                caught_up = True  # wait before trying again
+            if caught_up:
+                delay = self.chain.poll_interval if failures == 0 else min(30.0, 2.0**failures)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+
+    async def sync_to_head(self, *, max_steps: int = 1_000_000) -> int:
+        """Index until caught up with the head as it is now; returns the checkpoint."""
+        for _ in range(max_steps):
+            if await self.step():
+                checkpoint = await self.store.checkpoint(self.conn)
+                return checkpoint.block_number if checkpoint.block_number is not None else -1
+        raise Erc8004Error(f"{self.chain.name}: not caught up after {max_steps} steps")
+
+    # -- one step -------------------------------------------------------------------------
+
+    async def step(self) -> bool:
+        """Index the next block range. True when there was nothing new to index."""
+        head = await self.rpc.block_number()
+        checkpoint = await self.store.checkpoint(self.conn)
+        next_block = (
+            checkpoint.block_number + 1
+            if checkpoint.block_number is not None
+            else self.chain.start_block
+        )
+        if next_block > head:
+            self._drop_prefetch()
+            await self._check_tip(checkpoint, head)
+            return True
+        try:
+            fetched = await self._take_prefetched(next_block)
+            if fetched is None:
+                fetched = await self._fetch(
+                    next_block, min(head, next_block + self.block_range - 1), head
+                )
+        except RangeTooLargeError:
+            if self.block_range == 1:
+                raise
+            self.block_range = max(1, self.block_range // 2)
+            self._log.info("indexer.range_shrunk", block_range=self.block_range)
+            return False
+        self._adapt_range(len(fetched.logs), fetched.to_block - fetched.from_block + 1)
+        # Far below the head blocks are final: fetch the next range while this one is stored.
+        following_end = min(head, fetched.to_block + self.block_range)
+        if following_end <= head - self.chain.reorg_window and fetched.to_block < head:
+            self._prefetch = asyncio.create_task(
+                self._fetch(fetched.to_block + 1, following_end, head)
+            )
+        try:
+            await self._store_range(checkpoint, fetched)
+        except ChainMovedError as moved:
+            self._drop_prefetch()
+            self._log.info("indexer.chain_moved", reason=str(moved))
+            return False
+        return fetched.to_block >= head
+
+    async def _fetch(self, from_block: int, to_block: int, head: int) -> FetchedRange:
+        """The logs of a block range and the headers that go with them."""
+        logs = await self.rpc.get_logs(self._addresses, from_block, to_block)
+        window_start = max(from_block, head - self.chain.reorg_window + 1)
+        near_head = range(window_start, to_block + 1)
+        wanted = sorted({int(entry["blockNumber"], 16) for entry in logs}
+                        | set(near_head) | {to_block})  # fmt: skip
+        raw_headers = await self.rpc.get_block_headers(wanted)
+        headers = {h.number: h for h in map(header_from_rpc, raw_headers)}
+        return FetchedRange(from_block, to_block, head, logs, headers, list(near_head))
+
+    async def _take_prefetched(self, from_block: int) -> FetchedRange | None:
+        task, self._prefetch = self._prefetch, None
+        if task is None:
+            return None
+        if task.done() and task.exception() is None and task.result().from_block != from_block:
+            return None
+        fetched = await task
+        return fetched if fetched.from_block == from_block else None
+
+    def _drop_prefetch(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.cancel()
+            self._prefetch = None
+
+    async def close(self) -> None:
+        task, self._prefetch = self._prefetch, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _store_range(self, checkpoint: Checkpoint, fetched: FetchedRange) -> None:
+        from_block, to_block, head = fetched.from_block, fetched.to_block, fetched.head
+        headers, logs = fetched.headers, fetched.logs
+
+        # Logs and headers come from separate requests: a reorg in between shows as a mismatch.
+        for entry in logs:
+            header = headers[int(entry["blockNumber"], 16)]
+            if entry["blockHash"].lower() != header.hash:
+                raise ChainMovedError(f"block {header.number} changed between requests")
+        recent = [headers[n] for n in fetched.near_head]
+        for parent, child in itertools.pairwise(recent):
+            if child.parent_hash != parent.hash:
+                raise ChainMovedError(f"block {child.number} does not extend {parent.number}")
+        first = headers.get(from_block)
+        if (
+            first is not None
+            and checkpoint.block_hash is not None
+            and checkpoint.block_number == from_block - 1
+            and first.parent_hash != checkpoint.block_hash
+        ):
+            await self._roll_back_reorg(checkpoint, head)
+            raise ChainMovedError(f"reorg below block {from_block}")
+
+        rows = self._decode(logs, headers)
+        confirmed = min(to_block, head - self.chain.confirmations)
+        if checkpoint.confirmed_block_number is not None:
+            confirmed = max(confirmed, checkpoint.confirmed_block_number)
+        await self.store.write_batch(
+            self.conn,
+            previous=checkpoint.block_number,
+            rows=rows,
+            blocks=recent,
+            checkpoint=headers[to_block],
+            head=head,
+            confirmed=confirmed if confirmed >= 0 else None,
+            keep_blocks_from=head - self.chain.reorg_window + 1,
+        )
+        self.stats.events += len(rows)
+        self.stats.batches += 1
+        if self.on_progress:
+            self.on_progress(
+                Progress(self.chain.name, self.chain.start_block, to_block, head,
+                         self.stats.events, to_block >= head)
+            )  # fmt: skip
+
+    def _decode(
+        self, logs: Sequence[dict[str, Any]], headers: dict[int, BlockHeader]
+    ) -> list[EventRow]:
+        rows: list[EventRow] = []
+        chain_id = self.chain.chain_id
+        registries = self._registries
+        for entry in logs:
+            if entry.get("removed"):
+                continue
+            registry = registries.get(entry["address"].lower())
+            if registry is None:
+                continue
+            block_time = headers[int(entry["blockNumber"], 16)].time
+            try:
+                row = decode_log(entry, chain_id=chain_id, registry=registry, block_time=block_time)
+            except DecodeError as error:
+                # A known topic with a layout we cannot read: a contract we do not know.
+                self.stats.decode_errors += 1
+                self._log.warning("indexer.undecodable_log", error=str(error),
+                                  transaction=entry.get("transactionHash"))  # fmt: skip
+                continue
+            if row is None:
+                topic0 = (entry.get("topics") or ["0x"])[0].lower()
+                name = IGNORED_EVENTS.get(topic0)
+                if name is not None:
+                    self.stats.skipped[name] += 1
+                else:
+                    self.stats.unknown_topics[topic0] += 1
+                continue
+            rows.append(row)
+        return rows
+
+    def _adapt_range(self, log_count: int, span: int) -> None:
+        if log_count < TARGET_LOGS_PER_REQUEST // 2:
+            self.block_range = min(self.chain.max_block_range, self.block_range * 2)
+        elif log_count > TARGET_LOGS_PER_REQUEST * 2:
+            self.block_range = max(1, span * TARGET_LOGS_PER_REQUEST // log_count)
+
+    # -- reorgs ---------------------------------------------------------------------------
+
+    async def _check_tip(self, checkpoint: Checkpoint, head: int) -> None:
+        """Caught up: confirm the checkpoint block is still canonical, and let the confirmed
+        block follow the head."""
+        if checkpoint.block_number is None:
+            return
+        if checkpoint.block_number > head:
+            await self._roll_back_reorg(checkpoint, head)
+            return
+        (raw,) = await self.rpc.get_block_headers([checkpoint.block_number])
+        tip = header_from_rpc(raw)
+        if checkpoint.block_hash is not None and tip.hash != checkpoint.block_hash:
+            await self._roll_back_reorg(checkpoint, head)
+            return
+        confirmed = min(checkpoint.block_number, head - self.chain.confirmations)
+        if confirmed >= 0 and confirmed != checkpoint.confirmed_block_number:
+            await self.store.write_batch(
+                self.conn, previous=checkpoint.block_number, rows=[], blocks=[],
+                checkpoint=tip, head=head, confirmed=confirmed,
+                keep_blocks_from=head - self.chain.reorg_window + 1,
+            )  # fmt: skip
+
+    async def _roll_back_reorg(self, checkpoint: Checkpoint, head: int) -> None:
+        assert checkpoint.block_number is not None
+        stored = await self.store.recent_blocks(
+            self.conn, min(checkpoint.block_number, head), self.chain.reorg_window
+        )
+        canonical: dict[int, str] = {}
+        if stored:
+            headers = await self.rpc.get_block_headers([number for number, _ in stored])
+            canonical = {h.number: h.hash for h in map(header_from_rpc, headers)}
+        fork = next(((n, h) for n, h in stored if canonical.get(n) == h), None)
+        if fork is None:
+            raise ReorgTooDeepError(
+                f"{self.chain.name}: the node agrees with none of the last {len(stored)} stored"
+                f" blocks below {checkpoint.block_number}; re-index from an earlier block"
+            )
+        depth = checkpoint.block_number - fork[0]
+        deep = await self.store.roll_back(self.conn, fork)
+        self.stats.reorgs += 1
+        self.block_range = max(1, min(self.block_range, depth or 1))
+        self._log.warning("indexer.reorg", fork_block=fork[0], depth=depth)
+        if deep:
+            self.stats.deep_reorgs += 1
+            self._log.error(
+                "indexer.reorg_deeper_than_confirmations",
+                fork_block=fork[0],
+                depth=depth,
+                confirmations=self.chain.confirmations,
+            )
+
+    async def _record_failure(self, error: Exception, failures: int) -> None:
+        self._log.warning("indexer.step_failed", error=str(error), failures=failures)
+        # When the database itself is the problem, the retry loop will tell.
+        with contextlib.suppress(psycopg.Error):
+            await self.store.record_error(self.conn, str(error), None)

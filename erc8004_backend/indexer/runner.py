@@ -1,0 +1,102 @@
+"""Runs chain indexers (and the registration file resolver) until told to stop.
+
+Each chain gets its own database connection (it holds the chain's advisory lock) and its
+own RPC client. A lost database connection or a failing node is logged and retried with
+backoff: the checkpoint makes every restart exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+import psycopg
+import structlog
+
+from erc8004_backend.chain.config import ChainConfig
+from erc8004_backend.chain.rpc import ChainMismatchError, RpcClient
+from erc8004_backend.errors import Erc8004Error
+from erc8004_backend.indexer.chain_indexer import (
+    ChainIndexer,
+    ChainLockedError,
+    ProgressCallback,
+    ReorgTooDeepError,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class DatabaseNotMigratedError(Erc8004Error):
+    """The indexer's tables are missing."""
+
+
+async def check_schema(conn: psycopg.AsyncConnection) -> None:
+    cursor = await conn.execute("SELECT to_regclass('agent_registrations') IS NOT NULL")
+    row = await cursor.fetchone()
+    if not row or not row[0]:
+        raise DatabaseNotMigratedError(
+            "the database lacks the indexer's tables: run `erc8004 db migrate run` first"
+        )
+
+
+async def index_chain(
+    url: str,
+    chain: ChainConfig,
+    stop: asyncio.Event,
+    *,
+    on_progress: ProgressCallback | None = None,
+) -> None:
+    """Index one chain until `stop`, reconnecting after database failures."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            async with (
+                await psycopg.AsyncConnection.connect(url, autocommit=True) as conn,
+                RpcClient(chain.rpc_urls, timeout=chain.rpc_timeout) as rpc,
+            ):
+                await check_schema(conn)
+                indexer = ChainIndexer(chain, conn, rpc, on_progress=on_progress)
+                failures = 0
+                await indexer.run(stop)
+                return
+        except (ChainLockedError, ChainMismatchError, ReorgTooDeepError, DatabaseNotMigratedError):
+            raise  # these need a person, not a retry
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            failures += 1
+            delay = min(30.0, 0.5 * 2**failures)
+            log.warning("indexer.database_unavailable", chain=chain.name, error=str(error),
+                        retry_in=round(delay, 1))  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+
+
+async def run_indexers(
+    url: str,
+    chains: Sequence[ChainConfig],
+    stop: asyncio.Event,
+    *,
+    on_progress: ProgressCallback | None = None,
+    resolve_registrations: bool = True,
+) -> None:
+    """All chains (and the registration resolver) concurrently; the first fatal error stops
+    them all and is raised."""
+    async with asyncio.TaskGroup() as group:
+        for chain in chains:
+            group.create_task(index_chain(url, chain, stop, on_progress=on_progress))
+        if resolve_registrations:
+            group.create_task(_resolve_registrations(url, stop))
+
+
+async def _resolve_registrations(url: str, stop: asyncio.Event) -> None:
+    from erc8004_backend.indexer.registration import RegistrationResolver
+
+    while not stop.is_set():
+        try:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                await RegistrationResolver(conn).run(stop)
+                return
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            log.warning("registrations.database_unavailable", error=str(error))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 5.0)

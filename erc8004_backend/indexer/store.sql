@@ -1,0 +1,87 @@
+-- lock_chain --
+-- One indexer per chain: held for the life of the indexer's session. The key is the
+-- chain id in the second half of a two-key lock whose first half names our purpose.
+SELECT pg_try_advisory_lock(8004, %(chain_id)s::int)
+
+-- get_checkpoint --
+SELECT block_number, block_hash, confirmed_block_number
+FROM checkpoints
+WHERE chain_id = %(chain_id)s
+
+-- recent_blocks --
+-- The stored hashes from the checkpoint down, for finding a fork point.
+SELECT block_number, block_hash
+FROM indexed_blocks
+WHERE chain_id = %(chain_id)s AND block_number <= %(from_block)s
+ORDER BY block_number DESC
+LIMIT %(limit)s
+
+-- ensure_partitions --
+SELECT ensure_event_partitions(%(from_time)s, %(to_time)s)
+
+-- copy_events --
+COPY events (
+    chain_id, registry, event_type, contract_address, block_number, block_hash, block_time,
+    transaction_hash, transaction_index, log_index, agent_id, owner, token_uri, metadata_key,
+    metadata_value, from_address, to_address, updated_by, client_address, feedback_index,
+    value, value_decimals, score, tag1, tag2, endpoint, file_uri, file_hash, responder,
+    validator_address, request_hash, request_uri, response, response_uri, response_hash, tag,
+    data
+) FROM STDIN (FORMAT BINARY)
+
+-- insert_blocks --
+INSERT INTO indexed_blocks (chain_id, block_number, block_hash, parent_hash, block_time)
+SELECT %(chain_id)s, number, hash, parent, time
+FROM unnest(%(numbers)s::bigint[], %(hashes)s::text[], %(parents)s::text[],
+            %(times)s::timestamptz[]) AS block(number, hash, parent, time)
+ON CONFLICT (chain_id, block_number) DO UPDATE
+SET block_hash = EXCLUDED.block_hash, parent_hash = EXCLUDED.parent_hash,
+    block_time = EXCLUDED.block_time
+
+-- prune_blocks --
+DELETE FROM indexed_blocks
+WHERE chain_id = %(chain_id)s AND block_number < %(below)s
+
+-- advance_checkpoint --
+-- Moves the checkpoint only from where this indexer last saw it: if another process moved
+-- it, no row is returned and the caller's transaction rolls back.
+INSERT INTO checkpoints AS c (chain_id, block_number, block_hash, head_block_number,
+                             confirmed_block_number)
+VALUES (%(chain_id)s, %(block_number)s, %(block_hash)s, %(head)s, %(confirmed)s)
+ON CONFLICT (chain_id) DO UPDATE
+SET block_number = EXCLUDED.block_number,
+    block_hash = EXCLUDED.block_hash,
+    head_block_number = EXCLUDED.head_block_number,
+    confirmed_block_number = EXCLUDED.confirmed_block_number,
+    last_error = NULL,
+    last_error_at = NULL
+WHERE c.block_number IS NOT DISTINCT FROM %(previous)s::bigint
+RETURNING chain_id
+
+-- record_error --
+UPDATE checkpoints
+SET last_error = %(error)s, last_error_at = now(), head_block_number = coalesce(%(head)s, head_block_number)
+WHERE chain_id = %(chain_id)s
+
+-- delete_events_above --
+DELETE FROM events
+WHERE chain_id = %(chain_id)s AND block_number > %(fork_block)s
+
+-- delete_blocks_above --
+DELETE FROM indexed_blocks
+WHERE chain_id = %(chain_id)s AND block_number > %(fork_block)s
+
+-- rewind_checkpoint --
+UPDATE checkpoints
+SET block_number = %(fork_block)s,
+    block_hash = %(fork_hash)s,
+    confirmed_block_number = least(confirmed_block_number, %(fork_block)s)
+WHERE chain_id = %(chain_id)s
+
+-- rewind_processing_cursor --
+-- Only reached by a reorg deeper than the confirmation depth: the trigger engine already
+-- processed orphaned events, and must process the new canonical ones from the fork on.
+UPDATE processing_cursors
+SET block_number = %(fork_block)s, log_index = 2147483647
+WHERE chain_id = %(chain_id)s AND block_number > %(fork_block)s
+RETURNING chain_id
