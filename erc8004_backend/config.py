@@ -30,6 +30,25 @@ class Settings(BaseSettings):
         default=DEVELOPMENT_TOKEN_KEYS,
         description="Comma-separated KEY_ID:BASE64_32_BYTES; the first key encrypts.",
     )
+    ipfs_gateway: str = Field(
+        default="https://ipfs.io/ipfs/",
+        description="HTTP gateway for ipfs:// URIs; the CID and path are appended to it.",
+    )
+    registration_max_bytes: int = Field(
+        default=256 * 1024,
+        gt=0,
+        description="Largest agent registration file accepted, in bytes.",
+    )
+    registration_fetch_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Total time allowed for fetching one registration file (all redirects).",
+    )
+    allow_private_urls: bool = Field(
+        default=False,
+        description="Let outbound requests reach private, loopback and link-local addresses"
+        " (tests and the devnet); off, so user-supplied URLs cannot reach internal networks.",
+    )
 
 
 @lru_cache

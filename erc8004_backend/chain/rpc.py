@@ -2,21 +2,33 @@
 
 Failures are sorted into three kinds, because each needs a different answer:
 
-- transient (connection errors, timeouts, HTTP 5xx): try the next endpoint, then back off;
-- rate limits (HTTP 429, JSON-RPC -32005 without a result-size message): back off, honouring
-  Retry-After, and try the next endpoint;
+- transient (connection errors, timeouts, HTTP 5xx, replies that are not JSON-RPC): the
+  endpoint cools down for a backoff delay and the next endpoint is tried;
+- rate limits (HTTP 429, JSON-RPC -32005 and kin): the same, but the endpoint cools down for
+  at least the server's Retry-After;
 - answers (any other JSON-RPC error): raised at once as `RpcError`. A node saying that a log
   query is too large raises `RangeTooLargeError`, so the indexer can shrink its range.
+
+The client waits only when every endpoint is cooling down, so a dead or throttled endpoint
+costs one failed attempt while a healthy one is available.
+
+Endpoint URLs often carry an API key, so only `scheme://host:port` ever reaches a log line or
+an error message; that includes httpx's own request log, whose URLs this module redacts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import itertools
+import logging
+import math
 import random
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -36,7 +48,10 @@ _RANGE_TOO_LARGE = re.compile(
     r"|log response size exceeded|limit exceeded.*results|try with this block range",
     re.IGNORECASE,
 )
-_RATE_LIMIT_CODES = {-32005, -32029, 429}
+_RATE_LIMIT_CODES = {-32005, -32029, -32090, 429}
+_RATE_LIMIT_WORDS = re.compile(
+    r"rate.?limit|too many requests|request limit|capacity|quota", re.IGNORECASE
+)
 
 
 class RpcError(Erc8004Error):
@@ -62,7 +77,7 @@ class ChainMismatchError(Erc8004Error):
     """An endpoint serves a different chain than the configuration says."""
 
 
-class _Retryable(Exception):
+class _RetryableError(Exception):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -71,22 +86,46 @@ class _Retryable(Exception):
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How often to try a request and how long a failed endpoint cools down.
+
+    `max_attempts` counts HTTP requests over all endpoints. A server's Retry-After is honoured
+    up to `retry_after_max` seconds, even when that exceeds `backoff_max`.
+    """
+
     max_attempts: int = 8
     backoff_initial: float = 0.2
     backoff_max: float = 10.0
+    retry_after_max: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise Erc8004Error("an RPC retry policy needs max_attempts >= 1")
+        if min(self.backoff_initial, self.backoff_max, self.retry_after_max) < 0:
+            raise Erc8004Error("an RPC retry policy cannot have negative delays")
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Full-jitter exponential backoff; a server's Retry-After is a floor."""
-        ceiling = min(self.backoff_max, self.backoff_initial * 2**attempt)
+        """Exponential backoff with jitter (half to all of the ceiling); Retry-After is a floor."""
+        ceiling = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt, 32))
         delay = random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not crypto)
-        return max(delay, min(retry_after or 0.0, self.backoff_max * 6))
+        return max(delay, min(retry_after or 0.0, self.retry_after_max))
+
+
+@dataclass
+class _Endpoint:
+    url: str
+    label: str  # the URL without path, query or credentials: safe to log
+    failures: int = 0  # consecutive failed attempts
+    not_before: float = 0.0  # time.monotonic() before which it is not tried again
+    verified: bool = False  # its chain id matched the expected one
 
 
 class RpcClient:
     """JSON-RPC over HTTP to one chain through any of several endpoints.
 
     The client sticks to the endpoint that last worked and moves to the next one on a
-    transient failure or a rate limit, so a healthy primary carries the load.
+    transient failure or a rate limit, so a healthy primary carries the load. After
+    `check_chain_id`, an endpoint that could not be checked then is checked before its first
+    use, so no request is ever answered by an endpoint of another chain.
     """
 
     def __init__(
@@ -100,8 +139,10 @@ class RpcClient:
         if not urls:
             raise Erc8004Error("an RPC client needs at least one endpoint URL")
         self.urls = list(urls)
+        self._endpoints = [_Endpoint(url, _checked_label(url)) for url in self.urls]
         self.retry = retry or RetryPolicy()
         self._current = 0
+        self._expected_chain_id: int | None = None
         self._ids = itertools.count(1)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
@@ -125,7 +166,12 @@ class RpcClient:
     # -- the two primitives -------------------------------------------------------------------
 
     async def call(self, method: str, params: JsonParams | None = None) -> Any:
-        request = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []}
+        request = {
+            "jsonrpc": "2.0",
+            "id": next(self._ids),
+            "method": method,
+            "params": params or [],
+        }
         reply = await self._send(request, method)
         if not isinstance(reply, dict):
             raise RpcError(method, -32603, f"unexpected reply of type {type(reply).__name__}")
@@ -135,11 +181,10 @@ class RpcClient:
         """Several calls in one HTTP request; results in the order of the calls."""
         if not calls:
             return []
-        first_id = next(self._ids)
-        self._ids = itertools.count(first_id + len(calls))
+        ids = [next(self._ids) for _ in calls]
         requests = [
-            {"jsonrpc": "2.0", "id": first_id + i, "method": method, "params": params}
-            for i, (method, params) in enumerate(calls)
+            {"jsonrpc": "2.0", "id": id_, "method": method, "params": params}
+            for id_, (method, params) in zip(ids, calls, strict=True)
         ]
         label = f"batch of {len(calls)} {calls[0][0]}"
         reply = await self._send(requests, label)
@@ -148,8 +193,8 @@ class RpcClient:
             raise RpcError(label, -32603, "a batch was answered with a single object")
         by_id = {item.get("id"): item for item in reply if isinstance(item, dict)}
         results = []
-        for i, (method, _) in enumerate(calls):
-            item = by_id.get(first_id + i)
+        for i, (id_, (method, _)) in enumerate(zip(ids, calls, strict=True)):
+            item = by_id.get(id_)
             if item is None:
                 raise RpcError(method, -32603, f"the batch reply lacks the answer to call {i}")
             results.append(_result(method, item))
@@ -158,25 +203,25 @@ class RpcClient:
     # -- typed helpers ------------------------------------------------------------------------
 
     async def chain_id(self) -> int:
-        return int(await self.call("eth_chainId"), 16)
+        return _quantity("eth_chainId", await self.call("eth_chainId"))
 
     async def check_chain_id(self, expected: int) -> None:
-        """Refuse to index from endpoints that serve another chain (checked on every one)."""
-        for index, url in enumerate(self.urls):
-            self._current = index
+        """Refuse endpoints that serve another chain; each is asked itself, without failover.
+
+        Raises `ChainMismatchError` naming the endpoint. One that cannot be asked now is only
+        logged, and asked before the client first sends it a request.
+        """
+        self._expected_chain_id = expected
+        for endpoint in self._endpoints:
+            endpoint.verified = False
+        for endpoint in self._endpoints:
             try:
-                actual = await self.chain_id()
-            except (RpcUnavailableError, RpcError) as error:
-                log.warning("rpc.chain_id_unchecked", url=_redact(url), error=str(error))
-                continue
-            if actual != expected:
-                raise ChainMismatchError(
-                    f"{_redact(url)} serves chain {actual}, but the configuration says {expected}"
-                )
-        self._current = 0
+                await self._verify(endpoint)
+            except _RetryableError as failure:
+                log.warning("rpc.chain_id_unchecked", url=endpoint.label, error=failure.reason)
 
     async def block_number(self) -> int:
-        return int(await self.call("eth_blockNumber"), 16)
+        return _quantity("eth_blockNumber", await self.call("eth_blockNumber"))
 
     async def get_logs(
         self, addresses: Sequence[str], from_block: int, to_block: int
@@ -194,7 +239,7 @@ class RpcClient:
             chunk = numbers[start : start + 100]
             replies = await self.batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk])
             for number, header in zip(chunk, replies, strict=True):
-                if header is None:
+                if not isinstance(header, dict):
                     raise RpcError("eth_getBlockByNumber", -32001, f"block {number} not found")
                 headers.append(header)
         return headers
@@ -204,73 +249,185 @@ class RpcClient:
     async def _send(self, payload: Any, label: str) -> Any:
         last_reason = "no attempt made"
         for attempt in range(self.retry.max_attempts):
-            url = self.urls[self._current]
+            index = self._choose()
+            endpoint = self._endpoints[index]
+            wait = endpoint.not_before - time.monotonic()
+            if wait > 0:  # every endpoint is cooling down
+                await asyncio.sleep(wait)
             try:
-                return await self._post(url, payload)
-            except _Retryable as failure:
-                last_reason = f"{_redact(url)}: {failure.reason}"
-                log.warning("rpc.retry", request=label, attempt=attempt + 1, error=last_reason)
-                self._current = (self._current + 1) % len(self.urls)
-                # Back off once every endpoint has had its turn, or at once on a rate limit.
-                if self._current == 0 or failure.retry_after is not None:
-                    await asyncio.sleep(self.retry.delay(attempt, failure.retry_after))
+                if self._expected_chain_id is not None and not endpoint.verified:
+                    await self._verify(endpoint)
+                reply = await self._post(endpoint, payload)
+            except _RetryableError as failure:
+                last_reason = f"{endpoint.label}: {failure.reason}"
+                log.warning(
+                    "rpc.retry",
+                    request=label,
+                    attempt=attempt + 1,
+                    max_attempts=self.retry.max_attempts,
+                    error=last_reason,
+                )
+                endpoint.failures += 1
+                delay = self.retry.delay(endpoint.failures - 1, failure.retry_after)
+                endpoint.not_before = time.monotonic() + delay
+                if self._current == index:
+                    self._current = (index + 1) % len(self._endpoints)
+                continue
+            endpoint.failures = 0
+            self._current = index
+            return reply
         raise RpcUnavailableError(
             f"{label}: no endpoint answered after {self.retry.max_attempts} attempts"
             f" (last: {last_reason})"
         )
 
-    async def _post(self, url: str, payload: Any) -> Any:
+    def _choose(self) -> int:
+        """The current endpoint, else the next one not cooling down, else the first to recover."""
+        now = time.monotonic()
+        count = len(self._endpoints)
+        order = [(self._current + offset) % count for offset in range(count)]
+        for index in order:
+            if self._endpoints[index].not_before <= now:
+                return index
+        return min(order, key=lambda index: self._endpoints[index].not_before)
+
+    async def _verify(self, endpoint: _Endpoint) -> None:
+        """Ask one endpoint for its chain id; raises ChainMismatchError, or _RetryableError."""
+        expected = self._expected_chain_id
+        if expected is None:
+            return
+        request = {"jsonrpc": "2.0", "id": next(self._ids), "method": "eth_chainId", "params": []}
+        reply = await self._post(endpoint, request)
         try:
-            response = await self._http.post(url, json=payload)
+            if not isinstance(reply, dict):
+                raise RpcError("eth_chainId", -32603, "the reply is not an object")
+            actual = _quantity("eth_chainId", _result("eth_chainId", reply))
+        except RpcError as error:
+            raise _RetryableError(f"cannot tell its chain id ({error.rpc_message})") from error
+        if actual != expected:
+            raise ChainMismatchError(
+                f"{endpoint.label} serves chain {actual}, but the configuration says {expected}"
+            )
+        endpoint.verified = True
+
+    async def _post(self, endpoint: _Endpoint, payload: Any) -> Any:
+        try:
+            response = await self._http.post(endpoint.url, json=payload)
         except httpx.TimeoutException as error:
-            raise _Retryable(f"timed out ({type(error).__name__})") from error
-        except httpx.TransportError as error:
-            raise _Retryable(f"connection failed ({error or type(error).__name__})") from error
-        if response.status_code == 429:
-            raise _Retryable("rate limited (HTTP 429)", _retry_after(response))
-        if response.status_code >= 500:
-            raise _Retryable(f"HTTP {response.status_code}")
+            raise _RetryableError(f"timed out ({type(error).__name__})") from error
+        except httpx.RequestError as error:
+            detail = (str(error) or type(error).__name__).replace(endpoint.url, endpoint.label)
+            raise _RetryableError(f"connection failed ({detail})") from error
+        status = response.status_code
+        if status == 429:
+            raise _RetryableError("rate limited (HTTP 429)", _retry_after(response))
+        if status >= 500:
+            raise _RetryableError(f"HTTP {status}", _retry_after(response))
         try:
             reply = response.json()
         except ValueError as error:
-            if response.status_code >= 400:
-                raise _Retryable(f"HTTP {response.status_code}") from error
-            raise _Retryable("the reply is not JSON") from error
+            raise _RetryableError(f"HTTP {status}, the reply is not JSON") from error
+        if not _is_jsonrpc_reply(reply):  # an HTML error page, a gateway's own JSON, ...
+            raise _RetryableError(f"HTTP {status}, the reply is not JSON-RPC")
+        methods = {
+            item.get("id"): item.get("method")
+            for item in (payload if isinstance(payload, list) else [payload])
+        }
         for item in reply if isinstance(reply, list) else [reply]:
-            error = item.get("error") if isinstance(item, dict) else None
-            if isinstance(error, dict) and _is_rate_limit(error):
-                raise _Retryable(f"rate limited ({error.get('message')})", _retry_after(response))
+            fault = item.get("error")
+            if isinstance(fault, dict) and _is_rate_limit(fault, methods.get(item.get("id"))):
+                raise _RetryableError(
+                    f"rate limited ({fault.get('message')})", _retry_after(response)
+                )
         return reply
 
 
 def _result(method: str, reply: dict[str, Any]) -> Any:
     error = reply.get("error")
     if error is None:
-        return reply.get("result")
-    code = int(error.get("code", -32603)) if isinstance(error, dict) else -32603
-    message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
-    data = error.get("data") if isinstance(error, dict) else None
+        if "result" not in reply:
+            raise RpcError(method, -32603, "the reply has neither a result nor an error")
+        return reply["result"]
+    code, message, data = -32603, str(error), None
+    if isinstance(error, dict):
+        message = str(error.get("message", error))
+        data = error.get("data")
+        if isinstance(error.get("code"), int):
+            code = error["code"]
     if method.endswith("eth_getLogs") and _RANGE_TOO_LARGE.search(message):
         raise RangeTooLargeError(method, code, message, data)
     raise RpcError(method, code, message, data)
 
 
-def _is_rate_limit(error: dict[str, Any]) -> bool:
+def _is_jsonrpc_reply(reply: Any) -> bool:
+    if isinstance(reply, list):
+        return bool(reply) and all(_is_jsonrpc_reply(item) for item in reply)
+    return isinstance(reply, dict) and ("result" in reply or "error" in reply)
+
+
+def _is_rate_limit(error: dict[str, Any], method: Any) -> bool:
     message = str(error.get("message", ""))
-    if _RANGE_TOO_LARGE.search(message):
+    if method == "eth_getLogs" and _RANGE_TOO_LARGE.search(message):
         return False  # Infura's -32005 also means "too many results": that one is an answer
-    return error.get("code") in _RATE_LIMIT_CODES or "rate limit" in message.lower()
+    code = error.get("code")
+    return (isinstance(code, int) and code in _RATE_LIMIT_CODES) or bool(
+        _RATE_LIMIT_WORDS.search(message)
+    )
+
+
+def _quantity(method: str, value: Any) -> int:
+    if isinstance(value, str) and value[:2] in ("0x", "0X"):
+        try:
+            return int(value, 16)
+        except ValueError:
+            pass
+    raise RpcError(method, -32603, f"expected a hex quantity, got {str(value)[:40]!r}")
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (a number or an HTTP date), or None when absent or unreadable."""
     value = response.headers.get("retry-after")
+    if value is None:
+        return None
     try:
-        return float(value) if value is not None else 1.0
+        seconds = float(value)
     except ValueError:
-        return 1.0
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
-def _redact(url: str) -> str:
+def _redact(url: str | httpx.URL) -> str:
     """Endpoints often carry an API key in the path or query; show only scheme and host."""
     parsed = httpx.URL(url)
-    return f"{parsed.scheme}://{parsed.host}{f':{parsed.port}' if parsed.port else ''}"
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    return f"{parsed.scheme}://{host}{f':{parsed.port}' if parsed.port else ''}"
+
+
+def _checked_label(url: str) -> str:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        raise Erc8004Error("an RPC endpoint URL is not a valid URL") from None  # may hold a key
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise Erc8004Error(f"the RPC endpoint {_redact(parsed)} is not an http(s) URL")
+    return _redact(parsed)
+
+
+class _RedactUrls(logging.Filter):
+    """Cuts httpx's "HTTP Request: POST <url>" log lines down to scheme://host:port."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(_redact(a) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+_httpx_log = logging.getLogger("httpx")
+if not any(type(f).__name__ == "_RedactUrls" for f in _httpx_log.filters):
+    _httpx_log.addFilter(_RedactUrls())

@@ -74,16 +74,19 @@ def indexer(
         bool | None,
         typer.Option("--progress/--no-progress", help="Progress bars (default: in a terminal)."),
     ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Index up to the current head, then exit.")
+    ] = False,
 ) -> None:
     """Backfill and follow the ERC-8004 registries of the configured chains."""
     configure_logging()
     chains = configured_chains(chain, chains_file)
     show_progress = sys.stderr.isatty() if progress is None else progress
     with database(database_url) as url:
-        asyncio.run(_run(url, chains, show_progress))
+        asyncio.run(_run(url, chains, show_progress, once))
 
 
-async def _run(url: str, chains: list[ChainConfig], show_progress: bool) -> None:
+async def _run(url: str, chains: list[ChainConfig], show_progress: bool, once: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -93,7 +96,7 @@ async def _run(url: str, chains: list[ChainConfig], show_progress: bool) -> None
                  rpc=len(chain.rpc_urls), start_block=chain.start_block,
                  confirmations=chain.confirmations)  # fmt: skip
     if not show_progress:
-        await run_indexers(url, chains, stop, on_progress=ProgressLog().update)
+        await run_indexers(url, chains, stop, on_progress=ProgressLog().update, once=once)
         return
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -104,7 +107,7 @@ async def _run(url: str, chains: list[ChainConfig], show_progress: bool) -> None
         console=console,
         transient=False,
     ) as bars:
-        await run_indexers(url, chains, stop, on_progress=ProgressBars(bars).update)
+        await run_indexers(url, chains, stop, on_progress=ProgressBars(bars).update, once=once)
 
 
 class ProgressBars:

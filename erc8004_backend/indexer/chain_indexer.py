@@ -128,20 +128,23 @@ class ChainIndexer:
             )
         await self.rpc.check_chain_id(self.chain.chain_id)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Index until `stop` is set; errors are logged, recorded and retried with backoff."""
+    async def run(self, stop: asyncio.Event, *, once: bool = False) -> None:
+        """Index until `stop` is set (or, with `once`, until caught up with the head); errors
+        are logged, recorded and retried with backoff."""
         await self.prepare()
         try:
-            await self._run_steps(stop)
+            await self._run_steps(stop, once)
         finally:
             await self.close()
 
-    async def _run_steps(self, stop: asyncio.Event) -> None:
+    async def _run_steps(self, stop: asyncio.Event, once: bool) -> None:
         failures = 0
         while not stop.is_set():
             try:
                 caught_up = await self.step()
                 failures = 0
+                if caught_up and once:
+                    return
             except (RpcUnavailableError, RpcError, DecodeError) as error:
                 self._drop_prefetch()
                 failures += 1

@@ -46,8 +46,10 @@ async def index_chain(
     stop: asyncio.Event,
     *,
     on_progress: ProgressCallback | None = None,
+    once: bool = False,
 ) -> None:
-    """Index one chain until `stop`, reconnecting after database failures."""
+    """Index one chain until `stop` (or, with `once`, until caught up), reconnecting after
+    database failures."""
     failures = 0
     while not stop.is_set():
         try:
@@ -58,7 +60,7 @@ async def index_chain(
                 await check_schema(conn)
                 indexer = ChainIndexer(chain, conn, rpc, on_progress=on_progress)
                 failures = 0
-                await indexer.run(stop)
+                await indexer.run(stop, once=once)
                 return
         except (ChainLockedError, ChainMismatchError, ReorgTooDeepError, DatabaseNotMigratedError):
             raise  # these need a person, not a retry
@@ -78,13 +80,14 @@ async def run_indexers(
     *,
     on_progress: ProgressCallback | None = None,
     resolve_registrations: bool = True,
+    once: bool = False,
 ) -> None:
     """All chains (and the registration resolver) concurrently; the first fatal error stops
     them all and is raised."""
     async with asyncio.TaskGroup() as group:
         for chain in chains:
-            group.create_task(index_chain(url, chain, stop, on_progress=on_progress))
-        if resolve_registrations:
+            group.create_task(index_chain(url, chain, stop, on_progress=on_progress, once=once))
+        if resolve_registrations and not once:
             group.create_task(_resolve_registrations(url, stop))
 
 

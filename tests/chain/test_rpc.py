@@ -1,0 +1,410 @@
+"""The RPC client against real HTTP servers: the flaky test server, and anvil."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from structlog.testing import capture_logs
+
+from erc8004_backend.chain.rpc import (
+    ChainMismatchError,
+    RangeTooLargeError,
+    RetryPolicy,
+    RpcClient,
+    RpcError,
+    RpcUnavailableError,
+    _redact,
+)
+from erc8004_backend.errors import Erc8004Error
+from tests.support.flaky_rpc import (
+    CloseConnection,
+    Fault,
+    FlakyRpcServer,
+    Hang,
+    HttpStatus,
+    RpcFault,
+    TooManyRequests,
+    static_handler,
+    unused_port,
+)
+
+ANVIL = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "anvil"
+FAST = RetryPolicy(max_attempts=4, backoff_initial=0.01, backoff_max=0.05)
+ADDRESS = "0x" + "ab" * 20
+SECRET = "s3cr3tApiKey"
+
+
+def chain(chain_id: int = 1, head: int = 16) -> dict[str, Any]:
+    """Canned answers of a node on `chain_id` whose head is block `head`."""
+
+    def block(params: list[Any]) -> Any:
+        number = int(params[0], 16)
+        if number > head:
+            return None
+        return {"number": hex(number), "hash": f"0x{number:064x}", "parentHash": "0x0"}
+
+    return {
+        "eth_chainId": hex(chain_id),
+        "eth_blockNumber": hex(head),
+        "eth_getLogs": [],
+        "eth_getBlockByNumber": block,
+    }
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[FlakyRpcServer]:
+    async with FlakyRpcServer(static_handler(chain())) as server:
+        yield server
+
+
+@pytest.fixture
+async def backup() -> AsyncIterator[FlakyRpcServer]:
+    async with FlakyRpcServer(static_handler(chain())) as server:
+        yield server
+
+
+def dead_url(path: str = "") -> str:
+    return f"http://127.0.0.1:{unused_port()}{path}"
+
+
+# -- failover and retries ---------------------------------------------------------------------
+
+
+async def test_fails_over_from_a_refused_endpoint(node: FlakyRpcServer) -> None:
+    async with RpcClient([dead_url(), node.url], retry=FAST) as client:
+        started = time.monotonic()
+        assert await client.block_number() == 16
+        assert await client.block_number() == 16
+        assert time.monotonic() - started < 1.0  # no waiting while an endpoint is healthy
+        assert client.current_url == node.url
+    assert node.calls["eth_blockNumber"] == 2
+
+
+async def test_fails_over_from_a_500_and_sticks_to_the_healthy_endpoint(
+    node: FlakyRpcServer, backup: FlakyRpcServer
+) -> None:
+    node.fail_always(HttpStatus(500))
+    async with RpcClient([node.url, backup.url], retry=FAST) as client:
+        assert await client.chain_id() == 1
+        assert await client.chain_id() == 1
+    assert node.http_requests == 1
+    assert backup.calls["eth_chainId"] == 2
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        HttpStatus(500),
+        HttpStatus(503, headers={"Retry-After": "0"}),
+        HttpStatus(200, "<html>502 Bad Gateway</html>"),  # not JSON
+        HttpStatus(401, '{"message": "invalid project id"}'),  # JSON, but not JSON-RPC
+        CloseConnection(),
+        RpcFault(),  # -32005 rate limit
+        RpcFault(429, "Too Many Requests"),
+        RpcFault(-32000, "Your app has exceeded its compute units per second capacity"),
+    ],
+    ids=repr,
+)
+async def test_a_single_endpoint_is_retried_until_it_answers(
+    node: FlakyRpcServer, fault: Fault
+) -> None:
+    node.fail_next(2, fault)
+    async with RpcClient([node.url], retry=FAST) as client:
+        assert await client.block_number() == 16
+    assert node.http_requests == 3
+
+
+async def test_429_retry_after_is_honoured(node: FlakyRpcServer) -> None:
+    node.fail_next(1, TooManyRequests(retry_after=1))
+    async with RpcClient([node.url], retry=FAST) as client:
+        started = time.monotonic()
+        assert await client.block_number() == 16
+        waited = time.monotonic() - started
+    assert 0.95 <= waited < 2.0
+    assert node.http_requests == 2
+
+
+async def test_429_fails_over_without_waiting_and_the_endpoint_cools_down(
+    node: FlakyRpcServer, backup: FlakyRpcServer
+) -> None:
+    node.fail_next(1, TooManyRequests(retry_after=30))
+    async with RpcClient([node.url, backup.url], retry=FAST) as client:
+        started = time.monotonic()
+        assert await client.block_number() == 16
+        assert await client.block_number() == 16
+        assert time.monotonic() - started < 1.0
+    assert node.http_requests == 1
+    assert backup.http_requests == 2
+
+
+async def test_a_rate_limited_batch_is_retried_whole(node: FlakyRpcServer) -> None:
+    node.fail_next(1, RpcFault(), method="eth_blockNumber")
+    async with RpcClient([node.url], retry=FAST) as client:
+        assert await client.batch([("eth_chainId", []), ("eth_blockNumber", [])]) == ["0x1", "0x10"]
+    assert node.http_requests == 2
+    assert node.calls == {"eth_chainId": 2, "eth_blockNumber": 2}
+
+
+async def test_timeouts_are_retried_then_reported(node: FlakyRpcServer) -> None:
+    node.fail_always(Hang(10))
+    policy = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.02)
+    async with RpcClient([node.url + f"/v3/{SECRET}"], timeout=0.2, retry=policy) as client:
+        started = time.monotonic()
+        with pytest.raises(RpcUnavailableError) as raised:
+            await client.block_number()
+        assert time.monotonic() - started < 2.0
+    message = str(raised.value)
+    assert "eth_blockNumber: no endpoint answered after 3 attempts" in message
+    assert f"(last: {node.url}: timed out (ReadTimeout))" in message
+    assert SECRET not in message
+    assert node.http_requests == 3
+
+
+async def test_a_hang_shorter_than_the_timeout_is_waited_out(node: FlakyRpcServer) -> None:
+    node.fail_next(1, Hang(0.1))
+    async with RpcClient([node.url], timeout=2.0, retry=FAST) as client:
+        assert await client.block_number() == 16
+    assert node.http_requests == 1
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+
+async def test_too_many_results_raises_range_too_large_without_retrying() -> None:
+    async with (
+        FlakyRpcServer(static_handler(chain()), max_log_range=100) as node,
+        RpcClient([node.url], retry=FAST) as client,
+    ):
+        with pytest.raises(RangeTooLargeError) as raised:
+            await client.get_logs([ADDRESS], 0, 100)
+        assert raised.value.code == -32005
+        assert "more than 10000 results" in raised.value.rpc_message
+        assert node.http_requests == 1
+        assert await client.get_logs([ADDRESS], 0, 99) == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "method"),
+    [
+        (RpcFault(-32000, "execution reverted"), "eth_call"),
+        (RpcFault(-32602, "invalid argument 0: hex string without 0x prefix"), "eth_getLogs"),
+        (RpcFault(-32000, "block range is too large"), "eth_blockNumber"),  # not eth_getLogs
+    ],
+    ids=repr,
+)
+async def test_other_rpc_errors_are_raised_at_once(
+    node: FlakyRpcServer, fault: RpcFault, method: str
+) -> None:
+    node.fail_always(fault)
+    async with RpcClient([node.url], retry=FAST) as client:
+        with pytest.raises(RpcError) as raised:
+            await client.call(method, [])
+    assert type(raised.value) is RpcError
+    assert (raised.value.code, raised.value.rpc_message) == (fault.code, fault.message)
+    assert node.http_requests == 1
+
+
+async def test_an_unknown_method_is_an_answer(node: FlakyRpcServer, backup: FlakyRpcServer) -> None:
+    async with RpcClient([node.url, backup.url], retry=FAST) as client:
+        with pytest.raises(RpcError, match="-32601"):
+            await client.call("eth_nonsense")
+    assert (node.http_requests, backup.http_requests) == (1, 0)
+
+
+async def test_batch_results_come_in_call_order() -> None:
+    async with (
+        FlakyRpcServer(static_handler(chain()), reverse_batches=True) as node,
+        RpcClient([node.url], retry=FAST) as client,
+    ):
+        results = await client.batch([("eth_blockNumber", []), ("eth_chainId", [])])
+        assert results == ["0x10", "0x1"]
+        headers = await client.get_block_headers(list(range(1, 8)))
+        assert [h["number"] for h in headers] == [hex(n) for n in range(1, 8)]
+
+
+async def test_an_error_inside_a_batch_raises(node: FlakyRpcServer) -> None:
+    node.fail_next(1, RpcFault(-32000, "header not found"), when=lambda _, p: p[0] == "0x3")
+    async with RpcClient([node.url], retry=FAST) as client:
+        with pytest.raises(RpcError, match="header not found") as raised:
+            await client.get_block_headers([1, 2, 3, 4])
+        assert raised.value.method == "eth_getBlockByNumber"
+        with pytest.raises(RpcError, match="block 17 not found"):  # past the head: null
+            await client.get_block_headers([15, 16, 17])
+    assert node.http_requests == 2
+
+
+async def test_malformed_answers_raise() -> None:
+    answers = {"eth_chainId": None, "eth_blockNumber": "16", "eth_getLogs": {"not": "a list"}}
+    async with (
+        FlakyRpcServer(static_handler(answers)) as node,
+        RpcClient([node.url], retry=FAST) as client,
+    ):
+        for call in (client.chain_id(), client.block_number(), client.get_logs([], 0, 1)):
+            with pytest.raises(RpcError):
+                await call
+        assert node.http_requests == 3
+
+
+# -- chain id and secrets ---------------------------------------------------------------------
+
+
+async def test_check_chain_id_names_the_endpoint_without_its_key(node: FlakyRpcServer) -> None:
+    async with (
+        FlakyRpcServer(static_handler(chain(chain_id=8453))) as other,
+        RpcClient([node.url, other.url + f"/v3/{SECRET}?key={SECRET}"]) as client,
+    ):
+        with pytest.raises(ChainMismatchError) as raised:
+            await client.check_chain_id(1)
+    assert str(raised.value) == f"{other.url} serves chain 8453, but the configuration says 1"
+    assert (node.calls["eth_chainId"], other.calls["eth_chainId"]) == (1, 1)
+
+
+async def test_an_endpoint_down_at_check_time_is_checked_before_use(
+    node: FlakyRpcServer, backup: FlakyRpcServer
+) -> None:
+    async with FlakyRpcServer(static_handler(chain(chain_id=2))) as other:
+        other.fail_next(1, CloseConnection())
+        async with RpcClient([other.url, node.url], retry=FAST) as client:
+            await client.check_chain_id(1)  # `other` cannot be asked: only logged
+            with pytest.raises(ChainMismatchError, match="serves chain 2"):
+                await client.block_number()
+        assert other.calls == {"eth_chainId": 2}
+
+    backup.fail_next(1, HttpStatus(502))
+    async with RpcClient([backup.url, node.url], retry=FAST) as client:
+        await client.check_chain_id(1)
+        assert await client.block_number() == 16  # `backup` is checked, then used
+        assert client.current_url == backup.url
+    assert backup.calls == {"eth_chainId": 2, "eth_blockNumber": 1}
+
+
+async def test_api_keys_appear_in_no_log_and_no_error(
+    node: FlakyRpcServer, backup: FlakyRpcServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    node.fail_always(HttpStatus(500))
+    urls = [dead_url(f"/{SECRET}"), node.url + f"/v2/{SECRET}", f"{backup.url}/?apikey={SECRET}"]
+    with capture_logs() as events:
+        async with RpcClient(urls, retry=FAST) as client:
+            await client.check_chain_id(1)
+            assert await client.block_number() == 16
+            backup.fail_always(HttpStatus(500))
+            with pytest.raises(RpcUnavailableError) as raised:
+                await client.block_number()
+    assert SECRET not in str(raised.value)
+    assert events, "the client logged no warnings"
+    assert all(SECRET not in repr(event) for event in events)
+    httpx_lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert any(backup.url in line for line in httpx_lines)  # httpx did log its requests
+    assert all(SECRET not in line for line in [*httpx_lines, caplog.text])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    scheme=st.sampled_from(["http", "https"]),
+    host=st.sampled_from(["127.0.0.1", "node.example", "[::1]", "rpc.ankr.com"]),
+    port=st.one_of(st.none(), st.integers(1, 65535)),
+    user=st.sampled_from(["", "user:pw@", "key@"]),
+    path=st.sampled_from(["/", "/v3/", "/rpc/", "/eth?apikey=", "?key="]),
+    key=st.text("abcdefXYZ0123456789-_", min_size=8, max_size=40),
+)
+def test_redaction_keeps_scheme_host_and_port_only(
+    scheme: str, host: str, port: int | None, user: str, path: str, key: str
+) -> None:
+    netloc = f"{host}:{port}" if port is not None else host
+    user = user.replace("pw", key).replace("key", key)
+    redacted = _redact(f"{scheme}://{user}{netloc}{path}{key}#{key}")
+    assert redacted == f"{scheme}://{host}" + (
+        f":{port}" if port is not None and port != {"http": 80, "https": 443}[scheme] else ""
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["", "ws://node.example/ws", "node.example:8545", "https://", "http:///rpc"]
+)
+def test_bad_endpoint_urls_are_refused(url: str) -> None:
+    with pytest.raises(Erc8004Error):
+        RpcClient(["http://127.0.0.1:8545", url])
+
+
+@given(attempt=st.integers(0, 10_000), retry_after=st.one_of(st.none(), st.floats(0, 1e6)))
+def test_backoff_stays_within_its_bounds(attempt: int, retry_after: float | None) -> None:
+    policy = RetryPolicy(backoff_initial=0.2, backoff_max=10.0, retry_after_max=60.0)
+    delay = policy.delay(attempt, retry_after)
+    assert min(0.1 * 2 ** min(attempt, 10), 5.0) <= delay <= max(10.0, min(retry_after or 0, 60))
+    assert delay >= min(retry_after or 0.0, 60.0)
+
+
+# -- against anvil ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def anvil_url() -> Iterator[str]:
+    if not ANVIL.exists():
+        pytest.skip("anvil is not installed (npm install)")
+    port = unused_port()
+    process = subprocess.Popen(
+        [str(ANVIL), "--port", str(port), "--host", "127.0.0.1", "--silent"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                probe = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+                if httpx.post(url, json=probe, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("anvil did not start") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_against_anvil(anvil_url: str) -> None:
+    async with RpcClient([anvil_url], retry=FAST) as client:
+        await client.check_chain_id(31337)
+        assert await client.chain_id() == 31337
+        await client.call("anvil_mine", ["0x3"])
+        head = await client.block_number()
+        assert head >= 3
+        headers = await client.get_block_headers(range(head + 1))
+        assert [int(h["number"], 16) for h in headers] == list(range(head + 1))
+        assert all(h["parentHash"] == p["hash"] for p, h in itertools.pairwise(headers))
+        assert await client.get_logs([ADDRESS], 0, head) == []
+        with pytest.raises(RpcError, match=f"block {head + 1} not found"):
+            await client.get_block_headers([head + 1])
+
+
+async def test_a_flaky_proxy_in_front_of_anvil(anvil_url: str) -> None:
+    async with FlakyRpcServer(upstream=anvil_url, max_log_range=2) as proxy:
+        async with RpcClient([proxy.url], retry=FAST) as client:
+            proxy.fail_next(1, HttpStatus(500))
+            proxy.fail_next(1, TooManyRequests(retry_after=0))
+            assert await client.block_number() >= 0
+            assert proxy.http_requests == 3
+            await client.check_chain_id(31337)
+            assert await client.get_logs([ADDRESS], 0, 1) == []
+            with pytest.raises(RangeTooLargeError):
+                await client.get_logs([ADDRESS], 0, 2)
+
+        proxy.fail_always(CloseConnection())
+        async with RpcClient([proxy.url, anvil_url], retry=FAST) as client:
+            await client.check_chain_id(31337)
+            assert await client.block_number() >= 0
+            assert client.current_url == anvil_url
