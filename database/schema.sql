@@ -160,6 +160,25 @@ CREATE TABLE public.agent_mcp_tokens (
     CONSTRAINT agent_mcp_tokens_token_ciphertext_check CHECK ((length(token_ciphertext) > 28))
 );
 
+CREATE TABLE public.agent_registrations (
+    chain_id bigint NOT NULL,
+    agent_id numeric(78,0) NOT NULL,
+    uri_digest text NOT NULL,
+    agent_uri text NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    document jsonb,
+    services jsonb DEFAULT '[]'::jsonb NOT NULL,
+    mcp_endpoint text,
+    a2a_endpoint text,
+    error text,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
+    fetched_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT agent_registrations_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'fetched'::text, 'failed'::text])))
+);
+
 CREATE TABLE public.checkpoints (
     chain_id bigint NOT NULL,
     block_number bigint NOT NULL,
@@ -169,7 +188,9 @@ CREATE TABLE public.checkpoints (
     last_error_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT checkpoints_block_number_check CHECK ((block_number >= 0))
+    confirmed_block_number bigint,
+    CONSTRAINT checkpoints_block_number_check CHECK ((block_number >= 0)),
+    CONSTRAINT checkpoints_confirmed_block_number_check CHECK ((confirmed_block_number >= 0))
 );
 
 CREATE TABLE public.events (
@@ -387,6 +408,9 @@ ALTER TABLE ONLY public.agent_mcp_tokens
 ALTER TABLE ONLY public.agent_mcp_tokens
     ADD CONSTRAINT agent_mcp_tokens_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.agent_registrations
+    ADD CONSTRAINT agent_registrations_pkey PRIMARY KEY (chain_id, agent_id, uri_digest);
+
 ALTER TABLE ONLY public.checkpoints
     ADD CONSTRAINT checkpoints_pkey PRIMARY KEY (chain_id);
 
@@ -465,6 +489,8 @@ CREATE INDEX events_validator_idx ON ONLY public.events USING btree (validator_a
 
 CREATE INDEX events_default_validator_address_block_time_idx ON public.events_default USING btree (validator_address, block_time DESC) WHERE (validator_address IS NOT NULL);
 
+CREATE INDEX idx_agent_registrations_due ON public.agent_registrations USING btree (next_attempt_at) WHERE (status = 'pending'::text);
+
 CREATE INDEX trigger_actions_trigger_id_idx ON public.trigger_actions USING btree (trigger_id, "position");
 
 CREATE INDEX trigger_conditions_trigger_id_idx ON public.trigger_conditions USING btree (trigger_id, "position");
@@ -496,6 +522,8 @@ ALTER INDEX public.events_validator_idx ATTACH PARTITION public.events_default_v
 CREATE TRIGGER action_jobs_updated_at BEFORE UPDATE ON public.action_jobs FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 
 CREATE TRIGGER agent_mcp_tokens_updated_at BEFORE UPDATE ON public.agent_mcp_tokens FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
+
+CREATE TRIGGER agent_registrations_updated_at BEFORE UPDATE ON public.agent_registrations FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 
 CREATE TRIGGER checkpoints_updated_at BEFORE UPDATE ON public.checkpoints FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 

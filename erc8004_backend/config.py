@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     )
     ipfs_gateway: str = Field(
         default="https://ipfs.io/ipfs/",
+        pattern=r"^https?://[^/?#]+",
         description="HTTP gateway for ipfs:// URIs; the CID and path are appended to it.",
     )
     registration_max_bytes: int = Field(

@@ -34,22 +34,46 @@ WHERE r.chain_id = due.chain_id AND r.agent_id = due.agent_id AND r.uri_digest =
 RETURNING r.chain_id, r.agent_id, r.uri_digest, r.agent_uri, r.attempts, r.updated_at
 
 -- store_fetched --
+-- Stores results of claimed rows still at their claimed version. Rows the indexer is
+-- queueing again at this moment (locked by its transaction) are skipped, not waited for:
+-- their new pending state supersedes the result, and waiting could deadlock with it.
+WITH result AS (
+    SELECT *
+    FROM unnest(%(chain_ids)s::bigint[], %(agent_ids)s::numeric[], %(uri_digests)s::text[],
+                %(claimed_at)s::timestamptz[], %(documents)s::text[], %(services)s::text[],
+                %(mcp_endpoints)s::text[], %(a2a_endpoints)s::text[])
+         AS f(chain_id, agent_id, uri_digest, claimed_at, document, services, mcp_endpoint,
+              a2a_endpoint)
+), still_claimed AS (
+    SELECT result.*
+    FROM agent_registrations AS r
+    JOIN result USING (chain_id, agent_id, uri_digest)
+    WHERE r.updated_at = result.claimed_at AND r.status = 'pending'
+    FOR UPDATE OF r SKIP LOCKED
+)
 UPDATE agent_registrations AS r
 SET status = 'fetched', document = f.document::jsonb, services = f.services::jsonb,
     mcp_endpoint = f.mcp_endpoint, a2a_endpoint = f.a2a_endpoint, error = NULL,
     fetched_at = now()
-FROM unnest(%(chain_ids)s::bigint[], %(agent_ids)s::numeric[], %(uri_digests)s::text[],
-            %(claimed_at)s::timestamptz[], %(documents)s::text[], %(services)s::text[],
-            %(mcp_endpoints)s::text[], %(a2a_endpoints)s::text[])
-     AS f(chain_id, agent_id, uri_digest, claimed_at, document, services, mcp_endpoint,
-          a2a_endpoint)
+FROM still_claimed AS f
 WHERE r.chain_id = f.chain_id AND r.agent_id = f.agent_id AND r.uri_digest = f.uri_digest
-  AND r.updated_at = f.claimed_at AND r.status = 'pending'
 
 -- store_failed --
--- A permanent failure (nothing a retry could change) or the last allowed attempt ends in
--- 'failed'; otherwise the row waits retry_delay * 2^(attempts - 1), at most max_retry_delay.
--- The last fetched document, if any, stays: fetched_at says how old it is.
+-- Like store_fetched. A permanent failure (nothing a retry could change) or the last allowed
+-- attempt ends in 'failed'; otherwise the row waits retry_delay * 2^(attempts - 1), at most
+-- max_retry_delay. The last fetched document, if any, stays: fetched_at says how old it is.
+WITH result AS (
+    SELECT *
+    FROM unnest(%(chain_ids)s::bigint[], %(agent_ids)s::numeric[], %(uri_digests)s::text[],
+                %(claimed_at)s::timestamptz[], %(errors)s::text[], %(permanent)s::boolean[])
+         AS f(chain_id, agent_id, uri_digest, claimed_at, error, permanent)
+), still_claimed AS (
+    SELECT result.*
+    FROM agent_registrations AS r
+    JOIN result USING (chain_id, agent_id, uri_digest)
+    WHERE r.updated_at = result.claimed_at AND r.status = 'pending'
+    FOR UPDATE OF r SKIP LOCKED
+)
 UPDATE agent_registrations AS r
 SET status = CASE WHEN f.permanent OR r.attempts >= %(max_attempts)s
                   THEN 'failed' ELSE 'pending' END,
@@ -57,11 +81,8 @@ SET status = CASE WHEN f.permanent OR r.attempts >= %(max_attempts)s
     next_attempt_at = now() + least(%(max_retry_delay)s::interval,
                                     %(retry_delay)s::interval
                                     * power(2, least(greatest(r.attempts - 1, 0), 30)))
-FROM unnest(%(chain_ids)s::bigint[], %(agent_ids)s::numeric[], %(uri_digests)s::text[],
-            %(claimed_at)s::timestamptz[], %(errors)s::text[], %(permanent)s::boolean[])
-     AS f(chain_id, agent_id, uri_digest, claimed_at, error, permanent)
+FROM still_claimed AS f
 WHERE r.chain_id = f.chain_id AND r.agent_id = f.agent_id AND r.uri_digest = f.uri_digest
-  AND r.updated_at = f.claimed_at AND r.status = 'pending'
 
 -- current_registration --
 -- The agent's URI is the one of its latest Registered / URIUpdated event still stored (a

@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from erc8004_backend.indexer.registration import enqueue_registrations
 from psycopg.types.json import Jsonb
 
 from erc8004_backend.chain.events import EventRow
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.errors import Erc8004Error
+from erc8004_backend.indexer.registration import enqueue_registrations
 
 QUERIES = load_queries("erc8004_backend.indexer", "store.sql")
 

@@ -14,7 +14,7 @@ import pytest
 from erc8004_backend.config import DEVELOPMENT_TOKEN_KEYS
 from erc8004_backend.database.connection import connect, with_database
 from erc8004_backend.encryption import Sealed, SecretBox, agent_token_context
-from tests.conftest import ROOT, create_database, drop_database
+from tests.conftest import MIGRATIONS, ROOT, create_database, drop_database
 
 SEED = ROOT / "database" / "seeds" / "test_data.sql"
 TABLES = (
@@ -32,6 +32,8 @@ TABLES = (
     "agent_mcp_tokens",
     "_sqlx_migrations",
 )
+
+MIGRATION_COUNT = len(list(MIGRATIONS.glob("*.up.sql")))
 
 
 def erc8004(
@@ -73,7 +75,7 @@ def row_counts(url: str) -> dict[str, int]:
 def test_migrate_info_run_revert_through_the_cli(database_url: str) -> None:
     info = erc8004("db", "migrate", "info", database_url=database_url)
     assert info.returncode == 0, info.stderr
-    assert info.stdout.count("pending") == 12
+    assert info.stdout.count("pending") == MIGRATION_COUNT
     run = erc8004("db", "migrate", "run", database_url=database_url)
     assert run.returncode == 0, run.stderr
     assert "Applied 20250123000012/migrate create agent mcp tokens table" in run.stdout
@@ -82,9 +84,9 @@ def test_migrate_info_run_revert_through_the_cli(database_url: str) -> None:
         in erc8004("db", "migrate", "run", database_url=database_url).stdout
     )
     revert = erc8004("db", "migrate", "revert", database_url=database_url)
-    assert revert.stdout.startswith("Reverted 20250123000012/revert")
+    assert revert.stdout.startswith("Reverted 20250123000013/revert")
     info = erc8004("db", "migrate", "info", database_url=database_url)
-    assert info.stdout.count("applied") == 11
+    assert info.stdout.count("applied") == MIGRATION_COUNT - 1
     assert info.stdout.count("pending") == 1
 
 
@@ -198,7 +200,7 @@ def test_stats_and_doctor_on_each_server(
         assert events_line.split()[-2] == "10"  # live rows, partitions included
         doctor = erc8004("db", "doctor", database_url=url)
         assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-        assert "ok migrations: all 12 applied" in doctor.stdout
+        assert f"ok migrations: all {MIGRATION_COUNT} applied" in doctor.stdout
         assert "native partitioning" in doctor.stdout
         if server == "embedded":
             assert "pgcrypto: not available" in doctor.stdout
@@ -209,7 +211,7 @@ def test_stats_and_doctor_on_each_server(
 def test_doctor_warns_with_a_fix_when_migrations_are_pending(database_url: str) -> None:
     doctor = erc8004("db", "doctor", database_url=database_url)
     assert doctor.returncode == 0
-    assert "warn migrations: 0 applied, 12 pending" in doctor.stdout
+    assert f"warn migrations: 0 applied, {MIGRATION_COUNT} pending" in doctor.stdout
     assert "fix: erc8004 db migrate run" in doctor.stdout
 
 

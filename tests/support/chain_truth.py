@@ -65,9 +65,13 @@ async def assert_table_equals_chain(
     table = dict(zip(keys, stored, strict=True))
     missing = truth.keys() - table.keys()
     extra = table.keys() - truth.keys()
-    assert not missing, f"{len(missing)} chain events are not in the table, e.g. {sorted(missing)[:3]}"
+    assert not missing, (
+        f"{len(missing)} chain events are not in the table, e.g. {sorted(missing)[:3]}"
+    )
     assert not extra, f"{len(extra)} table events are not on the chain, e.g. {sorted(extra)[:3]}"
     for key, record in truth.items():
-        differing = {c: (record[c], table[key][c]) for c in EVENT_COLUMNS if record[c] != table[key][c]}
+        differing = {
+            c: (record[c], table[key][c]) for c in EVENT_COLUMNS if record[c] != table[key][c]
+        }
         assert not differing, f"event {key} differs: {differing}"
     return len(truth)
