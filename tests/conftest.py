@@ -20,6 +20,8 @@ from erc8004_backend.database.connection import connect, with_database
 from erc8004_backend.database.embedded import embedded_postgres
 from erc8004_backend.database.migrations import Migrator, load_source
 
+pytest_plugins = ["tests.support.devnet"]
+
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "database" / "migrations"
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from erc8004_backend.cli.db import db_app
+from erc8004_backend.cli.devnet import devnet
 from erc8004_backend.cli.indexer import indexer
 from erc8004_backend.errors import Erc8004Error
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.command("indexer")(indexer)
+app.command("devnet")(devnet)
 
 stderr = Console(stderr=True)
 

@@ -176,8 +176,7 @@ class ChainIndexer:
         )
         if next_block > head:
             self._drop_prefetch()
-            await self._check_tip(checkpoint, head)
-            return True
+            return not await self._rolled_back_at_tip(checkpoint, head)
         try:
             fetched = await self._take_prefetched(next_block)
             if fetched is None:
@@ -322,19 +321,19 @@ class ChainIndexer:
 
     # -- reorgs ---------------------------------------------------------------------------
 
-    async def _check_tip(self, checkpoint: Checkpoint, head: int) -> None:
-        """Caught up: confirm the checkpoint block is still canonical, and let the confirmed
-        block follow the head."""
+    async def _rolled_back_at_tip(self, checkpoint: Checkpoint, head: int) -> bool:
+        """Caught up: check that the checkpoint block is still canonical (else roll back and
+        say so), and let the confirmed block follow the head."""
         if checkpoint.block_number is None:
-            return
-        if checkpoint.block_number > head:
+            return False
+        if checkpoint.block_number > head:  # the new canonical chain is shorter
             await self._roll_back_reorg(checkpoint, head)
-            return
+            return True
         (raw,) = await self.rpc.get_block_headers([checkpoint.block_number])
         tip = header_from_rpc(raw)
         if checkpoint.block_hash is not None and tip.hash != checkpoint.block_hash:
             await self._roll_back_reorg(checkpoint, head)
-            return
+            return True
         confirmed = min(checkpoint.block_number, head - self.chain.confirmations)
         if confirmed >= 0 and confirmed != checkpoint.confirmed_block_number:
             await self.store.write_batch(
@@ -342,6 +341,7 @@ class ChainIndexer:
                 checkpoint=tip, head=head, confirmed=confirmed,
                 keep_blocks_from=head - self.chain.reorg_window + 1,
             )  # fmt: skip
+        return False
 
     async def _roll_back_reorg(self, checkpoint: Checkpoint, head: int) -> None:
         assert checkpoint.block_number is not None

@@ -112,6 +112,10 @@ class EventStore:
     ) -> None:
         """Store one batch and move the checkpoint from `previous` to `checkpoint`, atomically."""
         async with conn.transaction():
+            cursor = await conn.execute(QUERIES["lock_checkpoint"], {"chain_id": self.chain_id})
+            current = await cursor.fetchone()
+            if (current[0] if current else None) != previous:
+                raise self._moved()
             if rows:
                 await self._ensure_partitions(conn, rows)
                 async with conn.cursor().copy(QUERIES["copy_events"]) as copy:
@@ -153,10 +157,13 @@ class EventStore:
                 },
             )
             if await cursor.fetchone() is None:
-                raise CheckpointMovedError(
-                    f"the checkpoint of chain {self.chain_id} moved under this indexer:"
-                    " is another indexer running for this chain?"
-                )
+                raise self._moved()
+
+    def _moved(self) -> CheckpointMovedError:
+        return CheckpointMovedError(
+            f"the checkpoint of chain {self.chain_id} moved under this indexer:"
+            " is another indexer running for this chain?"
+        )
 
     async def roll_back(
         self, conn: psycopg.AsyncConnection, fork: BlockHeader | tuple[int, str]

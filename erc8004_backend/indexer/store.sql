@@ -8,6 +8,13 @@ SELECT block_number, block_hash, confirmed_block_number
 FROM checkpoints
 WHERE chain_id = %(chain_id)s
 
+-- lock_checkpoint --
+-- Taken first in every batch: a second writer waits here, then sees the moved checkpoint.
+SELECT block_number
+FROM checkpoints
+WHERE chain_id = %(chain_id)s
+FOR UPDATE
+
 -- recent_blocks --
 -- The stored hashes from the checkpoint down, for finding a fork point.
 SELECT block_number, block_hash
@@ -75,7 +82,9 @@ WHERE chain_id = %(chain_id)s AND block_number > %(fork_block)s
 UPDATE checkpoints
 SET block_number = %(fork_block)s,
     block_hash = %(fork_hash)s,
-    confirmed_block_number = least(confirmed_block_number, %(fork_block)s)
+    -- least() skips NULL: an unset confirmed block must stay unset.
+    confirmed_block_number = CASE WHEN confirmed_block_number IS NOT NULL
+                                  THEN least(confirmed_block_number, %(fork_block)s) END
 WHERE chain_id = %(chain_id)s
 
 -- rewind_processing_cursor --

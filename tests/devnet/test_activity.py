@@ -1,0 +1,326 @@
+"""The registries' events on a real anvil, and the activity generator."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from eth_hash.auto import keccak
+
+from erc8004_backend.chain.decode import decode_log, decode_log_reference
+from erc8004_backend.chain.events import SPECS_BY_TOPIC
+from erc8004_backend.devnet import (
+    ActivityGenerator,
+    Devnet,
+    TransactionFailedError,
+    TxRequest,
+    deploy_registries,
+)
+from erc8004_backend.devnet.activity import INT128_MAX, INT128_MIN
+from erc8004_backend.devnet.contracts import (
+    IDENTITY,
+    LEGACY_NEW_FEEDBACK,
+    REPUTATION,
+    event_names,
+    load_artifact,
+)
+from tests.support.devnet import count_by_name, decode, registry_logs
+
+ZERO = "0x" + "00" * 20
+EVERY_EVENT = {
+    "Transfer",
+    "MetadataUpdate",
+    "Registered",
+    "MetadataSet",
+    "URIUpdated",
+    "Approval",
+    "ApprovalForAll",
+    "NewFeedback",
+    "FeedbackRevoked",
+    "ResponseAppended",
+    "ValidationRequest",
+    "ValidationResponse",
+}
+
+
+async def send(
+    net: Devnet, sender: str, contract: str, function: str, *args: Any
+) -> dict[str, Any]:
+    address = net.registries.identity if contract == IDENTITY else net.registries.reputation
+    data = load_artifact(contract).encode_call(function, *args)
+    return await net.activity.transactor.send(TxRequest(sender, address, data, 3_000_000, function))
+
+
+def named(receipt: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [decode(entry) for entry in receipt["logs"]]
+
+
+async def test_register_emits_transfer_metadata_update_registered_metadata_set(
+    devnet: Devnet,
+) -> None:
+    owner = devnet.activity.accounts[1]
+    uri = "https://agents.example/first.json"
+    receipt = await send(devnet, owner, IDENTITY, "register(string)", uri)
+    events = named(receipt)
+    assert [name for name, _ in events] == [
+        "Transfer",
+        "MetadataUpdate",
+        "Registered",
+        "MetadataSet",
+    ]
+    assert events[0][1] == {"from": ZERO, "to": owner, "tokenId": 0}  # agent ids start at 0
+    assert events[1][1] == {"_tokenId": 0}
+    assert events[2][1] == {"agentId": 0, "agentURI": uri, "owner": owner}
+    assert events[3][1] == {
+        "agentId": 0,
+        "indexedMetadataKey": "0x" + keccak(b"agentWallet").hex(),
+        "metadataKey": "agentWallet",
+        "metadataValue": bytes.fromhex(owner[2:]),  # 20 bytes: abi.encodePacked(owner)
+    }
+    # The same logs through eth_getLogs, and every one is in the indexer's table or ignored.
+    logs = await registry_logs(devnet, int(receipt["blockNumber"], 16))
+    assert [entry["logIndex"] for entry in logs] == ["0x0", "0x1", "0x2", "0x3"]
+    assert count_by_name(logs) == {
+        "Transfer": 1,
+        "MetadataUpdate": 1,
+        "Registered": 1,
+        "MetadataSet": 1,
+    }
+
+    # register() without a URI: no MetadataUpdate.
+    receipt = await send(devnet, owner, IDENTITY, "register()")
+    assert [name for name, _ in named(receipt)] == ["Transfer", "Registered", "MetadataSet"]
+    assert named(receipt)[1][1]["agentURI"] == ""
+
+
+async def test_updates_transfers_and_authorization(devnet: Devnet) -> None:
+    owner, operator, other = devnet.activity.accounts[1:4]
+    await send(devnet, owner, IDENTITY, "register(string)", "ipfs://bafkreiold")
+    await send(devnet, owner, IDENTITY, "setApprovalForAll", operator, True)
+    receipt = await send(devnet, operator, IDENTITY, "setAgentURI", 0, "https://new.example/a.json")
+    assert named(receipt) == [
+        (
+            "URIUpdated",
+            {"agentId": 0, "newURI": "https://new.example/a.json", "updatedBy": operator},
+        ),
+        ("MetadataUpdate", {"_tokenId": 0}),
+    ]
+    receipt = await send(devnet, owner, IDENTITY, "setMetadata", 0, "mcp.tools", b"\x00\xff")
+    assert named(receipt)[0][1]["metadataValue"] == b"\x00\xff"
+    with pytest.raises(TransactionFailedError, match="reserved key"):
+        await send(devnet, owner, IDENTITY, "setMetadata", 0, "agentWallet", b"\x01")
+    with pytest.raises(TransactionFailedError, match="not authorized"):
+        await send(devnet, other, IDENTITY, "setAgentURI", 0, "https://evil.example")
+    # A transfer clears the agent wallet, as the deployed registry does.
+    receipt = await send(devnet, owner, IDENTITY, "transferFrom", owner, other, 0)
+    assert named(receipt) == [
+        ("Transfer", {"from": owner, "to": other, "tokenId": 0}),
+        (
+            "MetadataSet",
+            {
+                "agentId": 0,
+                "indexedMetadataKey": "0x" + keccak(b"agentWallet").hex(),
+                "metadataKey": "agentWallet",
+                "metadataValue": b"",
+            },
+        ),
+    ]
+    with pytest.raises(TransactionFailedError, match="not authorized"):
+        await send(devnet, operator, IDENTITY, "setAgentURI", 0, "https://late.example")
+
+
+async def test_feedback_indexes_are_one_based_per_agent_and_client(devnet: Devnet) -> None:
+    owner, alice, bob = devnet.activity.accounts[1:4]
+    for _ in range(2):
+        await send(devnet, owner, IDENTITY, "register(string)", "https://a.example")
+    given = [(0, alice), (0, alice), (0, bob), (1, alice), (0, alice), (1, bob)]
+    indexes = []
+    for agent_id, client in given:
+        receipt = await send(
+            devnet,
+            client,
+            REPUTATION,
+            "giveFeedback",
+            agent_id,
+            87,
+            0,
+            "starred",
+            "",
+            "",
+            "",
+            b"\x00" * 32,
+        )
+        [(name, values)] = named(receipt)
+        assert name == "NewFeedback"
+        assert (values["agentId"], values["clientAddress"]) == (agent_id, client)
+        indexes.append(values["feedbackIndex"])
+    assert indexes == [1, 2, 1, 1, 3, 1]
+    receipt = await send(devnet, alice, REPUTATION, "revokeFeedback", 0, 2)
+    assert named(receipt) == [
+        ("FeedbackRevoked", {"agentId": 0, "clientAddress": alice, "feedbackIndex": 2})
+    ]
+    with pytest.raises(TransactionFailedError, match="already revoked"):
+        await send(devnet, alice, REPUTATION, "revokeFeedback", 0, 2)
+    receipt = await send(
+        devnet,
+        owner,
+        REPUTATION,
+        "appendResponse",
+        0,
+        alice,
+        2,
+        "ipfs://bafkreirefund",
+        b"\x01" * 32,
+    )
+    assert named(receipt)[0][1]["responder"] == owner
+    with pytest.raises(TransactionFailedError, match="no such feedback"):
+        await send(devnet, owner, REPUTATION, "appendResponse", 1, alice, 2, "", b"\x00" * 32)
+
+
+async def test_feedback_takes_extreme_values(devnet: Devnet) -> None:
+    owner, client = devnet.activity.accounts[1:3]
+    await send(devnet, owner, IDENTITY, "register(string)", "")
+    long_tag = "Ünïcødé ✓ データ 🚀 " * 20
+    cases = [(INT128_MIN, 18, "", long_tag), (INT128_MAX, 0, "refund", ""), (-1, 4, "🚀", "✓")]
+    for value, decimals, tag1, tag2 in cases:
+        receipt = await send(
+            devnet,
+            client,
+            REPUTATION,
+            "giveFeedback",
+            0,
+            value,
+            decimals,
+            tag1,
+            tag2,
+            "https://x.example/mcp",
+            "",
+            b"\x00" * 32,
+        )
+        values = named(receipt)[0][1]
+        assert (values["value"], values["valueDecimals"]) == (value, decimals)
+        assert (values["tag1"], values["tag2"]) == (tag1, tag2)
+        assert values["indexedTag1"] == "0x" + keccak(tag1.encode()).hex()
+    with pytest.raises(TransactionFailedError, match="valueDecimals"):
+        await send(
+            devnet, client, REPUTATION, "giveFeedback", 0, 1, 19, "", "", "", "", b"\x00" * 32
+        )
+    with pytest.raises(TransactionFailedError, match="agent does not exist"):
+        await send(
+            devnet, client, REPUTATION, "giveFeedback", 9, 1, 0, "", "", "", "", b"\x00" * 32
+        )
+
+
+async def test_generator_produces_every_event_type(devnet: Devnet) -> None:
+    report = await devnet.activity.run(events=400)
+    assert report.events == 400
+    legacy = await devnet.activity.give_legacy_feedback(score=42)
+    assert legacy.counts == {LEGACY_NEW_FEEDBACK: 1}
+    steps = [await devnet.activity.step() for _ in range(5)]
+    assert all(step.transactions == 1 for step in steps)
+
+    head = await devnet.rpc.block_number()
+    total = report.counts.copy()
+    total.update(legacy.counts)
+    for step in steps:
+        total.update(step.counts)
+    for topic0, name in event_names().items():
+        query = {
+            "address": list(devnet.registries.addresses.values()),
+            "topics": [[topic0]],
+            "fromBlock": "0x0",
+            "toBlock": hex(head),
+        }
+        logs = await devnet.rpc.call("eth_getLogs", [query])
+        assert len(logs) == total[name], name
+    assert set(total) >= EVERY_EVENT
+    assert set(devnet.activity.total.counts) == set(total)
+
+    values = [decode(e)[1] for e in await registry_logs(devnet) if decode(e)[0] == "NewFeedback"]
+    assert any(v["value"] < 0 for v in values)
+    assert {v["valueDecimals"] for v in values} >= {0, 2}
+    assert any(v["tag1"] == "" for v in values)
+    assert any(v["tag1"] == "refund" for v in values)
+    assert any(not v["tag1"].isascii() or not v["tag2"].isascii() for v in values)
+    uris = [
+        decode(e)[1]["agentURI"]
+        for e in await registry_logs(devnet)
+        if decode(e)[0] == "Registered"
+    ]
+    data_uris = [u for u in uris if u.startswith("data:application/json;base64,")]
+    assert data_uris
+    assert any(u.startswith("https://") for u in uris)
+    document = json.loads(base64.b64decode(data_uris[0].split(",", 1)[1]))
+    assert document["type"] == "https://eips.ethereum.org/EIPS/eip-8004#registration-v1"
+    assert {s["name"] for s in document["services"]} & {"MCP", "A2A"}
+
+
+async def test_indexer_decoders_agree_on_every_generated_log(devnet: Devnet) -> None:
+    await devnet.activity.run(events=150)
+    await devnet.activity.emit_batch(300)
+    await devnet.activity.give_legacy_feedback()
+    time_ = datetime.now(UTC)
+    registries = {a: r for r, a in devnet.registries.addresses.items()}
+    decoded = 0
+    for entry in await registry_logs(devnet):
+        if entry["topics"][0] not in SPECS_BY_TOPIC:
+            continue
+        registry = registries[entry["address"].lower()]
+        fast = decode_log(entry, chain_id=31337, registry=registry, block_time=time_)
+        reference = decode_log_reference(entry, chain_id=31337, registry=registry, block_time=time_)
+        assert fast is not None
+        assert fast == reference
+        decoded += 1
+    assert decoded == 150 + 300 + 1
+
+
+async def test_batch_mode_emits_many_events_per_transaction(devnet: Devnet) -> None:
+    started = time.perf_counter()
+    report = await devnet.activity.emit_batch(3_000)
+    assert time.perf_counter() - started < 10
+    assert report.events == 3_000
+    assert report.transactions * 20 <= report.events
+    logs = await registry_logs(devnet)
+    assert sum(1 for entry in logs if entry["topics"][0] in SPECS_BY_TOPIC) == 3_000
+    assert count_by_name(logs) == report.counts
+    assert EVERY_EVENT - {"Approval", "ApprovalForAll"} <= set(report.counts)
+    again = await devnet.activity.emit_batch(7)  # small batches are exact too
+    assert again.events == 7
+
+
+async def test_the_same_seed_gives_the_same_events(devnet: Devnet) -> None:
+    await devnet.activity.run(events=120)
+    first = [(e["topics"], e["data"]) for e in await registry_logs(devnet)]
+    async with devnet.node.rpc() as rpc:
+        await rpc.call("anvil_reset", [])
+        replay = ActivityGenerator(rpc, await deploy_registries(rpc), seed=0)
+        await replay.run(events=120)
+    second = [(e["topics"], e["data"]) for e in await registry_logs(devnet)]
+    assert second == first
+
+
+async def test_rate_and_stop(devnet: Devnet) -> None:
+    started = time.monotonic()
+    report = await devnet.activity.run(events=6, rate=20)
+    assert report.events == 6
+    assert time.monotonic() - started >= 0.2
+    stop = asyncio.Event()
+    task = asyncio.create_task(devnet.activity.run(rate=50, stop=stop))
+    await asyncio.sleep(0.3)
+    stop.set()
+    endless = await asyncio.wait_for(task, 5)
+    assert endless.events > 0
+
+
+async def test_a_second_generator_picks_up_the_chain_state(devnet: Devnet) -> None:
+    await devnet.activity.run(events=100)
+    other = ActivityGenerator(devnet.rpc, devnet.registries, seed=1)
+    await other.setup()
+    assert other.agent_ids == devnet.activity.agent_ids
+    report = await other.run(events=200)
+    assert report.events == 200

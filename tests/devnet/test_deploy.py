@@ -1,0 +1,88 @@
+"""Deploying the registries and sending transactions."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from erc8004_backend.chain.config import DEVNET, DEVNET_CHAIN_ID
+from erc8004_backend.devnet import (
+    AnvilNode,
+    Devnet,
+    TransactionFailedError,
+    TxRequest,
+    deploy_registries,
+)
+from erc8004_backend.devnet.contracts import IDENTITY, REPUTATION, contract_address, load_artifact
+
+
+async def test_registries_land_at_the_devnet_addresses(anvil_node: AnvilNode) -> None:
+    async with anvil_node.rpc() as rpc:
+        started = time.perf_counter()
+        registries = await deploy_registries(rpc)
+        assert time.perf_counter() - started < 5
+        assert registries.addresses == {k: v.lower() for k, v in DEVNET.items()}
+        assert registries.chain_id == DEVNET_CHAIN_ID
+        assert registries.block_number == 1
+        for address in registries.addresses.values():
+            assert len(await rpc.call("eth_getCode", [address, "latest"])) > 1000
+        reputation = load_artifact(REPUTATION).function("getIdentityRegistry")
+        reply = await rpc.call(
+            "eth_call", [{"to": registries.reputation, "data": reputation.encode()}, "latest"]
+        )
+        assert reputation.decode_output(reply) == (registries.identity,)
+
+
+async def test_deploy_from_a_used_account_predicts_its_addresses(anvil_node: AnvilNode) -> None:
+    """Two-byte RLP nonces: the addresses still come out as predicted."""
+    async with anvil_node.rpc() as rpc:
+        account = (await rpc.call("eth_accounts"))[3]
+        await rpc.call("anvil_setNonce", [account, hex(300)])
+        registries = await deploy_registries(rpc, deployer=account)
+    assert registries.identity == contract_address(account, 300)
+    assert registries.validation == contract_address(account, 302)
+
+
+async def test_chain_config_points_at_the_node(devnet: Devnet) -> None:
+    chain = devnet.chain_config()
+    assert chain.name == "devnet"
+    assert chain.rpc_urls == [devnet.url]
+    assert chain.start_block == devnet.registries.block_number
+    assert chain.registry_addresses[devnet.registries.reputation] == "reputation"
+
+
+async def test_a_reverted_transaction_raises_with_its_reason(devnet: Devnet) -> None:
+    sender = devnet.activity.accounts[1]
+    data = load_artifact(REPUTATION).encode_call("revokeFeedback", 7, 1)
+    request = TxRequest(sender, devnet.registries.reputation, data, 200_000, "revoke nothing")
+    with pytest.raises(TransactionFailedError, match=r"revoke nothing.*no such feedback"):
+        await devnet.activity.transactor.send(request)
+    # The nonce bookkeeping survives a failure: the next transaction goes through.
+    data = load_artifact(IDENTITY).encode_call("register(string)", "https://a.example/x.json")
+    receipt = await devnet.activity.transactor.send(
+        TxRequest(sender, devnet.registries.identity, data, 500_000, "register")
+    )
+    assert receipt["status"] == "0x1"
+
+
+async def test_transactions_of_one_sender_in_blocks(devnet: Devnet) -> None:
+    sender = devnet.activity.accounts[2]
+    identity = load_artifact(IDENTITY)
+    requests = [
+        TxRequest(
+            sender,
+            devnet.registries.identity,
+            identity.encode_call("register(string)", f"https://a.example/{i}"),
+            500_000,
+            f"register {i}",
+        )
+        for i in range(6)
+    ]
+    receipts = await devnet.activity.transactor.send_in_blocks([requests[:4], requests[4:]])
+    blocks = [int(r["blockNumber"], 16) for r in receipts]
+    assert blocks[:4] == [blocks[0]] * 4
+    assert blocks[4:] == [blocks[0] + 1] * 2
+    agent_ids = [int(r["logs"][0]["topics"][3], 16) for r in receipts]
+    assert agent_ids == list(range(6))
+    assert await devnet.rpc.call("anvil_getAutomine") is True

@@ -1,0 +1,211 @@
+"""The indexer against a real devnet: the table must equal the chain's own logs."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from erc8004_backend.chain.config import ChainConfig
+from erc8004_backend.chain.rpc import RetryPolicy, RpcClient
+from erc8004_backend.devnet import Devnet, start_devnet
+from erc8004_backend.indexer.chain_indexer import ChainIndexer, ChainLockedError
+from erc8004_backend.indexer.store import CheckpointMovedError, EventStore
+from tests.support.chain_truth import assert_table_equals_chain
+from tests.support.flaky_rpc import FlakyRpcServer, HttpStatus, TooManyRequests
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def index_to_head(url: str, chain: ChainConfig, rpc: RpcClient | None = None) -> ChainIndexer:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        own_rpc = rpc or RpcClient(chain.rpc_urls, retry=RetryPolicy(backoff_initial=0.05))
+        try:
+            indexer = ChainIndexer(chain, conn, own_rpc)
+            await indexer.prepare()
+            await indexer.sync_to_head()
+            await indexer.close()
+            return indexer
+        finally:
+            if rpc is None:
+                await own_rpc.aclose()
+
+
+async def test_mixed_activity_is_indexed_exactly_in_small_and_large_ranges(
+    migrated_url: str,
+) -> None:
+    async with start_devnet() as devnet:
+        await devnet.activity.run(events=600)  # one transaction per action: many blocks
+        await devnet.activity.emit_batch(2_400)  # many events per transaction
+        await devnet.activity.give_legacy_feedback()
+        chain = devnet.chain_config(max_block_range=2)
+        indexer = await index_to_head(migrated_url, chain)
+        count = await assert_table_equals_chain_at(migrated_url, devnet, chain)
+    assert count >= 3_000
+    assert indexer.stats.events == count
+    assert indexer.stats.skipped["MetadataUpdate"] > 0  # ERC-4906 noise is counted, not stored
+    assert not indexer.stats.unknown_topics
+    assert indexer.stats.decode_errors == 0
+    assert indexer.stats.batches >= 5
+
+
+async def assert_table_equals_chain_at(url: str, devnet: Devnet, chain: ChainConfig) -> int:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        count = await assert_table_equals_chain(conn, devnet.rpc, chain)
+        head = await devnet.rpc.block_number()
+        checkpoint = await EventStore(chain.chain_id).checkpoint(conn)
+        assert checkpoint.block_number == head
+        assert checkpoint.confirmed_block_number == head - chain.confirmations
+        cursor = await conn.execute(
+            "SELECT count(*) FROM agent_registrations WHERE chain_id = %s", [chain.chain_id]
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        assert row[0] > 0
+    return count
+
+
+async def test_following_the_head_picks_up_new_blocks(migrated_url: str) -> None:
+    async with start_devnet() as devnet:
+        chain = devnet.chain_config(confirmations=2)
+        await devnet.activity.run(events=30)
+        async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+            indexer = ChainIndexer(chain, conn, devnet.rpc)
+            await indexer.prepare()
+            await indexer.sync_to_head()
+            assert await indexer.step() is True  # nothing new
+            await devnet.activity.run(events=40)
+            await indexer.sync_to_head()
+            await assert_table_equals_chain(conn, devnet.rpc, chain)
+            checkpoint = await indexer.store.checkpoint(conn)
+            head = await devnet.rpc.block_number()
+            assert checkpoint.confirmed_block_number == head - 2
+
+
+async def test_one_indexer_per_chain(migrated_url: str) -> None:
+    async with start_devnet() as devnet:
+        chain = devnet.chain_config()
+        async with (
+            await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as first,
+            await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as second,
+        ):
+            await ChainIndexer(chain, first, devnet.rpc).prepare()
+            with pytest.raises(ChainLockedError, match="already indexing chain devnet"):
+                await ChainIndexer(chain, second, devnet.rpc).prepare()
+            # Even without the lock, the checkpoint guard refuses a writer whose view is stale.
+            await devnet.activity.run(events=10)
+            stale = await EventStore(chain.chain_id).checkpoint(first)
+            await ChainIndexer(chain, second, devnet.rpc).sync_to_head()
+            late = ChainIndexer(chain, first, devnet.rpc)
+            head = await devnet.rpc.block_number()
+            fetched = await late._fetch(chain.start_block, head, head)
+            with pytest.raises(CheckpointMovedError, match="another indexer"):
+                await late._store_range(stale, fetched)
+            await assert_table_equals_chain(first, devnet.rpc, chain)  # nothing stored twice
+
+
+async def test_failing_and_rate_limited_endpoints_fail_over_and_back_off(migrated_url: str) -> None:
+    async with start_devnet() as devnet:
+        await devnet.activity.run(events=200)
+        async with (
+            FlakyRpcServer(upstream=devnet.url) as broken,
+            FlakyRpcServer(upstream=devnet.url) as limited,
+        ):
+            broken.fail_always(HttpStatus(503))
+            limited.fail_next(3, TooManyRequests(retry_after=1))
+            # The broken endpoint comes first: every request must fail over to the next one.
+            chain = devnet.registries.chain_config([broken.url, limited.url], max_block_range=50)
+            rpc = RpcClient(
+                chain.rpc_urls, retry=RetryPolicy(max_attempts=12, backoff_initial=0.05)
+            )
+            async with rpc:
+                indexer = await index_to_head(migrated_url, chain, rpc)
+            assert broken.faults_served >= 1
+            assert limited.faults_served == 3
+            assert limited.calls["eth_getLogs"] >= 1
+        await assert_table_equals_chain_at(migrated_url, devnet, chain)
+        assert indexer.stats.events > 0
+
+
+@pytest.mark.parametrize(
+    ("depth", "new_blocks"),
+    [(1, 3), (5, 2), (64, 70)],
+    ids=["depth-1", "depth-5-shorter-chain", "depth-64"],
+)
+async def test_a_reorg_replaces_orphaned_events_that_never_became_ready(
+    migrated_url: str, depth: int, new_blocks: int
+) -> None:
+    async with start_devnet(seed=depth) as devnet:
+        await devnet.activity.run(events=150)
+        chain = devnet.chain_config(confirmations=64, reorg_window=128)
+        async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+            indexer = ChainIndexer(chain, conn, devnet.rpc)
+            await indexer.prepare()
+            await indexer.sync_to_head()
+            fork_block = await devnet.rpc.block_number()
+            snapshot = await devnet.rpc.call("evm_snapshot")
+            highest_ready = -1
+            for _ in range(depth):  # one transaction, one block each
+                await devnet.activity.step()
+                await indexer.sync_to_head()
+                confirmed = (await indexer.store.checkpoint(conn)).confirmed_block_number
+                highest_ready = max(highest_ready, confirmed if confirmed is not None else -1)
+            orphaned = await event_blocks_above(conn, fork_block)
+            assert orphaned, "the blocks to be orphaned carry events"
+
+            assert await devnet.rpc.call("evm_revert", [snapshot]) is True
+            await devnet.activity.resync()
+            for _ in range(new_blocks):
+                await devnet.activity.step()
+            await indexer.sync_to_head()
+
+            await assert_table_equals_chain(conn, devnet.rpc, chain)
+            assert indexer.stats.reorgs == 1
+            assert indexer.stats.deep_reorgs == 0
+            # Within the confirmation depth, nothing orphaned was ever handed on as ready.
+            assert min(orphaned) > highest_ready
+            assert not set(await event_hashes_above(conn, fork_block)) & set(orphaned.values())
+
+
+async def event_blocks_above(conn: psycopg.AsyncConnection, block: int) -> dict[int, str]:
+    cursor = await conn.execute(
+        "SELECT DISTINCT block_number, block_hash FROM events WHERE block_number > %s", [block]
+    )
+    return {number: block_hash for number, block_hash in await cursor.fetchall()}
+
+
+async def event_hashes_above(conn: psycopg.AsyncConnection, block: int) -> list[str]:
+    return list((await event_blocks_above(conn, block)).values())
+
+
+async def test_a_reorg_deeper_than_the_confirmations_rewinds_the_trigger_engine(
+    migrated_url: str,
+) -> None:
+    async with start_devnet(seed=7) as devnet:
+        await devnet.activity.run(events=60)
+        chain = devnet.chain_config(confirmations=0)
+        async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+            indexer = ChainIndexer(chain, conn, devnet.rpc)
+            await indexer.prepare()
+            await indexer.sync_to_head()
+            fork_block = await devnet.rpc.block_number()
+            snapshot = await devnet.rpc.call("evm_snapshot")
+            for _ in range(3):
+                await devnet.activity.step()
+            await indexer.sync_to_head()
+            head = await devnet.rpc.block_number()
+            # The trigger engine processed everything it was given, orphans included.
+            await conn.execute(
+                "INSERT INTO processing_cursors (chain_id, block_number, log_index) VALUES (%s, %s, 0)",
+                [chain.chain_id, head],
+            )
+            await devnet.rpc.call("evm_revert", [snapshot])
+            await devnet.activity.resync()
+            for _ in range(4):
+                await devnet.activity.step()
+            await indexer.sync_to_head()
+            await assert_table_equals_chain(conn, devnet.rpc, chain)
+            assert indexer.stats.deep_reorgs == 1
+            cursor = await conn.execute(
+                "SELECT block_number FROM processing_cursors WHERE chain_id = %s", [chain.chain_id]
+            )
+            assert await cursor.fetchone() == (fork_block,)  # new canonical events get processed
