@@ -90,6 +90,7 @@ async def ingest(url: str, logs: list[dict[str, Any]], headers: dict[int, BlockH
     store = EventStore(CHAIN_ID)
     decode_seconds = 0.0
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await store.lock_chain(conn)  # the indexer's session, settings included
         started = time.perf_counter()
         previous = None
         for start in range(0, len(logs), batch_size):

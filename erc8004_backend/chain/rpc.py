@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import orjson
 import structlog
 
 from erc8004_backend.errors import Erc8004Error
@@ -324,8 +325,9 @@ class RpcClient:
         if status >= 500:
             raise _RetryableError(f"HTTP {status}", _retry_after(response))
         try:
-            reply = response.json()
-        except ValueError as error:
+            # orjson: a backfill parses megabytes of logs per second, three times faster.
+            reply = orjson.loads(response.content)
+        except orjson.JSONDecodeError as error:
             raise _RetryableError(f"HTTP {status}, the reply is not JSON") from error
         if not _is_jsonrpc_reply(reply):  # an HTML error page, a gateway's own JSON, ...
             raise _RetryableError(f"HTTP {status}, the reply is not JSON-RPC")

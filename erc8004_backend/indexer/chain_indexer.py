@@ -35,7 +35,8 @@ from erc8004_backend.indexer.store import BlockHeader, Checkpoint, EventStore
 log = structlog.get_logger(__name__)
 
 # eth_getLogs answers fastest at about a thousand logs; ranges adapt towards this many.
-TARGET_LOGS_PER_REQUEST = 2_000
+TARGET_LOGS_PER_REQUEST = 4_000
+INITIAL_BLOCK_RANGE = 16
 
 
 class ReorgTooDeepError(Erc8004Error):
@@ -110,7 +111,9 @@ class ChainIndexer:
         self.rpc = rpc
         self.store = EventStore(chain.chain_id)
         self.stats = IndexerStats()
-        self.block_range = chain.max_block_range
+        # Start small and let the range grow while logs are sparse: a first request over the
+        # whole maximum range could be far too large on a busy chain.
+        self.block_range = min(chain.max_block_range, INITIAL_BLOCK_RANGE)
         self.on_progress = on_progress
         self._registries = chain.registry_addresses
         self._addresses = list(self._registries)
@@ -190,9 +193,10 @@ class ChainIndexer:
             self._log.info("indexer.range_shrunk", block_range=self.block_range)
             return False
         self._adapt_range(len(fetched.logs), fetched.to_block - fetched.from_block + 1)
-        # Far below the head blocks are final: fetch the next range while this one is stored.
+        # Fetch the next range while this one is stored. Prefetched data is checked against
+        # the checkpoint when it is stored, like any other, so a reorg meanwhile is still seen.
         following_end = min(head, fetched.to_block + self.block_range)
-        if following_end <= head - self.chain.reorg_window and fetched.to_block < head:
+        if fetched.to_block < head:
             self._prefetch = asyncio.create_task(
                 self._fetch(fetched.to_block + 1, following_end, head)
             )

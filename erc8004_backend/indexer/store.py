@@ -10,12 +10,12 @@ chain makes the transaction fail instead of writing twice.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -37,7 +37,7 @@ _COPY_TYPES = [
 
 def _dumps_data(data: dict[str, Any]) -> str:
     # Most rows carry no extra data; skipping the encoder for them is a tenth of the copy time.
-    return json.dumps(data, ensure_ascii=False, check_circular=False) if data else "{}"
+    return orjson.dumps(data).decode() if data else "{}"
 
 
 class CheckpointMovedError(Erc8004Error):
@@ -80,6 +80,8 @@ class EventStore:
         self._partitions = PartitionCover()
 
     async def lock_chain(self, conn: psycopg.AsyncConnection) -> bool:
+        """Take this chain for the session; also sets the session up for batch writes."""
+        await conn.execute(QUERIES["relax_commit_flush"])
         cursor = await conn.execute(QUERIES["lock_chain"], {"chain_id": self.chain_id})
         row = await cursor.fetchone()
         return bool(row and row[0])

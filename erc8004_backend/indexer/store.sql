@@ -3,6 +3,13 @@
 -- chain id in the second half of a two-key lock whose first half names our purpose.
 SELECT pg_try_advisory_lock(8004, %(chain_id)s::int)
 
+-- relax_commit_flush --
+-- The indexer's commits need not wait for the WAL flush: a batch and its checkpoint commit
+-- together, so a server crash can only lose whole recent batches, which the indexer then
+-- fetches again from the chain. Any later synchronous commit (the trigger engine's) flushes
+-- the WAL before it, so nothing downstream can see a batch that is then lost.
+SET synchronous_commit = off
+
 -- get_checkpoint --
 SELECT block_number, block_hash, confirmed_block_number
 FROM checkpoints
