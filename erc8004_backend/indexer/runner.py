@@ -84,11 +84,15 @@ async def run_indexers(
 ) -> None:
     """All chains (and the registration resolver) concurrently; the first fatal error stops
     them all and is raised."""
-    async with asyncio.TaskGroup() as group:
-        for chain in chains:
-            group.create_task(index_chain(url, chain, stop, on_progress=on_progress, once=once))
-        if resolve_registrations and not once:
-            group.create_task(_resolve_registrations(url, stop))
+    try:
+        async with asyncio.TaskGroup() as group:
+            for chain in chains:
+                group.create_task(index_chain(url, chain, stop, on_progress=on_progress, once=once))
+            if resolve_registrations and not once:
+                group.create_task(_resolve_registrations(url, stop))
+    except BaseExceptionGroup as failures:
+        # Report the failure itself, as one error, not the group that carried it.
+        raise failures.exceptions[0] from None
 
 
 async def _resolve_registrations(url: str, stop: asyncio.Event) -> None:
