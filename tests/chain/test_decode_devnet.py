@@ -54,15 +54,18 @@ async def test_every_event_type_decodes_the_same_both_ways_with_the_right_meanin
                        and s.metadata_value == bytes.fromhex(row.owner[2:])  # type: ignore[index]
                        and s.agent_id == row.agent_id for s in siblings)  # fmt: skip
         elif row.event_type == "NewFeedback" and "abi_version" not in row.data:
-            assert row.value is not None and row.value_decimals is not None
+            assert row.value is not None
+            assert row.value_decimals is not None
             with localcontext() as exact:
                 exact.prec = 200  # int128 has 39 digits; the default context keeps 28
                 assert row.score == Decimal(row.value).scaleb(-row.value_decimals)
-            assert row.feedback_index is not None and row.feedback_index >= 1
+            assert row.feedback_index is not None
+            assert row.feedback_index >= 1
         elif row.event_type == "Transfer":
             assert row.owner == row.to_address
         elif row.event_type == "ValidationResponse":
-            assert row.response is not None and 0 <= row.response <= 100
+            assert row.response is not None
+            assert 0 <= row.response <= 100
 
     legacy = [row for row in rows if row.data.get("abi_version") == "v0"]
     assert [(r.value, r.value_decimals, r.score, r.tag1, r.tag2) for r in legacy] == [
@@ -75,7 +78,8 @@ async def test_feedback_indexes_count_from_one_per_agent_and_client(devnet: Devn
     indexes: dict[tuple[int, str], list[int]] = defaultdict(list)
     for row in rows:
         if row.event_type == "NewFeedback" and "abi_version" not in row.data:
-            assert row.agent_id is not None and row.client_address is not None
+            assert row.agent_id is not None
+            assert row.client_address is not None
             assert row.feedback_index is not None
             indexes[(row.agent_id, row.client_address)].append(row.feedback_index)
     assert indexes
