@@ -2,7 +2,7 @@
 
 `start_anvil` runs anvil on 127.0.0.1 only, picks a free port when asked for port 0, returns
 once the node answers `eth_chainId`, and terminates it on exit. The binary is found through
-`$ERC8004_ANVIL`, then the project's `node_modules` (`npm ci`), then `PATH`.
+`$ERC8004_ANVIL`, then the project's `node_modules` (`npm install`), then `PATH`.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def find_anvil(root: Path | None = None) -> Path:
     if found:
         return Path(found)
     raise AnvilNotFoundError(
-        "anvil is not installed: run `npm ci` in the project root (it installs"
+        "anvil is not installed: run `npm install` in the project root (it installs"
         f" @foundry-rs/anvil), or set {ANVIL_ENV} to an anvil binary"
     )
 
