@@ -20,7 +20,7 @@ from tests.support.timescaledb import node_modules_ready, timescaledb_server
 
 @pytest.fixture
 def timescaledb_url() -> Iterator[str]:
-    assert node_modules_ready(), "Node.js packages missing: run scripts/bootstrap (npm ci)"
+    assert node_modules_ready(), "Node.js packages missing: run scripts/bootstrap (npm install)"
     with timescaledb_server() as url:
         yield url
 

@@ -59,7 +59,7 @@ def test_missing_binary_says_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setattr("erc8004_backend.devnet.anvil.PROJECT_ROOT", tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(AnvilNotFoundError, match="npm ci"):
+    with pytest.raises(AnvilNotFoundError, match="npm install"):
         find_anvil()
     assert issubclass(AnvilNotFoundError, Erc8004Error)
 

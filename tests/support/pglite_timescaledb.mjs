@@ -8,7 +8,7 @@
 // - Exits on SIGTERM/SIGINT, and also when its stdin reaches EOF, so a test run that dies
 //   cannot leave it behind (the parent holds the write end of a pipe). Started with stdin
 //   at /dev/null, it therefore exits at once: keep stdin open (e.g. `cat | node ...`).
-// - Requires `npm ci` in the repository root (package.json pins the packages).
+// - Requires `npm install` in the repository root (package.json pins the packages).
 //
 // Limits: a single backend, so one client at a time (others queue until it disconnects);
 // any user/password is accepted; current_database() is always template1; clients must use

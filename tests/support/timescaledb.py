@@ -1,6 +1,6 @@
 """A throwaway TimescaleDB server for tests: PGlite (PostgreSQL in WASM) behind the wire protocol.
 
-Needs Node.js >= 18 and ``npm ci`` in the repository root. The server is in-memory and serves
+Needs Node.js >= 18 and ``npm install`` in the repository root. The server is in-memory and serves
 one client connection at a time (others wait until it disconnects); every new connection gets
 a freshly reset session. Connect with ``sslmode=disable``; any user and password are accepted.
 ``current_database()`` is always ``template1`` whatever the URL says, and
@@ -28,7 +28,7 @@ _STOP_GRACE_SECONDS = 5.0
 
 
 def node_modules_ready() -> bool:
-    """True when ``node`` is on PATH and the npm packages are installed (``npm ci``)."""
+    """True when ``node`` is on PATH and the npm packages are installed (``npm install``)."""
     return shutil.which("node") is not None and SOCKET_PACKAGE.is_dir()
 
 
