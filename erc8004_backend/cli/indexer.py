@@ -88,9 +88,29 @@ def indexer(
 
 async def _run(url: str, chains: list[ChainConfig], show_progress: bool, once: bool) -> None:
     stop = asyncio.Event()
+    main = asyncio.current_task()
+    assert main is not None
+
+    def shut_down() -> None:
+        # A step in flight is one transaction: cancelling it loses nothing, and waiting for
+        # it could mean minutes of RPC retries.
+        log.info("indexer.stopping")
+        stop.set()
+        main.cancel()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, shut_down)
+    try:
+        await _index(url, chains, show_progress, once, stop)
+    except asyncio.CancelledError:
+        if not stop.is_set():
+            raise
+
+
+async def _index(
+    url: str, chains: list[ChainConfig], show_progress: bool, once: bool, stop: asyncio.Event
+) -> None:
     for chain in chains:
         log.info("indexer.start", chain=chain.name, chain_id=chain.chain_id,
                  rpc=len(chain.rpc_urls), start_block=chain.start_block,

@@ -119,6 +119,7 @@ class ChainIndexer:
         self._addresses = list(self._registries)
         self._log = log.bind(chain=chain.name, chain_id=chain.chain_id)
         self._prefetch: asyncio.Task[FetchedRange] | None = None
+        self._range_ceiling = chain.max_block_range
 
     # -- running --------------------------------------------------------------------------
 
@@ -190,8 +191,17 @@ class ChainIndexer:
             if self.block_range == 1:
                 raise
             self.block_range = max(1, self.block_range // 2)
+            # The node limits the range: stop growing back past what it accepted.
+            self._range_ceiling = self.block_range
             self._log.info("indexer.range_shrunk", block_range=self.block_range)
             return False
+        except ChainMovedError as moved:
+            self._log.info("indexer.chain_moved", reason=str(moved))
+            return False
+        except RpcUnavailableError:
+            # Timeouts on a dense range: ask for less next time (the run loop backs off).
+            self.block_range = max(1, self.block_range // 2)
+            raise
         self._adapt_range(len(fetched.logs), fetched.to_block - fetched.from_block + 1)
         # Fetch the next range while this one is stored. Prefetched data is checked against
         # the checkpoint when it is stored, like any other, so a reorg meanwhile is still seen.
@@ -210,13 +220,18 @@ class ChainIndexer:
 
     async def _fetch(self, from_block: int, to_block: int, head: int) -> FetchedRange:
         """The logs of a block range and the headers that go with them."""
-        logs = await self.rpc.get_logs(self._addresses, from_block, to_block)
         window_start = max(from_block, head - self.chain.reorg_window + 1)
         near_head = range(window_start, to_block + 1)
+        # Near the head, the last block's hash before and after eth_getLogs proves that the
+        # logs belong to the chain the headers describe: a reorg in between changes it.
+        before = (await self.rpc.get_block_headers([to_block]))[0]["hash"] if near_head else None
+        logs = await self.rpc.get_logs(self._addresses, from_block, to_block)
         wanted = sorted({int(entry["blockNumber"], 16) for entry in logs}
                         | set(near_head) | {to_block})  # fmt: skip
         raw_headers = await self.rpc.get_block_headers(wanted)
         headers = {h.number: h for h in map(header_from_rpc, raw_headers)}
+        if before is not None and before.lower() != headers[to_block].hash:
+            raise ChainMovedError(f"block {to_block} changed during eth_getLogs")
         return FetchedRange(from_block, to_block, head, logs, headers, list(near_head))
 
     async def _take_prefetched(self, from_block: int) -> FetchedRange | None:
@@ -319,7 +334,7 @@ class ChainIndexer:
 
     def _adapt_range(self, log_count: int, span: int) -> None:
         if log_count < TARGET_LOGS_PER_REQUEST // 2:
-            self.block_range = min(self.chain.max_block_range, self.block_range * 2)
+            self.block_range = min(self._range_ceiling, self.block_range * 2)
         elif log_count > TARGET_LOGS_PER_REQUEST * 2:
             self.block_range = max(1, span * TARGET_LOGS_PER_REQUEST // log_count)
 
@@ -330,7 +345,17 @@ class ChainIndexer:
         say so), and let the confirmed block follow the head."""
         if checkpoint.block_number is None:
             return False
-        if checkpoint.block_number > head:  # the new canonical chain is shorter
+        if checkpoint.block_number > head:
+            # Either the canonical chain got shorter, or this node lags behind the one that
+            # served the checkpoint (failover, load-balanced endpoints). Only a different
+            # hash at the node's head says reorg; otherwise wait for the node to catch up.
+            stored = await self.store.recent_blocks(self.conn, head, 1)
+            if not stored or stored[0][0] != head:
+                return False
+            (raw,) = await self.rpc.get_block_headers([head])
+            if header_from_rpc(raw).hash == stored[0][1]:
+                self._log.info("indexer.node_behind", head=head, checkpoint=checkpoint.block_number)
+                return False
             await self._roll_back_reorg(checkpoint, head)
             return True
         (raw,) = await self.rpc.get_block_headers([checkpoint.block_number])
@@ -352,11 +377,16 @@ class ChainIndexer:
         stored = await self.store.recent_blocks(
             self.conn, min(checkpoint.block_number, head), self.chain.reorg_window
         )
+        candidates = [(number, block_hash) for number, block_hash, _ in stored]
+        if stored and stored[-1][0] > 0:
+            # The oldest stored block's parent is known too: a reorg right at the start
+            # block (or at the edge of the window) still finds its fork point.
+            candidates.append((stored[-1][0] - 1, stored[-1][2]))
         canonical: dict[int, str] = {}
-        if stored:
-            headers = await self.rpc.get_block_headers([number for number, _ in stored])
+        if candidates:
+            headers = await self.rpc.get_block_headers([number for number, _ in candidates])
             canonical = {h.number: h.hash for h in map(header_from_rpc, headers)}
-        fork = next(((n, h) for n, h in stored if canonical.get(n) == h), None)
+        fork = next(((n, h) for n, h in candidates if canonical.get(n) == h), None)
         if fork is None:
             raise ReorgTooDeepError(
                 f"{self.chain.name}: the node agrees with none of the last {len(stored)} stored"

@@ -51,6 +51,7 @@ async def index_chain(
     """Index one chain until `stop` (or, with `once`, until caught up), reconnecting after
     database failures."""
     failures = 0
+    reconnecting = False
     while not stop.is_set():
         try:
             async with (
@@ -62,9 +63,21 @@ async def index_chain(
                 failures = 0
                 await indexer.run(stop, once=once)
                 return
-        except (ChainLockedError, ChainMismatchError, ReorgTooDeepError, DatabaseNotMigratedError):
+        except ChainLockedError as error:
+            if not reconnecting:
+                raise  # another indexer runs this chain: a person must decide
+            # After a lost connection the server may keep the old session, and its lock,
+            # until it notices the connection is gone.
+            failures += 1
+            delay = min(30.0, 0.5 * 2**failures)
+            log.warning("indexer.lock_still_held", chain=chain.name, error=str(error),
+                        retry_in=round(delay, 1))  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        except (ChainMismatchError, ReorgTooDeepError, DatabaseNotMigratedError):
             raise  # these need a person, not a retry
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            reconnecting = True
             failures += 1
             delay = min(30.0, 0.5 * 2**failures)
             log.warning("indexer.database_unavailable", chain=chain.name, error=str(error),

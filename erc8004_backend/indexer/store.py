@@ -95,10 +95,13 @@ class EventStore:
 
     async def recent_blocks(
         self, conn: psycopg.AsyncConnection, from_block: int, limit: int
-    ) -> list[tuple[int, str]]:
+    ) -> list[tuple[int, str, str]]:
+        """(number, hash, parent hash) of stored blocks at or below `from_block`, newest first."""
         params = {"chain_id": self.chain_id, "from_block": from_block, "limit": limit}
         cursor = await conn.execute(QUERIES["recent_blocks"], params)
-        return [(number, block_hash) for number, block_hash in await cursor.fetchall()]
+        return [
+            (number, block_hash, parent) for number, block_hash, parent in await cursor.fetchall()
+        ]
 
     async def write_batch(
         self,

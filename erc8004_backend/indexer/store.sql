@@ -1,7 +1,7 @@
 -- lock_chain --
--- One indexer per chain: held for the life of the indexer's session. The key is the
--- chain id in the second half of a two-key lock whose first half names our purpose.
-SELECT pg_try_advisory_lock(8004, %(chain_id)s::int)
+-- One indexer per chain: held for the life of the indexer's session. Chain ids can exceed
+-- an int4, so the key is a 64-bit hash of a name that says what the lock is for.
+SELECT pg_try_advisory_lock(hashtextextended('erc8004 indexer ' || %(chain_id)s::text, 0))
 
 -- relax_commit_flush --
 -- The indexer's commits need not wait for the WAL flush: a batch and its checkpoint commit
@@ -24,7 +24,7 @@ FOR UPDATE
 
 -- recent_blocks --
 -- The stored hashes from the checkpoint down, for finding a fork point.
-SELECT block_number, block_hash
+SELECT block_number, block_hash, parent_hash
 FROM indexed_blocks
 WHERE chain_id = %(chain_id)s AND block_number <= %(from_block)s
 ORDER BY block_number DESC

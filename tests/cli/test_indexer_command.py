@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -10,6 +14,8 @@ import psycopg
 from erc8004_backend.chain.config import render_chain_table
 from erc8004_backend.devnet import Devnet
 from tests.cli.test_db_commands import erc8004
+from tests.conftest import ROOT
+from tests.support.flaky_rpc import FlakyRpcServer, Hang, static_handler
 
 
 def test_an_unknown_chain_is_one_clear_line(migrated_url: str, tmp_path: Path) -> None:
@@ -53,3 +59,24 @@ def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "chains.toml"
     path.write_text(text)
     return path
+
+
+async def test_ctrl_c_stops_at_once_even_while_a_node_hangs(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    async with FlakyRpcServer(static_handler({"eth_chainId": hex(31337)})) as node:
+        node.fail_always(Hang(60), method="eth_blockNumber")
+        chains = write(tmp_path, f'[chains.devnet]\nrpc_urls = ["{node.url}"]\n')
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "erc8004_backend", "indexer", "--chains-file", str(chains),
+            "--database-url", migrated_url, cwd=ROOT, stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        while node.calls["eth_blockNumber"] == 0:  # the indexer is inside a step now
+            await asyncio.sleep(0.05)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(process.communicate(), 10)
+        assert process.returncode == 0, stderr.decode()
+        assert time.monotonic() - started < 5
+        assert b"indexer.stopping" in stderr

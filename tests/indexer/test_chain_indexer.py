@@ -209,3 +209,45 @@ async def test_a_reorg_deeper_than_the_confirmations_rewinds_the_trigger_engine(
                 "SELECT block_number FROM processing_cursors WHERE chain_id = %s", [chain.chain_id]
             )
             assert await cursor.fetchone() == (fork_block,)  # new canonical events get processed
+
+
+async def test_a_reorg_of_the_very_first_blocks_after_the_start_block(migrated_url: str) -> None:
+    async with start_devnet(seed=11) as devnet:
+        await devnet.activity.run(events=40)
+        start = await devnet.rpc.block_number() + 1
+        snapshot = await devnet.rpc.call("evm_snapshot")
+        for _ in range(3):
+            await devnet.activity.step()
+        chain = devnet.chain_config(start_block=start)
+        async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+            indexer = ChainIndexer(chain, conn, devnet.rpc)
+            await indexer.prepare()
+            await indexer.sync_to_head()
+            await devnet.rpc.call("evm_revert", [snapshot])
+            await devnet.activity.resync()
+            for _ in range(4):
+                await devnet.activity.step()
+            await indexer.sync_to_head()  # the fork is the block before the start block
+            assert await assert_table_equals_chain(conn, devnet.rpc, chain) > 0
+            assert indexer.stats.reorgs == 1
+
+
+async def test_a_node_that_lags_behind_the_checkpoint_is_waited_for_not_rolled_back(
+    migrated_url: str,
+) -> None:
+    async with start_devnet(seed=12) as devnet:
+        await devnet.activity.run(events=100)
+        chain = devnet.chain_config(confirmations=1)
+        async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+            indexer = ChainIndexer(chain, conn, devnet.rpc)
+            await indexer.prepare()
+            await indexer.sync_to_head()
+            checkpoint = await indexer.store.checkpoint(conn)
+            assert checkpoint.block_number is not None
+            # A load-balanced endpoint answers with a head two blocks older than ours.
+            assert (
+                await indexer._rolled_back_at_tip(checkpoint, checkpoint.block_number - 2) is False
+            )
+            assert await indexer.store.checkpoint(conn) == checkpoint
+            assert indexer.stats.reorgs == 0
+            await assert_table_equals_chain(conn, devnet.rpc, chain)
