@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings
 from psycopg import sql
 
 from erc8004_backend.database.connection import connect, with_database
@@ -21,6 +22,12 @@ from erc8004_backend.database.embedded import embedded_postgres
 from erc8004_backend.database.migrations import Migrator, load_source
 
 pytest_plugins = ["tests.support.devnet"]
+
+# CI runs the same examples every time, so that a red run is about the change, not the dice;
+# local runs keep exploring (and remember failures in .hypothesis/).
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "database" / "migrations"

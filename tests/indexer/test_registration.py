@@ -199,8 +199,8 @@ def test_parse_raises_only_registration_errors_on_any_bytes(raw: bytes) -> None:
         parse_registration(raw)
 
 
-# PostgreSQL cannot store NUL (parse_registration refuses it, tested above).
-_storable_text = st.text(st.characters(exclude_characters="\x00"), max_size=40)
+# PostgreSQL cannot store NUL or lone surrogates (parse_registration refuses them, above).
+_storable_text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40)
 _service_names = _storable_text.filter(lambda name: name.strip().lower() not in ("", "mcp"))
 _other_services = st.lists(
     st.fixed_dictionaries(
