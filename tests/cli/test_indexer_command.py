@@ -80,3 +80,34 @@ async def test_ctrl_c_stops_at_once_even_while_a_node_hangs(
         assert process.returncode == 0, stderr.decode()
         assert time.monotonic() - started < 5
         assert b"indexer.stopping" in stderr
+
+
+async def test_following_the_devnet_also_resolves_registration_files(
+    devnet: Devnet, migrated_url: str, tmp_path: Path
+) -> None:
+    await devnet.activity.run(events=150)
+    chains = write(tmp_path, render_chain_table(devnet.chain_config()))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "erc8004_backend", "indexer", "--chains-file", str(chains),
+        "--database-url", migrated_url, cwd=ROOT, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    fetched: list[tuple[str, str | None]] = []
+    try:
+        async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+            for _ in range(200):  # the agents' data: URIs need no network
+                cursor = await conn.execute(
+                    "SELECT agent_uri, mcp_endpoint FROM agent_registrations"
+                    " WHERE status = 'fetched'"
+                )
+                fetched = await cursor.fetchall()
+                if fetched:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(process.communicate(), 10)
+    assert process.returncode == 0, stderr.decode()
+    assert fetched, "no registration file was fetched"
+    assert all(uri.startswith("data:") for uri, _ in fetched)
+    assert any(endpoint and endpoint.startswith("https://") for _, endpoint in fetched)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pytest
 
@@ -117,8 +119,11 @@ async def test_failing_and_rate_limited_endpoints_fail_over_and_back_off(migrate
             rpc = RpcClient(
                 chain.rpc_urls, retry=RetryPolicy(max_attempts=12, backoff_initial=0.05)
             )
+            started = time.monotonic()
             async with rpc:
                 indexer = await index_to_head(migrated_url, chain, rpc)
+            # With both endpoints refusing, the client waited for the Retry-After second.
+            assert time.monotonic() - started >= 0.9
             assert broken.faults_served >= 1
             assert limited.faults_served == 3
             assert limited.calls["eth_getLogs"] >= 1
