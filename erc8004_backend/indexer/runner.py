@@ -69,21 +69,23 @@ async def index_chain(
             # After a lost connection the server may keep the old session, and its lock,
             # until it notices the connection is gone.
             failures += 1
-            delay = min(30.0, 0.5 * 2**failures)
-            log.warning("indexer.lock_still_held", chain=chain.name, error=str(error),
-                        retry_in=round(delay, 1))  # fmt: skip
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+            await _back_off(stop, failures, "indexer.lock_still_held", chain.name, error)
         except (ChainMismatchError, ReorgTooDeepError, DatabaseNotMigratedError):
             raise  # these need a person, not a retry
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
             reconnecting = True
             failures += 1
-            delay = min(30.0, 0.5 * 2**failures)
-            log.warning("indexer.database_unavailable", chain=chain.name, error=str(error),
-                        retry_in=round(delay, 1))  # fmt: skip
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+            await _back_off(stop, failures, "indexer.database_unavailable", chain.name, error)
+
+
+async def _back_off(
+    stop: asyncio.Event, failures: int, event: str, chain: str, error: Exception
+) -> None:
+    """Log, then wait longer after each failure in a row (or until told to stop)."""
+    delay = min(30.0, 0.5 * 2**failures)
+    log.warning(event, chain=chain, error=str(error), retry_in=round(delay, 1))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay)
 
 
 async def run_indexers(

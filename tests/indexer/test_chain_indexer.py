@@ -71,9 +71,7 @@ async def test_following_the_head_picks_up_new_blocks(migrated_url: str) -> None
         chain = devnet.chain_config(confirmations=2)
         await devnet.activity.run(events=30)
         async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
-            indexer = ChainIndexer(chain, conn, devnet.rpc)
-            await indexer.prepare()
-            await indexer.sync_to_head()
+            indexer = await synced_indexer(chain, conn, devnet)
             assert await indexer.step() is True  # nothing new
             await devnet.activity.run(events=40)
             await indexer.sync_to_head()
@@ -143,9 +141,7 @@ async def test_a_reorg_replaces_orphaned_events_that_never_became_ready(
         await devnet.activity.run(events=150)
         chain = devnet.chain_config(confirmations=64, reorg_window=128)
         async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
-            indexer = ChainIndexer(chain, conn, devnet.rpc)
-            await indexer.prepare()
-            await indexer.sync_to_head()
+            indexer = await synced_indexer(chain, conn, devnet)
             fork_block = await devnet.rpc.block_number()
             snapshot = await devnet.rpc.call("evm_snapshot")
             highest_ready = -1
@@ -157,10 +153,7 @@ async def test_a_reorg_replaces_orphaned_events_that_never_became_ready(
             orphaned = await event_blocks_above(conn, fork_block)
             assert orphaned, "the blocks to be orphaned carry events"
 
-            assert await devnet.rpc.call("evm_revert", [snapshot]) is True
-            await devnet.activity.resync()
-            for _ in range(new_blocks):
-                await devnet.activity.step()
+            await replace_blocks(devnet, snapshot, new_blocks)
             await indexer.sync_to_head()
 
             await assert_table_equals_chain(conn, devnet.rpc, chain)
@@ -169,6 +162,23 @@ async def test_a_reorg_replaces_orphaned_events_that_never_became_ready(
             # Within the confirmation depth, nothing orphaned was ever handed on as ready.
             assert min(orphaned) > highest_ready
             assert not set(await event_hashes_above(conn, fork_block)) & set(orphaned.values())
+
+
+async def synced_indexer(
+    chain: ChainConfig, conn: psycopg.AsyncConnection, devnet: Devnet
+) -> ChainIndexer:
+    indexer = ChainIndexer(chain, conn, devnet.rpc)
+    await indexer.prepare()
+    await indexer.sync_to_head()
+    return indexer
+
+
+async def replace_blocks(devnet: Devnet, snapshot: str, new_blocks: int) -> None:
+    """A reorg: back to the snapshot, then `new_blocks` different blocks of activity."""
+    assert await devnet.rpc.call("evm_revert", [snapshot]) is True
+    await devnet.activity.resync()
+    for _ in range(new_blocks):
+        await devnet.activity.step()
 
 
 async def event_blocks_above(conn: psycopg.AsyncConnection, block: int) -> dict[int, str]:
@@ -189,9 +199,7 @@ async def test_a_reorg_deeper_than_the_confirmations_rewinds_the_trigger_engine(
         await devnet.activity.run(events=60)
         chain = devnet.chain_config(confirmations=0)
         async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
-            indexer = ChainIndexer(chain, conn, devnet.rpc)
-            await indexer.prepare()
-            await indexer.sync_to_head()
+            indexer = await synced_indexer(chain, conn, devnet)
             fork_block = await devnet.rpc.block_number()
             snapshot = await devnet.rpc.call("evm_snapshot")
             for _ in range(3):
@@ -203,10 +211,7 @@ async def test_a_reorg_deeper_than_the_confirmations_rewinds_the_trigger_engine(
                 "INSERT INTO processing_cursors (chain_id, block_number, log_index) VALUES (%s, %s, 0)",
                 [chain.chain_id, head],
             )
-            await devnet.rpc.call("evm_revert", [snapshot])
-            await devnet.activity.resync()
-            for _ in range(4):
-                await devnet.activity.step()
+            await replace_blocks(devnet, snapshot, 4)
             await indexer.sync_to_head()
             await assert_table_equals_chain(conn, devnet.rpc, chain)
             assert indexer.stats.deep_reorgs == 1
@@ -225,13 +230,8 @@ async def test_a_reorg_of_the_very_first_blocks_after_the_start_block(migrated_u
             await devnet.activity.step()
         chain = devnet.chain_config(start_block=start)
         async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
-            indexer = ChainIndexer(chain, conn, devnet.rpc)
-            await indexer.prepare()
-            await indexer.sync_to_head()
-            await devnet.rpc.call("evm_revert", [snapshot])
-            await devnet.activity.resync()
-            for _ in range(4):
-                await devnet.activity.step()
+            indexer = await synced_indexer(chain, conn, devnet)
+            await replace_blocks(devnet, snapshot, 4)
             await indexer.sync_to_head()  # the fork is the block before the start block
             assert await assert_table_equals_chain(conn, devnet.rpc, chain) > 0
             assert indexer.stats.reorgs == 1
@@ -244,9 +244,7 @@ async def test_a_node_that_lags_behind_the_checkpoint_is_waited_for_not_rolled_b
         await devnet.activity.run(events=100)
         chain = devnet.chain_config(confirmations=1)
         async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
-            indexer = ChainIndexer(chain, conn, devnet.rpc)
-            await indexer.prepare()
-            await indexer.sync_to_head()
+            indexer = await synced_indexer(chain, conn, devnet)
             checkpoint = await indexer.store.checkpoint(conn)
             assert checkpoint.block_number is not None
             # A load-balanced endpoint answers with a head two blocks older than ours.
