@@ -244,9 +244,12 @@ class ChainIndexer:
         return fetched if fetched.from_block == from_block else None
 
     def _drop_prefetch(self) -> None:
-        if self._prefetch is not None:
-            self._prefetch.cancel()
-            self._prefetch = None
+        task, self._prefetch = self._prefetch, None
+        if task is None:
+            return
+        if task.done() and not task.cancelled():
+            task.exception()  # a failure of a range no longer wanted: seen, not reported
+        task.cancel()
 
     async def close(self) -> None:
         task, self._prefetch = self._prefetch, None
