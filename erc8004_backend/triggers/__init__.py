@@ -1,0 +1,1 @@
+"""The trigger engine: conditions, stateful state machines, templates, the processor."""

@@ -1,0 +1,73 @@
+"""The event fields that conditions compare and templates show, each with its kind.
+
+The kind decides how a condition's text value is parsed and how it compares: numbers
+exactly (Decimal), addresses and hashes case-insensitively, text as it is.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+
+class FieldKind(enum.Enum):
+    NUMBER = "number"
+    ADDRESS = "address"
+    HASH = "hash"  # 32-byte hex
+    BYTES = "bytes"  # any-length hex
+    TEXT = "text"
+    TIME = "time"
+
+
+_N, _A, _H, _B, _T = (
+    FieldKind.NUMBER,
+    FieldKind.ADDRESS,
+    FieldKind.HASH,
+    FieldKind.BYTES,
+    FieldKind.TEXT,
+)
+
+FIELDS: dict[str, FieldKind] = {
+    # common
+    "chain_id": _N, "registry": _T, "event_type": _T, "block_number": _N, "block_hash": _H,
+    "transaction_hash": _H, "log_index": _N, "timestamp": FieldKind.TIME, "agent_id": _N,
+    # identity
+    "owner": _A, "token_uri": _T, "metadata_key": _T, "metadata_value": _B,
+    "from_address": _A, "to_address": _A, "updated_by": _A,
+    # reputation
+    "client_address": _A, "feedback_index": _N, "value": _N, "value_decimals": _N, "score": _N,
+    "tag1": _T, "tag2": _T, "endpoint": _T, "file_uri": _T, "file_hash": _H, "responder": _A,
+    "response_uri": _T, "response_hash": _H,
+    # validation
+    "validator_address": _A, "request_hash": _H, "request_uri": _T, "response": _N, "tag": _T,
+}  # fmt: skip
+
+# Values the engine computes, for templates only.
+COMPUTED_FIELDS = frozenset({"ema_score", "count", "trigger_name", "trigger_id"})
+
+
+def event_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a stored event (a row of `events`, by column name) as conditions and
+    templates see them: `timestamp` is the block time, bytes are 0x-hex."""
+    fields = {name: row.get(name) for name in FIELDS if name != "timestamp"}
+    fields["timestamp"] = row.get("block_time")
+    if isinstance(fields["metadata_value"], bytes | memoryview):
+        fields["metadata_value"] = "0x" + bytes(fields["metadata_value"]).hex()
+    return fields
+
+
+def format_value(value: Any) -> str:
+    """A field's value as text in a message: numbers without exponent, times in ISO 8601."""
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        text = format(value, "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)

@@ -1,0 +1,116 @@
+"""Stateful conditions as plain functions over plain state (JSON-ready dicts).
+
+The processor loads a trigger's state rows, calls `evaluate_trigger` for each event in chain
+order, and writes the new state in the same transaction as the jobs it creates. Nothing here
+touches a database, so the state machines are tested exhaustively in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from erc8004_backend.triggers.conditions import (
+    EmaThreshold,
+    ParsedConditions,
+    RateLimit,
+    StatefulCondition,
+    compare,
+    evaluate_field_condition,
+)
+
+State = dict[str, Any]
+
+
+def update_ema(previous: float | None, value: float, alpha: float) -> float:
+    """The next exponential moving average; the first value seeds it."""
+    if previous is None:
+        return value
+    return alpha * value + (1 - alpha) * previous
+
+
+def update_window(times: list[float], now: float, window_seconds: int) -> list[float]:
+    """The block times (Unix seconds) still inside the sliding window after adding `now`.
+    An event exactly `window_seconds` older than `now` has left the window."""
+    kept = [t for t in times if t > now - window_seconds]
+    kept.append(now)
+    return kept
+
+
+def scope_key(condition: StatefulCondition, fields: Mapping[str, Any]) -> str:
+    """Which state row a stateful condition uses for this event (per agent by default)."""
+    source = {
+        "agent": ("agent", "agent_id"),
+        "client": ("client", "client_address"),
+        "validator": ("validator", "validator_address"),
+    }.get(condition.scope)
+    if source is None:
+        return "trigger"
+    name, field_name = source
+    value = fields.get(field_name)
+    return f"{name}:{'' if value is None else str(value).lower()}"
+
+
+@dataclass
+class Evaluation:
+    """What one event did to one trigger."""
+
+    matched: bool  # the field conditions held (stateful ones were then updated)
+    fired: bool
+    states: dict[str, State] = field(default_factory=dict)  # scope -> new state, when changed
+    computed: dict[str, Any] = field(default_factory=dict)  # ema_score, count
+
+
+def evaluate_trigger(
+    conditions: ParsedConditions,
+    fields: Mapping[str, Any],
+    states: Mapping[str, State],
+    *,
+    block_time: datetime,
+) -> Evaluation:
+    """Evaluate every condition of a trigger for one event.
+
+    Field conditions decide whether the event counts at all; only then do the stateful
+    conditions take it in (the EMA moves, the window counts it). The trigger fires when all
+    conditions hold; a rate_limit with reset_on_trigger then starts its window again.
+    `states` maps a scope to its stored state; each condition keeps its own part of it,
+    under its position.
+    """
+    if not all(evaluate_field_condition(c, fields) for c in conditions.fields):
+        return Evaluation(matched=False, fired=False)
+    new_states: dict[str, State] = {}
+    computed: dict[str, Any] = {}
+    holds = True
+    resets: list[tuple[str, RateLimit]] = []
+    for condition in conditions.stateful:
+        scope = scope_key(condition, fields)
+        state = new_states.setdefault(scope, dict(states.get(scope, {})))
+        key = str(condition.position)
+        if isinstance(condition, EmaThreshold):
+            value = fields.get(condition.field)
+            previous = state.get(key, {}).get("ema")
+            if value is None:  # nothing to average: the condition is judged on what it has
+                ema = previous
+            else:
+                ema = update_ema(previous, float(value), condition.alpha)
+                state[key] = {"ema": ema, "n": state.get(key, {}).get("n", 0) + 1}
+            if ema is None:
+                holds = False
+            else:
+                computed["ema_score"] = round(ema, 6)
+                holds &= compare(Decimal(repr(ema)), condition.operator, condition.value)
+        else:
+            times = update_window(list(state.get(key, {}).get("times", [])),
+                                  block_time.timestamp(), condition.window_seconds)  # fmt: skip
+            state[key] = {"times": times}
+            computed["count"] = len(times)
+            holds &= compare(Decimal(len(times)), condition.operator, condition.value)
+            if condition.reset_on_trigger:
+                resets.append((scope, condition))
+    if holds:
+        for scope, condition in resets:
+            new_states[scope][str(condition.position)] = {"times": []}
+    return Evaluation(matched=True, fired=holds, states=new_states, computed=computed)

@@ -1,0 +1,63 @@
+"""Logic-less templates: placeholders only, unknown names render empty and are reported."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from erc8004_backend.triggers.fields import event_fields, format_value
+from erc8004_backend.triggers.templates import placeholders, render_template, unknown_placeholders
+
+TEMPLATE = "Agent #{{agent_id}} received a low score: {{ score }}\nFrom: {{client_address}}"
+
+
+def test_render_fills_fields_and_computed_values() -> None:
+    values = {"agent_id": Decimal(42), "score": Decimal("45.50"), "client_address": "0xabc"}
+    assert render_template(TEMPLATE, values) == (
+        "Agent #42 received a low score: 45.5\nFrom: 0xabc"
+    )
+    assert (
+        render_template("{{ema_score}} / {{count}}", {"ema_score": 61.2, "count": 11})
+        == "61.2 / 11"
+    )
+
+
+def test_unknown_and_missing_placeholders_render_empty_and_unknown_ones_are_reported() -> None:
+    assert render_template("[{{nope}}] [{{tag2}}]", {"tag2": None}) == "[] []"
+    assert unknown_placeholders("{{agent_id}} {{nope}} {{nope}} {{ema_score}}") == ["nope"]
+    assert placeholders("{{b}}{{a}}{{b}}") == ["b", "a"]
+
+
+def test_values_are_never_evaluated_or_expanded_again() -> None:
+    values = {"tag1": "{{agent_id}}", "agent_id": 1, "tag2": "__import__('os')"}
+    assert render_template("{{tag1}} {{tag2}}", values) == "{{agent_id}} __import__('os')"
+
+
+def test_escape_applies_to_values_not_to_the_template() -> None:
+    escaped = render_template(
+        "*{{tag1}}*", {"tag1": "a_b*"}, escape=lambda t: t.replace("_", r"\_").replace("*", r"\*")
+    )
+    assert escaped == r"*a\_b\**"
+
+
+@given(
+    st.dictionaries(st.sampled_from(["tag1", "tag2", "score"]), st.text(), max_size=3), st.text()
+)
+def test_text_without_placeholders_passes_through(values: dict[str, str], text: str) -> None:
+    if "{{" not in text:
+        assert render_template(text, values) == text
+
+
+def test_formats() -> None:
+    assert format_value(Decimal("1E+2")) == "100"
+    assert format_value(Decimal("-123.4500")) == "-123.45"
+    assert format_value(datetime(2026, 1, 2, tzinfo=UTC)) == "2026-01-02T00:00:00+00:00"
+    assert format_value(b"\x01\xff") == "0x01ff"
+    fields = event_fields({"agent_id": Decimal(0), "metadata_value": b"\x12",
+                           "block_time": datetime(2026, 1, 1, tzinfo=UTC)})  # fmt: skip
+    assert fields["agent_id"] == 0
+    assert fields["metadata_value"] == "0x12"
+    assert fields["timestamp"] == datetime(2026, 1, 1, tzinfo=UTC)
