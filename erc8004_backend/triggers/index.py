@@ -1,0 +1,111 @@
+"""Triggers compiled for evaluation, and the index from an event to its candidate triggers.
+
+A trigger watches one (chain, registry); its `event_type =` and `agent_id =` conditions, when
+it has them, narrow it further. The index files each trigger under
+(chain, registry, event type or None, agent id or None), so an event looks in at most four
+buckets instead of checking every trigger.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from erc8004_backend.triggers.conditions import FieldCondition, ParsedConditions, parse_conditions
+
+IndexKey = tuple[int, str, str | None, Decimal | None]
+
+
+@dataclass(frozen=True)
+class TriggerAction:
+    id: str
+    action_type: str
+    priority: int
+
+
+@dataclass(frozen=True)
+class CompiledTrigger:
+    id: str
+    name: str
+    chain_id: int
+    registry: str
+    conditions: ParsedConditions
+    actions: tuple[TriggerAction, ...]
+    cooldown_seconds: int = 0
+
+    @property
+    def index_keys(self) -> tuple[str | None, Decimal | None]:
+        return (
+            _equality(self.conditions.fields, "event_type"),
+            _equality(self.conditions.fields, "agent_id"),
+        )
+
+
+def _equality(conditions: Sequence[FieldCondition], field_name: str) -> Any:
+    for condition in conditions:
+        if condition.field == field_name and condition.operator == "=":
+            return condition.value
+    return None
+
+
+def compile_trigger(row: Mapping[str, Any]) -> CompiledTrigger:
+    """A trigger from its row plus `conditions` and `actions` lists (as the processor's query
+    returns them). Raises ConditionError for conditions that do not parse."""
+    conditions = sorted(row["conditions"] or [], key=lambda c: c["position"])
+    actions = sorted(row["actions"] or [], key=lambda a: (a["priority"], a["position"]))
+    return CompiledTrigger(
+        id=str(row["id"]),
+        name=row["name"],
+        chain_id=int(row["chain_id"]),
+        registry=row["registry"],
+        conditions=parse_conditions(conditions),
+        actions=tuple(
+            TriggerAction(str(a["id"]), a["action_type"], int(a["priority"])) for a in actions
+        ),
+        cooldown_seconds=int(row.get("cooldown_seconds") or 0),
+    )
+
+
+class TriggerIndex:
+    def __init__(self, triggers: Iterable[CompiledTrigger] = ()) -> None:
+        self._buckets: dict[IndexKey, list[CompiledTrigger]] = defaultdict(list)
+        self.triggers: dict[str, CompiledTrigger] = {}
+        for trigger in triggers:
+            self.add(trigger)
+
+    def add(self, trigger: CompiledTrigger) -> None:
+        event_type, agent_id = trigger.index_keys
+        self._buckets[(trigger.chain_id, trigger.registry, event_type, agent_id)].append(trigger)
+        self.triggers[trigger.id] = trigger
+
+    def __len__(self) -> int:
+        return len(self.triggers)
+
+    def candidates(
+        self, chain_id: int, registry: str, event_type: str, agent_id: Any
+    ) -> list[CompiledTrigger]:
+        """The triggers that may fire for such an event, each once."""
+        agent = None if agent_id is None else Decimal(agent_id)
+        found: list[CompiledTrigger] = []
+        buckets = self._buckets
+        for key in (
+            (chain_id, registry, None, None),
+            (chain_id, registry, event_type, None),
+            (chain_id, registry, None, agent),
+            (chain_id, registry, event_type, agent),
+        ):
+            bucket = buckets.get(key)
+            if bucket:
+                found.extend(bucket)
+        return found
+
+
+def cooling_down(trigger: CompiledTrigger, last_fired: datetime | None, now: datetime) -> bool:
+    """Whether the trigger fired less than `cooldown_seconds` ago (in block time)."""
+    if not trigger.cooldown_seconds or last_fired is None:
+        return False
+    return (now - last_fired).total_seconds() < trigger.cooldown_seconds

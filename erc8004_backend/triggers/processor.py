@@ -1,0 +1,317 @@
+"""The processor: confirmed events, in chain order, to trigger state and action jobs.
+
+Per chain, one transaction per batch locks the processed mark (`processing_cursors`), reads
+the next confirmed events, evaluates the candidate triggers (pure functions), and writes the
+new trigger state, one job per matching action and the moved mark. A crash at any instant
+leaves either the whole batch or none of it, so every (event, action) gets exactly one job
+(the unique key on action_jobs makes even a replay harmless).
+
+NOTIFY only wakes the processor early: it finds work from the cursor after any restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import psycopg
+import structlog
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from erc8004_backend.database.queries import load_queries
+from erc8004_backend.triggers.conditions import ConditionError
+from erc8004_backend.triggers.fields import event_fields
+from erc8004_backend.triggers.index import (
+    CompiledTrigger,
+    TriggerIndex,
+    compile_trigger,
+    cooling_down,
+)
+from erc8004_backend.triggers.stateful import State, evaluate_trigger, scope_key
+
+QUERIES = load_queries("erc8004_backend.triggers", "processor.sql")
+log = structlog.get_logger(__name__)
+
+BATCH_SIZE = 2_000
+INDEX_REFRESH_SECONDS = 30.0
+
+
+async def load_trigger_index(conn: psycopg.AsyncConnection) -> TriggerIndex:
+    """Every enabled trigger, compiled; one that no longer parses is skipped and logged."""
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(QUERIES["enabled_triggers"])
+    index = TriggerIndex()
+    for row in await cursor.fetchall():
+        try:
+            index.add(compile_trigger(row))
+        except ConditionError as error:
+            log.error("processor.trigger_skipped", trigger_id=str(row["id"]), error=str(error))
+    return index
+
+
+def idempotency_key(event: Mapping[str, Any], trigger_id: str, action_id: str) -> str:
+    """Stable per event, trigger and action, even if the event is stored again after a reorg
+    of other blocks: it names the event by chain, block hash and log index."""
+    name = (
+        f"{event['chain_id']}:{event['block_hash']}:{event['log_index']}:{trigger_id}:{action_id}"
+    )
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, bytes | memoryview):
+        return "0x" + bytes(value).hex()
+    raise TypeError(type(value).__name__)
+
+
+def job_payload(
+    event: Mapping[str, Any], trigger: CompiledTrigger, computed: Mapping[str, Any]
+) -> bytes:
+    """What a worker needs besides the action's config: the event's fields (numbers as exact
+    strings), the computed values and the trigger's name."""
+    fields = event_fields(event)
+    document = {
+        "event_id": event["id"],
+        "event": fields,
+        "computed": {**computed, "trigger_name": trigger.name, "trigger_id": trigger.id},
+    }
+    return orjson.dumps(document, default=_json_default)
+
+
+@dataclass
+class BatchResult:
+    events: int = 0
+    fired: int = 0
+    jobs: int = 0
+    last_position: tuple[int, int] | None = None
+
+
+@dataclass
+class _Pending:
+    states: dict[tuple[str, str], State] = field(default_factory=dict)
+    state_positions: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    jobs: list[tuple[str, str, int, int, str, bytes]] = field(default_factory=list)
+    fired_at: dict[str, datetime] = field(default_factory=dict)
+
+
+async def process_batch(
+    conn: psycopg.AsyncConnection, chain_id: int, index: TriggerIndex, *, limit: int = BATCH_SIZE
+) -> BatchResult:
+    """Evaluate the next batch of ready events of a chain and commit its outcome."""
+    result = BatchResult()
+    await conn.execute(QUERIES["insert_cursor"], {"chain_id": chain_id})
+    async with conn.transaction():
+        cursor = await conn.execute(QUERIES["lock_cursor"], {"chain_id": chain_id})
+        position = await cursor.fetchone()
+        assert position is not None
+        events_cursor = conn.cursor(row_factory=dict_row)
+        await events_cursor.execute(
+            QUERIES["ready_events"],
+            {"chain_id": chain_id, "block_number": position[0], "log_index": position[1],
+             "limit": limit},
+        )  # fmt: skip
+        events = await events_cursor.fetchall()
+        if not events:
+            return result
+        plans = [
+            (event, fields, index.candidates(chain_id, event["registry"], event["event_type"],
+                                             event["agent_id"]))
+            for event in events
+            for fields in (event_fields(event),)
+        ]  # fmt: skip
+        states = await _load_states(conn, plans)
+        last_fired = await _load_last_fired(conn, plans)
+        pending = _Pending()
+        for event, fields, candidates in plans:
+            for trigger in candidates:
+                trigger_states = states.setdefault(trigger.id, {})
+                outcome = evaluate_trigger(trigger.conditions, fields, trigger_states,
+                                           block_time=event["block_time"])  # fmt: skip
+                for scope, state in outcome.states.items():
+                    trigger_states[scope] = state
+                    pending.states[(trigger.id, scope)] = state
+                    pending.state_positions[(trigger.id, scope)] = (
+                        event["block_number"],
+                        event["log_index"],
+                    )
+                if not outcome.fired:
+                    continue
+                when = event["block_time"]
+                if cooling_down(trigger, last_fired.get(trigger.id), when):
+                    continue
+                last_fired[trigger.id] = when
+                pending.fired_at[trigger.id] = when
+                result.fired += 1
+                payload = job_payload(event, trigger, outcome.computed)
+                for action in trigger.actions:
+                    key = idempotency_key(event, trigger.id, action.id)
+                    pending.jobs.append(
+                        (trigger.id, action.id, event["id"], action.priority, key, payload)
+                    )
+        await _write(conn, chain_id, pending)
+        last = events[-1]
+        await conn.execute(
+            QUERIES["advance_cursor"],
+            {"chain_id": chain_id, "block_number": last["block_number"],
+             "log_index": last["log_index"]},
+        )  # fmt: skip
+    result.events = len(events)
+    result.jobs = len(pending.jobs)
+    result.last_position = (events[-1]["block_number"], events[-1]["log_index"])
+    return result
+
+
+async def _load_states(
+    conn: psycopg.AsyncConnection,
+    plans: list[tuple[dict[str, Any], dict[str, Any], list[CompiledTrigger]]],
+) -> dict[str, dict[str, State]]:
+    """The stored state of every (trigger, scope) the batch may touch: trigger -> scope ->
+    state."""
+    wanted = {
+        (trigger.id, scope_key(condition, fields))
+        for _, fields, candidates in plans
+        for trigger in candidates
+        for condition in trigger.conditions.stateful
+    }
+    if not wanted:
+        return {}
+    trigger_ids, scopes = zip(*wanted, strict=True)
+    cursor = await conn.execute(
+        QUERIES["load_states"], {"trigger_ids": list(trigger_ids), "scopes": list(scopes)}
+    )
+    states: dict[str, dict[str, State]] = {}
+    for trigger_id, scope, state in await cursor.fetchall():
+        states.setdefault(trigger_id, {})[scope] = state
+    return states
+
+
+async def _load_last_fired(
+    conn: psycopg.AsyncConnection,
+    plans: list[tuple[dict[str, Any], dict[str, Any], list[CompiledTrigger]]],
+) -> dict[str, datetime]:
+    ids = {t.id for _, _, candidates in plans for t in candidates if t.cooldown_seconds}
+    if not ids:
+        return {}
+    cursor = await conn.execute(QUERIES["last_fired"], {"trigger_ids": list(ids)})
+    return {trigger_id: fired for trigger_id, fired in await cursor.fetchall() if fired}
+
+
+async def _write(conn: psycopg.AsyncConnection, chain_id: int, pending: _Pending) -> None:
+    if pending.states:
+        keys = list(pending.states)
+        await conn.execute(
+            QUERIES["save_states"],
+            {
+                "trigger_ids": [k[0] for k in keys],
+                "scopes": [k[1] for k in keys],
+                "states": [Jsonb(pending.states[k]) for k in keys],
+                "block_numbers": [pending.state_positions[k][0] for k in keys],
+                "log_indexes": [pending.state_positions[k][1] for k in keys],
+            },
+        )
+    if pending.jobs:
+        columns = list(zip(*pending.jobs, strict=True))
+        await conn.execute(
+            QUERIES["insert_jobs"],
+            {
+                "chain_id": chain_id,
+                "trigger_ids": list(columns[0]),
+                "action_ids": list(columns[1]),
+                "event_ids": list(columns[2]),
+                "priorities": list(columns[3]),
+                "keys": list(columns[4]),
+                "payloads": [payload.decode() for payload in columns[5]],
+            },
+        )
+    if pending.fired_at:
+        await conn.execute(
+            QUERIES["mark_fired"],
+            {"trigger_ids": list(pending.fired_at), "fired_at": list(pending.fired_at.values())},
+        )
+
+
+async def record_delivery(
+    conn: psycopg.AsyncConnection, trigger_id: str, *, succeeded: bool, error: str | None = None
+) -> bool:
+    """Feed the circuit breaker one delivery outcome; True when the trigger is now disabled."""
+    cursor = await conn.execute(
+        QUERIES["record_delivery"],
+        {"trigger_id": trigger_id, "succeeded": succeeded, "error": error or ""},
+    )
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
+class Processor:
+    """Processes every chain it can lock, until stopped; several processors share the work."""
+
+    def __init__(
+        self, url: str, *, poll_interval: float = 1.0, batch_size: int = BATCH_SIZE
+    ) -> None:
+        self.url = url
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self.index = TriggerIndex()
+        self.totals = BatchResult()
+        self._index_loaded_at = 0.0
+        self._index_stale = True
+        self._held: set[int] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with (
+            await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn,
+            await psycopg.AsyncConnection.connect(self.url, autocommit=True) as listener,
+        ):
+            await listener.execute("LISTEN new_event")
+            await listener.execute("LISTEN trigger_changed")
+            while not stop.is_set():
+                await self.run_once(conn)
+                await self._wait(listener, stop)
+
+    async def run_once(self, conn: psycopg.AsyncConnection) -> int:
+        """Process every ready event of every chain this processor holds; returns the count."""
+        if self._index_stale or time.monotonic() - self._index_loaded_at > INDEX_REFRESH_SECONDS:
+            self.index = await load_trigger_index(conn)
+            self._index_loaded_at, self._index_stale = time.monotonic(), False
+            log.info("processor.triggers_loaded", triggers=len(self.index))
+        processed = 0
+        cursor = await conn.execute(QUERIES["chains_with_events"])
+        for (chain_id,) in await cursor.fetchall():
+            if chain_id not in self._held:
+                locked = await conn.execute(QUERIES["lock_chain"], {"chain_id": chain_id})
+                row = await locked.fetchone()
+                if not (row and row[0]):
+                    continue  # another processor has this chain
+                self._held.add(chain_id)
+            while True:
+                batch = await process_batch(conn, chain_id, self.index, limit=self.batch_size)
+                processed += batch.events
+                self.totals.events += batch.events
+                self.totals.fired += batch.fired
+                self.totals.jobs += batch.jobs
+                if batch.events:
+                    log.debug("processor.batch", chain_id=chain_id, events=batch.events,
+                              fired=batch.fired, jobs=batch.jobs)  # fmt: skip
+                if batch.events < self.batch_size:
+                    break
+        return processed
+
+    async def _wait(self, listener: psycopg.AsyncConnection, stop: asyncio.Event) -> None:
+        """Until a notification, the poll interval, or stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.poll_interval):
+                async for notice in listener.notifies(stop_after=1):
+                    if notice.channel == "trigger_changed":
+                        self._index_stale = True
+                    return

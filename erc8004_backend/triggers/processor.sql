@@ -1,0 +1,102 @@
+-- lock_chain --
+-- One processor per chain at a time; several processors split the chains between them.
+SELECT pg_try_advisory_lock(hashtextextended('erc8004 processor ' || %(chain_id)s::text, 0))
+
+-- unlock_chain --
+SELECT pg_advisory_unlock(hashtextextended('erc8004 processor ' || %(chain_id)s::text, 0))
+
+-- chains_with_events --
+SELECT chain_id FROM checkpoints WHERE confirmed_block_number IS NOT NULL ORDER BY chain_id
+
+-- enabled_triggers --
+-- Every enabled trigger with its conditions and actions, for the in-memory index.
+SELECT t.id, t.name, t.chain_id, t.registry, t.cooldown_seconds,
+       coalesce((SELECT jsonb_agg(jsonb_build_object(
+                    'position', c.position, 'condition_type', c.condition_type,
+                    'field', c.field, 'operator', c.operator, 'value', c.value,
+                    'config', c.config))
+                 FROM trigger_conditions c WHERE c.trigger_id = t.id), '[]') AS conditions,
+       coalesce((SELECT jsonb_agg(jsonb_build_object(
+                    'id', a.id, 'position', a.position, 'action_type', a.action_type,
+                    'priority', a.priority))
+                 FROM trigger_actions a WHERE a.trigger_id = t.id), '[]') AS actions
+FROM triggers t
+WHERE t.enabled AND t.disabled_at IS NULL
+
+-- lock_cursor --
+-- The processed mark, locked for the batch: it moves in the same transaction as the jobs.
+SELECT block_number, log_index FROM processing_cursors WHERE chain_id = %(chain_id)s FOR UPDATE
+
+-- insert_cursor --
+INSERT INTO processing_cursors (chain_id, block_number, log_index)
+VALUES (%(chain_id)s, -1, -1)
+ON CONFLICT (chain_id) DO NOTHING
+
+-- ready_events --
+-- Confirmed events after the cursor, in chain order.
+SELECT e.*
+FROM events e, checkpoints c
+WHERE e.chain_id = %(chain_id)s
+  AND c.chain_id = %(chain_id)s
+  AND (e.block_number, e.log_index) > (%(block_number)s, %(log_index)s)
+  AND e.block_number <= c.confirmed_block_number
+ORDER BY e.block_number, e.log_index
+LIMIT %(limit)s
+
+-- load_states --
+SELECT trigger_id::text, scope, state
+FROM trigger_state
+WHERE (trigger_id, scope) IN (SELECT * FROM unnest(%(trigger_ids)s::uuid[], %(scopes)s::text[]))
+
+-- last_fired --
+SELECT id::text, last_fired_at FROM triggers WHERE id = ANY(%(trigger_ids)s::uuid[])
+
+-- save_states --
+INSERT INTO trigger_state (trigger_id, scope, state, last_block_number, last_log_index)
+SELECT trigger_id, scope, state, block_number, log_index
+FROM unnest(%(trigger_ids)s::uuid[], %(scopes)s::text[], %(states)s::jsonb[],
+            %(block_numbers)s::bigint[], %(log_indexes)s::int[])
+     AS s(trigger_id, scope, state, block_number, log_index)
+ON CONFLICT (trigger_id, scope) DO UPDATE
+SET state = EXCLUDED.state,
+    last_block_number = EXCLUDED.last_block_number,
+    last_log_index = EXCLUDED.last_log_index
+
+-- insert_jobs --
+-- Exactly one job per (event, action): a replayed batch inserts nothing twice.
+INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id, priority, idempotency_key,
+                         payload)
+SELECT trigger_id, action_id, event_id, %(chain_id)s, priority, idempotency_key, payload
+FROM unnest(%(trigger_ids)s::uuid[], %(action_ids)s::uuid[], %(event_ids)s::bigint[],
+            %(priorities)s::int[], %(keys)s::text[], %(payloads)s::jsonb[])
+     AS j(trigger_id, action_id, event_id, priority, idempotency_key, payload)
+ON CONFLICT (event_id, action_id) DO NOTHING
+
+-- mark_fired --
+UPDATE triggers AS t
+SET last_fired_at = f.fired_at
+FROM unnest(%(trigger_ids)s::uuid[], %(fired_at)s::timestamptz[]) AS f(id, fired_at)
+WHERE t.id = f.id
+
+-- advance_cursor --
+UPDATE processing_cursors
+SET block_number = %(block_number)s, log_index = %(log_index)s
+WHERE chain_id = %(chain_id)s
+
+-- record_delivery --
+-- The circuit breaker, fed by the workers: a success resets the count; the failure that
+-- reaches the threshold disables the trigger and says why.
+UPDATE triggers
+SET consecutive_failures = CASE WHEN %(succeeded)s THEN 0 ELSE consecutive_failures + 1 END,
+    disabled_at = CASE
+        WHEN NOT %(succeeded)s AND consecutive_failures + 1 >= failure_threshold
+             AND disabled_at IS NULL THEN now()
+        ELSE disabled_at END,
+    disabled_reason = CASE
+        WHEN NOT %(succeeded)s AND consecutive_failures + 1 >= failure_threshold
+             AND disabled_at IS NULL
+        THEN format('circuit breaker: %%s consecutive failed deliveries, the last: %%s',
+                    consecutive_failures + 1, %(error)s::text)
+        ELSE disabled_reason END
+WHERE id = %(trigger_id)s
+RETURNING disabled_at IS NOT NULL AS disabled

@@ -1,0 +1,193 @@
+"""The processor against PostgreSQL: chain order, confirmations, exactly-once jobs, state in
+trigger_state, cooldown, the circuit breaker and one processor per chain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+
+from erc8004_backend.triggers.processor import Processor, process_batch, record_delivery, load_trigger_index
+
+CHAIN = 84532
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+LOW_SCORE = [
+    ("agent_id_equals", "agent_id", "=", "42", {}),
+    ("score_threshold", "score", "<", "60", {}),
+]
+
+
+@pytest.fixture
+async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as connection:
+        await connection.execute(
+            "INSERT INTO users (id, username, email, password_hash)"
+            " VALUES ('a11ce000-0000-4000-8000-000000000001', 'alice', 'a@example.com', 'x')"
+        )
+        await connection.execute(
+            "INSERT INTO checkpoints (chain_id, block_number, confirmed_block_number)"
+            " VALUES (%s, 0, 0)", [CHAIN],
+        )
+        yield connection
+
+
+async def add_trigger(conn: psycopg.AsyncConnection, conditions: list[tuple[str, str, str, str, dict[str, Any]]],
+                      *, cooldown: int = 0, actions: int = 1, threshold: int = 10) -> str:  # fmt: skip
+    cursor = await conn.execute(
+        "INSERT INTO triggers (user_id, name, chain_id, registry, cooldown_seconds, failure_threshold)"
+        " VALUES ('a11ce000-0000-4000-8000-000000000001', 'test', %s, 'reputation', %s, %s)"
+        " RETURNING id::text", [CHAIN, cooldown, threshold],
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    for position, (kind, field, operator, value, config) in enumerate(conditions):
+        await conn.execute(
+            "INSERT INTO trigger_conditions (trigger_id, position, condition_type, field, operator,"
+            " value, config) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [row[0], position, kind, field, operator, value, json.dumps(config)],
+        )
+    for position in range(actions):
+        await conn.execute(
+            "INSERT INTO trigger_actions (trigger_id, position, action_type, priority, config)"
+            " VALUES (%s, %s, 'rest', %s, '{}')", [row[0], position, position + 1],
+        )
+    return row[0]
+
+
+async def add_feedback(conn: psycopg.AsyncConnection, block: int, agent: int, score: int,
+                       *, minutes: float = 0, log_index: int = 0) -> None:  # fmt: skip
+    await conn.execute(
+        "INSERT INTO events (chain_id, registry, event_type, contract_address, block_number,"
+        " block_hash, block_time, transaction_hash, transaction_index, log_index, agent_id,"
+        " client_address, value, value_decimals, score, tag1)"
+        " VALUES (%s, 'reputation', 'NewFeedback', %s, %s, %s, %s, %s, 0, %s, %s, %s, %s, 0, %s, 'refund')",
+        [CHAIN, "0x" + "aa" * 20, block, f"0x{block:064x}", T0 + timedelta(minutes=minutes),
+         f"0x{block:064x}", log_index, agent, "0x" + "cc" * 20, score, score],
+    )  # fmt: skip
+
+
+async def confirm(conn: psycopg.AsyncConnection, block: int) -> None:
+    await conn.execute("UPDATE checkpoints SET block_number = %s, confirmed_block_number = %s"
+                       " WHERE chain_id = %s", [block, block, CHAIN])  # fmt: skip
+
+
+async def jobs(conn: psycopg.AsyncConnection) -> list[tuple[Any, ...]]:
+    cursor = await conn.execute(
+        "SELECT e.block_number, e.agent_id, j.priority, j.payload, j.idempotency_key"
+        " FROM action_jobs j JOIN events e ON e.id = j.event_id ORDER BY e.block_number, j.priority"
+    )
+    return await cursor.fetchall()
+
+
+async def test_low_score_example_creates_one_job_per_action_for_the_right_event(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    await add_trigger(conn, LOW_SCORE, actions=2)
+    await add_feedback(conn, 1, 42, 45)
+    await add_feedback(conn, 2, 43, 45)
+    await add_feedback(conn, 3, 42, 60)
+    await confirm(conn, 3)
+    result = await process_batch(conn, CHAIN, await load_trigger_index(conn))
+    assert (result.events, result.fired, result.jobs) == (3, 1, 2)
+    rows = await jobs(conn)
+    assert [(r[0], r[1], r[2]) for r in rows] == [(1, Decimal(42), 1), (1, Decimal(42), 2)]
+    payload = rows[0][3]
+    assert payload["event"]["score"] == "45"
+    assert payload["event"]["tag1"] == "refund"
+    assert payload["computed"]["trigger_name"] == "test"
+    assert rows[0][4] != rows[1][4]  # one idempotency key per action
+    cursor = await conn.execute("SELECT block_number, log_index FROM processing_cursors")
+    assert await cursor.fetchone() == (3, 0)
+
+
+async def test_only_confirmed_events_are_processed_and_a_replay_adds_no_job(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    await add_trigger(conn, LOW_SCORE)
+    for block in (1, 2, 3):
+        await add_feedback(conn, block, 42, 10)
+    await confirm(conn, 2)
+    index = await load_trigger_index(conn)
+    assert (await process_batch(conn, CHAIN, index)).events == 2
+    assert len(await jobs(conn)) == 2
+    await confirm(conn, 3)
+    assert (await process_batch(conn, CHAIN, index)).events == 1
+    # A rewound cursor (a deep reorg) replays events: the unique key keeps one job each.
+    await conn.execute("UPDATE processing_cursors SET block_number = -1, log_index = -1")
+    assert (await process_batch(conn, CHAIN, index)).events == 3
+    assert len(await jobs(conn)) == 3
+
+
+async def test_ema_state_lives_in_trigger_state_across_small_batches(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    await add_trigger(conn, [
+        ("agent_id_equals", "agent_id", "=", "42", {}),
+        ("ema_threshold", "score", "<", "70", {"window_size": 10}),
+    ])  # fmt: skip
+    scores = [90, 90, 90] + [40] * 10
+    for block, score in enumerate(scores, start=1):
+        await add_feedback(conn, block, 42, score, minutes=block)
+    await confirm(conn, len(scores))
+    index = await load_trigger_index(conn)
+    while (await process_batch(conn, CHAIN, index, limit=2)).events:
+        pass
+    average, expected = None, []
+    for score in scores:
+        average = score if average is None else 2 / 11 * score + (1 - 2 / 11) * average
+        expected.append(average < 70)
+    fired_blocks = [row[0] for row in await jobs(conn)]
+    assert fired_blocks == [block for block, fires in enumerate(expected, start=1) if fires]
+    cursor = await conn.execute("SELECT scope, state, last_block_number FROM trigger_state")
+    scope, state, last_block = await cursor.fetchone() or (None, None, None)
+    assert scope == "agent:42"
+    assert state["2"]["ema"] == pytest.approx(average)
+    assert last_block == len(scores)
+
+
+async def test_cooldown_in_block_time(conn: psycopg.AsyncConnection) -> None:
+    await add_trigger(conn, LOW_SCORE, cooldown=3600)
+    await add_feedback(conn, 1, 42, 10, minutes=0)
+    await add_feedback(conn, 2, 42, 10, minutes=10)
+    await add_feedback(conn, 3, 42, 10, minutes=70)
+    await confirm(conn, 3)
+    await process_batch(conn, CHAIN, await load_trigger_index(conn), limit=1)
+    await process_batch(conn, CHAIN, await load_trigger_index(conn))
+    assert [row[0] for row in await jobs(conn)] == [1, 3]
+    cursor = await conn.execute("SELECT last_fired_at FROM triggers")
+    assert await cursor.fetchone() == (T0 + timedelta(minutes=70),)
+
+
+async def test_the_circuit_breaker_disables_after_consecutive_failures(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    trigger = await add_trigger(conn, LOW_SCORE, threshold=3)
+    assert not await record_delivery(conn, trigger, succeeded=False, error="HTTP 500")
+    assert not await record_delivery(conn, trigger, succeeded=True)  # resets the count
+    assert not await record_delivery(conn, trigger, succeeded=False, error="HTTP 500")
+    assert not await record_delivery(conn, trigger, succeeded=False, error="HTTP 500")
+    assert await record_delivery(conn, trigger, succeeded=False, error="HTTP 503")
+    cursor = await conn.execute("SELECT consecutive_failures, disabled_reason FROM triggers")
+    failures, reason = await cursor.fetchone() or (0, "")
+    assert failures == 3
+    assert reason == "circuit breaker: 3 consecutive failed deliveries, the last: HTTP 503"
+    assert len(await load_trigger_index(conn)) == 0  # a disabled trigger is not evaluated
+
+
+async def test_one_processor_per_chain(conn: psycopg.AsyncConnection, migrated_url: str) -> None:
+    await add_trigger(conn, LOW_SCORE)
+    await add_feedback(conn, 1, 42, 10)
+    await confirm(conn, 1)
+    first, second = Processor(migrated_url), Processor(migrated_url)
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as other:
+        assert await first.run_once(conn) == 1
+        await add_feedback(conn, 2, 42, 10)
+        await confirm(conn, 2)
+        assert await second.run_once(other) == 0  # the first holds the chain
+        assert await first.run_once(conn) == 1
+    assert len(await jobs(conn)) == 2
