@@ -11,6 +11,7 @@ from rich.console import Console
 from erc8004_backend.cli.db import db_app
 from erc8004_backend.cli.devnet import devnet
 from erc8004_backend.cli.indexer import indexer
+from erc8004_backend.cli.triggers import processor, triggers_app
 from erc8004_backend.errors import Erc8004Error
 
 app = typer.Typer(
@@ -22,6 +23,8 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.command("indexer")(indexer)
+app.command("processor")(processor)
+app.add_typer(triggers_app, name="triggers")
 app.command("devnet")(devnet)
 
 stderr = Console(stderr=True)

@@ -48,7 +48,7 @@ INDEX_REFRESH_SECONDS = 30.0
 async def load_trigger_index(conn: psycopg.AsyncConnection) -> TriggerIndex:
     """Every enabled trigger, compiled; one that no longer parses is skipped and logged."""
     cursor = conn.cursor(row_factory=dict_row)
-    await cursor.execute(QUERIES["enabled_triggers"])
+    await cursor.execute(QUERIES["triggers_with_rules"], {"trigger_id": None})
     index = TriggerIndex()
     for row in await cursor.fetchall():
         try:

@@ -8,8 +8,9 @@ SELECT pg_advisory_unlock(hashtextextended('erc8004 processor ' || %(chain_id)s:
 -- chains_with_events --
 SELECT chain_id FROM checkpoints WHERE confirmed_block_number IS NOT NULL ORDER BY chain_id
 
--- enabled_triggers --
--- Every enabled trigger with its conditions and actions, for the in-memory index.
+-- triggers_with_rules --
+-- Triggers with their conditions and actions: every enabled one (for the in-memory index),
+-- or, given an id, that one whatever its state (for backtests).
 SELECT t.id, t.name, t.chain_id, t.registry, t.cooldown_seconds,
        coalesce((SELECT jsonb_agg(jsonb_build_object(
                     'position', c.position, 'condition_type', c.condition_type,
@@ -21,7 +22,8 @@ SELECT t.id, t.name, t.chain_id, t.registry, t.cooldown_seconds,
                     'priority', a.priority))
                  FROM trigger_actions a WHERE a.trigger_id = t.id), '[]') AS actions
 FROM triggers t
-WHERE t.enabled AND t.disabled_at IS NULL
+WHERE CASE WHEN %(trigger_id)s::uuid IS NULL THEN t.enabled AND t.disabled_at IS NULL
+           ELSE t.id = %(trigger_id)s::uuid END
 
 -- lock_cursor --
 -- The processed mark, locked for the batch: it moves in the same transaction as the jobs.
@@ -100,3 +102,13 @@ SET consecutive_failures = CASE WHEN %(succeeded)s THEN 0 ELSE consecutive_failu
         ELSE disabled_reason END
 WHERE id = %(trigger_id)s
 RETURNING disabled_at IS NOT NULL AS disabled
+
+-- backtest_events --
+-- A trigger's chain and registry in a block and time range, in chain order.
+SELECT *
+FROM events
+WHERE chain_id = %(chain_id)s AND registry = %(registry)s
+  AND block_number BETWEEN %(from_block)s AND %(to_block)s
+  AND block_time BETWEEN %(from_time)s AND %(to_time)s
+ORDER BY block_number, log_index
+LIMIT %(limit)s

@@ -12,11 +12,18 @@ from typing import Any
 import psycopg
 import pytest
 
-from erc8004_backend.triggers.processor import Processor, process_batch, record_delivery, load_trigger_index
+from erc8004_backend.triggers.backtest import TriggerNotFoundError, backtest
+from erc8004_backend.triggers.processor import (
+    Processor,
+    load_trigger_index,
+    process_batch,
+    record_delivery,
+)
 
 CHAIN = 84532
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
-LOW_SCORE = [
+ConditionRow = tuple[str, str, str, str, dict[str, Any]]
+LOW_SCORE: list[ConditionRow] = [
     ("agent_id_equals", "agent_id", "=", "42", {}),
     ("score_threshold", "score", "<", "60", {}),
 ]
@@ -31,7 +38,8 @@ async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
         )
         await connection.execute(
             "INSERT INTO checkpoints (chain_id, block_number, confirmed_block_number)"
-            " VALUES (%s, 0, 0)", [CHAIN],
+            " VALUES (%s, 0, 0)",
+            [CHAIN],
         )
         yield connection
 
@@ -41,7 +49,8 @@ async def add_trigger(conn: psycopg.AsyncConnection, conditions: list[tuple[str,
     cursor = await conn.execute(
         "INSERT INTO triggers (user_id, name, chain_id, registry, cooldown_seconds, failure_threshold)"
         " VALUES ('a11ce000-0000-4000-8000-000000000001', 'test', %s, 'reputation', %s, %s)"
-        " RETURNING id::text", [CHAIN, cooldown, threshold],
+        " RETURNING id::text",
+        [CHAIN, cooldown, threshold],
     )
     row = await cursor.fetchone()
     assert row is not None
@@ -54,9 +63,10 @@ async def add_trigger(conn: psycopg.AsyncConnection, conditions: list[tuple[str,
     for position in range(actions):
         await conn.execute(
             "INSERT INTO trigger_actions (trigger_id, position, action_type, priority, config)"
-            " VALUES (%s, %s, 'rest', %s, '{}')", [row[0], position, position + 1],
+            " VALUES (%s, %s, 'rest', %s, '{}')",
+            [row[0], position, position + 1],
         )
-    return row[0]
+    return str(row[0])
 
 
 async def add_feedback(conn: psycopg.AsyncConnection, block: int, agent: int, score: int,
@@ -137,9 +147,10 @@ async def test_ema_state_lives_in_trigger_state_across_small_batches(
     index = await load_trigger_index(conn)
     while (await process_batch(conn, CHAIN, index, limit=2)).events:
         pass
-    average, expected = None, []
-    for score in scores:
-        average = score if average is None else 2 / 11 * score + (1 - 2 / 11) * average
+    average: float = scores[0]
+    expected = []
+    for i, score in enumerate(scores):
+        average = score if i == 0 else 2 / 11 * score + (1 - 2 / 11) * average
         expected.append(average < 70)
     fired_blocks = [row[0] for row in await jobs(conn)]
     assert fired_blocks == [block for block, fires in enumerate(expected, start=1) if fires]
@@ -191,3 +202,26 @@ async def test_one_processor_per_chain(conn: psycopg.AsyncConnection, migrated_u
         assert await second.run_once(other) == 0  # the first holds the chain
         assert await first.run_once(conn) == 1
     assert len(await jobs(conn)) == 2
+
+
+async def test_backtest_reports_what_would_fire_and_writes_nothing(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    trigger = await add_trigger(conn, [
+        ("agent_id_equals", "agent_id", "=", "42", {}),
+        ("rate_limit", "feedback_count", ">=", "3", {"time_window": "1h", "reset_on_trigger": True}),
+    ])  # fmt: skip
+    for block in range(1, 8):
+        await add_feedback(conn, block, 42, 10, minutes=block)
+    await conn.execute("UPDATE triggers SET enabled = false")  # tune before enabling
+    result = await backtest(conn, trigger, from_block=2, to_block=7)
+    assert result.events_checked == 6
+    assert [f.block_number for f in result.fired] == [4, 7]
+    assert result.fired[0].computed == {"count": 3}
+    assert result.states["agent:42"]["2"] == {"times": []}  # reset when it fired at 7
+    cursor = await conn.execute(
+        "SELECT (SELECT count(*) FROM action_jobs), (SELECT count(*) FROM trigger_state)"
+    )
+    assert await cursor.fetchone() == (0, 0)
+    with pytest.raises(TriggerNotFoundError, match="is not a trigger id"):
+        await backtest(conn, "42")

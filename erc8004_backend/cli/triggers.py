@@ -1,0 +1,92 @@
+"""`erc8004 processor` and `erc8004 triggers ...`: the trigger engine from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import datetime
+from typing import Annotated
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from erc8004_backend.cli.db import DatabaseUrl, database
+from erc8004_backend.cli.logs import configure_logging
+from erc8004_backend.triggers.backtest import BacktestResult, backtest
+from erc8004_backend.triggers.fields import format_value
+from erc8004_backend.triggers.processor import Processor
+
+triggers_app = typer.Typer(help="Inspect and test triggers.", no_args_is_help=True)
+console = Console()
+
+
+def processor(
+    database_url: DatabaseUrl = None,
+    poll_interval: Annotated[
+        float, typer.Option(help="Seconds between checks when no notification arrives.", min=0.05)
+    ] = 1.0,
+) -> None:
+    """Evaluate triggers over confirmed events and queue their actions."""
+    configure_logging()
+    with database(database_url) as url:
+        asyncio.run(_run_processor(url, poll_interval))
+
+
+async def _run_processor(url: str, poll_interval: float) -> None:
+    stop = asyncio.Event()
+    main = asyncio.current_task()
+    assert main is not None
+
+    def shut_down() -> None:
+        stop.set()
+        main.cancel()  # a batch in flight is one transaction: nothing is lost
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, shut_down)
+    try:
+        await Processor(url, poll_interval=poll_interval).run(stop)
+    except asyncio.CancelledError:
+        if not stop.is_set():
+            raise
+
+
+@triggers_app.command("test")
+def backtest_trigger(
+    trigger_id: Annotated[str, typer.Argument(help="The trigger's id.")],
+    from_block: Annotated[int | None, typer.Option(min=0)] = None,
+    to_block: Annotated[int | None, typer.Option(min=0)] = None,
+    from_time: Annotated[datetime | None, typer.Option(help="ISO 8601, block time.")] = None,
+    to_time: Annotated[datetime | None, typer.Option(help="ISO 8601, block time.")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Show what a trigger would have fired for stored events (a backtest; writes nothing)."""
+    with database(database_url) as url:
+        result = asyncio.run(_backtest(url, trigger_id, from_block, to_block, from_time, to_time))
+    table = Table(title=f"{result.trigger_name}: {len(result.fired)} firings in "
+                        f"{result.events_checked} events ({result.matched} matched)")  # fmt: skip
+    for column in ("block", "log", "time", "event", "agent", "computed"):
+        table.add_column(column)
+    for firing in result.fired:
+        computed = ", ".join(f"{k}={format_value(v)}" for k, v in firing.computed.items())
+        table.add_row(str(firing.block_number), str(firing.log_index),
+                      firing.block_time.isoformat(), firing.event_type,
+                      format_value(firing.agent_id), computed)  # fmt: skip
+    console.print(table)
+    for scope, state in sorted(result.states.items()):
+        console.print(f"state {scope}: {state}", highlight=False, soft_wrap=True)
+
+
+async def _backtest(
+    url: str,
+    trigger_id: str,
+    from_block: int | None,
+    to_block: int | None,
+    from_time: datetime | None,
+    to_time: datetime | None,
+) -> BacktestResult:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        return await backtest(conn, trigger_id, from_block=from_block, to_block=to_block,
+                              from_time=from_time, to_time=to_time)  # fmt: skip

@@ -1,0 +1,97 @@
+"""What a trigger would have done over stored events, without writing anything."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from erc8004_backend.errors import Erc8004Error
+from erc8004_backend.triggers.fields import event_fields
+from erc8004_backend.triggers.index import compile_trigger, cooling_down
+from erc8004_backend.triggers.processor import QUERIES
+from erc8004_backend.triggers.stateful import State, evaluate_trigger
+
+MAX_EVENTS = 1_000_000
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+class TriggerNotFoundError(Erc8004Error):
+    """No trigger has that id."""
+
+
+@dataclass
+class Firing:
+    event_id: int
+    block_number: int
+    log_index: int
+    block_time: datetime
+    event_type: str
+    agent_id: Any
+    computed: dict[str, Any]
+
+
+@dataclass
+class BacktestResult:
+    trigger_id: str
+    trigger_name: str
+    events_checked: int = 0
+    matched: int = 0
+    fired: list[Firing] = field(default_factory=list)
+    states: dict[str, State] = field(default_factory=dict)  # scope -> state reached
+
+
+async def backtest(
+    conn: psycopg.AsyncConnection,
+    trigger_id: str,
+    *,
+    from_block: int | None = None,
+    to_block: int | None = None,
+    from_time: datetime | None = None,
+    to_time: datetime | None = None,
+    limit: int = MAX_EVENTS,
+) -> BacktestResult:
+    """Evaluate the trigger over its chain's stored events in the range, from empty state,
+    honouring its cooldown; nothing is written (the transaction is read-only)."""
+    try:
+        trigger_id = str(uuid.UUID(trigger_id))
+    except ValueError:
+        raise TriggerNotFoundError(f"{trigger_id!r} is not a trigger id (a UUID)") from None
+    if from_block is not None and to_block is not None and from_block > to_block:
+        raise Erc8004Error(f"from_block {from_block} is after to_block {to_block}")
+    async with conn.transaction():
+        await conn.execute("SET TRANSACTION READ ONLY")
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(QUERIES["triggers_with_rules"], {"trigger_id": trigger_id})
+        row = await cursor.fetchone()
+        if row is None:
+            raise TriggerNotFoundError(f"no trigger {trigger_id}")
+        trigger = compile_trigger(row)
+        await cursor.execute(
+            QUERIES["backtest_events"],
+            {"chain_id": trigger.chain_id, "registry": trigger.registry,
+             "from_block": from_block if from_block is not None else 0,
+             "to_block": to_block if to_block is not None else 2**63 - 1,
+             "from_time": from_time or _EARLIEST, "to_time": to_time or _LATEST,
+             "limit": limit},
+        )  # fmt: skip
+        events = await cursor.fetchall()
+    result = BacktestResult(trigger.id, trigger.name, events_checked=len(events))
+    last_fired: datetime | None = None
+    for event in events:
+        outcome = evaluate_trigger(trigger.conditions, event_fields(event), result.states,
+                                   block_time=event["block_time"])  # fmt: skip
+        result.states.update(outcome.states)
+        result.matched += outcome.matched
+        if not outcome.fired or cooling_down(trigger, last_fired, event["block_time"]):
+            continue
+        last_fired = event["block_time"]
+        result.fired.append(Firing(event["id"], event["block_number"], event["log_index"],
+                                   event["block_time"], event["event_type"], event["agent_id"],
+                                   outcome.computed))  # fmt: skip
+    return result
