@@ -42,3 +42,14 @@ def test_backfill_benchmark(admin_url: str, tmp_path: Path) -> None:
     assert result["events"] == 500
     assert isinstance(result["batches"], int)
     assert result["batches"] >= 1
+
+
+@pytest.mark.timeout(300)
+def test_triggers_benchmark(admin_url: str, tmp_path: Path) -> None:
+    result = run_bench("triggers", admin_url, tmp_path / "triggers.json", "--triggers", "50",
+                       "--events", "500")  # fmt: skip
+    memory, processor = result["in_memory"], result["processor"]
+    assert isinstance(memory, dict)
+    assert isinstance(processor, dict)
+    assert processor["events"] == 500
+    assert processor["jobs"] == memory["fired"]  # the loop and the pure core agree
