@@ -163,6 +163,8 @@ class EventStore:
             )
             if await cursor.fetchone() is None:
                 raise self._moved()
+            if not rows and confirmed is not None:
+                await conn.execute(QUERIES["notify_confirmed"])
 
     def _moved(self) -> CheckpointMovedError:
         return CheckpointMovedError(

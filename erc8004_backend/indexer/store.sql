@@ -72,6 +72,10 @@ SET block_number = EXCLUDED.block_number,
 WHERE c.block_number IS NOT DISTINCT FROM %(previous)s::bigint
 RETURNING chain_id
 
+-- notify_confirmed --
+-- Events already stored became confirmed: wake the trigger engine as new events would.
+SELECT pg_notify('new_event', '')
+
 -- record_error --
 UPDATE checkpoints
 SET last_error = %(error)s, last_error_at = now(), head_block_number = coalesce(%(head)s, head_block_number)

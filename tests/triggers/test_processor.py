@@ -3,7 +3,10 @@ trigger_state, cooldown, the circuit breaker and one processor per chain."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -225,3 +228,36 @@ async def test_backtest_reports_what_would_fire_and_writes_nothing(
     assert await cursor.fetchone() == (0, 0)
     with pytest.raises(TriggerNotFoundError, match="is not a trigger id"):
         await backtest(conn, "42")
+
+
+async def test_the_processor_wakes_on_notify_and_finds_work_after_a_restart(
+    conn: psycopg.AsyncConnection, migrated_url: str
+) -> None:
+    await add_trigger(conn, LOW_SCORE)
+    # Work left from before a restart: no notification will ever announce it.
+    await add_feedback(conn, 1, 42, 10)
+    await confirm(conn, 1)
+    stop = asyncio.Event()
+    processor = Processor(migrated_url, poll_interval=30)  # only a NOTIFY can wake it in time
+    task = asyncio.create_task(processor.run(stop))
+    try:
+        await wait_for_jobs(conn, 1)
+        async with conn.transaction():  # what the indexer commits: events and confirmation
+            await add_feedback(conn, 2, 42, 10)
+            await confirm(conn, 2)
+        started = time.monotonic()
+        await wait_for_jobs(conn, 2)
+        assert time.monotonic() - started < 5
+    finally:
+        stop.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def wait_for_jobs(conn: psycopg.AsyncConnection, count: int) -> None:
+    for _ in range(200):
+        if len(await jobs(conn)) >= count:
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"fewer than {count} jobs after 5 s")
