@@ -12,7 +12,6 @@ NOTIFY only wakes the processor early: it finds work from the cursor after any r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import time
 from collections.abc import Mapping
@@ -308,10 +307,15 @@ class Processor:
         return processed
 
     async def _wait(self, listener: psycopg.AsyncConnection, stop: asyncio.Event) -> None:
-        """Until a notification, the poll interval, or stop."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.poll_interval):
-                async for notice in listener.notifies(stop_after=1):
-                    if notice.channel == "trigger_changed":
-                        self._index_stale = True
-                    return
+        """Until a notification, the poll interval, or stop; then take in every notification
+        already queued, so that a trigger change is never seen after the events behind it."""
+        if stop.is_set():
+            return
+        async for notice in listener.notifies(timeout=self.poll_interval, stop_after=1):
+            self._note(notice.channel)
+        async for notice in listener.notifies(timeout=0.01):
+            self._note(notice.channel)
+
+    def _note(self, channel: str) -> None:
+        if channel == "trigger_changed":
+            self._index_stale = True
