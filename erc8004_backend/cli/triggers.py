@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from datetime import datetime
 from typing import Annotated
 
 import psycopg
+import structlog
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -16,8 +18,9 @@ from erc8004_backend.cli.db import DatabaseUrl, database
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.triggers.backtest import BacktestResult, backtest
 from erc8004_backend.triggers.fields import format_value
-from erc8004_backend.triggers.processor import Processor
+from erc8004_backend.triggers.processor import BATCH_SIZE, Processor
 
+log = structlog.get_logger(__name__)
 triggers_app = typer.Typer(help="Inspect and test triggers.", no_args_is_help=True)
 console = Console()
 
@@ -27,14 +30,17 @@ def processor(
     poll_interval: Annotated[
         float, typer.Option(help="Seconds between checks when no notification arrives.", min=0.05)
     ] = 1.0,
+    batch_size: Annotated[
+        int, typer.Option(help="Events per transaction.", min=1, max=100_000)
+    ] = BATCH_SIZE,
 ) -> None:
     """Evaluate triggers over confirmed events and queue their actions."""
     configure_logging()
     with database(database_url) as url:
-        asyncio.run(_run_processor(url, poll_interval))
+        asyncio.run(_run_processor(url, poll_interval, batch_size))
 
 
-async def _run_processor(url: str, poll_interval: float) -> None:
+async def _run_processor(url: str, poll_interval: float, batch_size: int) -> None:
     stop = asyncio.Event()
     main = asyncio.current_task()
     assert main is not None
@@ -46,11 +52,20 @@ async def _run_processor(url: str, poll_interval: float) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, shut_down)
-    try:
-        await Processor(url, poll_interval=poll_interval).run(stop)
-    except asyncio.CancelledError:
-        if not stop.is_set():
-            raise
+    failures = 0
+    while not stop.is_set():
+        try:
+            await Processor(url, poll_interval=poll_interval, batch_size=batch_size).run(stop)
+        except asyncio.CancelledError:
+            if not stop.is_set():
+                raise
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            # The cursor is durable: a new session resumes exactly where the last commit left.
+            failures += 1
+            delay = min(30.0, 0.5 * 2**failures)
+            log.warning("processor.database_unavailable", error=str(error), retry_in=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
 
 
 @triggers_app.command("test")
