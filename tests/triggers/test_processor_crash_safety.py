@@ -10,6 +10,7 @@ import random
 import signal
 import sys
 from collections import Counter
+from typing import Any
 
 import psycopg
 import pytest
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.timeout(240)
 KILLS = 10
 EVENTS = 3_000
 USER = "a11ce000-0000-4000-8000-000000000001"
-TRIGGERS = [
+TRIGGERS: list[dict[str, Any]] = [
     {"name": "low score", "conditions": [
         {"condition_type": "score_threshold", "field": "score", "operator": "<", "value": "30"}]},
     {"name": "ema", "conditions": [
