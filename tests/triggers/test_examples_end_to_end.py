@@ -8,6 +8,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -16,19 +17,22 @@ import pytest
 from erc8004_backend.triggers.processor import Processor, load_trigger_index, process_batch
 from tests.conftest import ROOT
 
-EXAMPLES = ROOT.parent / "shared" / "trigger-examples.md"
+# The request bodies of shared/trigger-examples.md, copied here so the tests need nothing
+# outside the checkout; where the document is beside it, the copy must still match it.
+EXAMPLES_COPY = Path(__file__).with_name("trigger_examples.json")
+EXAMPLES_DOCUMENT = ROOT.parent / "shared" / "trigger-examples.md"
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
 USER = "a11ce000-0000-4000-8000-000000000001"
 V1 = "0x1111111111111111111111111111111111111111"
 
 
 def example_triggers() -> list[dict[str, Any]]:
-    """The JSON request bodies of the examples, in order (the file is the specification)."""
-    if EXAMPLES.exists():
-        text = EXAMPLES.read_text()
-        blocks = [b.split("```", 1)[0] for b in text.split("```json")[1:]]
-        return [json.loads(block) for block in blocks]
-    pytest.skip("shared/trigger-examples.md is not beside the checkout")
+    bodies: list[dict[str, Any]] = json.loads(EXAMPLES_COPY.read_text(encoding="utf-8"))
+    if EXAMPLES_DOCUMENT.exists():
+        text = EXAMPLES_DOCUMENT.read_text(encoding="utf-8")
+        blocks = [block.split("```", 1)[0] for block in text.split("```json")[1:]]
+        assert [json.loads(block) for block in blocks] == bodies, "refresh trigger_examples.json"
+    return bodies
 
 
 @pytest.fixture
