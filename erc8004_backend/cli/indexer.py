@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from rich.progress import (
 from erc8004_backend.chain.config import ChainConfig, load_chains, select_chains
 from erc8004_backend.cli.db import DatabaseUrl, database
 from erc8004_backend.cli.logs import configure_logging
+from erc8004_backend.cli.signals import run_until_signalled
 from erc8004_backend.config import get_settings
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.indexer import chain_indexer
@@ -87,25 +87,10 @@ def indexer(
 
 
 async def _run(url: str, chains: list[ChainConfig], show_progress: bool, once: bool) -> None:
-    stop = asyncio.Event()
-    main = asyncio.current_task()
-    assert main is not None
-
-    def shut_down() -> None:
-        # A step in flight is one transaction: cancelling it loses nothing, and waiting for
-        # it could mean minutes of RPC retries.
-        log.info("indexer.stopping")
-        stop.set()
-        main.cancel()
-
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, shut_down)
-    try:
+    async def index(stop: asyncio.Event) -> None:
         await _index(url, chains, show_progress, once, stop)
-    except asyncio.CancelledError:
-        if not stop.is_set():
-            raise
+
+    await run_until_signalled(index, "indexer")
 
 
 async def _index(

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from datetime import datetime
 from typing import Annotated
 
 import psycopg
-import structlog
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from erc8004_backend.cli.db import DatabaseUrl, database
 from erc8004_backend.cli.logs import configure_logging
+from erc8004_backend.cli.signals import run_until_signalled
 from erc8004_backend.triggers.backtest import BacktestResult, backtest
 from erc8004_backend.triggers.fields import format_value
-from erc8004_backend.triggers.processor import BATCH_SIZE, Processor
+from erc8004_backend.triggers.processor import BATCH_SIZE, run_processor
 
-log = structlog.get_logger(__name__)
 triggers_app = typer.Typer(help="Inspect and test triggers.", no_args_is_help=True)
 console = Console()
 
@@ -41,31 +38,10 @@ def processor(
 
 
 async def _run_processor(url: str, poll_interval: float, batch_size: int) -> None:
-    stop = asyncio.Event()
-    main = asyncio.current_task()
-    assert main is not None
+    async def process(stop: asyncio.Event) -> None:
+        await run_processor(url, stop, poll_interval=poll_interval, batch_size=batch_size)
 
-    def shut_down() -> None:
-        stop.set()
-        main.cancel()  # a batch in flight is one transaction: nothing is lost
-
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, shut_down)
-    failures = 0
-    while not stop.is_set():
-        try:
-            await Processor(url, poll_interval=poll_interval, batch_size=batch_size).run(stop)
-        except asyncio.CancelledError:
-            if not stop.is_set():
-                raise
-        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-            # The cursor is durable: a new session resumes exactly where the last commit left.
-            failures += 1
-            delay = min(30.0, 0.5 * 2**failures)
-            log.warning("processor.database_unavailable", error=str(error), retry_in=delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+    await run_until_signalled(process, "processor")
 
 
 @triggers_app.command("test")

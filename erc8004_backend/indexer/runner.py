@@ -8,7 +8,6 @@ backoff: the checkpoint makes every restart exact.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 
 import psycopg
@@ -16,6 +15,7 @@ import structlog
 
 from erc8004_backend.chain.config import ChainConfig
 from erc8004_backend.chain.rpc import ChainMismatchError, RpcClient
+from erc8004_backend.database.connection import RECONNECT_ERRORS, wait_to_retry
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.indexer.chain_indexer import (
     ChainIndexer,
@@ -69,23 +69,15 @@ async def index_chain(
             # After a lost connection the server may keep the old session, and its lock,
             # until it notices the connection is gone.
             failures += 1
-            await _back_off(stop, failures, "indexer.lock_still_held", chain.name, error)
+            await wait_to_retry(stop, failures, "indexer.lock_still_held", error, chain=chain.name)
         except (ChainMismatchError, ReorgTooDeepError, DatabaseNotMigratedError):
             raise  # these need a person, not a retry
-        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+        except RECONNECT_ERRORS as error:
             reconnecting = True
             failures += 1
-            await _back_off(stop, failures, "indexer.database_unavailable", chain.name, error)
-
-
-async def _back_off(
-    stop: asyncio.Event, failures: int, event: str, chain: str, error: Exception
-) -> None:
-    """Log, then wait longer after each failure in a row (or until told to stop)."""
-    delay = min(30.0, 0.5 * 2**failures)
-    log.warning(event, chain=chain, error=str(error), retry_in=round(delay, 1))
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), delay)
+            await wait_to_retry(
+                stop, failures, "indexer.database_unavailable", error, chain=chain.name
+            )
 
 
 async def run_indexers(
@@ -113,12 +105,13 @@ async def run_indexers(
 async def _resolve_registrations(url: str, stop: asyncio.Event) -> None:
     from erc8004_backend.indexer.registration import RegistrationResolver
 
+    failures = 0
     while not stop.is_set():
         try:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                failures = 0
                 await RegistrationResolver(conn).run(stop)
                 return
-        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-            log.warning("registrations.database_unavailable", error=str(error))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 5.0)
+        except RECONNECT_ERRORS as error:
+            failures += 1
+            await wait_to_retry(stop, failures, "registrations.database_unavailable", error)

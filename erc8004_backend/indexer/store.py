@@ -202,7 +202,6 @@ class EventStore:
         if self._partitions.covers(first, last):
             return
         # A little ahead, so that following the head rarely needs to ask.
-        start, end = first, max(last, first) + timedelta(days=14)
+        start, end = first, last + timedelta(days=14)
         await conn.execute(QUERIES["ensure_partitions"], {"from_time": start, "to_time": end})
-        # The weeks around [start, end] exist now; remember the inner span conservatively.
-        self._partitions = PartitionCover(start, end)
+        self._partitions = PartitionCover(start, end)  # every week in [start, end] exists now

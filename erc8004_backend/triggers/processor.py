@@ -26,6 +26,7 @@ import structlog
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from erc8004_backend.database.connection import RECONNECT_ERRORS, wait_to_retry
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.triggers.conditions import ConditionError
 from erc8004_backend.triggers.fields import event_fields
@@ -124,10 +125,9 @@ async def process_batch(
         if not events:
             return result
         plans = [
-            (event, fields, index.candidates(chain_id, event["registry"], event["event_type"],
-                                             event["agent_id"]))
+            (event, event_fields(event),
+             index.candidates(chain_id, event["registry"], event["event_type"], event["agent_id"]))
             for event in events
-            for fields in (event_fields(event),)
         ]  # fmt: skip
         states = await _load_states(conn, plans)
         last_fired = await _load_last_fired(conn, plans)
@@ -319,3 +319,17 @@ class Processor:
     def _note(self, channel: str) -> None:
         if channel == "trigger_changed":
             self._index_stale = True
+
+
+async def run_processor(
+    url: str, stop: asyncio.Event, *, poll_interval: float = 1.0, batch_size: int = BATCH_SIZE
+) -> None:
+    """A processor until `stop`, reconnecting after database failures: the cursor is durable,
+    so a new session resumes exactly where the last commit left off."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            await Processor(url, poll_interval=poll_interval, batch_size=batch_size).run(stop)
+        except RECONNECT_ERRORS as error:
+            failures += 1
+            await wait_to_retry(stop, failures, "processor.database_unavailable", error)
