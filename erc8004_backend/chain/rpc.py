@@ -19,16 +19,12 @@ an error message; that includes httpx's own request log, whose URLs this module 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import itertools
 import logging
-import math
-import random
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -36,6 +32,7 @@ import orjson
 import structlog
 
 from erc8004_backend.errors import Erc8004Error
+from erc8004_backend.retry import RetryPolicy, parse_retry_after
 
 log = structlog.get_logger(__name__)
 
@@ -83,32 +80,6 @@ class _RetryableError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often to try a request and how long a failed endpoint cools down.
-
-    `max_attempts` counts HTTP requests over all endpoints. A server's Retry-After is honoured
-    up to `retry_after_max` seconds, even when that exceeds `backoff_max`.
-    """
-
-    max_attempts: int = 8
-    backoff_initial: float = 0.2
-    backoff_max: float = 10.0
-    retry_after_max: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise Erc8004Error("an RPC retry policy needs max_attempts >= 1")
-        if min(self.backoff_initial, self.backoff_max, self.retry_after_max) < 0:
-            raise Erc8004Error("an RPC retry policy cannot have negative delays")
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Exponential backoff with jitter (half to all of the ceiling); Retry-After is a floor."""
-        ceiling = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt, 32))
-        delay = random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not crypto)
-        return max(delay, min(retry_after or 0.0, self.retry_after_max))
 
 
 @dataclass
@@ -387,21 +358,7 @@ def _quantity(method: str, value: Any) -> int:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds (a number or an HTTP date), or None when absent or unreadable."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+    return parse_retry_after(response.headers.get("retry-after"))
 
 
 def _redact(url: str | httpx.URL) -> str:

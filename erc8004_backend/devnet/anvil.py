@@ -26,8 +26,9 @@ import httpx
 import structlog
 
 from erc8004_backend.chain.config import DEVNET_CHAIN_ID
-from erc8004_backend.chain.rpc import RetryPolicy, RpcClient
+from erc8004_backend.chain.rpc import RpcClient
 from erc8004_backend.errors import Erc8004Error
+from erc8004_backend.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
 

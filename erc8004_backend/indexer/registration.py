@@ -18,11 +18,9 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import ipaddress
 import json
 import math
 import re
-import socket
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ import structlog
 from erc8004_backend.config import Settings, get_settings
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.errors import Erc8004Error
+from erc8004_backend.outbound import OutboundAddressError, check_public_host, pin_to_address
 
 QUERIES = load_queries("erc8004_backend.indexer", "registration.sql")
 
@@ -50,7 +49,6 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Registration files are a few levels deep; a cap keeps hostile nesting cheap to reject.
 MAX_DOCUMENT_DEPTH = 64
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 RegistrationStatus = Literal["pending", "fetched", "failed"]
 
 
@@ -64,10 +62,6 @@ class RegistrationError(Erc8004Error):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
-
-
-class OutboundAddressError(Erc8004Error):
-    """An outbound request would reach an address it must not, or its host does not resolve."""
 
 
 # -- parsing -----------------------------------------------------------------------------
@@ -309,91 +303,6 @@ def gateway_base(gateway: str) -> str:
 def _short(text: str, limit: int = 160) -> str:
     """Long URIs (on-chain data: URIs run to kilobytes) cut for messages and logs."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
-# -- outbound address checks -------------------------------------------------------------
-
-_CLOUD_METADATA = frozenset(
-    ipaddress.ip_address(address)
-    for address in (
-        "169.254.169.254",  # AWS, GCP, Azure, OpenStack, DigitalOcean...
-        "169.254.170.2",  # AWS ECS task metadata
-        "fd00:ec2::254",  # AWS over IPv6
-        "100.100.100.200",  # Alibaba Cloud
-        "192.0.0.192",  # Oracle Cloud
-    )
-)
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-def address_problem(address: IPAddress) -> str | None:
-    """Why an outbound request must not go to `address`, or None for a public address."""
-    if address in _CLOUD_METADATA:
-        return "cloud metadata"
-    if isinstance(address, ipaddress.IPv6Address):
-        # IPv6 forms that carry an IPv4 address reach that address: judge it instead.
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
-        if embedded is not None:
-            return address_problem(embedded)
-    for problem, applies in (
-        ("loopback", address.is_loopback),
-        ("link-local", address.is_link_local),
-        ("multicast", address.is_multicast),
-        ("unspecified", address.is_unspecified),
-        ("private", address.is_private),
-        ("reserved", address.is_reserved),
-        ("non-public", not address.is_global),  # e.g. 100.64.0.0/10, shared by carriers
-    ):
-        if applies:
-            return problem
-    return None
-
-
-async def check_public_host(host: str, port: int) -> list[IPAddress]:
-    """The addresses `host` resolves to, when every one of them is public.
-
-    Names are judged by where they lead (localhost, metadata.google.internal, names that
-    resolve inside on purpose). Connect to a returned address (`pin_to_address`) rather than
-    resolving the name again: a second answer could differ (DNS rebinding).
-    """
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-        )
-    except (OSError, UnicodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise OutboundAddressError(f"cannot resolve {host}: {reason}") from None
-    addresses: list[IPAddress] = []
-    for *_, sockaddr in infos:
-        address = ipaddress.ip_address(str(sockaddr[0]))
-        problem = address_problem(address)
-        if problem is not None:
-            where = host if str(address) == host else f"{host} resolves to {address}, which"
-            raise OutboundAddressError(f"{where} is a {problem} address")
-        if address not in addresses:
-            addresses.append(address)
-    if not addresses:
-        raise OutboundAddressError(f"{host} has no address")
-    return addresses
-
-
-def pin_to_address(
-    url: httpx.URL, address: IPAddress
-) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
-    """A request target (URL, headers, extensions) that connects to `address` while speaking
-    to `url`'s host: the Host header and, for https, the TLS server name and certificate
-    check stay the host's."""
-    headers = {
-        "Host": url.netloc.decode("ascii"),
-        # httpx pools connections by address alone: without this a TLS connection verified
-        # for one name could later carry a request for another name at the same address.
-        "Connection": "close",
-    }
-    extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
-    return url.copy_with(host=str(address)), headers, extensions
 
 
 # -- fetching ----------------------------------------------------------------------------

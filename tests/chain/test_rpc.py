@@ -19,13 +19,13 @@ from structlog.testing import capture_logs
 from erc8004_backend.chain.rpc import (
     ChainMismatchError,
     RangeTooLargeError,
-    RetryPolicy,
     RpcClient,
     RpcError,
     RpcUnavailableError,
     _redact,
 )
 from erc8004_backend.errors import Erc8004Error
+from erc8004_backend.retry import RetryPolicy
 from tests.support.flaky_rpc import (
     CloseConnection,
     Fault,

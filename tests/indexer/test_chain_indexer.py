@@ -8,10 +8,11 @@ import psycopg
 import pytest
 
 from erc8004_backend.chain.config import ChainConfig
-from erc8004_backend.chain.rpc import RetryPolicy, RpcClient
+from erc8004_backend.chain.rpc import RpcClient
 from erc8004_backend.devnet import Devnet, start_devnet
 from erc8004_backend.indexer.chain_indexer import ChainIndexer, ChainLockedError
 from erc8004_backend.indexer.store import CheckpointMovedError, EventStore
+from erc8004_backend.retry import RetryPolicy
 from tests.support.chain_truth import assert_table_equals_chain
 from tests.support.flaky_rpc import FlakyRpcServer, HttpStatus, TooManyRequests
 

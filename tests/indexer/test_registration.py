@@ -27,11 +27,8 @@ from psycopg.rows import dict_row
 
 from erc8004_backend.config import Settings
 from erc8004_backend.indexer.registration import (
-    OutboundAddressError,
     RegistrationError,
     RegistrationResolver,
-    address_problem,
-    check_public_host,
     current_registration,
     decode_data_uri,
     enqueue_registrations,
@@ -39,8 +36,8 @@ from erc8004_backend.indexer.registration import (
     ipfs_to_http,
     new_http_client,
     parse_registration,
-    pin_to_address,
 )
+from erc8004_backend.outbound import pin_to_address
 
 # The example of the spec (ERC8004SPEC.md, "Agent URI and Agent Registration File").
 SPEC_EXAMPLE: dict[str, Any] = {
@@ -321,54 +318,6 @@ def test_ipfs_urls_stay_on_the_gateway(cid: str, path: str) -> None:
     except httpx.InvalidURL:
         return  # control characters: fetch_registration refuses the URL before any request
     assert (parsed.host, parsed.port) == ("gateway.example", 8443)
-
-
-# -- outbound address checks -------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("address", "problem"),
-    [
-        ("127.0.0.1", "loopback"),
-        ("::1", "loopback"),
-        ("10.0.0.8", "private"),
-        ("172.16.5.4", "private"),
-        ("192.168.1.1", "private"),
-        ("fd12::1", "private"),
-        ("169.254.169.254", "cloud metadata"),
-        ("fd00:ec2::254", "cloud metadata"),
-        ("100.100.100.200", "cloud metadata"),
-        ("169.254.10.10", "link-local"),
-        ("fe80::1", "link-local"),
-        ("224.0.0.251", "multicast"),
-        ("ff02::1", "multicast"),
-        ("0.0.0.0", "unspecified"),  # noqa: S104 (an address to judge)
-        ("::", "unspecified"),
-        ("100.64.0.1", "non-public"),
-        ("::ffff:10.0.0.1", "private"),  # IPv4-mapped
-        ("64:ff9b::7f00:1", "loopback"),  # NAT64
-        ("2002:a9fe:a9fe::", "cloud metadata"),  # 6to4 of 169.254.169.254
-        ("8.8.8.8", None),
-        ("2606:4700:4700::1111", None),
-        ("::ffff:1.1.1.1", None),
-    ],
-)
-def test_address_problem(address: str, problem: str | None) -> None:
-    assert address_problem(ipaddress.ip_address(address)) == problem
-
-
-async def test_check_public_host_judges_names_after_resolution() -> None:
-    assert await check_public_host("8.8.8.8", 443) == [ipaddress.ip_address("8.8.8.8")]
-    with pytest.raises(
-        OutboundAddressError, match=r"localhost resolves to .*, which is a loopback"
-    ):
-        await check_public_host("localhost", 80)
-    with pytest.raises(
-        OutboundAddressError, match=r"169\.254\.169\.254 is a cloud metadata address"
-    ):
-        await check_public_host("169.254.169.254", 80)
-    with pytest.raises(OutboundAddressError, match=r"cannot resolve no-such-host\.invalid"):
-        await check_public_host("no-such-host.invalid", 80)
 
 
 # -- a local HTTP server -----------------------------------------------------------------
