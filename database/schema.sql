@@ -47,6 +47,15 @@ BEGIN
 END
 $_$;
 
+CREATE FUNCTION public.notify_action_job() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_notify('action_job', '');
+    RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION public.notify_new_event() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -366,12 +375,14 @@ CREATE TABLE public.triggers (
     webhook_secret bytea,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    webhook_secret_key_id text,
     CONSTRAINT triggers_chain_id_check CHECK ((chain_id > 0)),
     CONSTRAINT triggers_consecutive_failures_check CHECK ((consecutive_failures >= 0)),
     CONSTRAINT triggers_cooldown_seconds_check CHECK ((cooldown_seconds >= 0)),
     CONSTRAINT triggers_failure_threshold_check CHECK ((failure_threshold > 0)),
     CONSTRAINT triggers_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
-    CONSTRAINT triggers_registry_check CHECK ((registry = ANY (ARRAY['identity'::text, 'reputation'::text, 'validation'::text])))
+    CONSTRAINT triggers_registry_check CHECK ((registry = ANY (ARRAY['identity'::text, 'reputation'::text, 'validation'::text]))),
+    CONSTRAINT triggers_webhook_secret_key_id_check CHECK (((webhook_secret IS NULL) = (webhook_secret_key_id IS NULL)))
 );
 
 CREATE TABLE public.users (
@@ -518,6 +529,8 @@ ALTER INDEX public.events_pkey ATTACH PARTITION public.events_default_pkey;
 ALTER INDEX public.events_registry_type_idx ATTACH PARTITION public.events_default_registry_event_type_block_time_idx;
 
 ALTER INDEX public.events_validator_idx ATTACH PARTITION public.events_default_validator_address_block_time_idx;
+
+CREATE TRIGGER action_jobs_notify AFTER INSERT ON public.action_jobs FOR EACH STATEMENT EXECUTE FUNCTION public.notify_action_job();
 
 CREATE TRIGGER action_jobs_updated_at BEFORE UPDATE ON public.action_jobs FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 

@@ -6,8 +6,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import platformdirs
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from erc8004_backend.errors import Erc8004Error
+from erc8004_backend.outbound import IPNetwork, parse_networks
 
 # The documented development key for MCP tokens and webhook secrets (see the README). Seed
 # data is encrypted with it; production deployments set ERC8004_TOKEN_KEYS to their own.
@@ -50,6 +53,50 @@ class Settings(BaseSettings):
         description="Let outbound requests reach private, loopback and link-local addresses"
         " (tests and the devnet); off, so user-supplied URLs cannot reach internal networks.",
     )
+    allowed_networks: str = Field(
+        default="",
+        description="Comma-separated CIDR blocks outbound requests may reach even though they"
+        " are private (an internal webhook receiver, say), e.g. '10.1.2.0/24'.",
+    )
+    telegram_bot_token: SecretStr | None = Field(
+        default=None, description="The Telegram bot that sends `telegram` actions."
+    )
+    telegram_api_url: str = Field(
+        default="https://api.telegram.org",
+        pattern=r"^https?://[^/?#]+",
+        description="Base URL of the Telegram Bot API (a local server speaking it, in tests).",
+    )
+    worker_concurrency: int = Field(
+        default=64, gt=0, le=10_000, description="Deliveries in flight per worker process."
+    )
+    worker_lease_seconds: float = Field(
+        default=120.0,
+        ge=2,
+        description="How long a claimed job is a worker's; a job whose worker died is taken"
+        " again after it. Every delivery is cut off before its lease ends.",
+    )
+    retry_initial_seconds: float = Field(
+        default=2.0, gt=0, description="Wait before the second attempt of a failed delivery."
+    )
+    retry_max_seconds: float = Field(
+        default=600.0, gt=0, description="Longest wait between attempts (backoff doubles up to it)."
+    )
+    response_max_bytes: int = Field(
+        default=64 * 1024, gt=0, description="Largest response body read from an action's target."
+    )
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        try:
+            parse_networks(value)
+        except Erc8004Error as error:
+            raise ValueError(str(error)) from None
+        return value
+
+    @property
+    def allowed_ip_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.allowed_networks)
 
 
 @lru_cache
