@@ -8,6 +8,7 @@ import psycopg
 import typer
 from rich.console import Console
 
+from erc8004_backend.cli.actions import jobs_app, worker
 from erc8004_backend.cli.db import db_app
 from erc8004_backend.cli.devnet import devnet
 from erc8004_backend.cli.indexer import indexer
@@ -26,6 +27,8 @@ app.command("indexer")(indexer)
 app.command("processor")(processor)
 app.add_typer(triggers_app, name="triggers")
 app.command("devnet")(devnet)
+app.command("worker")(worker)
+app.add_typer(jobs_app, name="jobs")
 
 stderr = Console(stderr=True)
 

@@ -11,20 +11,33 @@ import structlog
 log = structlog.get_logger(__name__)
 
 
-async def run_until_signalled(work: Callable[[asyncio.Event], Awaitable[None]], name: str) -> None:
-    """Run `work(stop)`. A signal sets `stop` and cancels the work at once: each part commits
-    in whole transactions, so cancelling loses nothing, and waiting for a step in flight could
-    mean minutes of retries against an unresponsive node."""
+async def run_until_signalled(
+    work: Callable[[asyncio.Event], Awaitable[None]], name: str, *, grace: float = 0.0
+) -> None:
+    """Run `work(stop)`. A signal sets `stop`; the work is cancelled at once (`grace` 0) or
+    after `grace` seconds if it has not returned by then, or at a second signal.
+
+    The indexer and the processor commit whole transactions, so cancelling them loses
+    nothing, and waiting for a step in flight could mean minutes of retries against an
+    unresponsive node. Workers take a grace period to finish the deliveries in flight.
+    """
     stop = asyncio.Event()
     main = asyncio.current_task()
     assert main is not None
+    loop = asyncio.get_running_loop()
+    deadline: list[asyncio.TimerHandle] = []
 
     def shut_down() -> None:
-        log.info(f"{name}.stopping")
+        if stop.is_set():  # a second signal: now
+            main.cancel()
+            return
+        log.info(f"{name}.stopping", grace=grace)
         stop.set()
-        main.cancel()
+        if grace > 0:
+            deadline.append(loop.call_later(grace, main.cancel))
+        else:
+            main.cancel()
 
-    loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, shut_down)
     try:
@@ -32,3 +45,8 @@ async def run_until_signalled(work: Callable[[asyncio.Event], Awaitable[None]], 
     except asyncio.CancelledError:
         if not stop.is_set():
             raise
+    finally:
+        for handle in deadline:
+            handle.cancel()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)

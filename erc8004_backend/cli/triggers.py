@@ -11,9 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from erc8004_backend.actions.rest import rotate_webhook_secret
 from erc8004_backend.cli.db import DatabaseUrl, database
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.cli.signals import run_until_signalled
+from erc8004_backend.config import get_settings
+from erc8004_backend.encryption import SecretBox
+from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.triggers.backtest import BacktestResult, backtest
 from erc8004_backend.triggers.fields import format_value
 from erc8004_backend.triggers.processor import BATCH_SIZE, run_processor
@@ -68,6 +72,28 @@ def backtest_trigger(
     console.print(table)
     for scope, state in sorted(result.states.items()):
         console.print(f"state {scope}: {state}", highlight=False, soft_wrap=True)
+
+
+@triggers_app.command("webhook-secret")
+def webhook_secret(
+    trigger_id: Annotated[str, typer.Argument(help="The trigger's id.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Give a trigger a new webhook secret and print it (once: it is stored encrypted)."""
+    with database(database_url) as url:
+        secret = asyncio.run(_rotate_secret(url, trigger_id))
+    if secret is None:
+        raise Erc8004Error(f"no trigger {trigger_id}")
+    console.print(secret, highlight=False)
+
+
+async def _rotate_secret(url: str, trigger_id: str) -> str | None:
+    box = SecretBox.from_spec(get_settings().token_keys)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        try:
+            return await rotate_webhook_secret(conn, trigger_id, box)
+        except psycopg.errors.InvalidTextRepresentation:
+            raise Erc8004Error(f"{trigger_id!r} is not a trigger id (a UUID)") from None
 
 
 async def _backtest(

@@ -25,6 +25,8 @@ class TriggerAction:
     id: str
     action_type: str
     priority: int
+    # Attempts before its jobs are dead-lettered; None: the queue's default.
+    max_attempts: int | None = None
 
 
 @dataclass(frozen=True)
@@ -64,10 +66,17 @@ def compile_trigger(row: Mapping[str, Any]) -> CompiledTrigger:
         registry=row["registry"],
         conditions=parse_conditions(conditions),
         actions=tuple(
-            TriggerAction(str(a["id"]), a["action_type"], int(a["priority"])) for a in actions
+            TriggerAction(str(a["id"]), a["action_type"], int(a["priority"]), _max_attempts(a))
+            for a in actions
         ),
         cooldown_seconds=int(row.get("cooldown_seconds") or 0),
     )
+
+
+def _max_attempts(action: Mapping[str, Any]) -> int | None:
+    value = action.get("max_attempts")
+    # The API validates configs; a hand-written bad value falls back to the default.
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 class TriggerIndex:

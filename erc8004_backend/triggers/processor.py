@@ -42,6 +42,9 @@ QUERIES = load_queries("erc8004_backend.triggers", "processor.sql")
 log = structlog.get_logger(__name__)
 
 BATCH_SIZE = 2_000
+# Commits need not wait for the disk: a batch commits whole or not at all, so a crash of
+# PostgreSQL can only lose the latest batches, which are evaluated again from the cursor.
+ASYNC_COMMIT = "-c synchronous_commit=off"
 INDEX_REFRESH_SECONDS = 30.0
 
 
@@ -101,7 +104,7 @@ class BatchResult:
 class _Pending:
     states: dict[tuple[str, str], State] = field(default_factory=dict)
     state_positions: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
-    jobs: list[tuple[str, str, int, int, str, bytes]] = field(default_factory=list)
+    jobs: list[tuple[str, str, int, int, str, bytes, int | None]] = field(default_factory=list)
     fired_at: dict[str, datetime] = field(default_factory=dict)
 
 
@@ -156,7 +159,15 @@ async def process_batch(
                 for action in trigger.actions:
                     key = idempotency_key(event, trigger.id, action.id)
                     pending.jobs.append(
-                        (trigger.id, action.id, event["id"], action.priority, key, payload)
+                        (
+                            trigger.id,
+                            action.id,
+                            event["id"],
+                            action.priority,
+                            key,
+                            payload,
+                            action.max_attempts,
+                        )
                     )
         await _write(conn, chain_id, pending)
         last = events[-1]
@@ -231,6 +242,7 @@ async def _write(conn: psycopg.AsyncConnection, chain_id: int, pending: _Pending
                 "priorities": list(columns[3]),
                 "keys": list(columns[4]),
                 "payloads": [payload.decode() for payload in columns[5]],
+                "max_attempts": list(columns[6]),
             },
         )
     if pending.fired_at:
@@ -238,18 +250,6 @@ async def _write(conn: psycopg.AsyncConnection, chain_id: int, pending: _Pending
             QUERIES["mark_fired"],
             {"trigger_ids": list(pending.fired_at), "fired_at": list(pending.fired_at.values())},
         )
-
-
-async def record_delivery(
-    conn: psycopg.AsyncConnection, trigger_id: str, *, succeeded: bool, error: str | None = None
-) -> bool:
-    """Feed the circuit breaker one delivery outcome; True when the trigger is now disabled."""
-    cursor = await conn.execute(
-        QUERIES["record_delivery"],
-        {"trigger_id": trigger_id, "succeeded": succeeded, "error": error or ""},
-    )
-    row = await cursor.fetchone()
-    return bool(row and row[0])
 
 
 class Processor:
@@ -263,13 +263,15 @@ class Processor:
         self.batch_size = batch_size
         self.index = TriggerIndex()
         self.totals = BatchResult()
-        self._index_loaded_at = 0.0
+        self.index_loaded_at = 0.0
         self._index_stale = True
         self._held: set[int] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         async with (
-            await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn,
+            await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, options=ASYNC_COMMIT
+            ) as conn,
             await psycopg.AsyncConnection.connect(self.url, autocommit=True) as listener,
         ):
             await listener.execute("LISTEN new_event")
@@ -280,9 +282,9 @@ class Processor:
 
     async def run_once(self, conn: psycopg.AsyncConnection) -> int:
         """Process every ready event of every chain this processor holds; returns the count."""
-        if self._index_stale or time.monotonic() - self._index_loaded_at > INDEX_REFRESH_SECONDS:
+        if self._index_stale or time.monotonic() - self.index_loaded_at > INDEX_REFRESH_SECONDS:
             self.index = await load_trigger_index(conn)
-            self._index_loaded_at, self._index_stale = time.monotonic(), False
+            self.index_loaded_at, self._index_stale = time.monotonic(), False
             log.info("processor.triggers_loaded", triggers=len(self.index))
         processed = 0
         cursor = await conn.execute(QUERIES["chains_with_events"])
@@ -308,12 +310,13 @@ class Processor:
 
     async def _wait(self, listener: psycopg.AsyncConnection, stop: asyncio.Event) -> None:
         """Until a notification, the poll interval, or stop; then take in every notification
-        already queued, so that a trigger change is never seen after the events behind it."""
+        already queued. A trigger change applies to the events processed after its
+        notification arrives, a few milliseconds after it commits."""
         if stop.is_set():
             return
         async for notice in listener.notifies(timeout=self.poll_interval, stop_after=1):
             self._note(notice.channel)
-        async for notice in listener.notifies(timeout=0.01):
+        async for notice in listener.notifies(timeout=0):
             self._note(notice.channel)
 
     def _note(self, channel: str) -> None:

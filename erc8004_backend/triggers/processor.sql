@@ -19,7 +19,7 @@ SELECT t.id, t.name, t.chain_id, t.registry, t.cooldown_seconds,
                  FROM trigger_conditions c WHERE c.trigger_id = t.id), '[]') AS conditions,
        coalesce((SELECT jsonb_agg(jsonb_build_object(
                     'id', a.id, 'position', a.position, 'action_type', a.action_type,
-                    'priority', a.priority))
+                    'priority', a.priority, 'max_attempts', a.config->'max_attempts'))
                  FROM trigger_actions a WHERE a.trigger_id = t.id), '[]') AS actions
 FROM triggers t
 WHERE CASE WHEN %(trigger_id)s::uuid IS NULL THEN t.enabled AND t.disabled_at IS NULL
@@ -65,13 +65,16 @@ SET state = EXCLUDED.state,
     last_log_index = EXCLUDED.last_log_index
 
 -- insert_jobs --
--- Exactly one job per (event, action): a replayed batch inserts nothing twice.
+-- Exactly one job per (event, action): a replayed batch inserts nothing twice. An action
+-- without its own max_attempts gets the column's default (8).
 INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id, priority, idempotency_key,
-                         payload)
-SELECT trigger_id, action_id, event_id, %(chain_id)s, priority, idempotency_key, payload
+                         payload, max_attempts)
+SELECT trigger_id, action_id, event_id, %(chain_id)s, priority, idempotency_key, payload,
+       coalesce(max_attempts, 8)
 FROM unnest(%(trigger_ids)s::uuid[], %(action_ids)s::uuid[], %(event_ids)s::bigint[],
-            %(priorities)s::int[], %(keys)s::text[], %(payloads)s::jsonb[])
-     AS j(trigger_id, action_id, event_id, priority, idempotency_key, payload)
+            %(priorities)s::int[], %(keys)s::text[], %(payloads)s::jsonb[],
+            %(max_attempts)s::int[])
+     AS j(trigger_id, action_id, event_id, priority, idempotency_key, payload, max_attempts)
 ON CONFLICT (event_id, action_id) DO NOTHING
 
 -- mark_fired --
@@ -84,24 +87,6 @@ WHERE t.id = f.id
 UPDATE processing_cursors
 SET block_number = %(block_number)s, log_index = %(log_index)s
 WHERE chain_id = %(chain_id)s
-
--- record_delivery --
--- The circuit breaker, fed by the workers: a success resets the count; the failure that
--- reaches the threshold disables the trigger and says why.
-UPDATE triggers
-SET consecutive_failures = CASE WHEN %(succeeded)s THEN 0 ELSE consecutive_failures + 1 END,
-    disabled_at = CASE
-        WHEN NOT %(succeeded)s AND consecutive_failures + 1 >= failure_threshold
-             AND disabled_at IS NULL THEN now()
-        ELSE disabled_at END,
-    disabled_reason = CASE
-        WHEN NOT %(succeeded)s AND consecutive_failures + 1 >= failure_threshold
-             AND disabled_at IS NULL
-        THEN format('circuit breaker: %%s consecutive failed deliveries, the last: %%s',
-                    consecutive_failures + 1, %(error)s::text)
-        ELSE disabled_reason END
-WHERE id = %(trigger_id)s
-RETURNING disabled_at IS NOT NULL AS disabled
 
 -- backtest_events --
 -- A trigger's chain and registry in a block and time range, in chain order.

@@ -53,3 +53,15 @@ def test_triggers_benchmark(admin_url: str, tmp_path: Path) -> None:
     assert isinstance(processor, dict)
     assert processor["events"] == 500
     assert processor["jobs"] == memory["fired"]  # the loop and the pure core agree
+
+
+@pytest.mark.timeout(300)
+def test_delivery_benchmark(admin_url: str, tmp_path: Path) -> None:
+    result = run_bench("delivery", admin_url, tmp_path / "delivery.json", "--jobs", "50",
+                       "--rate", "50", "--seconds", "1")  # fmt: skip
+    speed, latency = result["throughput"], result["latency"]
+    assert isinstance(speed, dict)
+    assert isinstance(latency, dict)
+    assert speed["delivered"] == 50  # every queued job reached the sink
+    assert latency["delivered"] == latency["events"] == 50  # every event, once
+    assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]

@@ -160,11 +160,16 @@ def test_revert_undoes_exactly_the_last_migration(database_url: str) -> None:
         migrator = Migrator(connection, load_source(MIGRATIONS))
         migrator.run()
         reverted = migrator.revert()
-        assert [m.path.name for m, _ in reverted] == [
-            "20250123000013_indexer_confirmations_and_agent_registrations.down.sql"
-        ]
-        assert "agent_registrations" not in tables(connection)
-        assert {"agent_mcp_tokens", "action_jobs", "events"} <= tables(connection)
+        assert [m.path.name for m, _ in reverted] == ["20250123000014_action_delivery.down.sql"]
+        trigger_columns = {
+            row[0]
+            for row in connection.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'triggers'"
+            )
+        }
+        assert "webhook_secret_key_id" not in trigger_columns
+        assert "webhook_secret" in trigger_columns
+        assert {"agent_registrations", "agent_mcp_tokens", "action_jobs"} <= tables(connection)
         statuses = [s.status for s in migrator.states()]
         assert statuses == [Status.APPLIED] * (len(statuses) - 1) + [Status.PENDING]
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 import pytest
@@ -44,27 +45,35 @@ async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
 
 
 async def create(conn: psycopg.AsyncConnection, body: dict[str, Any]) -> str:
-    cursor = await conn.execute(
-        "INSERT INTO triggers (user_id, name, chain_id, registry, is_stateful)"
-        " VALUES (%s, %s, %s, %s, %s) RETURNING id::text",
-        [USER, body["name"], body["chain_id"], body["registry"], body.get("is_stateful", False)],
-    )
-    row = await cursor.fetchone()
-    assert row is not None
-    for position, c in enumerate(body["conditions"]):
-        await conn.execute(
-            "INSERT INTO trigger_conditions (trigger_id, position, condition_type, field, operator,"
-            " value, config) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [row[0], position, c["condition_type"], c["field"], c["operator"], c["value"],
-             json.dumps(c.get("config", {}))],
-        )  # fmt: skip
-    for position, a in enumerate(body["actions"]):
-        await conn.execute(
-            "INSERT INTO trigger_actions (trigger_id, position, action_type, priority, config)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            [row[0], position, a["action_type"], a["priority"], json.dumps(a["config"])],
+    # One transaction, as the API writes a trigger: the processor never sees half of one.
+    async with conn.transaction():
+        cursor = await conn.execute(
+            "INSERT INTO triggers (user_id, name, chain_id, registry, is_stateful)"
+            " VALUES (%s, %s, %s, %s, %s) RETURNING id::text",
+            [
+                USER,
+                body["name"],
+                body["chain_id"],
+                body["registry"],
+                body.get("is_stateful", False),
+            ],
         )
-    return str(row[0])
+        row = await cursor.fetchone()
+        assert row is not None
+        for position, c in enumerate(body["conditions"]):
+            await conn.execute(
+                "INSERT INTO trigger_conditions (trigger_id, position, condition_type, field, operator,"
+                " value, config) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [row[0], position, c["condition_type"], c["field"], c["operator"], c["value"],
+                 json.dumps(c.get("config", {}))],
+            )  # fmt: skip
+        for position, a in enumerate(body["actions"]):
+            await conn.execute(
+                "INSERT INTO trigger_actions (trigger_id, position, action_type, priority, config)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                [row[0], position, a["action_type"], a["priority"], json.dumps(a["config"])],
+            )
+        return str(row[0])
 
 
 class Chain:
@@ -236,22 +245,35 @@ async def test_trigger_changes_take_effect_without_a_restart(
             await asyncio.sleep(0.025)
         raise AssertionError("the processor did not reach the new event")
 
+    async def taken_in(changed_at: float) -> None:
+        """Until the processor has reloaded its triggers since `changed_at`: a change applies
+        to the events processed after its notification arrives, not to those racing it."""
+        for _ in range(200):
+            if processor.index_loaded_at > changed_at:
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError("the processor did not take in the trigger change")
+
+    async def change(*statements: LiteralString) -> None:
+        for statement in statements:
+            await conn.execute(statement, [trigger])
+        await taken_in(time.monotonic())
+
     try:
         await feedback_and_wait()  # no trigger yet
         trigger = await create(conn, body)
+        await taken_in(time.monotonic())
         created = await feedback_and_wait()
-        await conn.execute(
-            "UPDATE trigger_conditions SET value = '8' WHERE trigger_id = %s", [trigger]
-        )
+        await change("UPDATE trigger_conditions SET value = '8' WHERE trigger_id = %s")
         await feedback_and_wait()  # changed: no longer about agent 7
-        await conn.execute(
-            "UPDATE trigger_conditions SET value = '7' WHERE trigger_id = %s", [trigger]
+        await change(
+            "UPDATE trigger_conditions SET value = '7' WHERE trigger_id = %s",
+            "UPDATE triggers SET enabled = false WHERE id = %s",
         )
-        await conn.execute("UPDATE triggers SET enabled = false WHERE id = %s", [trigger])
         await feedback_and_wait()  # disabled
-        await conn.execute("UPDATE triggers SET enabled = true WHERE id = %s", [trigger])
+        await change("UPDATE triggers SET enabled = true WHERE id = %s")
         enabled = await feedback_and_wait()
-        await conn.execute("DELETE FROM triggers WHERE id = %s", [trigger])
+        await change("DELETE FROM triggers WHERE id = %s")
         await feedback_and_wait()  # deleted
         cursor = await conn.execute(
             "SELECT e.block_number FROM action_jobs j JOIN events e ON e.id = j.event_id ORDER BY 1"

@@ -1,5 +1,5 @@
 """The processor against PostgreSQL: chain order, confirmations, exactly-once jobs, state in
-trigger_state, cooldown, the circuit breaker and one processor per chain."""
+trigger_state, cooldown and one processor per chain."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from erc8004_backend.triggers.processor import (
     Processor,
     load_trigger_index,
     process_batch,
-    record_delivery,
 )
 
 CHAIN = 84532
@@ -175,22 +174,6 @@ async def test_cooldown_in_block_time(conn: psycopg.AsyncConnection) -> None:
     assert [row[0] for row in await jobs(conn)] == [1, 3]
     cursor = await conn.execute("SELECT last_fired_at FROM triggers")
     assert await cursor.fetchone() == (T0 + timedelta(minutes=70),)
-
-
-async def test_the_circuit_breaker_disables_after_consecutive_failures(
-    conn: psycopg.AsyncConnection,
-) -> None:
-    trigger = await add_trigger(conn, LOW_SCORE, threshold=3)
-    assert not await record_delivery(conn, trigger, succeeded=False, error="HTTP 500")
-    assert not await record_delivery(conn, trigger, succeeded=True)  # resets the count
-    assert not await record_delivery(conn, trigger, succeeded=False, error="HTTP 500")
-    assert not await record_delivery(conn, trigger, succeeded=False, error="HTTP 500")
-    assert await record_delivery(conn, trigger, succeeded=False, error="HTTP 503")
-    cursor = await conn.execute("SELECT consecutive_failures, disabled_reason FROM triggers")
-    failures, reason = await cursor.fetchone() or (0, "")
-    assert failures == 3
-    assert reason == "circuit breaker: 3 consecutive failed deliveries, the last: HTTP 503"
-    assert len(await load_trigger_index(conn)) == 0  # a disabled trigger is not evaluated
 
 
 async def test_one_processor_per_chain(conn: psycopg.AsyncConnection, migrated_url: str) -> None:

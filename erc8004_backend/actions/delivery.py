@@ -1,0 +1,76 @@
+"""The plain data of one delivery: the job a worker claimed, and how an attempt ends.
+
+A channel (telegram, rest, mcp) returns what the target answered, to be kept in
+`action_results.response_data`, or raises `DeliveryFailed`, which says whether trying again
+could succeed and how long the target asked us to wait.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from erc8004_backend.errors import Erc8004Error
+
+# What the audit trail keeps of a response body.
+RESPONSE_EXCERPT_CHARS = 2_000
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    trigger_id: str
+    trigger_name: str
+    user_id: str
+    action_id: str
+    action_type: str
+    config: dict[str, Any]
+    event_id: int
+    chain_id: int
+    attempt: int  # this attempt's number, from 1
+    max_attempts: int
+    idempotency_key: str
+    # {"event_id", "event": fields, "computed": {ema_score, count, trigger_name, ...}}
+    payload: dict[str, Any]
+    webhook_secret: bytes | None = None
+    webhook_secret_key_id: str | None = None
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """What templates can name: the event's fields and the computed values."""
+        return {**self.payload.get("event", {}), **self.payload.get("computed", {})}
+
+
+class DeliveryFailed(Erc8004Error):  # noqa: N818 (an outcome, named like one)
+    """An attempt did not deliver.
+
+    `retryable`: the same request could succeed later (timeouts, connection errors, 5xx,
+    408, 429); otherwise the job is dead-lettered at once. `retry_after`: the target's own
+    wait, in seconds, a floor for the backoff.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        response: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.response = response
+
+
+def retryable_status(status: int) -> bool:
+    """Whether an HTTP status says the same request may succeed later."""
+    return status >= 500 or status in (408, 425, 429)
+
+
+def excerpt(body: bytes | str) -> str:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = text.replace("\x00", "\ufffd")  # PostgreSQL text and jsonb refuse NUL
+    if len(text) <= RESPONSE_EXCERPT_CHARS:
+        return text
+    return text[:RESPONSE_EXCERPT_CHARS] + f"... ({len(text)} characters)"

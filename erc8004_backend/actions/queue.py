@@ -1,0 +1,198 @@
+"""The action queue in PostgreSQL: claiming jobs under a lease, recording attempts, the
+circuit breaker, expired leases and the dead letters. The SQL is in queue.sql; deciding what
+an attempt's outcome means for its job is pure (`decide`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+import psycopg
+
+from erc8004_backend.actions.delivery import DeliveryFailed, Job
+from erc8004_backend.database.queries import load_queries
+from erc8004_backend.retry import RetryPolicy
+
+QUERIES = load_queries("erc8004_backend.actions", "queue.sql")
+
+NextStatus = Literal["succeeded", "queued", "dead"]
+ResultStatus = Literal["success", "retrying", "failed"]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One finished attempt: what becomes of its job and what the audit trail keeps."""
+
+    job: Job
+    next_status: NextStatus
+    result_status: ResultStatus
+    retry_in: float  # seconds, for next_status 'queued'
+    duration_ms: int
+    error: str | None = None
+    response: dict[str, Any] | None = None
+
+
+def decide(
+    job: Job,
+    failure: DeliveryFailed | None,
+    policy: RetryPolicy,
+    *,
+    duration_ms: int,
+    response: dict[str, Any] | None = None,
+) -> Attempt:
+    """Success ends the job; a retryable failure requeues it after the backoff (at least
+    the target's Retry-After) while attempts remain; anything else dead-letters it."""
+    if failure is None:
+        return Attempt(job, "succeeded", "success", 0.0, duration_ms, None, response)
+    response = failure.response if failure.response is not None else response
+    if failure.retryable and job.attempt < job.max_attempts:
+        delay = policy.delay(job.attempt - 1, failure.retry_after)
+        return Attempt(job, "queued", "retrying", delay, duration_ms, str(failure), response)
+    error = str(failure)
+    if failure.retryable:
+        error = f"{error} (gave up after {job.attempt} attempts)"
+    return Attempt(job, "dead", "failed", 0.0, duration_ms, error, response)
+
+
+async def claim_jobs(
+    conn: psycopg.AsyncConnection, *, worker: str, limit: int, lease_seconds: float
+) -> list[Job]:
+    cursor = await conn.execute(
+        QUERIES["claim_jobs"], {"worker": worker, "limit": limit, "lease_seconds": lease_seconds}
+    )
+    return [
+        Job(
+            id=row[0],
+            trigger_id=row[1],
+            trigger_name=row[2],
+            user_id=row[3],
+            action_id=row[4],
+            action_type=row[5],
+            config=row[6],
+            event_id=row[7],
+            chain_id=row[8],
+            attempt=row[9],
+            max_attempts=row[10],
+            idempotency_key=row[11],
+            payload=row[12],
+            webhook_secret=bytes(row[13]) if row[13] is not None else None,
+            webhook_secret_key_id=row[14],
+        )
+        for row in await cursor.fetchall()
+    ]
+
+
+async def next_run_at(conn: psycopg.AsyncConnection) -> datetime | None:
+    cursor = await conn.execute(QUERIES["next_run_at"])
+    row = await cursor.fetchone()
+    return row[0] if row else None
+
+
+async def record_attempts(
+    conn: psycopg.AsyncConnection, *, worker: str, attempts: Sequence[Attempt]
+) -> int:
+    """Store a batch of outcomes in one statement; returns how many jobs moved on (the rest
+    had lost their lease: their results are kept, their jobs left to the new holder)."""
+    if not attempts:
+        return 0
+    cursor = await conn.execute(
+        QUERIES["record_attempts"],
+        {
+            "worker": worker,
+            "job_ids": [a.job.id for a in attempts],
+            "attempts": [a.job.attempt for a in attempts],
+            "next_status": [a.next_status for a in attempts],
+            "retry_in": [a.retry_in for a in attempts],
+            "errors": [a.error for a in attempts],
+            "result_status": [a.result_status for a in attempts],
+            "durations": [a.duration_ms for a in attempts],
+            "responses": [
+                orjson.dumps(a.response).decode() if a.response is not None else None
+                for a in attempts
+            ],
+            "user_ids": [a.job.user_id for a in attempts],
+            "trigger_ids": [a.job.trigger_id for a in attempts],
+            "action_ids": [a.job.action_id for a in attempts],
+            "event_ids": [a.job.event_id for a in attempts],
+            "chain_ids": [a.job.chain_id for a in attempts],
+            "action_types": [a.job.action_type for a in attempts],
+        },
+    )
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class BreakerFeed:
+    trigger_id: str
+    reset: bool  # a delivery succeeded
+    failures: int  # dead jobs after the last success
+    error: str
+
+
+def breaker_feed(attempts: Sequence[Attempt]) -> list[BreakerFeed]:
+    """What a batch of finished deliveries tells each trigger's circuit breaker, in order.
+    Only finished jobs count: a retry is not yet a failed delivery."""
+    state: dict[str, tuple[bool, int, str]] = {}
+    for attempt in attempts:
+        reset, failures, _ = state.get(attempt.job.trigger_id, (False, 0, ""))
+        if attempt.next_status == "succeeded":
+            state[attempt.job.trigger_id] = (True, 0, "")
+        elif attempt.next_status == "dead":
+            state[attempt.job.trigger_id] = (reset, failures + 1, attempt.error or "")
+    return [BreakerFeed(t, *values) for t, values in state.items()]
+
+
+async def feed_circuit_breakers(
+    conn: psycopg.AsyncConnection, feeds: Sequence[BreakerFeed]
+) -> list[str]:
+    """Apply the feeds; returns the triggers this disabled."""
+    if not feeds:
+        return []
+    cursor = await conn.execute(
+        QUERIES["feed_circuit_breakers"],
+        {
+            "trigger_ids": [f.trigger_id for f in feeds],
+            "resets": [f.reset for f in feeds],
+            "failures": [f.failures for f in feeds],
+            "errors": [f.error for f in feeds],
+        },
+    )
+    return [row[0] for row in await cursor.fetchall()]
+
+
+async def release_expired_leases(conn: psycopg.AsyncConnection, *, limit: int = 1000) -> int:
+    cursor = await conn.execute(QUERIES["release_expired_leases"], {"limit": limit})
+    return len(await cursor.fetchall())
+
+
+@dataclass(frozen=True)
+class DeadJob:
+    id: int
+    trigger_id: str
+    trigger_name: str
+    action_type: str
+    event_id: int
+    chain_id: int
+    attempts: int
+    last_error: str | None
+    finished_at: datetime | None
+
+
+async def dead_jobs(conn: psycopg.AsyncConnection, *, limit: int = 50) -> list[DeadJob]:
+    cursor = await conn.execute(QUERIES["dead_jobs"], {"limit": limit})
+    return [DeadJob(*row) for row in await cursor.fetchall()]
+
+
+async def requeue_dead(conn: psycopg.AsyncConnection, job_ids: Sequence[int]) -> list[int]:
+    """Put dead jobs back in the queue; returns those that were dead (others are left)."""
+    cursor = await conn.execute(QUERIES["requeue_dead"], {"job_ids": list(job_ids)})
+    return [row[0] for row in await cursor.fetchall()]
+
+
+async def job_statuses(conn: psycopg.AsyncConnection, job_ids: Sequence[int]) -> dict[int, str]:
+    cursor = await conn.execute(QUERIES["job_statuses"], {"job_ids": list(job_ids)})
+    return {row[0]: row[1] for row in await cursor.fetchall()}

@@ -1,0 +1,157 @@
+-- claim_jobs --
+-- Due jobs, most urgent first (priority 1 before 2, then the oldest run_at), taken under a
+-- lease: status 'running', this attempt counted, locked_until ahead. SKIP LOCKED lets many
+-- workers claim at once without waiting for or taking each other's rows.
+WITH due AS (
+    SELECT id
+    FROM action_jobs
+    WHERE status = 'queued' AND run_at <= now()
+    ORDER BY priority, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE action_jobs AS j
+SET status = 'running',
+    attempts = j.attempts + 1,
+    locked_by = %(worker)s,
+    locked_until = now() + make_interval(secs => %(lease_seconds)s)
+FROM due, trigger_actions AS a, triggers AS t
+WHERE j.id = due.id AND a.id = j.action_id AND t.id = j.trigger_id
+RETURNING j.id, j.trigger_id::text, t.name, t.user_id::text, j.action_id::text, a.action_type,
+          a.config, j.event_id, j.chain_id, j.attempts, j.max_attempts, j.idempotency_key,
+          j.payload, t.webhook_secret, t.webhook_secret_key_id
+
+-- next_run_at --
+-- When the next queued job falls due (NULL: none queued), so an idle worker sleeps until then.
+SELECT min(run_at) FROM action_jobs WHERE status = 'queued'
+
+-- record_attempts --
+-- The outcomes of a batch of attempts: each job moves on ('succeeded', 'dead', or back to
+-- 'queued' with a later run_at) if this worker still holds it at that attempt, and every
+-- attempt gets its action_results row even if the lease was lost meanwhile. Rows whose
+-- trigger or action was deleted during the attempt keep NULLs there, as deletes leave them.
+WITH outcome AS (
+    SELECT *
+    FROM unnest(%(job_ids)s::bigint[], %(attempts)s::int[], %(next_status)s::text[],
+                %(retry_in)s::float8[], %(errors)s::text[], %(result_status)s::text[],
+                %(durations)s::int[], %(responses)s::jsonb[], %(user_ids)s::uuid[],
+                %(trigger_ids)s::uuid[], %(action_ids)s::uuid[], %(event_ids)s::bigint[],
+                %(chain_ids)s::bigint[], %(action_types)s::text[])
+         AS o(job_id, attempt, next_status, retry_in, error, result_status, duration_ms,
+              response, user_id, trigger_id, action_id, event_id, chain_id, action_type)
+), moved AS (
+    UPDATE action_jobs AS j
+    SET status = o.next_status,
+        run_at = CASE WHEN o.next_status = 'queued'
+                      THEN now() + make_interval(secs => o.retry_in) ELSE j.run_at END,
+        locked_by = NULL,
+        locked_until = NULL,
+        last_error = o.error,
+        finished_at = CASE WHEN o.next_status IN ('succeeded', 'dead') THEN now() END
+    FROM outcome AS o
+    WHERE j.id = o.job_id AND j.status = 'running' AND j.locked_by = %(worker)s
+      AND j.attempts = o.attempt
+    RETURNING j.id
+), recorded AS (
+    INSERT INTO action_results (job_id, user_id, trigger_id, action_id, event_id, chain_id,
+                                action_type, status, retry_count, duration_ms, error_message,
+                                response_data)
+    SELECT j.id, u.id, t.id, a.id, o.event_id, o.chain_id, o.action_type, o.result_status,
+           o.attempt - 1, o.duration_ms, o.error, o.response
+    FROM outcome AS o
+    LEFT JOIN action_jobs AS j ON j.id = o.job_id
+    LEFT JOIN users AS u ON u.id = o.user_id
+    LEFT JOIN triggers AS t ON t.id = o.trigger_id
+    LEFT JOIN trigger_actions AS a ON a.id = o.action_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM recorded)
+
+-- feed_circuit_breakers --
+-- Finished deliveries per trigger, in order: `reset` when one succeeded, `failures` dead
+-- jobs after the last success. Reaching failure_threshold disables the trigger, says why,
+-- and tells trigger engines (the disabled columns do not notify by themselves).
+WITH fed AS (
+    SELECT *
+    FROM unnest(%(trigger_ids)s::uuid[], %(resets)s::boolean[], %(failures)s::int[],
+                %(errors)s::text[]) AS f(trigger_id, reset, failures, error)
+), counted AS (
+    SELECT t.id, t.failure_threshold, t.disabled_at IS NULL AS was_enabled, f.failures, f.error,
+           CASE WHEN f.reset THEN f.failures ELSE t.consecutive_failures + f.failures END AS n
+    FROM fed AS f JOIN triggers AS t ON t.id = f.trigger_id
+), updated AS (
+    UPDATE triggers AS t
+    SET consecutive_failures = c.n,
+        disabled_at = CASE WHEN c.was_enabled AND c.failures > 0 AND c.n >= c.failure_threshold
+                           THEN now() ELSE t.disabled_at END,
+        disabled_reason = CASE
+            WHEN c.was_enabled AND c.failures > 0 AND c.n >= c.failure_threshold
+            THEN format('circuit breaker: %%s consecutive failed deliveries, the last: %%s',
+                        c.n, c.error)
+            ELSE t.disabled_reason END
+    FROM counted AS c
+    WHERE t.id = c.id
+    RETURNING t.id, c.was_enabled AND t.disabled_at IS NOT NULL AS tripped
+)
+SELECT id::text, pg_notify('trigger_changed', id::text) IS NOT NULL
+FROM updated
+WHERE tripped
+
+-- release_expired_leases --
+-- Jobs whose worker stopped without finishing (killed, or cut off from the database) go back
+-- to the queue when their lease ends, or to the dead letters if that was their last attempt.
+-- The lost attempt counts, and its action_results row says what happened.
+WITH expired AS (
+    SELECT id
+    FROM action_jobs
+    WHERE status = 'running' AND locked_until < now()
+    ORDER BY locked_until
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), released AS (
+    UPDATE action_jobs AS j
+    SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
+        run_at = now(),
+        locked_by = NULL,
+        locked_until = NULL,
+        last_error = format('worker %%s stopped before finishing attempt %%s (its lease expired)',
+                            j.locked_by, j.attempts),
+        finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END
+    FROM expired
+    WHERE j.id = expired.id
+    RETURNING j.id, j.trigger_id, j.action_id, j.event_id, j.chain_id, j.status, j.attempts,
+              j.last_error
+)
+INSERT INTO action_results (job_id, user_id, trigger_id, action_id, event_id, chain_id,
+                            action_type, status, retry_count, error_message)
+SELECT r.id, t.user_id, r.trigger_id, r.action_id, r.event_id, r.chain_id, a.action_type,
+       CASE WHEN r.status = 'dead' THEN 'failed' ELSE 'retrying' END, r.attempts - 1,
+       r.last_error
+FROM released AS r
+JOIN triggers AS t ON t.id = r.trigger_id
+JOIN trigger_actions AS a ON a.id = r.action_id
+RETURNING job_id
+
+-- dead_jobs --
+-- The dead letters, newest first.
+SELECT j.id, j.trigger_id::text, t.name, a.action_type, j.event_id, j.chain_id, j.attempts,
+       j.last_error, j.finished_at
+FROM action_jobs AS j
+JOIN triggers AS t ON t.id = j.trigger_id
+JOIN trigger_actions AS a ON a.id = j.action_id
+WHERE j.status = 'dead'
+ORDER BY j.finished_at DESC, j.id DESC
+LIMIT %(limit)s
+
+-- requeue_dead --
+-- Dead letters back to the queue with a fresh attempt budget; their past results stay.
+WITH requeued AS (
+    UPDATE action_jobs
+    SET status = 'queued', attempts = 0, run_at = now(), finished_at = NULL
+    WHERE id = ANY(%(job_ids)s::bigint[]) AND status = 'dead'
+    RETURNING id
+)
+SELECT id, pg_notify('action_job', '') IS NOT NULL FROM requeued ORDER BY id
+
+-- job_statuses --
+SELECT id, status FROM action_jobs WHERE id = ANY(%(job_ids)s::bigint[])

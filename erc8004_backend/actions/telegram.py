@@ -1,0 +1,153 @@
+"""Telegram: the Bot API's sendMessage, with values escaped for the message's parse mode.
+
+The bot token is part of the URL Telegram wants (`/bot<token>/sendMessage`), so no URL or
+message here ever carries it.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from erc8004_backend.actions.configs import TelegramConfig
+from erc8004_backend.actions.delivery import DeliveryFailed, excerpt, retryable_status
+from erc8004_backend.outbound import ResponseTooLargeError, read_capped
+from erc8004_backend.retry import parse_retry_after
+from erc8004_backend.triggers.templates import PLACEHOLDER, render_template
+
+# https://core.telegram.org/bots/api#formatting-options
+_MARKDOWN_V2_SPECIAL = re.compile(r"([_*\[\]()~`>#+\-=|{}.!\\])")
+_MARKDOWN_SPECIAL = re.compile(r"([_*`\[])")
+
+
+def escape_for(parse_mode: str | None) -> Callable[[str], str]:
+    """How a value is escaped so that it shows as written in a message of `parse_mode`."""
+    if parse_mode == "MarkdownV2":
+        return lambda text: _MARKDOWN_V2_SPECIAL.sub(r"\\\1", text)
+    if parse_mode == "Markdown":
+        return lambda text: _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    if parse_mode == "HTML":
+        return lambda text: html.escape(text, quote=False)
+    return lambda text: text
+
+
+# In MarkdownV2 these are reserved but never start formatting, so a template's own text can
+# have them escaped for its author ("Agent #42: score 4.5!"); * _ ~ | [ ] ( ) ` > stay the
+# author's markup, to be escaped by hand where meant literally.
+_NEVER_MARKUP = frozenset("#+-={}.!")
+
+
+def template_text(template: str, parse_mode: str | None) -> str:
+    """The template with its literal MarkdownV2 text made valid (placeholders untouched)."""
+    if parse_mode != "MarkdownV2":
+        return template
+    parts = []
+    last = 0
+    for match in PLACEHOLDER.finditer(template):
+        parts.append(_escape_literal(template[last : match.start()]))
+        parts.append(match.group(0))
+        last = match.end()
+    parts.append(_escape_literal(template[last:]))
+    return "".join(parts)
+
+
+def _escape_literal(text: str) -> str:
+    out = []
+    characters = iter(text)
+    for char in characters:
+        if char == "\\":  # the author's own escape: it and what it escapes stay as written
+            out.append(char + next(characters, ""))
+        else:
+            out.append("\\" + char if char in _NEVER_MARKUP else char)
+    return "".join(out)
+
+
+def send_message_body(config: TelegramConfig, values: dict[str, Any]) -> dict[str, Any]:
+    """The sendMessage request: the template rendered with escaped values."""
+    template = template_text(config.message_template, config.parse_mode)
+    body: dict[str, Any] = {
+        "chat_id": config.chat_id,
+        "text": render_template(template, values, escape_for(config.parse_mode)),
+    }
+    if config.parse_mode:
+        body["parse_mode"] = config.parse_mode
+    if config.disable_notification:
+        body["disable_notification"] = True
+    return body
+
+
+async def deliver_telegram(
+    config: TelegramConfig,
+    values: dict[str, Any],
+    *,
+    session: aiohttp.ClientSession,
+    api_url: str,
+    token: str | None,
+    response_max_bytes: int,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    if not token:
+        raise DeliveryFailed(
+            "no Telegram bot token is configured (set ERC8004_TELEGRAM_BOT_TOKEN)",
+            retryable=False,
+        )
+    body = send_message_body(config, values)
+    url = f"{api_url.rstrip('/')}/bot{token}/sendMessage"
+    try:
+        async with session.post(
+            url,
+            data=orjson.dumps(body),
+            headers={"Content-Type": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            raw = await read_capped(response, response_max_bytes)
+    except TimeoutError:
+        raise DeliveryFailed("Telegram did not answer in time", retryable=True) from None
+    except aiohttp.ClientError as error:
+        reason = _without(token, f"{type(error).__name__}: {error}")
+        raise DeliveryFailed(f"cannot reach Telegram: {reason}", retryable=True) from None
+    except ResponseTooLargeError as error:
+        raise DeliveryFailed(f"Telegram's answer: {error}", retryable=True) from None
+    return _outcome(response.status, response.headers.get("Retry-After"), raw, token)
+
+
+def _outcome(status: int, retry_after_header: str | None, raw: bytes, token: str) -> dict[str, Any]:
+    try:
+        answer = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        record = {"status": status, "body": _without(token, excerpt(raw))}
+        raise DeliveryFailed(
+            f"Telegram answered HTTP {status} without a Bot API reply",
+            retryable=retryable_status(status),
+            response=record,
+        )
+    if status == 200 and answer.get("ok") is True:
+        result = answer.get("result")
+        message_id = result.get("message_id") if isinstance(result, dict) else None
+        return {"status": status, "message_id": message_id}
+    description = _without(token, str(answer.get("description") or f"HTTP {status}"))
+    parameters = answer.get("parameters")
+    retry_after = parameters.get("retry_after") if isinstance(parameters, dict) else None
+    if not isinstance(retry_after, int | float):
+        retry_after = parse_retry_after(retry_after_header)
+    code = answer.get("error_code", status)
+    record = {"status": status, "error_code": code, "description": description}
+    if status == 401:
+        description = "the bot token was refused (Unauthorized)"
+    raise DeliveryFailed(
+        f"Telegram refused the message: {description}",
+        retryable=retryable_status(status),
+        retry_after=float(retry_after) if retry_after is not None else None,
+        response=record,
+    )
+
+
+def _without(token: str, text: str) -> str:
+    return text.replace(token, "***")

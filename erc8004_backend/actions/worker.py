@@ -1,0 +1,345 @@
+"""`erc8004 worker`: claims due jobs, delivers them concurrently, records every attempt.
+
+One claiming loop keeps up to `concurrency` deliveries in flight, claiming as many jobs as
+there are free slots (FOR UPDATE SKIP LOCKED, so any number of workers share the queue). It
+wakes when the trigger engine queues jobs (NOTIFY action_job), when a slot frees, when the
+next retry falls due, or after `poll_interval`. Outcomes are written in batches by a second
+loop, each batch in one statement; a third returns jobs whose worker died (lease expired).
+
+Stopping (SIGTERM): no new claims; deliveries in flight get `shutdown_grace` seconds to
+finish; any still running then is interrupted and requeued at once. A worker killed outright
+holds its jobs only until their lease ends; receivers see a repeat at most, with the same
+Idempotency-Key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import psycopg
+import structlog
+from psycopg_pool import AsyncConnectionPool
+
+from erc8004_backend.actions.configs import (
+    ActionConfigError,
+    McpConfig,
+    RestConfig,
+    TelegramConfig,
+    parse_action_config,
+)
+from erc8004_backend.actions.delivery import DeliveryFailed, Job
+from erc8004_backend.actions.mcp import deliver_mcp, load_mcp_target
+from erc8004_backend.actions.queue import (
+    Attempt,
+    breaker_feed,
+    claim_jobs,
+    decide,
+    feed_circuit_breakers,
+    next_run_at,
+    record_attempts,
+    release_expired_leases,
+)
+from erc8004_backend.actions.rest import deliver_rest, open_webhook_secret
+from erc8004_backend.actions.telegram import deliver_telegram
+from erc8004_backend.config import Settings
+from erc8004_backend.database.connection import RECONNECT_ERRORS, wait_to_retry
+from erc8004_backend.encryption import SecretBox
+from erc8004_backend.outbound import outbound_session
+from erc8004_backend.retry import RetryPolicy
+
+log = structlog.get_logger(__name__)
+
+# A delivery is cut off this long before its lease ends, so that no other worker can take
+# the job while this one may still deliver it.
+LEASE_MARGIN_SECONDS = 1.0
+# Commits need not wait for the disk: if PostgreSQL crashes and loses the latest ones, a
+# claim lost makes its job due again and a result lost repeats its delivery (receivers
+# deduplicate by Idempotency-Key); nothing is lost.
+POOL_SETTINGS = {"autocommit": True, "options": "-c synchronous_commit=off"}
+# Outcomes written per statement.
+RECORD_BATCH = 500
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+
+
+class Worker:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        settings: Settings,
+        *,
+        name: str | None = None,
+        concurrency: int | None = None,
+        lease_seconds: float | None = None,
+        poll_interval: float = 1.0,
+        shutdown_grace: float = 10.0,
+    ) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.name = name or worker_name()
+        self.concurrency = concurrency or settings.worker_concurrency
+        self.lease_seconds = lease_seconds or settings.worker_lease_seconds
+        self.poll_interval = poll_interval
+        self.shutdown_grace = shutdown_grace
+        self.policy = RetryPolicy(
+            backoff_initial=settings.retry_initial_seconds,
+            backoff_max=settings.retry_max_seconds,
+            retry_after_max=3600.0,
+        )
+        self.box = SecretBox.from_spec(settings.token_keys)
+        self.delivered = 0  # attempts finished, any outcome
+        self.session: aiohttp.ClientSession
+        self.telegram_session: aiohttp.ClientSession
+        self._in_flight: set[asyncio.Task[Attempt]] = set()
+        self._outcomes: list[Attempt] = []
+        self._wake = asyncio.Event()
+        self._recorded = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop`, then shut down gracefully. Database failures are raised
+        (run_worker reconnects); jobs in flight then stay leased and are taken again."""
+        async with (
+            outbound_session(
+                allow_private=self.settings.allow_private_urls,
+                allowed=self.settings.allowed_ip_networks,
+                max_connections=self.concurrency,
+            ) as self.session,
+            # The Telegram API URL is the operator's, not a user's: no address guard.
+            outbound_session(allow_private=True, max_connections=8) as self.telegram_session,
+            await psycopg.AsyncConnection.connect(self._conninfo(), autocommit=True) as listener,
+        ):
+            await listener.execute("LISTEN action_job")
+            async with asyncio.TaskGroup() as group:
+                listening = group.create_task(self._listen(listener))
+                recording = group.create_task(self._record_until(stop))
+                reaping = group.create_task(self._release_expired_until(stop))
+                try:
+                    await self._claim_until(stop)
+                finally:
+                    await self._finish_in_flight()
+                    self._wake.set()
+                    listening.cancel()
+                    reaping.cancel()
+                await recording
+
+    def _conninfo(self) -> str:
+        conninfo = self.pool.conninfo
+        if not isinstance(conninfo, str):
+            raise TypeError("the worker's pool needs a connection string, for LISTEN")
+        return conninfo
+
+    # -- claiming --------------------------------------------------------------------------
+
+    async def _claim_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            free = self.concurrency - len(self._in_flight)
+            claimed: list[Job] = []
+            if free > 0:
+                async with self.pool.connection() as conn:
+                    claimed = await claim_jobs(
+                        conn, worker=self.name, limit=free, lease_seconds=self.lease_seconds
+                    )
+                for job in claimed:
+                    task = asyncio.create_task(self._attempt(job))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._finished)
+            if claimed and len(claimed) == free:
+                await self._wait_for(stop, None)  # full: until a slot frees
+            elif not claimed:
+                await self._wait_for(stop, await self._until_next_due())
+
+    async def _until_next_due(self) -> float:
+        async with self.pool.connection() as conn:
+            due = await next_run_at(conn)
+        if due is None:
+            return self.poll_interval
+        return min(self.poll_interval, max(0.0, (due - datetime.now(UTC)).total_seconds()))
+
+    async def _wait_for(self, stop: asyncio.Event, timeout: float | None) -> None:
+        if stop.is_set():
+            return
+        self._wake.clear()
+        stopping = asyncio.ensure_future(stop.wait())
+        waking = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({stopping, waking}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        finally:
+            stopping.cancel()
+            waking.cancel()
+
+    async def _listen(self, listener: psycopg.AsyncConnection) -> None:
+        async for _ in listener.notifies():
+            self._wake.set()
+
+    def _finished(self, task: asyncio.Task[Attempt]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is None:
+            self._outcomes.append(task.result())
+            self._recorded.set()
+        self._wake.set()
+
+    async def _finish_in_flight(self) -> None:
+        """Give deliveries in flight their grace, then interrupt the rest (requeued)."""
+        if not self._in_flight:
+            return
+        log.info("worker.finishing", in_flight=len(self._in_flight), grace=self.shutdown_grace)
+        _, pending = await asyncio.wait(set(self._in_flight), timeout=self.shutdown_grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    # -- delivering ------------------------------------------------------------------------
+
+    async def _attempt(self, job: Job) -> Attempt:
+        started = time.perf_counter()
+        response: dict[str, Any] | None = None
+        failure: DeliveryFailed | None = None
+        try:
+            async with asyncio.timeout(self.lease_seconds - LEASE_MARGIN_SECONDS):
+                response = await self._deliver(job)
+        except DeliveryFailed as error:
+            failure = error
+        except TimeoutError:
+            failure = DeliveryFailed(
+                f"not finished within the lease ({self.lease_seconds:g} s)", retryable=True
+            )
+        except ActionConfigError as error:
+            failure = DeliveryFailed(str(error), retryable=False)
+        except asyncio.CancelledError:
+            # Shutting down: requeue now, whatever the attempt count (not the job's fault).
+            duration = _ms_since(started)
+            return Attempt(job, "queued", "retrying", 0.0, duration,
+                           "interrupted: the worker was stopping")  # fmt: skip
+        except Exception as error:  # a bug must not kill the worker or lose the job
+            log.exception("worker.unexpected_error", job_id=job.id)
+            failure = DeliveryFailed(f"unexpected error: {type(error).__name__}: {error}",
+                                     retryable=True)  # fmt: skip
+        attempt = decide(job, failure, self.policy, duration_ms=_ms_since(started),
+                         response=response)  # fmt: skip
+        self._log(attempt)
+        return attempt
+
+    async def _deliver(self, job: Job) -> dict[str, Any]:
+        config = parse_action_config(job.action_type, job.config)
+        if isinstance(config, RestConfig):
+            return await deliver_rest(
+                config,
+                job,
+                session=self.session,
+                secret=open_webhook_secret(job, self.box),
+                timestamp=int(time.time()),
+                response_max_bytes=self.settings.response_max_bytes,
+            )
+        if isinstance(config, TelegramConfig):
+            token = self.settings.telegram_bot_token
+            return await deliver_telegram(
+                config,
+                job.values,
+                session=self.telegram_session,
+                api_url=self.settings.telegram_api_url,
+                token=token.get_secret_value() if token else None,
+                response_max_bytes=self.settings.response_max_bytes,
+            )
+        assert isinstance(config, McpConfig)
+        agent_id = job.payload.get("event", {}).get("agent_id")
+        if agent_id is None:
+            raise DeliveryFailed("an mcp action needs an event with an agent", retryable=False)
+        async with self.pool.connection() as conn:
+            target = await load_mcp_target(conn, job.chain_id, int(agent_id), self.box)
+        return await deliver_mcp(job, config, target, settings=self.settings)
+
+    def _log(self, attempt: Attempt) -> None:
+        job = attempt.job
+        fields = {"job_id": job.id, "trigger_id": job.trigger_id, "action": job.action_type,
+                  "attempt": job.attempt, "ms": attempt.duration_ms}  # fmt: skip
+        if attempt.next_status == "succeeded":
+            log.debug("worker.delivered", **fields)
+        elif attempt.next_status == "queued":
+            log.info("worker.retrying", **fields, error=attempt.error,
+                     retry_in=round(attempt.retry_in, 1))  # fmt: skip
+        else:
+            log.warning("worker.dead_letter", **fields, error=attempt.error)
+
+    # -- recording -------------------------------------------------------------------------
+
+    async def _record_until(self, stop: asyncio.Event) -> None:
+        """Write outcomes as they come, in batches; after stop, until none is left."""
+        while True:
+            if not self._outcomes:
+                if stop.is_set() and not self._in_flight:
+                    return
+                self._recorded.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._recorded.wait(), 0.5)
+                continue
+            batch = self._outcomes[:RECORD_BATCH]
+            async with self.pool.connection() as conn, conn.transaction():
+                await record_attempts(conn, worker=self.name, attempts=batch)
+                tripped = await feed_circuit_breakers(conn, breaker_feed(batch))
+            del self._outcomes[: len(batch)]
+            self.delivered += len(batch)
+            for trigger_id in tripped:
+                log.warning("worker.trigger_disabled", trigger_id=trigger_id,
+                            reason="circuit breaker")  # fmt: skip
+
+    async def _release_expired_until(self, stop: asyncio.Event) -> None:
+        interval = max(1.0, min(30.0, self.lease_seconds / 4))
+        while not stop.is_set():
+            async with self.pool.connection() as conn:
+                released = await release_expired_leases(conn)
+            if released:
+                log.warning("worker.leases_expired", jobs=released)
+                self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+
+def _ms_since(started: float) -> int:
+    return max(0, round((time.perf_counter() - started) * 1000))
+
+
+async def run_worker(
+    url: str,
+    stop: asyncio.Event,
+    settings: Settings,
+    *,
+    concurrency: int | None = None,
+    lease_seconds: float | None = None,
+    shutdown_grace: float = 10.0,
+) -> None:
+    """A worker until `stop`, reconnecting after database failures (its claimed jobs come
+    back after their lease)."""
+    failures = 0
+    name = worker_name()
+    while not stop.is_set():
+        try:
+            async with AsyncConnectionPool(
+                url, min_size=2, max_size=4, open=False, kwargs=POOL_SETTINGS
+            ) as pool:
+                await pool.wait(timeout=10)
+                worker = Worker(
+                    pool,
+                    settings,
+                    name=name,
+                    concurrency=concurrency,
+                    lease_seconds=lease_seconds,
+                    shutdown_grace=shutdown_grace,
+                )
+                log.info("worker.started", worker=name, concurrency=worker.concurrency)
+                await worker.run(stop)
+                failures = 0
+        except* RECONNECT_ERRORS as group:
+            failures += 1
+            await wait_to_retry(stop, failures, "worker.database_unavailable", group.exceptions[0])

@@ -1,0 +1,469 @@
+"""The worker against real targets on loopback: a signed-webhook sink and a server speaking
+Telegram's Bot API, with the queue and the audit trail in a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from erc8004_backend.actions.queue import claim_jobs, dead_jobs, requeue_dead
+from erc8004_backend.actions.worker import Worker
+from erc8004_backend.config import Settings
+from erc8004_backend.encryption import SecretBox
+from tests.support.asgi import serve_asgi
+from tests.support.delivery_targets import TelegramServer, WebhookSink, unescape_markdown_v2
+from tests.support.jobs import create_trigger, queue_jobs
+
+BOT_TOKEN = "123456:TEST-token"
+
+
+def settings_for(url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": url,
+        "allow_private_urls": True,
+        "retry_initial_seconds": 0.05,
+        "retry_max_seconds": 0.2,
+        "worker_lease_seconds": 30,
+        "telegram_bot_token": BOT_TOKEN,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@pytest.fixture
+async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def box() -> SecretBox:
+    return SecretBox.from_spec(Settings().token_keys)
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings, **options: Any) -> AsyncIterator[Worker]:
+    assert settings.database_url
+    async with AsyncConnectionPool(
+        settings.database_url, min_size=2, max_size=4, open=False, kwargs={"autocommit": True}
+    ) as pool:
+        worker = Worker(pool, settings, **options)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            yield worker
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 20)
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 15.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = check()
+        if isinstance(outcome, Awaitable):
+            outcome = await outcome
+        if outcome:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def job_status_counts(conn: psycopg.AsyncConnection) -> dict[str, int]:
+    cursor = await conn.execute("SELECT status, count(*) FROM action_jobs GROUP BY status")
+    return {status: count for status, count in await cursor.fetchall()}
+
+
+async def results(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
+    cursor = await conn.execute(
+        "SELECT job_id, status, retry_count, duration_ms, error_message, response_data,"
+        " action_type, user_id::text, trigger_id::text FROM action_results ORDER BY id"
+    )
+    names = [column.name for column in cursor.description or []]
+    return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+
+
+def rest_config(url: str, **extra: Any) -> dict[str, Any]:
+    return {"method": "POST", "url": url, "timeout_ms": 2000,
+            "headers": {"Authorization": "Bearer EXAMPLE"},
+            "body_template": {"agent_id": "{{agent_id}}", "score": "{{score}}",
+                              "client": "{{client_address}}", "tag": "{{tag1}}",
+                              "nested": ["{{trigger_name}}", 7, None]},
+            **extra}  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def webhook_target(
+    conn: psycopg.AsyncConnection, box: SecretBox, *, failure_threshold: int = 10, **config: Any
+) -> AsyncIterator[tuple[WebhookSink, str, str, str]]:
+    """A signature-checking sink on loopback and a trigger whose webhook goes to it:
+    (sink, its URL, trigger id, action id)."""
+    async with serve_asgi(sink := WebhookSink(secret="")) as url:
+        trigger, action, secret = await create_trigger(
+            conn, "rest", rest_config(url, **config), box=box,
+            failure_threshold=failure_threshold,
+        )  # fmt: skip
+        assert secret is not None
+        sink.secret = secret
+        yield sink, url, trigger, action
+
+
+# -- webhooks ----------------------------------------------------------------------------
+
+
+async def test_a_webhook_is_signed_keyed_and_recorded(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    awkward = 'quote " backslash \\ newline \n brace {{x}} unicode ✓'
+    async with serve_asgi(sink := WebhookSink(secret="")) as url:
+        trigger, action, secret = await create_trigger(conn, "rest", rest_config(url + "/hook"),
+                                                       box=box)  # fmt: skip
+        assert secret
+        assert secret.startswith("whsec_")
+        sink.secret = secret
+        [job] = await queue_jobs(conn, trigger, action, 1, tag1=awkward)
+        async with running_worker(settings_for(migrated_url)):
+            await wait_until(lambda: len(sink.processed) == 1)
+            await wait_until(lambda: _equals(job_status_counts(conn), {"succeeded": 1}), timeout=5)
+    [request] = sink.received
+    assert request.signature_ok
+    assert request.method == "POST"
+    assert request.path == "/hook"
+    assert request.headers["authorization"] == "Bearer EXAMPLE"
+    assert request.headers["content-type"] == "application/json"
+    assert request.json() == {"agent_id": "42", "score": "45", "client": "0x" + "cc" * 20,
+                              "tag": awkward, "nested": ["test trigger", 7, None]}  # fmt: skip
+    cursor = await conn.execute("SELECT idempotency_key FROM action_jobs WHERE id = %s", [job])
+    assert request.key == (await cursor.fetchone() or [None])[0]
+    [result] = await results(conn)
+    assert result["status"] == "success"
+    assert result["job_id"] == job
+    assert result["retry_count"] == 0
+    assert result["error_message"] is None
+    assert result["duration_ms"] is not None
+    assert result["duration_ms"] >= 0
+    assert result["response_data"] == {"status": 200, "body": '{"status": 200}'}
+    assert result["trigger_id"] == trigger
+    assert result["action_type"] == "rest"
+
+
+async def _equals(value: Awaitable[Any], expected: Any) -> bool:
+    return bool(await value == expected)
+
+
+async def test_a_failing_sink_gets_every_job_once_per_key_after_it_recovers(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    async with webhook_target(conn, box) as (sink, url, trigger, action):
+        sink.fail_next(25, 500)
+        jobs = await queue_jobs(conn, trigger, action, 20)
+        async with running_worker(settings_for(migrated_url), concurrency=8):
+            await wait_until(lambda: _equals(job_status_counts(conn), {"succeeded": 20}))
+    assert len(sink.processed) == 20
+    assert not sink.repeats
+    assert all(request.signature_ok for request in sink.received)
+    rows = await results(conn)
+    assert len(rows) == len(sink.received) == 45  # every attempt has its row
+    assert sum(row["status"] == "retrying" for row in rows) == 25
+    assert {row["job_id"] for row in rows if row["status"] == "success"} == set(jobs)
+    assert all(row["error_message"] == f"{url} answered HTTP 500"
+               for row in rows if row["status"] == "retrying")  # fmt: skip
+    # A job's rows count its earlier attempts.
+    by_job: dict[int, list[int]] = {}
+    for row in rows:
+        by_job.setdefault(row["job_id"], []).append(row["retry_count"])
+    assert all(counts == list(range(len(counts))) for counts in by_job.values())
+
+
+async def test_a_400_is_dead_at_once_and_can_be_requeued(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    async with webhook_target(conn, box) as (sink, url, trigger, action):
+        sink.fail_next(1, 400)
+        [job] = await queue_jobs(conn, trigger, action, 1)
+        async with running_worker(settings_for(migrated_url)):
+            await wait_until(lambda: _equals(job_status_counts(conn), {"dead": 1}))
+            [dead] = await dead_jobs(conn)
+            assert dead.id == job
+            assert dead.attempts == 1
+            assert dead.last_error == f"{url} answered HTTP 400"
+            assert await requeue_dead(conn, [job, 999]) == [job]
+            await wait_until(lambda: _equals(job_status_counts(conn), {"succeeded": 1}))
+    assert [row["status"] for row in await results(conn)] == ["failed", "success"]
+    assert len(sink.processed) == 1
+
+
+async def test_a_timeout_is_retried(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    async with webhook_target(conn, box, timeout_ms=300) as (sink, _url, trigger, action):
+        sink.stall_next(1, 2.0)
+        await queue_jobs(conn, trigger, action, 1)
+        async with running_worker(settings_for(migrated_url)):
+            await wait_until(lambda: _equals(job_status_counts(conn), {"succeeded": 1}))
+    rows = await results(conn)
+    assert [(row["status"], row["error_message"]) for row in rows] == [
+        ("retrying", "no answer within 300 ms"),
+        ("success", None),
+    ]
+    assert 300 <= rows[0]["duration_ms"] < 1500
+
+
+async def test_retry_after_is_honoured(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    async with webhook_target(conn, box) as (sink, _url, trigger, action):
+        sink.fail_next(1, 429, {"Retry-After": "1"})
+        await queue_jobs(conn, trigger, action, 1)
+        async with running_worker(settings_for(migrated_url)):
+            await wait_until(lambda: len(sink.processed) == 1)
+    first, second = sink.received
+    assert second.at - first.at >= 0.95  # the backoff alone would be 0.05 s
+
+
+async def test_transient_failures_end_in_the_dead_letters_after_max_attempts(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    async with webhook_target(conn, box) as (sink, url, trigger, action):
+        sink.fail_next(100, 503)
+        await queue_jobs(conn, trigger, action, 1, max_attempts=3)
+        async with running_worker(settings_for(migrated_url)):
+            await wait_until(lambda: _equals(job_status_counts(conn), {"dead": 1}))
+    rows = await results(conn)
+    assert [row["status"] for row in rows] == ["retrying", "retrying", "failed"]
+    assert rows[-1]["error_message"] == f"{url} answered HTTP 503 (gave up after 3 attempts)"
+    assert len(sink.received) == 3
+
+
+async def test_consecutive_dead_jobs_trip_the_circuit_breaker(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    async with webhook_target(conn, box, failure_threshold=3) as (sink, url, trigger, action):
+        sink.fail_next(3, 404)
+        async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as other:
+            await other.execute("LISTEN trigger_changed")
+            await queue_jobs(conn, trigger, action, 3)
+            async with running_worker(settings_for(migrated_url), concurrency=1):
+                await wait_until(lambda: _equals(job_status_counts(conn), {"dead": 3}))
+            notices = [n.payload async for n in other.notifies(timeout=1, stop_after=1)]
+    cursor = await conn.execute(
+        "SELECT consecutive_failures, disabled_at IS NOT NULL, disabled_reason FROM triggers"
+    )
+    failures, disabled, reason = await cursor.fetchone() or (None, None, None)
+    assert failures == 3
+    assert disabled
+    assert (
+        reason
+        == f"circuit breaker: 3 consecutive failed deliveries, the last: {url} answered HTTP 404"
+    )
+    assert notices == [trigger]  # trigger engines drop it without waiting for a refresh
+
+
+async def test_higher_priority_is_delivered_first(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    async with webhook_target(conn, box) as (sink, _url, trigger, action):
+        await queue_jobs(conn, trigger, action, 5, priority=2)
+        await queue_jobs(conn, trigger, action, 5, first_event=100, priority=1)
+        async with running_worker(settings_for(migrated_url), concurrency=1):
+            await wait_until(lambda: len(sink.processed) == 10)
+    events = [_event_of(request.key, trigger, action) for request in sink.received]
+    assert events == [*range(100, 105), *range(1, 6)]
+
+
+def _event_of(key: str, trigger: str, action: str) -> int:
+    for event_id in [*range(1, 6), *range(100, 105)]:
+        if hashlib.sha256(f"{event_id}:{trigger}:{action}".encode()).hexdigest() == key:
+            return int(event_id)
+    raise AssertionError(key)
+
+
+# -- outbound safety ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "problem"),
+    [
+        ("127.0.0.1", "127.0.0.1 is a loopback address"),
+        ("10.0.0.1", "10.0.0.1 is a private address"),
+        ("169.254.169.254", "169.254.169.254 is a cloud metadata address"),
+        ("localhost", "127.0.0.1 is a loopback address"),
+    ],
+)
+async def test_private_targets_are_refused_by_default(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox, host: str, problem: str
+) -> None:
+    trigger, action, _ = await create_trigger(conn, "rest", rest_config(f"http://{host}:9/x"),
+                                              box=box)  # fmt: skip
+    await queue_jobs(conn, trigger, action, 1)
+    async with running_worker(settings_for(migrated_url, allow_private_urls=False)):
+        await wait_until(lambda: _equals(job_status_counts(conn), {"dead": 1}))
+    [row] = await results(conn)
+    assert row["status"] == "failed"
+    assert row["error_message"].startswith(f"refused to send to http://{host}:9: {problem}")
+
+
+async def test_private_targets_are_allowed_when_configured(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    async with serve_asgi(sink := WebhookSink(secret="")) as url:
+        port = url.rsplit(":", 1)[1]
+        trigger, action, secret = await create_trigger(
+            conn, "rest", rest_config(f"http://localhost:{port}/in"), box=box
+        )
+        sink.secret = secret or ""
+        await queue_jobs(conn, trigger, action, 1)
+        settings = settings_for(migrated_url, allow_private_urls=False,
+                                allowed_networks="127.0.0.0/8, ::1/128")  # fmt: skip
+        async with running_worker(settings):
+            await wait_until(lambda: len(sink.processed) == 1)
+
+
+async def test_a_redirect_to_a_private_address_is_refused(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    async def redirect(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 307,
+                        "headers": [(b"location", b"http://169.254.169.254/latest/meta-data")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": b""})
+
+    async with serve_asgi(redirect) as url:
+        trigger, action, _ = await create_trigger(conn, "rest", rest_config(url), box=box)
+        await queue_jobs(conn, trigger, action, 1)
+        # Only the first hop's address is allowed.
+        settings = settings_for(migrated_url, allow_private_urls=False,
+                                allowed_networks="127.0.0.1/32")  # fmt: skip
+        async with running_worker(settings):
+            await wait_until(lambda: _equals(job_status_counts(conn), {"dead": 1}))
+    [row] = await results(conn)
+    assert "169.254.169.254 is a cloud metadata address" in row["error_message"]
+
+
+# -- Telegram ----------------------------------------------------------------------------
+
+
+async def test_telegram_messages_are_escaped_for_their_parse_mode(
+    conn: psycopg.AsyncConnection, migrated_url: str
+) -> None:
+    template = ("Agent #{{agent_id}} received a low score: {{score}}\nFrom: {{client_address}}\n"
+                "Tags: {{tag1}}, {{tag2}}\nBlock: {{block_number}}")  # fmt: skip
+    async with serve_asgi(telegram := TelegramServer(token=BOT_TOKEN)) as url:
+        trigger, action, _ = await create_trigger(conn, "telegram", {
+            "chat_id": 123456789, "parse_mode": "MarkdownV2", "message_template": template})  # fmt: skip
+        await queue_jobs(conn, trigger, action, 1, tag1="re_fund*[1](x)!", tag2="a.b-c")
+        async with running_worker(settings_for(migrated_url, telegram_api_url=url)):
+            await wait_until(lambda: _equals(job_status_counts(conn), {"succeeded": 1}))
+    [message] = telegram.messages
+    assert message["chat_id"] == "123456789"
+    assert message["parse_mode"] == "MarkdownV2"
+    assert unescape_markdown_v2(message["text"]) == (
+        f"Agent #42 received a low score: 45\nFrom: 0x{'cc' * 20}\n"
+        "Tags: re_fund*[1](x)!, a.b-c\nBlock: 1001"
+    )
+    [row] = await results(conn)
+    assert row["response_data"] == {"status": 200, "message_id": 1}
+
+
+async def test_telegram_429_retry_after_is_honoured(
+    conn: psycopg.AsyncConnection, migrated_url: str
+) -> None:
+    async with serve_asgi(telegram := TelegramServer(token=BOT_TOKEN)) as url:
+        trigger, action, _ = await create_trigger(
+            conn, "telegram", {"chat_id": "42", "message_template": "score {{score}}"}
+        )
+        telegram.rate_limit_next(1, retry_after=1)
+        await queue_jobs(conn, trigger, action, 1)
+        started = time.monotonic()
+        async with running_worker(settings_for(migrated_url, telegram_api_url=url)):
+            await wait_until(lambda: len(telegram.messages) == 1)
+            elapsed = time.monotonic() - started
+    assert elapsed >= 1.0
+    rows = await results(conn)
+    assert [row["status"] for row in rows] == ["retrying", "success"]
+    assert (
+        rows[0]["error_message"] == "Telegram refused the message: Too Many Requests: retry after 1"
+    )
+    assert telegram.messages[0]["text"] == "score 45"
+
+
+async def test_telegram_permanent_errors_are_dead_and_never_show_the_token(
+    conn: psycopg.AsyncConnection, migrated_url: str
+) -> None:
+    async with serve_asgi(TelegramServer(token="other:token")) as url:
+        trigger, action, _ = await create_trigger(
+            conn, "telegram", {"chat_id": "42", "message_template": "x"}
+        )
+        await queue_jobs(conn, trigger, action, 1)
+        async with running_worker(settings_for(migrated_url, telegram_api_url=url)):
+            await wait_until(lambda: _equals(job_status_counts(conn), {"dead": 1}))
+    [row] = await results(conn)
+    assert (
+        row["error_message"]
+        == "Telegram refused the message: the bot token was refused (Unauthorized)"
+    )
+    assert BOT_TOKEN not in json.dumps(row, default=str)
+
+
+async def test_an_invalid_action_config_is_dead_with_the_reason(
+    conn: psycopg.AsyncConnection, migrated_url: str
+) -> None:
+    trigger, action, _ = await create_trigger(conn, "telegram", {"message_template": "x"})
+    await queue_jobs(conn, trigger, action, 1)
+    async with running_worker(settings_for(migrated_url)):
+        await wait_until(lambda: _equals(job_status_counts(conn), {"dead": 1}))
+    [row] = await results(conn)
+    assert row["error_message"] == "telegram action: chat_id: is required"
+
+
+# -- leases and shutdown -----------------------------------------------------------------
+
+
+async def test_jobs_of_a_dead_worker_are_delivered_after_their_lease(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    async with webhook_target(conn, box) as (sink, _url, trigger, action):
+        await queue_jobs(conn, trigger, action, 3)
+        claimed = await claim_jobs(conn, worker="ghost", limit=10, lease_seconds=2)
+        assert len(claimed) == 3
+        started = time.monotonic()
+        async with running_worker(settings_for(migrated_url, worker_lease_seconds=2)):
+            await wait_until(lambda: len(sink.processed) == 3)
+            assert time.monotonic() - started >= 1.5
+            await wait_until(lambda: _equals(job_status_counts(conn), {"succeeded": 3}))
+    rows = await results(conn)
+    assert sorted(row["status"] for row in rows) == ["retrying"] * 3 + ["success"] * 3
+    assert {row["error_message"] for row in rows if row["status"] == "retrying"} == {
+        "worker ghost stopped before finishing attempt 1 (its lease expired)"
+    }
+
+
+async def test_stopping_finishes_deliveries_in_flight_and_requeues_the_rest(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    async with webhook_target(conn, box, timeout_ms=10_000) as (sink, _url, trigger, action):
+        sink.stall_next(2, 0.3)  # finish within the grace
+        sink.stall_next(2, 5.0)  # do not
+        await queue_jobs(conn, trigger, action, 4)
+        async with running_worker(settings_for(migrated_url), concurrency=4, shutdown_grace=1.0):
+            await wait_until(lambda: len(sink.received) == 4)
+        counts = await job_status_counts(conn)
+    assert counts == {"succeeded": 2, "queued": 2}
+    cursor = await conn.execute("SELECT locked_by FROM action_jobs WHERE status = 'queued'")
+    assert [row[0] for row in await cursor.fetchall()] == [None, None]
+    interrupted = [row for row in await results(conn) if row["status"] == "retrying"]
+    assert [row["error_message"] for row in interrupted] == [
+        "interrupted: the worker was stopping"
+    ] * 2
