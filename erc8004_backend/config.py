@@ -85,6 +85,62 @@ class Settings(BaseSettings):
         default=64 * 1024, gt=0, description="Largest response body read from an action's target."
     )
 
+    migrations_dir: Path = Field(
+        default=Path("database/migrations"),
+        description="The migration files; /ready compares the database with them.",
+    )
+    api_host: str = Field(default="127.0.0.1", description="Address `erc8004 api` listens on.")
+    api_port: int = Field(default=8000, ge=0, le=65535, description="Port of `erc8004 api`.")
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs access tokens (at least 32 characters). Unset: a random one per"
+        " process, so tokens stop working when it restarts and differ between processes.",
+    )
+    jwt_lifetime_minutes: int = Field(
+        default=60, gt=0, le=60 * 24 * 30, description="How long an access token is valid."
+    )
+    bcrypt_rounds: int = Field(
+        default=12, ge=4, le=16, description="Cost of password hashes (each step doubles it)."
+    )
+    cors_origins: str = Field(
+        default="",
+        description="Comma-separated origins browsers may call the API from ('*' for any);"
+        " empty: no cross-origin access.",
+    )
+    api_max_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest request body the API accepts."
+    )
+    rate_limit_user: str = Field(
+        default="600/minute", description="Requests per signed-in user (limits' notation)."
+    )
+    rate_limit_ip: str = Field(
+        default="1200/minute", description="Requests per client address (limits' notation)."
+    )
+    rate_limit_login: str = Field(
+        default="20/minute",
+        description="Login and registration attempts per client address (limits' notation).",
+    )
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @field_validator("rate_limit_user", "rate_limit_ip", "rate_limit_login")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate limit like '600/minute' or '10/second;1000/hour'"
+            ) from None
+        return value
+
     @field_validator("allowed_networks")
     @classmethod
     def _networks_parse(cls, value: str) -> str:

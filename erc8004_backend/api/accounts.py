@@ -1,0 +1,164 @@
+"""/auth and /me: registration, login (JWT access tokens), the signed-in user, API keys."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from erc8004_backend.api.auth import (
+    BCRYPT_MAX_BYTES,
+    api_key_hash,
+    api_key_prefix,
+    hash_password,
+    issue_access_token,
+    new_api_key,
+    unknown_user_hash,
+    verify_password,
+)
+from erc8004_backend.api.dependencies import QUERIES, CurrentUser, Db, State, client_address
+from erc8004_backend.api.errors import ApiError, not_found
+
+router = APIRouter(tags=["accounts"])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Password = Annotated[str, Field(min_length=8, max_length=BCRYPT_MAX_BYTES)]
+
+
+class Registration(_Strict):
+    username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{3,64}$")]
+    email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
+    password: Password
+
+
+class Login(_Strict):
+    username: Annotated[str, Field(min_length=1, max_length=254, description="Or the email.")]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class UserOut(BaseModel):
+    id: uuid.UUID
+    username: str
+    email: str
+    role: str
+    last_login_at: datetime | None
+    created_at: datetime
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105 (the OAuth 2 token type, not a secret)
+    expires_at: datetime
+    expires_in: int = Field(description="Seconds until the token expires.")
+
+
+class ApiKeyIn(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class ApiKeyOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    prefix: str = Field(description="The key's first characters, to tell keys apart.")
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class NewApiKeyOut(ApiKeyOut):
+    key: str = Field(description="The key itself: shown this once, never again.")
+
+
+async def _limit_logins(request: Request, state: State) -> None:
+    await state.rate_limits.check("login", client_address(request))
+
+
+@router.post(
+    "/auth/register",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(_limit_logins)],
+)
+async def register(body: Registration, conn: Db, state: State) -> UserOut:
+    """Create an account (role `user`)."""
+    password_hash = await asyncio.to_thread(
+        hash_password, body.password, state.settings.bcrypt_rounds
+    )
+    cursor = await conn.execute(
+        QUERIES["create_user"],
+        {"username": body.username, "email": body.email, "password_hash": password_hash},
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        raise ApiError(409, "that username or email is already registered")
+    return UserOut.model_validate(row)
+
+
+@router.post("/auth/login", dependencies=[Depends(_limit_logins)])
+async def login(body: Login, conn: Db, state: State) -> TokenOut:
+    """Exchange a username (or email) and password for an access token."""
+    cursor = await conn.execute(QUERIES["user_for_login"], {"login": body.username})
+    row = await cursor.fetchone()
+    stored = row["password_hash"] if row else unknown_user_hash(state.settings.bcrypt_rounds)
+    matches = await asyncio.to_thread(verify_password, body.password, stored)
+    if row is None or not matches:
+        raise ApiError(401, "wrong username or password")
+    if not row["is_active"]:
+        raise ApiError(403, "this account is deactivated")
+    await conn.execute(QUERIES["note_login"], {"user_id": row["id"]})
+    token = issue_access_token(str(row["id"]), state.jwt_secret, state.token_lifetime)
+    return TokenOut(
+        access_token=token.token,
+        expires_at=token.expires_at,
+        expires_in=int(state.token_lifetime.total_seconds()),
+    )
+
+
+@router.get("/me")
+async def me(user: CurrentUser, conn: Db) -> UserOut:
+    """The signed-in user."""
+    cursor = await conn.execute(QUERIES["user_by_id"], {"user_id": user.id})
+    row = await cursor.fetchone()
+    if row is None:
+        raise not_found("user")
+    return UserOut.model_validate(row)
+
+
+@router.post("/me/api-keys", status_code=status.HTTP_201_CREATED)
+async def create_api_key(body: ApiKeyIn, user: CurrentUser, conn: Db) -> NewApiKeyOut:
+    """Make an API key for scripts; the response shows it once."""
+    key = new_api_key()
+    cursor = await conn.execute(
+        QUERIES["create_api_key"],
+        {
+            "user_id": user.id,
+            "name": body.name,
+            "prefix": api_key_prefix(key),
+            "key_hash": api_key_hash(key),
+        },
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    return NewApiKeyOut(key=key, **row)
+
+
+@router.get("/me/api-keys")
+async def list_api_keys(user: CurrentUser, conn: Db) -> list[ApiKeyOut]:
+    """The signed-in user's API keys (never the keys themselves)."""
+    cursor = await conn.execute(QUERIES["list_api_keys"], {"user_id": user.id})
+    return [ApiKeyOut.model_validate(row) for row in await cursor.fetchall()]
+
+
+@router.delete("/me/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_api_key(key_id: uuid.UUID, user: CurrentUser, conn: Db) -> None:
+    """Revoke one of the signed-in user's API keys; it stops working at once."""
+    cursor = await conn.execute(QUERIES["revoke_api_key"], {"key_id": key_id, "user_id": user.id})
+    if await cursor.fetchone() is None:
+        raise not_found("API key")

@@ -1,0 +1,89 @@
+"""Passwords, access tokens and API keys: plain functions, no I/O.
+
+Passwords are bcrypt hashes (the seed's users are bcrypt, cost 12). Access tokens are JWTs
+(HS256) carrying the user's id. API keys are 32 random bytes; only their SHA-256 is stored,
+and the prefix "ek_" tells them apart from JWTs in an Authorization header.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import bcrypt
+import jwt
+
+API_KEY_PREFIX = "ek_"
+API_KEY_SHOWN_PREFIX = 10  # characters of a key kept in the clear, to tell keys apart
+BCRYPT_MAX_BYTES = 72  # bcrypt ignores what follows; longer passwords are refused
+
+
+def hash_password(password: str, rounds: int = 12) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode()
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    try:
+        return bcrypt.checkpw(password.encode(), password_hash.encode())
+    except ValueError:  # not a bcrypt hash, or a password beyond bcrypt's limit
+        return False
+
+
+@functools.cache
+def unknown_user_hash(rounds: int) -> str:
+    """Checked against when a login names no user, so that a missing user costs as much
+    time as a wrong password and response times do not tell which usernames exist."""
+    return hash_password(secrets.token_urlsafe(16), rounds)
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_at: datetime
+
+
+class TokenError(Exception):
+    """An access token that is malformed, forged or expired."""
+
+
+def issue_access_token(
+    user_id: str, secret: str, lifetime: timedelta, now: datetime | None = None
+) -> AccessToken:
+    issued = now or datetime.now(UTC)
+    expires = issued + lifetime
+    claims = {"sub": user_id, "iat": issued, "exp": expires, "typ": "access"}
+    return AccessToken(jwt.encode(claims, secret, algorithm="HS256"), expires)
+
+
+def read_access_token(token: str, secret: str) -> str:
+    """The user id an access token was issued to."""
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], options={"require": ["sub", "exp", "iat"]}
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenError("the access token has expired; log in again") from None
+    except jwt.InvalidTokenError:
+        raise TokenError("the access token is not valid") from None
+    if claims.get("typ") != "access" or not isinstance(claims.get("sub"), str):
+        raise TokenError("the access token is not valid")
+    return str(claims["sub"])
+
+
+def new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def api_key_hash(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def api_key_prefix(key: str) -> str:
+    return key[:API_KEY_SHOWN_PREFIX]
+
+
+def is_api_key(credential: str) -> bool:
+    return credential.startswith(API_KEY_PREFIX)

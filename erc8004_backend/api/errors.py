@@ -1,0 +1,126 @@
+"""One shape for every error the API returns, and never a stack trace:
+
+{"error": {"status": 422, "code": "invalid_request", "message": "...", "details": [...]}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger(__name__)
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An expected failure of a request; its message is written for the API's user."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Sequence[dict[str, Any]] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or CODES.get(status, "error")
+        self.details = list(details)
+        self.headers = headers
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, f"{what} not found")
+
+
+def error_body(
+    status: int, message: str, code: str | None = None, details: Sequence[Any] = ()
+) -> dict[str, Any]:
+    error: dict[str, Any] = {
+        "status": status,
+        "code": code or CODES.get(status, "error"),
+        "message": message,
+    }
+    if details:
+        error["details"] = list(details)
+    return {"error": error}
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    details: Sequence[Any] = (),
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(status, message, code, details), status, headers=headers)
+
+
+def describe_location(location: Sequence[Any]) -> str:
+    """("body", "conditions", 0, "operator") -> "conditions[0].operator"."""
+    text = ""
+    for part in location:
+        if part in ("body", "query", "path", "header") and not text:
+            continue
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "request"
+
+
+def validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
+    details = []
+    for error in errors:
+        field = describe_location(error.get("loc", ()))
+        message = str(error.get("msg", "is invalid"))
+        details.append({"field": field, "message": message})
+    return details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, error: ApiError) -> JSONResponse:
+        return error_response(
+            error.status, error.message, code=error.code, details=error.details,
+            headers=error.headers,
+        )  # fmt: skip
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        details = validation_details(error.errors())
+        message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        return error_response(422, message or "invalid request", details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        message = error.detail if isinstance(error.detail, str) else CODES.get(error.status_code)
+        return error_response(
+            error.status_code, message or "error", headers=getattr(error, "headers", None)
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("api.unexpected_error", path=request.url.path)
+        return error_response(500, "internal error; the server log has the details")
