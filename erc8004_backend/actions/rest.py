@@ -182,7 +182,7 @@ def webhook_secret_context(trigger_id: str) -> str:
 
 
 async def rotate_webhook_secret(
-    conn: psycopg.AsyncConnection, trigger_id: str, box: SecretBox
+    conn: psycopg.AsyncConnection[Any], trigger_id: str, box: SecretBox
 ) -> str | None:
     """A new secret for the trigger, stored encrypted; returned once, for its owner to see.
     None when there is no such trigger."""

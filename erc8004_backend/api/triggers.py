@@ -1,7 +1,498 @@
-"""(being built)"""
+"""/triggers: a user's triggers with their conditions and actions, written whole or not at
+all, checked by the trigger engine's own parsers so that what is stored is what runs."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-router = APIRouter(tags=["triggers"])
+from fastapi import APIRouter, Query, status
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from erc8004_backend.actions.configs import ActionConfigError, parse_action_config
+from erc8004_backend.actions.rest import rotate_webhook_secret
+from erc8004_backend.api.dependencies import CurrentUser, Db, State
+from erc8004_backend.api.errors import ApiError, not_found
+from erc8004_backend.database.queries import load_queries
+from erc8004_backend.triggers.backtest import MAX_EVENTS, backtest
+from erc8004_backend.triggers.conditions import (
+    STATEFUL_CONDITION_TYPES,
+    ConditionError,
+    parse_condition,
+)
+from erc8004_backend.triggers.fields import format_value
+from erc8004_backend.triggers.templates import unknown_placeholders
+
+QUERIES = load_queries("erc8004_backend.api", "triggers.sql")
+router = APIRouter(prefix="/triggers", tags=["triggers"])
+
+Registry = Literal["identity", "reputation", "validation"]
+ChainId = Annotated[int, Field(gt=0, lt=2**63)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConditionIn(_Strict):
+    condition_type: Annotated[str, Field(min_length=1, max_length=64)]
+    field: Annotated[str, Field(min_length=1, max_length=64)]
+    operator: Annotated[str, Field(min_length=1, max_length=16)]
+    value: Annotated[str, Field(max_length=10_000)] = ""
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _number_as_text(cls, value: Any) -> Any:
+        # Values are stored as text; a JSON number is taken as its text.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+
+class ActionIn(_Strict):
+    id: uuid.UUID | None = Field(
+        default=None, description="On replace: keep this existing action (and its queued jobs)."
+    )
+    action_type: Literal["telegram", "rest", "mcp"]
+    priority: Annotated[int, Field(ge=1, le=100)] = 1
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class TriggerIn(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    description: Annotated[str, Field(max_length=2000)] | None = None
+    chain_id: ChainId
+    registry: Registry
+    enabled: bool = True
+    is_stateful: bool = False
+    cooldown_seconds: Annotated[int, Field(ge=0, le=366 * 86400)] = 0
+    failure_threshold: Annotated[int, Field(ge=1, le=1000)] = 10
+    conditions: Annotated[list[ConditionIn], Field(max_length=50)] = Field(default_factory=list)
+    actions: Annotated[list[ActionIn], Field(min_length=1, max_length=10)]
+
+
+class TriggerPatch(_Strict):
+    """Any subset of a trigger's settings; `conditions` or `actions`, when given, replace
+    the whole list."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    description: Annotated[str, Field(max_length=2000)] | None = None
+    chain_id: ChainId | None = None
+    registry: Registry | None = None
+    enabled: bool | None = None
+    is_stateful: bool | None = None
+    cooldown_seconds: Annotated[int, Field(ge=0, le=366 * 86400)] | None = None
+    failure_threshold: Annotated[int, Field(ge=1, le=1000)] | None = None
+    conditions: Annotated[list[ConditionIn], Field(max_length=50)] | None = None
+    actions: Annotated[list[ActionIn], Field(min_length=1, max_length=10)] | None = None
+
+
+class ConditionOut(BaseModel):
+    id: uuid.UUID
+    condition_type: str
+    field: str
+    operator: str
+    value: str
+    config: dict[str, Any]
+
+
+class ActionOut(BaseModel):
+    id: uuid.UUID
+    action_type: str
+    priority: int
+    config: dict[str, Any]
+
+
+class TriggerOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    description: str | None
+    chain_id: int
+    registry: str
+    enabled: bool
+    is_stateful: bool
+    cooldown_seconds: int
+    failure_threshold: int
+    consecutive_failures: int = Field(description="Failed deliveries since the last success.")
+    disabled_reason: str | None = Field(description="Why the circuit breaker opened.")
+    disabled_at: datetime | None = Field(description="When the circuit breaker opened.")
+    last_fired_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    has_webhook_secret: bool
+    conditions: list[ConditionOut]
+    actions: list[ActionOut]
+
+
+class TriggerCreated(TriggerOut):
+    webhook_secret: str | None = Field(
+        description="Signs this trigger's webhooks (see the README): shown this once. Present"
+        " when the trigger has a REST action."
+    )
+
+
+class TriggerPage(BaseModel):
+    items: list[TriggerOut]
+    next_cursor: str | None
+
+
+class WebhookSecret(BaseModel):
+    webhook_secret: str = Field(description="The new secret, shown this once.")
+
+
+class BacktestIn(_Strict):
+    from_block: Annotated[int, Field(ge=0, lt=2**63)] | None = None
+    to_block: Annotated[int, Field(ge=0, lt=2**63)] | None = None
+    from_time: datetime | None = None
+    to_time: datetime | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_EVENTS)] = 100_000
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BacktestIn:
+        if (self.from_block, self.to_block) != (None, None) and (
+            (self.from_block or 0) > (self.to_block if self.to_block is not None else 2**63)
+        ):
+            raise ValueError("from_block is after to_block")
+        if self.from_time and self.to_time and self.from_time > self.to_time:
+            raise ValueError("from_time is after to_time")
+        return self
+
+
+class Firing(BaseModel):
+    event_id: int
+    block_number: int
+    log_index: int
+    block_time: datetime
+    event_type: str
+    agent_id: str | None
+    computed: dict[str, str]
+
+
+class BacktestOut(BaseModel):
+    trigger_id: uuid.UUID
+    events_checked: int
+    matched: int = Field(description="Events that met every condition that is not stateful.")
+    fired: list[Firing]
+
+
+# -- checking ------------------------------------------------------------------------------
+
+
+def check_trigger(trigger: TriggerIn) -> None:
+    """Everything the engine would refuse later, refused now: ApiError 422 naming the
+    condition or action and the problem."""
+    problems: list[dict[str, str]] = []
+    for index, condition in enumerate(trigger.conditions):
+        where = f"conditions[{index}]"
+        try:
+            parse_condition(index + 1, condition.model_dump())
+        except ConditionError as error:
+            problems.append({"field": where, "message": str(error)})
+            continue
+        if condition.condition_type in STATEFUL_CONDITION_TYPES and not trigger.is_stateful:
+            problems.append({
+                "field": where,
+                "message": f"condition {index + 1} ({condition.condition_type}) keeps state:"
+                " set is_stateful to true",
+            })  # fmt: skip
+    for index, action in enumerate(trigger.actions):
+        where = f"actions[{index}].config"
+        try:
+            parse_action_config(action.action_type, action.config)
+        except ActionConfigError as error:
+            problems.append({"field": where, "message": str(error)})
+            continue
+        unknown = [
+            name for text in _templates(action.config) for name in unknown_placeholders(text)
+        ]
+        if unknown:
+            names = ", ".join("{{" + name + "}}" for name in dict.fromkeys(unknown))
+            problems.append({
+                "field": where,
+                "message": f"{action.action_type} action: unknown template field(s) {names}",
+            })  # fmt: skip
+    if problems:
+        message = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        raise ApiError(422, message, details=problems)
+
+
+def _templates(config: dict[str, Any]) -> list[str]:
+    """Every template an action renders: its message, its URL, its body's strings."""
+    found: list[str] = []
+
+    def collect(value: Any) -> None:
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+
+    for key in ("message_template", "url", "body_template"):
+        collect(config.get(key))
+    return found
+
+
+# -- storing -------------------------------------------------------------------------------
+
+
+async def _write_rules(conn: Db, trigger_id: uuid.UUID, trigger: TriggerIn) -> None:
+    """Replace the trigger's conditions; replace its actions, keeping those named by id."""
+    await conn.execute(QUERIES["delete_conditions"], {"trigger_id": trigger_id})
+    async with conn.cursor() as cursor:
+        await cursor.executemany(
+            QUERIES["insert_condition"],
+            [
+                {"trigger_id": trigger_id, "position": position, **condition.model_dump(),
+                 "config": Jsonb(condition.config)}
+                for position, condition in enumerate(trigger.conditions)
+            ],
+        )  # fmt: skip
+    existing = {row["id"] for row in await (
+        await conn.execute(QUERIES["action_ids"], {"trigger_id": trigger_id})
+    ).fetchall()}  # fmt: skip
+    kept = [action.id for action in trigger.actions if action.id is not None]
+    for index, action in enumerate(trigger.actions):
+        if action.id is not None and action.id not in existing:
+            raise ApiError(
+                422, f"actions[{index}].id: {action.id} is not an action of this trigger"
+            )
+    if len(set(kept)) != len(kept):
+        raise ApiError(422, "actions: the same action id is listed twice")
+    await conn.execute(QUERIES["delete_actions_except"], {"trigger_id": trigger_id, "keep": kept})
+    for position, action in enumerate(trigger.actions):
+        values = {"trigger_id": trigger_id, "position": position,
+                  "action_type": action.action_type, "priority": action.priority,
+                  "config": Jsonb(action.config), "action_id": action.id}  # fmt: skip
+        await conn.execute(QUERIES["update_action" if action.id else "insert_action"], values)
+
+
+def _settings(trigger: TriggerIn) -> dict[str, Any]:
+    return trigger.model_dump(exclude={"conditions", "actions"})
+
+
+async def _secret_if_needed(
+    conn: Db, state: State, trigger_id: uuid.UUID, trigger: TriggerIn, has_secret: bool
+) -> str | None:
+    """A webhook secret for a trigger that gains its first REST action (shown once)."""
+    if has_secret or not any(action.action_type == "rest" for action in trigger.actions):
+        return None
+    return await rotate_webhook_secret(conn, str(trigger_id), state.secret_box)
+
+
+async def _read(conn: Db, trigger_id: uuid.UUID, user_id: str) -> TriggerOut:
+    cursor = await conn.execute(
+        QUERIES["get_trigger"], {"trigger_id": trigger_id, "user_id": user_id}
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        raise not_found("trigger")
+    return TriggerOut.model_validate(row)
+
+
+def _encode_cursor(created_at: datetime, trigger_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{trigger_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created, _, trigger_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(created), uuid.UUID(trigger_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(
+            422, "cursor: not a cursor from this API (use next_cursor as given)",
+            details=[{"field": "cursor", "message": "not a cursor from this API"}],
+        ) from None  # fmt: skip
+
+
+# -- routes --------------------------------------------------------------------------------
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_trigger(
+    body: TriggerIn, user: CurrentUser, conn: Db, state: State
+) -> TriggerCreated:
+    """Create a trigger with its conditions and actions (all or nothing). A trigger with a
+    REST action gets a webhook secret, shown in this response only."""
+    check_trigger(body)
+    async with conn.transaction():
+        cursor = await conn.execute(
+            QUERIES["insert_trigger"], {"user_id": user.id, **_settings(body)}
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        trigger_id = row["id"]
+        await _write_rules(conn, trigger_id, body)
+        secret = await _secret_if_needed(conn, state, trigger_id, body, has_secret=False)
+    created = await _read(conn, trigger_id, user.id)
+    return TriggerCreated(**created.model_dump(), webhook_secret=secret)
+
+
+@router.get("")
+async def list_triggers(
+    user: CurrentUser,
+    conn: Db,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    enabled: bool | None = None,
+    chain_id: Annotated[int | None, Query(gt=0, lt=2**63)] = None,
+) -> TriggerPage:
+    """The user's triggers, oldest first, a page at a time (pass next_cursor back)."""
+    after_time, after_id = _decode_cursor(cursor) if cursor else (None, None)
+    rows = await (await conn.execute(
+        QUERIES["list_triggers"],
+        {"user_id": user.id, "after_time": after_time, "after_id": after_id,
+         "enabled": enabled, "chain_id": chain_id, "limit": limit + 1},
+    )).fetchall()  # fmt: skip
+    items = [await _read(conn, row["id"], user.id) for row in rows[:limit]]
+    more = len(rows) > limit
+    last = items[-1] if items and more else None
+    return TriggerPage(
+        items=items, next_cursor=_encode_cursor(last.created_at, last.id) if last else None
+    )
+
+
+@router.get("/{trigger_id}")
+async def get_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> TriggerOut:
+    """One trigger with its conditions, actions and circuit-breaker state."""
+    return await _read(conn, trigger_id, user.id)
+
+
+@router.put("/{trigger_id}")
+async def replace_trigger(
+    trigger_id: uuid.UUID, body: TriggerIn, user: CurrentUser, conn: Db, state: State
+) -> TriggerCreated:
+    """Replace a trigger whole. Actions listed with their `id` are kept (with their queued
+    jobs); actions left out are removed, and their queued jobs with them."""
+    return await _replace(conn, state, user.id, trigger_id, lambda current: body)
+
+
+@router.patch("/{trigger_id}")
+async def update_trigger(
+    trigger_id: uuid.UUID, body: TriggerPatch, user: CurrentUser, conn: Db, state: State
+) -> TriggerCreated:
+    """Change some of a trigger's settings; `conditions` or `actions`, when given, replace
+    the whole list (as in PUT)."""
+    changes = body.model_dump(exclude_unset=True)
+    nulls = [key for key, value in changes.items() if value is None and key != "description"]
+    if nulls:
+        raise ApiError(422, f"{nulls[0]}: may not be null")
+
+    def merged(current: TriggerOut) -> TriggerIn:
+        base = current.model_dump(include=set(TriggerIn.model_fields))
+        base["conditions"] = [c.model_dump(exclude={"id"}) for c in current.conditions]
+        base["actions"] = [a.model_dump() for a in current.actions]
+        return TriggerIn.model_validate({**base, **changes})
+
+    return await _replace(conn, state, user.id, trigger_id, merged)
+
+
+async def _replace(
+    conn: Db, state: State, user_id: str, trigger_id: uuid.UUID, make: Any
+) -> TriggerCreated:
+    async with conn.transaction():
+        locked = await (await conn.execute(
+            QUERIES["lock_own_trigger"], {"trigger_id": trigger_id, "user_id": user_id}
+        )).fetchone()  # fmt: skip
+        if locked is None:
+            raise not_found("trigger")
+        current = await _read(conn, trigger_id, user_id)
+        trigger: TriggerIn = make(current)
+        check_trigger(trigger)
+        await conn.execute(
+            QUERIES["update_trigger"],
+            {"trigger_id": trigger_id, "user_id": user_id, **_settings(trigger)},
+        )
+        await _write_rules(conn, trigger_id, trigger)
+        secret = await _secret_if_needed(
+            conn, state, trigger_id, trigger, has_secret=current.has_webhook_secret
+        )
+    updated = await _read(conn, trigger_id, user_id)
+    return TriggerCreated(**updated.model_dump(), webhook_secret=secret)
+
+
+@router.delete("/{trigger_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> None:
+    """Delete a trigger, its queued jobs and its state; its action results stay (unlinked)."""
+    cursor = await conn.execute(
+        QUERIES["delete_trigger"], {"trigger_id": trigger_id, "user_id": user.id}
+    )
+    if await cursor.fetchone() is None:
+        raise not_found("trigger")
+
+
+async def _switch(
+    conn: Db, user_id: str, trigger_id: uuid.UUID, query: str, **values: Any
+) -> TriggerOut:
+    cursor = await conn.execute(
+        QUERIES[query], {"trigger_id": trigger_id, "user_id": user_id, **values}
+    )
+    if await cursor.fetchone() is None:
+        raise not_found("trigger")
+    return await _read(conn, trigger_id, user_id)
+
+
+@router.post("/{trigger_id}/enable")
+async def enable_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> TriggerOut:
+    """Turn the trigger on (and close its circuit breaker if it had opened)."""
+    return await _switch(conn, user.id, trigger_id, "set_enabled", enabled=True)
+
+
+@router.post("/{trigger_id}/disable")
+async def disable_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> TriggerOut:
+    """Turn the trigger off; jobs already queued are still delivered."""
+    return await _switch(conn, user.id, trigger_id, "set_enabled", enabled=False)
+
+
+@router.post("/{trigger_id}/circuit-breaker/reset")
+async def reset_circuit_breaker(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> TriggerOut:
+    """Forget the failed deliveries and close the breaker; the trigger fires again if it
+    is enabled."""
+    return await _switch(conn, user.id, trigger_id, "reset_circuit_breaker")
+
+
+@router.post("/{trigger_id}/webhook-secret")
+async def rotate_secret(
+    trigger_id: uuid.UUID, user: CurrentUser, conn: Db, state: State
+) -> WebhookSecret:
+    """A new webhook secret for the trigger, shown once; the old one stops at once."""
+    async with conn.transaction():
+        locked = await (await conn.execute(
+            QUERIES["lock_own_trigger"], {"trigger_id": trigger_id, "user_id": user.id}
+        )).fetchone()  # fmt: skip
+        if locked is None:
+            raise not_found("trigger")
+        secret = await rotate_webhook_secret(conn, str(trigger_id), state.secret_box)
+    assert secret is not None
+    return WebhookSecret(webhook_secret=secret)
+
+
+@router.post("/{trigger_id}/test")
+async def test_trigger(
+    trigger_id: uuid.UUID, body: BacktestIn, user: CurrentUser, conn: Db
+) -> BacktestOut:
+    """What the trigger would have fired for stored events in a block or time range
+    (a backtest from empty state; nothing is written or sent)."""
+    await _read(conn, trigger_id, user.id)  # 404 unless it is the user's
+    result = await backtest(conn, str(trigger_id), from_block=body.from_block,
+                            to_block=body.to_block, from_time=body.from_time,
+                            to_time=body.to_time, limit=body.limit)  # fmt: skip
+    return BacktestOut(
+        trigger_id=trigger_id,
+        events_checked=result.events_checked,
+        matched=result.matched,
+        fired=[
+            Firing(event_id=f.event_id, block_number=f.block_number, log_index=f.log_index,
+                   block_time=f.block_time, event_type=f.event_type,
+                   agent_id=None if f.agent_id is None else str(f.agent_id),
+                   computed={k: format_value(v) for k, v in f.computed.items()})
+            for f in result.fired
+        ],
+    )  # fmt: skip

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from erc8004_backend.cli.actions import jobs_app, worker
+from erc8004_backend.cli.api import api
 from erc8004_backend.cli.db import db_app
 from erc8004_backend.cli.devnet import devnet
 from erc8004_backend.cli.indexer import indexer
@@ -29,6 +30,7 @@ app.add_typer(triggers_app, name="triggers")
 app.command("devnet")(devnet)
 app.command("worker")(worker)
 app.add_typer(jobs_app, name="jobs")
+app.command("api")(api)
 
 stderr = Console(stderr=True)
 

@@ -27,14 +27,18 @@ def worker(
     concurrency: Annotated[
         int | None,
         typer.Option(
-            help="Deliveries in flight [default: ERC8004_WORKER_CONCURRENCY, 64].",
+            help="Deliveries in flight (default: ERC8004_WORKER_CONCURRENCY, else 64).",
             min=1,
             max=10_000,
         ),
     ] = None,
     lease: Annotated[
         float | None,
-        typer.Option(help="Seconds a claimed job stays this worker's [default: 120].", min=2),
+        typer.Option(
+            help="Seconds a claimed job stays this worker's"
+            " (default: ERC8004_WORKER_LEASE_SECONDS, else 120).",
+            min=2,
+        ),
     ] = None,
     shutdown_grace: Annotated[
         float, typer.Option(help="Seconds deliveries in flight get to finish on SIGTERM.", min=0)

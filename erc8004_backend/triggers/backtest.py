@@ -47,7 +47,7 @@ class BacktestResult:
 
 
 async def backtest(
-    conn: psycopg.AsyncConnection,
+    conn: psycopg.AsyncConnection[Any],
     trigger_id: str,
     *,
     from_block: int | None = None,

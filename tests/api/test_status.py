@@ -1,0 +1,75 @@
+"""Health, readiness, metrics and the indexers' status through the real application."""
+
+from __future__ import annotations
+
+import psycopg
+from prometheus_client.parser import text_string_to_metric_families
+
+from erc8004_backend.api.status import migration_problem
+from tests.api.conftest import Account, ApiClient
+from tests.conftest import MIGRATIONS
+
+
+async def test_health_and_ready(api: ApiClient) -> None:
+    assert (await api.get("/health")).json() == {"status": "ok"}
+    ready = await api.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"
+
+
+def test_readiness_names_what_is_wrong_with_the_migrations() -> None:
+    from erc8004_backend.database.migrations import load_source
+
+    source = load_source(MIGRATIONS)
+    applied = [
+        {"version": m.version, "success": True, "checksum": m.checksum} for m in source.forward
+    ]
+    assert migration_problem(applied, MIGRATIONS) is None
+    assert "1 migration(s) pending" in str(migration_problem(applied[:-1], MIGRATIONS))
+    failed = [*applied[:-1], {**applied[-1], "success": False}]
+    assert "partially applied" in str(migration_problem(failed, MIGRATIONS))
+    changed = [*applied[:-1], {**applied[-1], "checksum": b"x"}]
+    assert "changed after it was applied" in str(migration_problem(changed, MIGRATIONS))
+    unknown = [*applied, {"version": 99999999999999, "success": True, "checksum": b""}]
+    assert "unknown to this version" in str(migration_problem(unknown, MIGRATIONS))
+
+
+async def test_metrics_count_requests_by_route_and_read_the_system(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO checkpoints (chain_id, block_number, head_block_number)"
+                     " VALUES (84532, 90, 100)")  # fmt: skip
+    for _ in range(3):
+        await api.get("/triggers/00000000-0000-4000-8000-000000000001", headers=alice.headers)
+    response = await api.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+    route = "/triggers/{trigger_id}"  # the route template under /api/v1
+    key = ("erc8004_api_requests_total",
+           (("method", "GET"), ("route", route), ("status", "404")))  # fmt: skip
+    assert samples[key] == 3
+    assert samples[("erc8004_indexer_head_lag_blocks", (("chain_id", "84532"),))] == 10
+    assert samples[("erc8004_action_queue_depth", ())] == 0
+    assert samples[("erc8004_action_jobs", (("status", "dead"),))] == 0
+    assert ("erc8004_events_indexed", ()) in samples
+    assert any(name == "erc8004_api_request_seconds_bucket" for name, _ in samples)
+
+
+async def test_indexer_status_per_chain(api: ApiClient, alice: Account, migrated_url: str) -> None:
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO checkpoints (chain_id, block_number, confirmed_block_number,"
+            " head_block_number, last_error, last_error_at) VALUES"
+            " (84532, 90, 85, 100, NULL, NULL), (80002, 5, 5, 5, 'rpc timed out', now())"
+        )
+    assert (await api.get("/indexer/status")).status_code == 401
+    chains = (await api.get("/indexer/status", headers=alice.headers)).json()
+    assert [(c["chain_id"], c["head_lag"], c["last_error"]) for c in chains] == [
+        (80002, 0, "rpc timed out"),
+        (84532, 10, None),
+    ]

@@ -1,0 +1,345 @@
+"""Triggers through the real application: the examples stored exactly, invalid variants
+refused with nothing written, replace / patch / enable / disable / breaker / secrets /
+backtests."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from erc8004_backend.actions.rest import signature
+from tests.api.conftest import Account, ApiClient
+from tests.triggers.test_examples_end_to_end import example_triggers
+
+EXAMPLES = example_triggers()
+WEBHOOK: dict[str, Any] = {
+    "action_type": "rest",
+    "priority": 1,
+    "config": {"url": "https://hooks.example.com/erc8004", "body_template": {"a": "{{agent_id}}"}},
+}
+CONDITION: dict[str, Any] = {
+    "condition_type": "agent_id_equals", "field": "agent_id", "operator": "=", "value": "7"
+}  # fmt: skip
+SIMPLE: dict[str, Any] = {
+    "name": "feedback for 7", "chain_id": 84532, "registry": "reputation",
+    "conditions": [CONDITION], "actions": [WEBHOOK],
+}  # fmt: skip
+
+
+def stored_shape(trigger: dict[str, Any]) -> dict[str, Any]:
+    """A trigger as read back, without what the server adds (ids, times, state)."""
+    return {
+        "name": trigger["name"],
+        "chain_id": trigger["chain_id"],
+        "registry": trigger["registry"],
+        "is_stateful": trigger["is_stateful"],
+        "conditions": [{k: v for k, v in c.items() if k != "id"} for c in trigger["conditions"]],
+        "actions": [{k: v for k, v in a.items() if k != "id"} for a in trigger["actions"]],
+    }
+
+
+def request_shape(body: dict[str, Any]) -> dict[str, Any]:
+    """A request body with the defaults the server fills in."""
+    return {
+        "name": body["name"],
+        "chain_id": body["chain_id"],
+        "registry": body["registry"],
+        "is_stateful": body.get("is_stateful", False),
+        "conditions": [{"config": {}, **c} for c in body["conditions"]],
+        "actions": [{"config": {}, **a} for a in body["actions"]],
+    }
+
+
+def row_counts(url: str) -> tuple[int, int, int]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM triggers), (SELECT count(*) FROM trigger_conditions),"
+            " (SELECT count(*) FROM trigger_actions)"
+        ).fetchone()
+    assert row is not None
+    return row
+
+
+@pytest.mark.parametrize("body", EXAMPLES, ids=[b["name"] for b in EXAMPLES])
+async def test_each_example_is_stored_exactly_and_read_back_in_its_shape(
+    api: ApiClient, alice: Account, migrated_url: str, body: dict[str, Any]
+) -> None:
+    created = await api.post("/triggers", json=body, headers=alice.headers)
+    assert created.status_code == 201, created.text
+    assert stored_shape(created.json()) == request_shape(body)
+    read = await api.get(f"/triggers/{created.json()['id']}", headers=alice.headers)
+    assert stored_shape(read.json()) == request_shape(body)
+    with psycopg.connect(migrated_url) as conn:
+        conditions = conn.execute(
+            "SELECT condition_type, field, operator, value, config FROM trigger_conditions"
+            " ORDER BY position"
+        ).fetchall()
+        actions = conn.execute(
+            "SELECT action_type, priority, config FROM trigger_actions ORDER BY position"
+        ).fetchall()
+    assert [list(row) for row in conditions] == [
+        [c["condition_type"], c["field"], c["operator"], c["value"], c.get("config", {})]
+        for c in body["conditions"]
+    ]
+    assert [list(row) for row in actions] == [
+        [a["action_type"], a["priority"], a["config"]] for a in body["actions"]
+    ]
+    has_rest = any(a["action_type"] == "rest" for a in body["actions"])
+    assert (created.json()["webhook_secret"] is not None) == has_rest
+    assert created.json()["has_webhook_secret"] == has_rest
+    assert "webhook_secret" not in read.json()
+
+
+def _edit(path: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    body = copy.deepcopy(EXAMPLES[2])  # refund requests: conditions, telegram and rest
+    path(body)
+    return body
+
+
+INVALID = {
+    "unknown operator": (
+        _edit(lambda b: b["conditions"][0].update(operator="~=")),
+        "conditions[0]",
+        "unknown operator '~='",
+    ),
+    "bad threshold": (
+        _edit(
+            lambda b: b["conditions"].append(
+                {
+                    "condition_type": "score_threshold",
+                    "field": "score",
+                    "operator": "<",
+                    "value": "sixty",
+                }
+            )
+        ),
+        "conditions[2]",
+        "condition 3 (score_threshold)",
+    ),
+    "bad URL": (
+        _edit(lambda b: b["actions"][1]["config"].update(url="ftp://example.com/x")),
+        "actions[1].config",
+        "rest action: url",
+    ),
+    "missing chat_id": (
+        _edit(lambda b: b["actions"][0]["config"].pop("chat_id")),
+        "actions[0].config",
+        "telegram action: chat_id: is required",
+    ),
+    "unknown field": (
+        _edit(lambda b: b.update(colour="blue")),
+        "colour",
+        "Extra inputs are not permitted",
+    ),
+    "unknown condition field": (
+        _edit(lambda b: b["conditions"][1].update(field="tag9")),
+        "conditions[1]",
+        "unknown field 'tag9'",
+    ),
+    "unknown template field": (
+        _edit(lambda b: b["actions"][0]["config"].update(message_template="{{agnet_id}}")),
+        "actions[0].config",
+        "unknown template field(s) {{agnet_id}}",
+    ),
+    "stateful condition in a stateless trigger": (
+        _edit(
+            lambda b: b["conditions"].append(
+                {
+                    "condition_type": "ema_threshold",
+                    "field": "score",
+                    "operator": "<",
+                    "value": "70",
+                    "config": {"alpha": 0.2},
+                }
+            )
+        ),
+        "conditions[2]",
+        "set is_stateful to true",
+    ),
+    "no actions": (_edit(lambda b: b.update(actions=[])), "actions", "at least 1"),
+    "bad registry": (_edit(lambda b: b.update(registry="identities")), "registry", "identity"),
+}
+
+
+@pytest.mark.parametrize("case", INVALID, ids=list(INVALID))
+async def test_invalid_variants_are_refused_naming_the_problem_with_nothing_written(
+    api: ApiClient, alice: Account, migrated_url: str, case: str
+) -> None:
+    body, field, message = INVALID[case]
+    response = await api.post("/triggers", json=body, headers=alice.headers)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert any(d["field"] == field and message in d["message"] for d in error["details"]), error
+    assert message in error["message"]
+    assert row_counts(migrated_url) == (0, 0, 0)
+
+
+async def test_replace_keeps_named_actions_and_drops_the_rest(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    body = copy.deepcopy(EXAMPLES[2])
+    created = (await api.post("/triggers", json=body, headers=alice.headers)).json()
+    telegram, rest = created["actions"]
+    replacement = copy.deepcopy(body)
+    replacement["name"] = "Refunds (webhook only)"
+    replacement["actions"] = [{**body["actions"][1], "id": rest["id"], "priority": 5}]
+    replacement["conditions"] = replacement["conditions"][:1]
+    response = await api.put(f"/triggers/{created['id']}", json=replacement, headers=alice.headers)
+    assert response.status_code == 200, response.text
+    updated = response.json()
+    assert updated["name"] == "Refunds (webhook only)"
+    assert [(a["id"], a["priority"]) for a in updated["actions"]] == [(rest["id"], 5)]
+    assert len(updated["conditions"]) == 1
+    assert updated["webhook_secret"] is None  # it had one: not made again, not shown
+    assert row_counts(migrated_url) == (1, 1, 1)
+    assert telegram["id"] not in response.text
+
+
+async def test_a_bad_replacement_changes_nothing(api: ApiClient, alice: Account) -> None:
+    created = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()
+    bad = {
+        **SIMPLE,
+        "name": "renamed",
+        "conditions": [{**CONDITION, "operator": "<>"}],
+    }
+    response = await api.put(f"/triggers/{created['id']}", json=bad, headers=alice.headers)
+    assert response.status_code == 422
+    unknown_id = {**SIMPLE, "actions": [{**WEBHOOK, "id": "00000000-0000-4000-8000-000000000000"}]}
+    response = await api.put(f"/triggers/{created['id']}", json=unknown_id, headers=alice.headers)
+    assert response.status_code == 422
+    assert "is not an action of this trigger" in response.json()["error"]["message"]
+    after = (await api.get(f"/triggers/{created['id']}", headers=alice.headers)).json()
+    assert after["name"] == "feedback for 7"
+    assert after["updated_at"] == created["updated_at"]
+    assert after["actions"] == created["actions"]
+    assert after["conditions"] == created["conditions"]
+
+
+async def test_patch_changes_only_what_it_names(api: ApiClient, alice: Account) -> None:
+    created = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()
+    response = await api.patch(
+        f"/triggers/{created['id']}", json={"cooldown_seconds": 60, "description": "hi"},
+        headers=alice.headers,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    patched = response.json()
+    assert (patched["cooldown_seconds"], patched["description"]) == (60, "hi")
+    assert patched["actions"] == created["actions"]  # same ids: queued jobs are kept
+    assert patched["conditions"][0]["value"] == "7"
+    refused = await api.patch(
+        f"/triggers/{created['id']}", json={"name": None}, headers=alice.headers
+    )
+    assert refused.status_code == 422
+    assert refused.json()["error"]["message"] == "name: may not be null"
+    bad = await api.patch(
+        f"/triggers/{created['id']}", json={"conditions": [{"condition_type": "x", "field": "y",
+                                                             "operator": "="}]},
+        headers=alice.headers,
+    )  # fmt: skip
+    assert bad.status_code == 422
+    assert "unknown condition type" in bad.json()["error"]["message"]
+
+
+async def test_list_pages_through_the_users_triggers(api: ApiClient, alice: Account) -> None:
+    ids = [
+        (
+            await api.post("/triggers", json={**SIMPLE, "name": f"t{n}"}, headers=alice.headers)
+        ).json()["id"]
+        for n in range(5)
+    ]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await api.get("/triggers", params=params, headers=alice.headers)).json()
+        seen += [t["id"] for t in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ids
+    bad = await api.get("/triggers", params={"cursor": "nonsense"}, headers=alice.headers)
+    assert bad.status_code == 422
+    assert bad.json()["error"]["details"][0]["field"] == "cursor"
+
+
+async def test_enable_disable_and_the_circuit_breaker(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    trigger = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()["id"]
+    disabled = await api.post(f"/triggers/{trigger}/disable", headers=alice.headers)
+    assert disabled.json()["enabled"] is False
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE triggers SET consecutive_failures = 10, disabled_at = now(),"
+            " disabled_reason = 'circuit breaker: 10 consecutive failed deliveries' WHERE id = %s",
+            [trigger],
+        )
+    shown = (await api.get(f"/triggers/{trigger}", headers=alice.headers)).json()
+    assert shown["disabled_reason"].startswith("circuit breaker")
+    assert shown["consecutive_failures"] == 10
+    reset = (
+        await api.post(f"/triggers/{trigger}/circuit-breaker/reset", headers=alice.headers)
+    ).json()
+    assert (reset["consecutive_failures"], reset["disabled_at"], reset["enabled"]) == (
+        0,
+        None,
+        False,
+    )
+    enabled = (await api.post(f"/triggers/{trigger}/enable", headers=alice.headers)).json()
+    assert enabled["enabled"] is True
+
+
+async def test_webhook_secret_rotation_shows_the_new_secret_once(
+    api: ApiClient, alice: Account
+) -> None:
+    created = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()
+    rotated = await api.post(f"/triggers/{created['id']}/webhook-secret", headers=alice.headers)
+    assert rotated.status_code == 200
+    secret = rotated.json()["webhook_secret"]
+    assert secret.startswith("whsec_")
+    assert secret != created["webhook_secret"]
+    assert signature(secret, 1, b"{}") != signature(created["webhook_secret"], 1, b"{}")
+
+
+async def test_delete_then_everything_is_404(api: ApiClient, alice: Account) -> None:
+    trigger = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()["id"]
+    assert (await api.delete(f"/triggers/{trigger}", headers=alice.headers)).status_code == 204
+    for method, path in [("GET", ""), ("DELETE", ""), ("POST", "/enable"), ("POST", "/disable")]:
+        response = await api.request(method, f"/triggers/{trigger}{path}", headers=alice.headers)
+        assert response.status_code == 404
+        assert response.json()["error"]["message"] == "trigger not found"
+
+
+async def test_backtest_over_stored_events(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    trigger = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()["id"]
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        for block, agent in [(1, 7), (2, 8), (3, 7)]:
+            conn.execute(
+                "INSERT INTO events (chain_id, registry, event_type, contract_address, block_number,"
+                " block_hash, block_time, transaction_hash, transaction_index, log_index, agent_id,"
+                " client_address, score) VALUES (84532, 'reputation', 'NewFeedback', '0xabc', %s,"
+                " '0xb', %s, '0xt', 0, 0, %s, '0xc', 50)",
+                [block, datetime(2026, 1, block, tzinfo=UTC), agent],
+            )
+    response = await api.post(f"/triggers/{trigger}/test", json={}, headers=alice.headers)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["events_checked"] == 3
+    assert [f["block_number"] for f in result["fired"]] == [1, 3]
+    ranged = await api.post(
+        f"/triggers/{trigger}/test", json={"from_block": 2}, headers=alice.headers
+    )
+    assert [f["block_number"] for f in ranged.json()["fired"]] == [3]
+    backwards = await api.post(
+        f"/triggers/{trigger}/test", json={"from_block": 3, "to_block": 1}, headers=alice.headers
+    )
+    assert backwards.status_code == 422
+    assert "from_block is after to_block" in backwards.json()["error"]["message"]
