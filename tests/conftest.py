@@ -14,9 +14,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import structlog
 from hypothesis import settings
 from psycopg import sql
 
+from erc8004_backend.cli.logs import console_renderer
 from erc8004_backend.database.connection import connect, with_database
 from erc8004_backend.database.embedded import embedded_postgres
 from erc8004_backend.database.migrations import Migrator, load_source
@@ -28,6 +30,12 @@ pytest_plugins = ["tests.support.devnet"]
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+# Logs as structlog's default (to stdout, captured per test), but tracebacks without their
+# local variables, as the commands log them: never secrets, and no megabytes per error.
+structlog.configure(
+    processors=[*structlog.get_config()["processors"][:-1], console_renderer(colors=False)]
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "database" / "migrations"

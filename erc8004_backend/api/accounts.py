@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from erc8004_backend.api.auth import (
     BCRYPT_MAX_BYTES,
@@ -37,6 +37,13 @@ class Registration(_Strict):
     username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{3,64}$")]
     email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
     password: Password
+
+    @field_validator("password")
+    @classmethod
+    def _fits_bcrypt(cls, password: str) -> str:
+        if len(password.encode()) > BCRYPT_MAX_BYTES:
+            raise ValueError(f"must be at most {BCRYPT_MAX_BYTES} bytes in UTF-8")
+        return password
 
 
 class Login(_Strict):

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from erc8004_backend.api import accounts, events, status, tokens, triggers
 from erc8004_backend.api.dependencies import ApiState, limit_by_address
-from erc8004_backend.api.errors import install_error_handlers
+from erc8004_backend.api.errors import error_responses, install_error_handlers
 from erc8004_backend.api.metrics import ApiMetrics, RequestMetrics
 from erc8004_backend.api.protection import BodySizeLimit, RateLimits
 from erc8004_backend.config import Settings
@@ -97,9 +97,15 @@ def create_app(settings: Settings, *, pool: Pool | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_error_handlers(app)
 
-    v1 = APIRouter(prefix=PREFIX, dependencies=[Depends(limit_by_address)])
-    for module in (accounts, triggers, events, tokens, status):
-        v1.include_router(module.router)
+    v1 = APIRouter(
+        prefix=PREFIX,
+        dependencies=[Depends(limit_by_address)],
+        responses=error_responses(400, 413, 422, 429),
+    )
+    v1.include_router(accounts.router, responses=error_responses(401, 403, 404, 409))
+    for module in (triggers, events, tokens):
+        v1.include_router(module.router, responses=error_responses(401, 403, 404))
+    v1.include_router(status.router, responses=error_responses(401, 403, 503))
     app.include_router(v1)
 
     app.add_middleware(RequestMetrics, metrics=metrics)

@@ -8,10 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = structlog.get_logger(__name__)
@@ -30,6 +32,42 @@ CODES = {
     500: "internal_error",
     503: "unavailable",
 }
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorInfo(BaseModel):
+    status: int
+    code: str = Field(description="Stable, for programs: " + ", ".join(sorted(set(CODES.values()))))
+    message: str = Field(description="For people: names the field or thing and the problem.")
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorInfo
+
+
+_DESCRIPTIONS = {
+    400: "The request body cannot be read (not UTF-8, say).",
+    401: "Not signed in, or the credential is not valid.",
+    403: "Signed in, but not allowed (a deactivated account, a missing owner's signature).",
+    404: "No such thing, or it is not yours.",
+    409: "Conflicts with what exists.",
+    413: "The request body is too large.",
+    422: "The request is not valid; `details` names each field and its problem.",
+    429: "Too many requests; Retry-After says when to try again.",
+    503: "Not ready; the message says why.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route can answer with."""
+    return {
+        status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]} for status in statuses
+    }
 
 
 class ApiError(Exception):
@@ -94,7 +132,7 @@ def validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
     details = []
     for error in errors:
         field = describe_location(error.get("loc", ()))
-        message = str(error.get("msg", "is invalid"))
+        message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
         details.append({"field": field, "message": message})
     return details
 
@@ -119,6 +157,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             error.status_code, message or "error", headers=getattr(error, "headers", None)
         )
+
+    @app.exception_handler(psycopg.DataError)
+    @app.exception_handler(UnicodeEncodeError)
+    async def _unstorable(request: Request, error: Exception) -> JSONResponse:
+        # Input that passed validation but that PostgreSQL cannot hold: a NUL character or
+        # an unpaired surrogate in a text. The statement failed, so nothing was written.
+        return error_response(
+            422, "a text in the request contains a character that cannot be stored"
+            " (NUL, or an unpaired UTF-16 surrogate)",
+        )  # fmt: skip
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -139,3 +139,10 @@ async def test_one_users_api_key_is_not_anothers(
     assert (await api.get("/me/api-keys", headers=bob.headers)).json() == []
     still = await api.get("/me", headers={"Authorization": f"Bearer {created.json()['key']}"})
     assert still.status_code == 200
+
+
+async def test_passwords_beyond_bcrypts_72_bytes_are_refused(api: ApiClient) -> None:
+    body = {"username": "longpw", "email": "l@example.com", "password": "é" * 40}  # 80 bytes
+    response = await api.post("/auth/register", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == "password: must be at most 72 bytes in UTF-8"

@@ -343,3 +343,14 @@ async def test_backtest_over_stored_events(
     )
     assert backwards.status_code == 422
     assert "from_block is after to_block" in backwards.json()["error"]["message"]
+
+
+async def test_text_postgresql_cannot_store_is_refused_with_nothing_written(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    body = copy.deepcopy(EXAMPLES[2])
+    body["actions"][1]["config"]["headers"]["X-Note"] = "nul\u0000here"
+    response = await api.post("/triggers", json=body, headers=alice.headers)
+    assert response.status_code == 422
+    assert "cannot be stored" in response.json()["error"]["message"]
+    assert row_counts(migrated_url) == (0, 0, 0)

@@ -1,0 +1,27 @@
+-- agent_owner --
+-- The agent's owner as indexed: the address its latest identity event naming an owner gives
+-- (Registered: owner; Transfer: to_address, the zero address when the agent was burned).
+SELECT CASE event_type WHEN 'Transfer' THEN to_address ELSE owner END AS owner
+FROM events
+WHERE chain_id = %(chain_id)s AND agent_id = %(agent_id)s::numeric
+  AND registry = 'identity'
+  AND (event_type = 'Registered' AND owner IS NOT NULL
+       OR event_type = 'Transfer' AND to_address IS NOT NULL)
+ORDER BY block_number DESC, log_index DESC
+LIMIT 1
+
+-- set_token --
+-- Insert or replace; `created` tells the two apart (a row just inserted has no xmax).
+INSERT INTO agent_mcp_tokens (chain_id, agent_id, token_ciphertext, key_id, created_by)
+VALUES (%(chain_id)s, %(agent_id)s::numeric, %(ciphertext)s, %(key_id)s, %(user_id)s)
+ON CONFLICT (chain_id, agent_id) DO UPDATE
+SET token_ciphertext = EXCLUDED.token_ciphertext,
+    key_id = EXCLUDED.key_id,
+    created_by = EXCLUDED.created_by,
+    updated_at = now()
+RETURNING updated_at, (xmax = 0) AS created
+
+-- delete_token --
+DELETE FROM agent_mcp_tokens
+WHERE chain_id = %(chain_id)s AND agent_id = %(agent_id)s::numeric
+RETURNING id
