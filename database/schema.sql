@@ -188,6 +188,19 @@ CREATE TABLE public.agent_registrations (
     CONSTRAINT agent_registrations_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'fetched'::text, 'failed'::text])))
 );
 
+CREATE TABLE public.api_keys (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    name text NOT NULL,
+    prefix text NOT NULL,
+    key_hash bytea NOT NULL,
+    last_used_at timestamp with time zone,
+    revoked_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT api_keys_key_hash_check CHECK ((length(key_hash) = 32)),
+    CONSTRAINT api_keys_name_check CHECK (((length(name) >= 1) AND (length(name) <= 100)))
+);
+
 CREATE TABLE public.checkpoints (
     chain_id bigint NOT NULL,
     block_number bigint NOT NULL,
@@ -422,6 +435,12 @@ ALTER TABLE ONLY public.agent_mcp_tokens
 ALTER TABLE ONLY public.agent_registrations
     ADD CONSTRAINT agent_registrations_pkey PRIMARY KEY (chain_id, agent_id, uri_digest);
 
+ALTER TABLE ONLY public.api_keys
+    ADD CONSTRAINT api_keys_key_hash_key UNIQUE (key_hash);
+
+ALTER TABLE ONLY public.api_keys
+    ADD CONSTRAINT api_keys_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.checkpoints
     ADD CONSTRAINT checkpoints_pkey PRIMARY KEY (chain_id);
 
@@ -472,6 +491,8 @@ CREATE INDEX action_results_trigger_idx ON public.action_results USING btree (tr
 
 CREATE INDEX action_results_user_idx ON public.action_results USING btree (user_id, executed_at DESC);
 
+CREATE INDEX api_keys_user_idx ON public.api_keys USING btree (user_id, created_at);
+
 CREATE INDEX events_agent_idx ON ONLY public.events USING btree (chain_id, agent_id, block_time DESC) WHERE (agent_id IS NOT NULL);
 
 CREATE INDEX events_chain_block_idx ON ONLY public.events USING btree (chain_id, block_number, log_index);
@@ -479,6 +500,10 @@ CREATE INDEX events_chain_block_idx ON ONLY public.events USING btree (chain_id,
 CREATE INDEX events_chain_time_idx ON ONLY public.events USING btree (chain_id, block_time DESC);
 
 CREATE INDEX events_client_idx ON ONLY public.events USING btree (client_address, block_time DESC) WHERE (client_address IS NOT NULL);
+
+CREATE INDEX events_time_id_idx ON ONLY public.events USING btree (block_time DESC, id DESC);
+
+CREATE INDEX events_default_block_time_id_idx ON public.events_default USING btree (block_time DESC, id DESC);
 
 CREATE INDEX events_default_chain_id_agent_id_block_time_idx ON public.events_default USING btree (chain_id, agent_id, block_time DESC) WHERE (agent_id IS NOT NULL);
 
@@ -513,6 +538,8 @@ CREATE INDEX triggers_user_id_idx ON public.triggers USING btree (user_id, creat
 CREATE UNIQUE INDEX users_email_key ON public.users USING btree (lower(email));
 
 CREATE UNIQUE INDEX users_username_key ON public.users USING btree (lower(username));
+
+ALTER INDEX public.events_time_id_idx ATTACH PARTITION public.events_default_block_time_id_idx;
 
 ALTER INDEX public.events_agent_idx ATTACH PARTITION public.events_default_chain_id_agent_id_block_time_idx;
 
@@ -578,6 +605,9 @@ ALTER TABLE ONLY public.action_results
 
 ALTER TABLE ONLY public.agent_mcp_tokens
     ADD CONSTRAINT agent_mcp_tokens_created_by_fkey FOREIGN KEY (created_by) REFERENCES public.users(id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY public.api_keys
+    ADD CONSTRAINT api_keys_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.trigger_actions
     ADD CONSTRAINT trigger_actions_trigger_id_fkey FOREIGN KEY (trigger_id) REFERENCES public.triggers(id) ON DELETE CASCADE;

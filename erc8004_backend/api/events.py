@@ -1,7 +1,368 @@
-"""(being built)"""
+"""/events (the indexed registry events: public chain data, every signed-in user sees all of
+them) and /action-results (the signed-in user's delivery attempts, with their jobs).
+
+Lists are newest first and paged by keyset: a response's `next_cursor` is passed back as
+`cursor` for the next page (null: no more). A cursor is the last row's sort key, so pages
+neither skip nor repeat rows while new ones arrive.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, get_args
 
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
+
+from erc8004_backend.api.dependencies import CurrentUser, Db
+from erc8004_backend.api.errors import ApiError, not_found
+from erc8004_backend.api.pages import decode_cursor, encode_cursor
+from erc8004_backend.chain.events import SPECS
+from erc8004_backend.database.queries import load_queries
+
+QUERIES = load_queries("erc8004_backend.api", "events.sql")
 router = APIRouter(tags=["events"])
+
+BIGINT_MAX = 2**63 - 1
+UINT256_MAX = 2**256 - 1
+MAX_LIMIT = 500
+
+Registry = Literal["identity", "reputation", "validation"]
+EventType = Literal[
+    "Registered", "URIUpdated", "MetadataSet", "Transfer",
+    "NewFeedback", "FeedbackRevoked", "ResponseAppended",
+    "ValidationRequest", "ValidationResponse",
+]  # fmt: skip
+ResultStatus = Literal["success", "failed", "retrying"]
+
+# Event names are unique across the registries, so a type names its registry too (and the
+# listing can use the (registry, event_type, block_time) index).
+REGISTRY_OF: dict[str, str] = {spec.name: spec.registry for spec in SPECS}
+if set(REGISTRY_OF) != set(get_args(EventType)):
+    raise RuntimeError("EventType differs from the indexed events (chain/events.py SPECS)")
+
+# Absent from a response instead of null: the field does not apply to the event's type.
+Absent = SkipJsonSchema[None]
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
+def absent_if_none() -> Any:
+    return Field(default=None, exclude_if=_is_none)
+
+
+ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+Uint = Annotated[str, Field(description="An unsigned integer, in decimal (exact).")]
+Int = Annotated[str, Field(description="A signed integer, in decimal (exact).")]
+Decimal_ = Annotated[str, Field(description="A decimal number, exact, without exponent.")]
+Hex = Annotated[str, Field(description="0x-prefixed lowercase hex.")]
+
+
+def invalid(field: str, message: str) -> ApiError:
+    return ApiError(422, f"{field}: {message}", details=[{"field": field, "message": message}])
+
+
+# --- models -----------------------------------------------------------------------------
+
+
+class EventOut(BaseModel):
+    """One registry event. The fields after `data` appear only for the event types that have
+    them (see the ERC-8004 events: identity, reputation, validation)."""
+
+    id: int
+    chain_id: int
+    registry: str
+    event_type: str
+    contract_address: Hex
+    block_number: int
+    block_hash: Hex
+    block_time: datetime
+    transaction_hash: Hex
+    transaction_index: int
+    log_index: int
+    agent_id: Uint | None = Field(description="The agent (uint256), in decimal.")
+    data: dict[str, Any] = Field(
+        description="Values without a column: hashes of indexed strings, older ABI fields."
+    )
+    # identity
+    owner: Hex | Absent = absent_if_none()
+    token_uri: str | Absent = absent_if_none()
+    metadata_key: str | Absent = absent_if_none()
+    metadata_value: Hex | Absent = absent_if_none()
+    from_address: Hex | Absent = absent_if_none()
+    to_address: Hex | Absent = absent_if_none()
+    updated_by: Hex | Absent = absent_if_none()
+    # reputation
+    client_address: Hex | Absent = absent_if_none()
+    feedback_index: Uint | Absent = absent_if_none()
+    value: Int | Absent = absent_if_none()
+    value_decimals: int | Absent = absent_if_none()
+    score: Decimal_ | Absent = absent_if_none()
+    tag1: str | Absent = absent_if_none()
+    tag2: str | Absent = absent_if_none()
+    endpoint: str | Absent = absent_if_none()
+    file_uri: str | Absent = absent_if_none()
+    file_hash: Hex | Absent = absent_if_none()
+    responder: Hex | Absent = absent_if_none()
+    # validation
+    validator_address: Hex | Absent = absent_if_none()
+    request_hash: Hex | Absent = absent_if_none()
+    request_uri: str | Absent = absent_if_none()
+    response: int | Absent = absent_if_none()
+    response_uri: str | Absent = absent_if_none()
+    response_hash: Hex | Absent = absent_if_none()
+    tag: str | Absent = absent_if_none()
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: none.")
+
+
+class JobOut(BaseModel):
+    id: int
+    status: str = Field(description="queued, running, succeeded or dead.")
+    attempts: int
+    max_attempts: int
+    run_at: datetime = Field(description="When the job runs (again), if queued.")
+    last_error: str | None
+    finished_at: datetime | None
+
+
+class AttemptOut(BaseModel):
+    """One delivery attempt of an action."""
+
+    id: int
+    trigger_id: uuid.UUID | None = Field(description="Null once the trigger is deleted.")
+    action_id: uuid.UUID | None
+    event_id: int | None
+    chain_id: int | None
+    action_type: str
+    status: str = Field(description="success, retrying (will be tried again) or failed.")
+    retry_count: int = Field(description="Attempts of the same job before this one.")
+    duration_ms: int | None
+    error_message: str | None
+    response_data: Any = Field(description="What the target answered (an excerpt), if kept.")
+    executed_at: datetime
+
+
+class ActionResultOut(AttemptOut):
+    job: JobOut | None = Field(description="The job this attempt belongs to; null once gone.")
+
+
+class ActionResultDetail(ActionResultOut):
+    attempts: list[AttemptOut] = Field(description="Every attempt of the same job, in order.")
+
+
+class ActionResultPage(BaseModel):
+    items: list[ActionResultOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: none.")
+
+
+# --- cursors and parameters ---------------------------------------------------------------
+
+
+def _row_id(text: str) -> int:
+    row_id = int(text)
+    if not 0 <= row_id <= BIGINT_MAX:
+        raise ValueError(text)
+    return row_id
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A time without a zone is taken as UTC."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _ordered(low: str, low_value: Any, high: str, high_value: Any) -> None:
+    if low_value is not None and high_value is not None and low_value > high_value:
+        raise invalid(low, f"must not be after {high}")
+
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
+Cursor = Annotated[
+    str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
+]
+FromTime = Annotated[
+    datetime | None, Query(description="ISO 8601, inclusive (UTC if no zone is given).")
+]
+ToTime = Annotated[
+    datetime | None, Query(description="ISO 8601, inclusive (UTC if no zone is given).")
+]
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+@router.get("/events")
+async def list_events(
+    user: CurrentUser,
+    conn: Db,
+    chain_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
+    registry: Registry | None = None,
+    event_type: EventType | None = None,
+    agent_id: Annotated[
+        int | None, Query(ge=0, le=UINT256_MAX, description="Needs chain_id.")
+    ] = None,
+    client_address: Annotated[str | None, Query(pattern=ADDRESS, description="Any case.")] = None,
+    validator_address: Annotated[
+        str | None, Query(pattern=ADDRESS, description="Any case.")
+    ] = None,
+    from_block: Annotated[
+        int | None, Query(ge=0, le=BIGINT_MAX, description="Inclusive; needs chain_id.")
+    ] = None,
+    to_block: Annotated[
+        int | None, Query(ge=0, le=BIGINT_MAX, description="Inclusive; needs chain_id.")
+    ] = None,
+    from_time: FromTime = None,
+    to_time: ToTime = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> EventPage:
+    """Events, newest first (by block time, then id), filtered by any of the parameters."""
+    from_time, to_time = _utc(from_time), _utc(to_time)
+    _ordered("from_block", from_block, "to_block", to_block)
+    _ordered("from_time", from_time, "to_time", to_time)
+    # Agent ids and block numbers are each chain's own: across chains they name unrelated
+    # agents and blocks (and no index serves them).
+    for name, value in (("agent_id", agent_id), ("from_block", from_block),
+                        ("to_block", to_block)):  # fmt: skip
+        if value is not None and chain_id is None:
+            raise invalid(name, "needs chain_id (each chain numbers its own)")
+    before_time, before_id = decode_cursor(cursor, _row_id) if cursor else (None, None)
+    first, last = None, None
+    if from_block is not None or to_block is not None:
+        bounds = await _block_range_times(conn, chain_id, from_block, to_block)
+        if bounds is None:
+            return EventPage(items=[], next_cursor=None)
+        first, last = bounds
+        if first is not None:
+            from_time = first if from_time is None else max(from_time, first)
+        if last is not None:
+            to_time = last if to_time is None else min(to_time, last)
+    params = {
+        "chain_id": chain_id,
+        "registry": registry or (REGISTRY_OF[event_type] if event_type else None),
+        "event_type": event_type,
+        "agent_id": agent_id,
+        "client_address": client_address.lower() if client_address else None,
+        "validator_address": validator_address.lower() if validator_address else None,
+        "from_block": from_block,
+        "to_block": to_block,
+        "first_time": first,
+        "last_time": last,
+        "from_time": from_time,
+        "to_time": to_time,
+        "before_time": before_time,
+        "before_id": before_id,
+        "limit": limit + 1,
+    }
+    rows = await (await conn.execute(QUERIES["list_events"], params)).fetchall()
+    items = [EventOut.model_validate(row) for row in rows[:limit]]
+    last_item = items[-1] if len(rows) > limit else None
+    return EventPage(
+        items=items,
+        next_cursor=encode_cursor(last_item.block_time, last_item.id) if last_item else None,
+    )
+
+
+async def _block_range_times(
+    conn: Db, chain_id: int | None, from_block: int | None, to_block: int | None
+) -> tuple[datetime | None, datetime | None] | None:
+    """The time range a chain's block range spans (see block_range_times in events.sql);
+    None when no event can be in the block range."""
+    params = {"chain_id": chain_id, "from_block": from_block, "to_block": to_block}
+    row = await (await conn.execute(QUERIES["block_range_times"], params)).fetchone()
+    assert row is not None
+    first, last = row["first_time"], row["last_time"]
+    if (from_block is not None and first is None) or (to_block is not None and last is None):
+        return None
+    if first is not None and last is not None and first > last:
+        return None
+    return first, last
+
+
+@router.get("/events/{event_id}")
+async def get_event(
+    event_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)], user: CurrentUser, conn: Db
+) -> EventOut:
+    """One event by its id."""
+    cursor = await conn.execute(QUERIES["event_by_id"], {"event_id": event_id})
+    row = await cursor.fetchone()
+    if row is None:
+        raise not_found("event")
+    return EventOut.model_validate(row)
+
+
+# --- action results -----------------------------------------------------------------------
+
+
+def _result(row: dict[str, Any]) -> dict[str, Any]:
+    """A joined row as an ActionResultOut's fields: the job_* columns become `job`."""
+    fields = {name: value for name, value in row.items() if not name.startswith("job_")}
+    fields["job"] = (
+        None
+        if row["job_id"] is None
+        else {name.removeprefix("job_"): value for name, value in row.items()
+              if name.startswith("job_")}
+    )  # fmt: skip
+    return fields
+
+
+@router.get("/action-results")
+async def list_action_results(
+    user: CurrentUser,
+    conn: Db,
+    trigger_id: uuid.UUID | None = None,
+    status: ResultStatus | None = None,
+    from_time: FromTime = None,
+    to_time: ToTime = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> ActionResultPage:
+    """The signed-in user's delivery attempts, newest first (by executed_at, then id)."""
+    from_time, to_time = _utc(from_time), _utc(to_time)
+    _ordered("from_time", from_time, "to_time", to_time)
+    before_time, before_id = decode_cursor(cursor, _row_id) if cursor else (None, None)
+    params = {
+        "user_id": user.id,
+        "trigger_id": trigger_id,
+        "status": status,
+        "from_time": from_time,
+        "to_time": to_time,
+        "before_time": before_time,
+        "before_id": before_id,
+        "limit": limit + 1,
+    }
+    rows = await (await conn.execute(QUERIES["list_action_results"], params)).fetchall()
+    items = [ActionResultOut.model_validate(_result(row)) for row in rows[:limit]]
+    last = items[-1] if len(rows) > limit else None
+    return ActionResultPage(
+        items=items, next_cursor=encode_cursor(last.executed_at, last.id) if last else None
+    )
+
+
+@router.get("/action-results/{result_id}")
+async def get_action_result(
+    result_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)], user: CurrentUser, conn: Db
+) -> ActionResultDetail:
+    """One of the signed-in user's delivery attempts, with every attempt of its job."""
+    cursor = await conn.execute(
+        QUERIES["action_result_by_id"], {"result_id": result_id, "user_id": user.id}
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        raise not_found("action result")
+    result = ActionResultOut.model_validate(_result(row))
+    if row["job_id"] is None:
+        attempts = [AttemptOut.model_validate(row)]
+    else:
+        cursor = await conn.execute(
+            QUERIES["job_attempts"], {"job_id": row["job_id"], "user_id": user.id}
+        )
+        attempts = [AttemptOut.model_validate(attempt) for attempt in await cursor.fetchall()]
+    return ActionResultDetail(**dict(result), attempts=attempts)

@@ -3,8 +3,6 @@ all, checked by the trigger engine's own parsers so that what is stored is what 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -17,6 +15,7 @@ from erc8004_backend.actions.configs import ActionConfigError, parse_action_conf
 from erc8004_backend.actions.rest import rotate_webhook_secret
 from erc8004_backend.api.dependencies import CurrentUser, Db, State
 from erc8004_backend.api.errors import ApiError, not_found
+from erc8004_backend.api.pages import decode_cursor, encode_cursor
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.triggers.backtest import MAX_EVENTS, backtest
 from erc8004_backend.triggers.conditions import (
@@ -297,21 +296,6 @@ async def _read(conn: Db, trigger_id: uuid.UUID, user_id: str) -> TriggerOut:
     return TriggerOut.model_validate(row)
 
 
-def _encode_cursor(created_at: datetime, trigger_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{trigger_id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        created, _, trigger_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(created), uuid.UUID(trigger_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(
-            422, "cursor: not a cursor from this API (use next_cursor as given)",
-            details=[{"field": "cursor", "message": "not a cursor from this API"}],
-        ) from None  # fmt: skip
-
-
 # -- routes --------------------------------------------------------------------------------
 
 
@@ -345,7 +329,7 @@ async def list_triggers(
     chain_id: Annotated[int | None, Query(gt=0, lt=2**63)] = None,
 ) -> TriggerPage:
     """The user's triggers, oldest first, a page at a time (pass next_cursor back)."""
-    after_time, after_id = _decode_cursor(cursor) if cursor else (None, None)
+    after_time, after_id = decode_cursor(cursor, uuid.UUID) if cursor else (None, None)
     rows = await (await conn.execute(
         QUERIES["list_triggers"],
         {"user_id": user.id, "after_time": after_time, "after_id": after_id,
@@ -355,7 +339,7 @@ async def list_triggers(
     more = len(rows) > limit
     last = items[-1] if items and more else None
     return TriggerPage(
-        items=items, next_cursor=_encode_cursor(last.created_at, last.id) if last else None
+        items=items, next_cursor=encode_cursor(last.created_at, last.id) if last else None
     )
 
 

@@ -65,3 +65,18 @@ def test_delivery_benchmark(admin_url: str, tmp_path: Path) -> None:
     assert speed["delivered"] == 50  # every queued job reached the sink
     assert latency["delivered"] == latency["events"] == 50  # every event, once
     assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+
+
+@pytest.mark.timeout(300)
+def test_api_benchmark(admin_url: str, tmp_path: Path) -> None:
+    result = run_bench("api", admin_url, tmp_path / "api.json", "--events", "2000",
+                       "--requests", "10")  # fmt: skip
+    assert result["events"] == 2000
+    queries = result["queries"]
+    assert isinstance(queries, dict)
+    assert len(queries) >= 10
+    for name, query in queries.items():  # every request answered 200, or the bench fails
+        assert query["requests"] == 10, name
+        assert 0 < query["p50_ms"] <= query["p99_ms"] <= query["max_ms"], name
+    assert queries["newest page"]["mean_items"] == 50
+    assert queries["one event by id"]["mean_items"] == 1

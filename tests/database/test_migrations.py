@@ -160,16 +160,12 @@ def test_revert_undoes_exactly_the_last_migration(database_url: str) -> None:
         migrator = Migrator(connection, load_source(MIGRATIONS))
         migrator.run()
         reverted = migrator.revert()
-        assert [m.path.name for m, _ in reverted] == ["20250123000014_action_delivery.down.sql"]
-        trigger_columns = {
-            row[0]
-            for row in connection.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = 'triggers'"
-            )
-        }
-        assert "webhook_secret_key_id" not in trigger_columns
-        assert "webhook_secret" in trigger_columns
-        assert {"agent_registrations", "agent_mcp_tokens", "action_jobs"} <= tables(connection)
+        assert [m.path.name for m, _ in reverted] == ["20250123000015_api_accounts.down.sql"]
+        assert "api_keys" not in tables(connection)
+        assert {"users", "agent_mcp_tokens", "action_jobs"} <= tables(connection)
+        indexes = {row[0] for row in connection.execute("SELECT indexname FROM pg_indexes")}
+        assert "events_time_id_idx" not in indexes
+        assert "events_chain_time_idx" in indexes
         statuses = [s.status for s in migrator.states()]
         assert statuses == [Status.APPLIED] * (len(statuses) - 1) + [Status.PENDING]
 

@@ -1,0 +1,107 @@
+-- list_events --
+-- A page of events, newest first by (block_time, id), before the given (block_time, id).
+-- Every filter is optional: with custom plans (the pool's plan_cache_mode) the absent ones
+-- fold away and the plan uses the index of the ones given (chain, agent, client, validator,
+-- registry and type, block or time); a time range also skips the partitions outside it.
+-- Numbers beyond 2^53 are text (exact, no exponent), bytes are 0x-hex.
+SELECT e.id, e.chain_id, e.registry, e.event_type, e.contract_address, e.block_number,
+       e.block_hash, e.block_time, e.transaction_hash, e.transaction_index, e.log_index,
+       e.agent_id::text AS agent_id, e.owner, e.token_uri, e.metadata_key,
+       '0x' || encode(e.metadata_value, 'hex') AS metadata_value, e.from_address,
+       e.to_address, e.updated_by, e.client_address, e.feedback_index::text AS feedback_index,
+       e.value::text AS value, e.value_decimals, e.score::text AS score, e.tag1, e.tag2,
+       e.endpoint, e.file_uri, e.file_hash, e.responder, e.validator_address, e.request_hash,
+       e.request_uri, e.response, e.response_uri, e.response_hash, e.tag, e.data
+FROM events e
+WHERE (%(chain_id)s::bigint IS NULL OR e.chain_id = %(chain_id)s::bigint)
+  AND (%(registry)s::text IS NULL OR e.registry = %(registry)s::text)
+  AND (%(event_type)s::text IS NULL OR e.event_type = %(event_type)s::text)
+  AND (%(agent_id)s::numeric IS NULL OR e.agent_id = %(agent_id)s::numeric)
+  AND (%(client_address)s::text IS NULL OR e.client_address = %(client_address)s::text)
+  AND (%(validator_address)s::text IS NULL
+       OR e.validator_address = %(validator_address)s::text)
+  -- A block range comes with the times it spans (block_range_times): inside them every
+  -- event is in the range, so only the events at those very times need their block number
+  -- checked, and the planner, which cannot know that block numbers follow block times,
+  -- estimates the rows of the range from its times alone.
+  AND (%(from_block)s::bigint IS NULL OR e.block_time > %(first_time)s::timestamptz
+       OR e.block_number >= %(from_block)s::bigint)
+  AND (%(to_block)s::bigint IS NULL OR e.block_time < %(last_time)s::timestamptz
+       OR e.block_number <= %(to_block)s::bigint)
+  AND (%(from_time)s::timestamptz IS NULL OR e.block_time >= %(from_time)s::timestamptz)
+  AND (%(to_time)s::timestamptz IS NULL OR e.block_time <= %(to_time)s::timestamptz)
+  -- The plain bound prunes partitions; the row comparison is the page boundary.
+  AND (%(before_time)s::timestamptz IS NULL OR e.block_time <= %(before_time)s::timestamptz)
+  AND (%(before_time)s::timestamptz IS NULL
+       OR (e.block_time, e.id) < (%(before_time)s::timestamptz, %(before_id)s::bigint))
+ORDER BY e.block_time DESC, e.id DESC
+LIMIT %(limit)s
+
+-- block_range_times --
+-- The block times of a chain's first event at or after from_block and of its last event at
+-- or before to_block (null: none, or no such bound). A chain's block times never decrease
+-- with its block numbers, so the events of the block range lie between these times: the
+-- listing adds them as a time range, which skips the partitions outside it and lets the
+-- planner, knowing how many events the range holds, either read them in time order from
+-- the end of the range or collect a few and sort them.
+SELECT CASE WHEN %(from_block)s::bigint IS NOT NULL THEN (
+            SELECT b.block_time FROM events b
+            WHERE b.chain_id = %(chain_id)s::bigint AND b.block_number >= %(from_block)s::bigint
+            ORDER BY b.block_number
+            LIMIT 1) END AS first_time,
+       CASE WHEN %(to_block)s::bigint IS NOT NULL THEN (
+            SELECT b.block_time FROM events b
+            WHERE b.chain_id = %(chain_id)s::bigint AND b.block_number <= %(to_block)s::bigint
+            ORDER BY b.block_number DESC
+            LIMIT 1) END AS last_time
+
+-- event_by_id --
+SELECT e.id, e.chain_id, e.registry, e.event_type, e.contract_address, e.block_number,
+       e.block_hash, e.block_time, e.transaction_hash, e.transaction_index, e.log_index,
+       e.agent_id::text AS agent_id, e.owner, e.token_uri, e.metadata_key,
+       '0x' || encode(e.metadata_value, 'hex') AS metadata_value, e.from_address,
+       e.to_address, e.updated_by, e.client_address, e.feedback_index::text AS feedback_index,
+       e.value::text AS value, e.value_decimals, e.score::text AS score, e.tag1, e.tag2,
+       e.endpoint, e.file_uri, e.file_hash, e.responder, e.validator_address, e.request_hash,
+       e.request_uri, e.response, e.response_uri, e.response_hash, e.tag, e.data
+FROM events e
+WHERE e.id = %(event_id)s::bigint
+LIMIT 1
+
+-- list_action_results --
+-- A page of the user's delivery attempts, newest first by (executed_at, id), each with its
+-- job when the job still exists.
+SELECT r.id, r.trigger_id, r.action_id, r.event_id, r.chain_id, r.action_type, r.status,
+       r.retry_count, r.duration_ms, r.error_message, r.response_data, r.executed_at,
+       j.id AS job_id, j.status AS job_status, j.attempts AS job_attempts,
+       j.max_attempts AS job_max_attempts, j.run_at AS job_run_at,
+       j.last_error AS job_last_error, j.finished_at AS job_finished_at
+FROM action_results r
+LEFT JOIN action_jobs j ON j.id = r.job_id
+WHERE r.user_id = %(user_id)s::uuid
+  AND (%(trigger_id)s::uuid IS NULL OR r.trigger_id = %(trigger_id)s::uuid)
+  AND (%(status)s::text IS NULL OR r.status = %(status)s::text)
+  AND (%(from_time)s::timestamptz IS NULL OR r.executed_at >= %(from_time)s::timestamptz)
+  AND (%(to_time)s::timestamptz IS NULL OR r.executed_at <= %(to_time)s::timestamptz)
+  AND (%(before_time)s::timestamptz IS NULL
+       OR (r.executed_at, r.id) < (%(before_time)s::timestamptz, %(before_id)s::bigint))
+ORDER BY r.executed_at DESC, r.id DESC
+LIMIT %(limit)s
+
+-- action_result_by_id --
+SELECT r.id, r.trigger_id, r.action_id, r.event_id, r.chain_id, r.action_type, r.status,
+       r.retry_count, r.duration_ms, r.error_message, r.response_data, r.executed_at,
+       j.id AS job_id, j.status AS job_status, j.attempts AS job_attempts,
+       j.max_attempts AS job_max_attempts, j.run_at AS job_run_at,
+       j.last_error AS job_last_error, j.finished_at AS job_finished_at
+FROM action_results r
+LEFT JOIN action_jobs j ON j.id = r.job_id
+WHERE r.id = %(result_id)s::bigint AND r.user_id = %(user_id)s::uuid
+
+-- job_attempts --
+-- Every attempt of one job that the user owns, in the order they ran.
+SELECT r.id, r.trigger_id, r.action_id, r.event_id, r.chain_id, r.action_type, r.status,
+       r.retry_count, r.duration_ms, r.error_message, r.response_data, r.executed_at
+FROM action_results r
+WHERE r.job_id = %(job_id)s::bigint AND r.user_id = %(user_id)s::uuid
+ORDER BY r.executed_at, r.id

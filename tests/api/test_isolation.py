@@ -1,0 +1,93 @@
+"""Two users: every route that takes the id of something a user owns is tried by the other
+user with the owner's id. None reveals or changes it: 404, as for an id that does not exist.
+
+The routes come from the OpenAPI schema, so a new route with an id is checked here or the
+test fails until it is listed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from tests.api.conftest import Account, ApiClient
+from tests.api.test_triggers import SIMPLE
+
+# Path parameters naming something owned by one user.
+OWNED = {"trigger_id", "key_id", "result_id"}
+# Routes with ids of things that belong to nobody in particular, and why.
+NOT_OWNED = {
+    "/api/v1/events/{event_id}": "events are public chain data, visible to every user",
+    "/api/v1/agents/{chain_id}/{agent_id}/mcp-token": "an agent's token is guarded by its"
+    " owner's signature (tests/api/test_tokens.py), not by the account that set it",
+}
+BODIES: dict[str, Any] = {
+    "PUT /api/v1/triggers/{trigger_id}": SIMPLE,
+    "PATCH /api/v1/triggers/{trigger_id}": {"name": "stolen"},
+    "POST /api/v1/triggers/{trigger_id}/test": {},
+}
+
+
+async def alices_things(api: ApiClient, alice: Account, url: str) -> dict[str, str]:
+    trigger = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()
+    key = (await api.post("/me/api-keys", json={"name": "k"}, headers=alice.headers)).json()
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO action_results (user_id, trigger_id, action_id, action_type, status,"
+            " error_message) VALUES (%s, %s, %s, 'rest', 'failed', 'alice only') RETURNING id",
+            [alice.id, trigger["id"], trigger["actions"][0]["id"]],
+        ).fetchone()
+    assert row is not None
+    return {"trigger_id": trigger["id"], "key_id": key["id"], "result_id": str(row[0])}
+
+
+async def snapshot(url: str) -> list[Any]:
+    tables = ("triggers", "trigger_conditions", "trigger_actions", "api_keys", "action_results")
+    with psycopg.connect(url) as conn:
+        return [
+            conn.execute(
+                sql.SQL("SELECT * FROM {} ORDER BY 1").format(sql.Identifier(table))
+            ).fetchall()
+            for table in tables
+        ]
+
+
+async def test_no_route_reveals_or_changes_another_users_things(
+    api: ApiClient, alice: Account, bob: Account, migrated_url: str
+) -> None:
+    ids = await alices_things(api, alice, migrated_url)
+    before = await snapshot(migrated_url)
+    schema = (await api.get("/openapi.json")).json()
+    tried = []
+    for path, operations in schema["paths"].items():
+        names = set(re.findall(r"\{(\w+)\}", path))
+        if not names:
+            continue
+        if path in NOT_OWNED:
+            continue
+        assert names <= OWNED, f"{path}: say in this test who owns {names - OWNED}"
+        for method in operations:
+            concrete = path.removeprefix("/api/v1")
+            for name in names:
+                concrete = concrete.replace("{" + name + "}", ids[name])
+            body = BODIES.get(f"{method.upper()} {path}")
+            response = await api.request(method.upper(), concrete, json=body, headers=bob.headers)
+            assert response.status_code == 404, (method, path, response.text)
+            assert "alice only" not in response.text
+            # The owner still reaches it (so the 404 above was about the user, not the id).
+            if method == "get":
+                own = await api.get(concrete, headers=alice.headers)
+                assert own.status_code == 200, (path, own.text)
+            tried.append(f"{method.upper()} {path}")
+    assert await snapshot(migrated_url) == before
+    assert {"GET /api/v1/triggers/{trigger_id}", "DELETE /api/v1/me/api-keys/{key_id}",
+            "GET /api/v1/action-results/{result_id}"} <= set(tried)  # fmt: skip
+    assert len(tried) >= 11, tried
+    # Lists show bob none of alice's things.
+    for listing in ("/triggers", "/me/api-keys", "/action-results"):
+        page = (await api.get(listing, headers=bob.headers)).json()
+        items = page["items"] if isinstance(page, dict) else page
+        assert items == [], listing
