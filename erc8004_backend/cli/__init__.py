@@ -13,6 +13,7 @@ from erc8004_backend.cli.api import api
 from erc8004_backend.cli.db import db_app
 from erc8004_backend.cli.devnet import devnet
 from erc8004_backend.cli.indexer import indexer
+from erc8004_backend.cli.run import run
 from erc8004_backend.cli.triggers import processor, triggers_app
 from erc8004_backend.errors import Erc8004Error
 
@@ -31,6 +32,7 @@ app.command("devnet")(devnet)
 app.command("worker")(worker)
 app.add_typer(jobs_app, name="jobs")
 app.command("api")(api)
+app.command("run")(run)
 
 stderr = Console(stderr=True)
 

@@ -263,7 +263,7 @@ class Processor:
         self.batch_size = batch_size
         self.index = TriggerIndex()
         self.totals = BatchResult()
-        self.index_loaded_at = 0.0
+        self._index_loaded_at = 0.0
         self._index_stale = True
         self._held: set[int] = set()
 
@@ -282,9 +282,9 @@ class Processor:
 
     async def run_once(self, conn: psycopg.AsyncConnection) -> int:
         """Process every ready event of every chain this processor holds; returns the count."""
-        if self._index_stale or time.monotonic() - self.index_loaded_at > INDEX_REFRESH_SECONDS:
+        if self._index_stale or time.monotonic() - self._index_loaded_at > INDEX_REFRESH_SECONDS:
             self.index = await load_trigger_index(conn)
-            self.index_loaded_at, self._index_stale = time.monotonic(), False
+            self._index_loaded_at, self._index_stale = time.monotonic(), False
             log.info("processor.triggers_loaded", triggers=len(self.index))
         processed = 0
         cursor = await conn.execute(QUERIES["chains_with_events"])

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, LiteralString
 
@@ -245,35 +245,41 @@ async def test_trigger_changes_take_effect_without_a_restart(
             await asyncio.sleep(0.025)
         raise AssertionError("the processor did not reach the new event")
 
-    async def taken_in(changed_at: float) -> None:
-        """Until the processor has reloaded its triggers since `changed_at`: a change applies
-        to the events processed after its notification arrives, not to those racing it."""
-        for _ in range(200):
-            if processor.index_loaded_at > changed_at:
+    def watched_agent() -> Decimal | None:
+        """The agent the processor's copy of the trigger watches (None: it has no copy)."""
+        compiled = processor.index.triggers.get(trigger)
+        return compiled.conditions.fields[0].value if compiled else None
+
+    async def taken_in(expected: Decimal | None) -> None:
+        """Until the processor's triggers show the change: a change applies to the events
+        processed after its notification arrives, not to those racing it."""
+        for _ in range(400):
+            if watched_agent() == expected:
                 return
             await asyncio.sleep(0.005)
-        raise AssertionError("the processor did not take in the trigger change")
+        raise AssertionError(f"the processor did not take in the change (still {watched_agent()})")
 
-    async def change(*statements: LiteralString) -> None:
+    async def change(expected: Decimal | None, *statements: LiteralString) -> None:
         for statement in statements:
             await conn.execute(statement, [trigger])
-        await taken_in(time.monotonic())
+        await taken_in(expected)
 
     try:
         await feedback_and_wait()  # no trigger yet
         trigger = await create(conn, body)
-        await taken_in(time.monotonic())
+        await taken_in(Decimal(7))
         created = await feedback_and_wait()
-        await change("UPDATE trigger_conditions SET value = '8' WHERE trigger_id = %s")
+        await change(Decimal(8), "UPDATE trigger_conditions SET value = '8' WHERE trigger_id = %s")
         await feedback_and_wait()  # changed: no longer about agent 7
         await change(
+            None,
             "UPDATE trigger_conditions SET value = '7' WHERE trigger_id = %s",
             "UPDATE triggers SET enabled = false WHERE id = %s",
         )
         await feedback_and_wait()  # disabled
-        await change("UPDATE triggers SET enabled = true WHERE id = %s")
+        await change(Decimal(7), "UPDATE triggers SET enabled = true WHERE id = %s")
         enabled = await feedback_and_wait()
-        await change("DELETE FROM triggers WHERE id = %s")
+        await change(None, "DELETE FROM triggers WHERE id = %s")
         await feedback_and_wait()  # deleted
         cursor = await conn.execute(
             "SELECT e.block_number FROM action_jobs j JOIN events e ON e.id = j.event_id ORDER BY 1"

@@ -1,0 +1,80 @@
+"""`erc8004 run`: the whole system in one process, for one machine."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from erc8004_backend.actions.worker import run_worker
+from erc8004_backend.api.app import create_app
+from erc8004_backend.api.server import serve_api
+from erc8004_backend.chain.config import ChainConfig
+from erc8004_backend.cli.api import Host, Port, notes
+from erc8004_backend.cli.db import DatabaseUrl, database
+from erc8004_backend.cli.indexer import ChainsFiles, ProgressLog, configured_chains
+from erc8004_backend.cli.logs import configure_logging
+from erc8004_backend.cli.signals import run_until_signalled
+from erc8004_backend.config import Settings, get_settings
+from erc8004_backend.database.connection import connect
+from erc8004_backend.database.migrations import Migrator, load_source
+from erc8004_backend.indexer.runner import run_indexers
+from erc8004_backend.triggers.processor import run_processor
+
+
+def run(
+    chain: Annotated[
+        list[str] | None,
+        typer.Option("--chain", help="Chain name or id to index (repeatable); default: enabled."),
+    ] = None,
+    chains_file: ChainsFiles = None,
+    database_url: DatabaseUrl = None,
+    host: Host = None,
+    port: Port = None,
+    migrations: Annotated[
+        Path | None, typer.Option(help="Migration files (default: ERC8004_MIGRATIONS_DIR).")
+    ] = None,
+) -> None:
+    """Everything in one process: migrate, then the API, an indexer per chain, the trigger
+    processor and an action worker, until SIGINT or SIGTERM."""
+    configure_logging()
+    settings = get_settings()
+    chains = configured_chains(chain, chains_file)
+    with database(database_url) as url:
+        source = load_source(migrations or settings.migrations_dir)
+        with connect(url) as connection:
+            applied = Migrator(connection, source).run()
+        notes.print(f"database ready ({len(applied)} migrations applied now)", soft_wrap=True)
+        settings = settings.model_copy(update={"database_url": url})
+        host = host or settings.api_host
+        port = settings.api_port if port is None else port
+        names = ", ".join(c.name for c in chains)
+        notes.print(f"indexing {names}; API on http://{host}:{port}/api/v1", soft_wrap=True)
+
+        async def everything(stop: asyncio.Event) -> None:
+            await run_all(settings, url, chains, host, port, stop)
+
+        # Workers get their grace to finish deliveries; the rest stop at once.
+        asyncio.run(run_until_signalled(everything, "run", grace=15))
+
+
+async def run_all(
+    settings: Settings,
+    url: str,
+    chains: list[ChainConfig],
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+) -> None:
+    """Each part reconnects by itself after database failures; a part that fails for good
+    stops them all."""
+    try:
+        async with asyncio.TaskGroup() as parts:
+            parts.create_task(serve_api(create_app(settings), host, port, stop))
+            parts.create_task(run_indexers(url, chains, stop, on_progress=ProgressLog().update))
+            parts.create_task(run_processor(url, stop, poll_interval=1.0))
+            parts.create_task(run_worker(url, stop, settings))
+    except BaseExceptionGroup as failures:
+        raise failures.exceptions[0] from None
