@@ -4,6 +4,7 @@ all, checked by the trigger engine's own parsers so that what is stored is what 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -379,7 +380,11 @@ async def update_trigger(
 
 
 async def _replace(
-    conn: Db, state: State, user_id: str, trigger_id: uuid.UUID, make: Any
+    conn: Db,
+    state: State,
+    user_id: str,
+    trigger_id: uuid.UUID,
+    make: Callable[[TriggerOut], TriggerIn],
 ) -> TriggerCreated:
     async with conn.transaction():
         locked = await (await conn.execute(
