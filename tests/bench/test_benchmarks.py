@@ -80,3 +80,23 @@ def test_api_benchmark(admin_url: str, tmp_path: Path) -> None:
         assert 0 < query["p50_ms"] <= query["p99_ms"] <= query["max_ms"], name
     assert queries["newest page"]["mean_items"] == 50
     assert queries["one event by id"]["mean_items"] == 1
+
+
+@pytest.mark.timeout(600)
+def test_the_runner_runs_every_benchmark_and_writes_one_summary(
+    admin_url: str, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--size", "tiny", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=540,
+        env={**os.environ, "BENCH_DATABASE_URL": admin_url},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    names = ["ingest", "backfill", "triggers", "delivery", "api"]
+    assert [row["benchmark"] for row in summary["rows"]] == names
+    assert summary["results"]["ingest"]["events"] == 500
+    markdown = (tmp_path / "summary.md").read_text()
+    assert markdown.count("\n| ") == len(names) + 1  # header + one row each
+    assert "| delivery | deliveries; latency at 50 events/s |" in markdown
+    assert all((tmp_path / f"{name}.json").exists() for name in names)
