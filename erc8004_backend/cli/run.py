@@ -37,8 +37,7 @@ def run(
         Path | None, typer.Option(help="Migration files (default: ERC8004_MIGRATIONS_DIR).")
     ] = None,
 ) -> None:
-    """Everything in one process: migrate, then the API, an indexer per chain, the trigger
-    processor and an action worker, until SIGINT or SIGTERM."""
+    """Everything in one process, after migrating: API, indexers, processor and a worker."""
     configure_logging()
     settings = get_settings()
     chains = configured_chains(chain, chains_file)
