@@ -1,14 +1,19 @@
 """`erc8004 run`: the whole system in one process, from an empty database to a signed
-webhook for every feedback the devnet emitted, then a clean stop."""
+webhook for every feedback the devnet emitted, with the webhook target up or down for a
+while; then a clean stop."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -20,67 +25,129 @@ from tests.conftest import ROOT
 from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import WebhookSink
 
+Feedback = tuple[str, str, str, str]  # transaction, log index, agent, score
 
-async def test_run_delivers_a_webhook_for_every_feedback_on_the_devnet(
-    devnet: Devnet, database_url: str, tmp_path: Path
-) -> None:
+
+@dataclass
+class System:
+    client: httpx.AsyncClient
+    headers: dict[str, str]
+
+    async def every_feedback_to(self, url: str, **config: Any) -> str:
+        """A trigger sending each NewFeedback to `url`; returns its webhook secret."""
+        trigger = await self.client.post("/triggers", headers=self.headers, json={
+            "name": "every feedback", "chain_id": 31337, "registry": "reputation",
+            "conditions": [{"condition_type": "event_type_equals", "field": "event_type",
+                            "operator": "=", "value": "NewFeedback"}],
+            "actions": [{"action_type": "rest", "config": {
+                "url": f"{url}/hook", "body_template": {
+                    "agent": "{{agent_id}}", "score": "{{score}}", "tx": "{{transaction_hash}}",
+                    "log": "{{log_index}}"}, **config}}],
+        })  # fmt: skip
+        assert trigger.status_code == 201, trigger.text
+        secret: str = trigger.json()["webhook_secret"]
+        return secret
+
+    async def results(self) -> list[dict[str, Any]]:
+        page = await self.client.get("/action-results", headers=self.headers,
+                                     params={"limit": 500})  # fmt: skip
+        items: list[dict[str, Any]] = page.json()["items"]
+        return items
+
+
+@contextlib.asynccontextmanager
+async def running_system(
+    devnet: Devnet, database_url: str, tmp_path: Path, **env: str
+) -> AsyncIterator[System]:
+    """`erc8004 run` on an empty database, indexing the devnet, with a signed-in user."""
     chains = tmp_path / "chains.toml"
     chains.write_text(render_chain_table(devnet.chain_config(confirmations=0)))
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "ERC8004_ALLOW_PRIVATE_URLS": "true",
-           "ERC8004_JWT_SECRET": "run-test-secret-run-test-secret-0123",
-           "ERC8004_CHAINS_FILE": str(tmp_path / "none.toml")}  # fmt: skip
+    environment = {**os.environ, "DATABASE_URL": database_url,
+                   "ERC8004_ALLOW_PRIVATE_URLS": "true",
+                   "ERC8004_JWT_SECRET": "run-test-secret-run-test-secret-0123",
+                   "ERC8004_CHAINS_FILE": str(tmp_path / "none.toml"), **env}  # fmt: skip
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "erc8004_backend", "run", "--chain", "devnet",
-        "--chains-file", str(chains), "--port", str(port), cwd=ROOT, env=env,
+        "--chains-file", str(chains), "--port", str(port), cwd=ROOT, env=environment,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    api = f"http://127.0.0.1:{port}/api/v1"
     try:
-        async with (
-            serve_asgi(sink := WebhookSink(secret="")) as sink_url,
-            httpx.AsyncClient(base_url=api, timeout=10) as client,
-        ):
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}/api/v1", timeout=10
+        ) as client:
             await wait_until_up(client, process)
             account = {"username": "runner", "email": "r@example.com", "password": "run-run-run"}
             assert (await client.post("/auth/register", json=account)).status_code == 201
             login = await client.post("/auth/login", json={"username": "runner",
                                                            "password": "run-run-run"})  # fmt: skip
-            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-            trigger = await client.post("/triggers", headers=headers, json={
-                "name": "every feedback", "chain_id": 31337, "registry": "reputation",
-                "conditions": [{"condition_type": "event_type_equals", "field": "event_type",
-                                "operator": "=", "value": "NewFeedback"}],
-                "actions": [{"action_type": "rest", "config": {
-                    "url": f"{sink_url}/hook", "body_template": {
-                        "agent": "{{agent_id}}", "score": "{{score}}", "tx": "{{transaction_hash}}",
-                        "log": "{{log_index}}"}}}],
-            })  # fmt: skip
-            assert trigger.status_code == 201, trigger.text
-            sink.secret = trigger.json()["webhook_secret"]
-
-            await devnet.activity.run(events=60)
-            expected = await feedbacks_indexed(database_url, await devnet.rpc.block_number())
-            assert expected, "the activity made no feedback"
-            for _ in range(400):
-                if len(sink.processed) >= len(expected):
-                    break
-                await asyncio.sleep(0.05)
-            delivered = {(b["tx"], b["log"], b["agent"], b["score"]) for b in
-                         (json.loads(r.body) for r in sink.processed.values())}  # fmt: skip
-            assert delivered == expected
-            assert not sink.repeats
-            assert all(r.signature_ok for r in sink.received)
-            results = (await client.get("/action-results", headers=headers,
-                                        params={"limit": 500})).json()["items"]  # fmt: skip
-            assert len(results) == len(expected)
-            assert {r["status"] for r in results} == {"success"}
+            token = login.json()["access_token"]
+            yield System(client, {"Authorization": f"Bearer {token}"})
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, stderr.decode()[-3000:]
     assert "Traceback" not in stderr.decode()
+
+
+async def test_run_delivers_a_webhook_for_every_feedback_on_the_devnet(
+    devnet: Devnet, database_url: str, tmp_path: Path
+) -> None:
+    async with (
+        running_system(devnet, database_url, tmp_path) as system,
+        serve_asgi(sink := WebhookSink(secret="")) as sink_url,
+    ):
+        sink.secret = await system.every_feedback_to(sink_url)
+        await devnet.activity.run(events=60)
+        expected = await feedbacks_indexed(database_url, await devnet.rpc.block_number())
+        assert expected, "the activity made no feedback"
+        await wait_for(lambda: len(sink.processed) >= len(expected))
+        assert delivered(sink) == expected
+        assert not sink.repeats
+        assert all(r.signature_ok for r in sink.received)
+        results = await system.results()
+        assert len(results) == len(expected)
+        assert {r["status"] for r in results} == {"success"}
+
+
+async def test_a_webhook_target_that_is_down_for_a_while_gets_everything_once(
+    devnet: Devnet, database_url: str, tmp_path: Path
+) -> None:
+    """The target refuses connections while the chain emits feedback, then comes back on
+    the same port: every delivery arrives once, after retries that are each recorded."""
+    sink_port = free_port()
+    sink_url = f"http://127.0.0.1:{sink_port}"
+    async with running_system(devnet, database_url, tmp_path, ERC8004_RETRY_INITIAL_SECONDS="0.2",
+                              ERC8004_RETRY_MAX_SECONDS="1") as system:  # fmt: skip
+        secret = await system.every_feedback_to(sink_url, max_attempts=25)
+        await devnet.activity.run(events=60)
+        expected = await feedbacks_indexed(database_url, await devnet.rpc.block_number())
+        assert expected, "the activity made no feedback"
+        await asyncio.sleep(3)  # the target is down meanwhile: every attempt is refused
+        refused = await system.results()
+        assert refused
+        assert {r["status"] for r in refused} == {"retrying"}
+        assert all("connect" in r["error_message"].lower() for r in refused), refused[0]
+        async with serve_asgi(sink := WebhookSink(secret=secret), port=sink_port):
+            await wait_for(lambda: len(sink.processed) >= len(expected), seconds=30)
+            assert delivered(sink) == expected
+            assert not sink.repeats
+        results = await system.results()
+        assert sum(r["status"] == "success" for r in results) == len(expected)
+        assert "failed" not in {r["status"] for r in results}  # nothing dead-lettered
+
+
+def delivered(sink: WebhookSink) -> set[Feedback]:
+    bodies = (json.loads(request.body) for request in sink.processed.values())
+    return {(b["tx"], b["log"], b["agent"], b["score"]) for b in bodies}
+
+
+async def wait_for(condition: Any, seconds: float = 20) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
 
 
 async def wait_until_up(client: httpx.AsyncClient, process: asyncio.subprocess.Process) -> None:
@@ -96,7 +163,7 @@ async def wait_until_up(client: httpx.AsyncClient, process: asyncio.subprocess.P
     raise AssertionError("erc8004 run did not become ready")
 
 
-async def feedbacks_indexed(url: str, head: int) -> set[tuple[str, str, str, str]]:
+async def feedbacks_indexed(url: str, head: int) -> set[Feedback]:
     """Every NewFeedback the chain emitted, once the indexer has confirmed the head."""
     with psycopg.connect(url, autocommit=True) as conn:
         for _ in range(400):

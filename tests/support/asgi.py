@@ -22,11 +22,12 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve_asgi(app: Any, *, lifespan: str = "auto") -> AsyncIterator[str]:
+async def serve_asgi(app: Any, *, lifespan: str = "auto", port: int = 0) -> AsyncIterator[str]:
+    """`port` 0: one the system picks; another, to bring a server back where it was."""
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
-        port=0,
+        port=port,
         lifespan=lifespan,  # type: ignore[arg-type]
         log_level="warning",
         access_log=False,
@@ -40,8 +41,8 @@ async def serve_asgi(app: Any, *, lifespan: str = "auto") -> AsyncIterator[str]:
                 task.result()  # raises the reason it could not start
                 raise RuntimeError("uvicorn stopped before it started")
             await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{bound}"
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
