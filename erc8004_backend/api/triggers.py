@@ -287,14 +287,20 @@ async def _secret_if_needed(
     return await rotate_webhook_secret(conn, str(trigger_id), state.secret_box)
 
 
-async def _read(conn: Db, trigger_id: uuid.UUID, user_id: str) -> TriggerOut:
+async def _read_many(conn: Db, trigger_ids: list[uuid.UUID], user_id: str) -> list[TriggerOut]:
+    """The user's triggers among `trigger_ids`, in that order (others' are left out)."""
     cursor = await conn.execute(
-        QUERIES["get_trigger"], {"trigger_id": trigger_id, "user_id": user_id}
+        QUERIES["get_triggers"], {"trigger_ids": trigger_ids, "user_id": user_id}
     )
-    row = await cursor.fetchone()
-    if row is None:
+    found = {row["id"]: TriggerOut.model_validate(row) for row in await cursor.fetchall()}
+    return [found[trigger_id] for trigger_id in trigger_ids if trigger_id in found]
+
+
+async def _read(conn: Db, trigger_id: uuid.UUID, user_id: str) -> TriggerOut:
+    triggers = await _read_many(conn, [trigger_id], user_id)
+    if not triggers:
         raise not_found("trigger")
-    return TriggerOut.model_validate(row)
+    return triggers[0]
 
 
 # -- routes --------------------------------------------------------------------------------
@@ -336,7 +342,7 @@ async def list_triggers(
         {"user_id": user.id, "after_time": after_time, "after_id": after_id,
          "enabled": enabled, "chain_id": chain_id, "limit": limit + 1},
     )).fetchall()  # fmt: skip
-    items = [await _read(conn, row["id"], user.id) for row in rows[:limit]]
+    items = await _read_many(conn, [row["id"] for row in rows[:limit]], user.id)
     more = len(rows) > limit
     last = items[-1] if items and more else None
     return TriggerPage(

@@ -48,7 +48,8 @@ SET position = %(position)s, action_type = %(action_type)s, priority = %(priorit
     config = %(config)s
 WHERE id = %(action_id)s AND trigger_id = %(trigger_id)s
 
--- get_trigger --
+-- get_triggers --
+-- The user's triggers among the given ids, whole (settings, breaker, conditions, actions).
 SELECT t.id, t.name, t.description, t.chain_id, t.registry, t.enabled, t.is_stateful,
        t.cooldown_seconds, t.failure_threshold, t.consecutive_failures, t.disabled_reason,
        t.disabled_at, t.last_fired_at, t.created_at, t.updated_at,
@@ -64,7 +65,7 @@ SELECT t.id, t.name, t.description, t.chain_id, t.registry, t.enabled, t.is_stat
                     ORDER BY a.position)
                  FROM trigger_actions a WHERE a.trigger_id = t.id), '[]') AS actions
 FROM triggers t
-WHERE t.id = %(trigger_id)s AND t.user_id = %(user_id)s
+WHERE t.id = ANY(%(trigger_ids)s::uuid[]) AND t.user_id = %(user_id)s
 
 -- list_triggers --
 -- A page of the user's triggers, oldest first, after the given (created_at, id).

@@ -33,6 +33,10 @@ from erc8004_backend.indexer.runner import run_indexers
 log = structlog.get_logger(__name__)
 console = Console(stderr=True)
 
+ChainNames = Annotated[
+    list[str] | None,
+    typer.Option("--chain", help="Chain name or id to index (repeatable); default: enabled."),
+]
 ChainsFiles = Annotated[
     list[Path] | None,
     typer.Option(
@@ -64,10 +68,7 @@ def configured_chains(wanted: list[str] | None, files: list[Path] | None) -> lis
 
 
 def indexer(
-    chain: Annotated[
-        list[str] | None,
-        typer.Option("--chain", help="Chain name or id to index (repeatable); default: enabled."),
-    ] = None,
+    chain: ChainNames = None,
     chains_file: ChainsFiles = None,
     database_url: DatabaseUrl = None,
     progress: Annotated[

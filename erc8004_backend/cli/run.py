@@ -14,7 +14,7 @@ from erc8004_backend.api.server import serve_api
 from erc8004_backend.chain.config import ChainConfig
 from erc8004_backend.cli.api import Host, Port, notes
 from erc8004_backend.cli.db import DatabaseUrl, database
-from erc8004_backend.cli.indexer import ChainsFiles, ProgressLog, configured_chains
+from erc8004_backend.cli.indexer import ChainNames, ChainsFiles, ProgressLog, configured_chains
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.cli.signals import run_until_signalled
 from erc8004_backend.config import Settings, get_settings
@@ -25,10 +25,7 @@ from erc8004_backend.triggers.processor import run_processor
 
 
 def run(
-    chain: Annotated[
-        list[str] | None,
-        typer.Option("--chain", help="Chain name or id to index (repeatable); default: enabled."),
-    ] = None,
+    chain: ChainNames = None,
     chains_file: ChainsFiles = None,
     database_url: DatabaseUrl = None,
     host: Host = None,
