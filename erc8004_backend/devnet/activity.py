@@ -450,6 +450,44 @@ class ActivityGenerator:
             log.warning("devnet.batch_count_mismatch", asked=n_events, emitted=report.events)
         return report
 
+    async def register_agent(self, uri: str, *, owner: str | None = None) -> int:
+        """Register one agent with this URI (a scripted scene: the demo, end-to-end tests);
+        returns its id."""
+        await self._ensure_ready()
+        sender = (owner or self._rng.choice(self.accounts)).lower()
+        data = self._identity.encode_call("register(string)", uri)
+        request = TxRequest(sender, self.registries.identity, data,
+                            _gas(250_000, uri, stored=True), "register(uri)")  # fmt: skip
+        before = set(self._agent_ids)
+        await self._execute([_Action(request, 3)])
+        (agent_id,) = set(self._agent_ids) - before
+        return agent_id
+
+    async def give_feedback(
+        self,
+        agent_id: int,
+        value: int,
+        *,
+        decimals: int = 0,
+        tag1: str = "",
+        tag2: str = "",
+        endpoint: str = "",
+        file_uri: str = "",
+        file_hash: bytes = ZERO_HASH,
+        client: str | None = None,
+    ) -> ActivityReport:
+        """One feedback with these values (a scripted scene), from a client that is not the
+        agent's owner unless `client` says otherwise."""
+        await self._ensure_ready()
+        if agent_id not in self._agents:
+            raise ActivityError(f"agent {agent_id} does not exist on the devnet")
+        sender = client.lower() if client else self._client_for(agent_id)
+        args = (agent_id, value, decimals, tag1, tag2, endpoint, file_uri, file_hash)
+        data = self._reputation.encode_call("giveFeedback", *args)
+        request = TxRequest(sender, self.registries.reputation, data,
+                            _feedback_gas(args) + 50_000, f"giveFeedback({agent_id})")  # fmt: skip
+        return await self._execute([_Action(request, 1)])
+
     async def give_legacy_feedback(
         self,
         agent_id: int | None = None,

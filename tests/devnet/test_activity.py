@@ -21,7 +21,7 @@ from erc8004_backend.devnet import (
     TxRequest,
     deploy_registries,
 )
-from erc8004_backend.devnet.activity import INT128_MAX, INT128_MIN
+from erc8004_backend.devnet.activity import INT128_MAX, INT128_MIN, ActivityError
 from erc8004_backend.devnet.contracts import (
     IDENTITY,
     LEGACY_NEW_FEEDBACK,
@@ -324,3 +324,22 @@ async def test_a_second_generator_picks_up_the_chain_state(devnet: Devnet) -> No
     assert other.agent_ids == devnet.activity.agent_ids
     report = await other.run(events=200)
     assert report.events == 200
+
+
+async def test_scripted_registration_and_feedback(devnet: Devnet) -> None:
+    owner = devnet.activity.accounts[3]
+    agent_id = await devnet.activity.register_agent("https://demo.example/a.json", owner=owner)
+    assert devnet.activity.owner_of(agent_id) == owner
+    report = await devnet.activity.give_feedback(
+        agent_id, 45, tag1="refund", file_uri="ipfs://bafkreidemo", file_hash=b"\x01" * 32
+    )
+    assert report.events == 1
+    logs = await registry_logs(devnet, report.first_block or 0)
+    name, values = decode(logs[-1])
+    assert name == "NewFeedback"
+    assert values["agentId"] == agent_id
+    assert values["value"] == 45
+    assert values["tag1"] == "refund"
+    assert values["clientAddress"].lower() != owner
+    with pytest.raises(ActivityError, match="agent 9999 does not exist"):
+        await devnet.activity.give_feedback(9999, 1)
