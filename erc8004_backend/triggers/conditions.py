@@ -260,13 +260,15 @@ def _window(value: Any, problem: Any) -> int:
 
 def evaluate_field_condition(condition: FieldCondition, fields: Mapping[str, Any]) -> bool:
     """Whether an event (its fields, as `event_fields` gives them) meets the condition. A
-    missing value meets only IS NULL, != and NOT IN."""
+    missing value meets only IS NULL, != and NOT IN. For IS [NOT] NULL an empty text is
+    missing too: the registries store "" for an optional URI or tag that was not given, and
+    `file_uri_exists` means a file was named."""
     operator = condition.operator
     actual = fields.get(condition.field)
     if operator == "IS NULL":
-        return actual is None
+        return actual is None or actual == ""
     if operator == "IS NOT NULL":
-        return actual is not None
+        return actual is not None and actual != ""
     if actual is None:
         return operator in ("!=", "NOT IN")
     kind = FIELDS[condition.field]

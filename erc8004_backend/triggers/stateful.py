@@ -92,16 +92,15 @@ def evaluate_trigger(
         if isinstance(condition, EmaThreshold):
             value = fields.get(condition.field)
             previous = state.get(key, {}).get("ema")
-            if value is None:  # nothing to average: the condition is judged on what it has
-                ema = previous
-            else:
-                ema = update_ema(previous, float(value), condition.alpha)
-                state[key] = {"ema": ema, "n": state.get(key, {}).get("n", 0) + 1}
-            if ema is None:
+            if value is None:
+                # Nothing to average (a revocation, a response): the average stays as it is
+                # and this event does not fire the trigger; only a new score can.
                 holds = False
-            else:
-                computed["ema_score"] = round(ema, 6)
-                holds &= compare(Decimal(repr(ema)), condition.operator, condition.value)
+                continue
+            ema = update_ema(previous, float(value), condition.alpha)
+            state[key] = {"ema": ema, "n": state.get(key, {}).get("n", 0) + 1}
+            computed["ema_score"] = round(ema, 6)
+            holds &= compare(Decimal(repr(ema)), condition.operator, condition.value)
         else:
             times = update_window(list(state.get(key, {}).get("times", [])),
                                   block_time.timestamp(), condition.window_seconds)  # fmt: skip

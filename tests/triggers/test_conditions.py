@@ -83,6 +83,9 @@ def test_null_handling() -> None:
     assert not holds("file_uri", "IS NULL", "", "ipfs://x")
     assert holds("file_uri", "IS NOT NULL", "", "ipfs://x")
     assert not holds("file_uri", "IS NOT NULL", "", None)
+    # The registries store "" for a feedback without a file: no file was named.
+    assert not holds("file_uri", "IS NOT NULL", "", "")
+    assert holds("file_uri", "IS NULL", "", "")
     # A missing value meets only the negative comparisons.
     assert holds("score", "!=", "5", None)
     assert holds("score", "NOT IN", "[5]", None)
