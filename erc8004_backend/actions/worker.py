@@ -107,7 +107,8 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop`, then shut down gracefully. Database failures are raised
-        (run_worker reconnects); jobs in flight then stay leased and are taken again."""
+        (run_worker reconnects and runs this again, with a new pool): deliveries in flight
+        finish first, and outcomes not yet written stay here for the next run to record."""
         async with (
             outbound_session(
                 allow_private=self.settings.allow_private_urls,
@@ -131,6 +132,11 @@ class Worker:
                     listening.cancel()
                     reaping.cancel()
                 await recording
+
+    @property
+    def unrecorded(self) -> int:
+        """Finished attempts whose outcomes are not written yet."""
+        return len(self._outcomes)
 
     def _conninfo(self) -> str:
         conninfo = self.pool.conninfo
@@ -319,25 +325,34 @@ async def run_worker(
     lease_seconds: float | None = None,
     shutdown_grace: float = 10.0,
 ) -> None:
-    """A worker until `stop`, reconnecting after database failures (its claimed jobs come
-    back after their lease)."""
+    """A worker until `stop`, reconnecting after database failures.
+
+    The same Worker (same name, so it still holds its leases) carries on after a reconnect:
+    deliveries that finished while the database was away are recorded then. A new Worker
+    would drop those outcomes, and their jobs would be delivered again after their lease.
+    """
     failures = 0
     name = worker_name()
+    worker: Worker | None = None
     while not stop.is_set():
         try:
             async with AsyncConnectionPool(
                 url, min_size=2, max_size=4, open=False, kwargs=POOL_SETTINGS
             ) as pool:
                 await pool.wait(timeout=10)
-                worker = Worker(
-                    pool,
-                    settings,
-                    name=name,
-                    concurrency=concurrency,
-                    lease_seconds=lease_seconds,
-                    shutdown_grace=shutdown_grace,
-                )
-                log.info("worker.started", worker=name, concurrency=worker.concurrency)
+                if worker is None:
+                    worker = Worker(
+                        pool,
+                        settings,
+                        name=name,
+                        concurrency=concurrency,
+                        lease_seconds=lease_seconds,
+                        shutdown_grace=shutdown_grace,
+                    )
+                else:
+                    worker.pool = pool
+                log.info("worker.started", worker=name, concurrency=worker.concurrency,
+                         unrecorded=worker.unrecorded)  # fmt: skip
                 await worker.run(stop)
                 failures = 0
         except* RECONNECT_ERRORS as group:

@@ -4,6 +4,7 @@ a handler that writes more than one row opens a transaction)."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -53,8 +54,36 @@ def api_state(request: Request) -> ApiState:
 State = Annotated[ApiState, Depends(api_state)]
 
 
+@contextlib.asynccontextmanager
+async def live_connection(
+    pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]],
+    timeout: float | None = None,
+) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
+    """A pooled connection that has just answered an empty query (one round trip).
+
+    After PostgreSQL restarts every idle connection of the pool is dead. The first dead one
+    found makes the pool test all of them at once and replace the dead ones, so a request
+    gets a working connection; the pool's own `check` option would instead back off for a
+    second or more between dead connections, and time out with a large pool.
+    """
+    conn = await pool.getconn(timeout)
+    try:
+        await pool.check_connection(conn)
+    except BaseException as error:
+        await pool.putconn(conn)  # if broken: closed and replaced
+        if not isinstance(error, psycopg.Error):
+            raise
+        await pool.check()
+        conn = await pool.getconn(timeout)
+    try:
+        async with conn:  # commits or rolls back, as pool.connection() does
+            yield conn
+    finally:
+        await pool.putconn(conn)
+
+
 async def connection(state: State) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
-    async with state.pool.connection() as conn:
+    async with live_connection(state.pool) as conn:
         yield conn
 
 

@@ -168,6 +168,15 @@ def install_error_handlers(app: FastAPI) -> None:
             " (NUL, or an unpaired UTF-16 surrogate)",
         )  # fmt: skip
 
+    @app.exception_handler(psycopg.OperationalError)
+    async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
+        # The database is away (restarting, unreachable; the pool's timeout included): the
+        # request may succeed again soon, so 503 with a hint, and no traceback in the log.
+        log.warning("api.database_unavailable", path=request.url.path, error=str(error))
+        return error_response(
+            503, "the database is unavailable; try again shortly", headers={"Retry-After": "1"}
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("api.unexpected_error", path=request.url.path)

@@ -9,7 +9,7 @@ import psycopg
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from erc8004_backend.api.dependencies import CurrentUser, Db, State
+from erc8004_backend.api.dependencies import CurrentUser, Db, State, live_connection
 from erc8004_backend.api.errors import ApiError
 from erc8004_backend.api.metrics import ApiMetrics
 from erc8004_backend.database.migrations import load_source
@@ -70,7 +70,7 @@ def migration_problem(applied: list[dict[str, object]], source_dir: Path) -> str
 async def ready(state: State) -> Readiness:
     """Readiness: the database answers and its migrations are current."""
     try:
-        async with state.pool.connection(timeout=5) as conn:
+        async with live_connection(state.pool, timeout=5) as conn:
             cursor = await conn.execute(QUERIES["applied_migrations"])
             applied = await cursor.fetchall()
     except (psycopg.Error, TimeoutError) as error:

@@ -11,10 +11,12 @@ from rich.console import Console
 from erc8004_backend.cli.actions import jobs_app, worker
 from erc8004_backend.cli.api import api
 from erc8004_backend.cli.db import db_app
-from erc8004_backend.cli.devnet import devnet
+from erc8004_backend.cli.demo import demo
+from erc8004_backend.cli.devnet import devnet_app
 from erc8004_backend.cli.indexer import indexer
 from erc8004_backend.cli.run import run
 from erc8004_backend.cli.triggers import processor, triggers_app
+from erc8004_backend.cli.webhook_sink import webhook_sink
 from erc8004_backend.errors import Erc8004Error
 
 app = typer.Typer(
@@ -28,11 +30,13 @@ app.add_typer(db_app, name="db")
 app.command("indexer")(indexer)
 app.command("processor")(processor)
 app.add_typer(triggers_app, name="triggers")
-app.command("devnet")(devnet)
+app.add_typer(devnet_app, name="devnet")
 app.command("worker")(worker)
 app.add_typer(jobs_app, name="jobs")
 app.command("api")(api)
 app.command("run")(run)
+app.command("webhook-sink")(webhook_sink)
+app.command("demo")(demo)
 
 stderr = Console(stderr=True)
 

@@ -294,6 +294,9 @@ class ActivityGenerator:
         self._validation = load_artifact(VALIDATION)
         self._agents: dict[int, _Agent] = {}
         self._agent_ids: list[int] = []
+        # Agents the random activity leaves alone (no feedback, validation request, or change of
+        # URI, metadata or owner): a scripted scene's agent, whose story the script tells.
+        self.hands_off: set[int] = set()
         self._operators: dict[str, set[str]] = {}
         self._feedback: list[_Feedback] = []
         self._feedback_at: dict[tuple[int, str, int], _Feedback] = {}
@@ -487,6 +490,61 @@ class ActivityGenerator:
         request = TxRequest(sender, self.registries.reputation, data,
                             _feedback_gas(args) + 50_000, f"giveFeedback({agent_id})")  # fmt: skip
         return await self._execute([_Action(request, 1)])
+
+    async def request_validation(
+        self,
+        agent_id: int,
+        validator: str,
+        *,
+        request_uri: str = "",
+        request_hash: bytes | None = None,
+    ) -> bytes:
+        """One validation request for the agent, sent by its owner, to `validator` (a scripted
+        scene); returns the request hash (a new one unless given)."""
+        await self._ensure_ready()
+        if agent_id not in self._agents:
+            raise ActivityError(f"agent {agent_id} does not exist on the devnet")
+        if request_hash is None:
+            request_hash = keccak(self._salt + b"scripted" + self._next().to_bytes(8, "big"))
+        if len(request_hash) != 32:
+            raise ActivityError("a request hash is 32 bytes")
+        owner = self._agents[agent_id].owner
+        data = self._validation.encode_call(
+            "validationRequest", validator.lower(), agent_id, request_uri, request_hash
+        )
+        label = f"validationRequest({agent_id})"
+        request = TxRequest(owner, self.registries.validation, data, _gas(200_000, request_uri),
+                            label)  # fmt: skip
+        await self._execute([_Action(request, 1)])
+        return request_hash
+
+    async def respond_validation(
+        self,
+        request_hash: bytes,
+        response: int,
+        *,
+        response_uri: str = "",
+        response_hash: bytes = ZERO_HASH,
+        tag: str = "",
+    ) -> ActivityReport:
+        """The requested validator's response (0-100) to a validation request (a scripted
+        scene); a request may be answered more than once."""
+        await self._ensure_ready()
+        request = self._requests.get(request_hash)
+        if request is None:
+            raise ActivityError(f"no validation request 0x{request_hash.hex()} on the devnet")
+        if not 0 <= response <= 100:
+            raise ActivityError("a validation response is from 0 to 100")
+        args = (request_hash, response, response_uri, response_hash, tag)
+        data = self._validation.encode_call("validationResponse", *args)
+        request_tx = TxRequest(
+            request.validator,
+            self.registries.validation,
+            data,
+            _gas(150_000, response_uri, tag, stored=True),
+            f"validationResponse({request.agent_id})",
+        )
+        return await self._execute([_Action(request_tx, 1)])
 
     async def give_legacy_feedback(
         self,
@@ -696,10 +754,11 @@ class ActivityGenerator:
 
     def _pick_agent_for_owner_action(self, state: _Round) -> tuple[_Agent, str] | None:
         """An agent and who acts for it (its owner, or one of the owner's operators)."""
+        candidates = self._random_targets()
         for _ in range(8):
-            if not self._agent_ids:
+            if not candidates:
                 return None
-            agent = self._agents[self._rng.choice(self._agent_ids)]
+            agent = self._agents[self._rng.choice(candidates)]
             if agent.agent_id in state.transferred:
                 continue
             operators = sorted(self._operators.get(agent.owner, set()))
@@ -751,10 +810,11 @@ class ActivityGenerator:
     def _plan_transfer(self, state: _Round, left: int | None) -> _Action | None:
         if left is not None and left < 2:
             return None
+        candidates = self._random_targets()
         for _ in range(8):
-            if not self._agent_ids:
+            if not candidates:
                 return None
-            agent = self._agents[self._rng.choice(self._agent_ids)]
+            agent = self._agents[self._rng.choice(candidates)]
             users = state.owner_users.get(agent.agent_id, set())
             if agent.agent_id in state.transferred or not users <= {agent.owner}:
                 continue
@@ -808,9 +868,10 @@ class ActivityGenerator:
         )
 
     def _plan_feedback(self, state: _Round, left: int | None) -> _Action | None:
-        if not self._agent_ids:
+        candidates = self._random_targets()
+        if not candidates:
             return None
-        agent_id = self._rng.choice(self._agent_ids)
+        agent_id = self._rng.choice(candidates)
         client = self._client_for(agent_id)
         args = self._feedback_args(agent_id)
         data = self._reputation.encode_call("giveFeedback", *args)
@@ -968,8 +1029,9 @@ class ActivityGenerator:
 
     def _plan_feedback_batch(self, count: int) -> _BatchItems:
         items = _BatchItems(REPUTATION, "giveFeedbackBatch")
+        candidates = self._random_targets()
         for _ in range(count):
-            agent_id = self._rng.choice(self._agent_ids)
+            agent_id = self._rng.choice(candidates)
             args = self._feedback_args(agent_id)
             items.add(self._client_for(agent_id), args, _feedback_gas(args))
         return items
@@ -977,15 +1039,16 @@ class ActivityGenerator:
     def _plan_owner_batches(
         self, plan: dict[str, int]
     ) -> tuple[_BatchItems, _BatchItems, _BatchItems]:
+        candidates = self._random_targets()
         uris = _BatchItems(IDENTITY, "setAgentURIBatch")
         for _ in range(plan["update_uri"]):
-            agent = self._agents[self._rng.choice(self._agent_ids)]
+            agent = self._agents[self._rng.choice(candidates)]
             uri = self._new_registration_uri(agent_id=agent.agent_id, slug=agent.slug, short=True)
             gas = _gas(70_000, uri, stored=True) + agent.plan_uri(uri)
             uris.add(agent.owner, (agent.agent_id, uri), gas)
         metadata = _BatchItems(IDENTITY, "setMetadataBatch")
         for _ in range(plan["set_metadata"]):
-            agent = self._agents[self._rng.choice(self._agent_ids)]
+            agent = self._agents[self._rng.choice(candidates)]
             key = self._rng.choice(_METADATA_KEYS)
             value = self._metadata_value(key)
             metadata.add(
@@ -993,7 +1056,7 @@ class ActivityGenerator:
             )
         requests = _BatchItems(VALIDATION, "validationRequestBatch")
         for _ in range(plan["request_validation"]):
-            agent = self._agents[self._rng.choice(self._agent_ids)]
+            agent = self._agents[self._rng.choice(candidates)]
             validator, uri, request_hash = self._new_request(agent)
             requests.add(
                 agent.owner, (validator, agent.agent_id, uri, request_hash), _gas(90_000, uri)
@@ -1027,7 +1090,8 @@ class ActivityGenerator:
         return items
 
     def _plan_transfers(self, count: int) -> list[_Action]:
-        chosen = self._rng.sample(self._agent_ids, min(count, len(self._agent_ids)))
+        candidates = self._random_targets()
+        chosen = self._rng.sample(candidates, min(count, len(candidates)))
         recipients = {
             owner: self._rng.choice([a for a in self.accounts if a != owner])
             for owner in self.accounts
@@ -1057,6 +1121,12 @@ class ActivityGenerator:
         return actions
 
     # -- realistic values ----------------------------------------------------------------------
+
+    def _random_targets(self) -> list[int]:
+        """The agents random actions may pick: all but the hands-off ones."""
+        if not self.hands_off:
+            return self._agent_ids
+        return [agent_id for agent_id in self._agent_ids if agent_id not in self.hands_off]
 
     def _client_for(self, agent_id: int) -> str:
         """A client other than the owner, as the specification wants."""

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 import structlog
 
-from erc8004_backend.chain.config import ChainConfig
+from erc8004_backend.chain.config import DEVNET_CHAIN_ID, ChainConfig
 from erc8004_backend.chain.decode import DecodeError, decode_log
 from erc8004_backend.chain.events import IGNORED_EVENTS, EventRow
 from erc8004_backend.chain.rpc import RangeTooLargeError, RpcClient, RpcError, RpcUnavailableError
@@ -226,8 +226,10 @@ class ChainIndexer:
         # logs belong to the chain the headers describe: a reorg in between changes it.
         before = (await self.rpc.get_block_headers([to_block]))[0]["hash"] if near_head else None
         logs = await self.rpc.get_logs(self._addresses, from_block, to_block)
+        # The first block's header too, always: its parent hash must be the checkpoint's, or
+        # the chain changed below us while we were away (a restart after a reorg).
         wanted = sorted({int(entry["blockNumber"], 16) for entry in logs}
-                        | set(near_head) | {to_block})  # fmt: skip
+                        | set(near_head) | {from_block, to_block})  # fmt: skip
         raw_headers = await self.rpc.get_block_headers(wanted)
         headers = {h.number: h for h in map(header_from_rpc, raw_headers)}
         if before is not None and before.lower() != headers[to_block].hash:
@@ -354,7 +356,11 @@ class ChainIndexer:
             # hash at the node's head says reorg; otherwise wait for the node to catch up.
             stored = await self.store.recent_blocks(self.conn, head, 1)
             if not stored or stored[0][0] != head:
-                return False
+                if self.chain.chain_id != DEVNET_CHAIN_ID:
+                    return False
+                # A local devnet does not lag behind itself: it was started again.
+                await self._roll_back_reorg(checkpoint, head)
+                return True
             (raw,) = await self.rpc.get_block_headers([head])
             if header_from_rpc(raw).hash == stored[0][1]:
                 self._log.info("indexer.node_behind", head=head, checkpoint=checkpoint.block_number)
@@ -390,6 +396,11 @@ class ChainIndexer:
             headers = await self.rpc.get_block_headers([number for number, _ in candidates])
             canonical = {h.number: h.hash for h in map(header_from_rpc, headers)}
         fork = next(((n, h) for n, h in candidates if canonical.get(n) == h), None)
+        if fork is None and self.chain.chain_id == DEVNET_CHAIN_ID and self.chain.start_block:
+            # A local devnet started again is a new chain with the same id: index it afresh.
+            self._log.warning("indexer.devnet_restarted", forgetting_from=self.chain.start_block)
+            await self.store.roll_back(self.conn, (self.chain.start_block - 1, None))
+            return
         if fork is None:
             raise ReorgTooDeepError(
                 f"{self.chain.name}: the node agrees with none of the last {len(stored)} stored"

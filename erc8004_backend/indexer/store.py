@@ -173,7 +173,7 @@ class EventStore:
         )
 
     async def roll_back(
-        self, conn: psycopg.AsyncConnection, fork: BlockHeader | tuple[int, str]
+        self, conn: psycopg.AsyncConnection, fork: BlockHeader | tuple[int, str | None]
     ) -> bool:
         """Forget everything above the fork block. True when the trigger engine had already
         processed orphaned events (a reorg deeper than the confirmation depth)."""

@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 from erc8004_backend.database.connection import RECONNECT_ERRORS, wait_to_retry
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.triggers.conditions import ConditionError
-from erc8004_backend.triggers.fields import event_fields
+from erc8004_backend.triggers.fields import event_fields, format_value
 from erc8004_backend.triggers.index import (
     CompiledTrigger,
     TriggerIndex,
@@ -71,8 +71,11 @@ def idempotency_key(event: Mapping[str, Any], trigger_id: str, action_id: str) -
 
 
 def _json_default(value: Any) -> Any:
+    # A number as the text templates show it (exact, no exponent, no trailing zeros): the
+    # worker renders the payload's text as it is, so a score stored as 40.0 (value 400 with
+    # 1 decimal) must travel as "40", as render_template shows the Decimal itself.
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return format_value(value)
     if isinstance(value, bytes | memoryview):
         return "0x" + bytes(value).hex()
     raise TypeError(type(value).__name__)

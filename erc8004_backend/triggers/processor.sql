@@ -66,13 +66,15 @@ SET state = EXCLUDED.state,
 
 -- insert_jobs --
 -- Exactly one job per (event, action): a replayed batch inserts nothing twice. An action
--- without its own max_attempts gets the column's default (8).
+-- without its own max_attempts gets the column's default (8). The payloads are sent as a
+-- binary array (placeholder "b"): a text array escapes every quote of every JSON document,
+-- in Python, at about 70 us a payload (a seventh of `erc8004 run`'s CPU at 500 events/s).
 INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id, priority, idempotency_key,
                          payload, max_attempts)
 SELECT trigger_id, action_id, event_id, %(chain_id)s, priority, idempotency_key, payload,
        coalesce(max_attempts, 8)
 FROM unnest(%(trigger_ids)s::uuid[], %(action_ids)s::uuid[], %(event_ids)s::bigint[],
-            %(priorities)s::int[], %(keys)s::text[], %(payloads)s::jsonb[],
+            %(priorities)s::int[], %(keys)s::text[], %(payloads)b::jsonb[],
             %(max_attempts)s::int[])
      AS j(trigger_id, action_id, event_id, priority, idempotency_key, payload, max_attempts)
 ON CONFLICT (event_id, action_id) DO NOTHING

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -343,3 +344,53 @@ async def test_scripted_registration_and_feedback(devnet: Devnet) -> None:
     assert values["clientAddress"].lower() != owner
     with pytest.raises(ActivityError, match="agent 9999 does not exist"):
         await devnet.activity.give_feedback(9999, 1)
+
+
+async def test_scripted_validation_request_and_responses(devnet: Devnet) -> None:
+    owner, validator = devnet.activity.accounts[2], devnet.activity.accounts[5]
+    agent_id = await devnet.activity.register_agent("https://demo.example/v.json", owner=owner)
+    request_hash = await devnet.activity.request_validation(
+        agent_id, validator, request_uri="https://demo.example/request.json"
+    )
+    other = await devnet.activity.request_validation(agent_id, validator)
+    assert len(request_hash) == 32
+    assert other != request_hash
+    first = await devnet.activity.respond_validation(request_hash, 50, tag="soft-finality")
+    again = await devnet.activity.respond_validation(
+        request_hash, 100, response_uri="ipfs://bafkreiok", response_hash=b"\x02" * 32
+    )
+    assert (first.events, again.events) == (1, 1)
+    logs = await registry_logs(devnet, (first.first_block or 1) - 2)
+    decoded = [decode(entry) for entry in logs]
+    requests = [values for name, values in decoded if name == "ValidationRequest"]
+    assert [(r["validatorAddress"].lower(), r["agentId"], r["requestHash"]) for r in requests] == [
+        (validator, agent_id, request_hash),
+        (validator, agent_id, other),
+    ]
+    assert requests[0]["requestURI"] == "https://demo.example/request.json"
+    responses = [values for name, values in decoded if name == "ValidationResponse"]
+    assert [(r["validatorAddress"].lower(), r["agentId"], r["response"], r["tag"])
+            for r in responses] == [(validator, agent_id, 50, "soft-finality"),
+                                    (validator, agent_id, 100, "")]  # fmt: skip
+    assert responses[1]["responseHash"] == b"\x02" * 32
+    with pytest.raises(ActivityError, match="no validation request"):
+        await devnet.activity.respond_validation(b"\x09" * 32, 1)
+    with pytest.raises(ActivityError, match="from 0 to 100"):
+        await devnet.activity.respond_validation(request_hash, 101)
+    with pytest.raises(ActivityError, match="agent 9999 does not exist"):
+        await devnet.activity.request_validation(9999, validator)
+
+
+async def test_random_activity_leaves_hands_off_agents_alone(devnet: Devnet) -> None:
+    await devnet.activity.run(events=30)
+    kept = await devnet.activity.register_agent("https://demo.example/kept.json")
+    devnet.activity.hands_off.add(kept)
+    after = await devnet.rpc.block_number() + 1
+    await devnet.activity.run(events=400)
+    touched: Counter[str] = Counter()
+    for entry in await registry_logs(devnet, after):
+        name, values = decode(entry)
+        if values.get("agentId", values.get("tokenId")) == kept:
+            touched[name] += 1
+    assert not touched, touched
+    await devnet.activity.give_feedback(kept, 80)  # a script still can

@@ -10,7 +10,7 @@ import pytest
 from erc8004_backend.chain.config import ChainConfig
 from erc8004_backend.chain.rpc import RpcClient
 from erc8004_backend.devnet import Devnet, start_devnet
-from erc8004_backend.indexer.chain_indexer import ChainIndexer, ChainLockedError
+from erc8004_backend.indexer.chain_indexer import ChainIndexer, ChainLockedError, ReorgTooDeepError
 from erc8004_backend.indexer.store import CheckpointMovedError, EventStore
 from erc8004_backend.retry import RetryPolicy
 from tests.support.chain_truth import assert_table_equals_chain
@@ -255,3 +255,31 @@ async def test_a_node_that_lags_behind_the_checkpoint_is_waited_for_not_rolled_b
             assert await indexer.store.checkpoint(conn) == checkpoint
             assert indexer.stats.reorgs == 0
             await assert_table_equals_chain(conn, devnet.rpc, chain)
+
+
+@pytest.mark.parametrize(("chain_id", "length"), [(31337, -5), (31337, 20), (1337, 20)])
+async def test_a_chain_that_agrees_with_no_stored_block(
+    migrated_url: str, chain_id: int, length: int
+) -> None:
+    """The devnet started again is a new chain with the same id: it is indexed afresh, whether
+    it is shorter (`length` blocks) or longer than the old one by now. Any other chain stops:
+    a reorg deeper than the window needs an operator."""
+    async with start_devnet(seed=1, chain_id=chain_id) as first:
+        await first.activity.run(events=30)
+        await first.rpc.call("anvil_mine", [hex(60)])
+        # A short window: the indexer keeps only the last blocks' hashes, none of which the
+        # second chain has.
+        await index_to_head(migrated_url, first.chain_config(reorg_window=4))
+        first_head = await first.rpc.block_number()
+    async with start_devnet(seed=2, chain_id=chain_id) as second:
+        await second.activity.run(events=40)
+        missing = first_head + length - await second.rpc.block_number()
+        assert missing > 0
+        await second.rpc.call("anvil_mine", [hex(missing)])
+        chain = second.chain_config(reorg_window=4)
+        if chain_id != 31337:
+            with pytest.raises(ReorgTooDeepError, match="agrees with none of the last"):
+                await index_to_head(migrated_url, chain)
+            return
+        await index_to_head(migrated_url, chain)
+        assert await assert_table_equals_chain_at(migrated_url, second, chain) >= 40

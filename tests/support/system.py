@@ -66,11 +66,12 @@ class System:
 
 @contextlib.asynccontextmanager
 async def running_system(
-    devnet: Devnet, database_url: str, tmp_path: Path, **env: str
+    devnet: Devnet, database_url: str, tmp_path: Path, *, confirmations: int = 0, **env: str
 ) -> AsyncIterator[System]:
-    """`erc8004 run` on an empty database, indexing the devnet, with a signed-in user."""
+    """`erc8004 run` on an empty database, indexing the devnet (events go to triggers
+    `confirmations` blocks behind the head), with a signed-in user."""
     chains = tmp_path / "chains.toml"
-    chains.write_text(render_chain_table(devnet.chain_config(confirmations=0)))
+    chains.write_text(render_chain_table(devnet.chain_config(confirmations=confirmations)))
     port = free_port()
     environment = {**os.environ, "DATABASE_URL": database_url,
                    "ERC8004_ALLOW_PRIVATE_URLS": "true",
@@ -136,7 +137,7 @@ async def feedbacks_indexed(url: str, head: int) -> set[Feedback]:
         else:
             raise AssertionError(f"the indexer did not reach block {head}")
         rows = conn.execute(
-            "SELECT transaction_hash, log_index::text, agent_id::text, score::text FROM events"
+            "SELECT transaction_hash, log_index::text, agent_id::text, trim_scale(score)::text FROM events"
             " WHERE event_type = 'NewFeedback'"
         ).fetchall()
     return {(row[0], row[1], row[2], row[3]) for row in rows}

@@ -21,6 +21,7 @@ from erc8004_backend.triggers.processor import (
     load_trigger_index,
     process_batch,
 )
+from erc8004_backend.triggers.templates import render_template
 
 CHAIN = 84532
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
@@ -115,6 +116,33 @@ async def test_low_score_example_creates_one_job_per_action_for_the_right_event(
     assert rows[0][4] != rows[1][4]  # one idempotency key per action
     cursor = await conn.execute("SELECT block_number, log_index FROM processing_cursors")
     assert await cursor.fetchone() == (3, 0)
+
+
+async def test_payload_numbers_are_the_text_templates_show(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    """A fixed-point score stored with its scale (value 4550, 2 decimals: 45.50) travels as
+    "45.5", so that the worker, which renders the payload's text as it is, shows what
+    render_template shows for the number itself."""
+    await add_trigger(conn, LOW_SCORE)
+    await conn.execute(
+        "INSERT INTO events (chain_id, registry, event_type, contract_address, block_number,"
+        " block_hash, block_time, transaction_hash, transaction_index, log_index, agent_id,"
+        " client_address, value, value_decimals, score, tag1)"
+        " VALUES (%s, 'reputation', 'NewFeedback', %s, 1, %s, %s, %s, 0, 0, 42, %s, 4550, 2,"
+        " 45.50, 'q')",
+        [CHAIN, "0x" + "aa" * 20, "0x" + "01" * 32, T0, "0x" + "02" * 32, "0x" + "cc" * 20],
+    )
+    await confirm(conn, 1)
+    await process_batch(conn, CHAIN, await load_trigger_index(conn))
+    (row,) = await jobs(conn)
+    event = row[3]["event"]
+    assert (event["score"], event["value"], event["value_decimals"]) == ("45.5", "4550", 2)
+    template = "{{score}} ({{value}} / 10^{{value_decimals}})"
+    assert render_template(template, event) == "45.5 (4550 / 10^2)"
+    assert render_template(template, event) == render_template(
+        template, {"score": Decimal("45.50"), "value": Decimal(4550), "value_decimals": 2}
+    )
 
 
 async def test_only_confirmed_events_are_processed_and_a_replay_adds_no_job(

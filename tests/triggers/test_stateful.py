@@ -99,7 +99,6 @@ def test_example_5_other_agents_neither_fire_nor_move_the_average() -> None:
     assert results[-1].computed["ema_score"] == 90
 
 
-
 def test_example_5_an_event_without_a_score_neither_fires_nor_moves_the_average() -> None:
     """A revocation or a response for agent 42 while its average is below 70: no alert
     (its message would have no score to show), and the next score averages as before."""
@@ -111,6 +110,7 @@ def test_example_5_an_event_without_a_score_neither_fires_nor_moves_the_average(
     assert "ema_score" not in results[3].computed
     alpha = 2 / 11
     assert results[4].computed["ema_score"] == round(reference_ema([90, 20, 20, 20], alpha), 6)
+
 
 SPAM_TRIGGER = parse_conditions([
     {"condition_type": "agent_id_equals", "field": "agent_id", "operator": "=", "value": "42"},

@@ -1,0 +1,100 @@
+"""`erc8004 demo`: the whole system on a local devnet, watched live."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Annotated
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from erc8004_backend.cli.api import Host, notes
+from erc8004_backend.cli.db import DatabaseUrl, database
+from erc8004_backend.cli.logs import configure_logging
+from erc8004_backend.cli.run import run_all
+from erc8004_backend.cli.signals import run_until_signalled
+from erc8004_backend.config import Settings, get_settings
+from erc8004_backend.database.connection import connect, with_database
+from erc8004_backend.database.migrations import Migrator, load_source
+from erc8004_backend.demo.runner import DemoOptions, free_port, run_demo
+from erc8004_backend.demo.view import STYLES, DemoView, Entry
+
+_DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def demo(
+    database_url: DatabaseUrl = None,
+    database_name: Annotated[
+        str,
+        typer.Option(
+            "--database-name",
+            help="The demo's own database on that server, dropped and created afresh at every"
+            " start (your other databases are left alone).",
+        ),
+    ] = "erc8004_demo",
+    host: Host = None,
+    port: Annotated[
+        int, typer.Option(help="Port of the REST API (0: any free port).", min=0, max=65535)
+    ] = 8000,
+    rate: Annotated[
+        float, typer.Option(help="Background devnet events per second (0: the scene only).", min=0)
+    ] = 2.0,
+    seconds: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: at Ctrl-C).", min=1)
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the devnet's activity generator.")] = 0,
+    log_level: Annotated[
+        str, typer.Option(help="Log lines of the backend's parts shown above the view.")
+    ] = "error",
+) -> None:
+    """A devnet with live activity, the whole backend, local Telegram / webhook / MCP targets and
+    the seven example triggers: events arriving, triggers firing and deliveries landing, live."""
+    configure_logging(log_level)
+    if not _DATABASE_NAME.match(database_name):
+        raise typer.BadParameter(
+            "use lowercase letters, digits and underscores (at most 63)",
+            param_hint="--database-name",
+        )
+    settings = get_settings()
+    console = Console()
+    with database(database_url) as server_url:
+        url = with_database(server_url, database_name)
+        _recreate(server_url, database_name)
+        with connect(url) as connection:
+            Migrator(connection, load_source(settings.migrations_dir)).run()
+        notes.print(f"[dim]demo database {database_name} created and migrated[/]", soft_wrap=True)
+        options = DemoOptions(api_host=host or settings.api_host,
+                              api_port=port or free_port(), rate=rate,
+                              seconds=seconds, seed=seed)  # fmt: skip
+        if console.is_terminal:
+            view = DemoView(header=[])
+            with Live(view.render(), console=console, refresh_per_second=4,
+                      get_renderable=view.render, screen=False):  # fmt: skip
+                _run(settings, url, options, view)
+        else:
+            view = DemoView(header=[], on_entry=lambda entry: _print(console, entry))
+            _run(settings, url, options, view)
+        console.print(view.summary())
+
+
+def _run(settings: Settings, url: str, options: DemoOptions, view: DemoView) -> None:
+    async def work(stop: asyncio.Event) -> None:
+        await run_demo(settings, url, options, view, run_all, stop)
+
+    asyncio.run(run_until_signalled(work, "demo", grace=10))
+
+
+def _print(console: Console, entry: Entry) -> None:
+    console.print(entry.line(), style=STYLES.get(entry.kind, ""), highlight=False, soft_wrap=True)
+
+
+def _recreate(server_url: str, name: str) -> None:
+    with connect(server_url) as connection:
+        connection.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            psycopg.sql.Identifier(name)))  # fmt: skip
+        connection.execute(
+            psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name))
+        )

@@ -1,0 +1,356 @@
+"""The demo, start to finish: a devnet, the whole backend on it, local delivery targets, the
+example triggers created through the REST API like a user would, then background activity and
+a scripted scene on the chain, watched live.
+
+Everything runs in this process and on 127.0.0.1: anvil (a child process), the API, the
+indexer, the trigger processor, a worker, a Telegram Bot API stand-in, a webhook sink and the
+demo agent's MCP server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import psycopg
+from eth_keys.datatypes import PrivateKey
+from psycopg.rows import dict_row
+from pydantic import SecretStr
+
+from erc8004_backend.api.server import serve_api
+from erc8004_backend.api.tokens import set_token_message
+from erc8004_backend.chain.config import ChainConfig
+from erc8004_backend.chain.signatures import personal_message_hash
+from erc8004_backend.config import Settings
+from erc8004_backend.database.queries import load_queries
+from erc8004_backend.demo.agent_server import DemoAgentServer, ToolCall
+from erc8004_backend.demo.scenario import (
+    DEVNET_CHAIN_ID,
+    SCENE,
+    Feedback,
+    Registration,
+    SceneStep,
+    demo_triggers,
+    feedback_file,
+    registration_uri,
+)
+from erc8004_backend.demo.telegram_api import LocalTelegramApi
+from erc8004_backend.demo.view import DemoView
+from erc8004_backend.demo.webhook_sink import ReceivedWebhook, WebhookReceiver
+from erc8004_backend.devnet import Devnet, start_devnet
+from erc8004_backend.errors import Erc8004Error
+
+QUERIES = load_queries("erc8004_backend.demo", "demo.sql")
+
+DEMO_USER = {"username": "demo", "email": "demo@example.com", "password": "demo-password"}
+# anvil's first development account (its well-known test mnemonic): it owns the demo agent
+# and signs the agent's MCP token, as the owner's wallet would.
+OWNER_KEY = PrivateKey(
+    bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+)
+# Devnet accounts (by index) the validator trigger trusts, and one it does not.
+TRUSTED, UNTRUSTED = (1, 2), 5
+BackendRunner = Callable[[Settings, str, list[ChainConfig], str, int, asyncio.Event],
+                         Coroutine[Any, Any, None]]  # fmt: skip
+
+
+class DemoError(Erc8004Error):
+    """The demo could not be set up."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    rate: float = 2.0  # background events per second
+    seconds: float | None = None  # None: until stopped
+    seed: int = 0
+    step_seconds: float = 1.0  # between two scripted feedbacks
+    scene_pause: float = 60.0  # between two plays of the scene
+
+
+async def run_demo(
+    settings: Settings,
+    database_url: str,
+    options: DemoOptions,
+    view: DemoView,
+    run_backend: BackendRunner,
+    stop: asyncio.Event,
+) -> None:
+    """Until `stop` is set or `options.seconds` have passed."""
+    if options.seconds is not None:
+        asyncio.get_running_loop().call_later(options.seconds, stop.set)
+    agent_token = secrets.token_urlsafe(24)
+    bot_token = f"1000:{secrets.token_urlsafe(16)}"
+    telegram = LocalTelegramApi(bot_token, on_message=lambda m: view.delivered(
+        "telegram", f"chat {m.chat_id}: {_one_line(m.text)}"))  # fmt: skip
+    sink = WebhookReceiver(on_receive=lambda r: view.delivered("webhook", _describe_webhook(r)))
+    agent = DemoAgentServer(agent_token, on_call=lambda c: view.delivered(
+        "mcp", _describe_call(c)))  # fmt: skip
+    async with (
+        start_devnet(0, seed=options.seed) as net,
+        _serving(telegram) as telegram_url,
+        _serving(sink) as sink_url,
+        _serving(agent) as agent_url,
+    ):
+        settings = settings.model_copy(update={
+            "database_url": database_url, "telegram_api_url": telegram_url,
+            "telegram_bot_token": SecretStr(bot_token), "allow_private_urls": True,
+            "jwt_secret": settings.jwt_secret or SecretStr(secrets.token_urlsafe(32)),
+        })  # fmt: skip
+        api_url = f"http://{options.api_host}:{options.api_port}/api/v1"
+        view.header.extend([
+            f"devnet       {net.url} (chain {DEVNET_CHAIN_ID}; registries at"
+            f" {net.registries.identity}, …)",
+            f"REST API     {api_url} (user {DEMO_USER['username']},"
+            f" password {DEMO_USER['password']})",
+            f"targets      Telegram Bot API {telegram_url} · webhook sink {sink_url}"
+            f" · agent MCP server {agent_url}/mcp",
+        ])  # fmt: skip
+        chains = [net.chain_config(confirmations=0, poll_interval=0.2)]
+        backend = asyncio.create_task(run_backend(
+            settings, database_url, chains, options.api_host, options.api_port, stop))  # fmt: skip
+        targets = {"webhook": sink_url, "mcp": f"{agent_url}/mcp"}
+        play = asyncio.create_task(
+            _play(net, api_url, database_url, sink, targets, agent_token, options, view, stop)
+        )
+        try:
+            await asyncio.wait({backend, play}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Whichever ended first, the other stops the way it does at Ctrl-C.
+            stop.set()
+            outcomes = await asyncio.gather(play, backend, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+
+
+async def _play(
+    net: Devnet,
+    api_url: str,
+    database_url: str,
+    sink: WebhookReceiver,
+    targets: dict[str, str],
+    agent_token: str,
+    options: DemoOptions,
+    view: DemoView,
+    stop: asyncio.Event,
+) -> None:
+    """Set up the demo through the API, then drive the chain and watch, until `stop`."""
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as api:
+        await _wait_until_ready(api, stop)
+        if stop.is_set():
+            return
+        session = await _sign_in(api)
+        agent_id = await _set_up(net, api, session, sink, targets, agent_token, view)
+    watching = asyncio.create_task(_watch(database_url, session["user_id"], net, view, stop))
+    try:
+        await _drive_chain(net, agent_id, options, view, stop)
+    finally:
+        stop.set()
+        await watching
+
+
+@contextlib.asynccontextmanager
+async def _serving(app: Any) -> AsyncIterator[str]:
+    """An ASGI app on a free loopback port until the block ends."""
+    port = free_port()
+    done = asyncio.Event()
+    task = asyncio.create_task(serve_api(app, "127.0.0.1", port, done))
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        done.set()
+        await task
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def _wait_until_ready(api: httpx.AsyncClient, stop: asyncio.Event) -> None:
+    for _ in range(600):
+        if stop.is_set():
+            return
+        with contextlib.suppress(httpx.TransportError):
+            if (await api.get("/ready")).status_code == 200:
+                return
+        await asyncio.sleep(0.05)
+    raise DemoError(f"the API at {api.base_url} did not become ready in 30 s")
+
+
+async def _sign_in(api: httpx.AsyncClient) -> dict[str, str]:
+    registered = await api.post("/auth/register", json=DEMO_USER)
+    if registered.status_code not in (201, 409):
+        raise DemoError(f"cannot register the demo user: {registered.text}")
+    login = await api.post("/auth/login", json={"username": DEMO_USER["username"],
+                                                 "password": DEMO_USER["password"]})  # fmt: skip
+    if login.status_code != 200:
+        raise DemoError(f"cannot log in as the demo user: {login.text}")
+    token = login.json()["access_token"]
+    me = await api.get("/me", headers={"Authorization": f"Bearer {token}"})
+    return {"Authorization": f"Bearer {token}", "user_id": me.json()["id"]}
+
+
+def _auth(session: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": session["Authorization"]}
+
+
+async def _set_up(
+    net: Devnet,
+    api: httpx.AsyncClient,
+    session: dict[str, str],
+    sink: WebhookReceiver,
+    targets: dict[str, str],
+    agent_token: str,
+    view: DemoView,
+) -> int:
+    """The demo agent on the chain, its MCP token, and the seven triggers; returns its id."""
+    owner = OWNER_KEY.public_key.to_checksum_address().lower()
+    if owner not in net.activity.accounts:
+        raise DemoError(f"the devnet has no account {owner} (anvil's first development account)")
+    history = await net.activity.run(events=60)  # other agents, so the chain has a past
+    view.add("note", f"the devnet has a history: {history.events} events")
+    uri = registration_uri("Demo Agent", targets["mcp"])
+    agent_id = await net.activity.register_agent(uri, owner=owner)
+    net.activity.hands_off.add(agent_id)  # its registration file must keep naming our server
+    view.add("note", f"registered the demo agent #{agent_id}, owned by {owner}")
+    await _store_agent_token(api, session, agent_id, agent_token)
+    view.add("note", f"stored agent #{agent_id}'s MCP token, signed by its owner (EIP-191)")
+    validators = [net.activity.accounts[i] for i in TRUSTED]
+    for body in demo_triggers(agent_id, targets["webhook"], validators):
+        created = await api.post("/triggers", headers=_auth(session), json=body)
+        if created.status_code != 201:
+            raise DemoError(f"cannot create the trigger {body['name']!r}: {created.text}")
+        if secret := created.json().get("webhook_secret"):
+            sink.secrets.add(secret)
+    view.add("note", "created the seven example triggers through the REST API")
+    return agent_id
+
+
+async def _store_agent_token(
+    api: httpx.AsyncClient, session: dict[str, str], agent_id: int, token: str
+) -> None:
+    """PUT the token with the owner's signature, once the indexer has seen the agent."""
+    answer = None
+    for _ in range(200):
+        issued_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        message = set_token_message(DEVNET_CHAIN_ID, agent_id, token, issued_at)
+        signature = OWNER_KEY.sign_msg_hash(personal_message_hash(message)).to_hex()
+        answer = await api.put(f"/agents/{DEVNET_CHAIN_ID}/{agent_id}/mcp-token",
+                               headers=_auth(session), json={"token": token,
+                               "signature": signature, "issued_at": issued_at})  # fmt: skip
+        if answer.status_code != 404:  # 404: not indexed yet
+            break
+        await asyncio.sleep(0.1)
+    if answer is None or answer.status_code not in (200, 201):
+        raise DemoError(f"cannot store the demo agent's MCP token: {answer and answer.text}")
+
+
+async def _watch(
+    database_url: str, user_id: str, net: Devnet, view: DemoView, stop: asyncio.Event
+) -> None:
+    """Feed the view from the database and the chain, twice a second."""
+    after = 0
+    async with await psycopg.AsyncConnection.connect(
+        database_url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        while not stop.is_set():
+            cursor = await conn.execute(
+                QUERIES["new_events"], {"chain_id": DEVNET_CHAIN_ID, "after": after}
+            )
+            rows = await cursor.fetchall()
+            if rows:
+                after = rows[-1]["id"]
+                view.new_events(rows)
+            cursor = await conn.execute(QUERIES["trigger_counts"], {"user_id": user_id})
+            view.trigger_counts(await cursor.fetchall())
+            view.head = await net.rpc.block_number()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+
+async def _drive_chain(
+    net: Devnet, agent_id: int, options: DemoOptions, view: DemoView, stop: asyncio.Event
+) -> None:
+    """Background activity at `options.rate`, with the scene's steps woven in (one generator,
+    one transaction at a time: they share the accounts' nonces); the scene plays again after
+    a pause."""
+    loop = asyncio.get_running_loop()
+    scene_started = loop.time()
+    position = 0
+    while not stop.is_set():
+        if position < len(SCENE):
+            step = SCENE[position]
+            await _play_step(net, agent_id, position, step)
+            view.add("note", f"scene: {_describe_step(step, agent_id)}")
+            position += 1
+        elif loop.time() - scene_started > len(SCENE) * options.step_seconds + options.scene_pause:
+            position, scene_started = 0, loop.time()
+        if options.rate > 0:
+            await net.activity.run(events=max(1, round(options.rate * options.step_seconds)))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), options.step_seconds)
+
+
+async def _play_step(net: Devnet, agent_id: int, position: int, step: SceneStep) -> None:
+    activity = net.activity
+    if isinstance(step, Feedback):
+        file_uri, file_hash = (feedback_file(agent_id, position, step.score)
+                               if step.with_file else ("", b"\x00" * 32))  # fmt: skip
+        await activity.give_feedback(agent_id, step.score, tag1=step.tag1, file_uri=file_uri,
+                                     file_hash=file_hash)  # fmt: skip
+    elif isinstance(step, Registration):
+        await activity.register_agent(registration_uri("Newcomer Agent"))
+    else:
+        validator = activity.accounts[TRUSTED[0] if step.trusted else UNTRUSTED]
+        request = await activity.request_validation(agent_id, validator)
+        await activity.respond_validation(request, step.response, tag="demo")
+
+
+def _describe_step(step: SceneStep, agent_id: int) -> str:
+    if isinstance(step, Feedback):
+        what = f"feedback {step.score} for agent #{agent_id}" + (
+            f", tag {step.tag1}" if step.tag1 != "starred" else "")  # fmt: skip
+    elif isinstance(step, Registration):
+        what = "registration"
+    else:
+        by = "a trusted" if step.trusted else "an untrusted"
+        what = f"validation of agent #{agent_id}: {step.response}/100 by {by} validator"
+    return what + (f" ({step.note})" if step.note else "")
+
+
+def _one_line(text: str, limit: int = 110) -> str:
+    flat = " · ".join(part.strip() for part in text.splitlines() if part.strip())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _describe_webhook(received: ReceivedWebhook) -> str:
+    verdict = {True: "signature ok", False: "BAD SIGNATURE", None: "unsigned"}
+    return _one_line(f"POST {received.path} ({verdict[received.signature_ok]})"
+                     f" {received.body.decode('utf-8', 'replace')}")  # fmt: skip
+
+
+def _describe_call(call: ToolCall) -> str:
+    event = call.event
+    verified = " · file verified" if call.arguments.get("file") is not None else ""
+    return (f"agent.receiveFeedback(agent {event.get('agent_id')}, score {event.get('score')},"
+            f" tx {str(event.get('transaction_hash'))[:10]}…){verified}")  # fmt: skip

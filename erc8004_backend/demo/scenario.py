@@ -1,0 +1,193 @@
+"""What the demo sets up and plays: the seven example triggers of the documentation adapted to
+the devnet, the demo agent's registration file, and a scripted scene of feedback that makes
+each of them fire (plain data; `runner` sends it).
+
+The examples name agent 42 on Base Sepolia and Polygon Amoy; here they watch the demo agent on
+the devnet (chain 31337), send Telegram messages to a local Bot API, the refund webhook to a
+local sink and the MCP push to the demo agent's own MCP server.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from eth_hash.auto import keccak
+
+from erc8004_backend.devnet.activity import REGISTRATION_TYPE
+
+DEVNET_CHAIN_ID = 31337
+LOW_SCORE_CHAT = "123456789"
+REGISTRATIONS_CHAT = "987654321"
+
+
+def data_uri(document: dict[str, Any]) -> tuple[str, bytes]:
+    """A `data:` URI holding the document as JSON, and the keccak256 of those JSON bytes
+    (what a feedback's on-chain hash commits to)."""
+    raw = json.dumps(document, separators=(",", ":")).encode()
+    return f"data:application/json;base64,{base64.b64encode(raw).decode()}", keccak(raw)
+
+
+def registration_uri(name: str, mcp_url: str | None = None) -> str:
+    """An agent's registration file as a `data:` URI; the demo agent's names the local demo
+    agent server as its MCP service."""
+    services = [{"name": "MCP", "endpoint": mcp_url, "version": "2025-06-18"}] if mcp_url else []
+    uri, _ = data_uri({
+        "type": REGISTRATION_TYPE,
+        "name": name,
+        "description": f"{name}, an agent of the erc8004 demo.",
+        "services": services,
+        "active": True,
+        "supportedTrust": ["reputation", "validation"],
+    })  # fmt: skip
+    return uri
+
+
+def demo_triggers(agent_id: int, webhook_url: str, validators: list[str]) -> list[dict[str, Any]]:
+    """The seven examples as `POST /api/v1/triggers` bodies, in the examples' order."""
+    agent = str(agent_id)
+    on_agent = {"condition_type": "agent_id_equals", "field": "agent_id", "operator": "=",
+                "value": agent}  # fmt: skip
+    return [
+        {
+            "name": f"Low score alert for agent {agent}",
+            "chain_id": DEVNET_CHAIN_ID, "registry": "reputation",
+            "conditions": [on_agent, {"condition_type": "score_threshold", "field": "score",
+                                      "operator": "<", "value": "60"}],
+            "actions": [{"action_type": "telegram", "priority": 1, "config": {
+                "chat_id": LOW_SCORE_CHAT, "parse_mode": "MarkdownV2",
+                "message_template": "Agent #{{agent_id}} received a low score: {{score}}\n"
+                                    "From: {{client_address}}\nTags: {{tag1}}, {{tag2}}\n"
+                                    "Block: {{block_number}}"}}],
+        },
+        {
+            "name": "New agents on the devnet",
+            "chain_id": DEVNET_CHAIN_ID, "registry": "identity",
+            "conditions": [{"condition_type": "event_type_equals", "field": "event_type",
+                            "operator": "=", "value": "Registered"}],
+            "actions": [{"action_type": "telegram", "priority": 1, "config": {
+                "chat_id": REGISTRATIONS_CHAT,
+                "message_template": "New agent #{{agent_id}} owned by {{owner}}: "
+                                    "{{token_uri}} (tx {{transaction_hash}})"}}],
+        },
+        {
+            "name": "Refund requests",
+            "chain_id": DEVNET_CHAIN_ID, "registry": "reputation",
+            "conditions": [on_agent, {"condition_type": "tag_equals", "field": "tag1",
+                                      "operator": "=", "value": "refund"}],
+            "actions": [
+                {"action_type": "telegram", "priority": 1, "config": {
+                    "chat_id": LOW_SCORE_CHAT,
+                    "message_template": "Refund request for agent {{agent_id}}: score {{score}},"
+                                        " file {{file_uri}}"}},
+                {"action_type": "rest", "priority": 2, "config": {
+                    "method": "POST", "url": f"{webhook_url}/refund-alerts",
+                    "headers": {"Authorization": "Bearer EXAMPLE"}, "timeout_ms": 10000,
+                    "body_template": {"agent_id": "{{agent_id}}", "score": "{{score}}",
+                                      "client": "{{client_address}}",
+                                      "file_uri": "{{file_uri}}"}}},
+            ],
+        },
+        {
+            "name": "Trusted validator failure",
+            "chain_id": DEVNET_CHAIN_ID, "registry": "validation",
+            "conditions": [
+                {"condition_type": "validator_whitelist", "field": "validator_address",
+                 "operator": "IN", "value": json.dumps(validators)},
+                {"condition_type": "response_threshold", "field": "response", "operator": "<",
+                 "value": "80"},
+            ],
+            "actions": [{"action_type": "telegram", "priority": 1, "config": {
+                "chat_id": REGISTRATIONS_CHAT,
+                "message_template": "Validation failed for agent {{agent_id}}: {{response}}/100"
+                                    " from {{validator_address}} ({{tag}})"}}],
+        },
+        {
+            "name": "EMA score drop",
+            "chain_id": DEVNET_CHAIN_ID, "registry": "reputation", "is_stateful": True,
+            "conditions": [on_agent, {"condition_type": "ema_threshold", "field": "score",
+                                      "operator": "<", "value": "70",
+                                      "config": {"window_size": 10}}],
+            "actions": [{"action_type": "telegram", "priority": 1, "config": {
+                "chat_id": LOW_SCORE_CHAT,
+                "message_template": "Agent #{{agent_id}} average fell to {{ema_score}}"
+                                    " (latest {{score}})"}}],
+        },
+        {
+            "name": "Feedback spam",
+            "chain_id": DEVNET_CHAIN_ID, "registry": "reputation", "is_stateful": True,
+            "conditions": [
+                on_agent,
+                {"condition_type": "score_threshold", "field": "score", "operator": "<",
+                 "value": "50"},
+                {"condition_type": "rate_limit", "field": "feedback_count", "operator": ">",
+                 "value": "10", "config": {"time_window": "1h", "reset_on_trigger": True}},
+            ],
+            "actions": [{"action_type": "telegram", "priority": 1, "config": {
+                "chat_id": LOW_SCORE_CHAT,
+                "message_template": "Agent #{{agent_id}} got {{count}} negative feedbacks"
+                                    " in an hour"}}],
+        },
+        {
+            "name": f"Feedback to agent {agent}'s MCP server",
+            "chain_id": DEVNET_CHAIN_ID, "registry": "reputation",
+            "conditions": [on_agent, {"condition_type": "file_uri_exists", "field": "file_uri",
+                                      "operator": "IS NOT NULL", "value": ""}],
+            "actions": [{"action_type": "mcp", "priority": 1, "config": {
+                "tool_name": "agent.receiveFeedback", "verify_file_hash": True}}],
+        },
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """Feedback for the demo agent."""
+
+    score: int
+    tag1: str = "starred"
+    with_file: bool = False
+    note: str = ""  # what it should set off, for the live view
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A new agent registers."""
+
+    note: str = "a new agent registers → Telegram"
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The demo agent asks for a validation, and the validator answers."""
+
+    response: int
+    trusted: bool  # by one of the validators the trigger trusts
+    note: str = ""
+
+
+SceneStep = Feedback | Registration | Validation
+
+# Good scores seed the average; a refund request follows; then scores below 50 pull the
+# moving average under 70 and make more than ten low scores within the hour. Every low score
+# sets off the low-score alert; feedback with a file is pushed to the agent's MCP server.
+# A registration and two validations (one by a trusted validator) set off the other two.
+SCENE: tuple[SceneStep, ...] = (
+    Registration(),
+    Feedback(90, with_file=True, note="a file → MCP push"),
+    Validation(50, trusted=True, note="a trusted validator fails it → Telegram"),
+    Feedback(92),
+    Feedback(88),
+    Feedback(45, tag1="refund", with_file=True, note="refund → Telegram + webhook + MCP"),
+    Validation(30, trusted=False, note="an untrusted validator: no alert"),
+    *(Feedback(score) for score in (40, 35, 42, 30, 25)),
+    Feedback(38, with_file=True, note="a low score with a file"),
+    *(Feedback(score) for score in (44, 20, 33, 41, 15)),
+)
+
+
+def feedback_file(agent_id: int, step: int, score: int) -> tuple[str, bytes]:
+    """A feedback file (as a `data:` URI) and its keccak256, for `verify_file_hash`."""
+    return data_uri({"agentId": agent_id, "score": score, "step": step,
+                     "comment": "left by the erc8004 demo"})  # fmt: skip
