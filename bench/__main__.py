@@ -30,6 +30,8 @@ SIZES: dict[str, dict[str, list[str]]] = {
     "delivery": {"tiny": ["--jobs", "50", "--rate", "50", "--seconds", "1"],
                  "full": ["--jobs", "20000", "--rate", "500", "--seconds", "20"]},
     "api": {"tiny": ["--events", "2000", "--requests", "10"], "full": ["--events", "1000000"]},
+    "pipeline": {"tiny": ["--rate", "50", "--seconds", "3"],
+                 "full": ["--rate", "500", "--seconds", "60"]},
 }  # fmt: skip
 
 
@@ -54,6 +56,11 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], tuple[str, str, str]]] = {
                            "1,000/s; p50 < 20 ms, p99 < 100 ms"),
     "api": lambda d: (f"{len(d['queries'])} event queries over {d['events']:,} events",
                       f"worst p99 {d['worst_p99_ms']} ms", f"p99 < {d['bar_p99_ms']:g} ms"),
+    "pipeline": lambda d: (f"devnet block -> webhook, {d['events']:,} events at "
+                           f"{d['achieved_rate']:,.0f}/s ({d['mode']} txs)",
+                           f"p50 {d['latency']['p50_ms']} ms, p99 {d['latency']['p99_ms']} ms; "
+                           f"{d['deliveries']:,} of {d['expected']:,} delivered once",
+                           "p50 < 20 ms, p99 < 100 ms at 500/s"),
 }  # fmt: skip
 
 

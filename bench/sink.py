@@ -1,6 +1,8 @@
-"""A webhook sink for the delivery benchmark, in its own process so that it does not share a
-core's event loop with the worker it measures: answers 200 to every request, remembers
-(path, arrival time), and lists them at GET /receipts.
+"""A webhook sink for the delivery and pipeline benchmarks, in its own process so that it does
+not share a core's event loop with the worker it measures: answers 200 to every request,
+remembers (path, arrival time), and lists them at GET /receipts; GET /requests lists them
+with the body and the signature headers (for checking signatures after the run), GET /count
+says how many arrived (cheap enough to poll while waiting).
 
     python -m bench.sink   # prints "port N", then serves on 127.0.0.1:N until SIGTERM
 """
@@ -15,6 +17,9 @@ from typing import Any
 import uvicorn
 
 receipts: list[tuple[str, float]] = []
+# path, arrival, Idempotency-Key, X-ERC8004-Timestamp, X-ERC8004-Signature, body
+requests: list[tuple[str, float, str, str, str, str]] = []
+KEPT_HEADERS = (b"idempotency-key", b"x-erc8004-timestamp", b"x-erc8004-signature")
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -26,12 +31,26 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 return
     if scope["type"] != "http":
         return
-    while (await receive()).get("more_body"):
-        pass
-    if scope["path"] == "/receipts":
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    path = scope["path"]
+    if path == "/receipts":
         body = json.dumps(receipts).encode()
+    elif path == "/requests":
+        body = json.dumps(requests).encode()
+    elif path == "/count":
+        body = json.dumps(len(receipts)).encode()
     else:
-        receipts.append((scope["path"], time.time()))
+        arrived = time.time()
+        receipts.append((path, arrived))
+        received = dict(scope["headers"])
+        kept = [received.get(name, b"").decode("latin-1") for name in KEPT_HEADERS]
+        requests.append((path, arrived, kept[0], kept[1], kept[2],
+                         b"".join(chunks).decode("utf-8", "replace")))  # fmt: skip
         body = b"{}"
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]  # fmt: skip

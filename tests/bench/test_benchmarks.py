@@ -82,6 +82,22 @@ def test_api_benchmark(admin_url: str, tmp_path: Path) -> None:
     assert queries["one event by id"]["mean_items"] == 1
 
 
+@pytest.mark.timeout(300)
+def test_pipeline_benchmark(admin_url: str, tmp_path: Path) -> None:
+    result = run_bench("pipeline", admin_url, tmp_path / "pipeline.json", "--rate", "50",
+                       "--seconds", "3")  # fmt: skip
+    assert result["events"] == 150
+    # Every event the chain emitted (the timed ones and the warm-up's) arrived once, signed.
+    assert result["deliveries"] == result["expected"] == 150 + 3
+    assert result["missing"] == result["duplicates"] == result["unexpected"] == 0
+    assert result["bad_signatures"] == 0
+    assert result["timed_deliveries"] == 150
+    assert result["confirmations"] == 0
+    latency = result["latency"]
+    assert isinstance(latency, dict)
+    assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+
+
 @pytest.mark.timeout(600)
 def test_the_runner_runs_every_benchmark_and_writes_one_summary(
     admin_url: str, tmp_path: Path
@@ -93,7 +109,7 @@ def test_the_runner_runs_every_benchmark_and_writes_one_summary(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
-    names = ["ingest", "backfill", "triggers", "delivery", "api"]
+    names = ["ingest", "backfill", "triggers", "delivery", "api", "pipeline"]
     assert [row["benchmark"] for row in summary["rows"]] == names
     assert summary["results"]["ingest"]["events"] == 500
     markdown = (tmp_path / "summary.md").read_text()
