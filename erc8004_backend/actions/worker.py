@@ -148,6 +148,9 @@ class Worker:
 
     async def _claim_until(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            # Cleared before the claim, not after: a notification that arrives during the
+            # claim or the next-due query still wakes the wait that follows.
+            self._wake.clear()
             free = self.concurrency - len(self._in_flight)
             claimed: list[Job] = []
             if free > 0:
@@ -174,7 +177,6 @@ class Worker:
     async def _wait_for(self, stop: asyncio.Event, timeout: float | None) -> None:
         if stop.is_set():
             return
-        self._wake.clear()
         stopping = asyncio.ensure_future(stop.wait())
         waking = asyncio.ensure_future(self._wake.wait())
         try:

@@ -18,7 +18,8 @@ from starlette.responses import JSONResponse
 
 TOOL_NAME = "agent.receiveFeedback"
 
-_INPUT_SCHEMA: dict[str, Any] = {
+# Any JSON object: the tool takes the event, trigger and computed values the backend sends.
+INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "event": {"type": "object"},
@@ -52,7 +53,7 @@ class DemoAgentServer:
         server: Server[Any] = Server(
             "erc8004-demo-agent",
             version="1.0",
-            get_tool_input_schema=lambda name: _INPUT_SCHEMA if name == TOOL_NAME else None,
+            get_tool_input_schema=lambda name: INPUT_SCHEMA if name == TOOL_NAME else None,
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
         )
@@ -73,7 +74,7 @@ class DemoAgentServer:
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         tool = types.Tool(name=TOOL_NAME, description="Receives feedback about this agent.",
-                          input_schema=_INPUT_SCHEMA)  # fmt: skip
+                          input_schema=INPUT_SCHEMA)  # fmt: skip
         return types.ListToolsResult(tools=[tool])
 
     async def _call_tool(

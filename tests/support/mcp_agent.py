@@ -26,27 +26,15 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 
+from erc8004_backend.demo.agent_server import INPUT_SCHEMA
+from erc8004_backend.demo.agent_server import TOOL_NAME as DEFAULT_TOOL
 from tests.support.asgi import serve_asgi
-
-DEFAULT_TOOL = "agent.receiveFeedback"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-# Any JSON object: the tool takes what the backend sends, the tests compare it.
-_INPUT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "event": {"type": "object"},
-        "trigger": {"type": "object"},
-        "computed": {"type": "object"},
-        "file": {},
-    },
-    "required": ["event"],
-}
 
 
 class McpAgentServer:
@@ -100,7 +88,7 @@ class McpAgentServer:
                     types.Tool(
                         name=self.tool_name,
                         description="Receives feedback about this agent.",
-                        input_schema=_INPUT_SCHEMA,
+                        input_schema=INPUT_SCHEMA,
                     )
                 ]
             )
@@ -121,7 +109,7 @@ class McpAgentServer:
             return types.CallToolResult(content=[types.TextContent(type="text", text=self.reply)])
 
         def input_schema(name: str) -> dict[str, Any] | None:
-            return _INPUT_SCHEMA if name == self.tool_name else None
+            return INPUT_SCHEMA if name == self.tool_name else None
 
         return Server(
             "test-agent",
