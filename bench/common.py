@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import platform
 import secrets
-from collections.abc import Iterator
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,3 +91,29 @@ def report(
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     console.print(f"[dim]wrote {path}[/]")
     return path
+
+
+@contextlib.asynccontextmanager
+async def child(
+    *args: str, env: dict[str, str], read: bool = False, log: Path | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A Python child process, stopped with SIGTERM (then killed) at the end. Its stdout is
+    piped only if asked; stderr goes to `log` (or nowhere)."""
+    stderr = log.open("wb") if log is not None else None
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *args, cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE if read else asyncio.subprocess.DEVNULL,
+        stderr=stderr or asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        if stderr is not None:
+            stderr.close()

@@ -15,12 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import statistics
-import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +25,7 @@ import httpx
 import orjson
 import psycopg
 
-from bench.common import ROOT, report, throwaway_database
+from bench.common import child, report, throwaway_database
 from erc8004_backend.actions.rest import rotate_webhook_secret
 from erc8004_backend.config import Settings
 from erc8004_backend.encryption import SecretBox
@@ -37,26 +33,6 @@ from erc8004_backend.encryption import SecretBox
 LATENCY_CHAIN = 84532
 USER = "a11ce000-0000-4000-8000-000000000001"
 ENV = {**os.environ, "ERC8004_ALLOW_PRIVATE_URLS": "true"}
-
-
-@asynccontextmanager
-async def process(*args: str, read: bool = False) -> AsyncIterator[asyncio.subprocess.Process]:
-    """A child process, stopped with SIGTERM at the end; its output is read only if asked
-    (logs nobody reads would fill the pipe and stall it)."""
-    output = asyncio.subprocess.PIPE if read else asyncio.subprocess.DEVNULL
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, *args, cwd=ROOT, env=ENV, stdout=output, stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
-        yield child
-    finally:
-        if child.returncode is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(child.wait(), 30)
-            except TimeoutError:
-                child.kill()
-                await child.wait()
 
 
 async def sink_port(sink: asyncio.subprocess.Process) -> int:
@@ -124,8 +100,8 @@ async def throughput(url: str, port: int, jobs: int, concurrency: int) -> dict[s
             " payload) SELECT %s, %s, n, 1, md5(n::text), %s FROM generate_series(1, %s) AS n",
             [trigger, action, payload, jobs],
         )
-        async with process("-m", "erc8004_backend", "worker", "--database-url", url,
-                           "--concurrency", str(concurrency)):  # fmt: skip
+        async with child("-m", "erc8004_backend", "worker", "--database-url", url,
+                         "--concurrency", str(concurrency), env=ENV):  # fmt: skip
             await wait_for_succeeded(conn, trigger, jobs, timeout=max(60.0, jobs / 200))
         cursor = await conn.execute(
             "SELECT min(executed_at), max(executed_at), count(*) FROM action_results"
@@ -155,8 +131,8 @@ async def latency(url: str, port: int, rate: float, seconds: float) -> dict[str,
         await conn.execute("SET synchronous_commit = off")
         committed: dict[int, float] = {}
         async with (
-            process("-m", "erc8004_backend", "processor", "--database-url", url),
-            process("-m", "erc8004_backend", "worker", "--database-url", url),
+            child("-m", "erc8004_backend", "processor", "--database-url", url, env=ENV),
+            child("-m", "erc8004_backend", "worker", "--database-url", url, env=ENV),
         ):
             await asyncio.sleep(3)  # both started and listening
             started = time.monotonic()
@@ -213,7 +189,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 " VALUES (%s, 'bench', 'bench@example.com', 'x')",
                 [USER],
             )
-        async with process("-m", "bench.sink", read=True) as sink:
+        async with child("-m", "bench.sink", read=True, env=ENV) as sink:
             port = await sink_port(sink)
             return {
                 "throughput": await throughput(url, port, args.jobs, args.concurrency),

@@ -56,11 +56,10 @@ import shutil
 import signal
 import socket
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +67,7 @@ import httpx
 import psycopg
 import structlog
 
-from bench.common import ROOT, console, report, throwaway_database
+from bench.common import child, console, report, throwaway_database
 from erc8004_backend.actions.rest import verify_signature
 from erc8004_backend.chain.config import render_chain_table
 from erc8004_backend.chain.events import SPECS_BY_TOPIC
@@ -119,32 +118,6 @@ class TimedTransactor(Transactor):
         await self.rpc.call("evm_mine")
         self.head += 1
         self.mined[self.head] = (asked, time.time())
-
-
-@contextlib.asynccontextmanager
-async def child(
-    *args: str, env: dict[str, str], read: bool = False, log: Path | None = None
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """A Python child process, stopped with SIGTERM (then killed) at the end. Its stdout is
-    piped only if asked; stderr goes to `log` (or nowhere)."""
-    stderr = log.open("wb") if log is not None else None
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, *args, cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE if read else asyncio.subprocess.DEVNULL,
-        stderr=stderr or asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        if stderr is not None:
-            stderr.close()
 
 
 def free_port() -> int:
