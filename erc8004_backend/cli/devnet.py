@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -36,10 +34,10 @@ from erc8004_backend.devnet.activity import (
     INT128_MIN,
     NEW_FEEDBACK,
     REGISTERED,
-    REGISTRATION_TYPE,
     ActivityReport,
 )
 from erc8004_backend.devnet.contracts import topic_address, word
+from erc8004_backend.devnet.documents import registration_uri
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.retry import RetryPolicy
 
@@ -284,7 +282,11 @@ def register(
 ) -> None:
     """Register an agent on the running devnet and print its id."""
     configure_logging(level="warning")
-    agent_uri = uri if uri is not None else registration_data_uri(name)
+    agent_uri = (
+        uri
+        if uri is not None
+        else registration_uri(name, description=f"{name}: registered by hand on the devnet.")
+    )
     sender = _address(owner, "--owner") if owner else SCRIPTED_OWNER
 
     async def act() -> None:
@@ -364,19 +366,6 @@ def feedback(
               f" in block {block}, transaction {entry['transactionHash']}", flush=True)  # fmt: skip
 
     asyncio.run(act())
-
-
-def registration_data_uri(name: str) -> str:
-    """An on-chain ERC-8004 registration file (no service: nothing to fetch or call)."""
-    document = {
-        "type": REGISTRATION_TYPE,
-        "name": name,
-        "description": f"{name}: registered by hand on the devnet.",
-        "services": [],
-        "active": True,
-    }
-    encoded = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-    return "data:application/json;base64," + base64.b64encode(encoded).decode()
 
 
 def parse_score(text: str) -> tuple[int, int]:

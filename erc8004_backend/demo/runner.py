@@ -39,12 +39,12 @@ from erc8004_backend.demo.scenario import (
     SceneStep,
     demo_triggers,
     feedback_file,
-    registration_uri,
 )
 from erc8004_backend.demo.telegram_api import LocalTelegramApi
 from erc8004_backend.demo.view import DemoView
 from erc8004_backend.demo.webhook_sink import ReceivedWebhook, WebhookReceiver
 from erc8004_backend.devnet import Devnet, start_devnet
+from erc8004_backend.devnet.documents import registration_uri
 from erc8004_backend.errors import Erc8004Error
 
 QUERIES = load_queries("erc8004_backend.demo", "demo.sql")
@@ -229,7 +229,11 @@ async def _set_up(
         raise DemoError(f"the devnet has no account {owner} (anvil's first development account)")
     history = await net.activity.run(events=60)  # other agents, so the chain has a past
     view.add("note", f"the devnet has a history: {history.events} events")
-    uri = registration_uri("Demo Agent", targets["mcp"])
+    uri = registration_uri(
+        "Demo Agent",
+        description="The erc8004 demo's agent: it takes feedback on its own MCP server.",
+        mcp_url=targets["mcp"],
+    )
     agent_id = await net.activity.register_agent(uri, owner=owner)
     net.activity.hands_off.add(agent_id)  # its registration file must keep naming our server
     view.add("note", f"registered the demo agent #{agent_id}, owned by {owner}")

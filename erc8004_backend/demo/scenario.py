@@ -9,40 +9,15 @@ local sink and the MCP push to the demo agent's own MCP server.
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from eth_hash.auto import keccak
-
-from erc8004_backend.devnet.activity import REGISTRATION_TYPE
+from erc8004_backend.devnet.documents import data_uri
 
 DEVNET_CHAIN_ID = 31337
 LOW_SCORE_CHAT = "123456789"
 REGISTRATIONS_CHAT = "987654321"
-
-
-def data_uri(document: dict[str, Any]) -> tuple[str, bytes]:
-    """A `data:` URI holding the document as JSON, and the keccak256 of those JSON bytes
-    (what a feedback's on-chain hash commits to)."""
-    raw = json.dumps(document, separators=(",", ":")).encode()
-    return f"data:application/json;base64,{base64.b64encode(raw).decode()}", keccak(raw)
-
-
-def registration_uri(name: str, mcp_url: str | None = None) -> str:
-    """An agent's registration file as a `data:` URI; the demo agent's names the local demo
-    agent server as its MCP service."""
-    services = [{"name": "MCP", "endpoint": mcp_url, "version": "2025-06-18"}] if mcp_url else []
-    uri, _ = data_uri({
-        "type": REGISTRATION_TYPE,
-        "name": name,
-        "description": f"{name}, an agent of the erc8004 demo.",
-        "services": services,
-        "active": True,
-        "supportedTrust": ["reputation", "validation"],
-    })  # fmt: skip
-    return uri
 
 
 def demo_triggers(agent_id: int, webhook_url: str, validators: list[str]) -> list[dict[str, Any]]:

@@ -20,8 +20,8 @@ from erc8004_backend.demo.scenario import (
     Validation,
     demo_triggers,
     feedback_file,
-    registration_uri,
 )
+from erc8004_backend.devnet.documents import registration_uri
 from erc8004_backend.triggers.conditions import parse_conditions
 
 EXAMPLES = json.loads(
@@ -75,7 +75,7 @@ def test_a_feedback_file_hashes_to_its_on_chain_hash() -> None:
 
 
 def test_the_demo_agents_registration_names_its_mcp_server() -> None:
-    uri = registration_uri("Demo Agent", "http://127.0.0.1:5555/mcp")
+    uri = registration_uri("Demo Agent", mcp_url="http://127.0.0.1:5555/mcp")
     document = json.loads(base64.b64decode(uri.split(",", 1)[1]))
     assert document["services"] == [
         {"name": "MCP", "endpoint": "http://127.0.0.1:5555/mcp", "version": "2025-06-18"}
