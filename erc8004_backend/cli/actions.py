@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from erc8004_backend.actions.queue import DeadJob, dead_jobs, requeue_dead
-from erc8004_backend.actions.worker import run_worker
 from erc8004_backend.cli.db import DatabaseUrl, database
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.cli.signals import run_until_signalled
@@ -45,6 +44,9 @@ def worker(
     ] = 10.0,
 ) -> None:
     """Deliver queued actions (Telegram, webhooks, MCP), retrying and recording each attempt."""
+    # Imported here, not at the top: every erc8004 command starts faster without them.
+    from erc8004_backend.actions.worker import run_worker
+
     configure_logging()
     settings = get_settings()
     with database(database_url) as url:

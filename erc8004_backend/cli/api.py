@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from erc8004_backend.api.app import create_app
-from erc8004_backend.api.server import serve_api
 from erc8004_backend.cli.db import DatabaseUrl, database
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.cli.signals import run_until_signalled
@@ -28,6 +26,10 @@ Port = Annotated[
 
 def api(database_url: DatabaseUrl = None, host: Host = None, port: Port = None) -> None:
     """Serve the REST API (/api/v1; interactive docs at /api/v1/docs)."""
+    # Imported here, not at the top: every erc8004 command starts faster without them.
+    from erc8004_backend.api.app import create_app
+    from erc8004_backend.api.server import serve_api
+
     configure_logging()
     settings = get_settings()
     host, port = host or settings.api_host, settings.api_port if port is None else port

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import psycopg
 import typer
@@ -19,8 +19,10 @@ from erc8004_backend.cli.signals import run_until_signalled
 from erc8004_backend.config import Settings, get_settings
 from erc8004_backend.database.connection import connect, with_database
 from erc8004_backend.database.migrations import Migrator, load_source
-from erc8004_backend.demo.runner import DemoOptions, free_port, run_demo
 from erc8004_backend.demo.view import STYLES, DemoView, Entry
+
+if TYPE_CHECKING:
+    from erc8004_backend.demo.runner import DemoOptions
 
 _DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -52,6 +54,9 @@ def demo(
 ) -> None:
     """A devnet with live activity, the whole backend, local Telegram / webhook / MCP targets and
     the seven example triggers: events arriving, triggers firing and deliveries landing, live."""
+    # Imported here, not at the top: every erc8004 command starts faster without it.
+    from erc8004_backend.demo.runner import DemoOptions, free_port
+
     configure_logging(log_level)
     if not _DATABASE_NAME.match(database_name):
         raise typer.BadParameter(
@@ -81,6 +86,8 @@ def demo(
 
 
 def _run(settings: Settings, url: str, options: DemoOptions, view: DemoView) -> None:
+    from erc8004_backend.demo.runner import run_demo
+
     async def work(stop: asyncio.Event) -> None:
         await run_demo(settings, url, options, view, run_all, stop)
 

@@ -8,9 +8,6 @@ from typing import Annotated
 
 import typer
 
-from erc8004_backend.actions.worker import run_worker
-from erc8004_backend.api.app import create_app
-from erc8004_backend.api.server import serve_api
 from erc8004_backend.chain.config import ChainConfig
 from erc8004_backend.cli.api import Host, Port, notes
 from erc8004_backend.cli.db import DatabaseUrl, database
@@ -20,8 +17,6 @@ from erc8004_backend.cli.signals import run_until_signalled
 from erc8004_backend.config import Settings, get_settings
 from erc8004_backend.database.connection import connect
 from erc8004_backend.database.migrations import Migrator, load_source
-from erc8004_backend.indexer.runner import run_indexers
-from erc8004_backend.triggers.processor import run_processor
 
 
 def run(
@@ -66,6 +61,13 @@ async def run_all(
 ) -> None:
     """Each part reconnects by itself after database failures; a part that fails for good
     stops them all."""
+    # Imported here, not at the top: every erc8004 command starts faster without them.
+    from erc8004_backend.actions.worker import run_worker
+    from erc8004_backend.api.app import create_app
+    from erc8004_backend.api.server import serve_api
+    from erc8004_backend.indexer.runner import run_indexers
+    from erc8004_backend.triggers.processor import run_processor
+
     try:
         async with asyncio.TaskGroup() as parts:
             parts.create_task(serve_api(create_app(settings), host, port, stop))
