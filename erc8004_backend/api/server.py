@@ -54,7 +54,7 @@ def listen(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        hint = " (another program listens there: choose another port)" if (
+        hint = " (another program listens there: choose another port, with --port)" if (
             error.errno == errno.EADDRINUSE) else ""  # fmt: skip
         raise ListenError(f"cannot listen on {host}:{port}: {error.strerror}{hint}") from None
     return sock

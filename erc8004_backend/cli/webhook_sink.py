@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from datetime import datetime
 from typing import Annotated
 
@@ -11,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from erc8004_backend.api.server import serve_api
+from erc8004_backend.api.server import listen, serve_api
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.cli.signals import run_until_signalled
 from erc8004_backend.demo.webhook_sink import ReceivedWebhook, WebhookReceiver
@@ -42,7 +41,7 @@ def webhook_sink(
         raise Erc8004Error(
             "--secret is empty: give the webhook_secret the trigger was created with"
         )
-    _check_free(host, port)
+    listen(host, port).close()  # a clear error now, before saying where it listens
     console = Console(highlight=False)
     receiver = WebhookReceiver(secrets, on_receive=lambda webhook: show(console, webhook))
     checking = (
@@ -84,23 +83,6 @@ def show(console: Console, webhook: ReceivedWebhook) -> None:
         console.print(escape(webhook.body.decode("utf-8", "replace")), soft_wrap=True)
         return
     console.print_json(data=document, ensure_ascii=False)
-
-
-def _check_free(host: str, port: int) -> None:
-    """Fail with a clear message, before saying where it listens, when the port is taken."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    except socket.gaierror as error:
-        raise Erc8004Error(f"cannot listen on {host!r}: {error.strerror}") from None
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-        try:
-            probe.bind(address)
-        except OSError as error:
-            raise Erc8004Error(
-                f"cannot listen on {host}:{port}: {error.strerror}"
-                " (another sink? choose another port with --port)"
-            ) from None
 
 
 def _url_host(host: str) -> str:
