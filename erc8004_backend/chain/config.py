@@ -51,6 +51,10 @@ class ChainConfig(BaseModel):
     # cannot be repaired automatically.
     reorg_window: int = Field(default=128, ge=1)
     rpc_timeout: float = Field(default=30.0, gt=0)
+    # A local chain that may start again from nothing (a devnet): when it no longer has the
+    # blocks indexed, its events are forgotten and it is indexed afresh, instead of stopping
+    # for an operator as a reorg deeper than the window does.
+    restartable: bool = False
 
     @model_validator(mode="after")
     def _window_covers_confirmations(self) -> ChainConfig:
@@ -174,6 +178,7 @@ _DEFAULTS: list[dict[str, Any]] = [
         "confirmations": 0,
         "poll_interval": 0.5,
         "max_block_range": 100_000,
+        "restartable": True,
         "rpc_urls": [DEVNET_RPC_URL],
         **DEVNET,
     },

@@ -26,13 +26,12 @@ from pydantic import SecretStr
 
 from erc8004_backend.api.server import serve_api
 from erc8004_backend.api.tokens import set_token_message
-from erc8004_backend.chain.config import ChainConfig
+from erc8004_backend.chain.config import DEVNET_CHAIN_ID, ChainConfig
 from erc8004_backend.chain.signatures import personal_message_hash
 from erc8004_backend.config import Settings
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.demo.agent_server import DemoAgentServer, ToolCall
 from erc8004_backend.demo.scenario import (
-    DEVNET_CHAIN_ID,
     SCENE,
     Feedback,
     Registration,

@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from erc8004_backend.chain.config import DEVNET_CHAIN_ID
 from erc8004_backend.devnet.documents import data_uri
 
-DEVNET_CHAIN_ID = 31337
 LOW_SCORE_CHAT = "123456789"
 REGISTRATIONS_CHAT = "987654321"
 

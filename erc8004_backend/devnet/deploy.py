@@ -252,6 +252,7 @@ class DeployedRegistries:
             "confirmations": 0,
             "poll_interval": 0.5,
             "max_block_range": 100_000,
+            "restartable": True,
         }
         fields.update(overrides)
         return ChainConfig(**fields)

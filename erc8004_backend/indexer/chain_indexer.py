@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 import structlog
 
-from erc8004_backend.chain.config import DEVNET_CHAIN_ID, ChainConfig
+from erc8004_backend.chain.config import ChainConfig
 from erc8004_backend.chain.decode import DecodeError, decode_log
 from erc8004_backend.chain.events import IGNORED_EVENTS, EventRow
 from erc8004_backend.chain.rpc import RangeTooLargeError, RpcClient, RpcError, RpcUnavailableError
@@ -356,7 +356,7 @@ class ChainIndexer:
             # hash at the node's head says reorg; otherwise wait for the node to catch up.
             stored = await self.store.recent_blocks(self.conn, head, 1)
             if not stored or stored[0][0] != head:
-                if self.chain.chain_id != DEVNET_CHAIN_ID:
+                if not self.chain.restartable:
                     return False
                 # A local devnet does not lag behind itself: it was started again.
                 await self._roll_back_reorg(checkpoint, head)
@@ -396,7 +396,7 @@ class ChainIndexer:
             headers = await self.rpc.get_block_headers([number for number, _ in candidates])
             canonical = {h.number: h.hash for h in map(header_from_rpc, headers)}
         fork = next(((n, h) for n, h in candidates if canonical.get(n) == h), None)
-        if fork is None and self.chain.chain_id == DEVNET_CHAIN_ID and self.chain.start_block:
+        if fork is None and self.chain.restartable and self.chain.start_block:
             # A local devnet started again is a new chain with the same id: index it afresh.
             self._log.warning("indexer.devnet_restarted", forgetting_from=self.chain.start_block)
             await self.store.roll_back(self.conn, (self.chain.start_block - 1, None))

@@ -12,8 +12,8 @@ import pytest
 from eth_hash.auto import keccak
 
 from erc8004_backend.actions.configs import parse_action_config
+from erc8004_backend.chain.config import DEVNET_CHAIN_ID
 from erc8004_backend.demo.scenario import (
-    DEVNET_CHAIN_ID,
     SCENE,
     Feedback,
     Registration,

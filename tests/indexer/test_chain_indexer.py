@@ -257,27 +257,29 @@ async def test_a_node_that_lags_behind_the_checkpoint_is_waited_for_not_rolled_b
             await assert_table_equals_chain(conn, devnet.rpc, chain)
 
 
-@pytest.mark.parametrize(("chain_id", "length"), [(31337, -5), (31337, 20), (1337, 20)])
+@pytest.mark.parametrize(("restartable", "length"), [(True, -5), (True, 20), (False, 20)])
 async def test_a_chain_that_agrees_with_no_stored_block(
-    migrated_url: str, chain_id: int, length: int
+    migrated_url: str, restartable: bool, length: int
 ) -> None:
     """The devnet started again is a new chain with the same id: it is indexed afresh, whether
-    it is shorter (`length` blocks) or longer than the old one by now. Any other chain stops:
-    a reorg deeper than the window needs an operator."""
-    async with start_devnet(seed=1, chain_id=chain_id) as first:
+    it is shorter (`length` blocks) or longer than the old one by now. A chain that is not
+    restartable stops: a reorg deeper than the window needs an operator."""
+    async with start_devnet(seed=1) as first:
         await first.activity.run(events=30)
         await first.rpc.call("anvil_mine", [hex(60)])
         # A short window: the indexer keeps only the last blocks' hashes, none of which the
         # second chain has.
-        await index_to_head(migrated_url, first.chain_config(reorg_window=4))
+        await index_to_head(
+            migrated_url, first.chain_config(reorg_window=4, restartable=restartable)
+        )
         first_head = await first.rpc.block_number()
-    async with start_devnet(seed=2, chain_id=chain_id) as second:
+    async with start_devnet(seed=2) as second:
         await second.activity.run(events=40)
         missing = first_head + length - await second.rpc.block_number()
         assert missing > 0
         await second.rpc.call("anvil_mine", [hex(missing)])
-        chain = second.chain_config(reorg_window=4)
-        if chain_id != 31337:
+        chain = second.chain_config(reorg_window=4, restartable=restartable)
+        if not restartable:
             with pytest.raises(ReorgTooDeepError, match="agrees with none of the last"):
                 await index_to_head(migrated_url, chain)
             return
