@@ -175,14 +175,16 @@ class EventStore:
     async def roll_back(
         self, conn: psycopg.AsyncConnection, fork: BlockHeader | tuple[int, str | None]
     ) -> bool:
-        """Forget everything above the fork block. True when the trigger engine had already
-        processed orphaned events (a reorg deeper than the confirmation depth)."""
+        """Forget everything above the fork block (-1: everything, no checkpoint stays). True
+        when the trigger engine had already processed orphaned events (a reorg deeper than the
+        confirmation depth)."""
         number, block_hash = (fork.number, fork.hash) if isinstance(fork, BlockHeader) else fork
         params = {"chain_id": self.chain_id, "fork_block": number, "fork_hash": block_hash}
         async with conn.transaction():
             await conn.execute(QUERIES["delete_events_above"], params)
             await conn.execute(QUERIES["delete_blocks_above"], params)
-            await conn.execute(QUERIES["rewind_checkpoint"], params)
+            rewind = "rewind_checkpoint" if number >= 0 else "delete_checkpoint"
+            await conn.execute(QUERIES[rewind], params)
             cursor = await conn.execute(QUERIES["rewind_processing_cursor"], params)
             return await cursor.fetchone() is not None
 
