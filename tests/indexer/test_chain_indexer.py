@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import psycopg
 import pytest
@@ -270,7 +271,7 @@ async def test_a_chain_that_agrees_with_no_stored_block(
     A chain that is not restartable stops: a reorg deeper than the window needs an operator."""
     # A short window: the indexer keeps only the last blocks' hashes, none of which the
     # second chain has.
-    overrides: dict[str, int | bool] = {"reorg_window": 4, "restartable": restartable}
+    overrides: dict[str, Any] = {"reorg_window": 4, "restartable": restartable}
     if from_genesis:
         overrides["start_block"] = 0
     async with start_devnet(seed=1) as first:
