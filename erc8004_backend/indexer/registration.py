@@ -37,7 +37,7 @@ import psycopg
 import structlog
 
 from erc8004_backend.actions.delivery import retryable_status
-from erc8004_backend.config import Settings, get_settings
+from erc8004_backend.config import Settings
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.outbound import (
@@ -629,7 +629,7 @@ class RegistrationResolver:
         self,
         conn: psycopg.AsyncConnection,
         *,
-        settings: Settings | None = None,
+        settings: Settings,
         client: httpx.AsyncClient | None = None,
         max_attempts: int = 5,
         retry_delay: timedelta = timedelta(seconds=30),
@@ -638,7 +638,6 @@ class RegistrationResolver:
         concurrency: int = 8,
         idle_sleep: float = 2.0,
     ) -> None:
-        settings = settings or get_settings()
         self._conn = conn
         self._owns_client = client is None
         self._client = client or new_http_client()

@@ -26,7 +26,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
-from erc8004_backend.config import Settings
+from erc8004_backend.cli.run import run_all
+from erc8004_backend.config import Settings, get_settings
 from erc8004_backend.indexer.registration import (
     RegistrationError,
     RegistrationResolver,
@@ -969,6 +970,33 @@ async def test_run_resolves_until_stopped(
 
     assert rows[0]["status"] == "fetched"
     assert not client.is_closed  # the caller's client stays open
+
+
+async def test_erc8004_run_resolves_with_the_settings_it_is_given(
+    conn: psycopg.AsyncConnection, migrated_url: str, server: LocalServer
+) -> None:
+    server.routes["/ipfs/bafyrun"] = Reply(body=registration_file("https://mcp.run/"))
+    settings = Settings(database_url=migrated_url, ipfs_gateway=f"{server.base}/ipfs/")
+    assert get_settings().ipfs_gateway != settings.ipfs_gateway  # the environment's differs
+    await enqueue_registrations(conn, CHAIN, [(3, "ipfs://bafyrun")])
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_all(settings, migrated_url, [], "127.0.0.1", 0, stop))
+    try:
+        for _ in range(200):
+            [row] = await registration_rows(conn)
+            if row["status"] != "pending" or row["error"] or running.done():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+
+    assert (row["status"], row["mcp_endpoint"], row["error"]) == (
+        "fetched",
+        "https://mcp.run/",
+        None,
+    )
+    assert [target for target, _ in server.requests] == ["/ipfs/bafyrun"]
 
 
 # -- current_registration ----------------------------------------------------------------
