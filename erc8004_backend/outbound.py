@@ -36,6 +36,10 @@ class OutboundAddressError(Erc8004Error):
     """An outbound request would reach an address it must not, or its host does not resolve."""
 
 
+class UnresolvedHostError(OutboundAddressError):
+    """The host has no address now: unlike a refusal, it may resolve later."""
+
+
 # -- outbound address checks -------------------------------------------------------------
 
 _CLOUD_METADATA = frozenset(
@@ -106,7 +110,7 @@ async def check_public_host(
         )
     except (OSError, UnicodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise OutboundAddressError(f"cannot resolve {host}: {reason}") from None
+        raise UnresolvedHostError(f"cannot resolve {host}: {reason}") from None
     addresses: list[IPAddress] = []
     for *_, sockaddr in infos:
         address = ipaddress.ip_address(str(sockaddr[0]))
@@ -117,7 +121,7 @@ async def check_public_host(
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise OutboundAddressError(f"{host} has no address")
+        raise UnresolvedHostError(f"{host} has no address")
     return addresses
 
 

@@ -21,6 +21,7 @@ from erc8004_backend.outbound import (
     OutboundAddressError,
     RefusedAddressError,
     ResponseTooLargeError,
+    UnresolvedHostError,
     address_problem,
     check_public_host,
     outbound_client2,
@@ -69,13 +70,15 @@ async def test_check_public_host_judges_names_after_resolution() -> None:
     assert await check_public_host("8.8.8.8", 443) == [ipaddress.ip_address("8.8.8.8")]
     with pytest.raises(
         OutboundAddressError, match=r"localhost resolves to .*, which is a loopback"
-    ):
+    ) as refused:
         await check_public_host("localhost", 80)
+    assert not isinstance(refused.value, UnresolvedHostError)  # a refusal, for good
     with pytest.raises(
         OutboundAddressError, match=r"169\.254\.169\.254 is a cloud metadata address"
     ):
         await check_public_host("169.254.169.254", 80)
-    with pytest.raises(OutboundAddressError, match=r"cannot resolve no-such-host\.invalid"):
+    # A name that does not resolve (now) is told apart: it may resolve later.
+    with pytest.raises(UnresolvedHostError, match=r"cannot resolve no-such-host\.invalid"):
         await check_public_host("no-such-host.invalid", 80)
 
 

@@ -97,12 +97,15 @@ async def _run(url: str, chains: list[ChainConfig], show_progress: bool, once: b
 async def _index(
     url: str, chains: list[ChainConfig], show_progress: bool, once: bool, stop: asyncio.Event
 ) -> None:
+    settings = get_settings()
     for chain in chains:
         log.info("indexer.start", chain=chain.name, chain_id=chain.chain_id,
                  rpc=len(chain.rpc_urls), start_block=chain.start_block,
                  confirmations=chain.confirmations)  # fmt: skip
     if not show_progress:
-        await run_indexers(url, chains, stop, on_progress=ProgressLog().update, once=once)
+        await run_indexers(
+            url, chains, stop, settings=settings, on_progress=ProgressLog().update, once=once
+        )
         return
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -113,7 +116,9 @@ async def _index(
         console=console,
         transient=False,
     ) as bars:
-        await run_indexers(url, chains, stop, on_progress=ProgressBars(bars).update, once=once)
+        await run_indexers(
+            url, chains, stop, settings=settings, on_progress=ProgressBars(bars).update, once=once
+        )
 
 
 class ProgressBars:

@@ -71,7 +71,9 @@ async def run_all(
     try:
         async with asyncio.TaskGroup() as parts:
             parts.create_task(serve_api(create_app(settings), host, port, stop))
-            parts.create_task(run_indexers(url, chains, stop, on_progress=ProgressLog().update))
+            parts.create_task(
+                run_indexers(url, chains, stop, settings=settings, on_progress=ProgressLog().update)
+            )
             parts.create_task(run_processor(url, stop, poll_interval=1.0))
             parts.create_task(run_worker(url, stop, settings))
     except BaseExceptionGroup as failures:

@@ -396,8 +396,9 @@ class ChainIndexer:
             headers = await self.rpc.get_block_headers([number for number, _ in candidates])
             canonical = {h.number: h.hash for h in map(header_from_rpc, headers)}
         fork = next(((n, h) for n, h in candidates if canonical.get(n) == h), None)
-        if fork is None and self.chain.restartable and self.chain.start_block:
-            # A local devnet started again is a new chain with the same id: index it afresh.
+        if fork is None and self.chain.restartable:
+            # A local devnet started again is a new chain with the same id: index it afresh
+            # (from block 0 too: the fork is then block -1, and no checkpoint is left).
             self._log.warning("indexer.devnet_restarted", forgetting_from=self.chain.start_block)
             await self.store.roll_back(self.conn, (self.chain.start_block - 1, None))
             return

@@ -4,12 +4,15 @@ The indexer queues a row in `agent_registrations` for every Registered / URIUpda
 the transaction that stores the event (`enqueue_registrations`). `RegistrationResolver` claims
 due rows, fetches the files (https, http, ipfs:// through a gateway, or on-chain data: URIs)
 within a size and a time limit, and stores the parsed document with its MCP and A2A endpoints,
-or the error, retrying with backoff. `current_registration` answers for the MCP action: the
-agent's current URI (its latest event) and what was read from it.
+or the error. Only transient failures are retried, with backoff; any other (a refused address,
+an HTTP error other than 5xx / 408 / 425 / 429, a file that is not a registration file) is
+final until an event names the URI again. `current_registration` answers for the MCP action:
+the agent's current URI (its latest event) and what was read from it.
 
 Fetching treats every URI as hostile: only four schemes, each redirect hop checked again, and
 no connection to private, loopback, link-local, multicast, reserved or cloud-metadata
-addresses once names are resolved (unless the configuration allows private addresses).
+addresses once names are resolved (unless the configuration allows private addresses, or the
+address is in one of its allowed networks).
 """
 
 from __future__ import annotations
@@ -33,10 +36,17 @@ import httpx
 import psycopg
 import structlog
 
-from erc8004_backend.config import Settings, get_settings
+from erc8004_backend.actions.delivery import retryable_status
+from erc8004_backend.config import Settings
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.errors import Erc8004Error
-from erc8004_backend.outbound import OutboundAddressError, check_public_host, pin_to_address
+from erc8004_backend.outbound import (
+    IPNetwork,
+    OutboundAddressError,
+    UnresolvedHostError,
+    check_public_host,
+    pin_to_address,
+)
 
 QUERIES = load_queries("erc8004_backend.indexer", "registration.sql")
 
@@ -56,12 +66,17 @@ class RegistrationError(Erc8004Error):
     """A registration file cannot be fetched or read.
 
     `permanent`: trying again cannot give another answer (an unsupported scheme, a malformed
-    on-chain data: URI), so the resolver gives up at once instead of retrying.
+    on-chain data: URI). `transient`: trying again soon may succeed (a timeout, a connection
+    failure, a name that does not resolve, HTTP 5xx / 408 / 425 / 429, a misconfigured
+    gateway). Neither: the server's answer, which changes only when someone changes the server
+    (another HTTP error, a file that is not a registration file, a refused address). The
+    resolver retries only transient failures; a fetch for a delivery may wait for the server.
     """
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False, transient: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.transient = transient
 
 
 # -- parsing -----------------------------------------------------------------------------
@@ -295,8 +310,10 @@ def gateway_base(gateway: str) -> str:
         valid = parts.scheme in ("http", "https") and bool(parts.hostname)
     except ValueError:
         valid = False
-    if not valid:  # a configuration error, fixable by the operator: not permanent
-        raise RegistrationError(f"the IPFS gateway must be an http(s) URL, not {gateway!r}")
+    if not valid:  # a configuration error, fixable by the operator
+        raise RegistrationError(
+            f"the IPFS gateway must be an http(s) URL, not {gateway!r}", transient=True
+        )
     return gateway if gateway.endswith("/") else gateway + "/"
 
 
@@ -326,12 +343,14 @@ async def fetch_registration(
     max_bytes: int,
     timeout: float,
     allow_private: bool,
+    allowed: Sequence[IPNetwork] = (),
 ) -> bytes:
     """The bytes of the registration file behind `uri`, at most `max_bytes`, within
     `timeout` seconds for everything (resolution, redirects, body).
 
-    `allow_private` lifts the address checks (tests, devnets). URLs under the configured
-    gateway are the operator's choice and skip them too; hops leaving it are checked.
+    `allow_private` lifts the address checks (tests, devnets); addresses in `allowed`
+    networks pass them. URLs under the configured gateway are the operator's choice and skip
+    them too; hops leaving it are checked.
     """
     uri = uri.strip()
     if not uri:
@@ -361,6 +380,7 @@ async def fetch_registration(
         max_bytes=max_bytes,
         timeout=timeout,
         allow_private=allow_private,
+        allowed=allowed,
         trusted_prefix=_trusted_prefix(gateway),
     )
     try:
@@ -368,11 +388,13 @@ async def fetch_registration(
             return await fetch.get(_http_url(url, permanent=True))
     except TimeoutError:
         raise RegistrationError(
-            f"no complete answer from {_short(url)} within {timeout:g} s"
+            f"no complete answer from {_short(url)} within {timeout:g} s", transient=True
         ) from None
-    except httpx.HTTPError as error:
+    except httpx.HTTPError as error:  # the connection failed, or the server broke the protocol
         reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        raise RegistrationError(f"fetching {_short(url)} failed: {reason}") from None
+        raise RegistrationError(
+            f"fetching {_short(url)} failed: {reason}", transient=True
+        ) from None
 
 
 def _trusted_prefix(gateway: str) -> str | None:
@@ -401,6 +423,7 @@ class _HttpFetch:
     max_bytes: int
     timeout: float
     allow_private: bool
+    allowed: Sequence[IPNetwork]
     trusted_prefix: str | None
 
     async def get(self, url: httpx.URL) -> bytes:
@@ -412,7 +435,10 @@ class _HttpFetch:
                     url = self._redirect_target(url, response)
                     continue
                 if not response.is_success:
-                    raise RegistrationError(f"HTTP {response.status_code} from {_short(str(url))}")
+                    raise RegistrationError(
+                        f"HTTP {response.status_code} from {_short(str(url))}",
+                        transient=retryable_status(response.status_code),
+                    )
                 return await self._read_body(response, url)
             finally:
                 await response.aclose()
@@ -428,11 +454,16 @@ class _HttpFetch:
             host = url.raw_host.decode("ascii")
             port = url.port or (443 if url.scheme == "https" else 80)
             try:
-                addresses = await check_public_host(host, port)
+                addresses = await check_public_host(host, port, allowed=self.allowed)
+            except UnresolvedHostError as error:
+                raise RegistrationError(
+                    f"cannot fetch {_short(str(url))}: {error}", transient=True
+                ) from None
             except OutboundAddressError as error:
                 raise RegistrationError(
                     f"refused to fetch {_short(str(url))}: {error}"
-                    " (ERC8004_ALLOW_PRIVATE_URLS=true allows private addresses)"
+                    " (ERC8004_ALLOW_PRIVATE_URLS=true allows private addresses,"
+                    " ERC8004_ALLOWED_NETWORKS chosen networks)"
                 ) from None
             target, pin_headers, extensions = pin_to_address(url, addresses[0])
             headers.update(pin_headers)
@@ -584,7 +615,7 @@ class _Outcome:
     claim: _Claim
     registration: Registration | None
     error: str = ""
-    permanent: bool = False
+    final: bool = False  # no retry: the row fails at once
 
 
 class RegistrationResolver:
@@ -598,7 +629,7 @@ class RegistrationResolver:
         self,
         conn: psycopg.AsyncConnection,
         *,
-        settings: Settings | None = None,
+        settings: Settings,
         client: httpx.AsyncClient | None = None,
         max_attempts: int = 5,
         retry_delay: timedelta = timedelta(seconds=30),
@@ -607,7 +638,6 @@ class RegistrationResolver:
         concurrency: int = 8,
         idle_sleep: float = 2.0,
     ) -> None:
-        settings = settings or get_settings()
         self._conn = conn
         self._owns_client = client is None
         self._client = client or new_http_client()
@@ -615,6 +645,7 @@ class RegistrationResolver:
         self._max_bytes = settings.registration_max_bytes
         self._timeout = settings.registration_fetch_timeout
         self._allow_private = settings.allow_private_urls
+        self._allowed_networks = settings.allowed_ip_networks
         self._max_attempts = max_attempts
         self._retry_delay = retry_delay
         self._max_retry_delay = max_retry_delay
@@ -676,13 +707,14 @@ class RegistrationResolver:
                     max_bytes=self._max_bytes,
                     timeout=self._timeout,
                     allow_private=self._allow_private,
+                    allowed=self._allowed_networks,
                 )
                 registration = parse_registration(raw)
             except RegistrationError as error:
-                # An on-chain data: URI cannot change without a new event: no retry.
-                permanent = error.permanent or uri_scheme(claim.agent_uri.strip()) == "data"
-                self._log_failure(claim, str(error), permanent)
-                return _Outcome(claim, None, str(error), permanent)
+                # Only a retry of a transient failure may give another answer soon; the
+                # rest waits for an event that names the URI again.
+                self._log_failure(claim, str(error), final=not error.transient)
+                return _Outcome(claim, None, str(error), final=not error.transient)
             except Exception as error:  # a bug must not lose the batch's other results
                 log.exception("registration.unexpected_error", **self._log_fields(claim))
                 return _Outcome(claim, None, f"unexpected error: {type(error).__name__}: {error}")
@@ -715,17 +747,17 @@ class RegistrationResolver:
                     {
                         **_row_keys([outcome.claim for outcome in failed]),
                         "errors": [_storable_text(outcome.error) for outcome in failed],
-                        "permanent": [outcome.permanent for outcome in failed],
+                        "final": [outcome.final for outcome in failed],
                         "max_attempts": self._max_attempts,
                         "retry_delay": self._retry_delay,
                         "max_retry_delay": self._max_retry_delay,
                     },
                 )
 
-    def _log_failure(self, claim: _Claim, error: str, permanent: bool) -> None:
-        final = permanent or claim.attempts >= self._max_attempts
+    def _log_failure(self, claim: _Claim, error: str, *, final: bool) -> None:
+        gives_up = final or claim.attempts >= self._max_attempts
         log.info(
-            "registration.failed" if final else "registration.retry",
+            "registration.failed" if gives_up else "registration.retry",
             **self._log_fields(claim),
             attempts=claim.attempts,
             error=error,

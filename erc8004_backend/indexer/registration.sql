@@ -59,14 +59,14 @@ FROM still_claimed AS f
 WHERE r.chain_id = f.chain_id AND r.agent_id = f.agent_id AND r.uri_digest = f.uri_digest
 
 -- store_failed --
--- Like store_fetched. A permanent failure (nothing a retry could change) or the last allowed
+-- Like store_fetched. A final failure (nothing a retry could soon change) or the last allowed
 -- attempt ends in 'failed'; otherwise the row waits retry_delay * 2^(attempts - 1), at most
 -- max_retry_delay. The last fetched document, if any, stays: fetched_at says how old it is.
 WITH result AS (
     SELECT *
     FROM unnest(%(chain_ids)s::bigint[], %(agent_ids)s::numeric[], %(uri_digests)s::text[],
-                %(claimed_at)s::timestamptz[], %(errors)s::text[], %(permanent)s::boolean[])
-         AS f(chain_id, agent_id, uri_digest, claimed_at, error, permanent)
+                %(claimed_at)s::timestamptz[], %(errors)s::text[], %(final)s::boolean[])
+         AS f(chain_id, agent_id, uri_digest, claimed_at, error, final)
 ), still_claimed AS (
     SELECT result.*
     FROM agent_registrations AS r
@@ -75,7 +75,7 @@ WITH result AS (
     FOR UPDATE OF r SKIP LOCKED
 )
 UPDATE agent_registrations AS r
-SET status = CASE WHEN f.permanent OR r.attempts >= %(max_attempts)s
+SET status = CASE WHEN f.final OR r.attempts >= %(max_attempts)s
                   THEN 'failed' ELSE 'pending' END,
     error = f.error,
     next_attempt_at = now() + least(%(max_retry_delay)s::interval,

@@ -15,6 +15,7 @@ import structlog
 
 from erc8004_backend.chain.config import ChainConfig
 from erc8004_backend.chain.rpc import ChainMismatchError, RpcClient
+from erc8004_backend.config import Settings
 from erc8004_backend.database.connection import RECONNECT_ERRORS, wait_to_retry
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.indexer.chain_indexer import (
@@ -85,6 +86,7 @@ async def run_indexers(
     chains: Sequence[ChainConfig],
     stop: asyncio.Event,
     *,
+    settings: Settings,
     on_progress: ProgressCallback | None = None,
     resolve_registrations: bool = True,
     once: bool = False,
@@ -96,13 +98,13 @@ async def run_indexers(
             for chain in chains:
                 group.create_task(index_chain(url, chain, stop, on_progress=on_progress, once=once))
             if resolve_registrations and not once:
-                group.create_task(_resolve_registrations(url, stop))
+                group.create_task(_resolve_registrations(url, settings, stop))
     except BaseExceptionGroup as failures:
         # Report the failure itself, as one error, not the group that carried it.
         raise failures.exceptions[0] from None
 
 
-async def _resolve_registrations(url: str, stop: asyncio.Event) -> None:
+async def _resolve_registrations(url: str, settings: Settings, stop: asyncio.Event) -> None:
     from erc8004_backend.indexer.registration import RegistrationResolver
 
     failures = 0
@@ -110,7 +112,7 @@ async def _resolve_registrations(url: str, stop: asyncio.Event) -> None:
         try:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                 failures = 0
-                await RegistrationResolver(conn).run(stop)
+                await RegistrationResolver(conn, settings=settings).run(stop)
                 return
         except RECONNECT_ERRORS as error:
             failures += 1

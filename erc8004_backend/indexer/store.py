@@ -5,7 +5,8 @@ registration files and the checkpoint. After a crash at any instant the database
 the whole batch or none of it, and the indexer resumes from the checkpoint. Events are copied
 straight into `events` (no ON CONFLICT): nothing above the checkpoint can be stored yet, and
 the checkpoint only moves from the value this indexer read, so a second indexer on the same
-chain makes the transaction fail instead of writing twice.
+chain makes the transaction fail instead of writing twice. The weekly partitions a batch needs
+are created before it, in a short transaction of their own.
 """
 
 from __future__ import annotations
@@ -116,13 +117,14 @@ class EventStore:
         keep_blocks_from: int,
     ) -> None:
         """Store one batch and move the checkpoint from `previous` to `checkpoint`, atomically."""
+        if rows:
+            await self._ensure_partitions(conn, rows)
         async with conn.transaction():
             cursor = await conn.execute(QUERIES["lock_checkpoint"], {"chain_id": self.chain_id})
             current = await cursor.fetchone()
             if (current[0] if current else None) != previous:
                 raise self._moved()
             if rows:
-                await self._ensure_partitions(conn, rows)
                 async with conn.cursor().copy(QUERIES["copy_events"]) as copy:
                     copy.set_types(_COPY_TYPES)
                     for row in rows:
@@ -175,14 +177,16 @@ class EventStore:
     async def roll_back(
         self, conn: psycopg.AsyncConnection, fork: BlockHeader | tuple[int, str | None]
     ) -> bool:
-        """Forget everything above the fork block. True when the trigger engine had already
-        processed orphaned events (a reorg deeper than the confirmation depth)."""
+        """Forget everything above the fork block (-1: everything, no checkpoint stays). True
+        when the trigger engine had already processed orphaned events (a reorg deeper than the
+        confirmation depth)."""
         number, block_hash = (fork.number, fork.hash) if isinstance(fork, BlockHeader) else fork
         params = {"chain_id": self.chain_id, "fork_block": number, "fork_hash": block_hash}
         async with conn.transaction():
             await conn.execute(QUERIES["delete_events_above"], params)
             await conn.execute(QUERIES["delete_blocks_above"], params)
-            await conn.execute(QUERIES["rewind_checkpoint"], params)
+            rewind = "rewind_checkpoint" if number >= 0 else "delete_checkpoint"
+            await conn.execute(QUERIES[rewind], params)
             cursor = await conn.execute(QUERIES["rewind_processing_cursor"], params)
             return await cursor.fetchone() is not None
 
@@ -203,5 +207,9 @@ class EventStore:
             return
         # A little ahead, so that following the head rarely needs to ask.
         start, end = first, last + timedelta(days=14)
-        await conn.execute(QUERIES["ensure_partitions"], {"from_time": start, "to_time": end})
+        # In a transaction of its own, before the batch's: attaching a partition locks the
+        # default partition exclusively until commit, and every read of events that cannot
+        # skip it by block_time (the trigger engine's, in chain order) would wait that long.
+        async with conn.transaction():
+            await conn.execute(QUERIES["ensure_partitions"], {"from_time": start, "to_time": end})
         self._partitions = PartitionCover(start, end)  # every week in [start, end] exists now

@@ -98,6 +98,11 @@ SET block_number = %(fork_block)s,
                                   THEN least(confirmed_block_number, %(fork_block)s) END
 WHERE chain_id = %(chain_id)s
 
+-- delete_checkpoint --
+-- A fork below block 0: nothing of the chain stays, so it is indexed as never before.
+DELETE FROM checkpoints
+WHERE chain_id = %(chain_id)s
+
 -- rewind_processing_cursor --
 -- Only reached by a reorg deeper than the confirmation depth: the trigger engine already
 -- processed orphaned events, and must process the new canonical ones from the fork on.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import psycopg
 import pytest
@@ -257,31 +258,46 @@ async def test_a_node_that_lags_behind_the_checkpoint_is_waited_for_not_rolled_b
             await assert_table_equals_chain(conn, devnet.rpc, chain)
 
 
-@pytest.mark.parametrize(("restartable", "length"), [(True, -5), (True, 20), (False, 20)])
+@pytest.mark.parametrize(
+    ("restartable", "length", "from_genesis"),
+    [(True, -5, False), (True, 20, False), (False, 20, False), (True, -5, True), (True, 20, True)],
+    ids=["shorter", "longer", "not-restartable", "shorter-from-block-0", "longer-from-block-0"],
+)
 async def test_a_chain_that_agrees_with_no_stored_block(
-    migrated_url: str, restartable: bool, length: int
+    migrated_url: str, restartable: bool, length: int, from_genesis: bool
 ) -> None:
     """The devnet started again is a new chain with the same id: it is indexed afresh, whether
-    it is shorter (`length` blocks) or longer than the old one by now. A chain that is not
-    restartable stops: a reorg deeper than the window needs an operator."""
+    it is shorter (`length` blocks) or longer than the old one by now, and from block 0 too.
+    A chain that is not restartable stops: a reorg deeper than the window needs an operator."""
+    # A short window: the indexer keeps only the last blocks' hashes, none of which the
+    # second chain has.
+    overrides: dict[str, Any] = {"reorg_window": 4, "restartable": restartable}
+    if from_genesis:
+        overrides["start_block"] = 0
     async with start_devnet(seed=1) as first:
         await first.activity.run(events=30)
         await first.rpc.call("anvil_mine", [hex(60)])
-        # A short window: the indexer keeps only the last blocks' hashes, none of which the
-        # second chain has.
-        await index_to_head(
-            migrated_url, first.chain_config(reorg_window=4, restartable=restartable)
-        )
+        await index_to_head(migrated_url, first.chain_config(**overrides))
         first_head = await first.rpc.block_number()
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+        # The trigger engine had processed the first chain's events.
+        await conn.execute(
+            "INSERT INTO processing_cursors (chain_id, block_number, log_index) VALUES (%s, %s, 0)",
+            [first.registries.chain_id, first_head],
+        )
     async with start_devnet(seed=2) as second:
         await second.activity.run(events=40)
         missing = first_head + length - await second.rpc.block_number()
         assert missing > 0
         await second.rpc.call("anvil_mine", [hex(missing)])
-        chain = second.chain_config(reorg_window=4, restartable=restartable)
+        chain = second.chain_config(**overrides)
         if not restartable:
             with pytest.raises(ReorgTooDeepError, match="agrees with none of the last"):
                 await index_to_head(migrated_url, chain)
             return
         await index_to_head(migrated_url, chain)
         assert await assert_table_equals_chain_at(migrated_url, second, chain) >= 40
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+        cursor = await conn.execute("SELECT block_number FROM processing_cursors")
+        # ... and processes the new chain's from its start block.
+        assert await cursor.fetchall() == [(chain.start_block - 1,)]

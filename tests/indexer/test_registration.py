@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
-from erc8004_backend.config import Settings
+from erc8004_backend.cli.run import run_all
+from erc8004_backend.config import Settings, get_settings
 from erc8004_backend.indexer.registration import (
     RegistrationError,
     RegistrationResolver,
@@ -604,7 +606,7 @@ async def test_a_misconfigured_gateway_fails_ipfs_uris_only(
 
     with pytest.raises(RegistrationError, match="the IPFS gateway must be an http") as caught:
         await fetch("ipfs://bafyagent", client, gateway="gateway.local")
-    assert not caught.value.permanent  # the operator can fix it; the URI is fine
+    assert caught.value.transient  # the operator can fix it; the URI is fine
     assert await fetch(f"{server.base}/agent.json", client, gateway="gateway.local")
 
 
@@ -679,12 +681,16 @@ def resolver_for(
     gateway: str = "https://ipfs.io/ipfs/",
     max_attempts: int = 3,
     idle_sleep: float = 2.0,
+    **settings_given: Any,
 ) -> RegistrationResolver:
     settings = Settings(
-        ipfs_gateway=gateway,
-        registration_max_bytes=4096,
-        registration_fetch_timeout=2.0,
-        allow_private_urls=True,
+        **{
+            "ipfs_gateway": gateway,
+            "registration_max_bytes": 4096,
+            "registration_fetch_timeout": 2.0,
+            "allow_private_urls": True,
+            **settings_given,
+        }
     )
     return RegistrationResolver(
         conn,
@@ -773,27 +779,24 @@ async def test_resolver_fetches_and_stores_services(
     assert all(row["attempts"] == 1 and row["fetched_at"] is not None for row in rows)
 
 
-async def test_invalid_json_fails_after_the_last_attempt(
+async def test_a_transient_failure_fails_after_the_last_attempt(
     conn: psycopg.AsyncConnection, server: LocalServer, client: httpx.AsyncClient
 ) -> None:
-    server.routes["/broken.json"] = Reply(body=b"<html>not json</html>")
-    await enqueue_registrations(conn, CHAIN, [(7, f"{server.base}/broken.json")])
+    server.routes["/down.json"] = Reply(503, b"try later")
+    await enqueue_registrations(conn, CHAIN, [(7, f"{server.base}/down.json")])
     resolver = resolver_for(conn, client, max_attempts=3)
 
     for attempt in (1, 2):
         assert await resolver.run_once() == 1
         [row] = await registration_rows(conn)
         assert (row["status"], row["attempts"]) == ("pending", attempt)
-        assert row["error"].startswith("the registration file is not valid JSON")
+        assert row["error"].startswith("HTTP 503 from")
     assert await resolver.run_once() == 1
 
     [row] = await registration_rows(conn)
     assert row["status"] == "failed"
     assert row["attempts"] == 3
-    assert (
-        row["error"]
-        == "the registration file is not valid JSON: Expecting value (line 1, column 1)"
-    )
+    assert row["error"] == f"HTTP 503 from {server.base}/down.json"
     assert row["document"] is None
     assert await resolver.run_once() == 0
     assert len(server.requests) == 3
@@ -802,7 +805,8 @@ async def test_invalid_json_fails_after_the_last_attempt(
 async def test_retries_wait_with_backoff(
     conn: psycopg.AsyncConnection, server: LocalServer, client: httpx.AsyncClient
 ) -> None:
-    await enqueue_registrations(conn, CHAIN, [(8, f"{server.base}/missing.json")])
+    server.routes["/down.json"] = Reply(502)
+    await enqueue_registrations(conn, CHAIN, [(8, f"{server.base}/down.json")])
     resolver = RegistrationResolver(
         conn,
         settings=Settings(allow_private_urls=True, registration_fetch_timeout=2.0),
@@ -818,7 +822,7 @@ async def test_retries_wait_with_backoff(
     )
     status, error, wait = await cursor.fetchone() or (None, None, None)
     assert status == "pending"
-    assert error.startswith("HTTP 404 from")
+    assert error.startswith("HTTP 502 from")
     assert timedelta(seconds=50) < wait <= timedelta(minutes=1)
 
 
@@ -838,6 +842,73 @@ async def test_permanent_failures_are_not_retried(
         ("failed", 1, "unsupported URI scheme 'ftp' (supported: https, http, ipfs, data)"),
         ("failed", 1, "the registration file must be a JSON object, not an array"),
     ]
+
+
+async def test_allowed_networks_are_reached_and_refused_addresses_fail_at_once(
+    conn: psycopg.AsyncConnection, server: LocalServer, client: httpx.AsyncClient
+) -> None:
+    server.routes["/agent.json"] = Reply(body=registration_file("https://mcp.inside/"))
+    await enqueue_registrations(
+        conn, CHAIN, [(1, f"{server.base}/agent.json"), (2, "http://10.1.2.3/agent.json")]
+    )
+    resolver = resolver_for(
+        conn, client, max_attempts=5, allow_private_urls=False, allowed_networks="127.0.0.0/8"
+    )
+
+    assert await resolver.run_once() == 2
+
+    inside, refused = await registration_rows(conn)
+    assert (inside["status"], inside["mcp_endpoint"]) == ("fetched", "https://mcp.inside/")
+    assert (refused["status"], refused["attempts"]) == ("failed", 1)
+    assert refused["error"] == (
+        "refused to fetch http://10.1.2.3/agent.json: 10.1.2.3 is a private address"
+        " (ERC8004_ALLOW_PRIVATE_URLS=true allows private addresses, ERC8004_ALLOWED_NETWORKS"
+        " chosen networks)"
+    )
+    assert await resolver.run_once() == 0  # nothing left to try
+
+
+async def test_only_transient_failures_are_retried(
+    conn: psycopg.AsyncConnection, server: LocalServer, client: httpx.AsyncClient
+) -> None:
+    """Timeouts, connection failures, names that do not resolve and HTTP 5xx / 408 / 425 / 429
+    may pass later; any other answer is final until an event names the URI again."""
+    server.routes["/broken.json"] = Reply(body=b"<html>not json</html>")
+    server.routes["/huge.json"] = Reply(body=b" " * 5000)
+    server.routes["/gone.json"] = Reply(410)
+    server.routes["/busy.json"] = Reply(429)
+    server.routes["/down.json"] = Reply(503)
+    server.routes["/slow.json"] = Reply(body=registration_file(), delay=10)
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_port = unused.getsockname()[1]
+    expected = {
+        f"{server.base}/missing.json": ("failed", f"HTTP 404 from {server.base}/missing.json"),
+        f"{server.base}/gone.json": ("failed", f"HTTP 410 from {server.base}/gone.json"),
+        f"{server.base}/broken.json": ("failed", "the registration file is not valid JSON"),
+        f"{server.base}/huge.json": ("failed", f"{server.base}/huge.json sends 5000 bytes"),
+        f"{server.base}/busy.json": ("pending", f"HTTP 429 from {server.base}/busy.json"),
+        f"{server.base}/down.json": ("pending", f"HTTP 503 from {server.base}/down.json"),
+        f"{server.base}/slow.json": ("pending", f"no complete answer from {server.base}/slow"),
+        f"http://127.0.0.1:{closed_port}/a.json": ("pending", "fetching http://127.0.0.1:"),
+        "http://agent.invalid/a.json": ("pending", "cannot fetch http://agent.invalid/a.json:"),
+    }
+    await enqueue_registrations(conn, CHAIN, list(enumerate(expected)))
+    resolver = resolver_for(
+        conn,
+        client,
+        max_attempts=5,
+        allow_private_urls=False,
+        allowed_networks="127.0.0.0/8",
+        registration_fetch_timeout=0.5,
+    )
+
+    assert await resolver.run_once() == len(expected)
+
+    found = {row["agent_uri"]: row for row in await registration_rows(conn)}
+    for uri, (status, error) in expected.items():
+        assert (found[uri]["status"], found[uri]["attempts"]) == (status, 1), uri
+        assert found[uri]["error"].startswith(error), found[uri]["error"]
 
 
 @pytest.mark.parametrize("indexer_commits", ["before the result", "after the result"])
@@ -899,6 +970,33 @@ async def test_run_resolves_until_stopped(
 
     assert rows[0]["status"] == "fetched"
     assert not client.is_closed  # the caller's client stays open
+
+
+async def test_erc8004_run_resolves_with_the_settings_it_is_given(
+    conn: psycopg.AsyncConnection, migrated_url: str, server: LocalServer
+) -> None:
+    server.routes["/ipfs/bafyrun"] = Reply(body=registration_file("https://mcp.run/"))
+    settings = Settings(database_url=migrated_url, ipfs_gateway=f"{server.base}/ipfs/")
+    assert get_settings().ipfs_gateway != settings.ipfs_gateway  # the environment's differs
+    await enqueue_registrations(conn, CHAIN, [(3, "ipfs://bafyrun")])
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_all(settings, migrated_url, [], "127.0.0.1", 0, stop))
+    try:
+        for _ in range(200):
+            [row] = await registration_rows(conn)
+            if row["status"] != "pending" or row["error"] or running.done():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+
+    assert (row["status"], row["mcp_endpoint"], row["error"]) == (
+        "fetched",
+        "https://mcp.run/",
+        None,
+    )
+    assert [target for target, _ in server.requests] == ["/ipfs/bafyrun"]
 
 
 # -- current_registration ----------------------------------------------------------------
