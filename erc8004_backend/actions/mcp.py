@@ -50,7 +50,12 @@ from erc8004_backend.indexer.registration import (
     fetch_registration,
     new_http_client,
 )
-from erc8004_backend.outbound import OutboundAddressError, check_public_host, outbound_client2
+from erc8004_backend.outbound import (
+    OutboundAddressError,
+    UnresolvedHostError,
+    check_public_host,
+    outbound_client2,
+)
 from erc8004_backend.retry import parse_retry_after
 
 QUERIES = load_queries("erc8004_backend.actions", "mcp.sql")
@@ -286,6 +291,7 @@ async def fetch_verified_file(job: Job, settings: Settings) -> Any:
             max_bytes=settings.registration_max_bytes,
             timeout=settings.registration_fetch_timeout,
             allow_private=settings.allow_private_urls,
+            allowed=settings.allowed_ip_networks,
         )
     except RegistrationError as error:
         raise DeliveryFailed(
@@ -429,7 +435,7 @@ async def _check_endpoint(endpoint: str, settings: Settings) -> None:
 
 def _address_failure(endpoint: str, error: OutboundAddressError) -> DeliveryFailed:
     message = str(error)
-    if _unresolved(message):  # DNS may answer later
+    if isinstance(error, UnresolvedHostError):  # DNS may answer later
         return DeliveryFailed(
             f"cannot reach the MCP server at {endpoint}: {message}", retryable=True
         )
@@ -439,10 +445,6 @@ def _address_failure(endpoint: str, error: OutboundAddressError) -> DeliveryFail
         " chosen networks)",
         retryable=False,
     )
-
-
-def _unresolved(message: str) -> bool:
-    return message.startswith("cannot resolve") or message.endswith("has no address")
 
 
 async def _call_tool(

@@ -66,11 +66,12 @@ class RegistrationError(Erc8004Error):
     """A registration file cannot be fetched or read.
 
     `permanent`: trying again cannot give another answer (an unsupported scheme, a malformed
-    on-chain data: URI). `transient`: trying again soon may succeed (a timeout, a connection
-    failure, a name that does not resolve, HTTP 5xx / 408 / 425 / 429, a misconfigured
-    gateway). Neither: the server's answer, which changes only when someone changes the server
-    (another HTTP error, a file that is not a registration file, a refused address). The
-    resolver retries only transient failures; a fetch for a delivery may wait for the server.
+    on-chain data: URI, an address the settings refuse). `transient`: trying again soon may
+    succeed (a timeout, a connection failure, a name that does not resolve, HTTP 5xx / 408 /
+    425 / 429, a misconfigured gateway). Neither: the server's answer, which changes only when
+    someone changes the server (another HTTP error, a file that is not a registration file).
+    The resolver retries only transient failures; a fetch for a delivery may wait for the
+    server.
     """
 
     def __init__(self, message: str, *, permanent: bool = False, transient: bool = False) -> None:
@@ -463,7 +464,8 @@ class _HttpFetch:
                 raise RegistrationError(
                     f"refused to fetch {_short(str(url))}: {error}"
                     " (ERC8004_ALLOW_PRIVATE_URLS=true allows private addresses,"
-                    " ERC8004_ALLOWED_NETWORKS chosen networks)"
+                    " ERC8004_ALLOWED_NETWORKS chosen networks)",
+                    permanent=True,  # until the operator changes the settings
                 ) from None
             target, pin_headers, extensions = pin_to_address(url, addresses[0])
             headers.update(pin_headers)

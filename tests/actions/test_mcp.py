@@ -597,6 +597,35 @@ async def test_a_file_over_http_is_verified(agent: McpAgentServer) -> None:
     )
 
 
+async def test_a_file_in_an_allowed_network_is_fetched(agent: McpAgentServer) -> None:
+    """ERC8004_ALLOWED_NETWORKS opens the feedback file's address as it opens the MCP
+    server's (the fetch once ignored it and refused every private file)."""
+    body = b"feedback on the operator's network"
+
+    async def files(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    allowed = Settings(
+        allow_private_urls=False, allowed_networks="127.0.0.0/8", registration_fetch_timeout=2.0
+    )
+    async with serve_asgi(files, lifespan="off") as base:
+        event = feedback_event(file_uri=f"{base}/feedback.txt", file_hash=keccak_hex(body))
+        await deliver(
+            target_of(agent), feedback_job(event), settings=allowed, verify_file_hash=True
+        )
+        refused = await delivery_failure(
+            target_of(agent),
+            feedback_job(event),
+            settings=Settings(allow_private_urls=False, registration_fetch_timeout=2.0),
+            verify_file_hash=True,
+        )
+
+    assert [call["file"] for call in agent.calls] == [body.decode()]
+    assert refused.retryable is False
+    assert "loopback" in str(refused)
+
+
 async def test_a_file_that_does_not_match_its_hash_is_not_pushed(agent: McpAgentServer) -> None:
     on_chain = keccak_hex(b"the file that was promised")
     job = feedback_job(feedback_event(file_hash=on_chain.upper().replace("0X", "0x")))
