@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,45 @@ def test_migrate_info_run_revert_through_the_cli(database_url: str) -> None:
     info = erc8004("db", "migrate", "info", database_url=database_url)
     assert info.stdout.count("applied") == MIGRATION_COUNT - 1
     assert info.stdout.count("pending") == 1
+
+
+def usage_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The message of a usage error (exit 2), unwrapped from the box it is printed in."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", result.stderr).split())
+
+
+def migration_history(url: str) -> tuple[set[str], list[tuple[object, ...]]]:
+    with connect(url) as connection:
+        tables = connection.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+        rows = connection.execute("SELECT * FROM _sqlx_migrations ORDER BY version").fetchall()
+    return {row[0] for row in tables}, rows
+
+
+def test_bad_target_version_exits_2_and_changes_nothing(migrated_url: str) -> None:
+    before = migration_history(migrated_url)
+    latest = sorted(MIGRATIONS.glob("*.up.sql"))[-1].name.split("_", 1)[0]
+    # 2025012300008 is 20250123000008 with a digit missing: it used to revert everything.
+    revert = erc8004(
+        "db", "migrate", "revert", "--target-version", "2025012300008", database_url=migrated_url
+    )
+    message = usage_error(revert)
+    assert "'--target-version'" in message
+    assert "2025012300008 is not the version of a migration in database/migrations" in message
+    assert "nothing was reverted" in message
+    for args, fragment in [
+        (["run", "--target-version", "2025012300008"], "is not the version of a migration"),
+        (["run", "--dry-run", "--target-version", "2025012300008"], "is not the version of"),
+        (
+            ["run", "--target-version", "20250123000008"],
+            f"20250123000008 is older than the latest applied migration {latest}",
+        ),
+    ]:
+        assert fragment in usage_error(erc8004("db", "migrate", *args, database_url=migrated_url))
+    assert migration_history(migrated_url) == before
 
 
 def test_seed_loads_through_the_cli_and_with_psql(migrated_url: str, admin_url: str) -> None:
