@@ -239,9 +239,14 @@ def restore(
     file: Annotated[Path, typer.Argument(help="A .dump from `db backup`, or a .sql file.")],
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Restore a backup: a .dump into a new database (created if missing), a .sql file as is."""
+    """Restore a backup: a .dump into a new database (created if missing), a .sql file as is.
+    A truncated or unreadable file is refused; a database created for a failed restore is
+    dropped again."""
     with database(database_url) as url:
-        admin.restore(url, file)
+        try:
+            admin.restore(url, file)
+        except admin.BackupFileError as error:
+            raise typer.BadParameter(str(error), param_hint="'FILE'") from None
         console.print(f"Restored {file} into {redact_url(url)}")
 
 
