@@ -98,7 +98,7 @@ ORDER BY c.relname
 SELECT 1 FROM pg_database WHERE datname = %(name)s
 
 -- create_database --
--- The database's name is put in quoted (DDL takes no parameters).
+-- The database's name goes in as a quoted identifier (DDL takes no parameters).
 CREATE DATABASE {database}
 
 -- drop_database --
