@@ -21,6 +21,7 @@ from erc8004_backend.database.migrations import (
     MigrationError,
     Migrator,
     Status,
+    TargetVersionError,
     add_migration,
     load_source,
 )
@@ -76,6 +77,15 @@ def _duration(nanoseconds: int) -> str:
 # -- migrate -----------------------------------------------------------------------------
 
 
+@contextmanager
+def refused_as_bad_target_version() -> Iterator[None]:
+    """A refused --target-version is bad input: a usage error (exit 2) naming the option."""
+    try:
+        yield
+    except TargetVersionError as error:
+        raise typer.BadParameter(str(error), param_hint="'--target-version'") from None
+
+
 @migrate_app.command("run")
 def migrate_run(
     database_url: DatabaseUrl = None,
@@ -87,18 +97,16 @@ def migrate_run(
 ) -> None:
     """Apply all pending migrations."""
     migrations = load_source(source)
-    with database(database_url) as url, connect(url) as connection:
+    with (
+        database(database_url) as url,
+        connect(url) as connection,
+        refused_as_bad_target_version(),
+    ):
         migrator = Migrator(connection, migrations)
         if dry_run:
-            states = migrator.states()
-            pending = [
-                s
-                for s in states
-                if s.status is Status.PENDING
-                and (target_version is None or s.version <= target_version)
-            ]
-            for state in pending:
-                console.print(f"would apply {state.version}/migrate {state.description}")
+            pending = migrator.to_apply(target_version)
+            for migration in pending:
+                console.print(f"would apply {migration.version}/migrate {migration.description}")
             if not pending:
                 console.print("nothing to apply")
             return
@@ -155,7 +163,11 @@ def migrate_revert(
 ) -> None:
     """Revert the last applied migration (with its .down.sql file)."""
     migrations = load_source(source)
-    with database(database_url) as url, connect(url) as connection:
+    with (
+        database(database_url) as url,
+        connect(url) as connection,
+        refused_as_bad_target_version(),
+    ):
         reverted = Migrator(connection, migrations).revert(target_version)
     for migration, elapsed in reverted:
         console.print(
@@ -227,9 +239,14 @@ def restore(
     file: Annotated[Path, typer.Argument(help="A .dump from `db backup`, or a .sql file.")],
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Restore a backup: a .dump into a new database (created if missing), a .sql file as is."""
+    """Restore a backup: a .dump into a new database (created if missing), a .sql file as is.
+    A truncated or unreadable file is refused; a database created for a failed restore is
+    dropped again."""
     with database(database_url) as url:
-        admin.restore(url, file)
+        try:
+            admin.restore(url, file)
+        except admin.BackupFileError as error:
+            raise typer.BadParameter(str(error), param_hint="'FILE'") from None
         console.print(f"Restored {file} into {redact_url(url)}")
 
 

@@ -21,7 +21,7 @@ from erc8004_backend.database.migrations import (
     Status,
 )
 from erc8004_backend.database.queries import load_queries
-from erc8004_backend.database.tools import find_client_tool, run_client_tool
+from erc8004_backend.database.tools import ClientToolError, find_client_tool, run_client_tool
 from erc8004_backend.errors import Erc8004Error
 
 QUERIES = load_queries(__package__ or "erc8004_backend.database", "admin.sql")
@@ -79,61 +79,111 @@ def backup(url: str, path: Path, fmt: BackupFormat = BackupFormat.CUSTOM) -> Pat
     return path
 
 
+class BackupFileError(AdminError):
+    """A backup file refused before anything is restored: missing, truncated or unreadable."""
+
+
+# The last line pg_dump writes into a plain SQL dump (then only `--`, blank lines and, since
+# the 2025 minor releases, `\unrestrict KEY`): a file without it was cut short.
+PLAIN_DUMP_TRAILER = "-- PostgreSQL database dump complete"
+
+
 def restore(url: str, path: Path) -> None:
     """Restores a custom-format dump (pg_restore) into the database of `url`, which must be
-    new or empty and is created when missing, or runs a plain SQL backup (psql) in one
-    transaction."""
+    new or empty and is created when missing, or runs a plain SQL dump (psql) in one
+    transaction. The file is checked whole first; when the restore fails, a database it
+    created is dropped again (never one that existed before)."""
     if not path.is_file():
-        raise AdminError(f"backup file not found: {path}")
-    create_database_if_missing(url)
-    with connect(url) as connection:
-        major = server_major(connection)
-        tables = connection.execute(QUERIES["public_tables"]).fetchall()
+        raise BackupFileError(f"backup file not found: {path}")
     with path.open("rb") as file:
         custom_format = file.read(5) == b"PGDMP"
+    with connect(with_database(url, "postgres")) as server:
+        major = server_major(server)
     if custom_format:
-        if tables:
-            raise AdminError(
-                f"database {database_name(url)!r} already has tables: restore a full backup "
-                "into a new database (it is created when it does not exist)"
-            )
-        pg_restore = find_client_tool("pg_restore", major)
-        run_client_tool(
-            [
-                str(pg_restore),
-                "--no-owner",
-                "--exit-on-error",
-                "--single-transaction",
-                f"--dbname={url}",
-                str(path),
-            ],
-            what="pg_restore",
-        )
+        program = find_client_tool("pg_restore", major)
+        check_custom_dump(program, path)
+        options = ["--no-owner", "--exit-on-error", str(path)]
     else:
-        psql = find_client_tool("psql", major)
+        check_plain_dump(path)
+        program = find_client_tool("psql", major)
+        options = ["--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", f"--file={path}"]
+    created = create_database_if_missing(url)
+    try:
+        if custom_format and not created:
+            with connect(url) as connection:
+                if connection.execute(QUERIES["public_tables"]).fetchone():
+                    raise AdminError(
+                        f"database {database_name(url)!r} already has tables: restore a full "
+                        "backup into a new database (it is created when it does not exist)"
+                    )
         run_client_tool(
-            [
-                str(psql),
-                "--no-psqlrc",
-                "--quiet",
-                "--set=ON_ERROR_STOP=1",
-                "--single-transaction",
-                f"--dbname={url}",
-                f"--file={path}",
-            ],
-            what="psql",
+            [str(program), "--single-transaction", f"--dbname={url}", *options],
+            what=program.name,
+        )
+    except BaseException as error:
+        if not created:
+            raise
+        drop_database(url)
+        if isinstance(error, ClientToolError):
+            raise AdminError(
+                f"{error} (the database created for the restore, {database_name(url)!r}, "
+                "was dropped)"
+            ) from None
+        raise
+
+
+def check_custom_dump(pg_restore: Path, path: Path) -> None:
+    """Refuses an archive whose table of contents pg_restore cannot read whole. A garbled
+    entry count makes pg_restore read no entry, restore nothing and succeed."""
+    listing = run_client_tool(
+        [str(pg_restore), "--list", "--verbose", str(path)], what="pg_restore"
+    )
+    announced = re.search(r"^;\s+TOC Entries: (-?\d+)$", listing, re.MULTILINE)
+    listed = len(re.findall(r"^\d+;", listing, re.MULTILINE))
+    if announced is None or int(announced[1]) != listed or listed == 0:
+        raise BackupFileError(
+            f"{path} is not a whole pg_dump archive: its table of contents announces "
+            f"{announced[1] if announced else 'no'} entries, pg_restore reads {listed}; "
+            "nothing was restored"
         )
 
 
-def create_database_if_missing(url: str) -> None:
-    name = database_name(url)
+def check_plain_dump(path: Path) -> None:
+    """Refuses a plain SQL file that does not end as pg_dump ends one: a truncated dump
+    would restore without the indexes and foreign keys that come last."""
+    with path.open("rb") as file:
+        file.seek(max(0, path.stat().st_size - 4096))
+        tail = file.read().decode("utf-8", errors="replace")
+    lines = [line.strip() for line in tail.splitlines()]
+    last = [
+        line for line in lines if line not in ("", "--") and not line.startswith("\\unrestrict ")
+    ]
+    if not last or last[-1] != PLAIN_DUMP_TRAILER:
+        raise BackupFileError(
+            f"{path} does not end with pg_dump's {PLAIN_DUMP_TRAILER!r} line: it is truncated "
+            "or not a pg_dump plain-text dump; nothing was restored"
+        )
+
+
+def create_database_if_missing(url: str) -> bool:
+    """Creates the database of `url` unless it exists; whether it was created."""
     with connect(with_database(url, "postgres")) as connection:
-        if not connection.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
-        ).fetchone():
-            connection.execute(
-                psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name))
-            )
+        if connection.execute(QUERIES["database_exists"], {"name": database_name(url)}).fetchone():
+            return False
+        connection.execute(_with_database_name(QUERIES["create_database"], url))
+    return True
+
+
+def drop_database(url: str) -> None:
+    with connect(with_database(url, "postgres")) as connection:
+        connection.execute(_with_database_name(QUERIES["drop_database"], url))
+
+
+def _with_database_name(query: bytes, url: str) -> psycopg.sql.Composed:
+    """A query with the database's name in it (quoted): DDL takes no parameters."""
+    return psycopg.sql.SQL(query.decode()).format(
+        database=psycopg.sql.Identifier(database_name(url))
+    )
 
 
 # -- statistics --------------------------------------------------------------------------

@@ -93,3 +93,15 @@ SELECT c.relname
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 ORDER BY c.relname
+
+-- database_exists --
+SELECT 1 FROM pg_database WHERE datname = %(name)s
+
+-- create_database --
+-- The database's name goes in as a quoted identifier (DDL takes no parameters).
+CREATE DATABASE {database}
+
+-- drop_database --
+-- Only for a database `db restore` created itself and could not restore into; FORCE, so
+-- that a session someone opened on it meanwhile does not keep it behind.
+DROP DATABASE {database} WITH (FORCE)

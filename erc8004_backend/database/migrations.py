@@ -7,7 +7,8 @@ succeeded, the SHA-384 checksum of the file's bytes, and the execution time in n
 
 Before running anything the migrator checks what is applied against the source: a migration
 whose file changed, one whose file is missing, or one left half-applied (success = false)
-stops it with a message naming the migration.
+stops it with a message naming the migration. So does a target version SQLx refuses (see
+check_target).
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ NO_TRANSACTION_DIRECTIVE = "-- no-transaction"
 
 class MigrationError(Erc8004Error):
     """The migration source or the database's migration history is not usable as it is."""
+
+
+class TargetVersionError(MigrationError):
+    """A target version the migrator refuses before it changes anything."""
 
 
 class MigrationKind(enum.Enum):
@@ -199,6 +204,31 @@ def check_history(states: Sequence[MigrationState]) -> None:
             )
 
 
+def check_target(
+    source: MigrationSource, states: Sequence[MigrationState], target: int, *, reverting: bool
+) -> None:
+    """Refuses a target version as sqlx-cli does: one that is no migration of the source
+    (VersionNotPresent; 0 means "revert all"), one below the latest applied for run
+    (VersionTooOld), one above it for revert (VersionTooNew)."""
+    verb = "reverted" if reverting else "applied"
+    if not (reverting and target == 0) and all(m.version != target for m in source.forward):
+        raise TargetVersionError(
+            f"{target} is not the version of a migration in {source.path}, nothing was {verb}"
+            f" (`erc8004 db migrate info` lists them{'; 0 reverts all' if reverting else ''})"
+        )
+    latest = max((s.version for s in states if s.applied is not None), default=0)
+    if not reverting and target < latest:
+        raise TargetVersionError(
+            f"{target} is older than the latest applied migration {latest}, nothing was "
+            f"applied (to go back to {target}: erc8004 db migrate revert --target-version "
+            f"{target})"
+        )
+    if reverting and target > latest:
+        raise TargetVersionError(
+            f"{target} is newer than the latest applied migration {latest}, nothing was reverted"
+        )
+
+
 def sqlx_lock_id(database: str) -> int:
     """The advisory lock key SQLx derives from the database name."""
     return 0x3D32AD9E * zlib.crc32(database.encode())
@@ -221,43 +251,54 @@ class Migrator:
     def states(self) -> list[MigrationState]:
         return compare(self.source, self.applied())
 
+    def to_apply(self, target_version: int | None = None) -> list[Migration]:
+        """The migrations `run` applies, in order: the pending ones up to target_version."""
+        states = self.states()
+        check_history(states)
+        if target_version is not None:
+            check_target(self.source, states, target_version, reverting=False)
+        return [
+            s.local
+            for s in states
+            if s.status is Status.PENDING
+            and s.local is not None
+            and (target_version is None or s.version <= target_version)
+        ]
+
+    def to_revert(self, target_version: int | None = None) -> list[Migration]:
+        """The down migrations `revert` runs, in order: the last applied one, or every one
+        above target_version."""
+        states = self.states()
+        check_history(states)
+        applied = [s for s in reversed(states) if s.status is Status.APPLIED]
+        if target_version is None:
+            applied = applied[:1]
+        else:
+            check_target(self.source, states, target_version, reverting=True)
+            applied = [s for s in applied if s.version > target_version]
+        downs = []
+        for state in applied:
+            down = self.source.down.get(state.version)
+            if down is None:
+                raise MigrationError(
+                    f"cannot revert {state.local.path.name if state.local else state.version}: "
+                    "it has no .down.sql file"
+                )
+            downs.append(down)
+        return downs
+
     def run(self, target_version: int | None = None) -> list[tuple[Migration, int]]:
         """Applies pending migrations up to target_version; returns each with its duration."""
-        done = []
         with self._locked():
+            # Checked before the table is created: a refused run leaves the database as it was.
+            migrations = self.to_apply(target_version)
             self.connection.execute(QUERIES["create_migrations_table"])
-            states = self.states()
-            check_history(states)
-            for state in states:
-                if state.status is not Status.PENDING:
-                    continue
-                assert state.local is not None
-                if target_version is not None and state.version > target_version:
-                    break
-                done.append((state.local, self._apply(state.local)))
-        return done
+            return [(migration, self._apply(migration)) for migration in migrations]
 
     def revert(self, target_version: int | None = None) -> list[tuple[Migration, int]]:
         """Reverts the last applied migration, or every one above target_version."""
-        done = []
         with self._locked():
-            self.connection.execute(QUERIES["create_migrations_table"])
-            states = self.states()
-            check_history(states)
-            applied = [s for s in reversed(states) if s.status is Status.APPLIED]
-            if target_version is not None:
-                applied = [s for s in applied if s.version > target_version]
-            else:
-                applied = applied[:1]
-            for state in applied:
-                down = self.source.down.get(state.version)
-                if down is None:
-                    raise MigrationError(
-                        f"cannot revert {state.local.path.name if state.local else state.version}: "
-                        "it has no .down.sql file"
-                    )
-                done.append((down, self._revert(down)))
-        return done
+            return [(down, self._revert(down)) for down in self.to_revert(target_version)]
 
     def _apply(self, migration: Migration) -> int:
         started = time.perf_counter_ns()

@@ -18,7 +18,8 @@ FROM _sqlx_migrations
 ORDER BY version
 
 -- acquire_migration_lock --
--- The same advisory lock as SQLx, so our tool and `sqlx migrate` never run at once.
+-- The advisory lock of SQLx's embedded migrator (Migrator::run), so ours and an application
+-- migrating with SQLx never run at once. (sqlx-cli's `migrate run` takes no lock.)
 SELECT pg_advisory_lock(%(lock_id)s)
 
 -- release_migration_lock --

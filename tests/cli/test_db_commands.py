@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import psycopg
 import pytest
 
 from erc8004_backend.config import DEVELOPMENT_TOKEN_KEYS
-from erc8004_backend.database.connection import connect, with_database
+from erc8004_backend.database.connection import connect, database_name, with_database
 from erc8004_backend.encryption import Sealed, SecretBox, agent_token_context
 from tests.conftest import MIGRATIONS, ROOT, create_database, drop_database
 
@@ -89,6 +90,50 @@ def test_migrate_info_run_revert_through_the_cli(database_url: str) -> None:
     info = erc8004("db", "migrate", "info", database_url=database_url)
     assert info.stdout.count("applied") == MIGRATION_COUNT - 1
     assert info.stdout.count("pending") == 1
+
+
+def usage_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The message of a usage error (exit 2), unwrapped from the box it is printed in."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", result.stderr).split())
+
+
+def public_tables(url: str) -> set[str]:
+    with connect(url) as connection:
+        tables = connection.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+    return {row[0] for row in tables}
+
+
+def migration_history(url: str) -> tuple[set[str], list[tuple[object, ...]]]:
+    with connect(url) as connection:
+        rows = connection.execute("SELECT * FROM _sqlx_migrations ORDER BY version").fetchall()
+    return public_tables(url), rows
+
+
+def test_bad_target_version_exits_2_and_changes_nothing(migrated_url: str) -> None:
+    before = migration_history(migrated_url)
+    latest = sorted(MIGRATIONS.glob("*.up.sql"))[-1].name.split("_", 1)[0]
+    # 2025012300008 is 20250123000008 with a digit missing: it used to revert everything.
+    revert = erc8004(
+        "db", "migrate", "revert", "--target-version", "2025012300008", database_url=migrated_url
+    )
+    message = usage_error(revert)
+    assert "'--target-version'" in message
+    assert "2025012300008 is not the version of a migration in database/migrations" in message
+    assert "nothing was reverted" in message
+    for args, fragment in [
+        (["run", "--target-version", "2025012300008"], "is not the version of a migration"),
+        (["run", "--dry-run", "--target-version", "2025012300008"], "is not the version of"),
+        (
+            ["run", "--target-version", "20250123000008"],
+            f"20250123000008 is older than the latest applied migration {latest}",
+        ),
+    ]:
+        assert fragment in usage_error(erc8004("db", "migrate", *args, database_url=migrated_url))
+    assert migration_history(migrated_url) == before
 
 
 def test_seed_loads_through_the_cli_and_with_psql(migrated_url: str, admin_url: str) -> None:
@@ -181,6 +226,104 @@ def test_backup_then_restore_into_a_new_database_keeps_row_counts(
         == 0
     )
     assert "CREATE TABLE public.events" in schema.read_text()
+
+
+def database_exists(admin_url: str, url: str) -> bool:
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with connect(admin_url) as connection:
+        return bool(
+            connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        )
+
+
+def seeded_backup(url: str, path: Path, *flags: str) -> Path:
+    assert erc8004("db", "seed", database_url=url).returncode == 0
+    backup = erc8004("db", "backup", str(path), *flags, database_url=url)
+    assert backup.returncode == 0, backup.stderr
+    return path
+
+
+def negate_entry_count(dump: Path) -> None:
+    """Flips the sign of the archive's entry count (the integer after the header's pg_dump
+    version): pg_restore then reads no entry, restores nothing and exits 0."""
+    listing = subprocess.run(
+        ["pg_restore", "--list", str(dump)], capture_output=True, text=True, check=True
+    ).stdout
+    count = int(re.search(r"TOC Entries: (\d+)", listing)[1])  # type: ignore[index]
+    version = re.search(r"Dumped by pg_dump version: (.+)", listing)[1].encode()  # type: ignore[index]
+    data = bytearray(dump.read_bytes())
+    at = data[:1024].rindex(version) + len(version)
+    assert data[at : at + 5] == b"\x00" + count.to_bytes(4, "little")  # sign byte, 4 bytes LE
+    data[at] = 1
+    dump.write_bytes(bytes(data))
+
+
+def test_restore_of_a_corrupt_dump_drops_the_database_it_created(
+    migrated_url: str, admin_url: str, tmp_path: Path
+) -> None:
+    dump = seeded_backup(migrated_url, tmp_path / "backup.dump")
+    dump.write_bytes(dump.read_bytes()[:-64])  # cut short, as by a full disk
+    target = with_database(admin_url, f"{database_name(migrated_url)}_restored")
+    empty = create_database(admin_url)
+    try:
+        result = erc8004("db", "restore", str(dump), database_url=target)
+        assert result.returncode == 1
+        assert not database_exists(admin_url, target)
+        assert_one_line_error(
+            result, "pg_restore failed", "end of file", "database created for the restore"
+        )
+
+        # A database that existed before the restore stays, empty as it was.
+        result = erc8004("db", "restore", str(dump), database_url=empty)
+        assert_one_line_error(result, "pg_restore failed", "end of file")
+        assert "dropped" not in result.stderr
+        assert database_exists(admin_url, empty)
+        assert public_tables(empty) == set()
+    finally:
+        drop_database(admin_url, target)
+        drop_database(admin_url, empty)
+
+
+def test_restore_refuses_a_dump_pg_restore_cannot_read_whole(
+    migrated_url: str, admin_url: str, tmp_path: Path
+) -> None:
+    dump = seeded_backup(migrated_url, tmp_path / "backup.dump")
+    negate_entry_count(dump)
+    target = with_database(admin_url, f"{database_name(migrated_url)}_restored")
+    try:
+        message = usage_error(erc8004("db", "restore", str(dump), database_url=target))
+        assert "'FILE'" in message
+        assert f"{dump} is not a whole pg_dump archive" in message
+        assert not database_exists(admin_url, target)
+    finally:
+        drop_database(admin_url, target)
+
+
+def test_restore_refuses_a_truncated_plain_dump_and_restores_a_whole_one(
+    migrated_url: str, admin_url: str, tmp_path: Path
+) -> None:
+    whole = seeded_backup(migrated_url, tmp_path / "schema.sql", "--schema-only")
+    text = whole.read_text()
+    truncated = tmp_path / "truncated.sql"
+    truncated.write_text(text[: text.index("\nCREATE INDEX")])  # before indexes and foreign keys
+    target = with_database(admin_url, f"{database_name(migrated_url)}_restored")
+    try:
+        message = usage_error(erc8004("db", "restore", str(truncated), database_url=target))
+        assert "'FILE'" in message
+        assert "does not end with pg_dump's '-- PostgreSQL database dump complete'" in message
+        assert "nothing was restored" in message
+        assert not database_exists(admin_url, target)
+
+        restore = erc8004("db", "restore", str(whole), database_url=target)
+        assert restore.returncode == 0, restore.stderr
+        with connect(target) as connection:
+            foreign_keys = connection.execute(
+                "SELECT count(*) FROM pg_constraint WHERE contype = 'f'"
+            ).fetchone()
+        assert foreign_keys is not None
+        assert foreign_keys[0] > 0
+    finally:
+        drop_database(admin_url, target)
 
 
 @pytest.mark.parametrize("server", ["system", "embedded"])

@@ -170,6 +170,57 @@ def test_revert_undoes_exactly_the_last_migration(database_url: str) -> None:
         assert statuses == [Status.APPLIED] * (len(statuses) - 1) + [Status.PENDING]
 
 
+def history(connection: psycopg.Connection) -> tuple[set[str], list[tuple[object, ...]]]:
+    """The tables and the _sqlx_migrations rows: what a refused command must leave as it was."""
+    rows = connection.execute(
+        "SELECT version, description, installed_on, success, checksum, execution_time "
+        "FROM _sqlx_migrations ORDER BY version"
+    ).fetchall()
+    return tables(connection), rows
+
+
+@pytest.mark.parametrize(
+    ("operation", "target", "message"),
+    [
+        # A digit short of 20250123000008: it used to revert every migration.
+        ("revert", 2025012300008, "2025012300008 is not the version of a migration in"),
+        ("run", 2025012300008, "2025012300008 is not the version of a migration in"),
+        ("run", 20990101000000, "20990101000000 is not the version of a migration in"),
+        # SQLx's VersionTooOld and VersionTooNew.
+        ("run", 20250123000008, "older than the latest applied migration 20250123000010"),
+        ("revert", 20250123000012, "newer than the latest applied migration 20250123000010"),
+    ],
+)
+def test_bad_target_version_is_refused_and_changes_nothing(
+    database_url: str, operation: str, target: int, message: str
+) -> None:
+    with connect(database_url) as connection:
+        migrator = Migrator(connection, load_source(MIGRATIONS))
+        migrator.run(target_version=20250123000010)
+        before = history(connection)
+        with pytest.raises(MigrationError, match=message):
+            getattr(migrator, operation)(target_version=target)
+        assert history(connection) == before
+
+
+def test_target_version_at_the_latest_applied_changes_nothing(database_url: str) -> None:
+    with connect(database_url) as connection:
+        migrator = Migrator(connection, load_source(MIGRATIONS))
+        migrator.run(target_version=20250123000010)
+        before = history(connection)
+        assert migrator.run(target_version=20250123000010) == []
+        assert migrator.revert(target_version=20250123000010) == []
+        assert history(connection) == before
+
+
+def test_unknown_target_on_a_new_database_creates_nothing(database_url: str) -> None:
+    with connect(database_url) as connection:
+        migrator = Migrator(connection, load_source(MIGRATIONS))
+        with pytest.raises(MigrationError, match="is not the version of a migration"):
+            migrator.run(target_version=2025012300008)
+        assert tables(connection) == set()
+
+
 def test_add_reversible_creates_a_pair_that_run_applies(
     database_url: str, source_copy: Path
 ) -> None:
