@@ -34,7 +34,7 @@ from erc8004_backend.triggers.index import (
     CompiledTrigger,
     TriggerIndex,
     compile_trigger,
-    cooling_down,
+    delivers,
 )
 from erc8004_backend.triggers.stateful import State, evaluate_trigger, scope_key
 
@@ -150,10 +150,8 @@ async def process_batch(
                         event["block_number"],
                         event["log_index"],
                     )
-                if not outcome.fired:
-                    continue
                 when = event["block_time"]
-                if cooling_down(trigger, last_fired.get(trigger.id), when):
+                if not outcome.fired or not delivers(trigger, when, last_fired.get(trigger.id)):
                     continue
                 last_fired[trigger.id] = when
                 pending.fired_at[trigger.id] = when
