@@ -156,9 +156,10 @@ async def processor_loop(
         )
         for i, rows in enumerate(shapes):
             cursor = await conn.execute(
-                "INSERT INTO triggers (user_id, name, chain_id, registry) VALUES"
-                " ('a11ce000-0000-4000-8000-000000000001', %s, %s, 'reputation') RETURNING id",
-                [f"t{i}", CHAIN],
+                # Firing from T0: the stream's events are new to the triggers, not history.
+                "INSERT INTO triggers (user_id, name, chain_id, registry, fires_from) VALUES"
+                " ('a11ce000-0000-4000-8000-000000000001', %s, %s, 'reputation', %s) RETURNING id",
+                [f"t{i}", CHAIN, T0],
             )
             row = await cursor.fetchone()
             assert row is not None

@@ -84,6 +84,19 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.set_trigger_fires_from() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.enabled AND NEW.disabled_at IS NULL
+       AND NOT (OLD.enabled AND OLD.disabled_at IS NULL)
+       AND NEW.fires_from IS NOT DISTINCT FROM OLD.fires_from THEN
+        NEW.fires_from := date_trunc('second', now());
+    END IF;
+    RETURN NEW;
+END
+$$;
+
 CREATE FUNCTION public.update_updated_at_column() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -389,6 +402,7 @@ CREATE TABLE public.triggers (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     webhook_secret_key_id text,
+    fires_from timestamp with time zone DEFAULT date_trunc('second'::text, now()) NOT NULL,
     CONSTRAINT triggers_chain_id_check CHECK ((chain_id > 0)),
     CONSTRAINT triggers_consecutive_failures_check CHECK ((consecutive_failures >= 0)),
     CONSTRAINT triggers_cooldown_seconds_check CHECK ((cooldown_seconds >= 0)),
@@ -579,7 +593,9 @@ CREATE TRIGGER trigger_conditions_changed AFTER INSERT OR DELETE OR UPDATE ON pu
 
 CREATE TRIGGER trigger_state_updated_at BEFORE UPDATE ON public.trigger_state FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 
-CREATE TRIGGER triggers_changed AFTER INSERT OR DELETE OR UPDATE OF user_id, name, chain_id, registry, enabled, is_stateful, cooldown_seconds, failure_threshold ON public.triggers FOR EACH ROW EXECUTE FUNCTION public.notify_trigger_changed();
+CREATE TRIGGER triggers_changed AFTER INSERT OR DELETE OR UPDATE OF user_id, name, chain_id, registry, enabled, is_stateful, cooldown_seconds, failure_threshold, fires_from ON public.triggers FOR EACH ROW EXECUTE FUNCTION public.notify_trigger_changed();
+
+CREATE TRIGGER triggers_fires_from BEFORE UPDATE OF enabled, disabled_at ON public.triggers FOR EACH ROW EXECUTE FUNCTION public.set_trigger_fires_from();
 
 CREATE TRIGGER triggers_updated_at BEFORE UPDATE ON public.triggers FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 

@@ -22,16 +22,18 @@ INSERT INTO users (id, username, email, password_hash, role) VALUES
 ON CONFLICT DO NOTHING;
 
 -- Triggers, their conditions and actions -------------------------------------------------
-INSERT INTO triggers (id, user_id, name, description, chain_id, registry, is_stateful) VALUES
+-- They fire for events from the start of the sample day on (`fires_from`; a new trigger
+-- fires from its creation), so the sample events below are theirs.
+INSERT INTO triggers (id, user_id, name, description, chain_id, registry, is_stateful, fires_from) VALUES
     ('7a1e0000-0000-4000-8000-000000000001', 'a11ce000-0000-4000-8000-000000000001',
      'Low score alert for agent 42', 'Telegram message on feedback below 60',
-     84532, 'reputation', false),
+     84532, 'reputation', false, '2025-01-23 00:00:00+00'),
     ('7a1e0000-0000-4000-8000-000000000002', 'b0b00000-0000-4000-8000-000000000002',
      'Trusted validator failure', 'A trusted validator answered below 80',
-     80002, 'validation', false),
+     80002, 'validation', false, '2025-01-23 00:00:00+00'),
     ('7a1e0000-0000-4000-8000-000000000003', 'c4a411e0-0000-4000-8000-000000000003',
      'EMA score drop', 'Moving average of agent 42''s feedback below 70',
-     84532, 'reputation', true)
+     84532, 'reputation', true, '2025-01-23 00:00:00+00')
 ON CONFLICT DO NOTHING;
 
 INSERT INTO trigger_conditions (id, trigger_id, position, condition_type, field, operator, value, config) VALUES

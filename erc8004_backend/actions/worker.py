@@ -50,10 +50,10 @@ from erc8004_backend.actions.queue import (
 from erc8004_backend.actions.rest import deliver_rest, open_webhook_secret
 from erc8004_backend.actions.telegram import deliver_telegram
 from erc8004_backend.config import Settings
-from erc8004_backend.database.connection import RECONNECT_ERRORS, wait_to_retry
+from erc8004_backend.database.connection import RECONNECT_ERRORS
 from erc8004_backend.encryption import SecretBox
 from erc8004_backend.outbound import outbound_session
-from erc8004_backend.retry import RetryPolicy
+from erc8004_backend.retry import RetryPolicy, run_reconnecting
 
 log = structlog.get_logger(__name__)
 
@@ -333,30 +333,29 @@ async def run_worker(
     deliveries that finished while the database was away are recorded then. A new Worker
     would drop those outcomes, and their jobs would be delivered again after their lease.
     """
-    failures = 0
     name = worker_name()
     worker: Worker | None = None
-    while not stop.is_set():
-        try:
-            async with AsyncConnectionPool(
-                url, min_size=2, max_size=4, open=False, kwargs=POOL_SETTINGS
-            ) as pool:
-                await pool.wait(timeout=10)
-                if worker is None:
-                    worker = Worker(
-                        pool,
-                        settings,
-                        name=name,
-                        concurrency=concurrency,
-                        lease_seconds=lease_seconds,
-                        shutdown_grace=shutdown_grace,
-                    )
-                else:
-                    worker.pool = pool
-                log.info("worker.started", worker=name, concurrency=worker.concurrency,
-                         unrecorded=worker.unrecorded)  # fmt: skip
-                await worker.run(stop)
-                failures = 0
-        except* RECONNECT_ERRORS as group:
-            failures += 1
-            await wait_to_retry(stop, failures, "worker.database_unavailable", group.exceptions[0])
+
+    async def deliver() -> None:
+        nonlocal worker
+        async with AsyncConnectionPool(
+            url, min_size=2, max_size=4, open=False, kwargs=POOL_SETTINGS
+        ) as pool:
+            await pool.wait(timeout=10)
+            if worker is None:
+                worker = Worker(
+                    pool,
+                    settings,
+                    name=name,
+                    concurrency=concurrency,
+                    lease_seconds=lease_seconds,
+                    shutdown_grace=shutdown_grace,
+                )
+            else:
+                worker.pool = pool
+            log.info("worker.started", worker=name, concurrency=worker.concurrency,
+                     unrecorded=worker.unrecorded)  # fmt: skip
+            await worker.run(stop)
+
+    await run_reconnecting(deliver, stop, event="worker.database_unavailable",
+                           retry_on=RECONNECT_ERRORS)  # fmt: skip

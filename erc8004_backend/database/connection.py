@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-import structlog
 
 from erc8004_backend.errors import Erc8004Error
 
 # What a long-running part survives by reconnecting: the server went away or restarted.
 RECONNECT_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
-
-log = structlog.get_logger(__name__)
-
-
-async def wait_to_retry(
-    stop: asyncio.Event, failures: int, event: str, error: Exception, **context: object
-) -> None:
-    """Log, then wait longer after each failure in a row (at most 30 s), or until `stop`."""
-    delay = min(30.0, 0.5 * 2**failures)
-    log.warning(event, error=str(error), retry_in=round(delay, 1), **context)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), delay)
 
 
 class DatabaseUnavailableError(Erc8004Error):

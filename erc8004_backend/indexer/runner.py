@@ -11,21 +11,14 @@ import asyncio
 from collections.abc import Sequence
 
 import psycopg
-import structlog
 
 from erc8004_backend.chain.config import ChainConfig
-from erc8004_backend.chain.rpc import ChainMismatchError, RpcClient
+from erc8004_backend.chain.rpc import RpcClient
 from erc8004_backend.config import Settings
-from erc8004_backend.database.connection import RECONNECT_ERRORS, wait_to_retry
+from erc8004_backend.database.connection import RECONNECT_ERRORS
 from erc8004_backend.errors import Erc8004Error
-from erc8004_backend.indexer.chain_indexer import (
-    ChainIndexer,
-    ChainLockedError,
-    ProgressCallback,
-    ReorgTooDeepError,
-)
-
-log = structlog.get_logger(__name__)
+from erc8004_backend.indexer.chain_indexer import ChainIndexer, ChainLockedError, ProgressCallback
+from erc8004_backend.retry import run_reconnecting
 
 
 class DatabaseNotMigratedError(Erc8004Error):
@@ -50,35 +43,27 @@ async def index_chain(
     once: bool = False,
 ) -> None:
     """Index one chain until `stop` (or, with `once`, until caught up), reconnecting after
-    database failures."""
-    failures = 0
-    reconnecting = False
-    while not stop.is_set():
-        try:
-            async with (
-                await psycopg.AsyncConnection.connect(url, autocommit=True) as conn,
-                RpcClient(chain.rpc_urls, timeout=chain.rpc_timeout) as rpc,
-            ):
-                await check_schema(conn)
-                indexer = ChainIndexer(chain, conn, rpc, on_progress=on_progress)
-                failures = 0
-                await indexer.run(stop, once=once)
-                return
-        except ChainLockedError as error:
-            if not reconnecting:
-                raise  # another indexer runs this chain: a person must decide
-            # After a lost connection the server may keep the old session, and its lock,
-            # until it notices the connection is gone.
-            failures += 1
-            await wait_to_retry(stop, failures, "indexer.lock_still_held", error, chain=chain.name)
-        except (ChainMismatchError, ReorgTooDeepError, DatabaseNotMigratedError):
-            raise  # these need a person, not a retry
-        except RECONNECT_ERRORS as error:
-            reconnecting = True
-            failures += 1
-            await wait_to_retry(
-                stop, failures, "indexer.database_unavailable", error, chain=chain.name
-            )
+    database failures. Anything else (another indexer runs the chain, a node of another
+    chain, a reorg deeper than the window, no tables) needs a person, not a retry."""
+
+    async def index() -> None:
+        async with (
+            await psycopg.AsyncConnection.connect(url, autocommit=True) as conn,
+            RpcClient(chain.rpc_urls, timeout=chain.rpc_timeout) as rpc,
+        ):
+            await check_schema(conn)
+            await ChainIndexer(chain, conn, rpc, on_progress=on_progress).run(stop, once=once)
+
+    # After a lost connection the server may keep the old session, and its lock on the
+    # chain, until it notices the connection is gone: then the lock is worth waiting for.
+    await run_reconnecting(
+        index,
+        stop,
+        event="indexer.database_unavailable",
+        retry_on=RECONNECT_ERRORS,
+        after_a_failure=(ChainLockedError,),
+        chain=chain.name,
+    )
 
 
 async def run_indexers(
@@ -107,13 +92,10 @@ async def run_indexers(
 async def _resolve_registrations(url: str, settings: Settings, stop: asyncio.Event) -> None:
     from erc8004_backend.indexer.registration import RegistrationResolver
 
-    failures = 0
-    while not stop.is_set():
-        try:
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                failures = 0
-                await RegistrationResolver(conn, settings=settings).run(stop)
-                return
-        except RECONNECT_ERRORS as error:
-            failures += 1
-            await wait_to_retry(stop, failures, "registrations.database_unavailable", error)
+    async def resolve() -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await RegistrationResolver(conn, settings=settings).run(stop)
+
+    await run_reconnecting(
+        resolve, stop, event="registrations.database_unavailable", retry_on=RECONNECT_ERRORS
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from psycopg.rows import dict_row
 
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.triggers.fields import event_fields
-from erc8004_backend.triggers.index import compile_trigger, cooling_down
+from erc8004_backend.triggers.index import compile_trigger, delivers
 from erc8004_backend.triggers.processor import QUERIES
 from erc8004_backend.triggers.stateful import State, evaluate_trigger
 
@@ -71,7 +72,8 @@ async def backtest(
         row = await cursor.fetchone()
         if row is None:
             raise TriggerNotFoundError(f"no trigger {trigger_id}")
-        trigger = compile_trigger(row)
+        # What would have fired over history: the trigger's own start does not apply.
+        trigger = dataclasses.replace(compile_trigger(row), fires_from=None)
         await cursor.execute(
             QUERIES["backtest_events"],
             {"chain_id": trigger.chain_id, "registry": trigger.registry,
@@ -88,7 +90,7 @@ async def backtest(
                                    block_time=event["block_time"])  # fmt: skip
         result.states.update(outcome.states)
         result.matched += outcome.matched
-        if not outcome.fired or cooling_down(trigger, last_fired, event["block_time"]):
+        if not outcome.fired or not delivers(trigger, event["block_time"], last_fired):
             continue
         last_fired = event["block_time"]
         result.fired.append(Firing(event["id"], event["block_number"], event["log_index"],

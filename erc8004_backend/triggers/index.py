@@ -38,6 +38,9 @@ class CompiledTrigger:
     conditions: ParsedConditions
     actions: tuple[TriggerAction, ...]
     cooldown_seconds: int = 0
+    # Events older than this (block time) are history: they move the state but queue no
+    # job. None: every event may fire (a backtest, which is about history on purpose).
+    fires_from: datetime | None = None
 
     @property
     def index_keys(self) -> tuple[str | None, Decimal | None]:
@@ -70,6 +73,7 @@ def compile_trigger(row: Mapping[str, Any]) -> CompiledTrigger:
             for a in actions
         ),
         cooldown_seconds=int(row.get("cooldown_seconds") or 0),
+        fires_from=row.get("fires_from"),
     )
 
 
@@ -113,8 +117,13 @@ class TriggerIndex:
         return found
 
 
-def cooling_down(trigger: CompiledTrigger, last_fired: datetime | None, now: datetime) -> bool:
-    """Whether the trigger fired less than `cooldown_seconds` ago (in block time)."""
-    if not trigger.cooldown_seconds or last_fired is None:
+def delivers(trigger: CompiledTrigger, when: datetime, last_fired: datetime | None) -> bool:
+    """Whether a firing for an event of block time `when` queues the trigger's actions (and
+    so becomes the last firing, which starts the cooldown): not for history (before
+    `fires_from`), nor less than `cooldown_seconds` after the last delivered firing. Either
+    way the event has already moved the trigger's state, as a delivered firing does."""
+    if trigger.fires_from is not None and when < trigger.fires_from:
         return False
-    return (now - last_fired).total_seconds() < trigger.cooldown_seconds
+    if not trigger.cooldown_seconds or last_fired is None:
+        return True
+    return (when - last_fired).total_seconds() >= trigger.cooldown_seconds

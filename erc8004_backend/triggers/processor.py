@@ -26,15 +26,16 @@ import structlog
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from erc8004_backend.database.connection import RECONNECT_ERRORS, wait_to_retry
+from erc8004_backend.database.connection import RECONNECT_ERRORS
 from erc8004_backend.database.queries import load_queries
+from erc8004_backend.retry import run_reconnecting
 from erc8004_backend.triggers.conditions import ConditionError
 from erc8004_backend.triggers.fields import event_fields, format_value
 from erc8004_backend.triggers.index import (
     CompiledTrigger,
     TriggerIndex,
     compile_trigger,
-    cooling_down,
+    delivers,
 )
 from erc8004_backend.triggers.stateful import State, evaluate_trigger, scope_key
 
@@ -150,10 +151,8 @@ async def process_batch(
                         event["block_number"],
                         event["log_index"],
                     )
-                if not outcome.fired:
-                    continue
                 when = event["block_time"]
-                if cooling_down(trigger, last_fired.get(trigger.id), when):
+                if not outcome.fired or not delivers(trigger, when, last_fired.get(trigger.id)):
                     continue
                 last_fired[trigger.id] = when
                 pending.fired_at[trigger.id] = when
@@ -332,10 +331,9 @@ async def run_processor(
 ) -> None:
     """A processor until `stop`, reconnecting after database failures: the cursor is durable,
     so a new session resumes exactly where the last commit left off."""
-    failures = 0
-    while not stop.is_set():
-        try:
-            await Processor(url, poll_interval=poll_interval, batch_size=batch_size).run(stop)
-        except RECONNECT_ERRORS as error:
-            failures += 1
-            await wait_to_retry(stop, failures, "processor.database_unavailable", error)
+
+    async def process() -> None:
+        await Processor(url, poll_interval=poll_interval, batch_size=batch_size).run(stop)
+
+    await run_reconnecting(process, stop, event="processor.database_unavailable",
+                           retry_on=RECONNECT_ERRORS)  # fmt: skip

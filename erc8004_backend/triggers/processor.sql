@@ -11,7 +11,7 @@ SELECT chain_id FROM checkpoints WHERE confirmed_block_number IS NOT NULL ORDER 
 -- triggers_with_rules --
 -- Triggers with their conditions and actions: every enabled one (for the in-memory index),
 -- or, given an id, that one whatever its state (for backtests).
-SELECT t.id, t.name, t.chain_id, t.registry, t.cooldown_seconds,
+SELECT t.id, t.name, t.chain_id, t.registry, t.cooldown_seconds, t.fires_from,
        coalesce((SELECT jsonb_agg(jsonb_build_object(
                     'position', c.position, 'condition_type', c.condition_type,
                     'field', c.field, 'operator', c.operator, 'value', c.value,

@@ -22,7 +22,6 @@ from tests.conftest import ROOT
 # outside the checkout; where the document is beside it, the copy must still match it.
 EXAMPLES_COPY = Path(__file__).with_name("trigger_examples.json")
 EXAMPLES_DOCUMENT = ROOT.parent / "shared" / "trigger-examples.md"
-T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
 USER = "a11ce000-0000-4000-8000-000000000001"
 V1 = "0x1111111111111111111111111111111111111111"
 
@@ -77,10 +76,13 @@ async def create(conn: psycopg.AsyncConnection, body: dict[str, Any]) -> str:
 
 
 class Chain:
-    """Event rows for one chain, numbered as a chain numbers them."""
+    """Event rows for one chain, numbered as a chain numbers them. Block `n` is `n` minutes
+    (or the `minutes` given) after the chain was made: its events are new to the triggers
+    made before them (a trigger fires only for events from its creation on)."""
 
     def __init__(self, conn: psycopg.AsyncConnection, chain_id: int) -> None:
         self.conn, self.chain_id, self.block = conn, chain_id, 0
+        self.started = datetime.now(UTC).replace(microsecond=0)
 
     async def emit(
         self, registry: str, event_type: str, *, minutes: float = 0, **fields: Any
@@ -91,7 +93,7 @@ class Chain:
                    *fields]  # fmt: skip
         block_hash = f"0x{self.chain_id:08x}{self.block:056x}"
         values = [self.chain_id, registry, event_type, "0x" + "aa" * 20, self.block, block_hash,
-                  T0 + timedelta(minutes=minutes or self.block), block_hash, 0, 0, *fields.values()]  # fmt: skip
+                  self.started + timedelta(minutes=minutes or self.block), block_hash, 0, 0, *fields.values()]  # fmt: skip
         await self.conn.execute(
             f"INSERT INTO events ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(values))})",
             values,

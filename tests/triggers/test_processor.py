@@ -48,12 +48,16 @@ async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
 
 
 async def add_trigger(conn: psycopg.AsyncConnection, conditions: list[tuple[str, str, str, str, dict[str, Any]]],
-                      *, cooldown: int = 0, actions: int = 1, threshold: int = 10) -> str:  # fmt: skip
+                      *, cooldown: int = 0, actions: int = 1, threshold: int = 10,
+                      fires_from: datetime = T0) -> str:  # fmt: skip
+    """A trigger that fires for events from `fires_from` on (by default all of these tests'
+    events: it has existed since before them)."""
     cursor = await conn.execute(
-        "INSERT INTO triggers (user_id, name, chain_id, registry, cooldown_seconds, failure_threshold)"
-        " VALUES ('a11ce000-0000-4000-8000-000000000001', 'test', %s, 'reputation', %s, %s)"
+        "INSERT INTO triggers (user_id, name, chain_id, registry, cooldown_seconds,"
+        " failure_threshold, fires_from)"
+        " VALUES ('a11ce000-0000-4000-8000-000000000001', 'test', %s, 'reputation', %s, %s, %s)"
         " RETURNING id::text",
-        [CHAIN, cooldown, threshold],
+        [CHAIN, cooldown, threshold, fires_from],
     )
     row = await cursor.fetchone()
     assert row is not None
@@ -202,6 +206,52 @@ async def test_cooldown_in_block_time(conn: psycopg.AsyncConnection) -> None:
     assert [row[0] for row in await jobs(conn)] == [1, 3]
     cursor = await conn.execute("SELECT last_fired_at FROM triggers")
     assert await cursor.fetchone() == (T0 + timedelta(minutes=70),)
+
+
+async def test_history_queues_no_job_and_starts_no_cooldown(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    """Events before the trigger's start would fire it, but are history: no job, no
+    last_fired_at, and so no cooldown that would hold back the first new event."""
+    await add_trigger(conn, LOW_SCORE, cooldown=3600, fires_from=T0 + timedelta(minutes=30))
+    await add_feedback(conn, 1, 42, 10, minutes=0)
+    await add_feedback(conn, 2, 42, 10, minutes=10)
+    await confirm(conn, 2)
+    result = await process_batch(conn, CHAIN, await load_trigger_index(conn))
+    assert (result.events, result.fired, result.jobs) == (2, 0, 0)
+    cursor = await conn.execute("SELECT last_fired_at FROM triggers")
+    assert await cursor.fetchone() == (None,)
+    await add_feedback(conn, 3, 42, 10, minutes=30)  # the trigger's start: new
+    await add_feedback(conn, 4, 42, 10, minutes=40)  # within the cooldown of block 3
+    await confirm(conn, 4)
+    await process_batch(conn, CHAIN, await load_trigger_index(conn))
+    assert [row[0] for row in await jobs(conn)] == [3]
+    cursor = await conn.execute("SELECT last_fired_at FROM triggers")
+    assert await cursor.fetchone() == (T0 + timedelta(minutes=30),)
+
+
+async def test_a_history_firing_resets_its_window_as_a_new_one_would(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    """The state a trigger reaches does not depend on when it was made: a window with
+    reset_on_trigger that fills during history starts again (as one held back by a cooldown
+    does), and the backtest, which ignores the start, shows the same state and the
+    held-back firing."""
+    trigger = await add_trigger(conn, [
+        ("agent_id_equals", "agent_id", "=", "42", {}),
+        ("rate_limit", "feedback_count", ">=", "3", {"time_window": "1h", "reset_on_trigger": True}),
+    ], fires_from=T0 + timedelta(minutes=4))  # fmt: skip
+    for block in range(1, 7):
+        await add_feedback(conn, block, 42, 10, minutes=block)
+    await confirm(conn, 6)
+    await process_batch(conn, CHAIN, await load_trigger_index(conn))
+    # 1-3 fill the window (history: reset, no job); 4-6 fill it again.
+    assert [row[0] for row in await jobs(conn)] == [6]
+    cursor = await conn.execute("SELECT state FROM trigger_state")
+    (stored,) = await cursor.fetchone() or (None,)
+    result = await backtest(conn, trigger)
+    assert [firing.block_number for firing in result.fired] == [3, 6]
+    assert result.states["agent:42"] == stored == {"2": {"times": []}}
 
 
 async def test_one_processor_per_chain(conn: psycopg.AsyncConnection, migrated_url: str) -> None:
