@@ -158,7 +158,7 @@ def test_info_shows_each_state(database_url: str, source_copy: Path) -> None:
 def test_revert_undoes_exactly_the_last_migration(database_url: str) -> None:
     with connect(database_url) as connection:
         migrator = Migrator(connection, load_source(MIGRATIONS))
-        migrator.run()
+        migrator.run(target_version=20250123000015)  # the last one to touch what follows
         reverted = migrator.revert()
         assert [m.path.name for m, _ in reverted] == ["20250123000015_api_accounts.down.sql"]
         assert "api_keys" not in tables(connection)
@@ -167,7 +167,7 @@ def test_revert_undoes_exactly_the_last_migration(database_url: str) -> None:
         assert "events_time_id_idx" not in indexes
         assert "events_chain_time_idx" in indexes
         statuses = [s.status for s in migrator.states()]
-        assert statuses == [Status.APPLIED] * (len(statuses) - 1) + [Status.PENDING]
+        assert statuses == [Status.APPLIED] * 14 + [Status.PENDING] * (len(statuses) - 14)
 
 
 def history(connection: psycopg.Connection) -> tuple[set[str], list[tuple[object, ...]]]:
