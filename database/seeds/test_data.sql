@@ -63,10 +63,11 @@ INSERT INTO trigger_actions (id, trigger_id, position, action_type, priority, co
      '{"chat_id": "123456789", "message_template": "Agent #{{agent_id}} average fell to {{ema_score}} (latest {{score}})"}')
 ON CONFLICT DO NOTHING;
 
--- The EMA trigger's state for agent 42 after the sample feedback below.
+-- The EMA trigger's state for agent 42 after the sample feedback below, as the engine keeps it:
+-- per stateful condition, under its 1-based place among the trigger's conditions.
 INSERT INTO trigger_state (trigger_id, scope, state, last_block_number, last_log_index) VALUES
     ('7a1e0000-0000-4000-8000-000000000003', 'agent:42',
-     '{"c0d10000-0000-4000-8000-000000000006": {"ema": "81.8181818181818181", "samples": 2}}',
+     '{"2": {"ema": 81.81818181818181, "n": 2}}',
      21000012, 3)
 ON CONFLICT DO NOTHING;
 
