@@ -160,12 +160,14 @@ def test_revert_undoes_exactly_the_last_migration(database_url: str) -> None:
         migrator = Migrator(connection, load_source(MIGRATIONS))
         migrator.run()
         reverted = migrator.revert()
-        assert [m.path.name for m, _ in reverted] == ["20250123000015_api_accounts.down.sql"]
-        assert "api_keys" not in tables(connection)
-        assert {"users", "agent_mcp_tokens", "action_jobs"} <= tables(connection)
-        indexes = {row[0] for row in connection.execute("SELECT indexname FROM pg_indexes")}
-        assert "events_time_id_idx" not in indexes
-        assert "events_chain_time_idx" in indexes
+        assert [m.path.name for m, _ in reverted] == ["20250123000016_account_security.down.sql"]
+        assert "mcp_token_challenges" not in tables(connection)
+        assert {"users", "api_keys", "agent_mcp_tokens", "action_jobs"} <= tables(connection)
+        email_index = connection.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'users_email_key'"
+        ).fetchone()
+        assert email_index is not None
+        assert email_index[0].endswith("USING btree (lower(email))")
         statuses = [s.status for s in migrator.states()]
         assert statuses == [Status.APPLIED] * (len(statuses) - 1) + [Status.PENDING]
 
