@@ -334,6 +334,7 @@ CREATE TABLE public.mcp_token_challenges (
     agent_id numeric(78,0) NOT NULL,
     action text NOT NULL,
     token_sha256 text,
+    signer text NOT NULL,
     message text NOT NULL,
     expires_at timestamp with time zone NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,

@@ -18,6 +18,11 @@ from erc8004_backend.outbound import IPNetwork, parse_networks
 # data is encrypted with it; production deployments set ERC8004_TOKEN_KEYS to their own.
 DEVELOPMENT_TOKEN_KEYS = "dev:ZXJjODAwNC1iYWNrZW5kIGRldmVsb3BtZW50IGtleSE="  # noqa: S105 (public)
 DEVELOPMENT_KEY = base64.b64decode(DEVELOPMENT_TOKEN_KEYS.partition(":")[2])
+# A host name or IP address (IPv6 in brackets), with an optional port: an RFC 3986 authority
+# without user information, as EIP-4361 messages name their domain.
+INSTANCE_NAME_PATTERN = (
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?"
+)
 
 
 class Settings(BaseSettings):
@@ -99,6 +104,12 @@ class Settings(BaseSettings):
     )
     api_host: str = Field(default="127.0.0.1", description="Address `erc8004 api` listens on.")
     api_port: int = Field(default=8000, ge=0, le=65535, description="Port of `erc8004 api`.")
+    instance_name: str | None = Field(
+        default=None,
+        pattern=f"^{INSTANCE_NAME_PATTERN}$",
+        description="This deployment's name (host[:port]) in the texts owners sign for agents'"
+        " MCP tokens; unset: the Host the client called.",
+    )
     jwt_secret: SecretStr | None = Field(
         default=None,
         description="Signs access tokens (at least 32 characters). Unset: a random one per"

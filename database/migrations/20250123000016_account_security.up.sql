@@ -39,6 +39,8 @@ CREATE TABLE mcp_token_challenges (
     action       text NOT NULL CHECK (action IN ('set', 'delete')),
     -- The SHA-256 (hex) of the token a 'set' is for; NULL for 'delete'.
     token_sha256 text CHECK ((action = 'set') = (token_sha256 IS NOT NULL)),
+    -- The agent's owner when the challenge was made: the address the message names.
+    signer       text NOT NULL,
     message      text NOT NULL,
     expires_at   timestamptz NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now()
