@@ -4,6 +4,10 @@
 -- on the date and are left out). Do not edit: change the migrations and regenerate.
 -- A test fails when this file and the migrations disagree.
 
+CREATE FUNCTION public.account_key(value text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN lower(NORMALIZE(value, NFKC));
+
 CREATE FUNCTION public.ensure_event_partitions(from_time timestamp with time zone, to_time timestamp with time zone) RETURNS integer
     LANGUAGE plpgsql
     AS $_$
@@ -336,6 +340,23 @@ CREATE TABLE public.indexed_blocks (
     block_time timestamp with time zone NOT NULL
 );
 
+CREATE TABLE public.mcp_token_challenges (
+    nonce text NOT NULL,
+    user_id uuid NOT NULL,
+    chain_id bigint NOT NULL,
+    agent_id numeric(78,0) NOT NULL,
+    action text NOT NULL,
+    token_sha256 text,
+    signer text NOT NULL,
+    message text NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT mcp_token_challenges_action_check CHECK ((action = ANY (ARRAY['set'::text, 'delete'::text]))),
+    CONSTRAINT mcp_token_challenges_agent_id_check CHECK ((agent_id >= (0)::numeric)),
+    CONSTRAINT mcp_token_challenges_check CHECK (((action = 'set'::text) = (token_sha256 IS NOT NULL))),
+    CONSTRAINT mcp_token_challenges_nonce_check CHECK ((nonce ~ '^[0-9a-f]{32}$'::text))
+);
+
 CREATE TABLE public.processing_cursors (
     chain_id bigint NOT NULL,
     block_number bigint NOT NULL,
@@ -422,6 +443,8 @@ CREATE TABLE public.users (
     last_login_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    email_shadowed boolean DEFAULT false NOT NULL,
+    password_changed_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT users_email_check CHECK ((email ~ '^[^@\s]+@[^@\s]+$'::text)),
     CONSTRAINT users_role_check CHECK ((role = ANY (ARRAY['user'::text, 'operator'::text]))),
     CONSTRAINT users_username_check CHECK ((username ~ '^[A-Za-z0-9_.-]{3,64}$'::text))
@@ -466,6 +489,9 @@ ALTER TABLE ONLY public.events_default
 
 ALTER TABLE ONLY public.indexed_blocks
     ADD CONSTRAINT indexed_blocks_pkey PRIMARY KEY (chain_id, block_number);
+
+ALTER TABLE ONLY public.mcp_token_challenges
+    ADD CONSTRAINT mcp_token_challenges_pkey PRIMARY KEY (nonce);
 
 ALTER TABLE ONLY public.processing_cursors
     ADD CONSTRAINT processing_cursors_pkey PRIMARY KEY (chain_id);
@@ -541,6 +567,8 @@ CREATE INDEX events_default_validator_address_block_time_idx ON public.events_de
 
 CREATE INDEX idx_agent_registrations_due ON public.agent_registrations USING btree (next_attempt_at) WHERE (status = 'pending'::text);
 
+CREATE INDEX mcp_token_challenges_expiry_idx ON public.mcp_token_challenges USING btree (expires_at);
+
 CREATE INDEX trigger_actions_trigger_id_idx ON public.trigger_actions USING btree (trigger_id, "position");
 
 CREATE INDEX trigger_conditions_trigger_id_idx ON public.trigger_conditions USING btree (trigger_id, "position");
@@ -549,7 +577,7 @@ CREATE INDEX triggers_enabled_chain_registry_idx ON public.triggers USING btree 
 
 CREATE INDEX triggers_user_id_idx ON public.triggers USING btree (user_id, created_at);
 
-CREATE UNIQUE INDEX users_email_key ON public.users USING btree (lower(email));
+CREATE UNIQUE INDEX users_email_key ON public.users USING btree (public.account_key(email)) WHERE (NOT email_shadowed);
 
 CREATE UNIQUE INDEX users_username_key ON public.users USING btree (lower(username));
 
@@ -624,6 +652,9 @@ ALTER TABLE ONLY public.agent_mcp_tokens
 
 ALTER TABLE ONLY public.api_keys
     ADD CONSTRAINT api_keys_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.mcp_token_challenges
+    ADD CONSTRAINT mcp_token_challenges_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.trigger_actions
     ADD CONSTRAINT trigger_actions_trigger_id_fkey FOREIGN KEY (trigger_id) REFERENCES public.triggers(id) ON DELETE CASCADE;

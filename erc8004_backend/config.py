@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,6 +17,12 @@ from erc8004_backend.outbound import IPNetwork, parse_networks
 # The documented development key for MCP tokens and webhook secrets (see the README). Seed
 # data is encrypted with it; production deployments set ERC8004_TOKEN_KEYS to their own.
 DEVELOPMENT_TOKEN_KEYS = "dev:ZXJjODAwNC1iYWNrZW5kIGRldmVsb3BtZW50IGtleSE="  # noqa: S105 (public)
+DEVELOPMENT_KEY = base64.b64decode(DEVELOPMENT_TOKEN_KEYS.partition(":")[2])
+# A host name or IP address (IPv6 in brackets), with an optional port: an RFC 3986 authority
+# without user information, as EIP-4361 messages name their domain.
+INSTANCE_NAME_PATTERN = (
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?"
+)
 
 
 class Settings(BaseSettings):
@@ -32,6 +40,11 @@ class Settings(BaseSettings):
     token_keys: str = Field(
         default=DEVELOPMENT_TOKEN_KEYS,
         description="Comma-separated KEY_ID:BASE64_32_BYTES; the first key encrypts.",
+    )
+    allow_dev_key: bool = Field(
+        default=False,
+        description="Let `erc8004 api` and `erc8004 run` listen on an address other than"
+        " loopback although ERC8004_TOKEN_KEYS holds the public development key.",
     )
     ipfs_gateway: str = Field(
         default="https://ipfs.io/ipfs/",
@@ -91,6 +104,12 @@ class Settings(BaseSettings):
     )
     api_host: str = Field(default="127.0.0.1", description="Address `erc8004 api` listens on.")
     api_port: int = Field(default=8000, ge=0, le=65535, description="Port of `erc8004 api`.")
+    instance_name: str | None = Field(
+        default=None,
+        pattern=f"^{INSTANCE_NAME_PATTERN}$",
+        description="This deployment's name (host[:port]) in the texts owners sign for agents'"
+        " MCP tokens; unset: the Host the client called.",
+    )
     jwt_secret: SecretStr | None = Field(
         default=None,
         description="Signs access tokens (at least 32 characters). Unset: a random one per"
@@ -153,6 +172,19 @@ class Settings(BaseSettings):
     @property
     def allowed_ip_networks(self) -> tuple[IPNetwork, ...]:
         return parse_networks(self.allowed_networks)
+
+    @property
+    def uses_development_key(self) -> bool:
+        """Whether ERC8004_TOKEN_KEYS holds the public development key, under any id: what
+        it encrypts (or once encrypted) anyone can decrypt."""
+        for item in self.token_keys.split(","):
+            try:
+                key = base64.b64decode(item.partition(":")[2].strip(), validate=True)
+            except binascii.Error:
+                continue  # SecretBox.from_spec says what is wrong with it
+            if key == DEVELOPMENT_KEY:
+                return True
+        return False
 
 
 @lru_cache

@@ -1,14 +1,21 @@
-"""/auth and /me: registration, login (JWT access tokens), the signed-in user, API keys."""
+"""/auth and /me: registration, login (JWT access tokens), the signed-in user, its password,
+its API keys, and deleting it.
+
+Usernames and emails are stored NFKC-normalized (fullwidth letters as plain ones) and are
+unique, and matched at login, in the form the database's account_key() gives them: NFKC
+then lower case (migration 16).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from erc8004_backend.api.auth import (
     BCRYPT_MAX_BYTES,
@@ -17,6 +24,7 @@ from erc8004_backend.api.auth import (
     hash_password,
     issue_access_token,
     new_api_key,
+    password_problem,
     unknown_user_hash,
     verify_password,
 )
@@ -30,25 +38,53 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-Password = Annotated[str, Field(min_length=8, max_length=BCRYPT_MAX_BYTES)]
+def _nfkc(value: object) -> object:
+    return unicodedata.normalize("NFKC", value) if isinstance(value, str) else value
+
+
+def _fit_for_a_password(password: str) -> str:
+    if problem := password_problem(password):
+        raise ValueError(problem)
+    return password
+
+
+NewPassword = Annotated[
+    str,
+    Field(
+        max_length=BCRYPT_MAX_BYTES,
+        description="At least 8 characters other than spaces, at most 72 bytes in UTF-8.",
+    ),
+    AfterValidator(_fit_for_a_password),
+]
+# A password to check against the stored one: any length a login would accept.
+GivenPassword = Annotated[str, Field(min_length=1, max_length=1024)]
 
 
 class Registration(_Strict):
-    username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{3,64}$")]
-    email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
-    password: Password
-
-    @field_validator("password")
-    @classmethod
-    def _fits_bcrypt(cls, password: str) -> str:
-        if len(password.encode()) > BCRYPT_MAX_BYTES:
-            raise ValueError(f"must be at most {BCRYPT_MAX_BYTES} bytes in UTF-8")
-        return password
+    username: Annotated[str, BeforeValidator(_nfkc), Field(pattern=r"^[A-Za-z0-9_.-]{3,64}$")]
+    email: Annotated[
+        str, BeforeValidator(_nfkc), Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    ]
+    password: NewPassword
 
 
 class Login(_Strict):
     username: Annotated[str, Field(min_length=1, max_length=254, description="Or the email.")]
-    password: Annotated[str, Field(min_length=1, max_length=1024)]
+    password: GivenPassword
+
+
+class PasswordChange(_Strict):
+    old_password: GivenPassword
+    new_password: NewPassword
+    keep_api_keys: bool = Field(
+        default=False,
+        strict=True,
+        description="Keep the API keys working; by default every key is revoked.",
+    )
+
+
+class AccountDeletion(_Strict):
+    password: GivenPassword
 
 
 class UserOut(BaseModel):
@@ -84,6 +120,10 @@ class NewApiKeyOut(ApiKeyOut):
     key: str = Field(description="The key itself: shown this once, never again.")
 
 
+class PasswordChanged(TokenOut):
+    api_keys_revoked: int = Field(description="How many API keys the change revoked.")
+
+
 async def _limit_logins(request: Request, state: State) -> None:
     await state.rate_limits.check("login", client_address(request))
 
@@ -108,6 +148,18 @@ async def register(body: Registration, conn: Db, state: State) -> UserOut:
     return UserOut.model_validate(row)
 
 
+def _token_for(row: dict[str, Any], state: State) -> TokenOut:
+    token = issue_access_token(
+        str(row["id"]), state.jwt_secret, state.token_lifetime,
+        password_changed_at=row["password_changed_at"],
+    )  # fmt: skip
+    return TokenOut(
+        access_token=token.token,
+        expires_at=token.expires_at,
+        expires_in=int(state.token_lifetime.total_seconds()),
+    )
+
+
 @router.post("/auth/login", dependencies=[Depends(_limit_logins)])
 async def login(body: Login, conn: Db, state: State) -> TokenOut:
     """Exchange a username (or email) and password for an access token."""
@@ -120,12 +172,19 @@ async def login(body: Login, conn: Db, state: State) -> TokenOut:
     if not row["is_active"]:
         raise ApiError(403, "this account is deactivated")
     await conn.execute(QUERIES["note_login"], {"user_id": row["id"]})
-    token = issue_access_token(str(row["id"]), state.jwt_secret, state.token_lifetime)
-    return TokenOut(
-        access_token=token.token,
-        expires_at=token.expires_at,
-        expires_in=int(state.token_lifetime.total_seconds()),
-    )
+    return _token_for(row, state)
+
+
+async def _check_password(conn: Db, user_id: str, password: str, field: str) -> None:
+    """403 unless `password` is the user's."""
+    cursor = await conn.execute(QUERIES["password_hash"], {"user_id": user_id})
+    row = await cursor.fetchone()
+    if row is None or not await asyncio.to_thread(verify_password, password, row["password_hash"]):
+        raise ApiError(
+            403,
+            f"{field}: wrong password",
+            details=[{"field": field, "message": "wrong password"}],
+        )
 
 
 @router.get("/me")
@@ -169,3 +228,41 @@ async def revoke_api_key(key_id: uuid.UUID, user: CurrentUser, conn: Db) -> None
     cursor = await conn.execute(QUERIES["revoke_api_key"], {"key_id": key_id, "user_id": user.id})
     if await cursor.fetchone() is None:
         raise not_found("API key")
+
+
+@router.post("/me/password", dependencies=[Depends(_limit_logins)])
+async def change_password(
+    body: PasswordChange, user: CurrentUser, conn: Db, state: State
+) -> PasswordChanged:
+    """Change the signed-in user's password. Every access token issued before the change
+    stops working (the response carries a new one), and so does every API key unless
+    `keep_api_keys` is true."""
+    await _check_password(conn, user.id, body.old_password, "old_password")
+    password_hash = await asyncio.to_thread(
+        hash_password, body.new_password, state.settings.bcrypt_rounds
+    )
+    async with conn.transaction():
+        cursor = await conn.execute(
+            QUERIES["change_password"], {"user_id": user.id, "password_hash": password_hash}
+        )
+        changed = await cursor.fetchone()
+        if changed is None:
+            raise not_found("user")
+        revoked = 0
+        if not body.keep_api_keys:
+            cursor = await conn.execute(QUERIES["revoke_api_keys"], {"user_id": user.id})
+            counted = await cursor.fetchone()
+            revoked = counted["revoked"] if counted else 0
+    token = _token_for({"id": user.id, **changed}, state)
+    return PasswordChanged(**token.model_dump(), api_keys_revoked=revoked)
+
+
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(_limit_logins)])
+async def delete_account(body: AccountDeletion, user: CurrentUser, conn: Db) -> None:
+    """Delete the signed-in user's account for good, with everything it owns: its triggers
+    (their conditions, actions, state and queued jobs), API keys and delivery results. Its
+    tokens stop working at once; the username and email become free."""
+    await _check_password(conn, user.id, body.password, "password")
+    cursor = await conn.execute(QUERIES["delete_user"], {"user_id": user.id})
+    if await cursor.fetchone() is None:
+        raise not_found("user")

@@ -1,5 +1,5 @@
 -- user_by_id --
-SELECT id, username, email, role, is_active, last_login_at, created_at
+SELECT id, username, email, role, is_active, last_login_at, password_changed_at, created_at
 FROM users
 WHERE id = %(user_id)s
 
@@ -19,11 +19,36 @@ JOIN users u ON u.id = k.user_id
 WHERE k.key_hash = %(key_hash)s AND k.revoked_at IS NULL
 
 -- user_for_login --
--- By username or email, either case.
-SELECT id, password_hash, is_active
+-- By username or email, compared as account_key() gives them (migration 16): in any case,
+-- fullwidth or not. Usernames are ASCII, for which account_key() is lower().
+SELECT id, password_hash, is_active, password_changed_at
 FROM users
-WHERE lower(username) = lower(%(login)s) OR lower(email) = lower(%(login)s)
+WHERE lower(username) = account_key(%(login)s)
+   OR account_key(email) = account_key(%(login)s) AND NOT email_shadowed
 LIMIT 1
+
+-- password_hash --
+SELECT password_hash FROM users WHERE id = %(user_id)s
+
+-- change_password --
+-- password_changed_at ends every access token issued before it (see api/auth.py).
+UPDATE users
+SET password_hash = %(password_hash)s, password_changed_at = now()
+WHERE id = %(user_id)s
+RETURNING password_changed_at
+
+-- revoke_api_keys --
+WITH revoked AS (
+    UPDATE api_keys SET revoked_at = now()
+    WHERE user_id = %(user_id)s AND revoked_at IS NULL
+    RETURNING id
+)
+SELECT count(*) AS revoked FROM revoked
+
+-- delete_user --
+-- The schema's cascades delete the user's triggers (with their conditions, actions, state
+-- and queued jobs), API keys, delivery results and token challenges.
+DELETE FROM users WHERE id = %(user_id)s RETURNING id
 
 -- note_login --
 UPDATE users SET last_login_at = now() WHERE id = %(user_id)s

@@ -1,8 +1,11 @@
 """Passwords, access tokens and API keys: plain functions, no I/O.
 
-Passwords are bcrypt hashes (the seed's users are bcrypt, cost 12). Access tokens are JWTs
-(HS256) carrying the user's id. API keys are 32 random bytes; only their SHA-256 is stored,
-and the prefix "ek_" tells them apart from JWTs in an Authorization header.
+Passwords are bcrypt hashes (the seed's users are bcrypt, cost 12) of at least 8 characters
+other than spaces. Access tokens are JWTs (HS256) carrying the user's id and when their
+password was last changed (`pwd`, microseconds since the epoch): a token whose `pwd` is not
+the user's current one was issued before the password changed, and is refused. API keys are
+32 random bytes; only their SHA-256 is stored, and the prefix "ek_" tells them apart from
+JWTs in an Authorization header.
 """
 
 from __future__ import annotations
@@ -19,6 +22,17 @@ import jwt
 API_KEY_PREFIX = "ek_"
 API_KEY_SHOWN_PREFIX = 10  # characters of a key kept in the clear, to tell keys apart
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores what follows; longer passwords are refused
+PASSWORD_MIN_CHARACTERS = 8  # other than spaces
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def password_problem(password: str) -> str | None:
+    """What makes `password` unfit for a new password, or None."""
+    if sum(not char.isspace() for char in password) < PASSWORD_MIN_CHARACTERS:
+        return f"must have at least {PASSWORD_MIN_CHARACTERS} characters other than spaces"
+    if len(password.encode()) > BCRYPT_MAX_BYTES:
+        return f"must be at most {BCRYPT_MAX_BYTES} bytes in UTF-8"
+    return None
 
 
 def hash_password(password: str, rounds: int = 12) -> str:
@@ -45,21 +59,44 @@ class AccessToken:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: str
+    password_stamp: int  # the user's password_changed_at when the token was issued
+
+
 class TokenError(Exception):
     """An access token that is malformed, forged or expired."""
 
 
+def password_stamp(password_changed_at: datetime) -> int:
+    """password_changed_at in whole microseconds since the epoch: exact, as the database
+    keeps it, so that a token's copy compares equal to the current value or not at all."""
+    return (password_changed_at - EPOCH) // timedelta(microseconds=1)
+
+
 def issue_access_token(
-    user_id: str, secret: str, lifetime: timedelta, now: datetime | None = None
+    user_id: str,
+    secret: str,
+    lifetime: timedelta,
+    *,
+    password_changed_at: datetime,
+    now: datetime | None = None,
 ) -> AccessToken:
     issued = now or datetime.now(UTC)
     expires = issued + lifetime
-    claims = {"sub": user_id, "iat": issued, "exp": expires, "typ": "access"}
+    claims = {
+        "sub": user_id,
+        "iat": issued,
+        "exp": expires,
+        "typ": "access",
+        "pwd": password_stamp(password_changed_at),
+    }
     return AccessToken(jwt.encode(claims, secret, algorithm="HS256"), expires)
 
 
-def read_access_token(token: str, secret: str) -> str:
-    """The user id an access token was issued to."""
+def read_access_token(token: str, secret: str) -> AccessClaims:
+    """Who an access token was issued to, and their password's stamp then."""
     try:
         claims = jwt.decode(
             token, secret, algorithms=["HS256"], options={"require": ["sub", "exp", "iat"]}
@@ -68,9 +105,10 @@ def read_access_token(token: str, secret: str) -> str:
         raise TokenError("the access token has expired; log in again") from None
     except jwt.InvalidTokenError:
         raise TokenError("the access token is not valid") from None
-    if claims.get("typ") != "access" or not isinstance(claims.get("sub"), str):
+    subject, stamp = claims.get("sub"), claims.get("pwd")
+    if claims.get("typ") != "access" or not isinstance(subject, str) or type(stamp) is not int:
         raise TokenError("the access token is not valid")
-    return str(claims["sub"])
+    return AccessClaims(subject, stamp)
 
 
 def new_api_key() -> str:

@@ -21,6 +21,7 @@ from erc8004_backend.api.auth import (
     TokenError,
     api_key_hash,
     is_api_key,
+    password_stamp,
     read_access_token,
 )
 from erc8004_backend.api.errors import ApiError
@@ -138,7 +139,8 @@ async def current_user(
             raise _unauthorized("the API key is not valid (unknown or revoked)")
     else:
         try:
-            user_id = uuid.UUID(read_access_token(credential, state.jwt_secret))
+            claims = read_access_token(credential, state.jwt_secret)
+            user_id = uuid.UUID(claims.user_id)
         except TokenError as error:
             raise _unauthorized(str(error)) from None
         except ValueError:
@@ -147,6 +149,10 @@ async def current_user(
         row = await cursor.fetchone()
         if row is None:
             raise _unauthorized("the access token's user no longer exists")
+        if claims.password_stamp != password_stamp(row["password_changed_at"]):
+            raise _unauthorized(
+                "the access token was issued before the password changed; log in again"
+            )
     if not row["is_active"]:
         raise ApiError(403, "this account is deactivated")
     user = User(str(row["id"]), row["username"], row["email"], row["role"])

@@ -4,40 +4,63 @@ agent), never returned, never logged.
 
 Who may change it: an operator, or any signed-in user who brings a signature of the agent's
 owner. The owner is the address of the agent's latest indexed identity event naming one
-(`Registered`, or a `Transfer` after it). The owner signs, with `personal_sign` (EIP-191),
-a fixed text the server rebuilds, so a signature covers one action on one agent, one token
-(by its SHA-256) and one moment:
+(`Registered`, or a `Transfer` after it). The user first asks for a challenge
+(`POST .../mcp-token/challenge` with the action, and for `set` the token's SHA-256); the API
+answers with a nonce and the exact text for the owner to sign with `personal_sign`
+(EIP-191), an EIP-4361 ("Sign-In with Ethereum") message:
 
-    erc8004-backend: set the MCP token of agent {agent_id} on chain {chain_id}
-    token sha256: {SHA-256 of the token's UTF-8 bytes, 64 lowercase hex digits}
-    issued at: {issued_at, exactly as sent}
+    {instance name} wants you to sign in with your Ethereum account:
+    {the owner's address, EIP-55}
 
-    erc8004-backend: delete the MCP token of agent {agent_id} on chain {chain_id}
-    issued at: {issued_at, exactly as sent}
+    Set the MCP token of agent {agent_id} on chain {chain_id} to the token with SHA-256 {hex}.
 
-Lines end with a single "\\n" and the last has none; agent_id is in decimal as in the path.
-issued_at is an ISO 8601 time in UTC ("2025-01-23T12:00:00Z") within 10 minutes of the
-server's clock: older signatures are refused, so that one seen once cannot be replayed later.
+    URI: {scheme}://{instance name}/api/v1/agents/{chain_id}/{agent_id}/mcp-token
+    Version: 1
+    Chain ID: {chain_id}
+    Nonce: {nonce}
+    Issued At: {when the challenge was made}
+    Expiration Time: {5 minutes later}
+
+(for a delete, the statement is "Delete the MCP token of agent {agent_id} on chain
+{chain_id}."). The PUT or DELETE then sends the signature and the nonce. The text names this
+deployment (ERC8004_INSTANCE_NAME, by default the Host the client called), so a signature
+made for another deployment is refused; the server writes the times, so no client clock is
+trusted; and the nonce is single use, good for 5 minutes, for the user who asked, that
+agent and that action: a signature seen once cannot be replayed, by anyone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import re
-from collections.abc import Callable
+import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import APIRouter, Path, Query, Response, status
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from eth_utils.address import to_checksum_address
+from fastapi import APIRouter, Path, Query, Request, Response, status
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from erc8004_backend.api.dependencies import CurrentUser, Db, State, User
 from erc8004_backend.api.errors import ApiError
-from erc8004_backend.chain.signatures import SignatureError, parse_signature, recover_signer
+from erc8004_backend.chain.signatures import (
+    SignatureError,
+    SignInMessage,
+    parse_signature,
+    recover_signer,
+)
+from erc8004_backend.config import INSTANCE_NAME_PATTERN
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.encryption import agent_token_context
 
@@ -45,35 +68,26 @@ QUERIES = load_queries("erc8004_backend.api", "tokens.sql")
 router = APIRouter(tags=["tokens"])
 log = structlog.get_logger(__name__)
 
-SIGNATURE_MAX_AGE = timedelta(minutes=10)
+CHALLENGE_LIFETIME = timedelta(minutes=5)
 ZERO_ADDRESS = "0x" + "0" * 40
 MAX_TOKEN_LENGTH = 4096
 BIGINT_MAX = 2**63 - 1
 UINT256_LIMIT = 2**256
-
-
-# -- the signed messages --------------------------------------------------------------------
+Action = Literal["set", "delete"]
 
 
 def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def set_token_message(chain_id: int, agent_id: int | str, token: str, issued_at: str) -> str:
-    """The text the owner signs to set (or rotate) the agent's token."""
-    return (
-        f"erc8004-backend: set the MCP token of agent {agent_id} on chain {chain_id}\n"
-        f"token sha256: {token_sha256(token)}\n"
-        f"issued at: {issued_at}"
-    )
-
-
-def delete_token_message(chain_id: int, agent_id: int | str, issued_at: str) -> str:
-    """The text the owner signs to delete the agent's token."""
-    return (
-        f"erc8004-backend: delete the MCP token of agent {agent_id} on chain {chain_id}\n"
-        f"issued at: {issued_at}"
-    )
+def token_statement(action: Action, chain_id: int, agent_id: int, sha256: str | None) -> str:
+    """The EIP-4361 statement: what the owner's signature allows, in one line."""
+    if action == "set":
+        return (
+            f"Set the MCP token of agent {agent_id} on chain {chain_id} to the token with"
+            f" SHA-256 {sha256}."
+        )
+    return f"Delete the MCP token of agent {agent_id} on chain {chain_id}."
 
 
 # -- input ------------------------------------------------------------------------------------
@@ -91,19 +105,6 @@ def _agent_id(value: object) -> object:
             "agent_id",
             "must be an agent id: a whole number from 0 to 2^256 - 1, in decimal without"
             " leading zeros",
-        )
-    return value
-
-
-def _utc_time(value: str) -> str:
-    """An ISO 8601 time with a UTC offset of zero, kept as sent (it is part of the message)."""
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        moment = None
-    if moment is None or moment.utcoffset() != timedelta(0):
-        raise PydanticCustomError(
-            "utc_time", "must be an ISO 8601 time in UTC, such as 2025-01-23T12:00:00Z"
         )
     return value
 
@@ -142,8 +143,8 @@ AgentId = Annotated[
     ),
     BeforeValidator(_agent_id),
 ]
-IssuedAt = Annotated[str, Field(max_length=64), AfterValidator(_utc_time)]
 HexSignature = Annotated[str, Field(max_length=200), AfterValidator(_well_formed_signature)]
+Nonce = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="A challenge's nonce.")]
 
 
 class TokenIn(BaseModel):
@@ -160,13 +161,41 @@ class TokenIn(BaseModel):
     ]
     signature: HexSignature | None = Field(
         default=None,
-        description="The owner's personal_sign signature of the set message (0x + 130 hex"
-        " digits); not needed by operators.",
+        description="The owner's personal_sign signature of a set challenge's message (0x +"
+        " 130 hex digits); not needed by operators.",
     )
-    issued_at: IssuedAt | None = Field(
+    nonce: Nonce | None = Field(
+        default=None, description="The nonce of the challenge signed; required with a signature."
+    )
+
+
+class ChallengeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Action = Field(description="What the signature will allow.")
+    token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
         default=None,
-        description="The time in the signed message, ISO 8601 in UTC; required with a signature.",
+        validate_default=True,
+        description="For `set` (only): the SHA-256 of the token's UTF-8 bytes, 64 lowercase"
+        " hex digits. The signature is for this token only.",
     )
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _with_set_only(cls, value: str | None, info: ValidationInfo) -> str | None:
+        action = info.data.get("action")
+        if action == "set" and value is None:
+            raise PydanticCustomError("token_sha256", "required for action 'set'")
+        if action == "delete" and value is not None:
+            raise PydanticCustomError("token_sha256", "only for action 'set'")
+        return value
+
+
+class ChallengeOut(BaseModel):
+    nonce: str
+    message: str = Field(description="The exact text for the owner to sign with personal_sign.")
+    signer: str = Field(description="Who must sign it: the agent's owner (EIP-55).")
+    expires_at: datetime = Field(description="The challenge is good once, until then.")
 
 
 class TokenOut(BaseModel):
@@ -199,65 +228,164 @@ async def authorize(
     user: User,
     chain_id: int,
     agent_id: int,
-    action: str,
-    message_for: Callable[[str], str],
+    action: Action,
     signature: str | None,
-    issued_at: str | None,
+    nonce: str | None,
+    token: str | None = None,
 ) -> str:
     """Passes when `user` may `action` the agent's token: an operator, or a signature of the
-    owner over message_for(issued_at) made within SIGNATURE_MAX_AGE. A signature sent is always
-    checked, an operator's too. Returns who authorized it ("owner" or "operator")."""
+    owner over the message of a challenge of this user, for this agent and action (and
+    token), consumed now. A signature sent is always checked, an operator's too. Returns who
+    authorized it ("owner" or "operator")."""
     owner = await _owner(conn, chain_id, agent_id)
     agent = f"agent {agent_id} on chain {chain_id}"
-    if signature is None:
+    if signature is None and nonce is None:
         if user.is_operator:
             return "operator"
-        if owner == ZERO_ADDRESS:
-            raise ApiError(
-                403,
-                f"{agent} was burned (transferred to the zero address): it has no owner to sign;"
-                " only an operator can change its token",
-            )
-        template = json.dumps(message_for(issued_at or "<issued_at>"), ensure_ascii=False)
+        _require_an_owner(owner, agent)
         raise ApiError(
             403,
             f"to {action} the MCP token of {agent}, a signature from its owner {owner} is"
-            f" required (operators need none): the owner signs with personal_sign (EIP-191)"
-            f" the text {template}, and the request sends it as signature, with issued_at (the"
-            " current time, ISO 8601 in UTC, as in the text)",
+            " required (operators need none): ask POST"
+            f" /api/v1/agents/{chain_id}/{agent_id}/mcp-token/challenge for the text to sign,"
+            " have the owner sign it with personal_sign (EIP-191), and send the signature with"
+            " the challenge's nonce",
         )
-    if issued_at is None:
-        raise _signature_problem(
-            "issued_at",
-            "required with a signature: the time in the signed text, ISO 8601 in UTC",
-        )
-    now = datetime.now(UTC)
-    moment = datetime.fromisoformat(issued_at)
-    if abs(now - moment) > SIGNATURE_MAX_AGE:
-        minutes = int(SIGNATURE_MAX_AGE.total_seconds() // 60)
+    if nonce is None:
+        raise _signature_problem("nonce", "required with a signature: the challenge's nonce")
+    if signature is None:
+        raise _signature_problem("signature", "required with a nonce: the owner's signature")
+    challenge = await _consume_challenge(conn, user, chain_id, agent_id, nonce)
+    if challenge["action"] != action:
         raise ApiError(
             403,
-            f"the signature is stale: issued_at {issued_at} is more than {minutes} minutes from"
-            f" the server's time {now:%Y-%m-%dT%H:%M:%SZ}; signatures are accepted for"
-            f" {minutes} minutes only, so that they cannot be replayed: sign the text again with"
-            " the current time",
+            f"the challenge {nonce} is for the {challenge['action']} action, not {action}:"
+            " ask for a challenge for this one",
         )
-    message = message_for(issued_at)
+    if challenge["expires_at"] <= datetime.now(UTC):
+        raise ApiError(
+            403,
+            f"the challenge {nonce} expired at {challenge['expires_at']:%Y-%m-%dT%H:%M:%SZ}:"
+            f" challenges are good for {CHALLENGE_LIFETIME.seconds // 60} minutes; ask for a"
+            " new one",
+        )
+    if token is not None and challenge["token_sha256"] != token_sha256(token):
+        raise ApiError(
+            403,
+            f"the challenge {nonce} is for the token with SHA-256 {challenge['token_sha256']},"
+            f" not this one (SHA-256 {token_sha256(token)}): ask for a challenge for this token",
+        )
+    if challenge["signer"] != owner:
+        raise ApiError(
+            403,
+            f"{agent} changed owners since the challenge (now {owner}): ask for a new one",
+        )
     try:
-        signer = await asyncio.to_thread(recover_signer, message, signature)
+        signer = await asyncio.to_thread(recover_signer, challenge["message"], signature)
     except SignatureError as error:
         raise _signature_problem("signature", str(error)) from None
     if signer != owner:
         raise ApiError(
             403,
             f"the signature is from {signer}, not the agent's owner {owner}: the owner signs"
-            f" with personal_sign (EIP-191) exactly the text"
-            f" {json.dumps(message, ensure_ascii=False)}",
+            f" the challenge's message with personal_sign (EIP-191)",
         )
     return "owner"
 
 
+def _require_an_owner(owner: str, agent: str) -> None:
+    if owner == ZERO_ADDRESS:
+        raise ApiError(
+            403,
+            f"{agent} was burned (transferred to the zero address): it has no owner to sign;"
+            " only an operator can change its token",
+        )
+
+
+async def _consume_challenge(
+    conn: Db, user: User, chain_id: int, agent_id: int, nonce: str
+) -> dict[str, Any]:
+    cursor = await conn.execute(
+        QUERIES["consume_challenge"],
+        {"nonce": nonce, "user_id": user.id, "chain_id": chain_id, "agent_id": agent_id},
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        raise ApiError(
+            403,
+            f"the challenge {nonce} was used already, or is not one of yours for agent"
+            f" {agent_id} on chain {chain_id}: a signed challenge authorizes one request, by"
+            " the user who asked for it; ask for a new one",
+        )
+    return row
+
+
+def _instance_name(request: Request, state: State) -> str:
+    """The deployment's name in the messages: ERC8004_INSTANCE_NAME, else the Host the
+    client called."""
+    name = state.settings.instance_name or request.headers.get("host", "")
+    if not re.fullmatch(INSTANCE_NAME_PATTERN, name):
+        raise ApiError(
+            400,
+            f"the Host header {name!r} is not a host name to put in a message to sign; the"
+            " operator can set ERC8004_INSTANCE_NAME",
+        )
+    return name
+
+
 # -- the routes -----------------------------------------------------------------------------
+
+
+@router.post(
+    "/agents/{chain_id}/{agent_id}/mcp-token/challenge", status_code=status.HTTP_201_CREATED
+)
+async def make_challenge(
+    chain_id: ChainId,
+    agent_id: AgentId,
+    body: ChallengeIn,
+    user: CurrentUser,
+    conn: Db,
+    state: State,
+    request: Request,
+) -> ChallengeOut:
+    """A challenge for the owner's signature of a change of the agent's MCP token: a nonce and
+    the exact text (EIP-4361) for the owner to sign with personal_sign (EIP-191). Send the
+    signature and the nonce with the PUT (`set`) or DELETE (`delete`) within 5 minutes; each
+    challenge authorizes one request, by the user who asked for it.
+
+    For `set`, give the SHA-256 of the token (64 lowercase hex digits): the signature is for
+    that token only. 404 when the agent is not indexed on that chain; 403 when it was burned
+    (it has no owner to sign)."""
+    agent = int(agent_id)
+    owner = await _owner(conn, chain_id, agent)
+    _require_an_owner(owner, f"agent {agent_id} on chain {chain_id}")
+    domain = _instance_name(request, state)
+    issued_at = datetime.now(UTC).replace(microsecond=0)
+    nonce = secrets.token_hex(16)
+    message = SignInMessage(
+        domain=domain,
+        address=owner,
+        statement=token_statement(body.action, chain_id, agent, body.token_sha256),
+        uri=f"{request.url.scheme}://{domain}{request.url.path.removesuffix('/challenge')}",
+        chain_id=chain_id,
+        nonce=nonce,
+        issued_at=issued_at,
+        expiration_time=issued_at + CHALLENGE_LIFETIME,
+    )
+    await conn.execute(
+        QUERIES["create_challenge"],
+        {
+            "nonce": nonce, "user_id": user.id, "chain_id": chain_id, "agent_id": agent,
+            "action": body.action, "token_sha256": body.token_sha256, "signer": owner,
+            "message": message.text(), "expires_at": message.expiration_time,
+        },
+    )  # fmt: skip
+    return ChallengeOut(
+        nonce=nonce,
+        message=message.text(),
+        signer=to_checksum_address(owner),
+        expires_at=message.expiration_time,
+    )
 
 
 @router.put(
@@ -276,23 +404,20 @@ async def set_mcp_token(
     """Set or rotate the agent's MCP token (200 when replaced, 201 when new). The response
     never contains the token; nothing can read it back.
 
-    An operator needs no signature. Anyone else sends the owner's personal_sign (EIP-191)
-    signature of this text, with issued_at exactly as in the text (ISO 8601 UTC, within
-    10 minutes of now):
+    An operator needs no signature. Anyone else first asks
+    `POST /agents/{chain_id}/{agent_id}/mcp-token/challenge` with `{"action": "set",
+    "token_sha256": ...}`, has the owner sign the challenge's message with personal_sign
+    (EIP-191), and sends `{"token", "signature", "nonce"}` within 5 minutes. A challenge is
+    good once: a replayed signature is refused.
 
-        erc8004-backend: set the MCP token of agent {agent_id} on chain {chain_id}
-        token sha256: {hex SHA-256 of the token's UTF-8 bytes}
-        issued at: {issued_at}
-
-    403 when the signature is missing, stale or not the owner's; 404 when the agent is not
-    indexed on that chain."""
+    403 when the signature is missing, not the owner's, or its challenge is used, expired or
+    for another user, agent, action or token; 404 when the agent is not indexed on that
+    chain."""
     agent = int(agent_id)
     token = body.token
     by = await authorize(
-        conn, user, chain_id, agent, "set",
-        lambda issued_at: set_token_message(chain_id, agent_id, token, issued_at),
-        body.signature, body.issued_at,
-    )  # fmt: skip
+        conn, user, chain_id, agent, "set", body.signature, body.nonce, token=token
+    )
     sealed = state.secret_box.seal(token, agent_token_context(chain_id, agent))
     cursor = await conn.execute(
         QUERIES["set_token"],
@@ -326,30 +451,19 @@ async def delete_mcp_token(
     conn: Db,
     signature: Annotated[
         HexSignature | None,
-        Query(description="The owner's personal_sign signature of the delete text."),
+        Query(description="The owner's personal_sign signature of a delete challenge."),
     ] = None,
-    issued_at: Annotated[
-        IssuedAt | None,
-        Query(description="The time in the signed text, ISO 8601 in UTC."),
-    ] = None,
+    nonce: Annotated[Nonce | None, Query(description="The challenge's nonce.")] = None,
 ) -> None:
     """Delete the agent's MCP token (204; 404 when it has none). `mcp` actions for the agent
     fail until a token is set again.
 
-    The signature and issued_at travel as query parameters (a DELETE has no body):
-    `?signature=0x...&issued_at=2025-01-23T12:00:00Z` (percent-encode a "+" of a "+00:00"
-    offset as %2B, or use "Z"). An operator needs neither. Anyone else sends the owner's
-    personal_sign (EIP-191) signature of this text (issued_at within 10 minutes of now):
-
-        erc8004-backend: delete the MCP token of agent {agent_id} on chain {chain_id}
-        issued at: {issued_at}
-    """
+    An operator needs no signature. Anyone else asks
+    `POST /agents/{chain_id}/{agent_id}/mcp-token/challenge` with `{"action": "delete"}`,
+    has the owner sign the challenge's message with personal_sign (EIP-191), and sends
+    `?signature=0x...&nonce=...` (a DELETE has no body) within 5 minutes, once."""
     agent = int(agent_id)
-    by = await authorize(
-        conn, user, chain_id, agent, "delete",
-        lambda moment: delete_token_message(chain_id, agent_id, moment),
-        signature, issued_at,
-    )  # fmt: skip
+    by = await authorize(conn, user, chain_id, agent, "delete", signature, nonce)
     cursor = await conn.execute(QUERIES["delete_token"], {"chain_id": chain_id, "agent_id": agent})
     if await cursor.fetchone() is None:
         raise ApiError(404, f"agent {agent_id} on chain {chain_id} has no MCP token")

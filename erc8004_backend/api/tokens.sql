@@ -25,3 +25,22 @@ RETURNING updated_at, (xmax = 0) AS created
 DELETE FROM agent_mcp_tokens
 WHERE chain_id = %(chain_id)s AND agent_id = %(agent_id)s::numeric
 RETURNING id
+
+-- create_challenge --
+-- Also forgets challenges that expired more than an hour ago (until then, using one is
+-- refused as expired rather than unknown).
+WITH forgotten AS (
+    DELETE FROM mcp_token_challenges WHERE expires_at < now() - interval '1 hour'
+)
+INSERT INTO mcp_token_challenges
+    (nonce, user_id, chain_id, agent_id, action, token_sha256, signer, message, expires_at)
+VALUES (%(nonce)s, %(user_id)s, %(chain_id)s, %(agent_id)s::numeric, %(action)s,
+        %(token_sha256)s, %(signer)s, %(message)s, %(expires_at)s)
+
+-- consume_challenge --
+-- Single use: of two requests with one nonce, one deletes the row and the other finds none.
+-- Only the user who asked, for the agent it was asked for, consumes it.
+DELETE FROM mcp_token_challenges
+WHERE nonce = %(nonce)s AND user_id = %(user_id)s
+  AND chain_id = %(chain_id)s AND agent_id = %(agent_id)s::numeric
+RETURNING action, token_sha256, signer, message, expires_at

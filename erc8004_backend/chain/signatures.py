@@ -1,7 +1,8 @@
-"""EIP-191 `personal_sign` signatures: the hash a wallet signs for a text, and the address
-that signed it.
+"""EIP-191 `personal_sign` signatures: the hash a wallet signs for a text, the address that
+signed it, and EIP-4361 ("Sign-In with Ethereum") messages to sign.
 
     recover_signer("hello", "0x...65 bytes...") -> "0x2c7536e3605d9c16a7a3d7b1898e529396a65c23"
+    personal_sign(private_key, "hello") -> "0x...65 bytes..."  (what a wallet answers)
 
 A wallet's `personal_sign` (eth_sign of a text) signs
 keccak256("\\x19Ethereum Signed Message:\\n" + <length of the message in bytes> + <message>),
@@ -13,10 +14,13 @@ EIP-155 style v values are not personal_sign signatures and are refused.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from eth_hash.auto import keccak
-from eth_keys.datatypes import Signature
+from eth_keys.datatypes import PrivateKey, Signature
 from eth_keys.exceptions import BadSignature
+from eth_utils.address import to_checksum_address
 from eth_utils.exceptions import ValidationError as KeysValidationError
 
 from erc8004_backend.errors import Erc8004Error
@@ -86,3 +90,46 @@ def recover_signer(message: str, signature: str) -> str:
     Raises SignatureError for a malformed signature (not hex, not 65 bytes, v not
     27/28/0/1, r or s out of range, no point on the curve)."""
     return recover_signer_of_hash(personal_message_hash(message), signature)
+
+
+def personal_sign(key: PrivateKey, message: str) -> str:
+    """The signature a wallet's `personal_sign` gives for `message` with `key`: 0x and 130
+    hex digits, v as 27 or 28."""
+    raw = key.sign_msg_hash(personal_message_hash(message)).to_bytes()  # v as 0 or 1
+    return "0x" + (raw[:64] + bytes([raw[64] + 27])).hex()
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class SignInMessage:
+    """An EIP-4361 message: who asks (`domain`), which account signs, what for (`statement`,
+    one line), the resource (`uri`), the chain, a nonce from the server, and when it was
+    made and stops being good. Wallets that know EIP-4361 show its fields and check the
+    domain."""
+
+    domain: str
+    address: str
+    statement: str
+    uri: str
+    chain_id: int
+    nonce: str
+    issued_at: datetime
+    expiration_time: datetime
+
+    def text(self) -> str:
+        return (
+            f"{self.domain} wants you to sign in with your Ethereum account:\n"
+            f"{to_checksum_address(self.address)}\n"
+            "\n"
+            f"{self.statement}\n"
+            "\n"
+            f"URI: {self.uri}\n"
+            "Version: 1\n"
+            f"Chain ID: {self.chain_id}\n"
+            f"Nonce: {self.nonce}\n"
+            f"Issued At: {_rfc3339(self.issued_at)}\n"
+            f"Expiration Time: {_rfc3339(self.expiration_time)}"
+        )

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from erc8004_backend.actions.queue import DeadJob, dead_jobs, requeue_dead
+from erc8004_backend.cli.api import check_token_keys
 from erc8004_backend.cli.db import DatabaseUrl, database
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.cli.signals import run_until_signalled
@@ -49,6 +50,7 @@ def worker(
 
     configure_logging()
     settings = get_settings()
+    check_token_keys(settings)
     with database(database_url) as url:
 
         async def deliver(stop: asyncio.Event) -> None:

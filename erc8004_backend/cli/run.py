@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from erc8004_backend.chain.config import ChainConfig
-from erc8004_backend.cli.api import Host, Port, notes
+from erc8004_backend.cli.api import Host, Port, check_token_keys, notes
 from erc8004_backend.cli.db import DatabaseUrl, database
 from erc8004_backend.cli.indexer import ChainNames, ChainsFiles, ProgressLog, configured_chains
 from erc8004_backend.cli.logs import configure_logging
@@ -32,6 +32,8 @@ def run(
     """Everything in one process, after migrating: API, indexers, processor and a worker."""
     configure_logging()
     settings = get_settings()
+    host, port = host or settings.api_host, settings.api_port if port is None else port
+    check_token_keys(settings, listening_on=host)
     chains = configured_chains(chain, chains_file)
     with database(database_url) as url:
         source = load_source(migrations or settings.migrations_dir)
@@ -39,8 +41,6 @@ def run(
             applied = Migrator(connection, source).run()
         notes.print(f"database ready ({len(applied)} migrations applied now)", soft_wrap=True)
         settings = settings.model_copy(update={"database_url": url})
-        host = host or settings.api_host
-        port = settings.api_port if port is None else port
         names = ", ".join(c.name for c in chains)
         notes.print(f"indexing {names}; API on http://{host}:{port}/api/v1", soft_wrap=True)
 

@@ -15,7 +15,6 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -25,9 +24,9 @@ from psycopg.rows import dict_row
 from pydantic import SecretStr
 
 from erc8004_backend.api.server import serve_api
-from erc8004_backend.api.tokens import set_token_message
+from erc8004_backend.api.tokens import token_sha256
 from erc8004_backend.chain.config import DEVNET_CHAIN_ID, ChainConfig
-from erc8004_backend.chain.signatures import personal_message_hash
+from erc8004_backend.chain.signatures import personal_sign
 from erc8004_backend.config import Settings
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.demo.agent_server import DemoAgentServer, ToolCall
@@ -236,7 +235,7 @@ async def _set_up(
     agent_id = await net.activity.register_agent(uri, owner=owner)
     net.activity.hands_off.add(agent_id)  # its registration file must keep naming our server
     view.add("note", f"registered the demo agent #{agent_id}, owned by {owner}")
-    await _store_agent_token(api, session, agent_id, agent_token)
+    await store_agent_token(api, _auth(session), agent_id, agent_token)
     view.add("note", f"stored agent #{agent_id}'s MCP token, signed by its owner (EIP-191)")
     validators = [net.activity.accounts[i] for i in TRUSTED]
     for body in demo_triggers(agent_id, targets["webhook"], validators):
@@ -249,23 +248,28 @@ async def _set_up(
     return agent_id
 
 
-async def _store_agent_token(
-    api: httpx.AsyncClient, session: dict[str, str], agent_id: int, token: str
+async def store_agent_token(
+    api: httpx.AsyncClient, headers: dict[str, str], agent_id: int, token: str
 ) -> None:
-    """PUT the token with the owner's signature, once the indexer has seen the agent."""
-    answer = None
+    """Store the demo agent's MCP token as its owner's wallet would authorize it: ask for a
+    challenge (once the indexer has seen the agent: 404 until then), sign its message with
+    the owner's key (personal_sign) and PUT the token with the signature and the nonce."""
+    path = f"/agents/{DEVNET_CHAIN_ID}/{agent_id}/mcp-token"
+    body = {"action": "set", "token_sha256": token_sha256(token)}
+    asked = None
     for _ in range(200):
-        issued_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        message = set_token_message(DEVNET_CHAIN_ID, agent_id, token, issued_at)
-        signature = OWNER_KEY.sign_msg_hash(personal_message_hash(message)).to_hex()
-        answer = await api.put(f"/agents/{DEVNET_CHAIN_ID}/{agent_id}/mcp-token",
-                               headers=_auth(session), json={"token": token,
-                               "signature": signature, "issued_at": issued_at})  # fmt: skip
-        if answer.status_code != 404:  # 404: not indexed yet
+        asked = await api.post(f"{path}/challenge", headers=headers, json=body)
+        if asked.status_code != 404:
             break
         await asyncio.sleep(0.1)
-    if answer is None or answer.status_code not in (200, 201):
-        raise DemoError(f"cannot store the demo agent's MCP token: {answer and answer.text}")
+    if asked is None or asked.status_code != 201:
+        raise DemoError(f"cannot store the demo agent's MCP token: {asked and asked.text}")
+    challenge = asked.json()
+    signature = personal_sign(OWNER_KEY, challenge["message"])
+    answer = await api.put(path, headers=headers, json={"token": token, "signature": signature,
+                                                        "nonce": challenge["nonce"]})  # fmt: skip
+    if answer.status_code not in (200, 201):
+        raise DemoError(f"cannot store the demo agent's MCP token: {answer.text}")
 
 
 async def _watch(

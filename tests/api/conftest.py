@@ -6,6 +6,7 @@ async def test_something(api: ApiClient, alice: Account) -> None:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -51,11 +52,24 @@ async def pool(migrated_url: str) -> AsyncIterator[Pool]:
     await the_pool.close()
 
 
+@contextlib.asynccontextmanager
+async def api_client(
+    url: str, pool: Pool | None = None, **overrides: object
+) -> AsyncIterator[ApiClient]:
+    """A client of the application on `url` (with its own pool unless given one), the
+    settings changed by `overrides`."""
+    app = create_app(api_settings(url, **overrides), pool=pool)
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://api.test/api/v1") as client,
+    ):
+        yield client
+
+
 @pytest.fixture
 async def api(migrated_url: str, pool: Pool) -> AsyncIterator[ApiClient]:
-    app = create_app(api_settings(migrated_url), pool=pool)
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test/api/v1") as client:
+    async with api_client(migrated_url, pool) as client:
         yield client
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.api.conftest import Account, ApiClient, make_account
+from erc8004_backend.api.auth import hash_password
+from erc8004_backend.database.connection import connect
+from erc8004_backend.database.migrations import Migrator, load_source
+from tests.api.conftest import Account, ApiClient, api_client, make_account
+from tests.api.test_triggers import SIMPLE
+from tests.conftest import MIGRATIONS
+
+ACCOUNT_KEYS_MIGRATION = 20250123000016
 
 
 async def test_register_login_and_me(api: ApiClient, migrated_url: str) -> None:
@@ -87,10 +94,15 @@ async def test_missing_forged_and_expired_tokens(api: ApiClient, alice: Account)
     from erc8004_backend.api.auth import issue_access_token
     from tests.api.conftest import JWT_SECRET
 
+    changed_at = datetime.now(UTC)  # not alice's: these are refused before it matters
     expired = issue_access_token(
-        alice.id, JWT_SECRET, timedelta(minutes=1), now=datetime.now(UTC) - timedelta(hours=1)
-    ).token
-    forged = issue_access_token(alice.id, "another-secret-another-secret-0000", timedelta(hours=1))
+        alice.id, JWT_SECRET, timedelta(minutes=1), password_changed_at=changed_at,
+        now=changed_at - timedelta(hours=1),
+    ).token  # fmt: skip
+    forged = issue_access_token(
+        alice.id, "another-secret-another-secret-0000", timedelta(hours=1),
+        password_changed_at=changed_at,
+    )  # fmt: skip
     cases = {
         None: "sign in",
         "garbage": "the access token is not valid",
@@ -146,3 +158,217 @@ async def test_passwords_beyond_bcrypts_72_bytes_are_refused(api: ApiClient) -> 
     response = await api.post("/auth/register", json=body)
     assert response.status_code == 422
     assert response.json()["error"]["message"] == "password: must be at most 72 bytes in UTF-8"
+
+
+async def test_a_password_needs_eight_characters_other_than_spaces(api: ApiClient) -> None:
+    for password in [" " * 8, " " * 40, "abc    d", "\t\u3000abcdefg "]:
+        body = {"username": "spacey", "email": "s@example.com", "password": password}
+        response = await api.post("/auth/register", json=body)
+        assert response.status_code == 422, repr(password)
+        assert response.json()["error"]["message"] == (
+            "password: must have at least 8 characters other than spaces"
+        )
+    body = {"username": "spacey", "email": "s@example.com", "password": " a b c d e f g h "}
+    assert (await api.post("/auth/register", json=body)).status_code == 201
+
+
+def fullwidth(text: str) -> str:
+    """`text` in the fullwidth forms of its ASCII characters (U+FF01 to U+FF5E)."""
+    return "".join(chr(ord(char) + 0xFEE0) if "!" <= char <= "~" else char for char in text)
+
+
+async def test_look_alike_usernames_and_emails_are_the_same_account(
+    api: ApiClient, alice: Account
+) -> None:
+    # Fullwidth letters (NFKC) and other cases (case folding) name the same account.
+    for username, email in [
+        ("\uff41lice_t", "new1@example.com"),
+        ("ALICE_T", "new2@example.com"),
+        ("fresh1", "\uff41lice_t@example.com"),
+        ("fresh2", fullwidth("ALICE_T@EXAMPLE.COM")),
+    ]:
+        response = await api.post(
+            "/auth/register",
+            json={"username": username, "email": email, "password": "long-enough"},
+        )
+        assert response.status_code == 409, (username, email, response.text)
+    for login in ["\uff41lice_t", fullwidth("ALICE_T"), fullwidth("a") + "lice_t@example.com"]:
+        response = await api.post(
+            "/auth/login", json={"username": login, "password": "alice_t-password"}
+        )
+        assert response.status_code == 200, (login, response.text)
+    # A new account's look-alike name is stored in its plain form.
+    registered = await api.post(
+        "/auth/register",
+        json={
+            "username": fullwidth("dana"),
+            "email": fullwidth("D") + "ana@example.com",
+            "password": "long-enough",
+        },
+    )
+    assert registered.status_code == 201, registered.text
+    assert (registered.json()["username"], registered.json()["email"]) == (
+        "dana", "Dana@example.com",
+    )  # fmt: skip
+
+
+async def _a_trigger_a_key_and_a_result(api: ApiClient, account: Account, url: str) -> str:
+    """What an account owns: a trigger with a queued job, an API key and a delivery result.
+    Returns the key."""
+    trigger = (await api.post("/triggers", json=SIMPLE, headers=account.headers)).json()
+    key = (await api.post("/me/api-keys", json={"name": "k"}, headers=account.headers)).json()
+    action_id = trigger["actions"][0]["id"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id,"
+            " idempotency_key, payload) VALUES (%s, %s, 1, 84532, %s, '{}')",
+            [trigger["id"], action_id, f"job-of-{account.username}"],
+        )
+        conn.execute(
+            "INSERT INTO action_results (user_id, trigger_id, action_id, action_type, status)"
+            " VALUES (%s, %s, %s, 'rest', 'failed')",
+            [account.id, trigger["id"], action_id],
+        )
+    return str(key["key"])
+
+
+def _bearer(credential: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credential}"}
+
+
+async def test_changing_the_password_revokes_earlier_tokens_and_api_keys(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    key = await _a_trigger_a_key_and_a_result(api, alice, migrated_url)
+    # A second session, signed in before the change, ends with it too.
+    other_session = await api.post(
+        "/auth/login", json={"username": "alice_t", "password": "alice_t-password"}
+    )
+    wrong = await api.post("/me/password", headers=alice.headers,
+                           json={"old_password": "not-it-at-all", "new_password": "a new one!"})  # fmt: skip
+    weak = await api.post("/me/password", headers=alice.headers,
+                          json={"old_password": "alice_t-password", "new_password": " " * 9})  # fmt: skip
+    assert wrong.status_code == 403
+    assert wrong.json()["error"]["message"] == "old_password: wrong password"
+    assert weak.status_code == 422
+    assert weak.json()["error"]["details"][0]["field"] == "new_password"
+    assert (await api.get("/me", headers=alice.headers)).status_code == 200
+
+    changed = await api.post("/me/password", headers=alice.headers,
+                             json={"old_password": "alice_t-password", "new_password": "a new one!"})  # fmt: skip
+
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["api_keys_revoked"] == 1
+    for credential in [alice.token, other_session.json()["access_token"], key]:
+        refused = await api.get("/me", headers=_bearer(credential))
+        assert refused.status_code == 401, credential
+    refused = await api.get("/me", headers=alice.headers)
+    assert refused.json()["error"]["message"] == (
+        "the access token was issued before the password changed; log in again"
+    )
+    fresh = changed.json()["access_token"]
+    assert (await api.get("/me", headers=_bearer(fresh))).json()["id"] == alice.id
+    old_login = await api.post(
+        "/auth/login", json={"username": "alice_t", "password": "alice_t-password"}
+    )
+    new_login = await api.post(
+        "/auth/login", json={"username": "alice_t", "password": "a new one!"}
+    )
+    assert (old_login.status_code, new_login.status_code) == (401, 200)
+    new_token = new_login.json()["access_token"]
+    assert (await api.get("/me", headers=_bearer(new_token))).status_code == 200
+
+
+async def test_changing_the_password_may_keep_the_api_keys(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    key = await _a_trigger_a_key_and_a_result(api, alice, migrated_url)
+
+    changed = await api.post("/me/password", headers=_bearer(key),
+                             json={"old_password": "alice_t-password",
+                                   "new_password": "a new one!", "keep_api_keys": True})  # fmt: skip
+
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["api_keys_revoked"] == 0
+    assert (await api.get("/me", headers=_bearer(key))).status_code == 200
+    assert (await api.get("/me", headers=alice.headers)).status_code == 401
+
+
+async def test_deleting_the_account_removes_everything_it_owns(
+    api: ApiClient, alice: Account, bob: Account, migrated_url: str
+) -> None:
+    key = await _a_trigger_a_key_and_a_result(api, alice, migrated_url)
+    await _a_trigger_a_key_and_a_result(api, bob, migrated_url)
+
+    wrong = await api.request("DELETE", "/me", headers=alice.headers,
+                              json={"password": "not-it-at-all"})  # fmt: skip
+    missing = await api.request("DELETE", "/me", headers=alice.headers)
+    assert wrong.status_code == 403
+    assert wrong.json()["error"]["message"] == "password: wrong password"
+    assert missing.status_code == 422
+
+    deleted = await api.request("DELETE", "/me", headers=alice.headers,
+                                json={"password": "alice_t-password"})  # fmt: skip
+
+    assert deleted.status_code == 204, deleted.text
+    with psycopg.connect(migrated_url) as conn:
+        left = conn.execute(
+            "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM triggers),"
+            " (SELECT count(*) FROM trigger_actions), (SELECT count(*) FROM action_jobs),"
+            " (SELECT count(*) FROM api_keys), (SELECT count(*) FROM action_results),"
+            " (SELECT count(*) FROM action_results WHERE user_id = %(bob)s),"
+            " (SELECT count(*) FROM triggers WHERE user_id = %(bob)s)",
+            {"bob": bob.id},
+        ).fetchone()
+    assert left == (1, 1, 1, 1, 1, 1, 1, 1)  # bob's things only
+    for credential in [alice.token, key]:
+        assert (await api.get("/me", headers=_bearer(credential))).status_code == 401
+    login = await api.post(
+        "/auth/login", json={"username": "alice_t", "password": "alice_t-password"}
+    )
+    assert login.status_code == 401
+    again = await make_account(api, "alice_t")  # the name is free again
+    assert again.id != alice.id
+
+
+async def test_the_migration_keeps_accounts_whose_emails_now_collide(
+    database_url: str,
+) -> None:
+    """Accounts made before emails were normalized may collide once they are: the oldest keeps
+    the email, the others keep their accounts and sign in with their usernames."""
+    password_hash = hash_password("long-enough", rounds=4)
+    with connect(database_url) as conn:
+        migrator = Migrator(conn, load_source(MIGRATIONS))
+        migrator.run(target_version=ACCOUNT_KEYS_MIGRATION - 1)
+        for username, email, created_at in [
+            ("first", "dana@example.com", "2025-01-01"),
+            ("second", "\uff44ana@example.com", "2025-02-01"),  # a fullwidth d
+            ("third", "\uff24\uff21\uff2e\uff21@example.com", "2025-03-01"),  # fullwidth DANA
+            ("other", "eve@example.com", "2025-01-01"),
+        ]:
+            conn.execute(
+                "INSERT INTO users (username, email, password_hash, created_at)"
+                " VALUES (%s, %s, %s, %s)",
+                [username, email, password_hash, created_at],
+            )
+
+        migrator.run()
+
+        rows = conn.execute(
+            "SELECT username, email_shadowed FROM users ORDER BY created_at, username"
+        ).fetchall()
+    assert rows == [("first", False), ("other", False), ("second", True), ("third", True)]
+    async with api_client(database_url) as api:
+        logins = {
+            login: await api.post(
+                "/auth/login", json={"username": login, "password": "long-enough"}
+            )
+            for login in ["dana@example.com", "\uff44ana@example.com", "second", "third"]
+        }
+        taken = await api.post("/auth/register", json={
+            "username": "fourth", "email": "DANA@example.com", "password": "long-enough"})  # fmt: skip
+        assert {login: r.status_code for login, r in logins.items()} == dict.fromkeys(logins, 200)
+        assert taken.status_code == 409
+        for login in ["dana@example.com", "\uff44ana@example.com"]:  # the oldest account's
+            me = await api.get("/me", headers=_bearer(logins[login].json()["access_token"]))
+            assert me.json()["username"] == "first"

@@ -23,6 +23,8 @@ NOT_OWNED = {
     "/api/v1/events/{event_id}": "events are public chain data, visible to every user",
     "/api/v1/agents/{chain_id}/{agent_id}/mcp-token": "an agent's token is guarded by its"
     " owner's signature (tests/api/test_tokens.py), not by the account that set it",
+    "/api/v1/agents/{chain_id}/{agent_id}/mcp-token/challenge": "any user may ask for a"
+    " challenge; it is bound to that user (tests/api/test_tokens.py)",
 }
 BODIES: dict[str, Any] = {
     "PUT /api/v1/triggers/{trigger_id}": SIMPLE,

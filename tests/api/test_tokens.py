@@ -1,8 +1,10 @@
 """Agents' MCP tokens through the real application: set / rotate / delete with the owner's
-EIP-191 signature or as an operator, stored so that the `mcp` action reads them, never shown."""
+EIP-191 signature of a single-use challenge, or as an operator, stored so that the `mcp`
+action reads them, never shown."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -13,15 +15,15 @@ import httpx
 import psycopg
 import pytest
 from eth_keys.datatypes import PrivateKey
+from eth_utils.address import to_checksum_address
 from psycopg.types.json import Jsonb
 from structlog.testing import capture_logs
 
 from erc8004_backend.actions.mcp import load_mcp_target
-from erc8004_backend.api.tokens import delete_token_message, set_token_message
-from erc8004_backend.chain.signatures import personal_message_hash
+from erc8004_backend.chain.signatures import personal_sign
 from erc8004_backend.config import DEVELOPMENT_TOKEN_KEYS
 from erc8004_backend.encryption import Sealed, SecretBox, agent_token_context
-from tests.api.conftest import Account, ApiClient
+from tests.api.conftest import Account, ApiClient, api_client
 
 CHAIN = 31337
 AGENT = 7
@@ -43,40 +45,55 @@ def address(key: PrivateKey) -> str:
     return key.public_key.to_address()
 
 
-def personal_sign(key: PrivateKey, message: str) -> str:
-    signature = key.sign_msg_hash(personal_message_hash(message))
-    raw = signature.to_bytes()  # r || s || v, v as the recovery id 0 or 1
-    return "0x" + (raw[:64] + bytes([raw[64] + 27])).hex()
-
-
-def now_text(shift: timedelta = timedelta(0)) -> str:
-    return (datetime.now(UTC) + shift).strftime("%Y-%m-%dT%H:%M:%SZ")
+def sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def token_path(agent_id: int | str = AGENT, chain_id: int | str = CHAIN) -> str:
     return f"/agents/{chain_id}/{agent_id}/mcp-token"
 
 
-def signed_set(
-    key: PrivateKey,
-    token: str = TOKEN,
-    *,
-    agent_id: int = AGENT,
-    issued_at: str | None = None,
-    signed_token: str | None = None,
-) -> dict[str, Any]:
-    """The body of a PUT signed by `key` (over `signed_token` when given, to swap tokens)."""
-    issued_at = issued_at or now_text()
-    message = set_token_message(CHAIN, agent_id, signed_token or token, issued_at)
-    return {"token": token, "signature": personal_sign(key, message), "issued_at": issued_at}
+def challenge_path(agent_id: int | str = AGENT, chain_id: int | str = CHAIN) -> str:
+    return token_path(agent_id, chain_id) + "/challenge"
 
 
-def signed_delete(
-    key: PrivateKey, *, agent_id: int = AGENT, issued_at: str | None = None
+async def challenge(
+    api: ApiClient, account: Account, action: str = "set", *, token: str = TOKEN,
+    agent_id: int = AGENT, chain_id: int = CHAIN,
+) -> dict[str, Any]:  # fmt: skip
+    """A challenge `account` asks for: its nonce, the message to sign, who signs it."""
+    body = {"action": action, **({"token_sha256": sha256(token)} if action == "set" else {})}
+    response = await api.post(
+        challenge_path(agent_id, chain_id), json=body, headers=account.headers
+    )
+    assert response.status_code == 201, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+async def signed_set(
+    api: ApiClient, account: Account, key: PrivateKey, token: str = TOKEN, *,
+    agent_id: int = AGENT, signed_token: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The body of a PUT by `account`, its challenge signed by `key` (a challenge for
+    `signed_token` when given, to swap tokens)."""
+    asked = await challenge(api, account, token=signed_token or token, agent_id=agent_id)
+    return {"token": token, "signature": personal_sign(key, asked["message"]),
+            "nonce": asked["nonce"]}  # fmt: skip
+
+
+async def signed_delete(
+    api: ApiClient, account: Account, key: PrivateKey, *, agent_id: int = AGENT
 ) -> dict[str, str]:
-    issued_at = issued_at or now_text()
-    message = delete_token_message(CHAIN, agent_id, issued_at)
-    return {"signature": personal_sign(key, message), "issued_at": issued_at}
+    asked = await challenge(api, account, "delete", agent_id=agent_id)
+    return {"signature": personal_sign(key, asked["message"]), "nonce": asked["nonce"]}
+
+
+async def expire(conn: psycopg.AsyncConnection, nonce: str) -> None:
+    await conn.execute(
+        "UPDATE mcp_token_challenges SET expires_at = now() - interval '1 second' WHERE nonce = %s",
+        [nonce],
+    )
 
 
 @pytest.fixture
@@ -168,7 +185,9 @@ def error(response: httpx.Response) -> str:
 async def test_the_owner_sets_the_token_and_the_mcp_action_reads_it(
     api: ApiClient, alice: Account, chain: Identity, conn: psycopg.AsyncConnection
 ) -> None:
-    response = await api.put(token_path(), json=signed_set(OWNER), headers=alice.headers)
+    response = await api.put(
+        token_path(), json=await signed_set(api, alice, OWNER), headers=alice.headers
+    )
 
     assert response.status_code == 201, response.text
     body = response.json()
@@ -186,7 +205,9 @@ async def test_the_owner_sets_the_token_and_the_mcp_action_reads_it(
     assert (target.header_name, target.header_value) == ("Authorization", f"Bearer {TOKEN}")
 
     rotated = await api.put(
-        token_path(), json=signed_set(OWNER, "the-next-token"), headers=alice.headers
+        token_path(),
+        json=await signed_set(api, alice, OWNER, "the-next-token"),
+        headers=alice.headers,
     )
 
     assert rotated.status_code == 200, rotated.text
@@ -199,28 +220,29 @@ async def test_the_owner_sets_the_token_and_the_mcp_action_reads_it(
 async def test_a_signature_by_another_key_is_refused(
     api: ApiClient, alice: Account, chain: Identity, conn: psycopg.AsyncConnection
 ) -> None:
-    body = signed_set(STRANGER)
+    body = await signed_set(api, alice, STRANGER)
     response = await api.put(token_path(), json=body, headers=alice.headers)
 
     assert response.status_code == 403
-    message = set_token_message(CHAIN, AGENT, TOKEN, body["issued_at"]).replace("\n", "\\n")
     assert error(response) == (
         f"the signature is from {address(STRANGER)}, not the agent's owner {address(OWNER)}:"
-        f' the owner signs with personal_sign (EIP-191) exactly the text "{message}"'
+        " the owner signs the challenge's message with personal_sign (EIP-191)"
     )
     assert await stored(conn) is None
 
 
-async def test_a_signature_over_another_token_is_refused(
+async def test_a_signature_for_another_token_is_refused(
     api: ApiClient, alice: Account, chain: Identity, conn: psycopg.AsyncConnection
 ) -> None:
-    # The owner's signature for one token, replayed with another token in its place.
-    body = signed_set(OWNER, "a-token-of-the-attacker", signed_token=TOKEN)
+    # The owner's signature for one token, sent with another token in its place.
+    body = await signed_set(api, alice, OWNER, "a-token-of-the-attacker", signed_token=TOKEN)
     response = await api.put(token_path(), json=body, headers=alice.headers)
 
     assert response.status_code == 403
-    assert error(response).startswith("the signature is from 0x")
-    assert f"not the agent's owner {address(OWNER)}" in error(response)
+    assert error(response) == (
+        f"the challenge {body['nonce']} is for the token with SHA-256 {sha256(TOKEN)}, not this"
+        f" one (SHA-256 {sha256('a-token-of-the-attacker')}): ask for a challenge for this token"
+    )
     assert await stored(conn) is None
 
 
@@ -228,58 +250,153 @@ async def test_signatures_for_another_agent_chain_or_action_are_refused(
     api: ApiClient, alice: Account, chain: Identity, conn: psycopg.AsyncConnection
 ) -> None:
     await chain.register(8, address(OWNER))
-    for_agent_8 = signed_set(OWNER, agent_id=8)
-    issued_at = now_text()
-    on_chain_1 = personal_sign(OWNER, set_token_message(1, AGENT, TOKEN, issued_at))
-    delete = signed_delete(OWNER)
-    set_signature = personal_sign(OWNER, delete_token_message(CHAIN, AGENT, delete["issued_at"]))
+    await Identity(conn, chain_id=1).register(AGENT, address(OWNER))
+    for_agent_8 = await signed_set(api, alice, OWNER, agent_id=8)
+    asked_on_chain_1 = await challenge(api, alice, chain_id=1)
+    on_chain_1 = {"token": TOKEN, "nonce": asked_on_chain_1["nonce"],
+                  "signature": personal_sign(OWNER, asked_on_chain_1["message"])}  # fmt: skip
+    delete = await signed_delete(api, alice, OWNER)
 
     refused = [
         await api.put(token_path(), json=for_agent_8, headers=alice.headers),
-        await api.put(
-            token_path(),
-            json={"token": TOKEN, "signature": on_chain_1, "issued_at": issued_at},
-            headers=alice.headers,
-        ),
-        await api.put(
-            token_path(),
-            json={"token": TOKEN, "signature": set_signature, "issued_at": delete["issued_at"]},
-            headers=alice.headers,
-        ),
+        await api.put(token_path(), json=on_chain_1, headers=alice.headers),
+        await api.put(token_path(), json={"token": TOKEN, **delete}, headers=alice.headers),
     ]
 
     assert [response.status_code for response in refused] == [403, 403, 403]
+    assert error(refused[0]) == (
+        f"the challenge {for_agent_8['nonce']} was used already, or is not one of yours for"
+        f" agent {AGENT} on chain {CHAIN}: a signed challenge authorizes one request, by the"
+        " user who asked for it; ask for a new one"
+    )
+    assert error(refused[2]) == (
+        f"the challenge {delete['nonce']} is for the delete action, not set: ask for a"
+        " challenge for this one"
+    )
     assert await stored(conn) is None
 
 
-@pytest.mark.parametrize("shift", [timedelta(minutes=-11), timedelta(minutes=11)])
-async def test_stale_or_future_signatures_are_refused(
-    api: ApiClient, alice: Account, chain: Identity, conn: psycopg.AsyncConnection,
-    shift: timedelta,
-) -> None:  # fmt: skip
-    issued_at = now_text(shift)
-    response = await api.put(
-        token_path(), json=signed_set(OWNER, issued_at=issued_at), headers=alice.headers
+async def test_the_challenge_is_an_eip4361_message_naming_the_deployment(
+    api: ApiClient, alice: Account, chain: Identity, migrated_url: str
+) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    asked = await challenge(api, alice)
+    deleting = await challenge(api, alice, "delete")
+
+    issued_at = datetime.fromisoformat(asked["expires_at"]) - timedelta(minutes=5)
+    assert before <= issued_at <= datetime.now(UTC)
+    owner = to_checksum_address(address(OWNER))
+    assert asked["signer"] == owner
+    assert asked["message"] == (
+        "api.test wants you to sign in with your Ethereum account:\n"
+        f"{owner}\n"
+        "\n"
+        f"Set the MCP token of agent {AGENT} on chain {CHAIN} to the token with SHA-256"
+        f" {sha256(TOKEN)}.\n"
+        "\n"
+        f"URI: http://api.test/api/v1/agents/{CHAIN}/{AGENT}/mcp-token\n"
+        "Version: 1\n"
+        f"Chain ID: {CHAIN}\n"
+        f"Nonce: {asked['nonce']}\n"
+        f"Issued At: {issued_at:%Y-%m-%dT%H:%M:%SZ}\n"
+        f"Expiration Time: {issued_at + timedelta(minutes=5):%Y-%m-%dT%H:%M:%SZ}"
     )
+    assert deleting["message"].splitlines()[3] == (
+        f"Delete the MCP token of agent {AGENT} on chain {CHAIN}."
+    )
+    assert len({asked["nonce"], deleting["nonce"]}) == 2
+    # ERC8004_INSTANCE_NAME names the deployment whatever Host the client called.
+    async with api_client(migrated_url, instance_name="erc8004.example.org:8443") as named:
+        asked = await challenge(named, alice)
+    lines = asked["message"].splitlines()
+    assert lines[0] == "erc8004.example.org:8443 wants you to sign in with your Ethereum account:"
+    assert (
+        lines[5] == f"URI: http://erc8004.example.org:8443/api/v1/agents/{CHAIN}/{AGENT}/mcp-token"
+    )
+
+
+async def test_an_expired_challenge_is_refused(
+    api: ApiClient, alice: Account, chain: Identity, conn: psycopg.AsyncConnection
+) -> None:
+    body = await signed_set(api, alice, OWNER)
+    await expire(conn, body["nonce"])
+
+    response = await api.put(token_path(), json=body, headers=alice.headers)
 
     assert response.status_code == 403
-    assert error(response).startswith(
-        f"the signature is stale: issued_at {issued_at} is more than 10 minutes from the"
-        " server's time"
-    )
-    assert "cannot be replayed" in error(response)
+    assert error(response).startswith(f"the challenge {body['nonce']} expired at ")
+    assert error(response).endswith(": challenges are good for 5 minutes; ask for a new one")
     assert await stored(conn) is None
 
 
-async def test_a_recent_signature_with_an_offset_spelled_out_is_accepted(
-    api: ApiClient, alice: Account, chain: Identity
+async def test_a_replayed_signature_is_refused(
+    api: ApiClient, alice: Account, bob: Account, chain: Identity, conn: psycopg.AsyncConnection
 ) -> None:
-    issued_at = (datetime.now(UTC) - timedelta(minutes=9)).isoformat()  # "...+00:00", microseconds
-    response = await api.put(
-        token_path(), json=signed_set(OWNER, issued_at=issued_at), headers=alice.headers
+    body = await signed_set(api, alice, OWNER)
+    replayed_by_bob = await api.put(token_path(), json=body, headers=bob.headers)
+    first = await api.put(token_path(), json=body, headers=alice.headers)
+    replayed = await api.put(token_path(), json=body, headers=alice.headers)
+
+    # Bob cannot use alice's challenge (and trying does not use it up for her).
+    assert [replayed_by_bob.status_code, first.status_code, replayed.status_code] == [
+        403, 201, 403,
+    ]  # fmt: skip
+    assert "was used already, or is not one of yours" in error(replayed)
+    assert error(replayed) == error(replayed_by_bob)
+    row = await stored(conn)
+    assert row is not None
+    assert row[2] == alice.id
+
+
+async def test_two_requests_with_one_challenge_make_one_change(
+    api: ApiClient, alice: Account, chain: Identity, conn: psycopg.AsyncConnection
+) -> None:
+    body = await signed_set(api, alice, OWNER)
+
+    answers = await asyncio.gather(
+        *(api.put(token_path(), json=body, headers=alice.headers) for _ in range(4))
     )
 
-    assert response.status_code == 201, response.text
+    assert sorted(answer.status_code for answer in answers) == [201, 403, 403, 403]
+
+
+async def test_a_challenge_before_a_transfer_is_refused_after_it(
+    api: ApiClient, alice: Account, chain: Identity, conn: psycopg.AsyncConnection
+) -> None:
+    asked = await challenge(api, alice)  # names OWNER
+    await chain.transfer(AGENT, address(OWNER), address(NEW_OWNER))
+    body = {"token": TOKEN, "nonce": asked["nonce"],
+            "signature": personal_sign(NEW_OWNER, asked["message"])}  # fmt: skip
+
+    response = await api.put(token_path(), json=body, headers=alice.headers)
+
+    assert response.status_code == 403
+    assert error(response) == (
+        f"agent {AGENT} on chain {CHAIN} changed owners since the challenge (now"
+        f" {address(NEW_OWNER)}): ask for a new one"
+    )
+
+
+async def test_bad_challenge_requests_name_the_field(
+    api: ApiClient, alice: Account, chain: Identity, conn: psycopg.AsyncConnection
+) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"action": "set"}, "token_sha256"),
+        ({"action": "set", "token_sha256": sha256(TOKEN).upper()}, "token_sha256"),
+        ({"action": "set", "token_sha256": TOKEN}, "token_sha256"),
+        ({"action": "delete", "token_sha256": sha256(TOKEN)}, "token_sha256"),
+        ({"action": "rotate"}, "action"),
+        ({}, "action"),
+        ({"action": "delete", "issued_at": "2026-01-01T00:00:00Z"}, "issued_at"),
+    ]
+    for body, field in cases:
+        response = await api.post(challenge_path(), json=body, headers=alice.headers)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["error"]["details"][0]["field"] == field, body
+    unknown = await api.post(challenge_path(99), json={"action": "delete"}, headers=alice.headers)
+    assert unknown.status_code == 404
+    count = await (await conn.execute("SELECT count(*) FROM mcp_token_challenges")).fetchone()
+    assert count == (0,)
 
 
 async def test_without_a_signature_only_operators_may(
@@ -291,20 +408,20 @@ async def test_without_a_signature_only_operators_may(
     allowed = await api.put(token_path(), json={"token": TOKEN}, headers=bob.headers)
 
     assert refused.status_code == 403
-    assert error(refused).startswith(
+    assert error(refused) == (
         f"to set the MCP token of agent {AGENT} on chain {CHAIN}, a signature from its owner"
-        f" {address(OWNER)} is required (operators need none): the owner signs with"
-        ' personal_sign (EIP-191) the text "erc8004-backend: set the MCP token of agent 7 on'
-        f" chain {CHAIN}\\ntoken sha256: {hashlib.sha256(TOKEN.encode()).hexdigest()}\\n"
-        'issued at: <issued_at>"'
+        f" {address(OWNER)} is required (operators need none): ask POST"
+        f" /api/v1/agents/{CHAIN}/{AGENT}/mcp-token/challenge for the text to sign, have the"
+        " owner sign it with personal_sign (EIP-191), and send the signature with the"
+        " challenge's nonce"
     )
     assert allowed.status_code == 201, allowed.text
     row = await stored(conn)
     assert row is not None
     assert row[2] == bob.id
     # An operator's signature, when sent, is checked all the same.
-    wrong = await api.put(token_path(), json=signed_set(STRANGER), headers=bob.headers)
-    assert wrong.status_code == 403
+    wrong = await signed_set(api, bob, STRANGER)
+    assert (await api.put(token_path(), json=wrong, headers=bob.headers)).status_code == 403
 
 
 async def test_an_agent_that_is_not_indexed_is_not_found(
@@ -317,7 +434,7 @@ async def test_an_agent_that_is_not_indexed_is_not_found(
     await chain.emit("NewFeedback", 99, registry="reputation", client_address="0x" + "cc" * 20)
 
     responses = [
-        await api.put(token_path(99), json=signed_set(OWNER, agent_id=99), headers=alice.headers),
+        await api.post(challenge_path(99), json={"action": "delete"}, headers=alice.headers),
         await api.put(token_path(99), json={"token": TOKEN}, headers=bob.headers),
         await api.delete(token_path(99), headers=bob.headers),
     ]
@@ -337,9 +454,15 @@ async def test_after_a_transfer_the_new_owner_signs(
                      updated_by=address(STRANGER))  # fmt: skip
     await chain.emit("NewFeedback", AGENT, registry="reputation", client_address=address(STRANGER))
 
-    by_old = await api.put(token_path(), json=signed_set(OWNER), headers=alice.headers)
-    by_previous = await api.put(token_path(), json=signed_set(STRANGER), headers=alice.headers)
-    by_new = await api.put(token_path(), json=signed_set(NEW_OWNER), headers=alice.headers)
+    by_old = await api.put(
+        token_path(), json=await signed_set(api, alice, OWNER), headers=alice.headers
+    )
+    by_previous = await api.put(
+        token_path(), json=await signed_set(api, alice, STRANGER), headers=alice.headers
+    )
+    by_new = await api.put(
+        token_path(), json=await signed_set(api, alice, NEW_OWNER), headers=alice.headers
+    )
 
     assert [by_old.status_code, by_previous.status_code] == [403, 403]
     assert f"not the agent's owner {address(NEW_OWNER)}" in error(by_old)
@@ -354,12 +477,19 @@ async def test_a_burned_agent_has_no_owner_to_sign(
     await chain.transfer(AGENT, address(OWNER), "0x" + "0" * 40)
 
     refused = await api.put(token_path(), json={"token": TOKEN}, headers=alice.headers)
+    no_challenge = await api.post(
+        challenge_path(), json={"action": "delete"}, headers=alice.headers
+    )
     deleted = await api.delete(token_path(), headers=bob.headers)
 
-    assert refused.status_code == 403
-    assert error(refused) == (
-        f"agent {AGENT} on chain {CHAIN} was burned (transferred to the zero address): it has"
-        " no owner to sign; only an operator can change its token"
+    assert [refused.status_code, no_challenge.status_code] == [403, 403]
+    assert (
+        error(refused)
+        == error(no_challenge)
+        == (
+            f"agent {AGENT} on chain {CHAIN} was burned (transferred to the zero address): it has"
+            " no owner to sign; only an operator can change its token"
+        )
     )
     assert deleted.status_code == 204
 
@@ -371,7 +501,9 @@ async def test_the_largest_agent_id(
     await chain.register(largest, address(OWNER))
 
     response = await api.put(
-        token_path(largest), json=signed_set(OWNER, agent_id=largest), headers=alice.headers
+        token_path(largest),
+        json=await signed_set(api, alice, OWNER, agent_id=largest),
+        headers=alice.headers,
     )
 
     assert response.status_code == 201, response.text
@@ -387,25 +519,29 @@ async def test_the_largest_agent_id(
 async def test_the_owner_deletes_the_token_then_it_is_gone(
     api: ApiClient, alice: Account, chain: Identity, conn: psycopg.AsyncConnection
 ) -> None:
-    assert (await api.put(token_path(), json=signed_set(OWNER), headers=alice.headers)).is_success
+    assert (
+        await api.put(token_path(), json=await signed_set(api, alice, OWNER), headers=alice.headers)
+    ).is_success
 
     unsigned = await api.delete(token_path(), headers=alice.headers)
     by_stranger = await api.delete(
-        token_path(), params=signed_delete(STRANGER), headers=alice.headers
+        token_path(), params=await signed_delete(api, alice, STRANGER), headers=alice.headers
     )
-    stale = await api.delete(
-        token_path(),
-        params=signed_delete(OWNER, issued_at=now_text(timedelta(minutes=-30))),
-        headers=alice.headers,
-    )
+    expired = await signed_delete(api, alice, OWNER)
+    await expire(conn, expired["nonce"])
+    stale = await api.delete(token_path(), params=expired, headers=alice.headers)
     assert [unsigned.status_code, by_stranger.status_code, stale.status_code] == [403, 403, 403]
     assert error(unsigned).startswith(
         f"to delete the MCP token of agent {AGENT} on chain {CHAIN}, a signature from its owner"
     )
     assert await stored(conn) is not None
 
-    deleted = await api.delete(token_path(), params=signed_delete(OWNER), headers=alice.headers)
-    again = await api.delete(token_path(), params=signed_delete(OWNER), headers=alice.headers)
+    deleted = await api.delete(
+        token_path(), params=await signed_delete(api, alice, OWNER), headers=alice.headers
+    )
+    again = await api.delete(
+        token_path(), params=await signed_delete(api, alice, OWNER), headers=alice.headers
+    )
 
     assert deleted.status_code == 204
     assert deleted.content == b""
@@ -422,22 +558,6 @@ async def test_an_operator_deletes_without_a_signature(
 
     assert (await api.delete(token_path(), headers=bob.headers)).status_code == 204
     assert (await api.delete(token_path(), headers=bob.headers)).status_code == 404
-
-
-async def test_a_plus_offset_in_the_query_must_be_percent_encoded(
-    api: ApiClient, alice: Account, chain: Identity
-) -> None:
-    assert (await api.put(token_path(), json=signed_set(OWNER), headers=alice.headers)).is_success
-    issued_at = now_text().replace("Z", "+00:00")
-    params = signed_delete(OWNER, issued_at=issued_at)
-    raw = f"?signature={params['signature']}&issued_at={issued_at}"  # "+" reads as a space
-
-    unencoded = await api.delete(token_path() + raw, headers=alice.headers)
-    encoded = await api.delete(token_path(), params=params, headers=alice.headers)
-
-    assert unencoded.status_code == 422
-    assert unencoded.json()["error"]["details"][0]["field"] == "issued_at"
-    assert encoded.status_code == 204
 
 
 # -- bad input ----------------------------------------------------------------------------
@@ -477,7 +597,7 @@ async def test_bad_paths_name_the_parameter(
 async def test_bad_bodies_name_the_field_and_never_echo_the_token(
     api: ApiClient, alice: Account, chain: Identity, conn: psycopg.AsyncConnection
 ) -> None:
-    good = signed_set(OWNER)
+    good = await signed_set(api, alice, OWNER)
     cases: list[tuple[dict[str, Any], str]] = [
         ({"token": ""}, "token"),
         ({"token": "x" * 4097}, "token"),
@@ -489,11 +609,12 @@ async def test_bad_bodies_name_the_field_and_never_echo_the_token(
         ({**good, "signature": good["signature"][:-2]}, "signature"),
         ({**good, "signature": "0xnothex"}, "signature"),
         ({**good, "signature": good["signature"][:-2] + "1d"}, "signature"),
-        ({**good, "issued_at": None}, "issued_at"),
-        ({**good, "issued_at": "2026-01-01T12:00:00+02:00"}, "issued_at"),
-        ({**good, "issued_at": "2026-01-01T12:00:00"}, "issued_at"),
-        ({**good, "issued_at": "yesterday"}, "issued_at"),
-        ({**good, "issued_at": 1767268800}, "issued_at"),
+        ({**good, "nonce": None}, "nonce"),
+        ({**good, "nonce": good["nonce"].upper()}, "nonce"),
+        ({**good, "nonce": good["nonce"][:-1]}, "nonce"),
+        ({**good, "nonce": 12345}, "nonce"),
+        ({"token": TOKEN, "nonce": good["nonce"]}, "signature"),
+        ({**good, "issued_at": "2026-01-01T12:00:00Z"}, "issued_at"),  # the old message's
         ({**good, "owner": address(STRANGER)}, "owner"),
     ]
     for body, field in cases:
@@ -507,7 +628,7 @@ async def test_bad_bodies_name_the_field_and_never_echo_the_token(
 async def test_a_signature_that_recovers_no_key_is_bad_input(
     api: ApiClient, alice: Account, chain: Identity
 ) -> None:
-    body = signed_set(OWNER)
+    body = await signed_set(api, alice, OWNER)
     body["signature"] = "0x" + "00" * 31 + "05" + body["signature"][66:]  # r = 5: no curve point
 
     response = await api.put(token_path(), json=body, headers=alice.headers)
@@ -519,11 +640,12 @@ async def test_a_signature_that_recovers_no_key_is_bad_input(
     ]  # fmt: skip
 
 
-async def test_signing_in_is_required(api: ApiClient, chain: Identity) -> None:
-    put = await api.put(token_path(), json=signed_set(OWNER))
-    delete = await api.delete(token_path(), params=signed_delete(OWNER))
+async def test_signing_in_is_required(api: ApiClient, alice: Account, chain: Identity) -> None:
+    put = await api.put(token_path(), json=await signed_set(api, alice, OWNER))
+    delete = await api.delete(token_path(), params=await signed_delete(api, alice, OWNER))
+    asked = await api.post(challenge_path(), json={"action": "delete"})
 
-    assert [put.status_code, delete.status_code] == [401, 401]
+    assert [put.status_code, delete.status_code, asked.status_code] == [401, 401, 401]
 
 
 # -- the token stays secret ---------------------------------------------------------------
@@ -537,9 +659,15 @@ async def test_the_token_is_never_in_responses_or_logs(
     caplog.set_level(logging.DEBUG)
     with capture_logs() as events:
         responses = [
-            await api.put(token_path(), json=signed_set(OWNER), headers=alice.headers),
-            await api.put(token_path(), json=signed_set(OWNER), headers=alice.headers),
-            await api.put(token_path(), json=signed_set(STRANGER), headers=alice.headers),
+            await api.put(
+                token_path(), json=await signed_set(api, alice, OWNER), headers=alice.headers
+            ),
+            await api.put(
+                token_path(), json=await signed_set(api, alice, OWNER), headers=alice.headers
+            ),
+            await api.put(
+                token_path(), json=await signed_set(api, alice, STRANGER), headers=alice.headers
+            ),
             await api.put(token_path(), json={"token": TOKEN}, headers=alice.headers),
             await api.put(token_path(), json={"token": TOKEN}, headers=bob.headers),
             await api.put(token_path(), json={"token": TOKEN + "\x00"}, headers=bob.headers),
@@ -562,10 +690,13 @@ async def test_the_token_is_never_in_responses_or_logs(
 async def test_the_openapi_document_describes_the_routes(api: ApiClient) -> None:
     document = (await api.get("/openapi.json")).json()
     routes = document["paths"]["/api/v1/agents/{chain_id}/{agent_id}/mcp-token"]
+    challenges = document["paths"]["/api/v1/agents/{chain_id}/{agent_id}/mcp-token/challenge"]
 
     assert set(routes) == {"put", "delete"}
-    assert "token sha256:" in routes["put"]["description"]
-    assert "issued at:" in routes["delete"]["description"]
+    assert set(challenges) == {"post"}
+    assert "mcp-token/challenge" in routes["put"]["description"]
+    assert "mcp-token/challenge" in routes["delete"]["description"]
+    assert "EIP-4361" in challenges["post"]["description"]
     assert {p["name"] for p in routes["delete"]["parameters"]} == {
-        "chain_id", "agent_id", "signature", "issued_at",
+        "chain_id", "agent_id", "signature", "nonce",
     }  # fmt: skip

@@ -1,8 +1,10 @@
-"""EIP-191 personal_sign: the hash a wallet signs, recovering its signer, clear refusals."""
+"""EIP-191 personal_sign: the hash a wallet signs, signing, recovering its signer, clear
+refusals; EIP-4361 messages."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from eth_hash.auto import keccak
@@ -13,8 +15,10 @@ from hypothesis import strategies as st
 from erc8004_backend.chain.signatures import (
     SECP256K1_N,
     SignatureError,
+    SignInMessage,
     parse_signature,
     personal_message_hash,
+    personal_sign,
     recover_signer,
 )
 
@@ -41,6 +45,7 @@ def test_the_known_vector() -> None:
     key = PrivateKey(bytes.fromhex(KEY[2:]))
     assert personal_message_hash(MESSAGE).hex() == MESSAGE_HASH
     assert sign(key, MESSAGE) == SIGNATURE
+    assert personal_sign(key, MESSAGE) == SIGNATURE
     assert key.public_key.to_address() == ADDRESS
     assert recover_signer(MESSAGE, SIGNATURE) == ADDRESS
 
@@ -142,3 +147,32 @@ def test_any_65_bytes_give_an_address_or_a_signature_error(raw: bytes, message: 
     assert len(address) == 42
     assert address == address.lower()
     assert address.startswith("0x")
+
+
+def test_a_sign_in_message_in_eip4361s_format() -> None:
+    # The example of EIP-4361, with an expiration time and without resources.
+    issued_at = datetime(2021, 9, 30, 18, 25, 24, 123, tzinfo=timezone(timedelta(hours=2)))
+    message = SignInMessage(
+        domain="service.invalid",
+        address="0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2",
+        statement="I accept the ServiceOrg Terms of Service: https://service.invalid/tos",
+        uri="https://service.invalid/login",
+        chain_id=1,
+        nonce="32891756",
+        issued_at=issued_at,
+        expiration_time=issued_at.astimezone(UTC) + timedelta(minutes=5),
+    )
+
+    assert message.text() == (
+        "service.invalid wants you to sign in with your Ethereum account:\n"
+        "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2\n"
+        "\n"
+        "I accept the ServiceOrg Terms of Service: https://service.invalid/tos\n"
+        "\n"
+        "URI: https://service.invalid/login\n"
+        "Version: 1\n"
+        "Chain ID: 1\n"
+        "Nonce: 32891756\n"
+        "Issued At: 2021-09-30T16:25:24Z\n"
+        "Expiration Time: 2021-09-30T16:30:24Z"
+    )

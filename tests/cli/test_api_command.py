@@ -3,15 +3,20 @@ users logging in, readiness following the migrations, SIGTERM ending it."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
+import pytest
 
+from erc8004_backend.cli.api import is_loopback
+from erc8004_backend.config import DEVELOPMENT_TOKEN_KEYS, Settings
 from tests.cli.test_db_commands import erc8004
 from tests.conftest import ROOT
 
@@ -67,3 +72,120 @@ def test_the_api_serves_the_seed_users_and_reports_readiness(database_url: str) 
     assert server.returncode == 0, stderr
     assert f"API on http://127.0.0.1:{port}/api/v1" in stderr
     assert "Traceback" not in stderr
+
+
+def _development_key_env(database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a deployment that kept the default (public) token key."""
+    unset = {"ERC8004_TOKEN_KEYS", "ERC8004_ALLOW_DEV_KEY", "DATABASE_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    return {**env, "DATABASE_URL": database_url, **extra}
+
+
+@pytest.mark.parametrize("command", ["api", "run"])
+def test_the_development_key_is_refused_on_a_public_address(
+    migrated_url: str, command: str
+) -> None:
+    args = [command, "--host", "0.0.0.0", "--port", str(free_port())]  # noqa: S104
+    if command == "run":
+        args += ["--chain", "devnet"]
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "erc8004_backend", *args],
+            cwd=ROOT, env=_development_key_env(migrated_url), stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as running:
+        raise AssertionError(f"erc8004 {command} started: {running.stderr!r}") from None
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    message = " ".join(result.stderr.split())
+    assert (
+        "refusing to listen on 0.0.0.0 with the public development key in ERC8004_TOKEN_KEYS:"
+        " anyone can decrypt the MCP tokens and webhook secrets it protects. Set"
+        " ERC8004_TOKEN_KEYS to a key of your own (see the README), listen on a loopback"
+        " address, or set ERC8004_ALLOW_DEV_KEY=true" in message
+    )
+
+
+class StderrLines:
+    """A process's stderr lines as they come (read by a thread)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._reader.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            self.lines.append(line)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, fragment: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while fragment not in self.text():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {fragment!r} in: {self.text()}")
+            time.sleep(0.05)
+
+
+def wait_for_health(port: int) -> None:
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200:
+                return
+        except httpx.ConnectError:
+            time.sleep(0.05)
+    raise AssertionError("the API did not start")
+
+
+@pytest.mark.parametrize(
+    ("args", "extra"),
+    [
+        (["api", "--host", "0.0.0.0"], {"ERC8004_ALLOW_DEV_KEY": "true"}),  # noqa: S104
+        (["api"], {}),
+        (["worker"], {}),
+    ],
+)
+def test_the_development_key_is_a_warning_where_it_is_allowed(
+    migrated_url: str, args: list[str], extra: dict[str, str]
+) -> None:
+    port = free_port()
+    if args[0] == "api":
+        args = [*args, "--port", str(port)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "erc8004_backend", *args],
+        cwd=ROOT, env=_development_key_env(migrated_url, **extra), stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    stderr = StderrLines(process)
+    try:
+        if args[0] == "api":
+            wait_for_health(port)
+        else:
+            stderr.wait_for("worker.started")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert process.returncode == 0, stderr.text()
+    warnings = [line for line in stderr.lines if "token_keys.development_key" in line]
+    assert len(warnings) == 1, stderr.text()
+    assert "ERC8004_TOKEN_KEYS holds the public development key" in warnings[0]
+
+
+def test_which_keys_and_addresses_count() -> None:
+    development = DEVELOPMENT_TOKEN_KEYS.partition(":")[2]
+    own = base64.b64encode(bytes(range(32))).decode()
+    for spec, uses in [
+        (DEVELOPMENT_TOKEN_KEYS, True),
+        (f"k1:{own},dev:{development}", True),  # still decrypts with it: still public
+        (f"mine: {development}", True),
+        (f"k1:{own}", False),
+    ]:
+        assert Settings(token_keys=spec).uses_development_key is uses, spec
+    loopback = ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST"]
+    public = ["0.0.0.0", "::", "", "192.168.1.20", "example.com", "localhost.example.com"]  # noqa: S104
+    assert [is_loopback(host) for host in loopback] == [True] * len(loopback)
+    assert [is_loopback(host) for host in public] == [False] * len(public)

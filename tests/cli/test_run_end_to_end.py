@@ -20,7 +20,6 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,8 @@ import psycopg
 from eth_hash.auto import keccak
 from eth_keys.datatypes import PrivateKey
 
-from erc8004_backend.api.tokens import set_token_message
-from erc8004_backend.chain.signatures import personal_message_hash
+from erc8004_backend.api.tokens import token_sha256
+from erc8004_backend.chain.signatures import personal_sign
 from erc8004_backend.devnet import ActivityGenerator, Devnet
 from erc8004_backend.devnet.activity import ActivityReport
 from tests.support.asgi import serve_asgi
@@ -83,11 +82,6 @@ class FileServer:
 def data_uri(document: Any) -> str:
     raw = json.dumps(document, ensure_ascii=False).encode()
     return "data:application/json;base64," + base64.b64encode(raw).decode()
-
-
-def personal_sign(key: PrivateKey, message: str) -> str:
-    raw = key.sign_msg_hash(personal_message_hash(message)).to_bytes()
-    return "0x" + raw[:64].hex() + f"{raw[64] + 27:02x}"
 
 
 # -- the chain's account, decoded independently -------------------------------------------------
@@ -361,10 +355,16 @@ async def registration_fetched(database_url: str, agent: int) -> None:
 
 
 async def set_mcp_token(system: System, agent: int, key: PrivateKey) -> int:
-    issued_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    message = set_token_message(CHAIN, agent, MCP_TOKEN, issued_at)
-    body = {"token": MCP_TOKEN, "signature": personal_sign(key, message), "issued_at": issued_at}
+    """A challenge for the token, signed by `key`, then the PUT: its status."""
     path = f"/agents/{CHAIN}/{agent}/mcp-token"
+    asked = await system.client.post(
+        f"{path}/challenge", headers=system.headers,
+        json={"action": "set", "token_sha256": token_sha256(MCP_TOKEN)},
+    )  # fmt: skip
+    assert asked.status_code == 201, asked.text
+    challenge = asked.json()
+    body = {"token": MCP_TOKEN, "signature": personal_sign(key, challenge["message"]),
+            "nonce": challenge["nonce"]}  # fmt: skip
     response = await system.client.put(path, json=body, headers=system.headers)
     return response.status_code
 
