@@ -112,14 +112,18 @@ CONFIG_TYPES: dict[str, type[ActionConfig]] = {
 }
 
 
-def parse_action_config(action_type: str, config: Any) -> ActionConfig:
-    """The typed config of an action. Raises ActionConfigError naming the field and problem."""
+def parse_action_config(action_type: str, config: Any, *, strict: bool = False) -> ActionConfig:
+    """The typed config of an action. Raises ActionConfigError naming the field and problem.
+
+    `strict` (the API's new input): no coercions, so `true` is not 1 nor "5000" a number.
+    The worker reads stored configs leniently: rows written before the API was strict
+    keep working."""
     model = CONFIG_TYPES.get(action_type)
     if model is None:
         known = ", ".join(CONFIG_TYPES)
         raise ActionConfigError(f"unknown action type {action_type!r} (known: {known})")
     try:
-        return model.model_validate(config)
+        return model.model_validate(config, strict=strict)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in item['loc']) or 'config'}: {_message(item)}"

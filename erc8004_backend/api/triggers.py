@@ -14,7 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from erc8004_backend.actions.configs import ActionConfigError, parse_action_config
 from erc8004_backend.actions.rest import rotate_webhook_secret
-from erc8004_backend.api.dependencies import CurrentUser, Db, State
+from erc8004_backend.api.dependencies import (
+    DIGITS_ONLY,
+    TRUE_OR_FALSE,
+    CurrentUser,
+    Db,
+    IsoTime,
+    State,
+)
 from erc8004_backend.api.errors import ApiError, not_found
 from erc8004_backend.api.pages import decode_cursor, encode_cursor
 from erc8004_backend.database.queries import load_queries
@@ -35,7 +42,8 @@ ChainId = Annotated[int, Field(gt=0, lt=2**63)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No unknown fields, no coercions (`true` is not 1, nor "5" a number).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ConditionIn(_Strict):
@@ -56,7 +64,9 @@ class ConditionIn(_Strict):
 
 class ActionIn(_Strict):
     id: uuid.UUID | None = Field(
-        default=None, description="On replace: keep this existing action (and its queued jobs)."
+        default=None,
+        strict=False,  # JSON has no UUID type: its text
+        description="On replace: keep this existing action (and its queued jobs).",
     )
     action_type: Literal["telegram", "rest", "mcp"]
     priority: Annotated[int, Field(ge=1, le=100)] = 1
@@ -148,8 +158,8 @@ class WebhookSecret(BaseModel):
 class BacktestIn(_Strict):
     from_block: Annotated[int, Field(ge=0, lt=2**63)] | None = None
     to_block: Annotated[int, Field(ge=0, lt=2**63)] | None = None
-    from_time: datetime | None = None
-    to_time: datetime | None = None
+    from_time: IsoTime | None = None
+    to_time: IsoTime | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_EVENTS)] = 100_000
 
     @model_validator(mode="after")
@@ -203,7 +213,7 @@ def check_trigger(trigger: TriggerIn) -> None:
     for index, action in enumerate(trigger.actions):
         where = f"actions[{index}].config"
         try:
-            parse_action_config(action.action_type, action.config)
+            parse_action_config(action.action_type, action.config, strict=True)
         except ActionConfigError as error:
             problems.append({"field": where, "message": str(error)})
             continue
@@ -330,10 +340,10 @@ async def create_trigger(
 async def list_triggers(
     user: CurrentUser,
     conn: Db,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Annotated[int, Query(ge=1, le=200), DIGITS_ONLY] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-    enabled: bool | None = None,
-    chain_id: Annotated[int | None, Query(gt=0, lt=2**63)] = None,
+    enabled: Annotated[bool | None, TRUE_OR_FALSE] = None,
+    chain_id: Annotated[int | None, Query(gt=0, lt=2**63), DIGITS_ONLY] = None,
 ) -> TriggerPage:
     """The user's triggers, oldest first, a page at a time (pass next_cursor back)."""
     after_time, after_id = decode_cursor(cursor, uuid.UUID) if cursor else (None, None)

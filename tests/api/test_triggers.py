@@ -354,3 +354,58 @@ async def test_text_postgresql_cannot_store_is_refused_with_nothing_written(
     assert response.status_code == 422
     assert "cannot be stored" in response.json()["error"]["message"]
     assert row_counts(migrated_url) == (0, 0, 0)
+
+
+LOOSE = {
+    "chain_id true": ({**SIMPLE, "chain_id": True}, "chain_id"),
+    "chain_id as text": ({**SIMPLE, "chain_id": "84532"}, "chain_id"),
+    "chain_id 1.0": ({**SIMPLE, "chain_id": 84532.0}, "chain_id"),
+    "enabled 0": ({**SIMPLE, "enabled": 0}, "enabled"),
+    "is_stateful 'false'": ({**SIMPLE, "is_stateful": "false"}, "is_stateful"),
+    "priority true": (
+        {**SIMPLE, "actions": [{**WEBHOOK, "priority": True}]},
+        "actions[0].priority",
+    ),
+    "timeout_ms as text": (
+        {**SIMPLE, "actions": [{**WEBHOOK, "config": {**WEBHOOK["config"], "timeout_ms": "5000"}}]},
+        "actions[0].config",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", LOOSE, ids=list(LOOSE))
+async def test_booleans_and_integers_are_not_coerced(
+    api: ApiClient, alice: Account, migrated_url: str, case: str
+) -> None:
+    body, field = LOOSE[case]
+    response = await api.post("/triggers", json=body, headers=alice.headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["field"] == field
+    assert row_counts(migrated_url) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [({"enabled": "0"}, "enabled"), ({"enabled": "yes"}, "enabled"), ({"limit": "2.0"}, "limit"),
+     ({"chain_id": "+1"}, "chain_id")],
+)  # fmt: skip
+async def test_trigger_list_parameters_are_strict(
+    api: ApiClient, alice: Account, query: dict[str, str], field: str
+) -> None:
+    response = await api.get("/triggers", params=query, headers=alice.headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"to_time": 0.5}, "to_time"), ({"from_time": "0.5"}, "from_time"),
+     ({"from_block": True}, "from_block"), ({"limit": 10.0}, "limit")],
+)  # fmt: skip
+async def test_backtest_bodies_are_strict(
+    api: ApiClient, alice: Account, body: dict[str, Any], field: str
+) -> None:
+    trigger = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()["id"]
+    response = await api.post(f"/triggers/{trigger}/test", json=body, headers=alice.headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["field"] == field
