@@ -168,6 +168,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if isinstance(error.__cause__, RecursionError):
+            # FastAPI's 400 for a body its JSON parser gave up on: invalid input, as any other.
+            return error_response(422, "request body: JSON nested too deeply to be read")
         message = error.detail if isinstance(error.detail, str) else CODES.get(error.status_code)
         headers = getattr(error, "headers", None)
         if error.status_code == 405:

@@ -8,11 +8,22 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from erc8004_backend.actions.configs import ActionConfigError, parse_action_config
+from erc8004_backend.actions.configs import (
+    ActionConfigError,
+    parse_action_config,
+    storable_config_problem,
+)
 from erc8004_backend.actions.rest import rotate_webhook_secret
 from erc8004_backend.api.dependencies import (
     DIGITS_ONLY,
@@ -41,6 +52,17 @@ Registry = Literal["identity", "reputation", "validation"]
 ChainId = Annotated[int, Field(gt=0, lt=2**63)]
 
 
+def _storable(config: dict[str, Any]) -> dict[str, Any]:
+    problem = storable_config_problem(config)
+    if problem:
+        raise ValueError(problem)
+    return config
+
+
+# A config as the API stores it: bounded in depth and size, so that it can be served back.
+StoredConfig = Annotated[dict[str, Any], AfterValidator(_storable)]
+
+
 class _Strict(BaseModel):
     # No unknown fields, no coercions (`true` is not 1, nor "5" a number).
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -51,7 +73,7 @@ class ConditionIn(_Strict):
     field: Annotated[str, Field(min_length=1, max_length=64)]
     operator: Annotated[str, Field(min_length=1, max_length=16)]
     value: Annotated[str, Field(max_length=10_000)] = ""
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: StoredConfig = Field(default_factory=dict)
 
     @field_validator("value", mode="before")
     @classmethod
@@ -70,7 +92,7 @@ class ActionIn(_Strict):
     )
     action_type: Literal["telegram", "rest", "mcp"]
     priority: Annotated[int, Field(ge=1, le=100)] = 1
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: StoredConfig = Field(default_factory=dict)
 
 
 class TriggerIn(_Strict):
@@ -316,10 +338,14 @@ async def _read(conn: Db, trigger_id: uuid.UUID, user_id: str) -> TriggerOut:
 # -- routes --------------------------------------------------------------------------------
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-async def create_trigger(
-    body: TriggerIn, user: CurrentUser, conn: Db, state: State
-) -> TriggerCreated:
+def _rendered(model: BaseModel, status_code: int = status.HTTP_200_OK) -> Response:
+    """The response body, serialized now. Called inside a change's transaction: if the
+    response cannot be made, the change is rolled back, and a 500 leaves nothing written."""
+    return Response(model.model_dump_json(), status_code, media_type="application/json")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TriggerCreated)
+async def create_trigger(body: TriggerIn, user: CurrentUser, conn: Db, state: State) -> Response:
     """Create a trigger with its conditions and actions (all or nothing). A trigger with a
     REST action gets a webhook secret, shown in this response only."""
     check_trigger(body)
@@ -332,8 +358,11 @@ async def create_trigger(
         trigger_id = row["id"]
         await _write_rules(conn, trigger_id, body)
         secret = await _secret_if_needed(conn, state, trigger_id, body, has_secret=False)
-    created = await _read(conn, trigger_id, user.id)
-    return TriggerCreated(**created.model_dump(), webhook_secret=secret)
+        created = await _read(conn, trigger_id, user.id)
+        return _rendered(
+            TriggerCreated(**created.model_dump(), webhook_secret=secret),
+            status.HTTP_201_CREATED,
+        )
 
 
 @router.get("")
@@ -366,19 +395,19 @@ async def get_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> Tri
     return await _read(conn, trigger_id, user.id)
 
 
-@router.put("/{trigger_id}")
+@router.put("/{trigger_id}", response_model=TriggerCreated)
 async def replace_trigger(
     trigger_id: uuid.UUID, body: TriggerIn, user: CurrentUser, conn: Db, state: State
-) -> TriggerCreated:
+) -> Response:
     """Replace a trigger whole. Actions listed with their `id` are kept (with their queued
     jobs); actions left out are removed, and their queued jobs with them."""
     return await _replace(conn, state, user.id, trigger_id, lambda current: body)
 
 
-@router.patch("/{trigger_id}")
+@router.patch("/{trigger_id}", response_model=TriggerCreated)
 async def update_trigger(
     trigger_id: uuid.UUID, body: TriggerPatch, user: CurrentUser, conn: Db, state: State
-) -> TriggerCreated:
+) -> Response:
     """Change some of a trigger's settings; `conditions` or `actions`, when given, replace
     the whole list (as in PUT)."""
     changes = body.model_dump(exclude_unset=True)
@@ -401,7 +430,7 @@ async def _replace(
     user_id: str,
     trigger_id: uuid.UUID,
     make: Callable[[TriggerOut], TriggerIn],
-) -> TriggerCreated:
+) -> Response:
     async with conn.transaction():
         locked = await (await conn.execute(
             QUERIES["lock_own_trigger"], {"trigger_id": trigger_id, "user_id": user_id}
@@ -419,8 +448,8 @@ async def _replace(
         secret = await _secret_if_needed(
             conn, state, trigger_id, trigger, has_secret=current.has_webhook_secret
         )
-    updated = await _read(conn, trigger_id, user_id)
-    return TriggerCreated(**updated.model_dump(), webhook_secret=secret)
+        updated = await _read(conn, trigger_id, user_id)
+        return _rendered(TriggerCreated(**updated.model_dump(), webhook_secret=secret))
 
 
 @router.delete("/{trigger_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -435,29 +464,30 @@ async def delete_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> 
 
 async def _switch(
     conn: Db, user_id: str, trigger_id: uuid.UUID, query: str, **values: Any
-) -> TriggerOut:
-    cursor = await conn.execute(
-        QUERIES[query], {"trigger_id": trigger_id, "user_id": user_id, **values}
-    )
-    if await cursor.fetchone() is None:
-        raise not_found("trigger")
-    return await _read(conn, trigger_id, user_id)
+) -> Response:
+    async with conn.transaction():
+        cursor = await conn.execute(
+            QUERIES[query], {"trigger_id": trigger_id, "user_id": user_id, **values}
+        )
+        if await cursor.fetchone() is None:
+            raise not_found("trigger")
+        return _rendered(await _read(conn, trigger_id, user_id))
 
 
-@router.post("/{trigger_id}/enable")
-async def enable_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> TriggerOut:
+@router.post("/{trigger_id}/enable", response_model=TriggerOut)
+async def enable_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> Response:
     """Turn the trigger on (and close its circuit breaker if it had opened)."""
     return await _switch(conn, user.id, trigger_id, "set_enabled", enabled=True)
 
 
-@router.post("/{trigger_id}/disable")
-async def disable_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> TriggerOut:
+@router.post("/{trigger_id}/disable", response_model=TriggerOut)
+async def disable_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> Response:
     """Turn the trigger off; jobs already queued are still delivered."""
     return await _switch(conn, user.id, trigger_id, "set_enabled", enabled=False)
 
 
-@router.post("/{trigger_id}/circuit-breaker/reset")
-async def reset_circuit_breaker(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> TriggerOut:
+@router.post("/{trigger_id}/circuit-breaker/reset", response_model=TriggerOut)
+async def reset_circuit_breaker(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> Response:
     """Forget the failed deliveries and close the breaker; the trigger fires again if it
     is enabled."""
     return await _switch(conn, user.id, trigger_id, "reset_circuit_breaker")

@@ -5,15 +5,19 @@ backtests."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from erc8004_backend.actions.rest import signature
-from tests.api.conftest import Account, ApiClient
+from erc8004_backend.api.app import Pool, create_app
+from tests.api.conftest import Account, ApiClient, api_settings
 from tests.triggers.test_examples_end_to_end import example_triggers
 
 EXAMPLES = example_triggers()
@@ -349,7 +353,7 @@ async def test_text_postgresql_cannot_store_is_refused_with_nothing_written(
     api: ApiClient, alice: Account, migrated_url: str
 ) -> None:
     body = copy.deepcopy(EXAMPLES[2])
-    body["actions"][1]["config"]["headers"]["X-Note"] = "nul\u0000here"
+    body["actions"][1]["config"]["body_template"]["note"] = "nul\u0000here"
     response = await api.post("/triggers", json=body, headers=alice.headers)
     assert response.status_code == 422
     assert "cannot be stored" in response.json()["error"]["message"]
@@ -409,3 +413,117 @@ async def test_backtest_bodies_are_strict(
     response = await api.post(f"/triggers/{trigger}/test", json=body, headers=alice.headers)
     assert response.status_code == 422, response.text
     assert response.json()["error"]["details"][0]["field"] == field
+
+
+def nested(depth: int) -> Any:
+    value: Any = "{{agent_id}}"
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def with_condition_config(config: dict[str, Any]) -> dict[str, Any]:
+    return {**SIMPLE, "conditions": [{**CONDITION, "config": config}]}
+
+
+def with_webhook_config(**config: Any) -> dict[str, Any]:
+    return {**SIMPLE, "actions": [{**WEBHOOK, "config": {**WEBHOOK["config"], **config}}]}
+
+
+# Past pydantic's serializer (255 levels), short of the JSON parser's recursion limit.
+TOO_DEEP = {
+    "a condition's config": (with_condition_config({"x": nested(300)}), "conditions[0].config",
+                             "x: nested more than"),
+    "a body_template": (with_webhook_config(body_template=nested(300)), "actions[0].config",
+                        "body_template: nested more than"),
+    "a body_template deeper than stored JSON may be": (
+        with_webhook_config(body_template=nested(40)), "actions[0].config",
+        "body_template: nested more than"),
+    "a large condition config": (with_condition_config({"x": ["x" * 1000] * 100}),
+                                 "conditions[0].config", "larger than"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", TOO_DEEP, ids=list(TOO_DEEP))
+async def test_json_nested_too_deep_or_too_large_is_refused_with_nothing_written(
+    api: ApiClient, alice: Account, migrated_url: str, case: str
+) -> None:
+    body, field, message = TOO_DEEP[case]
+    response = await api.post("/triggers", json=body, headers=alice.headers)
+    assert response.status_code == 422, response.text[:300]
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == field
+    assert message in detail["message"]
+    assert row_counts(migrated_url) == (0, 0, 0)
+    assert (await api.get("/triggers", headers=alice.headers)).status_code == 200
+    created = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()
+    replaced = await api.put(f"/triggers/{created['id']}", json=body, headers=alice.headers)
+    assert replaced.status_code == 422
+    assert (await api.get(f"/triggers/{created['id']}", headers=alice.headers)).json() == {
+        key: value for key, value in created.items() if key != "webhook_secret"
+    }
+
+
+async def test_json_too_deep_to_parse_is_refused_too(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    depth = 100_000  # past the recursion limit of the JSON parsers, client's and server's
+    body = json.dumps(with_webhook_config(body_template="DEEP")).replace(
+        '"DEEP"', '{"a":' * depth + '"x"' + "}" * depth
+    )
+    headers = {**alice.headers, "Content-Type": "application/json"}
+    response = await api.post("/triggers", content=body, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == "request body: JSON nested too deeply to be read"
+    assert row_counts(migrated_url) == (0, 0, 0)
+
+
+async def test_a_response_that_cannot_be_built_leaves_nothing_changed(
+    migrated_url: str, pool: Pool, alice: Account
+) -> None:
+    """A row written before the API bounded nesting: a change whose response cannot be
+    serialized is a 500 and is rolled back, not committed."""
+    app = create_app(api_settings(migrated_url), pool=pool)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t/api/v1") as client:
+        body = {**SIMPLE, "enabled": False}
+        trigger = (await client.post("/triggers", json=body, headers=alice.headers)).json()["id"]
+        with psycopg.connect(migrated_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE trigger_conditions SET config = %s WHERE trigger_id = %s",
+                [Jsonb({"x": nested(300)}), trigger],
+            )
+        enabled = await client.post(f"/triggers/{trigger}/enable", headers=alice.headers)
+        assert enabled.status_code == 500
+        with psycopg.connect(migrated_url) as conn:
+            row = conn.execute("SELECT enabled FROM triggers WHERE id = %s", [trigger]).fetchone()
+        assert row == (False,)
+
+
+RATE_LIMIT: dict[str, Any] = {
+    "condition_type": "rate_limit", "field": "feedback_count", "operator": ">", "value": "10",
+}  # fmt: skip
+UNDELIVERABLE = {
+    "a time_window of 5,000 digits": (
+        {**SIMPLE, "is_stateful": True,
+         "conditions": [{**RATE_LIMIT, "config": {"time_window": "9" * 5000 + "m"}}]},
+        "conditions[0]", "is not a duration"),
+    "a header value with a control character": (
+        with_webhook_config(headers={"X-Note": "bell\x07"}), "actions[0].config",
+        "the value of header 'X-Note' has a control character"),
+    "a body_template past the encoder's limit": (
+        with_webhook_config(body_template=nested(260)), "actions[0].config",
+        "body_template: nested more than"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", UNDELIVERABLE, ids=list(UNDELIVERABLE))
+async def test_what_could_never_run_or_be_delivered_is_refused_naming_the_field(
+    api: ApiClient, alice: Account, migrated_url: str, case: str
+) -> None:
+    body, field, message = UNDELIVERABLE[case]
+    response = await api.post("/triggers", json=body, headers=alice.headers)
+    assert response.status_code == 422, response.text[:300]
+    [detail] = response.json()["error"]["details"]
+    assert (detail["field"], message in detail["message"]) == (field, True), detail
+    assert row_counts(migrated_url) == (0, 0, 0)
