@@ -10,7 +10,14 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from yarl import URL
 
 from erc8004_backend.errors import Erc8004Error
@@ -101,11 +108,16 @@ class RestConfig(_Config):
 
     @field_validator("headers")
     @classmethod
-    def _own_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+    def _own_headers(cls, headers: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         for name, value in headers.items():
             lowered = name.lower()
             if lowered in RESERVED_HEADERS or lowered.startswith(SIGNATURE_HEADER_PREFIX):
                 raise ValueError(f"header {name!r} is set by the worker and cannot be configured")
+            # aiohttp sends a URL's user info as Authorization, and refuses to send both.
+            if lowered == "authorization" and "@" in urlsplit(info.data.get("url", "")).netloc:
+                raise ValueError(
+                    f"header {name!r} cannot be sent with a URL that has a user name or password"
+                )
             if not name or any(c in name for c in " :") or _CONTROL.search(name):
                 raise ValueError(f"header {name!r} is not a valid header name")
             # aiohttp refuses to send any control character but tab (CR and LF would split

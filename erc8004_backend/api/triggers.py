@@ -24,7 +24,12 @@ from erc8004_backend.actions.configs import (
     parse_action_config,
     storable_config_problem,
 )
-from erc8004_backend.actions.rest import rotate_webhook_secret
+from erc8004_backend.actions.rest import (
+    CredentialError,
+    mask_credentials,
+    rotate_webhook_secret,
+    seal_credentials,
+)
 from erc8004_backend.api.dependencies import (
     DIGITS_ONLY,
     TRUE_OR_FALSE,
@@ -36,6 +41,7 @@ from erc8004_backend.api.dependencies import (
 from erc8004_backend.api.errors import ApiError, not_found
 from erc8004_backend.api.pages import decode_cursor, encode_cursor
 from erc8004_backend.database.queries import load_queries
+from erc8004_backend.encryption import SecretBox
 from erc8004_backend.triggers.backtest import MAX_EVENTS, backtest
 from erc8004_backend.triggers.conditions import (
     STATEFUL_CONDITION_TYPES,
@@ -275,7 +281,7 @@ def _templates(config: dict[str, Any]) -> list[str]:
 # -- storing -------------------------------------------------------------------------------
 
 
-async def _write_rules(conn: Db, trigger_id: uuid.UUID, trigger: TriggerIn) -> None:
+async def _write_rules(conn: Db, box: SecretBox, trigger_id: uuid.UUID, trigger: TriggerIn) -> None:
     """Replace the trigger's conditions; replace its actions, keeping those named by id."""
     await conn.execute(QUERIES["delete_conditions"], {"trigger_id": trigger_id})
     async with conn.cursor() as cursor:
@@ -287,8 +293,8 @@ async def _write_rules(conn: Db, trigger_id: uuid.UUID, trigger: TriggerIn) -> N
                 for position, condition in enumerate(trigger.conditions)
             ],
         )  # fmt: skip
-    existing = {row["id"] for row in await (
-        await conn.execute(QUERIES["action_ids"], {"trigger_id": trigger_id})
+    existing = {row["id"]: row["config"] for row in await (
+        await conn.execute(QUERIES["action_configs"], {"trigger_id": trigger_id})
     ).fetchall()}  # fmt: skip
     kept = [action.id for action in trigger.actions if action.id is not None]
     for index, action in enumerate(trigger.actions):
@@ -300,9 +306,19 @@ async def _write_rules(conn: Db, trigger_id: uuid.UUID, trigger: TriggerIn) -> N
         raise ApiError(422, "actions: the same action id is listed twice")
     await conn.execute(QUERIES["delete_actions_except"], {"trigger_id": trigger_id, "keep": kept})
     for position, action in enumerate(trigger.actions):
+        # New actions get their id here: their credentials are encrypted naming it.
+        action_id = action.id or uuid.uuid4()
+        config = action.config
+        if action.action_type == "rest":
+            try:
+                config = seal_credentials(config, box, str(action_id), existing.get(action_id))
+            except CredentialError as error:
+                where = f"actions[{position}].config"
+                details = [{"field": where, "message": str(error)}]
+                raise ApiError(422, f"{where}: {error}", details=details) from None
         values = {"trigger_id": trigger_id, "position": position,
                   "action_type": action.action_type, "priority": action.priority,
-                  "config": Jsonb(action.config), "action_id": action.id}  # fmt: skip
+                  "config": Jsonb(config), "action_id": action_id}  # fmt: skip
         await conn.execute(QUERIES["update_action" if action.id else "insert_action"], values)
 
 
@@ -319,17 +335,27 @@ async def _secret_if_needed(
     return await rotate_webhook_secret(conn, str(trigger_id), state.secret_box)
 
 
-async def _read_many(conn: Db, trigger_ids: list[uuid.UUID], user_id: str) -> list[TriggerOut]:
-    """The user's triggers among `trigger_ids`, in that order (others' are left out)."""
+async def _read_many(
+    conn: Db, box: SecretBox, trigger_ids: list[uuid.UUID], user_id: str
+) -> list[TriggerOut]:
+    """The user's triggers among `trigger_ids`, in that order (others' are left out), with
+    their webhooks' credentials masked."""
     cursor = await conn.execute(
         QUERIES["get_triggers"], {"trigger_ids": trigger_ids, "user_id": user_id}
     )
-    found = {row["id"]: TriggerOut.model_validate(row) for row in await cursor.fetchall()}
+    found = {}
+    for row in await cursor.fetchall():
+        row["actions"] = [
+            {**action, "config": mask_credentials(action["config"], box, action["id"])}
+            if action["action_type"] == "rest" else action
+            for action in row["actions"]
+        ]  # fmt: skip
+        found[row["id"]] = TriggerOut.model_validate(row)
     return [found[trigger_id] for trigger_id in trigger_ids if trigger_id in found]
 
 
-async def _read(conn: Db, trigger_id: uuid.UUID, user_id: str) -> TriggerOut:
-    triggers = await _read_many(conn, [trigger_id], user_id)
+async def _read(conn: Db, box: SecretBox, trigger_id: uuid.UUID, user_id: str) -> TriggerOut:
+    triggers = await _read_many(conn, box, [trigger_id], user_id)
     if not triggers:
         raise not_found("trigger")
     return triggers[0]
@@ -356,9 +382,9 @@ async def create_trigger(body: TriggerIn, user: CurrentUser, conn: Db, state: St
         row = await cursor.fetchone()
         assert row is not None
         trigger_id = row["id"]
-        await _write_rules(conn, trigger_id, body)
+        await _write_rules(conn, state.secret_box, trigger_id, body)
         secret = await _secret_if_needed(conn, state, trigger_id, body, has_secret=False)
-        created = await _read(conn, trigger_id, user.id)
+        created = await _read(conn, state.secret_box, trigger_id, user.id)
         return _rendered(
             TriggerCreated(**created.model_dump(), webhook_secret=secret),
             status.HTTP_201_CREATED,
@@ -369,6 +395,7 @@ async def create_trigger(body: TriggerIn, user: CurrentUser, conn: Db, state: St
 async def list_triggers(
     user: CurrentUser,
     conn: Db,
+    state: State,
     limit: Annotated[int, Query(ge=1, le=200), DIGITS_ONLY] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     enabled: Annotated[bool | None, TRUE_OR_FALSE] = None,
@@ -381,7 +408,7 @@ async def list_triggers(
         {"user_id": user.id, "after_time": after_time, "after_id": after_id,
          "enabled": enabled, "chain_id": chain_id, "limit": limit + 1},
     )).fetchall()  # fmt: skip
-    items = await _read_many(conn, [row["id"] for row in rows[:limit]], user.id)
+    items = await _read_many(conn, state.secret_box, [row["id"] for row in rows[:limit]], user.id)
     more = len(rows) > limit
     last = items[-1] if items and more else None
     return TriggerPage(
@@ -390,9 +417,11 @@ async def list_triggers(
 
 
 @router.get("/{trigger_id}")
-async def get_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> TriggerOut:
+async def get_trigger(
+    trigger_id: uuid.UUID, user: CurrentUser, conn: Db, state: State
+) -> TriggerOut:
     """One trigger with its conditions, actions and circuit-breaker state."""
-    return await _read(conn, trigger_id, user.id)
+    return await _read(conn, state.secret_box, trigger_id, user.id)
 
 
 @router.put("/{trigger_id}", response_model=TriggerCreated)
@@ -437,18 +466,18 @@ async def _replace(
         )).fetchone()  # fmt: skip
         if locked is None:
             raise not_found("trigger")
-        current = await _read(conn, trigger_id, user_id)
+        current = await _read(conn, state.secret_box, trigger_id, user_id)
         trigger: TriggerIn = make(current)
         check_trigger(trigger)
         await conn.execute(
             QUERIES["update_trigger"],
             {"trigger_id": trigger_id, "user_id": user_id, **_settings(trigger)},
         )
-        await _write_rules(conn, trigger_id, trigger)
+        await _write_rules(conn, state.secret_box, trigger_id, trigger)
         secret = await _secret_if_needed(
             conn, state, trigger_id, trigger, has_secret=current.has_webhook_secret
         )
-        updated = await _read(conn, trigger_id, user_id)
+        updated = await _read(conn, state.secret_box, trigger_id, user_id)
         return _rendered(TriggerCreated(**updated.model_dump(), webhook_secret=secret))
 
 
@@ -463,7 +492,7 @@ async def delete_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> 
 
 
 async def _switch(
-    conn: Db, user_id: str, trigger_id: uuid.UUID, query: str, **values: Any
+    conn: Db, state: State, user_id: str, trigger_id: uuid.UUID, query: str, **values: Any
 ) -> Response:
     async with conn.transaction():
         cursor = await conn.execute(
@@ -471,26 +500,32 @@ async def _switch(
         )
         if await cursor.fetchone() is None:
             raise not_found("trigger")
-        return _rendered(await _read(conn, trigger_id, user_id))
+        return _rendered(await _read(conn, state.secret_box, trigger_id, user_id))
 
 
 @router.post("/{trigger_id}/enable", response_model=TriggerOut)
-async def enable_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> Response:
+async def enable_trigger(
+    trigger_id: uuid.UUID, user: CurrentUser, conn: Db, state: State
+) -> Response:
     """Turn the trigger on (and close its circuit breaker if it had opened)."""
-    return await _switch(conn, user.id, trigger_id, "set_enabled", enabled=True)
+    return await _switch(conn, state, user.id, trigger_id, "set_enabled", enabled=True)
 
 
 @router.post("/{trigger_id}/disable", response_model=TriggerOut)
-async def disable_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> Response:
+async def disable_trigger(
+    trigger_id: uuid.UUID, user: CurrentUser, conn: Db, state: State
+) -> Response:
     """Turn the trigger off; jobs already queued are still delivered."""
-    return await _switch(conn, user.id, trigger_id, "set_enabled", enabled=False)
+    return await _switch(conn, state, user.id, trigger_id, "set_enabled", enabled=False)
 
 
 @router.post("/{trigger_id}/circuit-breaker/reset", response_model=TriggerOut)
-async def reset_circuit_breaker(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> Response:
+async def reset_circuit_breaker(
+    trigger_id: uuid.UUID, user: CurrentUser, conn: Db, state: State
+) -> Response:
     """Forget the failed deliveries and close the breaker; the trigger fires again if it
     is enabled."""
-    return await _switch(conn, user.id, trigger_id, "reset_circuit_breaker")
+    return await _switch(conn, state, user.id, trigger_id, "reset_circuit_breaker")
 
 
 @router.post("/{trigger_id}/webhook-secret")
@@ -511,11 +546,11 @@ async def rotate_secret(
 
 @router.post("/{trigger_id}/test")
 async def test_trigger(
-    trigger_id: uuid.UUID, body: BacktestIn, user: CurrentUser, conn: Db
+    trigger_id: uuid.UUID, body: BacktestIn, user: CurrentUser, conn: Db, state: State
 ) -> BacktestOut:
     """What the trigger would have fired for stored events in a block or time range
     (a backtest from empty state; nothing is written or sent)."""
-    await _read(conn, trigger_id, user.id)  # 404 unless it is the user's
+    await _read(conn, state.secret_box, trigger_id, user.id)  # 404 unless it is the user's
     result = await backtest(conn, str(trigger_id), from_block=body.from_block,
                             to_block=body.to_block, from_time=body.from_time,
                             to_time=body.to_time, limit=body.limit)  # fmt: skip

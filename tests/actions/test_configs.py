@@ -334,3 +334,11 @@ def test_rendered_templates_are_valid_json_whatever_the_values(value: str, other
         "list": [value + other, 1],
         "raw": f'"{other}"',
     }
+
+
+def test_rest_refuses_an_authorization_header_with_credentials_in_the_url() -> None:
+    config = {"url": "https://user:pass@api.example.com/", "headers": {"authorization": "x"}}
+    assert refusal("rest", config) == (
+        "rest action: headers: header 'authorization' cannot be sent with a URL that has a"
+        " user name or password"
+    )
