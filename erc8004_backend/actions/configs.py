@@ -4,10 +4,20 @@ whose action no longer parses, saying why)."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from yarl import URL
 
 from erc8004_backend.errors import Erc8004Error
@@ -16,11 +26,21 @@ from erc8004_backend.triggers.templates import PLACEHOLDER, render_template
 DEFAULT_MCP_TOOL = "agent.receiveFeedback"
 MaxAttempts = Annotated[int, Field(ge=1, le=25)]
 
+# Bounds of the JSON the API stores in a condition's or an action's config. Deeper values
+# could not be served back (pydantic's serializer stops at 255 levels) nor sent (orjson's
+# encoder at 254); real templates nest a few levels.
+MAX_JSON_DEPTH = 32  # arrays and objects within one setting's value
+MAX_CONFIG_BYTES = 65_536  # one config, as compact JSON
+
 # Set by the worker on every request; a config may not replace them.
 RESERVED_HEADERS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "idempotency-key"}
 )
 SIGNATURE_HEADER_PREFIX = "x-erc8004-"
+
+
+# C0 controls and DEL.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ActionConfigError(Erc8004Error):
@@ -88,14 +108,37 @@ class RestConfig(_Config):
 
     @field_validator("headers")
     @classmethod
-    def _own_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+    def _own_headers(cls, headers: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         for name, value in headers.items():
             lowered = name.lower()
             if lowered in RESERVED_HEADERS or lowered.startswith(SIGNATURE_HEADER_PREFIX):
                 raise ValueError(f"header {name!r} is set by the worker and cannot be configured")
-            if not name or any(c in name for c in " :\r\n") or any(c in value for c in "\r\n"):
-                raise ValueError(f"header {name!r} is not a valid header")
+            # aiohttp sends a URL's user info as Authorization, and refuses to send both.
+            if lowered == "authorization" and "@" in urlsplit(info.data.get("url", "")).netloc:
+                raise ValueError(
+                    f"header {name!r} cannot be sent with a URL that has a user name or password"
+                )
+            if not name or any(c in name for c in " :") or _CONTROL.search(name):
+                raise ValueError(f"header {name!r} is not a valid header name")
+            # aiohttp refuses to send any control character but tab (CR and LF would split
+            # the header): such a header would fail every delivery.
+            if _CONTROL.search(value.replace("\t", "")):
+                raise ValueError(
+                    f"the value of header {name!r} has a control character"
+                    " (tab is the only one allowed)"
+                )
         return headers
+
+    @field_validator("body_template")
+    @classmethod
+    def _deliverable(cls, template: Any) -> Any:
+        if json_depth(template) > MAX_JSON_DEPTH:
+            raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+        try:
+            orjson.dumps(template)  # what webhook bodies are encoded with
+        except orjson.JSONEncodeError as error:
+            raise ValueError(f"cannot be sent as JSON: {error}") from None
+        return template
 
 
 class McpConfig(_Config):
@@ -112,14 +155,18 @@ CONFIG_TYPES: dict[str, type[ActionConfig]] = {
 }
 
 
-def parse_action_config(action_type: str, config: Any) -> ActionConfig:
-    """The typed config of an action. Raises ActionConfigError naming the field and problem."""
+def parse_action_config(action_type: str, config: Any, *, strict: bool = False) -> ActionConfig:
+    """The typed config of an action. Raises ActionConfigError naming the field and problem.
+
+    `strict` (the API's new input): no coercions, so `true` is not 1 nor "5000" a number.
+    The worker reads stored configs leniently: rows written before the API was strict
+    keep working."""
     model = CONFIG_TYPES.get(action_type)
     if model is None:
         known = ", ".join(CONFIG_TYPES)
         raise ActionConfigError(f"unknown action type {action_type!r} (known: {known})")
     try:
-        return model.model_validate(config)
+        return model.model_validate(config, strict=strict)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in item['loc']) or 'config'}: {_message(item)}"
@@ -147,3 +194,27 @@ def render_json_template(template: Any, values: dict[str, Any]) -> Any:
     if isinstance(template, dict):
         return {key: render_json_template(item, values) for key, item in template.items()}
     return template
+
+
+def json_depth(value: Any) -> int:
+    """How many arrays and objects deep a JSON value nests (0 for a scalar). Level by
+    level, not recursively: the value may nest deeper than Python's recursion limit."""
+    depth, level = 0, [value]
+    while containers := [item for item in level if isinstance(item, dict | list)]:
+        depth += 1
+        level = [child for item in containers
+                 for child in (item.values() if isinstance(item, dict) else item)]  # fmt: skip
+    return depth
+
+
+def storable_config_problem(config: dict[str, Any]) -> str | None:
+    """Why a config is not stored (a setting nested too deeply, the whole too large),
+    naming the setting; None when it is fine."""
+    for key, value in config.items():
+        if json_depth(value) > MAX_JSON_DEPTH:
+            return f"{key}: nested more than {MAX_JSON_DEPTH} levels deep"
+    # json, not orjson: integers past 64 bits are valid JSON, and jsonb keeps them.
+    size = len(json.dumps(config, separators=(",", ":")).encode())
+    if size > MAX_CONFIG_BYTES:
+        return f"larger than {MAX_CONFIG_BYTES} bytes of JSON ({size})"
+    return None

@@ -10,25 +10,35 @@ Every request carries, besides the configured headers:
 
 A receiver verifies with the secret it was shown, comparing in constant time, and refuses
 timestamps more than a few minutes old so that a captured request cannot be replayed later.
+
+The credentials users give a webhook, its header values and the password in its URL, are
+stored encrypted (see "credentials at rest" below) and decrypted here, for the request only.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import secrets
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
 import psycopg
 from yarl import URL
 
-from erc8004_backend.actions.configs import RestConfig, render_json_template
+from erc8004_backend.actions.configs import (
+    RestConfig,
+    parse_action_config,
+    render_json_template,
+)
 from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt, retryable_status
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.encryption import EncryptionError, Sealed, SecretBox
+from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.outbound import ResponseTooLargeError, read_capped, refusal
 from erc8004_backend.retry import parse_retry_after
 from erc8004_backend.triggers.templates import render_template
@@ -108,21 +118,37 @@ def open_webhook_secret(job: Job, box: SecretBox) -> str:
         ) from None
 
 
+def open_rest_config(job: Job, box: SecretBox) -> RestConfig:
+    """The job's action config, its credentials decrypted."""
+    try:
+        config = open_credentials(job.config, box, job.action_id)
+    except EncryptionError as error:
+        raise DeliveryFailed(
+            f"a credential of action {job.action_id} cannot be read: {error}", retryable=False
+        ) from None
+    parsed = parse_action_config("rest", config)
+    assert isinstance(parsed, RestConfig)
+    return parsed
+
+
 async def deliver_rest(
-    config: RestConfig,
     job: Job,
     *,
+    box: SecretBox,
     session: aiohttp.ClientSession,
-    secret: str,
     timestamp: int,
     response_max_bytes: int,
 ) -> dict[str, Any]:
+    config = open_rest_config(job, box)
+    secret = open_webhook_secret(job, box)
     url, headers, body = webhook_request(config, job, secret=secret, timestamp=timestamp)
     try:
+        # As rendered: no normalising away of encoded dots.
+        target, authorization = _without_credentials(URL(url, encoded=True))
         async with session.request(
             config.method,
-            URL(url, encoded=True),  # as rendered: no normalising away of encoded dots
-            headers=headers,
+            target,
+            headers={**headers, **authorization},
             data=body or None,
             timeout=aiohttp.ClientTimeout(total=config.timeout_ms / 1000),
             max_redirects=5,
@@ -137,8 +163,12 @@ async def deliver_rest(
         raise DeliveryFailed(
             f"{_host(url)} redirected more than 5 times", retryable=False
         ) from None
-    except (aiohttp.InvalidURL, ValueError) as error:
-        raise DeliveryFailed(f"invalid webhook URL: {error}", retryable=False) from None
+    except aiohttp.InvalidURL as error:
+        # Its text is the URL, which may hold credentials and placeholders' values.
+        reason = f": {error.description}" if error.description else ""
+        raise DeliveryFailed(f"invalid webhook URL {_host(url)}{reason}", retryable=False) from None
+    except ValueError as error:
+        raise DeliveryFailed(f"cannot send to {_host(url)}: {error}", retryable=False) from None
     except aiohttp.ClientError as error:
         refused = refusal(error)
         if refused:
@@ -158,6 +188,15 @@ async def deliver_rest(
         retry_after=parse_retry_after(response.headers.get("Retry-After")),
         response=record,
     )
+
+
+def _without_credentials(url: URL) -> tuple[URL, dict[str, str]]:
+    """A user name or password in the URL is sent as Basic auth. Taken out of the URL here,
+    not by aiohttp, so that no URL in an error or a log carries it."""
+    if not (url.raw_user or url.raw_password):
+        return url, {}
+    basic = aiohttp.encode_basic_auth(url.user or "", url.password or "")
+    return url.with_user(None), {"Authorization": basic}
 
 
 def _host(url: str) -> str:
@@ -193,3 +232,152 @@ async def rotate_webhook_secret(
         {"trigger_id": trigger_id, "secret": sealed.ciphertext, "key_id": sealed.key_id},
     )
     return secret if await cursor.fetchone() else None
+
+
+# -- credentials at rest ------------------------------------------------------------------
+#
+# A webhook's header values and the password in its URL are stored encrypted as webhook
+# secrets are (AES-256-GCM, encryption.py), each bound to its action and name: a header
+# value as {"sealed": base64, "key_id": ...} in place of its text, the URL's password as
+# `url_password` beside the URL, which keeps its user name only. The API shows them masked.
+# Rows written before they were encrypted hold plain text (a migration cannot encrypt: the
+# key is in the environment): it is delivered, masked the same way, and encrypted when the
+# action is next written.
+
+MASK = "********"
+
+
+class CredentialError(Erc8004Error):
+    """A masked value sent back that stands for no value the action has."""
+
+
+def masked(value: str) -> str:
+    """What the API shows of a credential: the last 4 characters of one of 12 or more."""
+    return MASK + (value[-4:] if len(value) >= 12 else "")
+
+
+def header_context(action_id: str, name: str) -> str:
+    """Associated data of a header value: it decrypts only in its own action and header."""
+    return f"action:{action_id}:header:{name.lower()}"
+
+
+def url_password_context(action_id: str) -> str:
+    return f"action:{action_id}:url_password"
+
+
+def split_url_password(url: str) -> tuple[str, str | None]:
+    """The URL without the password of its user info, and that password (None: none)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    if not password:
+        return url, None
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}")), password
+
+
+def with_url_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+
+
+def _seal(text: str, box: SecretBox, context: str) -> dict[str, str]:
+    sealed = box.seal(text, context)
+    return {"sealed": base64.b64encode(sealed.ciphertext).decode(), "key_id": sealed.key_id}
+
+
+def _open(stored: Any, box: SecretBox, context: str) -> str:
+    """A stored credential's text: encrypted, or plain in a row written before."""
+    if isinstance(stored, str):
+        return stored
+    try:
+        sealed = Sealed(base64.b64decode(stored["sealed"], validate=True), str(stored["key_id"]))
+    except (TypeError, KeyError, binascii.Error):
+        raise EncryptionError("not an encrypted value") from None
+    return box.open(sealed, context)
+
+
+def _shown(stored: Any, box: SecretBox, context: str) -> str:
+    try:
+        return masked(_open(stored, box, context))
+    except EncryptionError:  # its key is gone: nothing of it to show
+        return MASK
+
+
+def _stored_url(config: dict[str, Any]) -> tuple[str, Any]:
+    """A stored config's URL without its password, and the stored password, if any."""
+    url = str(config.get("url", ""))
+    if "url_password" in config:
+        return url, config["url_password"]
+    return split_url_password(url)
+
+
+def _keep_or_seal(text: str, stored: Any, box: SecretBox, context: str, what: str) -> Any:
+    if not text.startswith(MASK):
+        return _seal(text, box, context)
+    if stored is None or text != _shown(stored, box, context):
+        raise CredentialError(
+            f"{what} is masked ({text}) but is not the mask of a value this action has:"
+            " send the value itself"
+        )
+    return _seal(stored, box, context) if isinstance(stored, str) else stored
+
+
+def seal_credentials(
+    config: dict[str, Any], box: SecretBox, action_id: str, stored: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The config to store for a rest action sent to the API (and validated there), its
+    credentials encrypted. A value sent as the mask the API showed keeps the value stored
+    (`stored`: the action's config as stored; None for a new action)."""
+    stored = stored or {}
+    sealed = dict(config)
+    previous = {name.lower(): value for name, value in (stored.get("headers") or {}).items()}
+    if config.get("headers"):
+        sealed["headers"] = {
+            name: _keep_or_seal(value, previous.get(name.lower()), box,
+                                header_context(action_id, name), f"header {name!r}")
+            for name, value in config["headers"].items()
+        }  # fmt: skip
+    # As it is sent (percent-encoded), so that the password is cut out of a valid URL.
+    url, password = split_url_password(RestConfig.model_validate(config).url)
+    if password is not None:
+        sealed["url"] = url
+        sealed["url_password"] = _keep_or_seal(
+            password, _stored_url(stored)[1], box, url_password_context(action_id),
+            "url: its password",
+        )  # fmt: skip
+    return sealed
+
+
+def mask_credentials(config: dict[str, Any], box: SecretBox, action_id: str) -> dict[str, Any]:
+    """A stored rest action's config as the API shows it: credentials masked."""
+    shown = dict(config)
+    headers = config.get("headers")
+    if isinstance(headers, dict):
+        shown["headers"] = {name: _shown(value, box, header_context(action_id, name))
+                            for name, value in headers.items()}  # fmt: skip
+    url, password = _stored_url(config)
+    shown.pop("url_password", None)
+    if password is not None:
+        shown["url"] = with_url_password(
+            url, _shown(password, box, url_password_context(action_id))
+        )
+    return shown
+
+
+def open_credentials(config: dict[str, Any], box: SecretBox, action_id: str) -> dict[str, Any]:
+    """A stored rest action's config with its credentials decrypted (for the worker).
+    Raises EncryptionError when one does not decrypt."""
+    opened = dict(config)
+    headers = config.get("headers")
+    if isinstance(headers, dict):
+        opened["headers"] = {name: _open(value, box, header_context(action_id, name))
+                             for name, value in headers.items()}  # fmt: skip
+    if "url_password" in opened:
+        password = _open(opened.pop("url_password"), box, url_password_context(action_id))
+        opened["url"] = with_url_password(str(config.get("url", "")), password)
+    return opened

@@ -31,7 +31,6 @@ from psycopg_pool import AsyncConnectionPool
 from erc8004_backend.actions.configs import (
     ActionConfigError,
     McpConfig,
-    RestConfig,
     TelegramConfig,
     parse_action_config,
 )
@@ -47,7 +46,7 @@ from erc8004_backend.actions.queue import (
     record_attempts,
     release_expired_leases,
 )
-from erc8004_backend.actions.rest import deliver_rest, open_webhook_secret
+from erc8004_backend.actions.rest import deliver_rest
 from erc8004_backend.actions.telegram import deliver_telegram
 from erc8004_backend.config import Settings
 from erc8004_backend.database.connection import RECONNECT_ERRORS
@@ -240,16 +239,15 @@ class Worker:
         return attempt
 
     async def _deliver(self, job: Job) -> dict[str, Any]:
-        config = parse_action_config(job.action_type, job.config)
-        if isinstance(config, RestConfig):
+        if job.action_type == "rest":  # its credentials are decrypted first
             return await deliver_rest(
-                config,
                 job,
+                box=self.box,
                 session=self.session,
-                secret=open_webhook_secret(job, self.box),
                 timestamp=int(time.time()),
                 response_max_bytes=self.settings.response_max_bytes,
             )
+        config = parse_action_config(job.action_type, job.config)
         if isinstance(config, TelegramConfig):
             token = self.settings.telegram_bot_token
             return await deliver_telegram(

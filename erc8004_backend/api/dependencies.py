@@ -5,10 +5,11 @@ a handler that writes more than one row opens a transaction)."""
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ import psycopg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool
+from pydantic import BeforeValidator, Strict
 
 from erc8004_backend.api.auth import (
     TokenError,
@@ -31,6 +33,43 @@ from erc8004_backend.database.queries import load_queries
 from erc8004_backend.encryption import SecretBox
 
 QUERIES = load_queries("erc8004_backend.api", "accounts.sql")
+
+# -- strict input ------------------------------------------------------------------------
+# Pydantic's default coercions let `true` be 1, `0` be false, "2.0" or "+1" a whole number
+# and a number a Unix time; what a client sends is taken as written or refused instead.
+# Bodies use strict models (ConfigDict(strict=True)); query and path values arrive as text,
+# so these validators say which texts are numbers and booleans.
+
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+# A date, optionally with a time: what ISO 8601 writes, not a number of seconds.
+_ISO_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _whole_number_text(value: Any) -> Any:
+    if isinstance(value, str) and not _WHOLE_NUMBER.fullmatch(value):
+        raise ValueError("must be a whole number, in decimal digits")
+    return value
+
+
+def _true_or_false_text(value: Any) -> Any:
+    if isinstance(value, str) and value not in ("true", "false"):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _iso_time(value: Any) -> Any:
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_TIME.match(value)):
+        return value
+    raise ValueError("must be an ISO 8601 time, like 2026-03-02T12:00:00Z")
+
+
+# In a query or path parameter's Annotated[int, Query(...), DIGITS_ONLY].
+DIGITS_ONLY = BeforeValidator(_whole_number_text)
+# In a query parameter's Annotated[bool, TRUE_OR_FALSE].
+TRUE_OR_FALSE = BeforeValidator(_true_or_false_text)
+# A time in a query or a body (in a strict model too: JSON has no time type, so text is
+# what a time is).
+IsoTime = Annotated[datetime, BeforeValidator(_iso_time), Strict(False)]
 
 
 @dataclass

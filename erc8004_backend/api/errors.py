@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +33,9 @@ CODES = {
     500: "internal_error",
     503: "unavailable",
 }
+
+
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 class ErrorDetail(BaseModel):
@@ -137,6 +141,17 @@ def validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
     return details
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the request's path has. Starlette's 405 names only those of the first
+    route that matches the path, and a path has one route per method."""
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+               for route in request.app.router.routes)
+    ]  # fmt: skip
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -153,10 +168,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if isinstance(error.__cause__, RecursionError):
+            # FastAPI's 400 for a body its JSON parser gave up on: invalid input, as any other.
+            return error_response(422, "request body: JSON nested too deeply to be read")
         message = error.detail if isinstance(error.detail, str) else CODES.get(error.status_code)
-        return error_response(
-            error.status_code, message or "error", headers=getattr(error, "headers", None)
-        )
+        headers = getattr(error, "headers", None)
+        if error.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return error_response(error.status_code, message or "error", headers=headers)
 
     @app.exception_handler(psycopg.DataError)
     @app.exception_handler(UnicodeEncodeError)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from erc8004_backend.api.dependencies import CurrentUser, Db
+from erc8004_backend.api.dependencies import DIGITS_ONLY, CurrentUser, Db, IsoTime
 from erc8004_backend.api.errors import ApiError, not_found
 from erc8004_backend.api.pages import decode_cursor, encode_cursor
 from erc8004_backend.chain.events import SPECS
@@ -183,15 +183,15 @@ def _ordered(low: str, low_value: Any, high: str, high_value: Any) -> None:
         raise invalid(low, f"must not be after {high}")
 
 
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page."), DIGITS_ONLY]
 Cursor = Annotated[
     str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
 ]
 FromTime = Annotated[
-    datetime | None, Query(description="ISO 8601, inclusive (UTC if no zone is given).")
+    IsoTime | None, Query(description="ISO 8601, inclusive (UTC if no zone is given).")
 ]
 ToTime = Annotated[
-    datetime | None, Query(description="ISO 8601, inclusive (UTC if no zone is given).")
+    IsoTime | None, Query(description="ISO 8601, inclusive (UTC if no zone is given).")
 ]
 
 
@@ -202,21 +202,25 @@ ToTime = Annotated[
 async def list_events(
     user: CurrentUser,
     conn: Db,
-    chain_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
+    chain_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX), DIGITS_ONLY] = None,
     registry: Registry | None = None,
     event_type: EventType | None = None,
     agent_id: Annotated[
-        int | None, Query(ge=0, le=UINT256_MAX, description="Needs chain_id.")
+        int | None, Query(ge=0, le=UINT256_MAX, description="Needs chain_id."), DIGITS_ONLY
     ] = None,
     client_address: Annotated[str | None, Query(pattern=ADDRESS, description="Any case.")] = None,
     validator_address: Annotated[
         str | None, Query(pattern=ADDRESS, description="Any case.")
     ] = None,
     from_block: Annotated[
-        int | None, Query(ge=0, le=BIGINT_MAX, description="Inclusive; needs chain_id.")
+        int | None,
+        Query(ge=0, le=BIGINT_MAX, description="Inclusive; needs chain_id."),
+        DIGITS_ONLY,
     ] = None,
     to_block: Annotated[
-        int | None, Query(ge=0, le=BIGINT_MAX, description="Inclusive; needs chain_id.")
+        int | None,
+        Query(ge=0, le=BIGINT_MAX, description="Inclusive; needs chain_id."),
+        DIGITS_ONLY,
     ] = None,
     from_time: FromTime = None,
     to_time: ToTime = None,
@@ -288,7 +292,7 @@ async def _block_range_times(
 
 @router.get("/events/{event_id}")
 async def get_event(
-    event_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)], user: CurrentUser, conn: Db
+    event_id: Annotated[int, Path(ge=1, le=BIGINT_MAX), DIGITS_ONLY], user: CurrentUser, conn: Db
 ) -> EventOut:
     """One event by its id."""
     cursor = await conn.execute(QUERIES["event_by_id"], {"event_id": event_id})
@@ -348,7 +352,7 @@ async def list_action_results(
 
 @router.get("/action-results/{result_id}")
 async def get_action_result(
-    result_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)], user: CurrentUser, conn: Db
+    result_id: Annotated[int, Path(ge=1, le=BIGINT_MAX), DIGITS_ONLY], user: CurrentUser, conn: Db
 ) -> ActionResultDetail:
     """One of the signed-in user's delivery attempts, with every attempt of its job."""
     cursor = await conn.execute(

@@ -8,16 +8,40 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from erc8004_backend.actions.configs import ActionConfigError, parse_action_config
-from erc8004_backend.actions.rest import rotate_webhook_secret
-from erc8004_backend.api.dependencies import CurrentUser, Db, State
+from erc8004_backend.actions.configs import (
+    ActionConfigError,
+    parse_action_config,
+    storable_config_problem,
+)
+from erc8004_backend.actions.rest import (
+    CredentialError,
+    mask_credentials,
+    rotate_webhook_secret,
+    seal_credentials,
+)
+from erc8004_backend.api.dependencies import (
+    DIGITS_ONLY,
+    TRUE_OR_FALSE,
+    CurrentUser,
+    Db,
+    IsoTime,
+    State,
+)
 from erc8004_backend.api.errors import ApiError, not_found
 from erc8004_backend.api.pages import decode_cursor, encode_cursor
 from erc8004_backend.database.queries import load_queries
+from erc8004_backend.encryption import SecretBox
 from erc8004_backend.triggers.backtest import MAX_EVENTS, backtest
 from erc8004_backend.triggers.conditions import (
     STATEFUL_CONDITION_TYPES,
@@ -34,8 +58,20 @@ Registry = Literal["identity", "reputation", "validation"]
 ChainId = Annotated[int, Field(gt=0, lt=2**63)]
 
 
+def _storable(config: dict[str, Any]) -> dict[str, Any]:
+    problem = storable_config_problem(config)
+    if problem:
+        raise ValueError(problem)
+    return config
+
+
+# A config as the API stores it: bounded in depth and size, so that it can be served back.
+StoredConfig = Annotated[dict[str, Any], AfterValidator(_storable)]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No unknown fields, no coercions (`true` is not 1, nor "5" a number).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ConditionIn(_Strict):
@@ -43,7 +79,7 @@ class ConditionIn(_Strict):
     field: Annotated[str, Field(min_length=1, max_length=64)]
     operator: Annotated[str, Field(min_length=1, max_length=16)]
     value: Annotated[str, Field(max_length=10_000)] = ""
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: StoredConfig = Field(default_factory=dict)
 
     @field_validator("value", mode="before")
     @classmethod
@@ -56,11 +92,13 @@ class ConditionIn(_Strict):
 
 class ActionIn(_Strict):
     id: uuid.UUID | None = Field(
-        default=None, description="On replace: keep this existing action (and its queued jobs)."
+        default=None,
+        strict=False,  # JSON has no UUID type: its text
+        description="On replace: keep this existing action (and its queued jobs).",
     )
     action_type: Literal["telegram", "rest", "mcp"]
     priority: Annotated[int, Field(ge=1, le=100)] = 1
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: StoredConfig = Field(default_factory=dict)
 
 
 class TriggerIn(_Strict):
@@ -148,8 +186,8 @@ class WebhookSecret(BaseModel):
 class BacktestIn(_Strict):
     from_block: Annotated[int, Field(ge=0, lt=2**63)] | None = None
     to_block: Annotated[int, Field(ge=0, lt=2**63)] | None = None
-    from_time: datetime | None = None
-    to_time: datetime | None = None
+    from_time: IsoTime | None = None
+    to_time: IsoTime | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_EVENTS)] = 100_000
 
     @model_validator(mode="after")
@@ -203,7 +241,7 @@ def check_trigger(trigger: TriggerIn) -> None:
     for index, action in enumerate(trigger.actions):
         where = f"actions[{index}].config"
         try:
-            parse_action_config(action.action_type, action.config)
+            parse_action_config(action.action_type, action.config, strict=True)
         except ActionConfigError as error:
             problems.append({"field": where, "message": str(error)})
             continue
@@ -243,7 +281,7 @@ def _templates(config: dict[str, Any]) -> list[str]:
 # -- storing -------------------------------------------------------------------------------
 
 
-async def _write_rules(conn: Db, trigger_id: uuid.UUID, trigger: TriggerIn) -> None:
+async def _write_rules(conn: Db, box: SecretBox, trigger_id: uuid.UUID, trigger: TriggerIn) -> None:
     """Replace the trigger's conditions; replace its actions, keeping those named by id."""
     await conn.execute(QUERIES["delete_conditions"], {"trigger_id": trigger_id})
     async with conn.cursor() as cursor:
@@ -255,8 +293,8 @@ async def _write_rules(conn: Db, trigger_id: uuid.UUID, trigger: TriggerIn) -> N
                 for position, condition in enumerate(trigger.conditions)
             ],
         )  # fmt: skip
-    existing = {row["id"] for row in await (
-        await conn.execute(QUERIES["action_ids"], {"trigger_id": trigger_id})
+    existing = {row["id"]: row["config"] for row in await (
+        await conn.execute(QUERIES["action_configs"], {"trigger_id": trigger_id})
     ).fetchall()}  # fmt: skip
     kept = [action.id for action in trigger.actions if action.id is not None]
     for index, action in enumerate(trigger.actions):
@@ -268,9 +306,19 @@ async def _write_rules(conn: Db, trigger_id: uuid.UUID, trigger: TriggerIn) -> N
         raise ApiError(422, "actions: the same action id is listed twice")
     await conn.execute(QUERIES["delete_actions_except"], {"trigger_id": trigger_id, "keep": kept})
     for position, action in enumerate(trigger.actions):
+        # New actions get their id here: their credentials are encrypted naming it.
+        action_id = action.id or uuid.uuid4()
+        config = action.config
+        if action.action_type == "rest":
+            try:
+                config = seal_credentials(config, box, str(action_id), existing.get(action_id))
+            except CredentialError as error:
+                where = f"actions[{position}].config"
+                details = [{"field": where, "message": str(error)}]
+                raise ApiError(422, f"{where}: {error}", details=details) from None
         values = {"trigger_id": trigger_id, "position": position,
                   "action_type": action.action_type, "priority": action.priority,
-                  "config": Jsonb(action.config), "action_id": action.id}  # fmt: skip
+                  "config": Jsonb(config), "action_id": action_id}  # fmt: skip
         await conn.execute(QUERIES["update_action" if action.id else "insert_action"], values)
 
 
@@ -287,17 +335,27 @@ async def _secret_if_needed(
     return await rotate_webhook_secret(conn, str(trigger_id), state.secret_box)
 
 
-async def _read_many(conn: Db, trigger_ids: list[uuid.UUID], user_id: str) -> list[TriggerOut]:
-    """The user's triggers among `trigger_ids`, in that order (others' are left out)."""
+async def _read_many(
+    conn: Db, box: SecretBox, trigger_ids: list[uuid.UUID], user_id: str
+) -> list[TriggerOut]:
+    """The user's triggers among `trigger_ids`, in that order (others' are left out), with
+    their webhooks' credentials masked."""
     cursor = await conn.execute(
         QUERIES["get_triggers"], {"trigger_ids": trigger_ids, "user_id": user_id}
     )
-    found = {row["id"]: TriggerOut.model_validate(row) for row in await cursor.fetchall()}
+    found = {}
+    for row in await cursor.fetchall():
+        row["actions"] = [
+            {**action, "config": mask_credentials(action["config"], box, action["id"])}
+            if action["action_type"] == "rest" else action
+            for action in row["actions"]
+        ]  # fmt: skip
+        found[row["id"]] = TriggerOut.model_validate(row)
     return [found[trigger_id] for trigger_id in trigger_ids if trigger_id in found]
 
 
-async def _read(conn: Db, trigger_id: uuid.UUID, user_id: str) -> TriggerOut:
-    triggers = await _read_many(conn, [trigger_id], user_id)
+async def _read(conn: Db, box: SecretBox, trigger_id: uuid.UUID, user_id: str) -> TriggerOut:
+    triggers = await _read_many(conn, box, [trigger_id], user_id)
     if not triggers:
         raise not_found("trigger")
     return triggers[0]
@@ -306,10 +364,14 @@ async def _read(conn: Db, trigger_id: uuid.UUID, user_id: str) -> TriggerOut:
 # -- routes --------------------------------------------------------------------------------
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-async def create_trigger(
-    body: TriggerIn, user: CurrentUser, conn: Db, state: State
-) -> TriggerCreated:
+def _rendered(model: BaseModel, status_code: int = status.HTTP_200_OK) -> Response:
+    """The response body, serialized now. Called inside a change's transaction: if the
+    response cannot be made, the change is rolled back, and a 500 leaves nothing written."""
+    return Response(model.model_dump_json(), status_code, media_type="application/json")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TriggerCreated)
+async def create_trigger(body: TriggerIn, user: CurrentUser, conn: Db, state: State) -> Response:
     """Create a trigger with its conditions and actions (all or nothing). A trigger with a
     REST action gets a webhook secret, shown in this response only."""
     check_trigger(body)
@@ -320,20 +382,24 @@ async def create_trigger(
         row = await cursor.fetchone()
         assert row is not None
         trigger_id = row["id"]
-        await _write_rules(conn, trigger_id, body)
+        await _write_rules(conn, state.secret_box, trigger_id, body)
         secret = await _secret_if_needed(conn, state, trigger_id, body, has_secret=False)
-    created = await _read(conn, trigger_id, user.id)
-    return TriggerCreated(**created.model_dump(), webhook_secret=secret)
+        created = await _read(conn, state.secret_box, trigger_id, user.id)
+        return _rendered(
+            TriggerCreated(**created.model_dump(), webhook_secret=secret),
+            status.HTTP_201_CREATED,
+        )
 
 
 @router.get("")
 async def list_triggers(
     user: CurrentUser,
     conn: Db,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=200), DIGITS_ONLY] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-    enabled: bool | None = None,
-    chain_id: Annotated[int | None, Query(gt=0, lt=2**63)] = None,
+    enabled: Annotated[bool | None, TRUE_OR_FALSE] = None,
+    chain_id: Annotated[int | None, Query(gt=0, lt=2**63), DIGITS_ONLY] = None,
 ) -> TriggerPage:
     """The user's triggers, oldest first, a page at a time (pass next_cursor back)."""
     after_time, after_id = decode_cursor(cursor, uuid.UUID) if cursor else (None, None)
@@ -342,7 +408,7 @@ async def list_triggers(
         {"user_id": user.id, "after_time": after_time, "after_id": after_id,
          "enabled": enabled, "chain_id": chain_id, "limit": limit + 1},
     )).fetchall()  # fmt: skip
-    items = await _read_many(conn, [row["id"] for row in rows[:limit]], user.id)
+    items = await _read_many(conn, state.secret_box, [row["id"] for row in rows[:limit]], user.id)
     more = len(rows) > limit
     last = items[-1] if items and more else None
     return TriggerPage(
@@ -351,24 +417,26 @@ async def list_triggers(
 
 
 @router.get("/{trigger_id}")
-async def get_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> TriggerOut:
+async def get_trigger(
+    trigger_id: uuid.UUID, user: CurrentUser, conn: Db, state: State
+) -> TriggerOut:
     """One trigger with its conditions, actions and circuit-breaker state."""
-    return await _read(conn, trigger_id, user.id)
+    return await _read(conn, state.secret_box, trigger_id, user.id)
 
 
-@router.put("/{trigger_id}")
+@router.put("/{trigger_id}", response_model=TriggerCreated)
 async def replace_trigger(
     trigger_id: uuid.UUID, body: TriggerIn, user: CurrentUser, conn: Db, state: State
-) -> TriggerCreated:
+) -> Response:
     """Replace a trigger whole. Actions listed with their `id` are kept (with their queued
     jobs); actions left out are removed, and their queued jobs with them."""
     return await _replace(conn, state, user.id, trigger_id, lambda current: body)
 
 
-@router.patch("/{trigger_id}")
+@router.patch("/{trigger_id}", response_model=TriggerCreated)
 async def update_trigger(
     trigger_id: uuid.UUID, body: TriggerPatch, user: CurrentUser, conn: Db, state: State
-) -> TriggerCreated:
+) -> Response:
     """Change some of a trigger's settings; `conditions` or `actions`, when given, replace
     the whole list (as in PUT)."""
     changes = body.model_dump(exclude_unset=True)
@@ -391,26 +459,26 @@ async def _replace(
     user_id: str,
     trigger_id: uuid.UUID,
     make: Callable[[TriggerOut], TriggerIn],
-) -> TriggerCreated:
+) -> Response:
     async with conn.transaction():
         locked = await (await conn.execute(
             QUERIES["lock_own_trigger"], {"trigger_id": trigger_id, "user_id": user_id}
         )).fetchone()  # fmt: skip
         if locked is None:
             raise not_found("trigger")
-        current = await _read(conn, trigger_id, user_id)
+        current = await _read(conn, state.secret_box, trigger_id, user_id)
         trigger: TriggerIn = make(current)
         check_trigger(trigger)
         await conn.execute(
             QUERIES["update_trigger"],
             {"trigger_id": trigger_id, "user_id": user_id, **_settings(trigger)},
         )
-        await _write_rules(conn, trigger_id, trigger)
+        await _write_rules(conn, state.secret_box, trigger_id, trigger)
         secret = await _secret_if_needed(
             conn, state, trigger_id, trigger, has_secret=current.has_webhook_secret
         )
-    updated = await _read(conn, trigger_id, user_id)
-    return TriggerCreated(**updated.model_dump(), webhook_secret=secret)
+        updated = await _read(conn, state.secret_box, trigger_id, user_id)
+        return _rendered(TriggerCreated(**updated.model_dump(), webhook_secret=secret))
 
 
 @router.delete("/{trigger_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -424,33 +492,40 @@ async def delete_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> 
 
 
 async def _switch(
-    conn: Db, user_id: str, trigger_id: uuid.UUID, query: str, **values: Any
-) -> TriggerOut:
-    cursor = await conn.execute(
-        QUERIES[query], {"trigger_id": trigger_id, "user_id": user_id, **values}
-    )
-    if await cursor.fetchone() is None:
-        raise not_found("trigger")
-    return await _read(conn, trigger_id, user_id)
+    conn: Db, state: State, user_id: str, trigger_id: uuid.UUID, query: str, **values: Any
+) -> Response:
+    async with conn.transaction():
+        cursor = await conn.execute(
+            QUERIES[query], {"trigger_id": trigger_id, "user_id": user_id, **values}
+        )
+        if await cursor.fetchone() is None:
+            raise not_found("trigger")
+        return _rendered(await _read(conn, state.secret_box, trigger_id, user_id))
 
 
-@router.post("/{trigger_id}/enable")
-async def enable_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> TriggerOut:
+@router.post("/{trigger_id}/enable", response_model=TriggerOut)
+async def enable_trigger(
+    trigger_id: uuid.UUID, user: CurrentUser, conn: Db, state: State
+) -> Response:
     """Turn the trigger on (and close its circuit breaker if it had opened)."""
-    return await _switch(conn, user.id, trigger_id, "set_enabled", enabled=True)
+    return await _switch(conn, state, user.id, trigger_id, "set_enabled", enabled=True)
 
 
-@router.post("/{trigger_id}/disable")
-async def disable_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> TriggerOut:
+@router.post("/{trigger_id}/disable", response_model=TriggerOut)
+async def disable_trigger(
+    trigger_id: uuid.UUID, user: CurrentUser, conn: Db, state: State
+) -> Response:
     """Turn the trigger off; jobs already queued are still delivered."""
-    return await _switch(conn, user.id, trigger_id, "set_enabled", enabled=False)
+    return await _switch(conn, state, user.id, trigger_id, "set_enabled", enabled=False)
 
 
-@router.post("/{trigger_id}/circuit-breaker/reset")
-async def reset_circuit_breaker(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> TriggerOut:
+@router.post("/{trigger_id}/circuit-breaker/reset", response_model=TriggerOut)
+async def reset_circuit_breaker(
+    trigger_id: uuid.UUID, user: CurrentUser, conn: Db, state: State
+) -> Response:
     """Forget the failed deliveries and close the breaker; the trigger fires again if it
     is enabled."""
-    return await _switch(conn, user.id, trigger_id, "reset_circuit_breaker")
+    return await _switch(conn, state, user.id, trigger_id, "reset_circuit_breaker")
 
 
 @router.post("/{trigger_id}/webhook-secret")
@@ -471,11 +546,11 @@ async def rotate_secret(
 
 @router.post("/{trigger_id}/test")
 async def test_trigger(
-    trigger_id: uuid.UUID, body: BacktestIn, user: CurrentUser, conn: Db
+    trigger_id: uuid.UUID, body: BacktestIn, user: CurrentUser, conn: Db, state: State
 ) -> BacktestOut:
     """What the trigger would have fired for stored events in a block or time range
     (a backtest from empty state; nothing is written or sent)."""
-    await _read(conn, trigger_id, user.id)  # 404 unless it is the user's
+    await _read(conn, state.secret_box, trigger_id, user.id)  # 404 unless it is the user's
     result = await backtest(conn, str(trigger_id), from_block=body.from_block,
                             to_block=body.to_block, from_time=body.from_time,
                             to_time=body.to_time, limit=body.limit)  # fmt: skip

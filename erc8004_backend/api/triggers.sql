@@ -30,8 +30,9 @@ INSERT INTO trigger_conditions (trigger_id, position, condition_type, field, ope
 VALUES (%(trigger_id)s, %(position)s, %(condition_type)s, %(field)s, %(operator)s, %(value)s,
         %(config)s)
 
--- action_ids --
-SELECT id FROM trigger_actions WHERE trigger_id = %(trigger_id)s
+-- action_configs --
+-- The trigger's actions as stored: a replacement keeps the credentials their masks name.
+SELECT id, config FROM trigger_actions WHERE trigger_id = %(trigger_id)s
 
 -- delete_actions_except --
 -- Actions a replacement no longer lists; their queued jobs go with them.
@@ -39,8 +40,9 @@ DELETE FROM trigger_actions
 WHERE trigger_id = %(trigger_id)s AND NOT (id = ANY(%(keep)s::uuid[]))
 
 -- insert_action --
-INSERT INTO trigger_actions (trigger_id, position, action_type, priority, config)
-VALUES (%(trigger_id)s, %(position)s, %(action_type)s, %(priority)s, %(config)s)
+-- With the id the API chose: the action's credentials are encrypted naming it.
+INSERT INTO trigger_actions (id, trigger_id, position, action_type, priority, config)
+VALUES (%(action_id)s, %(trigger_id)s, %(position)s, %(action_type)s, %(priority)s, %(config)s)
 
 -- update_action --
 UPDATE trigger_actions

@@ -41,7 +41,10 @@ STATEFUL_CONDITION_TYPES = ("ema_threshold", "rate_limit")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 _HEX = re.compile(r"^0x(?:[0-9a-fA-F]{2})*$")
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+# At most 9 digits: Python refuses to read an int of more than 4,300, and no window needs 9.
+_DURATION = re.compile(r"^\s*([0-9]{1,9})\s*(s|m|h|d)\s*$")
+# A window keeps the time of every event in it (trigger_state): a year is plenty.
+MAX_WINDOW_SECONDS = 366 * 86400
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 SCOPES = ("agent", "trigger", "client", "validator")
 
@@ -251,8 +254,12 @@ def _window(value: Any, problem: Any) -> int:
         raise problem('rate_limit needs config.time_window, e.g. "1h" or "15m"')
     match = _DURATION.match(str(value))
     if not match or int(match.group(1)) == 0:
-        raise problem(f'time_window {value!r} is not a duration like "30s", "15m", "1h" or "1d"')
-    return int(match.group(1)) * _SECONDS[match.group(2)]
+        shown = repr(value) if len(str(value)) <= 40 else repr(str(value)[:40]) + "..."
+        raise problem(f'time_window {shown} is not a duration like "30s", "15m", "1h" or "1d"')
+    seconds = int(match.group(1)) * _SECONDS[match.group(2)]
+    if seconds > MAX_WINDOW_SECONDS:
+        raise problem("time_window may be at most 366 days")
+    return seconds
 
 
 # -- evaluating -----------------------------------------------------------------------------

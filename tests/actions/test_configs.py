@@ -207,13 +207,29 @@ def test_rest_refuses_headers_the_worker_sets(name: str) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("name", "value"), [("Bad Name", "x"), ("X-A:b", "x"), ("", "x"), ("X-Split", "a\r\nB: c")]
-)
-def test_rest_refuses_malformed_headers(name: str, value: str) -> None:
-    assert refusal("rest", {"url": REST_URL, "headers": {name: value}}) == (
-        f"rest action: headers: header {name!r} is not a valid header"
+@pytest.mark.parametrize("name", ["Bad Name", "X-A:b", "", "X\x01", "X\x7f", "X\tY"])
+def test_rest_refuses_malformed_header_names(name: str) -> None:
+    assert refusal("rest", {"url": REST_URL, "headers": {name: "x"}}) == (
+        f"rest action: headers: header {name!r} is not a valid header name"
     )
+
+
+@pytest.mark.parametrize(
+    "value", ["a\r\nB: c", "a\nb", "nul\x00", "bell\x07", "esc\x1b[0m", "del\x7f"]
+)
+def test_rest_refuses_header_values_with_control_characters(value: str) -> None:
+    # aiohttp refuses to send any of them: accepted, they would never be delivered.
+    assert refusal("rest", {"url": REST_URL, "headers": {"X-Note": value}}) == (
+        "rest action: headers: the value of header 'X-Note' has a control character"
+        " (tab is the only one allowed)"
+    )
+
+
+def test_rest_header_values_may_hold_tabs_and_any_printable_text() -> None:
+    headers = {"X-Note": "a\tb", "X-Name": "Zoë ✓", "X-Blank": ""}
+    config = parse_action_config("rest", {"url": REST_URL, "headers": headers})
+    assert isinstance(config, RestConfig)
+    assert config.headers == headers
 
 
 @pytest.mark.parametrize(
@@ -318,3 +334,11 @@ def test_rendered_templates_are_valid_json_whatever_the_values(value: str, other
         "list": [value + other, 1],
         "raw": f'"{other}"',
     }
+
+
+def test_rest_refuses_an_authorization_header_with_credentials_in_the_url() -> None:
+    config = {"url": "https://user:pass@api.example.com/", "headers": {"authorization": "x"}}
+    assert refusal("rest", config) == (
+        "rest action: headers: header 'authorization' cannot be sent with a URL that has a"
+        " user name or password"
+    )

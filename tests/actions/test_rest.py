@@ -171,6 +171,31 @@ def test_a_configured_content_type_is_kept() -> None:
     assert headers["X-Team"] == "ops"
 
 
+def nested(depth: int) -> Any:
+    """A JSON value `depth` containers deep, a template at the bottom."""
+    value: Any = "{{agent_id}}"
+    for level in range(depth):
+        value = {"a": value} if level % 2 else [value]
+    return value
+
+
+def test_every_body_template_accepted_can_be_delivered() -> None:
+    # The encoder (orjson) refuses values nested more than 254 deep: a template it cannot
+    # encode would be stored, then fail every attempt.
+    depth = 1
+    while True:
+        try:
+            config = rest_config(url="https://example.com/", body_template=nested(depth))
+        except ActionConfigError as error:
+            message = str(error)
+            break
+        _, _, body = webhook_request(config, job(), secret=SECRET, timestamp=TIMESTAMP)
+        assert "42" in body.decode()
+        depth += 1
+    assert 8 < depth < 254
+    assert "body_template: nested more than" in message
+
+
 def test_a_get_has_no_body_and_no_content_type() -> None:
     config = rest_config(
         method="get",

@@ -139,7 +139,7 @@ async def test_one_event_by_id(api: ApiClient, alice: Account, events: list[int]
     missing = await api.get(f"/events/{max(events) + 1000}", headers=alice.headers)
     assert missing.status_code == 404
     assert missing.json()["error"]["message"] == "event not found"
-    for bad in ("0", "abc", str(2**63)):
+    for bad in ("0", "abc", str(2**63), f"{events[0]}.0", f"+{events[0]}"):
         response = await api.get(f"/events/{bad}", headers=alice.headers)
         assert response.status_code == 422, bad
         assert response.json()["error"]["details"][0]["field"] == "event_id"
@@ -318,6 +318,12 @@ BAD_EVENT_QUERIES: list[tuple[dict[str, Any], str]] = [
     ({"from_time": "yesterday"}, "from_time"),
     ({"to_time": "2026-13-01T00:00:00Z"}, "to_time"),
     ({"from_time": "2026-03-02T12:00:01Z", "to_time": "2026-03-02T12:00:00Z"}, "from_time"),
+    # No loose coercions: a number is not a time, nor 2.0 or +1 a whole number.
+    ({"to_time": "0.5"}, "to_time"),
+    ({"from_time": "1700000000"}, "from_time"),
+    ({"chain_id": "1.0"}, "chain_id"),
+    ({"limit": "+5"}, "limit"),
+    ({"chain_id": A, "from_block": "1_000"}, "from_block"),
 ]  # fmt: skip
 
 
@@ -544,6 +550,7 @@ async def test_another_users_action_result_is_not_found(
         ({"limit": 0}, "limit"),
         ({"cursor": "nope"}, "cursor"),
         ({"from_time": "2026-03-02T12:00:01Z", "to_time": "2026-03-02T12:00:00Z"}, "from_time"),
+        ({"to_time": "0.5"}, "to_time"),
     ],
 )
 async def test_bad_action_result_queries_name_the_parameter(
@@ -555,3 +562,7 @@ async def test_bad_action_result_queries_name_the_parameter(
     bad_id = await api.get("/action-results/zero", headers=alice.headers)
     assert bad_id.status_code == 422
     assert bad_id.json()["error"]["details"][0]["field"] == "result_id"
+    for loose in ("1.0", "+1"):
+        bad_id = await api.get(f"/action-results/{loose}", headers=alice.headers)
+        assert bad_id.status_code == 422
+        assert bad_id.json()["error"]["details"][0]["field"] == "result_id"

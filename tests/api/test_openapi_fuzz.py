@@ -66,15 +66,64 @@ schema = schemathesis.openapi.from_dict(
 )
 
 
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance]  # fmt: skip
+
+
 @schema.parametrize()
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.filter_too_much])  # fmt: skip
 def test_the_whole_api_against_its_schema(case: Any, live_api: LiveApi) -> None:
     base, headers = live_api
-    case.call_and_validate(
-        base_url=base,
-        headers=headers,
-        checks=[not_a_server_error, status_code_conformance, content_type_conformance,
-                response_schema_conformance],
-    )  # fmt: skip
+    case.call_and_validate(base_url=base, headers=headers, checks=CHECKS)
+
+
+# -- explicit examples: what the fuzzer is unlikely to find by itself ----------------------------
+
+
+def nested(depth: int) -> str:
+    """JSON text of an object `depth` levels deep (written out: Python's own encoder stops
+    near 1,000 levels)."""
+    return '{"a":' * depth + '"{{agent_id}}"' + "}" * depth
+
+
+def trigger(*, condition_config: str = "{}", body_template: str = "null",
+            time_window: str = "1h") -> bytes:  # fmt: skip
+    return (
+        '{"name":"explicit","chain_id":1,"registry":"reputation","is_stateful":true,'
+        '"conditions":[{"condition_type":"rate_limit","field":"feedback_count","operator":">",'
+        f'"value":"1","config":{{"time_window":"{time_window}","x":{condition_config}}}}}],'
+        '"actions":[{"action_type":"rest","config":{"url":"https://hooks.example.com/",'
+        f'"body_template":{body_template}}}}}]}}'
+    ).encode()
+
+
+SOME_TRIGGER = {"trigger_id": "00000000-0000-4000-8000-000000000000"}
+EXPLICIT: dict[str, tuple[str, str, dict[str, str], bytes]] = {
+    "1,000-level body_template": (
+        "/api/v1/triggers", "POST", {}, trigger(body_template=nested(1000))),
+    "1,000-level condition config": (
+        "/api/v1/triggers", "POST", {}, trigger(condition_config=nested(1000))),
+    "300-level body_template": ("/api/v1/triggers", "POST", {}, trigger(body_template=nested(300))),
+    "300-level condition config, replacing": (
+        "/api/v1/triggers/{trigger_id}", "PUT", SOME_TRIGGER, trigger(condition_config=nested(300))),
+    "1,000-level actions, patching": (
+        "/api/v1/triggers/{trigger_id}", "PATCH", SOME_TRIGGER,
+        b'{"actions":[{"action_type":"rest","config":{"url":"https://hooks.example.com/",'
+        b'"body_template":' + nested(1000).encode() + b"}}]}"),
+    "a time_window of 5,000 digits": (
+        "/api/v1/triggers", "POST", {}, trigger(time_window="9" * 5000 + "m")),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", EXPLICIT)
+def test_explicit_examples(name: str, live_api: LiveApi) -> None:
+    base, headers = live_api
+    path, method, path_parameters, body = EXPLICIT[name]
+    case = schema[path][method].Case(
+        path_parameters=path_parameters, body=body, media_type="application/json"
+    )
+    response = case.call_and_validate(base_url=base, headers=headers, checks=CHECKS)
+    assert response.status_code == 422, response.text[:300]
+    assert httpx.get(f"{base}/api/v1/triggers", headers=headers).status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 
 from erc8004_backend.api.app import Pool, create_app
 from tests.api.conftest import Account, ApiClient, api_settings, make_account
@@ -108,3 +109,21 @@ async def test_errors_share_one_shape_and_never_show_internals(
     )
     assert malformed.status_code == 422
     assert "JSON" in malformed.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/triggers", "GET, POST"),
+        ("/triggers/00000000-0000-4000-8000-000000000000", "DELETE, GET, PATCH, PUT"),
+        ("/health", "GET"),
+    ],
+)
+async def test_a_method_a_path_does_not_have_is_405_with_every_method_it_has(
+    api: ApiClient, alice: Account, path: str, allowed: str
+) -> None:
+    for method in ("OPTIONS", "TRACE"):
+        response = await api.request(method, path, headers=alice.headers)
+        assert response.status_code == 405, response.text
+        assert response.headers["allow"] == allowed
+        assert response.json()["error"]["code"] == "method_not_allowed"

@@ -4,16 +4,27 @@ backtests."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
+from structlog.testing import capture_logs
 
-from erc8004_backend.actions.rest import signature
-from tests.api.conftest import Account, ApiClient
+from erc8004_backend.actions.rest import masked, open_credentials, signature
+from erc8004_backend.api.app import Pool, create_app
+from erc8004_backend.encryption import SecretBox
+from tests.actions.test_worker import running_worker, settings_for, wait_until
+from tests.api.conftest import Account, ApiClient, api_settings
+from tests.support.asgi import serve_asgi
+from tests.support.delivery_targets import WebhookSink
+from tests.support.jobs import queue_jobs
 from tests.triggers.test_examples_end_to_end import example_triggers
 
 EXAMPLES = example_triggers()
@@ -44,14 +55,21 @@ def stored_shape(trigger: dict[str, Any]) -> dict[str, Any]:
 
 
 def request_shape(body: dict[str, Any]) -> dict[str, Any]:
-    """A request body with the defaults the server fills in."""
+    """A request body with the defaults the server fills in, header values masked as the
+    server shows them."""
+
+    def shown(config: dict[str, Any]) -> dict[str, Any]:
+        if "headers" not in config:
+            return config
+        return {**config, "headers": {k: masked(v) for k, v in config["headers"].items()}}
+
     return {
         "name": body["name"],
         "chain_id": body["chain_id"],
         "registry": body["registry"],
         "is_stateful": body.get("is_stateful", False),
         "conditions": [{"config": {}, **c} for c in body["conditions"]],
-        "actions": [{"config": {}, **a} for a in body["actions"]],
+        "actions": [{**a, "config": shown(a.get("config", {}))} for a in body["actions"]],
     }
 
 
@@ -80,15 +98,17 @@ async def test_each_example_is_stored_exactly_and_read_back_in_its_shape(
             " ORDER BY position"
         ).fetchall()
         actions = conn.execute(
-            "SELECT action_type, priority, config FROM trigger_actions ORDER BY position"
+            "SELECT action_type, priority, config, id::text FROM trigger_actions ORDER BY position"
         ).fetchall()
     assert [list(row) for row in conditions] == [
         [c["condition_type"], c["field"], c["operator"], c["value"], c.get("config", {})]
         for c in body["conditions"]
     ]
-    assert [list(row) for row in actions] == [
-        [a["action_type"], a["priority"], a["config"]] for a in body["actions"]
-    ]
+    box = SecretBox.from_spec(api_settings(migrated_url).token_keys)
+    assert [
+        [kind, priority, open_credentials(config, box, action_id)]
+        for kind, priority, config, action_id in actions
+    ] == [[a["action_type"], a["priority"], a["config"]] for a in body["actions"]]
     has_rest = any(a["action_type"] == "rest" for a in body["actions"])
     assert (created.json()["webhook_secret"] is not None) == has_rest
     assert created.json()["has_webhook_secret"] == has_rest
@@ -349,8 +369,306 @@ async def test_text_postgresql_cannot_store_is_refused_with_nothing_written(
     api: ApiClient, alice: Account, migrated_url: str
 ) -> None:
     body = copy.deepcopy(EXAMPLES[2])
-    body["actions"][1]["config"]["headers"]["X-Note"] = "nul\u0000here"
+    body["actions"][1]["config"]["body_template"]["note"] = "nul\u0000here"
     response = await api.post("/triggers", json=body, headers=alice.headers)
     assert response.status_code == 422
     assert "cannot be stored" in response.json()["error"]["message"]
     assert row_counts(migrated_url) == (0, 0, 0)
+
+
+LOOSE = {
+    "chain_id true": ({**SIMPLE, "chain_id": True}, "chain_id"),
+    "chain_id as text": ({**SIMPLE, "chain_id": "84532"}, "chain_id"),
+    "chain_id 1.0": ({**SIMPLE, "chain_id": 84532.0}, "chain_id"),
+    "enabled 0": ({**SIMPLE, "enabled": 0}, "enabled"),
+    "is_stateful 'false'": ({**SIMPLE, "is_stateful": "false"}, "is_stateful"),
+    "priority true": (
+        {**SIMPLE, "actions": [{**WEBHOOK, "priority": True}]},
+        "actions[0].priority",
+    ),
+    "timeout_ms as text": (
+        {**SIMPLE, "actions": [{**WEBHOOK, "config": {**WEBHOOK["config"], "timeout_ms": "5000"}}]},
+        "actions[0].config",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", LOOSE, ids=list(LOOSE))
+async def test_booleans_and_integers_are_not_coerced(
+    api: ApiClient, alice: Account, migrated_url: str, case: str
+) -> None:
+    body, field = LOOSE[case]
+    response = await api.post("/triggers", json=body, headers=alice.headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["field"] == field
+    assert row_counts(migrated_url) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [({"enabled": "0"}, "enabled"), ({"enabled": "yes"}, "enabled"), ({"limit": "2.0"}, "limit"),
+     ({"chain_id": "+1"}, "chain_id")],
+)  # fmt: skip
+async def test_trigger_list_parameters_are_strict(
+    api: ApiClient, alice: Account, query: dict[str, str], field: str
+) -> None:
+    response = await api.get("/triggers", params=query, headers=alice.headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"to_time": 0.5}, "to_time"), ({"from_time": "0.5"}, "from_time"),
+     ({"from_block": True}, "from_block"), ({"limit": 10.0}, "limit")],
+)  # fmt: skip
+async def test_backtest_bodies_are_strict(
+    api: ApiClient, alice: Account, body: dict[str, Any], field: str
+) -> None:
+    trigger = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()["id"]
+    response = await api.post(f"/triggers/{trigger}/test", json=body, headers=alice.headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["field"] == field
+
+
+def nested(depth: int) -> Any:
+    value: Any = "{{agent_id}}"
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def with_condition_config(config: dict[str, Any]) -> dict[str, Any]:
+    return {**SIMPLE, "conditions": [{**CONDITION, "config": config}]}
+
+
+def with_webhook_config(**config: Any) -> dict[str, Any]:
+    return {**SIMPLE, "actions": [{**WEBHOOK, "config": {**WEBHOOK["config"], **config}}]}
+
+
+# Past pydantic's serializer (255 levels), short of the JSON parser's recursion limit.
+TOO_DEEP = {
+    "a condition's config": (with_condition_config({"x": nested(300)}), "conditions[0].config",
+                             "x: nested more than"),
+    "a body_template": (with_webhook_config(body_template=nested(300)), "actions[0].config",
+                        "body_template: nested more than"),
+    "a body_template deeper than stored JSON may be": (
+        with_webhook_config(body_template=nested(40)), "actions[0].config",
+        "body_template: nested more than"),
+    "a large condition config": (with_condition_config({"x": ["x" * 1000] * 100}),
+                                 "conditions[0].config", "larger than"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", TOO_DEEP, ids=list(TOO_DEEP))
+async def test_json_nested_too_deep_or_too_large_is_refused_with_nothing_written(
+    api: ApiClient, alice: Account, migrated_url: str, case: str
+) -> None:
+    body, field, message = TOO_DEEP[case]
+    response = await api.post("/triggers", json=body, headers=alice.headers)
+    assert response.status_code == 422, response.text[:300]
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == field
+    assert message in detail["message"]
+    assert row_counts(migrated_url) == (0, 0, 0)
+    assert (await api.get("/triggers", headers=alice.headers)).status_code == 200
+    created = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()
+    replaced = await api.put(f"/triggers/{created['id']}", json=body, headers=alice.headers)
+    assert replaced.status_code == 422
+    assert (await api.get(f"/triggers/{created['id']}", headers=alice.headers)).json() == {
+        key: value for key, value in created.items() if key != "webhook_secret"
+    }
+
+
+async def test_json_too_deep_to_parse_is_refused_too(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    depth = 100_000  # past the recursion limit of the JSON parsers, client's and server's
+    body = json.dumps(with_webhook_config(body_template="DEEP")).replace(
+        '"DEEP"', '{"a":' * depth + '"x"' + "}" * depth
+    )
+    headers = {**alice.headers, "Content-Type": "application/json"}
+    response = await api.post("/triggers", content=body, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == "request body: JSON nested too deeply to be read"
+    assert row_counts(migrated_url) == (0, 0, 0)
+
+
+async def test_a_response_that_cannot_be_built_leaves_nothing_changed(
+    migrated_url: str, pool: Pool, alice: Account
+) -> None:
+    """A row written before the API bounded nesting: a change whose response cannot be
+    serialized is a 500 and is rolled back, not committed."""
+    app = create_app(api_settings(migrated_url), pool=pool)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t/api/v1") as client:
+        body = {**SIMPLE, "enabled": False}
+        trigger = (await client.post("/triggers", json=body, headers=alice.headers)).json()["id"]
+        with psycopg.connect(migrated_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE trigger_conditions SET config = %s WHERE trigger_id = %s",
+                [Jsonb({"x": nested(300)}), trigger],
+            )
+        enabled = await client.post(f"/triggers/{trigger}/enable", headers=alice.headers)
+        assert enabled.status_code == 500
+        with psycopg.connect(migrated_url) as conn:
+            row = conn.execute("SELECT enabled FROM triggers WHERE id = %s", [trigger]).fetchone()
+        assert row == (False,)
+
+
+RATE_LIMIT: dict[str, Any] = {
+    "condition_type": "rate_limit", "field": "feedback_count", "operator": ">", "value": "10",
+}  # fmt: skip
+UNDELIVERABLE = {
+    "a time_window of 5,000 digits": (
+        {**SIMPLE, "is_stateful": True,
+         "conditions": [{**RATE_LIMIT, "config": {"time_window": "9" * 5000 + "m"}}]},
+        "conditions[0]", "is not a duration"),
+    "a header value with a control character": (
+        with_webhook_config(headers={"X-Note": "bell\x07"}), "actions[0].config",
+        "the value of header 'X-Note' has a control character"),
+    "a body_template past the encoder's limit": (
+        with_webhook_config(body_template=nested(260)), "actions[0].config",
+        "body_template: nested more than"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", UNDELIVERABLE, ids=list(UNDELIVERABLE))
+async def test_what_could_never_run_or_be_delivered_is_refused_naming_the_field(
+    api: ApiClient, alice: Account, migrated_url: str, case: str
+) -> None:
+    body, field, message = UNDELIVERABLE[case]
+    response = await api.post("/triggers", json=body, headers=alice.headers)
+    assert response.status_code == 422, response.text[:300]
+    [detail] = response.json()["error"]["details"]
+    assert (detail["field"], message in detail["message"]) == (field, True), detail
+    assert row_counts(migrated_url) == (0, 0, 0)
+
+
+# -- credentials in webhooks -------------------------------------------------------------
+
+TOKEN = "Bearer sk-live-0123456789abcdef"
+PASSWORD = "correct-horse-battery"
+
+
+def credentials_trigger(base_url: str) -> dict[str, Any]:
+    """A webhook to `base_url` with a header token and a password in its URL."""
+    host = base_url.removeprefix("http://")
+    config = {"url": f"http://hooks:{PASSWORD}@{host}/hook/{{{{agent_id}}}}",
+              "headers": {"X-Api-Key": TOKEN, "X-Short": "tiny"},
+              "body_template": {"agent": "{{agent_id}}"}}  # fmt: skip
+    return {**SIMPLE, "actions": [{**WEBHOOK, "config": config}]}
+
+
+def stored_actions(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT config::text FROM trigger_actions").fetchall()
+    return "\n".join(row[0] for row in rows)
+
+
+async def test_webhook_credentials_are_encrypted_masked_kept_and_delivered(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    with capture_logs() as logs:
+        async with serve_asgi(sink := WebhookSink(secret="")) as base_url:
+            host = base_url.removeprefix("http://")
+            created = await api.post(
+                "/triggers", json=credentials_trigger(base_url), headers=alice.headers
+            )
+            assert created.status_code == 201, created.text
+            trigger = created.json()
+            sink.secret = trigger["webhook_secret"]
+            masked = {"url": f"http://hooks:********tery@{host}/hook/{{{{agent_id}}}}",
+                      "headers": {"X-Api-Key": "********cdef", "X-Short": "********"},
+                      "body_template": {"agent": "{{agent_id}}"}}  # fmt: skip
+            assert trigger["actions"][0]["config"] == masked
+            stored = stored_actions(migrated_url)
+            assert TOKEN not in stored
+            assert PASSWORD not in stored
+            assert "tiny" not in stored
+            read = (await api.get(f"/triggers/{trigger['id']}", headers=alice.headers)).json()
+            assert read["actions"] == trigger["actions"]
+
+            # The masks sent back (PUT of what GET showed, PATCH of other settings) keep
+            # the stored values.
+            again = {key: read[key] for key in ("name", "chain_id", "registry", "conditions")}
+            again["conditions"] = [{k: v for k, v in c.items() if k != "id"}
+                                   for c in again["conditions"]]  # fmt: skip
+            replaced = await api.put(f"/triggers/{trigger['id']}",
+                                     json={**again, "actions": read["actions"]},
+                                     headers=alice.headers)  # fmt: skip
+            assert replaced.status_code == 200, replaced.text
+            patched = await api.patch(f"/triggers/{trigger['id']}", json={"name": "renamed"},
+                                      headers=alice.headers)  # fmt: skip
+            assert patched.status_code == 200, patched.text
+            assert patched.json()["actions"] == trigger["actions"]
+            assert TOKEN not in stored_actions(migrated_url)
+
+            async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+                await queue_jobs(conn, trigger["id"], trigger["actions"][0]["id"], 1)
+                async with running_worker(settings_for(migrated_url)):
+                    await wait_until(lambda: len(sink.processed) == 1)
+    [request] = sink.received
+    assert request.signature_ok
+    assert request.path == "/hook/42"
+    assert request.headers["x-api-key"] == TOKEN
+    assert request.headers["x-short"] == "tiny"
+    basic = base64.b64encode(f"hooks:{PASSWORD}".encode()).decode()
+    assert request.headers["authorization"] == f"Basic {basic}"
+    assert TOKEN not in str(logs)
+    assert PASSWORD not in str(logs)
+
+
+MASKED_BUT_UNKNOWN: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "a masked header on a new action": (
+        lambda body: body["actions"][0]["config"]["headers"].update({"X-Api-Key": "********cdef"}),
+        "header 'X-Api-Key'",
+    ),
+    "a masked URL password on a new action": (
+        lambda body: body["actions"][0]["config"].update(
+            url="https://hooks:********tery@hooks.example.com/", headers={}
+        ),
+        "url",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MASKED_BUT_UNKNOWN, ids=list(MASKED_BUT_UNKNOWN))
+async def test_a_mask_that_stands_for_no_stored_value_is_refused(
+    api: ApiClient, alice: Account, migrated_url: str, case: str
+) -> None:
+    edit, message = MASKED_BUT_UNKNOWN[case]
+    body = credentials_trigger("http://hooks.example.com")
+    edit(body)
+    response = await api.post("/triggers", json=body, headers=alice.headers)
+    assert response.status_code == 422, response.text
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == "actions[0].config"
+    assert message in detail["message"]
+    assert "is masked" in detail["message"]
+    assert row_counts(migrated_url) == (0, 0, 0)
+
+
+async def test_plain_text_credentials_of_older_rows_are_masked_then_encrypted_when_written(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    """Rows written before header values were encrypted (a migration cannot encrypt: the
+    key is in the environment) keep working, are masked, and are encrypted when next
+    written."""
+    trigger = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()
+    legacy = credentials_trigger("http://hooks.example.com")["actions"][0]["config"]
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute("UPDATE trigger_actions SET config = %s", [Jsonb(legacy)])
+    assert TOKEN in stored_actions(migrated_url)
+    shown = (await api.get(f"/triggers/{trigger['id']}", headers=alice.headers)).json()
+    config = shown["actions"][0]["config"]
+    assert config["headers"] == {"X-Api-Key": "********cdef", "X-Short": "********"}
+    assert config["url"] == "http://hooks:********tery@hooks.example.com/hook/{{agent_id}}"
+    patched = await api.patch(
+        f"/triggers/{trigger['id']}", json={"description": "now sealed"}, headers=alice.headers
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["actions"] == shown["actions"]
+    stored = stored_actions(migrated_url)
+    assert TOKEN not in stored
+    assert PASSWORD not in stored

@@ -137,6 +137,11 @@ def test_null_handling() -> None:
           "config": {"time_window": "1 week"}}, "is not a duration"),
         ({"condition_type": "rate_limit", "field": "feedback_count", "operator": ">", "value": "10",
           "config": {"time_window": "1h", "scope": "galaxy"}}, "unknown scope 'galaxy'"),
+        # More digits than Python turns into an int (4,300): refused, not a ValueError.
+        ({"condition_type": "rate_limit", "field": "feedback_count", "operator": ">", "value": "10",
+          "config": {"time_window": "9" * 5000 + "s"}}, "is not a duration"),
+        ({"condition_type": "rate_limit", "field": "feedback_count", "operator": ">", "value": "10",
+          "config": {"time_window": "367d"}}, "time_window may be at most 366 days"),
     ],
 )  # fmt: skip
 def test_invalid_conditions_name_the_condition_and_the_problem(
@@ -145,6 +150,7 @@ def test_invalid_conditions_name_the_condition_and_the_problem(
     with pytest.raises(ConditionError) as caught:
         parse_conditions([row])
     assert message in str(caught.value)
+    assert len(str(caught.value)) < 300  # names the value, does not repeat all of it
 
 
 def test_positions_count_from_one_and_stateful_conditions_are_separated() -> None:
