@@ -52,7 +52,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from erc8004_backend.api.dependencies import CurrentUser, Db, State, User
+from erc8004_backend.api.dependencies import DIGITS_ONLY, CurrentUser, Db, State, User
 from erc8004_backend.api.errors import ApiError
 from erc8004_backend.chain.signatures import (
     SignatureError,
@@ -131,7 +131,9 @@ def _sendable_token(value: str) -> str:
 
 
 ChainId = Annotated[
-    int, Path(gt=0, le=BIGINT_MAX, description="The chain's EIP-155 id.", examples=[8453])
+    int,
+    Path(gt=0, le=BIGINT_MAX, description="The chain's EIP-155 id.", examples=[8453]),
+    DIGITS_ONLY,
 ]
 AgentId = Annotated[
     str,

@@ -570,6 +570,8 @@ async def test_an_operator_deletes_without_a_signature(
         (token_path(chain_id=-1), "chain_id"),
         (token_path(chain_id="base"), "chain_id"),
         (token_path(chain_id=2**63), "chain_id"),
+        (token_path(chain_id="84532.0"), "chain_id"),
+        (token_path(chain_id="+84532"), "chain_id"),
         (token_path("abc"), "agent_id"),
         (token_path("-1"), "agent_id"),
         (token_path("007"), "agent_id"),
