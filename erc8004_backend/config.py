@@ -175,16 +175,20 @@ class Settings(BaseSettings):
 
     @property
     def uses_development_key(self) -> bool:
-        """Whether ERC8004_TOKEN_KEYS holds the public development key, under any id: what
-        it encrypts (or once encrypted) anyone can decrypt."""
-        for item in self.token_keys.split(","):
-            try:
-                key = base64.b64decode(item.partition(":")[2].strip(), validate=True)
-            except binascii.Error:
-                continue  # SecretBox.from_spec says what is wrong with it
-            if key == DEVELOPMENT_KEY:
-                return True
-        return False
+        return holds_development_key(self.token_keys)
+
+
+def holds_development_key(token_keys: str) -> bool:
+    """Whether a ERC8004_TOKEN_KEYS value holds the public development key, under any id:
+    what it encrypts (or once encrypted) anyone can decrypt."""
+    for item in token_keys.split(","):
+        try:
+            key = base64.b64decode(item.partition(":")[2].strip(), validate=True)
+        except binascii.Error:
+            continue  # SecretBox.from_spec says what is wrong with it
+        if key == DEVELOPMENT_KEY:
+            return True
+    return False
 
 
 @lru_cache

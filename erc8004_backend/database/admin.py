@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from erc8004_backend.config import DEVELOPMENT_TOKEN_KEYS
+from erc8004_backend.config import holds_development_key
 from erc8004_backend.database.connection import connect, database_name, with_database
 from erc8004_backend.database.migrations import (
     MigrationSource,
@@ -234,12 +234,12 @@ def run_doctor(
     if source is not None:
         checks.append(_check_migrations(connection, source))
     checks.extend(_check_partitioning(connection))
-    if token_keys == DEVELOPMENT_TOKEN_KEYS:
+    if holds_development_key(token_keys):
         checks.append(
             Check(
                 "token key",
                 Level.WARN,
-                "MCP tokens use the documented development key",
+                "ERC8004_TOKEN_KEYS holds the documented development key",
                 "set ERC8004_TOKEN_KEYS to a key of your own before storing real tokens",
             )
         )
