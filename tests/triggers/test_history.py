@@ -227,7 +227,7 @@ def test_existing_triggers_fire_from_their_creation(database_url: str) -> None:
     second), so that what was mined while they existed but no processor had reached (one
     stopped for the upgrade) is still delivered; their updated_at is left alone."""
     source = load_source(MIGRATIONS)
-    version = 20250123000018
+    version = 20250123000017
     with connect(database_url) as conn:
         Migrator(conn, source).run(max(m.version for m in source.forward if m.version < version))
         conn.execute("INSERT INTO users (id, username, email, password_hash) VALUES"
