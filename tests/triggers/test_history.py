@@ -168,10 +168,10 @@ async def test_turning_a_trigger_on_starts_it_firing_from_then(
     path: str,
     body: dict[str, Any] | None,
 ) -> None:
-    created = await api.post("/triggers", json=ema_trigger(84532, 7), headers=alice.headers)
-    trigger = created.json()["id"]
     async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
         before = await database_now(conn)
+        created = await api.post("/triggers", json=ema_trigger(84532, 7), headers=alice.headers)
+        trigger = created.json()["id"]
         assert before <= await fires_from(conn, trigger) <= await database_now(conn)
         await conn.execute(OFF[off], [trigger])
         before = await database_now(conn)
