@@ -3,6 +3,9 @@
 The server is TEST_DATABASE_URL's, else the local one on 127.0.0.1:5432, else an embedded
 server started for the session in a temporary directory (so the suite runs on a machine
 with nothing installed).
+
+Markers: `devnet` (runs anvil), `subprocess` (runs our commands or another program) and
+`slow`; `scripts/test -m "not slow"` is the fast inner loop of pure and database tests.
 """
 
 from __future__ import annotations
@@ -40,6 +43,24 @@ structlog.configure(
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "database" / "migrations"
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+# A test using one of these fixtures runs anvil.
+DEVNET_FIXTURES = {"anvil_node", "devnet"}
+# Every test in these directories runs our commands (or the benchmarks) as processes.
+SUBPROCESS_DIRECTORIES = (ROOT / "tests" / "cli", ROOT / "tests" / "bench")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by them
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers implied by a test's fixtures and directory; `devnet` and `subprocess` tests
+    are `slow`, so that `-m "not slow"` runs the pure and database tests alone."""
+    for item in items:
+        if DEVNET_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.devnet)
+        if any(item.path.is_relative_to(directory) for directory in SUBPROCESS_DIRECTORIES):
+            item.add_marker(pytest.mark.subprocess)
+        if item.get_closest_marker("devnet") or item.get_closest_marker("subprocess"):
+            item.add_marker(pytest.mark.slow)
 
 
 def _reachable(url: str) -> bool:

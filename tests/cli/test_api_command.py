@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 
 from tests.cli.test_db_commands import erc8004
 from tests.conftest import ROOT
+from tests.support.waiting import eventually, free_port
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def test_the_api_serves_the_seed_users_and_reports_readiness(database_url: str) -> None:
+async def test_the_api_serves_the_seed_users_and_reports_readiness(database_url: str) -> None:
     assert erc8004("db", "migrate", "run", database_url=database_url).returncode == 0
     assert erc8004("db", "seed", database_url=database_url).returncode == 0
     port = free_port()
@@ -35,15 +27,16 @@ def test_the_api_serves_the_seed_users_and_reports_readiness(database_url: str) 
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/api/v1"
+
+    def healthy() -> bool:
+        assert server.poll() is None, server.communicate()
+        try:
+            return httpx.get(f"{base}/health").status_code == 200
+        except httpx.ConnectError:
+            return False
+
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.ConnectError:
-                time.sleep(0.05)
-        else:
-            raise AssertionError("the API did not start")
+        await eventually(healthy, 20, what="the API serving")
         assert httpx.get(f"{base}/ready").json()["status"] == "ready"
         login = httpx.post(f"{base}/auth/login",
                            json={"username": "alice", "password": "password123"})  # fmt: skip
