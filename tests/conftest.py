@@ -3,13 +3,17 @@
 The server is TEST_DATABASE_URL's, else the local one on 127.0.0.1:5432, else an embedded
 server started for the session in a temporary directory (so the suite runs on a machine
 with nothing installed).
+
+Markers: `devnet` (runs anvil), `subprocess` (runs our commands or another program) and
+`slow`; `scripts/test -m "not slow"` is the fast inner loop of pure and database tests.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -40,6 +44,24 @@ structlog.configure(
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "database" / "migrations"
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+# A test using one of these fixtures runs anvil.
+DEVNET_FIXTURES = {"anvil_node", "devnet"}
+# Every test in these directories runs our commands (or the benchmarks) as processes.
+SUBPROCESS_DIRECTORIES = (ROOT / "tests" / "cli", ROOT / "tests" / "bench")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by them
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers implied by a test's fixtures and directory; `devnet` and `subprocess` tests
+    are `slow`, so that `-m "not slow"` runs the pure and database tests alone."""
+    for item in items:
+        if DEVNET_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.devnet)
+        if any(item.path.is_relative_to(directory) for directory in SUBPROCESS_DIRECTORIES):
+            item.add_marker(pytest.mark.subprocess)
+        if item.get_closest_marker("devnet") or item.get_closest_marker("subprocess"):
+            item.add_marker(pytest.mark.slow)
 
 
 def _reachable(url: str) -> bool:
@@ -85,12 +107,53 @@ def drop_database(admin_url: str, url: str) -> None:
         )
 
 
+class Dropper:
+    """Drops the tests' databases in batches, on threads of their own. A drop waits for a
+    checkpoint (up to a second on a busy server, and the next CREATE DATABASE is slower after
+    one): drops at the same time share one, and no test waits for them."""
+
+    BATCH = 16
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self._threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="drop-database")
+        self._waiting: list[str] = []
+        self._drops: list[Future[None]] = []
+
+    def drop_later(self, url: str) -> None:
+        self._waiting.append(url)
+        if len(self._waiting) >= self.BATCH:
+            self._start_drops()
+
+    def finish(self) -> None:
+        """Every database dropped; a failed drop raises."""
+        self._start_drops()
+        self._threads.shutdown()
+        for drop in self._drops:
+            drop.result()
+
+    def _start_drops(self) -> None:
+        self._drops += [self._threads.submit(drop_database, self.admin_url, url)
+                        for url in self._waiting]  # fmt: skip
+        self._waiting.clear()
+
+
+@pytest.fixture(scope="session")
+def drop_later(admin_url: str) -> Iterator[Callable[[str], None]]:
+    """Drops a test's database soon after the test (see Dropper); all by the session's end."""
+    dropper = Dropper(admin_url)
+    try:
+        yield dropper.drop_later
+    finally:
+        dropper.finish()
+
+
 @pytest.fixture
-def database_url(admin_url: str) -> Iterator[str]:
+def database_url(admin_url: str, drop_later: Callable[[str], None]) -> Iterator[str]:
     """An empty database, dropped after the test."""
     url = create_database(admin_url)
     yield url
-    drop_database(admin_url, url)
+    drop_later(url)
 
 
 @pytest.fixture(scope="session")
@@ -105,11 +168,13 @@ def migrated_template(admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def migrated_url(admin_url: str, migrated_template: str) -> Iterator[str]:
+def migrated_url(
+    admin_url: str, migrated_template: str, drop_later: Callable[[str], None]
+) -> Iterator[str]:
     """A database with every migration applied."""
     url = create_database(admin_url, template=migrated_template)
     yield url
-    drop_database(admin_url, url)
+    drop_later(url)
 
 
 @pytest.fixture

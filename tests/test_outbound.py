@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import re
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +30,7 @@ from erc8004_backend.outbound import (
     refusal,
 )
 from tests.support.asgi import serve_asgi
+from tests.support.waiting import free_port
 
 # -- address checks ----------------------------------------------------------------------
 
@@ -236,9 +236,7 @@ async def test_redirects_are_judged_hop_by_hop(target: tuple[Target, str]) -> No
 
 
 async def test_an_ordinary_connection_failure_is_no_refusal() -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens on it
     async with outbound_session(allow_private=False, allowed=parse_networks("127.0.0.1")) as s:
         assert await refused(s, f"http://127.0.0.1:{port}/") is None
 

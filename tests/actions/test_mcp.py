@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,6 +31,7 @@ from erc8004_backend.encryption import SecretBox, agent_token_context
 from erc8004_backend.triggers.fields import FIELDS
 from tests.support.asgi import serve_asgi
 from tests.support.mcp_agent import McpAgentServer
+from tests.support.waiting import free_port
 
 CHAIN = 31337
 AGENT = 7
@@ -517,10 +517,7 @@ async def test_a_slow_server_times_out_and_is_retried(agent: McpAgentServer) -> 
 
 
 async def test_an_unreachable_server_is_retried() -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    endpoint = f"http://127.0.0.1:{port}/mcp"
+    endpoint = f"http://127.0.0.1:{free_port()}/mcp"  # a port nobody listens on
 
     failure = await delivery_failure(McpTarget(endpoint, "Authorization", "Bearer x"))
 

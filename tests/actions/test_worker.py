@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import psycopg
@@ -22,6 +22,7 @@ from erc8004_backend.encryption import SecretBox
 from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import TelegramServer, WebhookSink, unescape_markdown_v2
 from tests.support.jobs import create_trigger, queue_jobs
+from tests.support.waiting import eventually as wait_until
 
 BOT_TOKEN = "123456:TEST-token"
 
@@ -64,21 +65,6 @@ async def running_worker(settings: Settings, **options: Any) -> AsyncIterator[Wo
         finally:
             stop.set()
             await asyncio.wait_for(task, 20)
-
-
-async def wait_until(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 15.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = check()
-        if isinstance(outcome, Awaitable):
-            outcome = await outcome
-        if outcome:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def job_status_counts(conn: psycopg.AsyncConnection) -> dict[str, int]:
@@ -205,6 +191,7 @@ async def test_a_400_is_dead_at_once_and_can_be_requeued(
     assert len(sink.processed) == 1
 
 
+@pytest.mark.slow
 async def test_a_timeout_is_retried(
     conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
 ) -> None:
@@ -221,6 +208,7 @@ async def test_a_timeout_is_retried(
     assert 300 <= rows[0]["duration_ms"] < 1500
 
 
+@pytest.mark.slow
 async def test_retry_after_is_honoured(
     conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
 ) -> None:
@@ -233,6 +221,7 @@ async def test_retry_after_is_honoured(
     assert second.at - first.at >= 0.95  # the backoff alone would be 0.05 s
 
 
+@pytest.mark.slow
 async def test_transient_failures_end_in_the_dead_letters_after_max_attempts(
     conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
 ) -> None:
@@ -377,6 +366,7 @@ async def test_telegram_messages_are_escaped_for_their_parse_mode(
     assert row["response_data"] == {"status": 200, "message_id": 1}
 
 
+@pytest.mark.slow
 async def test_telegram_429_retry_after_is_honoured(
     conn: psycopg.AsyncConnection, migrated_url: str
 ) -> None:
@@ -431,6 +421,7 @@ async def test_an_invalid_action_config_is_dead_with_the_reason(
 # -- leases and shutdown -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_jobs_of_a_dead_worker_are_delivered_after_their_lease(
     conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
 ) -> None:
@@ -450,6 +441,7 @@ async def test_jobs_of_a_dead_worker_are_delivered_after_their_lease(
     }
 
 
+@pytest.mark.slow
 async def test_stopping_finishes_deliveries_in_flight_and_requeues_the_rest(
     conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
 ) -> None:

@@ -20,7 +20,7 @@ from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import WebhookSink
 from tests.support.jobs import create_trigger, queue_jobs
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.subprocess]
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import psycopg
+import pytest
 
 from erc8004_backend.actions.worker import run_worker
 from erc8004_backend.config import Settings
@@ -15,12 +16,13 @@ from tests.actions.test_worker import (
     job_status_counts,
     results,
     settings_for,
-    wait_until,
     webhook_target,
 )
 from tests.support.jobs import queue_jobs
+from tests.support.waiting import eventually as wait_until
 
 
+@pytest.mark.slow
 async def test_deliveries_in_flight_when_the_connections_die_are_recorded_after_reconnecting(
     migrated_url: str,
 ) -> None:

@@ -11,7 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from erc8004_backend.api.app import Pool, create_app
 from tests.api.conftest import Account, ApiClient, api_settings
-from tests.support.flaky_rpc import unused_port
+from tests.support.waiting import free_port
 
 
 async def test_connections_cut_by_the_server_are_replaced_before_use(
@@ -33,7 +33,7 @@ async def test_connections_cut_by_the_server_are_replaced_before_use(
 
 
 async def test_an_unreachable_database_gets_a_503_not_a_500() -> None:
-    url = f"postgresql://postgres@127.0.0.1:{unused_port()}/nothing"
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
     pool: Pool = AsyncConnectionPool(
         url, min_size=1, open=False, timeout=0.5, kwargs={"row_factory": dict_row}
     )

@@ -25,8 +25,10 @@ from erc8004_backend.api.app import create_app
 from erc8004_backend.database.connection import connect
 from erc8004_backend.database.migrations import Migrator, load_source
 from tests.api.conftest import api_settings
-from tests.cli.test_api_command import free_port
 from tests.conftest import MIGRATIONS, create_database, drop_database
+from tests.support.waiting import free_port
+
+pytestmark = pytest.mark.slow  # hundreds of requests
 
 LiveApi = tuple[str, dict[str, str]]
 

@@ -1,4 +1,6 @@
-"""The benchmarks still run: at a tiny size, each prints its table and writes its JSON."""
+"""The benchmarks still run: each at the tiny size of `python -m bench --size tiny`, printing
+its table, writing its JSON and making its row of the runner's summary. The runner itself is
+run with one benchmark: the others' rows are checked by their own tests."""
 
 from __future__ import annotations
 
@@ -10,35 +12,45 @@ from pathlib import Path
 
 import pytest
 
+from bench.__main__ import SIZES, summarize
 from tests.conftest import ROOT
 
 
-def run_bench(name: str, admin_url: str, out: Path, *args: str) -> dict[str, object]:
+def bench_command(admin_url: str, *args: str) -> str:
+    """`python -m bench...` with `args`, on the test server; its output."""
     result = subprocess.run(
-        [sys.executable, "-m", f"bench.{name}", *args, "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=240,
         env={**os.environ, "BENCH_DATABASE_URL": admin_url},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert f"bench/{name}" in result.stdout
+    return result.stdout
+
+
+def run_bench(name: str, admin_url: str, out: Path) -> dict[str, object]:
+    """bench.NAME at the tiny size; its JSON, which the runner's summary can show."""
+    printed = bench_command(admin_url, f"bench.{name}", *SIZES[name]["tiny"], "--json", str(out))
+    assert f"bench/{name}" in printed
     document: dict[str, object] = json.loads(out.read_text())
     assert document["benchmark"] == name
+    _, summary = summarize({name: document}, "tiny")
+    (row,) = summary["rows"]
+    assert row["benchmark"] == name
+    assert all(row.values()), row
     return document
 
 
 @pytest.mark.timeout(300)
 def test_ingest_benchmark(admin_url: str, tmp_path: Path) -> None:
-    result = run_bench("ingest", admin_url, tmp_path / "ingest.json", "--events", "500",
-                       "--batch-size", "100")  # fmt: skip
+    result = run_bench("ingest", admin_url, tmp_path / "ingest.json")
     assert result["events"] == 500
     assert isinstance(result["events_per_second"], float)
     assert result["events_per_second"] > 0
 
 
+@pytest.mark.devnet
 @pytest.mark.timeout(300)
 def test_backfill_benchmark(admin_url: str, tmp_path: Path) -> None:
-    result = run_bench("backfill", admin_url, tmp_path / "backfill.json", "--events", "500",
-                       "--events-per-block", "100")  # fmt: skip
+    result = run_bench("backfill", admin_url, tmp_path / "backfill.json")
     assert result["events"] == 500
     assert isinstance(result["batches"], int)
     assert result["batches"] >= 1
@@ -46,8 +58,7 @@ def test_backfill_benchmark(admin_url: str, tmp_path: Path) -> None:
 
 @pytest.mark.timeout(300)
 def test_triggers_benchmark(admin_url: str, tmp_path: Path) -> None:
-    result = run_bench("triggers", admin_url, tmp_path / "triggers.json", "--triggers", "50",
-                       "--events", "500")  # fmt: skip
+    result = run_bench("triggers", admin_url, tmp_path / "triggers.json")
     memory, processor = result["in_memory"], result["processor"]
     assert isinstance(memory, dict)
     assert isinstance(processor, dict)
@@ -57,8 +68,7 @@ def test_triggers_benchmark(admin_url: str, tmp_path: Path) -> None:
 
 @pytest.mark.timeout(300)
 def test_delivery_benchmark(admin_url: str, tmp_path: Path) -> None:
-    result = run_bench("delivery", admin_url, tmp_path / "delivery.json", "--jobs", "50",
-                       "--rate", "50", "--seconds", "1")  # fmt: skip
+    result = run_bench("delivery", admin_url, tmp_path / "delivery.json")
     speed, latency = result["throughput"], result["latency"]
     assert isinstance(speed, dict)
     assert isinstance(latency, dict)
@@ -69,8 +79,7 @@ def test_delivery_benchmark(admin_url: str, tmp_path: Path) -> None:
 
 @pytest.mark.timeout(300)
 def test_api_benchmark(admin_url: str, tmp_path: Path) -> None:
-    result = run_bench("api", admin_url, tmp_path / "api.json", "--events", "2000",
-                       "--requests", "10")  # fmt: skip
+    result = run_bench("api", admin_url, tmp_path / "api.json")
     assert result["events"] == 2000
     queries = result["queries"]
     assert isinstance(queries, dict)
@@ -82,10 +91,10 @@ def test_api_benchmark(admin_url: str, tmp_path: Path) -> None:
     assert queries["one event by id"]["mean_items"] == 1
 
 
+@pytest.mark.devnet
 @pytest.mark.timeout(300)
 def test_pipeline_benchmark(admin_url: str, tmp_path: Path) -> None:
-    result = run_bench("pipeline", admin_url, tmp_path / "pipeline.json", "--rate", "50",
-                       "--seconds", "3")  # fmt: skip
+    result = run_bench("pipeline", admin_url, tmp_path / "pipeline.json")
     assert result["events"] == 150
     # Every event the chain emitted (the timed ones and the warm-up's) arrived once, signed.
     assert result["deliveries"] == result["expected"] == 150 + 3
@@ -98,21 +107,16 @@ def test_pipeline_benchmark(admin_url: str, tmp_path: Path) -> None:
     assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
 
 
-@pytest.mark.timeout(600)
-def test_the_runner_runs_every_benchmark_and_writes_one_summary(
-    admin_url: str, tmp_path: Path
-) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bench", "--size", "tiny", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=540,
-        env={**os.environ, "BENCH_DATABASE_URL": admin_url},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+def test_the_runner_writes_the_results_and_one_summary(admin_url: str, tmp_path: Path) -> None:
+    printed = bench_command(admin_url, "bench", "--size", "tiny", "--only", "triggers",
+                            "--out", str(tmp_path))  # fmt: skip
     summary = json.loads((tmp_path / "summary.json").read_text())
-    names = ["ingest", "backfill", "triggers", "delivery", "api", "pipeline"]
-    assert [row["benchmark"] for row in summary["rows"]] == names
-    assert summary["results"]["ingest"]["events"] == 500
+    assert [row["benchmark"] for row in summary["rows"]] == ["triggers"]
+    results = summary["results"]["triggers"]
+    assert results["processor"]["events"] == 500
+    assert json.loads((tmp_path / "triggers.json").read_text()) == results
     markdown = (tmp_path / "summary.md").read_text()
-    assert markdown.count("\n| ") == len(names) + 1  # header + one row each
-    assert "| delivery | deliveries; latency at 50 events/s |" in markdown
-    assert all((tmp_path / f"{name}.json").exists() for name in names)
+    assert markdown in printed
+    assert markdown.count("\n| ") == 2  # the header and the row
+    assert "| triggers | 50 triggers over 500 events |" in markdown
+    assert "`python -m bench.triggers --triggers 50 --events 500` |" in markdown

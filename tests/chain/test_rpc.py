@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,6 +21,7 @@ from erc8004_backend.chain.rpc import (
     RpcUnavailableError,
     _redact,
 )
+from erc8004_backend.devnet import AnvilNode
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.retry import RetryPolicy
 from tests.support.flaky_rpc import (
@@ -35,10 +33,9 @@ from tests.support.flaky_rpc import (
     RpcFault,
     TooManyRequests,
     static_handler,
-    unused_port,
 )
+from tests.support.waiting import free_port
 
-ANVIL = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "anvil"
 FAST = RetryPolicy(max_attempts=4, backoff_initial=0.01, backoff_max=0.05)
 ADDRESS = "0x" + "ab" * 20
 SECRET = "s3cr3tApiKey"
@@ -74,7 +71,7 @@ async def backup() -> AsyncIterator[FlakyRpcServer]:
 
 
 def dead_url(path: str = "") -> str:
-    return f"http://127.0.0.1:{unused_port()}{path}"
+    return f"http://127.0.0.1:{free_port()}{path}"
 
 
 # -- failover and retries ---------------------------------------------------------------------
@@ -348,36 +345,8 @@ def test_backoff_stays_within_its_bounds(attempt: int, retry_after: float | None
 # -- against anvil ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def anvil_url() -> Iterator[str]:
-    if not ANVIL.exists():
-        pytest.skip("anvil is not installed (npm install)")
-    port = unused_port()
-    process = subprocess.Popen(
-        [str(ANVIL), "--port", str(port), "--host", "127.0.0.1", "--silent"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                probe = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
-                if httpx.post(url, json=probe, timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("anvil did not start") from None
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-async def test_against_anvil(anvil_url: str) -> None:
-    async with RpcClient([anvil_url], retry=FAST) as client:
+async def test_against_anvil(anvil_node: AnvilNode) -> None:
+    async with RpcClient([anvil_node.url], retry=FAST) as client:
         await client.check_chain_id(31337)
         assert await client.chain_id() == 31337
         await client.call("anvil_mine", ["0x3"])
@@ -391,7 +360,8 @@ async def test_against_anvil(anvil_url: str) -> None:
             await client.get_block_headers([head + 1])
 
 
-async def test_a_flaky_proxy_in_front_of_anvil(anvil_url: str) -> None:
+async def test_a_flaky_proxy_in_front_of_anvil(anvil_node: AnvilNode) -> None:
+    anvil_url = anvil_node.url
     async with FlakyRpcServer(upstream=anvil_url, max_log_range=2) as proxy:
         async with RpcClient([proxy.url], retry=FAST) as client:
             proxy.fail_next(1, HttpStatus(500))

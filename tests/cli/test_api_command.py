@@ -6,11 +6,9 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 
 import httpx
 import pytest
@@ -19,16 +17,10 @@ from erc8004_backend.cli.api import is_loopback
 from erc8004_backend.config import DEVELOPMENT_TOKEN_KEYS, Settings
 from tests.cli.test_db_commands import erc8004
 from tests.conftest import ROOT
+from tests.support.waiting import eventually, free_port
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def test_the_api_serves_the_seed_users_and_reports_readiness(database_url: str) -> None:
+async def test_the_api_serves_the_seed_users_and_reports_readiness(database_url: str) -> None:
     assert erc8004("db", "migrate", "run", database_url=database_url).returncode == 0
     assert erc8004("db", "seed", database_url=database_url).returncode == 0
     port = free_port()
@@ -40,15 +32,16 @@ def test_the_api_serves_the_seed_users_and_reports_readiness(database_url: str) 
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/api/v1"
+
+    def healthy() -> bool:
+        assert server.poll() is None, server.communicate()
+        try:
+            return httpx.get(f"{base}/health").status_code == 200
+        except httpx.ConnectError:
+            return False
+
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.ConnectError:
-                time.sleep(0.05)
-        else:
-            raise AssertionError("the API did not start")
+        await eventually(healthy, 20, what="the API serving")
         assert httpx.get(f"{base}/ready").json()["status"] == "ready"
         login = httpx.post(f"{base}/auth/login",
                            json={"username": "alice", "password": "password123"})  # fmt: skip
@@ -123,22 +116,12 @@ class StderrLines:
     def text(self) -> str:
         return "".join(self.lines)
 
-    def wait_for(self, fragment: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while fragment not in self.text():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {fragment!r} in: {self.text()}")
-            time.sleep(0.05)
 
-
-def wait_for_health(port: int) -> None:
-    for _ in range(600):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200:
-                return
-        except httpx.ConnectError:
-            time.sleep(0.05)
-    raise AssertionError("the API did not start")
+def api_is_healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200
+    except httpx.ConnectError:
+        return False
 
 
 @pytest.mark.parametrize(
@@ -149,7 +132,7 @@ def wait_for_health(port: int) -> None:
         (["worker"], {}),
     ],
 )
-def test_the_development_key_is_a_warning_where_it_is_allowed(
+async def test_the_development_key_is_a_warning_where_it_is_allowed(
     migrated_url: str, args: list[str], extra: dict[str, str]
 ) -> None:
     port = free_port()
@@ -163,9 +146,9 @@ def test_the_development_key_is_a_warning_where_it_is_allowed(
     stderr = StderrLines(process)
     try:
         if args[0] == "api":
-            wait_for_health(port)
+            await eventually(lambda: api_is_healthy(port), 30, what="the API serving")
         else:
-            stderr.wait_for("worker.started")
+            await eventually(lambda: "worker.started" in stderr.text(), 30, what="the worker")
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)

@@ -4,14 +4,14 @@ while; then a clean stop."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
+from typing import Any
 
 from erc8004_backend.devnet import Devnet
-from tests.cli.test_api_command import free_port
 from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import WebhookSink
-from tests.support.system import delivered, feedbacks_indexed, running_system, wait_for
+from tests.support.system import delivered, feedbacks_indexed, running_system
+from tests.support.waiting import eventually, free_port
 
 
 async def test_run_delivers_a_webhook_for_every_feedback_on_the_devnet(
@@ -25,7 +25,7 @@ async def test_run_delivers_a_webhook_for_every_feedback_on_the_devnet(
         await devnet.activity.run(events=60)
         expected = await feedbacks_indexed(database_url, await devnet.rpc.block_number())
         assert expected, "the activity made no feedback"
-        await wait_for(lambda: len(sink.processed) >= len(expected))
+        await eventually(lambda: len(sink.processed) >= len(expected), 20)
         assert delivered(sink) == expected
         assert not sink.repeats
         assert all(r.signature_ok for r in sink.received)
@@ -47,13 +47,17 @@ async def test_a_webhook_target_that_is_down_for_a_while_gets_everything_once(
         await devnet.activity.run(events=60)
         expected = await feedbacks_indexed(database_url, await devnet.rpc.block_number())
         assert expected, "the activity made no feedback"
-        await asyncio.sleep(3)  # the target is down meanwhile: every attempt is refused
-        refused = await system.results()
-        assert refused
+
+        async def each_refused() -> list[dict[str, Any]] | None:
+            """The results once every delivery has been tried (and refused) at least once."""
+            results = await system.results()
+            return results if len({r["event_id"] for r in results}) >= len(expected) else None
+
+        refused = await eventually(each_refused, 20, what="every delivery tried")
         assert {r["status"] for r in refused} == {"retrying"}
         assert all("connect" in r["error_message"].lower() for r in refused), refused[0]
         async with serve_asgi(sink := WebhookSink(secret=secret), port=sink_port):
-            await wait_for(lambda: len(sink.processed) >= len(expected), seconds=30)
+            await eventually(lambda: len(sink.processed) >= len(expected), 30)
             assert delivered(sink) == expected
             assert not sink.repeats
         results = await system.recorded(len(expected), status="success")

@@ -13,12 +13,11 @@ example speaks of.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -36,7 +35,8 @@ from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import TelegramServer, WebhookSink, unescape_markdown_v2
 from tests.support.devnet import decode, registry_logs
 from tests.support.mcp_agent import McpAgentServer
-from tests.support.system import System, running_system, wait_for
+from tests.support.system import System, running_system
+from tests.support.waiting import eventually
 from tests.triggers.test_examples_end_to_end import example_triggers
 
 CHAIN = 31337
@@ -321,7 +321,8 @@ async def processed_up_to_head(database_url: str, devnet: Devnet) -> None:
     logs = [entry for entry in await registry_logs(devnet) if decode(entry)[0] in INDEXED]
     last = (int(logs[-1]["blockNumber"], 16), int(logs[-1]["logIndex"], 16)) if logs else (0, 0)
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        for _ in range(400):
+
+        async def reached() -> bool:
             checkpoint = await (await conn.execute(
                 "SELECT confirmed_block_number FROM checkpoints WHERE chain_id = %s", [CHAIN]
             )).fetchone()  # fmt: skip
@@ -329,29 +330,28 @@ async def processed_up_to_head(database_url: str, devnet: Devnet) -> None:
                 "SELECT block_number, log_index FROM processing_cursors WHERE chain_id = %s",
                 [CHAIN],
             )).fetchone()  # fmt: skip
-            if (
+            return bool(
                 checkpoint
                 and checkpoint[0] is not None
                 and checkpoint[0] >= head
                 and (not logs or (cursor is not None and tuple(cursor) >= last))
-            ):
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"the processor did not reach block {head}")
+            )
+
+        await eventually(reached, 20, what=f"the processor reaching block {head}")
 
 
 async def registration_fetched(database_url: str, agent: int) -> None:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        for _ in range(200):
+
+        async def resolved() -> tuple[str, str | None] | None:
             row = await (await conn.execute(
                 "SELECT status, error FROM agent_registrations WHERE chain_id = %s AND agent_id = %s",
                 [CHAIN, agent],
             )).fetchone()  # fmt: skip
-            if row and row[0] != "pending":
-                assert row[0] == "fetched", row[1]
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"the registration file of agent {agent} was not fetched")
+            return (row[0], row[1]) if row and row[0] != "pending" else None
+
+        status, error = await eventually(resolved, 10, what=f"agent {agent}'s registration file")
+    assert status == "fetched", error
 
 
 async def set_mcp_token(system: System, agent: int, key: PrivateKey) -> int:
@@ -367,14 +367,6 @@ async def set_mcp_token(system: System, agent: int, key: PrivateKey) -> int:
             "nonce": challenge["nonce"]}  # fmt: skip
     response = await system.client.put(path, json=body, headers=system.headers)
     return response.status_code
-
-
-async def eventually(condition: Callable[[], Any], seconds: float = 10) -> None:
-    for _ in range(int(seconds / 0.05)):
-        if await condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 # -- the test ------------------------------------------------------------------------------------
@@ -422,7 +414,10 @@ async def test_the_seven_examples_deliver_exactly_what_the_chain_says(
             if body["name"] == "Refund requests":
                 sink.secret = created.json()["webhook_secret"]
         assert sink.secret
-        await asyncio.sleep(0.2)  # the processor takes the triggers in on their notification
+        # The processor takes the triggers in on their notification, before the scene.
+        await eventually(lambda: any(entry["triggers"] == len(examples) for entry
+                                     in system.logged("processor.triggers_loaded")),
+                         what="the processor loading the triggers")  # fmt: skip
 
         scene = Scene(devnet, files)
         registration = {
@@ -437,7 +432,7 @@ async def test_the_seven_examples_deliver_exactly_what_the_chain_says(
         assert await devnet.activity.register_agent(other_uri, owner=other_owner) == other
 
         # The MCP token: refused with another key's signature, set with the owner's.
-        await eventually(lambda: _indexed_owner(system, agent))
+        await eventually(lambda: _indexed_owner(system, agent), what=f"agent {agent} indexed")
         assert await set_mcp_token(system, agent, STRANGER_KEY) == 403
         assert await set_mcp_token(system, agent, OWNER_KEY) == 201
         await registration_fetched(database_url, agent)
@@ -507,13 +502,13 @@ async def test_the_seven_examples_deliver_exactly_what_the_chain_says(
         events = await chain_events(devnet, boundary)
         expected = expected_deliveries(examples, events, agent, set(validators))
         await system.recorded(expected.deliveries, status="success")
-        await wait_for(lambda: len(telegram.messages) >= len(expected.telegram)
-                       and len(sink.received) >= len(expected.webhooks)
-                       and len(mcp.calls) >= len(expected.mcp))  # fmt: skip
+        await eventually(lambda: len(telegram.messages) >= len(expected.telegram)
+                         and len(sink.received) >= len(expected.webhooks)
+                         and len(mcp.calls) >= len(expected.mcp), 20)  # fmt: skip
+        # Every event evaluated and every job finished: nothing more can arrive.
         await processed_up_to_head(database_url, devnet)
-        await asyncio.sleep(0.5)  # anything more would arrive by now
+        jobs = await eventually(lambda: finished_jobs(database_url), what="every job finished")
         results = await system.results()
-        jobs = await job_statuses(database_url)
 
     # The scene is what the examples describe (so that the checks below mean something):
     # each trigger fires for its events and not for its near misses.
@@ -622,10 +617,12 @@ async def test_the_seven_examples_deliver_exactly_what_the_chain_says(
     assert jobs == {"succeeded": expected.deliveries}
 
 
-async def job_statuses(database_url: str) -> Counter[str]:
+async def finished_jobs(database_url: str) -> Counter[str] | None:
+    """The jobs by status, if none is left to run (queued or running)."""
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         rows = await (await conn.execute("SELECT status FROM action_jobs")).fetchall()
-    return Counter(str(row[0]) for row in rows)
+    jobs = Counter(str(row[0]) for row in rows)
+    return None if jobs.keys() & {"queued", "running"} else jobs
 
 
 async def _indexed_owner(system: System, agent: int) -> bool:

@@ -27,22 +27,15 @@ from tests.support.asgi import serve_asgi
 from tests.support.chain_truth import assert_table_equals_chain
 from tests.support.delivery_targets import WebhookSink
 from tests.support.devnet import require_anvil
-from tests.support.flaky_rpc import unused_port
 from tests.support.postgres_server import postgres_server
-from tests.support.system import (
-    Feedback,
-    System,
-    delivered,
-    feedbacks_indexed,
-    running_system,
-    wait_for,
-)
+from tests.support.system import Feedback, System, delivered, feedbacks_indexed, running_system
+from tests.support.waiting import eventually, free_port
 
 pytestmark = pytest.mark.timeout(90)
 
 # Failed deliveries are retried quickly, so that a fault costs seconds, not minutes. Agents'
 # registration files point at a closed loopback port, so nothing leaves the machine.
-NOWHERE = f"http://127.0.0.1:{unused_port()}"
+NOWHERE = f"http://127.0.0.1:{free_port()}"
 
 
 class Env(TypedDict):  # its keys exactly, so that mypy sees no clash with `confirmations`
@@ -86,7 +79,7 @@ async def assert_everything_once(
     assert expected, "the activity made no feedback"
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await assert_table_equals_chain(conn, devnet.rpc, devnet.chain_config())
-    await wait_for(lambda: len(sink.processed) >= len(expected), seconds=30)
+    await eventually(lambda: len(sink.processed) >= len(expected), 30)
     assert numeric(delivered(sink)) == numeric(expected)
     assert not sink.repeats, f"{sum(sink.repeats.values())} deliveries repeated"
     assert all(r.signature_ok for r in sink.received)
@@ -132,23 +125,22 @@ async def test_postgres_restarted_under_load_every_part_reconnects(
             # be recorded once it is back, not delivered again after its lease.
             sink.stall_next(10_000, 0.3)
             async with background_activity(devnet, rate=40):
-                await wait_for(lambda: len(sink.processed) >= 3 and in_flight(sink), seconds=10)
+                await eventually(lambda: len(sink.processed) >= 3 and in_flight(sink), 10,
+                                 what="3 deliveries and one in flight")  # fmt: skip
                 before = len(sink.processed)
-                assert before >= 3, "nothing was delivered before the restart"
-                assert in_flight(sink), "no delivery was in flight at the restart"
                 head_at_restart = await devnet.rpc.block_number()
                 await server.stop()
                 during = asyncio.create_task(system.client.get("/triggers",
                                                                headers=system.headers))  # fmt: skip
-                await asyncio.sleep(1.5)  # the devnet keeps emitting meanwhile
+                await asyncio.sleep(1.5)  # the outage; the devnet keeps emitting meanwhile
                 await server.start()
-                await asyncio.sleep(2.5)
+                await eventually(lambda: count_feedback_after(url, head_at_restart), 30,
+                                 what="feedback after the restart indexed")  # fmt: skip
             answered = await during
             assert answered.status_code == 200, answered.text
             assert len(answered.json()["items"]) == 1
             expected = await assert_everything_once(system, sink, devnet, url)
             assert len(expected) > before
-            assert await count_feedback_after(url, head_at_restart) > 0
             for _ in range(20):  # every pooled connection of the API works again
                 page = await system.client.get("/events", headers=system.headers,
                                                 params={"limit": 5})  # fmt: skip
@@ -163,7 +155,7 @@ class RestartableAnvil:
     `--state` writes it to a file on exit and loads it on start."""
 
     def __init__(self, state_file: Path) -> None:
-        self.port = unused_port()
+        self.port = free_port()
         self.args = ["--state", str(state_file)]
         self._running: contextlib.AbstractAsyncContextManager[AnvilNode] | None = None
 
@@ -177,6 +169,7 @@ class RestartableAnvil:
             await running.__aexit__(None, None, None)
 
 
+@pytest.mark.devnet
 async def test_the_rpc_node_stopped_and_started_again_is_caught_up_with(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -197,17 +190,17 @@ async def test_the_rpc_node_stopped_and_started_again_is_caught_up_with(
             ):
                 sink.secret = await system.every_feedback_to(sink_url)
                 async with background_activity(devnet, rate=40):
-                    await wait_for(lambda: len(sink.processed) >= 3, seconds=10)
-                assert len(sink.processed) >= 3, "nothing was delivered before the stop"
+                    await eventually(lambda: len(sink.processed) >= 3, 10,
+                                     what="3 deliveries before the stop")  # fmt: skip
                 head_at_stop = await rpc.block_number()
                 await anvil.stop()
-                await asyncio.sleep(2)  # the indexer's requests fail meanwhile
+                await asyncio.sleep(2)  # the outage: the indexer's requests fail meanwhile
                 devnet.node = await anvil.start()
                 assert await rpc.block_number() == head_at_stop, "anvil lost its chain"
                 async with background_activity(devnet, rate=40):
-                    await asyncio.sleep(2.5)
+                    await eventually(lambda: count_feedback_after(database_url, head_at_stop),
+                                     30, what="feedback after the restart indexed")  # fmt: skip
                 await assert_everything_once(system, sink, devnet, database_url)
-                assert await count_feedback_after(database_url, head_at_stop) > 0
     finally:
         await anvil.stop()
 
@@ -236,7 +229,7 @@ async def test_a_reorg_within_the_confirmations_delivers_only_the_final_chain(
         await devnet.rpc.call("anvil_mine", [hex(CONFIRMATIONS)])  # all of it confirmed
         fork_block = await devnet.rpc.block_number()
         confirmed_before = await feedbacks_indexed(database_url, fork_block - CONFIRMATIONS)
-        await wait_for(lambda: len(sink.processed) >= len(confirmed_before))
+        await eventually(lambda: len(sink.processed) >= len(confirmed_before), 20)
         assert numeric(delivered(sink)) == numeric(confirmed_before)
 
         snapshot = await devnet.rpc.call("evm_snapshot")
@@ -245,7 +238,9 @@ async def test_a_reorg_within_the_confirmations_delivers_only_the_final_chain(
             await activity.give_feedback(agent, 90 + score, tag1="orphan")
         orphaned = await indexed_feedback_blocks(database_url, fork_block, fork_block + 5)
         assert len(orphaned) == 5, "the indexer did not store the blocks to be orphaned"
-        await asyncio.sleep(1.5)  # the processor's poll: it must leave them alone
+        # An absence, so a fixed wait: the processor had their notification and a poll
+        # (every second) to take them wrongly.
+        await asyncio.sleep(1.5)
 
         assert await devnet.rpc.call("evm_revert", [snapshot]) is True
         await activity.resync()
@@ -269,12 +264,13 @@ async def indexed_feedback_blocks(url: str, above: int, head: int) -> dict[int, 
     """Block number -> (transaction, block hash) of the NewFeedback stored above `above`,
     once the indexer has reached `head` (it stores unconfirmed events too)."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        for _ in range(200):
+
+        async def reached() -> bool:
             cursor = await conn.execute("SELECT block_number FROM checkpoints")
             row = await cursor.fetchone()
-            if row and row[0] is not None and row[0] >= head:
-                break
-            await asyncio.sleep(0.05)
+            return bool(row and row[0] is not None and row[0] >= head)
+
+        await eventually(reached, 10, what=f"the indexer reaching block {head}")
         cursor = await conn.execute(
             "SELECT block_number, transaction_hash, block_hash FROM events"
             " WHERE event_type = 'NewFeedback' AND block_number > %s",

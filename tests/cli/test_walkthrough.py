@@ -32,7 +32,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.support.devnet import require_anvil
-from tests.support.flaky_rpc import unused_port
+from tests.support.waiting import free_port
 
 SECTION = "## A first trigger in five minutes"
 API, SINK = "127.0.0.1:8000", "127.0.0.1:9000"
@@ -148,7 +148,7 @@ def test_the_readme_walkthrough_delivers_a_signed_webhook_for_the_feedback_it_gi
     require_anvil()
     blocks = walkthrough()
     assert [b.terminal for b in blocks] == [1, 2, 3, 4, 3], "the walkthrough changed shape"
-    devnet_port, api_port, sink_port = unused_port(), unused_port(), unused_port()
+    devnet_port, api_port, sink_port = free_port(), free_port(), free_port()
     env = {**os.environ, "ERC8004_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": database_url,
            "ERC8004_DEVNET_PORT": str(devnet_port), "ERC8004_API_PORT": str(api_port),
            "ERC8004_WEBHOOK_SINK_PORT": str(sink_port),

@@ -16,27 +16,24 @@ import httpx
 
 from erc8004_backend.actions.rest import signature
 from tests.conftest import ROOT
-from tests.support.flaky_rpc import unused_port
+from tests.support.waiting import eventually, free_port
 
 
 def sink_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "erc8004_backend", "webhook-sink", *args]
 
 
-def wait_for_port(port: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("the webhook sink did not listen")
+def listening(port: int, process: subprocess.Popen[str]) -> bool:
+    assert process.poll() is None, process.communicate()
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
 
 
-def test_the_sink_prints_each_webhook_with_its_verdict(tmp_path: Path) -> None:
-    port = unused_port()
+async def test_the_sink_prints_each_webhook_with_its_verdict(tmp_path: Path) -> None:
+    port = free_port()
     out = (tmp_path / "out").open("w+")
     process = subprocess.Popen(
         sink_command("--port", str(port), "--secret", "whsec_s"), cwd=ROOT, text=True,
@@ -44,7 +41,7 @@ def test_the_sink_prints_each_webhook_with_its_verdict(tmp_path: Path) -> None:
         env={**os.environ, "COLUMNS": "60"},  # long lines are not wrapped anyway
     )  # fmt: skip
     try:
-        wait_for_port(port, process)
+        await eventually(lambda: listening(port, process), 30, what="the sink listening")
         body = json.dumps({"text": "Agent 0 got 30 from " + "0x" + "b0b".rjust(40, "0")}).encode()
         now = int(time.time())
         headers = {"Idempotency-Key": "key-1", "X-ERC8004-Timestamp": str(now),
@@ -56,7 +53,8 @@ def test_the_sink_prints_each_webhook_with_its_verdict(tmp_path: Path) -> None:
         httpx.post(
             f"{url}/other?x=1", content=b"not json", headers={**headers, "Idempotency-Key": "2"}
         )
-        time.sleep(0.3)
+        await eventually(lambda: "not json" in (tmp_path / "out").read_text(),
+                         what="the third webhook printed")  # fmt: skip
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=20)
     finally:

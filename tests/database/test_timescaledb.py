@@ -17,6 +17,8 @@ from erc8004_backend.database.migrations import Migrator, Status, load_source
 from tests.conftest import MIGRATIONS, ROOT
 from tests.support.timescaledb import node_modules_ready, timescaledb_server
 
+pytestmark = pytest.mark.subprocess  # the server runs in Node.js
+
 
 @pytest.fixture
 def timescaledb_url() -> Iterator[str]:

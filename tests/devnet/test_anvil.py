@@ -26,6 +26,7 @@ async def test_node_answers_on_loopback_with_the_devnet_chain_id(anvil_node: Anv
     assert anvil_node.running
 
 
+@pytest.mark.devnet
 async def test_process_is_gone_after_the_block() -> None:
     require_anvil()
     async with start_anvil(chain_id=4242, block_time=0.2) as node:
@@ -40,6 +41,7 @@ async def test_process_is_gone_after_the_block() -> None:
             await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"})
 
 
+@pytest.mark.devnet
 async def test_a_port_in_use_is_a_clear_error() -> None:
     require_anvil()
     with socket.socket() as taken:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+import pytest
 
 from erc8004_backend.chain.config import DEVNET, load_chains
 from tests.support.devnet import require_anvil
-from tests.support.flaky_rpc import unused_port
+from tests.support.waiting import eventually, free_port
+
+pytestmark = [pytest.mark.devnet, pytest.mark.subprocess]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +27,7 @@ def devnet_command(*args: str) -> list[str]:
 
 def test_devnet_emits_events_writes_its_config_and_exits(tmp_path: Path) -> None:
     require_anvil()
-    port = unused_port()
+    port = free_port()
     config = tmp_path / "conf" / "devnet.toml"
     result = subprocess.run(
         devnet_command(
@@ -52,9 +56,9 @@ def test_devnet_emits_events_writes_its_config_and_exits(tmp_path: Path) -> None
     assert "anvil.stopped" in events
 
 
-def test_devnet_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+async def test_devnet_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     require_anvil()
-    port = unused_port()
+    port = free_port()
     process = subprocess.Popen(
         devnet_command(
             "--port", str(port), "--rate", "5", "--config-out", str(tmp_path / "devnet.toml")
@@ -66,10 +70,8 @@ def test_devnet_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "devnet.toml").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)
+        await eventually((tmp_path / "devnet.toml").exists, 30, what="the devnet's config")
+        await asyncio.sleep(0.5)  # its activity runs a moment
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=20)
     finally:

@@ -11,11 +11,13 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 from erc8004_backend.cli.devnet import SCRIPTED_CLIENT, SCRIPTED_OWNER, parse_score, write_config
 from erc8004_backend.devnet import Devnet
 from tests.devnet.test_cli import ROOT
 from tests.support.devnet import decode, registry_logs
-from tests.support.flaky_rpc import unused_port
+from tests.support.waiting import free_port
 
 
 async def erc8004(*args: str, data_dir: Path) -> tuple[int, str, str]:
@@ -35,6 +37,7 @@ def configured(devnet: Devnet, tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.subprocess
 async def test_register_then_feedback_emit_the_events_they_print(
     devnet: Devnet, tmp_path: Path
 ) -> None:
@@ -77,6 +80,7 @@ async def test_register_then_feedback_emit_the_events_they_print(
     assert entry["transactionHash"] == feedback.group(3)
 
 
+@pytest.mark.subprocess
 async def test_they_act_beside_the_devnets_own_activity_without_disturbing_it(
     devnet: Devnet, tmp_path: Path
 ) -> None:
@@ -97,6 +101,7 @@ async def test_they_act_beside_the_devnets_own_activity_without_disturbing_it(
     assert f"to agent {agent} " in feedback[1]
 
 
+@pytest.mark.subprocess
 async def test_feedback_to_an_agent_that_does_not_exist(devnet: Devnet, tmp_path: Path) -> None:
     code, _, err = await erc8004("devnet", "feedback", "99", "50",
                                    data_dir=configured(devnet, tmp_path))  # fmt: skip
@@ -105,13 +110,14 @@ async def test_feedback_to_an_agent_that_does_not_exist(devnet: Devnet, tmp_path
     assert "erc8004 devnet register" in err
 
 
+@pytest.mark.subprocess
 async def test_without_a_running_devnet_they_say_how_to_start_one(tmp_path: Path) -> None:
     code, _, err = await erc8004("devnet", "register", data_dir=tmp_path)
     assert code == 1
     assert f"no devnet is running: {tmp_path / 'devnet.toml'} does not exist" in err
     assert "scripts/run devnet" in err
     # A config left behind by a devnet that stopped.
-    port = unused_port()
+    port = free_port()
     (tmp_path / "devnet.toml").write_text(
         f'[chains.devnet]\nrpc_urls = ["http://127.0.0.1:{port}"]\n'
     )
@@ -122,6 +128,7 @@ async def test_without_a_running_devnet_they_say_how_to_start_one(tmp_path: Path
     assert "Traceback" not in err
 
 
+@pytest.mark.subprocess
 async def test_bad_arguments_are_usage_errors(tmp_path: Path) -> None:
     cases = [
         (["feedback", "0", "high"], "'high' is not a number"),

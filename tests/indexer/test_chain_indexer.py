@@ -17,7 +17,7 @@ from erc8004_backend.retry import RetryPolicy
 from tests.support.chain_truth import assert_table_equals_chain
 from tests.support.flaky_rpc import FlakyRpcServer, HttpStatus, TooManyRequests
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.devnet]
 
 
 async def index_to_head(url: str, chain: ChainConfig, rpc: RpcClient | None = None) -> ChainIndexer:

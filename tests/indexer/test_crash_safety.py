@@ -19,7 +19,7 @@ from erc8004_backend.indexer.store import EventStore
 from tests.conftest import ROOT
 from tests.support.chain_truth import assert_table_equals_chain
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.devnet, pytest.mark.subprocess]
 
 KILLS = 10
 

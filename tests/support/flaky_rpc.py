@@ -26,7 +26,7 @@ Rules apply first come, first served: each request takes the oldest rule that ma
 `method`, which any call of a batch may match, and by the optional `when` predicate on one of
 its calls) and still has requests left. The server accepts any path, so `proxy.url + "/v3/KEY"`
 works for tests of URL redaction. It speaks HTTP/1.1 with keep-alive and Content-Length bodies
-(no chunked requests). `unused_port()` gives a port nothing listens on, for dead endpoints.
+(no chunked requests). For a dead endpoint, use `tests.support.waiting.free_port()`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ import contextlib
 import http
 import inspect
 import json
-import socket
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,7 +56,6 @@ __all__ = [
     "RpcFault",
     "TooManyRequests",
     "static_handler",
-    "unused_port",
 ]
 
 
@@ -127,14 +125,6 @@ def static_handler(answers: Mapping[str, Any | Callable[[list[Any]], Any]]) -> H
         return answer(params) if callable(answer) else answer
 
     return handle
-
-
-def unused_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 
 from erc8004_backend.database.embedded import embedded_bin_dir
-from tests.support.flaky_rpc import unused_port
+from tests.support.waiting import free_port
 
 __all__ = ["PostgresServer", "postgres_server"]
 
@@ -95,7 +95,7 @@ class PostgresServer:
 async def postgres_server() -> AsyncIterator[PostgresServer]:
     """A new cluster, started; stopped (immediately) and removed on exit."""
     directory = Path(tempfile.mkdtemp(prefix="erc8004-postgres-"))
-    server = PostgresServer(directory, unused_port())
+    server = PostgresServer(directory, free_port())
     try:
         await server.init()
         await server.start()

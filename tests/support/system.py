@@ -19,9 +19,9 @@ import psycopg
 
 from erc8004_backend.chain.config import render_chain_table
 from erc8004_backend.devnet import Devnet
-from tests.cli.test_api_command import free_port
 from tests.conftest import ROOT
 from tests.support.delivery_targets import WebhookSink
+from tests.support.waiting import eventually, free_port
 
 Feedback = tuple[str, str, str, str]  # transaction, log index, agent, score
 
@@ -30,6 +30,12 @@ Feedback = tuple[str, str, str, str]  # transaction, log index, agent, score
 class System:
     client: httpx.AsyncClient
     headers: dict[str, str]
+    log: list[str]  # erc8004 run's log lines so far
+
+    def logged(self, event: str) -> list[dict[str, Any]]:
+        """The log entries (JSON: stderr is no terminal) of `event` so far."""
+        entries = (json.loads(line) for line in self.log if line.startswith("{"))
+        return [entry for entry in entries if entry.get("event") == event]
 
     async def every_feedback_to(self, url: str, **config: Any) -> str:
         """A trigger sending each NewFeedback to `url`; returns its webhook secret."""
@@ -47,15 +53,15 @@ class System:
         return secret
 
     async def recorded(self, count: int, status: str | None = None) -> list[dict[str, Any]]:
-        """The action results once `count` of them (with `status`) are recorded, or after
-        10 s: a worker writes the attempts of its deliveries in batches, just after them."""
-        results = await self.results()
-        for _ in range(200):
-            if sum(status is None or r["status"] == status for r in results) >= count:
-                break
-            await asyncio.sleep(0.05)
+        """The action results once `count` of them (with `status`) are recorded: a worker
+        writes the attempts of its deliveries in batches, just after them."""
+
+        async def enough() -> list[dict[str, Any]] | None:
             results = await self.results()
-        return results
+            matching = sum(status is None or r["status"] == status for r in results)
+            return results if matching >= count else None
+
+        return await eventually(enough, what=f"{count} action results ({status or 'any'})")
 
     async def results(self) -> list[dict[str, Any]]:
         page = await self.client.get("/action-results", headers=self.headers,
@@ -83,22 +89,38 @@ async def running_system(
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+    log: list[str] = []
+    # Read as it comes, so that tests can wait for a log entry (and a full pipe never
+    # blocks the process).
+    reading = asyncio.create_task(_read_lines(process, log))
     try:
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}/api/v1", timeout=10
         ) as client:
-            await wait_until_up(client, process)
+            await eventually(lambda: serving(client, process), 20, what="erc8004 run serving")
             account = {"username": "runner", "email": "r@example.com", "password": "run-run-run"}
             assert (await client.post("/auth/register", json=account)).status_code == 201
             login = await client.post("/auth/login", json={"username": "runner",
                                                            "password": "run-run-run"})  # fmt: skip
             token = login.json()["access_token"]
-            yield System(client, {"Authorization": f"Bearer {token}"})
+            yield System(client, {"Authorization": f"Bearer {token}"}, log)
     finally:
         process.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0, stderr.decode()[-3000:]
-    assert "Traceback" not in stderr.decode()
+        await asyncio.wait_for(asyncio.gather(process.wait(), reading), 30)
+    stderr = "\n".join(log)
+    assert process.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+
+
+async def _read_lines(process: asyncio.subprocess.Process, lines: list[str]) -> None:
+    # In chunks, not readline(): a line with a long traceback may exceed the stream's limit.
+    assert process.stderr is not None
+    pending = b""
+    while chunk := await process.stderr.read(1 << 16):
+        *complete, pending = (pending + chunk).split(b"\n")
+        lines.extend(line.decode(errors="replace") for line in complete)
+    if pending:
+        lines.append(pending.decode(errors="replace"))
 
 
 def delivered(sink: WebhookSink) -> set[Feedback]:
@@ -106,38 +128,28 @@ def delivered(sink: WebhookSink) -> set[Feedback]:
     return {(b["tx"], b["log"], b["agent"], b["score"]) for b in bodies}
 
 
-async def wait_for(condition: Any, seconds: float = 20) -> None:
-    for _ in range(int(seconds / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-
-
-async def wait_until_up(client: httpx.AsyncClient, process: asyncio.subprocess.Process) -> None:
-    for _ in range(400):
-        if process.returncode is not None:
-            raise AssertionError("erc8004 run stopped before it served")
-        try:
-            if (await client.get("/ready")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError("erc8004 run did not become ready")
+async def serving(client: httpx.AsyncClient, process: asyncio.subprocess.Process) -> bool:
+    if process.returncode is not None:
+        raise AssertionError("erc8004 run stopped before it served")
+    try:
+        return (await client.get("/ready")).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 async def feedbacks_indexed(url: str, head: int) -> set[Feedback]:
     """Every NewFeedback the chain emitted, once the indexer has confirmed the head."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        for _ in range(400):
-            row = conn.execute("SELECT confirmed_block_number FROM checkpoints").fetchone()
-            if row and row[0] is not None and row[0] >= head:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError(f"the indexer did not reach block {head}")
-        rows = conn.execute(
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+
+        async def confirmed() -> bool:
+            cursor = await conn.execute("SELECT confirmed_block_number FROM checkpoints")
+            row = await cursor.fetchone()
+            return bool(row and row[0] is not None and row[0] >= head)
+
+        await eventually(confirmed, 20, what=f"the indexer confirming block {head}")
+        cursor = await conn.execute(
             "SELECT transaction_hash, log_index::text, agent_id::text, trim_scale(score)::text FROM events"
             " WHERE event_type = 'NewFeedback'"
-        ).fetchall()
+        )
+        rows = await cursor.fetchall()
     return {(row[0], row[1], row[2], row[3]) for row in rows}

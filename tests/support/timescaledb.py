@@ -13,13 +13,14 @@ import contextlib
 import os
 import selectors
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from tests.support.waiting import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_SCRIPT = Path(__file__).resolve().with_name("pglite_timescaledb.mjs")
@@ -30,13 +31,6 @@ _STOP_GRACE_SECONDS = 5.0
 def node_modules_ready() -> bool:
     """True when ``node`` is on PATH and the npm packages are installed (``npm install``)."""
     return shutil.which("node") is not None and SOCKET_PACKAGE.is_dir()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _read_text(stream: IO[bytes]) -> str:
@@ -106,7 +100,7 @@ def timescaledb_server(timeout: float = 60) -> Iterator[str]:
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("node is not on PATH")
-    port = _free_port()
+    port = free_port()
     # stderr goes to a file: a pipe nobody reads could fill up and block the server.
     with tempfile.TemporaryFile(prefix="pglite-timescaledb-", suffix=".log") as stderr:
         proc = subprocess.Popen(

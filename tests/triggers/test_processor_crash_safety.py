@@ -19,7 +19,7 @@ from erc8004_backend.triggers.backtest import backtest
 from tests.conftest import ROOT
 from tests.triggers.test_examples_end_to_end import Chain, create
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.subprocess]
 
 KILLS = 10
 EVENTS = 3_000
