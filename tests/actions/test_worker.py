@@ -22,7 +22,7 @@ from erc8004_backend.encryption import SecretBox
 from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import TelegramServer, WebhookSink, unescape_markdown_v2
 from tests.support.jobs import create_trigger, queue_jobs
-from tests.support.waiting import eventually as wait_until
+from tests.support.waiting import eventually
 
 BOT_TOKEN = "123456:TEST-token"
 
@@ -121,8 +121,8 @@ async def test_a_webhook_is_signed_keyed_and_recorded(
         sink.secret = secret
         [job] = await queue_jobs(conn, trigger, action, 1, tag1=awkward)
         async with running_worker(settings_for(migrated_url)):
-            await wait_until(lambda: len(sink.processed) == 1)
-            await wait_until(lambda: _equals(job_status_counts(conn), {"succeeded": 1}), timeout=5)
+            await eventually(lambda: len(sink.processed) == 1)
+            await eventually(lambda: _equals(job_status_counts(conn), {"succeeded": 1}), timeout=5)
     [request] = sink.received
     assert request.signature_ok
     assert request.method == "POST"
@@ -156,7 +156,7 @@ async def test_a_failing_sink_gets_every_job_once_per_key_after_it_recovers(
         sink.fail_next(25, 500)
         jobs = await queue_jobs(conn, trigger, action, 20)
         async with running_worker(settings_for(migrated_url), concurrency=8):
-            await wait_until(lambda: _equals(job_status_counts(conn), {"succeeded": 20}))
+            await eventually(lambda: _equals(job_status_counts(conn), {"succeeded": 20}))
     assert len(sink.processed) == 20
     assert not sink.repeats
     assert all(request.signature_ok for request in sink.received)
@@ -180,13 +180,13 @@ async def test_a_400_is_dead_at_once_and_can_be_requeued(
         sink.fail_next(1, 400)
         [job] = await queue_jobs(conn, trigger, action, 1)
         async with running_worker(settings_for(migrated_url)):
-            await wait_until(lambda: _equals(job_status_counts(conn), {"dead": 1}))
+            await eventually(lambda: _equals(job_status_counts(conn), {"dead": 1}))
             [dead] = await dead_jobs(conn)
             assert dead.id == job
             assert dead.attempts == 1
             assert dead.last_error == f"{url} answered HTTP 400"
             assert await requeue_dead(conn, [job, 999]) == [job]
-            await wait_until(lambda: _equals(job_status_counts(conn), {"succeeded": 1}))
+            await eventually(lambda: _equals(job_status_counts(conn), {"succeeded": 1}))
     assert [row["status"] for row in await results(conn)] == ["failed", "success"]
     assert len(sink.processed) == 1
 
@@ -199,7 +199,7 @@ async def test_a_timeout_is_retried(
         sink.stall_next(1, 2.0)
         await queue_jobs(conn, trigger, action, 1)
         async with running_worker(settings_for(migrated_url)):
-            await wait_until(lambda: _equals(job_status_counts(conn), {"succeeded": 1}))
+            await eventually(lambda: _equals(job_status_counts(conn), {"succeeded": 1}))
     rows = await results(conn)
     assert [(row["status"], row["error_message"]) for row in rows] == [
         ("retrying", "no answer within 300 ms"),
@@ -216,7 +216,7 @@ async def test_retry_after_is_honoured(
         sink.fail_next(1, 429, {"Retry-After": "1"})
         await queue_jobs(conn, trigger, action, 1)
         async with running_worker(settings_for(migrated_url)):
-            await wait_until(lambda: len(sink.processed) == 1)
+            await eventually(lambda: len(sink.processed) == 1)
     first, second = sink.received
     assert second.at - first.at >= 0.95  # the backoff alone would be 0.05 s
 
@@ -229,7 +229,7 @@ async def test_transient_failures_end_in_the_dead_letters_after_max_attempts(
         sink.fail_next(100, 503)
         await queue_jobs(conn, trigger, action, 1, max_attempts=3)
         async with running_worker(settings_for(migrated_url)):
-            await wait_until(lambda: _equals(job_status_counts(conn), {"dead": 1}))
+            await eventually(lambda: _equals(job_status_counts(conn), {"dead": 1}))
     rows = await results(conn)
     assert [row["status"] for row in rows] == ["retrying", "retrying", "failed"]
     assert rows[-1]["error_message"] == f"{url} answered HTTP 503 (gave up after 3 attempts)"
@@ -245,7 +245,7 @@ async def test_consecutive_dead_jobs_trip_the_circuit_breaker(
             await other.execute("LISTEN trigger_changed")
             await queue_jobs(conn, trigger, action, 3)
             async with running_worker(settings_for(migrated_url), concurrency=1):
-                await wait_until(lambda: _equals(job_status_counts(conn), {"dead": 3}))
+                await eventually(lambda: _equals(job_status_counts(conn), {"dead": 3}))
             notices = [n.payload async for n in other.notifies(timeout=1, stop_after=1)]
     cursor = await conn.execute(
         "SELECT consecutive_failures, disabled_at IS NOT NULL, disabled_reason FROM triggers"
@@ -267,7 +267,7 @@ async def test_higher_priority_is_delivered_first(
         await queue_jobs(conn, trigger, action, 5, priority=2)
         await queue_jobs(conn, trigger, action, 5, first_event=100, priority=1)
         async with running_worker(settings_for(migrated_url), concurrency=1):
-            await wait_until(lambda: len(sink.processed) == 10)
+            await eventually(lambda: len(sink.processed) == 10)
     events = [_event_of(request.key, trigger, action) for request in sink.received]
     assert events == [*range(100, 105), *range(1, 6)]
 
@@ -298,7 +298,7 @@ async def test_private_targets_are_refused_by_default(
                                               box=box)  # fmt: skip
     await queue_jobs(conn, trigger, action, 1)
     async with running_worker(settings_for(migrated_url, allow_private_urls=False)):
-        await wait_until(lambda: _equals(job_status_counts(conn), {"dead": 1}))
+        await eventually(lambda: _equals(job_status_counts(conn), {"dead": 1}))
     [row] = await results(conn)
     assert row["status"] == "failed"
     assert row["error_message"].startswith(f"refused to send to http://{host}:9: {problem}")
@@ -317,7 +317,7 @@ async def test_private_targets_are_allowed_when_configured(
         settings = settings_for(migrated_url, allow_private_urls=False,
                                 allowed_networks="127.0.0.0/8, ::1/128")  # fmt: skip
         async with running_worker(settings):
-            await wait_until(lambda: len(sink.processed) == 1)
+            await eventually(lambda: len(sink.processed) == 1)
 
 
 async def test_a_redirect_to_a_private_address_is_refused(
@@ -336,7 +336,7 @@ async def test_a_redirect_to_a_private_address_is_refused(
         settings = settings_for(migrated_url, allow_private_urls=False,
                                 allowed_networks="127.0.0.1/32")  # fmt: skip
         async with running_worker(settings):
-            await wait_until(lambda: _equals(job_status_counts(conn), {"dead": 1}))
+            await eventually(lambda: _equals(job_status_counts(conn), {"dead": 1}))
     [row] = await results(conn)
     assert "169.254.169.254 is a cloud metadata address" in row["error_message"]
 
@@ -354,7 +354,7 @@ async def test_telegram_messages_are_escaped_for_their_parse_mode(
             "chat_id": 123456789, "parse_mode": "MarkdownV2", "message_template": template})  # fmt: skip
         await queue_jobs(conn, trigger, action, 1, tag1="re_fund*[1](x)!", tag2="a.b-c")
         async with running_worker(settings_for(migrated_url, telegram_api_url=url)):
-            await wait_until(lambda: _equals(job_status_counts(conn), {"succeeded": 1}))
+            await eventually(lambda: _equals(job_status_counts(conn), {"succeeded": 1}))
     [message] = telegram.messages
     assert message["chat_id"] == "123456789"
     assert message["parse_mode"] == "MarkdownV2"
@@ -378,7 +378,7 @@ async def test_telegram_429_retry_after_is_honoured(
         await queue_jobs(conn, trigger, action, 1)
         started = time.monotonic()
         async with running_worker(settings_for(migrated_url, telegram_api_url=url)):
-            await wait_until(lambda: len(telegram.messages) == 1)
+            await eventually(lambda: len(telegram.messages) == 1)
             elapsed = time.monotonic() - started
     assert elapsed >= 1.0
     rows = await results(conn)
@@ -398,7 +398,7 @@ async def test_telegram_permanent_errors_are_dead_and_never_show_the_token(
         )
         await queue_jobs(conn, trigger, action, 1)
         async with running_worker(settings_for(migrated_url, telegram_api_url=url)):
-            await wait_until(lambda: _equals(job_status_counts(conn), {"dead": 1}))
+            await eventually(lambda: _equals(job_status_counts(conn), {"dead": 1}))
     [row] = await results(conn)
     assert (
         row["error_message"]
@@ -413,7 +413,7 @@ async def test_an_invalid_action_config_is_dead_with_the_reason(
     trigger, action, _ = await create_trigger(conn, "telegram", {"message_template": "x"})
     await queue_jobs(conn, trigger, action, 1)
     async with running_worker(settings_for(migrated_url)):
-        await wait_until(lambda: _equals(job_status_counts(conn), {"dead": 1}))
+        await eventually(lambda: _equals(job_status_counts(conn), {"dead": 1}))
     [row] = await results(conn)
     assert row["error_message"] == "telegram action: chat_id: is required"
 
@@ -431,9 +431,9 @@ async def test_jobs_of_a_dead_worker_are_delivered_after_their_lease(
         assert len(claimed) == 3
         started = time.monotonic()
         async with running_worker(settings_for(migrated_url, worker_lease_seconds=2)):
-            await wait_until(lambda: len(sink.processed) == 3)
+            await eventually(lambda: len(sink.processed) == 3)
             assert time.monotonic() - started >= 1.5
-            await wait_until(lambda: _equals(job_status_counts(conn), {"succeeded": 3}))
+            await eventually(lambda: _equals(job_status_counts(conn), {"succeeded": 3}))
     rows = await results(conn)
     assert sorted(row["status"] for row in rows) == ["retrying"] * 3 + ["success"] * 3
     assert {row["error_message"] for row in rows if row["status"] == "retrying"} == {
@@ -450,7 +450,7 @@ async def test_stopping_finishes_deliveries_in_flight_and_requeues_the_rest(
         sink.stall_next(2, 5.0)  # do not
         await queue_jobs(conn, trigger, action, 4)
         async with running_worker(settings_for(migrated_url), concurrency=4, shutdown_grace=1.0):
-            await wait_until(lambda: len(sink.received) == 4)
+            await eventually(lambda: len(sink.received) == 4)
         counts = await job_status_counts(conn)
     assert counts == {"succeeded": 2, "queued": 2}
     cursor = await conn.execute("SELECT locked_by FROM action_jobs WHERE status = 'queued'")

@@ -19,7 +19,7 @@ from tests.actions.test_worker import (
     webhook_target,
 )
 from tests.support.jobs import queue_jobs
-from tests.support.waiting import eventually as wait_until
+from tests.support.waiting import eventually
 
 
 @pytest.mark.slow
@@ -38,13 +38,13 @@ async def test_deliveries_in_flight_when_the_connections_die_are_recorded_after_
         settings = settings_for(migrated_url, worker_lease_seconds=120)
         task = asyncio.create_task(run_worker(migrated_url, stop, settings))
         try:
-            await wait_until(lambda: len(sink.received) == 3)  # all three in flight
+            await eventually(lambda: len(sink.received) == 3)  # all three in flight
             cursor = await conn.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
             assert (await cursor.fetchone() or [0])[0] >= 2  # the worker's, as in a restart
-            await wait_until(lambda: _equals(job_status_counts(conn), {"succeeded": 3}), 10)
+            await eventually(lambda: _equals(job_status_counts(conn), {"succeeded": 3}), 10)
         finally:
             stop.set()
             await asyncio.wait_for(task, 20)

@@ -20,11 +20,12 @@ from structlog.testing import capture_logs
 from erc8004_backend.actions.rest import masked, open_credentials, signature
 from erc8004_backend.api.app import Pool, create_app
 from erc8004_backend.encryption import SecretBox
-from tests.actions.test_worker import running_worker, settings_for, wait_until
+from tests.actions.test_worker import running_worker, settings_for
 from tests.api.conftest import Account, ApiClient, api_settings
 from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import WebhookSink
 from tests.support.jobs import queue_jobs
+from tests.support.waiting import eventually
 from tests.triggers.test_examples_end_to_end import example_triggers
 
 EXAMPLES = example_triggers()
@@ -607,7 +608,7 @@ async def test_webhook_credentials_are_encrypted_masked_kept_and_delivered(
             async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
                 await queue_jobs(conn, trigger["id"], trigger["actions"][0]["id"], 1)
                 async with running_worker(settings_for(migrated_url)):
-                    await wait_until(lambda: len(sink.processed) == 1)
+                    await eventually(lambda: len(sink.processed) == 1)
     [request] = sink.received
     assert request.signature_ok
     assert request.path == "/hook/42"
