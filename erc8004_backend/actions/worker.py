@@ -128,6 +128,7 @@ class Worker:
                 finally:
                     await self._finish_in_flight()
                     self._wake.set()
+                    self._recorded.set()  # the recorder stops now, not at its next timeout
                     listening.cancel()
                     reaping.cancel()
                 await recording

@@ -1,7 +1,11 @@
 """The FastAPI application: routers under /api/v1, shared state, errors and protection.
 
 app = create_app(settings)               # opens its own pool in the lifespan
-app = create_app(settings, pool=pool)    # or uses one the caller opened (tests, `run`)
+app = create_app(settings, pool=pool)    # or uses one the caller opened
+
+create_app is build_app (the routes and middleware, shaped by a few settings) then
+attach_state (settings, pool, rate limits, metrics): the tests build an application once per
+shape and attach fresh state for each test.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -17,6 +22,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+from starlette.types import StatelessLifespan
 
 from erc8004_backend.api import accounts, events, status, tokens, triggers
 from erc8004_backend.api.dependencies import ApiState, limit_by_address
@@ -47,32 +53,25 @@ def open_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> Pool:
     )
 
 
+@dataclass(frozen=True)
+class AppShape:
+    """The settings that shape the application itself (its middleware); every other setting
+    is read from its state at each request."""
+
+    max_body_bytes: int
+    cors_origins: tuple[str, ...]
+
+    @classmethod
+    def of(cls, settings: Settings) -> AppShape:
+        origins = (origin.strip() for origin in settings.cors_origins.split(","))
+        return cls(settings.api_max_body_bytes, tuple(origin for origin in origins if origin))
+
+
 def create_app(settings: Settings, *, pool: Pool | None = None) -> FastAPI:
     if settings.database_url is None and pool is None:
         raise ValueError("create_app needs settings.database_url or a pool")
     own_pool = pool is None
     the_pool: Pool = pool or open_pool(str(settings.database_url))
-    if settings.jwt_secret is None:
-        jwt_secret = secrets.token_urlsafe(32)
-        log.warning(
-            "api.jwt_secret_not_set",
-            hint="set ERC8004_JWT_SECRET; access tokens end with this process",
-        )
-    else:
-        jwt_secret = settings.jwt_secret.get_secret_value()
-    state = ApiState(
-        settings=settings,
-        pool=the_pool,
-        rate_limits=RateLimits(
-            per_user=settings.rate_limit_user,
-            per_ip=settings.rate_limit_ip,
-            login=settings.rate_limit_login,
-        ),
-        secret_box=SecretBox.from_spec(settings.token_keys),
-        jwt_secret=jwt_secret,
-        migrations_dir=settings.migrations_dir,
-    )
-    metrics = ApiMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,6 +83,40 @@ def create_app(settings: Settings, *, pool: Pool | None = None) -> FastAPI:
             if own_pool:
                 await the_pool.close()
 
+    app = build_app(AppShape.of(settings), lifespan=lifespan)
+    attach_state(app, settings, the_pool)
+    return app
+
+
+def attach_state(app: FastAPI, settings: Settings, pool: Pool) -> None:
+    """Gives `app` the state of one deployment: its settings and pool, new rate limits and
+    new metrics (an application built once can serve one deployment after another)."""
+    if settings.jwt_secret is None:
+        jwt_secret = secrets.token_urlsafe(32)
+        log.warning(
+            "api.jwt_secret_not_set",
+            hint="set ERC8004_JWT_SECRET; access tokens end with this process",
+        )
+    else:
+        jwt_secret = settings.jwt_secret.get_secret_value()
+    app.state.api = ApiState(
+        settings=settings,
+        pool=pool,
+        rate_limits=RateLimits(
+            per_user=settings.rate_limit_user,
+            per_ip=settings.rate_limit_ip,
+            login=settings.rate_limit_login,
+        ),
+        secret_box=SecretBox.from_spec(settings.token_keys),
+        jwt_secret=jwt_secret,
+        migrations_dir=settings.migrations_dir,
+    )
+    app.state.metrics = ApiMetrics()
+
+
+def build_app(shape: AppShape, *, lifespan: StatelessLifespan[FastAPI] | None = None) -> FastAPI:
+    """The routes, error handlers and middleware, without state (see attach_state). Most of
+    an application's cost is here: FastAPI builds every route's models."""
     app = FastAPI(
         title="erc8004-backend",
         summary="ERC-8004 registries indexed, triggers over their events, actions delivered.",
@@ -93,8 +126,6 @@ def create_app(settings: Settings, *, pool: Pool | None = None) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.api = state
-    app.state.metrics = metrics
     install_error_handlers(app)
 
     v1 = APIRouter(
@@ -108,13 +139,12 @@ def create_app(settings: Settings, *, pool: Pool | None = None) -> FastAPI:
     v1.include_router(status.router, responses=error_responses(401, 403, 503))
     app.include_router(v1)
 
-    app.add_middleware(RequestMetrics, metrics=metrics)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
-    origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
-    if origins:
+    app.add_middleware(RequestMetrics)
+    app.add_middleware(BodySizeLimit, max_bytes=shape.max_body_bytes)
+    if shape.cors_origins:
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=origins,
+            allow_origins=list(shape.cors_origins),
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["Retry-After"],

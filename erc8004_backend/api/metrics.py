@@ -70,11 +70,11 @@ class ApiMetrics:
 
 
 class RequestMetrics:
-    """ASGI middleware counting every HTTP request by method, route template and status."""
+    """ASGI middleware counting every HTTP request by method, route template and status, in
+    the application's current ApiMetrics (`app.state.metrics`)."""
 
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,4 +94,5 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe(scope["method"], template, status, time.perf_counter() - started)
+            metrics: ApiMetrics = scope["app"].state.metrics
+            metrics.observe(scope["method"], template, status, time.perf_counter() - started)

@@ -441,6 +441,19 @@ async def test_jobs_of_a_dead_worker_are_delivered_after_their_lease(
     }
 
 
+async def test_a_worker_with_nothing_in_flight_stops_at_once(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    """The recorder is woken by the stop, not left to its next look at the outcomes (half a
+    second after the last one was written)."""
+    async with webhook_target(conn, box) as (_, _, trigger, action):
+        await queue_jobs(conn, trigger, action, 1)
+        async with running_worker(settings_for(migrated_url)) as worker:
+            await eventually(lambda: worker.delivered == 1)
+            stopping = time.perf_counter()
+        assert time.perf_counter() - stopping < 0.3
+
+
 @pytest.mark.slow
 async def test_stopping_finishes_deliveries_in_flight_and_requeues_the_rest(
     conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox

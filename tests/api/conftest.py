@@ -1,4 +1,5 @@
 """The real application on a throwaway migrated database, called in-process through httpx.
+Each test gets the application's state afresh (see app_on); its routes are built once.
 
 async def test_something(api: ApiClient, alice: Account) -> None:
     response = await api.get("/me", headers=alice.headers)
@@ -7,13 +8,15 @@ async def test_something(api: ApiClient, alice: Account) -> None:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
-from erc8004_backend.api.app import Pool, create_app, open_pool
+from erc8004_backend.api.app import AppShape, Pool, attach_state, build_app, open_pool
 from erc8004_backend.config import Settings
 
 ApiClient = httpx.AsyncClient
@@ -52,19 +55,54 @@ async def pool(migrated_url: str) -> AsyncIterator[Pool]:
     await the_pool.close()
 
 
+# Applications built so far, by shape, that no test is using: building one (FastAPI makes
+# every route's models) costs a few tenths of a second of CPU, attaching fresh state to one
+# almost nothing.
+_idle_apps: defaultdict[AppShape, list[FastAPI]] = defaultdict(list)
+
+
+@contextlib.contextmanager
+def app_on(settings: Settings, pool: Pool) -> Iterator[FastAPI]:
+    """The application for `settings` on `pool`, with state of its own: new rate limits and
+    metrics, as a new application has. Its routes and middleware are reused."""
+    shape = AppShape.of(settings)
+    app = _idle_apps[shape].pop() if _idle_apps[shape] else build_app(shape)
+    attach_state(app, settings, pool)
+    try:
+        yield app
+    finally:
+        del app.state.api, app.state.metrics  # nothing of this test's reaches the next one
+        _idle_apps[shape].append(app)
+
+
+MakeApp = Callable[[Settings, Pool], FastAPI]
+
+
+@pytest.fixture
+def make_app() -> Iterator[MakeApp]:
+    """make_app(settings, pool): what create_app(settings, pool=pool) makes, from app_on, for
+    the rest of the test."""
+    with contextlib.ExitStack() as apps:
+        yield lambda settings, pool: apps.enter_context(app_on(settings, pool))
+
+
 @contextlib.asynccontextmanager
 async def api_client(
     url: str, pool: Pool | None = None, **overrides: object
 ) -> AsyncIterator[ApiClient]:
     """A client of the application on `url` (with its own pool unless given one), the
     settings changed by `overrides`."""
-    app = create_app(api_settings(url, **overrides), pool=pool)
+    async with contextlib.AsyncExitStack() as stack:
+        if pool is None:
+            pool = await stack.enter_async_context(open_pool(url))
+        app = stack.enter_context(app_on(api_settings(url, **overrides), pool))
+        yield await stack.enter_async_context(client_of(app))
+
+
+def client_of(app: FastAPI) -> ApiClient:
+    """A client calling `app` in-process."""
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://api.test/api/v1") as client,
-    ):
-        yield client
+    return httpx.AsyncClient(transport=transport, base_url="http://api.test/api/v1")
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from erc8004_backend.api.app import Pool, create_app
-from tests.api.conftest import Account, ApiClient, api_settings
+from erc8004_backend.api.app import Pool
+from tests.api.conftest import Account, ApiClient, MakeApp, api_settings
 from tests.support.waiting import free_port
 
 
@@ -32,14 +32,14 @@ async def test_connections_cut_by_the_server_are_replaced_before_use(
         assert response.status_code == 200, response.text
 
 
-async def test_an_unreachable_database_gets_a_503_not_a_500() -> None:
+async def test_an_unreachable_database_gets_a_503_not_a_500(make_app: MakeApp) -> None:
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
     pool: Pool = AsyncConnectionPool(
         url, min_size=1, open=False, timeout=0.5, kwargs={"row_factory": dict_row}
     )
     await pool.open(wait=False)
     try:
-        app = create_app(api_settings(url), pool=pool)
+        app = make_app(api_settings(url), pool)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test/api/v1") as api:
             response = await api.post("/auth/login", json={"username": "u", "password": "p"})

@@ -7,15 +7,15 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from erc8004_backend.api.app import Pool, create_app
-from tests.api.conftest import Account, ApiClient, api_settings, make_account
+from erc8004_backend.api.app import Pool
+from tests.api.conftest import Account, ApiClient, MakeApp, api_settings, make_account
 
 
 async def test_per_user_limit_answers_429_with_retry_after(
-    api: ApiClient, migrated_url: str, pool: Pool
+    api: ApiClient, migrated_url: str, pool: Pool, make_app: MakeApp
 ) -> None:
     account = await make_account(api, "ratey")
-    app = create_app(api_settings(migrated_url, rate_limit_user="5/minute"), pool=pool)
+    app = make_app(api_settings(migrated_url, rate_limit_user="5/minute"), pool)
     transport = httpx.ASGITransport(app=app, client=("198.51.100.1", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://t/api/v1") as client:
         statuses = [(await client.get("/me", headers=account.headers)).status_code
@@ -29,10 +29,11 @@ async def test_per_user_limit_answers_429_with_retry_after(
         assert (await client.get("/me", headers=other.headers)).status_code == 200
 
 
-async def test_per_address_and_login_limits(migrated_url: str, pool: Pool) -> None:
-    app = create_app(
-        api_settings(migrated_url, rate_limit_ip="4/minute", rate_limit_login="2/minute"),
-        pool=pool,
+async def test_per_address_and_login_limits(
+    migrated_url: str, pool: Pool, make_app: MakeApp
+) -> None:
+    app = make_app(
+        api_settings(migrated_url, rate_limit_ip="4/minute", rate_limit_login="2/minute"), pool
     )
 
     def client(address: str) -> httpx.AsyncClient:
@@ -50,10 +51,10 @@ async def test_per_address_and_login_limits(migrated_url: str, pool: Pool) -> No
 
 
 async def test_large_bodies_are_refused_with_413(
-    migrated_url: str, pool: Pool, api: ApiClient
+    migrated_url: str, pool: Pool, api: ApiClient, make_app: MakeApp
 ) -> None:
     account = await make_account(api, "bigbody")
-    app = create_app(api_settings(migrated_url, api_max_body_bytes=2048), pool=pool)
+    app = make_app(api_settings(migrated_url, api_max_body_bytes=2048), pool)
     transport = httpx.ASGITransport(app=app, client=("198.51.100.1", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://t/api/v1") as client:
         body = {"name": "x" * 5000, "chain_id": 1, "registry": "identity", "actions": []}
@@ -72,8 +73,10 @@ async def test_large_bodies_are_refused_with_413(
         assert streamed.status_code == 413
 
 
-async def test_cors_allows_only_the_configured_origins(migrated_url: str, pool: Pool) -> None:
-    app = create_app(api_settings(migrated_url, cors_origins="https://app.example.com"), pool=pool)
+async def test_cors_allows_only_the_configured_origins(
+    migrated_url: str, pool: Pool, make_app: MakeApp
+) -> None:
+    app = make_app(api_settings(migrated_url, cors_origins="https://app.example.com"), pool)
     transport = httpx.ASGITransport(app=app, client=("198.51.100.1", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://t/api/v1") as client:
         preflight = {"Access-Control-Request-Method": "POST"}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
+from erc8004_backend.api.app import Pool
 from erc8004_backend.api.status import migration_problem
-from tests.api.conftest import Account, ApiClient
+from tests.api.conftest import Account, ApiClient, api_settings, app_on, client_of
 from tests.conftest import MIGRATIONS
 
 
@@ -73,3 +74,28 @@ async def test_indexer_status_per_chain(api: ApiClient, alice: Account, migrated
         (80002, 0, "rpc timed out"),
         (84532, 10, None),
     ]
+
+
+def request_count(metrics_text: str, route: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == "erc8004_api_requests_total" and sample.labels["route"] == route
+    )
+
+
+async def test_an_application_given_new_state_counts_from_zero(
+    migrated_url: str, pool: Pool
+) -> None:
+    """The tests reuse one application with new state (attach_state) for each test: no rate
+    limit count or metric of one reaches the next."""
+    settings = api_settings(migrated_url, rate_limit_ip="3/minute")
+    with app_on(settings, pool) as first:
+        async with client_of(first) as api:
+            assert [(await api.get("/health")).status_code for _ in range(4)] == [200] * 3 + [429]
+    with app_on(settings, pool) as second:
+        assert second is first
+        async with client_of(second) as api:
+            assert (await api.get("/health")).status_code == 200
+            assert request_count((await api.get("/metrics")).text, "/health") == 1

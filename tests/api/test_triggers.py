@@ -18,10 +18,10 @@ from psycopg.types.json import Jsonb
 from structlog.testing import capture_logs
 
 from erc8004_backend.actions.rest import masked, open_credentials, signature
-from erc8004_backend.api.app import Pool, create_app
+from erc8004_backend.api.app import Pool
 from erc8004_backend.encryption import SecretBox
 from tests.actions.test_worker import running_worker, settings_for
-from tests.api.conftest import Account, ApiClient, api_settings
+from tests.api.conftest import Account, ApiClient, MakeApp, api_settings
 from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import WebhookSink
 from tests.support.jobs import queue_jobs
@@ -496,11 +496,11 @@ async def test_json_too_deep_to_parse_is_refused_too(
 
 
 async def test_a_response_that_cannot_be_built_leaves_nothing_changed(
-    migrated_url: str, pool: Pool, alice: Account
+    migrated_url: str, pool: Pool, alice: Account, make_app: MakeApp
 ) -> None:
     """A row written before the API bounded nesting: a change whose response cannot be
     serialized is a 500 and is rolled back, not committed."""
-    app = create_app(api_settings(migrated_url), pool=pool)
+    app = make_app(api_settings(migrated_url), pool)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t/api/v1") as client:
         body = {**SIMPLE, "enabled": False}

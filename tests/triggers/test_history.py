@@ -14,13 +14,12 @@ import httpx
 import psycopg
 import pytest
 
-from erc8004_backend.api.app import create_app, open_pool
 from erc8004_backend.database.connection import connect
 from erc8004_backend.database.migrations import Migrator, load_source
 from erc8004_backend.devnet import Devnet
 from erc8004_backend.indexer.runner import index_chain
 from erc8004_backend.triggers.processor import load_trigger_index, process_batch
-from tests.api.conftest import Account, api_settings, make_account
+from tests.api.conftest import Account, api_client, make_account
 from tests.conftest import MIGRATIONS
 
 pytestmark = pytest.mark.timeout(120)
@@ -47,13 +46,8 @@ def ema_trigger(chain_id: int, agent: int) -> dict[str, Any]:
 
 @pytest.fixture
 async def api(migrated_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    pool = open_pool(migrated_url, min_size=1, max_size=4)
-    await pool.open()
-    app = create_app(api_settings(migrated_url), pool=pool)
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test/api/v1") as client:
+    async with api_client(migrated_url) as client:
         yield client
-    await pool.close()
 
 
 @pytest.fixture
