@@ -21,7 +21,7 @@ from erc8004_backend.actions.configs import (
     render_json_template,
 )
 
-# The actions' configs of the trigger examples (shared/trigger-examples.md), as written there.
+# The actions' configs of the trigger examples (docs/triggers.md), as written there.
 EXAMPLE_1_TELEGRAM: dict[str, Any] = {
     "chat_id": "123456789",
     "parse_mode": "MarkdownV2",

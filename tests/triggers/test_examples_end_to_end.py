@@ -18,20 +18,19 @@ import pytest
 from erc8004_backend.triggers.processor import Processor, load_trigger_index, process_batch
 from tests.conftest import ROOT
 
-# The request bodies of shared/trigger-examples.md, copied here so the tests need nothing
-# outside the checkout; where the document is beside it, the copy must still match it.
+# The request bodies of the examples in docs/triggers.md, as data; the document must show
+# exactly these.
 EXAMPLES_COPY = Path(__file__).with_name("trigger_examples.json")
-EXAMPLES_DOCUMENT = ROOT.parent / "shared" / "trigger-examples.md"
+EXAMPLES_DOCUMENT = ROOT / "docs" / "triggers.md"
 USER = "a11ce000-0000-4000-8000-000000000001"
 V1 = "0x1111111111111111111111111111111111111111"
 
 
 def example_triggers() -> list[dict[str, Any]]:
     bodies: list[dict[str, Any]] = json.loads(EXAMPLES_COPY.read_text(encoding="utf-8"))
-    if EXAMPLES_DOCUMENT.exists():
-        text = EXAMPLES_DOCUMENT.read_text(encoding="utf-8")
-        blocks = [block.split("```", 1)[0] for block in text.split("```json")[1:]]
-        assert [json.loads(block) for block in blocks] == bodies, "refresh trigger_examples.json"
+    text = EXAMPLES_DOCUMENT.read_text(encoding="utf-8")
+    blocks = [block.split("```", 1)[0] for block in text.split("```json")[1:]]
+    assert [json.loads(block) for block in blocks] == bodies, "docs/triggers.md differs"
     return bodies
 
 
