@@ -28,7 +28,14 @@ from tests.support.chain_truth import assert_table_equals_chain
 from tests.support.delivery_targets import WebhookSink
 from tests.support.devnet import require_anvil
 from tests.support.postgres_server import postgres_server
-from tests.support.system import Feedback, System, delivered, feedbacks_indexed, running_system
+from tests.support.system import (
+    Feedback,
+    System,
+    checkpoint_reaches,
+    delivered,
+    feedbacks_indexed,
+    running_system,
+)
 from tests.support.waiting import eventually, free_port
 
 pytestmark = pytest.mark.timeout(90)
@@ -264,13 +271,7 @@ async def indexed_feedback_blocks(url: str, above: int, head: int) -> dict[int, 
     """Block number -> (transaction, block hash) of the NewFeedback stored above `above`,
     once the indexer has reached `head` (it stores unconfirmed events too)."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-
-        async def reached() -> bool:
-            cursor = await conn.execute("SELECT block_number FROM checkpoints")
-            row = await cursor.fetchone()
-            return bool(row and row[0] is not None and row[0] >= head)
-
-        await eventually(reached, 10, what=f"the indexer reaching block {head}")
+        await checkpoint_reaches(conn, head, confirmed=False, timeout=10)
         cursor = await conn.execute(
             "SELECT block_number, transaction_hash, block_hash FROM events"
             " WHERE event_type = 'NewFeedback' AND block_number > %s",

@@ -137,16 +137,30 @@ async def serving(client: httpx.AsyncClient, process: asyncio.subprocess.Process
         return False
 
 
+CHECKPOINT = {
+    False: "SELECT block_number FROM checkpoints",
+    True: "SELECT confirmed_block_number FROM checkpoints",
+}
+
+
+async def checkpoint_reaches(
+    conn: psycopg.AsyncConnection, head: int, *, confirmed: bool, timeout: float = 20
+) -> None:
+    """Waits until the (one) chain's indexed, or confirmed, block is at least `head`."""
+
+    async def reached() -> bool:
+        cursor = await conn.execute(CHECKPOINT[confirmed])
+        row = await cursor.fetchone()
+        return bool(row and row[0] is not None and row[0] >= head)
+
+    what = "confirming" if confirmed else "reaching"
+    await eventually(reached, timeout, what=f"the indexer {what} block {head}")
+
+
 async def feedbacks_indexed(url: str, head: int) -> set[Feedback]:
     """Every NewFeedback the chain emitted, once the indexer has confirmed the head."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-
-        async def confirmed() -> bool:
-            cursor = await conn.execute("SELECT confirmed_block_number FROM checkpoints")
-            row = await cursor.fetchone()
-            return bool(row and row[0] is not None and row[0] >= head)
-
-        await eventually(confirmed, 20, what=f"the indexer confirming block {head}")
+        await checkpoint_reaches(conn, head, confirmed=True)
         cursor = await conn.execute(
             "SELECT transaction_hash, log_index::text, agent_id::text, trim_scale(score)::text FROM events"
             " WHERE event_type = 'NewFeedback'"
