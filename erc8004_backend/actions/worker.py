@@ -52,7 +52,7 @@ from erc8004_backend.config import Settings
 from erc8004_backend.database.connection import RECONNECT_ERRORS
 from erc8004_backend.encryption import SecretBox
 from erc8004_backend.outbound import outbound_session
-from erc8004_backend.retry import RetryPolicy, run_reconnecting
+from erc8004_backend.retry import RetryPolicy, run_reconnecting, wait_or_stop
 
 log = structlog.get_logger(__name__)
 
@@ -309,8 +309,7 @@ class Worker:
             if released:
                 log.warning("worker.leases_expired", jobs=released)
                 self._wake.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+            await wait_or_stop(stop, interval)
 
 
 def _ms_since(started: float) -> int:

@@ -31,6 +31,7 @@ from erc8004_backend.chain.events import IGNORED_EVENTS, EventRow
 from erc8004_backend.chain.rpc import RangeTooLargeError, RpcClient, RpcError, RpcUnavailableError
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.indexer.store import BlockHeader, Checkpoint, EventStore
+from erc8004_backend.retry import wait_or_stop
 
 log = structlog.get_logger(__name__)
 
@@ -156,8 +157,7 @@ class ChainIndexer:
                 caught_up = True  # wait before trying again
             if caught_up:
                 delay = self.chain.poll_interval if failures == 0 else min(30.0, 2.0**failures)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+                await wait_or_stop(stop, delay)
 
     async def sync_to_head(self, *, max_steps: int = 1_000_000) -> int:
         """Index until caught up with the head as it is now; returns the checkpoint."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import math
 import re
@@ -47,6 +46,7 @@ from erc8004_backend.outbound import (
     check_public_host,
     pin_to_address,
 )
+from erc8004_backend.retry import wait_or_stop
 
 QUERIES = load_queries("erc8004_backend.indexer", "registration.sql")
 
@@ -672,8 +672,7 @@ class RegistrationResolver:
                     log.exception("registrations.batch_failed")
                     handled = 0
                 if handled < self._batch_size:  # the queue is drained for now
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), self._idle_sleep)
+                    await wait_or_stop(stop, self._idle_sleep)
         finally:
             await self.aclose()
 
