@@ -142,9 +142,12 @@ WEBHOOK_LINE = re.compile(
 )
 
 
-def test_the_readme_walkthrough_delivers_a_signed_webhook_for_the_feedback_it_gives(
+def test_the_readme_walkthrough_delivers_a_signed_webhook_and_runs_again_as_written(
     database_url: str, tmp_path: Path, terminals: list[Terminal]
 ) -> None:
+    """Twice, with the same account and database, as the README says one can: the second run
+    must not leave the first run's trigger beside the new one (its webhook would reach the
+    sink signed with a secret the sink no longer knows)."""
     require_anvil()
     blocks = walkthrough()
     assert [b.terminal for b in blocks] == [1, 2, 3, 4, 3], "the walkthrough changed shape"
@@ -166,13 +169,54 @@ def test_the_readme_walkthrough_delivers_a_signed_webhook_for_the_feedback_it_gi
         terminals.append(terminal)
         return terminal
 
+    first = run_walkthrough(blocks, open_terminal, env, as_run, api_port, sink_port, run=1)
+    second = run_walkthrough(blocks, open_terminal, env, as_run, api_port, sink_port, run=2)
+    assert second.trigger_id != first.trigger_id
+    assert f"deleted trigger {first.trigger_id}" in second.sink_output
+    assert "already registered" not in first.sink_output
+    assert '"status":409' in second.sink_output  # ada exists; the login still works
+
+    # The sample output in the README reads as the sink prints: the same line, the same keys
+    # in the same order.
+    sample = readme_sample_output()
+    line = WEBHOOK_LINE.search(sample)
+    assert line, f"the README's sample webhook line no longer reads as the sink prints:\n{sample}"
+    assert len(line["key"]) == 64, "the sink prints the whole key"
+    sample_body, _ = json_after(sample, line.end() + 1)
+    assert list(sample_body) == list(second.body), "the README's sample body differs in shape"
+    # All but the transaction and its block (the devnet mines on a clock too) come out the
+    # same every run.
+    assert {**sample_body, "tx": None, "block": None} == {**second.body, "tx": None, "block": None}
+    print(f"webhook after {first.webhook_seconds:.1f} s; runs {first.seconds:.1f} s"
+          f" and {second.seconds:.1f} s")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Run:
+    trigger_id: str
+    body: dict[str, Any]
+    sink_output: str
+    webhook_seconds: float
+    seconds: float
+
+
+def run_walkthrough(
+    blocks: list[Block],
+    open_terminal: Callable[..., Terminal],
+    env: dict[str, str],
+    as_run: Callable[[str], str],
+    api_port: int,
+    sink_port: int,
+    run: int,
+) -> Run:
+    """Terminals 1 to 4 as the README says, then Ctrl-C in each; what the sink showed."""
     started = time.monotonic()
-    chain = open_terminal("terminal-1", blocks[0].script)
+    chain = open_terminal(f"run-{run}-terminal-1", blocks[0].script)
     chain.wait_until(lambda: "chain running" in chain.stdout, "devnet")
-    backend = open_terminal("terminal-2", blocks[1].script)
+    backend = open_terminal(f"run-{run}-terminal-2", blocks[1].script)
     backend.wait_until(lambda: api_ready(api_port), "API")
     # Terminal 3: its first block ends in the sink; its second one runs after Ctrl-C.
-    sink = open_terminal("terminal-3", blocks[2].script, blocks[4].script)
+    sink = open_terminal(f"run-{run}-terminal-3", blocks[2].script, blocks[4].script)
     sink.wait_until(lambda: accepts_connections(sink_port), "webhook sink")
     events = subprocess.run(
         ["bash", "-c", as_run(blocks[3].script)], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
@@ -183,6 +227,7 @@ def test_the_readme_walkthrough_delivers_a_signed_webhook_for_the_feedback_it_gi
     # What terminal 4 printed: the agent, and the two feedbacks (92 passes, 30 fires).
     agent = re.search(r"^registered agent (\d+) ", events.stdout, re.MULTILINE)
     assert agent, events.stdout
+    assert agent.group(1) == "0", "the first agent on a fresh devnet is agent 0"
     feedbacks = re.findall(
         r"^feedback (\S+) from (0x[0-9a-f]{40}) to agent (\d+) .* in block (\d+),"
         r" transaction (0x[0-9a-f]{64})$",
@@ -199,6 +244,11 @@ def test_the_readme_walkthrough_delivers_a_signed_webhook_for_the_feedback_it_gi
     output = sink.wait_until(lambda: WEBHOOK_LINE.search(sink.stdout) and sink.stdout, "webhook")
     trigger, _ = json_after(output, output.index('{\n    "id"'))
     assert trigger["webhook_secret"].startswith("whsec_")
+    webhook_seen = time.monotonic() - started
+    # A second webhook (from an earlier run's trigger, say) would be on its way at the same
+    # moment: wait a little before counting them.
+    time.sleep(1.0)
+    output = sink.stdout
     (webhook,) = WEBHOOK_LINE.finditer(output)  # one: the score of 92 fired nothing
     assert webhook["path"] == "/hooks/low-score"
     assert webhook["verdict"] == "valid", output  # signed with the trigger's secret, fresh
@@ -211,9 +261,8 @@ def test_the_readme_walkthrough_delivers_a_signed_webhook_for_the_feedback_it_gi
         "block": block,
         "tx": transaction,
     }
-    webhook_seen = time.monotonic() - started
 
-    # Ctrl-C stops the sink; the same shell then asks for the action results.
+    # Ctrl-C stops the sink; the same shell then asks for the trigger's action results.
     printed = len(sink.stdout)
     assert sink.ctrl_c() == 0, sink.tail()
     results = json.loads(sink.stdout[printed:])
@@ -226,4 +275,14 @@ def test_the_readme_walkthrough_delivers_a_signed_webhook_for_the_feedback_it_gi
     assert backend.ctrl_c() == 0, backend.tail()
     assert chain.ctrl_c() == 0, chain.tail()
     assert "Traceback" not in backend.tail() + chain.tail() + sink.tail()
-    print(f"webhook after {webhook_seen:.1f} s, walkthrough {time.monotonic() - started:.1f} s")
+    return Run(trigger["id"], body, output, webhook_seen, time.monotonic() - started)
+
+
+def readme_sample_output() -> str:
+    """The README's sample of what terminal 3 shows: the plain block after terminal 4's."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split(SECTION, 1)[1].split("\n## ", 1)[0]
+    fenced = re.findall(r"^```(\w*)\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+    plain = [text for language, text in fenced if not language]
+    assert plain, "the walkthrough shows no sample output"
+    return str(plain[0])
