@@ -213,7 +213,9 @@ SPECS_BY_TOPIC: dict[str, EventSpec] = {spec.topic0: spec for spec in SPECS}
 if len(SPECS_BY_TOPIC) != len(SPECS):
     raise RuntimeError("two event specs share a topic0")
 
-# Events the registries emit that are not agent activity: named in logs, then skipped.
+# Events the registries emit that are not agent activity: counted by name, then skipped. Any
+# other log at a registry's address that no spec decodes is kept in `unknown_logs` (see the
+# indexer), so that an ABI version we do not know is noticed.
 IGNORED_EVENTS: dict[str, str] = {
     "0x" + keccak(signature.encode()).hex(): signature.split("(")[0]
     for signature in (
