@@ -433,6 +433,22 @@ CREATE TABLE public.triggers (
     CONSTRAINT triggers_webhook_secret_key_id_check CHECK (((webhook_secret IS NULL) = (webhook_secret_key_id IS NULL)))
 );
 
+CREATE TABLE public.unknown_logs (
+    chain_id bigint NOT NULL,
+    block_number bigint NOT NULL,
+    block_hash text NOT NULL,
+    block_time timestamp with time zone NOT NULL,
+    transaction_hash text NOT NULL,
+    log_index integer NOT NULL,
+    address text NOT NULL,
+    registry text NOT NULL,
+    topic0 text,
+    decode_error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT unknown_logs_block_number_check CHECK ((block_number >= 0)),
+    CONSTRAINT unknown_logs_registry_check CHECK ((registry = ANY (ARRAY['identity'::text, 'reputation'::text, 'validation'::text])))
+);
+
 CREATE TABLE public.users (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     username text NOT NULL,
@@ -508,6 +524,9 @@ ALTER TABLE ONLY public.trigger_state
 ALTER TABLE ONLY public.triggers
     ADD CONSTRAINT triggers_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.unknown_logs
+    ADD CONSTRAINT unknown_logs_pkey PRIMARY KEY (chain_id, block_hash, log_index);
+
 ALTER TABLE ONLY public.users
     ADD CONSTRAINT users_pkey PRIMARY KEY (id);
 
@@ -576,6 +595,8 @@ CREATE INDEX trigger_conditions_trigger_id_idx ON public.trigger_conditions USIN
 CREATE INDEX triggers_enabled_chain_registry_idx ON public.triggers USING btree (chain_id, registry) WHERE enabled;
 
 CREATE INDEX triggers_user_id_idx ON public.triggers USING btree (user_id, created_at);
+
+CREATE INDEX unknown_logs_chain_block_idx ON public.unknown_logs USING btree (chain_id, block_number);
 
 CREATE UNIQUE INDEX users_email_key ON public.users USING btree (public.account_key(email)) WHERE (NOT email_shadowed);
 

@@ -1,6 +1,6 @@
 """Prometheus metrics: the API's own requests (counted by route template, not by path, so
 ids do not explode the label set) and gauges of the system read from the database when
-/metrics is scraped (events indexed, jobs by status, queue depth, head lag)."""
+/metrics is scraped (events indexed, jobs by status, queue depth, head lag, unknown logs)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,12 @@ class ApiMetrics:
             "erc8004_indexer_head_lag_blocks", "Chain head minus the last indexed block.",
             ["chain_id"], registry=self.registry,
         )  # fmt: skip
+        self.unknown_logs = Gauge(
+            "erc8004_indexer_unknown_logs",
+            "Logs at a registry's address that no decoder turned into an event (topic0 none:"
+            " a log without topics).",
+            ["chain_id", "registry", "topic0"], registry=self.registry,
+        )  # fmt: skip
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
@@ -53,6 +59,7 @@ class ApiMetrics:
         jobs: Sequence[Mapping[str, Any]],
         queue_depth: int,
         chains: Sequence[Mapping[str, Any]],
+        unknown_logs: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.events.set(events)
         for status in ("queued", "running", "succeeded", "dead"):
@@ -64,6 +71,10 @@ class ApiMetrics:
         for row in chains:
             if row["head_lag"] is not None:
                 self.head_lag.labels(str(row["chain_id"])).set(row["head_lag"])
+        self.unknown_logs.clear()
+        for row in unknown_logs:
+            labels = (str(row["chain_id"]), row["registry"], row["topic0"] or "none")
+            self.unknown_logs.labels(*labels).set(row["logs"])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -29,6 +29,21 @@ class Readiness(BaseModel):
     migrations: str
 
 
+class UnknownLogs(BaseModel):
+    """Logs at one registry's address with one topic0 that no decoder turned into an event:
+    an ABI version or event this version does not know (`decode_error` null), or a known
+    topic0 whose topics and data do not fit its layout (`decode_error` says how, for the
+    latest). `topic0` is null for logs without topics."""
+
+    registry: str
+    topic0: str | None
+    logs: int
+    first_block: int
+    last_block: int
+    last_transaction_hash: str
+    decode_error: str | None
+
+
 class ChainStatus(BaseModel):
     chain_id: int
     block_number: int
@@ -38,6 +53,7 @@ class ChainStatus(BaseModel):
     last_error: str | None
     last_error_at: datetime | None
     updated_at: datetime
+    unknown_logs: list[UnknownLogs]
 
 
 @router.get("/health")
@@ -88,23 +104,33 @@ async def ready(state: State) -> Readiness:
 )
 async def metrics(request: Request, conn: Db) -> Response:
     """Prometheus metrics: API requests and latency, events indexed, jobs by status, queue
-    depth, head lag per chain."""
+    depth, head lag per chain, logs nothing decoded per chain, registry and topic0."""
     api_metrics: ApiMetrics = request.app.state.metrics
     events = await (await conn.execute(QUERIES["events_estimate"])).fetchone()
     jobs = await (await conn.execute(QUERIES["jobs_by_status"])).fetchall()
     depth = await (await conn.execute(QUERIES["queue_depth"])).fetchone()
     chains = await (await conn.execute(QUERIES["indexer_status"])).fetchall()
+    unknown = await (await conn.execute(QUERIES["unknown_logs"])).fetchall()
     api_metrics.update_system(
         events=int(events["events"]) if events else 0,
         jobs=jobs,
         queue_depth=int(depth["due"]) if depth else 0,
         chains=chains,
+        unknown_logs=unknown,
     )
     return Response(api_metrics.render(), media_type="text/plain; version=0.0.4")
 
 
 @router.get("/indexer/status")
 async def indexer_status(user: CurrentUser, conn: Db) -> list[ChainStatus]:
-    """Per chain: the last indexed and confirmed blocks, the head, the lag, the last error."""
-    cursor = await conn.execute(QUERIES["indexer_status"])
-    return [ChainStatus.model_validate(row) for row in await cursor.fetchall()]
+    """Per chain: the last indexed and confirmed blocks, the head, the lag, the last error,
+    and the logs at its registries' addresses that no decoder turned into an event, by
+    registry and topic0 (a new ABI version shows here)."""
+    chains = await (await conn.execute(QUERIES["indexer_status"])).fetchall()
+    unknown: dict[int, list[UnknownLogs]] = {}
+    for row in await (await conn.execute(QUERIES["unknown_logs"])).fetchall():
+        unknown.setdefault(row["chain_id"], []).append(UnknownLogs.model_validate(row))
+    return [
+        ChainStatus.model_validate({**row, "unknown_logs": unknown.get(row["chain_id"], [])})
+        for row in chains
+    ]

@@ -5,6 +5,18 @@ SELECT chain_id, block_number, confirmed_block_number, head_block_number,
 FROM checkpoints
 ORDER BY chain_id
 
+-- unknown_logs --
+-- Per chain, registry and topic0: the logs at a registry's address that no decoder turned into
+-- an event, where they are, and the latest one (to look it up). A handful of groups at most.
+SELECT chain_id, registry, topic0, count(*) AS logs,
+       min(block_number) AS first_block, max(block_number) AS last_block,
+       (array_agg(transaction_hash ORDER BY block_number DESC, log_index DESC))[1]
+           AS last_transaction_hash,
+       (array_agg(decode_error ORDER BY block_number DESC, log_index DESC))[1] AS decode_error
+FROM unknown_logs
+GROUP BY chain_id, registry, topic0
+ORDER BY chain_id, registry, topic0 NULLS FIRST
+
 -- applied_migrations --
 SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version
 

@@ -258,9 +258,11 @@ def _row(
         else:
             row[position] = value
     if spec.name == "NewFeedback":
-        if spec.version == "v0":
-            data["abi_version"] = "v0"
+        if spec.version != "v1":
+            # The earlier ABIs' 0-100 score: a value with no decimals.
+            data["abi_version"] = spec.version
             row[_I["value_decimals"]] = 0
+        if spec.version == "v0":
             row[_I["tag1"]] = bytes32_text(data["tag1_bytes32"])
             row[_I["tag2"]] = bytes32_text(data["tag2_bytes32"])
         row[_I["score"]] = Decimal(f"{row[_I['value']]}E-{row[_I['value_decimals']]}")

@@ -4,6 +4,11 @@ Adding another ABI version of an event is one more `EventSpec` here: the decoder
 `decode.py` read only this table. Each parameter names the `events` column it fills, or a key
 of the row's `data` JSON for values without a column (indexed strings, which a log holds only
 as their keccak256 hash, and fields of older ABI versions).
+
+Feedback comes in three versions, each with its own topic0: "v1" (the current contracts,
+2.0.0: an int128 value with its decimals), "interim" (testnets in January 2026: a uint8 score,
+tag1 indexed) and "v0" (the October 2025 draft: a uint8 score, bytes32 tags). Rows of the
+earlier two carry `data["abi_version"]`, and their score is a value with no decimals.
 """
 
 from __future__ import annotations
@@ -172,6 +177,20 @@ SPECS: tuple[EventSpec, ...] = (
         _p("fileuri", "string", "file_uri"),
         _p("filehash", "bytes32", "file_hash"),
     ), version="v0"),
+    # The interim ABI testnets ran in January 2026: a 0-100 score and string tags, tag1
+    # indexed. An indexed string is only its keccak256 hash in the log, so tag1 has no text:
+    # the column stays NULL and the hash goes where the current ABI's indexedTag1 hash goes.
+    EventSpec("reputation", "NewFeedback", (
+        _i("agentId", "uint256", "agent_id"),
+        _i("clientAddress", "address", "client_address"),
+        _p("feedbackIndex", "uint64", "feedback_index"),
+        _p("score", "uint8", "value"),
+        _i("tag1", "string", "data.indexed_tag1_hash"),
+        _p("tag2", "string", "tag2"),
+        _p("endpoint", "string", "endpoint"),
+        _p("feedbackURI", "string", "file_uri"),
+        _p("feedbackHash", "bytes32", "file_hash"),
+    ), version="interim"),
     # validation
     EventSpec("validation", "ValidationRequest", (
         _i("validatorAddress", "address", "validator_address"),
@@ -194,7 +213,9 @@ SPECS_BY_TOPIC: dict[str, EventSpec] = {spec.topic0: spec for spec in SPECS}
 if len(SPECS_BY_TOPIC) != len(SPECS):
     raise RuntimeError("two event specs share a topic0")
 
-# Events the registries emit that are not agent activity: named in logs, then skipped.
+# Events the registries emit that are not agent activity: counted by name, then skipped. Any
+# other log at a registry's address that no spec decodes is kept in `unknown_logs` (see the
+# indexer), so that an ABI version we do not know is noticed.
 IGNORED_EVENTS: dict[str, str] = {
     "0x" + keccak(signature.encode()).hex(): signature.split("(")[0]
     for signature in (

@@ -30,7 +30,7 @@ from erc8004_backend.chain.decode import DecodeError, decode_log
 from erc8004_backend.chain.events import IGNORED_EVENTS, EventRow
 from erc8004_backend.chain.rpc import RangeTooLargeError, RpcClient, RpcError, RpcUnavailableError
 from erc8004_backend.errors import Erc8004Error
-from erc8004_backend.indexer.store import BlockHeader, Checkpoint, EventStore
+from erc8004_backend.indexer.store import BlockHeader, Checkpoint, EventStore, UnknownLog
 from erc8004_backend.retry import wait_or_stop
 
 log = structlog.get_logger(__name__)
@@ -56,7 +56,7 @@ class IndexerStats:
     reorgs: int = 0
     deep_reorgs: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # known non-agent events, by name
-    unknown_topics: Counter[str] = field(default_factory=Counter)
+    unknown_topics: Counter[str] = field(default_factory=Counter)  # kept in unknown_logs
     decode_errors: int = 0
 
 
@@ -283,7 +283,7 @@ class ChainIndexer:
             await self._roll_back_reorg(checkpoint, head)
             raise ChainMovedError(f"reorg below block {from_block}")
 
-        rows = self._decode(logs, headers)
+        rows, unknown = self._decode(logs, headers)
         confirmed = min(to_block, head - self.chain.confirmations)
         if checkpoint.confirmed_block_number is not None:
             confirmed = max(confirmed, checkpoint.confirmed_block_number)
@@ -296,6 +296,7 @@ class ChainIndexer:
             head=head,
             confirmed=confirmed if confirmed >= 0 else None,
             keep_blocks_from=head - self.chain.reorg_window + 1,
+            unknown=unknown,
         )
         self.stats.events += len(rows)
         self.stats.batches += 1
@@ -307,8 +308,11 @@ class ChainIndexer:
 
     def _decode(
         self, logs: Sequence[dict[str, Any]], headers: dict[int, BlockHeader]
-    ) -> list[EventRow]:
+    ) -> tuple[list[EventRow], list[UnknownLog]]:
+        """The events of the logs, and the logs that are neither events nor the registries'
+        known non-agent events (those are only counted)."""
         rows: list[EventRow] = []
+        unknown: list[UnknownLog] = []
         chain_id = self.chain.chain_id
         registries = self._registries
         for entry in logs:
@@ -325,17 +329,24 @@ class ChainIndexer:
                 self.stats.decode_errors += 1
                 self._log.warning("indexer.undecodable_log", error=str(error),
                                   transaction=entry.get("transactionHash"))  # fmt: skip
+                unknown.append(UnknownLog.of(entry, registry, block_time, decode_error=str(error)))
                 continue
             if row is None:
                 topic0 = (entry.get("topics") or ["0x"])[0].lower()
                 name = IGNORED_EVENTS.get(topic0)
                 if name is not None:
                     self.stats.skipped[name] += 1
-                else:
-                    self.stats.unknown_topics[topic0] += 1
+                    continue
+                if not self.stats.unknown_topics[topic0]:
+                    # Once per topic0 and process: a new ABI version, or a contract upgrade.
+                    self._log.warning("indexer.unknown_event", registry=registry, topic0=topic0,
+                                      block=int(entry["blockNumber"], 16),
+                                      transaction=entry.get("transactionHash"))  # fmt: skip
+                self.stats.unknown_topics[topic0] += 1
+                unknown.append(UnknownLog.of(entry, registry, block_time))
                 continue
             rows.append(row)
-        return rows
+        return rows, unknown
 
     def _adapt_range(self, log_count: int, span: int) -> None:
         if log_count < TARGET_LOGS_PER_REQUEST // 2:

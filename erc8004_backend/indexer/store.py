@@ -7,14 +7,17 @@ straight into `events` (no ON CONFLICT): nothing above the checkpoint can be sto
 the checkpoint only moves from the value this indexer read, so a second indexer on the same
 chain makes the transaction fail instead of writing twice. The weekly partitions a batch needs
 are created before it, in a short transaction of their own.
+
+The logs at registry addresses that no decoder turned into an event go to `unknown_logs` in
+the batch's transaction too, and a reorg rollback deletes them above the fork with the events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import psycopg
@@ -39,6 +42,37 @@ _COPY_TYPES = [
 def _dumps_data(data: dict[str, Any]) -> str:
     # Most rows carry no extra data; skipping the encoder for them is a tenth of the copy time.
     return orjson.dumps(data).decode() if data else "{}"
+
+
+class UnknownLog(NamedTuple):
+    """A log at a registry's address that is no event we index: its topic0 is unknown (None
+    for a log without topics), or known but its layout did not decode (`decode_error`)."""
+
+    registry: str
+    address: str
+    block_number: int
+    block_hash: str
+    block_time: datetime
+    transaction_hash: str
+    log_index: int
+    topic0: str | None
+    decode_error: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        log: Mapping[str, Any],
+        registry: str,
+        block_time: datetime,
+        *,
+        decode_error: str | None = None,
+    ) -> UnknownLog:
+        """From a log as `eth_getLogs` returns it."""
+        topics = log.get("topics") or ()
+        return cls(registry, log["address"].lower(), int(log["blockNumber"], 16),
+                   log["blockHash"].lower(), block_time, log["transactionHash"].lower(),
+                   int(log["logIndex"], 16), topics[0].lower() if topics else None,
+                   decode_error)  # fmt: skip
 
 
 class CheckpointMovedError(Erc8004Error):
@@ -115,8 +149,10 @@ class EventStore:
         head: int,
         confirmed: int | None,
         keep_blocks_from: int,
+        unknown: Sequence[UnknownLog] = (),
     ) -> None:
-        """Store one batch and move the checkpoint from `previous` to `checkpoint`, atomically."""
+        """Store one batch and move the checkpoint from `previous` to `checkpoint`, atomically.
+        `unknown`: the batch's logs that no decoder turned into a row."""
         if rows:
             await self._ensure_partitions(conn, rows)
         async with conn.transaction():
@@ -138,6 +174,8 @@ class EventStore:
                 ]
                 if registrations:
                     await enqueue_registrations(conn, self.chain_id, registrations)
+            if unknown:
+                await self._insert_unknown_logs(conn, unknown)
             if blocks:
                 await conn.execute(
                     QUERIES["insert_blocks"],
@@ -168,6 +206,12 @@ class EventStore:
             if not rows and confirmed is not None:
                 await conn.execute(QUERIES["notify_confirmed"])
 
+    async def _insert_unknown_logs(
+        self, conn: psycopg.AsyncConnection, logs: Sequence[UnknownLog]
+    ) -> None:
+        columns = {name: [log[i] for log in logs] for i, name in enumerate(UnknownLog._fields)}
+        await conn.execute(QUERIES["insert_unknown_logs"], {"chain_id": self.chain_id, **columns})
+
     def _moved(self) -> CheckpointMovedError:
         return CheckpointMovedError(
             f"the checkpoint of chain {self.chain_id} moved under this indexer:"
@@ -184,6 +228,7 @@ class EventStore:
         params = {"chain_id": self.chain_id, "fork_block": number, "fork_hash": block_hash}
         async with conn.transaction():
             await conn.execute(QUERIES["delete_events_above"], params)
+            await conn.execute(QUERIES["delete_unknown_logs_above"], params)
             await conn.execute(QUERIES["delete_blocks_above"], params)
             rewind = "rewind_checkpoint" if number >= 0 else "delete_checkpoint"
             await conn.execute(QUERIES[rewind], params)

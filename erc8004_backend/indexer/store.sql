@@ -43,6 +43,17 @@ COPY events (
     data
 ) FROM STDIN (FORMAT BINARY)
 
+-- insert_unknown_logs --
+-- The batch's logs that no decoder turned into an event. Writing one again is a no-op.
+INSERT INTO unknown_logs (chain_id, registry, address, block_number, block_hash, block_time,
+                          transaction_hash, log_index, topic0, decode_error)
+SELECT %(chain_id)s, log.*
+FROM unnest(%(registry)s::text[], %(address)s::text[], %(block_number)s::bigint[],
+            %(block_hash)s::text[], %(block_time)s::timestamptz[],
+            %(transaction_hash)s::text[], %(log_index)s::integer[], %(topic0)s::text[],
+            %(decode_error)s::text[]) AS log
+ON CONFLICT (chain_id, block_hash, log_index) DO NOTHING
+
 -- insert_blocks --
 INSERT INTO indexed_blocks (chain_id, block_number, block_hash, parent_hash, block_time)
 SELECT %(chain_id)s, number, hash, parent, time
@@ -83,6 +94,10 @@ WHERE chain_id = %(chain_id)s
 
 -- delete_events_above --
 DELETE FROM events
+WHERE chain_id = %(chain_id)s AND block_number > %(fork_block)s
+
+-- delete_unknown_logs_above --
+DELETE FROM unknown_logs
 WHERE chain_id = %(chain_id)s AND block_number > %(fork_block)s
 
 -- delete_blocks_above --

@@ -76,6 +76,54 @@ async def test_indexer_status_per_chain(api: ApiClient, alice: Account, migrated
     ]
 
 
+async def test_indexer_status_shows_the_logs_nothing_decoded_by_registry_and_topic0(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    """So that a new ABI version on a chain is noticed: every log at a registry's address
+    that is neither an event we index nor a known non-agent event."""
+    unknown, feedback = "0x" + "9a" * 32, "0x" + "6a" * 32
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO checkpoints (chain_id, block_number, head_block_number)"
+                     " VALUES (84532, 90, 100), (80002, 5, 5)")  # fmt: skip
+        for block, log_index, registry, topic0, error in [
+            (12, 0, "identity", unknown, None),
+            (40, 3, "identity", unknown, None),
+            (31, 1, "identity", unknown, None),
+            (20, 0, "reputation", feedback, "NewFeedback has 3 indexed values, the log 1"),
+            (25, 0, "reputation", None, None),
+        ]:
+            conn.execute(
+                "INSERT INTO unknown_logs (chain_id, block_number, block_hash, block_time,"
+                " transaction_hash, log_index, address, registry, topic0, decode_error)"
+                " VALUES (84532, %s, %s, now(), %s, %s, %s, %s, %s, %s)",
+                [block, f"0x{block:064x}", f"0x{block:062x}{log_index:02x}", log_index,
+                 "0x" + "ab" * 20, registry, topic0, error],
+            )  # fmt: skip
+    chains = (await api.get("/indexer/status", headers=alice.headers)).json()
+    by_chain = {chain["chain_id"]: chain["unknown_logs"] for chain in chains}
+    assert by_chain[80002] == []
+    assert by_chain[84532] == [
+        {"registry": "identity", "topic0": unknown, "logs": 3, "first_block": 12,
+         "last_block": 40, "last_transaction_hash": f"0x{40:062x}03", "decode_error": None},
+        {"registry": "reputation", "topic0": None, "logs": 1, "first_block": 25,
+         "last_block": 25, "last_transaction_hash": f"0x{25:062x}00", "decode_error": None},
+        {"registry": "reputation", "topic0": feedback, "logs": 1, "first_block": 20,
+         "last_block": 20, "last_transaction_hash": f"0x{20:062x}00",
+         "decode_error": "NewFeedback has 3 indexed values, the log 1"},
+    ]  # fmt: skip
+    samples = {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families((await api.get("/metrics")).text)
+        for s in family.samples
+        if s.name == "erc8004_indexer_unknown_logs"
+    }
+    assert samples == {
+        (("chain_id", "84532"), ("registry", "identity"), ("topic0", unknown)): 3,
+        (("chain_id", "84532"), ("registry", "reputation"), ("topic0", "none")): 1,
+        (("chain_id", "84532"), ("registry", "reputation"), ("topic0", feedback)): 1,
+    }
+
+
 def request_count(metrics_text: str, route: str) -> float:
     return sum(
         sample.value

@@ -7,6 +7,7 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 import pytest
+from eth_abi.abi import encode as abi_encode
 from eth_hash.auto import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -173,6 +174,7 @@ def test_the_table_covers_the_v1_events_and_the_earlier_feedback_abi() -> None:
         ("reputation", "FeedbackRevoked", "v1"),
         ("reputation", "ResponseAppended", "v1"),
         ("reputation", "NewFeedback", "v0"),
+        ("reputation", "NewFeedback", "interim"),
         ("validation", "ValidationRequest", "v1"),
         ("validation", "ValidationResponse", "v1"),
     }
@@ -182,6 +184,47 @@ def test_the_table_covers_the_v1_events_and_the_earlier_feedback_abi() -> None:
     )
     assert "MetadataUpdate" in IGNORED_EVENTS.values()
     assert EVENT_COLUMNS[-1] == "data"
+
+
+def test_the_interim_feedback_abi_decodes_its_score_as_a_value_of_no_decimals() -> None:
+    """The NewFeedback testnets ran in January 2026, encoded by eth-abi from its signature
+    alone: tag1 is indexed, so the log holds only its keccak256 hash."""
+    signature = "NewFeedback(uint256,address,uint64,uint8,string,string,string,string,bytes32)"
+    client = "0x" + "c1" * 20
+    log = {
+        "address": ADDRESS,
+        "topics": [
+            "0x" + keccak(signature.encode()).hex(),
+            "0x" + abi_encode(["uint256"], [0]).hex(),  # agent 0 is a real agent
+            "0x" + abi_encode(["address"], [client]).hex(),
+            "0x" + keccak(b"refund").hex(),
+        ],
+        "data": "0x" + abi_encode(
+            ["uint64", "uint8", "string", "string", "string", "bytes32"],
+            [3, 87, "fast", "https://agent.example/mcp", "ipfs://bafkreiinterim", b"\x05" * 32],
+        ).hex(),
+        "blockNumber": "0x7", "blockHash": "0x" + "0c" * 32, "transactionHash": "0x" + "0d" * 32,
+        "transactionIndex": "0x3", "logIndex": "0x9", "removed": False,
+    }  # fmt: skip
+    row = decode_log(log, chain_id=84532, registry="reputation", block_time=BLOCK_TIME)
+    assert row is not None
+    assert row == decode_log_reference(
+        log, chain_id=84532, registry="reputation", block_time=BLOCK_TIME
+    )
+    assert row.event_type == "NewFeedback"
+    assert (row.agent_id, row.client_address, row.feedback_index) == (0, client, 3)
+    assert (row.value, row.value_decimals, row.score) == (87, 0, Decimal(87))
+    # Only the hash of tag1 is on chain: the column stays empty, the hash is in `data`
+    # under the same key as the current ABI's indexed tag1.
+    assert row.tag1 is None
+    assert (row.tag2, row.endpoint) == ("fast", "https://agent.example/mcp")
+    assert (row.file_uri, row.file_hash) == ("ipfs://bafkreiinterim", "0x" + "05" * 32)
+    assert row.data == {
+        "abi_version": "interim",
+        "indexed_tag1_hash": "0x" + keccak(b"refund").hex(),
+    }
+    # From the identity registry's address it is not ours to decode.
+    assert decode_log(log, chain_id=84532, registry="identity", block_time=BLOCK_TIME) is None
 
 
 def test_bytes32_tags_of_the_earlier_abi() -> None:

@@ -6,19 +6,28 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 
+from eth_hash.auto import keccak
+
 from erc8004_backend.chain.decode import decode_log, decode_log_reference
 from erc8004_backend.chain.events import SPECS, EventRow
 from erc8004_backend.devnet import Devnet
 from tests.support.devnet import registry_logs
+from tests.support.raw_logs import emit_interim_feedback
 
 BLOCK_TIME = datetime(2026, 11, 24, tzinfo=UTC)
 ZERO_ADDRESS = "0x" + "00" * 20
+INTERIM_CLIENT = "0x" + "1c" * 20
 
 
 async def decoded_devnet_rows(devnet: Devnet) -> list[EventRow]:
     await devnet.activity.run(events=400)
     await devnet.activity.emit_batch(600)
     await devnet.activity.give_legacy_feedback(score=42, tag1=b"refund", tag2=b"fast")
+    # Our contracts emit only the current and the October draft's feedback: the interim one
+    # is emitted raw from the reputation registry's address.
+    await emit_interim_feedback(devnet, agent_id=0, client=INTERIM_CLIENT, feedback_index=1,
+                                score=37, tag1="refund", tag2="slow", endpoint="https://a.example",
+                                feedback_uri="ipfs://bafkreiinterim")  # fmt: skip
     registries = devnet.chain_config().registry_addresses
     rows = []
     for entry in await registry_logs(devnet):
@@ -71,6 +80,13 @@ async def test_every_event_type_decodes_the_same_both_ways_with_the_right_meanin
     assert [(r.value, r.value_decimals, r.score, r.tag1, r.tag2) for r in legacy] == [
         (42, 0, Decimal(42), "refund", "fast")
     ]
+    interim = [row for row in rows if row.data.get("abi_version") == "interim"]
+    assert [(r.agent_id, r.client_address, r.feedback_index, r.value, r.value_decimals, r.score,
+             r.tag1, r.data["indexed_tag1_hash"], r.tag2, r.endpoint, r.file_uri)
+            for r in interim] == [
+        (0, INTERIM_CLIENT, 1, 37, 0, Decimal(37), None, "0x" + keccak(b"refund").hex(), "slow",
+         "https://a.example", "ipfs://bafkreiinterim")
+    ]  # fmt: skip
 
 
 async def test_feedback_indexes_count_from_one_per_agent_and_client(devnet: Devnet) -> None:

@@ -55,8 +55,12 @@ def test_package_json_has_the_build_script() -> None:
 
 
 def test_every_indexed_event_is_emitted_by_its_registry_with_the_same_abi() -> None:
-    """Byte-for-byte the deployed events: same topic0, same indexed parameters."""
+    """Byte-for-byte the deployed events: same topic0, same indexed parameters. The interim
+    feedback ABI (testnets, January 2026) is not in our contracts: tests emit it raw
+    (tests/support/raw_logs.py)."""
     for spec in SPECS:
+        if spec.version == "interim":
+            continue
         name = next(n for n, registry in REGISTRY_OF.items() if registry == spec.registry)
         event = load_artifact(name).events.get(spec.topic0)
         assert event is not None, f"{name} does not emit {spec.signature}"

@@ -7,8 +7,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from structlog.testing import capture_logs
 
 from erc8004_backend.chain.config import ChainConfig
+from erc8004_backend.chain.events import SPECS
 from erc8004_backend.chain.rpc import RpcClient
 from erc8004_backend.devnet import Devnet, start_devnet
 from erc8004_backend.indexer.chain_indexer import ChainIndexer, ChainLockedError, ReorgTooDeepError
@@ -16,6 +18,7 @@ from erc8004_backend.indexer.store import CheckpointMovedError, EventStore
 from erc8004_backend.retry import RetryPolicy
 from tests.support.chain_truth import assert_table_equals_chain
 from tests.support.flaky_rpc import FlakyRpcServer, HttpStatus, TooManyRequests
+from tests.support.raw_logs import emit_raw_log, topic_of
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.devnet]
 
@@ -164,6 +167,64 @@ async def test_a_reorg_replaces_orphaned_events_that_never_became_ready(
             # Within the confirmation depth, nothing orphaned was ever handed on as ready.
             assert min(orphaned) > highest_ready
             assert not set(await event_hashes_above(conn, fork_block)) & set(orphaned.values())
+
+
+async def test_logs_nothing_decodes_are_kept_and_go_with_their_blocks_in_a_reorg(
+    migrated_url: str,
+) -> None:
+    """A topic0 no decoder knows at a registry's address (a future ABI version, say), and a
+    known one whose layout does not fit, are kept in unknown_logs with their batch; the
+    registries' known non-agent events are only counted."""
+    async with start_devnet(seed=5) as devnet:
+        await devnet.activity.run(events=40)  # registrations: ERC-4906 MetadataUpdate noise
+        identity, reputation = devnet.registries.identity, devnet.registries.reputation
+        paused = topic_of("AgentPaused(uint256)")
+        response = next(s for s in SPECS if s.name == "ResponseAppended")
+        first = await emit_raw_log(devnet, identity, [paused, f"0x{7:064x}"])
+        # ResponseAppended's topic0 with none of its indexed values.
+        misfit = await emit_raw_log(devnet, reputation, [response.topic0], b"\x01" * 32)
+        await devnet.activity.step()
+        chain = devnet.chain_config(confirmations=0)
+        async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+            with capture_logs() as logs:
+                indexer = await synced_indexer(chain, conn, devnet)
+                fork_block = await devnet.rpc.block_number()
+                snapshot = await devnet.rpc.call("evm_snapshot")
+                orphan = await emit_raw_log(devnet, identity, [paused])
+                await indexer.sync_to_head()
+            kept = [
+                (first["blockNumber"], "identity", identity, paused, None),
+                (misfit["blockNumber"], "reputation", reputation, response.topic0,
+                 "ResponseAppended has 3 indexed values, the log 0"),
+                (orphan["blockNumber"], "identity", identity, paused, None),
+            ]  # fmt: skip
+            assert await stored_unknown_logs(conn, chain.chain_id) == kept
+            assert indexer.stats.unknown_topics == {paused: 2}
+            assert indexer.stats.decode_errors == 1
+            assert indexer.stats.skipped["MetadataUpdate"] > 0  # known: counted, not kept
+            # Said once per topic0 when it first appears, not once per log.
+            noticed = [entry for entry in logs if entry["event"] == "indexer.unknown_event"]
+            assert [(e["registry"], e["topic0"], e["block"]) for e in noticed] == [
+                ("identity", paused, int(first["blockNumber"], 16))
+            ]
+
+            await replace_blocks(devnet, snapshot, 2)
+            await indexer.sync_to_head()
+            assert indexer.stats.reorgs == 1
+            assert await stored_unknown_logs(conn, chain.chain_id) == kept[:2]
+            assert int(orphan["blockNumber"], 16) > fork_block
+            await assert_table_equals_chain(conn, devnet.rpc, chain)
+
+
+async def stored_unknown_logs(
+    conn: psycopg.AsyncConnection, chain_id: int
+) -> list[tuple[str, str, str, str | None, str | None]]:
+    cursor = await conn.execute(
+        "SELECT block_number, registry, address, topic0, decode_error FROM unknown_logs"
+        " WHERE chain_id = %s ORDER BY block_number, log_index",
+        [chain_id],
+    )
+    return [(hex(number), *rest) for number, *rest in await cursor.fetchall()]
 
 
 async def synced_indexer(

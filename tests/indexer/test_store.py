@@ -1,14 +1,18 @@
-"""The event store beside its readers: a batch in progress must not hold up reads of events."""
+"""The event store beside its readers (a batch in progress must not hold up reads of events),
+and the logs nothing decodes, kept with their batch."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
 
 from erc8004_backend.devnet import start_devnet
 from erc8004_backend.indexer.chain_indexer import ChainIndexer
+from erc8004_backend.indexer.store import BlockHeader, CheckpointMovedError, EventStore, UnknownLog
 from erc8004_backend.triggers.processor import QUERIES as PROCESSOR_QUERIES
 from tests.support.chain_truth import assert_table_equals_chain
 
@@ -84,3 +88,70 @@ async def waiting_for_a_lock(conn: psycopg.AsyncConnection, pid: int) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"the indexer's session {pid} never waited for the lock")
+
+
+CHAIN = 84532
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+IDENTITY = "0x8004a818bfb912233c491871b3d84c89a494bd9e"
+UNKNOWN_TOPIC = "0x" + "9a" * 32
+
+
+def block(number: int) -> BlockHeader:
+    return BlockHeader(number, f"0x{number:064x}", f"0x{number - 1:064x}", T0)
+
+
+def raw_log(number: int, log_index: int, topics: list[str]) -> dict[str, Any]:
+    return {"address": IDENTITY, "topics": topics, "data": "0x", "blockNumber": hex(number),
+            "blockHash": f"0x{number:064x}", "transactionHash": f"0x{number:060x}{log_index:04x}",
+            "transactionIndex": "0x0", "logIndex": hex(log_index), "removed": False}  # fmt: skip
+
+
+async def unknown_logs(conn: psycopg.AsyncConnection) -> list[tuple[Any, ...]]:
+    cursor = await conn.execute(
+        "SELECT block_number, log_index, registry, address, topic0, decode_error"
+        " FROM unknown_logs WHERE chain_id = %s ORDER BY block_number, log_index",
+        [CHAIN],
+    )
+    return await cursor.fetchall()
+
+
+async def test_unknown_logs_commit_with_their_batch_once_and_roll_back_with_it(
+    migrated_url: str,
+) -> None:
+    store = EventStore(CHAIN)
+    unknown = [
+        UnknownLog.of(raw_log(3, 0, [UNKNOWN_TOPIC]), "identity", T0),
+        UnknownLog.of(raw_log(8, 1, []), "identity", T0),  # an anonymous event: no topic0
+        UnknownLog.of(raw_log(8, 2, [UNKNOWN_TOPIC, "0x" + "00" * 32]), "identity", T0,
+                      decode_error="Transfer has 3 indexed values, the log 1"),
+    ]  # fmt: skip
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+        # A batch that cannot commit (the checkpoint is not where it thinks) stores none.
+        with pytest.raises(CheckpointMovedError):
+            await store.write_batch(conn, previous=7, rows=[], unknown=unknown,
+                                    blocks=[block(10)], checkpoint=block(10), head=10,
+                                    confirmed=10, keep_blocks_from=0)  # fmt: skip
+        assert await unknown_logs(conn) == []
+
+        await store.write_batch(conn, previous=None, rows=[], unknown=unknown,
+                                blocks=[block(n) for n in range(1, 11)], checkpoint=block(10),
+                                head=10, confirmed=10, keep_blocks_from=0)  # fmt: skip
+        stored = [
+            (3, 0, "identity", IDENTITY, UNKNOWN_TOPIC, None),
+            (8, 1, "identity", IDENTITY, None, None),
+            (8, 2, "identity", IDENTITY, UNKNOWN_TOPIC, "Transfer has 3 indexed values, the log 1"),
+        ]
+        assert await unknown_logs(conn) == stored
+
+        # The same logs again (a replay of their blocks) are not counted twice.
+        await store.write_batch(conn, previous=10, rows=[], unknown=unknown, blocks=[],
+                                checkpoint=block(10), head=10, confirmed=10,
+                                keep_blocks_from=0)  # fmt: skip
+        assert await unknown_logs(conn) == stored
+
+        # A reorg forks at block 5: the logs above it go with the orphaned blocks.
+        await store.roll_back(conn, block(5))
+        assert await unknown_logs(conn) == stored[:1]
+        # A fork below the start forgets the chain's logs altogether.
+        await store.roll_back(conn, (-1, None))
+        assert await unknown_logs(conn) == []

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from erc8004_backend.chain.config import ChainConfig
-from erc8004_backend.chain.decode import decode_log_reference
+from erc8004_backend.chain.decode import DecodeError, decode_log_reference
 from erc8004_backend.chain.events import EVENT_COLUMNS, EventRow
 from erc8004_backend.chain.rpc import RpcClient
 
@@ -38,8 +38,12 @@ async def chain_events(rpc: RpcClient, chain: ChainConfig) -> dict[Key, dict[str
     truth: dict[Key, dict[str, Any]] = {}
     for entry in logs:
         registry = chain.registry_addresses[entry["address"].lower()]
-        row = decode_log_reference(entry, chain_id=chain.chain_id, registry=registry,
-                                   block_time=times[int(entry["blockNumber"], 16)])  # fmt: skip
+        try:
+            row = decode_log_reference(entry, chain_id=chain.chain_id, registry=registry,
+                                       block_time=times[int(entry["blockNumber"], 16)])  # fmt: skip
+        except DecodeError:
+            continue  # a known topic0 in a layout of its own: no event (the indexer keeps it
+            # in unknown_logs)
         if row is not None:
             truth[(row.block_hash, row.log_index)] = as_record(row)
     return truth

@@ -15,6 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from erc8004_backend.chain.decode import decode_log
+from erc8004_backend.chain.encode import encode_log
+from erc8004_backend.chain.events import SPECS
+from erc8004_backend.indexer.store import BlockHeader, EventStore
 from erc8004_backend.triggers.backtest import TriggerNotFoundError, backtest
 from erc8004_backend.triggers.processor import (
     Processor,
@@ -147,6 +151,43 @@ async def test_payload_numbers_are_the_text_templates_show(
     assert render_template(template, event) == render_template(
         template, {"score": Decimal("45.50"), "value": Decimal(4550), "value_decimals": 2}
     )
+
+
+async def test_feedback_of_the_interim_abi_meets_conditions_on_score_tag2_and_endpoint(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    """Feedback in the ABI testnets ran in January 2026 (a uint8 score, tag1 indexed, so only
+    its hash), decoded and stored as the indexer does, fires like current feedback."""
+    await add_trigger(conn, [
+        ("score_threshold", "score", "<", "50", {}),
+        ("tag_equals", "tag2", "=", "fast", {}),
+        ("field", "endpoint", "STARTS_WITH", "https://agent.example/", {}),
+        ("field", "value_decimals", "=", "0", {}),
+    ])  # fmt: skip
+    interim = next(s for s in SPECS if s.name == "NewFeedback" and s.version == "interim")
+    rows = []
+    for log_index, (score, tag2) in enumerate([(30, "fast"), (80, "fast"), (30, "slow")]):
+        values = {"agentId": 42, "clientAddress": b"\xcc" * 20, "feedbackIndex": log_index + 1,
+                  "score": score, "tag1": "refund", "tag2": tag2,
+                  "endpoint": "https://agent.example/mcp", "feedbackURI": "ipfs://bafkrei",
+                  "feedbackHash": b"\x00" * 32}  # fmt: skip
+        log = encode_log(interim, values, address="0x" + "aa" * 20, block_number=1,
+                         block_hash="0x" + "01" * 32, transaction_hash="0x" + "02" * 32,
+                         log_index=log_index)  # fmt: skip
+        row = decode_log(log, chain_id=CHAIN, registry="reputation", block_time=T0)
+        assert row is not None
+        rows.append(row)
+    block = BlockHeader(1, "0x" + "01" * 32, "0x" + "00" * 32, T0)
+    await EventStore(CHAIN).write_batch(conn, previous=0, rows=rows, blocks=[block],
+                                        checkpoint=block, head=1, confirmed=1,
+                                        keep_blocks_from=0)  # fmt: skip
+    result = await process_batch(conn, CHAIN, await load_trigger_index(conn))
+    assert (result.events, result.fired) == (3, 1)
+    ((block_number, agent, _, payload, _),) = await jobs(conn)
+    assert (block_number, agent) == (1, Decimal(42))
+    event = payload["event"]
+    assert (event["score"], event["value"], event["value_decimals"]) == ("30", "30", 0)
+    assert (event["tag1"], event["tag2"], event["feedback_index"]) == (None, "fast", "1")
 
 
 async def test_only_confirmed_events_are_processed_and_a_replay_adds_no_job(
