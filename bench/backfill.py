@@ -51,7 +51,7 @@ async def backfill(events: int, max_block_range: int, events_per_block: int) -> 
                          f" of {head}")  # fmt: skip
     return {
         "events": stored,
-        "blocks": head - chain.start_block + 1,
+        "blocks": head - devnet.registries.block_number + 1,
         "logs_including_skipped": emitted.logs,
         "batches": indexer.stats.batches,
         "seconds": elapsed,

@@ -364,6 +364,15 @@ CREATE TABLE public.processing_cursors (
     updated_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
+CREATE TABLE public.registry_deployments (
+    chain_id bigint NOT NULL,
+    address text NOT NULL,
+    block_number bigint NOT NULL,
+    found_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT registry_deployments_address_check CHECK ((address ~ '^0x[0-9a-f]{40}$'::text)),
+    CONSTRAINT registry_deployments_block_number_check CHECK ((block_number >= 0))
+);
+
 CREATE TABLE public.trigger_actions (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     trigger_id uuid NOT NULL,
@@ -511,6 +520,9 @@ ALTER TABLE ONLY public.mcp_token_challenges
 
 ALTER TABLE ONLY public.processing_cursors
     ADD CONSTRAINT processing_cursors_pkey PRIMARY KEY (chain_id);
+
+ALTER TABLE ONLY public.registry_deployments
+    ADD CONSTRAINT registry_deployments_pkey PRIMARY KEY (chain_id, address);
 
 ALTER TABLE ONLY public.trigger_actions
     ADD CONSTRAINT trigger_actions_pkey PRIMARY KEY (id);

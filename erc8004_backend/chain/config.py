@@ -10,6 +10,10 @@ Keys left out keep the default's value, so enabling a shipped chain is one line.
 deployments ship disabled (their public endpoints are rate limited and the user must opt in);
 `devnet` ships enabled with the addresses `erc8004 devnet` deploys to, and the file that
 command writes (`<data dir>/devnet.toml`) is read after the defaults.
+
+`start_block` is where a chain's backfill begins: a block number, or "auto" (the default),
+the block that deployed the chain's registries, which the indexer finds itself the first
+time it indexes the chain (see `erc8004_backend.indexer.start_block`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -43,7 +47,10 @@ class ChainConfig(BaseModel):
     identity: str = Field(pattern=ADDRESS_PATTERN)
     reputation: str = Field(pattern=ADDRESS_PATTERN)
     validation: str = Field(pattern=ADDRESS_PATTERN)
-    start_block: int = Field(default=0, ge=0)
+    # The first block to index: a number, or "auto" for the block that deployed the first of
+    # the registries (known, remembered, or found by the indexer). Only read while the chain
+    # has no checkpoint: a resumed chain continues from its checkpoint.
+    start_block: int | Literal["auto"] = "auto"
     confirmations: int = Field(default=2, ge=0, le=1024)
     poll_interval: float = Field(default=2.0, gt=0)
     max_block_range: int = Field(default=10_000, ge=1)
@@ -62,6 +69,14 @@ class ChainConfig(BaseModel):
         if self.reorg_window < self.confirmations:
             raise ValueError("reorg_window must be at least confirmations")
         return self
+
+    @field_validator("start_block", mode="before")
+    @classmethod
+    def _block_or_auto(cls, value: Any) -> Any:
+        # One message instead of pydantic's one per member of the union.
+        if value == "auto" or (type(value) is int and value >= 0):
+            return value
+        raise ValueError(f'start_block must be a block number (0 or more) or "auto", not {value!r}')
 
     @field_validator("identity", "reputation", "validation")
     @classmethod

@@ -7,7 +7,9 @@ Failures are sorted into three kinds, because each needs a different answer:
 - rate limits (HTTP 429, JSON-RPC -32005 and kin): the same, but the endpoint cools down for
   at least the server's Retry-After;
 - answers (any other JSON-RPC error): raised at once as `RpcError`. A node saying that a log
-  query is too large raises `RangeTooLargeError`, so the indexer can shrink its range.
+  query is too large raises `RangeTooLargeError`, so the indexer can shrink its range. A
+  node without the state of an old block (not an archive node) raises
+  `StateUnavailableError`; `get_code` first asks the other endpoints, which may keep it.
 
 The client waits only when every endpoint is cooling down, so a dead or throttled endpoint
 costs one failed attempt while a healthy one is available.
@@ -46,6 +48,14 @@ _RANGE_TOO_LARGE = re.compile(
     r"|log response size exceeded|limit exceeded.*results|try with this block range",
     re.IGNORECASE,
 )
+# What nodes say when asked for the state of a block they no longer keep (geth, erigon, reth,
+# nethermind, besu, Infura, public gateways): they are not archive nodes.
+_STATE_UNAVAILABLE = re.compile(
+    r"missing trie node|header not found|historical state|archive|pruned|pruning"
+    r"|state (is )?(not available|unavailable|not found)|(no|world) state"
+    r"|state (at|for) block|unknown block|block not found",
+    re.IGNORECASE,
+)
 _RATE_LIMIT_CODES = {-32005, -32029, -32090, 429}
 _RATE_LIMIT_WORDS = re.compile(
     r"rate.?limit|too many requests|request limit|capacity|quota", re.IGNORECASE
@@ -65,6 +75,10 @@ class RpcError(Erc8004Error):
 
 class RangeTooLargeError(RpcError):
     """An eth_getLogs query returned, or would return, more than the node allows."""
+
+
+class StateUnavailableError(RpcError):
+    """The node does not keep the state of the block asked about: it is not an archive node."""
 
 
 class RpcUnavailableError(Erc8004Error):
@@ -204,6 +218,31 @@ class RpcClient:
             raise RpcError("eth_getLogs", -32603, "the reply is not a list of logs")
         return logs
 
+    async def get_code(self, address: str, block: int | str = "latest") -> str:
+        """The contract code at `address` in `block` ("0x": none).
+
+        Old blocks need an archive node: an endpoint without the block's state hands the
+        request to the next endpoint not asked yet; when none keeps it, StateUnavailableError.
+        """
+        params = [address, block if isinstance(block, str) else hex(block)]
+        asked: set[int] = set()
+        while True:
+            try:
+                code = await self.call("eth_getCode", params)
+            except StateUnavailableError:
+                answered = self._current
+                if answered in asked:  # the others are cooling down: no one new to ask
+                    raise
+                asked.add(answered)
+                others = [i for i in range(len(self._endpoints)) if i not in asked]
+                if not others:
+                    raise
+                self._current = others[0]
+                continue
+            if not isinstance(code, str) or not code.startswith("0x"):
+                raise RpcError("eth_getCode", -32603, f"expected hex code, got {str(code)[:40]!r}")
+            return code
+
     async def get_block_headers(self, numbers: Sequence[int]) -> list[dict[str, Any]]:
         """Blocks without transactions, batched; raises when a block does not exist (yet)."""
         headers: list[dict[str, Any]] = []
@@ -329,6 +368,8 @@ def _result(method: str, reply: dict[str, Any]) -> Any:
             code = error["code"]
     if method.endswith("eth_getLogs") and _RANGE_TOO_LARGE.search(message):
         raise RangeTooLargeError(method, code, message, data)
+    if method == "eth_getCode" and _STATE_UNAVAILABLE.search(message):
+        raise StateUnavailableError(method, code, message, data)
     raise RpcError(method, code, message, data)
 
 

@@ -406,7 +406,9 @@ async def running_devnet(config: Path | None) -> AsyncIterator[ActivityGenerator
         registries = DeployedRegistries(
             chain_id=chain.chain_id, deployer="", identity=chain.identity,
             reputation=chain.reputation, validation=chain.validation,
-            block_number=chain.start_block, transaction_hashes=(),
+            # "auto" (a file edited by hand): the generator reads the logs from block 0.
+            block_number=chain.start_block if isinstance(chain.start_block, int) else 0,
+            transaction_hashes=(),
         )  # fmt: skip
         for account in (SCRIPTED_OWNER, SCRIPTED_CLIENT):
             await _impersonate(rpc, account)

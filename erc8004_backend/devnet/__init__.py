@@ -84,14 +84,19 @@ async def start_devnet(
     block_time: float | None = None,
     gas_limit: int = DEFAULT_GAS_LIMIT,
     accounts: int = 10,
+    empty_blocks: int = 0,
 ) -> AsyncIterator[Devnet]:
-    """anvil on 127.0.0.1:`port` (0: free) with the registries deployed; stopped on exit."""
+    """anvil on 127.0.0.1:`port` (0: free) with the registries deployed; stopped on exit.
+    `empty_blocks` are mined before the deployment, so that the registries start at a later
+    block, as on a real chain."""
     async with (
         start_anvil(
             port, chain_id=chain_id, block_time=block_time, gas_limit=gas_limit, accounts=accounts
         ) as node,
         node.rpc() as rpc,
     ):
+        if empty_blocks:
+            await rpc.call("anvil_mine", [hex(empty_blocks)])
         registries = await deploy_registries(rpc)
         activity = ActivityGenerator(rpc, registries, seed=seed)
         await activity.setup()

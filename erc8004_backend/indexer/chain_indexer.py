@@ -1,5 +1,8 @@
 """Indexing one chain: backfill from the start block, then follow the head, surviving reorgs.
 
+The start block is the configured one, or with "auto" the block that deployed the chain's
+registries (`start_block`); it is decided only while the chain has no checkpoint.
+
 Each step reads the checkpoint, fetches the logs of the next block range, fetches the headers
 it needs (blocks with logs for their timestamps; near the head every block, for the parent
 hash chain), and commits events + block hashes + checkpoint together (`EventStore`).
@@ -30,6 +33,11 @@ from erc8004_backend.chain.decode import DecodeError, decode_log
 from erc8004_backend.chain.events import IGNORED_EVENTS, EventRow
 from erc8004_backend.chain.rpc import RangeTooLargeError, RpcClient, RpcError, RpcUnavailableError
 from erc8004_backend.errors import Erc8004Error
+from erc8004_backend.indexer.start_block import (
+    RegistriesNotDeployedError,
+    find_start_block,
+    remembered_start_block,
+)
 from erc8004_backend.indexer.store import BlockHeader, Checkpoint, EventStore, UnknownLog
 from erc8004_backend.retry import wait_or_stop
 
@@ -121,6 +129,10 @@ class ChainIndexer:
         self._log = log.bind(chain=chain.name, chain_id=chain.chain_id)
         self._prefetch: asyncio.Task[FetchedRange] | None = None
         self._range_ceiling = chain.max_block_range
+        # The block indexing began at (configured, found or remembered), for progress; None
+        # until the first step of an "auto" chain.
+        self.start_block: int | None = _configured_start(chain)
+        self._found_start: int | None = None  # the "auto" chain's, once found
 
     # -- running --------------------------------------------------------------------------
 
@@ -155,6 +167,14 @@ class ChainIndexer:
                 failures += 1
                 await self._record_failure(error, failures)
                 caught_up = True  # wait before trying again
+            except RegistriesNotDeployedError as error:
+                # A devnet may answer before its registries are deployed (again): wait for
+                # them. On any other chain the configuration is wrong.
+                if not self.chain.restartable or once:
+                    raise
+                failures += 1
+                await self._record_failure(error, failures)
+                caught_up = True
             if caught_up:
                 delay = self.chain.poll_interval if failures == 0 else min(30.0, 2.0**failures)
                 await wait_or_stop(stop, delay)
@@ -173,11 +193,13 @@ class ChainIndexer:
         """Index the next block range. True when there was nothing new to index."""
         head = await self.rpc.block_number()
         checkpoint = await self.store.checkpoint(self.conn)
-        next_block = (
-            checkpoint.block_number + 1
-            if checkpoint.block_number is not None
-            else self.chain.start_block
-        )
+        if checkpoint.block_number is None:
+            next_block = await self._first_block(head)
+        else:
+            next_block = checkpoint.block_number + 1
+            if self.start_block is None:  # a resumed "auto" chain: for the progress display
+                remembered = await remembered_start_block(self.chain, self.conn, self.store)
+                self.start_block = remembered if remembered is not None else next_block
         if next_block > head:
             self._drop_prefetch()
             return not await self._rolled_back_at_tip(checkpoint, head)
@@ -217,6 +239,18 @@ class ChainIndexer:
             self._log.info("indexer.chain_moved", reason=str(moved))
             return False
         return fetched.to_block >= head
+
+    async def _first_block(self, head: int) -> int:
+        """Where a chain without a checkpoint (yet, or again) starts."""
+        configured = _configured_start(self.chain)
+        if configured is None:
+            if self._found_start is None:
+                self._found_start = await find_start_block(
+                    self.chain, self.conn, self.rpc, self.store, head
+                )
+            configured = self._found_start
+        self.start_block = configured
+        return configured
 
     async def _fetch(self, from_block: int, to_block: int, head: int) -> FetchedRange:
         """The logs of a block range and the headers that go with them."""
@@ -301,9 +335,10 @@ class ChainIndexer:
         self.stats.events += len(rows)
         self.stats.batches += 1
         if self.on_progress:
+            start = self.start_block if self.start_block is not None else from_block
             self.on_progress(
-                Progress(self.chain.name, self.chain.start_block, to_block, head,
-                         self.stats.events, to_block >= head)
+                Progress(self.chain.name, start, to_block, head, self.stats.events,
+                         to_block >= head)
             )  # fmt: skip
 
     def _decode(
@@ -408,10 +443,13 @@ class ChainIndexer:
             canonical = {h.number: h.hash for h in map(header_from_rpc, headers)}
         fork = next(((n, h) for n, h in candidates if canonical.get(n) == h), None)
         if fork is None and self.chain.restartable:
-            # A local devnet started again is a new chain with the same id: index it afresh
-            # (from block 0 too: the fork is then block -1, and no checkpoint is left).
-            self._log.warning("indexer.devnet_restarted", forgetting_from=self.chain.start_block)
-            await self.store.roll_back(self.conn, (self.chain.start_block - 1, None))
+            # A local devnet started again is a new chain with the same id: index it afresh,
+            # as never before. Its registries were deployed again, likely at other blocks:
+            # with "auto", the start block is found again.
+            self._log.warning("indexer.devnet_restarted", checkpoint=checkpoint.block_number)
+            await self.store.roll_back(self.conn, (-1, None), forget_deployments=True)
+            self._found_start = None
+            self.start_block = _configured_start(self.chain)
             return
         if fork is None:
             raise ReorgTooDeepError(
@@ -437,3 +475,7 @@ class ChainIndexer:
         # When the database itself is the problem, the retry loop will tell.
         with contextlib.suppress(psycopg.Error):
             await self.store.record_error(self.conn, str(error), None)
+
+
+def _configured_start(chain: ChainConfig) -> int | None:
+    return chain.start_block if isinstance(chain.start_block, int) else None

@@ -44,7 +44,8 @@ async def index_chain(
 ) -> None:
     """Index one chain until `stop` (or, with `once`, until caught up), reconnecting after
     database failures. Anything else (another indexer runs the chain, a node of another
-    chain, a reorg deeper than the window, no tables) needs a person, not a retry."""
+    chain, a reorg deeper than the window, a start block that cannot be found, no tables)
+    needs a person, not a retry."""
 
     async def index() -> None:
         async with (

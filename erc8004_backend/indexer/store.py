@@ -219,11 +219,16 @@ class EventStore:
         )
 
     async def roll_back(
-        self, conn: psycopg.AsyncConnection, fork: BlockHeader | tuple[int, str | None]
+        self,
+        conn: psycopg.AsyncConnection,
+        fork: BlockHeader | tuple[int, str | None],
+        *,
+        forget_deployments: bool = False,
     ) -> bool:
-        """Forget everything above the fork block (-1: everything, no checkpoint stays). True
-        when the trigger engine had already processed orphaned events (a reorg deeper than the
-        confirmation depth)."""
+        """Forget everything above the fork block (-1: everything, no checkpoint stays), and
+        with `forget_deployments` the registries' deployment blocks found on the chain, in
+        the same transaction. True when the trigger engine had already processed orphaned
+        events (a reorg deeper than the confirmation depth)."""
         number, block_hash = (fork.number, fork.hash) if isinstance(fork, BlockHeader) else fork
         params = {"chain_id": self.chain_id, "fork_block": number, "fork_hash": block_hash}
         async with conn.transaction():
@@ -232,8 +237,21 @@ class EventStore:
             await conn.execute(QUERIES["delete_blocks_above"], params)
             rewind = "rewind_checkpoint" if number >= 0 else "delete_checkpoint"
             await conn.execute(QUERIES[rewind], params)
+            if forget_deployments:
+                await conn.execute(QUERIES["forget_deployments"], params)
             cursor = await conn.execute(QUERIES["rewind_processing_cursor"], params)
             return await cursor.fetchone() is not None
+
+    async def deployment_blocks(self, conn: psycopg.AsyncConnection) -> dict[str, int]:
+        """Registry address -> the block of its deployment, as found on this chain before."""
+        cursor = await conn.execute(QUERIES["deployment_blocks"], {"chain_id": self.chain_id})
+        return {address: block for address, block in await cursor.fetchall()}
+
+    async def remember_deployment(
+        self, conn: psycopg.AsyncConnection, address: str, block_number: int
+    ) -> None:
+        params = {"chain_id": self.chain_id, "address": address, "block_number": block_number}
+        await conn.execute(QUERIES["remember_deployment"], params)
 
     async def record_error(
         self, conn: psycopg.AsyncConnection, error: str, head: int | None

@@ -125,3 +125,20 @@ UPDATE processing_cursors
 SET block_number = %(fork_block)s, log_index = 2147483647
 WHERE chain_id = %(chain_id)s AND block_number > %(fork_block)s
 RETURNING chain_id
+
+-- deployment_blocks --
+-- The blocks this database's indexer found for the chain's registries (by address).
+SELECT address, block_number
+FROM registry_deployments
+WHERE chain_id = %(chain_id)s
+
+-- remember_deployment --
+INSERT INTO registry_deployments (chain_id, address, block_number)
+VALUES (%(chain_id)s, %(address)s, %(block_number)s)
+ON CONFLICT (chain_id, address) DO UPDATE
+SET block_number = EXCLUDED.block_number, found_at = now()
+
+-- forget_deployments --
+-- A chain started again from nothing (a devnet) deploys its registries at other blocks.
+DELETE FROM registry_deployments
+WHERE chain_id = %(chain_id)s

@@ -13,6 +13,7 @@ from erc8004_backend.chain.config import (
     render_chain_table,
     select_chains,
 )
+from erc8004_backend.chain.deployments import known_deployment_block
 
 
 def test_defaults_ship_the_real_deployments_disabled_and_the_devnet_enabled() -> None:
@@ -48,6 +49,9 @@ def test_written_tables_read_back_the_same(tmp_path: Path) -> None:
     assert load_chains([path])["polygon-amoy"] == chain
 
 
+START_BLOCK_MESSAGE = 'start_block must be a block number (0 or more) or "auto", '
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
@@ -55,6 +59,9 @@ def test_written_tables_read_back_the_same(tmp_path: Path) -> None:
         ('[chains.devnet]\nidentity = "0x12"\n', "identity: String should match pattern"),
         ('[chains.devnet]\ncolour = "blue"\n', "colour: Extra inputs are not permitted"),
         ("[chains.devnet]\nconfirmations = 200\n", "reorg_window must be at least confirmations"),
+        ("[chains.devnet]\nstart_block = -1\n", START_BLOCK_MESSAGE + "not -1"),
+        ('[chains.devnet]\nstart_block = "soon"\n', START_BLOCK_MESSAGE + "not 'soon'"),
+        ("[chains.devnet]\nstart_block = true\n", START_BLOCK_MESSAGE + "not True"),
         ("[chains.base]\nchain_id = 31337\n", "several chains share chain id 31337"),
         ("[chains.devnet\n", "cannot read chains file"),
         ("chains = 3\n", "[chains] must be a table"),
@@ -68,6 +75,38 @@ def test_bad_files_are_refused_with_a_message_naming_the_problem(
     with pytest.raises(ChainConfigError) as caught:
         load_chains([path])
     assert message in str(caught.value)
+
+
+def test_shipped_chains_start_at_their_registries_deployment_unless_a_block_is_given(
+    tmp_path: Path,
+) -> None:
+    chains = load_chains([])
+    # A backfill from genesis through public endpoints would take days: by default the
+    # indexer finds the block that deployed the registries.
+    assert {chain.start_block for chain in chains.values()} == {"auto"}
+    path = tmp_path / "chains.toml"
+    path.write_text('[chains.base-sepolia]\nstart_block = 37000000\n'
+                    '[chains.sepolia]\nstart_block = "auto"\n')  # fmt: skip
+    chains = load_chains([path])
+    assert chains["base-sepolia"].start_block == 37_000_000
+    assert chains["sepolia"].start_block == "auto"
+    assert load_chains([path]) == chains
+    path.write_text(render_chain_table(chains["sepolia"]))
+    assert 'start_block = "auto"' in path.read_text()
+    assert load_chains([path])["sepolia"] == chains["sepolia"]
+
+
+def test_known_deployment_blocks_are_those_of_the_shipped_addresses() -> None:
+    chains = load_chains([])
+    ethereum, sepolia = chains["ethereum"], chains["sepolia"]
+    assert known_deployment_block(1, ethereum.identity) == 24_339_924
+    assert known_deployment_block(1, ethereum.reputation) == 24_339_924
+    assert known_deployment_block(11155111, sepolia.identity) == 9_980_000
+    assert known_deployment_block(11155111, sepolia.reputation) == 10_107_135
+    # By chain and address: the same address elsewhere, or another address, is not known.
+    assert known_deployment_block(84532, sepolia.identity) is None
+    assert known_deployment_block(1, ethereum.identity.upper().replace("0X", "0x")) == 24_339_924
+    assert known_deployment_block(1, "0x" + "00" * 20) is None
 
 
 def test_an_unknown_chain_is_named_with_the_known_ones() -> None:

@@ -19,6 +19,7 @@ from erc8004_backend.chain.rpc import (
     RpcClient,
     RpcError,
     RpcUnavailableError,
+    StateUnavailableError,
     _redact,
 )
 from erc8004_backend.devnet import AnvilNode
@@ -216,6 +217,93 @@ async def test_an_unknown_method_is_an_answer(node: FlakyRpcServer, backup: Flak
         with pytest.raises(RpcError, match="-32601"):
             await client.call("eth_nonsense")
     assert (node.http_requests, backup.http_requests) == (1, 0)
+
+
+def code_at(deployed: int) -> dict[str, Any]:
+    """A node whose contract at ADDRESS was deployed at block `deployed`."""
+
+    def get_code(params: list[Any]) -> str:
+        block = 16 if params[1] == "latest" else int(params[1], 16)
+        return "0x6080" if block >= deployed else "0x"
+
+    return {**chain(), "eth_getCode": get_code}
+
+
+async def test_get_code_asks_for_the_state_of_a_block() -> None:
+    async with (
+        FlakyRpcServer(static_handler(code_at(5))) as node,
+        RpcClient([node.url], retry=FAST) as client,
+    ):
+        assert await client.get_code(ADDRESS) == "0x6080"  # latest
+        assert await client.get_code(ADDRESS, 5) == "0x6080"
+        assert await client.get_code(ADDRESS, 4) == "0x"
+    assert node.calls["eth_getCode"] == 3
+
+
+# What nodes that keep no old state answer (geth, erigon, reth, nethermind, besu, Infura,
+# gateways): the answer of an endpoint, not a failure of it.
+STATE_UNAVAILABLE = [
+    RpcFault(-32000, "missing trie node 1f2e3d4c5b6a79880000000000000000 (path ) <nil>"),
+    RpcFault(-32000, "header not found"),
+    RpcFault(-32000, "historical state not available in path scheme yet"),
+    RpcFault(-32000, "state at block #4 is pruned"),
+    RpcFault(-32000, "No state available for block 0x4"),
+    RpcFault(-32000, "World state unavailable for block 4"),
+    RpcFault(-32002, "project ID does not have access to archive state"),
+    RpcFault(-32000, "required historical state unavailable (reexec=128)"),
+]
+
+
+@pytest.mark.parametrize("fault", STATE_UNAVAILABLE, ids=repr)
+async def test_old_state_a_node_does_not_keep_raises_state_unavailable_at_once(
+    fault: RpcFault,
+) -> None:
+    async with (
+        FlakyRpcServer(static_handler(code_at(5))) as node,
+        RpcClient([node.url], retry=FAST) as client,
+    ):
+        node.fail_always(fault, method="eth_getCode")
+        with pytest.raises(StateUnavailableError) as raised:
+            await client.get_code(ADDRESS, 4)
+    assert raised.value.rpc_message == fault.message
+    assert node.http_requests == 1  # an answer: not retried, not a reason to wait
+
+
+async def test_old_state_is_asked_of_each_endpoint_until_one_keeps_it() -> None:
+    async with (
+        FlakyRpcServer(static_handler(code_at(5))) as pruned,
+        FlakyRpcServer(static_handler(code_at(5))) as archive,
+    ):
+        pruned.fail_always(STATE_UNAVAILABLE[0], method="eth_getCode")
+        async with RpcClient([pruned.url, archive.url], retry=FAST) as client:
+            started = time.monotonic()
+            assert await client.get_code(ADDRESS, 5) == "0x6080"
+            assert await client.get_code(ADDRESS, 4) == "0x"
+            assert time.monotonic() - started < 1.0  # the pruned endpoint is not cooling down
+            assert await client.block_number() == 16
+        assert pruned.calls["eth_getCode"] == 1  # then the client sticks to the archive
+        assert archive.calls["eth_getCode"] == 2
+        # Other errors are the node's answer as before: no other endpoint is asked.
+        archive.fail_always(RpcFault(-32602, "invalid argument 1"), method="eth_getCode")
+        async with RpcClient([archive.url, pruned.url], retry=FAST) as client:
+            with pytest.raises(RpcError, match="invalid argument 1"):
+                await client.get_code(ADDRESS, 4)
+        assert pruned.calls["eth_getCode"] == 1
+        # None keeps it: the last endpoint's answer.
+        archive.clear_faults()
+        archive.fail_always(STATE_UNAVAILABLE[1], method="eth_getCode")
+        async with RpcClient([pruned.url, archive.url], retry=FAST) as client:
+            with pytest.raises(StateUnavailableError, match="header not found"):
+                await client.get_code(ADDRESS, 4)
+        assert (pruned.calls["eth_getCode"], archive.calls["eth_getCode"]) == (2, 4)
+
+
+async def test_a_rate_limited_get_code_is_retried() -> None:
+    async with FlakyRpcServer(static_handler(code_at(5))) as limited:
+        limited.fail_next(2, RpcFault(), method="eth_getCode")
+        async with RpcClient([limited.url], retry=FAST) as client:
+            assert await client.get_code(ADDRESS, 7) == "0x6080"
+        assert limited.calls["eth_getCode"] == 3
 
 
 async def test_batch_results_come_in_call_order() -> None:

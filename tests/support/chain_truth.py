@@ -30,7 +30,9 @@ def as_record(row: EventRow | tuple[Any, ...]) -> dict[str, Any]:
 
 async def chain_events(rpc: RpcClient, chain: ChainConfig) -> dict[Key, dict[str, Any]]:
     head = await rpc.block_number()
-    logs = await rpc.get_logs(list(chain.registry_addresses), chain.start_block, head)
+    # From "auto": from block 0, which also shows that nothing before the start was missed.
+    start = chain.start_block if isinstance(chain.start_block, int) else 0
+    logs = await rpc.get_logs(list(chain.registry_addresses), start, head)
     numbers = sorted({int(entry["blockNumber"], 16) for entry in logs})
     headers = await rpc.get_block_headers(numbers) if numbers else []
     times = {int(h["number"], 16): datetime.fromtimestamp(int(h["timestamp"], 16), UTC)
