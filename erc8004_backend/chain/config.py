@@ -7,9 +7,10 @@ A chains file is a table per chain, keyed by a short name::
     rpc_urls = ["https://my-node.example/base-sepolia"]
 
 Keys left out keep the default's value, so enabling a shipped chain is one line. The real
-deployments ship disabled (their public endpoints are rate limited and the user must opt in);
-`devnet` ships enabled with the addresses `erc8004 devnet` deploys to, and the file that
-command writes (`<data dir>/devnet.toml`) is read after the defaults.
+deployments ship disabled (their public endpoints are rate limited and the user must opt in).
+`devnet`, with the addresses `erc8004 devnet` deploys to, is a stand-in for them: it is
+enabled while no other chain is, unless a file sets its `enabled` (the file that
+`erc8004 devnet` writes, `<data dir>/devnet.toml`, read after the defaults, sets it to true).
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ DEVNET = {
     "validation": "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",
 }
 DEVNET_CHAIN_ID = 31337
+DEVNET_NAME = "devnet"
 DEVNET_RPC_URL = "http://127.0.0.1:8545"
 
 _DEFAULTS: list[dict[str, Any]] = [
@@ -172,9 +174,9 @@ _DEFAULTS: list[dict[str, Any]] = [
         **TESTNET,
     },
     {
-        "name": "devnet",
+        # Enabled by load_chains while no other chain is, unless a file sets `enabled`.
+        "name": DEVNET_NAME,
         "chain_id": DEVNET_CHAIN_ID,
-        "enabled": True,
         "confirmations": 0,
         "poll_interval": 0.5,
         "max_block_range": 100_000,
@@ -194,7 +196,8 @@ def default_chains() -> dict[str, dict[str, Any]]:
 
 
 def load_chains(paths: Iterable[Path]) -> dict[str, ChainConfig]:
-    """The default chains, each overridden key by key by the files that exist, in order."""
+    """The default chains, each overridden key by key by the files that exist, in order; the
+    devnet enabled if a file says so, or else if no other chain is."""
     merged = default_chains()
     for path in paths:
         if not path.exists():
@@ -220,27 +223,54 @@ def load_chains(paths: Iterable[Path]) -> dict[str, ChainConfig]:
                 for e in error.errors()
             )
             raise ChainConfigError(f"chain {name!r} is misconfigured: {problems}") from error
-    ids = [chain.chain_id for chain in chains.values()]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise ChainConfigError(f"several chains share chain id {duplicates[0]}")
+    devnet = chains.get(DEVNET_NAME)
+    if devnet is not None and "enabled" not in merged[DEVNET_NAME]:
+        alone = not any(chain.enabled for chain in chains.values())
+        chains[DEVNET_NAME] = devnet.model_copy(update={"enabled": alone})
+    enabled = [chain for chain in chains.values() if chain.enabled]
+    _refuse_shared_ids(enabled, "enabled chains", "disable all but one")
     return chains
 
 
+def _refuse_shared_ids(chains: Iterable[ChainConfig], kind: str, remedy: str) -> None:
+    """Events, checkpoints and triggers are keyed by chain id: two chains indexed under one
+    id would mix their blocks. Chains not indexed may share one (a user's local chain on
+    31337 beside the devnet's entry)."""
+    by_id: dict[int, list[str]] = {}
+    for chain in chains:
+        by_id.setdefault(chain.chain_id, []).append(chain.name)
+    for chain_id, names in sorted(by_id.items()):
+        if len(names) > 1:
+            *others, last = sorted(names)
+            raise ChainConfigError(
+                f"{kind} {', '.join(others)} and {last} share chain id {chain_id}: {remedy}"
+            )
+
+
 def select_chains(chains: dict[str, ChainConfig], wanted: Sequence[str]) -> list[ChainConfig]:
-    """Chains named by name or id; with none named, every enabled chain."""
+    """Chains named by name or id; with none named, every enabled chain. An id several
+    chains have names the enabled one among them."""
     if not wanted:
         return [chain for chain in chains.values() if chain.enabled]
-    selected = []
+    selected: list[ChainConfig] = []
     for key in wanted:
-        match = chains.get(key) or next(
-            (c for c in chains.values() if str(c.chain_id) == key), None
-        )
+        match = chains.get(key) or _by_id(chains, key)
         if match is None:
             known = ", ".join(sorted(chains))
             raise ChainConfigError(f"unknown chain {key!r} (known: {known})")
-        selected.append(match)
+        if match not in selected:
+            selected.append(match)
+    _refuse_shared_ids(selected, "chains", "index one of them at a time")
     return selected
+
+
+def _by_id(chains: dict[str, ChainConfig], key: str) -> ChainConfig | None:
+    matches = [chain for chain in chains.values() if str(chain.chain_id) == key]
+    enabled = [chain for chain in matches if chain.enabled]
+    if len(matches) > 1 and len(enabled) != 1:
+        names = ", ".join(sorted(chain.name for chain in matches))
+        raise ChainConfigError(f"chain id {key} names several chains ({names}): name one")
+    return enabled[0] if len(matches) > 1 else next(iter(matches), None)
 
 
 def render_chain_table(chain: ChainConfig) -> str:

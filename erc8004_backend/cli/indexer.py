@@ -41,22 +41,25 @@ ChainsFiles = Annotated[
     list[Path] | None,
     typer.Option(
         "--chains-file",
-        help="TOML file of chains (repeatable). Default: <data dir>/devnet.toml, then "
-        "$ERC8004_CHAINS_FILE or ./chains.toml, where they exist.",
+        help="TOML file of chains (repeatable). Default: <data dir>/devnet.toml if it exists,"
+        " then $ERC8004_CHAINS_FILE, or else ./chains.toml if it exists.",
     ),
 ]
+CHAINS_FILE_VARIABLE = "ERC8004_CHAINS_FILE"
 
 
 def chains_files(explicit: list[Path] | None) -> list[Path]:
+    """The chains files to read after the defaults. A file the user named must exist; the
+    ones read by default are skipped when absent (load_chains reads those that exist)."""
     if explicit:
         for path in explicit:
             if not path.exists():
                 raise Erc8004Error(f"chains file {path} does not exist")
         return explicit
-    return [
-        get_settings().data_dir / "devnet.toml",
-        Path(os.environ.get("ERC8004_CHAINS_FILE", "chains.toml")),
-    ]
+    named = os.environ.get(CHAINS_FILE_VARIABLE)
+    if named and not Path(named).exists():
+        raise Erc8004Error(f"chains file {named} ({CHAINS_FILE_VARIABLE}) does not exist")
+    return [get_settings().data_dir / "devnet.toml", Path(named or "chains.toml")]
 
 
 def configured_chains(wanted: list[str] | None, files: list[Path] | None) -> list[ChainConfig]:

@@ -33,8 +33,8 @@ def run(
     configure_logging()
     settings = get_settings()
     host, port = host or settings.api_host, settings.api_port if port is None else port
-    check_token_keys(settings, listening_on=host)
     chains = configured_chains(chain, chains_file)
+    check_token_keys(settings, listening_on=host)
     with database(database_url) as url:
         source = load_source(migrations or settings.migrations_dir)
         with connect(url) as connection:
