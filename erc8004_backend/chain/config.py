@@ -1,5 +1,8 @@
 """Which chains to index: the shipped defaults, overridden by TOML files.
 
+The defaults are every published ERC-8004 deployment (deployments.toml, beside this module)
+and the local `devnet`.
+
 A chains file is a table per chain, keyed by a short name::
 
     [chains.base-sepolia]
@@ -15,10 +18,14 @@ enabled while no other chain is, unless a file sets its `enabled` (the file that
 
 from __future__ import annotations
 
+import copy
+import functools
 import tomllib
 from collections.abc import Iterable, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -56,6 +63,9 @@ class ChainConfig(BaseModel):
     # blocks indexed, its events are forgotten and it is indexed afresh, instead of stopping
     # for an operator as a reorg deeper than the window does.
     restartable: bool = False
+    # The block explorer that messages link to (<explorer_url>/tx/<hash>, /block/<number>):
+    # https, kept without a trailing slash. None: the chain has none (the devnet).
+    explorer_url: str | None = None
 
     @model_validator(mode="after")
     def _window_covers_confirmations(self) -> ChainConfig:
@@ -69,6 +79,19 @@ class ChainConfig(BaseModel):
     def _lowercase(cls, value: str) -> str:
         return value.lower()
 
+    @field_validator("explorer_url")
+    @classmethod
+    def _explorer_base(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        base = value.rstrip("/")
+        parts = urlsplit(base)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(
+                "must be an https URL without query or fragment, such as https://etherscan.io"
+            )
+        return base
+
     @property
     def registry_addresses(self) -> dict[str, str]:
         """Address -> registry name, lowercase, as logs name them."""
@@ -79,16 +102,6 @@ class ChainConfig(BaseModel):
         }
 
 
-MAINNET = {
-    "identity": "0x8004A169FB4a3325136EB29fA0ceB6D2e539a432",
-    "reputation": "0x8004BAa17C55a88189AE136b182e5fdA19dE9b63",
-    "validation": "0x8004Cc8439f36fd5F9F049D9fF86523Df6dAAB58",
-}
-TESTNET = {
-    "identity": "0x8004A818BFB912233c491871b3d84c89A494BD9e",
-    "reputation": "0x8004B663056A597Dffe9eCcC1965A193B7388713",
-    "validation": "0x8004Cb1BF31DAf7788923b405b754f57acEB4272",
-}
 # What anvil's first account deploys with nonces 0, 1 and 2 (`erc8004 devnet` deploys in
 # this order), so the devnet works without any file.
 DEVNET = {
@@ -100,91 +113,32 @@ DEVNET_CHAIN_ID = 31337
 DEVNET_NAME = "devnet"
 DEVNET_RPC_URL = "http://127.0.0.1:8545"
 
-_DEFAULTS: list[dict[str, Any]] = [
-    {
-        "name": "ethereum",
-        "chain_id": 1,
-        "confirmations": 12,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://ethereum-rpc.publicnode.com", "https://eth.llamarpc.com"],
-        **MAINNET,
-    },
-    {
-        "name": "base",
-        "chain_id": 8453,
-        "confirmations": 10,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://mainnet.base.org", "https://base-rpc.publicnode.com"],
-        **MAINNET,
-    },
-    {
-        "name": "arbitrum",
-        "chain_id": 42161,
-        "confirmations": 20,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://arb1.arbitrum.io/rpc"],
-        **MAINNET,
-    },
-    {
-        "name": "optimism",
-        "chain_id": 10,
-        "confirmations": 10,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://mainnet.optimism.io"],
-        **MAINNET,
-    },
-    {
-        "name": "polygon",
-        "chain_id": 137,
-        "confirmations": 32,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://polygon-rpc.com"],
-        **MAINNET,
-    },
-    {
-        "name": "sepolia",
-        "chain_id": 11155111,
-        "confirmations": 3,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://ethereum-sepolia-rpc.publicnode.com", "https://rpc.sepolia.org"],
-        **TESTNET,
-    },
-    {
-        "name": "base-sepolia",
-        "chain_id": 84532,
-        "confirmations": 3,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://sepolia.base.org", "https://base-sepolia-rpc.publicnode.com"],
-        **TESTNET,
-    },
-    {
-        "name": "linea-sepolia",
-        "chain_id": 59141,
-        "confirmations": 3,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://rpc.sepolia.linea.build"],
-        **TESTNET,
-    },
-    {
-        "name": "polygon-amoy",
-        "chain_id": 80002,
-        "confirmations": 3,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://rpc-amoy.polygon.technology"],
-        **TESTNET,
-    },
-    {
-        # Enabled by load_chains while no other chain is, unless a file sets `enabled`.
-        "name": DEVNET_NAME,
-        "chain_id": DEVNET_CHAIN_ID,
-        "confirmations": 0,
-        "poll_interval": 0.5,
-        "max_block_range": 100_000,
-        "restartable": True,
-        "rpc_urls": [DEVNET_RPC_URL],
-        **DEVNET,
-    },
-]
+_DEVNET_DEFAULT: dict[str, Any] = {
+    # Enabled by load_chains while no other chain is, unless a file sets `enabled`.
+    "name": DEVNET_NAME,
+    "chain_id": DEVNET_CHAIN_ID,
+    "confirmations": 0,
+    "poll_interval": 0.5,
+    "max_block_range": 100_000,
+    "restartable": True,
+    "rpc_urls": [DEVNET_RPC_URL],
+    **DEVNET,
+}
+
+
+@functools.cache
+def _published_deployments() -> tuple[dict[str, Any], ...]:
+    """The chain entries of deployments.toml (shipped in the package), each with its
+    registries' addresses and the file's [defaults] filled in."""
+    source = resources.files("erc8004_backend.chain").joinpath("deployments.toml")
+    document = tomllib.loads(source.read_text(encoding="utf-8"))
+    registries: dict[str, dict[str, str]] = document["registries"]
+    entries = []
+    for name, table in document["chains"].items():
+        fields = {**document["defaults"], **table}
+        kind = fields.pop("registries")
+        entries.append({"name": name, **registries[kind], **fields})
+    return tuple(entries)
 
 
 class ChainConfigError(Erc8004Error):
@@ -192,7 +146,9 @@ class ChainConfigError(Erc8004Error):
 
 
 def default_chains() -> dict[str, dict[str, Any]]:
-    return {entry["name"]: dict(entry) for entry in _DEFAULTS}
+    """The published deployments, then the devnet: name -> fields (a fresh copy)."""
+    entries = [*_published_deployments(), _DEVNET_DEFAULT]
+    return {entry["name"]: copy.deepcopy(entry) for entry in entries}
 
 
 def load_chains(paths: Iterable[Path]) -> dict[str, ChainConfig]:
@@ -285,6 +241,7 @@ def render_chain_table(chain: ChainConfig) -> str:
             return "[" + ", ".join(value(i) for i in item) + "]"
         return repr(item)
 
-    fields = chain.model_dump(exclude={"name"})
+    # TOML has no null: a key without a value is left out, which reads back as None.
+    fields = chain.model_dump(exclude={"name"}, exclude_none=True)
     lines = [f"[chains.{chain.name}]"] + [f"{key} = {value(v)}" for key, v in fields.items()]
     return "\n".join(lines) + "\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,58 @@ def test_defaults_ship_the_real_deployments_disabled_and_the_devnet_enabled() ->
     assert chains["ethereum"].reputation == "0x8004baa17c55a88189ae136b182e5fda19de9b63"
     assert chains["devnet"].identity == DEVNET["identity"].lower()
     assert chains["devnet"].registry_addresses[chains["devnet"].validation] == "validation"
+
+
+# The published deployments (the project's design, from the ERC-8004 deployment list).
+MAINNET_IDS = {
+    1, 8453, 42161, 10, 137, 43114, 56, 143, 534352, 100, 42220, 167000, 59144, 4326, 196, 2741,
+    5000, 1868, 2345, 1088, 295, 1187947933, 360,
+}  # fmt: skip
+TESTNET_IDS = {
+    11155111, 84532, 421614, 11155420, 80002, 43113, 97, 10143, 534351, 10200, 11142220, 167013,
+    6343, 59141, 1952, 11124, 5003, 1946, 48816, 59902, 296, 324705682, 5042002, 11011,
+}  # fmt: skip
+MAINNET = ("0x8004a169fb4a3325136eb29fa0ceb6d2e539a432", "0x8004baa17c55a88189ae136b182e5fda19de9b63",
+           "0x8004cc8439f36fd5f9f049d9ff86523df6daab58")  # fmt: skip
+TESTNET = ("0x8004a818bfb912233c491871b3d84c89a494bd9e", "0x8004b663056a597dffe9eccc1965a193b7388713",
+           "0x8004cb1bf31daf7788923b405b754f57aceb4272")  # fmt: skip
+
+
+def test_every_published_deployment_ships_disabled_with_its_registries_and_explorer() -> None:
+    chains = load_chains([])
+    published = [chain for chain in chains.values() if chain.name != "devnet"]
+    assert len(published) == len(MAINNET_IDS) + len(TESTNET_IDS) == 47
+    assert {chain.chain_id for chain in published} == MAINNET_IDS | TESTNET_IDS
+    assert not any(chain.enabled for chain in published)
+    for chain in published:
+        addresses = (chain.identity, chain.reputation, chain.validation)
+        assert addresses == (MAINNET if chain.chain_id in MAINNET_IDS else TESTNET), chain.name
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", chain.name), chain.name
+        assert chain.explorer_url, chain.name
+        assert re.fullmatch(r"https://[^/?#]+(/[^?#]*[^/])?", chain.explorer_url), chain.name
+        assert all(url.startswith("https://") for url in chain.rpc_urls), chain.name
+        assert 1 <= chain.confirmations <= 32, chain.name
+    # The names chains files already use keep working.
+    shipped_before = {"ethereum": 1, "base": 8453, "arbitrum": 42161, "optimism": 10,
+                      "polygon": 137, "sepolia": 11155111, "base-sepolia": 84532,
+                      "linea-sepolia": 59141, "polygon-amoy": 80002}  # fmt: skip
+    assert {name: chains[name].chain_id for name in shipped_before} == shipped_before
+    assert chains["polygon"].confirmations > chains["base"].confirmations
+    assert chains["ethereum"].explorer_url == "https://etherscan.io"
+    assert chains["devnet"].explorer_url is None
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("https://explorer.example", "https://explorer.example"),
+     ("https://explorer.example/", "https://explorer.example"),
+     ("https://hashscan.io/mainnet/", "https://hashscan.io/mainnet")],
+)  # fmt: skip
+def test_an_explorer_url_is_kept_without_its_trailing_slash(
+    tmp_path: Path, given: str, stored: str
+) -> None:
+    path = write(tmp_path, "chains.toml", f'[chains.devnet]\nexplorer_url = "{given}"\n')
+    assert load_chains([path])["devnet"].explorer_url == stored
 
 
 def test_a_file_overrides_key_by_key_and_adds_chains(tmp_path: Path) -> None:
@@ -101,11 +154,12 @@ def names(chains: list[ChainConfig]) -> list[str]:
     return sorted(chain.name for chain in chains)
 
 
-def test_written_tables_read_back_the_same(tmp_path: Path) -> None:
-    chain = load_chains([])["polygon-amoy"]
+@pytest.mark.parametrize("name", ["polygon-amoy", "devnet"])  # with and without an explorer
+def test_written_tables_read_back_the_same(tmp_path: Path, name: str) -> None:
+    chain = load_chains([])[name]
     path = tmp_path / "chains.toml"
     path.write_text(render_chain_table(chain))
-    assert load_chains([path])["polygon-amoy"] == chain
+    assert load_chains([path])[name] == chain
 
 
 @pytest.mark.parametrize(
@@ -118,6 +172,14 @@ def test_written_tables_read_back_the_same(tmp_path: Path) -> None:
         (
             "[chains.base]\nenabled = true\n[chains.ethereum]\nenabled = true\nchain_id = 8453\n",
             "enabled chains base and ethereum share chain id 8453",
+        ),
+        (
+            '[chains.devnet]\nexplorer_url = "http://explorer.example"\n',
+            "explorer_url: Value error, must be an https URL",
+        ),
+        (
+            '[chains.devnet]\nexplorer_url = "https://explorer.example/?q=1"\n',
+            "explorer_url: Value error, must be an https URL",
         ),
         ("[chains.devnet\n", "cannot read chains file"),
         ("chains = 3\n", "[chains] must be a table"),
@@ -134,5 +196,7 @@ def test_bad_files_are_refused_with_a_message_naming_the_problem(
 
 
 def test_an_unknown_chain_is_named_with_the_known_ones() -> None:
-    with pytest.raises(ChainConfigError, match=r"unknown chain 'moon' \(known: arbitrum, base"):
+    with pytest.raises(
+        ChainConfigError, match=r"unknown chain 'moon' \(known: abstract, abstract-"
+    ):
         select_chains(load_chains([]), ["moon"])
