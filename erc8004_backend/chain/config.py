@@ -229,6 +229,16 @@ def _by_id(chains: dict[str, ChainConfig], key: str) -> ChainConfig | None:
     return enabled[0] if len(matches) > 1 else next(iter(matches), None)
 
 
+def explorer_urls(chains: Iterable[ChainConfig]) -> dict[int, str]:
+    """Chain id -> block explorer, for links in messages. Chains that share an id are one
+    chain reached differently: an enabled one's explorer first, else the first listed."""
+    urls: dict[int, str] = {}
+    for chain in sorted(chains, key=lambda chain: not chain.enabled):  # stable: keeps order
+        if chain.explorer_url:
+            urls.setdefault(chain.chain_id, chain.explorer_url)
+    return urls
+
+
 def render_chain_table(chain: ChainConfig) -> str:
     """One chain as a TOML table, for files that commands write (devnet)."""
 

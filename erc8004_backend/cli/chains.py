@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 
 import typer
 
-from erc8004_backend.chain.config import ChainConfig, load_chains
-from erc8004_backend.cli.indexer import ChainsFiles, chains_files
+from erc8004_backend.chain.config import ChainConfig
+from erc8004_backend.cli.indexer import ChainsFiles, known_chains
 
 HIDDEN = "***"
 # A path segment that is an API key rather than a name: a long run of key characters with
@@ -23,7 +23,7 @@ def chains(chains_file: ChainsFiles = None) -> None:
     """List the known chains, enabled ones first, with RPC URL keys hidden.
 
     The published deployments, the devnet and the chains of your chains files."""
-    known = list(load_chains(chains_files(chains_file)).values())
+    known = list(known_chains(chains_file).values())
     ordered = [c for c in known if c.enabled] + [c for c in known if not c.enabled]
     rows = [_COLUMNS, *(_row(chain) for chain in ordered)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS) - 1)]

@@ -62,8 +62,18 @@ def chains_files(explicit: list[Path] | None) -> list[Path]:
     return [get_settings().data_dir / "devnet.toml", Path(named or "chains.toml")]
 
 
+def known_chains(files: list[Path] | None) -> dict[str, ChainConfig]:
+    """Every chain the commands know: the defaults, overridden by the chains files."""
+    return load_chains(chains_files(files))
+
+
 def configured_chains(wanted: list[str] | None, files: list[Path] | None) -> list[ChainConfig]:
-    chains = select_chains(load_chains(chains_files(files)), wanted or [])
+    """The chains to index: those named, or else the enabled ones."""
+    return indexed_chains(known_chains(files), wanted)
+
+
+def indexed_chains(known: dict[str, ChainConfig], wanted: list[str] | None) -> list[ChainConfig]:
+    chains = select_chains(known, wanted or [])
     if not chains:
         raise Erc8004Error("no chain is enabled: name one with --chain, or enable one in a"
                            " chains file")  # fmt: skip

@@ -9,8 +9,10 @@ import pytest
 
 from erc8004_backend.chain.config import (
     DEVNET,
+    DEVNET_CHAIN_ID,
     ChainConfig,
     ChainConfigError,
+    explorer_urls,
     load_chains,
     render_chain_table,
     select_chains,
@@ -77,6 +79,22 @@ def test_an_explorer_url_is_kept_without_its_trailing_slash(
 ) -> None:
     path = write(tmp_path, "chains.toml", f'[chains.devnet]\nexplorer_url = "{given}"\n')
     assert load_chains([path])["devnet"].explorer_url == stored
+
+
+def test_explorers_by_chain_id_for_links_in_messages(tmp_path: Path) -> None:
+    chains = load_chains([])
+    explorers = explorer_urls(chains.values())
+    assert explorers[8453] == "https://basescan.org"
+    assert explorers[84532] == "https://sepolia.basescan.org"
+    assert DEVNET_CHAIN_ID not in explorers  # the devnet has none
+    assert len(explorers) == 47
+    # Chains that share an id are one chain: the enabled one's explorer, else the first's.
+    path = write(tmp_path, "chains.toml",
+                 '[chains.devnet]\nenabled = false\nexplorer_url = "https://devnet.example"\n'
+                 '[chains.local]\nchain_id = 31337\nenabled = true\nrpc_urls = ["http://h:1"]\n'
+                 f'identity = "{DEVNET["identity"]}"\nreputation = "{DEVNET["reputation"]}"\n'
+                 f'validation = "{DEVNET["validation"]}"\nexplorer_url = "https://local.example"\n')  # fmt: skip
+    assert explorer_urls(load_chains([path]).values())[DEVNET_CHAIN_ID] == "https://local.example"
 
 
 def test_a_file_overrides_key_by_key_and_adds_chains(tmp_path: Path) -> None:

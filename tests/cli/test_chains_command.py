@@ -16,6 +16,9 @@ from erc8004_backend.cli.indexer import configured_chains
 from tests.cli.test_db_commands import assert_one_line_error
 from tests.conftest import ROOT
 
+# Never reached: the commands must stop at their chains files, before the database.
+UNREACHABLE = "postgresql://postgres@127.0.0.1:9/none?connect_timeout=1"
+
 
 def erc8004(*args: str, cwd: Path, data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """A command run from `cwd` (where ./chains.toml is looked for), with its own data
@@ -34,13 +37,13 @@ def erc8004(*args: str, cwd: Path, data_dir: Path, **env: str) -> subprocess.Com
     )
 
 
-@pytest.mark.parametrize("command", ["run", "indexer"])
+@pytest.mark.parametrize("command", ["run", "indexer", "worker"])
 def test_a_missing_chains_file_named_by_the_environment_is_an_error(
     tmp_path: Path, command: str
 ) -> None:
     missing = tmp_path / "nope.toml"
     result = erc8004(command, cwd=tmp_path, data_dir=tmp_path / "data",
-                     ERC8004_CHAINS_FILE=str(missing))  # fmt: skip
+                     ERC8004_CHAINS_FILE=str(missing), DATABASE_URL=UNREACHABLE)  # fmt: skip
     assert result.returncode == 1
     assert_one_line_error(result, f"chains file {missing} (ERC8004_CHAINS_FILE) does not exist")
 
