@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from erc8004_backend.errors import Erc8004Error
+from erc8004_backend.triggers.fields import explorer_links
 
 # What the audit trail keeps of a response body.
 RESPONSE_EXCERPT_CHARS = 2_000
@@ -34,11 +35,17 @@ class Job:
     payload: dict[str, Any]
     webhook_secret: bytes | None = None
     webhook_secret_key_id: str | None = None
+    # The block explorer of the job's chain, if the worker knows one (not stored: the worker
+    # sets it from its chains, so links follow the configuration, not the queue's past).
+    explorer_url: str | None = None
 
     @property
     def values(self) -> dict[str, Any]:
-        """What templates can name: the event's fields and the computed values."""
-        return {**self.payload.get("event", {}), **self.payload.get("computed", {})}
+        """What templates can name: the event's fields, links to the event on the explorer
+        and the computed values."""
+        event = self.payload.get("event", {})
+        links = explorer_links(event, self.explorer_url)
+        return {**event, **links, **self.payload.get("computed", {})}
 
 
 class DeliveryFailed(Erc8004Error):  # noqa: N818 (an outcome, named like one)

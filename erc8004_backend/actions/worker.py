@@ -20,6 +20,8 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +50,7 @@ from erc8004_backend.actions.queue import (
 )
 from erc8004_backend.actions.rest import deliver_rest
 from erc8004_backend.actions.telegram import deliver_telegram
+from erc8004_backend.chain.config import explorer_urls, load_chains
 from erc8004_backend.config import Settings
 from erc8004_backend.database.connection import RECONNECT_ERRORS
 from erc8004_backend.encryption import SecretBox
@@ -82,9 +85,13 @@ class Worker:
         lease_seconds: float | None = None,
         poll_interval: float = 1.0,
         shutdown_grace: float = 10.0,
+        explorers: Mapping[int, str] | None = None,
     ) -> None:
         self.pool = pool
         self.settings = settings
+        # Chain id -> block explorer, for the links templates show; by default the shipped
+        # chains' (the commands pass those of their chains files too).
+        self.explorers = explorer_urls(load_chains([]).values()) if explorers is None else explorers
         self.name = name or worker_name()
         self.concurrency = concurrency or settings.worker_concurrency
         self.lease_seconds = lease_seconds or settings.worker_lease_seconds
@@ -159,13 +166,17 @@ class Worker:
                         conn, worker=self.name, limit=free, lease_seconds=self.lease_seconds
                     )
                 for job in claimed:
-                    task = asyncio.create_task(self._attempt(job))
+                    task = asyncio.create_task(self._attempt(self._with_links(job)))
                     self._in_flight.add(task)
                     task.add_done_callback(self._finished)
             if claimed and len(claimed) == free:
                 await self._wait_for(stop, None)  # full: until a slot frees
             elif not claimed:
                 await self._wait_for(stop, await self._until_next_due())
+
+    def _with_links(self, job: Job) -> Job:
+        """The job with its chain's block explorer, for `{{transaction_url}}` and friends."""
+        return replace(job, explorer_url=self.explorers.get(job.chain_id))
 
     async def _until_next_due(self) -> float:
         async with self.pool.connection() as conn:
@@ -324,6 +335,7 @@ async def run_worker(
     concurrency: int | None = None,
     lease_seconds: float | None = None,
     shutdown_grace: float = 10.0,
+    explorers: Mapping[int, str] | None = None,
 ) -> None:
     """A worker until `stop`, reconnecting after database failures.
 
@@ -348,6 +360,7 @@ async def run_worker(
                     concurrency=concurrency,
                     lease_seconds=lease_seconds,
                     shutdown_grace=shutdown_grace,
+                    explorers=explorers,
                 )
             else:
                 worker.pool = pool

@@ -1,5 +1,8 @@
 """Which chains to index: the shipped defaults, overridden by TOML files.
 
+The defaults are every published ERC-8004 deployment (deployments.toml, beside this module)
+and the local `devnet`.
+
 A chains file is a table per chain, keyed by a short name::
 
     [chains.base-sepolia]
@@ -7,9 +10,10 @@ A chains file is a table per chain, keyed by a short name::
     rpc_urls = ["https://my-node.example/base-sepolia"]
 
 Keys left out keep the default's value, so enabling a shipped chain is one line. The real
-deployments ship disabled (their public endpoints are rate limited and the user must opt in);
-`devnet` ships enabled with the addresses `erc8004 devnet` deploys to, and the file that
-command writes (`<data dir>/devnet.toml`) is read after the defaults.
+deployments ship disabled (their public endpoints are rate limited and the user must opt in).
+`devnet`, with the addresses `erc8004 devnet` deploys to, is a stand-in for them: it is
+enabled while no other chain is, unless a file sets its `enabled` (the file that
+`erc8004 devnet` writes, `<data dir>/devnet.toml`, read after the defaults, sets it to true).
 
 `start_block` is where a chain's backfill begins: a block number, or "auto" (the default),
 the block that deployed the chain's registries, which the indexer finds itself the first
@@ -18,10 +22,14 @@ time it indexes the chain (see `erc8004_backend.indexer.start_block`).
 
 from __future__ import annotations
 
+import copy
+import functools
 import tomllib
 from collections.abc import Iterable, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -62,6 +70,9 @@ class ChainConfig(BaseModel):
     # blocks indexed, its events are forgotten and it is indexed afresh, instead of stopping
     # for an operator as a reorg deeper than the window does.
     restartable: bool = False
+    # The block explorer that messages link to (<explorer_url>/tx/<hash>, /block/<number>):
+    # https, kept without a trailing slash. None: the chain has none (the devnet).
+    explorer_url: str | None = None
 
     @model_validator(mode="after")
     def _window_covers_confirmations(self) -> ChainConfig:
@@ -83,6 +94,19 @@ class ChainConfig(BaseModel):
     def _lowercase(cls, value: str) -> str:
         return value.lower()
 
+    @field_validator("explorer_url")
+    @classmethod
+    def _explorer_base(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        base = value.rstrip("/")
+        parts = urlsplit(base)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(
+                "must be an https URL without query or fragment, such as https://etherscan.io"
+            )
+        return base
+
     @property
     def registry_addresses(self) -> dict[str, str]:
         """Address -> registry name, lowercase, as logs name them."""
@@ -93,16 +117,6 @@ class ChainConfig(BaseModel):
         }
 
 
-MAINNET = {
-    "identity": "0x8004A169FB4a3325136EB29fA0ceB6D2e539a432",
-    "reputation": "0x8004BAa17C55a88189AE136b182e5fdA19dE9b63",
-    "validation": "0x8004Cc8439f36fd5F9F049D9fF86523Df6dAAB58",
-}
-TESTNET = {
-    "identity": "0x8004A818BFB912233c491871b3d84c89A494BD9e",
-    "reputation": "0x8004B663056A597Dffe9eCcC1965A193B7388713",
-    "validation": "0x8004Cb1BF31DAf7788923b405b754f57acEB4272",
-}
 # What anvil's first account deploys with nonces 0, 1 and 2 (`erc8004 devnet` deploys in
 # this order), so the devnet works without any file.
 DEVNET = {
@@ -111,93 +125,45 @@ DEVNET = {
     "validation": "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",
 }
 DEVNET_CHAIN_ID = 31337
+DEVNET_NAME = "devnet"
 DEVNET_RPC_URL = "http://127.0.0.1:8545"
 
-_DEFAULTS: list[dict[str, Any]] = [
-    {
-        "name": "ethereum",
-        "chain_id": 1,
-        "confirmations": 12,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://ethereum-rpc.publicnode.com", "https://eth.llamarpc.com"],
-        **MAINNET,
-    },
-    {
-        "name": "base",
-        "chain_id": 8453,
-        "confirmations": 10,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://mainnet.base.org", "https://base-rpc.publicnode.com"],
-        **MAINNET,
-    },
-    {
-        "name": "arbitrum",
-        "chain_id": 42161,
-        "confirmations": 20,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://arb1.arbitrum.io/rpc"],
-        **MAINNET,
-    },
-    {
-        "name": "optimism",
-        "chain_id": 10,
-        "confirmations": 10,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://mainnet.optimism.io"],
-        **MAINNET,
-    },
-    {
-        "name": "polygon",
-        "chain_id": 137,
-        "confirmations": 32,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://polygon-rpc.com"],
-        **MAINNET,
-    },
-    {
-        "name": "sepolia",
-        "chain_id": 11155111,
-        "confirmations": 3,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://ethereum-sepolia-rpc.publicnode.com", "https://rpc.sepolia.org"],
-        **TESTNET,
-    },
-    {
-        "name": "base-sepolia",
-        "chain_id": 84532,
-        "confirmations": 3,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://sepolia.base.org", "https://base-sepolia-rpc.publicnode.com"],
-        **TESTNET,
-    },
-    {
-        "name": "linea-sepolia",
-        "chain_id": 59141,
-        "confirmations": 3,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://rpc.sepolia.linea.build"],
-        **TESTNET,
-    },
-    {
-        "name": "polygon-amoy",
-        "chain_id": 80002,
-        "confirmations": 3,
-        "max_block_range": 2_000,
-        "rpc_urls": ["https://rpc-amoy.polygon.technology"],
-        **TESTNET,
-    },
-    {
-        "name": "devnet",
-        "chain_id": DEVNET_CHAIN_ID,
-        "enabled": True,
-        "confirmations": 0,
-        "poll_interval": 0.5,
-        "max_block_range": 100_000,
-        "restartable": True,
-        "rpc_urls": [DEVNET_RPC_URL],
-        **DEVNET,
-    },
-]
+_DEVNET_DEFAULT: dict[str, Any] = {
+    # Enabled by load_chains while no other chain is, unless a file sets `enabled`.
+    "name": DEVNET_NAME,
+    "chain_id": DEVNET_CHAIN_ID,
+    "confirmations": 0,
+    "poll_interval": 0.5,
+    "max_block_range": 100_000,
+    "restartable": True,
+    "rpc_urls": [DEVNET_RPC_URL],
+    **DEVNET,
+}
+
+
+@functools.cache
+def _published_deployments() -> tuple[tuple[dict[str, Any], ...], dict[tuple[int, str], int]]:
+    """deployments.toml (shipped in the package): its chain entries, each with its
+    registries' addresses and the file's [defaults] filled in, and the known deployment
+    blocks by (chain id, lowercase address)."""
+    source = resources.files("erc8004_backend.chain").joinpath("deployments.toml")
+    document = tomllib.loads(source.read_text(encoding="utf-8"))
+    registries: dict[str, dict[str, str]] = document["registries"]
+    entries = []
+    deployed: dict[tuple[int, str], int] = {}
+    for name, table in document["chains"].items():
+        fields = {**document["defaults"], **table}
+        addresses = registries[fields.pop("registries")]
+        for registry, block in fields.pop("deployed", {}).items():
+            deployed[(fields["chain_id"], addresses[registry].lower())] = block
+        entries.append({"name": name, **addresses, **fields})
+    return tuple(entries), deployed
+
+
+def known_deployment_block(chain_id: int, address: str) -> int | None:
+    """The block at which the registry at `address` is known to have been deployed on the
+    chain (deployments.toml's `deployed`), if it is."""
+    return _published_deployments()[1].get((chain_id, address.lower()))
 
 
 class ChainConfigError(Erc8004Error):
@@ -205,11 +171,14 @@ class ChainConfigError(Erc8004Error):
 
 
 def default_chains() -> dict[str, dict[str, Any]]:
-    return {entry["name"]: dict(entry) for entry in _DEFAULTS}
+    """The published deployments, then the devnet: name -> fields (a fresh copy)."""
+    entries = [*_published_deployments()[0], _DEVNET_DEFAULT]
+    return {entry["name"]: copy.deepcopy(entry) for entry in entries}
 
 
 def load_chains(paths: Iterable[Path]) -> dict[str, ChainConfig]:
-    """The default chains, each overridden key by key by the files that exist, in order."""
+    """The default chains, each overridden key by key by the files that exist, in order; the
+    devnet enabled if a file says so, or else if no other chain is."""
     merged = default_chains()
     for path in paths:
         if not path.exists():
@@ -235,27 +204,64 @@ def load_chains(paths: Iterable[Path]) -> dict[str, ChainConfig]:
                 for e in error.errors()
             )
             raise ChainConfigError(f"chain {name!r} is misconfigured: {problems}") from error
-    ids = [chain.chain_id for chain in chains.values()]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise ChainConfigError(f"several chains share chain id {duplicates[0]}")
+    devnet = chains.get(DEVNET_NAME)
+    if devnet is not None and "enabled" not in merged[DEVNET_NAME]:
+        alone = not any(chain.enabled for chain in chains.values())
+        chains[DEVNET_NAME] = devnet.model_copy(update={"enabled": alone})
+    enabled = [chain for chain in chains.values() if chain.enabled]
+    _refuse_shared_ids(enabled, "enabled chains", "disable all but one")
     return chains
 
 
+def _refuse_shared_ids(chains: Iterable[ChainConfig], kind: str, remedy: str) -> None:
+    """Events, checkpoints and triggers are keyed by chain id: two chains indexed under one
+    id would mix their blocks. Chains not indexed may share one (a user's local chain on
+    31337 beside the devnet's entry)."""
+    by_id: dict[int, list[str]] = {}
+    for chain in chains:
+        by_id.setdefault(chain.chain_id, []).append(chain.name)
+    for chain_id, names in sorted(by_id.items()):
+        if len(names) > 1:
+            *others, last = sorted(names)
+            raise ChainConfigError(
+                f"{kind} {', '.join(others)} and {last} share chain id {chain_id}: {remedy}"
+            )
+
+
 def select_chains(chains: dict[str, ChainConfig], wanted: Sequence[str]) -> list[ChainConfig]:
-    """Chains named by name or id; with none named, every enabled chain."""
+    """Chains named by name or id; with none named, every enabled chain. An id several
+    chains have names the enabled one among them."""
     if not wanted:
         return [chain for chain in chains.values() if chain.enabled]
-    selected = []
+    selected: list[ChainConfig] = []
     for key in wanted:
-        match = chains.get(key) or next(
-            (c for c in chains.values() if str(c.chain_id) == key), None
-        )
+        match = chains.get(key) or _by_id(chains, key)
         if match is None:
             known = ", ".join(sorted(chains))
             raise ChainConfigError(f"unknown chain {key!r} (known: {known})")
-        selected.append(match)
+        if match not in selected:
+            selected.append(match)
+    _refuse_shared_ids(selected, "chains", "index one of them at a time")
     return selected
+
+
+def _by_id(chains: dict[str, ChainConfig], key: str) -> ChainConfig | None:
+    matches = [chain for chain in chains.values() if str(chain.chain_id) == key]
+    enabled = [chain for chain in matches if chain.enabled]
+    if len(matches) > 1 and len(enabled) != 1:
+        names = ", ".join(sorted(chain.name for chain in matches))
+        raise ChainConfigError(f"chain id {key} names several chains ({names}): name one")
+    return enabled[0] if len(matches) > 1 else next(iter(matches), None)
+
+
+def explorer_urls(chains: Iterable[ChainConfig]) -> dict[int, str]:
+    """Chain id -> block explorer, for links in messages. Chains that share an id are one
+    chain reached differently: an enabled one's explorer first, else the first listed."""
+    urls: dict[int, str] = {}
+    for chain in sorted(chains, key=lambda chain: not chain.enabled):  # stable: keeps order
+        if chain.explorer_url:
+            urls.setdefault(chain.chain_id, chain.explorer_url)
+    return urls
 
 
 def render_chain_table(chain: ChainConfig) -> str:
@@ -270,6 +276,7 @@ def render_chain_table(chain: ChainConfig) -> str:
             return "[" + ", ".join(value(i) for i in item) + "]"
         return repr(item)
 
-    fields = chain.model_dump(exclude={"name"})
+    # TOML has no null: a key without a value is left out, which reads back as None.
+    fields = chain.model_dump(exclude={"name"}, exclude_none=True)
     lines = [f"[chains.{chain.name}]"] + [f"{key} = {value(v)}" for key, v in fields.items()]
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from erc8004_backend.cli.actions import jobs_app, worker
 from erc8004_backend.cli.api import api
+from erc8004_backend.cli.chains import chains
 from erc8004_backend.cli.db import db_app
 from erc8004_backend.cli.demo import demo
 from erc8004_backend.cli.devnet import devnet_app
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.command("indexer")(indexer)
+app.command("chains")(chains)
 app.command("processor")(processor)
 app.add_typer(triggers_app, name="triggers")
 app.add_typer(devnet_app, name="devnet")

@@ -11,8 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from erc8004_backend.actions.queue import DeadJob, dead_jobs, requeue_dead
+from erc8004_backend.chain.config import explorer_urls
 from erc8004_backend.cli.api import check_token_keys
 from erc8004_backend.cli.db import DatabaseUrl, database
+from erc8004_backend.cli.indexer import ChainsFiles, known_chains
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.cli.signals import run_until_signalled
 from erc8004_backend.config import get_settings
@@ -43,19 +45,23 @@ def worker(
     shutdown_grace: Annotated[
         float, typer.Option(help="Seconds deliveries in flight get to finish on SIGTERM.", min=0)
     ] = 10.0,
+    chains_file: ChainsFiles = None,
 ) -> None:
-    """Deliver queued actions (Telegram, webhooks, MCP), retrying and recording each attempt."""
+    """Deliver queued actions (Telegram, webhooks, MCP), retrying and recording each attempt.
+
+    The chains files give the block explorers that messages link to."""
     # Imported here, not at the top: every erc8004 command starts faster without them.
     from erc8004_backend.actions.worker import run_worker
 
     configure_logging()
     settings = get_settings()
+    explorers = explorer_urls(known_chains(chains_file).values())
     check_token_keys(settings)
     with database(database_url) as url:
 
         async def deliver(stop: asyncio.Event) -> None:
             await run_worker(url, stop, settings, concurrency=concurrency, lease_seconds=lease,
-                             shutdown_grace=shutdown_grace)  # fmt: skip
+                             shutdown_grace=shutdown_grace, explorers=explorers)  # fmt: skip
 
         # The signal handler's own deadline is a little later than the worker's grace, so
         # that the worker requeues what it interrupts before it is cancelled itself.

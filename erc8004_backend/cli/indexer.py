@@ -41,26 +41,39 @@ ChainsFiles = Annotated[
     list[Path] | None,
     typer.Option(
         "--chains-file",
-        help="TOML file of chains (repeatable). Default: <data dir>/devnet.toml, then "
-        "$ERC8004_CHAINS_FILE or ./chains.toml, where they exist.",
+        help="TOML file of chains (repeatable). Default: <data dir>/devnet.toml if it exists,"
+        " then $ERC8004_CHAINS_FILE, or else ./chains.toml if it exists.",
     ),
 ]
+CHAINS_FILE_VARIABLE = "ERC8004_CHAINS_FILE"
 
 
 def chains_files(explicit: list[Path] | None) -> list[Path]:
+    """The chains files to read after the defaults. A file the user named must exist; the
+    ones read by default are skipped when absent (load_chains reads those that exist)."""
     if explicit:
         for path in explicit:
             if not path.exists():
                 raise Erc8004Error(f"chains file {path} does not exist")
         return explicit
-    return [
-        get_settings().data_dir / "devnet.toml",
-        Path(os.environ.get("ERC8004_CHAINS_FILE", "chains.toml")),
-    ]
+    named = os.environ.get(CHAINS_FILE_VARIABLE)
+    if named and not Path(named).exists():
+        raise Erc8004Error(f"chains file {named} ({CHAINS_FILE_VARIABLE}) does not exist")
+    return [get_settings().data_dir / "devnet.toml", Path(named or "chains.toml")]
+
+
+def known_chains(files: list[Path] | None) -> dict[str, ChainConfig]:
+    """Every chain the commands know: the defaults, overridden by the chains files."""
+    return load_chains(chains_files(files))
 
 
 def configured_chains(wanted: list[str] | None, files: list[Path] | None) -> list[ChainConfig]:
-    chains = select_chains(load_chains(chains_files(files)), wanted or [])
+    """The chains to index: those named, or else the enabled ones."""
+    return indexed_chains(known_chains(files), wanted)
+
+
+def indexed_chains(known: dict[str, ChainConfig], wanted: list[str] | None) -> list[ChainConfig]:
+    chains = select_chains(known, wanted or [])
     if not chains:
         raise Erc8004Error("no chain is enabled: name one with --chain, or enable one in a"
                            " chains file")  # fmt: skip

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from erc8004_backend.chain.config import ChainConfig
+from erc8004_backend.chain.config import ChainConfig, explorer_urls
 from erc8004_backend.cli.api import Host, Port, check_token_keys, notes
 from erc8004_backend.cli.db import DatabaseUrl, database
-from erc8004_backend.cli.indexer import ChainNames, ChainsFiles, ProgressLog, configured_chains
+from erc8004_backend.cli.indexer import (
+    ChainNames,
+    ChainsFiles,
+    ProgressLog,
+    indexed_chains,
+    known_chains,
+)
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.cli.signals import run_until_signalled
 from erc8004_backend.config import Settings, get_settings
@@ -33,8 +40,9 @@ def run(
     configure_logging()
     settings = get_settings()
     host, port = host or settings.api_host, settings.api_port if port is None else port
+    known = known_chains(chains_file)
+    chains = indexed_chains(known, chain)
     check_token_keys(settings, listening_on=host)
-    chains = configured_chains(chain, chains_file)
     with database(database_url) as url:
         source = load_source(migrations or settings.migrations_dir)
         with connect(url) as connection:
@@ -45,7 +53,8 @@ def run(
         notes.print(f"indexing {names}; API on http://{host}:{port}/api/v1", soft_wrap=True)
 
         async def everything(stop: asyncio.Event) -> None:
-            await run_all(settings, url, chains, host, port, stop)
+            await run_all(settings, url, chains, host, port, stop,
+                          explorers=explorer_urls(known.values()))  # fmt: skip
 
         # Workers get their grace to finish deliveries; the rest stop at once.
         asyncio.run(run_until_signalled(everything, "run", grace=15))
@@ -58,9 +67,12 @@ async def run_all(
     host: str,
     port: int,
     stop: asyncio.Event,
+    *,
+    explorers: Mapping[int, str] | None = None,
 ) -> None:
     """Each part reconnects by itself after database failures; a part that fails for good
-    stops them all."""
+    stops them all. `explorers` (chain id -> block explorer, for links in messages): by
+    default the shipped chains'."""
     # Imported here, not at the top: every erc8004 command starts faster without them.
     from erc8004_backend.actions.worker import run_worker
     from erc8004_backend.api.app import create_app
@@ -75,6 +87,6 @@ async def run_all(
                 run_indexers(url, chains, stop, settings=settings, on_progress=ProgressLog().update)
             )
             parts.create_task(run_processor(url, stop, poll_interval=1.0))
-            parts.create_task(run_worker(url, stop, settings))
+            parts.create_task(run_worker(url, stop, settings, explorers=explorers))
     except BaseExceptionGroup as failures:
         raise failures.exceptions[0] from None

@@ -5,8 +5,8 @@ can come before it. A contract has code from the block that created it on, so et
 a block tells on which side of the deployment the block lies, and a binary search between
 block 0 and the head finds the deployment in about log2(head) calls (25 on Ethereum mainnet).
 
-Each registry's block comes from, in this order: the blocks known in advance
-(`chain.deployments`), those this database's indexer found before (`registry_deployments`,
+Each registry's block comes from, in this order: the blocks known in advance (`deployed` in
+`chain/deployments.toml`), those this database's indexer found before (`registry_deployments`,
 by chain and address), or a search, whose result is remembered at once. A registry without
 code at the head (not deployed on this chain, as the mainnets' validation registry for now)
 is left out: should it be deployed later, its events come after the others' start. When
@@ -27,8 +27,7 @@ from collections.abc import Awaitable, Callable
 import psycopg
 import structlog
 
-from erc8004_backend.chain.config import ChainConfig
-from erc8004_backend.chain.deployments import known_deployment_block
+from erc8004_backend.chain.config import ChainConfig, known_deployment_block
 from erc8004_backend.chain.rpc import RpcClient, StateUnavailableError
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.indexer.store import EventStore

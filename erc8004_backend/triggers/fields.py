@@ -47,6 +47,9 @@ FIELDS: dict[str, FieldKind] = {
 
 # Values the engine computes, for templates only.
 COMPUTED_FIELDS = frozenset({"ema_score", "count", "trigger_name", "trigger_id"})
+# Links to the event on its chain's block explorer, for templates only: the worker adds
+# them (see explorer_links) from the chains it knows.
+LINK_FIELDS = frozenset({"transaction_url", "block_url"})
 
 
 def event_fields(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,6 +60,21 @@ def event_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(fields["metadata_value"], bytes | memoryview):
         fields["metadata_value"] = "0x" + bytes(fields["metadata_value"]).hex()
     return fields
+
+
+def explorer_links(event: Mapping[str, Any], explorer_url: str | None) -> dict[str, str | None]:
+    """The event's transaction and block on a block explorer (`explorer_url`: https, no
+    trailing slash, as chain configs hold it); None without an explorer or a value, which
+    templates render empty."""
+    transaction, block = event.get("transaction_hash"), event.get("block_number")
+    return {
+        "transaction_url": f"{explorer_url}/tx/{transaction}"
+        if explorer_url and transaction
+        else None,
+        "block_url": f"{explorer_url}/block/{format_value(block)}"
+        if explorer_url and block is not None
+        else None,
+    }
 
 
 def format_value(value: Any) -> str:

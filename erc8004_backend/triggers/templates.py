@@ -11,10 +11,10 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from erc8004_backend.triggers.fields import COMPUTED_FIELDS, FIELDS, format_value
+from erc8004_backend.triggers.fields import COMPUTED_FIELDS, FIELDS, LINK_FIELDS, format_value
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-KNOWN_NAMES = frozenset(FIELDS) | COMPUTED_FIELDS
+KNOWN_NAMES = frozenset(FIELDS) | COMPUTED_FIELDS | LINK_FIELDS
 
 
 def placeholders(template: str) -> list[str]:

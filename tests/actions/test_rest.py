@@ -3,6 +3,7 @@ to a real receiver is in test_worker.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -158,6 +159,17 @@ def test_the_signature_covers_the_exact_body_whatever_the_values(value: str) -> 
     assert json.loads(body) == {"t": value}
     assert verify_signature(SECRET, "5", body, headers[SIGNATURE_HEADER])
     assert not verify_signature(SECRET, "5", body + b"\n", headers[SIGNATURE_HEADER])
+
+
+def test_links_to_the_event_on_its_chains_explorer() -> None:
+    config = rest_config(url="https://api.example.com/hook",
+                         body_template={"tx": "{{transaction_url}}", "block": "{{block_url}}"})  # fmt: skip
+    with_explorer = dataclasses.replace(job(), explorer_url="https://basescan.org")
+    _, _, body = webhook_request(config, with_explorer, secret=SECRET, timestamp=TIMESTAMP)
+    assert json.loads(body) == {"tx": "https://basescan.org/tx/0x" + f"{2:064x}",
+                                "block": "https://basescan.org/block/1001"}  # fmt: skip
+    _, _, body = webhook_request(config, job(), secret=SECRET, timestamp=TIMESTAMP)
+    assert json.loads(body) == {"tx": "", "block": ""}  # a chain without an explorer
 
 
 def test_a_configured_content_type_is_kept() -> None:

@@ -21,7 +21,7 @@ from erc8004_backend.config import Settings
 from erc8004_backend.encryption import SecretBox
 from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import TelegramServer, WebhookSink, unescape_markdown_v2
-from tests.support.jobs import create_trigger, queue_jobs
+from tests.support.jobs import CHAIN_ID, create_trigger, queue_jobs
 from tests.support.waiting import eventually
 
 BOT_TOKEN = "123456:TEST-token"
@@ -107,6 +107,22 @@ async def webhook_target(
 
 
 # -- webhooks ----------------------------------------------------------------------------
+
+
+async def test_messages_link_to_the_event_on_the_explorer_of_its_chain(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    """`{{transaction_url}}` and `{{block_url}}` as the worker renders them, with the
+    explorers of the chains it was given (`erc8004 worker` and `run`: their chains files')."""
+    links = {"tx": "{{transaction_url}}", "block": "{{block_url}}"}
+    async with webhook_target(conn, box, body_template=links) as (sink, _, trigger, action):
+        await queue_jobs(conn, trigger, action, 1)
+        explorers = {CHAIN_ID: "https://explorer.example", 1: "https://etherscan.io"}
+        async with running_worker(settings_for(migrated_url), explorers=explorers):
+            await eventually(lambda: len(sink.processed) == 1)
+    [request] = sink.received
+    assert request.json() == {"tx": "https://explorer.example/tx/0x" + f"{2:064x}",
+                              "block": "https://explorer.example/block/1001"}  # fmt: skip
 
 
 async def test_a_webhook_is_signed_keyed_and_recorded(

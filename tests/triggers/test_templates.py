@@ -8,7 +8,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from erc8004_backend.triggers.fields import event_fields, format_value
+from erc8004_backend.triggers.fields import event_fields, explorer_links, format_value
 from erc8004_backend.triggers.templates import placeholders, render_template, unknown_placeholders
 
 TEMPLATE = "Agent #{{agent_id}} received a low score: {{ score }}\nFrom: {{client_address}}"
@@ -23,6 +23,25 @@ def test_render_fills_fields_and_computed_values() -> None:
         render_template("{{ema_score}} / {{count}}", {"ema_score": 61.2, "count": 11})
         == "61.2 / 11"
     )
+
+
+def test_links_to_the_event_on_the_block_explorer() -> None:
+    event = {"transaction_hash": "0x" + "ab" * 32, "block_number": 24339924}
+    links = explorer_links(event, "https://etherscan.io")
+    assert links == {"transaction_url": "https://etherscan.io/tx/0x" + "ab" * 32,
+                     "block_url": "https://etherscan.io/block/24339924"}  # fmt: skip
+    message = "Feedback in {{transaction_url}} (block {{block_url}})"
+    assert render_template(message, {**event, **links}) == (
+        "Feedback in https://etherscan.io/tx/0x" + "ab" * 32
+        + " (block https://etherscan.io/block/24339924)"
+    )  # fmt: skip
+    # Without an explorer (the devnet) or without the value, the links render empty.
+    assert render_template(message, explorer_links(event, None)) == "Feedback in  (block )"
+    assert explorer_links({}, "https://etherscan.io") == {
+        "transaction_url": None,
+        "block_url": None,
+    }
+    assert unknown_placeholders(message) == []
 
 
 def test_unknown_and_missing_placeholders_render_empty_and_unknown_ones_are_reported() -> None:
