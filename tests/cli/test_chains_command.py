@@ -111,11 +111,11 @@ def test_chains_lists_every_known_chain_with_keys_hidden(tmp_path: Path) -> None
     chains = {row[0]: row for row in rows[1:]}
     assert len(chains) >= 48  # the 47 published deployments and the devnet
     assert chains["base-sepolia"][1:] == [
-        "84532", "yes", "0",
+        "84532", "yes", "auto",
         "https://base-sepolia.g.alchemy.com/v2/***, https://sepolia.base.org",
     ]  # fmt: skip
     assert chains["sepolia"][1:] == [
-        "11155111", "no", "0", "https://ada:***@node.example/rpc?key=***"
+        "11155111", "no", "auto", "https://ada:***@node.example/rpc?key=***"
     ]  # fmt: skip
     assert chains["devnet"][1:3] == ["31337", "no"]  # beside an enabled chain
     assert chains["hedera-testnet"][1:3] == ["296", "no"]
