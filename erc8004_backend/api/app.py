@@ -26,6 +26,7 @@ from starlette.types import StatelessLifespan
 
 from erc8004_backend.api import accounts, events, status, tokens, triggers
 from erc8004_backend.api.dependencies import ApiState, limit_by_address
+from erc8004_backend.api.docs import install_docs
 from erc8004_backend.api.errors import error_responses, install_error_handlers
 from erc8004_backend.api.metrics import ApiMetrics, RequestMetrics
 from erc8004_backend.api.protection import BodySizeLimit, RateLimits
@@ -122,11 +123,15 @@ def build_app(shape: AppShape, *, lifespan: StatelessLifespan[FastAPI] | None = 
         summary="ERC-8004 registries indexed, triggers over their events, actions delivered.",
         version="1",
         openapi_url=f"{PREFIX}/openapi.json",
-        docs_url=f"{PREFIX}/docs",
+        # Served by install_docs from the application's own assets, not from a CDN; the API
+        # signs in with bearer tokens, so Swagger UI needs no OAuth2 redirect page.
+        docs_url=None,
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_docs(app, f"{PREFIX}/docs")
 
     v1 = APIRouter(
         prefix=PREFIX,
