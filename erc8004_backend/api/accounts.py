@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Body, Depends, Request, status
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from erc8004_backend.api.auth import (
@@ -29,7 +29,7 @@ from erc8004_backend.api.auth import (
     verify_password,
 )
 from erc8004_backend.api.dependencies import QUERIES, CurrentUser, Db, State, client_address
-from erc8004_backend.api.errors import ApiError, not_found
+from erc8004_backend.api.errors import ApiError, error_responses, not_found, raises
 
 router = APIRouter(tags=["accounts"])
 
@@ -96,7 +96,7 @@ class UserOut(BaseModel):
     created_at: datetime
 
 
-class TokenOut(BaseModel):
+class AccessToken(BaseModel):
     access_token: str
     token_type: str = "bearer"  # noqa: S105 (the OAuth 2 token type, not a secret)
     expires_at: datetime
@@ -120,10 +120,40 @@ class NewApiKeyOut(ApiKeyOut):
     key: str = Field(description="The key itself: shown this once, never again.")
 
 
-class PasswordChanged(TokenOut):
+class PasswordChanged(AccessToken):
     api_keys_revoked: int = Field(description="How many API keys the change revoked.")
 
 
+# -- examples shown in the OpenAPI document (each works as written, in order) --------------
+
+PASSWORD = "a long password"  # noqa: S105 (an example's)
+REGISTRATIONS = {
+    "ada": {
+        "summary": "An account",
+        "value": {"username": "ada", "email": "ada@example.com", "password": PASSWORD},
+    }
+}
+LOGINS = {
+    "by username": {
+        "summary": "By username",
+        "value": {"username": "ada", "password": PASSWORD},
+    },
+    "by email": {
+        "summary": "By email",
+        "value": {"username": "ada@example.com", "password": PASSWORD},
+    },
+}
+PASSWORD_CHANGES = {
+    "revoking API keys": {
+        "summary": "A new password; every API key revoked",
+        "value": {"old_password": PASSWORD, "new_password": "a longer password still"},
+    }
+}
+DELETIONS = {"ada": {"summary": "Delete the account", "value": {"password": PASSWORD}}}
+API_KEYS = {"script": {"summary": "A key for a script", "value": {"name": "grafana dashboard"}}}
+
+
+@raises(429)
 async def _limit_logins(request: Request, state: State) -> None:
     await state.rate_limits.check("login", client_address(request))
 
@@ -132,8 +162,11 @@ async def _limit_logins(request: Request, state: State) -> None:
     "/auth/register",
     status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(_limit_logins)],
+    responses=error_responses(409, descriptions={409: "The username or email is taken."}),
 )
-async def register(body: Registration, conn: Db, state: State) -> UserOut:
+async def register(
+    body: Annotated[Registration, Body(openapi_examples=REGISTRATIONS)], conn: Db, state: State
+) -> UserOut:
     """Create an account (role `user`)."""
     password_hash = await asyncio.to_thread(
         hash_password, body.password, state.settings.bcrypt_rounds
@@ -148,20 +181,29 @@ async def register(body: Registration, conn: Db, state: State) -> UserOut:
     return UserOut.model_validate(row)
 
 
-def _token_for(row: dict[str, Any], state: State) -> TokenOut:
+def _token_for(row: dict[str, Any], state: State) -> AccessToken:
     token = issue_access_token(
         str(row["id"]), state.jwt_secret, state.token_lifetime,
         password_changed_at=row["password_changed_at"],
     )  # fmt: skip
-    return TokenOut(
+    return AccessToken(
         access_token=token.token,
         expires_at=token.expires_at,
         expires_in=int(state.token_lifetime.total_seconds()),
     )
 
 
-@router.post("/auth/login", dependencies=[Depends(_limit_logins)])
-async def login(body: Login, conn: Db, state: State) -> TokenOut:
+# The signed-in user's account, deleted since its credential was checked.
+ACCOUNT_GONE = error_responses(404, descriptions={404: "The account was deleted meanwhile."})
+LOGIN_ERRORS = error_responses(
+    401, 403, descriptions={401: "Wrong username or password.", 403: "The account is deactivated."}
+)
+
+
+@router.post("/auth/login", dependencies=[Depends(_limit_logins)], responses=LOGIN_ERRORS)
+async def login(
+    body: Annotated[Login, Body(openapi_examples=LOGINS)], conn: Db, state: State
+) -> AccessToken:
     """Exchange a username (or email) and password for an access token."""
     cursor = await conn.execute(QUERIES["user_for_login"], {"login": body.username})
     row = await cursor.fetchone()
@@ -187,7 +229,7 @@ async def _check_password(conn: Db, user_id: str, password: str, field: str) -> 
         )
 
 
-@router.get("/me")
+@router.get("/me", responses=ACCOUNT_GONE)
 async def me(user: CurrentUser, conn: Db) -> UserOut:
     """The signed-in user."""
     cursor = await conn.execute(QUERIES["user_by_id"], {"user_id": user.id})
@@ -198,7 +240,9 @@ async def me(user: CurrentUser, conn: Db) -> UserOut:
 
 
 @router.post("/me/api-keys", status_code=status.HTTP_201_CREATED)
-async def create_api_key(body: ApiKeyIn, user: CurrentUser, conn: Db) -> NewApiKeyOut:
+async def create_api_key(
+    body: Annotated[ApiKeyIn, Body(openapi_examples=API_KEYS)], user: CurrentUser, conn: Db
+) -> NewApiKeyOut:
     """Make an API key for scripts; the response shows it once."""
     key = new_api_key()
     cursor = await conn.execute(
@@ -222,7 +266,11 @@ async def list_api_keys(user: CurrentUser, conn: Db) -> list[ApiKeyOut]:
     return [ApiKeyOut.model_validate(row) for row in await cursor.fetchall()]
 
 
-@router.delete("/me/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/me/api-keys/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404, descriptions={404: "No such API key of yours."}),
+)
 async def revoke_api_key(key_id: uuid.UUID, user: CurrentUser, conn: Db) -> None:
     """Revoke one of the signed-in user's API keys; it stops working at once."""
     cursor = await conn.execute(QUERIES["revoke_api_key"], {"key_id": key_id, "user_id": user.id})
@@ -230,9 +278,16 @@ async def revoke_api_key(key_id: uuid.UUID, user: CurrentUser, conn: Db) -> None
         raise not_found("API key")
 
 
-@router.post("/me/password", dependencies=[Depends(_limit_logins)])
+@router.post(
+    "/me/password",
+    dependencies=[Depends(_limit_logins)],
+    responses=ACCOUNT_GONE,
+)
 async def change_password(
-    body: PasswordChange, user: CurrentUser, conn: Db, state: State
+    body: Annotated[PasswordChange, Body(openapi_examples=PASSWORD_CHANGES)],
+    user: CurrentUser,
+    conn: Db,
+    state: State,
 ) -> PasswordChanged:
     """Change the signed-in user's password. Every access token issued before the change
     stops working (the response carries a new one), and so does every API key unless
@@ -257,8 +312,15 @@ async def change_password(
     return PasswordChanged(**token.model_dump(), api_keys_revoked=revoked)
 
 
-@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(_limit_logins)])
-async def delete_account(body: AccountDeletion, user: CurrentUser, conn: Db) -> None:
+@router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[Depends(_limit_logins)],
+    responses=ACCOUNT_GONE,
+)
+async def delete_account(
+    body: Annotated[AccountDeletion, Body(openapi_examples=DELETIONS)], user: CurrentUser, conn: Db
+) -> None:
     """Delete the signed-in user's account for good, with everything it owns: its triggers
     (their conditions, actions, state and queued jobs), API keys and delivery results. Its
     tokens stop working at once; the username and email become free."""

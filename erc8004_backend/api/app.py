@@ -26,8 +26,10 @@ from starlette.types import StatelessLifespan
 
 from erc8004_backend.api import accounts, events, status, tokens, triggers
 from erc8004_backend.api.dependencies import ApiState, limit_by_address
-from erc8004_backend.api.errors import error_responses, install_error_handlers
+from erc8004_backend.api.docs import install_docs
+from erc8004_backend.api.errors import install_error_handlers
 from erc8004_backend.api.metrics import ApiMetrics, RequestMetrics
+from erc8004_backend.api.openapi import dependency_errors, document_errors, install_openapi
 from erc8004_backend.api.protection import BodySizeLimit, RateLimits
 from erc8004_backend.config import Settings
 from erc8004_backend.encryption import SecretBox
@@ -122,21 +124,26 @@ def build_app(shape: AppShape, *, lifespan: StatelessLifespan[FastAPI] | None = 
         summary="ERC-8004 registries indexed, triggers over their events, actions delivered.",
         version="1",
         openapi_url=f"{PREFIX}/openapi.json",
-        docs_url=f"{PREFIX}/docs",
+        # Served by install_docs from the application's own assets, not from a CDN; the API
+        # signs in with bearer tokens, so Swagger UI needs no OAuth2 redirect page.
+        docs_url=None,
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_docs(app, f"{PREFIX}/docs")
 
+    # Each operation's error responses are found from its route (api/openapi.py).
+    install_openapi(app)
     v1 = APIRouter(
         prefix=PREFIX,
         dependencies=[Depends(limit_by_address)],
-        responses=error_responses(400, 413, 422, 429),
+        responses=dependency_errors(limit_by_address),
     )
-    v1.include_router(accounts.router, responses=error_responses(401, 403, 404, 409))
-    for module in (triggers, events, tokens):
-        v1.include_router(module.router, responses=error_responses(401, 403, 404))
-    v1.include_router(status.router, responses=error_responses(401, 403, 503))
+    for module in (accounts, triggers, events, tokens, status):
+        document_errors(module.router)
+        v1.include_router(module.router)
     app.include_router(v1)
 
     app.add_middleware(RequestMetrics)

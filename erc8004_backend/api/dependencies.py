@@ -26,7 +26,7 @@ from erc8004_backend.api.auth import (
     password_stamp,
     read_access_token,
 )
-from erc8004_backend.api.errors import ApiError
+from erc8004_backend.api.errors import ApiError, raises
 from erc8004_backend.api.protection import RateLimits
 from erc8004_backend.config import Settings
 from erc8004_backend.database.queries import load_queries
@@ -122,6 +122,7 @@ async def live_connection(
         await pool.putconn(conn)
 
 
+@raises(503)
 async def connection(state: State) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
     async with live_connection(state.pool) as conn:
         yield conn
@@ -134,6 +135,7 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+@raises(429)
 async def limit_by_address(request: Request, state: State) -> None:
     await state.rate_limits.check("ip", client_address(request))
 
@@ -160,6 +162,7 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
+@raises(401, 403, 429)
 async def current_user(
     state: State,
     conn: Db,

@@ -5,15 +5,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -39,18 +39,50 @@ HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 class ErrorDetail(BaseModel):
-    field: str
-    message: str
+    field: str = Field(
+        description="Where: a body field as a path (`conditions[0].operator`), or the name of a"
+        " query or path parameter."
+    )
+    message: str = Field(description="What is wrong with it.")
 
 
 class ErrorInfo(BaseModel):
-    status: int
-    code: str = Field(description="Stable, for programs: " + ", ".join(sorted(set(CODES.values()))))
+    status: int = Field(description="The response's HTTP status.")
+    code: str = Field(
+        description="Stable, for programs: one per status.",
+        json_schema_extra={"enum": list(sorted(set(CODES.values())))},
+    )
     message: str = Field(description="For people: names the field or thing and the problem.")
-    details: list[ErrorDetail] | None = None
+    details: list[ErrorDetail] | None = Field(
+        default=None, description="Each field and its problem, when the request names any."
+    )
 
 
 class ErrorBody(BaseModel):
+    """The body of every error the API answers with, whatever the status: never a stack
+    trace."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "status": 422,
+                        "code": "invalid_request",
+                        "message": "actions[0].config: telegram action: chat_id: is required",
+                        "details": [
+                            {
+                                "field": "actions[0].config",
+                                "message": "telegram action: chat_id: is required",
+                            }
+                        ],
+                    }
+                },
+                {"error": {"status": 404, "code": "not_found", "message": "trigger not found"}},
+            ]
+        }
+    )
+
     error: ErrorInfo
 
 
@@ -60,18 +92,61 @@ _DESCRIPTIONS = {
     403: "Signed in, but not allowed (a deactivated account, a missing owner's signature).",
     404: "No such thing, or it is not yours.",
     409: "Conflicts with what exists.",
-    413: "The request body is too large.",
+    413: "The request body is too large (ERC8004_API_MAX_BODY_BYTES).",
     422: "The request is not valid; `details` names each field and its problem.",
     429: "Too many requests; Retry-After says when to try again.",
-    503: "Not ready; the message says why.",
+    503: "The database is unavailable; Retry-After says when to try again.",
 }
-
-
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for the error statuses a route can answer with."""
-    return {
-        status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]} for status in statuses
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer"},
     }
+}
+_HEADERS: dict[int, dict[str, Any]] = {429: _RETRY_AFTER, 503: _RETRY_AFTER}
+
+
+def error_responses(
+    *statuses: int, descriptions: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for error statuses a route answers with, beyond those that
+    api/openapi.py finds for it (its input's, its dependencies'); `descriptions` says what
+    a status means on this route when the general description does not say it well."""
+    described: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        described[status] = described_error(status)
+        if descriptions and status in descriptions:
+            described[status]["description"] = descriptions[status]
+    return described
+
+
+def described_error(status: int) -> dict[str, Any]:
+    """The OpenAPI response object of an error status, without its content (ErrorBody,
+    which api/openapi.py gives every error response)."""
+    response: dict[str, Any] = {"description": _DESCRIPTIONS[status]}
+    if status in _HEADERS:
+        response["headers"] = _HEADERS[status]
+    return response
+
+
+Function = TypeVar("Function", bound=Callable[..., Any])
+_RAISED_BY: dict[Callable[..., Any], frozenset[int]] = {}
+
+
+def raises(*statuses: int) -> Callable[[Function], Function]:
+    """Declares the error statuses a dependency can answer with: the OpenAPI document lists
+    them for every operation that depends on it (api/openapi.py)."""
+
+    def declare(function: Function) -> Function:
+        _RAISED_BY[function] = frozenset(statuses)
+        return function
+
+    return declare
+
+
+def raised_by(function: Callable[..., Any] | None) -> frozenset[int]:
+    """The statuses `raises` declared for `function`; none if it declared none."""
+    return _RAISED_BY.get(function, frozenset()) if function is not None else frozenset()
 
 
 class ApiError(Exception):

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from erc8004_backend.api.dependencies import DIGITS_ONLY, CurrentUser, Db, IsoTime
-from erc8004_backend.api.errors import ApiError, not_found
+from erc8004_backend.api.errors import ApiError, error_responses, not_found
 from erc8004_backend.api.pages import decode_cursor, encode_cursor
 from erc8004_backend.chain.events import SPECS
 from erc8004_backend.database.queries import load_queries
@@ -290,7 +290,7 @@ async def _block_range_times(
     return first, last
 
 
-@router.get("/events/{event_id}")
+@router.get("/events/{event_id}", responses=error_responses(404))
 async def get_event(
     event_id: Annotated[int, Path(ge=1, le=BIGINT_MAX), DIGITS_ONLY], user: CurrentUser, conn: Db
 ) -> EventOut:
@@ -350,7 +350,10 @@ async def list_action_results(
     )
 
 
-@router.get("/action-results/{result_id}")
+@router.get(
+    "/action-results/{result_id}",
+    responses=error_responses(404, descriptions={404: "No such delivery attempt of yours."}),
+)
 async def get_action_result(
     result_id: Annotated[int, Path(ge=1, le=BIGINT_MAX), DIGITS_ONLY], user: CurrentUser, conn: Db
 ) -> ActionResultDetail:

@@ -40,7 +40,7 @@ from typing import Annotated, Any, Literal
 
 import structlog
 from eth_utils.address import to_checksum_address
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -53,7 +53,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from erc8004_backend.api.dependencies import DIGITS_ONLY, CurrentUser, Db, State, User
-from erc8004_backend.api.errors import ApiError
+from erc8004_backend.api.errors import ApiError, error_responses
 from erc8004_backend.chain.signatures import (
     SignatureError,
     SignInMessage,
@@ -149,7 +149,7 @@ HexSignature = Annotated[str, Field(max_length=200), AfterValidator(_well_formed
 Nonce = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="A challenge's nonce.")]
 
 
-class TokenIn(BaseModel):
+class McpTokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     token: Annotated[
@@ -200,11 +200,46 @@ class ChallengeOut(BaseModel):
     expires_at: datetime = Field(description="The challenge is good once, until then.")
 
 
-class TokenOut(BaseModel):
+class McpTokenOut(BaseModel):
     chain_id: int
     agent_id: str
     updated_at: datetime
     created: bool = Field(description="True when the agent had no token before.")
+
+
+# -- examples shown in the OpenAPI document ------------------------------------------------
+
+EXAMPLE_TOKEN = "mcp_live_5f1c2e9b7a4d4c0f8e3b6a1d2c9e7f40"  # noqa: S105 (an example's)
+CHALLENGE_EXAMPLES = {
+    "set": {
+        "summary": "To set a token",
+        "value": {"action": "set", "token_sha256": token_sha256(EXAMPLE_TOKEN)},
+    },
+    "delete": {"summary": "To delete the token", "value": {"action": "delete"}},
+}
+TOKEN_EXAMPLES = {
+    "owner": {
+        "summary": "Signed by the agent's owner",
+        "description": "The signature of the message of a `set` challenge for this token,"
+        " and the challenge's nonce.",
+        "value": {
+            "token": EXAMPLE_TOKEN,
+            "signature": "0x126b9830a44fa36e64f691215555b556647b2990521c042e574dc67c68e99c8e"
+            "57413a9a31b1d88cb5dd215413793df54d41187bbfcfe0e1319400759f01e4f41b",
+            "nonce": "7b918ae93204cc49632aebb34aa8631a",
+        },
+    },
+    "operator": {"summary": "By an operator (no signature)", "value": {"token": EXAMPLE_TOKEN}},
+}
+NOT_INDEXED = error_responses(404, descriptions={404: "The agent is not indexed on that chain."})
+CHALLENGE_ERRORS = error_responses(
+    400, 404,
+    descriptions={
+        400: "The body cannot be read, or the Host header is not a host name to put in the"
+        " message (the operator can set ERC8004_INSTANCE_NAME).",
+        404: "The agent is not indexed on that chain.",
+    },
+)  # fmt: skip
 
 
 # -- who may change the token ---------------------------------------------------------------
@@ -339,12 +374,14 @@ def _instance_name(request: Request, state: State) -> str:
 
 
 @router.post(
-    "/agents/{chain_id}/{agent_id}/mcp-token/challenge", status_code=status.HTTP_201_CREATED
+    "/agents/{chain_id}/{agent_id}/mcp-token/challenge",
+    status_code=status.HTTP_201_CREATED,
+    responses=CHALLENGE_ERRORS,
 )
 async def make_challenge(
     chain_id: ChainId,
     agent_id: AgentId,
-    body: ChallengeIn,
+    body: Annotated[ChallengeIn, Body(openapi_examples=CHALLENGE_EXAMPLES)],
     user: CurrentUser,
     conn: Db,
     state: State,
@@ -392,17 +429,20 @@ async def make_challenge(
 
 @router.put(
     "/agents/{chain_id}/{agent_id}/mcp-token",
-    responses={201: {"model": TokenOut, "description": "The agent had no token: it has now."}},
+    responses={
+        201: {"model": McpTokenOut, "description": "The agent had no token: it has now."},
+        **NOT_INDEXED,
+    },
 )
 async def set_mcp_token(
     chain_id: ChainId,
     agent_id: AgentId,
-    body: TokenIn,
+    body: Annotated[McpTokenIn, Body(openapi_examples=TOKEN_EXAMPLES)],
     user: CurrentUser,
     conn: Db,
     state: State,
     response: Response,
-) -> TokenOut:
+) -> McpTokenOut:
     """Set or rotate the agent's MCP token (200 when replaced, 201 when new). The response
     never contains the token; nothing can read it back.
 
@@ -440,12 +480,18 @@ async def set_mcp_token(
         "api.mcp_token_set", chain_id=chain_id, agent_id=agent_id, user_id=user.id,
         authorized_by=by, created=created, key_id=sealed.key_id,
     )  # fmt: skip
-    return TokenOut(
+    return McpTokenOut(
         chain_id=chain_id, agent_id=agent_id, updated_at=row["updated_at"], created=created
     )
 
 
-@router.delete("/agents/{chain_id}/{agent_id}/mcp-token", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/agents/{chain_id}/{agent_id}/mcp-token",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(
+        404, descriptions={404: "The agent is not indexed on that chain, or has no MCP token."}
+    ),
+)
 async def delete_mcp_token(
     chain_id: ChainId,
     agent_id: AgentId,

@@ -3,12 +3,14 @@ all, checked by the trigger engine's own parsers so that what is stored is what 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from importlib import resources
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Body, Query, Response, status
 from psycopg.types.json import Jsonb
 from pydantic import (
     AfterValidator,
@@ -20,6 +22,7 @@ from pydantic import (
 )
 
 from erc8004_backend.actions.configs import (
+    CONFIG_TYPES,
     ActionConfigError,
     parse_action_config,
     storable_config_problem,
@@ -38,12 +41,14 @@ from erc8004_backend.api.dependencies import (
     IsoTime,
     State,
 )
-from erc8004_backend.api.errors import ApiError, not_found
+from erc8004_backend.api.errors import ApiError, error_responses, not_found
 from erc8004_backend.api.pages import decode_cursor, encode_cursor
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.encryption import SecretBox
 from erc8004_backend.triggers.backtest import MAX_EVENTS, backtest
 from erc8004_backend.triggers.conditions import (
+    FIELD_CONDITION_TYPES,
+    OPERATORS,
     STATEFUL_CONDITION_TYPES,
     ConditionError,
     parse_condition,
@@ -56,6 +61,14 @@ router = APIRouter(prefix="/triggers", tags=["triggers"])
 
 Registry = Literal["identity", "reputation", "validation"]
 ChainId = Annotated[int, Field(gt=0, lt=2**63)]
+# What the trigger engine knows, listed in the schema as enums. Conditions are checked by
+# the engine's parser (check_trigger), which names the condition and the problem.
+CONDITION_TYPES = (*FIELD_CONDITION_TYPES, *STATEFUL_CONDITION_TYPES)
+if TYPE_CHECKING:
+    ActionType = str  # a Literal made at run time is beyond a type checker
+else:
+    ActionType = Literal[tuple(CONFIG_TYPES)]
+NOT_FOUND = error_responses(404, descriptions={404: "No such trigger of yours."})
 
 
 def _storable(config: dict[str, Any]) -> dict[str, Any]:
@@ -75,9 +88,13 @@ class _Strict(BaseModel):
 
 
 class ConditionIn(_Strict):
-    condition_type: Annotated[str, Field(min_length=1, max_length=64)]
+    condition_type: Annotated[
+        str, Field(min_length=1, max_length=64, json_schema_extra={"enum": list(CONDITION_TYPES)})
+    ]
     field: Annotated[str, Field(min_length=1, max_length=64)]
-    operator: Annotated[str, Field(min_length=1, max_length=16)]
+    operator: Annotated[
+        str, Field(min_length=1, max_length=16, json_schema_extra={"enum": list(OPERATORS)})
+    ]
     value: Annotated[str, Field(max_length=10_000)] = ""
     config: StoredConfig = Field(default_factory=dict)
 
@@ -96,7 +113,7 @@ class ActionIn(_Strict):
         strict=False,  # JSON has no UUID type: its text
         description="On replace: keep this existing action (and its queued jobs).",
     )
-    action_type: Literal["telegram", "rest", "mcp"]
+    action_type: ActionType
     priority: Annotated[int, Field(ge=1, le=100)] = 1
     config: StoredConfig = Field(default_factory=dict)
 
@@ -216,6 +233,54 @@ class BacktestOut(BaseModel):
     events_checked: int
     matched: int = Field(description="Events that met every condition that is not stateful.")
     fired: list[Firing]
+
+
+# -- examples shown in the OpenAPI document ------------------------------------------------
+
+# The seven examples of docs/triggers.md, each as {summary, description, value}.
+TRIGGER_EXAMPLES: dict[str, dict[str, Any]] = json.loads(
+    resources.files("erc8004_backend.api")
+    .joinpath("trigger_examples.json")
+    .read_text(encoding="utf-8")
+)
+AGENT_42 = {
+    "condition_type": "agent_id_equals",
+    "field": "agent_id",
+    "operator": "=",
+    "value": "42",
+}
+SCORE_BELOW_40 = {
+    "condition_type": "score_threshold",
+    "field": "score",
+    "operator": "<",
+    "value": "40",
+}
+PATCH_EXAMPLES = {
+    "quieter": {
+        "summary": "At most one firing an hour",
+        "value": {"cooldown_seconds": 3600, "description": "Hourly at most"},
+    },
+    "lower threshold": {
+        "summary": "A new list of conditions",
+        "value": {"conditions": [AGENT_42, SCORE_BELOW_40]},
+    },
+    "off": {"summary": "Switch it off", "value": {"enabled": False}},
+}
+BACKTEST_EXAMPLES = {
+    "blocks": {
+        "summary": "A range of blocks",
+        "value": {"from_block": 24_000_000, "to_block": 24_100_000},
+    },
+    "week": {
+        "summary": "A week, at most 10,000 events",
+        "value": {
+            "from_time": "2026-03-02T00:00:00Z",
+            "to_time": "2026-03-09T00:00:00Z",
+            "limit": 10_000,
+        },
+    },
+}
+TriggerBody = Annotated[TriggerIn, Body(openapi_examples=TRIGGER_EXAMPLES)]
 
 
 # -- checking ------------------------------------------------------------------------------
@@ -371,7 +436,7 @@ def _rendered(model: BaseModel, status_code: int = status.HTTP_200_OK) -> Respon
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TriggerCreated)
-async def create_trigger(body: TriggerIn, user: CurrentUser, conn: Db, state: State) -> Response:
+async def create_trigger(body: TriggerBody, user: CurrentUser, conn: Db, state: State) -> Response:
     """Create a trigger with its conditions and actions (all or nothing). A trigger with a
     REST action gets a webhook secret, shown in this response only."""
     check_trigger(body)
@@ -416,7 +481,7 @@ async def list_triggers(
     )
 
 
-@router.get("/{trigger_id}")
+@router.get("/{trigger_id}", responses=NOT_FOUND)
 async def get_trigger(
     trigger_id: uuid.UUID, user: CurrentUser, conn: Db, state: State
 ) -> TriggerOut:
@@ -424,18 +489,22 @@ async def get_trigger(
     return await _read(conn, state.secret_box, trigger_id, user.id)
 
 
-@router.put("/{trigger_id}", response_model=TriggerCreated)
+@router.put("/{trigger_id}", response_model=TriggerCreated, responses=NOT_FOUND)
 async def replace_trigger(
-    trigger_id: uuid.UUID, body: TriggerIn, user: CurrentUser, conn: Db, state: State
+    trigger_id: uuid.UUID, body: TriggerBody, user: CurrentUser, conn: Db, state: State
 ) -> Response:
     """Replace a trigger whole. Actions listed with their `id` are kept (with their queued
     jobs); actions left out are removed, and their queued jobs with them."""
     return await _replace(conn, state, user.id, trigger_id, lambda current: body)
 
 
-@router.patch("/{trigger_id}", response_model=TriggerCreated)
+@router.patch("/{trigger_id}", response_model=TriggerCreated, responses=NOT_FOUND)
 async def update_trigger(
-    trigger_id: uuid.UUID, body: TriggerPatch, user: CurrentUser, conn: Db, state: State
+    trigger_id: uuid.UUID,
+    body: Annotated[TriggerPatch, Body(openapi_examples=PATCH_EXAMPLES)],
+    user: CurrentUser,
+    conn: Db,
+    state: State,
 ) -> Response:
     """Change some of a trigger's settings; `conditions` or `actions`, when given, replace
     the whole list (as in PUT)."""
@@ -481,7 +550,7 @@ async def _replace(
         return _rendered(TriggerCreated(**updated.model_dump(), webhook_secret=secret))
 
 
-@router.delete("/{trigger_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{trigger_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
 async def delete_trigger(trigger_id: uuid.UUID, user: CurrentUser, conn: Db) -> None:
     """Delete a trigger, its queued jobs and its state; its action results stay (unlinked)."""
     cursor = await conn.execute(
@@ -503,7 +572,7 @@ async def _switch(
         return _rendered(await _read(conn, state.secret_box, trigger_id, user_id))
 
 
-@router.post("/{trigger_id}/enable", response_model=TriggerOut)
+@router.post("/{trigger_id}/enable", response_model=TriggerOut, responses=NOT_FOUND)
 async def enable_trigger(
     trigger_id: uuid.UUID, user: CurrentUser, conn: Db, state: State
 ) -> Response:
@@ -511,7 +580,7 @@ async def enable_trigger(
     return await _switch(conn, state, user.id, trigger_id, "set_enabled", enabled=True)
 
 
-@router.post("/{trigger_id}/disable", response_model=TriggerOut)
+@router.post("/{trigger_id}/disable", response_model=TriggerOut, responses=NOT_FOUND)
 async def disable_trigger(
     trigger_id: uuid.UUID, user: CurrentUser, conn: Db, state: State
 ) -> Response:
@@ -519,7 +588,7 @@ async def disable_trigger(
     return await _switch(conn, state, user.id, trigger_id, "set_enabled", enabled=False)
 
 
-@router.post("/{trigger_id}/circuit-breaker/reset", response_model=TriggerOut)
+@router.post("/{trigger_id}/circuit-breaker/reset", response_model=TriggerOut, responses=NOT_FOUND)
 async def reset_circuit_breaker(
     trigger_id: uuid.UUID, user: CurrentUser, conn: Db, state: State
 ) -> Response:
@@ -528,7 +597,7 @@ async def reset_circuit_breaker(
     return await _switch(conn, state, user.id, trigger_id, "reset_circuit_breaker")
 
 
-@router.post("/{trigger_id}/webhook-secret")
+@router.post("/{trigger_id}/webhook-secret", responses=NOT_FOUND)
 async def rotate_secret(
     trigger_id: uuid.UUID, user: CurrentUser, conn: Db, state: State
 ) -> WebhookSecret:
@@ -544,9 +613,13 @@ async def rotate_secret(
     return WebhookSecret(webhook_secret=secret)
 
 
-@router.post("/{trigger_id}/test")
+@router.post("/{trigger_id}/test", responses=NOT_FOUND)
 async def test_trigger(
-    trigger_id: uuid.UUID, body: BacktestIn, user: CurrentUser, conn: Db, state: State
+    trigger_id: uuid.UUID,
+    body: Annotated[BacktestIn, Body(openapi_examples=BACKTEST_EXAMPLES)],
+    user: CurrentUser,
+    conn: Db,
+    state: State,
 ) -> BacktestOut:
     """What the trigger would have fired for stored events in a block or time range
     (a backtest from empty state; nothing is written or sent)."""
