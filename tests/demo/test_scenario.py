@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,10 +22,9 @@ from erc8004_backend.demo.scenario import (
 )
 from erc8004_backend.devnet.documents import registration_uri
 from erc8004_backend.triggers.conditions import parse_conditions
+from tests.triggers.test_examples_end_to_end import example_triggers
 
-EXAMPLES = json.loads(
-    (Path(__file__).parents[1] / "triggers" / "trigger_examples.json").read_text()
-)
+EXAMPLES = example_triggers()
 VALIDATORS = ["0x" + "11" * 20, "0x" + "22" * 20]
 TRIGGERS = demo_triggers(7, "http://127.0.0.1:9999", VALIDATORS)
 

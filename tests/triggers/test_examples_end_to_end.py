@@ -9,25 +9,24 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, LiteralString
 
 import psycopg
 import pytest
 
+from erc8004_backend.api.triggers import TRIGGER_EXAMPLES
 from erc8004_backend.triggers.processor import Processor, load_trigger_index, process_batch
 from tests.conftest import ROOT
 
-# The request bodies of the examples in docs/triggers.md, as data; the document must show
-# exactly these.
-EXAMPLES_COPY = Path(__file__).with_name("trigger_examples.json")
 EXAMPLES_DOCUMENT = ROOT / "docs" / "triggers.md"
 USER = "a11ce000-0000-4000-8000-000000000001"
 V1 = "0x1111111111111111111111111111111111111111"
 
 
 def example_triggers() -> list[dict[str, Any]]:
-    bodies: list[dict[str, Any]] = json.loads(EXAMPLES_COPY.read_text(encoding="utf-8"))
+    """The request bodies of the examples, as the API's schema shows them; docs/triggers.md
+    must show exactly these."""
+    bodies = [example["value"] for example in TRIGGER_EXAMPLES.values()]
     text = EXAMPLES_DOCUMENT.read_text(encoding="utf-8")
     blocks = [block.split("```", 1)[0] for block in text.split("```json")[1:]]
     assert [json.loads(block) for block in blocks] == bodies, "docs/triggers.md differs"
