@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from datetime import datetime
 from typing import Annotated
 
@@ -23,7 +24,8 @@ from erc8004_backend.triggers.fields import format_value
 from erc8004_backend.triggers.processor import BATCH_SIZE, run_processor
 
 triggers_app = typer.Typer(help="Inspect and test triggers.", no_args_is_help=True)
-console = Console()
+# Tables stay readable when the output goes to a file or a pipe (rich assumes 80 columns).
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def processor(
@@ -55,23 +57,44 @@ def backtest_trigger(
     to_block: Annotated[int | None, typer.Option(min=0)] = None,
     from_time: Annotated[datetime | None, typer.Option(help="ISO 8601, block time.")] = None,
     to_time: Annotated[datetime | None, typer.Option(help="ISO 8601, block time.")] = None,
+    limit: Annotated[
+        int, typer.Option(help="Firings (and states) shown, the first ones; 0: all.", min=0)
+    ] = 20,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Show what a trigger would have fired for stored events (a backtest; writes nothing)."""
     with database(database_url) as url:
         result = asyncio.run(_backtest(url, trigger_id, from_block, to_block, from_time, to_time))
-    table = Table(title=f"{result.trigger_name}: {len(result.fired)} firings in "
-                        f"{result.events_checked} events ({result.matched} matched)")  # fmt: skip
-    for column in ("block", "log", "time", "event", "agent", "computed"):
+    fired, checked = len(result.fired), _count(result.events_checked, "event")
+    table = Table(
+        title=f"{result.trigger_name}: {_count(fired, 'firing')} in {checked}"
+        f" ({result.matched:,} matched)"
+    )
+    for column in ("block", "log", "time", "event", "agent", "score", "computed"):
         table.add_column(column)
-    for firing in result.fired:
+    shown = result.fired[:limit] if limit else result.fired
+    for firing in shown:
         computed = ", ".join(f"{k}={format_value(v)}" for k, v in firing.computed.items())
         table.add_row(str(firing.block_number), str(firing.log_index),
                       firing.block_time.isoformat(), firing.event_type,
-                      format_value(firing.agent_id), computed)  # fmt: skip
+                      format_value(firing.agent_id), format_value(firing.score),
+                      computed)  # fmt: skip
     console.print(table)
-    for scope, state in sorted(result.states.items()):
+    if len(shown) < fired:
+        blocks = f" in blocks {result.blocks[0]}-{result.blocks[1]}" if result.blocks else ""
+        console.print(f"… {fired - len(shown):,} more (--limit 0 shows all); "
+                      f"{_count(fired, 'firing')} over {checked}{blocks}",
+                      highlight=False, soft_wrap=True)  # fmt: skip
+    states = sorted(result.states.items())
+    for scope, state in states[:limit] if limit else states:
         console.print(f"state {scope}: {state}", highlight=False, soft_wrap=True)
+    if limit and len(states) > limit:
+        console.print(f"… {len(states) - limit:,} more states (--limit 0 shows all)",
+                      highlight=False, soft_wrap=True)  # fmt: skip
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 @triggers_app.command("webhook-secret")
