@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from psycopg.rows import dict_row
 from structlog.testing import capture_logs
 
+from erc8004_backend.api.server import listen
 from erc8004_backend.cli.run import run_all
 from erc8004_backend.config import Settings, get_settings
 from erc8004_backend.indexer.registration import (
@@ -1066,7 +1067,7 @@ async def test_erc8004_run_resolves_with_the_settings_it_is_given(
     assert get_settings().ipfs_gateway != settings.ipfs_gateway  # the environment's differs
     await enqueue_registrations(conn, CHAIN, [(3, "ipfs://bafyrun")])
     stop = asyncio.Event()
-    running = asyncio.create_task(run_all(settings, migrated_url, [], "127.0.0.1", 0, stop))
+    running = asyncio.create_task(run_all(settings, migrated_url, [], listen("127.0.0.1", 0), stop))
     try:
         for _ in range(200):
             [row] = await registration_rows(conn)
