@@ -19,11 +19,19 @@ notes = Console(stderr=True)
 log = structlog.get_logger(__name__)
 
 Host = Annotated[
-    str | None, typer.Option(help="Listen address (default: ERC8004_API_HOST, else 127.0.0.1).")
+    str | None,
+    typer.Option(
+        metavar="ADDRESS", help="Listen address (default: ERC8004_API_HOST, else 127.0.0.1)."
+    ),
 ]
 Port = Annotated[
     int | None,
-    typer.Option(help="Listen port (default: ERC8004_API_PORT, else 8000).", min=0, max=65535),
+    typer.Option(
+        metavar="PORT",
+        help="Listen port (default: ERC8004_API_PORT, else 8000; 0: any free port).",
+        min=0,
+        max=65535,
+    ),
 ]
 
 

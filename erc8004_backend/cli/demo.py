@@ -34,23 +34,40 @@ def demo(
         str,
         typer.Option(
             "--database-name",
+            metavar="NAME",
             help="The demo's own database on that server, dropped and created afresh at every"
             " start (your other databases are left alone).",
         ),
     ] = "erc8004_demo",
     host: Host = None,
     port: Annotated[
-        int, typer.Option(help="Port of the REST API (0: any free port).", min=0, max=65535)
+        int,
+        typer.Option(
+            metavar="PORT", help="Port of the REST API (0: any free port).", min=0, max=65535
+        ),
     ] = 8000,
     rate: Annotated[
-        float, typer.Option(help="Background devnet events per second (0: the scene only).", min=0)
+        float,
+        typer.Option(
+            metavar="RATE", help="Background devnet events per second (0: the scene only).", min=0
+        ),
     ] = 2.0,
     seconds: Annotated[
-        float | None, typer.Option(help="Stop after this many seconds (default: at Ctrl-C).", min=1)
+        float | None,
+        typer.Option(
+            metavar="SECONDS", help="Stop after this many seconds (default: at Ctrl-C).", min=1
+        ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the devnet's activity generator.")] = 0,
+    seed: Annotated[
+        int, typer.Option(metavar="SEED", help="Seed of the devnet's activity generator.")
+    ] = 0,
     log_level: Annotated[
-        str, typer.Option(help="Log lines of the backend's parts shown above the view.")
+        str,
+        typer.Option(
+            metavar="LEVEL",
+            help="Least level of the backend's log lines shown above the view (debug, info,"
+            " warning, error).",
+        ),
     ] = "error",
 ) -> None:
     """A devnet with live activity, the whole backend, local Telegram / webhook / MCP targets and

@@ -37,12 +37,17 @@ console = Console(stderr=True)
 
 ChainNames = Annotated[
     list[str] | None,
-    typer.Option("--chain", help="Chain name or id to index (repeatable); default: enabled."),
+    typer.Option(
+        "--chain",
+        metavar="NAME_OR_ID",
+        help="Chain name or id to index (repeatable); default: enabled.",
+    ),
 ]
 ChainsFiles = Annotated[
     list[Path] | None,
     typer.Option(
         "--chains-file",
+        metavar="FILE",
         help="TOML file of chains (repeatable). Default: <data dir>/devnet.toml, then "
         "$ERC8004_CHAINS_FILE or ./chains.toml, where they exist.",
     ),

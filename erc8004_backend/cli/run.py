@@ -27,7 +27,8 @@ def run(
     host: Host = None,
     port: Port = None,
     migrations: Annotated[
-        Path | None, typer.Option(help="Migration files (default: ERC8004_MIGRATIONS_DIR).")
+        Path | None,
+        typer.Option(metavar="DIR", help="Migration files (default: ERC8004_MIGRATIONS_DIR)."),
     ] = None,
 ) -> None:
     """Everything in one process, after migrating: API, indexers, processor and a worker."""

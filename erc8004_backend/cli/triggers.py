@@ -26,15 +26,19 @@ from erc8004_backend.triggers.processor import BATCH_SIZE, run_processor
 triggers_app = typer.Typer(help="Inspect and test triggers.", no_args_is_help=True)
 # Tables stay readable when the output goes to a file or a pipe (rich assumes 80 columns).
 console = Console(width=None if sys.stdout.isatty() else 160)
+TriggerId = Annotated[str, typer.Argument(metavar="TRIGGER_ID", help="The trigger's id (a UUID).")]
 
 
 def processor(
     database_url: DatabaseUrl = None,
     poll_interval: Annotated[
-        float, typer.Option(help="Seconds between checks when no notification arrives.", min=0.05)
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Seconds between checks when no notification arrives.", min=0.05
+        ),
     ] = 1.0,
     batch_size: Annotated[
-        int, typer.Option(help="Events per transaction.", min=1, max=100_000)
+        int, typer.Option(metavar="EVENTS", help="Events per transaction.", min=1, max=100_000)
     ] = BATCH_SIZE,
 ) -> None:
     """Evaluate triggers over confirmed events and queue their actions."""
@@ -52,13 +56,26 @@ async def _run_processor(url: str, poll_interval: float, batch_size: int) -> Non
 
 @triggers_app.command("test")
 def backtest_trigger(
-    trigger_id: Annotated[str, typer.Argument(help="The trigger's id.")],
-    from_block: Annotated[int | None, typer.Option(min=0)] = None,
-    to_block: Annotated[int | None, typer.Option(min=0)] = None,
-    from_time: Annotated[datetime | None, typer.Option(help="ISO 8601, block time.")] = None,
-    to_time: Annotated[datetime | None, typer.Option(help="ISO 8601, block time.")] = None,
+    trigger_id: TriggerId,
+    from_block: Annotated[
+        int | None, typer.Option(metavar="BLOCK", help="First block of the events.", min=0)
+    ] = None,
+    to_block: Annotated[
+        int | None, typer.Option(metavar="BLOCK", help="Last block of the events.", min=0)
+    ] = None,
+    from_time: Annotated[
+        datetime | None,
+        typer.Option(metavar="TIME", help="Earliest block time of the events (ISO 8601)."),
+    ] = None,
+    to_time: Annotated[
+        datetime | None,
+        typer.Option(metavar="TIME", help="Latest block time of the events (ISO 8601)."),
+    ] = None,
     limit: Annotated[
-        int, typer.Option(help="Firings (and states) shown, the first ones; 0: all.", min=0)
+        int,
+        typer.Option(
+            metavar="N", help="Firings (and states) shown, the first ones; 0: all.", min=0
+        ),
     ] = 20,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -99,7 +116,7 @@ def _count(number: int, noun: str) -> str:
 
 @triggers_app.command("webhook-secret")
 def webhook_secret(
-    trigger_id: Annotated[str, typer.Argument(help="The trigger's id.")],
+    trigger_id: TriggerId,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Give a trigger a new webhook secret and print it (once: it is stored encrypted)."""

@@ -21,14 +21,20 @@ PORT_ENV = "ERC8004_WEBHOOK_SINK_PORT"
 
 
 def webhook_sink(
-    host: Annotated[str, typer.Option("--host", help="Listen address.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Listen address.")
+    ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option("--port", min=1, max=65535, envvar=PORT_ENV, help="Listen port.")
+        int,
+        typer.Option(
+            "--port", metavar="PORT", min=1, max=65535, envvar=PORT_ENV, help="Listen port."
+        ),
     ] = 9000,
     secret: Annotated[
         list[str] | None,
         typer.Option(
             "--secret",
+            metavar="SECRET",
             help="A trigger's webhook secret (repeatable): check each signature against them.",
         ),
     ] = None,
