@@ -27,13 +27,18 @@ class _Server(uvicorn.Server):
 
 
 async def serve_api(app: ASGIApp, host: str, port: int, stop: asyncio.Event) -> None:
+    await serve_on(app, listen(host, port), stop)
+
+
+async def serve_on(app: ASGIApp, listening: socket.socket, stop: asyncio.Event) -> None:
+    """Serve on a socket `listen` made: a command binds it first, so that a port in use is
+    an error before anything starts, and says where the API is only once it is bound."""
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False,
-        proxy_headers=False, timeout_graceful_shutdown=10,
+        app, log_level="warning", access_log=False, proxy_headers=False,
+        timeout_graceful_shutdown=10,
     )  # fmt: skip
     server = _Server(config)
-    # Bound here rather than by uvicorn, which exits the process when it cannot bind.
-    listening = listen(host, port)
+    # Bound by `listen` rather than by uvicorn, which exits the process when it cannot bind.
     serving = asyncio.create_task(server.serve(sockets=[listening]))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -43,7 +48,8 @@ async def serve_api(app: ASGIApp, host: str, port: int, stop: asyncio.Event) -> 
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to host:port, or a ListenError saying why it cannot be."""
+    """A TCP socket listening on host:port (port 0: any free port), or a ListenError saying
+    why it cannot be. Connections made before the server starts wait in its backlog."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -57,4 +63,11 @@ def listen(host: str, port: int) -> socket.socket:
         hint = " (another program listens there: choose another port, with --port)" if (
             error.errno == errno.EADDRINUSE) else ""  # fmt: skip
         raise ListenError(f"cannot listen on {host}:{port}: {error.strerror}{hint}") from None
+    sock.listen()
     return sock
+
+
+def listening_url(host: str, listening: socket.socket) -> str:
+    """`http://host:port` of a listening socket: the host as given, the port as bound."""
+    port = listening.getsockname()[1]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"

@@ -29,6 +29,7 @@ def worker(
     concurrency: Annotated[
         int | None,
         typer.Option(
+            metavar="N",
             help="Deliveries in flight (default: ERC8004_WORKER_CONCURRENCY, else 64).",
             min=1,
             max=10_000,
@@ -37,13 +38,17 @@ def worker(
     lease: Annotated[
         float | None,
         typer.Option(
+            metavar="SECONDS",
             help="Seconds a claimed job stays this worker's"
             " (default: ERC8004_WORKER_LEASE_SECONDS, else 120).",
             min=2,
         ),
     ] = None,
     shutdown_grace: Annotated[
-        float, typer.Option(help="Seconds deliveries in flight get to finish on SIGTERM.", min=0)
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Seconds deliveries in flight get to finish on SIGTERM.", min=0
+        ),
     ] = 10.0,
     chains_file: ChainsFiles = None,
 ) -> None:
@@ -70,7 +75,7 @@ def worker(
 
 @jobs_app.command("dead")
 def list_dead(
-    limit: Annotated[int, typer.Option(help="How many, newest first.", min=1)] = 50,
+    limit: Annotated[int, typer.Option(metavar="N", help="How many, newest first.", min=1)] = 50,
     database_url: DatabaseUrl = None,
 ) -> None:
     """List dead-lettered jobs: deliveries that failed for good."""
@@ -92,7 +97,7 @@ def list_dead(
 
 @jobs_app.command("retry")
 def retry(
-    job_ids: Annotated[list[int], typer.Argument(help="Ids of dead jobs.")],
+    job_ids: Annotated[list[int], typer.Argument(metavar="JOB_ID", help="Ids of dead jobs.")],
     database_url: DatabaseUrl = None,
 ) -> None:
     """Put dead jobs back in the queue with a fresh set of attempts."""

@@ -19,11 +19,19 @@ notes = Console(stderr=True)
 log = structlog.get_logger(__name__)
 
 Host = Annotated[
-    str | None, typer.Option(help="Listen address (default: ERC8004_API_HOST, else 127.0.0.1).")
+    str | None,
+    typer.Option(
+        metavar="ADDRESS", help="Listen address (default: ERC8004_API_HOST, else 127.0.0.1)."
+    ),
 ]
 Port = Annotated[
     int | None,
-    typer.Option(help="Listen port (default: ERC8004_API_PORT, else 8000).", min=0, max=65535),
+    typer.Option(
+        metavar="PORT",
+        help="Listen port (default: ERC8004_API_PORT, else 8000; 0: any free port).",
+        min=0,
+        max=65535,
+    ),
 ]
 
 
@@ -64,17 +72,20 @@ def api(database_url: DatabaseUrl = None, host: Host = None, port: Port = None) 
     """Serve the REST API (/api/v1; interactive docs at /api/v1/docs)."""
     # Imported here, not at the top: every erc8004 command starts faster without them.
     from erc8004_backend.api.app import create_app
-    from erc8004_backend.api.server import serve_api
+    from erc8004_backend.api.server import listen, listening_url, serve_on
 
     configure_logging()
     settings = get_settings()
     host, port = host or settings.api_host, settings.api_port if port is None else port
     check_token_keys(settings, listening_on=host)
-    with database(database_url) as url:
+    # Bound before anything starts: a port in use is one line at once, and "API on" comes
+    # only once the port is ours.
+    with listen(host, port) as listening, database(database_url) as url:
         app = create_app(settings.model_copy(update={"database_url": url}))
-        notes.print(f"API on http://{host}:{port}/api/v1 (docs: /api/v1/docs)", soft_wrap=True)
+        notes.print(f"API on {listening_url(host, listening)}/api/v1 (docs: /api/v1/docs)",
+                    soft_wrap=True)  # fmt: skip
 
         async def serve(stop: asyncio.Event) -> None:
-            await serve_api(app, host, port, stop)
+            await serve_on(app, listening, stop)
 
         asyncio.run(run_until_signalled(serve, "api", grace=15))

@@ -43,12 +43,15 @@ DatabaseUrl = Annotated[
     typer.Option(
         "--database-url",
         "-D",
+        metavar="URL",
         envvar="DATABASE_URL",
         show_envvar=True,
         help="PostgreSQL URL. Without one, the embedded server is used.",
     ),
 ]
-Source = Annotated[Path, typer.Option("--source", help="Directory of the migration files.")]
+Source = Annotated[
+    Path, typer.Option("--source", metavar="DIR", help="Directory of the migration files.")
+]
 DEFAULT_SOURCE = Path("database/migrations")
 DEFAULT_SEED = Path("database/seeds/test_data.sql")
 
@@ -91,7 +94,8 @@ def migrate_run(
     database_url: DatabaseUrl = None,
     source: Source = DEFAULT_SOURCE,
     target_version: Annotated[
-        int | None, typer.Option(help="Apply migrations up to this version only.")
+        int | None,
+        typer.Option(metavar="VERSION", help="Apply migrations up to this version only."),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="List what would be applied.")] = False,
 ) -> None:
@@ -158,7 +162,8 @@ def migrate_revert(
     database_url: DatabaseUrl = None,
     source: Source = DEFAULT_SOURCE,
     target_version: Annotated[
-        int | None, typer.Option(help="Revert every applied migration above this version.")
+        int | None,
+        typer.Option(metavar="VERSION", help="Revert every applied migration above this version."),
     ] = None,
 ) -> None:
     """Revert the last applied migration (with its .down.sql file)."""
@@ -179,7 +184,10 @@ def migrate_revert(
 
 @migrate_app.command("add")
 def migrate_add(
-    name: Annotated[str, typer.Argument(help="What the migration does, e.g. add_agents_table.")],
+    name: Annotated[
+        str,
+        typer.Argument(metavar="NAME", help="What the migration does, e.g. add_agents_table."),
+    ],
     reversible: Annotated[
         bool, typer.Option("-r", "--reversible", help="Create .up.sql and .down.sql files.")
     ] = False,
@@ -196,7 +204,9 @@ def migrate_add(
 @db_app.command("seed")
 def seed(
     database_url: DatabaseUrl = None,
-    file: Annotated[Path, typer.Option("--file", help="SQL file to load.")] = DEFAULT_SEED,
+    file: Annotated[
+        Path, typer.Option("--file", metavar="FILE", help="SQL file to load.")
+    ] = DEFAULT_SEED,
 ) -> None:
     """Load the development test data (users alice, bob, charlie; password123)."""
     with database(database_url) as url, connect(url) as connection:
@@ -207,7 +217,8 @@ def seed(
 @db_app.command("backup")
 def backup(
     file: Annotated[
-        Path | None, typer.Argument(help="Output file \\[default: backup_YYYYMMDD.dump]")
+        Path | None,
+        typer.Argument(metavar="FILE", help="Output file \\[default: backup_YYYYMMDD.dump]"),
     ] = None,
     database_url: DatabaseUrl = None,
     schema_only: Annotated[bool, typer.Option(help="Plain SQL of the schema only.")] = False,
@@ -236,7 +247,9 @@ def backup(
 
 @db_app.command("restore")
 def restore(
-    file: Annotated[Path, typer.Argument(help="A .dump from `db backup`, or a .sql file.")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="A .dump from `db backup`, or a .sql file.")
+    ],
     database_url: DatabaseUrl = None,
 ) -> None:
     """Restore a backup: a .dump into a new database (created if missing), a .sql file as is.
@@ -300,7 +313,9 @@ def doctor(database_url: DatabaseUrl = None, source: Source = DEFAULT_SOURCE) ->
 @db_app.command("dump-schema")
 def dump_schema(
     database_url: DatabaseUrl = None,
-    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Write here instead of stdout.")
+    ] = None,
 ) -> None:
     """Print the schema of a migrated database in the form of database/schema.sql."""
     with database(database_url) as url:

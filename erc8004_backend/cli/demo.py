@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from typing import TYPE_CHECKING, Annotated
 
 import psycopg
@@ -33,29 +34,47 @@ def demo(
         str,
         typer.Option(
             "--database-name",
+            metavar="NAME",
             help="The demo's own database on that server, dropped and created afresh at every"
             " start (your other databases are left alone).",
         ),
     ] = "erc8004_demo",
     host: Host = None,
     port: Annotated[
-        int, typer.Option(help="Port of the REST API (0: any free port).", min=0, max=65535)
+        int,
+        typer.Option(
+            metavar="PORT", help="Port of the REST API (0: any free port).", min=0, max=65535
+        ),
     ] = 8000,
     rate: Annotated[
-        float, typer.Option(help="Background devnet events per second (0: the scene only).", min=0)
+        float,
+        typer.Option(
+            metavar="RATE", help="Background devnet events per second (0: the scene only).", min=0
+        ),
     ] = 2.0,
     seconds: Annotated[
-        float | None, typer.Option(help="Stop after this many seconds (default: at Ctrl-C).", min=1)
+        float | None,
+        typer.Option(
+            metavar="SECONDS", help="Stop after this many seconds (default: at Ctrl-C).", min=1
+        ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the devnet's activity generator.")] = 0,
+    seed: Annotated[
+        int, typer.Option(metavar="SEED", help="Seed of the devnet's activity generator.")
+    ] = 0,
     log_level: Annotated[
-        str, typer.Option(help="Log lines of the backend's parts shown above the view.")
+        str,
+        typer.Option(
+            metavar="LEVEL",
+            help="Least level of the backend's log lines shown above the view (debug, info,"
+            " warning, error).",
+        ),
     ] = "error",
 ) -> None:
     """A devnet with live activity, the whole backend, local Telegram / webhook / MCP targets and
     the seven example triggers: events arriving, triggers firing and deliveries landing, live."""
-    # Imported here, not at the top: every erc8004 command starts faster without it.
-    from erc8004_backend.demo.runner import DemoOptions, free_port
+    # Imported here, not at the top: every erc8004 command starts faster without them.
+    from erc8004_backend.api.server import listen
+    from erc8004_backend.demo.runner import DemoOptions
 
     configure_logging(log_level)
     if not _DATABASE_NAME.match(database_name):
@@ -65,31 +84,33 @@ def demo(
         )
     settings = get_settings()
     console = Console()
-    with database(database_url) as server_url:
+    api_host = host or settings.api_host
+    # The port first: taken, it is one line, and the demo's database is left as it was.
+    with listen(api_host, port) as api_socket, database(database_url) as server_url:
         url = with_database(server_url, database_name)
         _recreate(server_url, database_name)
         with connect(url) as connection:
             Migrator(connection, load_source(settings.migrations_dir)).run()
         notes.print(f"[dim]demo database {database_name} created and migrated[/]", soft_wrap=True)
-        options = DemoOptions(api_host=host or settings.api_host,
-                              api_port=port or free_port(), rate=rate,
-                              seconds=seconds, seed=seed)  # fmt: skip
+        options = DemoOptions(api_host=api_host, rate=rate, seconds=seconds, seed=seed)
         if console.is_terminal:
             view = DemoView(header=[])
             with Live(view.render(), console=console, refresh_per_second=4,
                       get_renderable=view.render, screen=False):  # fmt: skip
-                _run(settings, url, options, view)
+                _run(settings, url, api_socket, options, view)
         else:
             view = DemoView(header=[], on_entry=lambda entry: _print(console, entry))
-            _run(settings, url, options, view)
+            _run(settings, url, api_socket, options, view)
         console.print(view.summary())
 
 
-def _run(settings: Settings, url: str, options: DemoOptions, view: DemoView) -> None:
+def _run(
+    settings: Settings, url: str, api_socket: socket.socket, options: DemoOptions, view: DemoView
+) -> None:
     from erc8004_backend.demo.runner import run_demo
 
     async def work(stop: asyncio.Event) -> None:
-        await run_demo(settings, url, options, view, run_all, stop)
+        await run_demo(settings, url, api_socket, options, view, run_all, stop)
 
     asyncio.run(run_until_signalled(work, "demo", grace=10))
 

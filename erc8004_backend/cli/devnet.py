@@ -61,6 +61,7 @@ def devnet(
         int,
         typer.Option(
             "--port",
+            metavar="PORT",
             min=0,
             max=65535,
             envvar=PORT_ENV,
@@ -69,12 +70,17 @@ def devnet(
     ] = 8545,
     rate: Annotated[
         float,
-        typer.Option("--rate", min=0, help="Events per second (0: as fast as possible)."),
+        typer.Option(
+            "--rate", metavar="RATE", min=0, help="Events per second (0: as fast as possible)."
+        ),
     ] = 2.0,
     events: Annotated[
         int | None,
         typer.Option(
-            "--events", min=0, help="Stop after this many events (default: run until Ctrl-C)."
+            "--events",
+            metavar="N",
+            min=0,
+            help="Stop after this many events (default: run until Ctrl-C).",
         ),
     ] = None,
     batch: Annotated[
@@ -92,6 +98,7 @@ def devnet(
         Path | None,
         typer.Option(
             "--config-out",
+            metavar="FILE",
             help="Where to write the devnet's chain config"
             " (default: <data dir>/devnet.toml, which the indexer reads).",
         ),
@@ -103,11 +110,14 @@ def devnet(
             help="With --events: keep the chain running after the events, until Ctrl-C.",
         ),
     ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the activity generator.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="SEED", help="Seed of the activity generator.")
+    ] = 0,
     block_time: Annotated[
         float | None,
         typer.Option(
             "--block-time",
+            metavar="SECONDS",
             min=0.01,
             help="Mine a block every this many seconds (default: mine each transaction at once).",
         ),
@@ -256,6 +266,7 @@ ConfigFile = Annotated[
     Path | None,
     typer.Option(
         "--config",
+        metavar="FILE",
         help="The running devnet's chain config (default: <data dir>/devnet.toml, which"
         " `erc8004 devnet` writes when it starts).",
     ),
@@ -267,16 +278,22 @@ def register(
     uri: Annotated[
         str | None,
         typer.Argument(
+            metavar="URI",
             help="The agent's URI (agentURI). Default: an on-chain data: registration file"
-            " named --name."
+            " named --name.",
         ),
     ] = None,
     name: Annotated[
-        str, typer.Option("--name", help="The name in the default registration file.")
+        str,
+        typer.Option("--name", metavar="NAME", help="The name in the default registration file."),
     ] = "Devnet agent",
     owner: Annotated[
         str | None,
-        typer.Option("--owner", help=f"The address that registers it (default {SCRIPTED_OWNER})."),
+        typer.Option(
+            "--owner",
+            metavar="ADDRESS",
+            help=f"The address that registers it (default {SCRIPTED_OWNER}).",
+        ),
     ] = None,
     config: ConfigFile = None,
 ) -> None:
@@ -308,24 +325,31 @@ def register(
     context_settings={"ignore_unknown_options": True},  # a negative SCORE
 )
 def feedback(
-    agent_id: Annotated[int, typer.Argument(min=0, help="The agent's id.")],
+    agent_id: Annotated[int, typer.Argument(metavar="AGENT_ID", min=0, help="The agent's id.")],
     score: Annotated[
         str,
         typer.Argument(
+            metavar="SCORE",
             help="The feedback's value: a decimal number such as 87, 99.5 or -3 (stored as"
-            " value and valueDecimals)."
+            " value and valueDecimals).",
         ),
     ],
-    tag1: Annotated[str, typer.Option("--tag1", help="First tag (e.g. starred, uptime).")] = "",
-    tag2: Annotated[str, typer.Option("--tag2", help="Second tag.")] = "",
-    endpoint: Annotated[str, typer.Option("--endpoint", help="The endpoint rated.")] = "",
+    tag1: Annotated[
+        str, typer.Option("--tag1", metavar="TAG", help="First tag (e.g. starred, uptime).")
+    ] = "",
+    tag2: Annotated[str, typer.Option("--tag2", metavar="TAG", help="Second tag.")] = "",
+    endpoint: Annotated[
+        str, typer.Option("--endpoint", metavar="URL", help="The endpoint rated.")
+    ] = "",
     feedback_uri: Annotated[
-        str, typer.Option("--feedback-uri", help="A file with the feedback's details.")
+        str,
+        typer.Option("--feedback-uri", metavar="URI", help="A file with the feedback's details."),
     ] = "",
     client: Annotated[
         str | None,
         typer.Option(
             "--client",
+            metavar="ADDRESS",
             help=f"The address giving it (default {SCRIPTED_CLIENT}, or {SCRIPTED_OWNER} when"
             " that one owns the agent).",
         ),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -35,12 +37,17 @@ console = Console(stderr=True)
 
 ChainNames = Annotated[
     list[str] | None,
-    typer.Option("--chain", help="Chain name or id to index (repeatable); default: enabled."),
+    typer.Option(
+        "--chain",
+        metavar="NAME_OR_ID",
+        help="Chain name or id to index (repeatable); default: enabled.",
+    ),
 ]
 ChainsFiles = Annotated[
     list[Path] | None,
     typer.Option(
         "--chains-file",
+        metavar="FILE",
         help="TOML file of chains (repeatable). Default: <data dir>/devnet.toml if it exists,"
         " then $ERC8004_CHAINS_FILE, or else ./chains.toml if it exists.",
     ),
@@ -134,32 +141,63 @@ async def _index(
         )
 
 
+class RunRate:
+    """Events per second per chain over this run: the events indexed since the run started,
+    over the time since it started (not since the first report: resuming, the first batch
+    of a backfill would be divided by almost nothing). A chain's indexer counts from 0 at
+    each of its starts (again after a lost connection), so each report adds what it adds."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.started = clock()
+        self.events: dict[str, int] = {}  # indexed in this run, per chain
+        self._reported: dict[str, int] = {}  # the count of the chain's latest report
+
+    def update(self, p: chain_indexer.Progress) -> int:
+        """This run's events per second on the report's chain, counting that report (and
+        `events[chain]`, this run's events on it)."""
+        before = self._reported.get(p.chain, 0)
+        added = p.events - before if p.events >= before else p.events  # restarted at 0
+        self._reported[p.chain] = p.events
+        self.events[p.chain] = self.events.get(p.chain, 0) + added
+        elapsed = self.clock() - self.started
+        return int(self.events[p.chain] / elapsed) if elapsed > 0 else 0
+
+
 class ProgressBars:
-    def __init__(self, bars: Progress) -> None:
+    """In a terminal: a bar per chain, from its start block to the head."""
+
+    def __init__(self, bars: Progress, clock: Callable[[], float] = time.monotonic) -> None:
         self.bars = bars
-        self.tasks: dict[str, tuple[TaskID, float]] = {}
+        self.rate = RunRate(clock)
+        self.tasks: dict[str, TaskID] = {}
 
     def update(self, p: chain_indexer.Progress) -> None:
         if p.chain not in self.tasks:
-            task = self.bars.add_task(p.chain, total=p.head - p.start_block + 1, events=0, rate=0)
-            self.tasks[p.chain] = (task, time.perf_counter())
-        task, started = self.tasks[p.chain]
-        rate = int(p.events / max(time.perf_counter() - started, 1e-6))
-        self.bars.update(task, completed=p.block - p.start_block + 1,
-                         total=p.head - p.start_block + 1, events=p.events, rate=rate)  # fmt: skip
+            self.tasks[p.chain] = self.bars.add_task(
+                p.chain, total=p.head - p.start_block + 1, events=0, rate=0
+            )
+        rate = self.rate.update(p)
+        self.bars.update(self.tasks[p.chain], completed=p.block - p.start_block + 1,
+                         total=p.head - p.start_block + 1,
+                         events=self.rate.events[p.chain], rate=rate)  # fmt: skip
 
 
 class ProgressLog:
     """Without a terminal: one structured line per chain every few seconds, and on catch-up."""
 
-    def __init__(self, every: float = 5.0) -> None:
+    def __init__(self, every: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.every = every
+        self.clock = clock
+        self.rate = RunRate(clock)
         self.last: dict[str, tuple[float, bool]] = {}
 
     def update(self, p: chain_indexer.Progress) -> None:
-        now = time.monotonic()
-        last_time, was_caught_up = self.last.get(p.chain, (0.0, False))
+        rate = self.rate.update(p)
+        now = self.clock()
+        last_time, was_caught_up = self.last.get(p.chain, (-math.inf, False))
         if now - last_time >= self.every or (p.caught_up and not was_caught_up):
             log.info("indexer.progress", chain=p.chain, block=p.block, head=p.head,
-                     events=p.events, caught_up=p.caught_up)  # fmt: skip
+                     events=self.rate.events[p.chain], events_per_second=rate,
+                     caught_up=p.caught_up)  # fmt: skip
             self.last[p.chain] = (now, p.caught_up)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from datetime import datetime
 from typing import Annotated
 
@@ -23,16 +24,21 @@ from erc8004_backend.triggers.fields import format_value
 from erc8004_backend.triggers.processor import BATCH_SIZE, run_processor
 
 triggers_app = typer.Typer(help="Inspect and test triggers.", no_args_is_help=True)
-console = Console()
+# Tables stay readable when the output goes to a file or a pipe (rich assumes 80 columns).
+console = Console(width=None if sys.stdout.isatty() else 160)
+TriggerId = Annotated[str, typer.Argument(metavar="TRIGGER_ID", help="The trigger's id (a UUID).")]
 
 
 def processor(
     database_url: DatabaseUrl = None,
     poll_interval: Annotated[
-        float, typer.Option(help="Seconds between checks when no notification arrives.", min=0.05)
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Seconds between checks when no notification arrives.", min=0.05
+        ),
     ] = 1.0,
     batch_size: Annotated[
-        int, typer.Option(help="Events per transaction.", min=1, max=100_000)
+        int, typer.Option(metavar="EVENTS", help="Events per transaction.", min=1, max=100_000)
     ] = BATCH_SIZE,
 ) -> None:
     """Evaluate triggers over confirmed events and queue their actions."""
@@ -50,33 +56,67 @@ async def _run_processor(url: str, poll_interval: float, batch_size: int) -> Non
 
 @triggers_app.command("test")
 def backtest_trigger(
-    trigger_id: Annotated[str, typer.Argument(help="The trigger's id.")],
-    from_block: Annotated[int | None, typer.Option(min=0)] = None,
-    to_block: Annotated[int | None, typer.Option(min=0)] = None,
-    from_time: Annotated[datetime | None, typer.Option(help="ISO 8601, block time.")] = None,
-    to_time: Annotated[datetime | None, typer.Option(help="ISO 8601, block time.")] = None,
+    trigger_id: TriggerId,
+    from_block: Annotated[
+        int | None, typer.Option(metavar="BLOCK", help="First block of the events.", min=0)
+    ] = None,
+    to_block: Annotated[
+        int | None, typer.Option(metavar="BLOCK", help="Last block of the events.", min=0)
+    ] = None,
+    from_time: Annotated[
+        datetime | None,
+        typer.Option(metavar="TIME", help="Earliest block time of the events (ISO 8601)."),
+    ] = None,
+    to_time: Annotated[
+        datetime | None,
+        typer.Option(metavar="TIME", help="Latest block time of the events (ISO 8601)."),
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option(
+            metavar="N", help="Firings (and states) shown, the first ones; 0: all.", min=0
+        ),
+    ] = 20,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Show what a trigger would have fired for stored events (a backtest; writes nothing)."""
     with database(database_url) as url:
         result = asyncio.run(_backtest(url, trigger_id, from_block, to_block, from_time, to_time))
-    table = Table(title=f"{result.trigger_name}: {len(result.fired)} firings in "
-                        f"{result.events_checked} events ({result.matched} matched)")  # fmt: skip
-    for column in ("block", "log", "time", "event", "agent", "computed"):
+    fired, checked = len(result.fired), _count(result.events_checked, "event")
+    table = Table(
+        title=f"{result.trigger_name}: {_count(fired, 'firing')} in {checked}"
+        f" ({result.matched:,} matched)"
+    )
+    for column in ("block", "log", "time", "event", "agent", "score", "computed"):
         table.add_column(column)
-    for firing in result.fired:
+    shown = result.fired[:limit] if limit else result.fired
+    for firing in shown:
         computed = ", ".join(f"{k}={format_value(v)}" for k, v in firing.computed.items())
         table.add_row(str(firing.block_number), str(firing.log_index),
                       firing.block_time.isoformat(), firing.event_type,
-                      format_value(firing.agent_id), computed)  # fmt: skip
+                      format_value(firing.agent_id), format_value(firing.score),
+                      computed)  # fmt: skip
     console.print(table)
-    for scope, state in sorted(result.states.items()):
+    if len(shown) < fired:
+        blocks = f" in blocks {result.blocks[0]}-{result.blocks[1]}" if result.blocks else ""
+        console.print(f"… {fired - len(shown):,} more (--limit 0 shows all); "
+                      f"{_count(fired, 'firing')} over {checked}{blocks}",
+                      highlight=False, soft_wrap=True)  # fmt: skip
+    states = sorted(result.states.items())
+    for scope, state in states[:limit] if limit else states:
         console.print(f"state {scope}: {state}", highlight=False, soft_wrap=True)
+    if limit and len(states) > limit:
+        console.print(f"… {len(states) - limit:,} more states (--limit 0 shows all)",
+                      highlight=False, soft_wrap=True)  # fmt: skip
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 @triggers_app.command("webhook-secret")
 def webhook_secret(
-    trigger_id: Annotated[str, typer.Argument(help="The trigger's id.")],
+    trigger_id: TriggerId,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Give a trigger a new webhook secret and print it (once: it is stored encrypted)."""

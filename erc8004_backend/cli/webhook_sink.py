@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from erc8004_backend.api.server import listen, serve_api
+from erc8004_backend.api.server import listen, serve_on
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.cli.signals import run_until_signalled
 from erc8004_backend.demo.webhook_sink import ReceivedWebhook, WebhookReceiver
@@ -21,14 +21,20 @@ PORT_ENV = "ERC8004_WEBHOOK_SINK_PORT"
 
 
 def webhook_sink(
-    host: Annotated[str, typer.Option("--host", help="Listen address.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="Listen address.")
+    ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option("--port", min=1, max=65535, envvar=PORT_ENV, help="Listen port.")
+        int,
+        typer.Option(
+            "--port", metavar="PORT", min=1, max=65535, envvar=PORT_ENV, help="Listen port."
+        ),
     ] = 9000,
     secret: Annotated[
         list[str] | None,
         typer.Option(
             "--secret",
+            metavar="SECRET",
             help="A trigger's webhook secret (repeatable): check each signature against them.",
         ),
     ] = None,
@@ -41,7 +47,7 @@ def webhook_sink(
         raise Erc8004Error(
             "--secret is empty: give the webhook_secret the trigger was created with"
         )
-    listen(host, port).close()  # a clear error now, before saying where it listens
+    listening = listen(host, port)  # a clear error now, before saying where it listens
     console = Console(highlight=False)
     receiver = WebhookReceiver(secrets, on_receive=lambda webhook: show(console, webhook))
     checking = (
@@ -53,9 +59,10 @@ def webhook_sink(
                        " Ctrl-C to stop"), soft_wrap=True, highlight=False)  # fmt: skip
 
     async def serve(stop: asyncio.Event) -> None:
-        await serve_api(receiver, host, port, stop)
+        await serve_on(receiver, listening, stop)
 
-    asyncio.run(run_until_signalled(serve, "webhook-sink", grace=5))
+    with listening:
+        asyncio.run(run_until_signalled(serve, "webhook-sink", grace=5))
     count = len(receiver.received)
     notes.print(f"webhook sink stopped ({count} webhook{'' if count == 1 else 's'} received)")
 

@@ -23,7 +23,7 @@ from eth_keys.datatypes import PrivateKey
 from psycopg.rows import dict_row
 from pydantic import SecretStr
 
-from erc8004_backend.api.server import serve_api
+from erc8004_backend.api.server import listening_url, serve_api
 from erc8004_backend.api.tokens import token_sha256
 from erc8004_backend.chain.config import DEVNET_CHAIN_ID, ChainConfig
 from erc8004_backend.chain.signatures import personal_sign
@@ -55,7 +55,8 @@ OWNER_KEY = PrivateKey(
 )
 # Devnet accounts (by index) the validator trigger trusts, and one it does not.
 TRUSTED, UNTRUSTED = (1, 2), 5
-BackendRunner = Callable[[Settings, str, list[ChainConfig], str, int, asyncio.Event],
+# run_all of `erc8004 run`: settings, database URL, chains, the API's socket, stop.
+BackendRunner = Callable[[Settings, str, list[ChainConfig], socket.socket, asyncio.Event],
                          Coroutine[Any, Any, None]]  # fmt: skip
 
 
@@ -65,8 +66,7 @@ class DemoError(Erc8004Error):
 
 @dataclass(frozen=True)
 class DemoOptions:
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_host: str = "127.0.0.1"  # as the API's URL names it (its socket has the port)
     rate: float = 2.0  # background events per second
     seconds: float | None = None  # None: until stopped
     seed: int = 0
@@ -77,12 +77,14 @@ class DemoOptions:
 async def run_demo(
     settings: Settings,
     database_url: str,
+    api_socket: socket.socket,
     options: DemoOptions,
     view: DemoView,
     run_backend: BackendRunner,
     stop: asyncio.Event,
 ) -> None:
-    """Until `stop` is set or `options.seconds` have passed."""
+    """Until `stop` is set or `options.seconds` have passed; the API on `api_socket` (from
+    `listen`, bound before the demo's database was made)."""
     if options.seconds is not None:
         asyncio.get_running_loop().call_later(options.seconds, stop.set)
     agent_token = secrets.token_urlsafe(24)
@@ -103,7 +105,7 @@ async def run_demo(
             "telegram_bot_token": SecretStr(bot_token), "allow_private_urls": True,
             "jwt_secret": settings.jwt_secret or SecretStr(secrets.token_urlsafe(32)),
         })  # fmt: skip
-        api_url = f"http://{options.api_host}:{options.api_port}/api/v1"
+        api_url = f"{listening_url(options.api_host, api_socket)}/api/v1"
         view.header.extend([
             f"devnet       {net.url} (chain {DEVNET_CHAIN_ID}; registries at"
             f" {net.registries.identity}, …)",
@@ -113,8 +115,7 @@ async def run_demo(
             f" · agent MCP server {agent_url}/mcp",
         ])  # fmt: skip
         chains = [net.chain_config(confirmations=0, poll_interval=0.2)]
-        backend = asyncio.create_task(run_backend(
-            settings, database_url, chains, options.api_host, options.api_port, stop))  # fmt: skip
+        backend = asyncio.create_task(run_backend(settings, database_url, chains, api_socket, stop))
         targets = {"webhook": sink_url, "mcp": f"{agent_url}/mcp"}
         play = asyncio.create_task(
             _play(net, api_url, database_url, sink, targets, agent_token, options, view, stop)

@@ -23,8 +23,9 @@ import binascii
 import json
 import math
 import re
+import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -39,6 +40,7 @@ from erc8004_backend.actions.delivery import retryable_status
 from erc8004_backend.config import Settings
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.errors import Erc8004Error
+from erc8004_backend.indexer.repeated_failures import FailureReport, RepeatedFailures
 from erc8004_backend.outbound import (
     IPNetwork,
     OutboundAddressError,
@@ -55,6 +57,9 @@ log = structlog.get_logger(__name__)
 SUPPORTED_SCHEMES = ("https", "http", "ipfs", "data")
 MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+# A host that keeps failing gets one log line a minute, with the count (see _log_failure).
+FAILURE_LOG_PERIOD = 60.0
 
 # Registration files are a few levels deep; a cap keeps hostile nesting cheap to reject.
 MAX_DOCUMENT_DEPTH = 64
@@ -639,6 +644,7 @@ class RegistrationResolver:
         batch_size: int = 16,
         concurrency: int = 8,
         idle_sleep: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._conn = conn
         self._owns_client = client is None
@@ -658,6 +664,7 @@ class RegistrationResolver:
         # out), so no other resolver takes a row that is still being fetched.
         rounds = -(-batch_size // concurrency)
         self._lease = timedelta(seconds=rounds * self._timeout + 60)
+        self._repeated_failures = RepeatedFailures(FAILURE_LOG_PERIOD, clock)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Resolve until `stop` is set. A lost database connection is raised (the caller
@@ -674,11 +681,15 @@ class RegistrationResolver:
                 if handled < self._batch_size:  # the queue is drained for now
                     await wait_or_stop(stop, self._idle_sleep)
         finally:
+            for report in self._repeated_failures.flush():
+                _log_repeated_failures(report)
             await self.aclose()
 
     async def run_once(self) -> int:
         """Claim one batch of due rows, fetch them concurrently, store the outcomes.
         Returns how many rows were handled (0: nothing was due)."""
+        for report in self._repeated_failures.due():
+            _log_repeated_failures(report)
         claims = await self._claim()
         if not claims:
             return 0
@@ -756,13 +767,19 @@ class RegistrationResolver:
                 )
 
     def _log_failure(self, claim: _Claim, error: str, *, final: bool) -> None:
+        """A failure with a host (http, https, ipfs through the gateway) is told at once only
+        if it is the host's first in a minute, else counted for the host's line a minute;
+        others (data: URIs, refused schemes) are each the agent's own and told each."""
         gives_up = final or claim.attempts >= self._max_attempts
-        log.info(
-            "registration.failed" if gives_up else "registration.retry",
-            **self._log_fields(claim),
-            attempts=claim.attempts,
-            error=error,
-        )
+        event = "registration.failed" if gives_up else "registration.retry"
+        fields = {**self._log_fields(claim), "attempts": claim.attempts, "error": error}
+        host = fetched_host(claim.agent_uri, self._gateway)
+        if host is None:
+            log.info(event, **fields)
+            return
+        report = self._repeated_failures.failed(host, event, fields)
+        if report is not None:
+            log.info(event, host=host, **fields)
 
     @staticmethod
     def _log_fields(claim: _Claim) -> dict[str, Any]:
@@ -771,6 +788,32 @@ class RegistrationResolver:
             "agent_id": int(claim.agent_id),
             "uri": _short(claim.agent_uri, 100),
         }
+
+
+def fetched_host(uri: str, gateway: str) -> str | None:
+    """The host a fetch of `uri` goes to first: its own (http, https) or the IPFS gateway's;
+    None for a URI fetched from no host (data:) or not fetched at all."""
+    scheme = uri_scheme(uri.strip())
+    try:
+        if scheme in ("http", "https"):
+            return urlsplit(uri.strip()).hostname or None
+        if scheme == "ipfs":
+            return urlsplit(gateway).hostname or None
+    except ValueError:
+        return None
+    return None
+
+
+def _log_repeated_failures(report: FailureReport) -> None:
+    """The line a minute of a host that keeps failing: how often, and the latest failure."""
+    log.info(
+        "registration.failures",
+        host=report.key,
+        failures=report.failures,
+        given_up=report.counts.get("registration.failed", 0),
+        seconds=round(report.seconds),
+        **report.latest,
+    )
 
 
 def _row_keys(claims: Sequence[_Claim]) -> dict[str, list[Any]]:

@@ -35,6 +35,7 @@ class Firing:
     event_type: str
     agent_id: Any
     computed: dict[str, Any]
+    score: Any = None  # the event's score (feedback), shown beside the firing
 
 
 @dataclass
@@ -43,6 +44,7 @@ class BacktestResult:
     trigger_name: str
     events_checked: int = 0
     matched: int = 0
+    blocks: tuple[int, int] | None = None  # first and last block of the events checked
     fired: list[Firing] = field(default_factory=list)
     states: dict[str, State] = field(default_factory=dict)  # scope -> state reached
 
@@ -84,6 +86,8 @@ async def backtest(
         )  # fmt: skip
         events = await cursor.fetchall()
     result = BacktestResult(trigger.id, trigger.name, events_checked=len(events))
+    if events:
+        result.blocks = (events[0]["block_number"], events[-1]["block_number"])
     last_fired: datetime | None = None
     for event in events:
         outcome = evaluate_trigger(trigger.conditions, event_fields(event), result.states,
@@ -95,5 +99,5 @@ async def backtest(
         last_fired = event["block_time"]
         result.fired.append(Firing(event["id"], event["block_number"], event["log_index"],
                                    event["block_time"], event["event_type"], event["agent_id"],
-                                   outcome.computed))  # fmt: skip
+                                   outcome.computed, event["score"]))  # fmt: skip
     return result

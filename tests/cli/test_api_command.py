@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -156,6 +159,72 @@ async def test_the_development_key_is_a_warning_where_it_is_allowed(
     warnings = [line for line in stderr.lines if "token_keys.development_key" in line]
     assert len(warnings) == 1, stderr.text()
     assert "ERC8004_TOKEN_KEYS holds the public development key" in warnings[0]
+
+
+OWN_KEY_ENV = {"ERC8004_TOKEN_KEYS": "k1:" + base64.b64encode(bytes(range(32))).decode()}
+
+
+def _api_args(command: str, port: int, tmp_path: Path) -> list[str]:
+    """`api` or `run` on a port; `run` indexes a devnet at an address where nothing answers
+    (its indexer retries in the background: the API is what these tests are about)."""
+    args = [command, "--port", str(port)]
+    if command == "run":
+        chains = tmp_path / "chains.toml"
+        chains.write_text('[chains.devnet]\nrpc_urls = ["http://127.0.0.1:9"]\n')
+        args += ["--chain", "devnet", "--chains-file", str(chains)]
+    return args
+
+
+@pytest.mark.parametrize("command", ["api", "run"])
+async def test_the_api_on_line_comes_once_the_port_is_bound(
+    migrated_url: str, tmp_path: Path, command: str
+) -> None:
+    """`--port 0` takes any free port: the line names the port bound, and a connection made
+    as soon as the line is read is accepted (the socket listens before the line is shown)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "erc8004_backend", *_api_args(command, 0, tmp_path)],
+        cwd=ROOT, env=_development_key_env(migrated_url, **OWN_KEY_ENV),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    stderr = StderrLines(process)
+    try:
+        line = await eventually(
+            lambda: next((line for line in stderr.lines if "API on" in line), None),
+            30,
+            what="the API on line",
+        )
+        match = re.search(r"API on http://127\.0\.0\.1:(\d+)/api/v1", line)
+        assert match, line
+        port = int(match.group(1))
+        assert port != 0
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()  # no retry
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=20).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert process.returncode == 0, stderr.text()
+
+
+@pytest.mark.parametrize("command", ["api", "run"])
+def test_a_port_in_use_is_one_clear_line_and_no_api_on_line(
+    migrated_url: str, tmp_path: Path, command: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "erc8004_backend", *_api_args(command, port, tmp_path)],
+            cwd=ROOT, env=_development_key_env(migrated_url, **OWN_KEY_ENV),
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use (another program"
+        " listens there: choose another port, with --port)"
+    ]
+    assert result.stdout == ""
 
 
 def test_which_keys_and_addresses_count() -> None:

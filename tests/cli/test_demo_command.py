@@ -4,6 +4,7 @@ exactly as often as the scene says."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 
@@ -69,3 +70,32 @@ def test_demo_fires_every_example_trigger_and_delivers_through_every_channel(
     assert "delivered webhook: POST /refund-alerts (signature ok)" in output
     assert "file verified" in output
     assert "demo summary" in output
+
+
+def test_a_port_in_use_stops_the_demo_before_it_touches_its_database(
+    admin_url: str, database_url: str
+) -> None:
+    """The demo drops and creates its database at every start: with its port taken it must
+    say so and leave the database as it was (here a test database standing in for it)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (note text)")
+        conn.execute("INSERT INTO kept VALUES ('from an earlier demo')")
+    name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        finished = subprocess.run(
+            [sys.executable, "-m", "erc8004_backend", "demo", "--database-url", admin_url,
+             "--database-name", str(name), "--port", str(port), "--seconds", "5"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    assert finished.returncode == 1, finished.stdout + finished.stderr
+    assert [line for line in finished.stderr.splitlines() if line.strip()] == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use (another program"
+        " listens there: choose another port, with --port)"
+    ]
+    assert finished.stdout == ""
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT note FROM kept").fetchall() == [("from an earlier demo",)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import psycopg
 
 from tests.cli.test_db_commands import erc8004
@@ -30,10 +32,91 @@ def test_backtest_prints_what_would_fire(migrated_url: str) -> None:
             )  # fmt: skip
     result = erc8004("triggers", "test", row[0], "--from-block", "2", database_url=migrated_url)
     assert result.returncode == 0, result.stderr
-    assert "low scores: 1 firings in 2 events (1 matched)" in result.stdout
+    assert "low scores: 1 firing in 2 events (1 matched)" in result.stdout
     assert "NewFeedback" in result.stdout
     with psycopg.connect(migrated_url) as conn:
         assert conn.execute("SELECT count(*) FROM action_jobs").fetchone() == (0,)
+
+
+def low_scores_trigger(
+    conn: psycopg.Connection,
+    condition: tuple[str, str, str, str] = ("score_threshold", "<", "60", "{}"),
+) -> str:
+    conn.execute("INSERT INTO users (id, username, email, password_hash)"
+                 " VALUES (%s, 'alice', 'a@example.com', 'x')", [USER])  # fmt: skip
+    row = conn.execute(
+        "INSERT INTO triggers (user_id, name, chain_id, registry, enabled)"
+        " VALUES (%s, 'low scores', 84532, 'reputation', false) RETURNING id::text",
+        [USER],
+    ).fetchone()
+    assert row is not None
+    condition_type, operator, value, config = condition
+    conn.execute("INSERT INTO trigger_conditions (trigger_id, condition_type, field, operator,"
+                 " value, config) VALUES (%s, %s, 'score', %s, %s, %s)",
+                 [row[0], condition_type, operator, value, config])  # fmt: skip
+    return str(row[0])
+
+
+def firing_rows(output: str) -> list[list[str]]:
+    """The table's rows of firings, as cells."""
+    return [
+        [cell.strip() for cell in line.strip("│ ").split("│")]
+        for line in output.splitlines()
+        if "NewFeedback" in line
+    ]
+
+
+def test_backtest_shows_the_first_firings_and_sums_up_the_rest(migrated_url: str) -> None:
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        trigger_id = low_scores_trigger(conn)
+        # Blocks 100-129: scores 20, 20.5, 21, ... all below 60; blocks 130-134: 90 (no firing).
+        scores = [Decimal(20) + Decimal(n) / 2 for n in range(30)] + [Decimal(90)] * 5
+        for offset, score in enumerate(scores):
+            conn.execute(
+                "INSERT INTO events (chain_id, registry, event_type, contract_address, block_number,"
+                " block_hash, block_time, transaction_hash, transaction_index, log_index, agent_id,"
+                " score) VALUES (84532, 'reputation', 'NewFeedback', '0xaa', %s, %s, now(), '0x1',"
+                " 0, 0, 42, %s)", [100 + offset, f"0x{offset}", score],
+            )  # fmt: skip
+
+    default = erc8004("triggers", "test", trigger_id, database_url=migrated_url)
+    assert default.returncode == 0, default.stderr
+    rows = firing_rows(default.stdout)
+    assert len(rows) == 20
+    assert [(row[0], row[5]) for row in rows[:3]] == [("100", "20"), ("101", "20.5"), ("102", "21")]
+    assert "low scores: 30 firings in 35 events (30 matched)" in default.stdout
+    assert (
+        "… 10 more (--limit 0 shows all); 30 firings over 35 events in blocks 100-134"
+        in default.stdout
+    )
+
+    five = erc8004("triggers", "test", trigger_id, "--limit", "5", database_url=migrated_url)
+    assert [row[0] for row in firing_rows(five.stdout)] == ["100", "101", "102", "103", "104"]
+    assert "… 25 more (--limit 0 shows all);" in five.stdout
+
+    every = erc8004("triggers", "test", trigger_id, "--limit", "0", database_url=migrated_url)
+    assert len(firing_rows(every.stdout)) == 30
+    assert "more" not in every.stdout
+
+
+def test_backtest_shows_the_first_states_and_counts_the_rest(migrated_url: str) -> None:
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        trigger_id = low_scores_trigger(conn, ("ema_threshold", "<", "70", '{"window_size": 10}'))
+        for agent_id in range(25):  # a state per agent
+            conn.execute(
+                "INSERT INTO events (chain_id, registry, event_type, contract_address, block_number,"
+                " block_hash, block_time, transaction_hash, transaction_index, log_index, agent_id,"
+                " score) VALUES (84532, 'reputation', 'NewFeedback', '0xaa', %s, %s, now(), '0x1',"
+                " 0, 0, %s, 90)", [agent_id + 1, f"0x{agent_id}", agent_id],
+            )  # fmt: skip
+
+    result = erc8004("triggers", "test", trigger_id, database_url=migrated_url)
+    assert result.returncode == 0, result.stderr
+    states = [line for line in result.stdout.splitlines() if line.startswith("state ")]
+    assert len(states) == 20
+    assert "… 5 more states (--limit 0 shows all)" in result.stdout
+    every = erc8004("triggers", "test", trigger_id, "--limit", "0", database_url=migrated_url)
+    assert len([line for line in every.stdout.splitlines() if line.startswith("state ")]) == 25
 
 
 def test_a_bad_trigger_id_is_one_clear_line(migrated_url: str) -> None:

@@ -13,7 +13,7 @@ import json
 import re
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -25,7 +25,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
+from structlog.testing import capture_logs
 
+from erc8004_backend.api.server import listen
 from erc8004_backend.cli.run import run_all
 from erc8004_backend.config import Settings, get_settings
 from erc8004_backend.indexer.registration import (
@@ -681,6 +683,7 @@ def resolver_for(
     gateway: str = "https://ipfs.io/ipfs/",
     max_attempts: int = 3,
     idle_sleep: float = 2.0,
+    clock: Callable[[], float] = time.monotonic,
     **settings_given: Any,
 ) -> RegistrationResolver:
     settings = Settings(
@@ -699,6 +702,7 @@ def resolver_for(
         max_attempts=max_attempts,
         retry_delay=timedelta(0),  # every retry due at once
         idle_sleep=idle_sleep,
+        clock=clock,
     )
 
 
@@ -911,6 +915,89 @@ async def test_only_transient_failures_are_retried(
         assert found[uri]["error"].startswith(error), found[uri]["error"]
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def registration_lines(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+    return [line for line in logs if line["event"].startswith("registration.")]
+
+
+async def test_a_host_that_keeps_failing_is_one_log_line_a_minute(
+    conn: psycopg.AsyncConnection, client: httpx.AsyncClient
+) -> None:
+    """A devnet's agents name hosts that do not resolve by the hundred: a host's first failure
+    is logged, the failures after it are counted into one line a minute."""
+    clock = Clock()
+    uris = [f"https://agents.devnet.invalid/agent-{n}/agent.json" for n in range(12)]
+    uris += ["https://other.invalid/agent.json", data_uri(b"[1]")]
+    await enqueue_registrations(conn, CHAIN, list(enumerate(uris)))
+    resolver = resolver_for(conn, client, max_attempts=2, clock=clock)
+
+    with capture_logs() as first_round:
+        assert await resolver.run_once() == len(uris)
+    told = sorted(
+        (line["event"], line.get("host", ""), line["agent_id"])
+        for line in registration_lines(first_round)
+    )
+    assert [(event, host) for event, host, _ in told] == [
+        ("registration.failed", ""),  # a data: URI: the agent's own problem, told each time
+        ("registration.retry", "agents.devnet.invalid"),
+        ("registration.retry", "other.invalid"),
+    ]
+
+    with capture_logs() as second_round:  # every retry fails too, within the minute
+        assert await resolver.run_once() == len(uris) - 1
+    assert registration_lines(second_round) == []
+
+    clock.now += 60
+    with capture_logs() as a_minute_later:
+        assert await resolver.run_once() == 0  # nothing left to fetch; the counts are told
+    by_host = {line["host"]: line for line in registration_lines(a_minute_later)}
+    assert {host: (line["event"], line["failures"], line["given_up"], line["seconds"])
+            for host, line in by_host.items()} == {
+        "agents.devnet.invalid": ("registration.failures", 23, 12, 60),
+        "other.invalid": ("registration.failures", 1, 1, 60),
+    }  # fmt: skip
+    latest = by_host["other.invalid"]
+    assert (latest["agent_id"], latest["attempts"]) == (12, 2)
+    assert "other.invalid" in latest["error"]
+
+
+async def test_the_private_address_hint_is_given_only_for_a_refused_address(
+    conn: psycopg.AsyncConnection, client: httpx.AsyncClient
+) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_port = unused.getsockname()[1]
+    refused = "http://10.1.2.3/agent.json"
+    unresolved = "http://agent.invalid/agent.json"
+    connection_refused = f"http://127.0.0.1:{closed_port}/agent.json"  # an allowed network
+    await enqueue_registrations(
+        conn, CHAIN, list(enumerate([refused, unresolved, connection_refused]))
+    )
+    resolver = resolver_for(conn, client, allow_private_urls=False, allowed_networks="127.0.0.0/8")
+
+    with capture_logs() as logs:
+        assert await resolver.run_once() == 3
+
+    hint = "ERC8004_ALLOW_PRIVATE_URLS=true allows private addresses"
+    stored = {row["agent_uri"]: row["error"] for row in await registration_rows(conn)}
+    logged = {line["uri"]: line["error"] for line in registration_lines(logs)}
+    assert stored == logged
+    assert hint in stored[refused]
+    assert "10.1.2.3 is a private address" in stored[refused]
+    assert stored[unresolved].startswith("cannot fetch http://agent.invalid/agent.json:")
+    assert stored[connection_refused].startswith(f"fetching {connection_refused} failed:")
+    assert [uri for uri, error in stored.items() if hint in error or "private" in error] == [
+        refused
+    ]
+
+
 @pytest.mark.parametrize("indexer_commits", ["before the result", "after the result"])
 async def test_a_row_queued_again_during_its_fetch_is_fetched_again(
     conn: psycopg.AsyncConnection,
@@ -980,7 +1067,7 @@ async def test_erc8004_run_resolves_with_the_settings_it_is_given(
     assert get_settings().ipfs_gateway != settings.ipfs_gateway  # the environment's differs
     await enqueue_registrations(conn, CHAIN, [(3, "ipfs://bafyrun")])
     stop = asyncio.Event()
-    running = asyncio.create_task(run_all(settings, migrated_url, [], "127.0.0.1", 0, stop))
+    running = asyncio.create_task(run_all(settings, migrated_url, [], listen("127.0.0.1", 0), stop))
     try:
         for _ in range(200):
             [row] = await registration_rows(conn)
