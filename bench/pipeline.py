@@ -280,7 +280,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             chains = work / "chains.toml"
             chains.write_text(render_chain_table(chain), encoding="utf-8")
             port = free_port()
-            run_env = {**env, "DATABASE_URL": url, "ERC8004_CHAINS_FILE": str(work / "none.toml")}
+            run_env = {**env, "DATABASE_URL": url}
             async with (
                 child("-m", "erc8004_backend", "run", "--chain", chain.name, "--chains-file",
                       str(chains), "--port", str(port), env=run_env,

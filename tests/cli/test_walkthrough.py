@@ -8,7 +8,7 @@ same shell, once the sink is stopped with Ctrl-C; terminal 4 causes the events.
 
 The only changes, so that runs in parallel do not collide and leave nothing behind:
 - environment variables for every terminal: `DATA_DIR`, a throwaway `DATABASE_URL` instead
-  of the embedded server, free ports for the devnet, the API and the sink, no chains file;
+  of the embedded server, free ports for the devnet, the API and the sink, an empty chains file;
 - the API's and the sink's addresses in the commands (`127.0.0.1:8000`, `127.0.0.1:9000`)
   become those ports.
 """
@@ -152,10 +152,12 @@ def test_the_readme_walkthrough_delivers_a_signed_webhook_and_runs_again_as_writ
     blocks = walkthrough()
     assert [b.terminal for b in blocks] == [1, 2, 3, 4, 3], "the walkthrough changed shape"
     devnet_port, api_port, sink_port = free_port(), free_port(), free_port()
+    no_chains = tmp_path / "no-chains.toml"  # not ./chains.toml, should the checkout have one
+    no_chains.write_text("", encoding="utf-8")
     env = {**os.environ, "ERC8004_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": database_url,
            "ERC8004_DEVNET_PORT": str(devnet_port), "ERC8004_API_PORT": str(api_port),
            "ERC8004_WEBHOOK_SINK_PORT": str(sink_port),
-           "ERC8004_CHAINS_FILE": str(tmp_path / "no-chains.toml")}  # fmt: skip
+           "ERC8004_CHAINS_FILE": str(no_chains)}  # fmt: skip
 
     def as_run(script: str) -> str:
         return script.replace(API, f"127.0.0.1:{api_port}").replace(SINK, f"127.0.0.1:{sink_port}")

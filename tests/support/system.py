@@ -81,8 +81,7 @@ async def running_system(
     port = free_port()
     environment = {**os.environ, "DATABASE_URL": database_url,
                    "ERC8004_ALLOW_PRIVATE_URLS": "true",
-                   "ERC8004_JWT_SECRET": "run-test-secret-run-test-secret-0123",
-                   "ERC8004_CHAINS_FILE": str(tmp_path / "none.toml"), **env}  # fmt: skip
+                   "ERC8004_JWT_SECRET": "run-test-secret-run-test-secret-0123", **env}  # fmt: skip
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "erc8004_backend", "run", "--chain", "devnet",
         "--chains-file", str(chains), "--port", str(port), cwd=ROOT, env=environment,
