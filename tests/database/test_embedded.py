@@ -221,6 +221,7 @@ def stale_postmaster_pid(data_dir: Path, pid: int) -> None:
     (pgdata_of(data_dir) / "postmaster.pid").write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.subprocess  # a process whose pid it uses
 def test_a_stale_postmaster_pid_of_a_dead_process_starts_fine(data_dir: Path) -> None:
     """PostgreSQL itself replaces a lock file whose process is gone."""
     stale_postmaster_pid(data_dir, dead_pid())
@@ -230,6 +231,7 @@ def test_a_stale_postmaster_pid_of_a_dead_process_starts_fine(data_dir: Path) ->
     assert postmasters(pgdata_of(data_dir)) == []
 
 
+@pytest.mark.subprocess  # a process whose pid it uses
 def test_a_stale_postmaster_pid_whose_pid_another_process_got_starts_fine(
     data_dir: Path,
 ) -> None:
