@@ -1,3 +1,18 @@
-from erc8004_backend.cli import main
+"""`python -m erc8004_backend`, and the `erc8004` script: the command line, which takes a
+second or two to load; Ctrl-C meanwhile ends it quietly, as it does once it runs."""
 
-main()
+import signal
+import sys
+
+
+def main() -> None:
+    try:
+        from erc8004_backend.cli import main as run_command_line
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # another Ctrl-C: no traceback either
+        sys.exit(130)
+    run_command_line()
+
+
+if __name__ == "__main__":
+    main()
