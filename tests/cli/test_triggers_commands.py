@@ -13,24 +13,10 @@ USER = "a11ce000-0000-4000-8000-000000000001"
 
 def test_backtest_prints_what_would_fire(migrated_url: str) -> None:
     with psycopg.connect(migrated_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO users (id, username, email, password_hash)"
-                     " VALUES (%s, 'alice', 'a@example.com', 'x')", [USER])  # fmt: skip
-        row = conn.execute(
-            "INSERT INTO triggers (user_id, name, chain_id, registry, enabled)"
-            " VALUES (%s, 'low scores', 84532, 'reputation', false) RETURNING id::text",
-            [USER],
-        ).fetchone()
-        assert row is not None
-        conn.execute("INSERT INTO trigger_conditions (trigger_id, condition_type, field, operator,"
-                     " value) VALUES (%s, 'score_threshold', 'score', '<', '60')", [row[0]])  # fmt: skip
+        trigger_id = low_scores_trigger(conn)
         for block, score in ((1, 45), (2, 90), (3, 10)):
-            conn.execute(
-                "INSERT INTO events (chain_id, registry, event_type, contract_address, block_number,"
-                " block_hash, block_time, transaction_hash, transaction_index, log_index, agent_id,"
-                " score) VALUES (84532, 'reputation', 'NewFeedback', '0xaa', %s, %s, now(), '0x1',"
-                " 0, 0, 42, %s)", [block, f"0x{block}", score],
-            )  # fmt: skip
-    result = erc8004("triggers", "test", row[0], "--from-block", "2", database_url=migrated_url)
+            feedback(conn, block, score)
+    result = erc8004("triggers", "test", trigger_id, "--from-block", "2", database_url=migrated_url)
     assert result.returncode == 0, result.stderr
     assert "low scores: 1 firing in 2 events (1 matched)" in result.stdout
     assert "NewFeedback" in result.stdout
@@ -57,6 +43,18 @@ def low_scores_trigger(
     return str(row[0])
 
 
+def feedback(
+    conn: psycopg.Connection, block: int, score: Decimal | int, agent_id: int = 42
+) -> None:
+    """A NewFeedback on chain 84532, alone in its block."""
+    conn.execute(
+        "INSERT INTO events (chain_id, registry, event_type, contract_address, block_number,"
+        " block_hash, block_time, transaction_hash, transaction_index, log_index, agent_id,"
+        " score) VALUES (84532, 'reputation', 'NewFeedback', '0xaa', %s, %s, now(), '0x1',"
+        " 0, 0, %s, %s)", [block, f"0x{block:x}", agent_id, score],
+    )  # fmt: skip
+
+
 def firing_rows(output: str) -> list[list[str]]:
     """The table's rows of firings, as cells."""
     return [
@@ -72,12 +70,7 @@ def test_backtest_shows_the_first_firings_and_sums_up_the_rest(migrated_url: str
         # Blocks 100-129: scores 20, 20.5, 21, ... all below 60; blocks 130-134: 90 (no firing).
         scores = [Decimal(20) + Decimal(n) / 2 for n in range(30)] + [Decimal(90)] * 5
         for offset, score in enumerate(scores):
-            conn.execute(
-                "INSERT INTO events (chain_id, registry, event_type, contract_address, block_number,"
-                " block_hash, block_time, transaction_hash, transaction_index, log_index, agent_id,"
-                " score) VALUES (84532, 'reputation', 'NewFeedback', '0xaa', %s, %s, now(), '0x1',"
-                " 0, 0, 42, %s)", [100 + offset, f"0x{offset}", score],
-            )  # fmt: skip
+            feedback(conn, 100 + offset, score)
 
     default = erc8004("triggers", "test", trigger_id, database_url=migrated_url)
     assert default.returncode == 0, default.stderr
@@ -103,12 +96,7 @@ def test_backtest_shows_the_first_states_and_counts_the_rest(migrated_url: str) 
     with psycopg.connect(migrated_url, autocommit=True) as conn:
         trigger_id = low_scores_trigger(conn, ("ema_threshold", "<", "70", '{"window_size": 10}'))
         for agent_id in range(25):  # a state per agent
-            conn.execute(
-                "INSERT INTO events (chain_id, registry, event_type, contract_address, block_number,"
-                " block_hash, block_time, transaction_hash, transaction_index, log_index, agent_id,"
-                " score) VALUES (84532, 'reputation', 'NewFeedback', '0xaa', %s, %s, now(), '0x1',"
-                " 0, 0, %s, 90)", [agent_id + 1, f"0x{agent_id}", agent_id],
-            )  # fmt: skip
+            feedback(conn, agent_id + 1, 90, agent_id=agent_id)
 
     result = erc8004("triggers", "test", trigger_id, database_url=migrated_url)
     assert result.returncode == 0, result.stderr
