@@ -128,6 +128,8 @@ class RpcClient:
         self._endpoints = [_Endpoint(url, _checked_label(url)) for url in self.urls]
         self.retry = retry or RetryPolicy()
         self._current = 0
+        # The endpoint that last answered for an old block's state (an archive node).
+        self._state_endpoint: int | None = None
         self._expected_chain_id: int | None = None
         self._ids = itertools.count(1)
         self._http = httpx.AsyncClient(
@@ -222,26 +224,41 @@ class RpcClient:
         """The contract code at `address` in `block` ("0x": none).
 
         Old blocks need an archive node: an endpoint without the block's state hands the
-        request to the next endpoint not asked yet; when none keeps it, StateUnavailableError.
+        request to the next endpoint not asked yet (waiting for it if it is cooling down after
+        a rate limit); when none keeps it, StateUnavailableError. The endpoint that kept it is
+        asked first next time, while every other request still goes where it went before.
         """
         params = [address, block if isinstance(block, str) else hex(block)]
+        preferred = self._current
+        if self._state_endpoint is not None:
+            self._current = self._state_endpoint
         asked: set[int] = set()
-        while True:
-            try:
-                code = await self.call("eth_getCode", params)
-            except StateUnavailableError:
-                answered = self._current
-                if answered in asked:  # the others are cooling down: no one new to ask
-                    raise
-                asked.add(answered)
-                others = [i for i in range(len(self._endpoints)) if i not in asked]
-                if not others:
-                    raise
-                self._current = others[0]
-                continue
-            if not isinstance(code, str) or not code.startswith("0x"):
-                raise RpcError("eth_getCode", -32603, f"expected hex code, got {str(code)[:40]!r}")
-            return code
+        try:
+            for _ in range(self.retry.max_attempts * len(self._endpoints)):
+                try:
+                    code = await self.call("eth_getCode", params)
+                except StateUnavailableError:
+                    asked.add(self._current)  # the endpoint that answered so
+                    unasked = [i for i in range(len(self._endpoints)) if i not in asked]
+                    if not unasked:
+                        raise
+                    self._current = min(unasked, key=lambda i: self._endpoints[i].not_before)
+                    wait = self._endpoints[self._current].not_before - time.monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    continue
+                if not isinstance(code, str) or not code.startswith("0x"):
+                    raise RpcError(
+                        "eth_getCode", -32603, f"expected hex code, got {str(code)[:40]!r}"
+                    )
+                self._state_endpoint = self._current
+                return code
+            raise RpcUnavailableError(
+                f"eth_getCode at block {params[1]}: the endpoints that may keep old state did"
+                " not answer"
+            )
+        finally:
+            self._current = preferred
 
     async def get_block_headers(self, numbers: Sequence[int]) -> list[dict[str, Any]]:
         """Blocks without transactions, batched; raises when a block does not exist (yet)."""

@@ -298,6 +298,37 @@ async def test_old_state_is_asked_of_each_endpoint_until_one_keeps_it() -> None:
         assert (pruned.calls["eth_getCode"], archive.calls["eth_getCode"]) == (2, 4)
 
 
+async def test_an_archive_endpoint_rate_limited_for_a_moment_is_waited_for_not_given_up() -> None:
+    async with (
+        FlakyRpcServer(static_handler(code_at(5))) as archive,
+        FlakyRpcServer(static_handler(code_at(5))) as pruned,
+    ):
+        pruned.fail_always(STATE_UNAVAILABLE[0], method="eth_getCode")
+        archive.fail_next(1, RpcFault(), method="eth_getCode")  # one 429, then answers
+        async with RpcClient([archive.url, pruned.url], retry=FAST) as client:
+            assert await client.get_code(ADDRESS, 4) == "0x"
+            assert await client.get_code(ADDRESS, 5) == "0x6080"
+            # The search leaves the client where it was: other requests go to the first
+            # endpoint, the historic state to the one that keeps it.
+            assert client.current_url == archive.url
+        assert archive.calls["eth_getCode"] == 3
+        assert pruned.calls["eth_getCode"] == 1
+
+
+async def test_the_search_sticks_to_the_archive_but_other_requests_to_the_preferred() -> None:
+    async with (
+        FlakyRpcServer(static_handler(code_at(5))) as pruned,
+        FlakyRpcServer(static_handler(code_at(5))) as archive,
+    ):
+        pruned.fail_always(STATE_UNAVAILABLE[0], method="eth_getCode")
+        async with RpcClient([pruned.url, archive.url], retry=FAST) as client:
+            for block in (4, 5, 6):
+                await client.get_code(ADDRESS, block)
+            assert await client.block_number() == 16
+        assert (pruned.calls["eth_getCode"], archive.calls["eth_getCode"]) == (1, 3)
+        assert pruned.calls["eth_blockNumber"] == 1  # the user's first endpoint, as before
+
+
 async def test_a_rate_limited_get_code_is_retried() -> None:
     async with FlakyRpcServer(static_handler(code_at(5))) as limited:
         limited.fail_next(2, RpcFault(), method="eth_getCode")
