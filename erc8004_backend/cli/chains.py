@@ -15,7 +15,10 @@ HIDDEN = "***"
 # a digit in it (Infura's and Chainstack's hex, Alchemy's base64url, QuickNode's and Ankr's
 # hex, UUIDs), or any very long one. Names like "ethereum-sepolia" or SKALE's
 # "jubilant-horrible-ancha" have no digit and stay readable.
-_KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_-]{16,}")
+# Shown as they are: words (letters and hyphens), versions (v1, v2) and short numbers.
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z-]{0,39}|v[0-9]{1,2}|[0-9]{1,6}")
+# A host label of twelve or more letters and digits, digits among them: a key as subdomain.
+_KEY_LABEL = re.compile(r"(?=[A-Za-z0-9-]*[0-9])[A-Za-z0-9-]{12,}")
 _COLUMNS = ("NAME", "CHAIN ID", "ENABLED", "START BLOCK", "RPC URLS")
 
 
@@ -46,17 +49,23 @@ def _row(chain: ChainConfig) -> tuple[str, ...]:
 
 def hide_keys(url: str) -> str:
     """The URL with what may be a credential replaced by ***: the password of its user
-    information (and a user name that is the key itself), every query value, the fragment,
-    and path segments that look like API keys (`/v2/<key>`, `/v3/<key>`, `/<token>/`)."""
+    information (and a user name that may be the key itself), host labels that look like
+    keys, every query value, the fragment, and every path segment but plain words, versions
+    and short numbers (`/v2/<key>`, `/<token>/`, `/key=...` are hidden; `/ext/bc/C/rpc` is not).
+    Hiding too much costs a less telling listing; too little, a leaked key."""
     parts = urlsplit(url)
     userinfo, _, hostport = parts.netloc.rpartition("@")
+    if "]" not in hostport:  # an IPv6 address is shown as it is
+        host, colon, port = hostport.partition(":")
+        labels = (HIDDEN if _KEY_LABEL.fullmatch(label) else label for label in host.split("."))
+        hostport = ".".join(labels) + colon + port
     if userinfo:
         user, has_password, _ = userinfo.partition(":")
-        if not has_password or _looks_like_key(user):
+        if not has_password or not _PLAIN.fullmatch(user):
             hostport = f"{HIDDEN}@{hostport}"
         else:
             hostport = f"{user}:{HIDDEN}@{hostport}"
-    path = "/".join(HIDDEN if _looks_like_key(s) else s for s in parts.path.split("/"))
+    path = "/".join(s if not s or _PLAIN.fullmatch(s) else HIDDEN for s in parts.path.split("/"))
     shown = f"{parts.scheme}://{hostport}{path}"
     if parts.query:
         hidden = (f"{p.partition('=')[0]}={HIDDEN}" if "=" in p else HIDDEN
@@ -65,9 +74,3 @@ def hide_keys(url: str) -> str:
     if parts.fragment:
         shown += "#" + HIDDEN
     return shown
-
-
-def _looks_like_key(segment: str) -> bool:
-    if not _KEY_CHARACTERS.fullmatch(segment):
-        return False
-    return len(segment) >= 32 or any(character.isdigit() for character in segment)

@@ -89,6 +89,14 @@ ALCHEMY_KEY = "Ktq1kR7mFZ2X-aQ_3mxfXlJEmZLL4Aa9"
          "https://base-sepolia-testnet.skalenodes.com/v1/jubilant-horrible-ancha"),
         ("https://api.avax.network/ext/bc/C/rpc", "https://api.avax.network/ext/bc/C/rpc"),
         ("http://[::1]:8545/#" + INFURA_KEY, "http://[::1]:8545/#***"),
+        # Shapes that are no plain words: hidden whatever they look like.
+        ("https://node.example/v2/YOUR_KEY", "https://node.example/v2/***"),
+        ("https://node.example/abc;apikey=0123456789abcdef", "https://node.example/***"),
+        ("https://node.example/key=abcdef0123456789abcd", "https://node.example/***"),
+        ("https://node.example/sk_live.AbC9xYz123", "https://node.example/***"),
+        ("https://abc123def456ghi789.rpc.example.io/", "https://***.rpc.example.io/"),
+        ("https://base-mainnet.public.blastapi.io", "https://base-mainnet.public.blastapi.io"),
+        ("https://rpc.example/8453", "https://rpc.example/8453"),
     ],
 )  # fmt: skip
 def test_keys_in_rpc_urls_are_hidden(url: str, shown: str) -> None:
