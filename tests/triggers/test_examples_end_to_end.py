@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -25,8 +26,8 @@ V1 = "0x1111111111111111111111111111111111111111"
 
 def example_triggers() -> list[dict[str, Any]]:
     """The request bodies of the examples, as the API's schema shows them; docs/triggers.md
-    must show exactly these."""
-    bodies = [example["value"] for example in TRIGGER_EXAMPLES.values()]
+    must show exactly these. A copy: callers adapt them."""
+    bodies = [copy.deepcopy(example["value"]) for example in TRIGGER_EXAMPLES.values()]
     text = EXAMPLES_DOCUMENT.read_text(encoding="utf-8")
     blocks = [block.split("```", 1)[0] for block in text.split("```json")[1:]]
     assert [json.loads(block) for block in blocks] == bodies, "docs/triggers.md differs"
