@@ -10,7 +10,10 @@ Each registry's block comes from, in this order: the blocks known in advance (`d
 by chain and address), or a search, whose result is remembered at once. A registry without
 code at the head (not deployed on this chain, as the mainnets' validation registry for now)
 is left out: should it be deployed later, its events come after the others' start. When
-none has code, the chain or its addresses are wrong: an error names them.
+none has code, the chain or its addresses are wrong: an error names them. Once some blocks
+are known, only a deployment before them can move the start: a registry without code at the
+block before them is settled by that one question (not remembered: its exact block does not
+matter), and one with code there is searched among the blocks before.
 
 Only archive nodes keep the state of old blocks. An endpoint without it hands the question
 to the others (`RpcClient.get_code`); when none keeps it, the search stops with an error
@@ -118,7 +121,23 @@ async def find_start_block(
                 raise _no_archive(chain, name, address, block, error, deployments) from error
             return code not in ("0x", "0x0")
 
-        block = await first_block_with_code(has_code, head)
+        # With the others' blocks known, only a deployment before them can change the start:
+        # one question settles most cases (the mainnets' validation registry, deployed after
+        # the others, needs no archive node), and a search covers only the blocks before.
+        bound = min(deployments.values(), default=head + 1) - 1
+        if bound < head:
+            if not await has_code(head):
+                not_deployed.append(name)
+                continue
+            try:
+                earlier = bound >= 0 and await has_code(bound)
+            except StartBlockError as error:
+                log.warning("indexer.start_block_assumed", chain=chain.name, registry=name,
+                            address=address, start_block=bound + 1, reason=str(error))  # fmt: skip
+                continue
+            if not earlier:
+                continue  # deployed at or after the others' start: it does not move it
+        block = await first_block_with_code(has_code, min(bound, head))
         if block is None:
             not_deployed.append(name)
             continue

@@ -158,12 +158,11 @@ async def test_auto_starts_at_the_first_deployment_searched_once_then_remembered
             # The backfill started at the first registry's deployment, not at block 0.
             assert rpc.log_ranges[0][0] == first
             assert indexer.start_block == first
-            # Each of the three was searched: the head, then a halving per call.
+            # The first registry was searched (the head, then a halving per call); for each of
+            # the others, deployed no earlier, one question at the block before settled it.
             head = await devnet.rpc.block_number()
-            assert 3 < proxy.calls["eth_getCode"] <= 3 * most_calls(head)
-            assert await remembered(migrated_url) == {
-                (chain.chain_id, address): block for address, block in deployments.items()
-            }
+            assert 4 < proxy.calls["eth_getCode"] <= most_calls(head) + 2 * 2
+            assert await remembered(migrated_url) == {(chain.chain_id, chain.identity): first}
             async with await psycopg.AsyncConnection.connect(migrated_url) as conn:
                 # Every event from block 0 on: nothing before the start block was missed.
                 assert await assert_table_equals_chain(conn, devnet.rpc, chain) >= 40
@@ -176,17 +175,54 @@ async def test_auto_starts_at_the_first_deployment_searched_once_then_remembered
             assert indexer.start_block == first  # for the progress display
             assert rpc.log_ranges[0][0] > first
 
-            # Indexed afresh (the operator deleted the chain's rows), the remembered blocks
-            # serve without a call.
+            # Indexed afresh (the operator deleted the chain's rows), the remembered block
+            # serves without a search: two questions for each of the others.
             async with await psycopg.AsyncConnection.connect(migrated_url) as conn:
                 await conn.execute("DELETE FROM events")
                 await conn.execute("DELETE FROM checkpoints")
             proxy.reset_counts()
             indexer, rpc = await index(migrated_url, chain)
-            assert proxy.calls["eth_getCode"] == 0
+            assert proxy.calls["eth_getCode"] == 2 * 2
             assert rpc.log_ranges[0][0] == first
             async with await psycopg.AsyncConnection.connect(migrated_url) as conn:
                 assert await assert_table_equals_chain(conn, devnet.rpc, chain) >= 50
+
+
+@pytest.mark.devnet
+@pytest.mark.parametrize("others_later_by", [0, 5], ids=["deployed-after", "deployed-before"])
+async def test_with_the_others_blocks_known_only_an_earlier_deployment_is_searched(
+    migrated_url: str, others_later_by: int
+) -> None:
+    """The identity and reputation blocks are known (remembered here; built in for the
+    mainnets); the validation registry's is not. One question at the block before the
+    others' settles it when it came after them; otherwise the search covers only the blocks
+    before them."""
+    async with start_devnet(empty_blocks=200) as devnet:
+        deployments = await deployment_blocks(devnet)
+        chain = devnet.registries.chain_config([devnet.url], **AUTO)
+        others = {chain.identity, chain.reputation}
+        bound = max(deployments[address] for address in others) + others_later_by
+        async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+            for address in others:
+                await conn.execute(
+                    "INSERT INTO registry_deployments (chain_id, address, block_number)"
+                    " VALUES (%s, %s, %s)", [chain.chain_id, address, bound],
+                )  # fmt: skip
+        async with FlakyRpcServer(upstream=devnet.url) as proxy:
+            proxied = chain.model_copy(update={"rpc_urls": [proxy.url]})
+            indexer, _ = await index(migrated_url, proxied)
+        validation = deployments[chain.validation]
+        if others_later_by == 0:  # deployed in the same block as the others, or after
+            assert validation >= bound
+            assert indexer.start_block == bound
+            assert proxy.calls["eth_getCode"] == 2  # at the head, and at the block before
+            assert (chain.chain_id, chain.validation) not in await remembered(migrated_url)
+        else:
+            assert indexer.start_block == validation < bound
+            assert 2 < proxy.calls["eth_getCode"] <= 2 + most_calls(bound - 1)
+            assert (await remembered(migrated_url))[(chain.chain_id, chain.validation)] == (
+                validation
+            )
 
 
 @pytest.mark.devnet
@@ -374,6 +410,7 @@ async def test_a_restarted_devnet_forgets_its_start_block_and_searches_again(
             await indexer.rpc.aclose()
             assert indexer.start_block == min(deployments.values())
             assert await assert_table_equals_chain(conn, second.rpc, chain) >= 30
-        assert await remembered(migrated_url) == {
-            (chain.chain_id, address): block for address, block in deployments.items()
-        }
+        # The first registry's block, searched; the others came no earlier (one call each
+        # told), so the start is settled without their exact blocks.
+        first = min(deployments.values())
+        assert await remembered(migrated_url) == {(chain.chain_id, chain.identity): first}
