@@ -412,5 +412,5 @@ async def test_a_restarted_devnet_forgets_its_start_block_and_searches_again(
             assert await assert_table_equals_chain(conn, second.rpc, chain) >= 30
         # The first registry's block, searched; the others came no earlier (one call each
         # told), so the start is settled without their exact blocks.
-        first = min(deployments.values())
-        assert await remembered(migrated_url) == {(chain.chain_id, chain.identity): first}
+        earliest = min(deployments.values())
+        assert await remembered(migrated_url) == {(chain.chain_id, chain.identity): earliest}
