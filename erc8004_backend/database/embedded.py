@@ -272,15 +272,29 @@ def _live_users(pgdata: Path) -> list[int]:
     return sorted(pids)
 
 
+def _listed_and_alive(handle_file: Path) -> set[int]:
+    """The pids the wheel's file lists that still run: users that keep no record of ours (an
+    earlier version's processes, during an upgrade). Empty when the file is damaged."""
+    try:
+        listed = json.loads(handle_file.read_text())
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(listed, list):
+        return set()
+    return {pid for pid in listed if isinstance(pid, int) and psutil.pid_exists(pid)}
+
+
 def _rewrite_handle_file(pgdata: Path) -> None:
-    """The wheel's handle file, made to list exactly the live users (in one rename, so that
-    an interruption leaves the old file or the new one, never a broken one)."""
+    """The wheel's handle file, made to list exactly the live users: ours, and those it listed
+    that still run (in one rename, so that an interruption leaves the old file or the new one,
+    never a broken one)."""
     if not (pgdata / "PG_VERSION").exists():
         return  # not initialised yet: initdb wants an empty directory; the wheel adds it later
     handle_file = pgdata / HANDLE_FILE
     new = pgdata / f"{HANDLE_FILE}.{os.getpid()}"
+    users = set(_live_users(pgdata)) | _listed_and_alive(handle_file)
     try:
-        new.write_text(json.dumps(_live_users(pgdata)))
+        new.write_text(json.dumps(sorted(users)))
         new.replace(handle_file)
     except OSError as error:
         new.unlink(missing_ok=True)

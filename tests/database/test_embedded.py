@@ -407,3 +407,23 @@ def test_ctrl_c_during_start_up_leaves_nothing_broken(
     assert again.returncode == 0, again.stderr
     assert "Traceback" not in again.stderr
     assert postmasters(pgdata_of(data_dir)) == []
+
+
+def test_a_user_the_handle_file_names_without_a_record_of_ours_keeps_the_server(
+    data_dir: Path,
+) -> None:
+    """A process of an earlier version (which keeps no record of its own) is listed only in the
+    wheel's file: a command of this version that exits must not stop the server under it."""
+    pgdata = pgdata_of(data_dir)
+    with process("sleep", "60") as earlier_version:
+        with embedded_postgres(data_dir):
+            handle_file = pgdata / ".handle_pids.json"
+            pids = json.loads(handle_file.read_text())
+            handle_file.write_text(json.dumps([*pids, earlier_version.pid]))
+        assert postmasters(pgdata), "the server was stopped under a process still using it"
+        # That process gone, the next command to leave is the last user: it stops the server.
+        earlier_version.kill()
+        earlier_version.wait()
+        with embedded_postgres(data_dir):
+            pass
+        assert until(lambda: not postmasters(pgdata), what="the server stopped")
