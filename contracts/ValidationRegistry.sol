@@ -4,7 +4,9 @@ pragma solidity 0.8.30;
 /// @title ERC-8004 validation registry for the local devnet.
 /// @notice Emits the deployed v1 events byte for byte. A request is made by the agent's owner or
 /// an operator and identified by its hash; only the named validator responds (0-100), as often
-/// as it likes. The `*Batch` functions emit many events per transaction for benchmarks.
+/// as it likes. getSummary and getAgentValidations answer as the reference implementation
+/// (getValidatorRequests is left out: a second list per request would cost each request another
+/// storage slot). The `*Batch` functions emit many events per transaction for benchmarks.
 /// Rebuild the artifacts with `npm run build:contracts` after editing this file.
 interface IIdentityRegistry {
     function ownerOf(uint256 tokenId) external view returns (address);
@@ -13,11 +15,13 @@ interface IIdentityRegistry {
 }
 
 contract ValidationRegistry {
+    /// @dev The agent id shares the validator's slot: the identity registry numbers agents from
+    /// 0, so 80 bits hold any id that can exist, and a request writes one slot less.
     struct Status {
         address validatorAddress;
         uint8 response;
         bool hasResponse;
-        uint256 agentId;
+        uint80 agentId;
         bytes32 responseHash;
         string tag;
         uint256 lastUpdate;
@@ -53,6 +57,7 @@ contract ValidationRegistry {
 
     address private immutable _identityRegistry;
     mapping(bytes32 requestHash => Status) private _status;
+    mapping(uint256 agentId => bytes32[]) private _agentValidations;
 
     constructor(address identityRegistry_) {
         require(identityRegistry_ != address(0), "bad identity registry");
@@ -89,10 +94,12 @@ contract ValidationRegistry {
                 || identity.getApproved(agentId) == msg.sender,
             "not authorized"
         );
+        require(agentId <= type(uint80).max, "agentId > 80 bits");
         Status storage status = _status[requestHash];
         require(status.validatorAddress == address(0), "request exists");
         status.validatorAddress = validatorAddress;
-        status.agentId = agentId;
+        status.agentId = uint80(agentId);
+        _agentValidations[agentId].push(requestHash);
     }
 
     // -- responses ---------------------------------------------------------------------------
@@ -159,6 +166,49 @@ contract ValidationRegistry {
             status.tag,
             status.lastUpdate
         );
+    }
+
+    /// @notice Count and average (rounded down) of the latest responses to the agent's requests,
+    /// of those from the listed validators (none: any) whose latest response's tag is the given
+    /// one (empty: any); requests without a response do not count.
+    function getSummary(uint256 agentId, address[] calldata validatorAddresses, string calldata tag)
+        external
+        view
+        returns (uint64 count, uint8 avgResponse)
+    {
+        bytes32 tagHash = bytes(tag).length == 0 ? bytes32(0) : keccak256(bytes(tag));
+        bytes32[] storage requestHashes = _agentValidations[agentId];
+        uint256 total;
+        for (uint256 i; i < requestHashes.length; ++i) {
+            Status storage status = _status[requestHashes[i]];
+            if (!status.hasResponse || !_listed(status.validatorAddress, validatorAddresses)) {
+                continue;
+            }
+            if (tagHash != bytes32(0) && keccak256(bytes(status.tag)) != tagHash) {
+                continue;
+            }
+            total += status.response;
+            ++count;
+        }
+        avgResponse = count > 0 ? uint8(total / count) : 0;
+    }
+
+    /// @notice The hashes of the agent's validation requests, oldest first.
+    function getAgentValidations(uint256 agentId) external view returns (bytes32[] memory) {
+        return _agentValidations[agentId];
+    }
+
+    /// @dev Whether `validator` is in the list; an empty list admits any.
+    function _listed(address validator, address[] calldata validators) private pure returns (bool) {
+        if (validators.length == 0) {
+            return true;
+        }
+        for (uint256 i; i < validators.length; ++i) {
+            if (validators[i] == validator) {
+                return true;
+            }
+        }
+        return false;
     }
 
     function getIdentityRegistry() external view returns (address) {

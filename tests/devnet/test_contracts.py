@@ -104,3 +104,65 @@ def test_revert_reasons() -> None:
     assert decode_revert("0x4e487b71" + abi_encode(["uint256"], [0x11]).hex()) == "panic 0x11"
     assert decode_revert("0x") is None
     assert decode_revert(None) is None
+
+
+# The read functions of the deployed registries (ERC-8004 v1, the reference implementation's
+# ABI): signature -> outputs (name, type). An eth_call encoded with the deployed ABI reads our
+# devnet contracts alike. The validation registry's getValidatorRequests is left out (see
+# contracts/ValidationRegistry.sol), as are the proxies' upgrade and ownership functions.
+DEPLOYED_READS = {
+    REPUTATION: {
+        "getClients(uint256)": (("", "address[]"),),
+        "getIdentityRegistry()": (("", "address"),),
+        "getLastIndex(uint256,address)": (("", "uint64"),),
+        "getResponseCount(uint256,address,uint64,address[])": (("count", "uint64"),),
+        "getSummary(uint256,address[],string,string)": (
+            ("count", "uint64"),
+            ("summaryValue", "int128"),
+            ("summaryValueDecimals", "uint8"),
+        ),
+        "readAllFeedback(uint256,address[],string,string,bool)": (
+            ("clients", "address[]"),
+            ("feedbackIndexes", "uint64[]"),
+            ("values", "int128[]"),
+            ("valueDecimals", "uint8[]"),
+            ("tag1s", "string[]"),
+            ("tag2s", "string[]"),
+            ("revokedStatuses", "bool[]"),
+        ),
+        "readFeedback(uint256,address,uint64)": (
+            ("value", "int128"),
+            ("valueDecimals", "uint8"),
+            ("tag1", "string"),
+            ("tag2", "string"),
+            ("isRevoked", "bool"),
+        ),
+    },
+    VALIDATION: {
+        "getAgentValidations(uint256)": (("", "bytes32[]"),),
+        "getIdentityRegistry()": (("", "address"),),
+        "getSummary(uint256,address[],string)": (("count", "uint64"), ("avgResponse", "uint8")),
+        "getValidationStatus(bytes32)": (
+            ("validatorAddress", "address"),
+            ("agentId", "uint256"),
+            ("response", "uint8"),
+            ("responseHash", "bytes32"),
+            ("tag", "string"),
+            ("lastUpdate", "uint256"),
+        ),
+    },
+}
+
+
+@pytest.mark.parametrize("name", [REPUTATION, VALIDATION])
+def test_read_functions_have_the_deployed_abi(name: str) -> None:
+    entries = {
+        f"{e['name']}({','.join(p['type'] for p in e['inputs'])})": e
+        for e in load_artifact(name).abi
+        if e["type"] == "function"
+    }
+    for signature, outputs in DEPLOYED_READS[name].items():
+        entry = entries.get(signature)
+        assert entry is not None, f"{name} lacks {signature}"
+        assert entry["stateMutability"] == "view", signature
+        assert tuple((o["name"], o["type"]) for o in entry["outputs"]) == outputs, signature
