@@ -16,7 +16,8 @@ from typing import Any
 
 from erc8004_backend.chain.config import DEVNET_CHAIN_ID, ChainConfig
 from erc8004_backend.chain.rpc import RpcClient
-from erc8004_backend.devnet.activity import ActivityError, ActivityGenerator, ActivityReport
+from erc8004_backend.devnet.activity.generator import ActivityGenerator
+from erc8004_backend.devnet.activity.transactions import ActivityError, ActivityReport
 from erc8004_backend.devnet.anvil import (
     DEFAULT_GAS_LIMIT,
     AnvilNode,
