@@ -22,6 +22,7 @@ from erc8004_backend.devnet import (
     TransactionFailedError,
     TxRequest,
     deploy_registries,
+    start_devnet,
 )
 from erc8004_backend.devnet.activity.content import INT128_MAX, INT128_MIN
 from erc8004_backend.devnet.contracts import (
@@ -29,9 +30,10 @@ from erc8004_backend.devnet.contracts import (
     LEGACY_NEW_FEEDBACK,
     REPUTATION,
     event_names,
+    function_selector,
     load_artifact,
 )
-from tests.support.devnet import count_by_name, decode, registry_logs
+from tests.support.devnet import count_by_name, decode, registry_logs, require_anvil
 
 ZERO = "0x" + "00" * 20
 EVERY_EVENT = {
@@ -448,3 +450,121 @@ async def test_random_activity_leaves_hands_off_agents_alone(devnet: Devnet) -> 
             touched[name] += 1
     assert not touched, touched
     await devnet.activity.give_feedback(kept, 80)  # a script still can
+
+
+# -- the random activity's realism, for property tests -------------------------------------------
+
+WALLET_KEY = "0x" + keccak(b"agentWallet").hex()
+SAFE_TRANSFER_WITH_DATA = (
+    "0x" + function_selector("safeTransferFrom(address,address,uint256,bytes)").hex()
+)
+
+
+async def transactions_of(net: Devnet, logs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The transactions of these logs, by hash."""
+    hashes = sorted({entry["transactionHash"] for entry in logs})
+    found = await net.rpc.batch([("eth_getTransactionByHash", [h]) for h in hashes])
+    return dict(zip(hashes, found, strict=True))
+
+
+async def call_identity(net: Devnet, function: str, *args: Any) -> Any:
+    """A view function of the identity registry, on the latest block (addresses lowercase)."""
+    identity = load_artifact(IDENTITY)
+    call = {"to": net.registries.identity, "data": identity.encode_call(function, *args)}
+    (value,) = identity.function(function).decode_output(
+        await net.rpc.call("eth_call", [call, "latest"])
+    )
+    return value.lower() if isinstance(value, str) else value
+
+
+async def test_random_activity_unsets_wallets_and_transfers_every_way(devnet: Devnet) -> None:
+    weights = {"register": 4, "transfer": 6, "unset_wallet": 3, "approve_operator": 2,
+               "feedback": 2}  # fmt: skip
+    activity = ActivityGenerator(devnet.rpc, devnet.registries, seed=11, weights=weights)
+    report = await activity.run(events=400)
+    assert report.events == 400
+    logs = await registry_logs(devnet)
+    by_transaction: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for entry in logs:
+        by_transaction.setdefault(entry["transactionHash"], []).append(decode(entry))
+    # unsetAgentWallet: a transaction with only MetadataSet(agentWallet, "").
+    unsets = [events for events in by_transaction.values()
+              if [name for name, _ in events] == ["MetadataSet"]
+              and events[0][1]["indexedMetadataKey"] == WALLET_KEY]  # fmt: skip
+    assert len(unsets) >= 5
+    assert all(events[0][1]["metadataValue"] == b"" for events in unsets)
+    transfers = [(e, values) for e in logs for name, values in [decode(e)]
+                 if name == "Transfer" and values["from"] != ZERO]  # fmt: skip
+    # To oneself: Transfer without the wallet's clearing; to another: the wallet cleared.
+    to_self = [values for _, values in transfers if values["from"] == values["to"]]
+    assert to_self
+    for entry, values in transfers:
+        names = [name for name, _ in by_transaction[entry["transactionHash"]]]
+        assert names == (["Transfer"] if values["from"] == values["to"]
+                         else ["Transfer", "MetadataSet"])  # fmt: skip
+    sent = await transactions_of(devnet, [entry for entry, _ in transfers])
+    senders = {entry["transactionHash"]: sent[entry["transactionHash"]]["from"].lower()
+               for entry, _ in transfers}  # fmt: skip
+    assert any(senders[e["transactionHash"]] != values["from"] for e, values in transfers), (
+        "no transfer sent by an operator"
+    )
+    inputs = {tx["input"][:10] for tx in sent.values()}
+    assert SAFE_TRANSFER_WITH_DATA in inputs
+    # The generator's model of owners and wallets is the chain's.
+    for agent_id in activity.agent_ids:
+        assert activity.owner_of(agent_id) == await call_identity(devnet, "ownerOf", agent_id)
+        wallet = await call_identity(devnet, "getAgentWallet", agent_id)
+        assert activity.wallet_of(agent_id) == (None if wallet == ZERO else wallet)
+
+
+async def test_many_clients_give_and_revoke_feedback(devnet: Devnet) -> None:
+    activity = ActivityGenerator(devnet.rpc, devnet.registries, seed=5, clients=40,
+                                 weights={"register": 2, "feedback": 10, "revoke": 3,
+                                          "respond": 2})  # fmt: skip
+    await activity.run(events=400)
+    events = [decode(entry) for entry in await registry_logs(devnet)]
+    accounts = set(activity.accounts)
+    givers = {values["clientAddress"] for name, values in events if name == "NewFeedback"}
+    assert len(givers - accounts) >= 30  # beyond the node's 10 accounts
+    assert givers - accounts <= set(activity.clients)
+    revokers = {values["clientAddress"] for name, values in events if name == "FeedbackRevoked"}
+    assert revokers - accounts, "no client beyond the node's accounts revoked its feedback"
+    assert {activity.owner_of(agent_id) for agent_id in activity.agent_ids} <= accounts
+
+
+async def test_feedback_values_mix_every_decimals_and_extremes(devnet: Devnet) -> None:
+    activity = ActivityGenerator(devnet.rpc, devnet.registries, seed=2,
+                                 weights={"register": 1, "feedback": 20})  # fmt: skip
+    await activity.run(events=500)
+    feedback = [v for name, v in map(decode, await registry_logs(devnet)) if name == "NewFeedback"]
+    decimals = {v["valueDecimals"] for v in feedback}
+    assert {0, 18} <= decimals
+    assert len(decimals) >= 10
+    assert any(v["value"] < 0 for v in feedback)
+    assert {INT128_MIN, INT128_MAX} & {v["value"] for v in feedback}
+    assert any(v["tag1"] == "" for v in feedback)
+    assert any(not v["tag1"].isascii() for v in feedback)
+
+
+async def test_the_same_seed_reproduces_a_run_with_many_clients() -> None:
+    require_anvil()
+    runs, accounts = [], set()
+    for _ in range(2):
+        async with start_devnet(seed=9, clients=20) as net:
+            await net.activity.run(events=300)
+            await net.activity.emit_batch(300)
+            runs.append(await registry_logs(net))
+            accounts = set(net.activity.accounts)
+    first, second = ([(e["topics"], e["data"]) for e in logs] for logs in runs)
+    assert first == second
+    values = [decode(entry)[1] for entry in runs[0]]
+    assert {v["clientAddress"] for v in values if "clientAddress" in v} - accounts
+    wallets = [v["metadataValue"] for v in values if v.get("metadataKey") == "agentWallet"]
+    assert b"" in wallets  # cleared by transfers and unsetAgentWallet
+
+
+async def test_weights_name_known_kinds(devnet: Devnet) -> None:
+    with pytest.raises(ActivityError, match="unknown kinds of action: 'mint'"):
+        ActivityGenerator(devnet.rpc, devnet.registries, weights={"mint": 1})
+    with pytest.raises(ActivityError, match="at least one kind"):
+        ActivityGenerator(devnet.rpc, devnet.registries, weights={"feedback": 0})

@@ -2,8 +2,8 @@
 and tags, file URIs, validation requests and responses, drawn from one seeded random stream.
 
 The values are realistic rather than uniform: mostly 0-100 scores and common tags, with the
-edge cases an indexer must survive mixed in (negative and int128-extreme values, up to 18
-decimals, empty, long and unicode strings, binary metadata).
+edge cases an indexer must survive mixed in (negative and int128-extreme values, every number
+of decimals from 0 to 18, empty, long and unicode strings, binary metadata).
 """
 
 from __future__ import annotations
@@ -197,8 +197,9 @@ class Content:
         rng = self.rng
         roll = rng.random()
         tag2 = self.text(TAGS2)
-        if roll < 0.45:
-            tag1, value, decimals = "starred", round(rng.triangular(0, 100, 85)), 0
+        if roll < 0.45:  # a 0-100 score, now and then without a tag
+            tag1 = "starred" if rng.random() < 0.9 else ""
+            value, decimals = round(rng.triangular(0, 100, 85)), 0
         elif roll < 0.55:
             tag1, value, decimals = "uptime", rng.randint(9000, 10000), 2
             tag2 = rng.choice(["day", "week", "month"])
@@ -210,18 +211,20 @@ class Content:
         elif roll < 0.78:
             tag1, decimals = "tradingYield", rng.randint(1, 4)
             value = rng.randint(-50 * 10**decimals, 150 * 10**decimals)
-        elif roll < 0.83:
-            tag1, value, decimals = "revenues", rng.randint(0, 10**12), 2
+        elif roll < 0.83:  # in cents, in a 6-decimal stablecoin, or in wei
+            tag1, decimals = "revenues", rng.choice([2, 6, 18])
+            value = rng.randint(0, 10 ** (10 + decimals))
         elif roll < 0.88:
             tag1, value, decimals = "refund", rng.choice([-1, 0, 1, -100]), 0
         elif roll < 0.93:
             tag1, value, decimals = "reachable", rng.randint(0, 1), 0
-        elif roll < 0.97:
-            tag1, value, decimals = self.text(TAGS1), rng.randint(-100, 100), rng.randint(0, 4)
+        elif roll < 0.97:  # -100 to 100 with any number of decimals
+            tag1, decimals = self.text(TAGS1), rng.randint(0, 18)
+            value = rng.randint(-100 * 10**decimals, 100 * 10**decimals)
         else:
             tag1 = rng.choice(["", self.text(TAGS1), "x" * 40])
             value = rng.choice([INT128_MIN, INT128_MAX, 0, -1, 1, INT128_MIN + 1])
-            decimals = rng.choice([0, 4, 18])
+            decimals = rng.randint(0, 18)
         endpoint = (
             f"{self.endpoint_base}/{agent.slug}/mcp" if agent.slug and rng.random() < 0.7 else ""
         )

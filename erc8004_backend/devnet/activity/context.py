@@ -1,5 +1,6 @@
-"""What every kind of activity shares: the node's accounts, the one seeded random stream, the
-chain state, the content, the contracts and the round sender; set up once, on first use."""
+"""What every kind of activity shares: the node's accounts (and more clients), the one seeded
+random stream, the chain state, the content, the contracts and the round sender; set up once,
+on first use."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 
 from eth_hash.auto import keccak
 
-from erc8004_backend.chain.rpc import RpcClient
+from erc8004_backend.chain.rpc import RpcClient, RpcError
 from erc8004_backend.devnet.activity.content import Content
 from erc8004_backend.devnet.activity.state import ChainState, Feedback
 from erc8004_backend.devnet.activity.transactions import (
@@ -19,6 +20,13 @@ from erc8004_backend.devnet.activity.transactions import (
     RoundSender,
 )
 from erc8004_backend.devnet.deploy import DeployedRegistries, Transactor
+
+CLIENT_BALANCE = 10**21  # wei: gas for a lifetime of feedback
+
+
+def client_addresses(count: int) -> list[str]:
+    """`count` addresses that only give feedback (the same on every devnet)."""
+    return ["0x" + keccak(f"devnet client {i}".encode())[12:].hex() for i in range(count)]
 
 
 class ActivityContext:
@@ -31,6 +39,7 @@ class ActivityContext:
         *,
         seed: int,
         accounts: Sequence[str] | None,
+        clients: int,
         endpoint_base: str,
         items_per_tx: int,
         events_per_block: int,
@@ -56,6 +65,9 @@ class ActivityContext:
         # URI, metadata or owner): a scripted scene's agent, whose story the script tells.
         self.hands_off: set[int] = set()
         self._accounts = [a.lower() for a in accounts] if accounts is not None else None
+        # Clients beyond the accounts, which the node lets send transactions (impersonated):
+        # many clients per agent, as on a real chain. They give and revoke feedback only.
+        self.clients = client_addresses(clients)
         self._ready = False
 
     @property
@@ -71,6 +83,7 @@ class ActivityContext:
             if not isinstance(accounts, list) or len(accounts) < 2:
                 raise ActivityError("the devnet needs at least two unlocked accounts")
             self._accounts = [str(a).lower() for a in accounts]
+        await self._impersonate_clients()
         latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
         self.sender.block_gas = int(latest["gasLimit"], 16) * 9 // 10
         self.max_tx_gas = min(self.sender.block_gas, 500_000_000)
@@ -79,6 +92,21 @@ class ActivityContext:
         # devnet: another generator's earlier requests make the difference.
         self.content.salt = keccak(f"{self.seed}:{len(self.state.request_list)}".encode())
         self._ready = True
+
+    async def _impersonate_clients(self) -> None:
+        if not self.clients:
+            return
+        calls: list[tuple[str, list[str]]] = []
+        for client in self.clients:
+            calls.append(("anvil_impersonateAccount", [client]))
+            calls.append(("anvil_setBalance", [client, hex(CLIENT_BALANCE)]))
+        try:
+            for start in range(0, len(calls), 100):
+                await self.rpc.batch(calls[start : start + 100])
+        except RpcError as error:
+            raise ActivityError(
+                f"clients beyond the node's accounts need anvil (to impersonate them): {error}"
+            ) from error
 
     async def ensure_ready(self) -> None:
         if not self._ready:
@@ -101,7 +129,7 @@ class ActivityContext:
     def client_for(self, agent_id: int) -> str:
         """A client other than the owner, as the specification wants."""
         owner = self.state.agents[agent_id].owner
-        return self.rng.choice([a for a in self.accounts if a != owner])
+        return self.rng.choice([a for a in self.accounts + self.clients if a != owner])
 
     def responder_for(self, feedback: Feedback) -> str:
         """Mostly the agent's owner (a refund, a reply); sometimes a third party (spam tags)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from erc8004_backend.chain.rpc import RpcClient
 from erc8004_backend.devnet.activity.bulk import BulkEmitter
@@ -26,10 +26,13 @@ class ActivityGenerator(ScriptedActions):
 
     Several of the node's unlocked accounts act as agent owners, operators, clients and
     validators: they register agents (on-chain `data:` registration files listing MCP and A2A
-    services, `https://` and `ipfs://` URIs), update URIs and metadata, transfer agents, give
-    feedback (negative, fixed-point, 0-100 scores, empty and unicode tags, extreme int128
-    values), revoke it, respond to it, and request and answer validations. Every receipt must
-    succeed: a reverted transaction raises `TransactionFailedError`.
+    services, `https://` and `ipfs://` URIs), update URIs and metadata, transfer agents and
+    clear their wallets, give feedback (negative, fixed-point with 0 to 18 decimals, 0-100
+    scores, empty and unicode tags, extreme int128 values), revoke it, respond to it, and
+    request and answer validations. `clients` more addresses (impersonated: anvil only) give
+    and revoke feedback too. `weights` sets the share of each kind of random action
+    (`planner.STEP_WEIGHTS`). Every receipt must succeed: a reverted transaction raises
+    `TransactionFailedError`.
     """
 
     def __init__(
@@ -39,6 +42,8 @@ class ActivityGenerator(ScriptedActions):
         *,
         seed: int = 0,
         accounts: Sequence[str] | None = None,
+        clients: int = 0,
+        weights: Mapping[str, int] | None = None,
         endpoint_base: str = "https://agents.devnet.example",
         max_round: int = 32,
         items_per_tx: int = 500,
@@ -47,12 +52,15 @@ class ActivityGenerator(ScriptedActions):
     ) -> None:
         if min(max_round, items_per_tx, events_per_block) < 1:
             raise ActivityError("max_round, items_per_tx and events_per_block must be at least 1")
+        if clients < 0:
+            raise ActivityError("clients must not be negative")
         super().__init__(
             ActivityContext(
                 rpc,
                 registries,
                 seed=seed,
                 accounts=accounts,
+                clients=clients,
                 endpoint_base=endpoint_base,
                 items_per_tx=items_per_tx,
                 events_per_block=events_per_block,
@@ -60,7 +68,7 @@ class ActivityGenerator(ScriptedActions):
             )
         )
         self.max_round = max_round
-        self._planner = RandomPlanner(self.context)
+        self._planner = RandomPlanner(self.context, weights)
         self._bulk = BulkEmitter(self.context)
 
     # -- what it acts on, and with -------------------------------------------------------------
@@ -118,12 +126,21 @@ class ActivityGenerator(ScriptedActions):
         return self.context.accounts
 
     @property
+    def clients(self) -> list[str]:
+        """The addresses beyond the accounts that give feedback."""
+        return list(self.context.clients)
+
+    @property
     def agent_ids(self) -> list[int]:
         """The agents known to exist (registered by anyone before setup, or by this)."""
         return list(self.context.state.agent_ids)
 
     def owner_of(self, agent_id: int) -> str:
         return self.context.state.agents[agent_id].owner
+
+    def wallet_of(self, agent_id: int) -> str | None:
+        """The agent's wallet (agentWallet), None when it is unset."""
+        return self.context.state.agents[agent_id].wallet
 
     async def setup(self) -> None:
         """Read the accounts, the gas limit and the registries' state (done on first use)."""

@@ -4,25 +4,37 @@ planned against the state confirmed by earlier rounds.
 Transactions of different accounts may be mined in any order, so a few locks (`RoundLocks`)
 keep one round's actions independent: an agent being transferred is used by no other action
 of the round, an owner whose operators act does not change its approvals in it, and so on.
+
+The kinds of action cover what an indexer must follow: registrations (with a URI, metadata, or
+none), URI and metadata updates, transfers (by the owner or an operator, safe or not, with
+data, to oneself), wallets cleared (by a transfer, or unsetAgentWallet), approvals, feedback,
+revocations, responses, validation requests and responses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from erc8004_backend.devnet.activity.content import METADATA_KEYS
 from erc8004_backend.devnet.activity.context import ActivityContext
 from erc8004_backend.devnet.activity.state import Agent
-from erc8004_backend.devnet.activity.transactions import Action, feedback_gas, gas_bound
+from erc8004_backend.devnet.activity.transactions import (
+    Action,
+    ActivityError,
+    feedback_gas,
+    gas_bound,
+)
 from erc8004_backend.devnet.contracts import IDENTITY, REPUTATION, VALIDATION
 
-# The share of each action in `step()` and `run()`, by weight.
+# The share of each action in `step()` and `run()`, by weight (the default of
+# `ActivityGenerator(weights=...)`).
 STEP_WEIGHTS: dict[str, int] = {
     "register": 10,
     "update_uri": 6,
     "set_metadata": 6,
     "transfer": 2,
+    "unset_wallet": 1,
     "approve_operator": 1,
     "approve_agent": 1,
     "feedback": 40,
@@ -44,6 +56,13 @@ class RoundLocks:
     revoking: set[tuple[int, str, int]] = field(default_factory=set)
 
 
+_TRANSFER_FUNCTIONS = [
+    "transferFrom",
+    "safeTransferFrom(address,address,uint256)",
+    "safeTransferFrom(address,address,uint256,bytes)",
+]
+
+
 # A planner of one kind of action: None when it cannot plan one now (no agent, a lock, or
 # fewer events left than the action emits).
 KindPlanner = Callable[[RoundLocks, int | None], Action | None]
@@ -52,7 +71,7 @@ KindPlanner = Callable[[RoundLocks, int | None], Action | None]
 class RandomPlanner:
     """Plans rounds of random single-transaction actions."""
 
-    def __init__(self, context: ActivityContext) -> None:
+    def __init__(self, context: ActivityContext, weights: Mapping[str, int] | None = None) -> None:
         self.context = context
         self.rng = context.rng
         self.state = context.state
@@ -63,6 +82,7 @@ class RandomPlanner:
             "update_uri": self.update_uri,
             "set_metadata": self.set_metadata,
             "transfer": self.transfer,
+            "unset_wallet": self.unset_wallet,
             "approve_operator": self.approve_operator,
             "approve_agent": self.approve_agent,
             "feedback": self.feedback,
@@ -71,6 +91,15 @@ class RandomPlanner:
             "request_validation": self.request_validation,
             "respond_validation": self.respond_validation,
         }
+        self.weights = dict(STEP_WEIGHTS if weights is None else weights)
+        unknown = sorted(set(self.weights) - set(self.kinds))
+        if unknown:
+            raise ActivityError(f"unknown kinds of action: {', '.join(map(repr, unknown))}"
+                                f" (known: {', '.join(self.kinds)})")  # fmt: skip
+        if min(self.weights.values(), default=0) < 0 or not any(self.weights.values()):
+            raise ActivityError(
+                "weights must not be negative, and at least one kind needs a positive weight"
+            )
 
     def plan_round(self, size: int, budget: int | None, only: str | None = None) -> list[Action]:
         """Up to `size` actions emitting at most `budget` events (None: no limit), of random
@@ -78,7 +107,7 @@ class RandomPlanner:
         over budget."""
         locks = RoundLocks()
         actions: list[Action] = []
-        kinds, weights = list(STEP_WEIGHTS), list(STEP_WEIGHTS.values())
+        kinds, weights = list(self.weights), list(self.weights.values())
         for _ in range(size):
             left = None if budget is None else budget - sum(a.events for a in actions)
             if left is not None and left <= 0:
@@ -190,24 +219,60 @@ class RandomPlanner:
             if not candidates:
                 return None
             agent = self.state.agents[self.rng.choice(candidates)]
-            users = locks.owner_users.get(agent.agent_id, set())
-            if agent.agent_id in locks.transferred or not users <= {agent.owner}:
+            if agent.agent_id in locks.transferred:
                 continue
-            recipient = self.rng.choice([a for a in self.context.accounts if a != agent.owner])
-            locks.transferred.add(agent.agent_id)
-            function = self.rng.choice(
-                ["transferFrom", "safeTransferFrom(address,address,uint256)"]
+            operators = sorted(self.state.operators.get(agent.owner, set()))
+            by_operator = (
+                bool(operators)
+                and agent.owner not in locks.approvals_changed
+                and self.rng.random() < 0.25
             )
+            # The owner's own earlier actions on the agent in this round are mined before its
+            # transfer (nonce order); an operator's transfer might be mined before them.
+            users = locks.owner_users.get(agent.agent_id, set())
+            if not users <= (set() if by_operator else {agent.owner}):
+                continue
+            sender = agent.owner
+            if by_operator:
+                sender = self.rng.choice(operators)
+                locks.operators_acting.add(agent.owner)
+            # To oneself now and then: a Transfer that keeps the agent wallet.
+            to_self = self.rng.random() < 0.1
+            recipient = (
+                agent.owner
+                if to_self
+                else self.rng.choice([a for a in self.context.accounts if a != agent.owner])
+            )
+            locks.transferred.add(agent.agent_id)
+            function = self.rng.choice(_TRANSFER_FUNCTIONS)
+            args: tuple[object, ...] = (agent.owner, recipient, agent.agent_id)
+            if function.endswith(",bytes)"):
+                args += (self.rng.randbytes(self.rng.randint(0, 64)),)
             return self.contracts.action(
                 IDENTITY,
-                agent.owner,
+                sender,
                 function,
-                (agent.owner, recipient, agent.agent_id),
+                args,
                 gas=200_000,
                 label=f"{function.split('(')[0]}({agent.agent_id})",
-                events=2,
+                events=1 if to_self else 2,
             )
         return None
+
+    def unset_wallet(self, locks: RoundLocks, left: int | None) -> Action | None:
+        picked = self._agent_for_owner_action(locks)
+        if picked is None:
+            return None
+        agent, actor = picked
+        return self.contracts.action(
+            IDENTITY,
+            actor,
+            "unsetAgentWallet",
+            (agent.agent_id,),
+            gas=100_000,
+            label=f"unsetAgentWallet({agent.agent_id})",
+            events=1,
+        )
 
     def approve_operator(self, locks: RoundLocks, left: int | None) -> Action | None:
         owner = self.rng.choice(self.context.accounts)

@@ -1,5 +1,5 @@
-"""What the activity generator knows of the registries: agents and their owners, operators,
-feedback and validation requests, kept up to date from confirmed logs.
+"""What the activity generator knows of the registries: agents and their owners, wallets and
+operators, feedback and validation requests, kept up to date from confirmed logs.
 
 Every action is planned against this model, so it must only ever hold what the chain
 confirmed: `ChainState.apply` is fed each log of each receipt, and `ChainState.load` rebuilds
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from eth_hash.auto import keccak
 
 from erc8004_backend.chain.rpc import RpcClient
 from erc8004_backend.devnet.contracts import dynamic_bytes, event_topic, topic_address, word
@@ -25,6 +27,9 @@ NEW_FEEDBACK = event_topic(
 )
 FEEDBACK_REVOKED = event_topic("FeedbackRevoked(uint256,address,uint64)")
 VALIDATION_REQUEST = event_topic("ValidationRequest(address,uint256,string,bytes32)")
+# MetadataSet's indexed key for the reserved agentWallet key: set to the owner on
+# registration, cleared by a transfer to another owner and by unsetAgentWallet.
+AGENT_WALLET_TOPIC = "0x" + keccak(b"agentWallet").hex()
 
 _LOG_RANGE = 50_000  # blocks per eth_getLogs call when loading
 
@@ -33,6 +38,7 @@ _LOG_RANGE = 50_000  # blocks per eth_getLogs call when loading
 class Agent:
     agent_id: int
     owner: str
+    wallet: str | None = None  # the agentWallet metadata: None when unset
     uri: str = ""
     slug: str | None = None  # the name its generated URIs and endpoints use
     # The longest URI it ever had or was planned to have: replacing a URI clears its slots,
@@ -125,6 +131,11 @@ class ChainState:
                 uri = dynamic_bytes(data, 0)
                 agent.uri = uri.decode("utf-8", "replace")
                 agent.longest_uri = max(agent.longest_uri, len(uri))
+        elif topic0 == METADATA_SET and topics[2] == AGENT_WALLET_TOPIC:
+            agent = self.agents.get(int(topics[1], 16))
+            if agent is not None:
+                wallet = dynamic_bytes(data, 1)
+                agent.wallet = "0x" + wallet.hex() if wallet else None
         elif topic0 == APPROVAL_FOR_ALL:
             owner, operator = topic_address(topics[1]), topic_address(topics[2])
             if word(data, 0):
