@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, TextIO
 
 import httpx
 import structlog
@@ -28,15 +28,14 @@ from erc8004_backend.chain.config import (
 from erc8004_backend.chain.rpc import RpcClient
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.config import get_settings
-from erc8004_backend.devnet import ActivityGenerator, DeployedRegistries, Devnet, start_devnet
-from erc8004_backend.devnet.activity import (
-    INT128_MAX,
-    INT128_MIN,
-    NEW_FEEDBACK,
-    REGISTERED,
+from erc8004_backend.devnet import (
+    ActivityGenerator,
     ActivityReport,
+    DeployedRegistries,
+    Devnet,
+    start_devnet,
 )
-from erc8004_backend.devnet.contracts import topic_address, word
+from erc8004_backend.devnet.activity.content import INT128_MAX, INT128_MIN
 from erc8004_backend.devnet.documents import registration_uri
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.retry import RetryPolicy
@@ -309,13 +308,10 @@ def register(
     async def act() -> None:
         async with running_devnet(config) as generator:
             await _impersonate(generator.rpc, sender)
-            agent_id = await generator.register_agent(agent_uri, owner=sender)
-            block = generator.total.last_block
-            assert block is not None
-            (entry,) = await _logs(generator, generator.registries.identity, block, REGISTERED,
-                                   agent_id=agent_id)  # fmt: skip
-        print(f"registered agent {agent_id} (owner {sender}) in block {block},"
-              f" transaction {entry['transactionHash']}", flush=True)  # fmt: skip
+            agent = await generator.register_agent(agent_uri, owner=sender)
+        print(f"registered agent {agent.agent_id} (owner {agent.owner}) in block"
+              f" {agent.block_number}, transaction {agent.transaction_hash}",
+              flush=True)  # fmt: skip
 
     asyncio.run(act())
 
@@ -376,18 +372,13 @@ def feedback(
                 else SCRIPTED_OWNER
             )  # fmt: skip
             await _impersonate(generator.rpc, giver)
-            report = await generator.give_feedback(
+            given = await generator.give_feedback(
                 agent_id, value, decimals=decimals, tag1=tag1, tag2=tag2, endpoint=endpoint,
                 file_uri=feedback_uri, client=giver,
             )  # fmt: skip
-            block = report.last_block
-            assert block is not None
-            entries = await _logs(generator, generator.registries.reputation, block, NEW_FEEDBACK,
-                                  agent_id=agent_id, client=giver)  # fmt: skip
-            entry = entries[-1]
-            index = word(bytes.fromhex(entry["data"][2:]), 0)
-        print(f"feedback {score} from {giver} to agent {agent_id} (feedback index {index})"
-              f" in block {block}, transaction {entry['transactionHash']}", flush=True)  # fmt: skip
+        print(f"feedback {score} from {given.client} to agent {agent_id} (feedback index"
+              f" {given.feedback_index}) in block {given.block_number}, transaction"
+              f" {given.transaction_hash}", flush=True)  # fmt: skip
 
     asyncio.run(act())
 
@@ -468,26 +459,6 @@ async def _impersonate(rpc: RpcClient, address: str) -> None:
     """Let `address` send transactions on anvil, with ether for gas."""
     await rpc.call("anvil_impersonateAccount", [address])
     await rpc.call("anvil_setBalance", [address, hex(10**21)])
-
-
-async def _logs(
-    generator: ActivityGenerator,
-    address: str,
-    block: int,
-    topic0: str,
-    *,
-    agent_id: int,
-    client: str | None = None,
-) -> list[dict[str, Any]]:
-    """The logs of one event type of one agent (and client) in a block."""
-    entries = await generator.rpc.get_logs([address], block, block)
-    return [
-        entry
-        for entry in entries
-        if entry["topics"][0] == topic0
-        and int(entry["topics"][1], 16) == agent_id
-        and (client is None or topic_address(entry["topics"][2]) == client)
-    ]
 
 
 def _address(value: str, option: str) -> str:

@@ -233,7 +233,7 @@ async def _set_up(
         description="The erc8004 demo's agent: it takes feedback on its own MCP server.",
         mcp_url=targets["mcp"],
     )
-    agent_id = await net.activity.register_agent(uri, owner=owner)
+    agent_id = (await net.activity.register_agent(uri, owner=owner)).agent_id
     net.activity.hands_off.add(agent_id)  # its registration file must keep naming our server
     view.add("note", f"registered the demo agent #{agent_id}, owned by {owner}")
     await store_agent_token(api, _auth(session), agent_id, agent_token)
@@ -331,7 +331,7 @@ async def _play_step(net: Devnet, agent_id: int, position: int, step: SceneStep)
     else:
         validator = activity.accounts[TRUSTED[0] if step.trusted else UNTRUSTED]
         request = await activity.request_validation(agent_id, validator)
-        await activity.respond_validation(request, step.response, tag="demo")
+        await activity.respond_validation(request.request_hash, step.response, tag="demo")
 
 
 def _describe_step(step: SceneStep, agent_id: int) -> str:

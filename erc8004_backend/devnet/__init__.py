@@ -16,7 +16,8 @@ from typing import Any
 
 from erc8004_backend.chain.config import DEVNET_CHAIN_ID, ChainConfig
 from erc8004_backend.chain.rpc import RpcClient
-from erc8004_backend.devnet.activity import ActivityError, ActivityGenerator, ActivityReport
+from erc8004_backend.devnet.activity.generator import ActivityGenerator
+from erc8004_backend.devnet.activity.transactions import ActivityError, ActivityReport
 from erc8004_backend.devnet.anvil import (
     DEFAULT_GAS_LIMIT,
     AnvilNode,
@@ -84,11 +85,13 @@ async def start_devnet(
     block_time: float | None = None,
     gas_limit: int = DEFAULT_GAS_LIMIT,
     accounts: int = 10,
+    clients: int = 0,
     empty_blocks: int = 0,
 ) -> AsyncIterator[Devnet]:
     """anvil on 127.0.0.1:`port` (0: free) with the registries deployed; stopped on exit.
     `empty_blocks` are mined before the deployment, so that the registries start at a later
-    block, as on a real chain."""
+    block, as on a real chain. The generator's activity is the same for the same `seed`;
+    `clients` more addresses than the `accounts` give feedback."""
     async with (
         start_anvil(
             port, chain_id=chain_id, block_time=block_time, gas_limit=gas_limit, accounts=accounts
@@ -98,6 +101,6 @@ async def start_devnet(
         if empty_blocks:
             await rpc.call("anvil_mine", [hex(empty_blocks)])
         registries = await deploy_registries(rpc)
-        activity = ActivityGenerator(rpc, registries, seed=seed)
+        activity = ActivityGenerator(rpc, registries, seed=seed, clients=clients)
         await activity.setup()
         yield Devnet(node, rpc, registries, activity)

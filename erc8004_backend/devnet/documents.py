@@ -9,7 +9,7 @@ from typing import Any
 
 from eth_hash.auto import keccak
 
-from erc8004_backend.devnet.activity import REGISTRATION_TYPE
+from erc8004_backend.devnet.activity.content import REGISTRATION_TYPE
 
 
 def data_uri(document: dict[str, Any]) -> tuple[str, bytes]:

@@ -30,7 +30,7 @@ from eth_keys.datatypes import PrivateKey
 from erc8004_backend.api.tokens import token_sha256
 from erc8004_backend.chain.signatures import personal_sign
 from erc8004_backend.devnet import ActivityGenerator, Devnet
-from erc8004_backend.devnet.activity import ActivityReport
+from erc8004_backend.devnet.activity.scripted import ScriptedTransaction
 from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import TelegramServer, WebhookSink, unescape_markdown_v2
 from tests.support.devnet import decode, registry_logs
@@ -257,30 +257,27 @@ class Scene:
         self._clock = int(latest["timestamp"], 16) + hours * 3600
         await self.at(0)
 
-    async def record(self, label: str, report: ActivityReport) -> str:
-        """The transaction of a one-transaction report, kept under `label`."""
-        assert report.events == 1
-        assert report.last_block is not None
-        block = await self.devnet.rpc.call("eth_getBlockByNumber", [hex(report.last_block), False])
-        (tx,) = block["transactions"]
-        self.sent.setdefault(label, []).append(tx.lower())
-        return str(tx).lower()
+    def record(self, label: str, sent: ScriptedTransaction) -> str:
+        """A scripted action's transaction (of one event), kept under `label`."""
+        assert sent.report.events == 1
+        self.sent.setdefault(label, []).append(sent.transaction_hash)
+        return sent.transaction_hash
 
     async def feedback(self, label: str, agent: int, value: int, **options: Any) -> str:
-        return await self.record(
-            label, await self.devnet.activity.give_feedback(agent, value, **options)
-        )
+        return self.record(label, await self.devnet.activity.give_feedback(agent, value, **options))
 
     async def validation(
         self, label: str, agent: int, validator: str, responses: list[tuple[int, str]]
     ) -> None:
         """A request to `validator`, then its (response, tag) answers, kept under `label`."""
-        request_hash = await self.devnet.activity.request_validation(
+        request = await self.devnet.activity.request_validation(
             agent, validator, request_uri=f"https://validation.example/{label}.json"
         )
         for response, tag in responses:
-            report = await self.devnet.activity.respond_validation(request_hash, response, tag=tag)
-            await self.record(label, report)
+            answer = await self.devnet.activity.respond_validation(
+                request.request_hash, response, tag=tag
+            )
+            self.record(label, answer)
 
     def file(self, name: str, document: Any, *, over_http: bool) -> dict[str, Any]:
         """A feedback file, served over HTTP or as a data: URI, with its keccak256."""
@@ -426,10 +423,12 @@ async def test_the_seven_examples_deliver_exactly_what_the_chain_says(
             "services": [{"name": "MCP", "endpoint": mcp.url, "version": "2025-06-18"},
                          {"name": "A2A", "endpoint": "https://a2a.devnet.example/card.json"}],
         }  # fmt: skip
-        assert await devnet.activity.register_agent(data_uri(registration), owner=owner) == agent
+        registered = await devnet.activity.register_agent(data_uri(registration), owner=owner)
+        assert registered.agent_id == agent
         files.files["/agents/other.json"] = json.dumps({"name": "other", "services": []}).encode()
         other_uri = files.url("/agents/other.json")
-        assert await devnet.activity.register_agent(other_uri, owner=other_owner) == other
+        registered = await devnet.activity.register_agent(other_uri, owner=other_owner)
+        assert registered.agent_id == other
 
         # The MCP token: refused with another key's signature, set with the owner's.
         await eventually(lambda: _indexed_owner(system, agent), what=f"agent {agent} indexed")

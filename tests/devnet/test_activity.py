@@ -16,21 +16,24 @@ from eth_hash.auto import keccak
 from erc8004_backend.chain.decode import decode_log, decode_log_reference
 from erc8004_backend.chain.events import SPECS_BY_TOPIC
 from erc8004_backend.devnet import (
+    ActivityError,
     ActivityGenerator,
     Devnet,
     TransactionFailedError,
     TxRequest,
     deploy_registries,
+    start_devnet,
 )
-from erc8004_backend.devnet.activity import INT128_MAX, INT128_MIN, ActivityError
+from erc8004_backend.devnet.activity.content import INT128_MAX, INT128_MIN
 from erc8004_backend.devnet.contracts import (
     IDENTITY,
     LEGACY_NEW_FEEDBACK,
     REPUTATION,
     event_names,
+    function_selector,
     load_artifact,
 )
-from tests.support.devnet import count_by_name, decode, registry_logs
+from tests.support.devnet import count_by_name, decode, registry_logs, require_anvil
 
 ZERO = "0x" + "00" * 20
 EVERY_EVENT = {
@@ -221,13 +224,13 @@ async def test_generator_produces_every_event_type(devnet: Devnet) -> None:
     report = await devnet.activity.run(events=400)
     assert report.events == 400
     legacy = await devnet.activity.give_legacy_feedback(score=42)
-    assert legacy.counts == {LEGACY_NEW_FEEDBACK: 1}
+    assert legacy.report.counts == {LEGACY_NEW_FEEDBACK: 1}
     steps = [await devnet.activity.step() for _ in range(5)]
     assert all(step.transactions == 1 for step in steps)
 
     head = await devnet.rpc.block_number()
     total = report.counts.copy()
-    total.update(legacy.counts)
+    total.update(legacy.report.counts)
     for step in steps:
         total.update(step.counts)
     for topic0, name in event_names().items():
@@ -329,13 +332,14 @@ async def test_a_second_generator_picks_up_the_chain_state(devnet: Devnet) -> No
 
 async def test_scripted_registration_and_feedback(devnet: Devnet) -> None:
     owner = devnet.activity.accounts[3]
-    agent_id = await devnet.activity.register_agent("https://demo.example/a.json", owner=owner)
+    registered = await devnet.activity.register_agent("https://demo.example/a.json", owner=owner)
+    agent_id = registered.agent_id
     assert devnet.activity.owner_of(agent_id) == owner
-    report = await devnet.activity.give_feedback(
+    given = await devnet.activity.give_feedback(
         agent_id, 45, tag1="refund", file_uri="ipfs://bafkreidemo", file_hash=b"\x01" * 32
     )
-    assert report.events == 1
-    logs = await registry_logs(devnet, report.first_block or 0)
+    assert given.report.events == 1
+    logs = await registry_logs(devnet, given.block_number)
     name, values = decode(logs[-1])
     assert name == "NewFeedback"
     assert values["agentId"] == agent_id
@@ -348,19 +352,21 @@ async def test_scripted_registration_and_feedback(devnet: Devnet) -> None:
 
 async def test_scripted_validation_request_and_responses(devnet: Devnet) -> None:
     owner, validator = devnet.activity.accounts[2], devnet.activity.accounts[5]
-    agent_id = await devnet.activity.register_agent("https://demo.example/v.json", owner=owner)
-    request_hash = await devnet.activity.request_validation(
+    registered = await devnet.activity.register_agent("https://demo.example/v.json", owner=owner)
+    agent_id = registered.agent_id
+    requested = await devnet.activity.request_validation(
         agent_id, validator, request_uri="https://demo.example/request.json"
     )
-    other = await devnet.activity.request_validation(agent_id, validator)
+    request_hash = requested.request_hash
+    other = (await devnet.activity.request_validation(agent_id, validator)).request_hash
     assert len(request_hash) == 32
     assert other != request_hash
     first = await devnet.activity.respond_validation(request_hash, 50, tag="soft-finality")
     again = await devnet.activity.respond_validation(
         request_hash, 100, response_uri="ipfs://bafkreiok", response_hash=b"\x02" * 32
     )
-    assert (first.events, again.events) == (1, 1)
-    logs = await registry_logs(devnet, (first.first_block or 1) - 2)
+    assert (first.report.events, again.report.events) == (1, 1)
+    logs = await registry_logs(devnet, first.block_number - 2)
     decoded = [decode(entry) for entry in logs]
     requests = [values for name, values in decoded if name == "ValidationRequest"]
     assert [(r["validatorAddress"].lower(), r["agentId"], r["requestHash"]) for r in requests] == [
@@ -381,9 +387,59 @@ async def test_scripted_validation_request_and_responses(devnet: Devnet) -> None
         await devnet.activity.request_validation(9999, validator)
 
 
+async def logs_of(net: Devnet, transaction_hash: str, block_number: int) -> list[dict[str, Any]]:
+    """The decoded logs of one transaction, which must be in `block_number`."""
+    logs = [e for e in await registry_logs(net) if e["transactionHash"] == transaction_hash]
+    assert logs, f"no registry log in transaction {transaction_hash}"
+    assert {int(e["blockNumber"], 16) for e in logs} == {block_number}
+    return [decode(entry)[1] for entry in logs]
+
+
+async def test_scripted_actions_return_what_they_created(devnet: Devnet) -> None:
+    activity = devnet.activity
+    owner, client, validator = activity.accounts[1], activity.accounts[2], activity.accounts[5]
+    await activity.run(events=60)  # other agents and feedback first: nothing starts at 0 or 1
+    registered = await activity.register_agent("https://demo.example/r.json", owner=owner)
+    agent = registered.agent_id
+    assert agent == max(activity.agent_ids) > 0
+    assert (registered.owner, registered.uri) == (owner, "https://demo.example/r.json")
+    assert registered.report.events == 3
+    logs = await logs_of(devnet, registered.transaction_hash, registered.block_number)
+    (on_chain,) = [values for values in logs if "agentURI" in values]  # Registered
+    assert (on_chain["agentId"], on_chain["owner"], on_chain["agentURI"]) == (
+        agent, owner, "https://demo.example/r.json")  # fmt: skip
+
+    given = [await activity.give_feedback(agent, value, client=client) for value in (70, -3)]
+    assert [(g.agent_id, g.client, g.feedback_index) for g in given] == [
+        (agent, client, 1), (agent, client, 2)]  # fmt: skip
+    anyone = await activity.give_feedback(agent, 5)  # a random client, not the owner
+    assert anyone.client not in (owner, "")
+    for feedback in [*given, anyone]:
+        (on_chain,) = await logs_of(devnet, feedback.transaction_hash, feedback.block_number)
+        assert (on_chain["agentId"], on_chain["clientAddress"], on_chain["feedbackIndex"]) == (
+            agent, feedback.client, feedback.feedback_index)  # fmt: skip
+
+    requested = await activity.request_validation(agent, validator)
+    assert (requested.agent_id, requested.validator, requested.requester) == (
+        agent, validator, owner)  # fmt: skip
+    (on_chain,) = await logs_of(devnet, requested.transaction_hash, requested.block_number)
+    assert on_chain["requestHash"] == requested.request_hash
+    answered = await activity.respond_validation(requested.request_hash, 64, tag="x")
+    assert (answered.request_hash, answered.agent_id, answered.validator, answered.response) == (
+        requested.request_hash, agent, validator, 64)  # fmt: skip
+    (on_chain,) = await logs_of(devnet, answered.transaction_hash, answered.block_number)
+    assert (on_chain["requestHash"], on_chain["response"]) == (requested.request_hash, 64)
+
+    legacy = await activity.give_legacy_feedback(agent, score=12, sender=client)
+    assert (legacy.agent_id, legacy.client, legacy.score) == (agent, client, 12)
+    (on_chain,) = await logs_of(devnet, legacy.transaction_hash, legacy.block_number)
+    assert (on_chain["agentId"], on_chain["score"]) == (agent, 12)
+    assert legacy.block_number > answered.block_number > requested.block_number
+
+
 async def test_random_activity_leaves_hands_off_agents_alone(devnet: Devnet) -> None:
     await devnet.activity.run(events=30)
-    kept = await devnet.activity.register_agent("https://demo.example/kept.json")
+    kept = (await devnet.activity.register_agent("https://demo.example/kept.json")).agent_id
     devnet.activity.hands_off.add(kept)
     after = await devnet.rpc.block_number() + 1
     await devnet.activity.run(events=400)
@@ -394,3 +450,121 @@ async def test_random_activity_leaves_hands_off_agents_alone(devnet: Devnet) -> 
             touched[name] += 1
     assert not touched, touched
     await devnet.activity.give_feedback(kept, 80)  # a script still can
+
+
+# -- the random activity's realism, for property tests -------------------------------------------
+
+WALLET_KEY = "0x" + keccak(b"agentWallet").hex()
+SAFE_TRANSFER_WITH_DATA = (
+    "0x" + function_selector("safeTransferFrom(address,address,uint256,bytes)").hex()
+)
+
+
+async def transactions_of(net: Devnet, logs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The transactions of these logs, by hash."""
+    hashes = sorted({entry["transactionHash"] for entry in logs})
+    found = await net.rpc.batch([("eth_getTransactionByHash", [h]) for h in hashes])
+    return dict(zip(hashes, found, strict=True))
+
+
+async def call_identity(net: Devnet, function: str, *args: Any) -> Any:
+    """A view function of the identity registry, on the latest block (addresses lowercase)."""
+    identity = load_artifact(IDENTITY)
+    call = {"to": net.registries.identity, "data": identity.encode_call(function, *args)}
+    (value,) = identity.function(function).decode_output(
+        await net.rpc.call("eth_call", [call, "latest"])
+    )
+    return value.lower() if isinstance(value, str) else value
+
+
+async def test_random_activity_unsets_wallets_and_transfers_every_way(devnet: Devnet) -> None:
+    weights = {"register": 4, "transfer": 6, "unset_wallet": 3, "approve_operator": 2,
+               "feedback": 2}  # fmt: skip
+    activity = ActivityGenerator(devnet.rpc, devnet.registries, seed=11, weights=weights)
+    report = await activity.run(events=400)
+    assert report.events == 400
+    logs = await registry_logs(devnet)
+    by_transaction: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for entry in logs:
+        by_transaction.setdefault(entry["transactionHash"], []).append(decode(entry))
+    # unsetAgentWallet: a transaction with only MetadataSet(agentWallet, "").
+    unsets = [events for events in by_transaction.values()
+              if [name for name, _ in events] == ["MetadataSet"]
+              and events[0][1]["indexedMetadataKey"] == WALLET_KEY]  # fmt: skip
+    assert len(unsets) >= 5
+    assert all(events[0][1]["metadataValue"] == b"" for events in unsets)
+    transfers = [(e, values) for e in logs for name, values in [decode(e)]
+                 if name == "Transfer" and values["from"] != ZERO]  # fmt: skip
+    # To oneself: Transfer without the wallet's clearing; to another: the wallet cleared.
+    to_self = [values for _, values in transfers if values["from"] == values["to"]]
+    assert to_self
+    for entry, values in transfers:
+        names = [name for name, _ in by_transaction[entry["transactionHash"]]]
+        assert names == (["Transfer"] if values["from"] == values["to"]
+                         else ["Transfer", "MetadataSet"])  # fmt: skip
+    sent = await transactions_of(devnet, [entry for entry, _ in transfers])
+    senders = {entry["transactionHash"]: sent[entry["transactionHash"]]["from"].lower()
+               for entry, _ in transfers}  # fmt: skip
+    assert any(senders[e["transactionHash"]] != values["from"] for e, values in transfers), (
+        "no transfer sent by an operator"
+    )
+    inputs = {tx["input"][:10] for tx in sent.values()}
+    assert SAFE_TRANSFER_WITH_DATA in inputs
+    # The generator's model of owners and wallets is the chain's.
+    for agent_id in activity.agent_ids:
+        assert activity.owner_of(agent_id) == await call_identity(devnet, "ownerOf", agent_id)
+        wallet = await call_identity(devnet, "getAgentWallet", agent_id)
+        assert activity.wallet_of(agent_id) == (None if wallet == ZERO else wallet)
+
+
+async def test_many_clients_give_and_revoke_feedback(devnet: Devnet) -> None:
+    activity = ActivityGenerator(devnet.rpc, devnet.registries, seed=5, clients=40,
+                                 weights={"register": 2, "feedback": 10, "revoke": 3,
+                                          "respond": 2})  # fmt: skip
+    await activity.run(events=400)
+    events = [decode(entry) for entry in await registry_logs(devnet)]
+    accounts = set(activity.accounts)
+    givers = {values["clientAddress"] for name, values in events if name == "NewFeedback"}
+    assert len(givers - accounts) >= 30  # beyond the node's 10 accounts
+    assert givers - accounts <= set(activity.clients)
+    revokers = {values["clientAddress"] for name, values in events if name == "FeedbackRevoked"}
+    assert revokers - accounts, "no client beyond the node's accounts revoked its feedback"
+    assert {activity.owner_of(agent_id) for agent_id in activity.agent_ids} <= accounts
+
+
+async def test_feedback_values_mix_every_decimals_and_extremes(devnet: Devnet) -> None:
+    activity = ActivityGenerator(devnet.rpc, devnet.registries, seed=2,
+                                 weights={"register": 1, "feedback": 20})  # fmt: skip
+    await activity.run(events=500)
+    feedback = [v for name, v in map(decode, await registry_logs(devnet)) if name == "NewFeedback"]
+    decimals = {v["valueDecimals"] for v in feedback}
+    assert {0, 18} <= decimals
+    assert len(decimals) >= 10
+    assert any(v["value"] < 0 for v in feedback)
+    assert {INT128_MIN, INT128_MAX} & {v["value"] for v in feedback}
+    assert any(v["tag1"] == "" for v in feedback)
+    assert any(not v["tag1"].isascii() for v in feedback)
+
+
+async def test_the_same_seed_reproduces_a_run_with_many_clients() -> None:
+    require_anvil()
+    runs, accounts = [], set()
+    for _ in range(2):
+        async with start_devnet(seed=9, clients=20) as net:
+            await net.activity.run(events=300)
+            await net.activity.emit_batch(300)
+            runs.append(await registry_logs(net))
+            accounts = set(net.activity.accounts)
+    first, second = ([(e["topics"], e["data"]) for e in logs] for logs in runs)
+    assert first == second
+    values = [decode(entry)[1] for entry in runs[0]]
+    assert {v["clientAddress"] for v in values if "clientAddress" in v} - accounts
+    wallets = [v["metadataValue"] for v in values if v.get("metadataKey") == "agentWallet"]
+    assert b"" in wallets  # cleared by transfers and unsetAgentWallet
+
+
+async def test_weights_name_known_kinds(devnet: Devnet) -> None:
+    with pytest.raises(ActivityError, match="unknown kinds of action: 'mint'"):
+        ActivityGenerator(devnet.rpc, devnet.registries, weights={"mint": 1})
+    with pytest.raises(ActivityError, match="at least one kind"):
+        ActivityGenerator(devnet.rpc, devnet.registries, weights={"feedback": 0})

@@ -79,7 +79,7 @@ async def test_a_trigger_made_after_history_fires_only_for_new_events_with_a_war
 ) -> None:
     activity = devnet.activity
     await activity.run(events=30)  # other agents' history, before ours exists
-    agent = await activity.register_agent("https://agents.example.com/history.json")
+    agent = (await activity.register_agent("https://agents.example.com/history.json")).agent_id
     history = [90, 80, 70, 60, 50]
     for score in history:
         await activity.give_feedback(agent, score)
