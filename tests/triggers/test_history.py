@@ -99,6 +99,9 @@ async def test_a_trigger_made_after_history_fires_only_for_new_events_with_a_war
         )  # fmt: skip
         assert await cursor.fetchone() == (None, str(len(history)))  # warm, never fired
 
+        # A new event: its block no earlier than the trigger's first second, whatever the
+        # machine's load made of the time between them.
+        await mine_next_block_at_or_after(devnet, await fires_from(conn, trigger))
         await activity.give_feedback(agent, 40)
         await index_to_head(migrated_url, devnet)
         assert await process_all(conn, chain_id) == 1
@@ -114,6 +117,12 @@ async def test_a_trigger_made_after_history_fires_only_for_new_events_with_a_war
     assert (int(score), fired_at_event) == (40, True)
     assert float(ema) == pytest.approx(average)
     assert float(ema) != 40.0  # not a cold average seeded by the first new score
+
+
+async def mine_next_block_at_or_after(devnet: Devnet, moment: datetime) -> None:
+    latest = await devnet.rpc.call("eth_getBlockByNumber", ["latest", False])
+    timestamp = max(int(moment.timestamp()), int(latest["timestamp"], 16) + 1)
+    await devnet.rpc.call("evm_setNextBlockTimestamp", [hex(timestamp)])
 
 
 # -- every way a trigger is turned on sets fires_from --------------------------------------
