@@ -212,7 +212,8 @@ class BulkEmitter:
             items.add(
                 self.context.responder_for(feedback),
                 (feedback.agent_id, feedback.client, feedback.index, uri, digest),
-                gas_bound(30_000, uri),
+                # A first response stores its count (the registry answers getResponseCount).
+                gas_bound(60_000, uri),
             )
         return items
 
