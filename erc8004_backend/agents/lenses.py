@@ -94,9 +94,17 @@ def _half_life(value: str) -> str:
     return "".join(value.split())  # " 30 d" is "30d"
 
 
-Address = Annotated[str, AfterValidator(_address)]
+# Patterns in the JSON schema, for clients and the API's fuzzer; the validators say the rule.
+Address = Annotated[
+    str, Field(json_schema_extra={"pattern": _ADDRESS.pattern}), AfterValidator(_address)
+]
 HistoryMinimum = Annotated[int, Field(ge=0, le=MAX_HISTORY)]
 Tag = Annotated[str, Field(max_length=MAX_TAG_LENGTH)]
+HalfLife = Annotated[
+    str,
+    Field(max_length=32, json_schema_extra={"pattern": r"^\s*[0-9]{1,9}\s*[smhd]\s*$"}),
+    AfterValidator(_half_life),
+]
 
 
 class Lens(BaseModel):
@@ -137,7 +145,7 @@ class Lens(BaseModel):
         description="`each`: every feedback is a vote. `latest`: a client's latest feedback"
         " only. `average`: a client's feedback share one vote.",
     )
-    half_life: Annotated[str, Field(max_length=32), AfterValidator(_half_life)] | None = Field(
+    half_life: HalfLife | None = Field(
         default=None,
         description='A feedback this old weighs half as much as a new one ("30d", "12h").'
         " Absent: no decay.",
