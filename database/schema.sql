@@ -373,6 +373,17 @@ CREATE TABLE public.registry_deployments (
     CONSTRAINT registry_deployments_block_number_check CHECK ((block_number >= 0))
 );
 
+CREATE TABLE public.reputation_lenses (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    name text NOT NULL,
+    definition jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT reputation_lenses_definition_check CHECK ((jsonb_typeof(definition) = 'object'::text)),
+    CONSTRAINT reputation_lenses_name_check CHECK ((name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'::text))
+);
+
 CREATE TABLE public.trigger_actions (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     trigger_id uuid NOT NULL,
@@ -524,6 +535,12 @@ ALTER TABLE ONLY public.processing_cursors
 ALTER TABLE ONLY public.registry_deployments
     ADD CONSTRAINT registry_deployments_pkey PRIMARY KEY (chain_id, address);
 
+ALTER TABLE ONLY public.reputation_lenses
+    ADD CONSTRAINT reputation_lenses_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.reputation_lenses
+    ADD CONSTRAINT reputation_lenses_user_name_key UNIQUE (user_id, name);
+
 ALTER TABLE ONLY public.trigger_actions
     ADD CONSTRAINT trigger_actions_pkey PRIMARY KEY (id);
 
@@ -646,6 +663,8 @@ CREATE TRIGGER events_notify_new AFTER INSERT ON public.events FOR EACH STATEMEN
 
 CREATE TRIGGER processing_cursors_updated_at BEFORE UPDATE ON public.processing_cursors FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 
+CREATE TRIGGER reputation_lenses_updated_at BEFORE UPDATE ON public.reputation_lenses FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
+
 CREATE TRIGGER trigger_actions_changed AFTER INSERT OR DELETE OR UPDATE ON public.trigger_actions FOR EACH ROW EXECUTE FUNCTION public.notify_trigger_changed();
 
 CREATE TRIGGER trigger_actions_updated_at BEFORE UPDATE ON public.trigger_actions FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
@@ -688,6 +707,9 @@ ALTER TABLE ONLY public.api_keys
 
 ALTER TABLE ONLY public.mcp_token_challenges
     ADD CONSTRAINT mcp_token_challenges_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.reputation_lenses
+    ADD CONSTRAINT reputation_lenses_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.trigger_actions
     ADD CONSTRAINT trigger_actions_trigger_id_fkey FOREIGN KEY (trigger_id) REFERENCES public.triggers(id) ON DELETE CASCADE;

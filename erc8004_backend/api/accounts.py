@@ -322,8 +322,8 @@ async def delete_account(
     body: Annotated[AccountDeletion, Body(openapi_examples=DELETIONS)], user: CurrentUser, conn: Db
 ) -> None:
     """Delete the signed-in user's account for good, with everything it owns: its triggers
-    (their conditions, actions, state and queued jobs), API keys and delivery results. Its
-    tokens stop working at once; the username and email become free."""
+    (their conditions, actions, state and queued jobs), API keys, saved lenses and delivery
+    results. Its tokens stop working at once; the username and email become free."""
     await _check_password(conn, user.id, body.password, "password")
     cursor = await conn.execute(QUERIES["delete_user"], {"user_id": user.id})
     if await cursor.fetchone() is None:

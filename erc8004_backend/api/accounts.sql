@@ -47,7 +47,7 @@ SELECT count(*) AS revoked FROM revoked
 
 -- delete_user --
 -- The schema's cascades delete the user's triggers (with their conditions, actions, state
--- and queued jobs), API keys, delivery results and token challenges.
+-- and queued jobs), API keys, delivery results, token challenges and saved lenses.
 DELETE FROM users WHERE id = %(user_id)s RETURNING id
 
 -- note_login --

@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import StatelessLifespan
 
-from erc8004_backend.api import accounts, events, status, tokens, triggers
+from erc8004_backend.api import accounts, events, lenses, status, tokens, triggers
 from erc8004_backend.api.dependencies import ApiState, limit_by_address
 from erc8004_backend.api.docs import install_docs
 from erc8004_backend.api.errors import install_error_handlers
@@ -141,7 +141,7 @@ def build_app(shape: AppShape, *, lifespan: StatelessLifespan[FastAPI] | None = 
         dependencies=[Depends(limit_by_address)],
         responses=dependency_errors(limit_by_address),
     )
-    for module in (accounts, triggers, events, tokens, status):
+    for module in (accounts, lenses, triggers, events, tokens, status):
         document_errors(module.router)
         v1.include_router(module.router)
     app.include_router(v1)

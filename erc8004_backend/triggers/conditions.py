@@ -249,14 +249,23 @@ def _alpha(config: Mapping[str, Any], problem: Any) -> float:
     return 2 / (size + 1)
 
 
+def duration_seconds(value: object) -> int | None:
+    """The seconds of a duration written like "30s", "15m", "1h" or "1d" (a whole number
+    above 0, at most 9 digits, and a unit), or None when `value` is not one. Rate limits'
+    time_window and reputation lenses' half_life are written this way."""
+    match = _DURATION.match(str(value))
+    if not match or int(match.group(1)) == 0:
+        return None
+    return int(match.group(1)) * _SECONDS[match.group(2)]
+
+
 def _window(value: Any, problem: Any) -> int:
     if value is None:
         raise problem('rate_limit needs config.time_window, e.g. "1h" or "15m"')
-    match = _DURATION.match(str(value))
-    if not match or int(match.group(1)) == 0:
+    seconds = duration_seconds(value)
+    if seconds is None:
         shown = repr(value) if len(str(value)) <= 40 else repr(str(value)[:40]) + "..."
         raise problem(f'time_window {shown} is not a duration like "30s", "15m", "1h" or "1d"')
-    seconds = int(match.group(1)) * _SECONDS[match.group(2)]
     if seconds > MAX_WINDOW_SECONDS:
         raise problem("time_window may be at most 366 days")
     return seconds

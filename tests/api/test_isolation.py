@@ -17,7 +17,7 @@ from tests.api.conftest import Account, ApiClient
 from tests.api.test_triggers import SIMPLE
 
 # Path parameters naming something owned by one user.
-OWNED = {"trigger_id", "key_id", "result_id"}
+OWNED = {"trigger_id", "key_id", "result_id", "lens_name"}
 # Routes with ids of things that belong to nobody in particular, and why.
 NOT_OWNED = {
     "/api/v1/events/{event_id}": "events are public chain data, visible to every user",
@@ -30,12 +30,15 @@ BODIES: dict[str, Any] = {
     "PUT /api/v1/triggers/{trigger_id}": SIMPLE,
     "PATCH /api/v1/triggers/{trigger_id}": {"name": "stolen"},
     "POST /api/v1/triggers/{trigger_id}/test": {},
+    "PUT /api/v1/me/lenses/{lens_name}": {"lens": {"vote": "latest"}},
 }
 
 
 async def alices_things(api: ApiClient, alice: Account, url: str) -> dict[str, str]:
     trigger = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()
     key = (await api.post("/me/api-keys", json={"name": "k"}, headers=alice.headers)).json()
+    lens = {"name": "alices-lens", "lens": {"min_feedback": 3}}
+    assert (await api.post("/me/lenses", json=lens, headers=alice.headers)).status_code == 201
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
             "INSERT INTO action_results (user_id, trigger_id, action_id, action_type, status,"
@@ -43,11 +46,13 @@ async def alices_things(api: ApiClient, alice: Account, url: str) -> dict[str, s
             [alice.id, trigger["id"], trigger["actions"][0]["id"]],
         ).fetchone()
     assert row is not None
-    return {"trigger_id": trigger["id"], "key_id": key["id"], "result_id": str(row[0])}
+    return {"trigger_id": trigger["id"], "key_id": key["id"], "result_id": str(row[0]),
+            "lens_name": "alices-lens"}  # fmt: skip
 
 
 async def snapshot(url: str) -> list[Any]:
-    tables = ("triggers", "trigger_conditions", "trigger_actions", "api_keys", "action_results")
+    tables = ("triggers", "trigger_conditions", "trigger_actions", "api_keys", "action_results",
+              "reputation_lenses")  # fmt: skip
     with psycopg.connect(url) as conn:
         return [
             conn.execute(
@@ -86,10 +91,11 @@ async def test_no_route_reveals_or_changes_another_users_things(
             tried.append(f"{method.upper()} {path}")
     assert await snapshot(migrated_url) == before
     assert {"GET /api/v1/triggers/{trigger_id}", "DELETE /api/v1/me/api-keys/{key_id}",
-            "GET /api/v1/action-results/{result_id}"} <= set(tried)  # fmt: skip
-    assert len(tried) >= 11, tried
+            "GET /api/v1/action-results/{result_id}", "PUT /api/v1/me/lenses/{lens_name}",
+            "DELETE /api/v1/me/lenses/{lens_name}"} <= set(tried)  # fmt: skip
+    assert len(tried) >= 14, tried
     # Lists show bob none of alice's things.
-    for listing in ("/triggers", "/me/api-keys", "/action-results"):
+    for listing in ("/triggers", "/me/api-keys", "/action-results", "/me/lenses"):
         page = (await api.get(listing, headers=bob.headers)).json()
         items = page["items"] if isinstance(page, dict) else page
         assert items == [], listing

@@ -91,7 +91,7 @@ def test_every_request_body_has_examples_that_its_schema_accepts(document: Docum
             assert errors == [], f"{method} {path}, example {name}: {errors}"
         # The validator does refuse what the schema does not allow.
         assert not validator.is_valid({"not a field of any body": True}), f"{method} {path}"
-    assert len(with_bodies) == 11, with_bodies
+    assert len(with_bodies) == 13, with_bodies
 
 
 def test_the_trigger_examples_are_those_of_the_documentation(document: Document) -> None:
@@ -129,6 +129,16 @@ async def test_the_api_accepts_each_example(
     for key in examples[("POST", "/me/api-keys")].values():
         response = await api.post("/me/api-keys", json=key, headers=headers)
         assert response.status_code == 201, response.text
+
+    lens_names = []
+    for saved in examples[("POST", "/me/lenses")].values():
+        response = await api.post("/me/lenses", json=saved, headers=headers)
+        assert response.status_code == 201, response.text
+        lens_names.append(saved["name"])
+    for replacement in examples[("PUT", "/me/lenses/{lens_name}")].values():
+        response = await api.put(f"/me/lenses/{lens_names[0]}", json=replacement, headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["lens"] == {**response.json()["lens"], **replacement["lens"]}
 
     trigger_ids = []
     for trigger in examples[("POST", "/triggers")].values():
@@ -198,6 +208,11 @@ ERRORS: dict[str, set[int]] = {
     "POST /me/api-keys": BODY | SIGNED_IN | LIMITED | DATABASE,
     "DELETE /me/api-keys/{key_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     "POST /me/password": BODY | SIGNED_IN | LIMITED | DATABASE | {404},
+    "POST /me/lenses": BODY | SIGNED_IN | LIMITED | DATABASE | {409},
+    "GET /me/lenses": SIGNED_IN | LIMITED | DATABASE,
+    "GET /me/lenses/{lens_name}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
+    "PUT /me/lenses/{lens_name}": BODY | SIGNED_IN | LIMITED | DATABASE | {404},
+    "DELETE /me/lenses/{lens_name}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     "POST /triggers": BODY | SIGNED_IN | LIMITED | DATABASE,
     "GET /triggers": {422} | SIGNED_IN | LIMITED | DATABASE,
     "GET /triggers/{trigger_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
@@ -267,7 +282,7 @@ async def test_only_operations_that_declare_sign_in_answer_401_without_it(
     statuses."""
     values = {"trigger_id": "00000000-0000-4000-8000-000000000000", "key_id":
               "00000000-0000-4000-8000-000000000000", "event_id": "1", "result_id": "1",
-              "chain_id": "84532", "agent_id": "42"}  # fmt: skip
+              "chain_id": "84532", "agent_id": "42", "lens_name": "trusted-recent"}  # fmt: skip
     for method, path, operation in operations(document):
         concrete = path.format(**values)
         body = next(iter(body_examples(operation).values())) if "requestBody" in operation else None

@@ -1,0 +1,1 @@
+DROP TABLE reputation_lenses;

@@ -1,0 +1,632 @@
+"""Reputation lenses: an agent's feedback seen the way a caller chooses, with the reasons.
+
+The spec's `getSummary` averages the non-revoked feedback of the clients it is given. A lens
+goes beyond it, and says what it did:
+- trusted clients: an allowlist of addresses, and/or a minimum history (at least
+  `min_feedback` feedback to at least `min_agents` distinct agents, across the chain);
+- one vote per client: `each` (every feedback is a vote), `latest` (a client's latest
+  feedback only) or `average` (a client's feedback share one vote);
+- recency decay: a feedback `age` old weighs 0.5^(age / half_life);
+- tag filters (`tag1`, `tag2`; empty or absent = any, as in the spec);
+- revoked feedback left out unless `include_revoked`.
+
+Every result carries an `explain` part: how many feedback counted, how many were left out
+and why (each under the first reason that applies, in the order of EXCLUSION_REASONS), and
+the clients that weigh most, with their weight and value.
+
+Arithmetic is exact: a score is value / 10^decimals as a Decimal; averages are computed as
+fractions and rounded once, half to even, to SCORE_PLACES decimal places. Decay weights are
+the one thing that cannot be exact (0.5^x is irrational); they are rounded to WEIGHT_DIGITS
+significant digits, and from there on everything is exact again. (In the score, a weight
+counts at least 0.5^MAX_HALF_LIVES_BEHIND of the newest counted feedback's: no score shows
+the difference, and the exact sums stay small.)
+
+Pure: no I/O. The caller reads the feedback and the clients' histories (see
+FeedbackEntry and ClientHistory) and passes `now`. score_distribution, trend and activity
+describe a set of feedback (all of an agent's, or the ones a lens counted).
+"""
+
+from __future__ import annotations
+
+import decimal
+import functools
+import heapq
+import itertools
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from erc8004_backend.errors import Erc8004Error
+from erc8004_backend.triggers.conditions import duration_seconds
+
+# Averages: the registries' values have at most 18 decimals (valueDecimals is a uint8, but
+# the reference contracts scale to 18), so an average rounded there loses nothing a
+# feedback could express.
+SCORE_PLACES = 18
+# Decay weights, and the weights and shares of the explain part: significant digits.
+WEIGHT_DIGITS = 34
+# Revocation and response rates: decimal places.
+RATE_PLACES = 6
+
+# Why a feedback was left out; each excluded one is counted under the first that applies.
+EXCLUSION_REASONS = ("revoked", "untrusted_client", "tag_mismatch", "superseded")
+
+MAX_ALLOWLIST = 1000
+MAX_TAG_LENGTH = 1000
+MAX_EXPLAIN_TOP = 100
+MAX_HISTORY = 1_000_000_000
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+# What a half-life may be, said where a lens is refused.
+_HALF_LIFE_FORM = 'a duration like "12h" or "30d" (a whole number above 0, then s, m, h or d)'
+
+
+class LensError(Erc8004Error):
+    """A lens definition that is not valid; `details` names each field and its problem."""
+
+    def __init__(self, details: Sequence[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{d['field']}: {d['message']}" for d in details))
+        self.details = list(details)
+
+
+# -- the lens ---------------------------------------------------------------------------------
+
+
+def _address(value: str) -> str:
+    if not _ADDRESS.match(value):
+        raise ValueError("must be an address: 0x and 40 hexadecimal digits")
+    return value.lower()
+
+
+def _distinct(addresses: list[str]) -> list[str]:
+    return list(dict.fromkeys(addresses))
+
+
+def _half_life(value: str) -> str:
+    if duration_seconds(value) is None:
+        raise ValueError(f"must be {_HALF_LIFE_FORM}")
+    return "".join(value.split())  # " 30 d" is "30d"
+
+
+# Patterns in the JSON schema, for clients and the API's fuzzer; the validators say the rule.
+Address = Annotated[
+    str, Field(json_schema_extra={"pattern": _ADDRESS.pattern}), AfterValidator(_address)
+]
+HistoryMinimum = Annotated[int, Field(ge=0, le=MAX_HISTORY)]
+Tag = Annotated[str, Field(max_length=MAX_TAG_LENGTH)]
+HalfLife = Annotated[
+    str,
+    Field(max_length=32, json_schema_extra={"pattern": r"^\s*[0-9]{1,9}\s*[smhd]\s*$"}),
+    AfterValidator(_half_life),
+]
+
+
+class Lens(BaseModel):
+    """How to read an agent's feedback. Every field is optional: the empty lens counts
+    every non-revoked feedback once, undecayed (the spec's average over all clients)."""
+
+    # No unknown fields, no coercions: `true` is not 1, nor "5" a number.
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        json_schema_extra={
+            "examples": [{"min_feedback": 3, "min_agents": 2, "vote": "latest", "half_life": "30d"}]
+        },
+    )
+
+    allowlist: (
+        Annotated[list[Address], Field(min_length=1, max_length=MAX_ALLOWLIST),
+                  AfterValidator(_distinct)]
+        | None
+    ) = Field(
+        default=None,
+        description="Only these clients count (addresses, any case). Absent: any client"
+        " with the history below.",
+    )  # fmt: skip
+    min_feedback: HistoryMinimum = Field(
+        default=0,
+        description="A client counts only with at least this many feedback on the chain, to"
+        " any agent.",
+    )
+    min_agents: HistoryMinimum = Field(
+        default=0,
+        description="A client counts only with feedback to at least this many distinct"
+        " agents on the chain.",
+    )
+    vote: Literal["each", "latest", "average"] = Field(
+        default="each",
+        description="`each`: every feedback is a vote. `latest`: a client's latest feedback"
+        " only. `average`: a client's feedback share one vote.",
+    )
+    half_life: HalfLife | None = Field(
+        default=None,
+        description='A feedback this old weighs half as much as a new one ("30d", "12h").'
+        " Absent: no decay.",
+    )
+    tag1: Tag | None = Field(default=None, description="Only feedback with this tag1.")
+    tag2: Tag | None = Field(default=None, description="Only feedback with this tag2.")
+    include_revoked: bool = Field(default=False, description="Count revoked feedback too.")
+    explain_top: Annotated[int, Field(ge=0, le=MAX_EXPLAIN_TOP)] = Field(
+        default=5, description="How many of the clients that weigh most `explain` lists."
+    )
+
+    @field_validator("tag1", "tag2")
+    @classmethod
+    def _empty_tag_is_any(cls, value: str | None) -> str | None:
+        return value or None  # as in the spec's getSummary: an empty tag matches any
+
+    @property
+    def half_life_seconds(self) -> int | None:
+        return None if self.half_life is None else duration_seconds(self.half_life)
+
+    @property
+    def needs_client_history(self) -> bool:
+        """Whether apply_lens reads its client_stats."""
+        return self.min_feedback > 0 or self.min_agents > 0
+
+
+def _location(parts: Sequence[int | str]) -> str:
+    """("allowlist", 0) -> "allowlist[0]"."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def lens_problems(error: ValidationError, where: str = "") -> list[dict[str, str]]:
+    """Each field of a refused lens and its problem, as the API's error details say them;
+    `where` is put before each field ("lens" gives "lens.half_life")."""
+    details = []
+    for problem in error.errors():
+        location = _location([where, *problem["loc"]] if where else problem["loc"])
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        details.append({"field": location or where or "lens", "message": message})
+    return details
+
+
+def parse_lens(definition: object, where: str = "") -> Lens:
+    """A Lens from its JSON form (a dict), or LensError naming each field and its problem."""
+    try:
+        return Lens.model_validate(definition)
+    except ValidationError as error:
+        raise LensError(lens_problems(error, where)) from None
+
+
+# -- the feedback a lens reads ----------------------------------------------------------------
+
+
+def normalized_score(value: int, value_decimals: int) -> Decimal:
+    """value / 10^value_decimals, exactly (an int128 has up to 39 digits: more than a
+    Decimal context's default precision, so this never divides)."""
+    return Decimal(f"{value}e-{value_decimals}")
+
+
+@dataclass(frozen=True)
+class FeedbackEntry:
+    """One feedback to the agent, as the read model holds it."""
+
+    client: str
+    index: int  # the feedback index, 1-based per (agent, client)
+    value: int
+    value_decimals: int
+    tag1: str
+    tag2: str
+    revoked: bool
+    block_time: datetime
+    response_count: int = 0
+
+    @property
+    def score(self) -> Decimal:
+        return normalized_score(self.value, self.value_decimals)
+
+
+@dataclass(frozen=True)
+class ClientHistory:
+    """A client's feedback across the whole chain (to every agent), as the caller counts it."""
+
+    feedback_count: int
+    distinct_agents: int
+
+
+NO_HISTORY = ClientHistory(feedback_count=0, distinct_agents=0)
+
+
+# -- the result -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CountedFeedback:
+    feedback: FeedbackEntry
+    # Its weight in the average: its decay weight; under `average`, divided by the number of
+    # its client's counted feedback (WEIGHT_DIGITS significant digits).
+    weight: Decimal
+
+
+@dataclass(frozen=True)
+class ClientContribution:
+    client: str  # lower case
+    feedback_counted: int
+    # The sum of the weights of its counted feedback: 1 per vote undecayed, with `latest`
+    # or `average` (then the mean decay weight of its feedback).
+    weight: Decimal
+    share: Decimal  # weight / the total weight: how much of the score is this client's
+    value: Decimal  # the weighted average of its counted scores: its vote
+    contribution: Decimal  # share x value; the contributions of all clients sum to the score
+
+
+@dataclass(frozen=True)
+class Explain:
+    total: int  # feedback given to apply_lens
+    counted: int
+    excluded: Mapping[str, int]  # by reason: every one of EXCLUSION_REASONS, in order
+    clients_counted: int
+    untrusted_clients: int  # distinct clients left out as untrusted
+    total_weight: Decimal
+    top_clients: tuple[ClientContribution, ...]  # the `explain_top` that weigh most
+
+    @property
+    def excluded_total(self) -> int:
+        return sum(self.excluded.values())
+
+
+@dataclass(frozen=True)
+class LensResult:
+    lens: Lens
+    as_of: datetime  # the `now` ages were measured from
+    score: Decimal | None  # None when nothing counted
+    explain: Explain
+    counted: tuple[CountedFeedback, ...]  # in the order given
+
+
+# -- exact arithmetic -------------------------------------------------------------------------
+
+# Decay weights: WEIGHT_DIGITS digits, and exponents down to the smallest a Decimal takes,
+# so that a feedback a million half-lives old still weighs more than nothing.
+_WEIGHTS = decimal.Context(prec=WEIGHT_DIGITS, Emin=decimal.MIN_EMIN, Emax=decimal.MAX_EMAX)
+
+
+def round_places(value: Fraction, places: int) -> Decimal:
+    """`value` rounded half to even to `places` decimal places, whatever its size."""
+    scaled = round(value * 10**places)  # Fraction's round: exact, half to even
+    return Decimal(f"{scaled}e-{places}")
+
+
+def round_digits(value: Fraction) -> Decimal:
+    """`value` rounded half to even to WEIGHT_DIGITS significant digits (a Decimal division
+    is correctly rounded, and a Decimal made from an int is exact)."""
+    return _WEIGHTS.divide(Decimal(value.numerator), Decimal(value.denominator))
+
+
+def age_seconds(block_time: datetime, now: datetime) -> Decimal:
+    """How long before `now` a feedback was given, in seconds, exactly; a feedback from
+    after `now` (clocks differ) is new."""
+    age = max(now - block_time, timedelta(0))
+    return Decimal(f"{age // timedelta(microseconds=1)}e-6")
+
+
+@functools.cache
+def _ln2(digits: int) -> Decimal:
+    return decimal.Context(prec=digits).ln(Decimal(2))
+
+
+def decay_weight(age: Decimal, half_life_seconds: int | None) -> Decimal:
+    """0.5^(age / half_life), to WEIGHT_DIGITS digits; 1 without a half-life. Computed as
+    e^(-ln 2 x age / half_life): a Decimal power with a fractional exponent is five times
+    slower."""
+    if half_life_seconds is None or age == 0:
+        return Decimal(1)
+    # Digits enough for the exponent to be right well past WEIGHT_DIGITS after its point.
+    digits = WEIGHT_DIGITS + 10 + max(0, age.adjusted() + 1)
+    work = decimal.Context(prec=digits, Emin=decimal.MIN_EMIN, Emax=decimal.MAX_EMAX)
+    exponent = work.multiply(work.divide(age, Decimal(half_life_seconds)), _ln2(digits))
+    return _WEIGHTS.exp(work.minus(exponent))
+
+
+# In the score, a feedback weighs at least 0.5^MAX_HALF_LIVES_BEHIND (about 1e-301) of the
+# newest counted one: less than any score can show at SCORE_PLACES (scores are below 2e38,
+# and no agent has 1e240 feedback), and it keeps the exact sums small where 0.5^(a million)
+# would be a number of a million digits.
+MAX_HALF_LIVES_BEHIND = 1000
+_LIGHTEST = _WEIGHTS.power(Decimal("0.5"), MAX_HALF_LIVES_BEHIND)
+
+
+def _scaled(value: Decimal, places: int) -> int:
+    """value x 10^places, exactly (`value` has at most `places` decimal places)."""
+    numerator, denominator = value.as_integer_ratio()
+    return int(numerator * (10**places // denominator))
+
+
+def _places(value: Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # a finite number's
+    return max(0, -exponent)
+
+
+# -- applying a lens --------------------------------------------------------------------------
+
+
+def _exclusion(
+    lens: Lens, entry: FeedbackEntry, trusted: bool
+) -> Literal["revoked", "untrusted_client", "tag_mismatch"] | None:
+    if entry.revoked and not lens.include_revoked:
+        return "revoked"
+    if not trusted:
+        return "untrusted_client"
+    if (lens.tag1 is not None and entry.tag1 != lens.tag1) or (
+        lens.tag2 is not None and entry.tag2 != lens.tag2
+    ):
+        return "tag_mismatch"
+    return None
+
+
+def is_trusted(lens: Lens, client: str, client_stats: Mapping[str, ClientHistory]) -> bool:
+    """Whether `client` (lower case) passes the lens's allowlist and history minimums."""
+    if lens.allowlist is not None and client not in lens.allowlist:
+        return False
+    if not lens.needs_client_history:
+        return True
+    history = client_stats.get(client, NO_HISTORY)
+    return history.feedback_count >= lens.min_feedback and (
+        history.distinct_agents >= lens.min_agents
+    )
+
+
+def apply_lens(
+    lens: Lens,
+    feedback: Iterable[FeedbackEntry],
+    client_stats: Mapping[str, ClientHistory],
+    now: datetime,
+) -> LensResult:
+    """The agent's score through `lens`, with its explanation. `feedback` is the agent's
+    (in any order); `client_stats` holds each client's history across the chain, by lower-case
+    address (only read when the lens sets min_feedback or min_agents; a client missing from
+    it has none); `now` is the time ages are measured from."""
+    entries = list(feedback)
+    excluded = dict.fromkeys(EXCLUSION_REASONS, 0)
+    untrusted: set[str] = set()
+    trust: dict[str, bool] = {}
+    standing: defaultdict[str, list[int]] = defaultdict(list)  # client -> positions in entries
+    for position, entry in enumerate(entries):
+        client = entry.client.lower()
+        if client not in trust:
+            trust[client] = is_trusted(lens, client, client_stats)
+        reason = _exclusion(lens, entry, trust[client])
+        if reason is None:
+            standing[client].append(position)
+        else:
+            excluded[reason] += 1
+            if reason == "untrusted_client":
+                untrusted.add(client)
+
+    if lens.vote == "latest":
+        for client, positions in standing.items():
+            latest = max(positions, key=lambda p: (entries[p].index, entries[p].block_time))
+            excluded["superseded"] += len(positions) - 1
+            standing[client] = [latest]
+
+    half_life = lens.half_life_seconds
+    decay = {position: decay_weight(age_seconds(entries[position].block_time, now), half_life)
+             for positions in standing.values() for position in positions}  # fmt: skip
+    # The score is computed exactly from the weights relative to the newest counted feedback
+    # (an average does not change when every weight is multiplied by the same number), as
+    # integers: weights x 10^weight_places, scores x 10^score_places.
+    heaviest_decay = max(decay.values(), default=Decimal(1))
+    relative = {position: max(_WEIGHTS.divide(weight, heaviest_decay), _LIGHTEST)
+                for position, weight in decay.items()}  # fmt: skip
+    weight_places = max(map(_places, relative.values()), default=0)
+    score_places = max((_places(entries[p].score) for p in decay), default=0)
+
+    shown: dict[int, Decimal] = {}  # position -> its weight, as explain shows it
+    clients: dict[str, _Client] = {}
+    # Sums of the clients' weights and weighted scores by how many feedback share a vote.
+    totals: defaultdict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for client, positions in standing.items():
+        # Under `average` a client's feedback share its one vote.
+        sharing = len(positions) if lens.vote == "average" else 1
+        weight = weighted = 0
+        for position in positions:
+            scaled = _scaled(relative[position], weight_places)
+            weight += scaled
+            weighted += scaled * _scaled(entries[position].score, score_places)
+            shown[position] = _WEIGHTS.divide(decay[position], sharing)
+        # Its decay weights' sum divided once: n undecayed feedback weigh 1, not 0.99...9.
+        client_shown = _WEIGHTS.divide(_sum(decay[position] for position in positions), sharing)
+        clients[client] = _Client(len(positions), sharing, client_shown, weight, weighted)
+        totals[sharing][0] += weight
+        totals[sharing][1] += weighted
+
+    def exact(scaled_sum: int, sharing: int, places: int) -> Fraction:
+        return Fraction(scaled_sum, sharing * 10**places)
+
+    total_weight = sum(
+        (exact(w, sharing, weight_places) for sharing, (w, _) in totals.items()), Fraction(0)
+    )
+    total_weighted = sum(
+        (exact(x, sharing, weight_places + score_places) for sharing, (_, x) in totals.items()),
+        Fraction(0),
+    )
+    score = round_places(total_weighted / total_weight, SCORE_PLACES) if clients else None
+
+    def heaviness(item: tuple[str, _Client]) -> tuple[Fraction | int, str]:
+        client, votes = item
+        weight = votes.weight if votes.sharing == 1 else Fraction(votes.weight, votes.sharing)
+        return -weight, client
+
+    top = tuple(
+        ClientContribution(
+            client=client,
+            feedback_counted=votes.feedback_counted,
+            weight=votes.shown_weight,
+            share=round_digits(exact(votes.weight, votes.sharing, weight_places) / total_weight),
+            value=round_places(Fraction(votes.weighted, votes.weight * 10**score_places),
+                               SCORE_PLACES),
+            contribution=round_places(
+                exact(votes.weighted, votes.sharing, weight_places + score_places) / total_weight,
+                SCORE_PLACES,
+            ),
+        )
+        for client, votes in heapq.nsmallest(lens.explain_top, clients.items(), key=heaviness)
+    )  # fmt: skip
+    counted = tuple(
+        CountedFeedback(entries[position], shown[position]) for position in sorted(shown)
+    )
+    explain = Explain(
+        total=len(entries),
+        counted=len(counted),
+        excluded=excluded,
+        clients_counted=len(clients),
+        untrusted_clients=len(untrusted),
+        total_weight=_sum(votes.shown_weight for votes in clients.values()),
+        top_clients=top,
+    )
+    return LensResult(lens=lens, as_of=now, score=score, explain=explain, counted=counted)
+
+
+@dataclass(frozen=True)
+class _Client:
+    """A counted client's vote, as apply_lens adds it up."""
+
+    feedback_counted: int
+    sharing: int  # how many feedback share its vote (under `average`), else 1
+    shown_weight: Decimal  # its vote's weight, as explain shows it
+    # Exact, relative to the newest counted feedback, times sharing: the sum of its weights
+    # x 10^weight_places, and of its weights x scores x 10^(weight_places + score_places).
+    weight: int
+    weighted: int
+
+
+def _sum(values: Iterable[Decimal]) -> Decimal:
+    """The sum of weights, to WEIGHT_DIGITS digits. Each addition rounds, so the values are
+    added smallest first: the same weights in any order give the same sum."""
+    return functools.reduce(_WEIGHTS.add, sorted(values), Decimal(0))
+
+
+# -- describing a set of feedback -------------------------------------------------------------
+
+DEFAULT_EDGES = tuple(Decimal(edge) for edge in range(0, 101, 10))
+
+
+@dataclass(frozen=True)
+class ScoreBucket:
+    """Scores from `low` (included) to `high` (excluded, but included in the last closed
+    bucket); None is no bound: the buckets below the first edge and above the last."""
+
+    low: Decimal | None
+    high: Decimal | None
+    count: int
+
+
+def score_distribution(
+    feedback: Iterable[FeedbackEntry], edges: Sequence[Decimal] = DEFAULT_EDGES
+) -> tuple[ScoreBucket, ...]:
+    """A histogram of normalized scores over the buckets `edges` bounds (by default 0-10,
+    10-20, ..., 90-100, with 100 in the last), plus one below the first edge and one above
+    the last, always present (empty or not)."""
+    if len(edges) < 2 or any(low >= high for low, high in itertools.pairwise(edges)):
+        raise ValueError("edges must be at least two numbers, in increasing order")
+    counts = [0] * (len(edges) + 1)  # below, each closed bucket, above
+    first, last = edges[0], edges[-1]
+    for entry in feedback:
+        score = entry.score
+        if score < first:
+            counts[0] += 1
+        elif score > last:
+            counts[-1] += 1
+        elif score == last:
+            counts[-2] += 1
+        else:
+            counts[_bucket_of(score, edges) + 1] += 1
+    bounds: list[tuple[Decimal | None, Decimal | None]] = [
+        (None, first),
+        *itertools.pairwise(edges),
+        (last, None),
+    ]
+    return tuple(
+        ScoreBucket(low, high, count) for (low, high), count in zip(bounds, counts, strict=True)
+    )
+
+
+def _bucket_of(score: Decimal, edges: Sequence[Decimal]) -> int:
+    """The i with edges[i] <= score < edges[i + 1] (score within the edges)."""
+    low, high = 0, len(edges) - 1
+    while high - low > 1:
+        middle = (low + high) // 2
+        if edges[middle] <= score:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+# TimescaleDB's time_bucket origin (a Monday, so weekly buckets start on Mondays). SQL gives
+# the same buckets with date_bin(stride, block_time, TREND_ORIGIN).
+TREND_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class TrendBucket:
+    start: datetime
+    end: datetime
+    count: int
+    average: Decimal  # of the normalized scores, exact then rounded to SCORE_PLACES
+
+
+def bucket_start(time: datetime, width: timedelta, origin: datetime = TREND_ORIGIN) -> datetime:
+    """The start of the bucket of `time`: what date_bin(width, time, origin) gives."""
+    return origin + ((time - origin) // width) * width
+
+
+def trend(
+    feedback: Iterable[FeedbackEntry], width: timedelta, origin: datetime = TREND_ORIGIN
+) -> tuple[TrendBucket, ...]:
+    """Feedback counts and average scores per time bucket of `width`, oldest first; only
+    buckets with feedback, as GROUP BY date_bin(...) gives them."""
+    if width <= timedelta(0):
+        raise ValueError("a trend's bucket width must be positive")
+    sums: defaultdict[datetime, list[Any]] = defaultdict(lambda: [0, Fraction(0)])
+    for entry in feedback:
+        bucket = sums[bucket_start(entry.block_time, width, origin)]
+        bucket[0] += 1
+        bucket[1] += Fraction(entry.score)
+    return tuple(
+        TrendBucket(start, start + width, count, round_places(total / count, SCORE_PLACES))
+        for start, (count, total) in sorted(sums.items())
+    )
+
+
+@dataclass(frozen=True)
+class Activity:
+    feedback_count: int
+    distinct_clients: int
+    revoked_count: int
+    responded_count: int  # feedback with at least one response
+    revocation_rate: Decimal | None  # revoked / all, RATE_PLACES places; None without feedback
+    response_rate: Decimal | None  # responded / all
+
+
+def activity(feedback: Iterable[FeedbackEntry]) -> Activity:
+    """Counts and rates of a set of feedback (revoked ones included: they are the point of
+    the revocation rate)."""
+    entries = list(feedback)
+    total = len(entries)
+    revoked = sum(1 for entry in entries if entry.revoked)
+    responded = sum(1 for entry in entries if entry.response_count > 0)
+
+    def rate(part: int) -> Decimal | None:
+        return round_places(Fraction(part, total), RATE_PLACES) if total else None
+
+    return Activity(
+        feedback_count=total,
+        distinct_clients=len({entry.client.lower() for entry in entries}),
+        revoked_count=revoked,
+        responded_count=responded,
+        revocation_rate=rate(revoked),
+        response_rate=rate(responded),
+    )
