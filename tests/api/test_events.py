@@ -55,6 +55,10 @@ async def insert_event(
 
 @pytest.fixture
 async def events(pool: Pool) -> list[int]:
+    return await insert_eight_events(pool)
+
+
+async def insert_eight_events(pool: Pool) -> list[int]:
     """Eight events on two chains, in insertion order; #3 and #6 share a block time across
     chains, #4 and #5 share a block."""
     minute = timedelta(minutes=1)
