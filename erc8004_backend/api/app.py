@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import StatelessLifespan
 
-from erc8004_backend.api import accounts, events, lenses, status, tokens, triggers
+from erc8004_backend.api import accounts, event_stream, events, lenses, status, tokens, triggers
 from erc8004_backend.api.dependencies import ApiState, limit_by_address
 from erc8004_backend.api.docs import install_docs
 from erc8004_backend.api.errors import install_error_handlers
@@ -112,6 +112,7 @@ def attach_state(app: FastAPI, settings: Settings, pool: Pool) -> None:
         secret_box=SecretBox.from_spec(settings.token_keys),
         jwt_secret=jwt_secret,
         migrations_dir=settings.migrations_dir,
+        event_streams=event_stream.EventStreams(pool),
     )
     app.state.metrics = ApiMetrics()
 
@@ -141,7 +142,8 @@ def build_app(shape: AppShape, *, lifespan: StatelessLifespan[FastAPI] | None = 
         dependencies=[Depends(limit_by_address)],
         responses=dependency_errors(limit_by_address),
     )
-    for module in (accounts, lenses, triggers, events, tokens, status):
+    # The event stream before the events: /events/stream is not /events/{event_id}.
+    for module in (accounts, lenses, triggers, event_stream, events, tokens, status):
         document_errors(module.router)
         v1.include_router(module.router)
     app.include_router(v1)

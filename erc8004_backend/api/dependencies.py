@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import psycopg
 from fastapi import Depends, Request
@@ -31,6 +31,9 @@ from erc8004_backend.api.protection import RateLimits
 from erc8004_backend.config import Settings
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.encryption import SecretBox
+
+if TYPE_CHECKING:
+    from erc8004_backend.api.event_stream import EventStreams
 
 QUERIES = load_queries("erc8004_backend.api", "accounts.sql")
 
@@ -80,6 +83,7 @@ class ApiState:
     secret_box: SecretBox
     jwt_secret: str
     migrations_dir: Path
+    event_streams: EventStreams
 
     @property
     def token_lifetime(self) -> timedelta:

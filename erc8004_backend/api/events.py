@@ -9,20 +9,22 @@ neither skip nor repeat rows while new ones arrive.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
+from psycopg import sql
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from erc8004_backend.api.dependencies import DIGITS_ONLY, CurrentUser, Db, IsoTime
 from erc8004_backend.api.errors import ApiError, error_responses, not_found
 from erc8004_backend.api.pages import decode_cursor, encode_cursor
-from erc8004_backend.chain.events import SPECS
-from erc8004_backend.database.queries import load_queries
+from erc8004_backend.chain.events import EVENT_COLUMNS, SPECS
+from erc8004_backend.database.queries import compose, load_queries
 
-QUERIES = load_queries("erc8004_backend.api", "events.sql")
 router = APIRouter(tags=["events"])
 
 BIGINT_MAX = 2**63 - 1
@@ -64,6 +66,46 @@ Hex = Annotated[str, Field(description="0x-prefixed lowercase hex.")]
 
 def invalid(field: str, message: str) -> ApiError:
     return ApiError(422, f"{field}: {message}", details=[{"field": field, "message": message}])
+
+
+# --- an event's columns, as the API reads them ----------------------------------------------
+
+# Every column of EventRow (chain/events.py), the one list of them, is read as stored but
+# these: numbers that can pass 2^53 as exact decimal text, bytes as 0x-hex.
+_READ_AS_TEXT = frozenset({"agent_id", "feedback_index", "value", "score"})
+_READ_AS_HEX = frozenset({"metadata_value"})
+if (_READ_AS_TEXT | _READ_AS_HEX) - set(EVENT_COLUMNS):
+    raise RuntimeError("an event column read as text or hex is not in EVENT_COLUMNS")
+
+
+def _read(column: str) -> sql.Composable:
+    stored = sql.Identifier("e", column)
+    if column in _READ_AS_TEXT:
+        read = sql.SQL("{}::text").format(stored)
+    elif column in _READ_AS_HEX:
+        read = sql.SQL("'0x' || encode({}, 'hex')").format(stored)
+    else:
+        return stored
+    return sql.SQL("{} AS {}").format(read, sql.Identifier(column))
+
+
+# `{event_columns}` in a query: the event's id and every EventRow column, of `events e`.
+EVENT_SELECT_LIST = sql.SQL(", ").join(
+    [sql.Identifier("e", "id"), *(_read(column) for column in EVENT_COLUMNS)]
+)
+
+
+def with_event_columns(queries: Mapping[str, bytes]) -> dict[str, bytes]:
+    """`queries` with their `{event_columns}` written out, once, when a module loads them."""
+    return {
+        name: compose(query, event_columns=EVENT_SELECT_LIST)
+        if b"{event_columns}" in query
+        else query
+        for name, query in queries.items()
+    }
+
+
+QUERIES = with_event_columns(load_queries("erc8004_backend.api", "events.sql"))
 
 
 # --- models -----------------------------------------------------------------------------
@@ -116,6 +158,21 @@ class EventOut(BaseModel):
     response_uri: str | Absent = absent_if_none()
     response_hash: Hex | Absent = absent_if_none()
     tag: str | Absent = absent_if_none()
+
+
+def fields_unlike_the_columns(model: type[BaseModel]) -> dict[str, list[str]]:
+    """How an event model's fields differ from an event's id and EventRow columns (empty:
+    they do not): the API's events are the rows that `{event_columns}` selects."""
+    fields, columns = set(model.model_fields), {"id", *EVENT_COLUMNS}
+    differences = {"not a column": sorted(fields - columns), "missing": sorted(columns - fields)}
+    return {name: names for name, names in differences.items() if names}
+
+
+if fields_unlike_the_columns(EventOut):
+    raise RuntimeError(
+        f"EventOut differs from EVENT_COLUMNS (chain/events.py): "
+        f"{fields_unlike_the_columns(EventOut)}"
+    )
 
 
 class EventPage(BaseModel):
@@ -198,10 +255,26 @@ ToTime = Annotated[
 # --- events -------------------------------------------------------------------------------
 
 
-@router.get("/events")
-async def list_events(
-    user: CurrentUser,
-    conn: Db,
+@dataclass(frozen=True)
+class EventFilters:
+    """What GET /events and GET /events/stream select events by (None: any)."""
+
+    chain_id: int | None
+    registry: str | None
+    event_type: str | None
+    agent_id: int | None
+    client_address: str | None  # lower case
+    validator_address: str | None  # lower case
+    from_block: int | None
+    to_block: int | None
+    from_time: datetime | None
+    to_time: datetime | None
+
+    def params(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def event_filters(
     chain_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX), DIGITS_ONLY] = None,
     registry: Registry | None = None,
     event_type: EventType | None = None,
@@ -224,10 +297,8 @@ async def list_events(
     ] = None,
     from_time: FromTime = None,
     to_time: ToTime = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-) -> EventPage:
-    """Events, newest first (by block time, then id), filtered by any of the parameters."""
+) -> EventFilters:
+    """The event filters of the query, checked together."""
     from_time, to_time = _utc(from_time), _utc(to_time)
     _ordered("from_block", from_block, "to_block", to_block)
     _ordered("from_time", from_time, "to_time", to_time)
@@ -237,10 +308,36 @@ async def list_events(
                         ("to_block", to_block)):  # fmt: skip
         if value is not None and chain_id is None:
             raise invalid(name, "needs chain_id (each chain numbers its own)")
+    return EventFilters(
+        chain_id=chain_id,
+        # Event names are unique across the registries: a type names its registry too.
+        registry=registry or (REGISTRY_OF[event_type] if event_type else None),
+        event_type=event_type,
+        agent_id=agent_id,
+        client_address=client_address.lower() if client_address else None,
+        validator_address=validator_address.lower() if validator_address else None,
+        from_block=from_block,
+        to_block=to_block,
+        from_time=from_time,
+        to_time=to_time,
+    )
+
+
+Filters = Annotated[EventFilters, Depends(event_filters)]
+
+
+@router.get("/events")
+async def list_events(
+    user: CurrentUser, conn: Db, filters: Filters, limit: Limit = 50, cursor: Cursor = None
+) -> EventPage:
+    """Events, newest first (by block time, then id), filtered by any of the parameters."""
     before_time, before_id = decode_cursor(cursor, _row_id) if cursor else (None, None)
+    from_time, to_time = filters.from_time, filters.to_time
     first, last = None, None
-    if from_block is not None or to_block is not None:
-        bounds = await _block_range_times(conn, chain_id, from_block, to_block)
+    if filters.from_block is not None or filters.to_block is not None:
+        bounds = await _block_range_times(
+            conn, filters.chain_id, filters.from_block, filters.to_block
+        )
         if bounds is None:
             return EventPage(items=[], next_cursor=None)
         first, last = bounds
@@ -249,14 +346,7 @@ async def list_events(
         if last is not None:
             to_time = last if to_time is None else min(to_time, last)
     params = {
-        "chain_id": chain_id,
-        "registry": registry or (REGISTRY_OF[event_type] if event_type else None),
-        "event_type": event_type,
-        "agent_id": agent_id,
-        "client_address": client_address.lower() if client_address else None,
-        "validator_address": validator_address.lower() if validator_address else None,
-        "from_block": from_block,
-        "to_block": to_block,
+        **filters.params(),
         "first_time": first,
         "last_time": last,
         "from_time": from_time,

@@ -3,15 +3,9 @@
 -- Every filter is optional: with custom plans (the pool's plan_cache_mode) the absent ones
 -- fold away and the plan uses the index of the ones given (chain, agent, client, validator,
 -- registry and type, block or time); a time range also skips the partitions outside it.
--- Numbers beyond 2^53 are text (exact, no exponent), bytes are 0x-hex.
-SELECT e.id, e.chain_id, e.registry, e.event_type, e.contract_address, e.block_number,
-       e.block_hash, e.block_time, e.transaction_hash, e.transaction_index, e.log_index,
-       e.agent_id::text AS agent_id, e.owner, e.token_uri, e.metadata_key,
-       '0x' || encode(e.metadata_value, 'hex') AS metadata_value, e.from_address,
-       e.to_address, e.updated_by, e.client_address, e.feedback_index::text AS feedback_index,
-       e.value::text AS value, e.value_decimals, e.score::text AS score, e.tag1, e.tag2,
-       e.endpoint, e.file_uri, e.file_hash, e.responder, e.validator_address, e.request_hash,
-       e.request_uri, e.response, e.response_uri, e.response_hash, e.tag, e.data
+-- The columns are the event's id and every EventRow column, numbers beyond 2^53 as text
+-- (exact, no exponent) and bytes as 0x-hex: written out by events.py (EVENT_SELECT_LIST).
+SELECT {event_columns}
 FROM events e
 WHERE (%(chain_id)s::bigint IS NULL OR e.chain_id = %(chain_id)s::bigint)
   AND (%(registry)s::text IS NULL OR e.registry = %(registry)s::text)
@@ -56,14 +50,7 @@ SELECT CASE WHEN %(from_block)s::bigint IS NOT NULL THEN (
             LIMIT 1) END AS last_time
 
 -- event_by_id --
-SELECT e.id, e.chain_id, e.registry, e.event_type, e.contract_address, e.block_number,
-       e.block_hash, e.block_time, e.transaction_hash, e.transaction_index, e.log_index,
-       e.agent_id::text AS agent_id, e.owner, e.token_uri, e.metadata_key,
-       '0x' || encode(e.metadata_value, 'hex') AS metadata_value, e.from_address,
-       e.to_address, e.updated_by, e.client_address, e.feedback_index::text AS feedback_index,
-       e.value::text AS value, e.value_decimals, e.score::text AS score, e.tag1, e.tag2,
-       e.endpoint, e.file_uri, e.file_hash, e.responder, e.validator_address, e.request_hash,
-       e.request_uri, e.response, e.response_uri, e.response_hash, e.tag, e.data
+SELECT {event_columns}
 FROM events e
 WHERE e.id = %(event_id)s::bigint
 LIMIT 1

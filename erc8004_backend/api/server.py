@@ -1,6 +1,6 @@
 """Serving the API (or any ASGI app) with uvicorn inside our own event loop, stopped like
 every other part (by the `stop` event that our signal handling sets), after the requests in
-flight."""
+flight (the API's event streams end at once)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,12 @@ async def serve_on(app: ASGIApp, listening: socket.socket, stop: asyncio.Event) 
     serving = asyncio.create_task(server.serve(sockets=[listening]))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    # Event streams answer until their clients leave: they end now, or uvicorn would wait
+    # for them until its graceful timeout. (Imported here: the commands that import this
+    # module to serve something else need not load the API.)
+    from erc8004_backend.api.event_stream import close_event_streams
+
+    close_event_streams(app)
     server.should_exit = True  # finish the requests in flight, then return
     stopping.cancel()
     await serving

@@ -7,7 +7,10 @@ describe the query. Files are read once, when a module loads them.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from importlib import resources
+
+from psycopg import sql
 
 _HEADER = re.compile(r"^-- ([a-z_][a-z0-9_]*) --$", re.MULTILINE)
 
@@ -27,3 +30,15 @@ def parse_queries(text: str) -> dict[str, bytes]:
 
 def load_queries(package: str, filename: str) -> dict[str, bytes]:
     return parse_queries(resources.files(package).joinpath(filename).read_text("utf-8"))
+
+
+def compose(query: bytes, **parts: sql.Composable) -> bytes:
+    """`query` with each `{name}` in it written out as `parts[name]`. The parts are made from
+    the code's own names (psycopg.sql quotes identifiers), never from input: a column list
+    kept in one place, say, that several queries select."""
+    return sql.SQL(query.decode()).format(**parts).as_bytes(None)
+
+
+def identifiers(names: Iterable[str]) -> sql.Composable:
+    """`a, b, c`: a list of column names, each quoted as an identifier."""
+    return sql.SQL(", ").join(sql.Identifier(name) for name in names)

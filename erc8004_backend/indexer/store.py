@@ -23,14 +23,16 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
-from erc8004_backend.chain.events import EventRow
-from erc8004_backend.database.queries import load_queries
+from erc8004_backend.chain.events import EVENT_COLUMNS, EventRow
+from erc8004_backend.database.queries import compose, identifiers, load_queries
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.indexer.registration import enqueue_registrations
 
 QUERIES = load_queries("erc8004_backend.indexer", "store.sql")
+COPY_EVENTS = compose(QUERIES["copy_events"], event_columns=identifiers(EVENT_COLUMNS))
 
-# Binary COPY needs the type of every column, in `copy_events` order.
+# Binary COPY needs the type of every column, in EVENT_COLUMNS order (a test checks them
+# against the table).
 _COPY_TYPES = [
     "bigint", "text", "text", "text", "bigint", "text", "timestamptz", "text", "integer",
     "integer", "numeric", "text", "text", "text", "bytea", "text", "text", "text", "text",
@@ -161,7 +163,7 @@ class EventStore:
             if (current[0] if current else None) != previous:
                 raise self._moved()
             if rows:
-                async with conn.cursor().copy(QUERIES["copy_events"]) as copy:
+                async with conn.cursor().copy(COPY_EVENTS) as copy:
                     copy.set_types(_COPY_TYPES)
                     for row in rows:
                         await copy.write_row((*row[:-1], Jsonb(row[-1], dumps=_dumps_data)))

@@ -34,14 +34,9 @@ LIMIT %(limit)s
 SELECT ensure_event_partitions(%(from_time)s, %(to_time)s)
 
 -- copy_events --
-COPY events (
-    chain_id, registry, event_type, contract_address, block_number, block_hash, block_time,
-    transaction_hash, transaction_index, log_index, agent_id, owner, token_uri, metadata_key,
-    metadata_value, from_address, to_address, updated_by, client_address, feedback_index,
-    value, value_decimals, score, tag1, tag2, endpoint, file_uri, file_hash, responder,
-    validator_address, request_hash, request_uri, response, response_uri, response_hash, tag,
-    data
-) FROM STDIN (FORMAT BINARY)
+-- The columns are EventRow's, in its order (EVENT_COLUMNS in chain/events.py): store.py
+-- writes them in.
+COPY events ({event_columns}) FROM STDIN (FORMAT BINARY)
 
 -- insert_unknown_logs --
 -- The batch's logs that no decoder turned into an event. Writing one again is a no-op.

@@ -11,8 +11,11 @@ from typing import Any
 
 import orjson
 import pytest
+from pydantic import create_model
 
 from erc8004_backend.api.app import Pool
+from erc8004_backend.api.events import QUERIES, EventOut, fields_unlike_the_columns
+from erc8004_backend.chain.events import EVENT_COLUMNS
 from tests.api.conftest import Account, ApiClient
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -52,6 +55,10 @@ async def insert_event(
 
 @pytest.fixture
 async def events(pool: Pool) -> list[int]:
+    return await insert_eight_events(pool)
+
+
+async def insert_eight_events(pool: Pool) -> list[int]:
     """Eight events on two chains, in insertion order; #3 and #6 share a block time across
     chains, #4 and #5 share a block."""
     minute = timedelta(minutes=1)
@@ -566,3 +573,28 @@ async def test_bad_action_result_queries_name_the_parameter(
         bad_id = await api.get(f"/action-results/{loose}", headers=alice.headers)
         assert bad_id.status_code == 422
         assert bad_id.json()["error"]["details"][0]["field"] == "result_id"
+
+
+# -- the columns ----------------------------------------------------------------------------
+
+
+async def test_an_event_is_its_id_and_every_event_row_column(pool: Pool) -> None:
+    """EventRow (chain/events.py) is the one list of an event's columns: the queries select
+    them from it, and the response model has a field for each (checked when it loads)."""
+    assert fields_unlike_the_columns(EventOut) == {}
+    event_id = await insert_event(pool, A, "identity", "Registered", 1, T0)
+    async with pool.connection() as conn:
+        for name in ("list_events", "event_by_id"):
+            assert b"{event_columns}" not in QUERIES[name]
+        cursor = await conn.execute(QUERIES["event_by_id"], {"event_id": event_id})
+        assert [column.name for column in cursor.description or []] == ["id", *EVENT_COLUMNS]
+
+
+def test_a_model_that_drifts_from_the_columns_is_found_out() -> None:
+    class Renamed(EventOut):
+        feedback_id: str | None = None
+
+    fields: dict[str, Any] = {name: (Any, None) for name in EventOut.model_fields if name != "tag"}
+    without_tag = create_model("WithoutTag", **fields)
+    assert fields_unlike_the_columns(Renamed) == {"not a column": ["feedback_id"]}
+    assert fields_unlike_the_columns(without_tag) == {"missing": ["tag"]}

@@ -225,6 +225,7 @@ ERRORS: dict[str, set[int]] = {
     "POST /triggers/{trigger_id}/webhook-secret": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     "POST /triggers/{trigger_id}/test": BODY | SIGNED_IN | LIMITED | DATABASE | {404},
     "GET /events": {422} | SIGNED_IN | LIMITED | DATABASE,
+    "GET /events/stream": {422} | SIGNED_IN | LIMITED | DATABASE,
     "GET /events/{event_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     "GET /action-results": {422} | SIGNED_IN | LIMITED | DATABASE,
     "GET /action-results/{result_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},

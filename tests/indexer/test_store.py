@@ -4,15 +4,24 @@ and the logs nothing decodes, kept with their batch."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
+from erc8004_backend.chain.events import EVENT_COLUMNS
 from erc8004_backend.devnet import start_devnet
 from erc8004_backend.indexer.chain_indexer import ChainIndexer
-from erc8004_backend.indexer.store import BlockHeader, CheckpointMovedError, EventStore, UnknownLog
+from erc8004_backend.indexer.store import (
+    _COPY_TYPES,
+    COPY_EVENTS,
+    BlockHeader,
+    CheckpointMovedError,
+    EventStore,
+    UnknownLog,
+)
 from erc8004_backend.triggers.processor import QUERIES as PROCESSOR_QUERIES
 from tests.support.chain_truth import assert_table_equals_chain
 
@@ -155,3 +164,32 @@ async def test_unknown_logs_commit_with_their_batch_once_and_roll_back_with_it(
         # A fork below the start forgets the chain's logs altogether.
         await store.roll_back(conn, (-1, None))
         assert await unknown_logs(conn) == []
+
+
+# -- the columns ------------------------------------------------------------------------
+
+
+async def test_the_copy_writes_every_event_column_in_event_row_order_with_its_type(
+    migrated_url: str,
+) -> None:
+    """EventRow (chain/events.py) is the one list of an event's columns: the COPY names them
+    from it, and `_COPY_TYPES` must give each its type in the table."""
+    listed = re.search(rb"^COPY events \((.*)\) FROM STDIN \(FORMAT BINARY\)$", COPY_EVENTS, re.M)
+    assert listed is not None, COPY_EVENTS
+    assert [name.strip().strip(b'"').decode() for name in listed[1].split(b",")] == list(
+        EVENT_COLUMNS
+    )
+    async with await psycopg.AsyncConnection.connect(migrated_url) as conn:
+        cursor = await conn.execute(
+            "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute"
+            " WHERE attrelid = 'events'::regclass AND attnum > 0 AND NOT attisdropped"
+            " ORDER BY attnum"
+        )
+        table: dict[str, str] = dict(await cursor.fetchall())
+    # Every column but those the database fills itself is an EventRow field, and back.
+    assert set(table) - set(EVENT_COLUMNS) == {"id", "created_at"}
+    assert set(EVENT_COLUMNS) - set(table) == set()
+    spelled = {"timestamptz": "timestamp with time zone"}
+    assert [spelled.get(name, name) for name in _COPY_TYPES] == [
+        table[column] for column in EVENT_COLUMNS
+    ]
