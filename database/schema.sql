@@ -8,6 +8,17 @@ CREATE FUNCTION public.account_key(value text) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     RETURN lower(NORMALIZE(value, NFKC));
 
+CREATE FUNCTION public.agent_stats_row() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO agent_feedback_stats (chain_id, agent_id)
+    SELECT chain_id, agent_id FROM new_rows ORDER BY chain_id, agent_id
+    ON CONFLICT (chain_id, agent_id) DO NOTHING;
+    RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION public.ensure_event_partitions(from_time timestamp with time zone, to_time timestamp with time zone) RETURNS integer
     LANGUAGE plpgsql
     AS $_$
@@ -598,6 +609,26 @@ CREATE TABLE public.agent_registrations (
     fetched_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    file_name text GENERATED ALWAYS AS (
+CASE
+    WHEN (jsonb_typeof((document -> 'name'::text)) = 'string'::text) THEN (document ->> 'name'::text)
+    ELSE NULL::text
+END) STORED,
+    file_description text GENERATED ALWAYS AS (
+CASE
+    WHEN (jsonb_typeof((document -> 'description'::text)) = 'string'::text) THEN (document ->> 'description'::text)
+    ELSE NULL::text
+END) STORED,
+    file_active boolean GENERATED ALWAYS AS (
+CASE
+    WHEN (jsonb_typeof((document -> 'active'::text)) = 'boolean'::text) THEN ((document -> 'active'::text))::boolean
+    ELSE NULL::boolean
+END) STORED,
+    file_x402_support boolean GENERATED ALWAYS AS (
+CASE
+    WHEN (jsonb_typeof((document -> 'x402Support'::text)) = 'boolean'::text) THEN ((document -> 'x402Support'::text))::boolean
+    ELSE NULL::boolean
+END) STORED,
     CONSTRAINT agent_registrations_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'fetched'::text, 'failed'::text])))
 );
 
@@ -1191,6 +1222,8 @@ CREATE TRIGGER action_jobs_updated_at BEFORE UPDATE ON public.action_jobs FOR EA
 CREATE TRIGGER agent_mcp_tokens_updated_at BEFORE UPDATE ON public.agent_mcp_tokens FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 
 CREATE TRIGGER agent_registrations_updated_at BEFORE UPDATE ON public.agent_registrations FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
+
+CREATE TRIGGER agents_stats_row AFTER INSERT ON public.agents REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.agent_stats_row();
 
 CREATE TRIGGER checkpoints_updated_at BEFORE UPDATE ON public.checkpoints FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 

@@ -65,7 +65,7 @@ AGENT_SORTS: tuple[str, ...] = get_args(AgentSort)
 # LENS_SORT_MAX_FEEDBACK feedback together (always at least one). The page says how many
 # were ranked and whether they were all the agents the filters match.
 LENS_SORT_CANDIDATES = 50
-LENS_SORT_MAX_FEEDBACK = 2000
+LENS_SORT_MAX_FEEDBACK = 1000
 
 # A feedback page shows at most this many responses of each feedback (its response_count
 # says how many there are): anyone may respond, as often as they like.
@@ -330,14 +330,17 @@ def _like_pattern(text: str) -> str:
 _ORDERS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
     "newest": ("a.first_at", "timestamptz", _time),
     "last_activity": ("a.last_at", "timestamptz", _time),
-    "feedback_count": ("coalesce(s.feedback_count, 0)", "bigint", _BIGINT),
+    "feedback_count": ("s.feedback_count", "bigint", _BIGINT),
 }
 
 
 def _listing(sort_key: str, key_type: str) -> bytes:
-    order = sql.SQL(f"{sort_key} DESC, a.chain_id DESC, a.agent_id DESC")
+    # Sorted by feedback, the chain and agent ids are the counts' (s.*), those of the index
+    # that gives the order; they equal the agent's.
+    table = "s" if sort_key.startswith("s.") else "a"
+    order = sql.SQL(f"{sort_key} DESC, {table}.chain_id DESC, {table}.agent_id DESC")
     after = sql.SQL(
-        f"(%(after_key)s::{key_type} IS NULL OR ({sort_key}, a.chain_id, a.agent_id)"
+        f"(%(after_key)s::{key_type} IS NULL OR ({sort_key}, {table}.chain_id, {table}.agent_id)"
         f" < (%(after_key)s::{key_type}, %(after_chain)s::bigint, %(after_agent)s::numeric))"
     )
     return compose(_QUERIES["agent_listing"], order=order, after=after)

@@ -1,35 +1,26 @@
 -- agent_listing --
 -- Agents with their registration file (as read from the current URI) and their feedback
--- counts (agent_feedback_stats, migration 23), filtered, one page in the order `{order}`
--- after the cursor `{after}` (service.py writes both out from its own sort keys). Every
--- filter is optional: with custom plans the absent ones fold away.
--- A text is matched with ILIKE against the registration file's name and description: no
--- trigram index (pg_trgm is not among the migrations' extensions), so it reads one row per
--- agent of the chosen chain(s); the other filters and the order use indexes.
+-- counts (agent_feedback_stats, migration 23: every agent has a row), filtered, one page in
+-- the order `{order}` after the cursor `{after}` (service.py writes both out from its own
+-- sort keys). Every filter is optional: with custom plans the absent ones fold away. The
+-- file's fields are columns (migration 23), so that a filter on them reads no JSON.
+-- A text is matched with ILIKE against the file's name and description: no trigram index
+-- (pg_trgm is not among the migrations' extensions), so it reads the name and description
+-- of every registration file of the chosen chain(s), then joins the agents that match.
 SELECT a.chain_id, a.agent_id, a.owner, a.agent_wallet, a.agent_uri, a.registered_at,
-       a.first_at, a.last_at, r.status AS registration_status, d.name, d.description,
-       d.image, r.mcp_endpoint, r.a2a_endpoint, d.active, d.x402_support,
-       coalesce(s.feedback_count, 0) AS feedback_count,
-       coalesce(s.revoked_count, 0) AS revoked_count,
-       coalesce(s.client_count, 0) AS client_count
+       a.first_at, a.last_at, r.status AS registration_status, r.file_name AS name,
+       r.file_description AS description,
+       CASE WHEN jsonb_typeof(r.document -> 'image') = 'string'
+            THEN r.document ->> 'image' END AS image,
+       r.mcp_endpoint, r.a2a_endpoint, r.file_active AS active,
+       r.file_x402_support AS x402_support, s.feedback_count, s.revoked_count,
+       s.client_count
 FROM agents AS a
+JOIN agent_feedback_stats AS s ON s.chain_id = a.chain_id AND s.agent_id = a.agent_id
+-- The file of the current URI: a row holds the URI it digests, and comparing URIs spares
+-- hashing every agent's URI (and lets the planner estimate the join).
 LEFT JOIN agent_registrations AS r
-    ON r.chain_id = a.chain_id AND r.agent_id = a.agent_id
-   AND r.uri_digest = encode(sha256(convert_to(a.agent_uri, 'UTF8')), 'hex')
-LEFT JOIN agent_feedback_stats AS s ON s.chain_id = a.chain_id AND s.agent_id = a.agent_id
--- The file's fields of the spec's type only (as agents/read.py reads them).
-CROSS JOIN LATERAL (
-    SELECT CASE WHEN jsonb_typeof(r.document -> 'name') = 'string'
-                THEN r.document ->> 'name' END AS name,
-           CASE WHEN jsonb_typeof(r.document -> 'description') = 'string'
-                THEN r.document ->> 'description' END AS description,
-           CASE WHEN jsonb_typeof(r.document -> 'image') = 'string'
-                THEN r.document ->> 'image' END AS image,
-           CASE WHEN jsonb_typeof(r.document -> 'active') = 'boolean'
-                THEN (r.document -> 'active')::boolean END AS active,
-           CASE WHEN jsonb_typeof(r.document -> 'x402Support') = 'boolean'
-                THEN (r.document -> 'x402Support')::boolean END AS x402_support
-) AS d
+    ON r.chain_id = a.chain_id AND r.agent_id = a.agent_id AND r.agent_uri = a.agent_uri
 WHERE (%(chain_id)s::bigint IS NULL OR a.chain_id = %(chain_id)s::bigint)
   AND (%(owner)s::text IS NULL OR a.owner = %(owner)s::text)
   AND (%(wallet)s::text IS NULL OR a.agent_wallet = %(wallet)s::text)
@@ -37,12 +28,12 @@ WHERE (%(chain_id)s::bigint IS NULL OR a.chain_id = %(chain_id)s::bigint)
        OR (r.mcp_endpoint IS NOT NULL) = %(has_mcp)s::boolean)
   AND (%(has_a2a)s::boolean IS NULL
        OR (r.a2a_endpoint IS NOT NULL) = %(has_a2a)s::boolean)
-  AND (%(active)s::boolean IS NULL OR d.active = %(active)s::boolean)
-  AND (%(x402)s::boolean IS NULL OR d.x402_support = %(x402)s::boolean)
+  AND (%(active)s::boolean IS NULL OR r.file_active = %(active)s::boolean)
+  AND (%(x402)s::boolean IS NULL OR r.file_x402_support = %(x402)s::boolean)
   AND (%(text_pattern)s::text IS NULL
-       OR d.name ILIKE %(text_pattern)s::text OR d.description ILIKE %(text_pattern)s::text)
-  AND (%(min_feedback)s::bigint IS NULL
-       OR coalesce(s.feedback_count, 0) >= %(min_feedback)s::bigint)
+       OR r.file_name ILIKE %(text_pattern)s::text
+       OR r.file_description ILIKE %(text_pattern)s::text)
+  AND (%(min_feedback)s::bigint IS NULL OR s.feedback_count >= %(min_feedback)s::bigint)
   AND {after}
 ORDER BY {order}
 LIMIT %(limit)s
