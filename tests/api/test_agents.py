@@ -127,7 +127,7 @@ async def test_agents_filters_in_the_query(api: ApiClient, alice: Account, world
 
 
 async def test_agents_sorted_by_an_inline_or_a_saved_lens(
-    api: ApiClient, alice: Account, world: World, conn: Any
+    api: ApiClient, alice: Account, world: World
 ) -> None:
     definition = {"vote": "average", "half_life": "3d"}
     inline = await every_page(api, "/agents", alice, chain_id=A, sort="lens",
