@@ -139,6 +139,16 @@ class Settings(BaseSettings):
         default="20/minute",
         description="Login and registration attempts per client address (limits' notation).",
     )
+    public_reads: bool = Field(
+        default=False,
+        description="Serve the agents routes (public chain data) without signing in too, under"
+        " rate_limit_public per client address.",
+    )
+    rate_limit_public: str = Field(
+        default="60/minute",
+        description="Requests per client address to the agents routes without signing in,"
+        " when public_reads is on (limits' notation).",
+    )
 
     @field_validator("jwt_secret")
     @classmethod
@@ -147,7 +157,7 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 characters")
         return value
 
-    @field_validator("rate_limit_user", "rate_limit_ip", "rate_limit_login")
+    @field_validator("rate_limit_user", "rate_limit_ip", "rate_limit_login", "rate_limit_public")
     @classmethod
     def _rate_limit_parses(cls, value: str) -> str:
         from limits import parse_many

@@ -24,7 +24,16 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import StatelessLifespan
 
-from erc8004_backend.api import accounts, event_stream, events, lenses, status, tokens, triggers
+from erc8004_backend.api import (
+    accounts,
+    agents,
+    event_stream,
+    events,
+    lenses,
+    status,
+    tokens,
+    triggers,
+)
 from erc8004_backend.api.dependencies import ApiState, limit_by_address
 from erc8004_backend.api.docs import install_docs
 from erc8004_backend.api.errors import install_error_handlers
@@ -108,6 +117,7 @@ def attach_state(app: FastAPI, settings: Settings, pool: Pool) -> None:
             per_user=settings.rate_limit_user,
             per_ip=settings.rate_limit_ip,
             login=settings.rate_limit_login,
+            public=settings.rate_limit_public,
         ),
         secret_box=SecretBox.from_spec(settings.token_keys),
         jwt_secret=jwt_secret,
@@ -143,7 +153,7 @@ def build_app(shape: AppShape, *, lifespan: StatelessLifespan[FastAPI] | None = 
         responses=dependency_errors(limit_by_address),
     )
     # The event stream before the events: /events/stream is not /events/{event_id}.
-    for module in (accounts, lenses, triggers, event_stream, events, tokens, status):
+    for module in (accounts, lenses, triggers, event_stream, events, agents, tokens, status):
         document_errors(module.router)
         v1.include_router(module.router)
     app.include_router(v1)

@@ -1,5 +1,6 @@
 """Limits on what one client can ask of the API: request rates (per address, per user,
-and tighter for logins) answered with 429 and Retry-After, and the request body's size.
+tighter for logins and for reads without signing in) answered with 429 and Retry-After, and
+the request body's size.
 
 Rates are counted in this process's memory (moving windows from `limits`); several API
 processes each count their own, so a deployment of N processes allows up to N times the
@@ -24,12 +25,14 @@ from erc8004_backend.api.errors import ApiError, error_body
 class RateLimits:
     """Named rate limits over one in-memory store."""
 
-    def __init__(self, *, per_user: str, per_ip: str, login: str) -> None:
+    def __init__(self, *, per_user: str, per_ip: str, login: str, public: str) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._limits = {
             "user": parse_many(per_user),
             "ip": parse_many(per_ip),
             "login": parse_many(login),
+            # Reads without signing in (ERC8004_PUBLIC_READS), per client address.
+            "public": parse_many(public),
         }
 
     async def check(self, kind: str, key: str) -> None:

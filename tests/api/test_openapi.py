@@ -229,6 +229,13 @@ ERRORS: dict[str, set[int]] = {
     "GET /events/{event_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     "GET /action-results": {422} | SIGNED_IN | LIMITED | DATABASE,
     "GET /action-results/{result_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
+    # Reads of public chain data; 404 on /agents: a saved lens not found.
+    "GET /agents": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
+    "GET /agents/{chain_id}/{agent_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
+    "GET /agents/{chain_id}/{agent_id}/feedback": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
+    "GET /agents/{chain_id}/{agent_id}/reputation": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
+    "GET /agents/{chain_id}/{agent_id}/validations": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
+    "GET /agents/{chain_id}/{agent_id}/history": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     "POST /agents/{chain_id}/{agent_id}/mcp-token/challenge": BODY | SIGNED_IN | LIMITED | DATABASE | {404},
     "PUT /agents/{chain_id}/{agent_id}/mcp-token": BODY | SIGNED_IN | LIMITED | DATABASE | {404},
     "DELETE /agents/{chain_id}/{agent_id}/mcp-token": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
