@@ -51,6 +51,62 @@ BEGIN
 END
 $_$;
 
+CREATE FUNCTION public.feedback_clients_stats_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $_$
+BEGIN
+    EXECUTE format($query$
+        WITH changes AS (%s), by_agent AS (
+            INSERT INTO agent_feedback_stats AS s (chain_id, agent_id, client_count)
+            SELECT chain_id, agent_id, sum(sign)
+            FROM changes
+            GROUP BY chain_id, agent_id
+            HAVING sum(sign) <> 0
+            ORDER BY chain_id, agent_id
+            ON CONFLICT (chain_id, agent_id) DO UPDATE
+            SET client_count = s.client_count + EXCLUDED.client_count
+        )
+        INSERT INTO client_feedback_stats AS s (chain_id, client_address, feedback_count,
+                                                agent_count)
+        SELECT chain_id, client_address, sum(sign * last_index), sum(sign)
+        FROM changes
+        GROUP BY chain_id, client_address
+        HAVING sum(sign * last_index) <> 0 OR sum(sign) <> 0
+        ORDER BY chain_id, client_address
+        ON CONFLICT (chain_id, client_address) DO UPDATE
+        SET feedback_count = s.feedback_count + EXCLUDED.feedback_count,
+            agent_count = s.agent_count + EXCLUDED.agent_count
+    $query$, read_model_changes(TG_OP));
+    RETURN NULL;
+END
+$_$;
+
+CREATE FUNCTION public.feedback_stats_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $_$
+BEGIN
+    EXECUTE format($query$
+        WITH changes AS (%s)
+        INSERT INTO agent_feedback_stats AS s (chain_id, agent_id, feedback_count,
+                                               revoked_count)
+        SELECT chain_id, agent_id, counted, revoked
+        FROM (
+            SELECT chain_id, agent_id,
+                   coalesce(sum(sign) FILTER (WHERE NOT revoked), 0) AS counted,
+                   coalesce(sum(sign) FILTER (WHERE revoked), 0) AS revoked
+            FROM changes
+            GROUP BY chain_id, agent_id
+        ) AS deltas
+        WHERE counted <> 0 OR revoked <> 0
+        ORDER BY chain_id, agent_id  -- one lock order for every writer
+        ON CONFLICT (chain_id, agent_id) DO UPDATE
+        SET feedback_count = s.feedback_count + EXCLUDED.feedback_count,
+            revoked_count = s.revoked_count + EXCLUDED.revoked_count
+    $query$, read_model_changes(TG_OP));
+    RETURN NULL;
+END
+$_$;
+
 CREATE FUNCTION public.notify_action_job() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -350,6 +406,17 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.read_model_changes(p_operation text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT CASE p_operation
+        WHEN 'INSERT' THEN 'SELECT n.*, 1 AS sign FROM new_rows AS n'
+        WHEN 'DELETE' THEN 'SELECT o.*, -1 AS sign FROM old_rows AS o'
+        ELSE 'SELECT n.*, 1 AS sign FROM new_rows AS n'
+             ' UNION ALL SELECT o.*, -1 AS sign FROM old_rows AS o'
+    END
+$$;
+
 CREATE FUNCTION public.read_model_clear(p_chain_id bigint, p_agents numeric[] DEFAULT NULL::numeric[]) RETURNS void
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_custom_plan'
@@ -484,6 +551,14 @@ ALTER TABLE public.action_results ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTI
     CACHE 1
 );
 
+CREATE TABLE public.agent_feedback_stats (
+    chain_id bigint NOT NULL,
+    agent_id numeric(78,0) NOT NULL,
+    feedback_count bigint DEFAULT 0 NOT NULL,
+    revoked_count bigint DEFAULT 0 NOT NULL,
+    client_count bigint DEFAULT 0 NOT NULL
+);
+
 CREATE TABLE public.agent_mcp_tokens (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     chain_id bigint NOT NULL,
@@ -571,6 +646,13 @@ CREATE TABLE public.checkpoints (
     confirmed_block_number bigint,
     CONSTRAINT checkpoints_block_number_check CHECK ((block_number >= 0)),
     CONSTRAINT checkpoints_confirmed_block_number_check CHECK ((confirmed_block_number >= 0))
+);
+
+CREATE TABLE public.client_feedback_stats (
+    chain_id bigint NOT NULL,
+    client_address text NOT NULL,
+    feedback_count numeric DEFAULT 0 NOT NULL,
+    agent_count bigint DEFAULT 0 NOT NULL
 );
 
 CREATE TABLE public.events (
@@ -906,6 +988,9 @@ ALTER TABLE ONLY public.action_jobs
 ALTER TABLE ONLY public.action_results
     ADD CONSTRAINT action_results_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.agent_feedback_stats
+    ADD CONSTRAINT agent_feedback_stats_pkey PRIMARY KEY (chain_id, agent_id);
+
 ALTER TABLE ONLY public.agent_mcp_tokens
     ADD CONSTRAINT agent_mcp_tokens_chain_id_agent_id_key UNIQUE (chain_id, agent_id);
 
@@ -929,6 +1014,9 @@ ALTER TABLE ONLY public.api_keys
 
 ALTER TABLE ONLY public.checkpoints
     ADD CONSTRAINT checkpoints_pkey PRIMARY KEY (chain_id);
+
+ALTER TABLE ONLY public.client_feedback_stats
+    ADD CONSTRAINT client_feedback_stats_pkey PRIMARY KEY (chain_id, client_address);
 
 ALTER TABLE ONLY public.events
     ADD CONSTRAINT events_pkey PRIMARY KEY (chain_id, block_hash, log_index, block_time);
@@ -1004,7 +1092,19 @@ CREATE INDEX action_results_trigger_idx ON public.action_results USING btree (tr
 
 CREATE INDEX action_results_user_idx ON public.action_results USING btree (user_id, executed_at DESC);
 
+CREATE INDEX agent_feedback_stats_count_idx ON public.agent_feedback_stats USING btree (feedback_count DESC, chain_id DESC, agent_id DESC);
+
+CREATE INDEX agents_first_idx ON public.agents USING btree (first_at DESC, chain_id DESC, agent_id DESC);
+
+CREATE INDEX agents_last_idx ON public.agents USING btree (last_at DESC, chain_id DESC, agent_id DESC);
+
+CREATE INDEX agents_owner_idx ON public.agents USING btree (owner);
+
+CREATE INDEX agents_wallet_idx ON public.agents USING btree (agent_wallet) WHERE (agent_wallet IS NOT NULL);
+
 CREATE INDEX api_keys_user_idx ON public.api_keys USING btree (user_id, created_at);
+
+CREATE INDEX events_agent_identity_idx ON ONLY public.events USING btree (chain_id, agent_id, block_number, log_index) WHERE ((registry = 'identity'::text) AND (agent_id IS NOT NULL));
 
 CREATE INDEX events_agent_idx ON ONLY public.events USING btree (chain_id, agent_id, block_time DESC) WHERE (agent_id IS NOT NULL);
 
@@ -1017,6 +1117,8 @@ CREATE INDEX events_client_idx ON ONLY public.events USING btree (client_address
 CREATE INDEX events_time_id_idx ON ONLY public.events USING btree (block_time DESC, id DESC);
 
 CREATE INDEX events_default_block_time_id_idx ON public.events_default USING btree (block_time DESC, id DESC);
+
+CREATE INDEX events_default_chain_id_agent_id_block_number_log_index_idx ON public.events_default USING btree (chain_id, agent_id, block_number, log_index) WHERE ((registry = 'identity'::text) AND (agent_id IS NOT NULL));
 
 CREATE INDEX events_default_chain_id_agent_id_block_time_idx ON public.events_default USING btree (chain_id, agent_id, block_time DESC) WHERE (agent_id IS NOT NULL);
 
@@ -1064,6 +1166,8 @@ CREATE INDEX validation_requests_validator_idx ON public.validation_requests USI
 
 ALTER INDEX public.events_time_id_idx ATTACH PARTITION public.events_default_block_time_id_idx;
 
+ALTER INDEX public.events_agent_identity_idx ATTACH PARTITION public.events_default_chain_id_agent_id_block_number_log_index_idx;
+
 ALTER INDEX public.events_agent_idx ATTACH PARTITION public.events_default_chain_id_agent_id_block_time_idx;
 
 ALTER INDEX public.events_chain_block_idx ATTACH PARTITION public.events_default_chain_id_block_number_log_index_idx;
@@ -1091,6 +1195,18 @@ CREATE TRIGGER agent_registrations_updated_at BEFORE UPDATE ON public.agent_regi
 CREATE TRIGGER checkpoints_updated_at BEFORE UPDATE ON public.checkpoints FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 
 CREATE TRIGGER events_notify_new AFTER INSERT ON public.events FOR EACH STATEMENT EXECUTE FUNCTION public.notify_new_event();
+
+CREATE TRIGGER feedback_clients_stats_delete AFTER DELETE ON public.feedback_clients REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.feedback_clients_stats_changed();
+
+CREATE TRIGGER feedback_clients_stats_insert AFTER INSERT ON public.feedback_clients REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.feedback_clients_stats_changed();
+
+CREATE TRIGGER feedback_clients_stats_update AFTER UPDATE ON public.feedback_clients REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.feedback_clients_stats_changed();
+
+CREATE TRIGGER feedback_stats_delete AFTER DELETE ON public.feedback REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.feedback_stats_changed();
+
+CREATE TRIGGER feedback_stats_insert AFTER INSERT ON public.feedback REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.feedback_stats_changed();
+
+CREATE TRIGGER feedback_stats_update AFTER UPDATE ON public.feedback REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.feedback_stats_changed();
 
 CREATE TRIGGER processing_cursors_updated_at BEFORE UPDATE ON public.processing_cursors FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 

@@ -1,0 +1,191 @@
+-- agent_listing --
+-- Agents with their registration file (as read from the current URI) and their feedback
+-- counts (agent_feedback_stats, migration 23), filtered, one page in the order `{order}`
+-- after the cursor `{after}` (service.py writes both out from its own sort keys). Every
+-- filter is optional: with custom plans the absent ones fold away.
+-- A text is matched with ILIKE against the registration file's name and description: no
+-- trigram index (pg_trgm is not among the migrations' extensions), so it reads one row per
+-- agent of the chosen chain(s); the other filters and the order use indexes.
+SELECT a.chain_id, a.agent_id, a.owner, a.agent_wallet, a.agent_uri, a.registered_at,
+       a.first_at, a.last_at, r.status AS registration_status, d.name, d.description,
+       d.image, r.mcp_endpoint, r.a2a_endpoint, d.active, d.x402_support,
+       coalesce(s.feedback_count, 0) AS feedback_count,
+       coalesce(s.revoked_count, 0) AS revoked_count,
+       coalesce(s.client_count, 0) AS client_count
+FROM agents AS a
+LEFT JOIN agent_registrations AS r
+    ON r.chain_id = a.chain_id AND r.agent_id = a.agent_id
+   AND r.uri_digest = encode(sha256(convert_to(a.agent_uri, 'UTF8')), 'hex')
+LEFT JOIN agent_feedback_stats AS s ON s.chain_id = a.chain_id AND s.agent_id = a.agent_id
+-- The file's fields of the spec's type only (as agents/read.py reads them).
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN jsonb_typeof(r.document -> 'name') = 'string'
+                THEN r.document ->> 'name' END AS name,
+           CASE WHEN jsonb_typeof(r.document -> 'description') = 'string'
+                THEN r.document ->> 'description' END AS description,
+           CASE WHEN jsonb_typeof(r.document -> 'image') = 'string'
+                THEN r.document ->> 'image' END AS image,
+           CASE WHEN jsonb_typeof(r.document -> 'active') = 'boolean'
+                THEN (r.document -> 'active')::boolean END AS active,
+           CASE WHEN jsonb_typeof(r.document -> 'x402Support') = 'boolean'
+                THEN (r.document -> 'x402Support')::boolean END AS x402_support
+) AS d
+WHERE (%(chain_id)s::bigint IS NULL OR a.chain_id = %(chain_id)s::bigint)
+  AND (%(owner)s::text IS NULL OR a.owner = %(owner)s::text)
+  AND (%(wallet)s::text IS NULL OR a.agent_wallet = %(wallet)s::text)
+  AND (%(has_mcp)s::boolean IS NULL
+       OR (r.mcp_endpoint IS NOT NULL) = %(has_mcp)s::boolean)
+  AND (%(has_a2a)s::boolean IS NULL
+       OR (r.a2a_endpoint IS NOT NULL) = %(has_a2a)s::boolean)
+  AND (%(active)s::boolean IS NULL OR d.active = %(active)s::boolean)
+  AND (%(x402)s::boolean IS NULL OR d.x402_support = %(x402)s::boolean)
+  AND (%(text_pattern)s::text IS NULL
+       OR d.name ILIKE %(text_pattern)s::text OR d.description ILIKE %(text_pattern)s::text)
+  AND (%(min_feedback)s::bigint IS NULL
+       OR coalesce(s.feedback_count, 0) >= %(min_feedback)s::bigint)
+  AND {after}
+ORDER BY {order}
+LIMIT %(limit)s
+
+-- agent_exists --
+SELECT EXISTS (
+    SELECT FROM agents WHERE chain_id = %(chain_id)s AND agent_id = %(agent_id)s::numeric
+) AS known
+
+-- agent_stats --
+SELECT coalesce(s.feedback_count, 0) AS feedback_count,
+       coalesce(s.revoked_count, 0) AS revoked_count,
+       coalesce(s.client_count, 0) AS client_count,
+       (SELECT count(*) FROM validation_requests AS v
+        WHERE v.chain_id = %(chain_id)s AND v.agent_id = %(agent_id)s::numeric)
+           AS validation_count
+FROM (SELECT) AS one
+LEFT JOIN agent_feedback_stats AS s
+    ON s.chain_id = %(chain_id)s AND s.agent_id = %(agent_id)s::numeric
+
+-- lens_feedback --
+-- Every feedback of the agents (revoked too: a lens says why it leaves them out), as a
+-- lens reads it.
+SELECT f.agent_id, f.client_address, f.feedback_index, f.value, f.value_decimals,
+       f.tag1, f.tag2, f.revoked, f.block_time, f.response_count
+FROM feedback AS f
+WHERE f.chain_id = %(chain_id)s AND f.agent_id = ANY (%(agent_ids)s::numeric[])
+
+-- client_stats --
+-- The chain-wide history of the given clients: feedback given (revoked included) and the
+-- distinct agents given feedback to (client_feedback_stats, migration 23).
+SELECT client_address, feedback_count, agent_count
+FROM client_feedback_stats
+WHERE chain_id = %(chain_id)s AND client_address = ANY (%(clients)s::text[])
+
+-- agent_client_stats --
+-- The chain-wide history of every client of one agent.
+SELECT cs.client_address, cs.feedback_count, cs.agent_count
+FROM feedback_clients AS c
+JOIN client_feedback_stats AS cs
+    ON cs.chain_id = c.chain_id AND cs.client_address = c.client_address
+WHERE c.chain_id = %(chain_id)s AND c.agent_id = %(agent_id)s::numeric
+
+-- feedback_page_all_clients --
+-- A page of the agent's feedback in readAllFeedback's order: clients by their first
+-- feedback (first_block, first_log_index), then by index; after the cursor's
+-- (first_block, first_log_index, feedback_index). The clients are read in order from
+-- feedback_clients_order_idx and each one's feedback from the primary key, so that a page
+-- stops early (an incremental sort adds the index within a client).
+SELECT c.first_block AS key1, c.first_log_index::bigint AS key2, f.chain_id, f.agent_id,
+       f.client_address, f.feedback_index, f.value, f.value_decimals, f.tag1, f.tag2,
+       f.endpoint, f.feedback_uri, f.feedback_hash, f.abi_version, f.block_number,
+       f.log_index, f.block_time, f.transaction_hash, f.revoked, f.revoked_block,
+       f.revoked_at, f.response_count
+FROM feedback_clients AS c
+JOIN feedback AS f
+    ON f.chain_id = c.chain_id AND f.agent_id = c.agent_id
+   AND f.client_address = c.client_address
+WHERE c.chain_id = %(chain_id)s AND c.agent_id = %(agent_id)s::numeric
+  AND (%(after_key1)s::bigint IS NULL
+       OR (c.first_block, c.first_log_index) >= (%(after_key1)s::bigint, %(after_key2)s::int))
+  AND (%(after_key1)s::bigint IS NULL
+       OR (c.first_block, c.first_log_index::bigint, f.feedback_index)
+          > (%(after_key1)s::bigint, %(after_key2)s::bigint, %(after_index)s::numeric))
+  AND (%(include_revoked)s OR NOT f.revoked)
+  AND (coalesce(%(tag1)s, '') = '' OR f.tag1 = %(tag1)s)
+  AND (coalesce(%(tag2)s, '') = '' OR f.tag2 = %(tag2)s)
+ORDER BY c.first_block, c.first_log_index, f.feedback_index
+LIMIT %(limit)s
+
+-- feedback_page_given_clients --
+-- A page of the feedback of the given clients, in the order given (a client given twice is
+-- read twice, as readAllFeedback does), then by index; after the cursor's
+-- (position, 0, feedback_index).
+SELECT given.position AS key1, 0::bigint AS key2, f.chain_id, f.agent_id,
+       f.client_address, f.feedback_index, f.value, f.value_decimals, f.tag1, f.tag2,
+       f.endpoint, f.feedback_uri, f.feedback_hash, f.abi_version, f.block_number,
+       f.log_index, f.block_time, f.transaction_hash, f.revoked, f.revoked_block,
+       f.revoked_at, f.response_count
+FROM unnest(%(clients)s::text[]) WITH ORDINALITY AS given(client_address, position)
+JOIN feedback AS f
+    ON f.chain_id = %(chain_id)s AND f.agent_id = %(agent_id)s::numeric
+   AND f.client_address = given.client_address
+WHERE (%(after_key1)s::bigint IS NULL
+       OR (given.position, f.feedback_index)
+          > (%(after_key1)s::bigint, %(after_index)s::numeric))
+  AND (%(include_revoked)s OR NOT f.revoked)
+  AND (coalesce(%(tag1)s, '') = '' OR f.tag1 = %(tag1)s)
+  AND (coalesce(%(tag2)s, '') = '' OR f.tag2 = %(tag2)s)
+ORDER BY given.position, f.feedback_index
+LIMIT %(limit)s
+
+-- page_responses --
+-- The first responses (in chain order, at most %(per_feedback)s each) to the given
+-- feedback of one agent; response_count on the feedback says how many there are.
+SELECT k.client_address, k.feedback_index, r.responder, r.response_uri, r.response_hash,
+       r.block_number, r.log_index, r.block_time, r.transaction_hash
+FROM unnest(%(clients)s::text[], %(indexes)s::numeric[]) AS k(client_address, feedback_index)
+CROSS JOIN LATERAL (
+    SELECT fr.responder, fr.response_uri, fr.response_hash, fr.block_number, fr.log_index,
+           fr.block_time, fr.transaction_hash
+    FROM feedback_responses AS fr
+    WHERE fr.chain_id = %(chain_id)s AND fr.agent_id = %(agent_id)s::numeric
+      AND fr.client_address = k.client_address AND fr.feedback_index = k.feedback_index
+    ORDER BY fr.block_number, fr.log_index
+    LIMIT %(per_feedback)s
+) AS r
+ORDER BY k.client_address, k.feedback_index, r.block_number, r.log_index
+
+-- validations_page --
+-- A page of the agent's validation requests, newest first, of the given validators unless
+-- NULL, whose latest response has the tag unless NULL or empty; after the cursor's
+-- (block_number, log_index).
+SELECT chain_id, request_hash, validator_address, agent_id, request_uri, block_number,
+       log_index, requested_at, transaction_hash, response, response_tag, response_uri,
+       response_hash, responded_block, responded_at, response_count
+FROM validation_requests
+WHERE chain_id = %(chain_id)s AND agent_id = %(agent_id)s::numeric
+  AND (%(validators)s::text[] IS NULL OR validator_address = ANY (%(validators)s::text[]))
+  AND (coalesce(%(tag)s, '') = '' OR response_tag = %(tag)s)
+  AND (%(after_block)s::bigint IS NULL
+       OR (block_number, log_index) < (%(after_block)s::bigint, %(after_log_index)s::int))
+ORDER BY block_number DESC, log_index DESC
+LIMIT %(limit)s
+
+-- validation_records --
+-- What the validation getSummary reads of each of the agent's requests.
+SELECT validator_address, response, response_tag
+FROM validation_requests
+WHERE chain_id = %(chain_id)s AND agent_id = %(agent_id)s::numeric
+  AND (%(validators)s::text[] IS NULL OR validator_address = ANY (%(validators)s::text[]))
+
+-- agent_history --
+-- The agent's identity changes in chain order: registration, URI updates, transfers (the
+-- owner) and agentWallet changes; after the cursor's (block_number, log_index).
+SELECT e.event_type, e.block_number, e.log_index, e.block_time, e.transaction_hash,
+       e.owner, e.token_uri, e.updated_by, e.from_address, e.to_address, e.metadata_value
+FROM events AS e
+WHERE e.chain_id = %(chain_id)s AND e.agent_id = %(agent_id)s::numeric
+  AND e.registry = 'identity' AND e.agent_id IS NOT NULL
+  AND (e.event_type IN ('Registered', 'URIUpdated', 'Transfer')
+       OR (e.event_type = 'MetadataSet' AND e.metadata_key = 'agentWallet'))
+  AND (%(after_block)s::bigint IS NULL
+       OR (e.block_number, e.log_index) > (%(after_block)s::bigint, %(after_log_index)s::int))
+ORDER BY e.block_number, e.log_index
+LIMIT %(limit)s
