@@ -18,7 +18,7 @@ from mcp.shared.exceptions import MCPError
 
 from erc8004_backend.api.app import Pool
 from tests.api.conftest import Account, ApiClient, MakeApp, api_settings, client_of, make_account
-from tests.support.agent_world import CHAIN, CLIENT_A, build_world
+from tests.support.agent_world import CHAIN, CLIENT_A, OTHER, SCOUT, build_world
 from tests.support.asgi import serve_asgi
 from tests.support.mcp_tool_checks import (
     answer,
@@ -92,14 +92,14 @@ async def test_every_tool_answers_over_http_with_an_api_key(served: Served, mode
 
 async def test_an_access_token_signs_in_too(served: Served) -> None:
     async with mcp_client(served.url, served.alice.token) as client:
-        found = await answer(client, "get_agent", {"chain_id": CHAIN, "agent_id": 1})
+        found = await answer(client, "get_agent", {"chain_id": CHAIN, "agent_id": SCOUT})
     assert found["agent"]["registration"]["name"] == "Scout"
 
 
 async def test_an_unknown_tool_is_a_protocol_error_naming_the_tools(served: Served) -> None:
     async with mcp_client(served.url, served.key) as client:
         with pytest.raises(MCPError) as raised:
-            await client.call_tool("delete_agent", {"chain_id": CHAIN, "agent_id": 1})
+            await client.call_tool("delete_agent", {"chain_id": CHAIN, "agent_id": SCOUT})
     assert raised.value.code == types.INVALID_PARAMS
     assert "unknown tool 'delete_agent'" in str(raised.value)
     assert "search_agents" in str(raised.value)
@@ -112,13 +112,13 @@ async def test_a_saved_lens_is_used_by_name(served: Served) -> None:
         headers=served.alice.headers,
     )
     assert saved.status_code == 201, saved.text
-    agent = {"chain_id": CHAIN, "agent_id": 1}
+    agent = {"chain_id": CHAIN, "agent_id": SCOUT}
     async with mcp_client(served.url, served.key) as client:
         through = await answer(client, "get_reputation", {**agent, "lens_name": "only-a"})
         assert through["lens"]["lens_name"] == "only-a"
         assert through["lens"]["score"] == "90.000000000000000000"
         ranked = await answer(client, "search_agents", {"sort": "lens", "lens_name": "only-a"})
-        assert [a["agent_id"] for a in ranked["agents"]] == ["1", "2"]
+        assert [a["agent_id"] for a in ranked["agents"]] == [str(SCOUT), str(OTHER)]
         assert ranked["agents"][0]["lens_score"] == "90.000000000000000000"
         missing = await tool_error(client, "get_reputation", {**agent, "lens_name": "nope"})
         assert missing.startswith("lens_name: you have no lens named 'nope'")

@@ -16,7 +16,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from tests.conftest import ROOT
-from tests.support.agent_world import CHAIN, build_world
+from tests.support.agent_world import CHAIN, OTHER, SCOUT, build_world
 from tests.support.mcp_tool_checks import check_every_tool, check_tool_errors, tool_error
 
 pytestmark = pytest.mark.timeout(120)
@@ -42,7 +42,7 @@ async def test_every_tool_answers_over_stdio(world_url: str) -> None:
         await check_tool_errors(client)
         # Nobody signs in over stdio: a saved lens cannot be named.
         message = await tool_error(
-            client, "get_reputation", {"chain_id": CHAIN, "agent_id": 1, "lens_name": "mine"}
+            client, "get_reputation", {"chain_id": CHAIN, "agent_id": SCOUT, "lens_name": "mine"}
         )
         assert message.startswith("lens_name: saved lenses belong to a signed-in user")
 
@@ -63,7 +63,7 @@ async def test_stdout_is_the_protocol_only_and_closing_stdin_ends_it(world_url: 
                     "clientInfo": {"name": "raw", "version": "1"}}},
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-         "params": {"name": "get_agent", "arguments": {"chain_id": CHAIN, "agent_id": 2}}},
+         "params": {"name": "get_agent", "arguments": {"chain_id": CHAIN, "agent_id": OTHER}}},
     ]  # fmt: skip
     server = await start_server(world_url)
     assert server.stdin is not None
@@ -77,7 +77,7 @@ async def test_stdout_is_the_protocol_only_and_closing_stdin_ends_it(world_url: 
     assert [a["id"] for a in answers] == [1, 2], answers
     assert answers[0]["result"]["serverInfo"]["name"] == "erc8004-backend"
     agent = answers[1]["result"]["structuredContent"]["agent"]
-    assert (agent["agent_id"], agent["registration"]["status"]) == ("2", None)
+    assert (agent["agent_id"], agent["registration"]["status"]) == (str(OTHER), None)
 
 
 async def start_server(url: str) -> asyncio.subprocess.Process:

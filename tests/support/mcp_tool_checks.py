@@ -13,8 +13,10 @@ from tests.support.agent_world import (
     CHAIN,
     CLIENT_A,
     CLIENT_B,
+    OTHER,
     OWNER,
     REQUEST_HASH,
+    SCOUT,
     SCOUT_MCP,
     VALIDATOR,
 )
@@ -65,20 +67,20 @@ async def check_tool_list(client: Client) -> None:
 async def check_every_tool(client: Client) -> None:
     """Lists the tools, then calls each one, checking what it answers."""
     await check_tool_list(client)
-    agent = {"chain_id": CHAIN, "agent_id": 1}
+    agent = {"chain_id": CHAIN, "agent_id": SCOUT}
 
     found = await answer(client, "search_agents", {"text": "SCOUT"})
     assert [(a["chain_id"], a["agent_id"], a["name"]) for a in found["agents"]] == [
-        (CHAIN, "1", "Scout")
+        (CHAIN, str(SCOUT), "Scout")
     ]
     scout = found["agents"][0]
     assert (scout["mcp_endpoint"], scout["feedback_count"], scout["revoked_count"],
             scout["client_count"]) == (SCOUT_MCP, 2, 1, 2)  # fmt: skip
     by_feedback = await answer(client, "search_agents", {"sort": "feedback_count", "limit": 1})
-    assert [a["agent_id"] for a in by_feedback["agents"]] == ["1"]
+    assert [a["agent_id"] for a in by_feedback["agents"]] == [str(SCOUT)]
     rest = await answer(client, "search_agents", {"sort": "feedback_count", "limit": 1,
                                                   "cursor": by_feedback["next_cursor"]})  # fmt: skip
-    assert [a["agent_id"] for a in rest["agents"]] == ["2"]
+    assert [a["agent_id"] for a in rest["agents"]] == [str(OTHER)]
     assert rest["next_cursor"] is None
 
     profile = await answer(client, "get_agent", agent)
@@ -130,7 +132,9 @@ async def check_every_tool(client: Client) -> None:
                                                    "cursor": latest["next_cursor"]})  # fmt: skip
     assert [e["event_type"] for e in older["events"]] == ["ResponseAppended", "FeedbackRevoked"]
     revocations = await answer(client, "recent_events", {"event_type": "FeedbackRevoked"})
-    assert [(e["agent_id"], e["feedback_index"]) for e in revocations["events"]] == [("1", "2")]
+    assert [(e["agent_id"], e["feedback_index"]) for e in revocations["events"]] == [
+        (str(SCOUT), "2")
+    ]
 
 
 async def check_tool_errors(client: Client) -> None:
@@ -139,13 +143,13 @@ async def check_tool_errors(client: Client) -> None:
     assert message == "invalid arguments: agent_id: Input should be greater than or equal to 0"
     message = await tool_error(client, "get_agent", {"chain_id": CHAIN, "agent_id": 9})
     assert message.startswith("agent_id: no agent 9 on chain 31337")
-    message = await tool_error(client, "list_feedback", {"chain_id": CHAIN, "agent_id": "1"})
+    message = await tool_error(client, "list_feedback", {"chain_id": CHAIN, "agent_id": "0"})
     assert message == "invalid arguments: agent_id: Input should be a valid integer"
     message = await tool_error(
-        client, "get_reputation", {"chain_id": CHAIN, "agent_id": 1, "lens": {"half_life": "x"}}
+        client, "get_reputation", {"chain_id": CHAIN, "agent_id": SCOUT, "lens": {"half_life": "x"}}
     )
     assert message.startswith("invalid arguments: lens.half_life: must be a duration")
-    message = await tool_error(client, "recent_events", {"agent_id": 1})
+    message = await tool_error(client, "recent_events", {"agent_id": SCOUT})
     assert message == "invalid arguments: agent_id: needs chain_id (each chain numbers its own)"
     message = await tool_error(client, "search_agents", {"cursor": "nonsense"})
     assert message.startswith("invalid arguments: cursor: not a cursor")
