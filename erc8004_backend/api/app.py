@@ -30,6 +30,7 @@ from erc8004_backend.api import (
     event_stream,
     events,
     lenses,
+    mcp,
     status,
     tokens,
     triggers,
@@ -157,6 +158,9 @@ def build_app(shape: AppShape, *, lifespan: StatelessLifespan[FastAPI] | None = 
         document_errors(module.router)
         v1.include_router(module.router)
     app.include_router(v1)
+    # The MCP server for agents, beside the REST API rather than under its prefix (MCP
+    # clients are given the endpoint's URL); not in the OpenAPI document (api/mcp.py).
+    app.include_router(mcp.router, dependencies=[Depends(limit_by_address)])
 
     app.add_middleware(RequestMetrics)
     app.add_middleware(BodySizeLimit, max_bytes=shape.max_body_bytes)

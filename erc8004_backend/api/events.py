@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
 
+import psycopg
 from fastapi import APIRouter, Depends, Path, Query
 from psycopg import sql
 from pydantic import BaseModel, Field
@@ -331,6 +332,17 @@ async def list_events(
     user: CurrentUser, conn: Db, filters: Filters, limit: Limit = 50, cursor: Cursor = None
 ) -> EventPage:
     """Events, newest first (by block time, then id), filtered by any of the parameters."""
+    return await event_page(conn, filters, limit, cursor)
+
+
+async def event_page(
+    conn: psycopg.AsyncConnection[dict[str, Any]],
+    filters: EventFilters,
+    limit: int,
+    cursor: str | None = None,
+) -> EventPage:
+    """A page of events, newest first: GET /events, and the MCP server's recent_events.
+    An invalid cursor is an ApiError (422) naming `cursor`."""
     before_time, before_id = decode_cursor(cursor, _row_id) if cursor else (None, None)
     from_time, to_time = filters.from_time, filters.to_time
     first, last = None, None
@@ -365,7 +377,10 @@ async def list_events(
 
 
 async def _block_range_times(
-    conn: Db, chain_id: int | None, from_block: int | None, to_block: int | None
+    conn: psycopg.AsyncConnection[dict[str, Any]],
+    chain_id: int | None,
+    from_block: int | None,
+    to_block: int | None,
 ) -> tuple[datetime | None, datetime | None] | None:
     """The time range a chain's block range spans (see block_range_times in events.sql);
     None when no event can be in the block range."""

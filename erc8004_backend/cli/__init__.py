@@ -15,6 +15,7 @@ from erc8004_backend.cli.db import db_app
 from erc8004_backend.cli.demo import demo
 from erc8004_backend.cli.devnet import devnet_app
 from erc8004_backend.cli.indexer import indexer
+from erc8004_backend.cli.mcp import mcp
 from erc8004_backend.cli.run import run
 from erc8004_backend.cli.triggers import processor, triggers_app
 from erc8004_backend.cli.webhook_sink import webhook_sink
@@ -36,6 +37,7 @@ app.add_typer(devnet_app, name="devnet")
 app.command("worker")(worker)
 app.add_typer(jobs_app, name="jobs")
 app.command("api")(api)
+app.command("mcp")(mcp)
 app.command("run")(run)
 app.command("webhook-sink")(webhook_sink)
 app.command("demo")(demo)
