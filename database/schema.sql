@@ -88,6 +88,317 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.read_model_apply(p_chain_id bigint, p_from_block bigint, p_to_block bigint, p_agents numeric[] DEFAULT NULL::numeric[], p_from_time timestamp with time zone DEFAULT NULL::timestamp with time zone, p_to_time timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+BEGIN
+    -- Agents: the latest owner, wallet and URI of the range, and its first and last event.
+    -- A column the range does not set stays as it was (NULL in the insert, coalesce below).
+    INSERT INTO agents AS a (chain_id, agent_id, owner, agent_wallet, wallet_block,
+                             wallet_updated_at, agent_uri, uri_block, uri_updated_at,
+                             registered_block, registered_at, first_block, first_log_index,
+                             first_at, last_block, last_log_index, last_at)
+    SELECT p_chain_id, s.agent_id, s.owner[1], s.wallet[1], s.wallet_block[1],
+           s.wallet_time[1], s.uri[1], s.uri_block[1], s.uri_time[1], s.registered_block[1],
+           s.registered_time[1], s.first[1], s.first[2], s.first_time, s.last[1], s.last[2],
+           s.last_time
+    FROM (
+        -- The identity events are few: sorting them per aggregate costs little. Positions
+        -- compare as arrays [block_number, log_index].
+        SELECT e.agent_id,
+               array_agg(e.to_address ORDER BY e.block_number DESC, e.log_index DESC)
+                   FILTER (WHERE e.event_type = 'Transfer') AS owner,
+               array_agg(CASE WHEN length(e.metadata_value) = 20
+                              THEN '0x' || encode(e.metadata_value, 'hex') END
+                         ORDER BY e.block_number DESC, e.log_index DESC)
+                   FILTER (WHERE e.event_type = 'MetadataSet'
+                           AND e.metadata_key = 'agentWallet') AS wallet,
+               array_agg(e.block_number ORDER BY e.block_number DESC, e.log_index DESC)
+                   FILTER (WHERE e.event_type = 'MetadataSet'
+                           AND e.metadata_key = 'agentWallet') AS wallet_block,
+               array_agg(e.block_time ORDER BY e.block_number DESC, e.log_index DESC)
+                   FILTER (WHERE e.event_type = 'MetadataSet'
+                           AND e.metadata_key = 'agentWallet') AS wallet_time,
+               array_agg(e.token_uri ORDER BY e.block_number DESC, e.log_index DESC)
+                   FILTER (WHERE e.event_type IN ('Registered', 'URIUpdated')) AS uri,
+               array_agg(e.block_number ORDER BY e.block_number DESC, e.log_index DESC)
+                   FILTER (WHERE e.event_type IN ('Registered', 'URIUpdated')) AS uri_block,
+               array_agg(e.block_time ORDER BY e.block_number DESC, e.log_index DESC)
+                   FILTER (WHERE e.event_type IN ('Registered', 'URIUpdated')) AS uri_time,
+               array_agg(e.block_number ORDER BY e.block_number DESC, e.log_index DESC)
+                   FILTER (WHERE e.event_type = 'Registered') AS registered_block,
+               array_agg(e.block_time ORDER BY e.block_number DESC, e.log_index DESC)
+                   FILTER (WHERE e.event_type = 'Registered') AS registered_time,
+               min(ARRAY[e.block_number, e.log_index]) AS first,
+               max(ARRAY[e.block_number, e.log_index]) AS last,
+               min(e.block_time) AS first_time,
+               max(e.block_time) AS last_time
+        FROM events AS e
+        WHERE e.chain_id = p_chain_id AND e.block_number BETWEEN p_from_block AND p_to_block
+          AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
+          AND (p_from_time IS NULL OR e.block_time >= p_from_time)
+          AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+          AND e.agent_id IS NOT NULL
+        GROUP BY e.agent_id
+    ) AS s
+    ON CONFLICT (chain_id, agent_id) DO UPDATE
+    SET owner = coalesce(EXCLUDED.owner, a.owner),
+        agent_wallet = CASE WHEN EXCLUDED.wallet_block IS NULL THEN a.agent_wallet
+                            ELSE EXCLUDED.agent_wallet END,
+        wallet_block = coalesce(EXCLUDED.wallet_block, a.wallet_block),
+        wallet_updated_at = coalesce(EXCLUDED.wallet_updated_at, a.wallet_updated_at),
+        agent_uri = CASE WHEN EXCLUDED.uri_block IS NULL THEN a.agent_uri
+                         ELSE EXCLUDED.agent_uri END,
+        uri_block = coalesce(EXCLUDED.uri_block, a.uri_block),
+        uri_updated_at = coalesce(EXCLUDED.uri_updated_at, a.uri_updated_at),
+        registered_block = coalesce(EXCLUDED.registered_block, a.registered_block),
+        registered_at = coalesce(EXCLUDED.registered_at, a.registered_at),
+        first_at = least(a.first_at, EXCLUDED.first_at),
+        last_block = EXCLUDED.last_block,
+        last_log_index = EXCLUDED.last_log_index,
+        last_at = greatest(a.last_at, EXCLUDED.last_at);
+
+    -- Other metadata: the latest value per key.
+    INSERT INTO agent_metadata AS m (chain_id, agent_id, key, value, block_number, log_index,
+                                     block_time)
+    SELECT DISTINCT ON (e.agent_id, e.metadata_key)
+           p_chain_id, e.agent_id, e.metadata_key, e.metadata_value, e.block_number,
+           e.log_index, e.block_time
+    FROM events AS e
+    WHERE e.chain_id = p_chain_id AND e.block_number BETWEEN p_from_block AND p_to_block
+      AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
+      AND (p_from_time IS NULL OR e.block_time >= p_from_time)
+      AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+      AND e.event_type = 'MetadataSet' AND e.agent_id IS NOT NULL
+      AND e.metadata_key <> 'agentWallet'
+    ORDER BY e.agent_id, e.metadata_key, e.block_number DESC, e.log_index DESC
+    ON CONFLICT (chain_id, agent_id, key) DO UPDATE
+    SET value = EXCLUDED.value, block_number = EXCLUDED.block_number,
+        log_index = EXCLUDED.log_index, block_time = EXCLUDED.block_time;
+
+    -- Feedback, and per client its first feedback and last index. A 'v0' row's index is its
+    -- pair's running counter: the last index before the range (`base`), raised by every
+    -- explicit index and by one for each 'v0' row. With n = the pair's 'v0' rows so far,
+    -- that counter at a 'v0' row is greatest(base, max over earlier explicit rows of
+    -- (index - n there)) + n.
+    WITH given AS (
+        SELECT e.agent_id, e.client_address, e.feedback_index, e.value, e.value_decimals,
+               e.tag1, e.tag2, e.endpoint, e.file_uri, e.file_hash,
+               coalesce(e.data ->> 'abi_version', 'v1') AS abi_version,
+               e.block_number, e.log_index, e.block_time, e.transaction_hash,
+               count(*) FILTER (WHERE e.feedback_index IS NULL) OVER pair AS v0_seen
+        FROM events AS e
+        WHERE e.chain_id = p_chain_id AND e.block_number BETWEEN p_from_block AND p_to_block
+          AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
+          AND (p_from_time IS NULL OR e.block_time >= p_from_time)
+          AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+          AND e.event_type = 'NewFeedback' AND e.agent_id IS NOT NULL
+          AND e.client_address IS NOT NULL AND e.value IS NOT NULL
+        WINDOW pair AS (PARTITION BY e.agent_id, e.client_address
+                        ORDER BY e.block_number, e.log_index)
+    ), indexed AS (
+        SELECT g.*,
+               CASE WHEN g.feedback_index IS NOT NULL THEN g.feedback_index
+                    ELSE greatest(
+                        coalesce((SELECT c.last_index FROM feedback_clients AS c
+                                  WHERE c.chain_id = p_chain_id AND c.agent_id = g.agent_id
+                                    AND c.client_address = g.client_address), 0),
+                        max(g.feedback_index - g.v0_seen) OVER pair
+                    ) + g.v0_seen
+               END AS idx
+        FROM given AS g
+        WINDOW pair AS (PARTITION BY g.agent_id, g.client_address
+                        ORDER BY g.block_number, g.log_index)
+    ), stored AS (
+        INSERT INTO feedback AS f (chain_id, agent_id, client_address, feedback_index, value,
+                                   value_decimals, tag1, tag2, endpoint, feedback_uri,
+                                   feedback_hash, abi_version, block_number, log_index,
+                                   block_time, transaction_hash)
+        SELECT DISTINCT ON (i.agent_id, i.client_address, i.idx)
+               p_chain_id, i.agent_id, i.client_address, i.idx, i.value,
+               coalesce(i.value_decimals, 0), i.tag1, i.tag2, i.endpoint, i.file_uri,
+               i.file_hash, i.abi_version, i.block_number, i.log_index, i.block_time,
+               i.transaction_hash
+        FROM indexed AS i
+        ORDER BY i.agent_id, i.client_address, i.idx, i.block_number DESC, i.log_index DESC
+        -- Feedback again under a key that exists (no contract does this; a derived 'v0'
+        -- index could meet a later explicit one): the later one replaces it, afresh.
+        ON CONFLICT (chain_id, agent_id, client_address, feedback_index) DO UPDATE
+        SET value = EXCLUDED.value, value_decimals = EXCLUDED.value_decimals,
+            tag1 = EXCLUDED.tag1, tag2 = EXCLUDED.tag2, endpoint = EXCLUDED.endpoint,
+            feedback_uri = EXCLUDED.feedback_uri, feedback_hash = EXCLUDED.feedback_hash,
+            abi_version = EXCLUDED.abi_version, block_number = EXCLUDED.block_number,
+            log_index = EXCLUDED.log_index, block_time = EXCLUDED.block_time,
+            transaction_hash = EXCLUDED.transaction_hash, revoked = false,
+            revoked_block = NULL, revoked_at = NULL, response_count = 0
+        WHERE (f.block_number, f.log_index) < (EXCLUDED.block_number, EXCLUDED.log_index)
+    )
+    INSERT INTO feedback_clients AS c (chain_id, agent_id, client_address, first_block,
+                                       first_log_index, first_at, last_index)
+    SELECT DISTINCT ON (i.agent_id, i.client_address)
+           p_chain_id, i.agent_id, i.client_address, i.block_number, i.log_index,
+           i.block_time, max(i.idx) OVER (PARTITION BY i.agent_id, i.client_address)
+    FROM indexed AS i
+    ORDER BY i.agent_id, i.client_address, i.block_number, i.log_index
+    ON CONFLICT (chain_id, agent_id, client_address) DO UPDATE
+    SET last_index = greatest(c.last_index, EXCLUDED.last_index);
+
+    -- Revocations of earlier feedback: the first one after it counts.
+    UPDATE feedback AS f
+    SET revoked = true, revoked_block = r.block_number, revoked_at = r.block_time
+    FROM (
+        SELECT DISTINCT ON (e.agent_id, e.client_address, e.feedback_index)
+               e.agent_id, e.client_address, e.feedback_index, e.block_number, e.block_time
+        FROM events AS e
+        JOIN feedback AS given
+          ON given.chain_id = p_chain_id AND given.agent_id = e.agent_id
+         AND given.client_address = e.client_address
+         AND given.feedback_index = e.feedback_index
+        WHERE e.chain_id = p_chain_id AND e.block_number BETWEEN p_from_block AND p_to_block
+          AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
+          AND (p_from_time IS NULL OR e.block_time >= p_from_time)
+          AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+          AND e.event_type = 'FeedbackRevoked' AND NOT given.revoked
+          AND (e.block_number, e.log_index) > (given.block_number, given.log_index)
+        ORDER BY e.agent_id, e.client_address, e.feedback_index, e.block_number, e.log_index
+    ) AS r
+    WHERE f.chain_id = p_chain_id AND f.agent_id = r.agent_id
+      AND f.client_address = r.client_address AND f.feedback_index = r.feedback_index;
+
+    -- Responses: every one is kept; each counts for the feedback it follows.
+    INSERT INTO feedback_responses (chain_id, agent_id, client_address, feedback_index,
+                                    block_number, log_index, responder, response_uri,
+                                    response_hash, block_time, transaction_hash)
+    SELECT p_chain_id, e.agent_id, e.client_address, e.feedback_index, e.block_number,
+           e.log_index, e.responder, e.response_uri, e.response_hash, e.block_time,
+           e.transaction_hash
+    FROM events AS e
+    WHERE e.chain_id = p_chain_id AND e.block_number BETWEEN p_from_block AND p_to_block
+      AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
+      AND (p_from_time IS NULL OR e.block_time >= p_from_time)
+      AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+      AND e.event_type = 'ResponseAppended' AND e.agent_id IS NOT NULL
+      AND e.client_address IS NOT NULL AND e.feedback_index IS NOT NULL;
+
+    UPDATE feedback AS f
+    SET response_count = f.response_count + r.responses
+    FROM (
+        SELECT e.agent_id, e.client_address, e.feedback_index, count(*) AS responses
+        FROM events AS e
+        JOIN feedback AS given
+          ON given.chain_id = p_chain_id AND given.agent_id = e.agent_id
+         AND given.client_address = e.client_address
+         AND given.feedback_index = e.feedback_index
+        WHERE e.chain_id = p_chain_id AND e.block_number BETWEEN p_from_block AND p_to_block
+          AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
+          AND (p_from_time IS NULL OR e.block_time >= p_from_time)
+          AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+          AND e.event_type = 'ResponseAppended'
+          AND (e.block_number, e.log_index) > (given.block_number, given.log_index)
+        GROUP BY e.agent_id, e.client_address, e.feedback_index
+    ) AS r
+    WHERE f.chain_id = p_chain_id AND f.agent_id = r.agent_id
+      AND f.client_address = r.client_address AND f.feedback_index = r.feedback_index;
+
+    -- Validation requests (a request made again starts afresh: no contract allows it) ...
+    INSERT INTO validation_requests AS v (chain_id, request_hash, validator_address, agent_id,
+                                          request_uri, block_number, log_index, requested_at,
+                                          transaction_hash)
+    SELECT DISTINCT ON (e.request_hash)
+           p_chain_id, e.request_hash, e.validator_address, e.agent_id, e.request_uri,
+           e.block_number, e.log_index, e.block_time, e.transaction_hash
+    FROM events AS e
+    WHERE e.chain_id = p_chain_id AND e.block_number BETWEEN p_from_block AND p_to_block
+      AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
+      AND (p_from_time IS NULL OR e.block_time >= p_from_time)
+      AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+      AND e.event_type = 'ValidationRequest' AND e.request_hash IS NOT NULL
+      AND e.validator_address IS NOT NULL AND e.agent_id IS NOT NULL
+    ORDER BY e.request_hash, e.block_number DESC, e.log_index DESC
+    ON CONFLICT (chain_id, request_hash) DO UPDATE
+    SET validator_address = EXCLUDED.validator_address, agent_id = EXCLUDED.agent_id,
+        request_uri = EXCLUDED.request_uri, block_number = EXCLUDED.block_number,
+        log_index = EXCLUDED.log_index, requested_at = EXCLUDED.requested_at,
+        transaction_hash = EXCLUDED.transaction_hash, response = NULL, response_tag = NULL,
+        response_uri = NULL, response_hash = NULL, responded_block = NULL,
+        responded_at = NULL, response_count = 0
+    WHERE (v.block_number, v.log_index) < (EXCLUDED.block_number, EXCLUDED.log_index);
+
+    -- ... and their responses: the latest one after the request, and how many there were.
+    UPDATE validation_requests AS v
+    SET response = r.response, response_tag = r.tag, response_uri = r.response_uri,
+        response_hash = r.response_hash, responded_block = r.block_number,
+        responded_at = r.block_time, response_count = v.response_count + r.responses
+    FROM (
+        SELECT DISTINCT ON (e.request_hash)
+               e.request_hash, e.response, e.tag, e.response_uri, e.response_hash,
+               e.block_number, e.block_time,
+               count(*) OVER (PARTITION BY e.request_hash) AS responses
+        FROM events AS e
+        JOIN validation_requests AS request
+          ON request.chain_id = p_chain_id AND request.request_hash = e.request_hash
+        WHERE e.chain_id = p_chain_id AND e.block_number BETWEEN p_from_block AND p_to_block
+          AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
+          AND (p_from_time IS NULL OR e.block_time >= p_from_time)
+          AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+          AND e.event_type = 'ValidationResponse'
+          AND (e.block_number, e.log_index) > (request.block_number, request.log_index)
+        ORDER BY e.request_hash, e.block_number DESC, e.log_index DESC
+    ) AS r
+    WHERE v.chain_id = p_chain_id AND v.request_hash = r.request_hash;
+END
+$$;
+
+CREATE FUNCTION public.read_model_clear(p_chain_id bigint, p_agents numeric[] DEFAULT NULL::numeric[]) RETURNS void
+    LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+BEGIN
+    DELETE FROM agents
+    WHERE chain_id = p_chain_id AND (p_agents IS NULL OR agent_id = ANY (p_agents));
+    DELETE FROM agent_metadata
+    WHERE chain_id = p_chain_id AND (p_agents IS NULL OR agent_id = ANY (p_agents));
+    DELETE FROM feedback
+    WHERE chain_id = p_chain_id AND (p_agents IS NULL OR agent_id = ANY (p_agents));
+    DELETE FROM feedback_clients
+    WHERE chain_id = p_chain_id AND (p_agents IS NULL OR agent_id = ANY (p_agents));
+    DELETE FROM feedback_responses
+    WHERE chain_id = p_chain_id AND (p_agents IS NULL OR agent_id = ANY (p_agents));
+    DELETE FROM validation_requests
+    WHERE chain_id = p_chain_id AND (p_agents IS NULL OR agent_id = ANY (p_agents));
+END
+$$;
+
+CREATE FUNCTION public.read_model_rebuild(p_chain_id bigint, p_agents numeric[] DEFAULT NULL::numeric[], p_to_block bigint DEFAULT NULL::bigint) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM read_model_clear(p_chain_id, p_agents);
+    PERFORM read_model_apply(p_chain_id, 0, coalesce(p_to_block, 9223372036854775807),
+                             p_agents);
+END
+$$;
+
+CREATE FUNCTION public.read_model_roll_back(p_chain_id bigint, p_fork_block bigint) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    affected numeric[];
+BEGIN
+    IF p_fork_block < 0 THEN
+        PERFORM read_model_clear(p_chain_id);
+        RETURN;
+    END IF;
+    SELECT array_agg(DISTINCT agent_id) INTO affected
+    FROM events
+    WHERE chain_id = p_chain_id AND block_number > p_fork_block AND agent_id IS NOT NULL;
+    IF affected IS NOT NULL THEN
+        PERFORM read_model_rebuild(p_chain_id, affected, p_fork_block);
+    END IF;
+END
+$$;
+
 CREATE FUNCTION public.set_trigger_fires_from() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -186,6 +497,16 @@ CREATE TABLE public.agent_mcp_tokens (
     CONSTRAINT agent_mcp_tokens_token_ciphertext_check CHECK ((length(token_ciphertext) > 28))
 );
 
+CREATE TABLE public.agent_metadata (
+    chain_id bigint NOT NULL,
+    agent_id numeric(78,0) NOT NULL,
+    key text NOT NULL,
+    value bytea,
+    block_number bigint NOT NULL,
+    log_index integer NOT NULL,
+    block_time timestamp with time zone NOT NULL
+);
+
 CREATE TABLE public.agent_registrations (
     chain_id bigint NOT NULL,
     agent_id numeric(78,0) NOT NULL,
@@ -203,6 +524,26 @@ CREATE TABLE public.agent_registrations (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT agent_registrations_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'fetched'::text, 'failed'::text])))
+);
+
+CREATE TABLE public.agents (
+    chain_id bigint NOT NULL,
+    agent_id numeric(78,0) NOT NULL,
+    owner text,
+    agent_wallet text,
+    wallet_block bigint,
+    wallet_updated_at timestamp with time zone,
+    agent_uri text,
+    uri_block bigint,
+    uri_updated_at timestamp with time zone,
+    registered_block bigint,
+    registered_at timestamp with time zone,
+    first_block bigint NOT NULL,
+    first_log_index integer NOT NULL,
+    first_at timestamp with time zone NOT NULL,
+    last_block bigint NOT NULL,
+    last_log_index integer NOT NULL,
+    last_at timestamp with time zone NOT NULL
 );
 
 CREATE TABLE public.api_keys (
@@ -330,6 +671,53 @@ CREATE TABLE public.events_default (
     CONSTRAINT events_block_number_check CHECK ((block_number >= 0)),
     CONSTRAINT events_registry_check CHECK ((registry = ANY (ARRAY['identity'::text, 'reputation'::text, 'validation'::text]))),
     CONSTRAINT events_response_check CHECK (((response >= 0) AND (response <= 255)))
+);
+
+CREATE TABLE public.feedback (
+    chain_id bigint NOT NULL,
+    agent_id numeric(78,0) NOT NULL,
+    client_address text NOT NULL,
+    feedback_index numeric(20,0) NOT NULL,
+    value numeric(39,0) NOT NULL,
+    value_decimals smallint NOT NULL,
+    tag1 text,
+    tag2 text,
+    endpoint text,
+    feedback_uri text,
+    feedback_hash text,
+    abi_version text NOT NULL,
+    block_number bigint NOT NULL,
+    log_index integer NOT NULL,
+    block_time timestamp with time zone NOT NULL,
+    transaction_hash text NOT NULL,
+    revoked boolean DEFAULT false NOT NULL,
+    revoked_block bigint,
+    revoked_at timestamp with time zone,
+    response_count integer DEFAULT 0 NOT NULL
+);
+
+CREATE TABLE public.feedback_clients (
+    chain_id bigint NOT NULL,
+    agent_id numeric(78,0) NOT NULL,
+    client_address text NOT NULL,
+    first_block bigint NOT NULL,
+    first_log_index integer NOT NULL,
+    first_at timestamp with time zone NOT NULL,
+    last_index numeric(20,0) NOT NULL
+);
+
+CREATE TABLE public.feedback_responses (
+    chain_id bigint NOT NULL,
+    agent_id numeric(78,0) NOT NULL,
+    client_address text NOT NULL,
+    feedback_index numeric(20,0) NOT NULL,
+    block_number bigint NOT NULL,
+    log_index integer NOT NULL,
+    responder text NOT NULL,
+    response_uri text,
+    response_hash text,
+    block_time timestamp with time zone NOT NULL,
+    transaction_hash text NOT NULL
 );
 
 CREATE TABLE public.indexed_blocks (
@@ -486,6 +874,25 @@ CREATE TABLE public.users (
     CONSTRAINT users_username_check CHECK ((username ~ '^[A-Za-z0-9_.-]{3,64}$'::text))
 );
 
+CREATE TABLE public.validation_requests (
+    chain_id bigint NOT NULL,
+    request_hash text NOT NULL,
+    validator_address text NOT NULL,
+    agent_id numeric(78,0) NOT NULL,
+    request_uri text,
+    block_number bigint NOT NULL,
+    log_index integer NOT NULL,
+    requested_at timestamp with time zone NOT NULL,
+    transaction_hash text NOT NULL,
+    response smallint,
+    response_tag text,
+    response_uri text,
+    response_hash text,
+    responded_block bigint,
+    responded_at timestamp with time zone,
+    response_count integer DEFAULT 0 NOT NULL
+);
+
 ALTER TABLE ONLY public.events ATTACH PARTITION public.events_default DEFAULT;
 
 ALTER TABLE ONLY public.events ALTER COLUMN id SET DEFAULT nextval('public.events_id_seq'::regclass);
@@ -505,8 +912,14 @@ ALTER TABLE ONLY public.agent_mcp_tokens
 ALTER TABLE ONLY public.agent_mcp_tokens
     ADD CONSTRAINT agent_mcp_tokens_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.agent_metadata
+    ADD CONSTRAINT agent_metadata_pkey PRIMARY KEY (chain_id, agent_id, key);
+
 ALTER TABLE ONLY public.agent_registrations
     ADD CONSTRAINT agent_registrations_pkey PRIMARY KEY (chain_id, agent_id, uri_digest);
+
+ALTER TABLE ONLY public.agents
+    ADD CONSTRAINT agents_pkey PRIMARY KEY (chain_id, agent_id);
 
 ALTER TABLE ONLY public.api_keys
     ADD CONSTRAINT api_keys_key_hash_key UNIQUE (key_hash);
@@ -522,6 +935,15 @@ ALTER TABLE ONLY public.events
 
 ALTER TABLE ONLY public.events_default
     ADD CONSTRAINT events_default_pkey PRIMARY KEY (chain_id, block_hash, log_index, block_time);
+
+ALTER TABLE ONLY public.feedback_clients
+    ADD CONSTRAINT feedback_clients_pkey PRIMARY KEY (chain_id, agent_id, client_address);
+
+ALTER TABLE ONLY public.feedback
+    ADD CONSTRAINT feedback_pkey PRIMARY KEY (chain_id, agent_id, client_address, feedback_index);
+
+ALTER TABLE ONLY public.feedback_responses
+    ADD CONSTRAINT feedback_responses_pkey PRIMARY KEY (chain_id, agent_id, client_address, feedback_index, block_number, log_index);
 
 ALTER TABLE ONLY public.indexed_blocks
     ADD CONSTRAINT indexed_blocks_pkey PRIMARY KEY (chain_id, block_number);
@@ -558,6 +980,9 @@ ALTER TABLE ONLY public.unknown_logs
 
 ALTER TABLE ONLY public.users
     ADD CONSTRAINT users_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.validation_requests
+    ADD CONSTRAINT validation_requests_pkey PRIMARY KEY (chain_id, request_hash);
 
 CREATE INDEX action_jobs_dead_idx ON public.action_jobs USING btree (finished_at DESC) WHERE (status = 'dead'::text);
 
@@ -613,6 +1038,8 @@ CREATE INDEX events_validator_idx ON ONLY public.events USING btree (validator_a
 
 CREATE INDEX events_default_validator_address_block_time_idx ON public.events_default USING btree (validator_address, block_time DESC) WHERE (validator_address IS NOT NULL);
 
+CREATE INDEX feedback_clients_order_idx ON public.feedback_clients USING btree (chain_id, agent_id, first_block, first_log_index);
+
 CREATE INDEX idx_agent_registrations_due ON public.agent_registrations USING btree (next_attempt_at) WHERE (status = 'pending'::text);
 
 CREATE INDEX mcp_token_challenges_expiry_idx ON public.mcp_token_challenges USING btree (expires_at);
@@ -630,6 +1057,10 @@ CREATE INDEX unknown_logs_chain_block_idx ON public.unknown_logs USING btree (ch
 CREATE UNIQUE INDEX users_email_key ON public.users USING btree (public.account_key(email)) WHERE (NOT email_shadowed);
 
 CREATE UNIQUE INDEX users_username_key ON public.users USING btree (lower(username));
+
+CREATE INDEX validation_requests_agent_idx ON public.validation_requests USING btree (chain_id, agent_id, block_number, log_index);
+
+CREATE INDEX validation_requests_validator_idx ON public.validation_requests USING btree (chain_id, validator_address);
 
 ALTER INDEX public.events_time_id_idx ATTACH PARTITION public.events_default_block_time_id_idx;
 

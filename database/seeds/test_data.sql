@@ -236,4 +236,8 @@ INSERT INTO agent_mcp_tokens (id, chain_id, agent_id, token_ciphertext, key_id, 
      'dev', 'c4a411e0-0000-4000-8000-000000000003')
 ON CONFLICT DO NOTHING;
 
+-- The read model of the sample chains (the indexer keeps it for the events it stores; events
+-- inserted by hand reach it through a rebuild, as in `erc8004 db rebuild-read-model`).
+SELECT read_model_rebuild(chain_id) FROM (VALUES (84532), (80002)) AS chains(chain_id);
+
 COMMIT;

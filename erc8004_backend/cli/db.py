@@ -11,6 +11,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from erc8004_backend.config import get_settings
@@ -25,6 +33,7 @@ from erc8004_backend.database.migrations import (
     add_migration,
     load_source,
 )
+from erc8004_backend.indexer.read_model import ChainRebuild, chains_with_events, rebuild_chain
 
 db_app = typer.Typer(
     help="Database: migrations, seed data, backup, monitoring.", no_args_is_help=True
@@ -186,7 +195,7 @@ def migrate_revert(
 def migrate_add(
     name: Annotated[
         str,
-        typer.Argument(metavar="NAME", help="What the migration does, e.g. add_agents_table."),
+        typer.Argument(metavar="NAME", help="What the migration does, e.g. add_notes_table."),
     ],
     reversible: Annotated[
         bool, typer.Option("-r", "--reversible", help="Create .up.sql and .down.sql files.")
@@ -325,3 +334,61 @@ def dump_schema(
         notes.print(f"wrote {output}")
     else:
         console.out(schema, end="", highlight=False)
+
+
+# -- the read model ------------------------------------------------------------------------
+
+
+def _rebuilt(result: ChainRebuild) -> str:
+    if not result.events:
+        return (
+            f"chain {result.chain_id}: no events; its read model is empty ({result.seconds:.1f} s)"
+        )
+    return (
+        f"chain {result.chain_id}: {result.events:,} events in blocks {result.first_block:,}"
+        f"-{result.last_block:,} -> {result.agents:,} agents, {result.feedback:,} feedback"
+        f" ({result.revoked:,} revoked), {result.responses:,} responses,"
+        f" {result.validation_requests:,} validation requests ({result.seconds:.1f} s)"
+    )
+
+
+@db_app.command("rebuild-read-model")
+def rebuild_read_model(
+    database_url: DatabaseUrl = None,
+    chain: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--chain",
+            metavar="CHAIN_ID",
+            help="Rebuild this chain only (repeatable). Default: every chain with events.",
+        ),
+    ] = None,
+) -> None:
+    """Rebuild the read model (agents, feedback, responses, validations) from the stored
+    events, one transaction per chain. A running indexer waits for each chain's rebuild."""
+    with database(database_url) as url, connect(url) as connection:
+        chain_ids = chain or chains_with_events(connection)
+        if not chain_ids:
+            console.print("no events stored: nothing to rebuild")
+            return
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=notes,
+            transient=True,
+            disable=not notes.is_terminal,
+        ) as progress:
+            for chain_id in chain_ids:
+                task = progress.add_task(f"chain {chain_id}: events applied", total=None)
+
+                def started(total: int, task: TaskID = task) -> None:
+                    progress.update(task, total=total)
+
+                def applied(events: int, task: TaskID = task) -> None:
+                    progress.advance(task, events)
+
+                result = rebuild_chain(connection, chain_id, on_start=started, on_progress=applied)
+                progress.remove_task(task)
+                console.print(_rebuilt(result), highlight=False)

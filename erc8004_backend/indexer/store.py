@@ -167,6 +167,16 @@ class EventStore:
                     copy.set_types(_COPY_TYPES)
                     for row in rows:
                         await copy.write_row((*row[:-1], Jsonb(row[-1], dumps=_dumps_data)))
+                await conn.execute(
+                    QUERIES["apply_read_model"],
+                    {
+                        "chain_id": self.chain_id,
+                        "from_block": min(rows[0].block_number, rows[-1].block_number),
+                        "to_block": max(rows[0].block_number, rows[-1].block_number),
+                        "from_time": min(rows[0].block_time, rows[-1].block_time),
+                        "to_time": max(rows[0].block_time, rows[-1].block_time),
+                    },
+                )
                 registrations = [
                     (row.agent_id, row.token_uri)
                     for row in rows
@@ -234,6 +244,9 @@ class EventStore:
         number, block_hash = (fork.number, fork.hash) if isinstance(fork, BlockHeader) else fork
         params = {"chain_id": self.chain_id, "fork_block": number, "fork_hash": block_hash}
         async with conn.transaction():
+            # As a batch does: a rebuild of the read model (which holds this row) waits.
+            await conn.execute(QUERIES["lock_checkpoint"], params)
+            await conn.execute(QUERIES["roll_back_read_model"], params)
             await conn.execute(QUERIES["delete_events_above"], params)
             await conn.execute(QUERIES["delete_unknown_logs_above"], params)
             await conn.execute(QUERIES["delete_blocks_above"], params)

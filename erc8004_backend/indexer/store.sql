@@ -38,6 +38,13 @@ SELECT ensure_event_partitions(%(from_time)s, %(to_time)s)
 -- writes them in.
 COPY events ({event_columns}) FROM STDIN (FORMAT BINARY)
 
+-- apply_read_model --
+-- The batch's events, just copied, applied to the read model (agents, feedback, validation
+-- requests; migration 20 defines the rules). The time bounds keep the reads of `events` to
+-- the batch's partitions.
+SELECT read_model_apply(%(chain_id)s, %(from_block)s, %(to_block)s, NULL,
+                        %(from_time)s, %(to_time)s)
+
 -- insert_unknown_logs --
 -- The batch's logs that no decoder turned into an event. Writing one again is a no-op.
 INSERT INTO unknown_logs (chain_id, registry, address, block_number, block_hash, block_time,
@@ -86,6 +93,11 @@ SELECT pg_notify('new_event', '')
 UPDATE checkpoints
 SET last_error = %(error)s, last_error_at = now(), head_block_number = coalesce(%(head)s, head_block_number)
 WHERE chain_id = %(chain_id)s
+
+-- roll_back_read_model --
+-- Before the events above the fork go: the agents they name are rebuilt from the events at
+-- or below it (a fork below block 0 forgets the chain's model).
+SELECT read_model_roll_back(%(chain_id)s, %(fork_block)s)
 
 -- delete_events_above --
 DELETE FROM events

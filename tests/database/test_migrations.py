@@ -226,27 +226,27 @@ def test_add_reversible_creates_a_pair_that_run_applies(
 ) -> None:
     created = add_migration(
         source_copy,
-        "add agents table",
+        "add notes table",
         reversible=True,
         now=datetime(2026, 11, 24, 8, 30, 0, tzinfo=UTC),
     )
     assert [p.name for p in created] == [
-        "20261124083000_add_agents_table.up.sql",
-        "20261124083000_add_agents_table.down.sql",
+        "20261124083000_add_notes_table.up.sql",
+        "20261124083000_add_notes_table.down.sql",
     ]
     assert created[0].read_text() == "-- Add up migration script here\n"
-    created[0].write_text("CREATE TABLE agents (id bigint PRIMARY KEY);\n")
-    created[1].write_text("DROP TABLE agents;\n")
+    created[0].write_text("CREATE TABLE notes (id bigint PRIMARY KEY);\n")
+    created[1].write_text("DROP TABLE notes;\n")
     with connect(database_url) as connection:
         applied = Migrator(connection, load_source(source_copy)).run()
         assert [m.version for m, _ in applied][-1] == 20261124083000
-        assert "agents" in tables(connection)
+        assert "notes" in tables(connection)
         row = connection.execute(
             "SELECT description, success, checksum, execution_time FROM _sqlx_migrations "
             "WHERE version = 20261124083000"
         ).fetchone()
     assert row is not None
-    assert row[:3] == ("add agents table", True, hashlib.sha384(created[0].read_bytes()).digest())
+    assert row[:3] == ("add notes table", True, hashlib.sha384(created[0].read_bytes()).digest())
     assert row[3] > 0
 
 

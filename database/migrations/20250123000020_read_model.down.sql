@@ -1,0 +1,10 @@
+DROP FUNCTION IF EXISTS read_model_roll_back(bigint, bigint);
+DROP FUNCTION IF EXISTS read_model_rebuild(bigint, numeric[], bigint);
+DROP FUNCTION IF EXISTS read_model_clear(bigint, numeric[]);
+DROP FUNCTION IF EXISTS read_model_apply(bigint, bigint, bigint, numeric[], timestamptz, timestamptz);
+DROP TABLE IF EXISTS validation_requests;
+DROP TABLE IF EXISTS feedback_responses;
+DROP TABLE IF EXISTS feedback_clients;
+DROP TABLE IF EXISTS feedback;
+DROP TABLE IF EXISTS agent_metadata;
+DROP TABLE IF EXISTS agents;
