@@ -127,6 +127,23 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.notify_lens_triggers_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    changed record;
+BEGIN
+    IF TG_OP = 'DELETE' THEN changed := OLD; ELSE changed := NEW; END IF;
+    PERFORM pg_notify('trigger_changed', t.id::text)
+    FROM triggers AS t
+    WHERE t.user_id = changed.user_id
+      AND EXISTS (SELECT FROM trigger_conditions AS c
+                  WHERE c.trigger_id = t.id AND c.condition_type = 'reputation_threshold'
+                    AND c.config ->> 'lens_name' = changed.name);
+    RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION public.notify_new_event() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -1171,6 +1188,8 @@ CREATE INDEX events_validator_idx ON ONLY public.events USING btree (validator_a
 
 CREATE INDEX events_default_validator_address_block_time_idx ON public.events_default USING btree (validator_address, block_time DESC) WHERE (validator_address IS NOT NULL);
 
+CREATE INDEX feedback_clients_client_idx ON public.feedback_clients USING btree (chain_id, client_address);
+
 CREATE INDEX feedback_clients_order_idx ON public.feedback_clients USING btree (chain_id, agent_id, first_block, first_log_index);
 
 CREATE INDEX idx_agent_registrations_due ON public.agent_registrations USING btree (next_attempt_at) WHERE (status = 'pending'::text);
@@ -1242,6 +1261,8 @@ CREATE TRIGGER feedback_stats_insert AFTER INSERT ON public.feedback REFERENCING
 CREATE TRIGGER feedback_stats_update AFTER UPDATE ON public.feedback REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.feedback_stats_changed();
 
 CREATE TRIGGER processing_cursors_updated_at BEFORE UPDATE ON public.processing_cursors FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
+
+CREATE TRIGGER reputation_lenses_changed AFTER INSERT OR DELETE OR UPDATE OF name, definition ON public.reputation_lenses FOR EACH ROW EXECUTE FUNCTION public.notify_lens_triggers_changed();
 
 CREATE TRIGGER reputation_lenses_updated_at BEFORE UPDATE ON public.reputation_lenses FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 

@@ -8,6 +8,9 @@ functions give the same numbers from plain records, digit for digit:
   includeRevoked)
 - `validation_summary`: ValidationRegistry.getSummary(agentId, validatorAddresses, tag)
 
+`summary_of_totals` gives getSummary's result from running totals, for callers that keep
+them as feedback comes and goes (the trigger engine's reputation_threshold).
+
 Each takes one agent's records. An empty tag filter matches any tag; a non-empty one matches
 equal strings only (the contracts compare the bytes' keccak256). Addresses are compared as
 given: pass them spelled as the read model stores them.
@@ -19,7 +22,7 @@ floors, and its int256 -> int128 conversion drops the high bits instead of faili
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -113,12 +116,29 @@ def reputation_summary(
         for item in by_client.get(client, ()):
             if item.revoked or not _tags_match(item, tag1, tag2):
                 continue
-            total += item.value * 10 ** (MAX_VALUE_DECIMALS - item.value_decimals)
+            total += scaled_value(item.value, item.value_decimals)
             decimal_counts[item.value_decimals] += 1
             count += 1
+    return summary_of_totals(total, count, decimal_counts)
+
+
+def scaled_value(value: int, value_decimals: int) -> int:
+    """A feedback value scaled to 18 decimals, as getSummary adds them up."""
+    scale: int = 10 ** (MAX_VALUE_DECIMALS - value_decimals)
+    return value * scale
+
+
+def summary_of_totals(
+    total: int, count: int, decimal_counts: Mapping[int, int]
+) -> ReputationSummary:
+    """getSummary's result from its running totals: `total` the sum of the counted values
+    scaled to 18 decimals (scaled_value), `count` how many were counted, `decimal_counts`
+    how many of them have each valueDecimals (zero counts are ignored). For callers that keep
+    the totals as feedback comes and goes instead of passing every feedback again."""
     if count == 0:
         return ReputationSummary(0, 0, 0)
-    decimals = min(decimal_counts, key=lambda d: (-decimal_counts[d], d))
+    present = [d for d, n in decimal_counts.items() if n > 0]
+    decimals = min(present, key=lambda d: (-decimal_counts[d], d))
     average = _divide_toward_zero(total, count)
     value = _to_int128(_divide_toward_zero(average, 10 ** (MAX_VALUE_DECIMALS - decimals)))
     return ReputationSummary(count, value, decimals)

@@ -28,3 +28,14 @@ RETURNING name, definition, created_at, updated_at
 DELETE FROM reputation_lenses
 WHERE user_id = %(user_id)s AND name = %(name)s
 RETURNING name
+
+-- triggers_using_lens --
+-- The user's triggers with a condition naming the lens (a reputation_threshold's
+-- config.lens_name): the lens may not be deleted under them.
+SELECT t.id, t.name
+FROM triggers AS t
+WHERE t.user_id = %(user_id)s
+  AND EXISTS (SELECT FROM trigger_conditions AS c
+              WHERE c.trigger_id = t.id AND c.condition_type = 'reputation_threshold'
+                AND c.config ->> 'lens_name' = %(name)s)
+ORDER BY t.created_at, t.id

@@ -50,6 +50,7 @@ from erc8004_backend.triggers.conditions import (
     FIELD_CONDITION_TYPES,
     OPERATORS,
     STATEFUL_CONDITION_TYPES,
+    SUMMARY_CONDITION_TYPES,
     ConditionError,
     parse_condition,
 )
@@ -286,17 +287,30 @@ TriggerBody = Annotated[TriggerIn, Body(openapi_examples=TRIGGER_EXAMPLES)]
 # -- checking ------------------------------------------------------------------------------
 
 
-def check_trigger(trigger: TriggerIn) -> None:
+def check_trigger(trigger: TriggerIn, saved_lenses: dict[str, Any] | None = None) -> None:
     """Everything the engine would refuse later, refused now: ApiError 422 naming the
-    condition or action and the problem."""
+    condition or action and the problem. `saved_lenses` holds the definitions of the user's
+    saved lenses that conditions name (saved_lenses_named), by name."""
     problems: list[dict[str, str]] = []
     for index, condition in enumerate(trigger.conditions):
         where = f"conditions[{index}]"
+        row = condition.model_dump()
+        lens_name = condition.config.get("lens_name")
+        if isinstance(lens_name, str):
+            row["saved_lens"] = (saved_lenses or {}).get(lens_name)
         try:
-            parse_condition(index + 1, condition.model_dump())
+            parse_condition(index + 1, row)
         except ConditionError as error:
-            problems.append({"field": where, "message": str(error)})
+            field = f"{where}.{error.field}" if error.field else where
+            problems.append({"field": field, "message": str(error)})
             continue
+        registry = SUMMARY_CONDITION_TYPES.get(condition.condition_type)
+        if registry is not None and trigger.registry != registry:
+            problems.append({
+                "field": f"{where}.condition_type",
+                "message": f"condition {index + 1} ({condition.condition_type}) reads the"
+                f" {registry} registry's events: the trigger's registry must be {registry}",
+            })  # fmt: skip
         if condition.condition_type in STATEFUL_CONDITION_TYPES and not trigger.is_stateful:
             problems.append({
                 "field": where,
@@ -341,6 +355,19 @@ def _templates(config: dict[str, Any]) -> list[str]:
     for key in ("message_template", "url", "body_template"):
         collect(config.get(key))
     return found
+
+
+async def saved_lenses_named(conn: Db, user_id: str, trigger: TriggerIn) -> dict[str, Any]:
+    """The definitions of the user's saved lenses that the trigger's conditions name."""
+    names = [
+        name
+        for condition in trigger.conditions
+        if isinstance(name := condition.config.get("lens_name"), str)
+    ]
+    if not names:
+        return {}
+    cursor = await conn.execute(QUERIES["saved_lenses"], {"user_id": user_id, "names": names})
+    return {row["name"]: row["definition"] for row in await cursor.fetchall()}
 
 
 # -- storing -------------------------------------------------------------------------------
@@ -439,7 +466,7 @@ def _rendered(model: BaseModel, status_code: int = status.HTTP_200_OK) -> Respon
 async def create_trigger(body: TriggerBody, user: CurrentUser, conn: Db, state: State) -> Response:
     """Create a trigger with its conditions and actions (all or nothing). A trigger with a
     REST action gets a webhook secret, shown in this response only."""
-    check_trigger(body)
+    check_trigger(body, await saved_lenses_named(conn, user.id, body))
     async with conn.transaction():
         cursor = await conn.execute(
             QUERIES["insert_trigger"], {"user_id": user.id, **_settings(body)}
@@ -537,7 +564,7 @@ async def _replace(
             raise not_found("trigger")
         current = await _read(conn, state.secret_box, trigger_id, user_id)
         trigger: TriggerIn = make(current)
-        check_trigger(trigger)
+        check_trigger(trigger, await saved_lenses_named(conn, user_id, trigger))
         await conn.execute(
             QUERIES["update_trigger"],
             {"trigger_id": trigger_id, "user_id": user_id, **_settings(trigger)},

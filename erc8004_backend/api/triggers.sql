@@ -107,3 +107,9 @@ WITH updated AS (
     RETURNING id
 )
 SELECT id, pg_notify('trigger_changed', id::text) IS NOT NULL AS notified FROM updated
+
+-- saved_lenses --
+-- The user's saved lenses among the names conditions give (config.lens_name).
+SELECT name, definition
+FROM reputation_lenses
+WHERE user_id = %(user_id)s AND name = ANY (%(names)s::text[])

@@ -16,6 +16,7 @@ from erc8004_backend.triggers.fields import event_fields
 from erc8004_backend.triggers.index import compile_trigger, delivers
 from erc8004_backend.triggers.processor import QUERIES
 from erc8004_backend.triggers.stateful import State, evaluate_trigger
+from erc8004_backend.triggers.summary_reads import summary_changes
 
 MAX_EVENTS = 1_000_000
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -85,13 +86,18 @@ async def backtest(
              "limit": limit},
         )  # fmt: skip
         events = await cursor.fetchall()
+        # The summaries as of each event, as the processor reads them (same snapshot).
+        summaries = await summary_changes(
+            conn, trigger.chain_id, [(event, (trigger,)) for event in events]
+        )
     result = BacktestResult(trigger.id, trigger.name, events_checked=len(events))
     if events:
         result.blocks = (events[0]["block_number"], events[-1]["block_number"])
     last_fired: datetime | None = None
     for event in events:
         outcome = evaluate_trigger(trigger.conditions, event_fields(event), result.states,
-                                   block_time=event["block_time"])  # fmt: skip
+                                   block_time=event["block_time"],
+                                   summaries=summaries.get((event["id"], trigger.id)))  # fmt: skip
         result.states.update(outcome.states)
         result.matched += outcome.matched
         if not outcome.fired or not delivers(trigger, event["block_time"], last_fired):

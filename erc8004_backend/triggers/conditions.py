@@ -16,10 +16,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.triggers.fields import FIELDS, FieldKind
+
+if TYPE_CHECKING:
+    from erc8004_backend.agents.lenses import Lens
 
 COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
 OPERATORS = (*COMPARISONS, "IN", "NOT IN", "CONTAINS", "STARTS_WITH", "IS NULL", "IS NOT NULL")
@@ -36,7 +39,20 @@ FIELD_CONDITION_TYPES: dict[str, tuple[str, ...]] = {
     "file_uri_exists": ("file_uri",),
     "field": tuple(FIELDS),  # any field
 }
-STATEFUL_CONDITION_TYPES = ("ema_threshold", "rate_limit")
+# Conditions on the agent's summaries in the read model, crossing a threshold: they depend on
+# the agent's history, so they are stateful too (the trigger needs is_stateful), but they read
+# the model as of each event instead of keeping trigger_state (see triggers/crossings.py).
+SUMMARY_CONDITION_TYPES: dict[str, str] = {
+    "reputation_threshold": "reputation",  # condition type -> its `field` and its registry
+    "validation_threshold": "validation",
+}
+STATEFUL_CONDITION_TYPES = ("ema_threshold", "rate_limit", *SUMMARY_CONDITION_TYPES)
+THRESHOLD_OPERATORS = ("<", "<=", ">", ">=")
+# Bounds of a summary condition's config: a client or validator list, and a tag.
+MAX_SUMMARY_ADDRESSES = 1000
+MAX_SUMMARY_TAG = 1000
+_REPUTATION_KEYS = ("clients", "tag1", "tag2", "lens", "lens_name")
+_VALIDATION_KEYS = ("validators", "tag")
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -50,7 +66,13 @@ SCOPES = ("agent", "trigger", "client", "validator")
 
 
 class ConditionError(Erc8004Error):
-    """A condition that cannot be evaluated; the message names it and the problem."""
+    """A condition that cannot be evaluated; the message names it and the problem. `field`,
+    when known, is where in the condition the problem is ("config.clients[2]"), for the
+    API's error details."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -90,14 +112,44 @@ class RateLimit:
     scope: str
 
 
+@dataclass(frozen=True)
+class ReputationThreshold:
+    """The agent's reputation crossing a number: the spec's getSummary over `clients` (with
+    `tag1`, `tag2`), or the score of `lens`. It holds for an event that moves the value from
+    not beyond the threshold (or none) to beyond it."""
+
+    position: int
+    operator: str  # one of THRESHOLD_OPERATORS
+    value: Decimal
+    clients: tuple[str, ...] = ()  # lower case; a client listed twice counts twice
+    tag1: str = ""
+    tag2: str = ""
+    lens: Lens | None = None  # given inline, or the owner's saved lens `lens_name`
+    lens_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ValidationThreshold:
+    """The agent's validation summary (the spec's getSummary over `validators`, none: any,
+    with `tag`) crossing a number, as ReputationThreshold does."""
+
+    position: int
+    operator: str
+    value: Decimal
+    validators: tuple[str, ...] = ()  # lower case, distinct
+    tag: str = ""
+
+
 StatefulCondition = EmaThreshold | RateLimit
-Condition = FieldCondition | StatefulCondition
+SummaryCondition = ReputationThreshold | ValidationThreshold
+Condition = FieldCondition | StatefulCondition | SummaryCondition
 
 
 @dataclass(frozen=True)
 class ParsedConditions:
     fields: tuple[FieldCondition, ...] = ()
     stateful: tuple[StatefulCondition, ...] = field(default_factory=tuple)
+    summaries: tuple[SummaryCondition, ...] = field(default_factory=tuple)
 
 
 # -- parsing --------------------------------------------------------------------------------
@@ -108,21 +160,27 @@ def parse_conditions(rows: Sequence[Mapping[str, Any]]) -> ParsedConditions:
     their order is their position. Raises ConditionError for the first problem."""
     fields: list[FieldCondition] = []
     stateful: list[StatefulCondition] = []
+    summaries: list[SummaryCondition] = []
     for position, row in enumerate(rows, start=1):
         parsed = parse_condition(position, row)
         if isinstance(parsed, FieldCondition):
             fields.append(parsed)
+        elif isinstance(parsed, ReputationThreshold | ValidationThreshold):
+            summaries.append(parsed)
         else:
             stateful.append(parsed)
-    return ParsedConditions(tuple(fields), tuple(stateful))
+    return ParsedConditions(tuple(fields), tuple(stateful), tuple(summaries))
 
 
 def parse_condition(position: int, row: Mapping[str, Any]) -> Condition:
+    """One condition from its row. A reputation_threshold naming a saved lens
+    (config.lens_name) needs the lens's definition in `row["saved_lens"]` (None: the owner
+    has no lens by that name)."""
     condition_type = str(row.get("condition_type") or "")
     label = f"condition {position} ({condition_type or 'no type'})"
 
-    def problem(message: str) -> ConditionError:
-        return ConditionError(f"{label}: {message}")
+    def problem(message: str, where: str | None = None) -> ConditionError:
+        return ConditionError(f"{label}: {where + ': ' if where else ''}{message}", where)
 
     field_name = str(row.get("field") or "")
     operator = str(row.get("operator") or "").strip().upper()
@@ -136,6 +194,9 @@ def parse_condition(position: int, row: Mapping[str, Any]) -> Condition:
             f"unknown operator {row.get('operator')!r}; use one of {', '.join(OPERATORS)}"
         )
 
+    if condition_type in SUMMARY_CONDITION_TYPES:
+        return _summary_condition(condition_type, position, field_name, operator, value,
+                                  config, row.get("saved_lens"), problem)  # fmt: skip
     if condition_type in STATEFUL_CONDITION_TYPES:
         if operator not in COMPARISONS:
             raise problem(f"operator {operator} does not compare numbers; use one of "
@@ -186,6 +247,99 @@ def parse_condition(position: int, row: Mapping[str, Any]) -> Condition:
         return FieldCondition(position, condition_type, field_name, operator, text)
     return FieldCondition(position, condition_type, field_name, operator,
                           _parse_value(kind, value, field_name, problem))  # fmt: skip
+
+
+def _summary_condition(
+    condition_type: str,
+    position: int,
+    field_name: str,
+    operator: str,
+    value: str,
+    config: Mapping[str, Any],
+    saved_lens: object,
+    problem: Any,
+) -> ReputationThreshold | ValidationThreshold:
+    """A reputation_threshold or validation_threshold; every problem names its place in the
+    condition ("config.clients[1]")."""
+    if operator not in THRESHOLD_OPERATORS:
+        raise problem(f"{operator} is not a threshold; use one of"
+                      f" {', '.join(THRESHOLD_OPERATORS)}", "operator")  # fmt: skip
+    summary = SUMMARY_CONDITION_TYPES[condition_type]
+    if field_name != summary:
+        raise problem(f"must be {summary!r} (the summary compared), not {field_name!r}", "field")
+    try:
+        threshold = _number(value, lambda message: ConditionError(message))
+    except ConditionError as error:
+        raise problem(str(error), "value") from None
+    keys = _REPUTATION_KEYS if condition_type == "reputation_threshold" else _VALIDATION_KEYS
+    for key in config:
+        if key not in keys:
+            raise problem(f"unknown key; use {', '.join(keys)}", f"config.{key}")
+    if condition_type == "validation_threshold":
+        validators = _addresses(config.get("validators", []), "config.validators", problem,
+                                empty_allowed=True)  # fmt: skip
+        return ValidationThreshold(position, operator, threshold,
+                                   tuple(dict.fromkeys(validators)),
+                                   _tag(config, "tag", problem))  # fmt: skip
+    sources = [key for key in ("clients", "lens", "lens_name") if key in config]
+    if len(sources) != 1:
+        given = f"not {' and '.join('config.' + key for key in sources)}; " if sources else ""
+        raise problem(f"{given}give one of config.clients (the spec's summary over those"
+                      " clients), config.lens (a lens definition) or config.lens_name (a"
+                      " saved lens of yours)", "config")  # fmt: skip
+    if sources == ["clients"]:
+        clients = _addresses(config["clients"], "config.clients", problem, empty_allowed=False)
+        return ReputationThreshold(position, operator, threshold, tuple(clients),
+                                   _tag(config, "tag1", problem),
+                                   _tag(config, "tag2", problem))  # fmt: skip
+    for key in ("tag1", "tag2"):
+        if key in config:
+            raise problem(f"goes with config.clients; a lens has its own {key}", f"config.{key}")
+    if sources == ["lens"]:
+        return ReputationThreshold(position, operator, threshold,
+                                   lens=_lens(config["lens"], "config.lens", problem))  # fmt: skip
+    name = config["lens_name"]
+    if not isinstance(name, str) or not name:
+        raise problem("must be the name of one of your saved lenses", "config.lens_name")
+    if saved_lens is None:
+        raise problem(f"you have no saved lens named {name!r}", "config.lens_name")
+    return ReputationThreshold(position, operator, threshold,
+                               lens=_lens(saved_lens, "config.lens_name", problem),
+                               lens_name=name)  # fmt: skip
+
+
+def _addresses(value: object, where: str, problem: Any, *, empty_allowed: bool) -> list[str]:
+    """A list of addresses, lower case, in the order given."""
+    if not isinstance(value, list) or (not value and not empty_allowed):
+        kind = "a list" if empty_allowed else "a non-empty list"
+        raise problem(f"must be {kind} of addresses (0x and 40 hex digits)", where)
+    if len(value) > MAX_SUMMARY_ADDRESSES:
+        raise problem(f"at most {MAX_SUMMARY_ADDRESSES} addresses", where)
+    addresses = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not _ADDRESS.match(item):
+            raise problem("is not an address (0x and 40 hex digits)", f"{where}[{index}]")
+        addresses.append(item.lower())
+    return addresses
+
+
+def _tag(config: Mapping[str, Any], key: str, problem: Any) -> str:
+    tag = config.get(key, "")
+    if not isinstance(tag, str) or len(tag) > MAX_SUMMARY_TAG:
+        raise problem(f"must be a text of at most {MAX_SUMMARY_TAG} characters (empty: any)",
+                      f"config.{key}")  # fmt: skip
+    return tag
+
+
+def _lens(definition: object, where: str, problem: Any) -> Lens:
+    # Imported here: agents.lenses imports this module (duration_seconds).
+    from erc8004_backend.agents.lenses import LensError, parse_lens
+
+    try:
+        return parse_lens(definition, where)
+    except LensError as error:
+        raise problem(str(error).removeprefix(f"{error.details[0]['field']}: "),
+                      error.details[0]["field"]) from None  # fmt: skip
 
 
 def _parse_value(kind: FieldKind, value: str, field_name: str, problem: Any) -> Any:

@@ -45,8 +45,13 @@ FIELDS: dict[str, FieldKind] = {
     "validator_address": _A, "request_hash": _H, "request_uri": _T, "response": _N, "tag": _T,
 }  # fmt: skip
 
-# Values the engine computes, for templates only.
-COMPUTED_FIELDS = frozenset({"ema_score", "count", "trigger_name", "trigger_id"})
+# Values the engine computes, for templates only. The summaries are the agent's, just before
+# and just after the event, from its summary conditions (empty: nothing counted).
+SUMMARY_FIELDS = frozenset({
+    "reputation_before", "reputation_after", "reputation_count",
+    "validation_before", "validation_after", "validation_count",
+})  # fmt: skip
+COMPUTED_FIELDS = frozenset({"ema_score", "count", "trigger_name", "trigger_id"}) | SUMMARY_FIELDS
 # Links to the event on its chain's block explorer, for templates only: the worker adds
 # them (see explorer_links) from the chains it knows.
 LINK_FIELDS = frozenset({"transaction_url", "block_url"})

@@ -38,6 +38,7 @@ from erc8004_backend.triggers.index import (
     delivers,
 )
 from erc8004_backend.triggers.stateful import State, evaluate_trigger, scope_key
+from erc8004_backend.triggers.summary_reads import summary_changes
 
 QUERIES = load_queries("erc8004_backend.triggers", "processor.sql")
 log = structlog.get_logger(__name__)
@@ -138,12 +139,21 @@ async def process_batch(
         ]  # fmt: skip
         states = await _load_states(conn, plans)
         last_fired = await _load_last_fired(conn, plans)
+        # The agents' summaries as of each event, from the read model in this transaction.
+        summaries = await summary_changes(
+            conn, chain_id, [(event, candidates) for event, _, candidates in plans]
+        )
         pending = _Pending()
         for event, fields, candidates in plans:
             for trigger in candidates:
                 trigger_states = states.setdefault(trigger.id, {})
-                outcome = evaluate_trigger(trigger.conditions, fields, trigger_states,
-                                           block_time=event["block_time"])  # fmt: skip
+                outcome = evaluate_trigger(
+                    trigger.conditions,
+                    fields,
+                    trigger_states,
+                    block_time=event["block_time"],
+                    summaries=summaries.get((event["id"], trigger.id)),
+                )
                 for scope, state in outcome.states.items():
                     trigger_states[scope] = state
                     pending.states[(trigger.id, scope)] = state

@@ -10,12 +10,16 @@ SELECT chain_id FROM checkpoints WHERE confirmed_block_number IS NOT NULL ORDER 
 
 -- triggers_with_rules --
 -- Triggers with their conditions and actions: every enabled one (for the in-memory index),
--- or, given an id, that one whatever its state (for backtests).
+-- or, given an id, that one whatever its state (for backtests). A condition naming a saved
+-- lens (config.lens_name) comes with the owner's lens of that name (null: none).
 SELECT t.id, t.name, t.chain_id, t.registry, t.cooldown_seconds, t.fires_from,
        coalesce((SELECT jsonb_agg(jsonb_build_object(
                     'position', c.position, 'condition_type', c.condition_type,
                     'field', c.field, 'operator', c.operator, 'value', c.value,
-                    'config', c.config))
+                    'config', c.config,
+                    'saved_lens', (SELECT l.definition FROM reputation_lenses l
+                                   WHERE l.user_id = t.user_id
+                                     AND l.name = c.config ->> 'lens_name')))
                  FROM trigger_conditions c WHERE c.trigger_id = t.id), '[]') AS conditions,
        coalesce((SELECT jsonb_agg(jsonb_build_object(
                     'id', a.id, 'position', a.position, 'action_type', a.action_type,

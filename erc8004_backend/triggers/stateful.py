@@ -2,7 +2,10 @@
 
 The processor loads a trigger's state rows, calls `evaluate_trigger` for each event in chain
 order, and writes the new state in the same transaction as the jobs it creates. Nothing here
-touches a database, so the state machines are tested exhaustively in memory.
+touches a database, so the state machines are tested exhaustively in memory. Summary
+conditions (reputation_threshold, validation_threshold) keep no state: the caller reads the
+agent's summary before and after the event from the read model (triggers/crossings.py) and
+passes it in.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from erc8004_backend.triggers.conditions import (
     EmaThreshold,
     ParsedConditions,
     RateLimit,
+    ReputationThreshold,
     StatefulCondition,
     compare,
     evaluate_field_condition,
 )
+from erc8004_backend.triggers.crossings import SummaryChange, crossed
 
 State = dict[str, Any]
 
@@ -61,7 +66,8 @@ class Evaluation:
     matched: bool  # the field conditions held (stateful ones were then updated)
     fired: bool
     states: dict[str, State] = field(default_factory=dict)  # scope -> new state, when changed
-    computed: dict[str, Any] = field(default_factory=dict)  # ema_score, count
+    # ema_score, count, reputation_before / _after / _count, validation_before / ...
+    computed: dict[str, Any] = field(default_factory=dict)
 
 
 def evaluate_trigger(
@@ -70,6 +76,7 @@ def evaluate_trigger(
     states: Mapping[str, State],
     *,
     block_time: datetime,
+    summaries: Mapping[int, SummaryChange] | None = None,
 ) -> Evaluation:
     """Evaluate every condition of a trigger for one event.
 
@@ -77,13 +84,25 @@ def evaluate_trigger(
     conditions take it in (the EMA moves, the window counts it). The trigger fires when all
     conditions hold; a rate_limit with reset_on_trigger then starts its window again.
     `states` maps a scope to its stored state; each condition keeps its own part of it,
-    under its position.
+    under its position. `summaries` maps a summary condition's position to the agent's
+    summary before and after this event; a summary condition without one (an event that
+    cannot move its summary) does not hold.
     """
     if not all(evaluate_field_condition(c, fields) for c in conditions.fields):
         return Evaluation(matched=False, fired=False)
     new_states: dict[str, State] = {}
     computed: dict[str, Any] = {}
     holds = True
+    for summary in conditions.summaries:
+        change = (summaries or {}).get(summary.position)
+        if change is None:
+            holds = False
+            continue
+        name = "reputation" if isinstance(summary, ReputationThreshold) else "validation"
+        computed[f"{name}_before"] = change.before
+        computed[f"{name}_after"] = change.after
+        computed[f"{name}_count"] = change.count
+        holds &= crossed(change, summary.operator, summary.value)
     resets: list[tuple[str, RateLimit]] = []
     for condition in conditions.stateful:
         scope = scope_key(condition, fields)

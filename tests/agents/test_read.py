@@ -87,7 +87,9 @@ async def test_a_profile_has_owner_wallet_uri_registration_file_and_metadata(
         "active": False,
         "supportedTrust": ["reputation", 7, "tee-attestation"],
     }
-    agent_id = await indexed.devnet.activity.register_agent(data_uri(document), owner=alice)
+    agent_id = (
+        await indexed.devnet.activity.register_agent(data_uri(document), owner=alice)
+    ).agent_id
     await indexed.send(alice, IDENTITY, "setMetadata", agent_id, "category", b"search")
     await indexed.send(alice, IDENTITY, "setMetadata", agent_id, "category", b"finding")
     await indexed.send(alice, IDENTITY, "setMetadata", agent_id, "empty", b"")
@@ -131,7 +133,9 @@ async def test_a_profile_has_owner_wallet_uri_registration_file_and_metadata(
 
 async def test_a_transfer_changes_the_owner_and_clears_the_wallet(indexed: Indexed) -> None:
     alice, bob = indexed.accounts[:2]
-    agent_id = await indexed.devnet.activity.register_agent("https://a.example/1.json", owner=alice)
+    agent_id = (
+        await indexed.devnet.activity.register_agent("https://a.example/1.json", owner=alice)
+    ).agent_id
     await indexed.sync()
     before = await read.get_agent(indexed.conn, CHAIN, agent_id)
     assert before is not None
@@ -149,7 +153,9 @@ async def test_a_transfer_changes_the_owner_and_clears_the_wallet(indexed: Index
 
 async def test_unset_and_set_agent_wallet(indexed: Indexed) -> None:
     alice, bob = indexed.accounts[:2]
-    agent_id = await indexed.devnet.activity.register_agent("https://a.example/2.json", owner=alice)
+    agent_id = (
+        await indexed.devnet.activity.register_agent("https://a.example/2.json", owner=alice)
+    ).agent_id
     await indexed.send(alice, IDENTITY, "unsetAgentWallet", agent_id)
     await indexed.sync()
     profile = await read.get_agent(indexed.conn, CHAIN, agent_id)
@@ -178,7 +184,7 @@ async def test_feedback_values_revocations_responses_and_the_spec_reads(
 ) -> None:
     owner, first, second, third, responder = indexed.accounts[:5]
     activity = indexed.devnet.activity
-    agent_id = await activity.register_agent("https://a.example/3.json", owner=owner)
+    agent_id = (await activity.register_agent("https://a.example/3.json", owner=owner)).agent_id
     # `second` gives feedback first, so it is the agent's first client.
     await activity.give_feedback(agent_id, -(2**127), decimals=18, tag1="yield", tag2="day",
                                  client=second)  # fmt: skip
@@ -262,7 +268,7 @@ async def test_feedback_of_the_earlier_abis_is_numbered_as_their_contracts_did(
 ) -> None:
     owner, client = indexed.accounts[:2]
     activity = indexed.devnet.activity
-    agent_id = await activity.register_agent("https://a.example/4.json", owner=owner)
+    agent_id = (await activity.register_agent("https://a.example/4.json", owner=owner)).agent_id
     # The October 2025 draft's event has no index: its contract counted 1, 2, ...
     await activity.give_legacy_feedback(agent_id, score=40, tag1=b"starred", sender=client)
     await activity.give_legacy_feedback(agent_id, score=60, tag1=b"", sender=client)
@@ -299,13 +305,17 @@ async def test_feedback_of_the_earlier_abis_is_numbered_as_their_contracts_did(
 async def test_validations_keep_the_latest_response_and_count_them(indexed: Indexed) -> None:
     owner, validator, other = indexed.accounts[:3]
     activity = indexed.devnet.activity
-    agent_id = await activity.register_agent("https://a.example/5.json", owner=owner)
-    answered = await activity.request_validation(agent_id, validator, request_uri="ipfs://req1")
+    agent_id = (await activity.register_agent("https://a.example/5.json", owner=owner)).agent_id
+    answered = (
+        await activity.request_validation(agent_id, validator, request_uri="ipfs://req1")
+    ).request_hash
     await activity.respond_validation(answered, 30, tag="soft-finality")
     await indexed.sync()
     await activity.respond_validation(answered, 100, response_uri="ipfs://proof",
                                       response_hash=b"\x33" * 32, tag="hard-finality")  # fmt: skip
-    waiting = await activity.request_validation(agent_id, other, request_uri="ipfs://req2")
+    waiting = (
+        await activity.request_validation(agent_id, other, request_uri="ipfs://req2")
+    ).request_hash
     await indexed.sync()
 
     validations = await read.get_validations(indexed.conn, CHAIN, agent_id)

@@ -212,7 +212,7 @@ ERRORS: dict[str, set[int]] = {
     "GET /me/lenses": SIGNED_IN | LIMITED | DATABASE,
     "GET /me/lenses/{lens_name}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     "PUT /me/lenses/{lens_name}": BODY | SIGNED_IN | LIMITED | DATABASE | {404},
-    "DELETE /me/lenses/{lens_name}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
+    "DELETE /me/lenses/{lens_name}": {422} | SIGNED_IN | LIMITED | DATABASE | {404, 409},
     "POST /triggers": BODY | SIGNED_IN | LIMITED | DATABASE,
     "GET /triggers": {422} | SIGNED_IN | LIMITED | DATABASE,
     "GET /triggers/{trigger_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},

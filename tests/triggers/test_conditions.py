@@ -8,11 +8,14 @@ from typing import Any
 
 import pytest
 
+from erc8004_backend.agents.lenses import Lens
 from erc8004_backend.triggers.conditions import (
     ConditionError,
     EmaThreshold,
     FieldCondition,
     RateLimit,
+    ReputationThreshold,
+    ValidationThreshold,
     evaluate_field_condition,
     parse_condition,
     parse_conditions,
@@ -173,3 +176,85 @@ def test_positions_count_from_one_and_stateful_conditions_are_separated() -> Non
             {"condition_type": "agent_id_equals", "field": "agent_id", "operator": "=", "value": "1"},
             {"condition_type": "score_threshold", "field": "score", "operator": "<", "value": "x"},
         ])  # fmt: skip
+
+
+# -- summary conditions ------------------------------------------------------------------------
+
+BOB = "0x2222222222222222222222222222222222222222"
+
+
+def summary_row(kind: str = "reputation_threshold", **changes: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "condition_type": kind,
+        "field": "reputation" if kind == "reputation_threshold" else "validation",
+        "operator": "<",
+        "value": "50",
+        "config": {"clients": [ALICE]} if kind == "reputation_threshold" else {},
+    }
+    return {**row, **changes}
+
+
+def test_summary_conditions_parse_into_their_own_group() -> None:
+    parsed = parse_conditions([
+        {"condition_type": "agent_id_equals", "field": "agent_id", "operator": "=", "value": "42"},
+        summary_row(config={"clients": [ALICE.upper().replace("0X", "0x"), BOB, ALICE],
+                            "tag1": "quality"}),
+        summary_row(config={"lens": {"vote": "latest", "half_life": "30d"}}, operator=">="),
+        summary_row(config={"lens_name": "auditors"}, saved_lens={"allowlist": [BOB]}),
+        summary_row("validation_threshold", value="80.5",
+                    config={"validators": [BOB, BOB.upper().replace("0X", "0x")], "tag": "zk"}),
+    ])  # fmt: skip
+    assert [c.position for c in parsed.fields] == [1]
+    assert parsed.stateful == ()
+    spec, inline, saved, validation = parsed.summaries
+    # Lower case, a client listed twice kept twice (getSummary counts it twice).
+    assert spec == ReputationThreshold(2, "<", Decimal(50), (ALICE, BOB, ALICE), "quality")
+    assert isinstance(inline, ReputationThreshold)
+    assert inline.lens == Lens(vote="latest", half_life="30d")
+    assert isinstance(saved, ReputationThreshold)
+    assert (saved.lens, saved.lens_name) == (Lens(allowlist=[BOB]), "auditors")
+    # Validators are a set in the validation summary.
+    assert validation == ValidationThreshold(5, "<", Decimal("80.5"), (BOB,), "zk")
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "message"),
+    [
+        (summary_row(operator="="), "operator", "= is not a threshold; use one of <, <=, >, >="),
+        (summary_row(field="score"), "field", "must be 'reputation'"),
+        (summary_row("validation_threshold", field="reputation"), "field", "must be 'validation'"),
+        (summary_row(value="fifty"), "value", "'fifty' is not a number"),
+        (summary_row(config={}), "config", "give one of config.clients"),
+        (summary_row(config={"clients": [ALICE], "lens": {}}), "config",
+         "not config.clients and config.lens; give one of"),
+        (summary_row(config={"clients": []}), "config.clients", "non-empty list of addresses"),
+        (summary_row(config={"clients": ALICE}), "config.clients", "non-empty list of addresses"),
+        (summary_row(config={"clients": [ALICE, "0x12"]}), "config.clients[1]",
+         "is not an address"),
+        (summary_row(config={"clients": [ALICE] * 1001}), "config.clients", "at most 1000"),
+        (summary_row(config={"clients": [ALICE], "tag1": 5}), "config.tag1", "must be a text"),
+        (summary_row(config={"clients": [ALICE], "scope": "client"}), "config.scope",
+         "unknown key; use clients, tag1, tag2, lens, lens_name"),
+        (summary_row(config={"lens": {}, "tag2": "x"}), "config.tag2",
+         "goes with config.clients; a lens has its own tag2"),
+        (summary_row(config={"lens": {"half_life": "soon"}}), "config.lens.half_life",
+         "must be a duration"),
+        (summary_row(config={"lens": {"vote": "most"}}), "config.lens.vote", "'each'"),
+        (summary_row(config={"lens_name": "auditors"}), "config.lens_name",
+         "you have no saved lens named 'auditors'"),
+        (summary_row(config={"lens_name": ""}), "config.lens_name",
+         "must be the name of one of your saved lenses"),
+        (summary_row("validation_threshold", config={"validators": "any"}), "config.validators",
+         "must be a list of addresses"),
+        (summary_row("validation_threshold", config={"validators": [BOB], "tag": ["a"]}),
+         "config.tag", "must be a text"),
+    ],
+)  # fmt: skip
+def test_summary_condition_problems_name_the_place_in_the_condition(
+    row: dict[str, Any], field: str, message: str
+) -> None:
+    with pytest.raises(ConditionError) as caught:
+        parse_conditions([row])
+    assert caught.value.field == field
+    assert str(caught.value).startswith(f"condition 1 ({row['condition_type']}): {field}: ")
+    assert message in str(caught.value)

@@ -26,9 +26,9 @@ V1 = "0x1111111111111111111111111111111111111111"
 
 def example_triggers() -> list[dict[str, Any]]:
     """The request bodies of the examples, as the API's schema shows them; docs/triggers.md
-    must show exactly these. A copy: callers adapt them."""
+    must show exactly these in its Examples section. A copy: callers adapt them."""
     bodies = [copy.deepcopy(example["value"]) for example in TRIGGER_EXAMPLES.values()]
-    text = EXAMPLES_DOCUMENT.read_text(encoding="utf-8")
+    text = EXAMPLES_DOCUMENT.read_text(encoding="utf-8").split("\n## Examples\n", 1)[1]
     blocks = [block.split("```", 1)[0] for block in text.split("```json")[1:]]
     assert [json.loads(block) for block in blocks] == bodies, "docs/triggers.md differs"
     return bodies
