@@ -21,6 +21,10 @@ OWNED = {"trigger_id", "key_id", "result_id", "lens_name"}
 # Routes with ids of things that belong to nobody in particular, and why.
 NOT_OWNED = {
     "/api/v1/events/{event_id}": "events are public chain data, visible to every user",
+    **{
+        f"/api/v1/agents/{{chain_id}}/{{agent_id}}{part}": "agents are public chain data"
+        for part in ("", "/feedback", "/reputation", "/validations", "/history")
+    },
     "/api/v1/agents/{chain_id}/{agent_id}/mcp-token": "an agent's token is guarded by its"
     " owner's signature (tests/api/test_tokens.py), not by the account that set it",
     "/api/v1/agents/{chain_id}/{agent_id}/mcp-token/challenge": "any user may ask for a"
