@@ -162,6 +162,10 @@ class EventStore:
             current = await cursor.fetchone()
             if (current[0] if current else None) != previous:
                 raise self._moved()
+            if previous is None:
+                # The chain starts afresh: whatever model it had (its events deleted by
+                # hand, say) goes, as a rebuild from its events would have it.
+                await conn.execute(QUERIES["clear_read_model"], {"chain_id": self.chain_id})
             if rows:
                 async with conn.cursor().copy(COPY_EVENTS) as copy:
                     copy.set_types(_COPY_TYPES)

@@ -94,6 +94,9 @@ UPDATE checkpoints
 SET last_error = %(error)s, last_error_at = now(), head_block_number = coalesce(%(head)s, head_block_number)
 WHERE chain_id = %(chain_id)s
 
+-- clear_read_model --
+SELECT read_model_clear(%(chain_id)s)
+
 -- roll_back_read_model --
 -- Before the events above the fork go: the agents they name are rebuilt from the events at
 -- or below it (a fork below block 0 forgets the chain's model).
