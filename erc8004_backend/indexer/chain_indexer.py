@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +46,12 @@ log = structlog.get_logger(__name__)
 # eth_getLogs answers fastest at about a thousand logs; ranges adapt towards this many.
 TARGET_LOGS_PER_REQUEST = 4_000
 INITIAL_BLOCK_RANGE = 16
+# Ranges fetched (and decoded) ahead while one is written.
+PREFETCH_DEPTH = 2
+# Behind the head, the ranges already fetched when one is written go into the same batch, up
+# to this many events: the read model's statements cost less per event in larger batches, so
+# a backfill writes as fast as the database can take them.
+EVENTS_PER_WRITE = 20_000
 
 
 class ReorgTooDeepError(Erc8004Error):
@@ -60,7 +66,8 @@ class ChainLockedError(Erc8004Error):
 @dataclass
 class IndexerStats:
     events: int = 0
-    batches: int = 0
+    batches: int = 0  # transactions written
+    ranges: int = 0  # eth_getLogs ranges written (several may make one batch)
     reorgs: int = 0
     deep_reorgs: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # known non-agent events, by name
@@ -104,6 +111,27 @@ class FetchedRange:
     logs: list[dict[str, Any]]
     headers: dict[int, BlockHeader]
     near_head: list[int]  # blocks within the reorg window, whose hashes are kept
+    # Decoded as soon as fetched, so that a prefetched range is decoded while the previous
+    # one is written: the CPU of decoding overlaps PostgreSQL's work on the batch.
+    rows: list[EventRow]
+    unknown: list[UnknownLog]  # logs no decoder turned into an event
+    skipped: Counter[str]  # the registries' known non-agent events, by name
+    ranges: int = 1  # eth_getLogs ranges joined in this one
+
+    def continued_by(self, following: FetchedRange) -> bool:
+        """Whether `following` starts where this range ends, on the same chain."""
+        last, first = self.headers[self.to_block], following.headers[following.from_block]
+        return following.from_block == self.to_block + 1 and first.parent_hash == last.hash
+
+    def joined(self, following: FetchedRange) -> FetchedRange:
+        """This range and the one that continues it, as one."""
+        return FetchedRange(
+            self.from_block, following.to_block, max(self.head, following.head),
+            self.logs + following.logs, self.headers | following.headers,
+            self.near_head + following.near_head, self.rows + following.rows,
+            self.unknown + following.unknown, self.skipped + following.skipped,
+            self.ranges + following.ranges,
+        )  # fmt: skip
 
 
 class ChainIndexer:
@@ -127,7 +155,10 @@ class ChainIndexer:
         self._registries = chain.registry_addresses
         self._addresses = list(self._registries)
         self._log = log.bind(chain=chain.name, chain_id=chain.chain_id)
-        self._prefetch: asyncio.Task[FetchedRange] | None = None
+        # Fetches of the ranges that follow the one being stored, in block order; the last
+        # one ends at _prefetched_to.
+        self._prefetch: deque[asyncio.Task[FetchedRange]] = deque()
+        self._prefetched_to = -1
         self._range_ceiling = chain.max_block_range
         # The block indexing began at (configured, found or remembered), for progress; None
         # until the first step of an "auto" chain.
@@ -225,13 +256,20 @@ class ChainIndexer:
             self.block_range = max(1, self.block_range // 2)
             raise
         self._adapt_range(len(fetched.logs), fetched.to_block - fetched.from_block + 1)
-        # Fetch the next range while this one is stored. Prefetched data is checked against
+        # Fetch the next ranges while this one is stored. Prefetched data is checked against
         # the checkpoint when it is stored, like any other, so a reorg meanwhile is still seen.
-        following_end = min(head, fetched.to_block + self.block_range)
-        if fetched.to_block < head:
-            self._prefetch = asyncio.create_task(
-                self._fetch(fetched.to_block + 1, following_end, head)
-            )
+        if not self._prefetch:
+            self._prefetched_to = fetched.to_block
+        self._fill_prefetch(head)
+        # Behind the head, the ranges fetched meanwhile join this batch. (At the head there is
+        # nothing to prefetch: each new block is written as soon as it is fetched.)
+        while len(fetched.rows) < EVENTS_PER_WRITE:
+            following = self._take_ready(fetched)
+            if following is None:
+                break
+            self._adapt_range(len(following.logs), following.to_block - following.from_block + 1)
+            fetched = fetched.joined(following)
+            self._fill_prefetch(head)
         try:
             await self._store_range(checkpoint, fetched)
         except ChainMovedError as moved:
@@ -268,28 +306,63 @@ class ChainIndexer:
         headers = {h.number: h for h in map(header_from_rpc, raw_headers)}
         if before is not None and before.lower() != headers[to_block].hash:
             raise ChainMovedError(f"block {to_block} changed during eth_getLogs")
-        return FetchedRange(from_block, to_block, head, logs, headers, list(near_head))
+        rows, unknown, skipped = self._decode(logs, headers)
+        return FetchedRange(
+            from_block, to_block, head, logs, headers, list(near_head), rows, unknown, skipped
+        )
+
+    def _fill_prefetch(self, head: int) -> None:
+        """Start fetching the ranges after the last one asked for, up to PREFETCH_DEPTH."""
+        while len(self._prefetch) < PREFETCH_DEPTH and self._prefetched_to < head:
+            start = self._prefetched_to + 1
+            end = min(head, start + self.block_range - 1)
+            self._prefetch.append(asyncio.create_task(self._fetch(start, end, head)))
+            self._prefetched_to = end
 
     async def _take_prefetched(self, from_block: int) -> FetchedRange | None:
-        task, self._prefetch = self._prefetch, None
-        if task is None:
+        """The prefetched range that starts at `from_block`, once fetched; None (and no
+        prefetch left) when the next one starts elsewhere."""
+        if not self._prefetch:
             return None
+        task = self._prefetch.popleft()
         if task.done() and task.exception() is None and task.result().from_block != from_block:
+            self._drop_prefetch()
             return None
-        fetched = await task
-        return fetched if fetched.from_block == from_block else None
+        try:
+            fetched = await task
+        except BaseException:
+            self._drop_prefetch()
+            raise
+        if fetched.from_block != from_block:
+            self._drop_prefetch()
+            return None
+        return fetched
+
+    def _take_ready(self, fetched: FetchedRange) -> FetchedRange | None:
+        """The prefetched range that continues `fetched`, if it is already fetched and decoded;
+        None otherwise."""
+        if not self._prefetch:
+            return None
+        task = self._prefetch[0]
+        if not task.done() or task.cancelled() or task.exception() is not None:
+            return None
+        following = task.result()
+        if not fetched.continued_by(following):
+            return None
+        self._prefetch.popleft()
+        return following
 
     def _drop_prefetch(self) -> None:
-        task, self._prefetch = self._prefetch, None
-        if task is None:
-            return
-        if task.done() and not task.cancelled():
-            task.exception()  # a failure of a range no longer wanted: seen, not reported
-        task.cancel()
+        while self._prefetch:
+            task = self._prefetch.popleft()
+            if task.done() and not task.cancelled():
+                task.exception()  # a failure of a range no longer wanted: seen, not reported
+            task.cancel()
 
     async def close(self) -> None:
-        task, self._prefetch = self._prefetch, None
-        if task is not None:
+        tasks = list(self._prefetch)
+        self._prefetch.clear()
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -317,7 +390,8 @@ class ChainIndexer:
             await self._roll_back_reorg(checkpoint, head)
             raise ChainMovedError(f"reorg below block {from_block}")
 
-        rows, unknown = self._decode(logs, headers)
+        rows, unknown = fetched.rows, fetched.unknown
+        self._count_undecoded(fetched)
         confirmed = min(to_block, head - self.chain.confirmations)
         if checkpoint.confirmed_block_number is not None:
             confirmed = max(confirmed, checkpoint.confirmed_block_number)
@@ -334,6 +408,7 @@ class ChainIndexer:
         )
         self.stats.events += len(rows)
         self.stats.batches += 1
+        self.stats.ranges += fetched.ranges
         if self.on_progress:
             start = self.start_block if self.start_block is not None else from_block
             self.on_progress(
@@ -343,11 +418,12 @@ class ChainIndexer:
 
     def _decode(
         self, logs: Sequence[dict[str, Any]], headers: dict[int, BlockHeader]
-    ) -> tuple[list[EventRow], list[UnknownLog]]:
-        """The events of the logs, and the logs that are neither events nor the registries'
-        known non-agent events (those are only counted)."""
+    ) -> tuple[list[EventRow], list[UnknownLog], Counter[str]]:
+        """The events of the logs; the logs that are neither events nor the registries' known
+        non-agent events; and how many of those there were, by name (they are only counted)."""
         rows: list[EventRow] = []
         unknown: list[UnknownLog] = []
+        skipped: Counter[str] = Counter()
         chain_id = self.chain.chain_id
         registries = self._registries
         for entry in logs:
@@ -361,27 +437,36 @@ class ChainIndexer:
                 row = decode_log(entry, chain_id=chain_id, registry=registry, block_time=block_time)
             except DecodeError as error:
                 # A known topic with a layout we cannot read: a contract we do not know.
-                self.stats.decode_errors += 1
-                self._log.warning("indexer.undecodable_log", error=str(error),
-                                  transaction=entry.get("transactionHash"))  # fmt: skip
                 unknown.append(UnknownLog.of(entry, registry, block_time, decode_error=str(error)))
                 continue
             if row is None:
                 topic0 = (entry.get("topics") or ["0x"])[0].lower()
                 name = IGNORED_EVENTS.get(topic0)
                 if name is not None:
-                    self.stats.skipped[name] += 1
+                    skipped[name] += 1
                     continue
-                if not self.stats.unknown_topics[topic0]:
-                    # Once per topic0 and process: a new ABI version, or a contract upgrade.
-                    self._log.warning("indexer.unknown_event", registry=registry, topic0=topic0,
-                                      block=int(entry["blockNumber"], 16),
-                                      transaction=entry.get("transactionHash"))  # fmt: skip
-                self.stats.unknown_topics[topic0] += 1
                 unknown.append(UnknownLog.of(entry, registry, block_time))
                 continue
             rows.append(row)
-        return rows, unknown
+        return rows, unknown, skipped
+
+    def _count_undecoded(self, fetched: FetchedRange) -> None:
+        """Count (and report) a range's logs that are no event, when the range is stored: a
+        prefetched range may be dropped and fetched again."""
+        self.stats.skipped.update(fetched.skipped)
+        for log in fetched.unknown:
+            if log.decode_error is not None:
+                self.stats.decode_errors += 1
+                self._log.warning("indexer.undecodable_log", error=log.decode_error,
+                                  transaction=log.transaction_hash)  # fmt: skip
+                continue
+            topic0 = log.topic0 or "0x"
+            if not self.stats.unknown_topics[topic0]:
+                # Once per topic0 and process: a new ABI version, or a contract upgrade.
+                self._log.warning("indexer.unknown_event", registry=log.registry, topic0=topic0,
+                                  block=log.block_number,
+                                  transaction=log.transaction_hash)  # fmt: skip
+            self.stats.unknown_topics[topic0] += 1
 
     def _adapt_range(self, log_count: int, span: int) -> None:
         if log_count < TARGET_LOGS_PER_REQUEST // 2:

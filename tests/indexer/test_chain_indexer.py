@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -13,8 +15,13 @@ from erc8004_backend.chain.config import ChainConfig
 from erc8004_backend.chain.events import SPECS
 from erc8004_backend.chain.rpc import RpcClient
 from erc8004_backend.devnet import Devnet, start_devnet
-from erc8004_backend.indexer.chain_indexer import ChainIndexer, ChainLockedError, ReorgTooDeepError
-from erc8004_backend.indexer.store import CheckpointMovedError, EventStore
+from erc8004_backend.indexer.chain_indexer import (
+    ChainIndexer,
+    ChainLockedError,
+    FetchedRange,
+    ReorgTooDeepError,
+)
+from erc8004_backend.indexer.store import BlockHeader, CheckpointMovedError, EventStore
 from erc8004_backend.retry import RetryPolicy
 from tests.support.chain_truth import assert_table_equals_chain
 from tests.support.flaky_rpc import FlakyRpcServer, HttpStatus, TooManyRequests
@@ -53,6 +60,29 @@ async def test_mixed_activity_is_indexed_exactly_in_small_and_large_ranges(
     assert not indexer.stats.unknown_topics
     assert indexer.stats.decode_errors == 0
     assert indexer.stats.batches >= 5
+    # Ranges fetched while another was written joined it: fewer transactions than ranges.
+    assert indexer.stats.ranges > indexer.stats.batches
+
+
+def fetched_range(from_block: int, to_block: int, parent_of_first: str) -> FetchedRange:
+    headers = {
+        n: BlockHeader(n, f"0x{n:064x}", parent_of_first if n == from_block else f"0x{n - 1:064x}",
+                       datetime(2026, 1, 1, tzinfo=UTC))
+        for n in range(from_block, to_block + 1)
+    }  # fmt: skip
+    return FetchedRange(from_block, to_block, 100, [], headers, [], [], [], Counter(a=1))
+
+
+def test_a_range_joins_only_the_range_that_continues_it_on_the_same_chain() -> None:
+    first = fetched_range(10, 12, f"0x{9:064x}")
+    following = fetched_range(13, 15, f"0x{12:064x}")
+    assert first.continued_by(following)
+    joined = first.joined(following)
+    assert (joined.from_block, joined.to_block, joined.ranges) == (10, 15, 2)
+    assert sorted(joined.headers) == list(range(10, 16))
+    assert joined.skipped == Counter(a=2)
+    assert not first.continued_by(fetched_range(14, 15, f"0x{13:064x}"))  # a gap
+    assert not first.continued_by(fetched_range(13, 15, "0x" + "ab" * 32))  # another chain
 
 
 async def assert_table_equals_chain_at(url: str, devnet: Devnet, chain: ChainConfig) -> int:
