@@ -70,8 +70,9 @@ def demo(
         ),
     ] = "error",
 ) -> None:
-    """A devnet with live activity, the whole backend, local Telegram / webhook / MCP targets and
-    the seven example triggers: events arriving, triggers firing and deliveries landing, live."""
+    """A devnet with live activity, the whole backend, local Telegram / webhook / MCP targets,
+    the seven example triggers and a reputation threshold: events arriving, agents' reputation
+    moving, triggers firing and deliveries landing, live."""
     # Imported here, not at the top: every erc8004 command starts faster without them.
     from erc8004_backend.api.server import listen
     from erc8004_backend.demo.runner import DemoOptions

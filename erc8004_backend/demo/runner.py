@@ -1,6 +1,7 @@
 """The demo, start to finish: a devnet, the whole backend on it, local delivery targets, the
 example triggers created through the REST API like a user would, then background activity and
-a scripted scene on the chain, watched live.
+a scripted scene on the chain, watched live: events, the agents' reputation, firings and
+deliveries.
 
 Everything runs in this process and on 127.0.0.1: anvil (a child process), the API, the
 indexer, the trigger processor, a worker, a Telegram Bot API stand-in, a webhook sink and the
@@ -14,7 +15,7 @@ import contextlib
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -30,19 +31,28 @@ from erc8004_backend.chain.signatures import personal_sign
 from erc8004_backend.config import Settings
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.demo.agent_server import DemoAgentServer, ToolCall
+from erc8004_backend.demo.agents import ShownAgents, agents_title, read_agents
 from erc8004_backend.demo.scenario import (
+    CLIENT_NAMES,
     SCENE,
+    SCENE_CLIENTS,
     Feedback,
+    NewcomerFeedback,
     Registration,
+    Response,
+    Revocation,
     SceneStep,
     demo_triggers,
     feedback_file,
+    reputation_trigger,
 )
 from erc8004_backend.demo.telegram_api import LocalTelegramApi
 from erc8004_backend.demo.view import DemoView
 from erc8004_backend.demo.webhook_sink import ReceivedWebhook, WebhookReceiver
 from erc8004_backend.devnet import Devnet, start_devnet
-from erc8004_backend.devnet.documents import registration_uri
+from erc8004_backend.devnet.activity.context import CLIENT_BALANCE
+from erc8004_backend.devnet.activity.scripted import GivenFeedback
+from erc8004_backend.devnet.documents import data_uri, registration_uri
 from erc8004_backend.errors import Erc8004Error
 
 QUERIES = load_queries("erc8004_backend.demo", "demo.sql")
@@ -94,6 +104,8 @@ async def run_demo(
     sink = WebhookReceiver(on_receive=lambda r: view.delivered("webhook", _describe_webhook(r)))
     agent = DemoAgentServer(agent_token, on_call=lambda c: view.delivered(
         "mcp", _describe_call(c)))  # fmt: skip
+    shown = ShownAgents()
+    view.agents_title = agents_title()
     async with (
         start_devnet(0, seed=options.seed) as net,
         _serving(telegram) as telegram_url,
@@ -117,9 +129,8 @@ async def run_demo(
         chains = [net.chain_config(confirmations=0, poll_interval=0.2)]
         backend = asyncio.create_task(run_backend(settings, database_url, chains, api_socket, stop))
         targets = {"webhook": sink_url, "mcp": f"{agent_url}/mcp"}
-        play = asyncio.create_task(
-            _play(net, api_url, database_url, sink, targets, agent_token, options, view, stop)
-        )
+        play = asyncio.create_task(_play(net, api_url, database_url, sink, targets, agent_token,
+                                         shown, options, view, stop))  # fmt: skip
         try:
             await asyncio.wait({backend, play}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -129,6 +140,12 @@ async def run_demo(
         for outcome in outcomes:
             if isinstance(outcome, Exception):
                 raise outcome
+        # The backend has stopped, so these numbers are final: the view ends with them.
+        if shown.demo_agent is not None:
+            async with await psycopg.AsyncConnection.connect(
+                database_url, autocommit=True, row_factory=dict_row
+            ) as conn:
+                view.agent_lines(await read_agents(conn, DEVNET_CHAIN_ID, shown))
 
 
 async def _play(
@@ -138,6 +155,7 @@ async def _play(
     sink: WebhookReceiver,
     targets: dict[str, str],
     agent_token: str,
+    shown: ShownAgents,
     options: DemoOptions,
     view: DemoView,
     stop: asyncio.Event,
@@ -149,9 +167,10 @@ async def _play(
             return
         session = await _sign_in(api)
         agent_id = await _set_up(net, api, session, sink, targets, agent_token, view)
-    watching = asyncio.create_task(_watch(database_url, session["user_id"], net, view, stop))
+    shown.demo_agent = agent_id
+    watching = asyncio.create_task(_watch(database_url, session["user_id"], net, shown, view, stop))
     try:
-        await _drive_chain(net, agent_id, options, view, stop)
+        await _drive_chain(net, agent_id, shown, options, view, stop)
     finally:
         stop.set()
         await watching
@@ -222,7 +241,8 @@ async def _set_up(
     agent_token: str,
     view: DemoView,
 ) -> int:
-    """The demo agent on the chain, its MCP token, and the seven triggers; returns its id."""
+    """The demo agent on the chain, its MCP token, the scene's clients, and the eight
+    triggers; returns its id."""
     owner = OWNER_KEY.public_key.to_checksum_address().lower()
     if owner not in net.activity.accounts:
         raise DemoError(f"the devnet has no account {owner} (anvil's first development account)")
@@ -238,14 +258,24 @@ async def _set_up(
     view.add("note", f"registered the demo agent #{agent_id}, owned by {owner}")
     await store_agent_token(api, _auth(session), agent_id, agent_token)
     view.add("note", f"stored agent #{agent_id}'s MCP token, signed by its owner (EIP-191)")
+    # The scene's clients are no accounts of the node: it lets them send, as it does the
+    # activity's own extra clients.
+    for client in SCENE_CLIENTS:
+        await net.rpc.call("anvil_impersonateAccount", [client])
+        await net.rpc.call("anvil_setBalance", [client, hex(CLIENT_BALANCE)])
+    view.add("note", "the scene's clients: " + ", ".join(
+        f"{name} {address}" for address, name in CLIENT_NAMES.items()))  # fmt: skip
     validators = [net.activity.accounts[i] for i in TRUSTED]
-    for body in demo_triggers(agent_id, targets["webhook"], validators):
+    bodies = [*demo_triggers(agent_id, targets["webhook"], validators),
+              reputation_trigger(agent_id, SCENE_CLIENTS)]  # fmt: skip
+    for body in bodies:
         created = await api.post("/triggers", headers=_auth(session), json=body)
         if created.status_code != 201:
             raise DemoError(f"cannot create the trigger {body['name']!r}: {created.text}")
         if secret := created.json().get("webhook_secret"):
             sink.secrets.add(secret)
-    view.add("note", "created the seven example triggers through the REST API")
+    view.add("note", "created the seven example triggers and a reputation threshold through"
+                     " the REST API")  # fmt: skip
     return agent_id
 
 
@@ -274,7 +304,12 @@ async def store_agent_token(
 
 
 async def _watch(
-    database_url: str, user_id: str, net: Devnet, view: DemoView, stop: asyncio.Event
+    database_url: str,
+    user_id: str,
+    net: Devnet,
+    shown: ShownAgents,
+    view: DemoView,
+    stop: asyncio.Event,
 ) -> None:
     """Feed the view from the database and the chain, twice a second."""
     after = 0
@@ -289,6 +324,7 @@ async def _watch(
             if rows:
                 after = rows[-1]["id"]
                 view.new_events(rows)
+            view.agent_lines(await read_agents(conn, DEVNET_CHAIN_ID, shown))
             cursor = await conn.execute(QUERIES["trigger_counts"], {"user_id": user_id})
             view.trigger_counts(await cursor.fetchall())
             view.head = await net.rpc.block_number()
@@ -296,8 +332,21 @@ async def _watch(
                 await asyncio.wait_for(stop.wait(), 0.5)
 
 
+@dataclass
+class _Play:
+    """One play of the scene: what its steps made, for the steps that refer to them."""
+
+    given: dict[int, GivenFeedback] = field(default_factory=dict)  # by position in SCENE
+    newcomer: int | None = None  # the agent its Registration made
+
+
 async def _drive_chain(
-    net: Devnet, agent_id: int, options: DemoOptions, view: DemoView, stop: asyncio.Event
+    net: Devnet,
+    agent_id: int,
+    shown: ShownAgents,
+    options: DemoOptions,
+    view: DemoView,
+    stop: asyncio.Event,
 ) -> None:
     """Background activity at `options.rate`, with the scene's steps woven in (one generator,
     one transaction at a time: they share the accounts' nonces); the scene plays again after
@@ -305,45 +354,86 @@ async def _drive_chain(
     loop = asyncio.get_running_loop()
     scene_started = loop.time()
     position = 0
+    play = _Play()
     while not stop.is_set():
         if position < len(SCENE):
             step = SCENE[position]
-            await _play_step(net, agent_id, position, step)
-            view.add("note", f"scene: {_describe_step(step, agent_id)}")
+            await _play_step(net, agent_id, position, step, play)
+            if play.newcomer is not None:
+                shown.newcomer = play.newcomer
+            view.add("note", f"scene: {_describe_step(step, agent_id, play)}")
             position += 1
         elif loop.time() - scene_started > len(SCENE) * options.step_seconds + options.scene_pause:
-            position, scene_started = 0, loop.time()
+            position, scene_started, play = 0, loop.time(), _Play()
         if options.rate > 0:
             await net.activity.run(events=max(1, round(options.rate * options.step_seconds)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), options.step_seconds)
 
 
-async def _play_step(net: Devnet, agent_id: int, position: int, step: SceneStep) -> None:
+async def _play_step(net: Devnet, agent_id: int, position: int, step: SceneStep,
+                     play: _Play) -> None:  # fmt: skip
     activity = net.activity
     if isinstance(step, Feedback):
         file_uri, file_hash = (feedback_file(agent_id, position, step.score)
                                if step.with_file else ("", b"\x00" * 32))  # fmt: skip
-        await activity.give_feedback(agent_id, step.score, tag1=step.tag1, file_uri=file_uri,
-                                     file_hash=file_hash)  # fmt: skip
+        play.given[position] = await activity.give_feedback(
+            agent_id, step.score, tag1=step.tag1, file_uri=file_uri, file_hash=file_hash,
+            client=SCENE_CLIENTS[step.client])  # fmt: skip
     elif isinstance(step, Registration):
-        await activity.register_agent(registration_uri("Newcomer Agent"))
+        play.newcomer = (await activity.register_agent(registration_uri("Newcomer Agent"))).agent_id
+        # Its feedback is the scene's: the random activity leaves it alone, as the demo agent.
+        activity.hands_off.add(play.newcomer)
+    elif isinstance(step, NewcomerFeedback):
+        if play.newcomer is None:
+            raise DemoError(f"scene step {position} rates a newcomer before one registered")
+        await activity.give_feedback(play.newcomer, step.score, tag1="starred",
+                                     client=SCENE_CLIENTS[step.client])  # fmt: skip
+    elif isinstance(step, Revocation):
+        given = _given(play, step.step, position)
+        await activity.revoke_feedback(agent_id, given.client, given.feedback_index)
+    elif isinstance(step, Response):
+        given = _given(play, step.step, position)
+        uri, digest = data_uri({"comment": "Refund sent: sorry for the trouble.",
+                                "agentId": agent_id})  # fmt: skip
+        await activity.append_response(agent_id, given.client, given.feedback_index,
+                                       response_uri=uri, response_hash=digest)  # fmt: skip
     else:
         validator = activity.accounts[TRUSTED[0] if step.trusted else UNTRUSTED]
         request = await activity.request_validation(agent_id, validator)
         await activity.respond_validation(request.request_hash, step.response, tag="demo")
 
 
-def _describe_step(step: SceneStep, agent_id: int) -> str:
+def _given(play: _Play, step: int, position: int) -> GivenFeedback:
+    given = play.given.get(step)
+    if given is None:
+        raise DemoError(f"scene step {position} refers to step {step}, which gave no feedback")
+    return given
+
+
+def _describe_step(step: SceneStep, agent_id: int, play: _Play) -> str:
     if isinstance(step, Feedback):
-        what = f"feedback {step.score} for agent #{agent_id}" + (
+        what = f"feedback {step.score} for agent #{agent_id} from {_client(step.client)}" + (
             f", tag {step.tag1}" if step.tag1 != "starred" else "")  # fmt: skip
     elif isinstance(step, Registration):
-        what = "registration"
+        what = f"registration of agent #{play.newcomer}"
+    elif isinstance(step, NewcomerFeedback):
+        what = f"feedback {step.score} for agent #{play.newcomer} from {_client(step.client)}"
+    elif isinstance(step, Revocation | Response):
+        earlier = SCENE[step.step]
+        assert isinstance(earlier, Feedback)  # _play_step checked: it gave feedback
+        client = _client(earlier.client)
+        what = (f"{client} revokes its {earlier.score} for agent #{agent_id}"
+                if isinstance(step, Revocation)
+                else f"agent #{agent_id}'s owner answers {client}'s {earlier.score}")  # fmt: skip
     else:
         by = "a trusted" if step.trusted else "an untrusted"
         what = f"validation of agent #{agent_id}: {step.response}/100 by {by} validator"
     return what + (f" ({step.note})" if step.note else "")
+
+
+def _client(index: int) -> str:
+    return f"client {CLIENT_NAMES[SCENE_CLIENTS[index]]}"
 
 
 def _one_line(text: str, limit: int = 110) -> str:

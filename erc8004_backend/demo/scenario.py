@@ -1,6 +1,7 @@
 """What the demo sets up and plays: the seven example triggers of the documentation adapted to
-the devnet, the demo agent's registration file, and a scripted scene of feedback that makes
-each of them fire (plain data; `runner` sends it).
+the devnet, a reputation threshold over the scene's clients, the demo agent's registration
+file, and a scripted scene of feedback, revocations and responses that makes each of them fire
+(plain data; `runner` sends it).
 
 The examples name agent 42 on Base Sepolia and Polygon Amoy; here they watch the demo agent on
 the devnet (chain 31337), send Telegram messages to a local Bot API, the refund webhook to a
@@ -13,11 +14,27 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from eth_hash.auto import keccak
+
+from erc8004_backend.agents.lenses import Lens
 from erc8004_backend.chain.config import DEVNET_CHAIN_ID
 from erc8004_backend.devnet.documents import data_uri
 
 LOW_SCORE_CHAT = "123456789"
 REGISTRATIONS_CHAT = "987654321"
+
+# The clients the scene's feedback comes from: addresses of the demo's own (the devnet lets
+# them send, impersonated), which the random activity never uses, so that everything they
+# did is the scene's. The view shows the spec's getSummary over them, and the reputation
+# threshold watches it.
+SCENE_CLIENTS: tuple[str, ...] = tuple(
+    "0x" + keccak(f"erc8004 demo client {name}".encode())[12:].hex() for name in "ABC"
+)
+CLIENT_NAMES = dict(zip(SCENE_CLIENTS, "ABC", strict=True))
+# The lens the view shows: a client counts once it has given feedback to at least two
+# agents, with one vote, its latest feedback.
+DEMO_LENS = Lens(min_agents=2, vote="latest")
+REPUTATION_FLOOR = 60  # the reputation threshold fires when the summary falls below it
 
 
 def demo_triggers(agent_id: int, webhook_url: str, validators: list[str]) -> list[dict[str, Any]]:
@@ -116,14 +133,60 @@ def demo_triggers(agent_id: int, webhook_url: str, validators: list[str]) -> lis
     ]  # fmt: skip
 
 
+def reputation_trigger(agent_id: int, clients: tuple[str, ...]) -> dict[str, Any]:
+    """The documentation's reputation_threshold example (docs/triggers.md, "Summary
+    conditions"), on the demo agent and over the scene's clients, of any tag."""
+    agent = str(agent_id)
+    return {
+        "name": f"Agent {agent}'s reputation below {REPUTATION_FLOOR}",
+        "chain_id": DEVNET_CHAIN_ID, "registry": "reputation", "is_stateful": True,
+        "conditions": [
+            {"condition_type": "agent_id_equals", "field": "agent_id", "operator": "=",
+             "value": agent},
+            {"condition_type": "reputation_threshold", "field": "reputation", "operator": "<",
+             "value": str(REPUTATION_FLOOR), "config": {"clients": list(clients)}},
+        ],
+        "actions": [{"action_type": "telegram", "priority": 1, "config": {
+            "chat_id": LOW_SCORE_CHAT,
+            "message_template": "Agent #{{agent_id}} fell from {{reputation_before}} to"
+                                " {{reputation_after}} ({{reputation_count}} feedback)"}}],
+    }  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Feedback:
-    """Feedback for the demo agent."""
+    """Feedback for the demo agent, from one of SCENE_CLIENTS."""
 
     score: int
+    client: int  # an index of SCENE_CLIENTS
     tag1: str = "starred"
     with_file: bool = False
     note: str = ""  # what it should set off, for the live view
+
+
+@dataclass(frozen=True)
+class NewcomerFeedback:
+    """Feedback from one of SCENE_CLIENTS for the agent the scene registered last."""
+
+    score: int
+    client: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """The client of an earlier step's feedback takes it back."""
+
+    step: int  # the position in SCENE of that Feedback
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Response:
+    """The demo agent's owner answers an earlier step's feedback."""
+
+    step: int  # the position in SCENE of that Feedback
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,23 +205,36 @@ class Validation:
     note: str = ""
 
 
-SceneStep = Feedback | Registration | Validation
+SceneStep = Feedback | Registration | Validation | NewcomerFeedback | Revocation | Response
 
-# Good scores seed the average; a refund request follows; then scores below 50 pull the
-# moving average under 70 and make more than ten low scores within the hour. Every low score
-# sets off the low-score alert; feedback with a file is pushed to the agent's MCP server.
-# A registration and two validations (one by a trusted validator) set off the other two.
+A, B, C = range(3)  # SCENE_CLIENTS by index
+
+# Good scores seed the average; a refund request follows (the owner answers it); then scores
+# below 50 pull the moving average under 70 and make more than ten low scores within the
+# hour. Every low score sets off the low-score alert; feedback with a file is pushed to the
+# agent's MCP server. A registration and two validations (one by a trusted validator) set off
+# two more. The getSummary over the three clients falls below 60 at the 30, rises above when
+# B revokes it, and falls below again at the next score: the reputation threshold fires
+# twice. B and later C rate the newcomer: with feedback to two agents, the lens counts them.
 SCENE: tuple[SceneStep, ...] = (
     Registration(),
-    Feedback(90, with_file=True, note="a file → MCP push"),
+    Feedback(90, A, with_file=True, note="a file → MCP push"),
     Validation(50, trusted=True, note="a trusted validator fails it → Telegram"),
-    Feedback(92),
-    Feedback(88),
-    Feedback(45, tag1="refund", with_file=True, note="refund → Telegram + webhook + MCP"),
+    Feedback(92, B),
+    Feedback(88, C),
+    NewcomerFeedback(80, B, note="B has rated two agents: the lens counts B"),
+    Feedback(45, A, tag1="refund", with_file=True, note="refund → Telegram + webhook + MCP"),
+    Response(6, note="the owner answers the refund request"),
     Validation(30, trusted=False, note="an untrusted validator: no alert"),
-    *(Feedback(score) for score in (40, 35, 42, 30, 25)),
-    Feedback(38, with_file=True, note="a low score with a file"),
-    *(Feedback(score) for score in (44, 20, 33, 41, 15)),
+    Feedback(40, B),
+    Feedback(35, C),
+    Feedback(42, A),
+    Feedback(30, B, note=f"getSummary falls below {REPUTATION_FLOOR} → Telegram"),
+    Revocation(12, note=f"B takes its 30 back: getSummary is above {REPUTATION_FLOOR} again"),
+    Feedback(25, C, note=f"below {REPUTATION_FLOOR} again → Telegram"),
+    NewcomerFeedback(70, C, note="C has rated two agents: the lens counts C"),
+    Feedback(38, A, with_file=True, note="a low score with a file"),
+    *(Feedback(score, client) for score, client in ((44, B), (20, C), (33, A), (41, B), (15, C))),
 )
 
 

@@ -1,9 +1,11 @@
 """`erc8004 demo`, as the README's main job runs it (output not a terminal): every example
-trigger fires within the first half minute, through the real API, worker and local targets,
-exactly as often as the scene says."""
+trigger and the reputation threshold fire within the first half minute, through the real API,
+worker and local targets, exactly as often as the scene says; the agents' numbers are
+printed as they move."""
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -11,8 +13,10 @@ import sys
 import psycopg
 
 from erc8004_backend.demo.scenario import SCENE, Feedback
+from erc8004_backend.demo.view import summary_text
 from erc8004_backend.triggers.stateful import update_ema
 from tests.conftest import ROOT
+from tests.demo.test_scenario import demo_agent_summaries, expected_crossings
 
 SECONDS = 32
 
@@ -30,6 +34,7 @@ def expected_firings() -> dict[str, int]:
         "EMA score drop": sum(average < 70 for average in averages),
         "Feedback spam": len(low) // 11,
         "Feedback to agent": sum(isinstance(s, Feedback) and s.with_file for s in SCENE),
+        "Agent ": len(expected_crossings()),  # its reputation below the floor
     }
 
 
@@ -57,7 +62,7 @@ def test_demo_fires_every_example_trigger_and_delivers_through_every_channel(
             "SELECT count(*) FROM action_results WHERE status <> 'success'"
         ).fetchone()
     fired = {row[0]: row[1] for row in rows}
-    assert len(fired) == 7
+    assert len(fired) == 8
     assert all(count > 0 for count in fired.values()), fired
     assert all(row[3] == 0 for row in rows), rows  # everything delivered, nothing pending
     assert failures == (0,)
@@ -69,7 +74,17 @@ def test_demo_fires_every_example_trigger_and_delivers_through_every_channel(
     assert "delivered telegram: chat 123456789: Agent \\#" in output
     assert "delivered webhook: POST /refund-alerts (signature ok)" in output
     assert "file verified" in output
+    assert " fell from 61 to 57 (8 feedback)" in output
     assert "demo summary" in output
+    # The demo agent's numbers as they moved, and at the end (the summary wraps at 80
+    # columns: compared with its words joined).
+    (agent,) = re.findall(r"registered the demo agent #(\d+),", output)
+    first, *_, last = demo_agent_summaries()
+    demo_agent = f"#{agent} Demo Agent (owner 0xf39f…2266)"
+    early = f"{demo_agent}: 1 feedback, 0 revoked, 0 answered · getSummary {summary_text(first)}"
+    late = f"{demo_agent}: {last.counted} feedback, 1 revoked, 1 answered · getSummary"
+    assert early in output
+    assert f"demo agent: {late} {summary_text(last)}" in " ".join(output.split())
 
 
 def test_a_port_in_use_stops_the_demo_before_it_touches_its_database(

@@ -419,6 +419,24 @@ async def test_scripted_actions_return_what_they_created(devnet: Devnet) -> None
         assert (on_chain["agentId"], on_chain["clientAddress"], on_chain["feedbackIndex"]) == (
             agent, feedback.client, feedback.feedback_index)  # fmt: skip
 
+    revoked = await activity.revoke_feedback(agent, client.upper().replace("0X", "0x"), 2)
+    assert (revoked.agent_id, revoked.client, revoked.feedback_index) == (agent, client, 2)
+    (on_chain,) = await logs_of(devnet, revoked.transaction_hash, revoked.block_number)
+    assert (on_chain["agentId"], on_chain["clientAddress"], on_chain["feedbackIndex"]) == (
+        agent, client, 2)  # fmt: skip
+    answer = await activity.append_response(agent, client, 1, response_uri="ipfs://bafkreianswer")
+    other = await activity.append_response(agent, client, 1, responder=validator)
+    assert [(r.agent_id, r.client, r.feedback_index, r.responder) for r in (answer, other)] == [
+        (agent, client, 1, owner), (agent, client, 1, validator)]  # fmt: skip
+    (on_chain,) = await logs_of(devnet, answer.transaction_hash, answer.block_number)
+    assert (on_chain["agentId"], on_chain["clientAddress"], on_chain["feedbackIndex"],
+            on_chain["responder"], on_chain["responseURI"]) == (
+        agent, client, 1, owner, "ipfs://bafkreianswer")  # fmt: skip
+    with pytest.raises(ActivityError, match="no feedback 3 of"):
+        await activity.revoke_feedback(agent, client, 3)
+    with pytest.raises(ActivityError, match="no feedback 9 of"):
+        await activity.append_response(agent, client, 9)
+
     requested = await activity.request_validation(agent, validator)
     assert (requested.agent_id, requested.validator, requested.requester) == (
         agent, validator, owner)  # fmt: skip
@@ -441,6 +459,13 @@ async def test_random_activity_leaves_hands_off_agents_alone(devnet: Devnet) -> 
     await devnet.activity.run(events=30)
     kept = (await devnet.activity.register_agent("https://demo.example/kept.json")).agent_id
     devnet.activity.hands_off.add(kept)
+    # Its own feedback and validation requests, which random revocations and responses pick
+    # from as from any other: a tenth of the feedback and requests on the chain.
+    feedback = len(devnet.activity.context.state.feedback)
+    for value in range(max(3, feedback // 9)):
+        await devnet.activity.give_feedback(kept, value)
+    for _ in range(3):
+        await devnet.activity.request_validation(kept, devnet.activity.accounts[5])
     after = await devnet.rpc.block_number() + 1
     await devnet.activity.run(events=400)
     touched: Counter[str] = Counter()

@@ -61,8 +61,9 @@ class ActivityContext:
         )
         self.contracts = Contracts(registries)
         self.sender = RoundSender(transactor, self.state, events_per_block)
-        # Agents the random activity leaves alone (no feedback, validation request, or change of
-        # URI, metadata or owner): a scripted scene's agent, whose story the script tells.
+        # Agents the random activity leaves alone (no feedback, revocation or response of their
+        # feedback, validation request or response, or change of URI, metadata or owner): a
+        # scripted scene's agents, whose story the script tells.
         self.hands_off: set[int] = set()
         self._accounts = [a.lower() for a in accounts] if accounts is not None else None
         # Clients beyond the accounts, which the node lets send transactions (impersonated):

@@ -13,12 +13,13 @@ revocations, responses, validation requests and responses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from erc8004_backend.devnet.activity.content import METADATA_KEYS
 from erc8004_backend.devnet.activity.context import ActivityContext
-from erc8004_backend.devnet.activity.state import Agent
+from erc8004_backend.devnet.activity.state import Agent, Feedback, ValidationRequest
 from erc8004_backend.devnet.activity.transactions import (
     Action,
     ActivityError,
@@ -63,6 +64,8 @@ _TRANSFER_FUNCTIONS = [
 ]
 
 
+Picked = TypeVar("Picked", Feedback, ValidationRequest)
+
 # A planner of one kind of action: None when it cannot plan one now (no agent, a lock, or
 # fewer events left than the action emits).
 KindPlanner = Callable[[RoundLocks, int | None], Action | None]
@@ -77,6 +80,9 @@ class RandomPlanner:
         self.state = context.state
         self.content = context.content
         self.contracts = context.contracts
+        # The scene's agents: the random activity revokes, answers and validates nothing of
+        # theirs either (see ActivityContext.hands_off).
+        self.hands_off = context.hands_off
         self.kinds: dict[str, KindPlanner] = {
             "register": self.register,
             "update_uri": self.update_uri,
@@ -330,7 +336,7 @@ class RandomPlanner:
                 return None
             feedback = self.rng.choice(self.state.feedback)
             key = (feedback.agent_id, feedback.client, feedback.index)
-            if feedback.revoked or key in locks.revoking:
+            if feedback.revoked or key in locks.revoking or feedback.agent_id in self.hands_off:
                 continue
             locks.revoking.add(key)
             return self.contracts.action(
@@ -345,9 +351,9 @@ class RandomPlanner:
         return None
 
     def respond(self, locks: RoundLocks, left: int | None) -> Action | None:
-        if not self.state.feedback:
+        feedback = self._pick(self.state.feedback)
+        if feedback is None:
             return None
-        feedback = self.rng.choice(self.state.feedback)
         responder = self.context.responder_for(feedback)
         uri, digest = self.content.document_uri("responses")
         return self.contracts.action(
@@ -377,9 +383,9 @@ class RandomPlanner:
         )
 
     def respond_validation(self, locks: RoundLocks, left: int | None) -> Action | None:
-        if not self.state.request_list:
+        request = self._pick(self.state.request_list)
+        if request is None:
             return None
-        request = self.rng.choice(self.state.request_list)
         args = self.content.validation_response_args(request)
         return self.contracts.action(
             VALIDATION,
@@ -390,3 +396,15 @@ class RandomPlanner:
             label=f"validationResponse({request.agent_id})",
             events=1,
         )
+
+    def _pick(self, items: Sequence[Picked]) -> Picked | None:
+        """A random one of `items` (feedback or validation requests) whose agent is not
+        hands-off; None when a few draws found none. Without hands-off agents the first draw
+        is taken: the same random stream as ever for a seed."""
+        for _ in range(8):
+            if not items:
+                return None
+            item = self.rng.choice(items)
+            if item.agent_id not in self.hands_off:
+                return item
+        return None

@@ -1,6 +1,7 @@
 """Scripted activity: one chosen action at a time (the demo's scene, end-to-end tests, the
 `erc8004 devnet register` and `feedback` commands), each returning what it created (the agent
-id, the feedback index, the request hash) and where it was mined, read from its receipt.
+id, the feedback index, the request hash) and where it was mined, read from its receipt:
+registrations, feedback, revocations and responses, validation requests and responses.
 """
 
 from __future__ import annotations
@@ -57,6 +58,21 @@ class GivenFeedback(ScriptedTransaction):
     agent_id: int
     client: str
     feedback_index: int  # 1-based, per agent and client
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevokedFeedback(ScriptedTransaction):
+    agent_id: int
+    client: str
+    feedback_index: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppendedResponse(ScriptedTransaction):
+    agent_id: int
+    client: str
+    feedback_index: int
+    responder: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,6 +162,65 @@ class ScriptedActions:
             client=topic_address(given["topics"][2]),
             feedback_index=word(bytes.fromhex(given["data"][2:]), 0),
         )
+
+    async def revoke_feedback(
+        self, agent_id: int, client: str, feedback_index: int
+    ) -> RevokedFeedback:
+        """The client takes back its feedback (only a feedback's own client can)."""
+        context = self.context
+        await context.ensure_ready()
+        client = client.lower()
+        feedback = context.state.feedback_at.get((agent_id, client, feedback_index))
+        if feedback is None:
+            raise ActivityError(
+                f"no feedback {feedback_index} of {client} to agent {agent_id} on the devnet"
+            )
+        action = context.contracts.action(
+            REPUTATION,
+            client,
+            "revokeFeedback",
+            (agent_id, feedback_index),
+            gas=100_000,
+            label=f"revokeFeedback({agent_id}, {feedback_index})",
+            events=1,
+        )
+        _, mined = await self._send(action)
+        return RevokedFeedback(
+            **mined, agent_id=agent_id, client=client, feedback_index=feedback_index
+        )
+
+    async def append_response(
+        self,
+        agent_id: int,
+        client: str,
+        feedback_index: int,
+        *,
+        responder: str | None = None,
+        response_uri: str = "",
+        response_hash: bytes = ZERO_HASH,
+    ) -> AppendedResponse:
+        """A response to a feedback, by `responder` (default: the agent's owner, answering
+        its client; anyone may respond)."""
+        context = self.context
+        await context.ensure_ready()
+        client = client.lower()
+        if (agent_id, client, feedback_index) not in context.state.feedback_at:
+            raise ActivityError(
+                f"no feedback {feedback_index} of {client} to agent {agent_id} on the devnet"
+            )
+        sender = (responder or context.state.agents[agent_id].owner).lower()
+        action = context.contracts.action(
+            REPUTATION,
+            sender,
+            "appendResponse",
+            (agent_id, client, feedback_index, response_uri, response_hash),
+            gas=gas_bound(100_000, response_uri),
+            label=f"appendResponse({agent_id}, {feedback_index})",
+            events=1,
+        )
+        _, mined = await self._send(action)
+        return AppendedResponse(**mined, agent_id=agent_id, client=client,
+                                feedback_index=feedback_index, responder=sender)  # fmt: skip
 
     async def request_validation(
         self,
