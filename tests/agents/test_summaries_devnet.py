@@ -11,16 +11,11 @@ for what they do not cover, a naive count of what was sent).
 from __future__ import annotations
 
 import random
-from collections import Counter
-from dataclasses import dataclass, field, replace
-from typing import Any
 
 import pytest
 
 from erc8004_backend.agents.summaries import (
     INT128_MAX,
-    INT128_MIN,
-    Feedback,
     Validation,
     clients_by_first_feedback,
     read_all_feedback,
@@ -28,196 +23,24 @@ from erc8004_backend.agents.summaries import (
     validation_summary,
 )
 from erc8004_backend.chain.rpc import RpcError
-from erc8004_backend.devnet import Devnet, Transactor, TxRequest
-from erc8004_backend.devnet.contracts import (
-    IDENTITY,
-    REPUTATION,
-    VALIDATION,
-    decode_revert,
-    load_artifact,
-)
+from erc8004_backend.devnet import Devnet
+from erc8004_backend.devnet.contracts import REPUTATION, VALIDATION, decode_revert, load_artifact
 from tests.support.devnet import decode, registry_logs
-
-ZERO = "0x" + "00" * 20
-TAGS1 = ["", "", "starred", "uptime", "信頼性", "🚀 rápido", "x" * 40]
-TAGS2 = ["", "", "day", "ünïcødé", "✓"]
-VALIDATION_TAGS = ["", "zkml", "tee", "✓ ok", "信頼"]
-GAS = 20_000_000
-
-
-def random_value(rng: random.Random) -> int:
-    roll = rng.random()
-    if roll < 0.5:
-        return rng.randint(-100, 100)
-    if roll < 0.7:
-        return rng.choice([INT128_MIN, INT128_MIN + 1, -1, 0, 1, INT128_MAX - 1, INT128_MAX])
-    if roll < 0.85:
-        return rng.choice([-1, 1]) * int(10 ** rng.randint(0, 38))
-    return rng.randint(INT128_MIN, INT128_MAX)
-
-
-def random_decimals(rng: random.Random) -> int:
-    return rng.choice([0, 0, 2, 2, 18, rng.randint(0, 18)])
-
-
-def random_address(rng: random.Random) -> str:
-    return "0x" + rng.randbytes(20).hex()
-
-
-@dataclass
-class Chain:
-    """The devnet and what the test sent to it."""
-
-    net: Devnet
-    transactor: Transactor
-    owners: list[str]
-    agents: list[int]
-    clients: list[str] = field(default_factory=list)
-    responses: Counter[tuple[int, str, int, str]] = field(default_factory=Counter)
-
-    def address(self, name: str) -> str:
-        return {
-            IDENTITY: self.net.registries.identity,
-            REPUTATION: self.net.registries.reputation,
-            VALIDATION: self.net.registries.validation,
-        }[name]
-
-    def tx(self, sender: str, name: str, function: str, *args: Any) -> TxRequest:
-        data = load_artifact(name).encode_call(function, *args)
-        return TxRequest(sender, self.address(name), data, GAS, function)
-
-    async def send(self, requests: list[TxRequest]) -> None:
-        await self.transactor.send_all(requests)
-
-    async def impersonate(self, address: str) -> None:
-        await self.net.rpc.call("anvil_impersonateAccount", [address])
-        await self.net.rpc.call("anvil_setBalance", [address, hex(10**21)])
-
-    async def views(self, name: str, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
-        """eth_call of each (function, arguments), decoded; in batches."""
-        artifact = load_artifact(name)
-        results: list[Any] = []
-        for start in range(0, len(calls), 50):
-            chunk = calls[start : start + 50]
-            raw = await self.net.rpc.batch(
-                [
-                    (
-                        "eth_call",
-                        [{"to": self.address(name), "data": artifact.encode_call(f, *a)}, "latest"],
-                    )
-                    for f, a in chunk
-                ]
-            )
-            for (function, _), data in zip(chunk, raw, strict=True):
-                results.append(artifact.function(function).decode_output(data))
-        return results
-
-
-async def setup_chain(net: Devnet, rng: random.Random) -> Chain:
-    accounts = [a.lower() for a in await net.rpc.call("eth_accounts")]
-    owners = accounts[1:4]
-    chain = Chain(net, Transactor(net.rpc), owners, agents=list(range(6)))
-    uris = [f"https://agents.example/{i}.json" for i in range(2)]
-    for owner in owners:  # one after the other: agents 0 and 1 are the first owner's, ...
-        await chain.send([chain.tx(owner, IDENTITY, "registerBatch", uris)])
-    chain.clients = [random_address(rng) for _ in range(14)] + [owners[0], ZERO]
-    for client in chain.clients:
-        await chain.impersonate(client)
-    return chain
-
-
-async def give_feedback(chain: Chain, rng: random.Random) -> None:
-    """Three rounds, the clients in a new order each, so that first feedback interleaves;
-    batches and single calls."""
-    for _ in range(3):
-        requests = []
-        for client in rng.sample(chain.clients, len(chain.clients)):
-            items = [
-                (
-                    rng.choice(chain.agents),
-                    random_value(rng),
-                    random_decimals(rng),
-                    rng.choice(TAGS1),
-                    rng.choice(TAGS2),
-                    "https://agents.example/endpoint",
-                    "",
-                    b"\x00" * 32,
-                )
-                for _ in range(rng.randint(1, 5))
-            ]
-            if len(items) == 1:
-                requests.append(chain.tx(client, REPUTATION, "giveFeedback", *items[0]))
-            else:
-                requests.append(chain.tx(client, REPUTATION, "giveFeedbackBatch", items))
-        await chain.send(requests)
-
-
-async def overflow_the_summary(chain: Chain) -> None:
-    """Feedback whose summary leaves int128: INT128_MAX (0 decimals) and twice 0 (18 decimals)
-    average INT128_MAX / 3 in 18 decimals."""
-    items = [
-        (0, INT128_MAX, 0, "overflow", "", "", "", b"\x00" * 32),
-        (0, 0, 18, "overflow", "", "", "", b"\x00" * 32),
-        (0, 0, 18, "overflow", "", "", "", b"\x00" * 32),
-    ]
-    await chain.send([chain.tx(chain.clients[0], REPUTATION, "giveFeedbackBatch", items)])
-
-
-def feedback_records(logs: list[dict[str, Any]]) -> dict[int, list[Feedback]]:
-    """Each agent's feedback in chain order, revocations applied, from the registry's logs."""
-    by_key: dict[tuple[int, str, int], Feedback] = {}
-    for entry in logs:
-        name, values = decode(entry)
-        if name == "NewFeedback":
-            key = (values["agentId"], values["clientAddress"].lower(), values["feedbackIndex"])
-            by_key[key] = Feedback(
-                key[1],
-                key[2],
-                values["value"],
-                values["valueDecimals"],
-                values["tag1"],
-                values["tag2"],
-            )
-        elif name == "FeedbackRevoked":
-            key = (values["agentId"], values["clientAddress"].lower(), values["feedbackIndex"])
-            by_key[key] = replace(by_key[key], revoked=True)
-    records: dict[int, list[Feedback]] = {}
-    for (agent_id, _, _), record in by_key.items():  # dicts keep the first insertion's place
-        records.setdefault(agent_id, []).append(record)
-    return records
-
-
-async def revoke_and_respond(
-    chain: Chain, records: dict[int, list[Feedback]], rng: random.Random
-) -> None:
-    everything = [(agent_id, f) for agent_id, items in records.items() for f in items]
-    by_client: dict[str, list[tuple[int, int]]] = {}
-    for agent_id, f in rng.sample(everything, len(everything) // 4):
-        by_client.setdefault(f.client, []).append((agent_id, f.index))
-    await chain.send(
-        [
-            chain.tx(
-                client, REPUTATION, "revokeFeedbackBatch", *map(list, zip(*pairs, strict=True))
-            )
-            for client, pairs in by_client.items()
-        ]
-    )
-    strangers = [random_address(rng) for _ in range(3)]
-    for stranger in strangers:
-        await chain.impersonate(stranger)
-    responders = [*chain.owners, *strangers, chain.clients[1]]
-    requests = []
-    for _ in range(40):
-        agent_id, f = rng.choice(everything)
-        responder = rng.choice(responders)
-        times = rng.choice([1, 1, 1, 2, 3])
-        chain.responses[(agent_id, f.client, f.index, responder)] += times
-        item = (agent_id, f.client, f.index, rng.choice(["", "ipfs://response"]), b"\x01" * 32)
-        if times == 1:
-            requests.append(chain.tx(responder, REPUTATION, "appendResponse", *item))
-        else:
-            requests.append(chain.tx(responder, REPUTATION, "appendResponseBatch", [item] * times))
-    await chain.send(requests)
+from tests.support.registry_activity import (
+    TAGS1,
+    TAGS2,
+    VALIDATION_TAGS,
+    ZERO,
+    Chain,
+    answer_validations,
+    feedback_records,
+    give_feedback,
+    overflow_the_summary,
+    random_address,
+    request_validations,
+    revoke_and_respond,
+    setup_chain,
+)
 
 
 def expected_response_count(
@@ -349,43 +172,9 @@ async def test_validation_summary_equals_the_pure_one(devnet: Devnet) -> None:
     validators = [random_address(rng) for _ in range(5)]
     for validator in validators:
         await chain.impersonate(validator)
-    requests, owner_of = [], {a: chain.owners[a // 2] for a in chain.agents}  # see setup_chain
-    hashes: list[tuple[bytes, str]] = []
-    for _ in range(40):
-        agent_id = rng.choice(chain.agents[:-1])  # the last agent gets no request
-        validator = rng.choice(validators)
-        request_hash = rng.randbytes(32)
-        hashes.append((request_hash, validator))
-        requests.append(
-            chain.tx(
-                owner_of[agent_id],
-                VALIDATION,
-                "validationRequest",
-                validator,
-                agent_id,
-                "https://validation.example/request",
-                request_hash,
-            )
-        )
-    await chain.send(requests)
-    responses = []
-    for request_hash, validator in hashes:
-        for _ in range(rng.choice([0, 1, 1, 2, 3])):  # unanswered, answered, answered again
-            response = rng.choice([0, 100, rng.randint(0, 100)])
-            tag = rng.choice(VALIDATION_TAGS)
-            responses.append(
-                chain.tx(
-                    validator,
-                    VALIDATION,
-                    "validationResponse",
-                    request_hash,
-                    response,
-                    "",
-                    b"\x00" * 32,
-                    tag,
-                )
-            )
-    await chain.send(responses)
+    # The last agent gets no request.
+    hashes = await request_validations(chain, rng, validators, 40, chain.agents[:-1])
+    await answer_validations(chain, rng, hashes)
 
     # The records from the logs: each request with its latest response and tag.
     requested: dict[bytes, tuple[int, str]] = {}

@@ -33,7 +33,9 @@ from tests.agents.test_service import (
     as_summary_records,
     build_world,
 )
-from tests.agents.test_summaries_devnet import (
+from tests.api.conftest import Account, ApiClient, MakeApp, api_settings, client_of
+from tests.support.devnet import registry_logs
+from tests.support.registry_activity import (
     TAGS1,
     TAGS2,
     feedback_records,
@@ -42,8 +44,6 @@ from tests.agents.test_summaries_devnet import (
     revoke_and_respond,
     setup_chain,
 )
-from tests.api.conftest import Account, ApiClient, MakeApp, api_settings, client_of
-from tests.support.devnet import registry_logs
 
 A = 31337
 
