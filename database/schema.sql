@@ -175,6 +175,7 @@ $$;
 CREATE FUNCTION public.read_model_apply(p_chain_id bigint, p_from_block bigint, p_to_block bigint, p_agents numeric[] DEFAULT NULL::numeric[], p_from_time timestamp with time zone DEFAULT NULL::timestamp with time zone, p_to_time timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS void
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_custom_plan'
+    SET work_mem TO '64MB'
     AS $$
 BEGIN
     -- Agents: the latest owner, wallet and URI of the range, and its first and last event.
@@ -585,7 +586,8 @@ CREATE TABLE public.agent_feedback_stats (
     feedback_count bigint DEFAULT 0 NOT NULL,
     revoked_count bigint DEFAULT 0 NOT NULL,
     client_count bigint DEFAULT 0 NOT NULL
-);
+)
+WITH (fillfactor='70');
 
 CREATE TABLE public.agent_mcp_tokens (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -667,7 +669,8 @@ CREATE TABLE public.agents (
     last_block bigint NOT NULL,
     last_log_index integer NOT NULL,
     last_at timestamp with time zone NOT NULL
-);
+)
+WITH (fillfactor='70');
 
 CREATE TABLE public.api_keys (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -701,7 +704,8 @@ CREATE TABLE public.client_feedback_stats (
     client_address text NOT NULL,
     feedback_count numeric DEFAULT 0 NOT NULL,
     agent_count bigint DEFAULT 0 NOT NULL
-);
+)
+WITH (fillfactor='70');
 
 CREATE TABLE public.events (
     id bigint NOT NULL,
@@ -824,7 +828,8 @@ CREATE TABLE public.feedback (
     revoked_block bigint,
     revoked_at timestamp with time zone,
     response_count integer DEFAULT 0 NOT NULL
-);
+)
+WITH (fillfactor='80');
 
 CREATE TABLE public.feedback_clients (
     chain_id bigint NOT NULL,
@@ -834,7 +839,8 @@ CREATE TABLE public.feedback_clients (
     first_log_index integer NOT NULL,
     first_at timestamp with time zone NOT NULL,
     last_index numeric(20,0) NOT NULL
-);
+)
+WITH (fillfactor='70');
 
 CREATE TABLE public.feedback_responses (
     chain_id bigint NOT NULL,
@@ -1021,7 +1027,8 @@ CREATE TABLE public.validation_requests (
     responded_block bigint,
     responded_at timestamp with time zone,
     response_count integer DEFAULT 0 NOT NULL
-);
+)
+WITH (fillfactor='70');
 
 ALTER TABLE ONLY public.events ATTACH PARTITION public.events_default DEFAULT;
 

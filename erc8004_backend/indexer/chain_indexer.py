@@ -5,7 +5,9 @@ registries (`start_block`); it is decided only while the chain has no checkpoint
 
 Each step reads the checkpoint, fetches the logs of the next block range, fetches the headers
 it needs (blocks with logs for their timestamps; near the head every block, for the parent
-hash chain), and commits events + block hashes + checkpoint together (`EventStore`).
+hash chain), and commits events + block hashes + checkpoint together (`EventStore`), with the
+read model they change. Behind the head, the next ranges are fetched and decoded while one is
+written, and those already there when it is written join its transaction.
 
 Reorgs are seen in two places: the first new block's parent hash differs from the checkpoint's
 hash, or (when caught up) the checkpoint's block is no longer the canonical one. Then the fork
@@ -47,11 +49,11 @@ log = structlog.get_logger(__name__)
 TARGET_LOGS_PER_REQUEST = 4_000
 INITIAL_BLOCK_RANGE = 16
 # Ranges fetched (and decoded) ahead while one is written.
-PREFETCH_DEPTH = 2
+PREFETCH_DEPTH = 4
 # Behind the head, the ranges already fetched when one is written go into the same batch, up
 # to this many events: the read model's statements cost less per event in larger batches, so
 # a backfill writes as fast as the database can take them.
-EVENTS_PER_WRITE = 20_000
+EVENTS_PER_WRITE = 30_000
 
 
 class ReorgTooDeepError(Erc8004Error):
