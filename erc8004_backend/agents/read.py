@@ -312,13 +312,15 @@ async def get_response_count(
     feedback_index: int | None = None,
     responders: Sequence[str] | None = None,
 ) -> int:
-    """getResponseCount: responses to the agent's feedback, of one client (None: all), one
-    feedback (None or 0: all of the client's), by some responders (None or empty: any)."""
+    """getResponseCount: responses to the agent's feedback, of one client (None or the zero
+    address: all, whatever the index), one feedback (None or 0: all of the client's), by
+    some responders (None or empty: any; each listed one counts, twice if listed twice)."""
+    one_client = client.lower() if client is not None and int(client, 16) != 0 else None
     params = {
         "chain_id": chain_id,
         "agent_id": agent_id,
-        "client": client.lower() if client else None,
-        "feedback_index": feedback_index,
+        "client": one_client,
+        "feedback_index": feedback_index if one_client is not None else None,
         "responders": _addresses(responders),
     }
     return int((await _rows(conn, "response_count", params))[0]["responses"])

@@ -81,15 +81,17 @@ ORDER BY block_number, log_index
 
 -- response_count --
 -- getResponseCount: the responses to the agent's feedback; of one client unless NULL, of
--- one feedback index unless NULL or 0, by the given responders unless NULL or empty.
+-- one feedback index unless NULL or 0, by the given responders unless NULL or empty. As the
+-- contract sums each listed responder's count, a responder listed twice counts twice.
 SELECT count(*) AS responses
-FROM feedback_responses
-WHERE chain_id = %(chain_id)s AND agent_id = %(agent_id)s::numeric
-  AND (%(client)s::text IS NULL OR client_address = %(client)s)
+FROM feedback_responses AS r
+LEFT JOIN unnest(%(responders)s::text[]) AS listed (responder)
+       ON listed.responder = r.responder
+WHERE r.chain_id = %(chain_id)s AND r.agent_id = %(agent_id)s::numeric
+  AND (%(client)s::text IS NULL OR r.client_address = %(client)s)
   AND (coalesce(%(feedback_index)s::numeric, 0) = 0
-       OR feedback_index = %(feedback_index)s::numeric)
-  AND (coalesce(cardinality(%(responders)s::text[]), 0) = 0
-       OR responder = ANY (%(responders)s::text[]))
+       OR r.feedback_index = %(feedback_index)s::numeric)
+  AND (coalesce(cardinality(%(responders)s::text[]), 0) = 0 OR listed.responder IS NOT NULL)
 
 -- agent_validations --
 -- The agent's validation requests, newest first, of the given validators unless NULL.

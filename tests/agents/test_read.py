@@ -260,6 +260,12 @@ async def test_feedback_values_revocations_responses_and_the_spec_reads(
     assert await count(conn, CHAIN, agent_id, client=first, feedback_index=1) == 0
     assert await count(conn, CHAIN, agent_id, responders=[owner]) == 1
     assert await count(conn, CHAIN, agent_id, client=second, responders=[responder]) == 0
+    # As the contract counts: the zero address is every client, whatever the index, and a
+    # responder listed twice counts twice.
+    zero = "0x" + "00" * 20
+    assert await count(conn, CHAIN, agent_id, client=zero, feedback_index=1) == 3
+    assert await count(conn, CHAIN, agent_id, responders=[owner, owner]) == 2
+    assert await count(conn, CHAIN, agent_id, responders=[owner, zero, owner]) == 2
     await assert_model_matches_chain(conn, indexed.devnet)
 
 
