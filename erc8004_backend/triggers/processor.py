@@ -4,9 +4,9 @@ Per chain, one transaction per batch locks the processed mark (`processing_curso
 the next confirmed events and what evaluating them needs (plan.batch_needs: state rows, last
 firings, summaries), plans the batch (plan.plan_batch, a pure function the backtest shares),
 and applies the plan: the new trigger state, one job per action of each firing, the last
-firings, and the moved mark. A crash at any instant
-leaves either the whole batch or none of it, so every (event, action) gets exactly one job
-(the unique key on action_jobs makes even a replay harmless).
+firings, and the moved mark. A crash at any instant leaves either the whole batch or none of
+it, so every (event, action) gets exactly one job (the unique key on action_jobs makes even a
+replay harmless).
 
 NOTIFY only wakes the processor early: it finds work from the cursor after any restart.
 """
