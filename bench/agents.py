@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import random
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,14 +34,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from bench.api import percentile, settings
+from bench.api import time_routes
 from bench.common import report, throwaway_database
 from erc8004_backend.agents.service import encode_cursor
-from erc8004_backend.api.app import create_app, open_pool
 from erc8004_backend.database.queries import load_queries
 
 QUERIES = load_queries("bench", "agents.sql")
@@ -54,7 +51,6 @@ LENS = {"min_agents": 2, "vote": "latest", "half_life": "30d"}
 BUSIEST = 5  # the agents drawn one request in ten
 SPEC_CLIENTS = 100  # clients in a getSummary: up to 90 of the agent's, the rest not
 CLOCK = "time.perf_counter around each request, in-process (httpx ASGI transport), signed in"
-WARM_UP = 20  # requests per route before the timed ones, to warm the pool's connections
 
 
 # -- the data ---------------------------------------------------------------------------------
@@ -233,55 +229,12 @@ def size_of(body: dict[str, Any]) -> int:
     return 1
 
 
-async def measure(url: str, requests: int, draws: dict[str, Draw]) -> dict[str, Any]:
-    pool = open_pool(url, min_size=4, max_size=4)
-    await pool.open()
-    try:
-        app = create_app(settings(url), pool=pool)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench/api/v1") as api:
-            account = {"username": "bench", "email": "bench@example.com",
-                       "password": "bench-password"}  # fmt: skip
-            (await api.post("/auth/register", json=account)).raise_for_status()
-            login = await api.post(
-                "/auth/login", json={"username": "bench", "password": account["password"]}
-            )
-            login.raise_for_status()
-            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-            results: dict[str, Any] = {}
-            for name, draw in draws.items():
-                rng = random.Random(f"{name}:8004")
-                latencies: list[float] = []
-                sizes: list[int] = []
-                for n in range(requests + WARM_UP):
-                    path, params = draw(rng)
-                    started = time.perf_counter()
-                    response = await api.get(path, params=params, headers=headers)
-                    body = response.json()
-                    elapsed = (time.perf_counter() - started) * 1000
-                    if response.status_code != 200:
-                        raise SystemExit(f"{name}: {path} {params} -> {response.text}")
-                    if n >= WARM_UP:
-                        latencies.append(elapsed)
-                        sizes.append(size_of(body))
-                results[name] = {
-                    "requests": len(latencies),
-                    "p50_ms": round(statistics.median(latencies), 2),
-                    "p99_ms": round(percentile(latencies, 0.99), 2),
-                    "max_ms": round(max(latencies), 2),
-                    "mean_items": round(statistics.mean(sizes), 1),
-                }
-            return results
-    finally:
-        await pool.close()
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with throwaway_database() as url:
         loaded = await load(url, args)
         model = await build_model(url)
         data = await sample(url)
-        results = await measure(url, args.requests, routes(data))
+        results = await time_routes(url, args.requests, routes(data), size_of)
     worst = max(route["p99_ms"] for route in results.values())
     busiest = [{"agent_id": agent.agent_id, "feedback": agent.feedback} for agent in data.busiest]
     return {
