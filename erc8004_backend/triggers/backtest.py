@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
 
+from erc8004_backend.actions.preview import ActionPreview, ActionPreviews
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.triggers.fields import event_fields
 from erc8004_backend.triggers.index import compile_trigger, delivers
-from erc8004_backend.triggers.processor import QUERIES
+from erc8004_backend.triggers.processor import QUERIES, job_payload
 from erc8004_backend.triggers.stateful import State, evaluate_trigger
 from erc8004_backend.triggers.summary_reads import summary_changes
 
@@ -37,6 +40,8 @@ class Firing:
     agent_id: Any
     computed: dict[str, Any]
     score: Any = None  # the event's score (feedback), shown beside the firing
+    # What its actions would have sent: Telegram messages, webhook bodies.
+    messages: list[ActionPreview] = field(default_factory=list)
 
 
 @dataclass
@@ -59,9 +64,12 @@ async def backtest(
     from_time: datetime | None = None,
     to_time: datetime | None = None,
     limit: int = MAX_EVENTS,
+    explorers: Mapping[int, str] | None = None,
 ) -> BacktestResult:
     """Evaluate the trigger over its chain's stored events in the range, from empty state,
-    honouring its cooldown; nothing is written (the transaction is read-only)."""
+    honouring its cooldown, and render what each firing's actions would send (links to the
+    block explorer of its chain in `explorers`, chain id -> URL); nothing is written (the
+    transaction is read-only) or sent."""
     try:
         trigger_id = str(uuid.UUID(trigger_id))
     except ValueError:
@@ -86,6 +94,8 @@ async def backtest(
              "limit": limit},
         )  # fmt: skip
         events = await cursor.fetchall()
+        await cursor.execute(QUERIES["backtest_actions"], {"trigger_id": trigger_id})
+        previews = ActionPreviews(await cursor.fetchall())
         # The summaries as of each event, as the processor reads them (same snapshot).
         summaries = await summary_changes(
             conn, trigger.chain_id, [(event, (trigger,)) for event in events]
@@ -94,6 +104,7 @@ async def backtest(
     if events:
         result.blocks = (events[0]["block_number"], events[-1]["block_number"])
     last_fired: datetime | None = None
+    explorer_url = (explorers or {}).get(trigger.chain_id)
     for event in events:
         outcome = evaluate_trigger(trigger.conditions, event_fields(event), result.states,
                                    block_time=event["block_time"],
@@ -103,7 +114,10 @@ async def backtest(
         if not outcome.fired or not delivers(trigger, event["block_time"], last_fired):
             continue
         last_fired = event["block_time"]
+        # The payload a job would carry, as the worker reads it.
+        payload = orjson.loads(job_payload(event, trigger, outcome.computed))
+        messages = previews.render(payload, explorer_url)
         result.fired.append(Firing(event["id"], event["block_number"], event["log_index"],
                                    event["block_time"], event["event_type"], event["agent_id"],
-                                   outcome.computed, event["score"]))  # fmt: skip
+                                   outcome.computed, event["score"], messages))  # fmt: skip
     return result
