@@ -30,6 +30,9 @@ SIZES: dict[str, dict[str, list[str]]] = {
     "delivery": {"tiny": ["--jobs", "50", "--rate", "50", "--seconds", "1"],
                  "full": ["--jobs", "20000", "--rate", "500", "--seconds", "20"]},
     "api": {"tiny": ["--events", "2000", "--requests", "10"], "full": ["--events", "1000000"]},
+    "agents": {"tiny": ["--feedback", "2000", "--agents", "50", "--clients", "200",
+                        "--requests", "10"],
+               "full": ["--feedback", "1000000", "--agents", "10000", "--clients", "50000"]},
     "pipeline": {"tiny": ["--rate", "50", "--seconds", "3"],
                  "full": ["--rate", "500", "--seconds", "60"]},
 }  # fmt: skip
@@ -56,6 +59,10 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], tuple[str, str, str]]] = {
                            "1,000/s; p50 < 20 ms, p99 < 100 ms"),
     "api": lambda d: (f"{len(d['queries'])} event queries over {d['events']:,} events",
                       f"worst p99 {d['worst_p99_ms']} ms", f"p99 < {d['bar_p99_ms']:g} ms"),
+    "agents": lambda d: (f"{len(d['routes'])} agents routes over {d['feedback']:,} feedback, "
+                         f"{d['agents']:,} agents (read model rebuilt in "
+                         f"{d['rebuild_seconds']:g} s)",
+                         f"worst p99 {d['worst_p99_ms']} ms", f"p99 < {d['bar_p99_ms']:g} ms"),
     "pipeline": lambda d: (f"devnet block -> webhook, {d['events']:,} events at "
                            f"{d['achieved_rate']:,.0f}/s ({d['mode']} txs)",
                            f"p50 {d['latency']['p50_ms']} ms, p99 {d['latency']['p99_ms']} ms; "

@@ -41,11 +41,15 @@ class Job:
 
     @property
     def values(self) -> dict[str, Any]:
-        """What templates can name: the event's fields, links to the event on the explorer
-        and the computed values."""
-        event = self.payload.get("event", {})
-        links = explorer_links(event, self.explorer_url)
-        return {**event, **links, **self.payload.get("computed", {})}
+        return template_values(self.payload, self.explorer_url)
+
+
+def template_values(payload: dict[str, Any], explorer_url: str | None) -> dict[str, Any]:
+    """What templates can name, from a job's payload: the event's fields, links to the event
+    on the explorer and the computed values."""
+    event = payload.get("event", {})
+    links = explorer_links(event, explorer_url)
+    return {**event, **links, **payload.get("computed", {})}
 
 
 class DeliveryFailed(Erc8004Error):  # noqa: N818 (an outcome, named like one)

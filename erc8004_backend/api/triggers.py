@@ -3,6 +3,7 @@ all, checked by the trigger engine's own parsers so that what is stored is what 
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from erc8004_backend.api.dependencies import (
 )
 from erc8004_backend.api.errors import ApiError, error_responses, not_found
 from erc8004_backend.api.pages import decode_cursor, encode_cursor
+from erc8004_backend.chain.config import explorer_urls, load_chains
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.encryption import SecretBox
 from erc8004_backend.triggers.backtest import MAX_EVENTS, backtest
@@ -55,7 +57,7 @@ from erc8004_backend.triggers.conditions import (
 )
 from erc8004_backend.triggers.fields import format_value
 from erc8004_backend.triggers.operators import OPERATORS
-from erc8004_backend.triggers.templates import unknown_placeholders
+from erc8004_backend.triggers.templates import template_problems
 
 QUERIES = load_queries("erc8004_backend.api", "triggers.sql")
 router = APIRouter(prefix="/triggers", tags=["triggers"])
@@ -219,6 +221,16 @@ class BacktestIn(_Strict):
         return self
 
 
+class MessagePreview(BaseModel):
+    action_id: uuid.UUID
+    action_type: str
+    priority: int
+    text: str | None = Field(
+        default=None, description="telegram: the message, escaped for its parse_mode."
+    )
+    body: Any = Field(default=None, description="rest: the JSON body of its body_template.")
+
+
 class Firing(BaseModel):
     event_id: int
     block_number: int
@@ -227,6 +239,11 @@ class Firing(BaseModel):
     event_type: str
     agent_id: str | None
     computed: dict[str, str]
+    messages: list[MessagePreview] = Field(
+        description="What its Telegram and webhook actions would have sent (links to the"
+        " explorers of the shipped chains); MCP calls and webhooks without a body_template"
+        " have none."
+    )
 
 
 class BacktestOut(BaseModel):
@@ -281,7 +298,66 @@ BACKTEST_EXAMPLES = {
         },
     },
 }
-TriggerBody = Annotated[TriggerIn, Body(openapi_examples=TRIGGER_EXAMPLES)]
+# Beyond the seven: template filters and explorer links (docs/triggers.md#templates shows
+# the same body).
+TEMPLATE_EXAMPLES: dict[str, dict[str, Any]] = {
+    "formatted-messages": {
+        "summary": "Formatted values and explorer links",
+        "description": "Agent 42's feedback, its score with two decimals, the client shortened,"
+        " the block time in UTC, links to the transaction and the client on the explorer.",
+        "value": {
+            "name": "Feedback for agent 42, formatted",
+            "chain_id": 84532,
+            "registry": "reputation",
+            "conditions": [
+                AGENT_42,
+                {
+                    "condition_type": "event_type_equals",
+                    "field": "event_type",
+                    "operator": "=",
+                    "value": "NewFeedback",
+                },
+            ],
+            "actions": [
+                {
+                    "action_type": "telegram",
+                    "priority": 1,
+                    "config": {
+                        "chat_id": "123456789",
+                        "message_template": "Agent #{{agent_id}} scored {{score|fixed:2}}"
+                        " from {{client_address|short}} at {{timestamp|iso}}"
+                        " (tag: {{tag1|default:none}})\nTransaction: {{transaction_url}}"
+                        "\nClient: {{address_url}}",
+                    },
+                },
+                {
+                    "action_type": "rest",
+                    "priority": 2,
+                    "config": {
+                        "url": "https://api.example.com/agents/{{agent_id}}/feedback",
+                        "body_template": {
+                            "score": "{{score|fixed:2}}",
+                            "client": "{{client_address}}",
+                            "client_short": "{{client_address|short}}",
+                            "at": "{{timestamp|iso}}",
+                            "tag": "{{tag1|upper|default:NONE}}",
+                            "transaction": "{{transaction_url}}",
+                            "block": "{{block_url}}",
+                            "client_page": "{{address_url}}",
+                        },
+                    },
+                },
+            ],
+        },
+    },
+}
+TriggerBody = Annotated[TriggerIn, Body(openapi_examples={**TRIGGER_EXAMPLES, **TEMPLATE_EXAMPLES})]
+
+
+@functools.cache
+def shipped_explorers() -> dict[int, str]:
+    """Chain id -> block explorer of the shipped chains, for the links of previews."""
+    return explorer_urls(load_chains([]).values())
 
 
 # -- checking ------------------------------------------------------------------------------
@@ -324,36 +400,33 @@ def check_trigger(trigger: TriggerIn, saved_lenses: dict[str, Any] | None = None
         except ActionConfigError as error:
             problems.append({"field": where, "message": str(error)})
             continue
-        unknown = [
-            name for text in _templates(action.config) for name in unknown_placeholders(text)
-        ]
-        if unknown:
-            names = ", ".join("{{" + name + "}}" for name in dict.fromkeys(unknown))
-            problems.append({
-                "field": where,
-                "message": f"{action.action_type} action: unknown template field(s) {names}",
-            })  # fmt: skip
+        for path, text in _templates(action.config):
+            problems.extend(
+                {"field": f"{where}.{path}", "message": f"{action.action_type} action: {problem}"}
+                for problem in template_problems(text)
+            )
     if problems:
         message = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         raise ApiError(422, message, details=problems)
 
 
-def _templates(config: dict[str, Any]) -> list[str]:
-    """Every template an action renders: its message, its URL, its body's strings."""
-    found: list[str] = []
+def _templates(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every template an action renders, with where it is in the config: its message, its
+    URL, its body's strings (`body_template.items[1].text`)."""
+    found: list[tuple[str, str]] = []
 
-    def collect(value: Any) -> None:
+    def collect(path: str, value: Any) -> None:
         if isinstance(value, str):
-            found.append(value)
+            found.append((path, value))
         elif isinstance(value, dict):
-            for item in value.values():
-                collect(item)
+            for key, item in value.items():
+                collect(f"{path}.{key}", item)
         elif isinstance(value, list):
-            for item in value:
-                collect(item)
+            for index, item in enumerate(value):
+                collect(f"{path}[{index}]", item)
 
     for key in ("message_template", "url", "body_template"):
-        collect(config.get(key))
+        collect(key, config.get(key))
     return found
 
 
@@ -653,7 +726,8 @@ async def test_trigger(
     await _read(conn, state.secret_box, trigger_id, user.id)  # 404 unless it is the user's
     result = await backtest(conn, str(trigger_id), from_block=body.from_block,
                             to_block=body.to_block, from_time=body.from_time,
-                            to_time=body.to_time, limit=body.limit)  # fmt: skip
+                            to_time=body.to_time, limit=body.limit,
+                            explorers=shipped_explorers())  # fmt: skip
     return BacktestOut(
         trigger_id=trigger_id,
         events_checked=result.events_checked,
@@ -662,7 +736,11 @@ async def test_trigger(
             Firing(event_id=f.event_id, block_number=f.block_number, log_index=f.log_index,
                    block_time=f.block_time, event_type=f.event_type,
                    agent_id=None if f.agent_id is None else str(f.agent_id),
-                   computed={k: format_value(v) for k, v in f.computed.items()})
+                   computed={k: format_value(v) for k, v in f.computed.items()},
+                   messages=[MessagePreview(action_id=uuid.UUID(m.action_id),
+                                            action_type=m.action_type, priority=m.priority,
+                                            text=m.text, body=m.body)
+                             for m in f.messages])
             for f in result.fired
         ],
     )  # fmt: skip

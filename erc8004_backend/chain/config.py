@@ -70,7 +70,8 @@ class ChainConfig(BaseModel):
     # blocks indexed, its events are forgotten and it is indexed afresh, instead of stopping
     # for an operator as a reorg deeper than the window does.
     restartable: bool = False
-    # The block explorer that messages link to (<explorer_url>/tx/<hash>, /block/<number>):
+    # The block explorer that messages link to (<explorer_url>/tx/<hash>, /block/<number>,
+    # /address/<address>):
     # https, kept without a trailing slash. None: the chain has none (the devnet).
     explorer_url: str | None = None
 

@@ -7,13 +7,16 @@ import sys
 from datetime import datetime
 from typing import Annotated
 
+import orjson
 import psycopg
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from erc8004_backend.actions.rest import rotate_webhook_secret
+from erc8004_backend.chain.config import explorer_urls
 from erc8004_backend.cli.db import DatabaseUrl, database
+from erc8004_backend.cli.indexer import ChainsFiles, known_chains
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.cli.signals import run_until_signalled
 from erc8004_backend.config import get_settings
@@ -77,11 +80,18 @@ def backtest_trigger(
             metavar="N", help="Firings (and states) shown, the first ones; 0: all.", min=0
         ),
     ] = 20,
+    chains_file: ChainsFiles = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Show what a trigger would have fired for stored events (a backtest; writes nothing)."""
+    """Show what a trigger would have fired for stored events, and what its Telegram and
+    webhook actions would have sent (a backtest; writes and sends nothing).
+
+    The chains files give the block explorers that messages link to."""
+    explorers = explorer_urls(known_chains(chains_file).values())
     with database(database_url) as url:
-        result = asyncio.run(_backtest(url, trigger_id, from_block, to_block, from_time, to_time))
+        result = asyncio.run(
+            _backtest(url, trigger_id, from_block, to_block, from_time, to_time, explorers)
+        )
     fired, checked = len(result.fired), _count(result.events_checked, "event")
     table = Table(
         title=f"{result.trigger_name}: {_count(fired, 'firing')} in {checked}"
@@ -97,6 +107,13 @@ def backtest_trigger(
                       format_value(firing.agent_id), format_value(firing.score),
                       computed)  # fmt: skip
     console.print(table)
+    for firing in shown:  # what each firing's actions would have sent
+        for message in firing.messages:
+            sent = orjson.dumps(message.body).decode() if message.text is None else message.text
+            where = f"block {firing.block_number} log {firing.log_index}"
+            console.print(f"{where}, {message.action_type} (priority {message.priority}): "
+                          + sent.replace("\n", "\n    "),
+                          markup=False, highlight=False, soft_wrap=True)  # fmt: skip
     if len(shown) < fired:
         blocks = f" in blocks {result.blocks[0]}-{result.blocks[1]}" if result.blocks else ""
         console.print(f"… {fired - len(shown):,} more (--limit 0 shows all); "
@@ -143,7 +160,9 @@ async def _backtest(
     to_block: int | None,
     from_time: datetime | None,
     to_time: datetime | None,
+    explorers: dict[int, str],
 ) -> BacktestResult:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         return await backtest(conn, trigger_id, from_block=from_block, to_block=to_block,
-                              from_time=from_time, to_time=to_time)  # fmt: skip
+                              from_time=from_time, to_time=to_time,
+                              explorers=explorers)  # fmt: skip

@@ -144,6 +144,7 @@ class ChainIndexer:
         rpc: RpcClient,
         *,
         on_progress: ProgressCallback | None = None,
+        events_per_write: int = EVENTS_PER_WRITE,
     ) -> None:
         self.chain = chain
         self.conn = conn
@@ -154,6 +155,7 @@ class ChainIndexer:
         # whole maximum range could be far too large on a busy chain.
         self.block_range = min(chain.max_block_range, INITIAL_BLOCK_RANGE)
         self.on_progress = on_progress
+        self.events_per_write = events_per_write
         self._registries = chain.registry_addresses
         self._addresses = list(self._registries)
         self._log = log.bind(chain=chain.name, chain_id=chain.chain_id)
@@ -265,7 +267,7 @@ class ChainIndexer:
         self._fill_prefetch(head)
         # Behind the head, the ranges fetched meanwhile join this batch. (At the head there is
         # nothing to prefetch: each new block is written as soon as it is fetched.)
-        while len(fetched.rows) < EVENTS_PER_WRITE:
+        while len(fetched.rows) < self.events_per_write:
             following = self._take_ready(fetched)
             if following is None:
                 break

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
 
+from erc8004_backend.actions.preview import ActionPreview, ActionPreviews
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.triggers.index import TriggerIndex, compile_trigger
 from erc8004_backend.triggers.plan import Clock, batch_needs, plan_batch
-from erc8004_backend.triggers.processor import QUERIES
+from erc8004_backend.triggers.processor import QUERIES, job_payload
 from erc8004_backend.triggers.stateful import State
 from erc8004_backend.triggers.summary_reads import summary_changes
 
@@ -37,6 +40,8 @@ class Firing:
     agent_id: Any
     computed: dict[str, Any]
     score: Any = None  # the event's score (feedback), shown beside the firing
+    # What its actions would have sent: Telegram messages, webhook bodies.
+    messages: list[ActionPreview] = field(default_factory=list)
 
 
 @dataclass
@@ -59,10 +64,12 @@ async def backtest(
     from_time: datetime | None = None,
     to_time: datetime | None = None,
     limit: int = MAX_EVENTS,
+    explorers: Mapping[int, str] | None = None,
 ) -> BacktestResult:
     """Evaluate the trigger over its chain's stored events in the range, from empty state,
-    honouring its cooldown, with the processor's plan_batch; nothing is written (the
-    transaction is read-only)."""
+    honouring its cooldown, with the processor's plan_batch, and render what each firing's
+    actions would send (links to the block explorer of its chain in `explorers`, chain id ->
+    URL); nothing is written (the transaction is read-only) or sent."""
     try:
         trigger_id = str(uuid.UUID(trigger_id))
     except ValueError:
@@ -87,6 +94,8 @@ async def backtest(
              "limit": limit},
         )  # fmt: skip
         events = await cursor.fetchall()
+        await cursor.execute(QUERIES["backtest_actions"], {"trigger_id": trigger_id})
+        previews = ActionPreviews(await cursor.fetchall())
         index = TriggerIndex([trigger])
         # The summaries as of each event, as the processor reads them (same snapshot).
         summaries = await summary_changes(
@@ -99,9 +108,12 @@ async def backtest(
                             matched=plan.matched, states=plan.states_of(trigger.id))  # fmt: skip
     if events:
         result.blocks = (events[0]["block_number"], events[-1]["block_number"])
+    explorer_url = (explorers or {}).get(trigger.chain_id)
     for firing in plan.firings:
         event = firing.event
+        # The payload a job would carry, as the worker reads it.
+        messages = previews.render(orjson.loads(job_payload(firing)), explorer_url)
         result.fired.append(Firing(event["id"], event["block_number"], event["log_index"],
                                    event["block_time"], event["event_type"], event["agent_id"],
-                                   dict(firing.computed), event["score"]))  # fmt: skip
+                                   dict(firing.computed), event["score"], messages))  # fmt: skip
     return result

@@ -54,7 +54,18 @@ SUMMARY_FIELDS = frozenset({
 COMPUTED_FIELDS = frozenset({"ema_score", "count", "trigger_name", "trigger_id"}) | SUMMARY_FIELDS
 # Links to the event on its chain's block explorer, for templates only: the worker adds
 # them (see explorer_links) from the chains it knows.
-LINK_FIELDS = frozenset({"transaction_url", "block_url"})
+LINK_FIELDS = frozenset({"transaction_url", "block_url", "address_url"})
+# Everything a template can name, with its kind (which filters apply to it).
+TEMPLATE_FIELDS: dict[str, FieldKind] = {
+    **FIELDS,
+    **dict.fromkeys(SUMMARY_FIELDS | {"ema_score", "count"}, _N),
+    **dict.fromkeys({"trigger_name", "trigger_id"} | LINK_FIELDS, _T),
+}
+# The account an event is about, besides its agent, that `{{address_url}}` links to: the
+# first of these the event has. Feedback and revocations: the client; a response to
+# feedback: the responder; validations: the validator; a new URI: who set it; a
+# registration or a transfer: the (new) owner. MetadataSet names none.
+EVENT_ACCOUNT_FIELDS = ("responder", "client_address", "validator_address", "updated_by", "owner")
 
 
 def event_fields(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,17 +79,18 @@ def event_fields(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def explorer_links(event: Mapping[str, Any], explorer_url: str | None) -> dict[str, str | None]:
-    """The event's transaction and block on a block explorer (`explorer_url`: https, no
-    trailing slash, as chain configs hold it); None without an explorer or a value, which
-    templates render empty."""
+    """The event's transaction, block and account (EVENT_ACCOUNT_FIELDS) on a block explorer
+    (`explorer_url`: https, no trailing slash, as chain configs hold it), with the paths
+    wallets use (EIP-3085: /tx/, /block/, /address/); None without an explorer or a value,
+    which templates render empty."""
     transaction, block = event.get("transaction_hash"), event.get("block_number")
+    account = next((event[name] for name in EVENT_ACCOUNT_FIELDS if event.get(name)), None)
+    if not explorer_url:
+        return dict.fromkeys(("transaction_url", "block_url", "address_url"))
     return {
-        "transaction_url": f"{explorer_url}/tx/{transaction}"
-        if explorer_url and transaction
-        else None,
-        "block_url": f"{explorer_url}/block/{format_value(block)}"
-        if explorer_url and block is not None
-        else None,
+        "transaction_url": f"{explorer_url}/tx/{transaction}" if transaction else None,
+        "block_url": f"{explorer_url}/block/{format_value(block)}" if block is not None else None,
+        "address_url": f"{explorer_url}/address/{account}" if account else None,
     }
 
 

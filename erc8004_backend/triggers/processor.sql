@@ -103,3 +103,11 @@ WHERE chain_id = %(chain_id)s AND registry = %(registry)s
   AND block_time BETWEEN %(from_time)s AND %(to_time)s
 ORDER BY block_number, log_index
 LIMIT %(limit)s
+
+-- backtest_actions --
+-- A trigger's actions with their configs, in the order their jobs are delivered, for the
+-- backtest's previews of what each would send.
+SELECT id::text, action_type, priority, config
+FROM trigger_actions
+WHERE trigger_id = %(trigger_id)s
+ORDER BY priority, position

@@ -161,6 +161,7 @@ def test_rest_methods_are_read_in_any_case(method: str) -> None:
         "http://api.example.com/hook",
         "https://api.example.com:8443/agents/{{agent_id}}?score={{score}}",
         "https://api.example.com/{{ agent_id }}/feedback#{{tag1}}",
+        "https://api.example.com/{{score|fixed:2}}?c={{client_address|short}}&t={{tag1|default:a b}}",
         "https://10.1.2.3/hook",  # private addresses are judged when sending, not here
     ],
 )

@@ -172,6 +172,32 @@ def test_links_to_the_event_on_its_chains_explorer() -> None:
     assert json.loads(body) == {"tx": "", "block": ""}  # a chain without an explorer
 
 
+def test_filtered_values_in_the_body_and_the_url() -> None:
+    """The body stays valid JSON and each URL value one percent-encoded piece, filters or
+    not."""
+    config = rest_config(
+        url="https://api.example.com/agents/{{agent_id}}/{{score|fixed:2}}"
+        "?client={{client_address|short}}&tag={{tag2|default:no tag}}",
+        body_template={"score": "{{score|fixed:2}}", "at": "{{timestamp|iso}}",
+                       "who": "{{client_address|short}} ({{tag1|upper}})",
+                       "account": "{{address_url}}"},
+    )  # fmt: skip
+    the_job = dataclasses.replace(job(score="4.5", tag1='"quoted"', tag2=""),
+                                  explorer_url="https://basescan.org")  # fmt: skip
+
+    url, _, body = webhook_request(config, the_job, secret=SECRET, timestamp=TIMESTAMP)
+
+    assert url == (
+        "https://api.example.com/agents/42/4%2E50?client=0xcccc%E2%80%A6cccc&tag=no%20tag"
+    )
+    assert json.loads(body) == {
+        "score": "4.50",
+        "at": "2026-11-24T12:00:00Z",
+        "who": '0xcccc…cccc ("QUOTED")',
+        "account": "https://basescan.org/address/0x" + "cc" * 20,
+    }
+
+
 def test_a_configured_content_type_is_kept() -> None:
     config = rest_config(
         url="https://api.example.com/hook",

@@ -114,6 +114,10 @@ def test_markdown_v2_placeholders_stay_untouched() -> None:
     )
     # Braces around a placeholder are the author's text.
     assert template_text("{{{agent_id}}}", "MarkdownV2") == r"\{{{agent_id}}\}"
+    # Filters, their arguments included, are part of the placeholder.
+    assert template_text("{{score|fixed:2}}! {{ tag1 | default: n.a. }}.", "MarkdownV2") == (
+        r"{{score|fixed:2}}\! {{ tag1 | default: n.a. }}\."
+    )
 
 
 def test_already_escaped_characters_are_not_escaped_twice() -> None:
@@ -162,6 +166,27 @@ def test_send_message_body_escapes_awkward_values() -> None:
         "Agent #42! received a low score: 4.5\nFrom: 0x"
         + "cc" * 20
         + "\nTags: re-fund_*[x]*, a\\b\nBlock: 1001"
+    )
+
+
+def test_send_message_body_formats_then_escapes() -> None:
+    """Filtered values are escaped for the parse mode like any value: Telegram shows them as
+    formatted, and nothing a filter gives (not even `default`'s text) becomes markup."""
+    config = TelegramConfig(
+        chat_id="1",
+        parse_mode="MarkdownV2",
+        message_template="*Agent #{{agent_id}}*: {{score|fixed:2}} from {{client_address|short}}"
+        " at {{timestamp|iso}}, tag {{tag2|default:no_tag}}",
+    )
+    values = feedback_event(1, score="4.5", tag2="")
+
+    body = send_message_body(config, values)
+
+    assert body["text"] == (
+        r"*Agent \#42*: 4\.50 from 0xcccc…cccc at 2026\-11\-24T12:00:00Z, tag no\_tag"
+    )
+    assert unescape_markdown_v2(body["text"]) == (
+        "*Agent #42*: 4.50 from 0xcccc…cccc at 2026-11-24T12:00:00Z, tag no_tag"
     )
 
 

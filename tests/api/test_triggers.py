@@ -164,8 +164,46 @@ INVALID = {
     ),
     "unknown template field": (
         _edit(lambda b: b["actions"][0]["config"].update(message_template="{{agnet_id}}")),
-        "actions[0].config",
-        "unknown template field(s) {{agnet_id}}",
+        "actions[0].config.message_template",
+        "telegram action: unknown template field(s) {{agnet_id}} (did you mean {{agent_id}}?)",
+    ),
+    "unknown filter": (
+        _edit(lambda b: b["actions"][0]["config"].update(message_template="{{score|round:2}}")),
+        "actions[0].config.message_template",
+        "telegram action: {{score|round:2}}: unknown filter 'round' (filters: fixed, short,"
+        " iso, upper, lower, default)",
+    ),
+    "bad filter argument": (
+        _edit(
+            lambda b: b["actions"][1]["config"]["body_template"].update(score="{{score|fixed:20}}")
+        ),
+        "actions[1].config.body_template.score",
+        "rest action: {{score|fixed:20}}: filter 'fixed' takes a number of decimal places"
+        " from 0 to 18, not '20'",
+    ),
+    "filter on a field of another kind": (
+        _edit(
+            lambda b: b["actions"][1]["config"]["body_template"].update(
+                more=[{"when": "{{timestamp|iso}}"}, {"who": "{{client_address|iso}}"}]
+            )
+        ),
+        "actions[1].config.body_template.more[1].who",
+        "rest action: {{client_address|iso}}: filter 'iso' formats times, not addresses",
+    ),
+    "filter in the URL": (
+        _edit(
+            lambda b: b["actions"][1]["config"].update(
+                url="https://api.example.com/agents/{{agent_id|short}}"
+            )
+        ),
+        "actions[1].config.url",
+        "rest action: {{agent_id|short}}: filter 'short' formats addresses, hashes and hex"
+        " bytes, not numbers",
+    ),
+    "unreadable filters": (
+        _edit(lambda b: b["actions"][0]["config"].update(message_template="{{score|fixed 2}}")),
+        "actions[0].config.message_template",
+        "telegram action: {{score|fixed 2}}: cannot read its filters",
     ),
     "stateful condition in a stateless trigger": (
         _edit(
@@ -364,6 +402,85 @@ async def test_backtest_over_stored_events(
     )
     assert backwards.status_code == 422
     assert "from_block is after to_block" in backwards.json()["error"]["message"]
+
+
+async def test_backtest_shows_what_each_action_would_send(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    telegram = {
+        "action_type": "telegram",
+        "priority": 1,
+        "config": {
+            "chat_id": "1",
+            "parse_mode": "MarkdownV2",
+            "message_template": "Agent #{{agent_id}}: {{score|fixed:2}} from"
+            " {{client_address|short}} at {{timestamp|iso}} {{transaction_url}}",
+        },
+    }
+    webhook = {
+        "action_type": "rest",
+        "priority": 2,
+        "config": {
+            "url": "https://hooks.example.com/x",
+            "body_template": {
+                "score": "{{score|fixed:1}}",
+                "tag": "{{tag1|upper|default:none}}",
+                "client": "{{address_url}}",
+                "count": 1,
+            },
+        },
+    }
+    mcp = {"action_type": "mcp", "priority": 3, "config": {}}
+    body = {**SIMPLE, "actions": [mcp, webhook, telegram]}
+    created = (await api.post("/triggers", json=body, headers=alice.headers)).json()
+    ids = {action["action_type"]: action["id"] for action in created["actions"]}
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO events (chain_id, registry, event_type, contract_address, block_number,"
+            " block_hash, block_time, transaction_hash, transaction_index, log_index, agent_id,"
+            " client_address, score) VALUES (84532, 'reputation', 'NewFeedback', '0xabc', 9,"
+            " '0xb', '2026-01-02 03:04:05+00', %s, 0, 0, 7, %s, 45.505)",
+            ["0x" + "7e" * 32, "0x" + "c1" * 20],
+        )  # fmt: skip
+    response = await api.post(f"/triggers/{created['id']}/test", json={}, headers=alice.headers)
+    assert response.status_code == 200, response.text
+    [firing] = response.json()["fired"]
+    # In delivery order; the MCP call has no template, so no preview. Links: the shipped
+    # chains' explorers (84532: Base Sepolia's).
+    assert firing["messages"] == [
+        {"action_id": ids["telegram"], "action_type": "telegram", "priority": 1, "body": None,
+         "text": r"Agent \#7: 45\.51 from 0xc1c1…c1c1 at 2026\-01\-02T03:04:05Z"
+                 r" https://sepolia\.basescan\.org/tx/0x" + "7e" * 32},
+        {"action_id": ids["rest"], "action_type": "rest", "priority": 2, "text": None,
+         "body": {"score": "45.5", "tag": "none", "count": 1,
+                  "client": "https://sepolia.basescan.org/address/0x" + "c1" * 20}},
+    ]  # fmt: skip
+    with psycopg.connect(migrated_url) as conn:
+        assert conn.execute("SELECT count(*) FROM action_jobs").fetchone() == (0,)
+
+
+async def test_templates_are_checked_when_a_trigger_is_changed(
+    api: ApiClient, alice: Account
+) -> None:
+    created = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()
+    template = {"a": "{{agent_id|fixed:2}}", "b": ["{{timestamp|iso}}", "{{score|short}}"]}
+    bad = {"actions": [{**WEBHOOK, "config": {**WEBHOOK["config"], "body_template": template}}]}
+    for method in ("PATCH", "PUT"):
+        response = await api.request(method, f"/triggers/{created['id']}",
+                                     json={**SIMPLE, **bad} if method == "PUT" else bad,
+                                     headers=alice.headers)  # fmt: skip
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["details"] == [{
+            "field": "actions[0].config.body_template.b[1]",
+            "message": "rest action: {{score|short}}: filter 'short' formats addresses,"
+                       " hashes and hex bytes, not numbers",
+        }]  # fmt: skip
+    after = (await api.get(f"/triggers/{created['id']}", headers=alice.headers)).json()
+    assert after["actions"] == created["actions"]
+    template["b"] = ["{{timestamp|iso}}", "{{score|fixed:3}}"]
+    response = await api.patch(f"/triggers/{created['id']}", json=bad, headers=alice.headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["actions"][0]["config"]["body_template"] == template
 
 
 async def test_text_postgresql_cannot_store_is_refused_with_nothing_written(

@@ -91,6 +91,33 @@ def test_api_benchmark(admin_url: str, tmp_path: Path) -> None:
     assert queries["one event by id"]["mean_items"] == 1
 
 
+@pytest.mark.timeout(300)
+def test_agents_benchmark(admin_url: str, tmp_path: Path) -> None:
+    result = run_bench("agents", admin_url, tmp_path / "agents.json")
+    assert result["feedback"] == 2000
+    model = result["model"]
+    assert isinstance(model, dict)
+    # The generated history went through read_model_rebuild into the model.
+    assert model["agents"] == 50
+    assert model["feedback"] == 2000  # one feedback per generated NewFeedback: indexes unique
+    assert 0 < model["revoked"] < model["feedback"]
+    assert model["responses"] > 0
+    assert model["validation_requests"] > 0
+    assert model["registrations"] == 50
+    routes = result["routes"]
+    assert isinstance(routes, dict)
+    assert len(routes) >= 10
+    for name, route in routes.items():  # every request answered 200, or the bench fails
+        assert route["requests"] == 10, name
+        assert 0 < route["p50_ms"] <= route["p99_ms"] <= route["max_ms"], name
+    assert routes["/agents (newest)"]["mean_items"] == 20  # a full page
+    # The busiest agent's lens summary read every one of its feedback.
+    busiest = result["busiest_agents"]
+    assert isinstance(busiest, list)
+    assert routes["lens summary, the busiest agent"]["mean_items"] == busiest[0]["feedback"]
+    assert result["worst_p99_ms"] == max(route["p99_ms"] for route in routes.values())
+
+
 @pytest.mark.devnet
 @pytest.mark.timeout(300)
 def test_pipeline_benchmark(admin_url: str, tmp_path: Path) -> None:

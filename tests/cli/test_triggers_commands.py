@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
+from psycopg.types.json import Jsonb
 
+from tests.actions.test_formatted_delivery import store_template_example
 from tests.cli.test_db_commands import erc8004
+from tests.conftest import ROOT
 
 USER = "a11ce000-0000-4000-8000-000000000001"
 
@@ -105,6 +109,61 @@ def test_backtest_shows_the_first_states_and_counts_the_rest(migrated_url: str) 
     assert "… 5 more states (--limit 0 shows all)" in result.stdout
     every = erc8004("triggers", "test", trigger_id, "--limit", "0", database_url=migrated_url)
     assert len([line for line in every.stdout.splitlines() if line.startswith("state ")]) == 25
+
+
+def test_backtest_shows_what_the_actions_would_send(migrated_url: str, tmp_path: Path) -> None:
+    """Each firing's Telegram message and webhook body, rendered as the worker would, links
+    to the explorer of the chains files (here one that overrides Base Sepolia's)."""
+    message = ("Agent #{{agent_id}} scored {{score|fixed:2}} ({{tag1|default:no tag}})\n"
+               "{{block_url}}")  # fmt: skip
+    body = {"score": "{{score|fixed:0}}", "block": "{{block_number}}"}
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        trigger_id = low_scores_trigger(conn)
+        for priority, action_type, config in [
+            (1, "telegram", {"chat_id": "1", "message_template": message}),
+            (2, "rest", {"url": "https://hooks.example.com/x", "body_template": body}),
+        ]:
+            conn.execute("INSERT INTO trigger_actions (trigger_id, action_type, priority, config)"
+                         " VALUES (%s, %s, %s, %s)",
+                         [trigger_id, action_type, priority, Jsonb(config)])  # fmt: skip
+        for block, score in ((1, Decimal("45.505")), (2, 90), (3, Decimal("-0.004"))):
+            feedback(conn, block, score)
+    chains = tmp_path / "chains.toml"
+    chains.write_text('[chains.base-sepolia]\nexplorer_url = "https://explorer.example"\n')
+
+    result = erc8004("triggers", "test", trigger_id, "--chains-file", str(chains),
+                     database_url=migrated_url)  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    first = lines.index("block 1 log 0, telegram (priority 1): Agent #42 scored 45.51 (no tag)")
+    assert lines[first + 1 : first + 5] == [
+        "    https://explorer.example/block/1",
+        # As jsonb stores the template, and as the worker sends it: keys in jsonb's order.
+        'block 1 log 0, rest (priority 2): {"block":"1","score":"46"}',
+        "block 3 log 0, telegram (priority 1): Agent #42 scored 0.00 (no tag)",
+        "    https://explorer.example/block/3",
+    ]
+    assert 'block 3 log 0, rest (priority 2): {"block":"3","score":"0"}' in lines
+    with psycopg.connect(migrated_url) as conn:
+        assert conn.execute("SELECT count(*) FROM action_jobs").fetchone() == (0,)
+
+
+async def test_the_readme_shows_the_backtest_of_the_template_example(migrated_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+        trigger_id = await store_template_example(conn, "https://api.example.com")
+
+    result = erc8004("triggers", "test", trigger_id, database_url=migrated_url)
+
+    assert result.returncode == 0, result.stderr
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("The messages of the template example", 1)[1]
+    lines = shown.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    output = result.stdout.splitlines()
+    start = output.index(lines[0])
+    assert output[start + 1 : start + 3] == lines[1:3]
+    assert lines[3].endswith(",…}")
+    assert output[start + 3].startswith(lines[3].removesuffix("…}"))
 
 
 def test_a_bad_trigger_id_is_one_clear_line(migrated_url: str) -> None:

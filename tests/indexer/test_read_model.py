@@ -23,7 +23,8 @@ async def test_the_model_after_indexing_mixed_activity_equals_a_rebuild(
         await devnet.activity.give_legacy_feedback()
         chain = devnet.chain_config(max_block_range=3)
         async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
-            indexer = ChainIndexer(chain, conn, devnet.rpc)
+            # One range a transaction: the model applied batch after batch, many times.
+            indexer = ChainIndexer(chain, conn, devnet.rpc, events_per_write=1)
             await indexer.prepare()
             await indexer.sync_to_head()
             model = await assert_model_equals_rebuild(conn, chain.chain_id)

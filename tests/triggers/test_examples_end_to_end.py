@@ -15,7 +15,7 @@ from typing import Any, LiteralString
 import psycopg
 import pytest
 
-from erc8004_backend.api.triggers import TRIGGER_EXAMPLES
+from erc8004_backend.api.triggers import TEMPLATE_EXAMPLES, TRIGGER_EXAMPLES
 from erc8004_backend.triggers.processor import Processor, load_trigger_index, process_batch
 from tests.conftest import ROOT
 
@@ -32,6 +32,17 @@ def example_triggers() -> list[dict[str, Any]]:
     blocks = [block.split("```", 1)[0] for block in text.split("```json")[1:]]
     assert [json.loads(block) for block in blocks] == bodies, "docs/triggers.md differs"
     return bodies
+
+
+def template_example() -> dict[str, Any]:
+    """The body of docs/triggers.md's template example (filters, explorer links), as the
+    API's schema shows it beside the seven."""
+    body: dict[str, Any] = copy.deepcopy(TEMPLATE_EXAMPLES["formatted-messages"]["value"])
+    text = EXAMPLES_DOCUMENT.read_text(encoding="utf-8")
+    section = text.split("\n## Templates\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```json", 1)[1].split("```", 1)[0]
+    assert json.loads(block) == body, "docs/triggers.md's template example differs"
+    return body
 
 
 @pytest.fixture

@@ -5,10 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from erc8004_backend.triggers.fields import event_fields, explorer_links, format_value
+from erc8004_backend.triggers.fields import (
+    EVENT_ACCOUNT_FIELDS,
+    FIELDS,
+    FieldKind,
+    event_fields,
+    explorer_links,
+    format_value,
+)
 from erc8004_backend.triggers.templates import placeholders, render_template, unknown_placeholders
 
 TEMPLATE = "Agent #{{agent_id}} received a low score: {{ score }}\nFrom: {{client_address}}"
@@ -29,7 +37,8 @@ def test_links_to_the_event_on_the_block_explorer() -> None:
     event = {"transaction_hash": "0x" + "ab" * 32, "block_number": 24339924}
     links = explorer_links(event, "https://etherscan.io")
     assert links == {"transaction_url": "https://etherscan.io/tx/0x" + "ab" * 32,
-                     "block_url": "https://etherscan.io/block/24339924"}  # fmt: skip
+                     "block_url": "https://etherscan.io/block/24339924",
+                     "address_url": None}  # fmt: skip
     message = "Feedback in {{transaction_url}} (block {{block_url}})"
     assert render_template(message, {**event, **links}) == (
         "Feedback in https://etherscan.io/tx/0x" + "ab" * 32
@@ -40,8 +49,43 @@ def test_links_to_the_event_on_the_block_explorer() -> None:
     assert explorer_links({}, "https://etherscan.io") == {
         "transaction_url": None,
         "block_url": None,
+        "address_url": None,
     }
     assert unknown_placeholders(message) == []
+
+
+CLIENT, RESPONDER, VALIDATOR = "0x" + "cc" * 20, "0x" + "dd" * 20, "0x" + "ee" * 20
+OWNER, SETTER = "0x" + "0a" * 20, "0x" + "5e" * 20
+
+
+@pytest.mark.parametrize(
+    ("event", "account"),
+    [
+        ({"event_type": "NewFeedback", "client_address": CLIENT}, CLIENT),
+        ({"event_type": "FeedbackRevoked", "client_address": CLIENT}, CLIENT),
+        ({"event_type": "ResponseAppended", "client_address": CLIENT, "responder": RESPONDER},
+         RESPONDER),
+        ({"event_type": "ValidationRequest", "validator_address": VALIDATOR}, VALIDATOR),
+        ({"event_type": "ValidationResponse", "validator_address": VALIDATOR}, VALIDATOR),
+        ({"event_type": "Registered", "owner": OWNER}, OWNER),
+        ({"event_type": "URIUpdated", "updated_by": SETTER}, SETTER),
+        ({"event_type": "Transfer", "from_address": SETTER, "to_address": OWNER,
+          "owner": OWNER}, OWNER),
+        ({"event_type": "MetadataSet", "metadata_key": "agentWallet"}, None),
+    ],
+    ids=lambda value: value["event_type"] if isinstance(value, dict) else "",
+)  # fmt: skip
+def test_the_address_link_is_the_account_the_event_is_about(
+    event: dict[str, str], account: str | None
+) -> None:
+    links = explorer_links(event, "https://basescan.org")
+    assert links["address_url"] == (f"https://basescan.org/address/{account}" if account else None)
+    assert explorer_links(event, None)["address_url"] is None
+
+
+def test_the_address_link_of_every_event_names_an_account_it_has() -> None:
+    """Each field address_url may use is an address field of the events."""
+    assert all(FIELDS[name] is FieldKind.ADDRESS for name in EVENT_ACCOUNT_FIELDS)
 
 
 def test_unknown_and_missing_placeholders_render_empty_and_unknown_ones_are_reported() -> None:
