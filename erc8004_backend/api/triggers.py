@@ -50,13 +50,13 @@ from erc8004_backend.encryption import SecretBox
 from erc8004_backend.triggers.backtest import MAX_EVENTS, backtest
 from erc8004_backend.triggers.conditions import (
     FIELD_CONDITION_TYPES,
-    OPERATORS,
     STATEFUL_CONDITION_TYPES,
     SUMMARY_CONDITION_TYPES,
     ConditionError,
     parse_condition,
 )
 from erc8004_backend.triggers.fields import format_value
+from erc8004_backend.triggers.operators import OPERATORS
 from erc8004_backend.triggers.templates import template_problems
 
 QUERIES = load_queries("erc8004_backend.api", "triggers.sql")

@@ -15,10 +15,10 @@ from psycopg.rows import dict_row
 
 from erc8004_backend.actions.preview import ActionPreview, ActionPreviews
 from erc8004_backend.errors import Erc8004Error
-from erc8004_backend.triggers.fields import event_fields
-from erc8004_backend.triggers.index import compile_trigger, delivers
+from erc8004_backend.triggers.index import TriggerIndex, compile_trigger
+from erc8004_backend.triggers.plan import Clock, batch_needs, plan_batch
 from erc8004_backend.triggers.processor import QUERIES, job_payload
-from erc8004_backend.triggers.stateful import State, evaluate_trigger
+from erc8004_backend.triggers.stateful import State
 from erc8004_backend.triggers.summary_reads import summary_changes
 
 MAX_EVENTS = 1_000_000
@@ -67,9 +67,9 @@ async def backtest(
     explorers: Mapping[int, str] | None = None,
 ) -> BacktestResult:
     """Evaluate the trigger over its chain's stored events in the range, from empty state,
-    honouring its cooldown, and render what each firing's actions would send (links to the
-    block explorer of its chain in `explorers`, chain id -> URL); nothing is written (the
-    transaction is read-only) or sent."""
+    honouring its cooldown, with the processor's plan_batch, and render what each firing's
+    actions would send (links to the block explorer of its chain in `explorers`, chain id ->
+    URL); nothing is written (the transaction is read-only) or sent."""
     try:
         trigger_id = str(uuid.UUID(trigger_id))
     except ValueError:
@@ -96,28 +96,24 @@ async def backtest(
         events = await cursor.fetchall()
         await cursor.execute(QUERIES["backtest_actions"], {"trigger_id": trigger_id})
         previews = ActionPreviews(await cursor.fetchall())
+        index = TriggerIndex([trigger])
         # The summaries as of each event, as the processor reads them (same snapshot).
         summaries = await summary_changes(
-            conn, trigger.chain_id, [(event, (trigger,)) for event in events]
+            conn, trigger.chain_id, batch_needs(events, index).candidates
         )
-    result = BacktestResult(trigger.id, trigger.name, events_checked=len(events))
+    # The processor's own evaluation, over the whole range at once, from empty state and no
+    # earlier firing.
+    plan = plan_batch(events, index, {}, Clock(), summaries)
+    result = BacktestResult(trigger.id, trigger.name, events_checked=len(events),
+                            matched=plan.matched, states=plan.states_of(trigger.id))  # fmt: skip
     if events:
         result.blocks = (events[0]["block_number"], events[-1]["block_number"])
-    last_fired: datetime | None = None
     explorer_url = (explorers or {}).get(trigger.chain_id)
-    for event in events:
-        outcome = evaluate_trigger(trigger.conditions, event_fields(event), result.states,
-                                   block_time=event["block_time"],
-                                   summaries=summaries.get((event["id"], trigger.id)))  # fmt: skip
-        result.states.update(outcome.states)
-        result.matched += outcome.matched
-        if not outcome.fired or not delivers(trigger, event["block_time"], last_fired):
-            continue
-        last_fired = event["block_time"]
+    for firing in plan.firings:
+        event = firing.event
         # The payload a job would carry, as the worker reads it.
-        payload = orjson.loads(job_payload(event, trigger, outcome.computed))
-        messages = previews.render(payload, explorer_url)
+        messages = previews.render(orjson.loads(job_payload(firing)), explorer_url)
         result.fired.append(Firing(event["id"], event["block_number"], event["log_index"],
                                    event["block_time"], event["event_type"], event["agent_id"],
-                                   outcome.computed, event["score"], messages))  # fmt: skip
+                                   dict(firing.computed), event["score"], messages))  # fmt: skip
     return result

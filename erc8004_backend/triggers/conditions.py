@@ -5,28 +5,30 @@ the value is text. Parsing checks everything that can be checked without an even
 field exists, the operator suits the field's kind, the value parses for that kind, a
 stateful condition's config is complete) and names the condition and the problem when
 something is wrong, because the API shows these messages to the person who wrote them.
+What each operator applies to, reads and tests is its entry in operators.py.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.triggers.fields import FIELDS, FieldKind
+from erc8004_backend.triggers.operators import (
+    COMPARISONS,
+    OPERATORS,
+    THRESHOLD_OPERATORS,
+    comparable,
+    parse_number,
+)
 
 if TYPE_CHECKING:
     from erc8004_backend.agents.lenses import Lens
-
-COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
-OPERATORS = (*COMPARISONS, "IN", "NOT IN", "CONTAINS", "STARTS_WITH", "IS NULL", "IS NOT NULL")
-ORDERED_KINDS = {FieldKind.NUMBER, FieldKind.TIME}
 
 # The seed's condition types, each a field comparison on the field it is named after.
 FIELD_CONDITION_TYPES: dict[str, tuple[str, ...]] = {
@@ -47,7 +49,6 @@ SUMMARY_CONDITION_TYPES: dict[str, str] = {
     "validation_threshold": "validation",
 }
 STATEFUL_CONDITION_TYPES = ("ema_threshold", "rate_limit", *SUMMARY_CONDITION_TYPES)
-THRESHOLD_OPERATORS = ("<", "<=", ">", ">=")
 # Bounds of a summary condition's config: a client or validator list, and a tag.
 MAX_SUMMARY_ADDRESSES = 1000
 MAX_SUMMARY_TAG = 1000
@@ -55,8 +56,6 @@ _REPUTATION_KEYS = ("clients", "tag1", "tag2", "lens", "lens_name")
 _VALIDATION_KEYS = ("validators", "tag")
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
-_HEX = re.compile(r"^0x(?:[0-9a-fA-F]{2})*$")
 # At most 9 digits: Python refuses to read an int of more than 4,300, and no window needs 9.
 _DURATION = re.compile(r"^\s*([0-9]{1,9})\s*(s|m|h|d)\s*$")
 # A window keeps the time of every event in it (trigger_state): a year is plenty.
@@ -201,7 +200,7 @@ def parse_condition(position: int, row: Mapping[str, Any]) -> Condition:
         if operator not in COMPARISONS:
             raise problem(f"operator {operator} does not compare numbers; use one of "
                           f"{', '.join(COMPARISONS)}")  # fmt: skip
-        threshold = _number(value, problem)
+        threshold = parse_number(value, problem)
         scope = str(config.get("scope", "agent"))
         if scope not in SCOPES:
             raise problem(f"unknown scope {scope!r}; use one of {', '.join(SCOPES)}")
@@ -227,26 +226,11 @@ def parse_condition(position: int, row: Mapping[str, Any]) -> Condition:
     if field_name not in allowed_fields:
         raise problem(f"field must be {' or '.join(allowed_fields)}, not {field_name!r}")
     kind = FIELDS[field_name]
-    if operator in ("IS NULL", "IS NOT NULL"):
-        return FieldCondition(position, condition_type, field_name, operator, None)
-    if operator in ("<", "<=", ">", ">=") and kind not in ORDERED_KINDS:
-        raise problem(f"{field_name} is {kind.value}, which {operator} cannot order")
-    if operator in ("CONTAINS", "STARTS_WITH") and kind is FieldKind.NUMBER:
-        raise problem(f"{operator} needs a text field; {field_name} is a number")
-    if operator in ("IN", "NOT IN"):
-        try:
-            items = json.loads(value)
-        except ValueError:
-            items = None
-        if not isinstance(items, list) or not items:
-            raise problem(f'{operator} needs a non-empty JSON array, e.g. ["a", "b"]')
-        parsed = tuple(_parse_value(kind, str(item), field_name, problem) for item in items)
-        return FieldCondition(position, condition_type, field_name, operator, parsed)
-    if operator in ("CONTAINS", "STARTS_WITH"):
-        text = value.lower() if kind is not FieldKind.TEXT else value
-        return FieldCondition(position, condition_type, field_name, operator, text)
+    entry = OPERATORS[operator]
+    if kind not in entry.kinds:
+        raise problem(entry.wrong_kind.format(operator=operator, field=field_name, kind=kind.value))
     return FieldCondition(position, condition_type, field_name, operator,
-                          _parse_value(kind, value, field_name, problem))  # fmt: skip
+                          entry.parse(operator, kind, value, field_name, problem))  # fmt: skip
 
 
 def _summary_condition(
@@ -268,7 +252,7 @@ def _summary_condition(
     if field_name != summary:
         raise problem(f"must be {summary!r} (the summary compared), not {field_name!r}", "field")
     try:
-        threshold = _number(value, lambda message: ConditionError(message))
+        threshold = parse_number(value, ConditionError)
     except ConditionError as error:
         raise problem(str(error), "value") from None
     keys = _REPUTATION_KEYS if condition_type == "reputation_threshold" else _VALIDATION_KEYS
@@ -342,49 +326,6 @@ def _lens(definition: object, where: str, problem: Any) -> Lens:
                       error.details[0]["field"]) from None  # fmt: skip
 
 
-def _parse_value(kind: FieldKind, value: str, field_name: str, problem: Any) -> Any:
-    if kind is FieldKind.NUMBER:
-        return _number(value, problem)
-    if kind is FieldKind.ADDRESS:
-        if not _ADDRESS.match(value.strip()):
-            raise problem(f"{value!r} is not an address (0x and 40 hex digits) for {field_name}")
-        return value.strip().lower()
-    if kind is FieldKind.HASH:
-        if not _HASH.match(value.strip()):
-            raise problem(
-                f"{value!r} is not a 32-byte hash (0x and 64 hex digits) for {field_name}"
-            )
-        return value.strip().lower()
-    if kind is FieldKind.BYTES:
-        if not _HEX.match(value.strip()):
-            raise problem(f"{value!r} is not 0x-hex bytes for {field_name}")
-        return value.strip().lower()
-    if kind is FieldKind.TIME:
-        return _time(value, problem)
-    return value
-
-
-def _number(value: str, problem: Any) -> Decimal:
-    try:
-        number = Decimal(value.strip())
-    except InvalidOperation:
-        raise problem(f"{value!r} is not a number") from None
-    if not number.is_finite():
-        raise problem(f"{value!r} is not a finite number")
-    return number
-
-
-def _time(value: str, problem: Any) -> datetime:
-    text = value.strip()
-    try:
-        if re.fullmatch(r"\d+", text):
-            return datetime.fromtimestamp(int(text), UTC)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (ValueError, OverflowError):
-        raise problem(f"{value!r} is not a time (ISO 8601 or Unix seconds)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _alpha(config: Mapping[str, Any], problem: Any) -> float:
     if "alpha" in config and "window_size" in config:
         raise problem("give alpha or window_size, not both")
@@ -429,53 +370,11 @@ def _window(value: Any, problem: Any) -> int:
 
 
 def evaluate_field_condition(condition: FieldCondition, fields: Mapping[str, Any]) -> bool:
-    """Whether an event (its fields, as `event_fields` gives them) meets the condition. A
-    missing value meets only IS NULL, != and NOT IN. For IS [NOT] NULL an empty text is
-    missing too: the registries store "" for an optional URI or tag that was not given, and
-    `file_uri_exists` means a file was named."""
-    operator = condition.operator
+    """Whether an event (its fields, as `event_fields` gives them) meets the condition, by its
+    operator's entry in the table (operators.py); a field the event does not have meets
+    only IS NULL, != and NOT IN."""
     actual = fields.get(condition.field)
-    if operator == "IS NULL":
-        return actual is None or actual == ""
-    if operator == "IS NOT NULL":
-        return actual is not None and actual != ""
+    entry = OPERATORS[condition.operator]
     if actual is None:
-        return operator in ("!=", "NOT IN")
-    kind = FIELDS[condition.field]
-    actual = _comparable(kind, actual)
-    expected = condition.value
-    if operator == "=":
-        return bool(actual == expected)
-    if operator == "!=":
-        return bool(actual != expected)
-    if operator == "IN":
-        return actual in expected
-    if operator == "NOT IN":
-        return actual not in expected
-    if operator == "CONTAINS":
-        return str(expected) in str(actual)
-    if operator == "STARTS_WITH":
-        return str(actual).startswith(str(expected))
-    return compare(actual, operator, expected)
-
-
-def compare(actual: Any, operator: str, expected: Any) -> bool:
-    if operator == "<":
-        return bool(actual < expected)
-    if operator == "<=":
-        return bool(actual <= expected)
-    if operator == ">":
-        return bool(actual > expected)
-    if operator == ">=":
-        return bool(actual >= expected)
-    if operator == "=":
-        return bool(actual == expected)
-    return bool(actual != expected)
-
-
-def _comparable(kind: FieldKind, value: Any) -> Any:
-    if kind is FieldKind.NUMBER:
-        return value if isinstance(value, Decimal) else Decimal(value)
-    if kind in (FieldKind.ADDRESS, FieldKind.HASH, FieldKind.BYTES):
-        return str(value).lower()
-    return value
+        return entry.if_missing
+    return bool(entry.test(comparable(FIELDS[condition.field], actual), condition.value))

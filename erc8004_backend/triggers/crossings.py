@@ -50,7 +50,7 @@ from typing import TypeVar
 
 from erc8004_backend.agents.lenses import ClientHistory, FeedbackEntry, Lens, apply_lens
 from erc8004_backend.agents.summaries import scaled_value, summary_of_totals
-from erc8004_backend.triggers.conditions import compare
+from erc8004_backend.triggers.operators import compare
 
 Position = tuple[int, int]  # (block_number, log_index): chain order
 

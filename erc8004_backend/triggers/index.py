@@ -102,16 +102,23 @@ class TriggerIndex:
         self, chain_id: int, registry: str, event_type: str, agent_id: Any
     ) -> list[CompiledTrigger]:
         """The triggers that may fire for such an event, each once."""
-        agent = None if agent_id is None else Decimal(agent_id)
-        found: list[CompiledTrigger] = []
         buckets = self._buckets
-        for key in (
-            (chain_id, registry, None, None),
-            (chain_id, registry, event_type, None),
-            (chain_id, registry, None, agent),
-            (chain_id, registry, event_type, agent),
+        found: list[CompiledTrigger] = []
+        for bucket in (
+            buckets.get((chain_id, registry, None, None)),
+            buckets.get((chain_id, registry, event_type, None)),
         ):
-            bucket = buckets.get(key)
+            if bucket:
+                found.extend(bucket)
+        # An event without an agent is in no agent's bucket (and looking up agent None would
+        # find the buckets above a second time).
+        if agent_id is None:
+            return found
+        agent = Decimal(agent_id)
+        for bucket in (
+            buckets.get((chain_id, registry, None, agent)),
+            buckets.get((chain_id, registry, event_type, agent)),
+        ):
             if bucket:
                 found.extend(bucket)
         return found

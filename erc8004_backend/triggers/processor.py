@@ -1,10 +1,12 @@
 """The processor: confirmed events, in chain order, to trigger state and action jobs.
 
 Per chain, one transaction per batch locks the processed mark (`processing_cursors`), reads
-the next confirmed events, evaluates the candidate triggers (pure functions), and writes the
-new trigger state, one job per matching action and the moved mark. A crash at any instant
-leaves either the whole batch or none of it, so every (event, action) gets exactly one job
-(the unique key on action_jobs makes even a replay harmless).
+the next confirmed events and what evaluating them needs (plan.batch_needs: state rows, last
+firings, summaries), plans the batch (plan.plan_batch, a pure function the backtest shares),
+and applies the plan: the new trigger state, one job per action of each firing, the last
+firings, and the moved mark. A crash at any instant leaves either the whole batch or none of
+it, so every (event, action) gets exactly one job (the unique key on action_jobs makes even a
+replay harmless).
 
 NOTIFY only wakes the processor early: it finds work from the cursor after any restart.
 """
@@ -15,7 +17,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -30,14 +32,10 @@ from erc8004_backend.database.connection import RECONNECT_ERRORS
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.retry import run_reconnecting
 from erc8004_backend.triggers.conditions import ConditionError
-from erc8004_backend.triggers.fields import event_fields, format_value
-from erc8004_backend.triggers.index import (
-    CompiledTrigger,
-    TriggerIndex,
-    compile_trigger,
-    delivers,
-)
-from erc8004_backend.triggers.stateful import State, evaluate_trigger, scope_key
+from erc8004_backend.triggers.fields import format_value
+from erc8004_backend.triggers.index import TriggerIndex, compile_trigger
+from erc8004_backend.triggers.plan import Clock, Firing, Plan, batch_needs, plan_batch
+from erc8004_backend.triggers.stateful import State
 from erc8004_backend.triggers.summary_reads import summary_changes
 
 QUERIES = load_queries("erc8004_backend.triggers", "processor.sql")
@@ -83,16 +81,14 @@ def _json_default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-def job_payload(
-    event: Mapping[str, Any], trigger: CompiledTrigger, computed: Mapping[str, Any]
-) -> bytes:
+def job_payload(firing: Firing) -> bytes:
     """What a worker needs besides the action's config: the event's fields (numbers as exact
     strings), the computed values and the trigger's name."""
-    fields = event_fields(event)
+    trigger = firing.trigger
     document = {
-        "event_id": event["id"],
-        "event": fields,
-        "computed": {**computed, "trigger_name": trigger.name, "trigger_id": trigger.id},
+        "event_id": firing.event["id"],
+        "event": firing.fields,
+        "computed": {**firing.computed, "trigger_name": trigger.name, "trigger_id": trigger.id},
     }
     return orjson.dumps(document, default=_json_default)
 
@@ -103,14 +99,6 @@ class BatchResult:
     fired: int = 0
     jobs: int = 0
     last_position: tuple[int, int] | None = None
-
-
-@dataclass
-class _Pending:
-    states: dict[tuple[str, str], State] = field(default_factory=dict)
-    state_positions: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
-    jobs: list[tuple[str, str, int, int, str, bytes, int | None]] = field(default_factory=list)
-    fired_at: dict[str, datetime] = field(default_factory=dict)
 
 
 async def process_batch(
@@ -132,56 +120,13 @@ async def process_batch(
         events = await events_cursor.fetchall()
         if not events:
             return result
-        plans = [
-            (event, event_fields(event),
-             index.candidates(chain_id, event["registry"], event["event_type"], event["agent_id"]))
-            for event in events
-        ]  # fmt: skip
-        states = await _load_states(conn, plans)
-        last_fired = await _load_last_fired(conn, plans)
+        needs = batch_needs(events, index)
+        states = await _load_states(conn, needs.states)
+        clock = Clock(await _load_last_fired(conn, needs.last_fired))
         # The agents' summaries as of each event, from the read model in this transaction.
-        summaries = await summary_changes(
-            conn, chain_id, [(event, candidates) for event, _, candidates in plans]
-        )
-        pending = _Pending()
-        for event, fields, candidates in plans:
-            for trigger in candidates:
-                trigger_states = states.setdefault(trigger.id, {})
-                outcome = evaluate_trigger(
-                    trigger.conditions,
-                    fields,
-                    trigger_states,
-                    block_time=event["block_time"],
-                    summaries=summaries.get((event["id"], trigger.id)),
-                )
-                for scope, state in outcome.states.items():
-                    trigger_states[scope] = state
-                    pending.states[(trigger.id, scope)] = state
-                    pending.state_positions[(trigger.id, scope)] = (
-                        event["block_number"],
-                        event["log_index"],
-                    )
-                when = event["block_time"]
-                if not outcome.fired or not delivers(trigger, when, last_fired.get(trigger.id)):
-                    continue
-                last_fired[trigger.id] = when
-                pending.fired_at[trigger.id] = when
-                result.fired += 1
-                payload = job_payload(event, trigger, outcome.computed)
-                for action in trigger.actions:
-                    key = idempotency_key(event, trigger.id, action.id)
-                    pending.jobs.append(
-                        (
-                            trigger.id,
-                            action.id,
-                            event["id"],
-                            action.priority,
-                            key,
-                            payload,
-                            action.max_attempts,
-                        )
-                    )
-        await _write(conn, chain_id, pending)
+        summaries = await summary_changes(conn, chain_id, needs.candidates)
+        plan = plan_batch(events, index, states, clock, summaries)
+        result.jobs = await _apply(conn, chain_id, plan)
         last = events[-1]
         await conn.execute(
             QUERIES["advance_cursor"],
@@ -189,23 +134,15 @@ async def process_batch(
              "log_index": last["log_index"]},
         )  # fmt: skip
     result.events = len(events)
-    result.jobs = len(pending.jobs)
+    result.fired = len(plan.firings)
     result.last_position = (events[-1]["block_number"], events[-1]["log_index"])
     return result
 
 
 async def _load_states(
-    conn: psycopg.AsyncConnection,
-    plans: list[tuple[dict[str, Any], dict[str, Any], list[CompiledTrigger]]],
+    conn: psycopg.AsyncConnection, wanted: set[tuple[str, str]]
 ) -> dict[str, dict[str, State]]:
-    """The stored state of every (trigger, scope) the batch may touch: trigger -> scope ->
-    state."""
-    wanted = {
-        (trigger.id, scope_key(condition, fields))
-        for _, fields, candidates in plans
-        for trigger in candidates
-        for condition in trigger.conditions.stateful
-    }
+    """The stored state of each (trigger, scope) wanted: trigger -> scope -> state."""
     if not wanted:
         return {}
     trigger_ids, scopes = zip(*wanted, strict=True)
@@ -218,32 +155,36 @@ async def _load_states(
     return states
 
 
-async def _load_last_fired(
-    conn: psycopg.AsyncConnection,
-    plans: list[tuple[dict[str, Any], dict[str, Any], list[CompiledTrigger]]],
-) -> dict[str, datetime]:
-    ids = {t.id for _, _, candidates in plans for t in candidates if t.cooldown_seconds}
+async def _load_last_fired(conn: psycopg.AsyncConnection, ids: set[str]) -> dict[str, datetime]:
     if not ids:
         return {}
     cursor = await conn.execute(QUERIES["last_fired"], {"trigger_ids": list(ids)})
     return {trigger_id: fired for trigger_id, fired in await cursor.fetchall() if fired}
 
 
-async def _write(conn: psycopg.AsyncConnection, chain_id: int, pending: _Pending) -> None:
-    if pending.states:
-        keys = list(pending.states)
+async def _apply(conn: psycopg.AsyncConnection, chain_id: int, plan: Plan) -> int:
+    """Writes the plan (in the caller's transaction); returns how many jobs it queued."""
+    if plan.states:
+        keys = list(plan.states)
         await conn.execute(
             QUERIES["save_states"],
             {
                 "trigger_ids": [k[0] for k in keys],
                 "scopes": [k[1] for k in keys],
-                "states": [Jsonb(pending.states[k]) for k in keys],
-                "block_numbers": [pending.state_positions[k][0] for k in keys],
-                "log_indexes": [pending.state_positions[k][1] for k in keys],
+                "states": [Jsonb(plan.states[k].state) for k in keys],
+                "block_numbers": [plan.states[k].position[0] for k in keys],
+                "log_indexes": [plan.states[k].position[1] for k in keys],
             },
         )
-    if pending.jobs:
-        columns = list(zip(*pending.jobs, strict=True))
+    jobs: list[tuple[str, str, int, int, str, bytes, int | None]] = []
+    for firing in plan.firings:
+        payload = job_payload(firing)
+        for action in firing.trigger.actions:
+            key = idempotency_key(firing.event, firing.trigger.id, action.id)
+            jobs.append((firing.trigger.id, action.id, firing.event["id"], action.priority, key,
+                         payload, action.max_attempts))  # fmt: skip
+    if jobs:
+        columns = list(zip(*jobs, strict=True))
         await conn.execute(
             QUERIES["insert_jobs"],
             {
@@ -257,11 +198,12 @@ async def _write(conn: psycopg.AsyncConnection, chain_id: int, pending: _Pending
                 "max_attempts": list(columns[6]),
             },
         )
-    if pending.fired_at:
+    if plan.last_fired:
         await conn.execute(
             QUERIES["mark_fired"],
-            {"trigger_ids": list(pending.fired_at), "fired_at": list(pending.fired_at.values())},
+            {"trigger_ids": list(plan.last_fired), "fired_at": list(plan.last_fired.values())},
         )
+    return len(jobs)
 
 
 class Processor:

@@ -22,10 +22,10 @@ from erc8004_backend.triggers.conditions import (
     RateLimit,
     ReputationThreshold,
     StatefulCondition,
-    compare,
     evaluate_field_condition,
 )
 from erc8004_backend.triggers.crossings import SummaryChange, crossed
+from erc8004_backend.triggers.operators import compare
 
 State = dict[str, Any]
 

@@ -44,7 +44,7 @@ from erc8004_backend.triggers.index import CompiledTrigger
 QUERIES = load_queries("erc8004_backend.triggers", "summary_reads.sql")
 
 # An event (a row of `events`) and the triggers it may fire.
-Plan = tuple[Mapping[str, Any], Sequence[CompiledTrigger]]
+EventCandidates = tuple[Mapping[str, Any], Sequence[CompiledTrigger]]
 # (event id, trigger id) -> summary condition position -> its change at that event
 SummaryChanges = dict[tuple[int, str], dict[int, SummaryChange]]
 
@@ -69,14 +69,14 @@ def moves(condition: SummaryCondition, event: Mapping[str, Any]) -> bool:
 
 
 async def summary_changes(
-    conn: psycopg.AsyncConnection[Any], chain_id: int, plans: Iterable[Plan]
+    conn: psycopg.AsyncConnection[Any], chain_id: int, candidates: Iterable[EventCandidates]
 ) -> SummaryChanges:
-    """Every summary condition's change at every event of `plans` that can move it and
+    """Every summary condition's change at every event of `candidates` that can move it and
     that passes its trigger's field conditions (the others cannot fire the trigger, and the
     values of an event never depend on the events read before it)."""
     wanted: dict[tuple[str, int, int], _Wanted] = {}
     last: Position | None = None
-    for event, triggers in plans:
+    for event, triggers in candidates:
         fields: dict[str, Any] | None = None
         for trigger in triggers:
             if not trigger.conditions.summaries:

@@ -14,11 +14,8 @@ import pytest
 from erc8004_backend.actions.configs import CONFIG_TYPES
 from erc8004_backend.api.app import open_pool
 from erc8004_backend.api.errors import CODES
-from erc8004_backend.triggers.conditions import (
-    FIELD_CONDITION_TYPES,
-    OPERATORS,
-    STATEFUL_CONDITION_TYPES,
-)
+from erc8004_backend.triggers.conditions import FIELD_CONDITION_TYPES, STATEFUL_CONDITION_TYPES
+from erc8004_backend.triggers.operators import OPERATORS
 from tests.api.conftest import ApiClient, api_settings, app_on, make_account
 from tests.triggers.test_examples_end_to_end import example_triggers, template_example
 
