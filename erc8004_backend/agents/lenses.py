@@ -14,12 +14,15 @@ Every result carries an `explain` part: how many feedback counted, how many were
 and why (each under the first reason that applies, in the order of EXCLUSION_REASONS), and
 the clients that weigh most, with their weight and value.
 
-Arithmetic is exact: a score is value / 10^decimals as a Decimal; averages are computed as
-fractions and rounded once, half to even, to SCORE_PLACES decimal places. Decay weights are
-the one thing that cannot be exact (0.5^x is irrational); they are rounded to WEIGHT_DIGITS
-significant digits, and from there on everything is exact again. (In the score, a weight
-counts at least 0.5^MAX_HALF_LIVES_BEHIND of the newest counted feedback's: no score shows
-the difference, and the exact sums stay small.)
+Arithmetic is exact: a score is value / 10^decimals; averages are computed as fractions
+and rounded once, half to even, to SCORE_PLACES decimal places. Decay weights are the one
+thing that cannot be exact (0.5^x is irrational). In the score, a feedback weighs
+0.5^(age / half_life) with its age measured from the newest counted feedback (an average
+does not change when every weight is multiplied by the same number), computed as a double,
+the platform's pow, and taken exactly from there (at least 2^-1074, the smallest double, so
+that however old, a feedback still weighs something). The weights `explain` shows are
+measured from `now`: that weight times the newest counted feedback's own decay, to
+WEIGHT_DIGITS significant digits.
 
 Pure: no I/O. The caller reads the feedback and the clients' histories (see
 FeedbackEntry and ClientHistory) and passes `now`. score_distribution, trend and activity
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -208,12 +211,12 @@ def normalized_score(value: int, value_decimals: int) -> Decimal:
     return Decimal(f"{value}e-{value_decimals}")
 
 
-@dataclass(frozen=True)
-class FeedbackEntry:
-    """One feedback to the agent, as the read model holds it."""
+class FeedbackEntry(NamedTuple):
+    """One feedback to the agent, as the read model holds it. (A named tuple: an agent's
+    feedback can be tens of thousands, and a tuple is made four times faster.)"""
 
     client: str
-    index: int  # the feedback index, 1-based per (agent, client)
+    feedback_index: int  # 1-based per (agent, client)
     value: int
     value_decimals: int
     tag1: str
@@ -227,8 +230,7 @@ class FeedbackEntry:
         return normalized_score(self.value, self.value_decimals)
 
 
-@dataclass(frozen=True)
-class ClientHistory:
+class ClientHistory(NamedTuple):
     """A client's feedback across the whole chain (to every agent), as the caller counts it."""
 
     feedback_count: int
@@ -241,12 +243,21 @@ NO_HISTORY = ClientHistory(feedback_count=0, distinct_agents=0)
 # -- the result -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CountedFeedback:
+class CountedFeedback(NamedTuple):
     feedback: FeedbackEntry
-    # Its weight in the average: its decay weight; under `average`, divided by the number of
-    # its client's counted feedback (WEIGHT_DIGITS significant digits).
-    weight: Decimal
+    units: int  # its weight in the score, in units (see apply_lens)
+    # Its weight as shown is units / divisor x scale: the divisor is the units' size times,
+    # under `average`, the number of feedback its client's vote is shared by; the scale is
+    # the newest counted feedback's decay (weights in the score are relative to it).
+    divisor: int
+    scale: Decimal
+
+    @property
+    def weight(self) -> Decimal:
+        """Its weight as explain shows it, measured from `now`; under `average` divided by
+        the number of its client's counted feedback (WEIGHT_DIGITS significant digits).
+        Computed when asked: an agent's counted feedback can be tens of thousands."""
+        return _WEIGHTS.multiply(round_digits(Fraction(self.units, self.divisor)), self.scale)
 
 
 @dataclass(frozen=True)
@@ -287,9 +298,13 @@ class LensResult:
 
 # -- exact arithmetic -------------------------------------------------------------------------
 
-# Decay weights: WEIGHT_DIGITS digits, and exponents down to the smallest a Decimal takes,
-# so that a feedback a million half-lives old still weighs more than nothing.
+# Weights shown by explain: WEIGHT_DIGITS digits, and exponents down to the smallest a
+# Decimal takes, so that a feedback a million half-lives old still shows a weight.
 _WEIGHTS = decimal.Context(prec=WEIGHT_DIGITS, Emin=decimal.MIN_EMIN, Emax=decimal.MAX_EMAX)
+# A weight in the score, in units of 2^-WEIGHT_SHIFT: every double from 0 to 1 is a whole
+# number of them (2^-1074 is the smallest double).
+WEIGHT_SHIFT = 1074
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def round_places(value: Fraction, places: int) -> Decimal:
@@ -308,7 +323,7 @@ def age_seconds(block_time: datetime, now: datetime) -> Decimal:
     """How long before `now` a feedback was given, in seconds, exactly; a feedback from
     after `now` (clocks differ) is new."""
     age = max(now - block_time, timedelta(0))
-    return Decimal(f"{age // timedelta(microseconds=1)}e-6")
+    return Decimal(f"{age // _MICROSECOND}e-6")
 
 
 @functools.cache
@@ -319,7 +334,8 @@ def _ln2(digits: int) -> Decimal:
 def decay_weight(age: Decimal, half_life_seconds: int | None) -> Decimal:
     """0.5^(age / half_life), to WEIGHT_DIGITS digits; 1 without a half-life. Computed as
     e^(-ln 2 x age / half_life): a Decimal power with a fractional exponent is five times
-    slower."""
+    slower. (Explain's weights are scaled by it once per result: per feedback it is far
+    too slow, hence relative_weight.)"""
     if half_life_seconds is None or age == 0:
         return Decimal(1)
     # Digits enough for the exponent to be right well past WEIGHT_DIGITS after its point.
@@ -329,24 +345,20 @@ def decay_weight(age: Decimal, half_life_seconds: int | None) -> Decimal:
     return _WEIGHTS.exp(work.minus(exponent))
 
 
-# In the score, a feedback weighs at least 0.5^MAX_HALF_LIVES_BEHIND (about 1e-301) of the
-# newest counted one: less than any score can show at SCORE_PLACES (scores are below 2e38,
-# and no agent has 1e240 feedback), and it keeps the exact sums small where 0.5^(a million)
-# would be a number of a million digits.
-MAX_HALF_LIVES_BEHIND = 1000
-_LIGHTEST = _WEIGHTS.power(Decimal("0.5"), MAX_HALF_LIVES_BEHIND)
+def relative_weight(age_microseconds: int, half_life_microseconds: int) -> int:
+    """0.5^(age / half_life) as a double, exactly, in units of 2^-WEIGHT_SHIFT: at least
+    one (a weight that underflows still counts, however little)."""
+    weight = 0.5 ** (age_microseconds / half_life_microseconds)
+    numerator, denominator = weight.as_integer_ratio()  # denominator: a power of two
+    return max(1, int(numerator << (WEIGHT_SHIFT + 1 - denominator.bit_length())))
 
 
-def _scaled(value: Decimal, places: int) -> int:
-    """value x 10^places, exactly (`value` has at most `places` decimal places)."""
-    numerator, denominator = value.as_integer_ratio()
-    return int(numerator * (10**places // denominator))
-
-
-def _places(value: Decimal) -> int:
-    exponent = value.as_tuple().exponent
-    assert isinstance(exponent, int)  # a finite number's
-    return max(0, -exponent)
+def in_18_decimals(value: int, value_decimals: int) -> int | Fraction:
+    """value / 10^value_decimals in units of 10^-18: an integer for the 0-18 decimals the
+    registries take (a fraction beyond, should a contract ever emit more)."""
+    if value_decimals <= 18:
+        return int(value * 10 ** (18 - value_decimals))
+    return Fraction(value, 10 ** (value_decimals - 18))
 
 
 # -- applying a lens --------------------------------------------------------------------------
@@ -395,9 +407,10 @@ def apply_lens(
     standing: defaultdict[str, list[int]] = defaultdict(list)  # client -> positions in entries
     for position, entry in enumerate(entries):
         client = entry.client.lower()
-        if client not in trust:
-            trust[client] = is_trusted(lens, client, client_stats)
-        reason = _exclusion(lens, entry, trust[client])
+        trusted = trust.get(client)
+        if trusted is None:
+            trusted = trust[client] = is_trusted(lens, client, client_stats)
+        reason = _exclusion(lens, entry, trusted)
         if reason is None:
             standing[client].append(position)
         else:
@@ -407,52 +420,52 @@ def apply_lens(
 
     if lens.vote == "latest":
         for client, positions in standing.items():
-            latest = max(positions, key=lambda p: (entries[p].index, entries[p].block_time))
+            latest = max(
+                positions, key=lambda p: (entries[p].feedback_index, entries[p].block_time)
+            )
             excluded["superseded"] += len(positions) - 1
             standing[client] = [latest]
 
+    # Weights in units of 2^-shift, relative to the newest counted feedback; scores in units
+    # of 10^-18: every sum below is an exact integer.
     half_life = lens.half_life_seconds
-    decay = {position: decay_weight(age_seconds(entries[position].block_time, now), half_life)
-             for positions in standing.values() for position in positions}  # fmt: skip
-    # The score is computed exactly from the weights relative to the newest counted feedback
-    # (an average does not change when every weight is multiplied by the same number), as
-    # integers: weights x 10^weight_places, scores x 10^score_places.
-    heaviest_decay = max(decay.values(), default=Decimal(1))
-    relative = {position: max(_WEIGHTS.divide(weight, heaviest_decay), _LIGHTEST)
-                for position, weight in decay.items()}  # fmt: skip
-    weight_places = max(map(_places, relative.values()), default=0)
-    score_places = max((_places(entries[p].score) for p in decay), default=0)
-
-    shown: dict[int, Decimal] = {}  # position -> its weight, as explain shows it
+    # (A feedback from after `now`, clocks differ, is as new as `now`.)
+    newest = min(now, max((entries[p].block_time for ps in standing.values() for p in ps),
+                          default=now))  # fmt: skip
+    shift = 0 if half_life is None else WEIGHT_SHIFT
+    # Explain shows weights measured from `now`: in units, times this.
+    newest_decay = decay_weight(age_seconds(newest, now), half_life)
+    units: dict[int, int] = {}  # position -> its weight in the score
     clients: dict[str, _Client] = {}
     # Sums of the clients' weights and weighted scores by how many feedback share a vote.
-    totals: defaultdict[int, list[int]] = defaultdict(lambda: [0, 0])
+    totals: defaultdict[int, list[Any]] = defaultdict(lambda: [0, 0])
     for client, positions in standing.items():
         # Under `average` a client's feedback share its one vote.
         sharing = len(positions) if lens.vote == "average" else 1
-        weight = weighted = 0
+        weight = 0
+        weighted: int | Fraction = 0
         for position in positions:
-            scaled = _scaled(relative[position], weight_places)
-            weight += scaled
-            weighted += scaled * _scaled(entries[position].score, score_places)
-            shown[position] = _WEIGHTS.divide(decay[position], sharing)
-        # Its decay weights' sum divided once: n undecayed feedback weigh 1, not 0.99...9.
-        client_shown = _WEIGHTS.divide(_sum(decay[position] for position in positions), sharing)
-        clients[client] = _Client(len(positions), sharing, client_shown, weight, weighted)
+            entry = entries[position]
+            if half_life is None:
+                units[position] = 1
+            else:
+                age = max(newest - entry.block_time, timedelta(0)) // _MICROSECOND
+                units[position] = relative_weight(age, half_life * 1_000_000)
+            weight += units[position]
+            weighted += units[position] * in_18_decimals(entry.value, entry.value_decimals)
+        clients[client] = _Client(len(positions), sharing, weight, weighted)
         totals[sharing][0] += weight
         totals[sharing][1] += weighted
 
-    def exact(scaled_sum: int, sharing: int, places: int) -> Fraction:
-        return Fraction(scaled_sum, sharing * 10**places)
-
-    total_weight = sum(
-        (exact(w, sharing, weight_places) for sharing, (w, _) in totals.items()), Fraction(0)
-    )
+    total_weight = sum((Fraction(w, sharing) for sharing, (w, _) in totals.items()), Fraction(0))
     total_weighted = sum(
-        (exact(x, sharing, weight_places + score_places) for sharing, (_, x) in totals.items()),
-        Fraction(0),
+        (Fraction(x, sharing * 10**18) for sharing, (_, x) in totals.items()), Fraction(0)
     )
     score = round_places(total_weighted / total_weight, SCORE_PLACES) if clients else None
+
+    def shown(weight: Fraction) -> Decimal:
+        """A weight in units as explain shows it: measured from `now`."""
+        return _WEIGHTS.multiply(round_digits(weight / (1 << shift)), newest_decay)
 
     def heaviness(item: tuple[str, _Client]) -> tuple[Fraction | int, str]:
         client, votes = item
@@ -463,19 +476,22 @@ def apply_lens(
         ClientContribution(
             client=client,
             feedback_counted=votes.feedback_counted,
-            weight=votes.shown_weight,
-            share=round_digits(exact(votes.weight, votes.sharing, weight_places) / total_weight),
-            value=round_places(Fraction(votes.weighted, votes.weight * 10**score_places),
-                               SCORE_PLACES),
+            weight=shown(Fraction(votes.weight, votes.sharing)),
+            share=round_digits(Fraction(votes.weight, votes.sharing) / total_weight),
+            value=round_places(Fraction(votes.weighted, votes.weight * 10**18), SCORE_PLACES),
             contribution=round_places(
-                exact(votes.weighted, votes.sharing, weight_places + score_places) / total_weight,
-                SCORE_PLACES,
+                Fraction(votes.weighted, votes.sharing * 10**18) / total_weight, SCORE_PLACES
             ),
         )
         for client, votes in heapq.nsmallest(lens.explain_top, clients.items(), key=heaviness)
     )  # fmt: skip
+    sharing_of = {position: clients[client].sharing
+                  for client, positions in standing.items() for position in positions}  # fmt: skip
     counted = tuple(
-        CountedFeedback(entries[position], shown[position]) for position in sorted(shown)
+        CountedFeedback(
+            entries[position], units[position], sharing_of[position] << shift, newest_decay
+        )
+        for position in sorted(units)
     )
     explain = Explain(
         total=len(entries),
@@ -483,7 +499,7 @@ def apply_lens(
         excluded=excluded,
         clients_counted=len(clients),
         untrusted_clients=len(untrusted),
-        total_weight=_sum(votes.shown_weight for votes in clients.values()),
+        total_weight=shown(total_weight) if clients else Decimal(0),
         top_clients=top,
     )
     return LensResult(lens=lens, as_of=now, score=score, explain=explain, counted=counted)
@@ -495,17 +511,10 @@ class _Client:
 
     feedback_counted: int
     sharing: int  # how many feedback share its vote (under `average`), else 1
-    shown_weight: Decimal  # its vote's weight, as explain shows it
-    # Exact, relative to the newest counted feedback, times sharing: the sum of its weights
-    # x 10^weight_places, and of its weights x scores x 10^(weight_places + score_places).
+    # Exact, times sharing: the sum of its weights in units (see apply_lens), and of its
+    # weights x scores in units of 10^-18.
     weight: int
-    weighted: int
-
-
-def _sum(values: Iterable[Decimal]) -> Decimal:
-    """The sum of weights, to WEIGHT_DIGITS digits. Each addition rounds, so the values are
-    added smallest first: the same weights in any order give the same sum."""
-    return functools.reduce(_WEIGHTS.add, sorted(values), Decimal(0))
+    weighted: int | Fraction
 
 
 # -- describing a set of feedback -------------------------------------------------------------
@@ -596,19 +605,12 @@ def trend(
     for entry in feedback:
         bucket = sums[bucket_start(entry.block_time, width, origin)]
         bucket[0] += 1
-        bucket[1] += _in_18_decimals(entry.value, entry.value_decimals)
+        bucket[1] += in_18_decimals(entry.value, entry.value_decimals)
     return tuple(
         TrendBucket(start, start + width, count,
                     round_places(Fraction(total, count * 10**18), SCORE_PLACES))
         for start, (count, total) in sorted(sums.items())
     )  # fmt: skip
-
-
-def _in_18_decimals(value: int, value_decimals: int) -> int | Fraction:
-    """value / 10^value_decimals in units of 10^-18: an integer for 0-18 decimals."""
-    if value_decimals <= 18:
-        return int(value * 10 ** (18 - value_decimals))
-    return Fraction(value, 10 ** (value_decimals - 18))
 
 
 @dataclass(frozen=True)

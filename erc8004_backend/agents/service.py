@@ -32,7 +32,7 @@ from typing import Any, Literal, get_args
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from erc8004_backend.agents import read, summaries
 from erc8004_backend.agents.lenses import (
@@ -434,13 +434,11 @@ async def _search_by_lens(conn: psycopg.AsyncConnection[Any], query: AgentQuery)
     entries: defaultdict[tuple[int, int], list[FeedbackEntry]] = defaultdict(list)
     stats: dict[int, dict[str, ClientHistory]] = {}
     for chain_id, agent_ids in by_chain.items():
-        feedback_rows = await _rows(
-            conn, "lens_feedback", {"chain_id": chain_id, "agent_ids": agent_ids}
-        )
-        for row in feedback_rows:
-            entries[chain_id, int(row["agent_id"])].append(_entry(row))
+        for agent_id, agent_entries in (await _lens_feedback(conn, chain_id, agent_ids)).items():
+            entries[chain_id, agent_id] = agent_entries
         if query.lens.needs_client_history:
-            clients = sorted({row["client_address"] for row in feedback_rows})
+            clients = sorted({entry.client for agent_id in agent_ids
+                              for entry in entries[chain_id, agent_id]})  # fmt: skip
             stats[chain_id] = await _client_stats(conn, chain_id, clients)
     scored = [
         _agent_summary(
@@ -537,18 +535,31 @@ async def agent_reputation(
     )
 
 
-def _entry(row: Mapping[str, Any]) -> FeedbackEntry:
-    return FeedbackEntry(
-        client=row["client_address"],
-        index=int(row["feedback_index"]),
-        value=int(row["value"]),
-        value_decimals=row["value_decimals"],
-        tag1=row["tag1"] or "",
-        tag2=row["tag2"] or "",
-        revoked=row["revoked"],
-        block_time=row["block_time"],
-        response_count=row["response_count"],
-    )
+async def _lens_feedback(
+    conn: psycopg.AsyncConnection[Any], chain_id: int, agent_ids: Sequence[int]
+) -> dict[int, list[FeedbackEntry]]:
+    """Every feedback of the agents, as lenses read it, by agent. Rows are read as tuples in
+    FeedbackEntry's order: an agent can have tens of thousands."""
+    entries: dict[int, list[FeedbackEntry]] = {agent_id: [] for agent_id in agent_ids}
+    params = {"chain_id": chain_id, "agent_ids": list(agent_ids)}
+    async with conn.cursor(row_factory=tuple_row) as cursor:
+        await cursor.execute(_QUERIES["lens_feedback"], params)
+        for (
+            client,
+            index,
+            value,
+            decimals,
+            tag1,
+            tag2,
+            revoked,
+            time,
+            responses,
+            agent_id,
+        ) in await cursor.fetchall():
+            entries[int(agent_id)].append(FeedbackEntry(
+                client, int(index), int(value), decimals, tag1, tag2, revoked, time, responses
+            ))  # fmt: skip
+    return entries
 
 
 async def _client_stats(
@@ -569,8 +580,11 @@ async def client_histories(
 ) -> dict[str, ClientHistory]:
     """The chain-wide history of each client of the agent, by lower-case address: the
     feedback it gave (revoked included) and the distinct agents it gave feedback to."""
-    rows = await _rows(conn, "agent_client_stats", {"chain_id": chain_id, "agent_id": agent_id})
-    return {row["client_address"]: _history(row) for row in rows}
+    params = {"chain_id": chain_id, "agent_id": agent_id}
+    async with conn.cursor(row_factory=tuple_row) as cursor:  # an agent can have 10,000s
+        await cursor.execute(_QUERIES["agent_client_stats"], params)
+        return {client: ClientHistory(int(feedback), int(agents))
+                for client, feedback, agents in await cursor.fetchall()}  # fmt: skip
 
 
 async def agent_lens_reputation(
@@ -592,8 +606,7 @@ async def agent_lens_reputation(
     if trend_width <= timedelta(0):
         raise AgentQueryError("trend_width", "must be positive")
     await require_agent(conn, chain_id, agent_id)
-    rows = await _rows(conn, "lens_feedback", {"chain_id": chain_id, "agent_ids": [agent_id]})
-    entries = [_entry(row) for row in rows]
+    entries = (await _lens_feedback(conn, chain_id, [agent_id]))[agent_id]
     stats = await client_histories(conn, chain_id, agent_id) if lens.needs_client_history else {}
     result = apply_lens(lens, entries, stats, now)
     counted = [item.feedback for item in result.counted]

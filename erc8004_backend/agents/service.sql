@@ -56,9 +56,10 @@ LEFT JOIN agent_feedback_stats AS s
 
 -- lens_feedback --
 -- Every feedback of the agents (revoked too: a lens says why it leaves them out), as a
--- lens reads it.
-SELECT f.agent_id, f.client_address, f.feedback_index, f.value, f.value_decimals,
-       f.tag1, f.tag2, f.revoked, f.block_time, f.response_count
+-- lens reads it: lenses.FeedbackEntry's fields in its order, then the agent.
+SELECT f.client_address, f.feedback_index, f.value, f.value_decimals,
+       coalesce(f.tag1, '') AS tag1, coalesce(f.tag2, '') AS tag2, f.revoked, f.block_time,
+       f.response_count, f.agent_id
 FROM feedback AS f
 WHERE f.chain_id = %(chain_id)s AND f.agent_id = ANY (%(agent_ids)s::numeric[])
 

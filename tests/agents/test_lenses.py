@@ -286,7 +286,7 @@ def test_latest_counts_each_clients_latest_standing_feedback() -> None:
     assert result.score == Decimal(55)  # Alice's 20 and Bob's 90
     assert result.explain.excluded["superseded"] == 1
     assert result.explain.excluded["revoked"] == 1
-    assert [c.feedback.index for c in result.counted] == [2, 1]
+    assert [c.feedback.feedback_index for c in result.counted] == [2, 1]
     assert [c.feedback.client for c in result.counted] == [ALICE, BOB]
 
 
@@ -373,7 +373,7 @@ def feedback_lists(draw: st.DrawFn, max_size: int = 25) -> list[FeedbackEntry]:
         next_index[client] += 1
         entries.append(FeedbackEntry(
             client=draw(mixed_case(client)),
-            index=next_index[client],
+            feedback_index=next_index[client],
             value=draw(st.one_of(st.integers(-100, 100),
                                  st.integers(-INT128, INT128 - 1))),
             value_decimals=draw(st.integers(0, 18)),
@@ -473,6 +473,22 @@ def close(actual: Decimal, expected: Decimal) -> bool:
         return abs(actual - expected) <= abs(expected) * Decimal("1e-32")
 
 
+def as_decayed(weight: Decimal, entry: FeedbackEntry, newest: datetime, half_life: int) -> bool:
+    """Whether `weight` is the feedback's decay weight to a double's precision, where its
+    weight relative to the newest counted feedback underflows a double (over a thousand
+    half-lives older), at least that and at most the smallest double relative to it."""
+    expected = decay_weight(age_seconds(entry.block_time, NOW), half_life)
+    half_lives = max(0.0, (newest - entry.block_time).total_seconds() / half_life)
+    # A double's exponent x carries a relative error of about x ln 2 x 2^-53 into 0.5^x.
+    error = Decimal("1e-15") * (1 + Decimal(half_lives))
+    with decimal.localcontext(WIDE):
+        low, high = expected * (1 - error), expected * (1 + error)
+        if half_lives > 1000:
+            smallest = Decimal(2) ** -1074 * decay_weight(age_seconds(newest, NOW), half_life)
+            high = max(high, smallest * (1 + error))
+        return low <= weight <= high
+
+
 @given(feedback_lists(), st.sampled_from(HALF_LIVES), st.sampled_from(["latest", "average"]))
 def test_one_vote_per_client_weighs_one_or_its_decay_weight(
     given: list[FeedbackEntry], half_life: str | None, vote: str
@@ -484,20 +500,22 @@ def test_one_vote_per_client_weighs_one_or_its_decay_weight(
         by_client.setdefault(counted.feedback.client.lower(), []).append(counted.feedback)
     assert {c.client for c in result.explain.top_clients} == set(by_client)
     half_life_seconds = the_lens.half_life_seconds
+    newest = min(NOW, max((c.feedback.block_time for c in result.counted), default=NOW))
     for client in result.explain.top_clients:
         entries = by_client[client.client]
-        decays = [decay_weight(age_seconds(e.block_time, NOW), half_life_seconds)
-                  for e in entries]  # fmt: skip
         if vote == "latest":
             assert len(entries) == 1
             latest = max((e for e in given if e.client.lower() == client.client),
-                         key=lambda e: e.index)  # fmt: skip
+                         key=lambda e: e.feedback_index)  # fmt: skip
             assert entries == [latest]
-            assert client.weight == decays[0]  # its decay weight, exactly
-        elif half_life is None:
+        if half_life_seconds is None:
             assert client.weight == 1
         else:
-            assert close(client.weight, WIDE.divide(wide_sum(decays), len(decays)))  # the mean
+            # Each feedback weighs its decay weight; a client's vote, their mean.
+            counted = [c for c in result.counted if c.feedback.client.lower() == client.client]
+            for item in counted:
+                share = WIDE.multiply(item.weight, len(counted) if vote == "average" else 1)
+                assert as_decayed(share, item.feedback, newest, half_life_seconds)
         # Its feedback's weights add up to its vote's.
         parts = [c.weight for c in result.counted if c.feedback.client.lower() == client.client]
         assert close(wide_sum(parts), client.weight)
@@ -528,7 +546,7 @@ def test_without_decay_the_score_is_the_exact_average_rounded_once(
 def test_decay_changes_nothing_when_every_feedback_is_equally_old(
     given: list[FeedbackEntry], vote: str, half_life: str
 ) -> None:
-    same_age = [FeedbackEntry(e.client, e.index, e.value, e.value_decimals, e.tag1, e.tag2,
+    same_age = [FeedbackEntry(e.client, e.feedback_index, e.value, e.value_decimals, e.tag1, e.tag2,
                               e.revoked, NOW - DAY) for e in given]  # fmt: skip
     undecayed = apply_lens(lens(vote=vote), same_age, {}, NOW)
     decayed = apply_lens(lens(vote=vote, half_life=half_life), same_age, {}, NOW)
@@ -589,7 +607,7 @@ def test_only_ages_matter_not_the_clock(
     the_lens: Lens, given: list[FeedbackEntry], history: dict[str, ClientHistory], shift: int
 ) -> None:
     moved = timedelta(seconds=shift)
-    later = [FeedbackEntry(e.client, e.index, e.value, e.value_decimals, e.tag1, e.tag2,
+    later = [FeedbackEntry(e.client, e.feedback_index, e.value, e.value_decimals, e.tag1, e.tag2,
                            e.revoked, e.block_time + moved) for e in given]  # fmt: skip
     first = apply_lens(the_lens, given, history, NOW)
     second = apply_lens(the_lens, later, history, NOW + moved)
