@@ -31,6 +31,7 @@ describe a set of feedback (all of an agent's, or the ones a lens counted).
 
 from __future__ import annotations
 
+import bisect
 import decimal
 import functools
 import heapq
@@ -542,16 +543,16 @@ def score_distribution(
         raise ValueError("edges must be at least two numbers, in increasing order")
     counts = [0] * (len(edges) + 1)  # below, each closed bucket, above
     first, last = edges[0], edges[-1]
+    # Compared in units of 10^-18, as integers where they can be: exact, and far cheaper
+    # than a Decimal per feedback.
+    bounds18 = [_edge_in_18_decimals(edge) for edge in edges]
+    last18 = bounds18[-1]
     for entry in feedback:
-        score = entry.score
-        if score < first:
-            counts[0] += 1
-        elif score > last:
-            counts[-1] += 1
-        elif score == last:
-            counts[-2] += 1
+        score18 = in_18_decimals(entry.value, entry.value_decimals)
+        if score18 == last18:
+            counts[-2] += 1  # the last closed bucket holds its upper edge
         else:
-            counts[_bucket_of(score, edges) + 1] += 1
+            counts[bisect.bisect_right(bounds18, score18)] += 1
     bounds: list[tuple[Decimal | None, Decimal | None]] = [
         (None, first),
         *itertools.pairwise(edges),
@@ -562,16 +563,9 @@ def score_distribution(
     )
 
 
-def _bucket_of(score: Decimal, edges: Sequence[Decimal]) -> int:
-    """The i with edges[i] <= score < edges[i + 1] (score within the edges)."""
-    low, high = 0, len(edges) - 1
-    while high - low > 1:
-        middle = (low + high) // 2
-        if edges[middle] <= score:
-            low = middle
-        else:
-            high = middle
-    return low
+def _edge_in_18_decimals(edge: Decimal) -> int | Fraction:
+    scaled = Fraction(edge) * 10**18
+    return scaled.numerator if scaled.denominator == 1 else scaled
 
 
 # TimescaleDB's time_bucket origin (a Monday, so weekly buckets start on Mondays). SQL gives
@@ -601,15 +595,15 @@ def trend(
         raise ValueError("a trend's bucket width must be positive")
     # Scores summed as integers in units of 10^-18 (the spec's 18 decimals): exact, and far
     # cheaper than a Fraction per feedback (an agent's trend sums every feedback it has).
-    sums: defaultdict[datetime, list[Any]] = defaultdict(lambda: [0, 0])
+    sums: defaultdict[int, list[Any]] = defaultdict(lambda: [0, 0])  # by bucket number
     for entry in feedback:
-        bucket = sums[bucket_start(entry.block_time, width, origin)]
+        bucket = sums[(entry.block_time - origin) // width]
         bucket[0] += 1
         bucket[1] += in_18_decimals(entry.value, entry.value_decimals)
     return tuple(
-        TrendBucket(start, start + width, count,
+        TrendBucket(origin + number * width, origin + (number + 1) * width, count,
                     round_places(Fraction(total, count * 10**18), SCORE_PLACES))
-        for start, (count, total) in sorted(sums.items())
+        for number, (count, total) in sorted(sums.items())
     )  # fmt: skip
 
 
