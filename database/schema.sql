@@ -538,7 +538,7 @@ CREATE TABLE public.action_jobs (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT action_jobs_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT action_jobs_max_attempts_check CHECK ((max_attempts > 0)),
-    CONSTRAINT action_jobs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'dead'::text])))
+    CONSTRAINT action_jobs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'dead'::text, 'cancelled'::text])))
 );
 
 ALTER TABLE public.action_jobs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
@@ -568,7 +568,7 @@ CREATE TABLE public.action_results (
     CONSTRAINT action_results_action_type_check CHECK ((action_type = ANY (ARRAY['telegram'::text, 'rest'::text, 'mcp'::text]))),
     CONSTRAINT action_results_duration_ms_check CHECK ((duration_ms >= 0)),
     CONSTRAINT action_results_retry_count_check CHECK ((retry_count >= 0)),
-    CONSTRAINT action_results_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failed'::text, 'retrying'::text])))
+    CONSTRAINT action_results_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failed'::text, 'retrying'::text, 'cancelled'::text])))
 );
 
 ALTER TABLE public.action_results ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
@@ -948,6 +948,19 @@ CREATE TABLE public.trigger_state (
     CONSTRAINT trigger_state_state_check CHECK ((jsonb_typeof(state) = 'object'::text))
 );
 
+CREATE TABLE public.trigger_state_undo (
+    chain_id bigint NOT NULL,
+    batch_block bigint NOT NULL,
+    batch_log_index integer NOT NULL,
+    batch_last_block bigint NOT NULL,
+    trigger_id uuid NOT NULL,
+    scope text,
+    previous_state jsonb,
+    previous_block bigint,
+    previous_log_index integer,
+    previous_fired_at timestamp with time zone
+);
+
 CREATE TABLE public.triggers (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     user_id uuid NOT NULL,
@@ -1207,6 +1220,8 @@ CREATE INDEX trigger_actions_trigger_id_idx ON public.trigger_actions USING btre
 
 CREATE INDEX trigger_conditions_trigger_id_idx ON public.trigger_conditions USING btree (trigger_id, "position");
 
+CREATE INDEX trigger_state_undo_batch_idx ON public.trigger_state_undo USING btree (chain_id, batch_last_block);
+
 CREATE INDEX triggers_enabled_chain_registry_idx ON public.triggers USING btree (chain_id, registry) WHERE enabled;
 
 CREATE INDEX triggers_user_id_idx ON public.triggers USING btree (user_id, created_at);
@@ -1327,6 +1342,9 @@ ALTER TABLE ONLY public.trigger_conditions
 
 ALTER TABLE ONLY public.trigger_state
     ADD CONSTRAINT trigger_state_trigger_id_fkey FOREIGN KEY (trigger_id) REFERENCES public.triggers(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.trigger_state_undo
+    ADD CONSTRAINT trigger_state_undo_trigger_id_fkey FOREIGN KEY (trigger_id) REFERENCES public.triggers(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.triggers
     ADD CONSTRAINT triggers_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;

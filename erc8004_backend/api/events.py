@@ -183,7 +183,9 @@ class EventPage(BaseModel):
 
 class JobOut(BaseModel):
     id: int
-    status: str = Field(description="queued, running, succeeded or dead.")
+    status: str = Field(
+        description="queued, running, succeeded, dead, or cancelled (its event was reorged out)."
+    )
     attempts: int
     max_attempts: int
     run_at: datetime = Field(description="When the job runs (again), if queued.")

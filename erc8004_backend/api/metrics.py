@@ -62,7 +62,7 @@ class ApiMetrics:
         unknown_logs: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.events.set(events)
-        for status in ("queued", "running", "succeeded", "dead"):
+        for status in ("queued", "running", "succeeded", "dead", "cancelled"):
             self.jobs.labels(status).set(0)
         for row in jobs:
             self.jobs.labels(row["status"]).set(row["jobs"])

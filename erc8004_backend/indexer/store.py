@@ -30,6 +30,8 @@ from erc8004_backend.indexer.registration import enqueue_registrations
 
 QUERIES = load_queries("erc8004_backend.indexer", "store.sql")
 COPY_EVENTS = compose(QUERIES["copy_events"], event_columns=identifiers(EVENT_COLUMNS))
+# After every log of a block: the processing cursor's (block, log index) for "all of it".
+MAX_LOG_INDEX = 2**31 - 1
 
 # Binary COPY needs the type of every column, in EVENT_COLUMNS order (a test checks them
 # against the table).
@@ -251,6 +253,8 @@ class EventStore:
             # As a batch does: a rebuild of the read model (which holds this row) waits.
             await conn.execute(QUERIES["lock_checkpoint"], params)
             await conn.execute(QUERIES["roll_back_read_model"], params)
+            await conn.execute(QUERIES["cancel_orphaned_jobs"], params)
+            resume = await self._restore_trigger_state(conn, number)
             await conn.execute(QUERIES["delete_events_above"], params)
             await conn.execute(QUERIES["delete_unknown_logs_above"], params)
             await conn.execute(QUERIES["delete_blocks_above"], params)
@@ -258,8 +262,29 @@ class EventStore:
             await conn.execute(QUERIES[rewind], params)
             if forget_deployments:
                 await conn.execute(QUERIES["forget_deployments"], params)
-            cursor = await conn.execute(QUERIES["rewind_processing_cursor"], params)
+            cursor = await conn.execute(
+                QUERIES["rewind_processing_cursor"],
+                {"chain_id": self.chain_id, "block_number": resume[0], "log_index": resume[1]},
+            )
             return await cursor.fetchone() is not None
+
+    async def _restore_trigger_state(
+        self, conn: psycopg.AsyncConnection, fork_block: int
+    ) -> tuple[int, int]:
+        """The trigger state and last firings as they were before the first processed batch
+        holding an event above the fork (from trigger_state_undo); returns the position the
+        trigger engine resumes after: the end of the fork block, or just before that batch."""
+        resume = (fork_block, MAX_LOG_INDEX)
+        cursor = await conn.execute(
+            QUERIES["first_orphaned_batch"], {"chain_id": self.chain_id, "fork_block": fork_block}
+        )
+        batch = await cursor.fetchone()
+        if batch is None:
+            return resume
+        start = {"chain_id": self.chain_id, "block_number": batch[0], "log_index": batch[1]}
+        for query in ("restore_trigger_state", "restore_last_fired", "forget_undone"):
+            await conn.execute(QUERIES[query], start)
+        return min(resume, (batch[0], batch[1] - 1))
 
     async def deployment_blocks(self, conn: psycopg.AsyncConnection) -> dict[str, int]:
         """Registry address -> the block of its deployment, as found on this chain before."""

@@ -128,12 +128,84 @@ WHERE chain_id = %(chain_id)s
 DELETE FROM checkpoints
 WHERE chain_id = %(chain_id)s
 
+-- cancel_orphaned_jobs --
+-- Before the events above the fork go: their jobs not delivered yet will never be (a job a
+-- worker is delivering right now is left to finish). Each gets a result saying why.
+WITH cancelled AS (
+    UPDATE action_jobs AS j
+    SET status = 'cancelled', finished_at = now(), last_error = 'reorged out',
+        locked_by = NULL, locked_until = NULL
+    FROM events AS e
+    WHERE e.chain_id = %(chain_id)s AND e.block_number > %(fork_block)s
+      AND j.event_id = e.id AND j.status = 'queued'
+    RETURNING j.id, j.trigger_id, j.action_id, j.event_id, j.chain_id, j.attempts
+)
+INSERT INTO action_results (job_id, user_id, trigger_id, action_id, event_id, chain_id,
+                            action_type, status, retry_count, error_message)
+SELECT c.id, t.user_id, c.trigger_id, c.action_id, c.event_id, c.chain_id, a.action_type,
+       'cancelled', greatest(c.attempts - 1, 0), 'cancelled: reorged out'
+FROM cancelled AS c
+JOIN triggers AS t ON t.id = c.trigger_id
+JOIN trigger_actions AS a ON a.id = c.action_id
+
+-- first_orphaned_batch --
+-- The first processed batch that holds an orphaned event (trigger_state_undo, migration
+-- 26): the trigger state is restored to what it was before it, and its events are
+-- processed again (those at or below the fork find their jobs there already).
+SELECT batch_block, batch_log_index
+FROM trigger_state_undo
+WHERE chain_id = %(chain_id)s AND batch_last_block > %(fork_block)s
+ORDER BY batch_block, batch_log_index
+LIMIT 1
+
+-- restore_trigger_state --
+-- Each (trigger, scope) moved from that batch on, as it was before the first batch that
+-- moved it (absent: deleted).
+WITH first_change AS (
+    SELECT DISTINCT ON (trigger_id, scope) trigger_id, scope, previous_state, previous_block,
+           previous_log_index
+    FROM trigger_state_undo
+    WHERE chain_id = %(chain_id)s AND scope IS NOT NULL
+      AND (batch_block, batch_log_index) >= (%(block_number)s, %(log_index)s)
+    ORDER BY trigger_id, scope, batch_block, batch_log_index
+), absent AS (
+    DELETE FROM trigger_state AS s
+    USING first_change AS f
+    WHERE s.trigger_id = f.trigger_id AND s.scope = f.scope AND f.previous_state IS NULL
+)
+INSERT INTO trigger_state (trigger_id, scope, state, last_block_number, last_log_index)
+SELECT trigger_id, scope, previous_state, previous_block, previous_log_index
+FROM first_change
+WHERE previous_state IS NOT NULL
+ON CONFLICT (trigger_id, scope) DO UPDATE
+SET state = EXCLUDED.state,
+    last_block_number = EXCLUDED.last_block_number,
+    last_log_index = EXCLUDED.last_log_index
+
+-- restore_last_fired --
+-- Likewise each trigger's last firing (which its cooldown runs from).
+UPDATE triggers AS t
+SET last_fired_at = f.previous_fired_at
+FROM (SELECT DISTINCT ON (trigger_id) trigger_id, previous_fired_at
+      FROM trigger_state_undo
+      WHERE chain_id = %(chain_id)s AND scope IS NULL
+        AND (batch_block, batch_log_index) >= (%(block_number)s, %(log_index)s)
+      ORDER BY trigger_id, batch_block, batch_log_index) AS f
+WHERE t.id = f.trigger_id
+
+-- forget_undone --
+DELETE FROM trigger_state_undo
+WHERE chain_id = %(chain_id)s
+  AND (batch_block, batch_log_index) >= (%(block_number)s, %(log_index)s)
+
 -- rewind_processing_cursor --
 -- Only reached by a reorg deeper than the confirmation depth: the trigger engine already
--- processed orphaned events, and must process the new canonical ones from the fork on.
+-- processed orphaned events, and must process the new canonical ones from the given
+-- position on (the fork, or the first restored batch's start if that is earlier).
 UPDATE processing_cursors
-SET block_number = %(fork_block)s, log_index = 2147483647
-WHERE chain_id = %(chain_id)s AND block_number > %(fork_block)s
+SET block_number = %(block_number)s, log_index = %(log_index)s
+WHERE chain_id = %(chain_id)s
+  AND (block_number, log_index) > (%(block_number)s, %(log_index)s)
 RETURNING chain_id
 
 -- deployment_blocks --

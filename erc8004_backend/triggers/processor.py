@@ -126,6 +126,7 @@ async def process_batch(
         # The agents' summaries as of each event, from the read model in this transaction.
         summaries = await summary_changes(conn, chain_id, needs.candidates)
         plan = plan_batch(events, index, states, clock, summaries)
+        await _remember_for_reorgs(conn, chain_id, events, plan)
         result.jobs = await _apply(conn, chain_id, plan)
         last = events[-1]
         await conn.execute(
@@ -160,6 +161,40 @@ async def _load_last_fired(conn: psycopg.AsyncConnection, ids: set[str]) -> dict
         return {}
     cursor = await conn.execute(QUERIES["last_fired"], {"trigger_ids": list(ids)})
     return {trigger_id: fired for trigger_id, fired in await cursor.fetchall() if fired}
+
+
+async def _remember_for_reorgs(
+    conn: psycopg.AsyncConnection, chain_id: int, events: list[dict[str, Any]], plan: Plan
+) -> None:
+    """Before the plan is applied: if the batch reaches into the reorg window (the blocks
+    whose hashes the indexer keeps), the trigger state and last firings it moves, as they
+    were, for a reorg deeper than the confirmations to restore (see the indexer's store);
+    and the records no reorg can reach any more go."""
+    cursor = await conn.execute(QUERIES["reorg_window_start"], {"chain_id": chain_id})
+    row = await cursor.fetchone()
+    window_start = row[0] if row else None
+    if window_start is None:
+        return
+    await conn.execute(QUERIES["prune_undo"], {"chain_id": chain_id, "window_start": window_start})
+    first, last = events[0], events[-1]
+    if last["block_number"] < window_start or not (plan.states or plan.last_fired):
+        return
+    batch = {
+        "chain_id": chain_id,
+        "batch_block": first["block_number"],
+        "batch_log_index": first["log_index"],
+        "batch_last_block": last["block_number"],
+    }
+    if plan.states:
+        keys = list(plan.states)
+        await conn.execute(
+            QUERIES["remember_states"],
+            {**batch, "trigger_ids": [k[0] for k in keys], "scopes": [k[1] for k in keys]},
+        )
+    if plan.last_fired:
+        await conn.execute(
+            QUERIES["remember_last_fired"], {**batch, "trigger_ids": list(plan.last_fired)}
+        )
 
 
 async def _apply(conn: psycopg.AsyncConnection, chain_id: int, plan: Plan) -> int:

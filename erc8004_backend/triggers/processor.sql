@@ -68,6 +68,36 @@ SET state = EXCLUDED.state,
     last_block_number = EXCLUDED.last_block_number,
     last_log_index = EXCLUDED.last_log_index
 
+-- reorg_window_start --
+-- The oldest block whose hash the indexer keeps for the chain: a reorg can reach no deeper
+-- (NULL: none kept). A batch ending below it needs no undo record.
+SELECT min(block_number) FROM indexed_blocks WHERE chain_id = %(chain_id)s
+
+-- remember_states --
+-- Before a batch near the head moves trigger state: each (trigger, scope) as it was (NULL
+-- state: absent), for a reorg that orphans the batch's events to restore.
+INSERT INTO trigger_state_undo (chain_id, batch_block, batch_log_index, batch_last_block,
+                                trigger_id, scope, previous_state, previous_block,
+                                previous_log_index)
+SELECT %(chain_id)s, %(batch_block)s, %(batch_log_index)s, %(batch_last_block)s,
+       k.trigger_id, k.scope, s.state, s.last_block_number, s.last_log_index
+FROM unnest(%(trigger_ids)s::uuid[], %(scopes)s::text[]) AS k(trigger_id, scope)
+LEFT JOIN trigger_state AS s ON s.trigger_id = k.trigger_id AND s.scope = k.scope
+
+-- remember_last_fired --
+-- Likewise each trigger's last firing, before the batch moves it (scope NULL).
+INSERT INTO trigger_state_undo (chain_id, batch_block, batch_log_index, batch_last_block,
+                                trigger_id, previous_fired_at)
+SELECT %(chain_id)s, %(batch_block)s, %(batch_log_index)s, %(batch_last_block)s,
+       t.id, t.last_fired_at
+FROM triggers AS t
+WHERE t.id = ANY (%(trigger_ids)s::uuid[])
+
+-- prune_undo --
+-- Undo records no reorg can reach any more: their batch ended below the reorg window.
+DELETE FROM trigger_state_undo
+WHERE chain_id = %(chain_id)s AND batch_last_block < %(window_start)s
+
 -- insert_jobs --
 -- Exactly one job per (event, action): a replayed batch inserts nothing twice. An action
 -- without its own max_attempts gets the column's default (8). The payloads are sent as a

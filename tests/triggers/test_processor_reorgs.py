@@ -1,0 +1,172 @@
+"""Reorgs deeper than the confirmations, through the processor: with confirmations 0, random
+reputation activity is processed in batches of random sizes and reorged (depth 1-10) again
+and again; afterwards every trigger's state, firings and last firing equal the backtest's
+over the canonical chain, and every job of an orphaned event is cancelled with a result
+that says so."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from erc8004_backend.indexer.store import EventStore
+from erc8004_backend.triggers.backtest import backtest
+from erc8004_backend.triggers.processor import load_trigger_index, process_batch
+
+CHAIN = 84532
+USER = "a11ce000-0000-4000-8000-000000000001"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TRIGGERS: dict[str, tuple[list[tuple[str, str, str, str, dict[str, Any]]], int]] = {
+    # name: (conditions, cooldown in seconds)
+    "ema": ([("ema_threshold", "score", "<", "50", {"window_size": 4})], 0),
+    "burst": ([("rate_limit", "feedback_count", ">=", "3",
+                {"time_window": "10m", "reset_on_trigger": True})], 0),
+    "cooldown": ([("score_threshold", "score", "<", "30", {})], 300),
+}  # fmt: skip
+
+
+async def add_trigger(
+    conn: psycopg.AsyncConnection, name: str, conditions: list[Any], cooldown: int
+) -> str:
+    cursor = await conn.execute(
+        "INSERT INTO triggers (user_id, name, chain_id, registry, is_stateful, cooldown_seconds,"
+        " fires_from) VALUES (%s, %s, %s, 'reputation', true, %s, %s) RETURNING id::text",
+        [USER, name, CHAIN, cooldown, T0 - timedelta(days=1)],
+    )
+    (trigger_id,) = await cursor.fetchone() or ("",)
+    for position, (kind, field, operator, value, config) in enumerate(conditions):
+        await conn.execute(
+            "INSERT INTO trigger_conditions (trigger_id, position, condition_type, field,"
+            " operator, value, config) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [trigger_id, position, kind, field, operator, value, json.dumps(config)],
+        )
+    await conn.execute(
+        "INSERT INTO trigger_actions (trigger_id, position, action_type, priority, config)"
+        " VALUES (%s, 0, 'rest', 1, '{}')",
+        [trigger_id],
+    )
+    return str(trigger_id)
+
+
+class Chain:
+    """Blocks of random feedback, written as the indexer writes them (events and the block
+    hashes of the reorg window), confirmed as soon as stored (confirmations 0)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.head = 0
+        self.generation = 0  # in the block hashes: a reorged block has another hash
+
+    def block_hash(self, number: int) -> str:
+        return f"0x{self.generation:08x}{number:056x}"
+
+    async def grow(self, conn: psycopg.AsyncConnection, blocks: int) -> None:
+        for _ in range(blocks):
+            self.head += 1
+            number, block_hash = self.head, self.block_hash(self.head)
+            when = T0 + timedelta(minutes=2 * number + self.rng.random())
+            await conn.execute(
+                "INSERT INTO indexed_blocks (chain_id, block_number, block_hash, parent_hash,"
+                " block_time) VALUES (%s, %s, %s, %s, %s)",
+                [CHAIN, number, block_hash, self.block_hash(number - 1), when],
+            )
+            for log_index in range(self.rng.randint(0, 3)):
+                score = self.rng.choice([5, 20, 40, 60, 90])
+                await conn.execute(
+                    "INSERT INTO events (chain_id, registry, event_type, contract_address,"
+                    " block_number, block_hash, block_time, transaction_hash, transaction_index,"
+                    " log_index, agent_id, client_address, value, value_decimals, score, tag1)"
+                    " VALUES (%s, 'reputation', 'NewFeedback', %s, %s, %s, %s, %s, 0, %s, %s,"
+                    " %s, %s, 0, %s, '')",
+                    [CHAIN, "0x" + "aa" * 20, number, block_hash, when, block_hash, log_index,
+                     self.rng.randint(1, 3), "0x" + "cc" * 20, score, score],
+                )  # fmt: skip
+        await conn.execute(
+            "UPDATE checkpoints SET block_number = %s, block_hash = %s,"
+            " confirmed_block_number = %s WHERE chain_id = %s",
+            [self.head, self.block_hash(self.head), self.head, CHAIN],
+        )
+
+    async def reorg(self, conn: psycopg.AsyncConnection, depth: int) -> bool:
+        """The indexer's roll-back of the last `depth` blocks; True when the trigger engine
+        had processed some of them."""
+        fork = max(0, self.head - depth)
+        processed = await EventStore(CHAIN).roll_back(conn, (fork, self.block_hash(fork)))
+        self.head = fork
+        self.generation += 1
+        return processed
+
+
+async def process_all(conn: psycopg.AsyncConnection, rng: random.Random) -> None:
+    index = await load_trigger_index(conn)
+    while (await process_batch(conn, CHAIN, index, limit=rng.randint(1, 8))).events:
+        pass
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+async def test_after_deep_reorgs_state_and_firings_equal_a_recompute(
+    migrated_url: str, seed: int
+) -> None:
+    rng = random.Random(seed)
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO users (id, username, email, password_hash)"
+            " VALUES (%s, 'alice', 'a@example.com', 'x')",
+            [USER],
+        )
+        await conn.execute(
+            "INSERT INTO checkpoints (chain_id, block_number, confirmed_block_number)"
+            " VALUES (%s, 0, 0)",
+            [CHAIN],
+        )
+        ids = {name: await add_trigger(conn, name, *spec) for name, spec in TRIGGERS.items()}
+        chain = Chain(rng)
+        await chain.grow(conn, 12)
+        deep = 0
+        for _ in range(6):
+            await process_all(conn, rng)
+            deep += await chain.reorg(conn, rng.randint(1, 10))
+            await chain.grow(conn, rng.randint(1, 12))
+        await process_all(conn, rng)
+        assert deep >= 5  # the reorgs reached processed events
+
+        for name, trigger_id in ids.items():
+            expected = await backtest(conn, trigger_id)
+            cursor = await conn.execute(
+                "SELECT e.id FROM action_jobs j JOIN events e ON e.id = j.event_id"
+                " WHERE j.trigger_id = %s AND j.status <> 'cancelled'",
+                [trigger_id],
+            )
+            fired = sorted(row[0] for row in await cursor.fetchall())
+            assert fired == sorted(f.event_id for f in expected.fired), name
+            cursor = await conn.execute(
+                "SELECT scope, state FROM trigger_state WHERE trigger_id = %s", [trigger_id]
+            )
+            states = {scope: state for scope, state in await cursor.fetchall()}
+            assert states == json.loads(json.dumps(expected.states)), name
+            cursor = await conn.execute(
+                "SELECT last_fired_at FROM triggers WHERE id = %s", [trigger_id]
+            )
+            (last_fired,) = await cursor.fetchone() or (None,)
+            if TRIGGERS[name][1]:
+                assert last_fired == max((f.block_time for f in expected.fired), default=None)
+
+        # Every job of an orphaned event was cancelled (no worker ran), and says why.
+        cursor = await conn.execute(
+            "SELECT j.status, r.status, r.error_message FROM action_jobs j"
+            " LEFT JOIN action_results r ON r.job_id = j.id"
+            " WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = j.event_id)"
+        )
+        orphaned = await cursor.fetchall()
+        assert orphaned, "some firings were reorged out"
+        assert set(orphaned) == {("cancelled", "cancelled", "cancelled: reorged out")}
+        cursor = await conn.execute(
+            "SELECT count(*) FROM action_jobs j WHERE j.status = 'cancelled'"
+            " AND EXISTS (SELECT 1 FROM events e WHERE e.id = j.event_id)"
+        )
+        assert await cursor.fetchone() == (0,)
