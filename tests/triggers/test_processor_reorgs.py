@@ -1,8 +1,8 @@
 """Reorgs deeper than the confirmations, through the processor: with confirmations 0, random
 reputation activity is processed in batches of random sizes and reorged (depth 1-10) again
-and again; afterwards every trigger's state, firings and last firing equal the backtest's
-over the canonical chain, and every job of an orphaned event is cancelled with a result
-that says so."""
+and again, by the store's roll-back directly and by the indexer on a devnet; afterwards
+every trigger's state, firings and last firing equal the backtest's over the canonical
+chain, and every job of an orphaned event is cancelled with a result that says so."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from erc8004_backend.devnet import start_devnet
+from erc8004_backend.indexer.chain_indexer import ChainIndexer
 from erc8004_backend.indexer.store import EventStore
 from erc8004_backend.triggers.backtest import backtest
 from erc8004_backend.triggers.processor import load_trigger_index, process_batch
@@ -31,12 +33,16 @@ TRIGGERS: dict[str, tuple[list[tuple[str, str, str, str, dict[str, Any]]], int]]
 
 
 async def add_trigger(
-    conn: psycopg.AsyncConnection, name: str, conditions: list[Any], cooldown: int
+    conn: psycopg.AsyncConnection,
+    name: str,
+    conditions: list[Any],
+    cooldown: int,
+    chain_id: int = CHAIN,
 ) -> str:
     cursor = await conn.execute(
         "INSERT INTO triggers (user_id, name, chain_id, registry, is_stateful, cooldown_seconds,"
         " fires_from) VALUES (%s, %s, %s, 'reputation', true, %s, %s) RETURNING id::text",
-        [USER, name, CHAIN, cooldown, T0 - timedelta(days=1)],
+        [USER, name, chain_id, cooldown, T0 - timedelta(days=1)],
     )
     (trigger_id,) = await cursor.fetchone() or ("",)
     for position, (kind, field, operator, value, config) in enumerate(conditions):
@@ -102,10 +108,68 @@ class Chain:
         return processed
 
 
-async def process_all(conn: psycopg.AsyncConnection, rng: random.Random) -> None:
+async def process_all(
+    conn: psycopg.AsyncConnection, rng: random.Random, chain_id: int = CHAIN
+) -> None:
     index = await load_trigger_index(conn)
-    while (await process_batch(conn, CHAIN, index, limit=rng.randint(1, 8))).events:
+    while (await process_batch(conn, chain_id, index, limit=rng.randint(1, 8))).events:
         pass
+
+
+async def add_user(conn: psycopg.AsyncConnection) -> None:
+    await conn.execute(
+        "INSERT INTO users (id, username, email, password_hash)"
+        " VALUES (%s, 'alice', 'a@example.com', 'x')",
+        [USER],
+    )
+
+
+def as_floats(value: Any) -> Any:
+    """Numbers as floats, as the state holds them (jsonb gives 1.47e+34 back as an int)."""
+    if isinstance(value, dict):
+        return {key: as_floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [as_floats(item) for item in value]
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+async def assert_as_recomputed(conn: psycopg.AsyncConnection, ids: dict[str, str]) -> None:
+    """Each trigger's firings (its jobs of stored events), state and last firing are the
+    backtest's over the stored (canonical) events; every job of an event no longer stored is
+    cancelled (no worker runs here) with a result that says why."""
+    for name, trigger_id in ids.items():
+        expected = await backtest(conn, trigger_id)
+        cursor = await conn.execute(
+            "SELECT e.id FROM action_jobs j JOIN events e ON e.id = j.event_id"
+            " WHERE j.trigger_id = %s AND j.status <> 'cancelled'",
+            [trigger_id],
+        )
+        fired = sorted(row[0] for row in await cursor.fetchall())
+        assert fired == sorted(f.event_id for f in expected.fired), name
+        cursor = await conn.execute(
+            "SELECT scope, state FROM trigger_state WHERE trigger_id = %s", [trigger_id]
+        )
+        states = {scope: state for scope, state in await cursor.fetchall()}
+        assert as_floats(states) == as_floats(expected.states), name
+        cursor = await conn.execute(
+            "SELECT last_fired_at FROM triggers WHERE id = %s", [trigger_id]
+        )
+        (last_fired,) = await cursor.fetchone() or (None,)
+        if TRIGGERS[name][1]:
+            assert last_fired == max((f.block_time for f in expected.fired), default=None)
+    cursor = await conn.execute(
+        "SELECT j.status, r.status, r.error_message FROM action_jobs j"
+        " LEFT JOIN action_results r ON r.job_id = j.id"
+        " WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = j.event_id)"
+    )
+    orphaned = await cursor.fetchall()
+    assert orphaned, "some firings were reorged out"
+    assert set(orphaned) == {("cancelled", "cancelled", "cancelled: reorged out")}
+    cursor = await conn.execute(
+        "SELECT count(*) FROM action_jobs j WHERE j.status = 'cancelled'"
+        " AND EXISTS (SELECT 1 FROM events e WHERE e.id = j.event_id)"
+    )
+    assert await cursor.fetchone() == (0,)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
@@ -114,11 +178,7 @@ async def test_after_deep_reorgs_state_and_firings_equal_a_recompute(
 ) -> None:
     rng = random.Random(seed)
     async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
-        await conn.execute(
-            "INSERT INTO users (id, username, email, password_hash)"
-            " VALUES (%s, 'alice', 'a@example.com', 'x')",
-            [USER],
-        )
+        await add_user(conn)
         await conn.execute(
             "INSERT INTO checkpoints (chain_id, block_number, confirmed_block_number)"
             " VALUES (%s, 0, 0)",
@@ -134,39 +194,39 @@ async def test_after_deep_reorgs_state_and_firings_equal_a_recompute(
             await chain.grow(conn, rng.randint(1, 12))
         await process_all(conn, rng)
         assert deep >= 5  # the reorgs reached processed events
+        await assert_as_recomputed(conn, ids)
 
-        for name, trigger_id in ids.items():
-            expected = await backtest(conn, trigger_id)
-            cursor = await conn.execute(
-                "SELECT e.id FROM action_jobs j JOIN events e ON e.id = j.event_id"
-                " WHERE j.trigger_id = %s AND j.status <> 'cancelled'",
-                [trigger_id],
-            )
-            fired = sorted(row[0] for row in await cursor.fetchall())
-            assert fired == sorted(f.event_id for f in expected.fired), name
-            cursor = await conn.execute(
-                "SELECT scope, state FROM trigger_state WHERE trigger_id = %s", [trigger_id]
-            )
-            states = {scope: state for scope, state in await cursor.fetchall()}
-            assert states == json.loads(json.dumps(expected.states)), name
-            cursor = await conn.execute(
-                "SELECT last_fired_at FROM triggers WHERE id = %s", [trigger_id]
-            )
-            (last_fired,) = await cursor.fetchone() or (None,)
-            if TRIGGERS[name][1]:
-                assert last_fired == max((f.block_time for f in expected.fired), default=None)
 
-        # Every job of an orphaned event was cancelled (no worker ran), and says why.
-        cursor = await conn.execute(
-            "SELECT j.status, r.status, r.error_message FROM action_jobs j"
-            " LEFT JOIN action_results r ON r.job_id = j.id"
-            " WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = j.event_id)"
-        )
-        orphaned = await cursor.fetchall()
-        assert orphaned, "some firings were reorged out"
-        assert set(orphaned) == {("cancelled", "cancelled", "cancelled: reorged out")}
-        cursor = await conn.execute(
-            "SELECT count(*) FROM action_jobs j WHERE j.status = 'cancelled'"
-            " AND EXISTS (SELECT 1 FROM events e WHERE e.id = j.event_id)"
-        )
-        assert await cursor.fetchone() == (0,)
+@pytest.mark.devnet
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("seed", [21, 22])
+async def test_after_reorgs_on_a_devnet_state_and_firings_equal_a_recompute(
+    migrated_url: str, seed: int
+) -> None:
+    """The indexer finds the reorgs (anvil's snapshots and reverts while activity goes on),
+    with confirmations 0; the processor runs after each sync."""
+    rng = random.Random(seed)
+    async with start_devnet(seed=seed) as devnet:
+        await devnet.activity.run(events=150)
+        chain = devnet.chain_config(confirmations=0, reorg_window=64)
+        async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+            await add_user(conn)
+            ids = {name: await add_trigger(conn, name, *spec, chain_id=chain.chain_id)
+                   for name, spec in TRIGGERS.items()}  # fmt: skip
+            indexer = ChainIndexer(chain, conn, devnet.rpc)
+            await indexer.prepare()
+            await indexer.sync_to_head()
+            await process_all(conn, rng, chain.chain_id)
+            for reorg in range(1, 5):
+                snapshot = await devnet.rpc.call("evm_snapshot")
+                for _ in range(rng.randint(1, 10)):
+                    await devnet.activity.run(events=rng.randint(1, 12))
+                    await indexer.sync_to_head()
+                    await process_all(conn, rng, chain.chain_id)
+                assert await devnet.rpc.call("evm_revert", [snapshot]) is True
+                await devnet.activity.resync()
+                await devnet.activity.run(events=rng.randint(5, 40))
+                await indexer.sync_to_head()
+                await process_all(conn, rng, chain.chain_id)
+                assert indexer.stats.reorgs == reorg
+            await assert_as_recomputed(conn, ids)
