@@ -536,6 +536,7 @@ CREATE TABLE public.action_jobs (
     finished_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    retraction boolean DEFAULT false NOT NULL,
     CONSTRAINT action_jobs_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT action_jobs_max_attempts_check CHECK ((max_attempts > 0)),
     CONSTRAINT action_jobs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'dead'::text, 'cancelled'::text])))
@@ -1048,7 +1049,7 @@ ALTER TABLE ONLY public.events ATTACH PARTITION public.events_default DEFAULT;
 ALTER TABLE ONLY public.events ALTER COLUMN id SET DEFAULT nextval('public.events_id_seq'::regclass);
 
 ALTER TABLE ONLY public.action_jobs
-    ADD CONSTRAINT action_jobs_event_id_action_id_key UNIQUE (event_id, action_id);
+    ADD CONSTRAINT action_jobs_event_id_action_id_retraction_key UNIQUE (event_id, action_id, retraction);
 
 ALTER TABLE ONLY public.action_jobs
     ADD CONSTRAINT action_jobs_pkey PRIMARY KEY (id);

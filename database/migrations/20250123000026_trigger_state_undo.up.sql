@@ -31,3 +31,11 @@ ALTER TABLE action_jobs ADD CONSTRAINT action_jobs_status_check
 ALTER TABLE action_results DROP CONSTRAINT action_results_status_check;
 ALTER TABLE action_results ADD CONSTRAINT action_results_status_check
     CHECK (status IN ('success', 'failed', 'retrying', 'cancelled'));
+
+-- A job already delivered for such an event is not taken back, but an action with
+-- `notify_retractions` gets a retraction: a job of its own (retraction), for the same event
+-- and action, with the same idempotency key and its payload marked "retracted".
+ALTER TABLE action_jobs ADD COLUMN retraction boolean NOT NULL DEFAULT false;
+ALTER TABLE action_jobs DROP CONSTRAINT action_jobs_event_id_action_id_key;
+ALTER TABLE action_jobs ADD CONSTRAINT action_jobs_event_id_action_id_retraction_key
+    UNIQUE (event_id, action_id, retraction);

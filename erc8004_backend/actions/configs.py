@@ -54,7 +54,13 @@ class _Config(BaseModel):
     max_attempts: MaxAttempts | None = None
 
 
-class TelegramConfig(_Config):
+class _Retractable(_Config):
+    # After a delivery, a reorg may remove its event: send a retraction then (see rest.py
+    # and telegram.py for what each says).
+    notify_retractions: bool = False
+
+
+class TelegramConfig(_Retractable):
     chat_id: Annotated[str, Field(min_length=1, max_length=128)]
     message_template: Annotated[str, Field(min_length=1, max_length=4096)]
     parse_mode: Literal["MarkdownV2", "Markdown", "HTML"] | None = None
@@ -67,7 +73,7 @@ class TelegramConfig(_Config):
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-class RestConfig(_Config):
+class RestConfig(_Retractable):
     method: Literal["POST", "PUT", "PATCH", "DELETE", "GET"] = "POST"
     url: Annotated[str, Field(min_length=1, max_length=2048)]
     headers: dict[str, str] = Field(default_factory=dict)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from erc8004_backend.errors import Erc8004Error
-from erc8004_backend.triggers.fields import explorer_links
+from erc8004_backend.triggers.fields import RETRACTED_FIELD, explorer_links
 
 # What the audit trail keeps of a response body.
 RESPONSE_EXCERPT_CHARS = 2_000
@@ -43,13 +43,20 @@ class Job:
     def values(self) -> dict[str, Any]:
         return template_values(self.payload, self.explorer_url)
 
+    @property
+    def retracted(self) -> bool:
+        """A retraction: a reorg removed the event an earlier delivery of this job's action
+        was about."""
+        return bool(self.payload.get("retracted"))
+
 
 def template_values(payload: dict[str, Any], explorer_url: str | None) -> dict[str, Any]:
     """What templates can name, from a job's payload: the event's fields, links to the event
     on the explorer and the computed values."""
     event = payload.get("event", {})
     links = explorer_links(event, explorer_url)
-    return {**event, **links, **payload.get("computed", {})}
+    retracted = "true" if payload.get("retracted") else "false"
+    return {**event, **links, **payload.get("computed", {}), RETRACTED_FIELD: retracted}
 
 
 class DeliveryFailed(Erc8004Error):  # noqa: N818 (an outcome, named like one)

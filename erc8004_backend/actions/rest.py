@@ -8,6 +8,11 @@ Every request carries, besides the configured headers:
 - `X-ERC8004-Signature`: `sha256=` and the hex HMAC-SHA256, keyed with the trigger's webhook
   secret (its UTF-8 bytes), of `<timestamp>.<body>` (the body's exact bytes; empty for none).
 
+A retraction (an action with `notify_retractions`, after a reorg removed the event of a
+delivered request) is the same request again, with the same `Idempotency-Key`, plus
+`X-ERC8004-Retracted: true`, `"retracted": true` in the default body and `{{retracted}}`
+"true" in templates: a receiver checks that header before it drops a repeated key.
+
 A receiver verifies with the secret it was shown, comparing in constant time, and refuses
 timestamps more than a few minutes old so that a captured request cannot be replayed later.
 
@@ -47,6 +52,7 @@ QUERIES = load_queries("erc8004_backend.actions", "rest.sql")
 
 SIGNATURE_HEADER = "X-ERC8004-Signature"
 TIMESTAMP_HEADER = "X-ERC8004-Timestamp"
+RETRACTED_HEADER = "X-ERC8004-Retracted"
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -88,6 +94,8 @@ def webhook_request(
         TIMESTAMP_HEADER: str(timestamp),
         SIGNATURE_HEADER: signature(secret, timestamp, body),
     }
+    if job.retracted:
+        headers[RETRACTED_HEADER] = "true"
     if body:
         headers.setdefault("Content-Type", "application/json")
     return url, headers, body

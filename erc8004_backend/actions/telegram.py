@@ -18,6 +18,7 @@ from erc8004_backend.actions.configs import TelegramConfig
 from erc8004_backend.actions.delivery import DeliveryFailed, excerpt, retryable_status
 from erc8004_backend.outbound import ResponseTooLargeError, read_capped
 from erc8004_backend.retry import parse_retry_after
+from erc8004_backend.triggers.fields import RETRACTED_FIELD
 from erc8004_backend.triggers.templates import PLACEHOLDER, render_template
 
 # https://core.telegram.org/bots/api#formatting-options
@@ -67,13 +68,19 @@ def _escape_literal(text: str) -> str:
     return "".join(out)
 
 
+# Before a retraction's message (a reorg removed the event of a delivered one): plain words
+# that need no escaping in any parse mode.
+RETRACTION_PREFIX = "⚠️ Retracted, reorged out of the chain:\n"
+
+
 def send_message_body(config: TelegramConfig, values: dict[str, Any]) -> dict[str, Any]:
-    """The sendMessage request: the template rendered with escaped values."""
+    """The sendMessage request: the template rendered with escaped values (after a line
+    saying so, in a retraction)."""
     template = template_text(config.message_template, config.parse_mode)
-    body: dict[str, Any] = {
-        "chat_id": config.chat_id,
-        "text": render_template(template, values, escape_for(config.parse_mode)),
-    }
+    text = render_template(template, values, escape_for(config.parse_mode))
+    if values.get(RETRACTED_FIELD) == "true":
+        text = RETRACTION_PREFIX + text
+    body: dict[str, Any] = {"chat_id": config.chat_id, "text": text}
     if config.parse_mode:
         body["parse_mode"] = config.parse_mode
     if config.disable_notification:

@@ -191,6 +191,9 @@ class JobOut(BaseModel):
     run_at: datetime = Field(description="When the job runs (again), if queued.")
     last_error: str | None
     finished_at: datetime | None
+    retraction: bool = Field(
+        description="A retraction: a reorg removed the event of a delivery of this action."
+    )
 
 
 class AttemptOut(BaseModel):

@@ -62,7 +62,8 @@ SELECT r.id, r.trigger_id, r.action_id, r.event_id, r.chain_id, r.action_type, r
        r.retry_count, r.duration_ms, r.error_message, r.response_data, r.executed_at,
        j.id AS job_id, j.status AS job_status, j.attempts AS job_attempts,
        j.max_attempts AS job_max_attempts, j.run_at AS job_run_at,
-       j.last_error AS job_last_error, j.finished_at AS job_finished_at
+       j.last_error AS job_last_error, j.finished_at AS job_finished_at,
+       j.retraction AS job_retraction
 FROM action_results r
 LEFT JOIN action_jobs j ON j.id = r.job_id
 WHERE r.user_id = %(user_id)s::uuid
@@ -80,7 +81,8 @@ SELECT r.id, r.trigger_id, r.action_id, r.event_id, r.chain_id, r.action_type, r
        r.retry_count, r.duration_ms, r.error_message, r.response_data, r.executed_at,
        j.id AS job_id, j.status AS job_status, j.attempts AS job_attempts,
        j.max_attempts AS job_max_attempts, j.run_at AS job_run_at,
-       j.last_error AS job_last_error, j.finished_at AS job_finished_at
+       j.last_error AS job_last_error, j.finished_at AS job_finished_at,
+       j.retraction AS job_retraction
 FROM action_results r
 LEFT JOIN action_jobs j ON j.id = r.job_id
 WHERE r.id = %(result_id)s::bigint AND r.user_id = %(user_id)s::uuid

@@ -148,6 +148,22 @@ FROM cancelled AS c
 JOIN triggers AS t ON t.id = c.trigger_id
 JOIN trigger_actions AS a ON a.id = c.action_id
 
+-- queue_retractions --
+-- Before the events above the fork go: each job delivered for one of them whose action asks
+-- for it (config.notify_retractions) gets a retraction job: the same event, action and
+-- idempotency key, its payload marked "retracted", due now.
+INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id, priority, idempotency_key,
+                         payload, max_attempts, retraction)
+SELECT j.trigger_id, j.action_id, j.event_id, j.chain_id, j.priority, j.idempotency_key,
+       j.payload || '{"retracted": true}', j.max_attempts, true
+FROM events AS e
+JOIN action_jobs AS j ON j.event_id = e.id
+JOIN trigger_actions AS a ON a.id = j.action_id
+WHERE e.chain_id = %(chain_id)s AND e.block_number > %(fork_block)s
+  AND j.status = 'succeeded' AND NOT j.retraction
+  AND a.config @> '{"notify_retractions": true}'
+ON CONFLICT (event_id, action_id, retraction) DO NOTHING
+
 -- first_orphaned_batch --
 -- The first processed batch that holds an orphaned event (trigger_state_undo, migration
 -- 26): the trigger state is restored to what it was before it, and its events are

@@ -55,11 +55,13 @@ COMPUTED_FIELDS = frozenset({"ema_score", "count", "trigger_name", "trigger_id"}
 # Links to the event on its chain's block explorer, for templates only: the worker adds
 # them (see explorer_links) from the chains it knows.
 LINK_FIELDS = frozenset({"transaction_url", "block_url", "address_url"})
+# "true" in a retraction (a job saying a reorg removed the event it was about), else "false".
+RETRACTED_FIELD = "retracted"
 # Everything a template can name, with its kind (which filters apply to it).
 TEMPLATE_FIELDS: dict[str, FieldKind] = {
     **FIELDS,
     **dict.fromkeys(SUMMARY_FIELDS | {"ema_score", "count"}, _N),
-    **dict.fromkeys({"trigger_name", "trigger_id"} | LINK_FIELDS, _T),
+    **dict.fromkeys({"trigger_name", "trigger_id", RETRACTED_FIELD} | LINK_FIELDS, _T),
 }
 # The account an event is about, besides its agent, that `{{address_url}}` links to: the
 # first of these the event has. Feedback and revocations: the client; a response to

@@ -111,7 +111,7 @@ FROM unnest(%(trigger_ids)s::uuid[], %(action_ids)s::uuid[], %(event_ids)s::bigi
             %(priorities)s::int[], %(keys)s::text[], %(payloads)b::jsonb[],
             %(max_attempts)s::int[])
      AS j(trigger_id, action_id, event_id, priority, idempotency_key, payload, max_attempts)
-ON CONFLICT (event_id, action_id) DO NOTHING
+ON CONFLICT (event_id, action_id, retraction) DO NOTHING
 
 -- mark_fired --
 UPDATE triggers AS t

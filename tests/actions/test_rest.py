@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from erc8004_backend.actions.configs import ActionConfigError, RestConfig, parse_action_config
 from erc8004_backend.actions.delivery import Job
 from erc8004_backend.actions.rest import (
+    RETRACTED_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     signature,
@@ -262,6 +263,26 @@ def test_without_a_body_template_the_whole_job_document_is_sent() -> None:
         "trigger": {"id": the_job.trigger_id, "name": "Refund requests"},
         "idempotency_key": the_job.idempotency_key,
     }
+
+
+def test_a_retraction_is_the_same_request_marked_retracted() -> None:
+    delivered = job()
+    retraction = dataclasses.replace(delivered, payload={**delivered.payload, "retracted": True})
+    config = rest_config(url="https://api.example.com/hook", notify_retractions=True)
+
+    _, first_headers, first_body = webhook_request(config, delivered, secret=SECRET, timestamp=5)
+    _, headers, body = webhook_request(config, retraction, secret=SECRET, timestamp=5)
+
+    assert RETRACTED_HEADER not in first_headers
+    assert headers[RETRACTED_HEADER] == "true"
+    assert headers["Idempotency-Key"] == first_headers["Idempotency-Key"]
+    assert json.loads(body) == {**json.loads(first_body), "retracted": True}
+    assert verify_signature(SECRET, "5", body, headers[SIGNATURE_HEADER])
+    templated = rest_config(url="https://api.example.com/hook",
+                           body_template={"gone": "{{retracted}}", "agent": "{{agent_id}}"})  # fmt: skip
+    for the_job, expected in ((delivered, "false"), (retraction, "true")):
+        _, _, body = webhook_request(templated, the_job, secret=SECRET, timestamp=5)
+        assert json.loads(body) == {"gone": expected, "agent": "42"}
 
 
 # -- placeholders in the URL -------------------------------------------------------------

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Literal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from erc8004_backend.actions.configs import TelegramConfig
-from erc8004_backend.actions.telegram import escape_for, send_message_body, template_text
+from erc8004_backend.actions.telegram import (
+    RETRACTION_PREFIX,
+    escape_for,
+    send_message_body,
+    template_text,
+)
 from tests.support.jobs import feedback_event
 
 # https://core.telegram.org/bots/api#markdownv2-style: these must be escaped where meant
@@ -152,6 +158,20 @@ def test_send_message_body_of_example_1() -> None:
         + "cc" * 20
         + "\nTags: refund, \nBlock: 1001",
     }
+
+
+@pytest.mark.parametrize("parse_mode", ["MarkdownV2", "Markdown", "HTML", None])
+def test_a_retraction_says_so_before_the_message(
+    parse_mode: Literal["MarkdownV2", "Markdown", "HTML"] | None,
+) -> None:
+    config = TelegramConfig(chat_id="1", message_template="Agent {{agent_id}}: {{score}}",
+                            parse_mode=parse_mode, notify_retractions=True)  # fmt: skip
+    delivered = send_message_body(config, {**feedback_event(1), "retracted": "false"})
+    retracted = send_message_body(config, {**feedback_event(1), "retracted": "true"})
+
+    assert retracted["text"] == RETRACTION_PREFIX + delivered["text"]
+    if parse_mode == "MarkdownV2":  # the words need no escaping there either
+        assert unescaped_reserved(RETRACTION_PREFIX) == []
 
 
 def test_send_message_body_escapes_awkward_values() -> None:

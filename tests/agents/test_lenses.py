@@ -512,9 +512,9 @@ def test_one_vote_per_client_weighs_one_or_its_decay_weight(
             assert client.weight == 1
         else:
             # Each feedback weighs its decay weight; a client's vote, their mean.
-            counted = [c for c in result.counted if c.feedback.client.lower() == client.client]
-            for item in counted:
-                share = WIDE.multiply(item.weight, len(counted) if vote == "average" else 1)
+            own = [c for c in result.counted if c.feedback.client.lower() == client.client]
+            for item in own:
+                share = WIDE.multiply(item.weight, len(own) if vote == "average" else 1)
                 assert as_decayed(share, item.feedback, newest, half_life_seconds)
         # Its feedback's weights add up to its vote's.
         parts = [c.weight for c in result.counted if c.feedback.client.lower() == client.client]

@@ -459,7 +459,7 @@ async def test_action_results_are_the_users_own_newest_first(
     assert failed["job"] == {
         "id": results["dead"], "status": "dead", "attempts": 1, "max_attempts": 5,
         "run_at": failed["job"]["run_at"], "last_error": "HTTP 404",
-        "finished_at": failed["job"]["finished_at"],
+        "finished_at": failed["job"]["finished_at"], "retraction": False,
     }  # fmt: skip
     assert datetime.fromisoformat(failed["job"]["finished_at"]) == T0
     assert (failed["trigger_id"], failed["status"], failed["error_message"]) == (

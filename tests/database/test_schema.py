@@ -136,11 +136,15 @@ def test_exactly_one_job_per_event_and_action(db: psycopg.Connection) -> None:
     trigger_id = create_user_with_trigger(db)
     (action_id,) = db.execute("SELECT id FROM trigger_actions").fetchone()  # type: ignore[misc]
     insert = (
-        "INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id, idempotency_key, payload)"
-        " VALUES (%s, %s, 7, 84532, 'k', '{}') ON CONFLICT (event_id, action_id) DO NOTHING"
+        "INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id, idempotency_key,"
+        " payload, retraction) VALUES (%s, %s, 7, 84532, 'k', '{}', %s)"
+        " ON CONFLICT (event_id, action_id, retraction) DO NOTHING"
     )
-    assert db.execute(insert, (trigger_id, action_id)).rowcount == 1
-    assert db.execute(insert, (trigger_id, action_id)).rowcount == 0
+    assert db.execute(insert, (trigger_id, action_id, False)).rowcount == 1
+    assert db.execute(insert, (trigger_id, action_id, False)).rowcount == 0
+    # And at most one retraction of it (after a reorg removed the event).
+    assert db.execute(insert, (trigger_id, action_id, True)).rowcount == 1
+    assert db.execute(insert, (trigger_id, action_id, True)).rowcount == 0
 
 
 def test_updating_a_row_moves_updated_at(db: psycopg.Connection) -> None:

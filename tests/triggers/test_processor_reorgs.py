@@ -6,6 +6,7 @@ chain, and every job of an orphaned event is cancelled with a result that says s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -13,12 +14,21 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
+from erc8004_backend.actions.rest import RETRACTED_HEADER
+from erc8004_backend.actions.worker import Worker
+from erc8004_backend.config import Settings
 from erc8004_backend.devnet import start_devnet
+from erc8004_backend.encryption import SecretBox
 from erc8004_backend.indexer.chain_indexer import ChainIndexer
 from erc8004_backend.indexer.store import EventStore
 from erc8004_backend.triggers.backtest import backtest
 from erc8004_backend.triggers.processor import load_trigger_index, process_batch
+from tests.support.asgi import serve_asgi
+from tests.support.delivery_targets import WebhookSink
+from tests.support.jobs import create_trigger
+from tests.support.waiting import eventually
 
 CHAIN = 84532
 USER = "a11ce000-0000-4000-8000-000000000001"
@@ -230,3 +240,99 @@ async def test_after_reorgs_on_a_devnet_state_and_firings_equal_a_recompute(
                 await process_all(conn, rng, chain.chain_id)
                 assert indexer.stats.reorgs == reorg
             await assert_as_recomputed(conn, ids)
+
+
+async def job_keys(conn: psycopg.AsyncConnection, action_id: str, status: str) -> set[str]:
+    cursor = await conn.execute(
+        "SELECT idempotency_key FROM action_jobs"
+        " WHERE action_id = %s AND status = %s AND NOT retraction",
+        [action_id, status],
+    )
+    return {key for (key,) in await cursor.fetchall()}
+
+
+@pytest.mark.devnet
+@pytest.mark.timeout(180)
+async def test_a_reorg_retracts_delivered_webhooks_and_cancels_queued_ones(
+    migrated_url: str,
+) -> None:
+    """An anvil reorg removes events whose webhooks were delivered and events whose jobs are
+    still queued: the action with notify_retractions sends a retraction for each delivered
+    one (same key, marked), the other action sends none, the queued ones are cancelled and
+    never sent, and nothing else is sent twice."""
+    rng = random.Random(5)
+    box = SecretBox.from_spec(Settings().token_keys)
+    async with (
+        start_devnet(seed=5) as devnet,
+        await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn,
+        serve_asgi(sink := WebhookSink(secret="")) as url,
+    ):
+        config = {"method": "POST", "url": url, "timeout_ms": 2000}
+        trigger, told, secret = await create_trigger(
+            conn, "rest", {**config, "notify_retractions": True}, box=box
+        )
+        assert secret is not None
+        sink.secret = secret
+        cursor = await conn.execute(
+            "INSERT INTO trigger_actions (trigger_id, position, action_type, priority, config)"
+            " VALUES (%s, 1, 'rest', 2, %s) RETURNING id::text",
+            [trigger, json.dumps(config)],
+        )
+        (untold,) = await cursor.fetchone() or ("",)
+        settings = Settings(database_url=migrated_url, allow_private_urls=True,
+                            retry_initial_seconds=0.05, retry_max_seconds=0.2)  # fmt: skip
+        chain = devnet.chain_config(confirmations=0, reorg_window=64)
+        indexer = ChainIndexer(chain, conn, devnet.rpc)
+        await indexer.prepare()
+
+        async def index_and_process() -> None:
+            await indexer.sync_to_head()
+            await process_all(conn, rng, chain.chain_id)
+
+        async def deliver_all() -> None:
+            async with AsyncConnectionPool(migrated_url, min_size=1, max_size=2, open=False,
+                                           kwargs={"autocommit": True}) as pool:  # fmt: skip
+                stop = asyncio.Event()
+                task = asyncio.create_task(Worker(pool, settings).run(stop))
+                await eventually(lambda: job_counts(conn), timeout=30, what="a drained queue")
+                stop.set()
+                await asyncio.wait_for(task, 20)
+
+        async def job_counts(conn: psycopg.AsyncConnection) -> bool:
+            cursor = await conn.execute(
+                "SELECT count(*) FROM action_jobs WHERE status IN ('queued', 'running')"
+            )
+            return await cursor.fetchone() == (0,)
+
+        await devnet.activity.run(events=30)  # before the fork: delivered, kept
+        await index_and_process()
+        await deliver_all()
+        kept = await job_keys(conn, told, "succeeded")
+        snapshot = await devnet.rpc.call("evm_snapshot")
+        await devnet.activity.run(events=30)  # delivered, then reorged out
+        await index_and_process()
+        await deliver_all()
+        delivered_then_gone = await job_keys(conn, told, "succeeded") - kept
+        await devnet.activity.run(events=30)  # queued, then reorged out
+        await index_and_process()
+        queued_then_gone = await job_keys(conn, told, "queued")
+        assert delivered_then_gone
+        assert queued_then_gone
+        sent_before = len(sink.received)
+
+        assert await devnet.rpc.call("evm_revert", [snapshot]) is True
+        await devnet.activity.resync()
+        await devnet.activity.run(events=20)
+        await index_and_process()
+        assert indexer.stats.reorgs == 1
+        assert await job_keys(conn, told, "cancelled") == queued_then_gone
+        assert await job_keys(conn, untold, "cancelled")  # its queued ones too
+        await deliver_all()
+
+    after = sink.received[sent_before:]
+    retractions = [r for r in after if r.headers.get(RETRACTED_HEADER.lower()) == "true"]
+    assert {r.key for r in retractions} == delivered_then_gone  # the told action's only
+    assert all(r.json()["retracted"] is True and r.signature_ok for r in retractions)
+    assert len(retractions) == len(delivered_then_gone)
+    assert not {r.key for r in sink.received} & queued_then_gone  # never sent
+    assert sum(sink.repeats.values()) == len(retractions)  # nothing else twice
