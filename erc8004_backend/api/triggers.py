@@ -489,7 +489,64 @@ TEMPLATE_EXAMPLES: dict[str, dict[str, Any]] = {
         },
     },
 }
-TriggerBody = Annotated[TriggerIn, Body(openapi_examples={**TRIGGER_EXAMPLES, **TEMPLATE_EXAMPLES})]
+# Conditions as a tree of groups (docs/triggers.md#groups shows the same body).
+GROUP_EXAMPLES: dict[str, dict[str, Any]] = {
+    "grouped-conditions": {
+        "summary": "Conditions in all / any / not groups",
+        "description": "Agent 42's feedback with a low score or a refund tag, except from its"
+        " own test client.",
+        "value": {
+            "name": "Agent 42: low scores or refunds, not from our tester",
+            "chain_id": 84532,
+            "registry": "reputation",
+            "conditions": {
+                "all": [
+                    AGENT_42,
+                    {
+                        "condition_type": "event_type_equals",
+                        "field": "event_type",
+                        "operator": "=",
+                        "value": "NewFeedback",
+                    },
+                    {
+                        "any": [
+                            SCORE_BELOW_40,
+                            {
+                                "condition_type": "tag_equals",
+                                "field": "tag1",
+                                "operator": "=",
+                                "value": "refund",
+                            },
+                        ]
+                    },
+                    {
+                        "not": {
+                            "condition_type": "field",
+                            "field": "client_address",
+                            "operator": "IN",
+                            "value": '["0x5b38da6a701c568545dcfcb03fcb875f56beddc4"]',
+                        }
+                    },
+                ]
+            },
+            "actions": [
+                {
+                    "action_type": "telegram",
+                    "priority": 1,
+                    "config": {
+                        "chat_id": "123456789",
+                        "message_template": "Agent #{{agent_id}}: score {{score}}, tag"
+                        " {{tag1|default:none}}, from {{client_address|short}}",
+                    },
+                }
+            ],
+        },
+    },
+}
+TriggerBody = Annotated[
+    TriggerIn,
+    Body(openapi_examples={**TRIGGER_EXAMPLES, **TEMPLATE_EXAMPLES, **GROUP_EXAMPLES}),
+]
 
 
 @functools.cache

@@ -15,6 +15,7 @@ import pytest
 from erc8004_backend.triggers.processor import load_trigger_index, process_batch
 from tests.api.conftest import Account, ApiClient
 from tests.api.test_triggers import WEBHOOK, row_counts
+from tests.triggers.test_examples_end_to_end import group_example
 
 AGENT_7 = {"condition_type": "agent_id_equals", "field": "agent_id", "operator": "=", "value": "7"}
 FEEDBACK = {
@@ -214,3 +215,10 @@ async def test_the_processor_counts_every_event_the_trigger_sees_as_the_backtest
     shown = await api.post(f"/triggers/{trigger_id}/test", json={}, headers=alice.headers)
     assert [f["block_number"] for f in shown.json()["fired"]] == queued
     assert shown.json()["matched"] == 4
+
+
+async def test_the_documented_example_is_stored_as_given(api: ApiClient, alice: Account) -> None:
+    body = group_example()  # the schema's example, as docs/triggers.md shows it
+    created = await api.post("/triggers", json=body, headers=alice.headers)
+    assert created.status_code == 201, created.text
+    assert without_ids(created.json()["conditions"]) == with_defaults(body["conditions"])
