@@ -126,8 +126,9 @@ def _node_kind(value: Any) -> str:
         for kind in ("all", "any", "not"):
             if kind in value:
                 return f"<{kind}>"
-    elif isinstance(value, AllIn | AnyIn | NotIn):
-        return f"<{type(value).__name__[:-2].lower()}>"
+    for model, kind in ((AllIn, "<all>"), (AnyIn, "<any>"), (NotIn, "<not>")):
+        if isinstance(value, model):
+            return kind
     return "<condition>"
 
 
@@ -387,7 +388,10 @@ class Firing(BaseModel):
 class BacktestOut(BaseModel):
     trigger_id: uuid.UUID
     events_checked: int
-    matched: int = Field(description="Events that met every condition that is not stateful.")
+    matched: int = Field(
+        description="Events the trigger saw: those that met its field conditions that must all"
+        " hold (a list's, or a top-level all's); its stateful conditions took them in."
+    )
     fired: list[Firing]
 
 

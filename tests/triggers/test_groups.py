@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import event as hypothesis_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -135,6 +136,7 @@ def test_random_trees_evaluate_as_the_recursive_reference(tree: Any, history: li
     conditions = parse_conditions(tree_rows(tree))
     reference = Reference(tree)
     states: dict[str, State] = {}
+    outcomes = []
     for event in event_rows(history):
         fields = event_fields(event)
         when = event["block_time"]
@@ -143,6 +145,10 @@ def test_random_trees_evaluate_as_the_recursive_reference(tree: Any, history: li
         assert outcome.matched == (expected is not None)
         assert outcome.fired == bool(expected)
         states.update(outcome.states)
+        outcomes.append(expected)
+    # What the examples covered (pytest --hypothesis-show-statistics).
+    hypothesis_event(f"a group at the top: {not isinstance(tree, list)}")
+    hypothesis_event(f"fired and did not: {True in outcomes and False in outcomes}")
 
 
 @given(condition_trees(field_conditions))
