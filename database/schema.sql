@@ -932,9 +932,11 @@ CREATE TABLE public.trigger_conditions (
     value text DEFAULT ''::text NOT NULL,
     config jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    group_path text DEFAULT ''::text NOT NULL,
     CONSTRAINT trigger_conditions_condition_type_check CHECK ((condition_type <> ''::text)),
     CONSTRAINT trigger_conditions_config_check CHECK ((jsonb_typeof(config) = 'object'::text)),
     CONSTRAINT trigger_conditions_field_check CHECK ((field <> ''::text)),
+    CONSTRAINT trigger_conditions_group_path_check CHECK (((group_path = ''::text) OR (group_path ~ '^((all|any)\[[0-9]{1,4}\]|not)(\.((all|any)\[[0-9]{1,4}\]|not))*$'::text))),
     CONSTRAINT trigger_conditions_operator_check CHECK ((operator = ANY (ARRAY['='::text, '!='::text, '<'::text, '<='::text, '>'::text, '>='::text, 'IN'::text, 'NOT IN'::text, 'CONTAINS'::text, 'STARTS_WITH'::text, 'IS NULL'::text, 'IS NOT NULL'::text])))
 );
 

@@ -198,10 +198,14 @@ def error_response(
 
 
 def describe_location(location: Sequence[Any]) -> str:
-    """("body", "conditions", 0, "operator") -> "conditions[0].operator"."""
+    """("body", "conditions", 0, "operator") -> "conditions[0].operator". Parts written
+    <like this> are the tags by which a model picks one of several shapes (a condition or a
+    group), not places in the request, and are left out."""
     text = ""
     for part in location:
         if part in ("body", "query", "path", "header") and not text:
+            continue
+        if isinstance(part, str) and part.startswith("<") and part.endswith(">"):
             continue
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "request"

@@ -17,7 +17,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -53,6 +55,7 @@ from erc8004_backend.triggers.conditions import (
     STATEFUL_CONDITION_TYPES,
     SUMMARY_CONDITION_TYPES,
     ConditionError,
+    nest_conditions,
     parse_condition,
 )
 from erc8004_backend.triggers.fields import format_value
@@ -110,6 +113,124 @@ class ConditionIn(_Strict):
         return value
 
 
+# A trigger's conditions are a flat list (all must hold) or a tree of groups; the API's
+# paths name a place in the tree as `conditions.any[1].all[0]`.
+MAX_CONDITIONS = 50  # in all, wherever they are in the tree
+MAX_GROUP_DEPTH = 8  # groups inside groups: a top-level group is at depth 1
+
+
+def _node_kind(value: Any) -> str:
+    """Which model a node of the tree is: a group by its one key, else a condition. The
+    tags are pydantic's, not the request's: error locations leave them out."""
+    if isinstance(value, dict):
+        for kind in ("all", "any", "not"):
+            if kind in value:
+                return f"<{kind}>"
+    for model, kind in ((AllIn, "<all>"), (AnyIn, "<any>"), (NotIn, "<not>")):
+        if isinstance(value, model):
+            return kind
+    return "<condition>"
+
+
+def _tree_kind(value: Any) -> str | None:
+    """A flat list, or a group at the top of a tree (None: neither)."""
+    if isinstance(value, list):
+        return "<list>"
+    kind = _node_kind(value)
+    return None if kind == "<condition>" else kind
+
+
+ConditionNode = Annotated[
+    Annotated[ConditionIn, Tag("<condition>")]
+    | Annotated["AllIn", Tag("<all>")]
+    | Annotated["AnyIn", Tag("<any>")]
+    | Annotated["NotIn", Tag("<not>")],
+    Discriminator(_node_kind),
+]
+GroupChildren = Annotated[list[ConditionNode], Field(min_length=1, max_length=MAX_CONDITIONS)]
+
+
+class AllIn(_Strict):
+    """Holds when every condition or group in it holds."""
+
+    all: GroupChildren
+
+
+class AnyIn(_Strict):
+    """Holds when at least one condition or group in it holds."""
+
+    any: GroupChildren
+
+
+class NotIn(_Strict):
+    """Holds when the condition or group in it does not."""
+
+    model_config = ConfigDict(serialize_by_alias=True)
+    not_: ConditionNode = Field(alias="not")
+
+
+ConditionTree = Annotated[
+    Annotated[list[ConditionIn], Field(max_length=MAX_CONDITIONS), Tag("<list>")]
+    | Annotated[AllIn, Tag("<all>")]
+    | Annotated[AnyIn, Tag("<any>")]
+    | Annotated[NotIn, Tag("<not>")],
+    Discriminator(
+        _tree_kind,
+        custom_error_type="conditions",
+        custom_error_message='must be a list of conditions or a group: {"all": [...]},'
+        ' {"any": [...]} or {"not": {...}}',
+    ),
+    Field(
+        description='A list of conditions that must all hold, or a group: `{"all": [...]}`,'
+        ' `{"any": [...]}` or `{"not": {...}}`, whose items are conditions or groups'
+        f" (at most {MAX_GROUP_DEPTH} groups deep, {MAX_CONDITIONS} conditions in all)."
+    ),
+]
+
+
+def condition_leaves(tree: Any) -> list[tuple[str, str, ConditionIn]]:
+    """The conditions of a tree (ConditionTree) in order, each with where it is for
+    messages ("conditions[2]", "conditions.any[1].all[0]") and its group path ("" in a flat
+    list, "any[1].all[0]")."""
+    if isinstance(tree, list):
+        return [(f"conditions[{index}]", "", leaf) for index, leaf in enumerate(tree)]
+    found: list[tuple[str, str, ConditionIn]] = []
+
+    def visit(node: Any, path: str) -> None:
+        prefix = f"{path}." if path else ""
+        if isinstance(node, NotIn):
+            visit(node.not_, f"{prefix}not")
+        elif isinstance(node, AllIn | AnyIn):
+            kind = "all" if isinstance(node, AllIn) else "any"
+            for index, child in enumerate(getattr(node, kind)):
+                visit(child, f"{prefix}{kind}[{index}]")
+        else:
+            found.append((f"conditions.{path}", path, node))
+
+    visit(tree, "")
+    return found
+
+
+def _too_deep(tree: Any) -> str | None:
+    """The path of the first group deeper than MAX_GROUP_DEPTH, if any."""
+
+    def visit(node: Any, path: str, depth: int) -> str | None:
+        if not isinstance(node, AllIn | AnyIn | NotIn):
+            return None
+        if depth > MAX_GROUP_DEPTH:
+            return path
+        if isinstance(node, NotIn):
+            return visit(node.not_, f"{path}.not", depth + 1)
+        kind = "all" if isinstance(node, AllIn) else "any"
+        for index, child in enumerate(getattr(node, kind)):
+            found = visit(child, f"{path}.{kind}[{index}]", depth + 1)
+            if found:
+                return found
+        return None
+
+    return None if isinstance(tree, list) else visit(tree, "conditions", 1)
+
+
 class ActionIn(_Strict):
     id: uuid.UUID | None = Field(
         default=None,
@@ -130,7 +251,7 @@ class TriggerIn(_Strict):
     is_stateful: bool = False
     cooldown_seconds: Annotated[int, Field(ge=0, le=366 * 86400)] = 0
     failure_threshold: Annotated[int, Field(ge=1, le=1000)] = 10
-    conditions: Annotated[list[ConditionIn], Field(max_length=50)] = Field(default_factory=list)
+    conditions: ConditionTree = Field(default_factory=list)
     actions: Annotated[list[ActionIn], Field(min_length=1, max_length=10)]
 
 
@@ -146,7 +267,7 @@ class TriggerPatch(_Strict):
     is_stateful: bool | None = None
     cooldown_seconds: Annotated[int, Field(ge=0, le=366 * 86400)] | None = None
     failure_threshold: Annotated[int, Field(ge=1, le=1000)] | None = None
-    conditions: Annotated[list[ConditionIn], Field(max_length=50)] | None = None
+    conditions: ConditionTree | None = None
     actions: Annotated[list[ActionIn], Field(min_length=1, max_length=10)] | None = None
 
 
@@ -157,6 +278,22 @@ class ConditionOut(BaseModel):
     operator: str
     value: str
     config: dict[str, Any]
+
+
+class AllOut(BaseModel):
+    all: list[ConditionNodeOut]
+
+
+class AnyOut(BaseModel):
+    any: list[ConditionNodeOut]
+
+
+class NotOut(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True)
+    not_: ConditionNodeOut = Field(alias="not")
+
+
+ConditionNodeOut = ConditionOut | AllOut | AnyOut | NotOut
 
 
 class ActionOut(BaseModel):
@@ -183,7 +320,9 @@ class TriggerOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     has_webhook_secret: bool
-    conditions: list[ConditionOut]
+    conditions: list[ConditionOut] | AllOut | AnyOut | NotOut = Field(
+        description="As given: a list of conditions that must all hold, or a tree of groups."
+    )
     actions: list[ActionOut]
 
 
@@ -249,7 +388,10 @@ class Firing(BaseModel):
 class BacktestOut(BaseModel):
     trigger_id: uuid.UUID
     events_checked: int
-    matched: int = Field(description="Events that met every condition that is not stateful.")
+    matched: int = Field(
+        description="Events the trigger saw: those that met its field conditions that must all"
+        " hold (a list's, or a top-level all's); its stateful conditions took them in."
+    )
     fired: list[Firing]
 
 
@@ -351,7 +493,64 @@ TEMPLATE_EXAMPLES: dict[str, dict[str, Any]] = {
         },
     },
 }
-TriggerBody = Annotated[TriggerIn, Body(openapi_examples={**TRIGGER_EXAMPLES, **TEMPLATE_EXAMPLES})]
+# Conditions as a tree of groups (docs/triggers.md#groups shows the same body).
+GROUP_EXAMPLES: dict[str, dict[str, Any]] = {
+    "grouped-conditions": {
+        "summary": "Conditions in all / any / not groups",
+        "description": "Agent 42's feedback with a low score or a refund tag, except from its"
+        " own test client.",
+        "value": {
+            "name": "Agent 42: low scores or refunds, not from our tester",
+            "chain_id": 84532,
+            "registry": "reputation",
+            "conditions": {
+                "all": [
+                    AGENT_42,
+                    {
+                        "condition_type": "event_type_equals",
+                        "field": "event_type",
+                        "operator": "=",
+                        "value": "NewFeedback",
+                    },
+                    {
+                        "any": [
+                            SCORE_BELOW_40,
+                            {
+                                "condition_type": "tag_equals",
+                                "field": "tag1",
+                                "operator": "=",
+                                "value": "refund",
+                            },
+                        ]
+                    },
+                    {
+                        "not": {
+                            "condition_type": "field",
+                            "field": "client_address",
+                            "operator": "IN",
+                            "value": '["0x5b38da6a701c568545dcfcb03fcb875f56beddc4"]',
+                        }
+                    },
+                ]
+            },
+            "actions": [
+                {
+                    "action_type": "telegram",
+                    "priority": 1,
+                    "config": {
+                        "chat_id": "123456789",
+                        "message_template": "Agent #{{agent_id}}: score {{score}}, tag"
+                        " {{tag1|default:none}}, from {{client_address|short}}",
+                    },
+                }
+            ],
+        },
+    },
+}
+TriggerBody = Annotated[
+    TriggerIn,
+    Body(openapi_examples={**TRIGGER_EXAMPLES, **TEMPLATE_EXAMPLES, **GROUP_EXAMPLES}),
+]
 
 
 @functools.cache
@@ -368,14 +567,22 @@ def check_trigger(trigger: TriggerIn, saved_lenses: dict[str, Any] | None = None
     condition or action and the problem. `saved_lenses` holds the definitions of the user's
     saved lenses that conditions name (saved_lenses_named), by name."""
     problems: list[dict[str, str]] = []
-    for index, condition in enumerate(trigger.conditions):
-        where = f"conditions[{index}]"
+    leaves = condition_leaves(trigger.conditions)
+    if len(leaves) > MAX_CONDITIONS:
+        problems.append({"field": "conditions",
+                         "message": f"at most {MAX_CONDITIONS} conditions in all"})  # fmt: skip
+    too_deep = _too_deep(trigger.conditions)
+    if too_deep:
+        problems.append({"field": too_deep,
+                         "message": f"groups nest at most {MAX_GROUP_DEPTH} deep"})  # fmt: skip
+    for position, (where, path, condition) in enumerate(leaves, start=1):
+        named = where if path else f"condition {position}"
         row = condition.model_dump()
         lens_name = condition.config.get("lens_name")
         if isinstance(lens_name, str):
             row["saved_lens"] = (saved_lenses or {}).get(lens_name)
         try:
-            parse_condition(index + 1, row)
+            parse_condition(position, row, path or None)
         except ConditionError as error:
             field = f"{where}.{error.field}" if error.field else where
             problems.append({"field": field, "message": str(error)})
@@ -384,13 +591,13 @@ def check_trigger(trigger: TriggerIn, saved_lenses: dict[str, Any] | None = None
         if registry is not None and trigger.registry != registry:
             problems.append({
                 "field": f"{where}.condition_type",
-                "message": f"condition {index + 1} ({condition.condition_type}) reads the"
+                "message": f"{named} ({condition.condition_type}) reads the"
                 f" {registry} registry's events: the trigger's registry must be {registry}",
             })  # fmt: skip
         if condition.condition_type in STATEFUL_CONDITION_TYPES and not trigger.is_stateful:
             problems.append({
                 "field": where,
-                "message": f"condition {index + 1} ({condition.condition_type}) keeps state:"
+                "message": f"{named} ({condition.condition_type}) keeps state:"
                 " set is_stateful to true",
             })  # fmt: skip
     for index, action in enumerate(trigger.actions):
@@ -434,7 +641,7 @@ async def saved_lenses_named(conn: Db, user_id: str, trigger: TriggerIn) -> dict
     """The definitions of the user's saved lenses that the trigger's conditions name."""
     names = [
         name
-        for condition in trigger.conditions
+        for _, _, condition in condition_leaves(trigger.conditions)
         if isinstance(name := condition.config.get("lens_name"), str)
     ]
     if not names:
@@ -454,8 +661,9 @@ async def _write_rules(conn: Db, box: SecretBox, trigger_id: uuid.UUID, trigger:
             QUERIES["insert_condition"],
             [
                 {"trigger_id": trigger_id, "position": position, **condition.model_dump(),
-                 "config": Jsonb(condition.config)}
-                for position, condition in enumerate(trigger.conditions)
+                 "config": Jsonb(condition.config), "group_path": path}
+                for position, (_, path, condition)
+                in enumerate(condition_leaves(trigger.conditions))
             ],
         )  # fmt: skip
     existing = {row["id"]: row["config"] for row in await (
@@ -515,8 +723,42 @@ async def _read_many(
             if action["action_type"] == "rest" else action
             for action in row["actions"]
         ]  # fmt: skip
+        row["conditions"] = _condition_tree(row["conditions"])
         found[row["id"]] = TriggerOut.model_validate(row)
     return [found[trigger_id] for trigger_id in trigger_ids if trigger_id in found]
+
+
+def _condition_tree(rows: list[dict[str, Any]]) -> Any:
+    """Stored conditions (in position order, with their group paths) as the API shows them:
+    the list or tree they were given as."""
+    entries = [(row.pop("group_path", ""), row) for row in rows]
+    try:
+        nested = nest_conditions(entries)
+    except ConditionError:
+        # Rows written by hand whose paths make no tree (the processor refuses the trigger):
+        # shown as a flat list rather than not at all.
+        return [row for _, row in entries]
+
+    def as_json(node: Any) -> Any:
+        if isinstance(node, tuple):
+            kind, inside = node
+            return {kind: [as_json(child) for child in inside] if kind != "not"
+                    else as_json(inside)}  # fmt: skip
+        return node
+
+    return nested if isinstance(nested, list) else as_json(nested)
+
+
+def _without_ids(tree: Any) -> Any:
+    """A tree as TriggerOut dumps it, without the conditions' ids: a TriggerIn's."""
+    if isinstance(tree, list):
+        return [_without_ids(item) for item in tree]
+    if "not" in tree:
+        return {"not": _without_ids(tree["not"])}
+    for kind in ("all", "any"):
+        if kind in tree:
+            return {kind: _without_ids(tree[kind])}
+    return {key: value for key, value in tree.items() if key != "id"}
 
 
 async def _read(conn: Db, box: SecretBox, trigger_id: uuid.UUID, user_id: str) -> TriggerOut:
@@ -615,7 +857,7 @@ async def update_trigger(
 
     def merged(current: TriggerOut) -> TriggerIn:
         base = current.model_dump(include=set(TriggerIn.model_fields))
-        base["conditions"] = [c.model_dump(exclude={"id"}) for c in current.conditions]
+        base["conditions"] = _without_ids(current.model_dump()["conditions"])
         base["actions"] = [a.model_dump() for a in current.actions]
         return TriggerIn.model_validate({**base, **changes})
 

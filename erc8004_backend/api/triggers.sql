@@ -25,10 +25,11 @@ FOR UPDATE
 DELETE FROM trigger_conditions WHERE trigger_id = %(trigger_id)s
 
 -- insert_condition --
+-- group_path: the condition's place in a tree of groups ('any[1].all[0]'); '' in a flat list.
 INSERT INTO trigger_conditions (trigger_id, position, condition_type, field, operator, value,
-                                config)
+                                config, group_path)
 VALUES (%(trigger_id)s, %(position)s, %(condition_type)s, %(field)s, %(operator)s, %(value)s,
-        %(config)s)
+        %(config)s, %(group_path)s)
 
 -- action_configs --
 -- The trigger's actions as stored: a replacement keeps the credentials their masks name.
@@ -58,7 +59,8 @@ SELECT t.id, t.name, t.description, t.chain_id, t.registry, t.enabled, t.is_stat
        t.webhook_secret IS NOT NULL AS has_webhook_secret,
        coalesce((SELECT jsonb_agg(jsonb_build_object(
                     'id', c.id, 'condition_type', c.condition_type, 'field', c.field,
-                    'operator', c.operator, 'value', c.value, 'config', c.config)
+                    'operator', c.operator, 'value', c.value, 'config', c.config,
+                    'group_path', c.group_path)
                     ORDER BY c.position)
                  FROM trigger_conditions c WHERE c.trigger_id = t.id), '[]') AS conditions,
        coalesce((SELECT jsonb_agg(jsonb_build_object(

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.triggers.fields import FIELDS, FieldKind
@@ -145,38 +145,198 @@ Condition = FieldCondition | StatefulCondition | SummaryCondition
 
 
 @dataclass(frozen=True)
+class AllGroup:
+    """Holds when every child holds."""
+
+    children: tuple[ConditionNode, ...]
+
+
+@dataclass(frozen=True)
+class AnyGroup:
+    """Holds when at least one child holds."""
+
+    children: tuple[ConditionNode, ...]
+
+
+@dataclass(frozen=True)
+class NotGroup:
+    """Holds when its child does not."""
+
+    child: ConditionNode
+
+
+ConditionNode = Condition | AllGroup | AnyGroup | NotGroup
+
+
+@dataclass(frozen=True)
 class ParsedConditions:
+    """A trigger's conditions: `tree` decides whether it fires. `fields` are the field
+    conditions of a top-level `all` (a flat list is one): the trigger sees only the events
+    that meet them (they choose its candidate events in the index, and only those events move
+    its state). `stateful` and `summaries` are those conditions wherever they are in the tree,
+    in position order."""
+
     fields: tuple[FieldCondition, ...] = ()
     stateful: tuple[StatefulCondition, ...] = field(default_factory=tuple)
     summaries: tuple[SummaryCondition, ...] = field(default_factory=tuple)
+    tree: ConditionNode | None = None  # None: the all of `fields`, `stateful`, `summaries`
+
+
+# -- groups ---------------------------------------------------------------------------------
+
+# Where a condition sits in a tree of groups, as the API's paths write it: "any[1].all[0]" is
+# the first child of the all that is the second child of the top-level any; "not" the child
+# of a not. Empty: a condition of a flat list (the all of its conditions).
+_GROUP_STEP = re.compile(r"(all|any)\[([0-9]{1,4})\]|(not)")
+GROUP_KINDS = ("all", "any", "not")
+
+Leaf = TypeVar("Leaf")
+
+
+def group_steps(group_path: str) -> list[tuple[str, int | None]] | None:
+    """("any", 1), ("all", 0) for "any[1].all[0]"; None when it is not such a path."""
+    steps: list[tuple[str, int | None]] = []
+    for part in group_path.split("."):
+        match = _GROUP_STEP.fullmatch(part)
+        if match is None:
+            return None
+        if match.group(3):
+            steps.append(("not", None))
+        else:
+            steps.append((match.group(1), int(match.group(2))))
+    return steps
+
+
+def group_path(steps: Sequence[tuple[str, int | None]]) -> str:
+    return ".".join(kind if index is None else f"{kind}[{index}]" for kind, index in steps)
+
+
+def nest_conditions(entries: Sequence[tuple[str, Leaf]]) -> list[Leaf] | tuple[str, Any]:
+    """Conditions in position order, each with its group path, as a tree: a list when none
+    has a path (a flat list), else ("all" | "any", [children]) or ("not", child) with the
+    leaves in their places. Raises ConditionError naming the first condition (1-based) whose
+    path is malformed or contradicts another's."""
+    if all(not path for path, _ in entries):
+        return [leaf for _, leaf in entries]
+    walks: list[tuple[int, list[tuple[str, int | None]], Leaf]] = []
+    for number, (path, leaf) in enumerate(entries, start=1):
+        steps = group_steps(path) if path else None
+        if steps is None:
+            shown = "a flat list's" if not path else repr(path)
+            raise ConditionError(f"condition {number}: group path {shown} does not fit the"
+                                 ' others; use paths like "any[1].all[0]" or "not"')  # fmt: skip
+        walks.append((number, steps, leaf))
+    return _nest(walks, [])
+
+
+def _nest(
+    walks: list[tuple[int, list[tuple[str, int | None]], Leaf]],
+    above: list[tuple[str, int | None]],
+) -> tuple[str, Any]:
+    """The group that `walks` (each: condition number, the steps left, the leaf) are in;
+    `above` the steps that led here, for messages."""
+    kinds = {steps[0][0] for _, steps, _ in walks}
+    if len(kinds) != 1:
+        number = walks[-1][0]
+        where = f" at {group_path(above)!r}" if above else ""
+        both = " and ".join(sorted(kinds))
+        raise ConditionError(f"condition {number}: its group path contradicts another's: one"
+                             f" group{where} cannot be both {both}")  # fmt: skip
+    kind = kinds.pop()
+    slots: dict[int | None, list[tuple[int, list[tuple[str, int | None]], Leaf]]] = {}
+    for number, steps, leaf in walks:
+        slots.setdefault(steps[0][1], []).append((number, steps[1:], leaf))
+    children: list[Any] = []
+    for index in sorted(slots, key=lambda i: -1 if i is None else i):
+        here = [*above, (kind, index)]
+        inside = slots[index]
+        if len(inside) == 1 and not inside[0][1]:
+            children.append(inside[0][2])
+        elif any(not steps for _, steps, _ in inside):
+            number = inside[-1][0]  # the second to claim the place
+            raise ConditionError(f"condition {number}: {group_path(here)!r} is given to more"
+                                 " than one condition or group")  # fmt: skip
+        else:
+            children.append(_nest(inside, here))
+    return (kind, children[0]) if kind == "not" else (kind, children)
+
+
+def walk_conditions(tree: list[Leaf] | tuple[str, Any]) -> list[tuple[str, Leaf]]:
+    """The leaves of a tree as nest_conditions gives it, in order, each with its group path
+    ("" for a flat list's): what nest_conditions takes back."""
+    if isinstance(tree, list):
+        return [("", leaf) for leaf in tree]
+    found: list[tuple[str, Leaf]] = []
+
+    def visit(node: Any, where: str) -> None:
+        if isinstance(node, tuple) and node and node[0] in GROUP_KINDS:
+            kind, inside = node
+            prefix = f"{where}." if where else ""
+            if kind == "not":
+                visit(inside, f"{prefix}not")
+            else:
+                for index, child in enumerate(inside):
+                    visit(child, f"{prefix}{kind}[{index}]")
+        else:
+            found.append((where, node))
+
+    visit(tree, "")
+    return found
+
+
+def evaluate_tree(node: ConditionNode, holds: Callable[[Condition], bool]) -> bool:
+    """Whether a tree holds, given whether each of its conditions does."""
+    if isinstance(node, AllGroup):
+        return all(evaluate_tree(child, holds) for child in node.children)
+    if isinstance(node, AnyGroup):
+        return any(evaluate_tree(child, holds) for child in node.children)
+    if isinstance(node, NotGroup):
+        return not evaluate_tree(node.child, holds)
+    return holds(node)
 
 
 # -- parsing --------------------------------------------------------------------------------
 
 
 def parse_conditions(rows: Sequence[Mapping[str, Any]]) -> ParsedConditions:
-    """Rows with keys condition_type, field, operator, value and optional config (a dict);
-    their order is their position. Raises ConditionError for the first problem."""
-    fields: list[FieldCondition] = []
-    stateful: list[StatefulCondition] = []
-    summaries: list[SummaryCondition] = []
-    for position, row in enumerate(rows, start=1):
-        parsed = parse_condition(position, row)
-        if isinstance(parsed, FieldCondition):
-            fields.append(parsed)
-        elif isinstance(parsed, ReputationThreshold | ValidationThreshold):
-            summaries.append(parsed)
-        else:
-            stateful.append(parsed)
-    return ParsedConditions(tuple(fields), tuple(stateful), tuple(summaries))
+    """Rows with keys condition_type, field, operator, value and optional config (a dict)
+    and group_path (where the condition is in a tree of groups; absent or empty: a flat
+    list); their order is their position. Raises ConditionError for the first problem."""
+    parsed = [
+        parse_condition(position, row, str(row.get("group_path") or "") or None)
+        for position, row in enumerate(rows, start=1)
+    ]
+    stateful = tuple(c for c in parsed if isinstance(c, EmaThreshold | RateLimit))
+    summaries = tuple(c for c in parsed if isinstance(c, ReputationThreshold | ValidationThreshold))
+    nested = nest_conditions([(str(row.get("group_path") or ""), condition)
+                              for row, condition in zip(rows, parsed, strict=True)])  # fmt: skip
+    if isinstance(nested, list):
+        fields = tuple(c for c in parsed if isinstance(c, FieldCondition))
+        return ParsedConditions(fields, stateful, summaries)
+    tree = _tree(nested)
+    top = tree.children if isinstance(tree, AllGroup) else ()
+    fields = tuple(c for c in top if isinstance(c, FieldCondition))
+    return ParsedConditions(fields, stateful, summaries, tree)
 
 
-def parse_condition(position: int, row: Mapping[str, Any]) -> Condition:
-    """One condition from its row. A reputation_threshold naming a saved lens
-    (config.lens_name) needs the lens's definition in `row["saved_lens"]` (None: the owner
-    has no lens by that name)."""
+def _tree(node: Any) -> ConditionNode:
+    if not (isinstance(node, tuple) and node and node[0] in GROUP_KINDS):
+        return node  # type: ignore[no-any-return]
+    kind, inside = node
+    if kind == "not":
+        return NotGroup(_tree(inside))
+    children = tuple(_tree(child) for child in inside)
+    return AllGroup(children) if kind == "all" else AnyGroup(children)
+
+
+def parse_condition(position: int, row: Mapping[str, Any], where: str | None = None) -> Condition:
+    """One condition from its row; `where`, when given, is its place in a tree of groups
+    ("any[1].all[0]"), which its messages name instead of its position. A
+    reputation_threshold naming a saved lens (config.lens_name) needs the lens's definition
+    in `row["saved_lens"]` (None: the owner has no lens by that name)."""
     condition_type = str(row.get("condition_type") or "")
-    label = f"condition {position} ({condition_type or 'no type'})"
+    named = f"conditions.{where}" if where else f"condition {position}"
+    label = f"{named} ({condition_type or 'no type'})"
 
     def problem(message: str, where: str | None = None) -> ConditionError:
         return ConditionError(f"{label}: {where + ': ' if where else ''}{message}", where)

@@ -1,7 +1,9 @@
 """Triggers compiled for evaluation, and the index from an event to its candidate triggers.
 
 A trigger watches one (chain, registry); its `event_type =` and `agent_id =` conditions, when
-it has them, narrow it further. The index files each trigger under
+it has them among the conditions that must all hold (a flat list, or the field conditions of a
+top-level `all` group: ParsedConditions.fields), narrow it further; those inside an `any` or a
+`not` cannot. The index files each trigger under
 (chain, registry, event type or None, agent id or None), so an event looks in at most four
 buckets instead of checking every trigger.
 """

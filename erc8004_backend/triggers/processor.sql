@@ -16,7 +16,7 @@ SELECT t.id, t.name, t.chain_id, t.registry, t.cooldown_seconds, t.fires_from,
        coalesce((SELECT jsonb_agg(jsonb_build_object(
                     'position', c.position, 'condition_type', c.condition_type,
                     'field', c.field, 'operator', c.operator, 'value', c.value,
-                    'config', c.config,
+                    'config', c.config, 'group_path', c.group_path,
                     'saved_lens', (SELECT l.definition FROM reputation_lenses l
                                    WHERE l.user_id = t.user_id
                                      AND l.name = c.config ->> 'lens_name')))

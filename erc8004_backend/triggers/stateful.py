@@ -18,11 +18,13 @@ from typing import Any
 
 from erc8004_backend.triggers.conditions import (
     EmaThreshold,
+    FieldCondition,
     ParsedConditions,
     RateLimit,
     ReputationThreshold,
     StatefulCondition,
     evaluate_field_condition,
+    evaluate_tree,
 )
 from erc8004_backend.triggers.crossings import SummaryChange, crossed
 from erc8004_backend.triggers.operators import compare
@@ -80,29 +82,36 @@ def evaluate_trigger(
 ) -> Evaluation:
     """Evaluate every condition of a trigger for one event.
 
-    Field conditions decide whether the event counts at all; only then do the stateful
-    conditions take it in (the EMA moves, the window counts it). The trigger fires when all
-    conditions hold; a rate_limit with reset_on_trigger then starts its window again.
+    The field conditions of the top-level `all` (`conditions.fields`; every field condition
+    of a flat list) decide whether the trigger sees the event at all; only then do the
+    stateful conditions take it in (the EMA moves, the window counts it), every one of them
+    wherever it is in the tree: a group that is decided without it (an `any` with a child
+    that holds) does not keep it from counting the event. Then the tree decides whether the
+    trigger fires (a flat list: when all conditions hold); a rate_limit with
+    reset_on_trigger then starts its window again.
     `states` maps a scope to its stored state; each condition keeps its own part of it,
     under its position. `summaries` maps a summary condition's position to the agent's
     summary before and after this event; a summary condition without one (an event that
-    cannot move its summary) does not hold.
+    cannot move its summary) does not hold, nor does an ema_threshold for an event without
+    its field (nothing to average).
     """
     if not all(evaluate_field_condition(c, fields) for c in conditions.fields):
         return Evaluation(matched=False, fired=False)
     new_states: dict[str, State] = {}
     computed: dict[str, Any] = {}
-    holds = True
+    # Whether each stateful and summary condition holds, by position: all of them are
+    # evaluated (and their state moved) before the tree is.
+    held: dict[int, bool] = {}
     for summary in conditions.summaries:
         change = (summaries or {}).get(summary.position)
         if change is None:
-            holds = False
+            held[summary.position] = False
             continue
         name = "reputation" if isinstance(summary, ReputationThreshold) else "validation"
         computed[f"{name}_before"] = change.before
         computed[f"{name}_after"] = change.after
         computed[f"{name}_count"] = change.count
-        holds &= crossed(change, summary.operator, summary.value)
+        held[summary.position] = crossed(change, summary.operator, summary.value)
     resets: list[tuple[str, RateLimit]] = []
     for condition in conditions.stateful:
         scope = scope_key(condition, fields)
@@ -113,21 +122,32 @@ def evaluate_trigger(
             previous = state.get(key, {}).get("ema")
             if value is None:
                 # Nothing to average (a revocation, a response): the average stays as it is
-                # and this event does not fire the trigger; only a new score can.
-                holds = False
+                # and the condition does not hold for this event; only a new score can.
+                held[condition.position] = False
                 continue
             ema = update_ema(previous, float(value), condition.alpha)
             state[key] = {"ema": ema, "n": state.get(key, {}).get("n", 0) + 1}
             computed["ema_score"] = round(ema, 6)
-            holds &= compare(Decimal(repr(ema)), condition.operator, condition.value)
+            held[condition.position] = compare(
+                Decimal(repr(ema)), condition.operator, condition.value
+            )
         else:
             times = update_window(list(state.get(key, {}).get("times", [])),
                                   block_time.timestamp(), condition.window_seconds)  # fmt: skip
             state[key] = {"times": times}
             computed["count"] = len(times)
-            holds &= compare(Decimal(len(times)), condition.operator, condition.value)
+            held[condition.position] = compare(
+                Decimal(len(times)), condition.operator, condition.value
+            )
             if condition.reset_on_trigger:
                 resets.append((scope, condition))
+    if conditions.tree is None:
+        holds = all(held.values())  # the field conditions held above
+    else:
+        holds = evaluate_tree(conditions.tree, lambda condition: (
+            evaluate_field_condition(condition, fields) if isinstance(condition, FieldCondition)
+            else held[condition.position]
+        ))  # fmt: skip
     if holds:
         for scope, condition in resets:
             new_states[scope][str(condition.position)] = {"times": []}

@@ -17,7 +17,11 @@ from erc8004_backend.api.errors import CODES
 from erc8004_backend.triggers.conditions import FIELD_CONDITION_TYPES, STATEFUL_CONDITION_TYPES
 from erc8004_backend.triggers.operators import OPERATORS
 from tests.api.conftest import ApiClient, api_settings, app_on, make_account
-from tests.triggers.test_examples_end_to_end import example_triggers, template_example
+from tests.triggers.test_examples_end_to_end import (
+    example_triggers,
+    group_example,
+    template_example,
+)
 
 UNUSED_DATABASE = "postgresql://127.0.0.1/unused"
 Document = dict[str, Any]
@@ -96,8 +100,8 @@ def test_the_trigger_examples_are_those_of_the_documentation(document: Document)
     (replace,) = [
         op for m, p, op in operations(document) if (m, p) == ("PUT", "/triggers/{trigger_id}")
     ]
-    # docs/triggers.md's seven examples, then its template example.
-    documented = [*example_triggers(), template_example()]
+    # docs/triggers.md's seven examples, then its template example and its example of groups.
+    documented = [*example_triggers(), template_example(), group_example()]
     assert list(body_examples(create).values()) == documented
     assert list(body_examples(replace).values()) == documented
     summaries = [e["summary"] for e in create["requestBody"]["content"]["application/json"]

@@ -170,6 +170,7 @@ def documented_summary_triggers() -> list[dict[str, Any]]:
     """The request bodies of docs/triggers.md's section on summary conditions."""
     text = (ROOT / "docs" / "triggers.md").read_text(encoding="utf-8")
     section = text.split("\n### Summary conditions\n", 1)[1].split("\n## ", 1)[0]
+    section = section.split("\n### ", 1)[0]  # up to the next section (Groups)
     return [json.loads(block.split("```", 1)[0]) for block in section.split("```json")[1:]]
 
 

@@ -73,6 +73,49 @@ summary_conditions = st.builds(
 )  # fmt: skip
 
 
+# -- groups -------------------------------------------------------------------------------------
+
+
+def group_nodes(children: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """An all, any or not group over `children`, as the API writes it."""
+    return st.one_of(
+        st.lists(children, min_size=1, max_size=3).map(lambda items: {"all": items}),
+        st.lists(children, min_size=1, max_size=3).map(lambda items: {"any": items}),
+        children.map(lambda child: {"not": child}),
+    )
+
+
+def condition_trees(leaves: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[Any]:
+    """A trigger's conditions as the API takes them: a flat list, or a group of nested
+    groups and conditions."""
+    return st.one_of(
+        st.lists(leaves, max_size=3),
+        group_nodes(st.recursive(leaves, group_nodes, max_leaves=6)),
+    )
+
+
+def tree_rows(tree: Any) -> list[dict[str, Any]]:
+    """The rows that store a tree: its conditions in order, each with the path of its place
+    (`group_path`, "any[1].all[0]"; none for a flat list's)."""
+    if isinstance(tree, list):
+        return [dict(row) for row in tree]
+    rows: list[dict[str, Any]] = []
+
+    def visit(node: dict[str, Any], path: str) -> None:
+        prefix = f"{path}." if path else ""
+        if "not" in node:
+            visit(node["not"], f"{prefix}not")
+        elif "all" in node or "any" in node:
+            kind = "all" if "all" in node else "any"
+            for index, child in enumerate(node[kind]):
+                visit(child, f"{prefix}{kind}[{index}]")
+        else:
+            rows.append({**node, "group_path": path})
+
+    visit(tree, "")
+    return rows
+
+
 @dataclass(frozen=True)
 class TriggerSpec:
     """A trigger as rows (its conditions as the API stores them) and its settings."""
@@ -99,17 +142,21 @@ class TriggerSpec:
 
 
 def trigger_specs(
-    *, summaries: bool = False, history: bool = True
+    *, summaries: bool = False, history: bool = True, groups: bool = False
 ) -> st.SearchStrategy[TriggerSpec]:
     """Triggers of up to two field conditions (each narrows what fires) and up to two
-    stateful ones (with `summaries`, summary conditions among them); with `history`, some fire
+    stateful ones (with `summaries`, summary conditions among them), or, with `groups`, as
+    often a tree of all, any and not groups over such conditions; with `history`, some fire
     only from a minute within the history."""
     kinds = [stateful_conditions, summary_conditions] if summaries else [stateful_conditions]
+    flat = st.builds(lambda fields, stateful: [*fields, *stateful],
+                     st.lists(field_conditions, max_size=2),
+                     st.lists(st.one_of(*kinds), max_size=2))  # fmt: skip
+    trees = condition_trees(st.one_of(field_conditions, *kinds)).map(tree_rows)
     return st.builds(
-        lambda fields, stateful, cooldown, start, actions: TriggerSpec(
-            [*fields, *stateful], cooldown, start, actions),
-        st.lists(field_conditions, max_size=2),
-        st.lists(st.one_of(*kinds), max_size=2),
+        lambda conditions, cooldown, start, actions: TriggerSpec(
+            conditions, cooldown, start, actions),
+        st.one_of(flat, trees) if groups else flat,
         st.sampled_from((0, 0, 120, 600)),
         st.one_of(st.none(), st.integers(0, 40)) if history else st.none(),
         st.integers(1, 2),

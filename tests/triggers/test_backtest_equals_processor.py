@@ -1,5 +1,6 @@
 """The backtest shows what the processor does: for random triggers (field, stateful and
-summary conditions, cooldowns, starts within the history) over random reputation histories
+summary conditions, flat or in trees of all / any / not groups, cooldowns, starts within the
+history) over random reputation histories
 in PostgreSQL, processed in batches of random sizes with the read model ahead of it, the
 processor queues one job per action of exactly the firings the backtest lists, and leaves the
 state the backtest reaches."""
@@ -47,9 +48,9 @@ async def add_trigger(conn: psycopg.AsyncConnection, chain_id: int, spec: Trigge
     for position, row in enumerate(spec.conditions):
         await conn.execute(
             "INSERT INTO trigger_conditions (trigger_id, position, condition_type, field,"
-            " operator, value, config) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            " operator, value, config, group_path) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             [trigger_id, position, row["condition_type"], row["field"], row["operator"],
-             row["value"], json.dumps(row["config"])],
+             row["value"], json.dumps(row["config"]), row.get("group_path", "")],
         )  # fmt: skip
     for position in range(spec.actions):
         await conn.execute(
@@ -106,6 +107,8 @@ async def check(
                 f"a summary condition fired: {bool(jobs) and 'reputation_threshold' in kinds}"
             )
             hypothesis_event(f"a stateful condition fired: {bool(jobs) and bool(kinds & STATEFUL)}")
+            grouped = any(row.get("group_path") for row in spec.conditions)
+            hypothesis_event(f"a trigger with groups fired: {bool(jobs) and grouped}")
             per_event = Counter((block, log_index) for block, log_index, *_ in jobs)
             assert set(per_event.values()) <= {spec.actions}, "one job per action, never two"
             queued = [(block, log_index, {k: v for k, v in computed.items()
@@ -141,7 +144,7 @@ async def check(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    st.lists(trigger_specs(summaries=True), min_size=1, max_size=4),
+    st.lists(trigger_specs(summaries=True, groups=True), min_size=1, max_size=4),
     histories(min_size=10, max_size=40),
     st.lists(st.integers(1, 12), min_size=1, max_size=5),
 )

@@ -15,7 +15,7 @@ from typing import Any, LiteralString
 import psycopg
 import pytest
 
-from erc8004_backend.api.triggers import TEMPLATE_EXAMPLES, TRIGGER_EXAMPLES
+from erc8004_backend.api.triggers import GROUP_EXAMPLES, TEMPLATE_EXAMPLES, TRIGGER_EXAMPLES
 from erc8004_backend.triggers.processor import Processor, load_trigger_index, process_batch
 from tests.conftest import ROOT
 
@@ -42,6 +42,17 @@ def template_example() -> dict[str, Any]:
     section = text.split("\n## Templates\n", 1)[1].split("\n## ", 1)[0]
     block = section.split("```json", 1)[1].split("```", 1)[0]
     assert json.loads(block) == body, "docs/triggers.md's template example differs"
+    return body
+
+
+def group_example() -> dict[str, Any]:
+    """The body of docs/triggers.md's example of groups (all / any / not), as the API's
+    schema shows it beside the seven."""
+    body: dict[str, Any] = copy.deepcopy(GROUP_EXAMPLES["grouped-conditions"]["value"])
+    text = EXAMPLES_DOCUMENT.read_text(encoding="utf-8")
+    section = text.split("\n### Groups\n", 1)[1].split("\n### ", 1)[0]
+    block = section.split("```json", 1)[1].split("```", 1)[0]
+    assert json.loads(block) == body, "docs/triggers.md's example of groups differs"
     return body
 
 

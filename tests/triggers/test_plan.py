@@ -52,7 +52,7 @@ def firings(plan: Plan) -> list[tuple[str, int, dict[str, Any]]]:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    st.lists(trigger_specs(), min_size=1, max_size=4),
+    st.lists(trigger_specs(groups=True), min_size=1, max_size=4),
     histories(),
     st.lists(st.integers(1, 8), min_size=1, max_size=40),
 )
