@@ -51,8 +51,9 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], tuple[str, str, str]]] = {
                            _rate(d["events_per_second"]), "30,000/s"),
     "triggers": lambda d: (f"{d['triggers']:,} triggers over {d['events']:,} events",
                            f"in memory {_rate(d['in_memory']['events_per_second'])}, "
-                           f"processor {_rate(d['processor']['events_per_second'])}",
-                           "100,000 checks/s"),
+                           f"processor {_rate(d['processor']['events_per_second'])} live, "
+                           f"{_rate(d['processor_history']['events_per_second'])} history",
+                           "processor 25,000/s live, 60,000/s history"),
     "delivery": lambda d: (f"deliveries; latency at {d['latency']['rate']:,.0f} events/s",
                            f"{_rate(d['throughput']['deliveries_per_second'])}; p50 "
                            f"{d['latency']['p50_ms']} ms, p99 {d['latency']['p99_ms']} ms",

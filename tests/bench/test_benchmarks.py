@@ -64,6 +64,10 @@ def test_triggers_benchmark(admin_url: str, tmp_path: Path) -> None:
     assert isinstance(processor, dict)
     assert processor["events"] == 500
     assert processor["jobs"] == memory["fired"]  # the loop and the pure core agree
+    history = result["processor_history"]
+    assert isinstance(history, dict)
+    assert history["events"] == 500
+    assert history["jobs"] == 0  # every event older than the triggers: nothing fires
 
 
 @pytest.mark.timeout(300)
