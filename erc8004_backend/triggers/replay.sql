@@ -92,3 +92,14 @@ SELECT event_id, count(*) AS jobs
 FROM action_jobs
 WHERE trigger_id = %(trigger_id)s AND event_id = ANY (%(event_ids)s::bigint[]) AND NOT retraction
 GROUP BY event_id
+
+-- request_replay --
+-- A replay of any trigger (the operator's command line; the API's is the owner's), and the
+-- processor woken to take it up.
+WITH inserted AS (
+    INSERT INTO trigger_replays (trigger_id, chain_id, from_block, from_time)
+    SELECT id, chain_id, %(from_block)s, %(from_time)s FROM triggers WHERE id = %(trigger_id)s
+    RETURNING id, trigger_id
+)
+SELECT id, pg_notify('trigger_changed', trigger_id::text) IS NOT NULL AS notified
+FROM inserted
