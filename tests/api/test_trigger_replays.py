@@ -4,6 +4,7 @@ start; another user's trigger is a 404; the backtest shows what a replay would c
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from erc8004_backend.triggers.processor import Processor
 from tests.api.conftest import Account, ApiClient
 from tests.api.test_triggers import SIMPLE
+from tests.conftest import ROOT
 
 CHAIN = 84532
 
@@ -166,3 +168,12 @@ async def test_the_backtest_shows_what_a_replay_would_cover(
     for body in ({"replay": True}, {"replay": True, "from_block": 1, "to_block": 3}):
         refused = await api.post(f"/triggers/{trigger}/test", json=body, headers=alice.headers)
         assert refused.status_code == 422, refused.text
+
+
+async def test_the_documented_replay_example_is_accepted(api: ApiClient, alice: Account) -> None:
+    text = (ROOT / "docs" / "triggers.md").read_text(encoding="utf-8")
+    section = text.split("\n### History on purpose: replays\n", 1)[1].split("\n## ", 1)[0]
+    body = json.loads(section.split("```json", 1)[1].split("```", 1)[0])
+    created = await api.post("/triggers", json=body, headers=alice.headers)
+    assert created.status_code == 201, created.text
+    assert created.json()["replay"]["from_block"] == 24_000_000
