@@ -940,6 +940,40 @@ CREATE TABLE public.trigger_conditions (
     CONSTRAINT trigger_conditions_operator_check CHECK ((operator = ANY (ARRAY['='::text, '!='::text, '<'::text, '<='::text, '>'::text, '>='::text, 'IN'::text, 'NOT IN'::text, 'CONTAINS'::text, 'STARTS_WITH'::text, 'IS NULL'::text, 'IS NOT NULL'::text])))
 );
 
+CREATE TABLE public.trigger_replays (
+    id bigint NOT NULL,
+    trigger_id uuid NOT NULL,
+    chain_id bigint NOT NULL,
+    from_block bigint,
+    from_time timestamp with time zone,
+    end_block bigint,
+    end_log_index integer,
+    cursor_block bigint DEFAULT '-1'::integer NOT NULL,
+    cursor_log_index integer DEFAULT '-1'::integer NOT NULL,
+    state jsonb DEFAULT '{}'::jsonb NOT NULL,
+    last_fired_at timestamp with time zone,
+    status text DEFAULT 'pending'::text NOT NULL,
+    error text,
+    events bigint DEFAULT 0 NOT NULL,
+    firings bigint DEFAULT 0 NOT NULL,
+    jobs bigint DEFAULT 0 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT trigger_replays_check CHECK (((from_block IS NULL) <> (from_time IS NULL))),
+    CONSTRAINT trigger_replays_check1 CHECK (((end_block IS NULL) = (end_log_index IS NULL))),
+    CONSTRAINT trigger_replays_from_block_check CHECK ((from_block >= 0)),
+    CONSTRAINT trigger_replays_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'done'::text, 'cancelled'::text])))
+);
+
+ALTER TABLE public.trigger_replays ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.trigger_replays_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.trigger_state (
     trigger_id uuid NOT NULL,
     scope text DEFAULT ''::text NOT NULL,
@@ -1128,6 +1162,9 @@ ALTER TABLE ONLY public.trigger_actions
 ALTER TABLE ONLY public.trigger_conditions
     ADD CONSTRAINT trigger_conditions_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.trigger_replays
+    ADD CONSTRAINT trigger_replays_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.trigger_state
     ADD CONSTRAINT trigger_state_pkey PRIMARY KEY (trigger_id, scope);
 
@@ -1222,6 +1259,10 @@ CREATE INDEX mcp_token_challenges_expiry_idx ON public.mcp_token_challenges USIN
 CREATE INDEX trigger_actions_trigger_id_idx ON public.trigger_actions USING btree (trigger_id, "position");
 
 CREATE INDEX trigger_conditions_trigger_id_idx ON public.trigger_conditions USING btree (trigger_id, "position");
+
+CREATE INDEX trigger_replays_open_idx ON public.trigger_replays USING btree (chain_id, id) WHERE (status = ANY (ARRAY['pending'::text, 'running'::text]));
+
+CREATE INDEX trigger_replays_trigger_idx ON public.trigger_replays USING btree (trigger_id, id);
 
 CREATE INDEX trigger_state_undo_batch_idx ON public.trigger_state_undo USING btree (chain_id, batch_last_block);
 
@@ -1342,6 +1383,9 @@ ALTER TABLE ONLY public.trigger_actions
 
 ALTER TABLE ONLY public.trigger_conditions
     ADD CONSTRAINT trigger_conditions_trigger_id_fkey FOREIGN KEY (trigger_id) REFERENCES public.triggers(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.trigger_replays
+    ADD CONSTRAINT trigger_replays_trigger_id_fkey FOREIGN KEY (trigger_id) REFERENCES public.triggers(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.trigger_state
     ADD CONSTRAINT trigger_state_trigger_id_fkey FOREIGN KEY (trigger_id) REFERENCES public.triggers(id) ON DELETE CASCADE;

@@ -11,7 +11,7 @@ from datetime import datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Response, status
+from fastapi import APIRouter, Body, Path, Query, Response, status
 from psycopg.types.json import Jsonb
 from pydantic import (
     AfterValidator,
@@ -326,11 +326,62 @@ class TriggerOut(BaseModel):
     actions: list[ActionOut]
 
 
+class ReplayFrom(_Strict):
+    """Where a replay starts: a block, or a block time (exactly one of them)."""
+
+    from_block: Annotated[int, Field(ge=0, lt=2**63)] | None = None
+    from_time: IsoTime | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ReplayFrom:
+        if (self.from_block is None) == (self.from_time is None):
+            raise ValueError("give exactly one of from_block and from_time")
+        return self
+
+
+class TriggerNew(TriggerIn):
+    replay_from: ReplayFrom | None = Field(
+        default=None,
+        description="History on purpose: also queue the trigger's jobs for the stored events"
+        " from this block or time on (a replay; see POST /triggers/{id}/replays).",
+    )
+
+
+class ReplayOut(BaseModel):
+    id: int
+    from_block: int | None
+    from_time: datetime | None
+    end_block: int | None = Field(
+        description="The last event it covers (with end_log_index): the chain's processing"
+        " cursor when the processor took it up; null while pending. Later events are the"
+        " live processor's."
+    )
+    end_log_index: int | None
+    cursor_block: int = Field(description="Its progress: the last event it evaluated (-1: none).")
+    cursor_log_index: int
+    status: Literal["pending", "running", "done", "cancelled"] = Field(
+        description="pending (waits for the processor, or for its trigger to be on), running,"
+        " done or cancelled."
+    )
+    error: str | None = Field(description="Why the processor cancelled it.")
+    events: int = Field(description="Events it evaluated so far.")
+    firings: int
+    jobs: int = Field(
+        description="Jobs it queued: one per action of each firing whose event had none yet."
+    )
+    created_at: datetime
+    finished_at: datetime | None
+
+
 class TriggerCreated(TriggerOut):
     webhook_secret: str | None = Field(
         description="Signs this trigger's webhooks (see the README): shown this once. Present"
         " when the trigger has a REST action."
     )
+
+
+class TriggerNewOut(TriggerCreated):
+    replay: ReplayOut | None = Field(description="The replay `replay_from` asked for.")
 
 
 class TriggerPage(BaseModel):
@@ -348,9 +399,19 @@ class BacktestIn(_Strict):
     from_time: IsoTime | None = None
     to_time: IsoTime | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_EVENTS)] = 100_000
+    replay: bool = Field(
+        default=False,
+        description="What a replay from from_block or from_time (exactly one; no to_block or"
+        " to_time) requested now would cover: the events up to the processing cursor, and"
+        " for each firing the jobs it would queue (new_jobs).",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> BacktestIn:
+        if self.replay and (self.to_block is not None or self.to_time is not None):
+            raise ValueError("a replay ends where the processor is: give no to_block or to_time")
+        if self.replay and (self.from_block is None) == (self.from_time is None):
+            raise ValueError("a replay starts from a block or a time: give one of them")
         if (self.from_block, self.to_block) != (None, None) and (
             (self.from_block or 0) > (self.to_block if self.to_block is not None else 2**63)
         ):
@@ -383,11 +444,25 @@ class Firing(BaseModel):
         " explorers of the shipped chains); MCP calls and webhooks without a body_template"
         " have none."
     )
+    new_jobs: int | None = Field(
+        default=None,
+        description="With replay: the jobs a replay would queue for it (its actions that have"
+        " no job for the event yet; 0: delivered already).",
+    )
+
+
+class Position(BaseModel):
+    block_number: int
+    log_index: int
 
 
 class BacktestOut(BaseModel):
     trigger_id: uuid.UUID
     events_checked: int
+    replay_end: Position | None = Field(
+        default=None,
+        description="With replay: the last event a replay requested now would cover.",
+    )
     matched: int = Field(
         description="Events the trigger saw: those that met its field conditions that must all"
         " hold (a list's, or a top-level all's); its stateful conditions took them in."
@@ -551,6 +626,15 @@ TriggerBody = Annotated[
     TriggerIn,
     Body(openapi_examples={**TRIGGER_EXAMPLES, **TEMPLATE_EXAMPLES, **GROUP_EXAMPLES}),
 ]
+REPLAY_EXAMPLES = {
+    "block": {"summary": "From a block", "value": {"from_block": 24_000_000}},
+    "time": {"summary": "From a time", "value": {"from_time": "2026-03-02T00:00:00Z"}},
+}
+# The same examples as for PUT (the documentation's); `replay_from` has its own (README).
+NewTriggerBody = Annotated[
+    TriggerNew,
+    Body(openapi_examples={**TRIGGER_EXAMPLES, **TEMPLATE_EXAMPLES, **GROUP_EXAMPLES}),
+]
 
 
 @functools.cache
@@ -696,7 +780,31 @@ async def _write_rules(conn: Db, box: SecretBox, trigger_id: uuid.UUID, trigger:
 
 
 def _settings(trigger: TriggerIn) -> dict[str, Any]:
-    return trigger.model_dump(exclude={"conditions", "actions"})
+    return trigger.model_dump(exclude={"conditions", "actions", "replay_from"})
+
+
+async def _request_replay(
+    conn: Db, trigger_id: uuid.UUID, user_id: str, start: ReplayFrom
+) -> ReplayOut:
+    """A replay of the user's trigger (404 if it is not theirs), as stored."""
+    inserted = await (await conn.execute(
+        QUERIES["insert_replay"],
+        {"trigger_id": trigger_id, "user_id": user_id, "from_block": start.from_block,
+         "from_time": start.from_time},
+    )).fetchone()  # fmt: skip
+    if inserted is None:
+        raise not_found("trigger")
+    return (await _replays(conn, trigger_id, user_id, inserted["id"]))[0]
+
+
+async def _replays(
+    conn: Db, trigger_id: uuid.UUID, user_id: str, replay_id: int | None = None
+) -> list[ReplayOut]:
+    cursor = await conn.execute(
+        QUERIES["list_replays"],
+        {"trigger_id": trigger_id, "user_id": user_id, "replay_id": replay_id},
+    )
+    return [ReplayOut.model_validate(row) for row in await cursor.fetchall()]
 
 
 async def _secret_if_needed(
@@ -777,10 +885,13 @@ def _rendered(model: BaseModel, status_code: int = status.HTTP_200_OK) -> Respon
     return Response(model.model_dump_json(), status_code, media_type="application/json")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=TriggerCreated)
-async def create_trigger(body: TriggerBody, user: CurrentUser, conn: Db, state: State) -> Response:
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TriggerNewOut)
+async def create_trigger(
+    body: NewTriggerBody, user: CurrentUser, conn: Db, state: State
+) -> Response:
     """Create a trigger with its conditions and actions (all or nothing). A trigger with a
-    REST action gets a webhook secret, shown in this response only."""
+    REST action gets a webhook secret, shown in this response only. With `replay_from`, a
+    replay of its history from that block or time is requested too (see `replay`)."""
     check_trigger(body, await saved_lenses_named(conn, user.id, body))
     async with conn.transaction():
         cursor = await conn.execute(
@@ -791,9 +902,12 @@ async def create_trigger(body: TriggerBody, user: CurrentUser, conn: Db, state: 
         trigger_id = row["id"]
         await _write_rules(conn, state.secret_box, trigger_id, body)
         secret = await _secret_if_needed(conn, state, trigger_id, body, has_secret=False)
+        replay = None
+        if body.replay_from is not None:
+            replay = await _request_replay(conn, trigger_id, user.id, body.replay_from)
         created = await _read(conn, state.secret_box, trigger_id, user.id)
         return _rendered(
-            TriggerCreated(**created.model_dump(), webhook_secret=secret),
+            TriggerNewOut(**created.model_dump(), webhook_secret=secret, replay=replay),
             status.HTTP_201_CREATED,
         )
 
@@ -969,10 +1083,12 @@ async def test_trigger(
     result = await backtest(conn, str(trigger_id), from_block=body.from_block,
                             to_block=body.to_block, from_time=body.from_time,
                             to_time=body.to_time, limit=body.limit,
-                            explorers=shipped_explorers())  # fmt: skip
+                            explorers=shipped_explorers(), replay=body.replay)  # fmt: skip
+    end = result.replay_end
     return BacktestOut(
         trigger_id=trigger_id,
         events_checked=result.events_checked,
+        replay_end=Position(block_number=end[0], log_index=end[1]) if end else None,
         matched=result.matched,
         fired=[
             Firing(event_id=f.event_id, block_number=f.block_number, log_index=f.log_index,
@@ -982,7 +1098,59 @@ async def test_trigger(
                    messages=[MessagePreview(action_id=uuid.UUID(m.action_id),
                                             action_type=m.action_type, priority=m.priority,
                                             text=m.text, body=m.body)
-                             for m in f.messages])
+                             for m in f.messages],
+                   new_jobs=f.new_jobs)
             for f in result.fired
         ],
     )  # fmt: skip
+
+
+@router.post(
+    "/{trigger_id}/replays",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(404, descriptions={404: "No such trigger of yours."}),
+)
+async def replay_trigger(
+    trigger_id: uuid.UUID,
+    body: Annotated[ReplayFrom, Body(openapi_examples=REPLAY_EXAMPLES)],
+    user: CurrentUser,
+    conn: Db,
+) -> ReplayOut:
+    """Ask for the trigger's history on purpose: its jobs for the stored events from a block
+    or a time up to where the processor is when it takes the replay up, through the same
+    exactly-once jobs as live ones (an event that has its job already gets none). A replay of
+    a trigger that is off waits until it is on. `POST /triggers/{id}/test` with `replay`
+    shows what it would cover."""
+    async with conn.transaction():
+        return await _request_replay(conn, trigger_id, user.id, body)
+
+
+@router.get("/{trigger_id}/replays", responses=NOT_FOUND)
+async def list_replays(
+    trigger_id: uuid.UUID, user: CurrentUser, conn: Db, state: State
+) -> list[ReplayOut]:
+    """The trigger's replays with their progress, newest first (the last 100)."""
+    await _read(conn, state.secret_box, trigger_id, user.id)  # 404 unless it is the user's
+    return await _replays(conn, trigger_id, user.id)
+
+
+@router.post(
+    "/{trigger_id}/replays/{replay_id}/cancel",
+    responses=error_responses(404, descriptions={404: "No such replay of yours."}),
+)
+async def cancel_replay(
+    trigger_id: uuid.UUID,
+    replay_id: Annotated[int, Path(ge=1, lt=2**63)],
+    user: CurrentUser,
+    conn: Db,
+) -> ReplayOut:
+    """Stop a pending or running replay (the jobs it queued stay); one that has finished is
+    left as it is."""
+    async with conn.transaction():
+        await conn.execute(QUERIES["cancel_replay"],
+                           {"trigger_id": trigger_id, "replay_id": replay_id,
+                            "user_id": user.id})  # fmt: skip
+        replays = await _replays(conn, trigger_id, user.id, replay_id)
+    if not replays:
+        raise not_found("replay")
+    return replays[0]

@@ -115,3 +115,38 @@ SELECT id, pg_notify('trigger_changed', id::text) IS NOT NULL AS notified FROM u
 SELECT name, definition
 FROM reputation_lenses
 WHERE user_id = %(user_id)s AND name = ANY (%(names)s::text[])
+
+-- insert_replay --
+-- A replay of the user's trigger from a block or a time (no row: not theirs). The processor
+-- is woken to take it up.
+WITH inserted AS (
+    INSERT INTO trigger_replays (trigger_id, chain_id, from_block, from_time)
+    SELECT id, chain_id, %(from_block)s, %(from_time)s
+    FROM triggers
+    WHERE id = %(trigger_id)s AND user_id = %(user_id)s
+    RETURNING id, trigger_id
+)
+SELECT id, pg_notify('trigger_changed', trigger_id::text) IS NOT NULL AS notified
+FROM inserted
+
+-- list_replays --
+-- The replays of the user's trigger, newest first (the given one alone, if an id is given).
+SELECT r.id, r.from_block, r.from_time, r.end_block, r.end_log_index, r.cursor_block,
+       r.cursor_log_index, r.status, r.error, r.events, r.firings, r.jobs, r.created_at,
+       r.finished_at
+FROM trigger_replays r
+JOIN triggers t ON t.id = r.trigger_id
+WHERE r.trigger_id = %(trigger_id)s AND t.user_id = %(user_id)s
+  AND (%(replay_id)s::bigint IS NULL OR r.id = %(replay_id)s)
+ORDER BY r.id DESC
+LIMIT 100
+
+-- cancel_replay --
+-- A pending or running replay of the user's trigger stops; waits for a batch in progress
+-- (the processor locks the row for each batch). One that has finished stays as it is.
+UPDATE trigger_replays r
+SET status = 'cancelled', finished_at = now()
+FROM triggers t
+WHERE r.id = %(replay_id)s AND r.trigger_id = %(trigger_id)s
+  AND t.id = r.trigger_id AND t.user_id = %(user_id)s
+  AND r.status IN ('pending', 'running')

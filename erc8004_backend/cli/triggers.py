@@ -25,6 +25,7 @@ from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.triggers.backtest import BacktestResult, backtest
 from erc8004_backend.triggers.fields import format_value
 from erc8004_backend.triggers.processor import BATCH_SIZE, run_processor
+from erc8004_backend.triggers.replay import QUERIES as REPLAY_QUERIES
 
 triggers_app = typer.Typer(help="Inspect and test triggers.", no_args_is_help=True)
 # Tables stay readable when the output goes to a file or a pipe (rich assumes 80 columns).
@@ -80,6 +81,15 @@ def backtest_trigger(
             metavar="N", help="Firings (and states) shown, the first ones; 0: all.", min=0
         ),
     ] = 20,
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay",
+            help="What a replay from --from-block or --from-time requested now would cover:"
+            " the events up to the processor's cursor, and the jobs each firing would queue"
+            " (its actions without a job for the event yet).",
+        ),
+    ] = False,
     chains_file: ChainsFiles = None,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -90,23 +100,32 @@ def backtest_trigger(
     explorers = explorer_urls(known_chains(chains_file).values())
     with database(database_url) as url:
         result = asyncio.run(
-            _backtest(url, trigger_id, from_block, to_block, from_time, to_time, explorers)
-        )
+            _backtest(url, trigger_id, from_block, to_block, from_time, to_time, explorers,
+                      replay)
+        )  # fmt: skip
     fired, checked = len(result.fired), _count(result.events_checked, "event")
     table = Table(
         title=f"{result.trigger_name}: {_count(fired, 'firing')} in {checked}"
         f" ({result.matched:,} matched)"
     )
-    for column in ("block", "log", "time", "event", "agent", "score", "computed"):
+    columns = ["block", "log", "time", "event", "agent", "score", "computed"]
+    for column in columns + (["new jobs"] if replay else []):
         table.add_column(column)
     shown = result.fired[:limit] if limit else result.fired
     for firing in shown:
         computed = ", ".join(f"{k}={format_value(v)}" for k, v in firing.computed.items())
-        table.add_row(str(firing.block_number), str(firing.log_index),
-                      firing.block_time.isoformat(), firing.event_type,
-                      format_value(firing.agent_id), format_value(firing.score),
-                      computed)  # fmt: skip
+        cells = [str(firing.block_number), str(firing.log_index), firing.block_time.isoformat(),
+                 firing.event_type, format_value(firing.agent_id), format_value(firing.score),
+                 computed]  # fmt: skip
+        if replay:
+            cells.append(str(firing.new_jobs))
+        table.add_row(*cells)
     console.print(table)
+    if result.replay_end is not None:
+        new_jobs = sum(firing.new_jobs or 0 for firing in result.fired)
+        end_block, end_log = result.replay_end
+        console.print(f"a replay would cover up to block {end_block} log {end_log} and queue"
+                      f" {_count(new_jobs, 'job')}", highlight=False, soft_wrap=True)  # fmt: skip
     for firing in shown:  # what each firing's actions would have sent
         for message in firing.messages:
             sent = orjson.dumps(message.body).decode() if message.text is None else message.text
@@ -125,6 +144,46 @@ def backtest_trigger(
     if limit and len(states) > limit:
         console.print(f"… {len(states) - limit:,} more states (--limit 0 shows all)",
                       highlight=False, soft_wrap=True)  # fmt: skip
+
+
+@triggers_app.command("replay")
+def replay_trigger(
+    trigger_id: TriggerId,
+    from_block: Annotated[
+        int | None, typer.Option(metavar="BLOCK", help="First block of the history.", min=0)
+    ] = None,
+    from_time: Annotated[
+        datetime | None,
+        typer.Option(metavar="TIME", help="Earliest block time of the history (ISO 8601)."),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Ask for a trigger's history on purpose: the processor queues its jobs for the stored
+    events from --from-block or --from-time (exactly one) up to where it is when it takes the
+    replay up; an event that has its job already gets none. `triggers test --replay` shows
+    what it would cover."""
+    if (from_block is None) == (from_time is None):
+        raise Erc8004Error("give exactly one of --from-block and --from-time")
+    with database(database_url) as url:
+        replay_id = asyncio.run(_request_replay(url, trigger_id, from_block, from_time))
+    console.print(f"replay {replay_id} requested; the processor takes it up", highlight=False)
+
+
+async def _request_replay(
+    url: str, trigger_id: str, from_block: int | None, from_time: datetime | None
+) -> int:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        try:
+            cursor = await conn.execute(
+                REPLAY_QUERIES["request_replay"],
+                {"trigger_id": trigger_id, "from_block": from_block, "from_time": from_time},
+            )
+        except psycopg.errors.InvalidTextRepresentation:
+            raise Erc8004Error(f"{trigger_id!r} is not a trigger id (a UUID)") from None
+        row = await cursor.fetchone()
+    if row is None:
+        raise Erc8004Error(f"no trigger {trigger_id}")
+    return int(row[0])
 
 
 def _count(number: int, noun: str) -> str:
@@ -161,8 +220,9 @@ async def _backtest(
     from_time: datetime | None,
     to_time: datetime | None,
     explorers: dict[int, str],
+    replay: bool = False,
 ) -> BacktestResult:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         return await backtest(conn, trigger_id, from_block=from_block, to_block=to_block,
                               from_time=from_time, to_time=to_time,
-                              explorers=explorers)  # fmt: skip
+                              explorers=explorers, replay=replay)  # fmt: skip

@@ -18,6 +18,7 @@ from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.triggers.index import TriggerIndex, compile_trigger
 from erc8004_backend.triggers.plan import Clock, batch_needs, plan_batch
 from erc8004_backend.triggers.processor import QUERIES, job_payload
+from erc8004_backend.triggers.replay import QUERIES as REPLAY_QUERIES
 from erc8004_backend.triggers.stateful import State
 from erc8004_backend.triggers.summary_reads import summary_changes
 
@@ -42,6 +43,8 @@ class Firing:
     score: Any = None  # the event's score (feedback), shown beside the firing
     # What its actions would have sent: Telegram messages, webhook bodies.
     messages: list[ActionPreview] = field(default_factory=list)
+    # As a replay: the jobs it would queue (its actions that have none for the event yet).
+    new_jobs: int | None = None
 
 
 @dataclass
@@ -53,6 +56,8 @@ class BacktestResult:
     blocks: tuple[int, int] | None = None  # first and last block of the events checked
     fired: list[Firing] = field(default_factory=list)
     states: dict[str, State] = field(default_factory=dict)  # scope -> state reached
+    # As a replay: where one requested now would end (the chain's processing cursor).
+    replay_end: tuple[int, int] | None = None
 
 
 async def backtest(
@@ -65,15 +70,24 @@ async def backtest(
     to_time: datetime | None = None,
     limit: int = MAX_EVENTS,
     explorers: Mapping[int, str] | None = None,
+    replay: bool = False,
 ) -> BacktestResult:
     """Evaluate the trigger over its chain's stored events in the range, from empty state,
     honouring its cooldown, with the processor's plan_batch, and render what each firing's
     actions would send (links to the block explorer of its chain in `explorers`, chain id ->
-    URL); nothing is written (the transaction is read-only) or sent."""
+    URL); nothing is written (the transaction is read-only) or sent.
+
+    With `replay`, the events a replay from `from_block` or `from_time` requested now would
+    cover (up to the chain's processing cursor; no `to_block` or `to_time`), and for each
+    firing the jobs it would queue: one per action that has no job for the event yet."""
     try:
         trigger_id = str(uuid.UUID(trigger_id))
     except ValueError:
         raise TriggerNotFoundError(f"{trigger_id!r} is not a trigger id (a UUID)") from None
+    if replay and (to_block is not None or to_time is not None):
+        raise Erc8004Error("a replay ends where the processor is: give no to_block or to_time")
+    if replay and (from_block is None) == (from_time is None):
+        raise Erc8004Error("a replay starts from a block or a time: give one of them")
     if from_block is not None and to_block is not None and from_block > to_block:
         raise Erc8004Error(f"from_block {from_block} is after to_block {to_block}")
     async with conn.transaction():
@@ -85,14 +99,30 @@ async def backtest(
             raise TriggerNotFoundError(f"no trigger {trigger_id}")
         # What would have fired over history: the trigger's own start does not apply.
         trigger = dataclasses.replace(compile_trigger(row), fires_from=None)
-        await cursor.execute(
-            QUERIES["backtest_events"],
-            {"chain_id": trigger.chain_id, "registry": trigger.registry,
-             "from_block": from_block if from_block is not None else 0,
-             "to_block": to_block if to_block is not None else 2**63 - 1,
-             "from_time": from_time or _EARLIEST, "to_time": to_time or _LATEST,
-             "limit": limit},
-        )  # fmt: skip
+        replay_end = None
+        if replay:
+            await cursor.execute(
+                REPLAY_QUERIES["processing_cursor"], {"chain_id": trigger.chain_id}
+            )
+            end = await cursor.fetchone()
+            assert end is not None
+            replay_end = (end["block_number"], end["log_index"])
+            await cursor.execute(
+                REPLAY_QUERIES["replay_events"],
+                {"chain_id": trigger.chain_id, "registry": trigger.registry,
+                 "cursor_block": -1, "cursor_log_index": -1, "end_block": replay_end[0],
+                 "end_log_index": replay_end[1], "from_block": from_block,
+                 "from_time": from_time, "limit": limit},
+            )  # fmt: skip
+        else:
+            await cursor.execute(
+                QUERIES["backtest_events"],
+                {"chain_id": trigger.chain_id, "registry": trigger.registry,
+                 "from_block": from_block if from_block is not None else 0,
+                 "to_block": to_block if to_block is not None else 2**63 - 1,
+                 "from_time": from_time or _EARLIEST, "to_time": to_time or _LATEST,
+                 "limit": limit},
+            )  # fmt: skip
         events = await cursor.fetchall()
         await cursor.execute(QUERIES["backtest_actions"], {"trigger_id": trigger_id})
         previews = ActionPreviews(await cursor.fetchall())
@@ -101,11 +131,19 @@ async def backtest(
         summaries = await summary_changes(
             conn, trigger.chain_id, batch_needs(events, index).candidates
         )
-    # The processor's own evaluation, over the whole range at once, from empty state and no
-    # earlier firing.
-    plan = plan_batch(events, index, {}, Clock(), summaries)
+        # The processor's own evaluation, over the whole range at once, from empty state and
+        # no earlier firing.
+        plan = plan_batch(events, index, {}, Clock(), summaries)
+        existing: dict[int, int] = {}
+        if replay and plan.firings:
+            await cursor.execute(
+                REPLAY_QUERIES["existing_jobs"],
+                {"trigger_id": trigger_id, "event_ids": [f.event["id"] for f in plan.firings]},
+            )
+            existing = {row["event_id"]: row["jobs"] for row in await cursor.fetchall()}
     result = BacktestResult(trigger.id, trigger.name, events_checked=len(events),
-                            matched=plan.matched, states=plan.states_of(trigger.id))  # fmt: skip
+                            matched=plan.matched, states=plan.states_of(trigger.id),
+                            replay_end=replay_end)  # fmt: skip
     if events:
         result.blocks = (events[0]["block_number"], events[-1]["block_number"])
     explorer_url = (explorers or {}).get(trigger.chain_id)
@@ -115,5 +153,7 @@ async def backtest(
         messages = previews.render(orjson.loads(job_payload(firing)), explorer_url)
         result.fired.append(Firing(event["id"], event["block_number"], event["log_index"],
                                    event["block_time"], event["event_type"], event["agent_id"],
-                                   dict(firing.computed), event["score"], messages))  # fmt: skip
+                                   dict(firing.computed), event["score"], messages,
+                                   len(trigger.actions) - existing.get(event["id"], 0)
+                                   if replay else None))  # fmt: skip
     return result

@@ -211,8 +211,20 @@ async def _apply(conn: psycopg.AsyncConnection, chain_id: int, plan: Plan) -> in
                 "log_indexes": [plan.states[k].position[1] for k in keys],
             },
         )
+    await queue_jobs(conn, chain_id, plan.firings)
+    if plan.last_fired:
+        await conn.execute(
+            QUERIES["mark_fired"],
+            {"trigger_ids": list(plan.last_fired), "fired_at": list(plan.last_fired.values())},
+        )
+    return sum(len(firing.trigger.actions) for firing in plan.firings)
+
+
+async def queue_jobs(conn: psycopg.AsyncConnection, chain_id: int, firings: list[Firing]) -> int:
+    """One job per action of each firing (in the caller's transaction), but none for an
+    (event, action) that has one already; returns how many were queued. Replays share it."""
     jobs: list[tuple[str, str, int, int, str, bytes, int | None]] = []
-    for firing in plan.firings:
+    for firing in firings:
         payload = job_payload(firing)
         for action in firing.trigger.actions:
             key = idempotency_key(firing.event, firing.trigger.id, action.id)
@@ -220,7 +232,7 @@ async def _apply(conn: psycopg.AsyncConnection, chain_id: int, plan: Plan) -> in
                          payload, action.max_attempts))  # fmt: skip
     if jobs:
         columns = list(zip(*jobs, strict=True))
-        await conn.execute(
+        inserted = await conn.execute(
             QUERIES["insert_jobs"],
             {
                 "chain_id": chain_id,
@@ -233,12 +245,8 @@ async def _apply(conn: psycopg.AsyncConnection, chain_id: int, plan: Plan) -> in
                 "max_attempts": list(columns[6]),
             },
         )
-    if plan.last_fired:
-        await conn.execute(
-            QUERIES["mark_fired"],
-            {"trigger_ids": list(plan.last_fired), "fired_at": list(plan.last_fired.values())},
-        )
-    return len(jobs)
+        return max(inserted.rowcount, 0)
+    return 0
 
 
 class Processor:
@@ -255,6 +263,8 @@ class Processor:
         self._index_loaded_at = 0.0
         self._index_stale = True
         self._held: set[int] = set()
+        self.replay_totals = BatchResult()
+        self._replays_pending = False  # a replay has batches left: do not wait for a notice
 
     async def run(self, stop: asyncio.Event) -> None:
         async with (
@@ -276,6 +286,7 @@ class Processor:
             self._index_loaded_at, self._index_stale = time.monotonic(), False
             log.info("processor.triggers_loaded", triggers=len(self.index))
         processed = 0
+        replays_pending = False
         cursor = await conn.execute(QUERIES["chains_with_events"])
         for (chain_id,) in await cursor.fetchall():
             if chain_id not in self._held:
@@ -295,7 +306,28 @@ class Processor:
                               fired=batch.fired, jobs=batch.jobs)  # fmt: skip
                 if batch.events < self.batch_size:
                     break
+            replays_pending = await self._replay(conn, chain_id) or replays_pending
+        self._replays_pending = replays_pending
         return processed
+
+    async def _replay(self, conn: psycopg.AsyncConnection, chain_id: int) -> bool:
+        """After the chain's live events: take up its new replays (and reload the triggers
+        before any later live batch, as their end requires), then run replays for a time
+        slice; returns whether any has batches left."""
+        # Imported here: replay.py builds on this module (its queries and job insert).
+        from erc8004_backend.triggers.replay import run_replays, start_replays
+
+        if await start_replays(conn, chain_id):
+            self.index = await load_trigger_index(conn)
+            self._index_loaded_at = time.monotonic()
+        batch, pending = await run_replays(conn, chain_id, limit=self.batch_size)
+        self.replay_totals.events += batch.events
+        self.replay_totals.fired += batch.fired
+        self.replay_totals.jobs += batch.jobs
+        if batch.events:
+            log.debug("processor.replay", chain_id=chain_id, events=batch.events,
+                      fired=batch.fired, jobs=batch.jobs)  # fmt: skip
+        return pending
 
     async def _wait(self, listener: psycopg.AsyncConnection, stop: asyncio.Event) -> None:
         """Until a notification, the poll interval, or stop; then take in every notification
@@ -303,7 +335,8 @@ class Processor:
         notification arrives, a few milliseconds after it commits."""
         if stop.is_set():
             return
-        async for notice in listener.notifies(timeout=self.poll_interval, stop_after=1):
+        timeout = 0.0 if self._replays_pending else self.poll_interval
+        async for notice in listener.notifies(timeout=timeout, stop_after=1):
             self._note(notice.channel)
         async for notice in listener.notifies(timeout=0):
             self._note(notice.channel)

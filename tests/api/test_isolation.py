@@ -17,7 +17,7 @@ from tests.api.conftest import Account, ApiClient
 from tests.api.test_triggers import SIMPLE
 
 # Path parameters naming something owned by one user.
-OWNED = {"trigger_id", "key_id", "result_id", "lens_name"}
+OWNED = {"trigger_id", "key_id", "result_id", "lens_name", "replay_id"}
 # Routes with ids of things that belong to nobody in particular, and why.
 NOT_OWNED = {
     "/api/v1/events/{event_id}": "events are public chain data, visible to every user",
@@ -34,12 +34,14 @@ BODIES: dict[str, Any] = {
     "PUT /api/v1/triggers/{trigger_id}": SIMPLE,
     "PATCH /api/v1/triggers/{trigger_id}": {"name": "stolen"},
     "POST /api/v1/triggers/{trigger_id}/test": {},
+    "POST /api/v1/triggers/{trigger_id}/replays": {"from_block": 1},
     "PUT /api/v1/me/lenses/{lens_name}": {"lens": {"vote": "latest"}},
 }
 
 
 async def alices_things(api: ApiClient, alice: Account, url: str) -> dict[str, str]:
-    trigger = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()
+    trigger = (await api.post("/triggers", json={**SIMPLE, "replay_from": {"from_block": 1}},
+                              headers=alice.headers)).json()  # fmt: skip
     key = (await api.post("/me/api-keys", json={"name": "k"}, headers=alice.headers)).json()
     lens = {"name": "alices-lens", "lens": {"min_feedback": 3}}
     assert (await api.post("/me/lenses", json=lens, headers=alice.headers)).status_code == 201
@@ -51,12 +53,12 @@ async def alices_things(api: ApiClient, alice: Account, url: str) -> dict[str, s
         ).fetchone()
     assert row is not None
     return {"trigger_id": trigger["id"], "key_id": key["id"], "result_id": str(row[0]),
-            "lens_name": "alices-lens"}  # fmt: skip
+            "lens_name": "alices-lens", "replay_id": str(trigger["replay"]["id"])}  # fmt: skip
 
 
 async def snapshot(url: str) -> list[Any]:
     tables = ("triggers", "trigger_conditions", "trigger_actions", "api_keys", "action_results",
-              "reputation_lenses")  # fmt: skip
+              "reputation_lenses", "trigger_replays")  # fmt: skip
     with psycopg.connect(url) as conn:
         return [
             conn.execute(

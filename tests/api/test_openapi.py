@@ -92,7 +92,7 @@ def test_every_request_body_has_examples_that_its_schema_accepts(document: Docum
             assert errors == [], f"{method} {path}, example {name}: {errors}"
         # The validator does refuse what the schema does not allow.
         assert not validator.is_valid({"not a field of any body": True}), f"{method} {path}"
-    assert len(with_bodies) == 13, with_bodies
+    assert len(with_bodies) == 14, with_bodies
 
 
 def test_the_trigger_examples_are_those_of_the_documentation(document: Document) -> None:
@@ -226,6 +226,10 @@ ERRORS: dict[str, set[int]] = {
     "POST /triggers/{trigger_id}/circuit-breaker/reset": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     "POST /triggers/{trigger_id}/webhook-secret": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     "POST /triggers/{trigger_id}/test": BODY | SIGNED_IN | LIMITED | DATABASE | {404},
+    "POST /triggers/{trigger_id}/replays": BODY | SIGNED_IN | LIMITED | DATABASE | {404},
+    "GET /triggers/{trigger_id}/replays": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
+    "POST /triggers/{trigger_id}/replays/{replay_id}/cancel": {422} | SIGNED_IN | LIMITED
+    | DATABASE | {404},
     "GET /events": {422} | SIGNED_IN | LIMITED | DATABASE,
     "GET /events/stream": {422} | SIGNED_IN | LIMITED | DATABASE,
     "GET /events/{event_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
@@ -292,7 +296,8 @@ async def test_only_operations_that_declare_sign_in_answer_401_without_it(
     statuses."""
     values = {"trigger_id": "00000000-0000-4000-8000-000000000000", "key_id":
               "00000000-0000-4000-8000-000000000000", "event_id": "1", "result_id": "1",
-              "chain_id": "84532", "agent_id": "42", "lens_name": "trusted-recent"}  # fmt: skip
+              "chain_id": "84532", "agent_id": "42", "lens_name": "trusted-recent",
+              "replay_id": "1"}  # fmt: skip
     for method, path, operation in operations(document):
         concrete = path.format(**values)
         body = next(iter(body_examples(operation).values())) if "requestBody" in operation else None

@@ -173,3 +173,41 @@ def test_a_bad_trigger_id_is_one_clear_line(migrated_url: str) -> None:
     missing = erc8004("triggers", "test", USER, database_url=migrated_url)
     assert missing.returncode == 1
     assert f"no trigger {USER}" in missing.stderr
+
+
+def test_backtest_as_a_replay_and_a_replay_requested(migrated_url: str) -> None:
+    """`--replay` shows the events a replay would cover (up to the processor's cursor) and
+    the jobs each firing would queue; `triggers replay` asks for one."""
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        trigger_id = low_scores_trigger(conn)
+        action = conn.execute("INSERT INTO trigger_actions (trigger_id, position, action_type,"
+                              " priority, config) VALUES (%s, 0, 'rest', 1, '{}')"
+                              " RETURNING id", [trigger_id]).fetchone()  # fmt: skip
+        assert action is not None
+        for block, score in ((1, 45), (2, 90), (3, 10), (4, 20)):
+            feedback(conn, block, score)
+        conn.execute("INSERT INTO processing_cursors (chain_id, block_number, log_index)"
+                     " VALUES (84532, 3, 0)")  # fmt: skip
+        conn.execute(  # block 1's job was delivered live
+            "INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id,"
+            " idempotency_key, payload) SELECT %s, %s, id, 84532, 'k', '{}' FROM events"
+            " WHERE block_number = 1", [trigger_id, action[0]],
+        )  # fmt: skip
+
+    preview = erc8004("triggers", "test", trigger_id, "--from-block", "1", "--replay",
+                      database_url=migrated_url)  # fmt: skip
+    assert preview.returncode == 0, preview.stderr
+    assert "a replay would cover up to block 3 log 0 and queue 1 job" in preview.stdout
+    assert [(row[0], row[-1]) for row in firing_rows(preview.stdout)] == [("1", "0"), ("3", "1")]
+
+    both = erc8004("triggers", "replay", trigger_id, "--from-block", "1", "--from-time",
+                   "2026-01-01T00:00:00", database_url=migrated_url)  # fmt: skip
+    assert both.returncode != 0
+    assert "exactly one of --from-block and --from-time" in both.stderr
+    requested = erc8004("triggers", "replay", trigger_id, "--from-block", "2",
+                        database_url=migrated_url)  # fmt: skip
+    assert requested.returncode == 0, requested.stderr
+    assert "requested" in requested.stdout
+    with psycopg.connect(migrated_url) as conn:
+        row = conn.execute("SELECT from_block, status FROM trigger_replays").fetchone()
+    assert row == (2, "pending")
