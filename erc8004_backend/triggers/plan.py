@@ -19,7 +19,7 @@ The rules kept here, once:
   events left.
 - history: an event older than the trigger's `fires_from` moves its state as any other (a
   rate_limit with reset_on_trigger starts again when it fills), but is not delivered and
-  starts no cooldown.
+  starts no cooldown; a trigger without state does not evaluate it at all.
 - cooldown: a firing less than `cooldown_seconds` of block time after the trigger's last
   delivered firing is not delivered (its state moved all the same).
 - summary conditions compare the agent's summary before and after each event, given as
@@ -168,6 +168,13 @@ def plan_batch(
 
 
 def _candidates(triggers: TriggerIndex, event: Event) -> list[CompiledTrigger]:
-    return triggers.candidates(
+    """The triggers the index names for the event, less those it is history to that keep no
+    state: it can fire none of them and moves nothing of theirs (a first backfill is mostly
+    such events, so they cost nothing: no fields, no summaries read)."""
+    found = triggers.candidates(
         event["chain_id"], event["registry"], event["event_type"], event["agent_id"]
     )
+    when = event["block_time"]
+    return [trigger for trigger in found
+            if trigger.fires_from is None or when >= trigger.fires_from
+            or trigger.conditions.stateful]  # fmt: skip
