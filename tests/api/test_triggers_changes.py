@@ -4,6 +4,7 @@ name their field, and the backtest (POST /triggers/{id}/test) shows the old and 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import psycopg
@@ -11,6 +12,7 @@ import pytest
 
 from tests.api.conftest import Account, ApiClient
 from tests.api.test_triggers import row_counts
+from tests.conftest import ROOT
 from tests.triggers.test_change_conditions import CHAIN, A, B, history
 
 OWNER_MOVED: dict[str, Any] = {
@@ -96,3 +98,22 @@ async def test_the_backtest_shows_old_and_new_values(
     fired = response.json()["fired"]
     assert [f["block_number"] for f in fired] == [7]
     assert fired[0]["computed"]["mcp_endpoint_after"] == "https://b.example/mcp"
+
+
+def documented_change_triggers() -> list[dict[str, Any]]:
+    """The request bodies of docs/triggers.md's section on change conditions."""
+    text = (ROOT / "docs" / "triggers.md").read_text(encoding="utf-8")
+    section = text.split("\n### Change conditions\n", 1)[1].split("\n### ", 1)[0]
+    return [json.loads(block.split("```", 1)[0]) for block in section.split("```json")[1:]]
+
+
+async def test_the_documented_change_triggers_are_accepted_as_written(
+    api: ApiClient, alice: Account
+) -> None:
+    bodies = documented_change_triggers()
+    assert [body["conditions"][0]["condition_type"] for body in bodies] == [
+        "owner_changed", "wallet_changed", "uri_changed"
+    ]  # fmt: skip
+    for body in bodies:
+        response = await api.post("/triggers", json=body, headers=alice.headers)
+        assert response.status_code == 201, response.text
