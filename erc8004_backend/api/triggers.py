@@ -51,6 +51,7 @@ from erc8004_backend.database.queries import load_queries
 from erc8004_backend.encryption import SecretBox
 from erc8004_backend.triggers.backtest import MAX_EVENTS, backtest
 from erc8004_backend.triggers.conditions import (
+    CHANGE_CONDITION_TYPES,
     FIELD_CONDITION_TYPES,
     STATEFUL_CONDITION_TYPES,
     SUMMARY_CONDITION_TYPES,
@@ -69,7 +70,7 @@ Registry = Literal["identity", "reputation", "validation"]
 ChainId = Annotated[int, Field(gt=0, lt=2**63)]
 # What the trigger engine knows, listed in the schema as enums. Conditions are checked by
 # the engine's parser (check_trigger), which names the condition and the problem.
-CONDITION_TYPES = (*FIELD_CONDITION_TYPES, *STATEFUL_CONDITION_TYPES)
+CONDITION_TYPES = (*FIELD_CONDITION_TYPES, *STATEFUL_CONDITION_TYPES, *CHANGE_CONDITION_TYPES)
 if TYPE_CHECKING:
     ActionType = str  # a Literal made at run time is beyond a type checker
 else:
@@ -672,6 +673,8 @@ def check_trigger(trigger: TriggerIn, saved_lenses: dict[str, Any] | None = None
             problems.append({"field": field, "message": str(error)})
             continue
         registry = SUMMARY_CONDITION_TYPES.get(condition.condition_type)
+        if condition.condition_type in CHANGE_CONDITION_TYPES:
+            registry = "identity"  # owner, wallet and URI changes are identity events
         if registry is not None and trigger.registry != registry:
             problems.append({
                 "field": f"{where}.condition_type",

@@ -49,6 +49,18 @@ SUMMARY_CONDITION_TYPES: dict[str, str] = {
     "validation_threshold": "validation",
 }
 STATEFUL_CONDITION_TYPES = ("ema_threshold", "rate_limit", *SUMMARY_CONDITION_TYPES)
+# Conditions on a change of the agent's identity in the read model (an identity-registry
+# event that gives the agent a new owner, agentWallet or URI), with the value just before
+# and just after the event (triggers/changes.py): condition type -> its `field`. They keep
+# no state: the old value is read from the agent's earlier events (change_reads.py).
+CHANGE_CONDITION_TYPES: dict[str, str] = {
+    "owner_changed": "owner",
+    "wallet_changed": "agent_wallet",
+    "uri_changed": "agent_uri",
+}
+WALLET_CHANGES = ("set", "unset", "any")
+# What of a registration file a uri_changed condition may fire on (config.on).
+REGISTRATION_ASPECTS = ("services", "active", "x402", "mcp_endpoint")
 # Bounds of a summary condition's config: a client or validator list, and a tag.
 MAX_SUMMARY_ADDRESSES = 1000
 MAX_SUMMARY_TAG = 1000
@@ -139,9 +151,22 @@ class ValidationThreshold:
     tag: str = ""
 
 
+@dataclass(frozen=True)
+class ChangeCondition:
+    """An identity event that changes the agent's owner (owner_changed: a transfer from a
+    previous owner, not the mint), its agentWallet (wallet_changed, `change`: set or changed
+    to an address, unset or cleared, or any) or its URI (uri_changed; with `on`, only when the
+    registration files differ in one of those aspects)."""
+
+    position: int
+    condition_type: str  # one of CHANGE_CONDITION_TYPES
+    change: str = "any"  # wallet_changed: one of WALLET_CHANGES
+    on: tuple[str, ...] = ()  # uri_changed: REGISTRATION_ASPECTS; empty: any new URI
+
+
 StatefulCondition = EmaThreshold | RateLimit
 SummaryCondition = ReputationThreshold | ValidationThreshold
-Condition = FieldCondition | StatefulCondition | SummaryCondition
+Condition = FieldCondition | StatefulCondition | SummaryCondition | ChangeCondition
 
 
 @dataclass(frozen=True)
@@ -180,6 +205,7 @@ class ParsedConditions:
     stateful: tuple[StatefulCondition, ...] = field(default_factory=tuple)
     summaries: tuple[SummaryCondition, ...] = field(default_factory=tuple)
     tree: ConditionNode | None = None  # None: the all of `fields`, `stateful`, `summaries`
+    changes: tuple[ChangeCondition, ...] = field(default_factory=tuple)  # wherever they are
 
 
 # -- groups ---------------------------------------------------------------------------------
@@ -308,15 +334,16 @@ def parse_conditions(rows: Sequence[Mapping[str, Any]]) -> ParsedConditions:
     ]
     stateful = tuple(c for c in parsed if isinstance(c, EmaThreshold | RateLimit))
     summaries = tuple(c for c in parsed if isinstance(c, ReputationThreshold | ValidationThreshold))
+    changes = tuple(c for c in parsed if isinstance(c, ChangeCondition))
     nested = nest_conditions([(str(row.get("group_path") or ""), condition)
                               for row, condition in zip(rows, parsed, strict=True)])  # fmt: skip
     if isinstance(nested, list):
         fields = tuple(c for c in parsed if isinstance(c, FieldCondition))
-        return ParsedConditions(fields, stateful, summaries)
+        return ParsedConditions(fields, stateful, summaries, changes=changes)
     tree = _tree(nested)
     top = tree.children if isinstance(tree, AllGroup) else ()
     fields = tuple(c for c in top if isinstance(c, FieldCondition))
-    return ParsedConditions(fields, stateful, summaries, tree)
+    return ParsedConditions(fields, stateful, summaries, tree, changes)
 
 
 def _tree(node: Any) -> ConditionNode:
@@ -353,6 +380,9 @@ def parse_condition(position: int, row: Mapping[str, Any], where: str | None = N
             f"unknown operator {row.get('operator')!r}; use one of {', '.join(OPERATORS)}"
         )
 
+    if condition_type in CHANGE_CONDITION_TYPES:
+        return _change_condition(condition_type, position, field_name, operator, value, config,
+                                 problem)  # fmt: skip
     if condition_type in SUMMARY_CONDITION_TYPES:
         return _summary_condition(condition_type, position, field_name, operator, value,
                                   config, row.get("saved_lens"), problem)  # fmt: skip
@@ -379,8 +409,9 @@ def parse_condition(position: int, row: Mapping[str, Any], where: str | None = N
 
     allowed_fields = FIELD_CONDITION_TYPES.get(condition_type)
     if allowed_fields is None:
-        known = ", ".join([*FIELD_CONDITION_TYPES, *STATEFUL_CONDITION_TYPES])
-        raise problem(f"unknown condition type; use one of {known}")
+        known = ", ".join([*FIELD_CONDITION_TYPES, *STATEFUL_CONDITION_TYPES,
+                           *CHANGE_CONDITION_TYPES])  # fmt: skip
+        raise problem(f"unknown condition type; known: {known}")
     if field_name not in FIELDS:
         raise problem(f"unknown field {field_name!r}")
     if field_name not in allowed_fields:
@@ -391,6 +422,47 @@ def parse_condition(position: int, row: Mapping[str, Any], where: str | None = N
         raise problem(entry.wrong_kind.format(operator=operator, field=field_name, kind=kind.value))
     return FieldCondition(position, condition_type, field_name, operator,
                           entry.parse(operator, kind, value, field_name, problem))  # fmt: skip
+
+
+def _change_condition(
+    condition_type: str,
+    position: int,
+    field_name: str,
+    operator: str,
+    value: str,
+    config: Mapping[str, Any],
+    problem: Any,
+) -> ChangeCondition:
+    """An owner_changed, wallet_changed or uri_changed: `field` names what changes and the
+    operator is `!=` (the new value differs from the old); the config says which changes."""
+    attribute = CHANGE_CONDITION_TYPES[condition_type]
+    if field_name != attribute:
+        raise problem(f"must be {attribute!r} (what changes), not {field_name!r}", "field")
+    if operator != "!=":
+        raise problem(f"must be != (the new {attribute} differs from the old), not {operator}",
+                      "operator")  # fmt: skip
+    if value.strip():
+        raise problem("must be empty: the condition compares the new value with the old"
+                      " one; to test the new value, add a field condition beside it",
+                      "value")  # fmt: skip
+    keys = {"owner_changed": (), "wallet_changed": ("change",), "uri_changed": ("on",)}
+    for key in config:
+        if key not in keys[condition_type]:
+            allowed = ", ".join(keys[condition_type]) or "none"
+            raise problem(f"unknown key; {condition_type} takes {allowed}", f"config.{key}")
+    change = config.get("change", "any")
+    if change not in WALLET_CHANGES:
+        raise problem(f"must be one of {', '.join(WALLET_CHANGES)}, not {change!r}",
+                      "config.change")  # fmt: skip
+    on = config.get("on", [])
+    if not isinstance(on, list) or ("on" in config and not on):
+        raise problem(f"must be a non-empty list of {', '.join(REGISTRATION_ASPECTS)}",
+                      "config.on")  # fmt: skip
+    for index, aspect in enumerate(on):
+        if aspect not in REGISTRATION_ASPECTS:
+            raise problem(f"unknown aspect {aspect!r}; use {', '.join(REGISTRATION_ASPECTS)}",
+                          f"config.on[{index}]")  # fmt: skip
+    return ChangeCondition(position, condition_type, str(change), tuple(dict.fromkeys(on)))
 
 
 def _summary_condition(

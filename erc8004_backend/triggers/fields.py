@@ -51,7 +51,19 @@ SUMMARY_FIELDS = frozenset({
     "reputation_before", "reputation_after", "reputation_count",
     "validation_before", "validation_after", "validation_count",
 })  # fmt: skip
-COMPUTED_FIELDS = frozenset({"ema_score", "count", "trigger_name", "trigger_id"}) | SUMMARY_FIELDS
+# From change conditions (triggers/changes.py): the owner, agentWallet or URI just before and
+# just after the event; for a URI, the registration files' difference (empty, with
+# registration_pending "true", while either file is not stored yet).
+CHANGE_ADDRESS_FIELDS = frozenset({"old_owner", "new_owner", "old_wallet", "new_wallet"})
+CHANGE_TEXT_FIELDS = frozenset({
+    "old_uri", "new_uri", "registration_pending", "services_added", "services_removed",
+    "services_changed", "active_before", "active_after", "x402_before", "x402_after",
+    "mcp_endpoint_before", "mcp_endpoint_after",
+})  # fmt: skip
+CHANGE_FIELDS = CHANGE_ADDRESS_FIELDS | CHANGE_TEXT_FIELDS
+COMPUTED_FIELDS = (
+    frozenset({"ema_score", "count", "trigger_name", "trigger_id"}) | SUMMARY_FIELDS | CHANGE_FIELDS
+)
 # Links to the event on its chain's block explorer, for templates only: the worker adds
 # them (see explorer_links) from the chains it knows.
 LINK_FIELDS = frozenset({"transaction_url", "block_url", "address_url"})
@@ -62,6 +74,8 @@ TEMPLATE_FIELDS: dict[str, FieldKind] = {
     **FIELDS,
     **dict.fromkeys(SUMMARY_FIELDS | {"ema_score", "count"}, _N),
     **dict.fromkeys({"trigger_name", "trigger_id", RETRACTED_FIELD} | LINK_FIELDS, _T),
+    **dict.fromkeys(CHANGE_ADDRESS_FIELDS, _A),
+    **dict.fromkeys(CHANGE_TEXT_FIELDS, _T),
 }
 # The account an event is about, besides its agent, that `{{address_url}}` links to: the
 # first of these the event has. Feedback and revocations: the client; a response to

@@ -23,7 +23,8 @@ The rules kept here, once:
 - cooldown: a firing less than `cooldown_seconds` of block time after the trigger's last
   delivered firing is not delivered (its state moved all the same).
 - summary conditions compare the agent's summary before and after each event, given as
-  `summaries` (read from the model as of each event by summary_reads.py).
+  `summaries` (read from the model as of each event by summary_reads.py); change conditions
+  the agent's owner, wallet or URI before and after it, given there too (change_reads.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from erc8004_backend.triggers.changes import IdentityChange
 from erc8004_backend.triggers.crossings import Position, SummaryChange
 from erc8004_backend.triggers.fields import event_fields
 from erc8004_backend.triggers.index import CompiledTrigger, TriggerIndex, delivers
@@ -41,8 +43,9 @@ from erc8004_backend.triggers.stateful import State, evaluate_trigger, scope_key
 Event = Mapping[str, Any]  # a row of `events`, by column name
 # trigger id -> scope -> the stored state of that scope ({} or absent: none yet)
 States = Mapping[str, Mapping[str, State]]
-# (event id, trigger id) -> summary condition position -> its summary before and after
-Summaries = Mapping[tuple[int, str], Mapping[int, SummaryChange]]
+# (event id, trigger id) -> summary condition position -> its summary before and after (a
+# change condition's position: the owner, wallet or URI before and after)
+Summaries = Mapping[tuple[int, str], Mapping[int, SummaryChange | IdentityChange]]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from erc8004_backend.triggers.changes import IdentityChange, change_fields, change_holds
 from erc8004_backend.triggers.conditions import (
     EmaThreshold,
     FieldCondition,
@@ -78,7 +79,7 @@ def evaluate_trigger(
     states: Mapping[str, State],
     *,
     block_time: datetime,
-    summaries: Mapping[int, SummaryChange] | None = None,
+    summaries: Mapping[int, SummaryChange | IdentityChange] | None = None,
 ) -> Evaluation:
     """Evaluate every condition of a trigger for one event.
 
@@ -93,7 +94,9 @@ def evaluate_trigger(
     under its position. `summaries` maps a summary condition's position to the agent's
     summary before and after this event; a summary condition without one (an event that
     cannot move its summary) does not hold, nor does an ema_threshold for an event without
-    its field (nothing to average).
+    its field (nothing to average). A change condition's entry in `summaries` is the
+    identity change at this event (none: the event changes nothing it watches, and it does
+    not hold).
     """
     if not all(evaluate_field_condition(c, fields) for c in conditions.fields):
         return Evaluation(matched=False, fired=False)
@@ -104,7 +107,7 @@ def evaluate_trigger(
     held: dict[int, bool] = {}
     for summary in conditions.summaries:
         change = (summaries or {}).get(summary.position)
-        if change is None:
+        if not isinstance(change, SummaryChange):
             held[summary.position] = False
             continue
         name = "reputation" if isinstance(summary, ReputationThreshold) else "validation"
@@ -112,6 +115,13 @@ def evaluate_trigger(
         computed[f"{name}_after"] = change.after
         computed[f"{name}_count"] = change.count
         held[summary.position] = crossed(change, summary.operator, summary.value)
+    for watch in conditions.changes:
+        identity = (summaries or {}).get(watch.position)
+        if not isinstance(identity, IdentityChange):
+            held[watch.position] = False
+            continue
+        computed.update(change_fields(identity))
+        held[watch.position] = change_holds(watch, identity)
     resets: list[tuple[str, RateLimit]] = []
     for condition in conditions.stateful:
         scope = scope_key(condition, fields)

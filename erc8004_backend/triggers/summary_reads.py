@@ -5,7 +5,9 @@ with each event and its candidate triggers, in the same transaction as the event
 the records of the agents those events name, up to the last of them, and computes with
 triggers/crossings.py each summary condition's value just before and just after each event
 that can move it. The values are the model's as of each event, whatever the model holds past
-it, so the same events give the same values live and in a backtest.
+it, so the same events give the same values live and in a backtest. It also returns the change
+conditions' changes (change_reads.py: an owner, wallet or URI before and after an identity
+event), under their positions, so that every caller reads both before plan_batch.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from psycopg.rows import dict_row
 
 from erc8004_backend.agents.lenses import ClientHistory, Lens
 from erc8004_backend.database.queries import load_queries
+from erc8004_backend.triggers.change_reads import identity_changes
+from erc8004_backend.triggers.changes import IdentityChange
 from erc8004_backend.triggers.conditions import (
     ReputationThreshold,
     SummaryCondition,
@@ -45,8 +49,8 @@ QUERIES = load_queries("erc8004_backend.triggers", "summary_reads.sql")
 
 # An event (a row of `events`) and the triggers it may fire.
 EventCandidates = tuple[Mapping[str, Any], Sequence[CompiledTrigger]]
-# (event id, trigger id) -> summary condition position -> its change at that event
-SummaryChanges = dict[tuple[int, str], dict[int, SummaryChange]]
+# (event id, trigger id) -> summary (or change) condition position -> its change at that event
+SummaryChanges = dict[tuple[int, str], dict[int, SummaryChange | IdentityChange]]
 
 
 @dataclass
@@ -69,6 +73,18 @@ def moves(condition: SummaryCondition, event: Mapping[str, Any]) -> bool:
 
 
 async def summary_changes(
+    conn: psycopg.AsyncConnection[Any], chain_id: int, candidates: Iterable[EventCandidates]
+) -> SummaryChanges:
+    """Every summary condition's change (see _summary_changes) and every change condition's
+    (change_reads.identity_changes), by (event id, trigger id) and condition position."""
+    candidates = list(candidates)
+    changes = await _summary_changes(conn, chain_id, candidates)
+    for key, by_position in (await identity_changes(conn, chain_id, candidates)).items():
+        changes.setdefault(key, {}).update(by_position)
+    return changes
+
+
+async def _summary_changes(
     conn: psycopg.AsyncConnection[Any], chain_id: int, candidates: Iterable[EventCandidates]
 ) -> SummaryChanges:
     """Every summary condition's change at every event of `candidates` that can move it and

@@ -14,7 +14,11 @@ import pytest
 from erc8004_backend.actions.configs import CONFIG_TYPES
 from erc8004_backend.api.app import open_pool
 from erc8004_backend.api.errors import CODES
-from erc8004_backend.triggers.conditions import FIELD_CONDITION_TYPES, STATEFUL_CONDITION_TYPES
+from erc8004_backend.triggers.conditions import (
+    CHANGE_CONDITION_TYPES,
+    FIELD_CONDITION_TYPES,
+    STATEFUL_CONDITION_TYPES,
+)
 from erc8004_backend.triggers.operators import OPERATORS
 from tests.api.conftest import ApiClient, api_settings, app_on, make_account
 from tests.triggers.test_examples_end_to_end import (
@@ -52,7 +56,7 @@ def test_condition_and_action_types_and_operators_are_the_engines(document: Docu
     condition = schema_of(document, "ConditionIn")["properties"]
     action = schema_of(document, "ActionIn")["properties"]
     assert condition["condition_type"]["enum"] == [
-        *FIELD_CONDITION_TYPES, *STATEFUL_CONDITION_TYPES,
+        *FIELD_CONDITION_TYPES, *STATEFUL_CONDITION_TYPES, *CHANGE_CONDITION_TYPES,
     ]  # fmt: skip
     assert condition["operator"]["enum"] == list(OPERATORS)
     assert action["action_type"]["enum"] == list(CONFIG_TYPES)
