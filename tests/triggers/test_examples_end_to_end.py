@@ -83,9 +83,9 @@ async def create(conn: psycopg.AsyncConnection, body: dict[str, Any]) -> str:
         for position, c in enumerate(body["conditions"]):
             await conn.execute(
                 "INSERT INTO trigger_conditions (trigger_id, position, condition_type, field, operator,"
-                " value, config) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                " value, config, group_path) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 [row[0], position, c["condition_type"], c["field"], c["operator"], c["value"],
-                 json.dumps(c.get("config", {}))],
+                 json.dumps(c.get("config", {})), c.get("group_path", "")],
             )  # fmt: skip
         for position, a in enumerate(body["actions"]):
             await conn.execute(

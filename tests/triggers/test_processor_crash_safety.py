@@ -1,6 +1,8 @@
 """SIGKILL the processor at random points of thousands of events: after a restart, every
 (event, trigger, action) that should have a job has exactly one, and stateful triggers end in
-the state an uninterrupted run reaches (computed here by the read-only backtest)."""
+the state an uninterrupted run reaches (computed here by the read-only backtest). The
+triggers include a group (any) holding a stateful condition and a change condition (whose
+old values are read per batch)."""
 
 from __future__ import annotations
 
@@ -34,7 +36,17 @@ TRIGGERS: list[dict[str, Any]] = [
         {"condition_type": "score_threshold", "field": "score", "operator": "<", "value": "20"},
         {"condition_type": "rate_limit", "field": "feedback_count", "operator": ">=", "value": "3",
          "config": {"time_window": "15m", "reset_on_trigger": True}}]},
+    # A group: a very low score, or a burst (the window counts every feedback it sees).
+    {"name": "low or burst", "conditions": [
+        {"group_path": "any[0]", "condition_type": "score_threshold", "field": "score",
+         "operator": "<", "value": "10"},
+        {"group_path": "any[1]", "condition_type": "rate_limit", "field": "feedback_count",
+         "operator": ">=", "value": "4", "config": {"time_window": "20m", "reset_on_trigger": True}}]},
+    # A change condition: its old value read from the stored events in each batch.
+    {"name": "uri changed", "registry": "identity", "conditions": [
+        {"condition_type": "uri_changed", "field": "agent_uri", "operator": "!=", "value": ""}]},
 ]  # fmt: skip
+URIS = ("ipfs://QmOne", "ipfs://QmTwo", "https://agent.example/card.json")
 
 
 async def start_processor(url: str) -> asyncio.subprocess.Process:
@@ -59,12 +71,19 @@ async def test_sigkill_at_random_points_loses_and_duplicates_no_job(migrated_url
                            " VALUES (%s, 'alice', 'a@example.com', 'x')", [USER])  # fmt: skip
         ids = []
         for body in TRIGGERS:
-            ids.append(await create(conn, {**body, "chain_id": 84532, "registry": "reputation",
+            ids.append(await create(conn, {"registry": "reputation", **body, "chain_id": 84532,
                 "actions": [{"action_type": "rest", "priority": 1, "config": {}},
                             {"action_type": "telegram", "priority": 2, "config": {}}]}))  # fmt: skip
         chain = Chain(conn, 84532)
         async with conn.transaction():
+            for agent in range(5):
+                await chain.emit("identity", "Registered", minutes=0.1 * (agent + 1),
+                                 agent_id=agent, token_uri=URIS[0])  # fmt: skip
             for i in range(EVENTS):
+                if i % 10 == 9:  # now and then an agent's URI is set, to a new one or not
+                    await chain.emit("identity", "URIUpdated", minutes=i * 2,
+                                     agent_id=rng.randrange(5), token_uri=rng.choice(URIS))  # fmt: skip
+                    continue
                 score = rng.randrange(101)
                 await chain.emit("reputation", "NewFeedback", minutes=i * 2, agent_id=rng.randrange(5),
                                  score=score, value=score, value_decimals=0)  # fmt: skip
@@ -80,16 +99,18 @@ async def test_sigkill_at_random_points_loses_and_duplicates_no_job(migrated_url
             process.send_signal(signal.SIGKILL)
             await process.wait()
             kills += 1
-        assert await processed_to(conn) < EVENTS, "the kills should land during the work"
+        last_block = chain.block
+        assert await processed_to(conn) < last_block, "the kills should land during the work"
 
         final = await start_processor(migrated_url)
-        while await processed_to(conn) < EVENTS:
+        while await processed_to(conn) < last_block:
             await asyncio.sleep(0.02)
         final.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(final.wait(), 10) == 0
 
         for trigger_id in ids:
             truth = await backtest(conn, trigger_id)
+            assert truth.fired, "every trigger fires in this history"
             cursor = await conn.execute(
                 "SELECT e.block_number, j.action_id FROM action_jobs j JOIN events e ON e.id = j.event_id"
                 " WHERE j.trigger_id = %s", [trigger_id],
