@@ -100,6 +100,12 @@ class BatchResult:
     jobs: int = 0
     last_position: tuple[int, int] | None = None
 
+    def add(self, batch: BatchResult) -> None:
+        """Counts `batch` in these totals."""
+        self.events += batch.events
+        self.fired += batch.fired
+        self.jobs += batch.jobs
+
 
 async def process_batch(
     conn: psycopg.AsyncConnection, chain_id: int, index: TriggerIndex, *, limit: int = BATCH_SIZE
@@ -298,9 +304,7 @@ class Processor:
             while True:
                 batch = await process_batch(conn, chain_id, self.index, limit=self.batch_size)
                 processed += batch.events
-                self.totals.events += batch.events
-                self.totals.fired += batch.fired
-                self.totals.jobs += batch.jobs
+                self.totals.add(batch)
                 if batch.events:
                     log.debug("processor.batch", chain_id=chain_id, events=batch.events,
                               fired=batch.fired, jobs=batch.jobs)  # fmt: skip
@@ -321,9 +325,7 @@ class Processor:
             self.index = await load_trigger_index(conn)
             self._index_loaded_at = time.monotonic()
         batch, pending = await run_replays(conn, chain_id, limit=self.batch_size)
-        self.replay_totals.events += batch.events
-        self.replay_totals.fired += batch.fired
-        self.replay_totals.jobs += batch.jobs
+        self.replay_totals.add(batch)
         if batch.events:
             log.debug("processor.replay", chain_id=chain_id, events=batch.events,
                       fired=batch.fired, jobs=batch.jobs)  # fmt: skip
