@@ -521,7 +521,7 @@ CREATE TABLE public.action_jobs (
     id bigint NOT NULL,
     trigger_id uuid NOT NULL,
     action_id uuid NOT NULL,
-    event_id bigint NOT NULL,
+    event_id bigint,
     chain_id bigint NOT NULL,
     priority integer DEFAULT 1 NOT NULL,
     status text DEFAULT 'queued'::text NOT NULL,
@@ -537,7 +537,9 @@ CREATE TABLE public.action_jobs (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     retraction boolean DEFAULT false NOT NULL,
+    silence_key text,
     CONSTRAINT action_jobs_attempts_check CHECK ((attempts >= 0)),
+    CONSTRAINT action_jobs_event_or_silence CHECK (((event_id IS NOT NULL) OR (silence_key IS NOT NULL))),
     CONSTRAINT action_jobs_max_attempts_check CHECK ((max_attempts > 0)),
     CONSTRAINT action_jobs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'dead'::text, 'cancelled'::text])))
 );
@@ -1186,6 +1188,8 @@ CREATE INDEX action_jobs_lease_idx ON public.action_jobs USING btree (locked_unt
 
 CREATE INDEX action_jobs_queue_idx ON public.action_jobs USING btree (priority, run_at, id) WHERE (status = 'queued'::text);
 
+CREATE UNIQUE INDEX action_jobs_silence_key ON public.action_jobs USING btree (action_id, silence_key, retraction) WHERE (silence_key IS NOT NULL);
+
 CREATE INDEX action_jobs_trigger_idx ON public.action_jobs USING btree (trigger_id, created_at DESC);
 
 CREATE INDEX action_results_event_idx ON public.action_results USING btree (event_id);
@@ -1263,6 +1267,8 @@ CREATE INDEX trigger_conditions_trigger_id_idx ON public.trigger_conditions USIN
 CREATE INDEX trigger_replays_open_idx ON public.trigger_replays USING btree (chain_id, id) WHERE (status = ANY (ARRAY['pending'::text, 'running'::text]));
 
 CREATE INDEX trigger_replays_trigger_idx ON public.trigger_replays USING btree (trigger_id, id);
+
+CREATE INDEX trigger_state_silence_due_idx ON public.trigger_state USING btree (((((state -> 'silence'::text) ->> 'due'::text))::double precision)) WHERE ((state -> 'silence'::text) ? 'due'::text);
 
 CREATE INDEX trigger_state_undo_batch_idx ON public.trigger_state_undo USING btree (chain_id, batch_last_block);
 

@@ -26,7 +26,7 @@ class Job:
     action_id: str
     action_type: str
     config: dict[str, Any]
-    event_id: int
+    event_id: int | None  # None: a silence that ran from its trigger's start
     chain_id: int
     attempt: int  # this attempt's number, from 1
     max_attempts: int

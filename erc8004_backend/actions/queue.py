@@ -175,7 +175,7 @@ class DeadJob:
     trigger_id: str
     trigger_name: str
     action_type: str
-    event_id: int
+    event_id: int | None  # None: a silence that ran from its trigger's start
     chain_id: int
     attempts: int
     last_error: str | None

@@ -23,7 +23,7 @@ from pydantic.json_schema import SkipJsonSchema
 from erc8004_backend.api.dependencies import DIGITS_ONLY, CurrentUser, Db, IsoTime
 from erc8004_backend.api.errors import ApiError, error_responses, not_found
 from erc8004_backend.api.pages import decode_cursor, encode_cursor
-from erc8004_backend.chain.events import EVENT_COLUMNS, SPECS
+from erc8004_backend.chain.events import EVENT_COLUMNS, REGISTRY_OF
 from erc8004_backend.database.queries import compose, load_queries
 
 router = APIRouter(tags=["events"])
@@ -40,9 +40,8 @@ EventType = Literal[
 ]  # fmt: skip
 ResultStatus = Literal["success", "failed", "retrying"]
 
-# Event names are unique across the registries, so a type names its registry too (and the
-# listing can use the (registry, event_type, block_time) index).
-REGISTRY_OF: dict[str, str] = {spec.name: spec.registry for spec in SPECS}
+# A type names its registry too (REGISTRY_OF), so the listing can use the (registry,
+# event_type, block_time) index.
 if set(REGISTRY_OF) != set(get_args(EventType)):
     raise RuntimeError("EventType differs from the indexed events (chain/events.py SPECS)")
 

@@ -47,17 +47,20 @@ from erc8004_backend.api.dependencies import (
 from erc8004_backend.api.errors import ApiError, error_responses, not_found
 from erc8004_backend.api.pages import decode_cursor, encode_cursor
 from erc8004_backend.chain.config import explorer_urls, load_chains
+from erc8004_backend.chain.events import REGISTRY_OF
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.encryption import SecretBox
 from erc8004_backend.triggers.backtest import MAX_EVENTS, backtest
 from erc8004_backend.triggers.conditions import (
     CHANGE_CONDITION_TYPES,
     FIELD_CONDITION_TYPES,
+    SILENCE_CONDITION_TYPE,
     STATEFUL_CONDITION_TYPES,
     SUMMARY_CONDITION_TYPES,
     ConditionError,
     nest_conditions,
     parse_condition,
+    parse_conditions,
 )
 from erc8004_backend.triggers.fields import format_value
 from erc8004_backend.triggers.operators import OPERATORS
@@ -70,7 +73,8 @@ Registry = Literal["identity", "reputation", "validation"]
 ChainId = Annotated[int, Field(gt=0, lt=2**63)]
 # What the trigger engine knows, listed in the schema as enums. Conditions are checked by
 # the engine's parser (check_trigger), which names the condition and the problem.
-CONDITION_TYPES = (*FIELD_CONDITION_TYPES, *STATEFUL_CONDITION_TYPES, *CHANGE_CONDITION_TYPES)
+CONDITION_TYPES = (*FIELD_CONDITION_TYPES, *STATEFUL_CONDITION_TYPES, *CHANGE_CONDITION_TYPES,
+                   SILENCE_CONDITION_TYPE)  # fmt: skip
 if TYPE_CHECKING:
     ActionType = str  # a Literal made at run time is beyond a type checker
 else:
@@ -433,7 +437,10 @@ class MessagePreview(BaseModel):
 
 
 class Firing(BaseModel):
-    event_id: int
+    event_id: int | None = Field(
+        description="The event it fired for; a silence's: the event that started the silent"
+        " period (null: the period ran from the trigger's start)."
+    )
     block_number: int
     log_index: int
     block_time: datetime
@@ -681,12 +688,22 @@ def check_trigger(trigger: TriggerIn, saved_lenses: dict[str, Any] | None = None
                 "message": f"{named} ({condition.condition_type}) reads the"
                 f" {registry} registry's events: the trigger's registry must be {registry}",
             })  # fmt: skip
-        if condition.condition_type in STATEFUL_CONDITION_TYPES and not trigger.is_stateful:
+        if condition.condition_type == SILENCE_CONDITION_TYPE:
+            problems.extend(_silence_problems(trigger, where, named, condition.config))
+        if (
+            condition.condition_type in (*STATEFUL_CONDITION_TYPES, SILENCE_CONDITION_TYPE)
+            and not trigger.is_stateful
+        ):
             problems.append({
                 "field": where,
                 "message": f"{named} ({condition.condition_type}) keeps state:"
                 " set is_stateful to true",
             })  # fmt: skip
+    if not problems and any(c.condition_type == SILENCE_CONDITION_TYPE for _, _, c in leaves):
+        try:  # what a silence asks of the trigger's other conditions
+            parse_conditions([{**c.model_dump(), "group_path": path} for _, path, c in leaves])
+        except ConditionError as error:
+            problems.append({"field": "conditions", "message": str(error)})
     for index, action in enumerate(trigger.actions):
         where = f"actions[{index}].config"
         try:
@@ -702,6 +719,23 @@ def check_trigger(trigger: TriggerIn, saved_lenses: dict[str, Any] | None = None
     if problems:
         message = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         raise ApiError(422, message, details=problems)
+
+
+def _silence_problems(
+    trigger: TriggerIn, where: str, named: str, config: dict[str, Any]
+) -> list[dict[str, str]]:
+    """A silence's scope and `after` event must be of the trigger's registry."""
+    problems = []
+    scope_registry = {"client": "reputation", "validator": "validation", "request": "validation"}
+    for key, registry in (("scope", scope_registry.get(str(config.get("scope")))),
+                          ("after", REGISTRY_OF.get(str(config.get("after"))))):  # fmt: skip
+        if registry is not None and trigger.registry != registry:
+            problems.append({
+                "field": f"{where}.config.{key}",
+                "message": f"{named} (silence): {config[key]} is of the {registry} registry's"
+                f" events; the trigger watches the {trigger.registry} registry",
+            })  # fmt: skip
+    return problems
 
 
 def _templates(config: dict[str, Any]) -> list[tuple[str, str]]:

@@ -210,6 +210,8 @@ SPECS: tuple[EventSpec, ...] = (
 )  # fmt: skip
 
 SPECS_BY_TOPIC: dict[str, EventSpec] = {spec.topic0: spec for spec in SPECS}
+# Event names are unique across the registries, so a type names its registry too.
+REGISTRY_OF: dict[str, str] = {spec.name: spec.registry for spec in SPECS}
 if len(SPECS_BY_TOPIC) != len(SPECS):
     raise RuntimeError("two event specs share a topic0")
 

@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 from erc8004_backend.actions.preview import ActionPreview, ActionPreviews
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.triggers.index import TriggerIndex, compile_trigger
-from erc8004_backend.triggers.plan import Clock, batch_needs, plan_batch
+from erc8004_backend.triggers.plan import ChainTime, Clock, batch_needs, plan_batch
 from erc8004_backend.triggers.processor import QUERIES, job_payload
 from erc8004_backend.triggers.replay import QUERIES as REPLAY_QUERIES
 from erc8004_backend.triggers.stateful import State
@@ -33,7 +33,7 @@ class TriggerNotFoundError(Erc8004Error):
 
 @dataclass
 class Firing:
-    event_id: int
+    event_id: int | None  # a silence's: the event that started it (None: the trigger's start)
     block_number: int
     log_index: int
     block_time: datetime
@@ -58,6 +58,27 @@ class BacktestResult:
     states: dict[str, State] = field(default_factory=dict)  # scope -> state reached
     # As a replay: where one requested now would end (the chain's processing cursor).
     replay_end: tuple[int, int] | None = None
+
+
+async def _range_end(
+    conn: psycopg.AsyncConnection[Any],
+    chain_id: int,
+    events: list[dict[str, Any]],
+    to_block: int | None,
+    to_time: datetime | None,
+) -> ChainTime | None:
+    """How far the range's time reaches, for silences: the chain's confirmed head, or
+    `to_time` before it; None (the last event's time) when `to_block` ends the range
+    before the head."""
+    cursor = await conn.execute(QUERIES["confirmed_head"], {"chain_id": chain_id})
+    row = await cursor.fetchone()
+    head = ChainTime(chain_id, row[0], row[1]) if row else None
+    if to_block is not None and (head is None or to_block < head.block_number):
+        return None
+    if to_time is not None and (head is None or to_time < head.block_time):
+        last = events[-1]["block_number"] if events else 0
+        return ChainTime(chain_id, last, to_time)
+    return head
 
 
 async def backtest(
@@ -132,8 +153,10 @@ async def backtest(
             conn, trigger.chain_id, batch_needs(events, index).candidates
         )
         # The processor's own evaluation, over the whole range at once, from empty state and
-        # no earlier firing.
-        plan = plan_batch(events, index, {}, Clock(), summaries)
+        # no earlier firing; silences as far as the range's time reaches.
+        head = await _range_end(conn, trigger.chain_id, events, to_block, to_time)
+        clock = Clock(origin=from_time or (events[0]["block_time"] if events else None))
+        plan = plan_batch(events, index, {}, clock, summaries, head=head)
         existing: dict[int, int] = {}
         if replay and plan.firings:
             await cursor.execute(
@@ -152,8 +175,9 @@ async def backtest(
         # The payload a job would carry, as the worker reads it.
         messages = previews.render(orjson.loads(job_payload(firing)), explorer_url)
         result.fired.append(Firing(event["id"], event["block_number"], event["log_index"],
-                                   event["block_time"], event["event_type"], event["agent_id"],
-                                   dict(firing.computed), event["score"], messages,
+                                   event["block_time"], event["event_type"],
+                                   event.get("agent_id"), dict(firing.computed),
+                                   event.get("score"), messages,
                                    len(trigger.actions) - existing.get(event["id"], 0)
                                    if replay else None))  # fmt: skip
     return result

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from erc8004_backend.chain.events import SPECS
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.triggers.fields import FIELDS, FieldKind
 from erc8004_backend.triggers.operators import (
@@ -68,12 +69,22 @@ _REPUTATION_KEYS = ("clients", "tag1", "tag2", "lens", "lens_name")
 _VALIDATION_KEYS = ("validators", "tag")
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+EVENT_TYPES = tuple(dict.fromkeys(spec.name for spec in SPECS))
 # At most 9 digits: Python refuses to read an int of more than 4,300, and no window needs 9.
 _DURATION = re.compile(r"^\s*([0-9]{1,9})\s*(s|m|h|d)\s*$")
 # A window keeps the time of every event in it (trigger_state): a year is plenty.
 MAX_WINDOW_SECONDS = 366 * 86400
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 SCOPES = ("agent", "trigger", "client", "validator")
+# A silence condition: no matching event for a duration (its value), per scope; `request` is
+# per validation request (request hash). It fires on block time, not on an event.
+SILENCE_CONDITION_TYPE = "silence"
+SILENCE_SCOPES = (*SCOPES, "request")
+# The field of an event that names its scope: what an `=` condition on it fixes.
+SCOPE_FIELDS = {"agent": "agent_id", "client": "client_address",
+                "validator": "validator_address", "request": "request_hash"}  # fmt: skip
+# A silence remembers only its last matching event: it may last longer than a window.
+MAX_SILENCE_SECONDS = 10 * 366 * 86400
 
 
 class ConditionError(Erc8004Error):
@@ -164,9 +175,23 @@ class ChangeCondition:
     on: tuple[str, ...] = ()  # uri_changed: REGISTRATION_ASPECTS; empty: any new URI
 
 
+@dataclass(frozen=True)
+class Silence:
+    """No matching event (one that meets the trigger's field conditions) for `seconds` of
+    block time, per scope, since the last one or since the trigger started, whichever is
+    later; with `after` (an event type), since the last such event that no other matching
+    event has followed (e.g. a ValidationRequest without a ValidationResponse). It fires once
+    per silent period, as the chain's time passes its end (triggers/silence.py)."""
+
+    position: int
+    seconds: int
+    scope: str  # one of SILENCE_SCOPES
+    after: str | None = None
+
+
 StatefulCondition = EmaThreshold | RateLimit
 SummaryCondition = ReputationThreshold | ValidationThreshold
-Condition = FieldCondition | StatefulCondition | SummaryCondition | ChangeCondition
+Condition = FieldCondition | StatefulCondition | SummaryCondition | ChangeCondition | Silence
 
 
 @dataclass(frozen=True)
@@ -206,6 +231,8 @@ class ParsedConditions:
     summaries: tuple[SummaryCondition, ...] = field(default_factory=tuple)
     tree: ConditionNode | None = None  # None: the all of `fields`, `stateful`, `summaries`
     changes: tuple[ChangeCondition, ...] = field(default_factory=tuple)  # wherever they are
+    # A silence trigger's one condition besides `fields` (then there are no others).
+    silence: Silence | None = None
 
 
 # -- groups ---------------------------------------------------------------------------------
@@ -335,6 +362,9 @@ def parse_conditions(rows: Sequence[Mapping[str, Any]]) -> ParsedConditions:
     stateful = tuple(c for c in parsed if isinstance(c, EmaThreshold | RateLimit))
     summaries = tuple(c for c in parsed if isinstance(c, ReputationThreshold | ValidationThreshold))
     changes = tuple(c for c in parsed if isinstance(c, ChangeCondition))
+    silences = [c for c in parsed if isinstance(c, Silence)]
+    if silences:
+        return _silence_trigger(rows, parsed, silences)
     nested = nest_conditions([(str(row.get("group_path") or ""), condition)
                               for row, condition in zip(rows, parsed, strict=True)])  # fmt: skip
     if isinstance(nested, list):
@@ -344,6 +374,36 @@ def parse_conditions(rows: Sequence[Mapping[str, Any]]) -> ParsedConditions:
     top = tree.children if isinstance(tree, AllGroup) else ()
     fields = tuple(c for c in top if isinstance(c, FieldCondition))
     return ParsedConditions(fields, stateful, summaries, tree, changes)
+
+
+def _silence_trigger(
+    rows: Sequence[Mapping[str, Any]], parsed: list[Condition], silences: list[Silence]
+) -> ParsedConditions:
+    """A trigger that fires on silence: its one silence condition and field conditions that
+    choose the events that end (or, with `after`, start) a silent period, in a flat list."""
+    silence = silences[0]
+    label = f"condition {silence.position} (silence)"
+    if len(silences) > 1:
+        raise ConditionError(f"condition {silences[1].position} (silence): a trigger has at"
+                             " most one silence condition")  # fmt: skip
+    for row, condition in zip(rows, parsed, strict=True):
+        if row.get("group_path"):
+            raise ConditionError(f"{label}: a silence trigger's conditions are a flat list"
+                                 " (all of them choose the events that end the silence), not"
+                                 " groups")  # fmt: skip
+        if not isinstance(condition, FieldCondition | Silence):
+            raise ConditionError(f"{label}: a silence trigger fires on time alone; condition"
+                                 f" {condition.position} keeps state or reads summaries: make"
+                                 " it a trigger of its own")  # fmt: skip
+    fields = tuple(c for c in parsed if isinstance(c, FieldCondition))
+    if silence.after is not None:
+        for condition in fields:
+            if condition.field == "event_type":
+                raise ConditionError(f"condition {condition.position} ({condition.condition_type}):"
+                                     " with config.after, the silence needs both the event that"
+                                     " starts it and those that end it: leave the event type"
+                                     " out")  # fmt: skip
+    return ParsedConditions(fields, silence=silence)
 
 
 def _tree(node: Any) -> ConditionNode:
@@ -380,6 +440,8 @@ def parse_condition(position: int, row: Mapping[str, Any], where: str | None = N
             f"unknown operator {row.get('operator')!r}; use one of {', '.join(OPERATORS)}"
         )
 
+    if condition_type == SILENCE_CONDITION_TYPE:
+        return _silence(position, field_name, operator, value, config, problem)
     if condition_type in CHANGE_CONDITION_TYPES:
         return _change_condition(condition_type, position, field_name, operator, value, config,
                                  problem)  # fmt: skip
@@ -409,9 +471,11 @@ def parse_condition(position: int, row: Mapping[str, Any], where: str | None = N
 
     allowed_fields = FIELD_CONDITION_TYPES.get(condition_type)
     if allowed_fields is None:
-        known = ", ".join([*FIELD_CONDITION_TYPES, *STATEFUL_CONDITION_TYPES,
-                           *CHANGE_CONDITION_TYPES])  # fmt: skip
-        raise problem(f"unknown condition type; known: {known}")
+        # The seed's shortcuts are each a `field` condition on one field: named last, briefly.
+        known = ", ".join([*STATEFUL_CONDITION_TYPES, *CHANGE_CONDITION_TYPES,
+                           SILENCE_CONDITION_TYPE])  # fmt: skip
+        raise problem(f"unknown condition type; use field (any event field), {known}, or a"
+                      " seed type (agent_id_equals, score_threshold, tag_equals, ...)")  # fmt: skip
     if field_name not in FIELDS:
         raise problem(f"unknown field {field_name!r}")
     if field_name not in allowed_fields:
@@ -463,6 +527,40 @@ def _change_condition(
             raise problem(f"unknown aspect {aspect!r}; use {', '.join(REGISTRATION_ASPECTS)}",
                           f"config.on[{index}]")  # fmt: skip
     return ChangeCondition(position, condition_type, str(change), tuple(dict.fromkeys(on)))
+
+
+def _silence(
+    position: int,
+    field_name: str,
+    operator: str,
+    value: str,
+    config: Mapping[str, Any],
+    problem: Any,
+) -> Silence:
+    """`silence >= 24h`: the field is `silence`, the operator >= and the value the duration;
+    config.scope (default agent) and config.after (an event type)."""
+    if field_name != "silence":
+        raise problem(f"must be 'silence', not {field_name!r}", "field")
+    if operator != ">=":
+        raise problem(f"must be >= (silent for at least the duration), not {operator}",
+                      "operator")  # fmt: skip
+    seconds = duration_seconds(value)
+    if seconds is None:
+        shown = repr(value) if len(value) <= 40 else repr(value[:40]) + "..."
+        raise problem(f'{shown} is not a duration like "30s", "15m", "6h" or "1d"', "value")
+    if seconds > MAX_SILENCE_SECONDS:
+        raise problem("may be at most 3660 days", "value")
+    for key in config:
+        if key not in ("scope", "after"):
+            raise problem("unknown key; silence takes scope and after", f"config.{key}")
+    scope = config.get("scope", "agent")
+    if scope not in SILENCE_SCOPES:
+        raise problem(f"unknown scope {scope!r}; use one of {', '.join(SILENCE_SCOPES)}",
+                      "config.scope")  # fmt: skip
+    after = config.get("after")
+    if after is not None and after not in EVENT_TYPES:
+        raise problem(f"must be an event type ({', '.join(EVENT_TYPES)})", "config.after")
+    return Silence(position, seconds, str(scope), after)
 
 
 def _summary_condition(

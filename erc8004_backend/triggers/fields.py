@@ -61,8 +61,15 @@ CHANGE_TEXT_FIELDS = frozenset({
     "mcp_endpoint_before", "mcp_endpoint_after",
 })  # fmt: skip
 CHANGE_FIELDS = CHANGE_ADDRESS_FIELDS | CHANGE_TEXT_FIELDS
+# From a silence (triggers/silence.py): when the silent period began (its last matching event,
+# or the trigger's start) and the condition's duration in seconds. A silence's `timestamp` is
+# when it fell due, its `event_type` "silence".
+SILENCE_FIELDS = frozenset({"silent_since", "silence_seconds"})
 COMPUTED_FIELDS = (
-    frozenset({"ema_score", "count", "trigger_name", "trigger_id"}) | SUMMARY_FIELDS | CHANGE_FIELDS
+    frozenset({"ema_score", "count", "trigger_name", "trigger_id"})
+    | SUMMARY_FIELDS
+    | CHANGE_FIELDS
+    | SILENCE_FIELDS
 )
 # Links to the event on its chain's block explorer, for templates only: the worker adds
 # them (see explorer_links) from the chains it knows.
@@ -76,6 +83,8 @@ TEMPLATE_FIELDS: dict[str, FieldKind] = {
     **dict.fromkeys({"trigger_name", "trigger_id", RETRACTED_FIELD} | LINK_FIELDS, _T),
     **dict.fromkeys(CHANGE_ADDRESS_FIELDS, _A),
     **dict.fromkeys(CHANGE_TEXT_FIELDS, _T),
+    "silent_since": FieldKind.TIME,
+    "silence_seconds": _N,
 }
 # The account an event is about, besides its agent, that `{{address_url}}` links to: the
 # first of these the event has. Feedback and revocations: the client; a response to

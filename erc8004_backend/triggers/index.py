@@ -88,6 +88,7 @@ def _max_attempts(action: Mapping[str, Any]) -> int | None:
 class TriggerIndex:
     def __init__(self, triggers: Iterable[CompiledTrigger] = ()) -> None:
         self._buckets: dict[IndexKey, list[CompiledTrigger]] = defaultdict(list)
+        self._silences: dict[int, list[CompiledTrigger]] = defaultdict(list)
         self.triggers: dict[str, CompiledTrigger] = {}
         for trigger in triggers:
             self.add(trigger)
@@ -95,7 +96,13 @@ class TriggerIndex:
     def add(self, trigger: CompiledTrigger) -> None:
         event_type, agent_id = trigger.index_keys
         self._buckets[(trigger.chain_id, trigger.registry, event_type, agent_id)].append(trigger)
+        if trigger.conditions.silence is not None:
+            self._silences[trigger.chain_id].append(trigger)
         self.triggers[trigger.id] = trigger
+
+    def silences(self, chain_id: int) -> list[CompiledTrigger]:
+        """The chain's silence triggers: the chain's time, not only its events, fires them."""
+        return self._silences.get(chain_id, [])
 
     def __len__(self) -> int:
         return len(self.triggers)

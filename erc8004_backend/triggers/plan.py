@@ -25,19 +25,35 @@ The rules kept here, once:
 - summary conditions compare the agent's summary before and after each event, given as
   `summaries` (read from the model as of each event by summary_reads.py); change conditions
   the agent's owner, wallet or URI before and after it, given there too (change_reads.py).
+- silence: a silence trigger's matching events start or end its scopes' silent periods
+  (triggers/silence.py); the chain's time, at each event (before it is evaluated) and at
+  the head block the caller names, fires the periods due by then, each once.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from erc8004_backend.triggers.changes import IdentityChange
+from erc8004_backend.triggers.conditions import evaluate_field_condition
 from erc8004_backend.triggers.crossings import Position, SummaryChange
 from erc8004_backend.triggers.fields import event_fields
 from erc8004_backend.triggers.index import CompiledTrigger, TriggerIndex, delivers
+from erc8004_backend.triggers.silence import (
+    SILENCE_KEY,
+    SilentPeriod,
+    after_event,
+    armed,
+    due_period,
+    end_period,
+    fixed_scope,
+    silence_scope,
+    start_period,
+)
 from erc8004_backend.triggers.stateful import State, evaluate_trigger, scope_key
 
 Event = Mapping[str, Any]  # a row of `events`, by column name
@@ -55,16 +71,38 @@ class Clock:
     firing, from which its cooldown runs. Only triggers with a cooldown need an entry."""
 
     last_fired: Mapping[str, datetime] = field(default_factory=dict)
+    # Where the history evaluated starts, for triggers without fires_from (backtests,
+    # replays): a silence "since the trigger started" counts from here. None: the first
+    # event's time.
+    origin: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ChainTime:
+    """How far a chain's time has come: a block (the confirmed head) and its time."""
+
+    chain_id: int
+    block_number: int
+    block_time: datetime
+
+
+SILENCE_EVENT_TYPE = "silence"  # a silence firing's event_type, as templates show it
+HEAD_LOG_INDEX = 2**31 - 1  # a head block's place after all its events
 
 
 @dataclass(frozen=True)
 class Firing:
-    """A trigger that fired for an event and is delivered: one job per action."""
+    """A trigger that fired for an event, or for a silent period, and is delivered: one job
+    per action."""
 
     trigger: CompiledTrigger
+    # The event, by column name; a silence's: the block whose time fired it (block_number,
+    # log_index: after its events or HEAD_LOG_INDEX), block_time its due time, `id` the
+    # event that started the period (None: the trigger's start).
     event: Event
     fields: Mapping[str, Any]  # the event's fields as the conditions saw them (event_fields)
-    computed: Mapping[str, Any]  # ema_score, count, reputation_before, ...
+    computed: Mapping[str, Any]  # ema_score, count, reputation_before, silent_since, ...
+    silence: SilentPeriod | None = None
 
     @property
     def position(self) -> Position:
@@ -104,12 +142,23 @@ class Needs:
     last_fired: set[str] = field(default_factory=set)  # trigger ids (with a cooldown)
 
 
-def batch_needs(events: Iterable[Event], triggers: TriggerIndex) -> Needs:
+def batch_needs(
+    events: Iterable[Event], triggers: TriggerIndex, *, chain_id: int | None = None
+) -> Needs:
     """The events that have candidate triggers (with them: what summary_reads needs), the
     state rows their stateful conditions use and the triggers whose cooldown needs their last
     firing. Scopes are read from the row itself: its agent, client and validator columns are
-    the fields scope_key reads."""
+    the fields scope_key reads. With `chain_id`, also the fixed scope of each of the chain's
+    silence triggers (silence.fixed_scope) and their last firings; the periods due are the
+    caller's to add (they are found by time, not by event)."""
     needs = Needs()
+    if chain_id is not None:
+        for trigger in triggers.silences(chain_id):
+            scope = fixed_scope(trigger.conditions)
+            if scope is not None:
+                needs.states.add((trigger.id, scope))
+            if trigger.cooldown_seconds:
+                needs.last_fired.add(trigger.id)
     for event in events:
         candidates = _candidates(triggers, event)
         if not candidates:
@@ -118,6 +167,8 @@ def batch_needs(events: Iterable[Event], triggers: TriggerIndex) -> Needs:
         for trigger in candidates:
             for condition in trigger.conditions.stateful:
                 needs.states.add((trigger.id, scope_key(condition, event)))
+            if trigger.conditions.silence is not None:
+                needs.states.add((trigger.id, silence_scope(trigger.conditions.silence, event)))
             if trigger.cooldown_seconds:
                 needs.last_fired.add(trigger.id)
     return needs
@@ -129,29 +180,34 @@ def plan_batch(
     states: States,
     clock: Clock,
     summaries: Summaries | None = None,
+    *,
+    head: ChainTime | None = None,
 ) -> Plan:
     """Evaluate the triggers over the events, in the order given (chain order), from the
     stored states and the clock; returns the plan and changes none of its inputs. `states`
-    and `clock` must hold what batch_needs names (a missing one is taken as none yet);
-    `summaries` the changes summary_reads.summary_changes computed for the same events."""
-    plan = Plan()
+    and `clock` must hold what batch_needs names (a missing one is taken as none yet), and
+    for silence triggers also every period due by the batch's end; `summaries` the changes
+    summary_reads.summary_changes computed for the same events. `head`: the chain's time
+    has reached this block (every event up to it is in `events` or was planned before):
+    the silences due by its time fire after the events'."""
+    batch = _Batch(states, clock)
     summaries = summaries or {}
-    # States as the batch moves them: each trigger's scopes, copied from `states` when the
-    # batch first touches the trigger (evaluate_trigger replaces a scope's state, never
-    # changes it in place).
-    working: dict[str, dict[str, State]] = {}
-    last_fired = dict(clock.last_fired)
+    silences: _Silences | None = None
     for event in events:
+        if silences is None:
+            silences = _Silences(batch, triggers, event["chain_id"])
+        when: datetime = event["block_time"]
+        position = (event["block_number"], event["log_index"])
+        silences.tick(when, position)  # the chain's time has come to this event
         candidates = _candidates(triggers, event)
         if not candidates:
             continue
         fields = event_fields(event)
-        when: datetime = event["block_time"]
-        position = (event["block_number"], event["log_index"])
         for trigger in candidates:
-            trigger_states = working.get(trigger.id)
-            if trigger_states is None:
-                trigger_states = working[trigger.id] = dict(states.get(trigger.id, {}))
+            trigger_states = batch.scopes(trigger.id)
+            if trigger.conditions.silence is not None:
+                silences.take(trigger, event, fields, position)
+                continue
             outcome = evaluate_trigger(
                 trigger.conditions,
                 fields,
@@ -159,15 +215,137 @@ def plan_batch(
                 block_time=when,
                 summaries=summaries.get((event["id"], trigger.id)),
             )
-            plan.matched += outcome.matched
+            batch.plan.matched += outcome.matched
             for scope, state in outcome.states.items():
-                trigger_states[scope] = state
-                plan.states[(trigger.id, scope)] = StateChange(state, position)
-            if not outcome.fired or not delivers(trigger, when, last_fired.get(trigger.id)):
+                batch.move(trigger.id, scope, state, position)
+            if outcome.fired:
+                batch.fire(Firing(trigger, event, fields, outcome.computed))
+    if head is not None:
+        if silences is None:
+            silences = _Silences(batch, triggers, head.chain_id)
+        silences.tick(head.block_time, (head.block_number, HEAD_LOG_INDEX))
+    return batch.plan
+
+
+class _Batch:
+    """A plan as the batch builds it, with the states and last firings it has moved so far
+    (each trigger's scopes copied from `states` when first touched: a scope's state is
+    replaced, never changed in place)."""
+
+    def __init__(self, states: States, clock: Clock) -> None:
+        self.plan = Plan()
+        self.stored = states
+        self.clock = clock
+        self.working: dict[str, dict[str, State]] = {}
+        self.last_fired = dict(clock.last_fired)
+
+    def scopes(self, trigger_id: str) -> dict[str, State]:
+        scopes = self.working.get(trigger_id)
+        if scopes is None:
+            scopes = self.working[trigger_id] = dict(self.stored.get(trigger_id, {}))
+        return scopes
+
+    def move(self, trigger_id: str, scope: str, state: State, position: Position) -> None:
+        self.scopes(trigger_id)[scope] = state
+        self.plan.states[(trigger_id, scope)] = StateChange(state, position)
+
+    def fire(self, firing: Firing) -> None:
+        """Deliver a firing, unless it is history or within the trigger's cooldown."""
+        trigger, when = firing.trigger, firing.event["block_time"]
+        if not delivers(trigger, when, self.last_fired.get(trigger.id)):
+            return
+        self.last_fired[trigger.id] = self.plan.last_fired[trigger.id] = when
+        self.plan.firings.append(firing)
+
+
+class _Silences:
+    """The silent periods of a chain's silence triggers, by when they are due (a heap;
+    entries a later move made stale are skipped when they come up)."""
+
+    def __init__(self, batch: _Batch, triggers: TriggerIndex, chain_id: int) -> None:
+        self.batch = batch
+        self.chain_id = chain_id
+        self.triggers = triggers.silences(chain_id)
+        self.due: list[tuple[float, int, str, str]] = []
+        self._pushed = 0
+        self._started = False
+        for trigger in self.triggers:
+            for scope, state in batch.stored.get(trigger.id, {}).items():
+                self._push(trigger.id, scope, state)
+
+    def _push(self, trigger_id: str, scope: str, state: State) -> None:
+        period = armed(state)
+        if period is not None:
+            self._pushed += 1
+            heapq.heappush(self.due, (float(period["due"]), self._pushed, trigger_id, scope))
+
+    def _move(self, trigger: CompiledTrigger, scope: str, state: State, at: Position) -> None:
+        self.batch.move(trigger.id, scope, state, at)
+        self._push(trigger.id, scope, state)
+
+    def take(
+        self, trigger: CompiledTrigger, event: Event, fields: Mapping[str, Any], at: Position
+    ) -> None:
+        """An event the index gave the silence trigger: if it meets the field conditions,
+        it starts or ends the scope's period."""
+        conditions = trigger.conditions
+        assert conditions.silence is not None
+        if not all(evaluate_field_condition(c, fields) for c in conditions.fields):
+            return
+        self.batch.plan.matched += 1
+        scope = silence_scope(conditions.silence, fields)
+        state = self.batch.scopes(trigger.id).get(scope, {})
+        self._move(trigger, scope, after_event(conditions.silence, state, event["event_type"],
+                                               event["block_time"], event["id"],
+                                               trigger.fires_from), at)  # fmt: skip
+
+    def tick(self, now: datetime, at: Position) -> None:
+        """The chain's time has reached `now` (at the event or head block `at`): the periods
+        due by then fire, in the order they fell due."""
+        if not self._started:
+            self._start(now, at)
+        while self.due and self.due[0][0] <= now.timestamp():
+            due, _, trigger_id, scope = heapq.heappop(self.due)
+            state = self.batch.scopes(trigger_id).get(scope, {})
+            period = armed(state)
+            if period is None or float(period["due"]) != due:
+                continue  # moved since it was pushed
+            trigger = next(t for t in self.triggers if t.id == trigger_id)
+            silence = trigger.conditions.silence
+            assert silence is not None
+            outcome = due_period(silence, scope, state, now, trigger.fires_from)
+            if isinstance(outcome, dict):
+                self._move(trigger, scope, outcome, at)
+            elif outcome is not None:
+                self.batch.move(trigger.id, scope, end_period(state), at)
+                self.batch.fire(self._firing(trigger, outcome, at))
+
+    def _start(self, now: datetime, at: Position) -> None:
+        """A fixed scope never seen before is silent from the trigger's start (its
+        fires_from; without one, where the history evaluated starts)."""
+        self._started = True
+        for trigger in self.triggers:
+            scope = fixed_scope(trigger.conditions)
+            silence = trigger.conditions.silence
+            if scope is None or silence is None:
                 continue
-            last_fired[trigger.id] = plan.last_fired[trigger.id] = when
-            plan.firings.append(Firing(trigger, event, fields, outcome.computed))
-    return plan
+            state = self.batch.scopes(trigger.id).get(scope, {})
+            if SILENCE_KEY in state:
+                continue
+            start = trigger.fires_from or self.batch.clock.origin or now
+            self._move(trigger, scope, start_period(state, silence, start.timestamp(), None,
+                                                    trigger.fires_from), at)  # fmt: skip
+
+    def _firing(self, trigger: CompiledTrigger, period: SilentPeriod, at: Position) -> Firing:
+        silence = trigger.conditions.silence
+        assert silence is not None
+        fields = {"chain_id": self.chain_id, "registry": trigger.registry,
+                  "event_type": SILENCE_EVENT_TYPE, "block_number": at[0],
+                  "timestamp": period.due, **period.fields()}  # fmt: skip
+        event = {**fields, "id": period.event_id, "log_index": at[1],
+                 "block_time": period.due, "block_hash": None}  # fmt: skip
+        computed = {"silent_since": period.since, "silence_seconds": silence.seconds}
+        return Firing(trigger, event, fields, computed, silence=period)
 
 
 def _candidates(triggers: TriggerIndex, event: Event) -> list[CompiledTrigger]:
@@ -180,4 +358,4 @@ def _candidates(triggers: TriggerIndex, event: Event) -> list[CompiledTrigger]:
     when = event["block_time"]
     return [trigger for trigger in found
             if trigger.fires_from is None or when >= trigger.fires_from
-            or trigger.conditions.stateful]  # fmt: skip
+            or trigger.conditions.stateful or trigger.conditions.silence]  # fmt: skip

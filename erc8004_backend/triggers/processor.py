@@ -32,9 +32,18 @@ from erc8004_backend.database.connection import RECONNECT_ERRORS
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.retry import run_reconnecting
 from erc8004_backend.triggers.conditions import ConditionError
+from erc8004_backend.triggers.crossings import Position
 from erc8004_backend.triggers.fields import format_value
 from erc8004_backend.triggers.index import TriggerIndex, compile_trigger
-from erc8004_backend.triggers.plan import Clock, Firing, Plan, batch_needs, plan_batch
+from erc8004_backend.triggers.plan import (
+    HEAD_LOG_INDEX,
+    ChainTime,
+    Clock,
+    Firing,
+    Plan,
+    batch_needs,
+    plan_batch,
+)
 from erc8004_backend.triggers.stateful import State
 from erc8004_backend.triggers.summary_reads import summary_changes
 
@@ -110,7 +119,9 @@ class BatchResult:
 async def process_batch(
     conn: psycopg.AsyncConnection, chain_id: int, index: TriggerIndex, *, limit: int = BATCH_SIZE
 ) -> BatchResult:
-    """Evaluate the next batch of ready events of a chain and commit its outcome."""
+    """Evaluate the next batch of ready events of a chain and commit its outcome. When the
+    batch takes every ready event, the chain's time has come to its confirmed head: the
+    silences due by then fire too (with no event at all, if nothing else happened)."""
     result = BatchResult()
     await conn.execute(QUERIES["insert_cursor"], {"chain_id": chain_id})
     async with conn.transaction():
@@ -124,26 +135,63 @@ async def process_batch(
              "limit": limit},
         )  # fmt: skip
         events = await events_cursor.fetchall()
-        if not events:
+        silences = index.silences(chain_id)
+        head = await _confirmed_head(conn, chain_id) if silences and len(events) < limit else None
+        if not events and head is None:
             return result
-        needs = batch_needs(events, index)
+        needs = batch_needs(events, index, chain_id=chain_id if silences else None)
         states = await _load_states(conn, needs.states)
+        if silences:
+            until = head.block_time if head else events[-1]["block_time"]
+            await _load_due_silences(conn, [t.id for t in silences], until, states)
         clock = Clock(await _load_last_fired(conn, needs.last_fired))
         # The agents' summaries as of each event, from the read model in this transaction.
         summaries = await summary_changes(conn, chain_id, needs.candidates)
-        plan = plan_batch(events, index, states, clock, summaries)
-        await _remember_for_reorgs(conn, chain_id, events, plan)
-        result.jobs = await _apply(conn, chain_id, plan)
-        last = events[-1]
-        await conn.execute(
-            QUERIES["advance_cursor"],
-            {"chain_id": chain_id, "block_number": last["block_number"],
-             "log_index": last["log_index"]},
-        )  # fmt: skip
+        plan = plan_batch(events, index, states, clock, summaries, head=head)
+        if events or plan.states:
+            # The batch: from its first event (or the head block, when only time passed)
+            # to the later of its last event's block and the head.
+            ends = [events[-1]["block_number"]] if events else []
+            if head is not None:
+                ends.append(head.block_number)
+            start = ((events[0]["block_number"], events[0]["log_index"]) if events
+                     else (max(ends), HEAD_LOG_INDEX))  # fmt: skip
+            last_block = max(ends)
+            await _remember_for_reorgs(conn, chain_id, start, last_block, plan)
+            result.jobs = await _apply(conn, chain_id, plan)
+        if events:
+            last = events[-1]
+            await conn.execute(
+                QUERIES["advance_cursor"],
+                {"chain_id": chain_id, "block_number": last["block_number"],
+                 "log_index": last["log_index"]},
+            )  # fmt: skip
+            result.last_position = (last["block_number"], last["log_index"])
     result.events = len(events)
     result.fired = len(plan.firings)
-    result.last_position = (events[-1]["block_number"], events[-1]["log_index"])
     return result
+
+
+async def _confirmed_head(conn: psycopg.AsyncConnection, chain_id: int) -> ChainTime | None:
+    """The latest confirmed block whose time the indexer stored (None: none yet)."""
+    cursor = await conn.execute(QUERIES["confirmed_head"], {"chain_id": chain_id})
+    row = await cursor.fetchone()
+    return ChainTime(chain_id, row[0], row[1]) if row else None
+
+
+async def _load_due_silences(
+    conn: psycopg.AsyncConnection,
+    trigger_ids: list[str],
+    until: datetime,
+    states: dict[str, dict[str, State]],
+) -> None:
+    """Adds to `states` the scopes of these silence triggers whose silent period is due by
+    `until` (the only ones plan_batch can fire that no event of the batch names)."""
+    cursor = await conn.execute(
+        QUERIES["due_silences"], {"trigger_ids": trigger_ids, "until": until.timestamp()}
+    )
+    for trigger_id, scope, state in await cursor.fetchall():
+        states.setdefault(trigger_id, {})[scope] = state
 
 
 async def _load_states(
@@ -170,26 +218,26 @@ async def _load_last_fired(conn: psycopg.AsyncConnection, ids: set[str]) -> dict
 
 
 async def _remember_for_reorgs(
-    conn: psycopg.AsyncConnection, chain_id: int, events: list[dict[str, Any]], plan: Plan
+    conn: psycopg.AsyncConnection, chain_id: int, start: Position, last_block: int, plan: Plan
 ) -> None:
     """Before the plan is applied: if the batch reaches into the reorg window (the blocks
     whose hashes the indexer keeps), the trigger state and last firings it moves, as they
     were, for a reorg deeper than the confirmations to restore (see the indexer's store);
-    and the records no reorg can reach any more go."""
+    and the records no reorg can reach any more go. The batch starts at `start` (its first
+    event, or the head block that fired silences) and ends in block `last_block`."""
     cursor = await conn.execute(QUERIES["reorg_window_start"], {"chain_id": chain_id})
     row = await cursor.fetchone()
     window_start = row[0] if row else None
     if window_start is None:
         return
     await conn.execute(QUERIES["prune_undo"], {"chain_id": chain_id, "window_start": window_start})
-    first, last = events[0], events[-1]
-    if last["block_number"] < window_start or not (plan.states or plan.last_fired):
+    if last_block < window_start or not (plan.states or plan.last_fired):
         return
     batch = {
         "chain_id": chain_id,
-        "batch_block": first["block_number"],
-        "batch_log_index": first["log_index"],
-        "batch_last_block": last["block_number"],
+        "batch_block": start[0],
+        "batch_log_index": start[1],
+        "batch_last_block": last_block,
     }
     if plan.states:
         keys = list(plan.states)
@@ -228,14 +276,21 @@ async def _apply(conn: psycopg.AsyncConnection, chain_id: int, plan: Plan) -> in
 
 async def queue_jobs(conn: psycopg.AsyncConnection, chain_id: int, firings: list[Firing]) -> int:
     """One job per action of each firing (in the caller's transaction), but none for an
-    (event, action) that has one already; returns how many were queued. Replays share it."""
-    jobs: list[tuple[str, str, int, int, str, bytes, int | None]] = []
+    (event, action), or (silent period, action), that has one already; returns how many were
+    queued. Replays share it."""
+    jobs: list[tuple[str, str, int | None, int, str, bytes, int | None, str | None]] = []
     for firing in firings:
         payload = job_payload(firing)
+        silence = firing.silence.key(firing.trigger.id) if firing.silence else None
         for action in firing.trigger.actions:
-            key = idempotency_key(firing.event, firing.trigger.id, action.id)
+            if silence is None:
+                key = idempotency_key(firing.event, firing.trigger.id, action.id)
+            else:
+                key = hashlib.sha256(
+                    f"{chain_id}:silence:{silence}:{action.id}".encode()
+                ).hexdigest()
             jobs.append((firing.trigger.id, action.id, firing.event["id"], action.priority, key,
-                         payload, action.max_attempts))  # fmt: skip
+                         payload, action.max_attempts, silence))  # fmt: skip
     if jobs:
         columns = list(zip(*jobs, strict=True))
         inserted = await conn.execute(
@@ -249,6 +304,7 @@ async def queue_jobs(conn: psycopg.AsyncConnection, chain_id: int, firings: list
                 "keys": list(columns[4]),
                 "payloads": [payload.decode() for payload in columns[5]],
                 "max_attempts": list(columns[6]),
+                "silence_keys": list(columns[7]),
             },
         )
         return max(inserted.rowcount, 0)

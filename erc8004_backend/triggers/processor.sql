@@ -57,6 +57,25 @@ WHERE (trigger_id, scope) IN (SELECT * FROM unnest(%(trigger_ids)s::uuid[], %(sc
 -- last_fired --
 SELECT id::text, last_fired_at FROM triggers WHERE id = ANY(%(trigger_ids)s::uuid[])
 
+-- confirmed_head --
+-- How far the chain's time has come: the latest confirmed block whose time the indexer
+-- keeps (indexed_blocks holds the blocks near the head).
+SELECT b.block_number, b.block_time
+FROM checkpoints AS c
+JOIN LATERAL (SELECT block_number, block_time FROM indexed_blocks AS b
+              WHERE b.chain_id = c.chain_id AND b.block_number <= c.confirmed_block_number
+              ORDER BY b.block_number DESC LIMIT 1) AS b ON true
+WHERE c.chain_id = %(chain_id)s
+
+-- due_silences --
+-- The silent periods of these triggers due by a time (Unix seconds of block time): the
+-- partial index on the state's due time (migration 29) finds them.
+SELECT trigger_id::text, scope, state
+FROM trigger_state
+WHERE trigger_id = ANY (%(trigger_ids)s::uuid[])
+  AND state -> 'silence' ? 'due'
+  AND (state -> 'silence' ->> 'due')::double precision <= %(until)s
+
 -- save_states --
 INSERT INTO trigger_state (trigger_id, scope, state, last_block_number, last_log_index)
 SELECT trigger_id, scope, state, block_number, log_index
@@ -99,19 +118,22 @@ DELETE FROM trigger_state_undo
 WHERE chain_id = %(chain_id)s AND batch_last_block < %(window_start)s
 
 -- insert_jobs --
--- Exactly one job per (event, action): a replayed batch inserts nothing twice. An action
+-- Exactly one job per (event, action), or per (silent period, action) for a silence (its
+-- silence_key; its event_id is the event that started the period, if one did): a replayed
+-- batch inserts nothing twice. An action
 -- without its own max_attempts gets the column's default (8). The payloads are sent as a
 -- binary array (placeholder "b"): a text array escapes every quote of every JSON document,
 -- in Python, at about 70 us a payload (a seventh of `erc8004 run`'s CPU at 500 events/s).
 INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id, priority, idempotency_key,
-                         payload, max_attempts)
+                         payload, max_attempts, silence_key)
 SELECT trigger_id, action_id, event_id, %(chain_id)s, priority, idempotency_key, payload,
-       coalesce(max_attempts, 8)
+       coalesce(max_attempts, 8), silence_key
 FROM unnest(%(trigger_ids)s::uuid[], %(action_ids)s::uuid[], %(event_ids)s::bigint[],
             %(priorities)s::int[], %(keys)s::text[], %(payloads)b::jsonb[],
-            %(max_attempts)s::int[])
-     AS j(trigger_id, action_id, event_id, priority, idempotency_key, payload, max_attempts)
-ON CONFLICT (event_id, action_id, retraction) DO NOTHING
+            %(max_attempts)s::int[], %(silence_keys)s::text[])
+     AS j(trigger_id, action_id, event_id, priority, idempotency_key, payload, max_attempts,
+          silence_key)
+ON CONFLICT DO NOTHING
 
 -- mark_fired --
 UPDATE triggers AS t

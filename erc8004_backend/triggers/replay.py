@@ -138,7 +138,8 @@ async def replay_batch(
             events,
             index,
             {trigger.id: state},
-            Clock({trigger.id: last_fired} if last_fired else {}),
+            # A silence from the trigger's start counts from the replay's.
+            Clock({trigger.id: last_fired} if last_fired else {}, origin=replay["from_time"]),
             summaries,
         )
         result.jobs = await queue_jobs(conn, chain_id, plan.firings)
