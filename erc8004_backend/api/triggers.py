@@ -630,9 +630,50 @@ GROUP_EXAMPLES: dict[str, dict[str, Any]] = {
         },
     },
 }
+SILENCE_EXAMPLES: dict[str, dict[str, Any]] = {
+    "silence": {
+        "summary": "A silence: no feedback for a day",
+        "description": "Fires once per silent period of block time: a day after agent 42's"
+        " last feedback (or the trigger's start) with none since.",
+        "value": {
+            "name": "Agent 42 went quiet",
+            "chain_id": 8453,
+            "registry": "reputation",
+            "is_stateful": True,
+            "conditions": [
+                AGENT_42,
+                {
+                    "condition_type": "event_type_equals",
+                    "field": "event_type",
+                    "operator": "=",
+                    "value": "NewFeedback",
+                },
+                {"condition_type": "silence", "field": "silence", "operator": ">=", "value": "24h"},
+            ],
+            "actions": [
+                {
+                    "action_type": "telegram",
+                    "priority": 1,
+                    "config": {
+                        "chat_id": "123456789",
+                        "message_template": "Agent {{agent_id}}: no feedback since"
+                        " {{silent_since|iso}}",
+                    },
+                }
+            ],
+        },
+    },
+}
 TriggerBody = Annotated[
     TriggerIn,
-    Body(openapi_examples={**TRIGGER_EXAMPLES, **TEMPLATE_EXAMPLES, **GROUP_EXAMPLES}),
+    Body(
+        openapi_examples={
+            **TRIGGER_EXAMPLES,
+            **TEMPLATE_EXAMPLES,
+            **GROUP_EXAMPLES,
+            **SILENCE_EXAMPLES,
+        }
+    ),
 ]
 REPLAY_EXAMPLES = {
     "block": {"summary": "From a block", "value": {"from_block": 24_000_000}},
@@ -641,7 +682,14 @@ REPLAY_EXAMPLES = {
 # The same examples as for PUT (the documentation's); `replay_from` has its own (README).
 NewTriggerBody = Annotated[
     TriggerNew,
-    Body(openapi_examples={**TRIGGER_EXAMPLES, **TEMPLATE_EXAMPLES, **GROUP_EXAMPLES}),
+    Body(
+        openapi_examples={
+            **TRIGGER_EXAMPLES,
+            **TEMPLATE_EXAMPLES,
+            **GROUP_EXAMPLES,
+            **SILENCE_EXAMPLES,
+        }
+    ),
 ]
 
 

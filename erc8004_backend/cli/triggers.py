@@ -24,6 +24,7 @@ from erc8004_backend.encryption import SecretBox
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.triggers.backtest import BacktestResult, backtest
 from erc8004_backend.triggers.fields import format_value
+from erc8004_backend.triggers.plan import HEAD_LOG_INDEX
 from erc8004_backend.triggers.processor import BATCH_SIZE, run_processor
 from erc8004_backend.triggers.replay import QUERIES as REPLAY_QUERIES
 
@@ -114,7 +115,9 @@ def backtest_trigger(
     shown = result.fired[:limit] if limit else result.fired
     for firing in shown:
         computed = ", ".join(f"{k}={format_value(v)}" for k, v in firing.computed.items())
-        cells = [str(firing.block_number), str(firing.log_index), firing.block_time.isoformat(),
+        # A silence the confirmed head's time fired comes after the block's events.
+        log = "head" if firing.log_index == HEAD_LOG_INDEX else str(firing.log_index)
+        cells = [str(firing.block_number), log, firing.block_time.isoformat(),
                  firing.event_type, format_value(firing.agent_id), format_value(firing.score),
                  computed]  # fmt: skip
         if replay:

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from erc8004_backend.actions.preview import ActionPreview, ActionPreviews
 from erc8004_backend.errors import Erc8004Error
@@ -70,7 +70,8 @@ async def _range_end(
     """How far the range's time reaches, for silences: the chain's confirmed head, or
     `to_time` before it; None (the last event's time) when `to_block` ends the range
     before the head."""
-    cursor = await conn.execute(QUERIES["confirmed_head"], {"chain_id": chain_id})
+    cursor = conn.cursor(row_factory=tuple_row)
+    await cursor.execute(QUERIES["confirmed_head"], {"chain_id": chain_id})
     row = await cursor.fetchone()
     head = ChainTime(chain_id, row[0], row[1]) if row else None
     if to_block is not None and (head is None or to_block < head.block_number):

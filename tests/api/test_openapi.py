@@ -17,10 +17,12 @@ from erc8004_backend.api.errors import CODES
 from erc8004_backend.triggers.conditions import (
     CHANGE_CONDITION_TYPES,
     FIELD_CONDITION_TYPES,
+    SILENCE_CONDITION_TYPE,
     STATEFUL_CONDITION_TYPES,
 )
 from erc8004_backend.triggers.operators import OPERATORS
 from tests.api.conftest import ApiClient, api_settings, app_on, make_account
+from tests.api.test_triggers_silence import documented_silence_triggers
 from tests.triggers.test_examples_end_to_end import (
     example_triggers,
     group_example,
@@ -57,6 +59,7 @@ def test_condition_and_action_types_and_operators_are_the_engines(document: Docu
     action = schema_of(document, "ActionIn")["properties"]
     assert condition["condition_type"]["enum"] == [
         *FIELD_CONDITION_TYPES, *STATEFUL_CONDITION_TYPES, *CHANGE_CONDITION_TYPES,
+        SILENCE_CONDITION_TYPE,
     ]  # fmt: skip
     assert condition["operator"]["enum"] == list(OPERATORS)
     assert action["action_type"]["enum"] == list(CONFIG_TYPES)
@@ -104,8 +107,10 @@ def test_the_trigger_examples_are_those_of_the_documentation(document: Document)
     (replace,) = [
         op for m, p, op in operations(document) if (m, p) == ("PUT", "/triggers/{trigger_id}")
     ]
-    # docs/triggers.md's seven examples, then its template example and its example of groups.
-    documented = [*example_triggers(), template_example(), group_example()]
+    # docs/triggers.md's seven examples, then its template example, its example of groups
+    # and its first silence.
+    documented = [*example_triggers(), template_example(), group_example(),
+                  documented_silence_triggers()[0]]  # fmt: skip
     assert list(body_examples(create).values()) == documented
     assert list(body_examples(replace).values()) == documented
     summaries = [e["summary"] for e in create["requestBody"]["content"]["application/json"]

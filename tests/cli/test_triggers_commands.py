@@ -211,3 +211,23 @@ def test_backtest_as_a_replay_and_a_replay_requested(migrated_url: str) -> None:
     with psycopg.connect(migrated_url) as conn:
         row = conn.execute("SELECT from_block, status FROM trigger_replays").fetchone()
     assert row == (2, "pending")
+
+
+def test_backtest_shows_a_silence_the_head_fired(migrated_url: str) -> None:
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        trigger_id = low_scores_trigger(conn, ("silence", ">=", "1h", "{}"))
+        conn.execute("UPDATE trigger_conditions SET field = 'silence' WHERE trigger_id = %s",
+                     [trigger_id])  # fmt: skip
+        feedback(conn, 1, 50)
+        conn.execute("INSERT INTO checkpoints (chain_id, block_number, confirmed_block_number)"
+                     " VALUES (84532, 7, 7)")  # fmt: skip
+        conn.execute("INSERT INTO indexed_blocks (chain_id, block_number, block_hash,"
+                     " parent_hash, block_time) VALUES (84532, 7, '0x7', '0x6',"
+                     " now() + interval '2 hours')")  # fmt: skip
+    result = erc8004("triggers", "test", trigger_id, database_url=migrated_url)
+    assert result.returncode == 0, result.stderr
+    assert "low scores: 1 firing in 1 event" in result.stdout
+    [row] = [line for line in result.stdout.splitlines() if "silence" in line and "│" in line]
+    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    assert cells[:2] == ["7", "head"]
+    assert cells[4] == "42"  # the agent of the silent scope

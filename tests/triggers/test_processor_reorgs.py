@@ -155,7 +155,7 @@ async def assert_as_recomputed(conn: psycopg.AsyncConnection, ids: dict[str, str
             [trigger_id],
         )
         fired = sorted(row[0] for row in await cursor.fetchall())
-        assert fired == sorted(f.event_id for f in expected.fired), name
+        assert fired == sorted(f.event_id or 0 for f in expected.fired), name
         cursor = await conn.execute(
             "SELECT scope, state FROM trigger_state WHERE trigger_id = %s", [trigger_id]
         )

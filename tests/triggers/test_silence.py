@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from erc8004_backend.triggers.conditions import ConditionError, Silence, parse_conditions
 from erc8004_backend.triggers.index import CompiledTrigger, TriggerAction, TriggerIndex
-from erc8004_backend.triggers.plan import ChainTime, Clock, batch_needs, plan_batch
+from erc8004_backend.triggers.plan import ChainTime, Clock, Firing, batch_needs, plan_batch
 from erc8004_backend.triggers.silence import SILENCE_KEY, armed
 from erc8004_backend.triggers.stateful import State
 
@@ -33,8 +33,9 @@ def agent_is(agent: int) -> dict[str, Any]:
 
 
 def test_a_silence_parses_with_its_duration_scope_and_after() -> None:
-    parsed = parse_conditions([agent_is(4), silence_row("6h", scope="request",
-                                                        after="ValidationRequest")])
+    parsed = parse_conditions(
+        [agent_is(4), silence_row("6h", scope="request", after="ValidationRequest")]
+    )
     assert parsed.silence == Silence(2, 6 * 3600, "request", "ValidationRequest")
     assert [c.field for c in parsed.fields] == ["agent_id"]
     assert parse_conditions([silence_row("30m")]).silence == Silence(1, 1800, "agent", None)
@@ -115,7 +116,12 @@ def event_rows(history: list[tuple[int, int, bool]]) -> list[dict[str, Any]]:
     return rows
 
 
-def reference(case: Case, rows: list[dict[str, Any]], origin: datetime, end: datetime) -> list:
+Period = tuple[str, float, int | None]  # scope, start, the event that started it
+
+
+def reference(
+    case: Case, rows: list[dict[str, Any]], origin: datetime, end: datetime
+) -> list[Period]:
     """The silent periods that fire, by definition: per scope, each period runs from its
     start (an event that starts one; for a scope the trigger names, also the trigger's
     start) to the next event of the scope that starts or ends one, else to `end`; it fires
@@ -132,7 +138,7 @@ def reference(case: Case, rows: list[dict[str, Any]], origin: datetime, end: dat
         scope = "trigger" if case.scope == "trigger" else f"agent:{row['agent_id']}"
         opens = not case.after or row["event_type"] == "NewFeedback"
         starts.setdefault(scope, []).append((row["block_time"].timestamp(), row["id"], opens))
-    fired = []
+    fired: list[Period] = []
     for scope, marks in starts.items():
         # Marks are in chain order except the trigger's start, which comes first.
         for n, (since, event_id, opens) in enumerate(marks):
@@ -145,9 +151,11 @@ def reference(case: Case, rows: list[dict[str, Any]], origin: datetime, end: dat
     return sorted(fired, key=lambda f: (f[0], f[1]))
 
 
-def planned(plan_firings: list) -> list:
-    return sorted(((f.silence.scope, f.silence.started, f.silence.event_id)
-                   for f in plan_firings), key=lambda f: (f[0], f[1]))  # fmt: skip
+def planned(plan_firings: list[Firing]) -> list[Period]:
+    periods = [f.silence for f in plan_firings if f.silence is not None]
+    assert len(periods) == len(plan_firings)
+    return sorted(((p.scope, p.started, p.event_id) for p in periods),
+                  key=lambda f: (f[0], f[1]))  # fmt: skip
 
 
 @settings(max_examples=300, deadline=None)
@@ -173,7 +181,7 @@ def test_silences_fire_once_per_silent_period_as_the_reference_says(
     # periods due by its end (trigger_state's index), some followed by a head tick between
     # their last event and the next batch's first.
     stored: dict[str, State] = {}
-    fired: list = []
+    fired: list[Firing] = []
     start, sizes, ticks = 0, iter(cuts * (len(rows) + 1)), iter(heads * (len(rows) + 1))
     while True:
         batch = rows[start : start + next(sizes)]
@@ -182,7 +190,9 @@ def test_silences_fire_once_per_silent_period_as_the_reference_says(
         until = end if last else batch[-1]["block_time"] if batch else T0
         tick = head if last else None
         if not last and next(ticks):
-            until = batch[-1]["block_time"] + (rows[start]["block_time"] - batch[-1]["block_time"]) / 2
+            until = (
+                batch[-1]["block_time"] + (rows[start]["block_time"] - batch[-1]["block_time"]) / 2
+            )
             tick = ChainTime(CHAIN, batch[-1]["block_number"], until)
         needs = batch_needs(batch, index, chain_id=CHAIN)
         states = {scope: stored[scope] for _, scope in needs.states if scope in stored}
@@ -197,10 +207,11 @@ def test_silences_fire_once_per_silent_period_as_the_reference_says(
             break
     assert planned(fired) == expected
     # Each period fired once, and left its scope without a period.
-    assert len({(f.silence.scope, f.silence.started) for f in fired}) == len(fired)
-    for f in fired:
-        assert f.event["block_time"] == f.silence.due
-        assert SILENCE_KEY in stored[f.silence.scope]
+    periods = [(f.event, f.silence) for f in fired if f.silence is not None]
+    assert len({(p.scope, p.started) for _, p in periods}) == len(fired)
+    for event, silent in periods:
+        assert event["block_time"] == silent.due
+        assert SILENCE_KEY in stored[silent.scope]
 
 
 def test_a_silence_reports_its_scope_and_start_to_templates() -> None:
@@ -213,7 +224,8 @@ def test_a_silence_reports_its_scope_and_start_to_templates() -> None:
     assert len(plan.firings) == 1
     firing = plan.firings[0]
     assert firing.event["id"] == 1
-    assert firing.fields["agent_id"] == 2 and firing.fields["event_type"] == "silence"
+    assert firing.fields["agent_id"] == 2
+    assert firing.fields["event_type"] == "silence"
     assert firing.fields["timestamp"] == T0 + timedelta(minutes=90)
     assert firing.computed == {"silent_since": T0 + timedelta(minutes=30), "silence_seconds": 3600}
     # Fired at the tick of the next event (block 2), before that event was evaluated.
