@@ -568,7 +568,7 @@ CREATE TABLE public.action_results (
     error_message text,
     response_data jsonb,
     executed_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT action_results_action_type_check CHECK ((action_type = ANY (ARRAY['telegram'::text, 'rest'::text, 'mcp'::text]))),
+    CONSTRAINT action_results_action_type_check CHECK ((action_type ~ '^[a-z][a-z0-9_]{0,31}$'::text)),
     CONSTRAINT action_results_duration_ms_check CHECK ((duration_ms >= 0)),
     CONSTRAINT action_results_retry_count_check CHECK ((retry_count >= 0)),
     CONSTRAINT action_results_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failed'::text, 'retrying'::text, 'cancelled'::text])))
@@ -920,7 +920,7 @@ CREATE TABLE public.trigger_actions (
     config jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT trigger_actions_action_type_check CHECK ((action_type = ANY (ARRAY['telegram'::text, 'rest'::text, 'mcp'::text]))),
+    CONSTRAINT trigger_actions_action_type_check CHECK ((action_type ~ '^[a-z][a-z0-9_]{0,31}$'::text)),
     CONSTRAINT trigger_actions_config_check CHECK ((jsonb_typeof(config) = 'object'::text))
 );
 

@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Final
+from typing import Annotated, Any, Final
 from urllib.parse import urlsplit
 
 import httpx2
@@ -36,10 +36,11 @@ from eth_hash.auto import keccak
 from mcp import Client, InputRequiredRoundsExceededError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from erc8004_backend import __version__
-from erc8004_backend.actions.configs import McpConfig
+from erc8004_backend.actions.channel import ChannelDependencies, ChannelSpec
+from erc8004_backend.actions.configs import ChannelConfig, validate_config
 from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt, retryable_status
 from erc8004_backend.config import Settings
 from erc8004_backend.database.queries import load_queries
@@ -90,6 +91,15 @@ _TOOL_LIST_PAGES = 10
 
 
 # -- the target: the agent's endpoint and token -------------------------------------------
+
+
+DEFAULT_MCP_TOOL = "agent.receiveFeedback"
+
+
+class McpConfig(ChannelConfig):
+    tool_name: Annotated[str, Field(min_length=1, max_length=128)] = DEFAULT_MCP_TOOL
+    verify_file_hash: bool = False
+    timeout_ms: Annotated[int, Field(ge=100, le=120_000)] = 30_000
 
 
 @dataclass(frozen=True)
@@ -648,3 +658,24 @@ def _mcp_error_failure(call: _Call, error: MCPError) -> DeliveryFailed:
 def _describe(error: BaseException) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class McpChannel:
+    """A tool call to the MCP server of the event's agent."""
+
+    def __init__(self, dependencies: ChannelDependencies) -> None:
+        self.settings = dependencies.settings
+        self.box = dependencies.box
+        self.pool = dependencies.pool
+
+    async def deliver(self, job: Job) -> dict[str, Any]:
+        config = validate_config(McpConfig, "mcp", job.config)
+        agent_id = job.payload.get("event", {}).get("agent_id")
+        if agent_id is None:
+            raise DeliveryFailed("an mcp action needs an event with an agent", retryable=False)
+        async with self.pool.connection() as conn:
+            target = await load_mcp_target(conn, job.chain_id, int(agent_id), self.box)
+        return await deliver_mcp(job, config, target, settings=self.settings)
+
+
+CHANNEL = ChannelSpec("mcp", McpConfig, McpChannel)

@@ -26,19 +26,26 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
-from typing import Any
+import time
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
 import psycopg
+from pydantic import Field, ValidationInfo, field_validator
 from yarl import URL
 
+from erc8004_backend.actions.channel import ChannelDependencies, ChannelSpec, Preview
 from erc8004_backend.actions.configs import (
-    RestConfig,
-    parse_action_config,
+    MAX_JSON_DEPTH,
+    RetractableConfig,
+    json_depth,
     render_json_template,
+    validate_config,
 )
 from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt, retryable_status
 from erc8004_backend.database.queries import load_queries
@@ -46,13 +53,94 @@ from erc8004_backend.encryption import EncryptionError, Sealed, SecretBox
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.outbound import ResponseTooLargeError, read_capped, refusal
 from erc8004_backend.retry import parse_retry_after
-from erc8004_backend.triggers.templates import render_template
+from erc8004_backend.triggers.templates import PLACEHOLDER, render_template
 
 QUERIES = load_queries("erc8004_backend.actions", "rest.sql")
 
 SIGNATURE_HEADER = "X-ERC8004-Signature"
 TIMESTAMP_HEADER = "X-ERC8004-Timestamp"
 RETRACTED_HEADER = "X-ERC8004-Retracted"
+# Set by the worker on every request; a config may not replace them.
+RESERVED_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "idempotency-key"}
+)
+SIGNATURE_HEADER_PREFIX = "x-erc8004-"
+# C0 controls and DEL.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class RestConfig(RetractableConfig):
+    method: Literal["POST", "PUT", "PATCH", "DELETE", "GET"] = "POST"
+    url: Annotated[str, Field(min_length=1, max_length=2048)]
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Any JSON value; its strings are templates. None: the whole job document is sent.
+    body_template: Any = None
+    timeout_ms: Annotated[int, Field(ge=100, le=60_000)] = 10_000
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        """Checked, then percent-encoded (spaces, non-ASCII; the host in IDNA) so that it is
+        sent as a valid request target; placeholders may fill the path or query only."""
+        originals = [match.group(0) for match in PLACEHOLDER.finditer(value)]
+        # Stand-ins that URL encoding leaves alone, swapped back afterwards.
+        shape = PLACEHOLDER.sub(lambda match: f"placeholder{match.start()}x", value)
+        stand_ins = [f"placeholder{match.start()}x" for match in PLACEHOLDER.finditer(value)]
+        try:
+            parts = urlsplit(shape)
+            netloc, host = parts.netloc, parts.hostname
+        except ValueError as error:
+            raise ValueError(f"not a valid URL: {error}") from None
+        if any(stand_in in netloc for stand_in in stand_ins):
+            raise ValueError("placeholders may not be used in the host")
+        if parts.scheme not in ("http", "https") or not host:
+            raise ValueError("must be an http(s) URL with a host")
+        try:
+            encoded = str(URL(shape))
+        except ValueError as error:
+            raise ValueError(f"not a valid URL: {error}") from None
+        for stand_in, original in zip(stand_ins, originals, strict=True):
+            encoded = encoded.replace(stand_in, original, 1)
+        return encoded
+
+    @field_validator("headers")
+    @classmethod
+    def _own_headers(cls, headers: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        for name, value in headers.items():
+            lowered = name.lower()
+            if lowered in RESERVED_HEADERS or lowered.startswith(SIGNATURE_HEADER_PREFIX):
+                raise ValueError(f"header {name!r} is set by the worker and cannot be configured")
+            # aiohttp sends a URL's user info as Authorization, and refuses to send both.
+            if lowered == "authorization" and "@" in urlsplit(info.data.get("url", "")).netloc:
+                raise ValueError(
+                    f"header {name!r} cannot be sent with a URL that has a user name or password"
+                )
+            if not name or any(c in name for c in " :") or _CONTROL.search(name):
+                raise ValueError(f"header {name!r} is not a valid header name")
+            # aiohttp refuses to send any control character but tab (CR and LF would split
+            # the header): such a header would fail every delivery.
+            if _CONTROL.search(value.replace("\t", "")):
+                raise ValueError(
+                    f"the value of header {name!r} has a control character"
+                    " (tab is the only one allowed)"
+                )
+        return headers
+
+    @field_validator("body_template")
+    @classmethod
+    def _deliverable(cls, template: Any) -> Any:
+        if json_depth(template) > MAX_JSON_DEPTH:
+            raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+        try:
+            orjson.dumps(template)  # what webhook bodies are encoded with
+        except orjson.JSONEncodeError as error:
+            raise ValueError(f"cannot be sent as JSON: {error}") from None
+        return template
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -134,9 +222,7 @@ def open_rest_config(job: Job, box: SecretBox) -> RestConfig:
         raise DeliveryFailed(
             f"a credential of action {job.action_id} cannot be read: {error}", retryable=False
         ) from None
-    parsed = parse_action_config("rest", config)
-    assert isinstance(parsed, RestConfig)
-    return parsed
+    return validate_config(RestConfig, "rest", config)
 
 
 async def deliver_rest(
@@ -389,3 +475,30 @@ def open_credentials(config: dict[str, Any], box: SecretBox, action_id: str) -> 
         password = _open(opened.pop("url_password"), box, url_password_context(action_id))
         opened["url"] = with_url_password(str(config.get("url", "")), password)
     return opened
+
+
+class WebhookChannel:
+    """Signed requests to the action's URL, through the address guard."""
+
+    def __init__(self, dependencies: ChannelDependencies) -> None:
+        self.box = dependencies.box
+        self.session = dependencies.session
+        self.response_max_bytes = dependencies.settings.response_max_bytes
+
+    async def deliver(self, job: Job) -> dict[str, Any]:
+        return await deliver_rest(job, box=self.box, session=self.session,
+                                  timestamp=int(time.time()),
+                                  response_max_bytes=self.response_max_bytes)  # fmt: skip
+
+
+def preview_body(config: Mapping[str, Any], values: dict[str, Any]) -> Preview | None:
+    """The body of its body_template (a stored config: its URL and headers stay sealed, and
+    are not shown: they may hold credentials)."""
+    template = config.get("body_template")
+    if template is None or str(config.get("method", "POST")).upper() == "GET":
+        return None
+    return Preview(body=render_json_template(template, values))
+
+
+CHANNEL = ChannelSpec("rest", RestConfig, WebhookChannel,
+                      template_keys=("url", "body_template"), preview=preview_body)  # fmt: skip

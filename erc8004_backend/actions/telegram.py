@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
 
 import aiohttp
 import orjson
+from pydantic import Field, field_validator
 
-from erc8004_backend.actions.configs import TelegramConfig
-from erc8004_backend.actions.delivery import DeliveryFailed, excerpt, retryable_status
+from erc8004_backend.actions.channel import ChannelDependencies, ChannelSpec, Preview
+from erc8004_backend.actions.configs import (
+    ActionConfigError,
+    RetractableConfig,
+    validate_config,
+)
+from erc8004_backend.actions.delivery import (
+    DeliveryFailed,
+    Job,
+    excerpt,
+    retryable_status,
+)
 from erc8004_backend.outbound import ResponseTooLargeError, read_capped
 from erc8004_backend.retry import parse_retry_after
 from erc8004_backend.triggers.fields import RETRACTED_FIELD
@@ -24,6 +35,19 @@ from erc8004_backend.triggers.templates import PLACEHOLDER, render_template
 # https://core.telegram.org/bots/api#formatting-options
 _MARKDOWN_V2_SPECIAL = re.compile(r"([_*\[\]()~`>#+\-=|{}.!\\])")
 _MARKDOWN_SPECIAL = re.compile(r"([_*`\[])")
+
+
+class TelegramConfig(RetractableConfig):
+    chat_id: Annotated[str, Field(min_length=1, max_length=128)]
+    message_template: Annotated[str, Field(min_length=1, max_length=4096)]
+    parse_mode: Literal["MarkdownV2", "Markdown", "HTML"] | None = None
+    disable_notification: bool = False
+
+    @field_validator("chat_id", mode="before")
+    @classmethod
+    def _chat_id_text(cls, value: Any) -> Any:
+        # Chat ids are numbers in Telegram's API; JSON writers send them either way.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def escape_for(parse_mode: str | None) -> Callable[[str], str]:
@@ -158,3 +182,35 @@ def _outcome(status: int, retry_after_header: str | None, raw: bytes, token: str
 
 def _without(token: str, text: str) -> str:
     return text.replace(token, "***")
+
+
+class TelegramChannel:
+    """sendMessage to the chat of the action's config, with the operator's bot."""
+
+    def __init__(self, dependencies: ChannelDependencies) -> None:
+        self.settings = dependencies.settings
+        self.session = dependencies.operator_session  # the Telegram API URL is the operator's
+
+    async def deliver(self, job: Job) -> dict[str, Any]:
+        config = validate_config(TelegramConfig, "telegram", job.config)
+        token = self.settings.telegram_bot_token
+        return await deliver_telegram(
+            config,
+            job.values,
+            session=self.session,
+            api_url=self.settings.telegram_api_url,
+            token=token.get_secret_value() if token else None,
+            response_max_bytes=self.settings.response_max_bytes,
+        )
+
+
+def preview_message(config: Mapping[str, Any], values: dict[str, Any]) -> Preview | None:
+    try:
+        parsed = validate_config(TelegramConfig, "telegram", config)
+    except ActionConfigError:
+        return None
+    return Preview(text=send_message_body(parsed, values)["text"])
+
+
+CHANNEL = ChannelSpec("telegram", TelegramConfig, TelegramChannel,
+                      template_keys=("message_template",), preview=preview_message)  # fmt: skip

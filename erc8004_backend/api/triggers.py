@@ -24,12 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-from erc8004_backend.actions.configs import (
-    CONFIG_TYPES,
-    ActionConfigError,
-    parse_action_config,
-    storable_config_problem,
-)
+from erc8004_backend.actions.channels import CHANNELS, channel_spec, parse_action_config
+from erc8004_backend.actions.configs import ActionConfigError, storable_config_problem
 from erc8004_backend.actions.rest import (
     CredentialError,
     mask_credentials,
@@ -78,7 +74,7 @@ CONDITION_TYPES = (*FIELD_CONDITION_TYPES, *STATEFUL_CONDITION_TYPES, *CHANGE_CO
 if TYPE_CHECKING:
     ActionType = str  # a Literal made at run time is beyond a type checker
 else:
-    ActionType = Literal[tuple(CONFIG_TYPES)]
+    ActionType = Literal[tuple(CHANNELS)]
 NOT_FOUND = error_responses(404, descriptions={404: "No such trigger of yours."})
 
 
@@ -759,7 +755,7 @@ def check_trigger(trigger: TriggerIn, saved_lenses: dict[str, Any] | None = None
         except ActionConfigError as error:
             problems.append({"field": where, "message": str(error)})
             continue
-        for path, text in _templates(action.config):
+        for path, text in _templates(action.action_type, action.config):
             problems.extend(
                 {"field": f"{where}.{path}", "message": f"{action.action_type} action: {problem}"}
                 for problem in template_problems(text)
@@ -786,9 +782,10 @@ def _silence_problems(
     return problems
 
 
-def _templates(config: dict[str, Any]) -> list[tuple[str, str]]:
-    """Every template an action renders, with where it is in the config: its message, its
-    URL, its body's strings (`body_template.items[1].text`)."""
+def _templates(action_type: str, config: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every template an action renders, with where it is in the config: its channel's
+    template settings (a message, a URL), each string of a JSON one
+    (`body_template.items[1].text`)."""
     found: list[tuple[str, str]] = []
 
     def collect(path: str, value: Any) -> None:
@@ -801,7 +798,7 @@ def _templates(config: dict[str, Any]) -> list[tuple[str, str]]:
             for index, item in enumerate(value):
                 collect(f"{path}[{index}]", item)
 
-    for key in ("message_template", "url", "body_template"):
+    for key in channel_spec(action_type).template_keys:
         collect(key, config.get(key))
     return found
 

@@ -12,14 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from erc8004_backend.actions.configs import (
-    ActionConfigError,
-    McpConfig,
-    RestConfig,
-    TelegramConfig,
-    parse_action_config,
-    render_json_template,
-)
+from erc8004_backend.actions.channels import parse_action_config
+from erc8004_backend.actions.configs import ActionConfigError, render_json_template
+from erc8004_backend.actions.mcp import McpConfig
+from erc8004_backend.actions.rest import RestConfig
+from erc8004_backend.actions.telegram import TelegramConfig
 
 # The actions' configs of the trigger examples (docs/triggers.md), as written there.
 EXAMPLE_1_TELEGRAM: dict[str, Any] = {

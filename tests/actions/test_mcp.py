@@ -14,9 +14,9 @@ import pytest
 from eth_hash.auto import keccak
 from psycopg.types.json import Jsonb
 
-from erc8004_backend.actions.configs import McpConfig
 from erc8004_backend.actions.delivery import DeliveryFailed, Job
 from erc8004_backend.actions.mcp import (
+    McpConfig,
     McpTarget,
     auth_header,
     deliver_mcp,

@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 
-from erc8004_backend.actions.configs import RestConfig, TelegramConfig, parse_action_config
+from erc8004_backend.actions.channels import parse_action_config
 from erc8004_backend.actions.preview import ActionPreview, ActionPreviews
-from erc8004_backend.actions.rest import webhook_body
-from erc8004_backend.actions.telegram import send_message_body
+from erc8004_backend.actions.rest import RestConfig, webhook_body
+from erc8004_backend.actions.telegram import TelegramConfig, send_message_body
 from tests.actions.test_rest import job
 from tests.support.jobs import feedback_event
 

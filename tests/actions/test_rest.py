@@ -15,12 +15,14 @@ import yarl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from erc8004_backend.actions.configs import ActionConfigError, RestConfig, parse_action_config
+from erc8004_backend.actions.channels import parse_action_config
+from erc8004_backend.actions.configs import ActionConfigError
 from erc8004_backend.actions.delivery import Job
 from erc8004_backend.actions.rest import (
     RETRACTED_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    RestConfig,
     signature,
     verify_signature,
     webhook_request,

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from erc8004_backend.actions.configs import TelegramConfig
 from erc8004_backend.actions.telegram import (
     RETRACTION_PREFIX,
+    TelegramConfig,
     escape_for,
     send_message_body,
     template_text,

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from erc8004_backend.actions.configs import CONFIG_TYPES
+from erc8004_backend.actions.channels import CHANNELS
 from erc8004_backend.api.app import open_pool
 from erc8004_backend.api.errors import CODES
 from erc8004_backend.triggers.conditions import (
@@ -62,7 +62,7 @@ def test_condition_and_action_types_and_operators_are_the_engines(document: Docu
         SILENCE_CONDITION_TYPE,
     ]  # fmt: skip
     assert condition["operator"]["enum"] == list(OPERATORS)
-    assert action["action_type"]["enum"] == list(CONFIG_TYPES)
+    assert action["action_type"]["enum"] == list(CHANNELS)
 
 
 # -- examples -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from eth_hash.auto import keccak
 
-from erc8004_backend.actions.configs import parse_action_config
+from erc8004_backend.actions.channels import parse_action_config
 from erc8004_backend.agents import summaries
 from erc8004_backend.chain.config import DEVNET_CHAIN_ID
 from erc8004_backend.demo.scenario import (
