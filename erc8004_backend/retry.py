@@ -130,3 +130,8 @@ def _leaves(error: BaseException) -> Iterator[BaseException]:
             yield from _leaves(inner)
     else:
         yield error
+
+
+def retryable_status(status: int) -> bool:
+    """Whether an HTTP status says the same request may succeed later."""
+    return status >= 500 or status in (408, 425, 429)

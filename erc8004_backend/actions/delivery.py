@@ -81,11 +81,6 @@ class DeliveryFailed(Erc8004Error):  # noqa: N818 (an outcome, named like one)
         self.response = response
 
 
-def retryable_status(status: int) -> bool:
-    """Whether an HTTP status says the same request may succeed later."""
-    return status >= 500 or status in (408, 425, 429)
-
-
 def excerpt(body: bytes | str) -> str:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     text = text.replace("\x00", "\ufffd")  # PostgreSQL text and jsonb refuse NUL

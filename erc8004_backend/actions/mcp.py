@@ -41,23 +41,19 @@ from pydantic import Field, ValidationError
 from erc8004_backend import __version__
 from erc8004_backend.actions.channel import ChannelDependencies, ChannelSpec
 from erc8004_backend.actions.configs import ChannelConfig, validate_config
-from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt, retryable_status
+from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt
 from erc8004_backend.config import Settings
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.encryption import EncryptionError, Sealed, SecretBox, agent_token_context
-from erc8004_backend.indexer.registration import (
-    RegistrationError,
-    current_registration,
-    fetch_registration,
-    new_http_client,
-)
+from erc8004_backend.indexer.registration import current_registration
 from erc8004_backend.outbound import (
     OutboundAddressError,
     UnresolvedHostError,
     check_public_host,
     outbound_client2,
 )
-from erc8004_backend.retry import parse_retry_after
+from erc8004_backend.retry import parse_retry_after, retryable_status
+from erc8004_backend.uri_fetch import FetchError, fetch_uri, new_http_client, short_text
 
 QUERIES = load_queries("erc8004_backend.actions", "mcp.sql")
 
@@ -294,7 +290,7 @@ async def fetch_verified_file(job: Job, settings: Settings) -> Any:
         )
     client = new_http_client()
     try:
-        raw = await fetch_registration(
+        raw = await fetch_uri(
             uri,
             client=client,
             gateway=settings.ipfs_gateway,
@@ -303,9 +299,9 @@ async def fetch_verified_file(job: Job, settings: Settings) -> Any:
             allow_private=settings.allow_private_urls,
             allowed=settings.allowed_ip_networks,
         )
-    except RegistrationError as error:
+    except FetchError as error:
         raise DeliveryFailed(
-            f"cannot fetch the feedback file {_short(uri)}: {error}",
+            f"cannot fetch the feedback file {short_text(uri)}: {error}",
             retryable=not error.permanent and not uri.strip().lower().startswith("data:"),
         ) from None
     finally:
@@ -314,14 +310,10 @@ async def fetch_verified_file(job: Job, settings: Settings) -> Any:
     if actual != expected:
         raise DeliveryFailed(
             f"the feedback file's keccak256 {actual} does not match the on-chain hash"
-            f" {expected} ({_short(uri)}, {len(raw)} bytes); it was not pushed",
+            f" {expected} ({short_text(uri)}, {len(raw)} bytes); it was not pushed",
             retryable=False,
         )
     return file_content(raw)
-
-
-def _short(text: str, limit: int = 160) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 # -- the call ------------------------------------------------------------------------------
@@ -428,11 +420,11 @@ async def _check_endpoint(endpoint: str, settings: Settings) -> None:
         host, port = parts.hostname, parts.port
     except ValueError as error:
         raise DeliveryFailed(
-            f"the MCP endpoint {_short(endpoint)} is not a valid URL: {error}", retryable=False
+            f"the MCP endpoint {short_text(endpoint)} is not a valid URL: {error}", retryable=False
         ) from None
     if parts.scheme not in ("http", "https") or not host:
         raise DeliveryFailed(
-            f"the MCP endpoint {_short(endpoint)} is not an http(s) URL", retryable=False
+            f"the MCP endpoint {short_text(endpoint)} is not an http(s) URL", retryable=False
         )
     if settings.allow_private_urls:
         return

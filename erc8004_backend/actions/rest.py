@@ -47,12 +47,12 @@ from erc8004_backend.actions.configs import (
     render_json_template,
     validate_config,
 )
-from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt, retryable_status
+from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.encryption import EncryptionError, Sealed, SecretBox
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.outbound import ResponseTooLargeError, read_capped, refusal
-from erc8004_backend.retry import parse_retry_after
+from erc8004_backend.retry import parse_retry_after, retryable_status
 from erc8004_backend.triggers.templates import PLACEHOLDER, render_template
 
 QUERIES = load_queries("erc8004_backend.actions", "rest.sql")

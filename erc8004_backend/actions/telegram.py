@@ -21,14 +21,9 @@ from erc8004_backend.actions.configs import (
     RetractableConfig,
     validate_config,
 )
-from erc8004_backend.actions.delivery import (
-    DeliveryFailed,
-    Job,
-    excerpt,
-    retryable_status,
-)
+from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt
 from erc8004_backend.outbound import ResponseTooLargeError, read_capped
-from erc8004_backend.retry import parse_retry_after
+from erc8004_backend.retry import parse_retry_after, retryable_status
 from erc8004_backend.triggers.fields import RETRACTED_FIELD
 from erc8004_backend.triggers.templates import PLACEHOLDER, render_template
 

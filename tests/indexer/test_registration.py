@@ -1,5 +1,5 @@
-"""Agent registration files: parsing, URIs, fetching against real local HTTP servers, and the
-queue on a real PostgreSQL."""
+"""Agent registration files: parsing, fetching them (uri_fetch.py: URIs, real local HTTP
+servers), and the queue on a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -34,14 +34,17 @@ from erc8004_backend.indexer.registration import (
     RegistrationError,
     RegistrationResolver,
     current_registration,
-    decode_data_uri,
     enqueue_registrations,
-    fetch_registration,
-    ipfs_to_http,
-    new_http_client,
     parse_registration,
 )
 from erc8004_backend.outbound import pin_to_address
+from erc8004_backend.uri_fetch import (
+    FetchError,
+    decode_data_uri,
+    fetch_uri,
+    ipfs_to_http,
+    new_http_client,
+)
 
 # The example of the spec (ERC8004SPEC.md, "Agent URI and Agent Registration File").
 SPEC_EXAMPLE: dict[str, Any] = {
@@ -255,7 +258,7 @@ def test_decode_data_uri_forms() -> None:
     ],
 )
 def test_decode_data_uri_refuses(uri: str, message: str) -> None:
-    with pytest.raises(RegistrationError, match=_escaped(message)) as caught:
+    with pytest.raises(FetchError, match=_escaped(message)) as caught:
         decode_data_uri(uri)
     assert caught.value.permanent
 
@@ -308,7 +311,7 @@ def test_ipfs_to_http(uri: str, gateway: str, url: str) -> None:
     ],
 )
 def test_ipfs_to_http_refuses(uri: str, gateway: str, message: str) -> None:
-    with pytest.raises(RegistrationError, match=_escaped(message)):
+    with pytest.raises(FetchError, match=_escaped(message)):
         ipfs_to_http(uri, gateway)
 
 
@@ -320,7 +323,7 @@ def test_ipfs_urls_stay_on_the_gateway(cid: str, path: str) -> None:
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL:
-        return  # control characters: fetch_registration refuses the URL before any request
+        return  # control characters: fetch_uri refuses the URL before any request
     assert (parsed.host, parsed.port) == ("gateway.example", 8443)
 
 
@@ -436,7 +439,7 @@ async def fetch(
     timeout: float = 5.0,
     allow_private: bool = True,
 ) -> bytes:
-    return await fetch_registration(
+    return await fetch_uri(
         uri,
         client=client,
         gateway=gateway,
@@ -458,7 +461,7 @@ async def test_fetch_a_data_uri(client: httpx.AsyncClient) -> None:
 
 
 async def test_fetch_refuses_a_data_uri_over_the_limit(client: httpx.AsyncClient) -> None:
-    with pytest.raises(RegistrationError, match="holds 5000 bytes, more than the limit of 4096"):
+    with pytest.raises(FetchError, match="holds 5000 bytes, more than the limit of 4096"):
         await fetch(data_uri(b" " * 5000), client)
 
 
@@ -487,7 +490,7 @@ async def test_fetch_stops_after_five_redirects(
 ) -> None:
     server.routes["/loop"] = Reply(302, headers={"Location": "/loop"})
 
-    with pytest.raises(RegistrationError, match="more than 5 redirects"):
+    with pytest.raises(FetchError, match="more than 5 redirects"):
         await fetch(f"{server.base}/loop", client)
     assert len(server.requests) == 6
 
@@ -497,14 +500,12 @@ async def test_fetch_refuses_a_redirect_to_another_scheme(
 ) -> None:
     server.routes["/away"] = Reply(302, headers={"Location": "file:///etc/passwd"})
 
-    with pytest.raises(RegistrationError, match=r"not an http\(s\) URL: file:"):
+    with pytest.raises(FetchError, match=r"not an http\(s\) URL: file:"):
         await fetch(f"{server.base}/away", client)
 
 
 async def test_fetch_reports_http_errors(server: LocalServer, client: httpx.AsyncClient) -> None:
-    with pytest.raises(
-        RegistrationError, match=r"HTTP 404 from http://127\.0\.0\.1:\d+/missing\.json"
-    ):
+    with pytest.raises(FetchError, match=r"HTTP 404 from http://127\.0\.0\.1:\d+/missing\.json"):
         await fetch(f"{server.base}/missing.json", client)
 
 
@@ -513,7 +514,7 @@ async def test_fetch_refuses_a_declared_oversize_body_before_reading_it(
 ) -> None:
     server.routes["/big.json"] = Reply(body=b" " * 10_000)
 
-    with pytest.raises(RegistrationError, match="sends 10000 bytes, more than the limit of 4096"):
+    with pytest.raises(FetchError, match="sends 10000 bytes, more than the limit of 4096"):
         await fetch(f"{server.base}/big.json", client)
 
 
@@ -522,7 +523,7 @@ async def test_fetch_refuses_an_oversize_chunked_body_while_streaming(
 ) -> None:
     server.routes["/big.json"] = Reply(body=b" " * 10_000, chunked=True)
 
-    with pytest.raises(RegistrationError, match="sends more than the limit of 4096 bytes"):
+    with pytest.raises(FetchError, match="sends more than the limit of 4096 bytes"):
         await fetch(f"{server.base}/big.json", client)
 
 
@@ -546,7 +547,7 @@ async def test_fetch_bounds_what_a_compressed_body_expands_to(
     )
 
     assert len(bomb) < 20_000
-    with pytest.raises(RegistrationError, match="sends more than the limit of 20000 bytes"):
+    with pytest.raises(FetchError, match="sends more than the limit of 20000 bytes"):
         await fetch(f"{server.base}/bomb.json", client, max_bytes=20_000)
     assert await fetch(f"{server.base}/agent.json", client) == registration_file()
 
@@ -557,9 +558,7 @@ async def test_fetch_gives_up_on_a_slow_server(
     server.routes["/slow.json"] = Reply(body=registration_file(), delay=10)
     started = time.monotonic()
 
-    with pytest.raises(
-        RegistrationError, match=r"no complete answer from .*/slow.json within 0.3 s"
-    ):
+    with pytest.raises(FetchError, match=r"no complete answer from .*/slow.json within 0.3 s"):
         await fetch(f"{server.base}/slow.json", client, timeout=0.3)
     assert time.monotonic() - started < 2
 
@@ -571,7 +570,7 @@ async def test_fetch_refuses_the_loopback_server_unless_private_urls_are_allowed
     server.routes["/agent.json"] = Reply(body=registration_file())
     url = f"http://{host}:{server.port}/agent.json"
 
-    with pytest.raises(RegistrationError, match=r"refused to fetch .* loopback address") as caught:
+    with pytest.raises(FetchError, match=r"refused to fetch .* loopback address") as caught:
         await fetch(url, client, allow_private=False)
     assert "ERC8004_ALLOW_PRIVATE_URLS" in str(caught.value)
     assert server.requests == []  # refused before connecting
@@ -588,15 +587,15 @@ async def test_fetch_refuses_the_loopback_server_unless_private_urls_are_allowed
         ("ar://abcdef", "unsupported URI scheme 'ar'"),
         ("file:///etc/passwd", "unsupported URI scheme 'file'"),
         ("javascript:alert(1)", "unsupported URI scheme 'javascript'"),
-        ("agent.json", "the agent URI has no scheme: agent.json"),
-        ("   ", "the agent URI is empty"),
+        ("agent.json", "the URI has no scheme: agent.json"),
+        ("   ", "the URI is empty"),
         ("https://", "not an http(s) URL"),
     ],
 )
 async def test_fetch_refuses_unsupported_uris(
     client: httpx.AsyncClient, uri: str, message: str
 ) -> None:
-    with pytest.raises(RegistrationError, match=_escaped(message)) as caught:
+    with pytest.raises(FetchError, match=_escaped(message)) as caught:
         await fetch(uri, client)
     assert caught.value.permanent
 
@@ -606,7 +605,7 @@ async def test_a_misconfigured_gateway_fails_ipfs_uris_only(
 ) -> None:
     server.routes["/agent.json"] = Reply(body=registration_file())
 
-    with pytest.raises(RegistrationError, match="the IPFS gateway must be an http") as caught:
+    with pytest.raises(FetchError, match="the IPFS gateway must be an http") as caught:
         await fetch("ipfs://bafyagent", client, gateway="gateway.local")
     assert caught.value.transient  # the operator can fix it; the URI is fine
     assert await fetch(f"{server.base}/agent.json", client, gateway="gateway.local")
@@ -639,9 +638,9 @@ async def test_fetch_checks_redirects_that_leave_the_gateway(
     server.routes["/ipfs/bafyinside"] = Reply(302, headers={"Location": "/admin/agent.json"})
     server.routes["/admin/agent.json"] = Reply(body=registration_file())
 
-    with pytest.raises(RegistrationError, match=r"169\.254\.169\.254 is a cloud metadata address"):
+    with pytest.raises(FetchError, match=r"169\.254\.169\.254 is a cloud metadata address"):
         await fetch("ipfs://bafymetadata", client, gateway=gateway, allow_private=False)
-    with pytest.raises(RegistrationError, match=r"127\.0\.0\.1 is a loopback address"):
+    with pytest.raises(FetchError, match=r"127\.0\.0\.1 is a loopback address"):
         await fetch("ipfs://bafyinside", client, gateway=gateway, allow_private=False)
     assert [target for target, _ in server.requests] == ["/ipfs/bafymetadata", "/ipfs/bafyinside"]
 
