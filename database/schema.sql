@@ -710,6 +710,18 @@ CREATE TABLE public.client_feedback_stats (
 )
 WITH (fillfactor='70');
 
+CREATE TABLE public.delivery_dedup (
+    action_id uuid NOT NULL,
+    message_hash bytea NOT NULL,
+    job_id bigint NOT NULL,
+    sent_at timestamp with time zone NOT NULL
+);
+
+CREATE TABLE public.delivery_slots (
+    target text NOT NULL,
+    next_at timestamp with time zone NOT NULL
+);
+
 CREATE TABLE public.events (
     id bigint NOT NULL,
     chain_id bigint NOT NULL,
@@ -1125,6 +1137,12 @@ ALTER TABLE ONLY public.checkpoints
 ALTER TABLE ONLY public.client_feedback_stats
     ADD CONSTRAINT client_feedback_stats_pkey PRIMARY KEY (chain_id, client_address);
 
+ALTER TABLE ONLY public.delivery_dedup
+    ADD CONSTRAINT delivery_dedup_pkey PRIMARY KEY (action_id, message_hash);
+
+ALTER TABLE ONLY public.delivery_slots
+    ADD CONSTRAINT delivery_slots_pkey PRIMARY KEY (target);
+
 ALTER TABLE ONLY public.events
     ADD CONSTRAINT events_pkey PRIMARY KEY (chain_id, block_hash, log_index, block_time);
 
@@ -1215,6 +1233,8 @@ CREATE INDEX agents_owner_idx ON public.agents USING btree (owner);
 CREATE INDEX agents_wallet_idx ON public.agents USING btree (agent_wallet) WHERE (agent_wallet IS NOT NULL);
 
 CREATE INDEX api_keys_user_idx ON public.api_keys USING btree (user_id, created_at);
+
+CREATE INDEX delivery_dedup_sent_at_idx ON public.delivery_dedup USING btree (sent_at);
 
 CREATE INDEX events_agent_identity_idx ON ONLY public.events USING btree (chain_id, agent_id, block_number, log_index) WHERE ((registry = 'identity'::text) AND (agent_id IS NOT NULL));
 
@@ -1377,6 +1397,9 @@ ALTER TABLE ONLY public.agent_mcp_tokens
 
 ALTER TABLE ONLY public.api_keys
     ADD CONSTRAINT api_keys_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.delivery_dedup
+    ADD CONSTRAINT delivery_dedup_action_id_fkey FOREIGN KEY (action_id) REFERENCES public.trigger_actions(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.mcp_token_challenges
     ADD CONSTRAINT mcp_token_challenges_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;

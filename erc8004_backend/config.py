@@ -79,6 +79,11 @@ class Settings(BaseSettings):
         pattern=r"^https?://[^/?#]+",
         description="Base URL of the Telegram Bot API (a local server speaking it, in tests).",
     )
+    telegram_rate_limits: bool = Field(
+        default=True,
+        description="Keep to Telegram's limits across workers: 30 messages a second per bot,"
+        " one a second per chat, 20 a minute per group (off for a local stand-in).",
+    )
     worker_concurrency: int = Field(
         default=64, gt=0, le=10_000, description="Deliveries in flight per worker process."
     )

@@ -37,6 +37,10 @@ class ChannelConfig(BaseModel):
 
     # Attempts before the job is dead-lettered (the queue's default when absent: 8).
     max_attempts: MaxAttempts | None = None
+    # Noise control (actions/noise.py), shared by all workers: at most this many deliveries
+    # a minute, and the same message sent once within this many seconds.
+    rate_limit_per_minute: Annotated[int, Field(ge=1, le=60_000)] | None = None
+    dedup_seconds: Annotated[int, Field(ge=1, le=86_400)] | None = None
 
 
 ChannelConfigT = TypeVar("ChannelConfigT", bound=ChannelConfig)

@@ -22,11 +22,17 @@ from erc8004_backend.actions.configs import (
     validate_config,
 )
 from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt
+from erc8004_backend.actions.noise import take_slot
 from erc8004_backend.outbound import ResponseTooLargeError, read_capped
 from erc8004_backend.retry import parse_retry_after, retryable_status
 from erc8004_backend.triggers.fields import RETRACTED_FIELD
 from erc8004_backend.triggers.templates import PLACEHOLDER, render_template
 
+# Telegram's limits, as seconds between messages: a bot sends about 30 a second, one a second
+# to a chat, 20 a minute to a group or channel (chat ids "-100..." or "@name").
+BOT_INTERVAL = 1 / 30
+CHAT_INTERVAL = 1.0
+GROUP_INTERVAL = 3.0
 # https://core.telegram.org/bots/api#formatting-options
 _MARKDOWN_V2_SPECIAL = re.compile(r"([_*\[\]()~`>#+\-=|{}.!\\])")
 _MARKDOWN_SPECIAL = re.compile(r"([_*`\[])")
@@ -185,9 +191,16 @@ class TelegramChannel:
     def __init__(self, dependencies: ChannelDependencies) -> None:
         self.settings = dependencies.settings
         self.session = dependencies.operator_session  # the Telegram API URL is the operator's
+        self.pool = dependencies.pool
 
     async def deliver(self, job: Job) -> dict[str, Any]:
         config = validate_config(TelegramConfig, "telegram", job.config)
+        if self.settings.telegram_rate_limits:
+            # https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this
+            group = config.chat_id.startswith(("-", "@"))
+            await take_slot(self.pool, f"telegram:chat:{config.chat_id}",
+                            GROUP_INTERVAL if group else CHAT_INTERVAL)  # fmt: skip
+            await take_slot(self.pool, "telegram:bot", BOT_INTERVAL)
         token = self.settings.telegram_bot_token
         return await deliver_telegram(
             config,

@@ -31,8 +31,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from erc8004_backend.actions.channel import Channel, ChannelDependencies
 from erc8004_backend.actions.channels import CHANNELS, channel_spec
-from erc8004_backend.actions.configs import ActionConfigError
+from erc8004_backend.actions.configs import ActionConfigError, ChannelConfig, validate_config
 from erc8004_backend.actions.delivery import DeliveryFailed, Job
+from erc8004_backend.actions.noise import forget_old_messages, is_repeat, take_slot
 from erc8004_backend.actions.queue import (
     Attempt,
     breaker_feed,
@@ -250,6 +251,15 @@ class Worker:
         if channel is None:  # a row written around the API: refused, naming the known types
             channel_spec(job.action_type)
             raise ActionConfigError(f"no channel for action type {job.action_type!r}")
+        noise = _noise_settings(job.config)
+        if noise.dedup_seconds:
+            preview = channel_spec(job.action_type).preview
+            shown = preview(job.config, job.values) if preview else None
+            if shown is not None and await is_repeat(self.pool, job, shown, noise.dedup_seconds):
+                return {"deduplicated": True}
+        if noise.rate_limit_per_minute:
+            await take_slot(self.pool, f"action:{job.action_id}",
+                            60 / noise.rate_limit_per_minute)  # fmt: skip
         return await channel.deliver(job)
 
     def _log(self, attempt: Attempt) -> None:
@@ -294,7 +304,14 @@ class Worker:
             if released:
                 log.warning("worker.leases_expired", jobs=released)
                 self._wake.set()
+            await forget_old_messages(self.pool)  # dedup claims past every window
             await wait_or_stop(stop, interval)
+
+
+def _noise_settings(config: dict[str, Any]) -> ChannelConfig:
+    """The settings every action's config shares (the channel checks the rest)."""
+    shared = {key: config[key] for key in ChannelConfig.model_fields if key in config}
+    return validate_config(ChannelConfig, "the action", shared)
 
 
 def _ms_since(started: float) -> int:

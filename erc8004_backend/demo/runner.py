@@ -115,6 +115,7 @@ async def run_demo(
         settings = settings.model_copy(update={
             "database_url": database_url, "telegram_api_url": telegram_url,
             "telegram_bot_token": SecretStr(bot_token), "allow_private_urls": True,
+            "telegram_rate_limits": False,  # its Telegram is a local stand-in
             "jwt_secret": settings.jwt_secret or SecretStr(secrets.token_urlsafe(32)),
         })  # fmt: skip
         api_url = f"{listening_url(options.api_host, api_socket)}/api/v1"

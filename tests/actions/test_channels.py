@@ -107,6 +107,9 @@ async def test_an_action_type_without_a_channel_is_dead_naming_the_known_ones(
         await eventually(lambda: results(conn), what="a result")
     [row] = await results(conn)
     assert row["status"] == "failed"
-    assert row["error_message"] == "unknown action type 'pager' (known: telegram, rest, mcp, slack, discord)"
+    assert (
+        row["error_message"]
+        == "unknown action type 'pager' (known: telegram, rest, mcp, slack, discord)"
+    )
     cursor = await conn.execute("SELECT status FROM action_jobs")
     assert await cursor.fetchall() == [("dead",)]

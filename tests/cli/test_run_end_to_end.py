@@ -394,6 +394,7 @@ async def test_the_seven_examples_deliver_exactly_what_the_chain_says(
         running_system(
             devnet, database_url, tmp_path,
             ERC8004_TELEGRAM_API_URL=telegram_url, ERC8004_TELEGRAM_BOT_TOKEN=BOT_TOKEN,
+            ERC8004_TELEGRAM_RATE_LIMITS="false",
             ERC8004_IPFS_GATEWAY="http://127.0.0.1:9/ipfs/",  # nothing leaves the machine
         ) as system,
     ):  # fmt: skip

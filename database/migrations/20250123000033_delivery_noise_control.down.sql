@@ -1,0 +1,2 @@
+DROP TABLE delivery_dedup;
+DROP TABLE delivery_slots;

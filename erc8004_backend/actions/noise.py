@@ -1,0 +1,63 @@
+"""Noise control, shared by every worker through PostgreSQL.
+
+- Rate limits are send slots: a target (an action, a Telegram chat, the Telegram bot) has a
+  next free send time, which each delivery takes and moves on by the target's interval
+  (`take_slot`); a slot a few seconds away is waited for, a later one makes the attempt
+  retryable at that time.
+- An action's dedup window: a rendered message (a channel's preview of it) that another job of
+  the action sent within the window is not sent again (`is_repeat`); the job is recorded as
+  delivered, deduplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+import orjson
+from psycopg_pool import AsyncConnectionPool
+
+from erc8004_backend.actions.channel import Preview
+from erc8004_backend.actions.delivery import DeliveryFailed, Job
+from erc8004_backend.database.queries import load_queries
+
+QUERIES = load_queries("erc8004_backend.actions", "noise.sql")
+# A slot further away than this is not waited for: the attempt is retried at its time.
+MAX_SLOT_WAIT = 5.0
+
+
+async def take_slot(
+    pool: AsyncConnectionPool, target: str, interval: float, *, max_wait: float = MAX_SLOT_WAIT
+) -> None:
+    """Waits for the target's next send slot (every `interval` seconds, across workers), or
+    raises a retryable DeliveryFailed when it is more than `max_wait` away."""
+    params = {"target": target, "interval": interval, "max_wait": max_wait}
+    async with pool.connection() as conn:
+        row = await (await conn.execute(QUERIES["take_slot"], params)).fetchone()
+        if row is None:
+            busy = await (await conn.execute(QUERIES["busy_until"], params)).fetchone()
+            wait = float(busy[0]) if busy else interval
+            raise DeliveryFailed(f"rate limited: {target} has no free slot for {wait:.1f} s",
+                                 retryable=True, retry_after=wait)  # fmt: skip
+    if (wait := float(row[0])) > 0:
+        await asyncio.sleep(wait)
+
+
+def message_hash(preview: Preview) -> bytes:
+    return hashlib.sha256(orjson.dumps([preview.text, preview.body])).digest()
+
+
+async def is_repeat(pool: AsyncConnectionPool, job: Job, preview: Preview, window: int) -> bool:
+    """Whether another job of the action sent this message within `window` seconds; if not,
+    the message is this job's now (its own later attempts are no repeats)."""
+    params: dict[str, Any] = {"action_id": job.action_id, "message_hash": message_hash(preview),
+                              "job_id": job.id, "window": window}  # fmt: skip
+    async with pool.connection() as conn:
+        row = await (await conn.execute(QUERIES["claim_message"], params)).fetchone()
+    return row is None
+
+
+async def forget_old_messages(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        await conn.execute(QUERIES["forget_old_messages"])

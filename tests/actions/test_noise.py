@@ -1,0 +1,95 @@
+"""Noise control under load, across workers: an action's rate limit is never exceeded at the
+receiver, its dedup window sends a repeated message once, and Telegram's per-chat limit is
+kept; all through PostgreSQL, to real servers on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from erc8004_backend.actions.telegram import CHAT_INTERVAL
+from erc8004_backend.config import Settings
+from erc8004_backend.encryption import SecretBox
+from tests.actions.test_worker import BOT_TOKEN, results, running_worker, settings_for
+from tests.support.asgi import serve_asgi
+from tests.support.delivery_targets import TelegramServer, WebhookSink
+from tests.support.jobs import create_trigger, queue_jobs
+from tests.support.waiting import eventually
+
+# Arrival times are measured at the receiver, the slots by PostgreSQL's clock: a few
+# milliseconds of scheduling lie between them.
+JITTER = 0.03
+
+
+@pytest.fixture
+def box() -> SecretBox:
+    return SecretBox.from_spec(Settings().token_keys)
+
+
+@pytest.fixture
+async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as connection:
+        yield connection
+
+
+async def test_two_workers_never_exceed_an_actions_rate_limit(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    async with serve_asgi(sink := WebhookSink(secret="")) as url:
+        config: dict[str, Any] = {"url": url, "rate_limit_per_minute": 600}  # 10 a second
+        trigger, action, secret = await create_trigger(conn, "rest", config, box=box)
+        sink.secret = secret or ""
+        await queue_jobs(conn, trigger, action, 25)
+        settings = settings_for(migrated_url)
+        async with running_worker(settings), running_worker(settings):
+            await eventually(lambda: len(sink.received) >= 25, timeout=30, what="25 deliveries")
+    times = sorted(request.at for request in sink.received)
+    assert len(times) == 25
+    # Any k + 1 consecutive arrivals span at least k intervals: never more than 10 a second.
+    for k in (1, 5, 10):
+        spans = [later - earlier for earlier, later in zip(times, times[k:], strict=False)]
+        assert min(spans) >= k * 0.1 - JITTER, (k, min(spans))
+    assert times[-1] - times[0] < 2.4 + 1.0  # and not much slower either
+
+
+async def test_the_same_message_within_the_dedup_window_is_sent_once(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    async with serve_asgi(sink := WebhookSink(secret="")) as url:
+        config = {"url": url, "body_template": {"agent": "{{agent_id}}"}, "dedup_seconds": 600}
+        trigger, action, secret = await create_trigger(conn, "rest", config, box=box)
+        sink.secret = secret or ""
+        await queue_jobs(conn, trigger, action, 4)  # agent 42 each time
+        await queue_jobs(conn, trigger, action, 1, first_event=5, agent_id="7")
+        async with running_worker(settings_for(migrated_url)):
+            await eventually(lambda: _finished(conn, 5), timeout=20, what="5 jobs done")
+    assert sorted(r.json()["agent"] for r in sink.received) == ["42", "7"]
+    outcomes = await results(conn)
+    assert {row["status"] for row in outcomes} == {"success"}
+    assert sum(row["response_data"] == {"deduplicated": True} for row in outcomes) == 3
+
+
+async def test_telegrams_per_chat_limit_is_kept(
+    conn: psycopg.AsyncConnection, migrated_url: str
+) -> None:
+    telegram = TelegramServer(token=BOT_TOKEN)
+    arrivals: list[float] = []
+    async with serve_asgi(telegram) as url:
+        config = {"chat_id": "1001", "message_template": "agent {{agent_id}}"}
+        trigger, action, _ = await create_trigger(conn, "telegram", config)
+        await queue_jobs(conn, trigger, action, 3)
+        settings = settings_for(migrated_url, telegram_api_url=url, telegram_rate_limits=True)
+        async with running_worker(settings):
+            await eventually(lambda: _finished(conn, 3), timeout=20, what="3 messages")
+        cursor = await conn.execute("SELECT executed_at FROM action_results ORDER BY executed_at")
+        arrivals = [row[0].timestamp() for row in await cursor.fetchall()]
+    assert len(telegram.messages) == 3
+    assert arrivals[-1] - arrivals[0] >= 2 * CHAT_INTERVAL - JITTER
+
+
+async def _finished(conn: psycopg.AsyncConnection, count: int) -> bool:
+    cursor = await conn.execute("SELECT count(*) FROM action_jobs WHERE status = 'succeeded'")
+    return await cursor.fetchone() == (count,)
