@@ -29,6 +29,7 @@ from erc8004_backend.api import (
     agents,
     event_stream,
     events,
+    jobs,
     lenses,
     mcp,
     status,
@@ -156,7 +157,8 @@ def build_app(shape: AppShape, *, lifespan: StatelessLifespan[FastAPI] | None = 
         responses=dependency_errors(limit_by_address),
     )
     # The event stream before the events: /events/stream is not /events/{event_id}.
-    for module in (accounts, lenses, triggers, event_stream, events, agents, tokens, status):
+    for module in (accounts, lenses, triggers, jobs, event_stream, events, agents, tokens,
+                   status):  # fmt: skip
         document_errors(module.router)
         v1.include_router(module.router)
     app.include_router(v1)

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from erc8004_backend.actions.chat_webhooks import TRUNCATED
@@ -48,6 +48,7 @@ def unescape(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", text, flags=re.S)
 
 
+@settings(deadline=None)
 @given(HOSTILE)
 def test_values_are_escaped_ping_no_one_and_fit_the_content(value: str) -> None:
     config = DiscordConfig(webhook_url=WEBHOOK, content_template="Tag: {{tag1}}")
@@ -63,6 +64,7 @@ def test_values_are_escaped_ping_no_one_and_fit_the_content(value: str) -> None:
         assert re.search(r"(?<!\\)[*_~`|>#\[\]()<]", shown.replace("\\\\", "")) is None
 
 
+@settings(deadline=None)
 @given(st.lists(HOSTILE, min_size=1, max_size=4))
 def test_embeds_stay_within_discords_limits_whatever_the_values(values: list[str]) -> None:
     embeds = [{"title": f"{{{{tag{n % 2 + 1}}}}}", "description": "{{tag1}} {{tag2}}",

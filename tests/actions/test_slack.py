@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from erc8004_backend.actions.chat_webhooks import TRUNCATED
@@ -45,6 +45,7 @@ def unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+@settings(deadline=None)
 @given(HOSTILE)
 def test_values_are_escaped_for_mrkdwn_and_cut_to_the_limit(value: str) -> None:
     config = SlackConfig(webhook_url="https://hooks.slack.com/services/T/B/x",

@@ -17,7 +17,7 @@ from tests.api.conftest import Account, ApiClient
 from tests.api.test_triggers import SIMPLE
 
 # Path parameters naming something owned by one user.
-OWNED = {"trigger_id", "key_id", "result_id", "lens_name", "replay_id"}
+OWNED = {"trigger_id", "key_id", "result_id", "lens_name", "replay_id", "job_id"}
 # Routes with ids of things that belong to nobody in particular, and why.
 NOT_OWNED = {
     "/api/v1/events/{event_id}": "events are public chain data, visible to every user",
@@ -51,14 +51,21 @@ async def alices_things(api: ApiClient, alice: Account, url: str) -> dict[str, s
             " error_message) VALUES (%s, %s, %s, 'rest', 'failed', 'alice only') RETURNING id",
             [alice.id, trigger["id"], trigger["actions"][0]["id"]],
         ).fetchone()
+        job = conn.execute(
+            "INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id,"
+            " idempotency_key, payload, status) VALUES (%s, %s, 1, 84532, 'alices-key', '{}',"
+            " 'dead') RETURNING id", [trigger["id"], trigger["actions"][0]["id"]],
+        ).fetchone()  # fmt: skip
     assert row is not None
+    assert job is not None
     return {"trigger_id": trigger["id"], "key_id": key["id"], "result_id": str(row[0]),
-            "lens_name": "alices-lens", "replay_id": str(trigger["replay"]["id"])}  # fmt: skip
+            "lens_name": "alices-lens", "replay_id": str(trigger["replay"]["id"]),
+            "job_id": str(job[0])}  # fmt: skip
 
 
 async def snapshot(url: str) -> list[Any]:
     tables = ("triggers", "trigger_conditions", "trigger_actions", "api_keys", "action_results",
-              "reputation_lenses", "trigger_replays")  # fmt: skip
+              "reputation_lenses", "trigger_replays", "action_jobs")  # fmt: skip
     with psycopg.connect(url) as conn:
         return [
             conn.execute(

@@ -1,0 +1,175 @@
+"""Delivery operations: the signed-in user's jobs by state, each with its attempts, and
+redelivery (one job, or a trigger's dead jobs of a time range) with fresh attempts and the
+same idempotency key, so receivers can tell a redelivery from a new event."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Path
+from pydantic import BaseModel, ConfigDict, Field
+
+from erc8004_backend.api.dependencies import DIGITS_ONLY, CurrentUser, Db, IsoTime
+from erc8004_backend.api.errors import ApiError, error_responses, not_found
+from erc8004_backend.api.events import (
+    BIGINT_MAX,
+    AttemptOut,
+    Cursor,
+    FromTime,
+    Limit,
+    ToTime,
+    _ordered,
+    _row_id,
+    _utc,
+)
+from erc8004_backend.api.events import QUERIES as EVENT_QUERIES
+from erc8004_backend.api.pages import decode_cursor, encode_cursor
+from erc8004_backend.database.queries import load_queries
+
+QUERIES = load_queries("erc8004_backend.api", "jobs.sql")
+router = APIRouter(tags=["deliveries"])
+
+JobState = Literal["queued", "retrying", "running", "delivered", "dead", "cancelled"]
+JobId = Annotated[int, Path(ge=1, le=BIGINT_MAX), DIGITS_ONLY]
+NOT_FOUND = error_responses(404, 409, descriptions={404: "No such job of yours.",
+                                                    409: "The job is not finished."})  # fmt: skip
+
+
+class JobSummary(BaseModel):
+    id: int
+    trigger_id: uuid.UUID
+    action_id: uuid.UUID
+    action_type: str
+    event_id: int | None = Field(description="Null: a silence that ran from its trigger's start.")
+    chain_id: int
+    state: JobState = Field(description="queued (not tried yet), retrying (tried, due again),"
+                            " running, delivered, dead, or cancelled (its event was reorged"
+                            " out).")  # fmt: skip
+    attempts: int
+    max_attempts: int
+    run_at: datetime = Field(description="When it runs (again), if queued or retrying.")
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    retraction: bool
+    idempotency_key: str = Field(description="Sent with every attempt and redelivery.")
+
+
+class JobDetail(JobSummary):
+    payload: Any = Field(description="What its deliveries render: the event and the values.")
+    attempts_made: list[AttemptOut] = Field(description="Every attempt, in order.")
+
+
+class JobPage(BaseModel):
+    items: list[JobSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: none.")
+
+
+class Redelivered(BaseModel):
+    jobs: list[int] = Field(description="The jobs queued again.")
+
+
+class RedeliverIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    from_time: IsoTime | None = Field(default=None, description="Jobs made at or after.")
+    to_time: IsoTime | None = Field(default=None, description="Jobs made at or before.")
+
+
+REDELIVER_EXAMPLES = {
+    "all": {"summary": "Every dead job of the trigger", "value": {}},
+    "range": {"summary": "Those made in a time range",
+              "value": {"from_time": "2026-03-02T00:00:00Z", "to_time": "2026-03-03T00:00:00Z"}},
+}  # fmt: skip
+
+
+@router.get("/jobs")
+async def list_jobs(
+    user: CurrentUser,
+    conn: Db,
+    state: JobState | None = None,
+    trigger_id: uuid.UUID | None = None,
+    action_id: uuid.UUID | None = None,
+    from_time: FromTime = None,
+    to_time: ToTime = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> JobPage:
+    """The signed-in user's jobs, newest first, by state, trigger, action and creation time."""
+    from_time, to_time = _utc(from_time), _utc(to_time)
+    _ordered("from_time", from_time, "to_time", to_time)
+    # The cursor holds the last job's creation time and id; the page goes on by id.
+    before_id = decode_cursor(cursor, _row_id)[1] if cursor else None
+    params = {"user_id": user.id, "state": state, "trigger_id": trigger_id,
+              "action_id": action_id, "from_time": from_time, "to_time": to_time,
+              "before_id": before_id, "limit": limit + 1}  # fmt: skip
+    rows = await (await conn.execute(QUERIES["list_jobs"], params)).fetchall()
+    items = [JobSummary.model_validate(row) for row in rows[:limit]]
+    last = items[-1] if len(rows) > limit else None
+    next_cursor = encode_cursor(last.created_at, last.id) if last else None
+    return JobPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/jobs/{job_id}", responses=error_responses(404))
+async def get_job(job_id: JobId, user: CurrentUser, conn: Db) -> JobDetail:
+    """One of the user's jobs, with its payload and every attempt."""
+    row = await _find_job(conn, job_id, user.id)
+    cursor = await conn.execute(EVENT_QUERIES["job_attempts"], {"job_id": job_id,
+                                                                "user_id": user.id})  # fmt: skip
+    attempts = [AttemptOut.model_validate(attempt) for attempt in await cursor.fetchall()]
+    return JobDetail(**row, attempts_made=attempts)
+
+
+@router.post("/jobs/{job_id}/redeliver", responses=NOT_FOUND)
+async def redeliver_job(job_id: JobId, user: CurrentUser, conn: Db) -> Redelivered:
+    """Queue a delivered or dead job again, with a fresh set of attempts and its idempotency
+    key. A job still queued or running is a 409; a cancelled one (its event was reorged out)
+    too."""
+    found = await _find_job(conn, job_id, user.id)
+    redelivered = await _redeliver(conn, user.id, job_id=job_id,
+                                   statuses=["succeeded", "dead"])  # fmt: skip
+    if not redelivered:
+        raise ApiError(409, f"job {job_id} is {found['state']}: only delivered and dead jobs"
+                       " are redelivered")  # fmt: skip
+    return Redelivered(jobs=redelivered)
+
+
+@router.post("/triggers/{trigger_id}/jobs/redeliver", responses=error_responses(404))
+async def redeliver_dead_jobs(
+    trigger_id: uuid.UUID,
+    user: CurrentUser,
+    conn: Db,
+    body: Annotated[RedeliverIn | None, Body(openapi_examples=REDELIVER_EXAMPLES)] = None,
+) -> Redelivered:
+    """Queue every dead job of the trigger (made within the time range, if given) again."""
+    body = body or RedeliverIn()
+    from_time, to_time = _utc(body.from_time), _utc(body.to_time)
+    _ordered("from_time", from_time, "to_time", to_time)
+    owned = await conn.execute("SELECT 1 FROM triggers WHERE id = %s AND user_id = %s",
+                               [trigger_id, user.id])  # fmt: skip
+    if await owned.fetchone() is None:
+        raise not_found("trigger")
+    return Redelivered(jobs=await _redeliver(conn, user.id, trigger_id=trigger_id,
+                                             statuses=["dead"], from_time=from_time,
+                                             to_time=to_time))  # fmt: skip
+
+
+async def _find_job(conn: Db, job_id: int, user_id: str) -> dict[str, Any]:
+    cursor = await conn.execute(QUERIES["job_by_id"], {"job_id": job_id, "user_id": user_id})
+    row = await cursor.fetchone()
+    if row is None:
+        raise not_found("job")
+    return dict(row)
+
+
+async def _redeliver(conn: Db, user_id: str, *, statuses: list[str], **filters: Any) -> list[int]:
+    params = {"user_id": user_id, "job_id": None, "trigger_id": None, "from_time": None,
+              "to_time": None, "statuses": statuses, **filters}  # fmt: skip
+    async with conn.transaction():
+        cursor = await conn.execute(QUERIES["redeliver_jobs"], params)
+        ids = sorted(row["id"] for row in await cursor.fetchall())
+        if ids:
+            await conn.execute("NOTIFY action_job")  # wake the workers
+    return ids

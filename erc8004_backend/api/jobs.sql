@@ -1,0 +1,54 @@
+-- list_jobs --
+-- A page of the user's jobs, newest first (by id), with the state a person asks about:
+-- queued (not tried yet), retrying (tried, due again), running, delivered, dead, cancelled.
+SELECT j.id, j.trigger_id, j.action_id, a.action_type, j.event_id, j.chain_id,
+       CASE WHEN j.status = 'queued' AND j.attempts > 0 THEN 'retrying'
+            WHEN j.status = 'succeeded' THEN 'delivered'
+            ELSE j.status END AS state,
+       j.attempts, j.max_attempts, j.run_at, j.last_error, j.created_at, j.finished_at,
+       j.retraction, j.idempotency_key
+FROM action_jobs AS j
+JOIN triggers AS t ON t.id = j.trigger_id
+JOIN trigger_actions AS a ON a.id = j.action_id
+WHERE t.user_id = %(user_id)s::uuid
+  AND (%(trigger_id)s::uuid IS NULL OR j.trigger_id = %(trigger_id)s::uuid)
+  AND (%(action_id)s::uuid IS NULL OR j.action_id = %(action_id)s::uuid)
+  AND (%(state)s::text IS NULL
+       OR j.status = CASE %(state)s::text WHEN 'delivered' THEN 'succeeded'
+                                          WHEN 'retrying' THEN 'queued'
+                                          ELSE %(state)s::text END
+          AND (%(state)s::text NOT IN ('queued', 'retrying')
+               OR (j.attempts > 0) = (%(state)s::text = 'retrying')))
+  AND (%(from_time)s::timestamptz IS NULL OR j.created_at >= %(from_time)s::timestamptz)
+  AND (%(to_time)s::timestamptz IS NULL OR j.created_at <= %(to_time)s::timestamptz)
+  AND (%(before_id)s::bigint IS NULL OR j.id < %(before_id)s::bigint)
+ORDER BY j.id DESC
+LIMIT %(limit)s
+
+-- job_by_id --
+SELECT j.id, j.trigger_id, j.action_id, a.action_type, j.event_id, j.chain_id,
+       CASE WHEN j.status = 'queued' AND j.attempts > 0 THEN 'retrying'
+            WHEN j.status = 'succeeded' THEN 'delivered'
+            ELSE j.status END AS state,
+       j.attempts, j.max_attempts, j.run_at, j.last_error, j.created_at, j.finished_at,
+       j.retraction, j.idempotency_key, j.payload
+FROM action_jobs AS j
+JOIN triggers AS t ON t.id = j.trigger_id
+JOIN trigger_actions AS a ON a.id = j.action_id
+WHERE j.id = %(job_id)s::bigint AND t.user_id = %(user_id)s::uuid
+
+-- redeliver_jobs --
+-- Finished jobs of the user (delivered or dead) queued again with a fresh set of attempts and
+-- their idempotency key: one job, or a trigger's dead jobs made in a time range. Cancelled
+-- jobs stay: their events were reorged out.
+UPDATE action_jobs AS j
+SET status = 'queued', attempts = 0, run_at = now(), finished_at = NULL, last_error = NULL,
+    locked_by = NULL, locked_until = NULL
+FROM triggers AS t
+WHERE t.id = j.trigger_id AND t.user_id = %(user_id)s::uuid
+  AND (%(job_id)s::bigint IS NULL OR j.id = %(job_id)s::bigint)
+  AND (%(trigger_id)s::uuid IS NULL OR j.trigger_id = %(trigger_id)s::uuid)
+  AND j.status = ANY (%(statuses)s::text[])
+  AND (%(from_time)s::timestamptz IS NULL OR j.created_at >= %(from_time)s::timestamptz)
+  AND (%(to_time)s::timestamptz IS NULL OR j.created_at <= %(to_time)s::timestamptz)
+RETURNING j.id

@@ -1,0 +1,90 @@
+"""Delivery operations through the API: jobs by state in keyset pages, a job with its
+attempts, and redelivery of one job or of a trigger's dead jobs, with fresh attempts and the
+same idempotency key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from tests.api.conftest import Account, ApiClient
+from tests.api.test_triggers import SIMPLE
+from tests.support.jobs import queue_jobs
+
+
+async def jobs_in_every_state(api: ApiClient, alice: Account, url: str) -> tuple[str, list[int]]:
+    """A trigger of alice's with six jobs: queued, retrying, running, delivered, dead, and
+    cancelled, in that order of ids."""
+    trigger = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        ids = await queue_jobs(conn, trigger["id"], trigger["actions"][0]["id"], 6)
+        states = [("queued", 0), ("queued", 2), ("running", 1), ("succeeded", 1), ("dead", 8),
+                  ("cancelled", 0)]  # fmt: skip
+        for job_id, (status, attempts) in zip(ids, states, strict=True):
+            await conn.execute("UPDATE action_jobs SET status = %s, attempts = %s WHERE id = %s",
+                               [status, attempts, job_id])  # fmt: skip
+        await conn.execute(
+            "INSERT INTO action_results (job_id, user_id, trigger_id, action_id, action_type,"
+            " status, retry_count, error_message) VALUES (%s, %s, %s, %s, 'rest', 'failed', 7,"
+            " 'HTTP 400')", [ids[4], alice.id, trigger["id"], trigger["actions"][0]["id"]],
+        )  # fmt: skip
+    return trigger["id"], ids
+
+
+async def test_jobs_are_listed_by_state_in_pages(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    _, ids = await jobs_in_every_state(api, alice, migrated_url)
+    states = {}
+    for state in ("queued", "retrying", "running", "delivered", "dead", "cancelled"):
+        page = (await api.get("/jobs", params={"state": state}, headers=alice.headers)).json()
+        states[state] = [job["id"] for job in page["items"]]
+    assert states == {"queued": [ids[0]], "retrying": [ids[1]], "running": [ids[2]],
+                      "delivered": [ids[3]], "dead": [ids[4]], "cancelled": [ids[5]]}  # fmt: skip
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 4, **({"cursor": cursor} if cursor else {})}
+        page = (await api.get("/jobs", params=params, headers=alice.headers)).json()
+        seen += [job["id"] for job in page["items"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert seen == sorted(ids, reverse=True)
+    bad = await api.get("/jobs", params={"state": "lost"}, headers=alice.headers)
+    assert bad.status_code == 422
+
+
+async def test_a_job_shows_its_attempts_and_a_dead_one_is_redelivered_with_its_key(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    _, ids = await jobs_in_every_state(api, alice, migrated_url)
+    dead = (await api.get(f"/jobs/{ids[4]}", headers=alice.headers)).json()
+    assert dead["state"] == "dead"
+    assert [a["error_message"] for a in dead["attempts_made"]] == ["HTTP 400"]
+    assert dead["payload"]["event"]["agent_id"] == "42"
+    again = await api.post(f"/jobs/{ids[4]}/redeliver", headers=alice.headers)
+    assert again.status_code == 200, again.text
+    assert again.json() == {"jobs": [ids[4]]}
+    queued = (await api.get(f"/jobs/{ids[4]}", headers=alice.headers)).json()
+    assert (queued["state"], queued["attempts"]) == ("queued", 0)
+    assert queued["idempotency_key"] == dead["idempotency_key"]
+    for unfinished in (ids[0], ids[2], ids[5]):  # queued, running, cancelled
+        refused = await api.post(f"/jobs/{unfinished}/redeliver", headers=alice.headers)
+        assert refused.status_code == 409, refused.text
+    missing = await api.post("/jobs/999999/redeliver", headers=alice.headers)
+    assert missing.status_code == 404
+
+
+async def test_a_triggers_dead_jobs_of_a_time_range_are_redelivered(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    trigger, ids = await jobs_in_every_state(api, alice, migrated_url)
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    none = await api.post(f"/triggers/{trigger}/jobs/redeliver", json={"from_time": later},
+                          headers=alice.headers)  # fmt: skip
+    assert none.json() == {"jobs": []}
+    every = await api.post(f"/triggers/{trigger}/jobs/redeliver", headers=alice.headers)
+    assert every.json() == {"jobs": [ids[4]]}  # the dead one only
+    backwards = await api.post(f"/triggers/{trigger}/jobs/redeliver", headers=alice.headers,
+                               json={"from_time": later, "to_time": "2020-01-01T00:00:00Z"})  # fmt: skip
+    assert backwards.status_code == 422
