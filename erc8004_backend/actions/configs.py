@@ -5,14 +5,9 @@ dead-letters a job whose action no longer parses, saying why) both make."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.triggers.templates import render_template
@@ -41,6 +36,17 @@ class ChannelConfig(BaseModel):
     # a minute, and the same message sent once within this many seconds.
     rate_limit_per_minute: Annotated[int, Field(ge=1, le=60_000)] | None = None
     dedup_seconds: Annotated[int, Field(ge=1, le=86_400)] | None = None
+    # The action's own backoff between attempts (the worker's settings when absent): the
+    # first wait, doubling up to the longest (a target's Retry-After still comes first).
+    retry_initial_seconds: Annotated[float, Field(ge=0.1, le=3600)] | None = None
+    retry_max_seconds: Annotated[float, Field(ge=0.1, le=86_400)] | None = None
+
+    @model_validator(mode="after")
+    def _backoff_ordered(self) -> Self:
+        first, longest = self.retry_initial_seconds, self.retry_max_seconds
+        if first is not None and longest is not None and first > longest:
+            raise ValueError("retry_initial_seconds must not exceed retry_max_seconds")
+        return self
 
 
 ChannelConfigT = TypeVar("ChannelConfigT", bound=ChannelConfig)

@@ -241,7 +241,7 @@ class Worker:
             log.exception("worker.unexpected_error", job_id=job.id)
             failure = DeliveryFailed(f"unexpected error: {type(error).__name__}: {error}",
                                      retryable=True)  # fmt: skip
-        attempt = decide(job, failure, self.policy, duration_ms=_ms_since(started),
+        attempt = decide(job, failure, self._policy_for(job), duration_ms=_ms_since(started),
                          response=response)  # fmt: skip
         self._log(attempt)
         return attempt
@@ -251,7 +251,7 @@ class Worker:
         if channel is None:  # a row written around the API: refused, naming the known types
             channel_spec(job.action_type)
             raise ActionConfigError(f"no channel for action type {job.action_type!r}")
-        noise = _noise_settings(job.config)
+        noise = _shared_settings(job.config)
         if noise.dedup_seconds:
             preview = channel_spec(job.action_type).preview
             shown = preview(job.config, job.values) if preview else None
@@ -261,6 +261,16 @@ class Worker:
             await take_slot(self.pool, f"action:{job.action_id}",
                             60 / noise.rate_limit_per_minute)  # fmt: skip
         return await channel.deliver(job)
+
+    def _policy_for(self, job: Job) -> RetryPolicy:
+        """The worker's backoff, or the action's own (its config's retry_*_seconds)."""
+        try:
+            shared = _shared_settings(job.config)
+        except ActionConfigError:
+            return self.policy  # the job is dead-lettered for it anyway
+        return replace(self.policy,
+                       backoff_initial=shared.retry_initial_seconds or self.policy.backoff_initial,
+                       backoff_max=shared.retry_max_seconds or self.policy.backoff_max)  # fmt: skip
 
     def _log(self, attempt: Attempt) -> None:
         job = attempt.job
@@ -308,7 +318,7 @@ class Worker:
             await wait_or_stop(stop, interval)
 
 
-def _noise_settings(config: dict[str, Any]) -> ChannelConfig:
+def _shared_settings(config: dict[str, Any]) -> ChannelConfig:
     """The settings every action's config shares (the channel checks the rest)."""
     shared = {key: config[key] for key in ChannelConfig.model_fields if key in config}
     return validate_config(ChannelConfig, "the action", shared)

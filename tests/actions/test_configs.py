@@ -342,3 +342,15 @@ def test_rest_refuses_an_authorization_header_with_credentials_in_the_url() -> N
         "rest action: headers: header 'authorization' cannot be sent with a URL that has a"
         " user name or password"
     )
+
+
+def test_an_actions_backoff_is_checked() -> None:
+    config = {"url": "https://hooks.example.com/x", "retry_initial_seconds": 30,
+              "retry_max_seconds": 5}  # fmt: skip
+    with pytest.raises(ActionConfigError, match="retry_initial_seconds must not exceed"):
+        parse_action_config("rest", config)
+    with pytest.raises(ActionConfigError, match="retry_max_seconds: Input should be less"):
+        parse_action_config("rest", {**config, "retry_initial_seconds": 1,
+                                     "retry_max_seconds": 100_000})  # fmt: skip
+    parsed = parse_action_config("rest", {**config, "retry_initial_seconds": 1})
+    assert (parsed.retry_initial_seconds, parsed.retry_max_seconds) == (1, 5)

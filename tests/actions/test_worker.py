@@ -191,6 +191,22 @@ async def test_a_failing_sink_gets_every_job_once_per_key_after_it_recovers(
     assert all(counts == list(range(len(counts))) for counts in by_job.values())
 
 
+async def test_an_actions_own_backoff_replaces_the_workers(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    # The worker's backoff here is 0.05-0.2 s; the action's, 0.6 s (0.3-0.6 with jitter).
+    async with webhook_target(conn, box, retry_initial_seconds=0.6,
+                              retry_max_seconds=0.6) as (sink, _, trigger, action):  # fmt: skip
+        sink.fail_next(2, 503)
+        await queue_jobs(conn, trigger, action, 1)
+        async with running_worker(settings_for(migrated_url)):
+            await eventually(lambda: len(sink.processed) == 1, timeout=10)
+    times = [request.at for request in sink.received]
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    assert len(gaps) == 2
+    assert all(0.3 - 0.05 <= gap <= 0.6 + 0.5 for gap in gaps), gaps
+
+
 async def test_a_400_is_dead_at_once_and_can_be_requeued(
     conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
 ) -> None:
