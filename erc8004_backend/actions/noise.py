@@ -16,6 +16,7 @@ import hashlib
 from typing import Any
 
 import orjson
+from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from erc8004_backend.actions.channel import Preview
@@ -34,9 +35,10 @@ async def take_slot(
     raises a retryable DeliveryFailed when it is more than `max_wait` away."""
     params = {"target": target, "interval": interval, "max_wait": max_wait}
     async with pool.connection() as conn:
-        row = await (await conn.execute(QUERIES["take_slot"], params)).fetchone()
+        cursor = conn.cursor(row_factory=tuple_row)  # whatever rows the pool's connections make
+        row = await (await cursor.execute(QUERIES["take_slot"], params)).fetchone()
         if row is None:
-            busy = await (await conn.execute(QUERIES["busy_until"], params)).fetchone()
+            busy = await (await cursor.execute(QUERIES["busy_until"], params)).fetchone()
             wait = float(busy[0]) if busy else interval
             raise DeliveryFailed(f"rate limited: {target} has no free slot for {wait:.1f} s",
                                  retryable=True, retry_after=wait)  # fmt: skip
@@ -54,8 +56,8 @@ async def is_repeat(pool: AsyncConnectionPool, job: Job, preview: Preview, windo
     params: dict[str, Any] = {"action_id": job.action_id, "message_hash": message_hash(preview),
                               "job_id": job.id, "window": window}  # fmt: skip
     async with pool.connection() as conn:
-        row = await (await conn.execute(QUERIES["claim_message"], params)).fetchone()
-    return row is None
+        cursor = await conn.execute(QUERIES["claim_message"], params)
+        return await cursor.fetchone() is None
 
 
 async def forget_old_messages(pool: AsyncConnectionPool) -> None:

@@ -1,17 +1,23 @@
-"""Delivery operations: the signed-in user's jobs by state, each with its attempts, and
+"""Delivery operations: the signed-in user's jobs by state, each with its attempts;
 redelivery (one job, or a trigger's dead jobs of a time range) with fresh attempts and the
-same idempotency key, so receivers can tell a redelivery from a new event."""
+same idempotency key, so receivers can tell a redelivery from a new event; and a test
+delivery of one action, now, for a sample event."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path
+from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 
-from erc8004_backend.api.dependencies import DIGITS_ONLY, CurrentUser, Db, IsoTime
+from erc8004_backend.actions.configs import ActionConfigError
+from erc8004_backend.actions.delivery import DeliveryFailed, Job
+from erc8004_backend.actions.sample import deliver_sample, sample_payload
+from erc8004_backend.api.dependencies import DIGITS_ONLY, CurrentUser, Db, IsoTime, State
 from erc8004_backend.api.errors import ApiError, error_responses, not_found
 from erc8004_backend.api.events import (
     BIGINT_MAX,
@@ -173,3 +179,61 @@ async def _redeliver(conn: Db, user_id: str, *, statuses: list[str], **filters: 
         if ids:
             await conn.execute("NOTIFY action_job")  # wake the workers
     return ids
+
+
+class TestDeliveryOut(BaseModel):
+    result_id: int = Field(description="Its attempt in /action-results.")
+    status: Literal["success", "failed"]
+    duration_ms: int
+    error: str | None = Field(description="Why it failed, as a job's attempt would say.")
+    retryable: bool | None = Field(description="Whether a job would try again after it.")
+    response: Any = Field(description="What the target answered (an excerpt), if kept.")
+
+
+@router.post("/triggers/{trigger_id}/actions/{action_id}/test",
+             responses=error_responses(404, 422))  # fmt: skip
+async def test_action(
+    trigger_id: uuid.UUID, action_id: uuid.UUID, user: CurrentUser, conn: Db, state: State
+) -> TestDeliveryOut:
+    """Send the action's message for a sample event of the trigger's registry now (its
+    payload says `"test": true`; agent 1, tag "test"), as the worker would, and return the
+    attempt's outcome, which is also recorded with the user's delivery attempts. An `mcp`
+    action calls the event's own agent: test it with a real event instead."""
+    params = {"trigger_id": trigger_id, "action_id": action_id, "user_id": user.id}
+    row = await (await conn.execute(QUERIES["action_for_test"], params)).fetchone()
+    if row is None:
+        raise not_found("action")
+    if row["action_type"] == "mcp":
+        raise ApiError(422, "an mcp action calls the MCP server of the event's agent: a"
+                       " sample event has none; a backtest (POST /triggers/{id}/test) shows"
+                       " its calls")  # fmt: skip
+    payload = sample_payload(row["registry"], row["chain_id"], row["trigger_id"],
+                             row["trigger_name"])  # fmt: skip
+    job = Job(id=0, trigger_id=row["trigger_id"], trigger_name=row["trigger_name"],
+              user_id=str(user.id), action_id=row["action_id"], action_type=row["action_type"],
+              config=row["config"], event_id=None, chain_id=row["chain_id"], attempt=1,
+              max_attempts=1, idempotency_key=f"test-{uuid.uuid4().hex}", payload=payload,
+              webhook_secret=bytes(row["webhook_secret"]) if row["webhook_secret"] else None,
+              webhook_secret_key_id=row["webhook_secret_key_id"])  # fmt: skip
+    started = time.perf_counter()
+    response: Any = None
+    error: str | None = None
+    retryable: bool | None = None
+    try:
+        response = await deliver_sample(job, settings=state.settings, box=state.secret_box,
+                                        pool=state.pool)  # fmt: skip
+    except DeliveryFailed as failure:
+        error, retryable, response = str(failure), failure.retryable, failure.response
+    except ActionConfigError as failure:
+        error, retryable = str(failure), False
+    duration = round((time.perf_counter() - started) * 1000)
+    status: Literal["success", "failed"] = "failed" if error else "success"
+    recorded = await conn.execute(QUERIES["record_test"], {
+        **params, "chain_id": row["chain_id"], "action_type": row["action_type"],
+        "status": status, "duration_ms": duration, "error": error,
+        "response": Jsonb({"test": True, "response": response}),
+    })  # fmt: skip
+    result = await recorded.fetchone()
+    assert result is not None
+    return TestDeliveryOut(result_id=result["id"], status=status, duration_ms=duration,
+                           error=error, retryable=retryable, response=response)  # fmt: skip

@@ -52,3 +52,20 @@ WHERE t.id = j.trigger_id AND t.user_id = %(user_id)s::uuid
   AND (%(from_time)s::timestamptz IS NULL OR j.created_at >= %(from_time)s::timestamptz)
   AND (%(to_time)s::timestamptz IS NULL OR j.created_at <= %(to_time)s::timestamptz)
 RETURNING j.id
+
+-- action_for_test --
+-- One of the user's actions with what a delivery of it needs from its trigger.
+SELECT t.id::text AS trigger_id, t.name AS trigger_name, t.chain_id, t.registry,
+       t.webhook_secret, t.webhook_secret_key_id, a.id::text AS action_id, a.action_type,
+       a.config
+FROM trigger_actions AS a
+JOIN triggers AS t ON t.id = a.trigger_id
+WHERE a.id = %(action_id)s::uuid AND t.id = %(trigger_id)s::uuid AND t.user_id = %(user_id)s::uuid
+
+-- record_test --
+-- A test delivery's attempt, in the audit trail beside the others (no job, no event).
+INSERT INTO action_results (user_id, trigger_id, action_id, chain_id, action_type, status,
+                            duration_ms, error_message, response_data)
+VALUES (%(user_id)s::uuid, %(trigger_id)s::uuid, %(action_id)s::uuid, %(chain_id)s,
+        %(action_type)s, %(status)s, %(duration_ms)s, %(error)s, %(response)s)
+RETURNING id

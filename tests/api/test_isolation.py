@@ -17,7 +17,7 @@ from tests.api.conftest import Account, ApiClient
 from tests.api.test_triggers import SIMPLE
 
 # Path parameters naming something owned by one user.
-OWNED = {"trigger_id", "key_id", "result_id", "lens_name", "replay_id", "job_id"}
+OWNED = {"trigger_id", "key_id", "result_id", "lens_name", "replay_id", "job_id", "action_id"}
 # Routes with ids of things that belong to nobody in particular, and why.
 NOT_OWNED = {
     "/api/v1/events/{event_id}": "events are public chain data, visible to every user",
@@ -60,7 +60,7 @@ async def alices_things(api: ApiClient, alice: Account, url: str) -> dict[str, s
     assert job is not None
     return {"trigger_id": trigger["id"], "key_id": key["id"], "result_id": str(row[0]),
             "lens_name": "alices-lens", "replay_id": str(trigger["replay"]["id"]),
-            "job_id": str(job[0])}  # fmt: skip
+            "job_id": str(job[0]), "action_id": trigger["actions"][0]["id"]}  # fmt: skip
 
 
 async def snapshot(url: str) -> list[Any]:

@@ -8,8 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from tests.api.conftest import Account, ApiClient
+from erc8004_backend.api.app import Pool
+from tests.api.conftest import Account, ApiClient, api_client, make_account
 from tests.api.test_triggers import SIMPLE
+from tests.support.asgi import serve_asgi
+from tests.support.delivery_targets import WebhookSink
 from tests.support.jobs import queue_jobs
 
 
@@ -88,3 +91,50 @@ async def test_a_triggers_dead_jobs_of_a_time_range_are_redelivered(
     backwards = await api.post(f"/triggers/{trigger}/jobs/redeliver", headers=alice.headers,
                                json={"from_time": later, "to_time": "2020-01-01T00:00:00Z"})  # fmt: skip
     assert backwards.status_code == 422
+
+
+async def test_a_test_delivery_reaches_the_target_now_and_is_recorded(
+    migrated_url: str, pool: Pool
+) -> None:
+    async with (
+        serve_asgi(sink := WebhookSink(secret="")) as url,
+        api_client(migrated_url, pool, allow_private_urls=True) as api,
+    ):
+        alice = await make_account(api, "alice_t")
+        body = {**SIMPLE, "actions": [{"action_type": "rest", "priority": 1,
+                                       "config": {"url": url}}]}  # fmt: skip
+        created = (await api.post("/triggers", json=body, headers=alice.headers)).json()
+        sink.secret = created["webhook_secret"]
+        action = created["actions"][0]["id"]
+        answer = await api.post(f"/triggers/{created['id']}/actions/{action}/test",
+                                headers=alice.headers)  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        outcome = answer.json()
+        assert (outcome["status"], outcome["error"]) == ("success", None)
+        [received] = sink.received
+        assert received.signature_ok
+        assert received.json()["test"] is True
+        assert received.json()["event"]["tag1"] == "test"
+        recorded = await api.get(f"/action-results/{outcome['result_id']}",
+                                 headers=alice.headers)  # fmt: skip
+        assert recorded.json()["response_data"]["test"] is True
+        # A target that refuses: the outcome says so, as a job's attempt would.
+        sink.fail_next(1, 400)
+        refused = (await api.post(f"/triggers/{created['id']}/actions/{action}/test",
+                                  headers=alice.headers)).json()  # fmt: skip
+        assert refused["status"] == "failed"
+        assert refused["error"] == f"{url} answered HTTP 400"
+        assert refused["retryable"] is False
+
+
+async def test_a_test_delivery_keeps_the_address_guard(api: ApiClient, alice: Account) -> None:
+    body = {**SIMPLE, "actions": [{"action_type": "rest", "priority": 1,
+                                   "config": {"url": "http://127.0.0.1:9/hook"}}]}  # fmt: skip
+    created = (await api.post("/triggers", json=body, headers=alice.headers)).json()
+    action = created["actions"][0]["id"]
+    outcome = (await api.post(f"/triggers/{created['id']}/actions/{action}/test",
+                              headers=alice.headers)).json()  # fmt: skip
+    assert outcome["status"] == "failed"
+    assert outcome["error"].startswith(
+        "refused to send to http://127.0.0.1:9: 127.0.0.1 is a loopback address"
+    )

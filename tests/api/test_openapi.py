@@ -246,6 +246,8 @@ ERRORS: dict[str, set[int]] = {
     "GET /jobs/{job_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     "POST /jobs/{job_id}/redeliver": {422} | SIGNED_IN | LIMITED | DATABASE | {404, 409},
     "POST /triggers/{trigger_id}/jobs/redeliver": BODY | SIGNED_IN | LIMITED | DATABASE | {404},
+    "POST /triggers/{trigger_id}/actions/{action_id}/test": {422} | SIGNED_IN | LIMITED
+    | DATABASE | {404},
     "GET /action-results": {422} | SIGNED_IN | LIMITED | DATABASE,
     "GET /action-results/{result_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     # Reads of public chain data; 404 on /agents: a saved lens not found.
@@ -310,7 +312,8 @@ async def test_only_operations_that_declare_sign_in_answer_401_without_it(
     values = {"trigger_id": "00000000-0000-4000-8000-000000000000", "key_id":
               "00000000-0000-4000-8000-000000000000", "event_id": "1", "result_id": "1",
               "chain_id": "84532", "agent_id": "42", "lens_name": "trusted-recent",
-              "replay_id": "1", "job_id": "1"}  # fmt: skip
+              "replay_id": "1", "job_id": "1",
+              "action_id": "00000000-0000-4000-8000-000000000000"}  # fmt: skip
     for method, path, operation in operations(document):
         concrete = path.format(**values)
         body = next(iter(body_examples(operation).values())) if "requestBody" in operation else None
