@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -202,7 +203,7 @@ async def test_an_actions_own_backoff_replaces_the_workers(
         async with running_worker(settings_for(migrated_url)):
             await eventually(lambda: len(sink.processed) == 1, timeout=10)
     times = [request.at for request in sink.received]
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert len(gaps) == 2
     assert all(0.3 - 0.05 <= gap <= 0.6 + 0.5 for gap in gaps), gaps
 
