@@ -76,6 +76,11 @@ class Answer:
     status: int
     headers: CIMultiDictProxy[str]
     body: bytes
+    request: dict[str, Any]  # what was sent, for the request inspector
+
+    def record(self) -> dict[str, Any]:
+        """What the attempt keeps: the answer's status and excerpt, and the request."""
+        return {"status": self.status, "body": excerpt(self.body), "request": self.request}
 
     def json(self) -> Any:
         try:
@@ -94,19 +99,23 @@ async def post_json(
 ) -> Answer:
     """POSTs `body` to the config's webhook; DeliveryFailed when no answer came."""
     host = urlsplit(config.webhook_url).hostname
+    data = orjson.dumps(body)
+    # The webhook URL's path is its secret: the inspector shows the host only.
+    sent = {"method": "POST", "url": f"{urlsplit(config.webhook_url).scheme}://{host}/…",
+            "body": excerpt(data)}  # fmt: skip
     try:
         async with session.post(
             config.webhook_url,
-            data=orjson.dumps(body),
+            data=data,
             headers={"Content-Type": "application/json"},
             timeout=aiohttp.ClientTimeout(total=config.timeout_ms / 1000),
             allow_redirects=False,
         ) as response:
             raw = await read_capped(response, response_max_bytes)
-            return Answer(response.status, response.headers, raw)
+            return Answer(response.status, response.headers, raw, sent)
     except TimeoutError:
         raise DeliveryFailed(f"{service} did not answer within {config.timeout_ms} ms",
-                             retryable=True) from None  # fmt: skip
+                             retryable=True, response={"request": sent}) from None  # fmt: skip
     except ResponseTooLargeError as error:
         raise DeliveryFailed(f"{service}'s answer: {error}", retryable=True) from None
     except aiohttp.ClientError as error:
@@ -117,8 +126,8 @@ async def post_json(
                 " ERC8004_ALLOWED_NETWORKS allow it)", retryable=False,
             ) from None  # fmt: skip
         reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        raise DeliveryFailed(f"cannot reach {service} ({host}): {reason}",
-                             retryable=True) from None  # fmt: skip
+        raise DeliveryFailed(f"cannot reach {service} ({host}): {reason}", retryable=True,
+                             response={"request": sent}) from None  # fmt: skip
 
 
 def failure(service: str, answer: Answer, retry_after: float | None = None) -> DeliveryFailed:
@@ -129,5 +138,5 @@ def failure(service: str, answer: Answer, retry_after: float | None = None) -> D
         f"{service} answered HTTP {answer.status}: {excerpt(answer.body)[:200]}",
         retryable=retryable_status(answer.status),
         retry_after=wait,
-        response={"status": answer.status, "body": excerpt(answer.body)},
+        response=answer.record(),
     )

@@ -36,7 +36,7 @@ from erc8004_backend.actions.configs import (
     json_depth,
     validate_config,
 )
-from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt
+from erc8004_backend.actions.delivery import DeliveryFailed, Job
 from erc8004_backend.triggers.templates import render_template
 
 CONTENT_LIMIT = 2_000
@@ -159,7 +159,7 @@ class DiscordChannel:
                                  response_max_bytes=self.response_max_bytes)  # fmt: skip
         self._remember_bucket(config.webhook_url, answer.headers)
         if 200 <= answer.status < 300:
-            return {"status": answer.status, "body": excerpt(answer.body)}
+            return answer.record()
         said = answer.json()
         wait = said.get("retry_after") if isinstance(said, dict) else None
         raise failure("Discord", answer, float(wait) if isinstance(wait, int | float) else None)

@@ -236,6 +236,7 @@ async def deliver_rest(
     config = open_rest_config(job, box)
     secret = open_webhook_secret(job, box)
     url, headers, body = webhook_request(config, job, secret=secret, timestamp=timestamp)
+    sent = {"request": inspected_request(config, url, headers, body)}
     try:
         # As rendered: no normalising away of encoded dots.
         target, authorization = _without_credentials(URL(url, encoded=True))
@@ -252,10 +253,12 @@ async def deliver_rest(
             except ResponseTooLargeError as error:
                 kept = f"(not kept: {error})"
     except TimeoutError:
-        raise DeliveryFailed(f"no answer within {config.timeout_ms} ms", retryable=True) from None
+        raise DeliveryFailed(
+            f"no answer within {config.timeout_ms} ms", retryable=True, response=sent
+        ) from None
     except aiohttp.TooManyRedirects:
         raise DeliveryFailed(
-            f"{_host(url)} redirected more than 5 times", retryable=False
+            f"{_host(url)} redirected more than 5 times", retryable=False, response=sent
         ) from None
     except aiohttp.InvalidURL as error:
         # Its text is the URL, which may hold credentials and placeholders' values.
@@ -272,8 +275,10 @@ async def deliver_rest(
                 retryable=False,
             ) from None
         reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        raise DeliveryFailed(f"cannot reach {_host(url)}: {reason}", retryable=True) from None
-    record = {"status": response.status, "body": kept}
+        raise DeliveryFailed(
+            f"cannot reach {_host(url)}: {reason}", retryable=True, response=sent
+        ) from None
+    record = {"status": response.status, "body": kept, **sent}
     if 200 <= response.status < 300:
         return record
     raise DeliveryFailed(
@@ -282,6 +287,32 @@ async def deliver_rest(
         retry_after=parse_retry_after(response.headers.get("Retry-After")),
         response=record,
     )
+
+
+def inspected_request(
+    config: RestConfig, url: str, headers: dict[str, str], body: bytes
+) -> dict[str, Any]:
+    """What an attempt sent, for its owner's request inspector: the method, the URL with its
+    password and query values masked, the headers with the configured values masked (they
+    are credentials as often as not), and an excerpt of the body."""
+    try:
+        parts = urlsplit(url)
+        query = "&".join(
+            f"{name}={masked(value)}" if value else name
+            for name, _, value in (item.partition("=") for item in parts.query.split("&") if item)
+        )
+        shown = urlunsplit((parts.scheme, _host(url).split("://", 1)[1], parts.path, query, ""))
+    except ValueError:
+        shown = _host(url)
+    own = {name.lower() for name in config.headers}
+    return {
+        "method": config.method,
+        "url": shown,
+        "headers": {
+            name: masked(value) if name.lower() in own else value for name, value in headers.items()
+        },
+        "body": excerpt(body) if body else None,
+    }
 
 
 def _without_credentials(url: URL) -> tuple[URL, dict[str, str]]:

@@ -31,7 +31,7 @@ from erc8004_backend.actions.configs import (
     json_depth,
     validate_config,
 )
-from erc8004_backend.actions.delivery import Job, excerpt
+from erc8004_backend.actions.delivery import Job
 from erc8004_backend.triggers.templates import render_template
 
 TEXT_LIMIT = 40_000
@@ -93,7 +93,7 @@ class SlackChannel:
         answer = await post_json(self.session, "Slack", config, slack_body(config, job.values),
                                  response_max_bytes=self.response_max_bytes)  # fmt: skip
         if answer.status == 200:
-            return {"status": answer.status, "body": excerpt(answer.body)}
+            return answer.record()
         raise failure("Slack", answer)
 
 

@@ -130,10 +130,14 @@ async def deliver_telegram(
         )
     body = send_message_body(config, values)
     url = f"{api_url.rstrip('/')}/bot{token}/sendMessage"
+    data = orjson.dumps(body)
+    # For the request inspector: the token is part of the URL, and never shown.
+    sent = {"method": "POST", "url": f"{api_url.rstrip('/')}/bot…/sendMessage",
+            "body": excerpt(data)}  # fmt: skip
     try:
         async with session.post(
             url,
-            data=orjson.dumps(body),
+            data=data,
             headers={"Content-Type": "application/json"},
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as response:
@@ -145,7 +149,12 @@ async def deliver_telegram(
         raise DeliveryFailed(f"cannot reach Telegram: {reason}", retryable=True) from None
     except ResponseTooLargeError as error:
         raise DeliveryFailed(f"Telegram's answer: {error}", retryable=True) from None
-    return _outcome(response.status, response.headers.get("Retry-After"), raw, token)
+    try:
+        outcome = _outcome(response.status, response.headers.get("Retry-After"), raw, token)
+    except DeliveryFailed as failure:
+        failure.response = {**(failure.response or {}), "request": sent}
+        raise
+    return {**outcome, "request": sent}
 
 
 def _outcome(status: int, retry_after_header: str | None, raw: bytes, token: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from erc8004_backend.actions.rest import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     RestConfig,
+    inspected_request,
     signature,
     verify_signature,
     webhook_request,
@@ -361,3 +362,16 @@ def test_a_configured_url_is_sent_as_a_valid_request_target(url: str) -> None:
     target = path + "?" + query
     assert target.isascii()
     assert " " not in target
+
+
+def test_the_request_inspector_masks_credentials_in_headers_and_query() -> None:
+    config = RestConfig(url="https://user:pass@hooks.example.com/in?token=abcdefghijklmnop&x",
+                        headers={"X-Api-Key": "sk_live_0123456789abcdef"})  # fmt: skip
+    shown = inspected_request(config, config.url, {"X-Api-Key": "sk_live_0123456789abcdef",
+                                                   "Idempotency-Key": "k1"}, b'{"a":1}')  # fmt: skip
+    assert shown == {
+        "method": "POST",
+        "url": "https://hooks.example.com/in?token=********mnop&x",
+        "headers": {"X-Api-Key": "********cdef", "Idempotency-Key": "k1"},
+        "body": '{"a":1}',
+    }

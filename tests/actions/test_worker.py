@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
@@ -159,7 +160,14 @@ async def test_a_webhook_is_signed_keyed_and_recorded(
     assert result["error_message"] is None
     assert result["duration_ms"] is not None
     assert result["duration_ms"] >= 0
+    sent = result["response_data"].pop("request")
     assert result["response_data"] == {"status": 200, "body": '{"status": 200}'}
+    # The request inspector: what was sent, the configured header's value masked.
+    assert (sent["method"], sent["url"]) == ("POST", url + "/hook")
+    assert sent["headers"]["Authorization"] == "********MPLE"  # of "Bearer EXAMPLE"
+    assert sent["headers"]["Idempotency-Key"] == request.key
+    assert sent["headers"]["X-ERC8004-Signature"] == request.headers["x-erc8004-signature"]
+    assert orjson.loads(sent["body"]) == request.json()
     assert result["trigger_id"] == trigger
     assert result["action_type"] == "rest"
 
@@ -398,7 +406,10 @@ async def test_telegram_messages_are_escaped_for_their_parse_mode(
         "Tags: re_fund*[1](x)!, a.b-c\nBlock: 1001"
     )
     [row] = await results(conn)
+    sent = row["response_data"].pop("request")
     assert row["response_data"] == {"status": 200, "message_id": 1}
+    assert sent["url"] == f"{url}/bot…/sendMessage"  # the token is never shown
+    assert BOT_TOKEN not in str(sent)
 
 
 @pytest.mark.slow
