@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from erc8004_backend.actions import mcp, rest, telegram
+from erc8004_backend.actions import email, mcp, pagerduty, rest, telegram
 from erc8004_backend.actions.channel import ChannelSpec
 from erc8004_backend.actions.configs import ActionConfigError, ChannelConfig, validate_config
 
 CHANNELS: dict[str, ChannelSpec] = {
-    spec.action_type: spec for spec in (telegram.CHANNEL, rest.CHANNEL, mcp.CHANNEL)
+    spec.action_type: spec
+    for spec in (telegram.CHANNEL, rest.CHANNEL, mcp.CHANNEL, email.CHANNEL, pagerduty.CHANNEL)
 }
 
 

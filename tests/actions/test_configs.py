@@ -120,7 +120,10 @@ def test_telegram_refusals_name_the_field(config: Any, message: str) -> None:
 
 
 def test_an_unknown_action_type_lists_the_known_ones() -> None:
-    assert refusal("sms", {}) == "unknown action type 'sms' (known: telegram, rest, mcp)"
+    assert (
+        refusal("sms", {})
+        == "unknown action type 'sms' (known: telegram, rest, mcp, email, pagerduty)"
+    )
 
 
 # -- rest --------------------------------------------------------------------------------
