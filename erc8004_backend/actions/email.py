@@ -20,7 +20,7 @@ import email.policy
 import html
 import re
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -113,12 +113,15 @@ def cut(text: str, limit: int) -> str:
 
 
 def _cut_html(markup: str, limit: int) -> str:
-    """As cut, but not inside a tag (the author's: values in it are escaped)."""
+    """As cut, but not inside a tag (the author's: values in it are escaped) nor inside an
+    entity (`&lt;` cut to `&l` would show as text)."""
     if len(markup) <= limit:
         return markup
     kept = markup[: limit - len(CUT_MARKER)]
     if kept.rfind("<") > kept.rfind(">"):
         kept = kept[: kept.rfind("<")]
+    if kept.rfind("&") > kept.rfind(";"):
+        kept = kept[: kept.rfind("&")]
     return kept + CUT_MARKER
 
 
@@ -134,21 +137,17 @@ def _subject_value(text: str) -> str:
     return _LINE_BREAKING.sub(" ", cut(text, MAX_SUBJECT_CHARS))
 
 
-def _render(template: str, values: dict[str, Any], escape: Callable[[str], str]) -> str:
-    return render_template(template, values, escape)
-
-
 def subject_line(config: EmailConfig, values: dict[str, Any]) -> str:
     """One line: values' line breaks (and the template's own) become spaces."""
-    subject = _LINE_BREAKING.sub(" ", _render(config.subject_template, values, _subject_value))
-    subject = " ".join(subject.split()) or "(no subject)"
+    rendered = render_template(config.subject_template, values, _subject_value)
+    subject = " ".join(_LINE_BREAKING.sub(" ", rendered).split()) or "(no subject)"
     if values.get(RETRACTED_FIELD) == "true":
         subject = RETRACTION_SUBJECT_PREFIX + subject
     return cut(subject, MAX_SUBJECT_CHARS)
 
 
 def text_part(config: EmailConfig, values: dict[str, Any]) -> str:
-    text = _render(config.text_template, values, _plain_value)
+    text = render_template(config.text_template, values, _plain_value)
     if values.get(RETRACTED_FIELD) == "true":
         text = RETRACTION_TEXT_PREFIX + text
     return cut(text, MAX_PART_CHARS)
@@ -157,7 +156,7 @@ def text_part(config: EmailConfig, values: dict[str, Any]) -> str:
 def html_part(config: EmailConfig, values: dict[str, Any]) -> str | None:
     if config.html_template is None:
         return None
-    markup = _render(config.html_template, values, _html_value)
+    markup = render_template(config.html_template, values, _html_value)
     if values.get(RETRACTED_FIELD) == "true":
         markup = RETRACTION_HTML_PREFIX + markup
     return _cut_html(markup, MAX_PART_CHARS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -366,3 +367,17 @@ async def queue_retraction(conn: psycopg.AsyncConnection, job: int) -> None:
         " payload || '{\"retracted\": true}', max_attempts, true FROM action_jobs WHERE id = %s",
         [job],
     )
+
+
+def test_a_long_html_part_is_cut_between_entities_and_tags() -> None:
+    config = EmailConfig.model_validate(email_config(html_template="<p>{{tag1}}</p>" * 30))
+    values = {**feedback_event(1), "tag1": "<&>" * 3_000}
+    message = build_message(config, values, sender=SENDER, idempotency_key="k")
+    part = message.get_body(("html",))
+    assert part is not None
+    markup = str(part.get_content()).rstrip("\n")
+    assert len(markup) <= MAX_PART_CHARS
+    assert markup.endswith(CUT_MARKER)
+    kept = markup.removesuffix(CUT_MARKER)
+    assert kept.endswith((";", ">"))  # a whole entity or tag, never part of one
+    assert re.fullmatch(r"(?:&lt;|&amp;|&gt;)*", kept.replace("<p>", "").replace("</p>", ""))
