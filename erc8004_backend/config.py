@@ -6,6 +6,7 @@ import base64
 import binascii
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -83,6 +84,48 @@ class Settings(BaseSettings):
         default=True,
         description="Keep to Telegram's limits across workers: 30 messages a second per bot,"
         " one a second per chat, 20 a minute per group (off for a local stand-in).",
+    )
+    smtp_host: str | None = Field(
+        default=None,
+        description="The SMTP server that sends `email` actions; unset: email actions fail,"
+        " naming this setting.",
+    )
+    smtp_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Its port; unset: 587 for starttls, 465 for tls, 25 for none.",
+    )
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="starttls: upgrade a plain connection (refused if the server cannot);"
+        " tls: TLS from the start (implicit TLS); none: plain text, for a relay on the host.",
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP login, if it needs one.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_from: str | None = Field(
+        default=None,
+        description="The address email actions are sent from (one the SMTP server lets this"
+        " login send as); actions choose the display name only.",
+    )
+    smtp_ca_file: Path | None = Field(
+        default=None,
+        description="PEM certificates to verify the SMTP server with instead of the system's"
+        " (a server with an internal CA).",
+    )
+    smtp_timeout: float = Field(
+        default=30.0, gt=0, le=600, description="Seconds an SMTP command may take."
+    )
+    smtp_max_connections: int = Field(
+        default=4,
+        gt=0,
+        le=1000,
+        description="SMTP connections one worker process opens at once (a message each).",
+    )
+    pagerduty_events_url: str = Field(
+        default="https://events.pagerduty.com/v2/enqueue",
+        pattern=r"^https?://[^/?#]+",
+        description="PagerDuty's Events API v2 endpoint (a local server speaking it, in tests).",
     )
     worker_concurrency: int = Field(
         default=64, gt=0, le=10_000, description="Deliveries in flight per worker process."

@@ -6,13 +6,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from erc8004_backend.actions import discord, mcp, rest, slack, telegram
+from erc8004_backend.actions import discord, email, mcp, pagerduty, rest, slack, telegram
 from erc8004_backend.actions.channel import ChannelSpec
 from erc8004_backend.actions.configs import ActionConfigError, ChannelConfig, validate_config
 
 CHANNELS: dict[str, ChannelSpec] = {
     spec.action_type: spec
-    for spec in (telegram.CHANNEL, rest.CHANNEL, mcp.CHANNEL, slack.CHANNEL, discord.CHANNEL)
+    for spec in (
+        telegram.CHANNEL,
+        rest.CHANNEL,
+        mcp.CHANNEL,
+        slack.CHANNEL,
+        discord.CHANNEL,
+        email.CHANNEL,
+        pagerduty.CHANNEL,
+    )
 }
 
 

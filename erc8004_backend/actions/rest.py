@@ -415,7 +415,7 @@ def _seal(text: str, box: SecretBox, context: str) -> dict[str, str]:
     return {"sealed": base64.b64encode(sealed.ciphertext).decode(), "key_id": sealed.key_id}
 
 
-def _open(stored: Any, box: SecretBox, context: str) -> str:
+def open_stored(stored: Any, box: SecretBox, context: str) -> str:
     """A stored credential's text: encrypted, or plain in a row written before."""
     if isinstance(stored, str):
         return stored
@@ -426,9 +426,9 @@ def _open(stored: Any, box: SecretBox, context: str) -> str:
     return box.open(sealed, context)
 
 
-def _shown(stored: Any, box: SecretBox, context: str) -> str:
+def shown_masked(stored: Any, box: SecretBox, context: str) -> str:
     try:
-        return masked(_open(stored, box, context))
+        return masked(open_stored(stored, box, context))
     except EncryptionError:  # its key is gone: nothing of it to show
         return MASK
 
@@ -441,10 +441,10 @@ def _stored_url(config: dict[str, Any]) -> tuple[str, Any]:
     return split_url_password(url)
 
 
-def _keep_or_seal(text: str, stored: Any, box: SecretBox, context: str, what: str) -> Any:
+def keep_or_seal(text: str, stored: Any, box: SecretBox, context: str, what: str) -> Any:
     if not text.startswith(MASK):
         return _seal(text, box, context)
-    if stored is None or text != _shown(stored, box, context):
+    if stored is None or text != shown_masked(stored, box, context):
         raise CredentialError(
             f"{what} is masked ({text}) but is not the mask of a value this action has:"
             " send the value itself"
@@ -463,7 +463,7 @@ def seal_credentials(
     previous = {name.lower(): value for name, value in (stored.get("headers") or {}).items()}
     if config.get("headers"):
         sealed["headers"] = {
-            name: _keep_or_seal(value, previous.get(name.lower()), box,
+            name: keep_or_seal(value, previous.get(name.lower()), box,
                                 header_context(action_id, name), f"header {name!r}")
             for name, value in config["headers"].items()
         }  # fmt: skip
@@ -471,7 +471,7 @@ def seal_credentials(
     url, password = split_url_password(RestConfig.model_validate(config).url)
     if password is not None:
         sealed["url"] = url
-        sealed["url_password"] = _keep_or_seal(
+        sealed["url_password"] = keep_or_seal(
             password, _stored_url(stored)[1], box, url_password_context(action_id),
             "url: its password",
         )  # fmt: skip
@@ -483,13 +483,13 @@ def mask_credentials(config: dict[str, Any], box: SecretBox, action_id: str) -> 
     shown = dict(config)
     headers = config.get("headers")
     if isinstance(headers, dict):
-        shown["headers"] = {name: _shown(value, box, header_context(action_id, name))
+        shown["headers"] = {name: shown_masked(value, box, header_context(action_id, name))
                             for name, value in headers.items()}  # fmt: skip
     url, password = _stored_url(config)
     shown.pop("url_password", None)
     if password is not None:
         shown["url"] = with_url_password(
-            url, _shown(password, box, url_password_context(action_id))
+            url, shown_masked(password, box, url_password_context(action_id))
         )
     return shown
 
@@ -500,10 +500,10 @@ def open_credentials(config: dict[str, Any], box: SecretBox, action_id: str) -> 
     opened = dict(config)
     headers = config.get("headers")
     if isinstance(headers, dict):
-        opened["headers"] = {name: _open(value, box, header_context(action_id, name))
+        opened["headers"] = {name: open_stored(value, box, header_context(action_id, name))
                              for name, value in headers.items()}  # fmt: skip
     if "url_password" in opened:
-        password = _open(opened.pop("url_password"), box, url_password_context(action_id))
+        password = open_stored(opened.pop("url_password"), box, url_password_context(action_id))
         opened["url"] = with_url_password(str(config.get("url", "")), password)
     return opened
 

@@ -26,6 +26,7 @@ from pydantic import (
 
 from erc8004_backend.actions.channels import CHANNELS, channel_spec, parse_action_config
 from erc8004_backend.actions.configs import ActionConfigError, storable_config_problem
+from erc8004_backend.actions.pagerduty import mask_routing_key, seal_routing_key
 from erc8004_backend.actions.rest import (
     CredentialError,
     mask_credentials,
@@ -819,6 +820,11 @@ async def saved_lenses_named(conn: Db, user_id: str, trigger: TriggerIn) -> dict
 # -- storing -------------------------------------------------------------------------------
 
 
+# The action types whose configs hold credentials, stored encrypted and shown masked.
+CREDENTIAL_SEALERS = {"rest": seal_credentials, "pagerduty": seal_routing_key}
+CREDENTIAL_MASKS = {"rest": mask_credentials, "pagerduty": mask_routing_key}
+
+
 async def _write_rules(conn: Db, box: SecretBox, trigger_id: uuid.UUID, trigger: TriggerIn) -> None:
     """Replace the trigger's conditions; replace its actions, keeping those named by id."""
     await conn.execute(QUERIES["delete_conditions"], {"trigger_id": trigger_id})
@@ -848,9 +854,9 @@ async def _write_rules(conn: Db, box: SecretBox, trigger_id: uuid.UUID, trigger:
         # New actions get their id here: their credentials are encrypted naming it.
         action_id = action.id or uuid.uuid4()
         config = action.config
-        if action.action_type == "rest":
+        if seal := CREDENTIAL_SEALERS.get(action.action_type):
             try:
-                config = seal_credentials(config, box, str(action_id), existing.get(action_id))
+                config = seal(config, box, str(action_id), existing.get(action_id))
             except CredentialError as error:
                 where = f"actions[{position}].config"
                 details = [{"field": where, "message": str(error)}]
@@ -909,8 +915,8 @@ async def _read_many(
     found = {}
     for row in await cursor.fetchall():
         row["actions"] = [
-            {**action, "config": mask_credentials(action["config"], box, action["id"])}
-            if action["action_type"] == "rest" else action
+            {**action, "config": mask(action["config"], box, action["id"])}
+            if (mask := CREDENTIAL_MASKS.get(action["action_type"])) else action
             for action in row["actions"]
         ]  # fmt: skip
         row["conditions"] = _condition_tree(row["conditions"])

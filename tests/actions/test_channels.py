@@ -28,7 +28,7 @@ from tests.support.waiting import eventually
 
 
 def test_each_channel_is_listed_under_its_own_type_with_templates_its_config_has() -> None:
-    assert list(CHANNELS) == ["telegram", "rest", "mcp", "slack", "discord"]
+    assert list(CHANNELS) == ["telegram", "rest", "mcp", "slack", "discord", "email", "pagerduty"]
     for action_type, spec in CHANNELS.items():
         assert spec.action_type == action_type
         assert set(spec.template_keys) <= set(spec.config_model.model_fields)
@@ -109,7 +109,8 @@ async def test_an_action_type_without_a_channel_is_dead_naming_the_known_ones(
     assert row["status"] == "failed"
     assert (
         row["error_message"]
-        == "unknown action type 'pager' (known: telegram, rest, mcp, slack, discord)"
+        == "unknown action type 'pager' (known: telegram, rest, mcp, slack, discord, email,"
+        " pagerduty)"
     )
     cursor = await conn.execute("SELECT status FROM action_jobs")
     assert await cursor.fetchall() == [("dead",)]

@@ -121,7 +121,7 @@ def test_telegram_refusals_name_the_field(config: Any, message: str) -> None:
 
 def test_an_unknown_action_type_lists_the_known_ones() -> None:
     assert refusal("sms", {}) == (
-        "unknown action type 'sms' (known: telegram, rest, mcp, slack, discord)"
+        "unknown action type 'sms' (known: telegram, rest, mcp, slack, discord, email, pagerduty)"
     )
 
 

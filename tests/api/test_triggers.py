@@ -25,6 +25,7 @@ from tests.api.conftest import Account, ApiClient, MakeApp, api_settings
 from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import WebhookSink
 from tests.support.jobs import queue_jobs
+from tests.support.pagerduty_server import EVENTS_PATH, PagerDutyServer
 from tests.support.waiting import eventually
 from tests.triggers.test_examples_end_to_end import example_triggers
 
@@ -735,6 +736,36 @@ async def test_webhook_credentials_are_encrypted_masked_kept_and_delivered(
     assert request.headers["authorization"] == f"Basic {basic}"
     assert TOKEN not in str(logs)
     assert PASSWORD not in str(logs)
+
+
+async def test_a_pagerduty_routing_key_is_encrypted_masked_kept_and_delivered(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    routing_key = "R0UT1NGKEY0123456789abcdefABCDEF"
+    action: dict[str, Any] = {"action_type": "pagerduty", "priority": 1,
+              "config": {"routing_key": routing_key, "summary_template": "agent {{agent_id}}"}}  # fmt: skip
+    async with serve_asgi(server := PagerDutyServer(routing_key)) as base_url:
+        created = await api.post("/triggers", json={**SIMPLE, "actions": [action]},
+                                 headers=alice.headers)  # fmt: skip
+        assert created.status_code == 201, created.text
+        trigger = created.json()
+        assert trigger["actions"][0]["config"]["routing_key"] == "********CDEF"
+        assert routing_key not in stored_actions(migrated_url)
+        patched = await api.patch(f"/triggers/{trigger['id']}",
+                                  json={"actions": trigger["actions"]}, headers=alice.headers)  # fmt: skip
+        assert patched.status_code == 200, patched.text
+        assert patched.json()["actions"] == trigger["actions"]
+        async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+            await queue_jobs(conn, trigger["id"], trigger["actions"][0]["id"], 1)
+            settings = settings_for(migrated_url, pagerduty_events_url=base_url + EVENTS_PATH)
+            async with running_worker(settings):
+                await eventually(lambda: len(server.events) == 1)
+    assert server.events[0]["payload"]["summary"] == "agent 42"
+    unknown = {**action, "config": {**action["config"], "routing_key": "********CDEF"}}
+    refused = await api.post("/triggers", json={**SIMPLE, "actions": [unknown]},
+                             headers=alice.headers)  # fmt: skip
+    assert refused.status_code == 422, refused.text
+    assert "routing_key is masked" in refused.json()["error"]["message"]
 
 
 MASKED_BUT_UNKNOWN: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
