@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from erc8004_backend.actions.configs import ChannelConfig
+from erc8004_backend.actions.configs import ActionConfigError, ChannelConfig, validate_config
 
 if TYPE_CHECKING:
     import aiohttp
@@ -63,3 +63,23 @@ class ChannelSpec:
     # The preview of a stored config for a job's template values; None: the channel has no
     # message of its own to show (or the config no longer parses).
     preview: Callable[[Mapping[str, Any], dict[str, Any]], Preview | None] | None = None
+
+
+ConfigT = TypeVar("ConfigT", bound=ChannelConfig)
+PreviewOf = Callable[[Mapping[str, Any], dict[str, Any]], Preview | None]
+
+
+def preview_of(
+    model: type[ConfigT], action_type: str, render: Callable[[ConfigT, dict[str, Any]], Preview]
+) -> PreviewOf:
+    """A ChannelSpec's preview: the stored config read as `model` (None when it no longer
+    parses), then rendered for the values."""
+
+    def preview(config: Mapping[str, Any], values: dict[str, Any]) -> Preview | None:
+        try:
+            parsed = validate_config(model, action_type, config)
+        except ActionConfigError:
+            return None
+        return render(parsed, values)
+
+    return preview

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from erc8004_backend.actions.channel import ChannelDependencies, ChannelSpec, Preview
+from erc8004_backend.actions.channel import ChannelDependencies, ChannelSpec, Preview, preview_of
 from erc8004_backend.actions.chat_webhooks import (
     ChatWebhookConfig,
     failure,
@@ -32,7 +32,6 @@ from erc8004_backend.actions.chat_webhooks import (
 )
 from erc8004_backend.actions.configs import (
     MAX_JSON_DEPTH,
-    ActionConfigError,
     json_depth,
     validate_config,
 )
@@ -182,15 +181,15 @@ class DiscordChannel:
             pass  # a header we cannot read: the 429 path still holds
 
 
-def preview_message(config: Mapping[str, Any], values: dict[str, Any]) -> Preview | None:
-    try:
-        parsed = validate_config(DiscordConfig, "discord", config)
-    except ActionConfigError:
-        return None
-    body = discord_body(parsed, values)
+def _preview(config: DiscordConfig, values: dict[str, Any]) -> Preview:
+    body = discord_body(config, values)
     return Preview(text=body.get("content"), body=body.get("embeds"))
 
 
-CHANNEL = ChannelSpec("discord", DiscordConfig, DiscordChannel,
-                      template_keys=("content_template", "embeds_template"),
-                      preview=preview_message)  # fmt: skip
+CHANNEL = ChannelSpec(
+    "discord",
+    DiscordConfig,
+    DiscordChannel,
+    template_keys=("content_template", "embeds_template"),
+    preview=preview_of(DiscordConfig, "discord", _preview),
+)

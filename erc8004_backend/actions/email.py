@@ -20,7 +20,6 @@ import email.policy
 import html
 import re
 import ssl
-from collections.abc import Mapping
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -29,9 +28,8 @@ from typing import Annotated, Any
 import aiosmtplib
 from pydantic import Field, field_validator
 
-from erc8004_backend.actions.channel import ChannelDependencies, ChannelSpec, Preview
+from erc8004_backend.actions.channel import ChannelDependencies, ChannelSpec, Preview, preview_of
 from erc8004_backend.actions.configs import (
-    ActionConfigError,
     RetractableConfig,
     validate_config,
 )
@@ -324,15 +322,16 @@ class EmailChannel:
             return await send_email(message, options, sender=sender, recipients=config.to)
 
 
-def preview_email(config: Mapping[str, Any], values: dict[str, Any]) -> Preview | None:
-    """The subject, a blank line and the text part."""
-    try:
-        parsed = validate_config(EmailConfig, "email", config)
-    except ActionConfigError:
-        return None
-    return Preview(text=f"{subject_line(parsed, values)}\n\n{text_part(parsed, values)}")
-
-
-CHANNEL = ChannelSpec("email", EmailConfig, EmailChannel,
-                      template_keys=("subject_template", "text_template", "html_template"),
-                      preview=preview_email)  # fmt: skip
+CHANNEL = ChannelSpec(
+    "email",
+    EmailConfig,
+    EmailChannel,
+    template_keys=("subject_template", "text_template", "html_template"),
+    preview=preview_of(
+        EmailConfig,
+        "email",
+        lambda config, values: Preview(
+            text=f"{subject_line(config, values)}\n\n{text_part(config, values)}"
+        ),
+    ),
+)

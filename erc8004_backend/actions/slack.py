@@ -10,12 +10,11 @@ webhook, an archived channel, invalid blocks) are final.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from erc8004_backend.actions.channel import ChannelDependencies, ChannelSpec, Preview
+from erc8004_backend.actions.channel import ChannelDependencies, ChannelSpec, Preview, preview_of
 from erc8004_backend.actions.chat_webhooks import (
     RETRACTION_LINE,
     ChatWebhookConfig,
@@ -27,7 +26,6 @@ from erc8004_backend.actions.chat_webhooks import (
 )
 from erc8004_backend.actions.configs import (
     MAX_JSON_DEPTH,
-    ActionConfigError,
     json_depth,
     validate_config,
 )
@@ -97,14 +95,14 @@ class SlackChannel:
         raise failure("Slack", answer)
 
 
-def preview_message(config: Mapping[str, Any], values: dict[str, Any]) -> Preview | None:
-    try:
-        parsed = validate_config(SlackConfig, "slack", config)
-    except ActionConfigError:
-        return None
-    return Preview(text=slack_body(parsed, values)["text"])
-
-
-CHANNEL = ChannelSpec("slack", SlackConfig, SlackChannel,
-                      template_keys=("text_template", "blocks_template"),
-                      preview=preview_message)  # fmt: skip
+CHANNEL = ChannelSpec(
+    "slack",
+    SlackConfig,
+    SlackChannel,
+    template_keys=("text_template", "blocks_template"),
+    preview=preview_of(
+        SlackConfig,
+        "slack",
+        lambda config, values: Preview(text=slack_body(config, values)["text"]),
+    ),
+)

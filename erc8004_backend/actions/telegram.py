@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import aiohttp
 import orjson
 from pydantic import Field, field_validator
 
-from erc8004_backend.actions.channel import ChannelDependencies, ChannelSpec, Preview
+from erc8004_backend.actions.channel import ChannelDependencies, ChannelSpec, Preview, preview_of
 from erc8004_backend.actions.configs import (
-    ActionConfigError,
     RetractableConfig,
     validate_config,
 )
@@ -221,13 +220,14 @@ class TelegramChannel:
         )
 
 
-def preview_message(config: Mapping[str, Any], values: dict[str, Any]) -> Preview | None:
-    try:
-        parsed = validate_config(TelegramConfig, "telegram", config)
-    except ActionConfigError:
-        return None
-    return Preview(text=send_message_body(parsed, values)["text"])
-
-
-CHANNEL = ChannelSpec("telegram", TelegramConfig, TelegramChannel,
-                      template_keys=("message_template",), preview=preview_message)  # fmt: skip
+CHANNEL = ChannelSpec(
+    "telegram",
+    TelegramConfig,
+    TelegramChannel,
+    template_keys=("message_template",),
+    preview=preview_of(
+        TelegramConfig,
+        "telegram",
+        lambda config, values: Preview(text=send_message_body(config, values)["text"]),
+    ),
+)
