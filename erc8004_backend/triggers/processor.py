@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -342,23 +342,21 @@ def _as_encoded(document: bytes) -> bytes:
     return document  # a payload is encoded once, by job_payload (orjson)
 
 
-def _jobs(firings: list[Firing]) -> list[_Job]:
-    jobs: list[_Job] = []
+def _jobs(firings: list[Firing]) -> Iterator[_Job]:
     for firing in firings:
         payload = Jsonb(job_payload(firing), dumps=_as_encoded)
         trigger_id = _uuid(firing.trigger.id)
         for action in firing.trigger.actions:
             key = idempotency_key(firing.event, firing.trigger.id, action.id)
-            jobs.append((trigger_id, _uuid(action.id), firing.event["id"], action.priority, key,
-                         payload, action.max_attempts))  # fmt: skip
-    return jobs
+            yield (trigger_id, _uuid(action.id), firing.event["id"], action.priority, key,
+                   payload, action.max_attempts)  # fmt: skip
 
 
 async def queue_jobs(conn: psycopg.AsyncConnection, chain_id: int, firings: list[Firing]) -> int:
     """One job per action of each firing (in the caller's transaction), but none for an
     (event, action) that has one already; returns how many were queued. Replays use it,
     whose events may have their jobs already."""
-    return await _insert_jobs(conn, chain_id, _jobs(firings))
+    return await _insert_jobs(conn, chain_id, list(_jobs(firings)))
 
 
 async def _insert_jobs(conn: psycopg.AsyncConnection, chain_id: int, jobs: list[_Job]) -> int:
@@ -388,22 +386,28 @@ async def queue_new_jobs(
     cheaper than the INSERT of arrays), in a savepoint. The unique key on (event, action)
     still holds: should any job exist already, the COPY fails whole, its savepoint is rolled
     back, and queue_jobs' INSERT ... ON CONFLICT DO NOTHING queues the others."""
-    jobs = _jobs(firings)
-    if not jobs:
+    if not firings:
         return 0
+    queued = 0
     try:
         async with conn.transaction():
             cursor = conn.cursor()
             async with cursor.copy(QUERIES["copy_jobs"]) as copy:
                 copy.set_types(["uuid", "uuid", "int8", "int8", "int4", "text", "jsonb", "int4"])
-                for trigger_id, action_id, event_id, priority, key, payload, attempts in jobs:
+                # Each row is made (its payload, its key) as it is sent: PostgreSQL inserts
+                # the rows already sent, 32 kB at a time, on its core while Python makes the
+                # next ones on this one.
+                for trigger_id, action_id, event_id, priority, key, payload, attempts in _jobs(
+                    firings
+                ):
                     attempts = attempts or DEFAULT_MAX_ATTEMPTS
                     await copy.write_row((trigger_id, action_id, event_id, chain_id, priority,
                                           key, payload, attempts))  # fmt: skip
+                    queued += 1
     except psycopg.errors.UniqueViolation:
-        log.info("processor.jobs_exist", chain_id=chain_id, jobs=len(jobs))
-        return await _insert_jobs(conn, chain_id, jobs)
-    return len(jobs)
+        log.info("processor.jobs_exist", chain_id=chain_id, firings=len(firings))
+        return await queue_jobs(conn, chain_id, firings)
+    return queued
 
 
 class Processor:
