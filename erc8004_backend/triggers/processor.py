@@ -8,6 +8,12 @@ firings, and the moved mark. A crash at any instant leaves either the whole batc
 it, so every (event, action) gets exactly one job (the unique key on action_jobs makes even a
 replay harmless).
 
+While it holds a chain, a Processor remembers the state rows and last firings its batches
+read and wrote (ChainMemory), and reads only the others; it forgets them when the cursor is
+not where its last batch left it (a deep reorg's restore), after any error, and whenever it
+reloads the triggers. A live batch's jobs go by a binary COPY; should any of them exist
+already, the unique key fails the COPY and an INSERT ... ON CONFLICT DO NOTHING queues them.
+
 NOTIFY only wakes the processor early: it finds work from the cursor after any restart.
 """
 
