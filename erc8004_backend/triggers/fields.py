@@ -93,10 +93,14 @@ TEMPLATE_FIELDS: dict[str, FieldKind] = {
 EVENT_ACCOUNT_FIELDS = ("responder", "client_address", "validator_address", "updated_by", "owner")
 
 
+# The fields that are a column of `events` by the same name (all but `timestamp`), in order.
+_ROW_FIELDS = tuple(name for name in FIELDS if name != "timestamp")
+
+
 def event_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a stored event (a row of `events`, by column name) as conditions and
     templates see them: `timestamp` is the block time, bytes are 0x-hex."""
-    fields = {name: row.get(name) for name in FIELDS if name != "timestamp"}
+    fields = {name: row.get(name) for name in _ROW_FIELDS}
     fields["timestamp"] = row.get("block_time")
     if isinstance(fields["metadata_value"], bytes | memoryview):
         fields["metadata_value"] = "0x" + bytes(fields["metadata_value"]).hex()

@@ -20,6 +20,9 @@ from typing import Any
 from erc8004_backend.triggers.conditions import FieldCondition, ParsedConditions, parse_conditions
 
 IndexKey = tuple[int, str, str | None, Decimal | None]
+# Events' (chain, registry, event type, agent) whose candidates a TriggerIndex keeps; above
+# this many it starts again (a chain's agents times its event types: far fewer, usually).
+MAX_REMEMBERED_CANDIDATES = 100_000
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,9 @@ class TriggerIndex:
         self._buckets: dict[IndexKey, list[CompiledTrigger]] = defaultdict(list)
         self._silences: dict[int, list[CompiledTrigger]] = defaultdict(list)
         self.triggers: dict[str, CompiledTrigger] = {}
+        # candidates()' answers: the same few (registry, event type, agent) come again and
+        # again, and each answer is looked up once per event by the plan and its needs.
+        self._found: dict[tuple[int, str, str, Any], list[CompiledTrigger]] = {}
         for trigger in triggers:
             self.add(trigger)
 
@@ -99,6 +105,7 @@ class TriggerIndex:
         if trigger.conditions.silence is not None:
             self._silences[trigger.chain_id].append(trigger)
         self.triggers[trigger.id] = trigger
+        self._found.clear()
 
     def silences(self, chain_id: int) -> list[CompiledTrigger]:
         """The chain's silence triggers: the chain's time, not only its events, fires them."""
@@ -110,7 +117,19 @@ class TriggerIndex:
     def candidates(
         self, chain_id: int, registry: str, event_type: str, agent_id: Any
     ) -> list[CompiledTrigger]:
-        """The triggers that may fire for such an event, each once."""
+        """The triggers that may fire for such an event, each once, in the index's order (a
+        list kept for the next such event: the caller must not change it)."""
+        key = (chain_id, registry, event_type, agent_id)
+        found = self._found.get(key)
+        if found is None:
+            if len(self._found) >= MAX_REMEMBERED_CANDIDATES:
+                self._found.clear()
+            found = self._found[key] = self._look_up(chain_id, registry, event_type, agent_id)
+        return found
+
+    def _look_up(
+        self, chain_id: int, registry: str, event_type: str, agent_id: Any
+    ) -> list[CompiledTrigger]:
         buckets = self._buckets
         found: list[CompiledTrigger] = []
         for bucket in (

@@ -8,6 +8,12 @@ firings, and the moved mark. A crash at any instant leaves either the whole batc
 it, so every (event, action) gets exactly one job (the unique key on action_jobs makes even a
 replay harmless).
 
+While it holds a chain, a Processor remembers the state rows and last firings its batches
+read and wrote (ChainMemory), and reads only the others; it forgets them when the cursor is
+not where its last batch left it (a deep reorg's restore), after any error, and whenever it
+reloads the triggers. A live batch's jobs go by a binary COPY; should any of them exist
+already, the unique key fails the COPY and an INSERT ... ON CONFLICT DO NOTHING queues them.
+
 NOTIFY only wakes the processor early: it finds work from the cursor after any restart.
 """
 
@@ -16,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -55,6 +62,10 @@ BATCH_SIZE = 2_000
 # PostgreSQL can only lose the latest batches, which are evaluated again from the cursor.
 ASYNC_COMMIT = "-c synchronous_commit=off"
 INDEX_REFRESH_SECONDS = 30.0
+# action_jobs.max_attempts' default, for an action without its own: a COPY names every column.
+DEFAULT_MAX_ATTEMPTS = 8
+# A chain's remembered state rows (ChainMemory) above this many are forgotten and read again.
+MAX_REMEMBERED_STATES = 200_000
 
 
 async def load_trigger_index(conn: psycopg.AsyncConnection) -> TriggerIndex:
@@ -116,60 +127,119 @@ class BatchResult:
         self.jobs += batch.jobs
 
 
+@dataclass
+class ChainMemory:
+    """What a processor holding a chain knows of it between its batches: the position its
+    last batch committed and, as they stand since that commit, the state rows and last
+    firings it has read or written, so that the next batch reads from PostgreSQL only those
+    it has not seen (None: absent). Only the processor holding the chain's lock writes them,
+    except a deep reorg's restore (the indexer's store), which also rewinds the cursor: a
+    cursor found elsewhere than `position` makes the memory worthless, as does any error
+    (the batch's transaction may not have committed) and any reload of the triggers (a
+    trigger changed or a replay began): the caller forgets it then."""
+
+    position: tuple[int, int] | None = None
+    states: dict[tuple[str, str], State | None] = field(default_factory=dict)
+    last_fired: dict[str, datetime | None] = field(default_factory=dict)
+
+    def forget(self) -> None:
+        self.position = None
+        self.states.clear()
+        self.last_fired.clear()
+
+    def committed(self, position: tuple[int, int], plan: Plan | None) -> None:
+        """The batch ending at `position` committed, with `plan` (None: it had no events)."""
+        self.position = position
+        if plan is None:
+            return
+        for key, change in plan.states.items():
+            self.states[key] = change.state
+        self.last_fired.update(plan.last_fired)
+        if len(self.states) > MAX_REMEMBERED_STATES:
+            self.states.clear()
+
+
 async def process_batch(
-    conn: psycopg.AsyncConnection, chain_id: int, index: TriggerIndex, *, limit: int = BATCH_SIZE
+    conn: psycopg.AsyncConnection,
+    chain_id: int,
+    index: TriggerIndex,
+    *,
+    limit: int = BATCH_SIZE,
+    memory: ChainMemory | None = None,
 ) -> BatchResult:
     """Evaluate the next batch of ready events of a chain and commit its outcome. When the
     batch takes every ready event, the chain's time has come to its confirmed head: the
-    silences due by then fire too (with no event at all, if nothing else happened)."""
+    silences due by then fire too (with no event at all, if nothing else happened).
+    `memory` (the caller's, for the chain it holds) saves reading the state it has seen
+    again."""
     result = BatchResult()
+    plan: Plan | None = None
     await conn.execute(QUERIES["insert_cursor"], {"chain_id": chain_id})
-    async with conn.transaction():
-        cursor = await conn.execute(QUERIES["lock_cursor"], {"chain_id": chain_id})
-        position = await cursor.fetchone()
-        assert position is not None
-        events_cursor = conn.cursor(row_factory=dict_row)
-        await events_cursor.execute(
-            QUERIES["ready_events"],
-            {"chain_id": chain_id, "block_number": position[0], "log_index": position[1],
-             "limit": limit},
-        )  # fmt: skip
-        events = await events_cursor.fetchall()
-        silences = index.silences(chain_id)
-        head = await _confirmed_head(conn, chain_id) if silences and len(events) < limit else None
-        if not events and head is None:
-            return result
-        needs = batch_needs(events, index, chain_id=chain_id if silences else None)
-        states = await _load_states(conn, needs.states)
-        if silences:
-            until = head.block_time if head else events[-1]["block_time"]
-            await _load_due_silences(conn, [t.id for t in silences], until, states)
-        clock = Clock(await _load_last_fired(conn, needs.last_fired))
-        # The agents' summaries as of each event, from the read model in this transaction.
-        summaries = await summary_changes(conn, chain_id, needs.candidates)
-        plan = plan_batch(events, index, states, clock, summaries, head=head)
-        if events or plan.states:
-            # The batch: from its first event (or the head block, when only time passed)
-            # to the later of its last event's block and the head.
-            ends = [events[-1]["block_number"]] if events else []
-            if head is not None:
-                ends.append(head.block_number)
-            start = ((events[0]["block_number"], events[0]["log_index"]) if events
-                     else (max(ends), HEAD_LOG_INDEX))  # fmt: skip
-            last_block = max(ends)
-            await _remember_for_reorgs(conn, chain_id, start, last_block, plan)
-            result.jobs = await _apply(conn, chain_id, plan)
-        if events:
-            last = events[-1]
-            await conn.execute(
-                QUERIES["advance_cursor"],
-                {"chain_id": chain_id, "block_number": last["block_number"],
-                 "log_index": last["log_index"]},
-            )  # fmt: skip
-            result.last_position = (last["block_number"], last["log_index"])
+    try:
+        async with conn.transaction():
+            cursor = await conn.execute(QUERIES["lock_cursor"], {"chain_id": chain_id})
+            position = await cursor.fetchone()
+            assert position is not None
+            position = (position[0], position[1])
+            if memory is not None and memory.position != position:
+                memory.forget()  # a reorg's restore moved the cursor, or first batch
+            events = await _ready_events(conn, chain_id, position, limit)
+            silences = index.silences(chain_id)
+            drained = len(events) < limit
+            head = await _confirmed_head(conn, chain_id) if silences and drained else None
+            if events or head is not None:
+                plan = await _plan(conn, chain_id, index, events, head, memory)
+            if plan is not None and (events or plan.states):
+                # The batch: from its first event (or the head block, when only time
+                # passed) to the later of its last event's block and the head.
+                ends = [events[-1]["block_number"]] if events else []
+                if head is not None:
+                    ends.append(head.block_number)
+                start = ((events[0]["block_number"], events[0]["log_index"]) if events
+                         else (max(ends), HEAD_LOG_INDEX))  # fmt: skip
+                await _remember_for_reorgs(conn, chain_id, start, max(ends), plan)
+                result.jobs = await _apply(conn, chain_id, plan)
+            if events:
+                last = events[-1]
+                position = (last["block_number"], last["log_index"])
+                await conn.execute(
+                    QUERIES["advance_cursor"],
+                    {"chain_id": chain_id, "block_number": position[0],
+                     "log_index": position[1]},
+                )  # fmt: skip
+                result.last_position = position
+    except BaseException:
+        if memory is not None:
+            memory.forget()
+        raise
+    if memory is not None:
+        memory.committed(position, plan)
+    if plan is None:
+        return result
     result.events = len(events)
     result.fired = len(plan.firings)
     return result
+
+
+async def _plan(
+    conn: psycopg.AsyncConnection,
+    chain_id: int,
+    index: TriggerIndex,
+    events: list[dict[str, Any]],
+    head: ChainTime | None,
+    memory: ChainMemory | None,
+) -> Plan:
+    """The batch's plan, from what it needs read first (in the batch's transaction)."""
+    silences = index.silences(chain_id)
+    needs = batch_needs(events, index, chain_id=chain_id if silences else None)
+    states = await _load_states(conn, needs.states, memory)
+    if silences:
+        until = head.block_time if head else events[-1]["block_time"]
+        await _load_due_silences(conn, [t.id for t in silences], until, states)
+    clock = Clock(await _load_last_fired(conn, needs.last_fired, memory))
+    # The agents' summaries as of each event, from the read model in this transaction.
+    summaries = await summary_changes(conn, chain_id, needs.candidates)
+    return plan_batch(events, index, states, clock, summaries, head=head)
 
 
 async def _confirmed_head(conn: psycopg.AsyncConnection, chain_id: int) -> ChainTime | None:
@@ -186,35 +256,79 @@ async def _load_due_silences(
     states: dict[str, dict[str, State]],
 ) -> None:
     """Adds to `states` the scopes of these silence triggers whose silent period is due by
-    `until` (the only ones plan_batch can fire that no event of the batch names)."""
+    `until` (the only ones plan_batch can fire that no event of the batch names). Only the
+    processor holding the chain writes them: they equal what its memory holds."""
     cursor = await conn.execute(
-        QUERIES["due_silences"], {"trigger_ids": trigger_ids, "until": until.timestamp()}
+        QUERIES["due_silences"],
+        {"trigger_ids": [_uuid(t) for t in trigger_ids], "until": until.timestamp()},
     )
     for trigger_id, scope, state in await cursor.fetchall():
         states.setdefault(trigger_id, {})[scope] = state
+
+
+async def _ready_events(
+    conn: psycopg.AsyncConnection, chain_id: int, after: tuple[int, int], limit: int
+) -> list[dict[str, Any]]:
+    """The next `limit` confirmed events after the position, in chain order (rows by column
+    name), read with sorts off (see sort_off in processor.sql) and on again after."""
+    await conn.execute(QUERIES["sort_off"])
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute(
+        QUERIES["ready_events"],
+        {"chain_id": chain_id, "block_number": after[0], "log_index": after[1], "limit": limit},
+    )
+    events = await cursor.fetchall()
+    await conn.execute(QUERIES["sort_on"])
+    return events
 
 
 async def _load_states(
-    conn: psycopg.AsyncConnection, wanted: set[tuple[str, str]]
+    conn: psycopg.AsyncConnection,
+    wanted: set[tuple[str, str]],
+    memory: ChainMemory | None = None,
 ) -> dict[str, dict[str, State]]:
-    """The stored state of each (trigger, scope) wanted: trigger -> scope -> state."""
-    if not wanted:
-        return {}
-    trigger_ids, scopes = zip(*wanted, strict=True)
-    cursor = await conn.execute(
-        QUERIES["load_states"], {"trigger_ids": list(trigger_ids), "scopes": list(scopes)}
-    )
+    """The stored state of each (trigger, scope) wanted: trigger -> scope -> state; those in
+    `memory` from there, the others read (and remembered)."""
+    known: dict[tuple[str, str], State | None] = memory.states if memory is not None else {}
+    unknown = [key for key in wanted if key not in known]
+    read: dict[tuple[str, str], State | None] = {}
+    if unknown:
+        cursor = await conn.execute(
+            QUERIES["load_states"],
+            {"trigger_ids": [_uuid(k[0]) for k in unknown], "scopes": [k[1] for k in unknown]},
+        )
+        read = dict.fromkeys(unknown)
+        for trigger_id, scope, state in await cursor.fetchall():
+            read[(trigger_id, scope)] = state
+        if memory is not None:
+            known.update(read)
     states: dict[str, dict[str, State]] = {}
-    for trigger_id, scope, state in await cursor.fetchall():
-        states.setdefault(trigger_id, {})[scope] = state
+    for key in wanted:
+        state = read[key] if key in read else known[key]
+        if state is not None:
+            states.setdefault(key[0], {})[key[1]] = state
     return states
 
 
-async def _load_last_fired(conn: psycopg.AsyncConnection, ids: set[str]) -> dict[str, datetime]:
-    if not ids:
-        return {}
-    cursor = await conn.execute(QUERIES["last_fired"], {"trigger_ids": list(ids)})
-    return {trigger_id: fired for trigger_id, fired in await cursor.fetchall() if fired}
+async def _load_last_fired(
+    conn: psycopg.AsyncConnection, ids: set[str], memory: ChainMemory | None = None
+) -> dict[str, datetime]:
+    """Each trigger's last delivered firing, of those that have one; from `memory` when it
+    knows the trigger (and remembered there when read)."""
+    known: dict[str, datetime | None] = memory.last_fired if memory is not None else {}
+    unknown = [trigger_id for trigger_id in ids if trigger_id not in known]
+    read: dict[str, datetime | None] = {}
+    if unknown:
+        cursor = await conn.execute(
+            QUERIES["last_fired"], {"trigger_ids": [_uuid(t) for t in unknown]}
+        )
+        read = dict.fromkeys(unknown)
+        read.update(await cursor.fetchall())
+        if memory is not None:
+            known.update(read)
+    fired = {trigger_id: read[trigger_id] if trigger_id in read else known[trigger_id]
+             for trigger_id in ids}  # fmt: skip
+    return {trigger_id: when for trigger_id, when in fired.items() if when is not None}
 
 
 async def _remember_for_reorgs(
@@ -243,11 +357,12 @@ async def _remember_for_reorgs(
         keys = list(plan.states)
         await conn.execute(
             QUERIES["remember_states"],
-            {**batch, "trigger_ids": [k[0] for k in keys], "scopes": [k[1] for k in keys]},
+            {**batch, "trigger_ids": [_uuid(k[0]) for k in keys], "scopes": [k[1] for k in keys]},
         )
     if plan.last_fired:
         await conn.execute(
-            QUERIES["remember_last_fired"], {**batch, "trigger_ids": list(plan.last_fired)}
+            QUERIES["remember_last_fired"],
+            {**batch, "trigger_ids": [_uuid(t) for t in plan.last_fired]},
         )
 
 
@@ -258,57 +373,120 @@ async def _apply(conn: psycopg.AsyncConnection, chain_id: int, plan: Plan) -> in
         await conn.execute(
             QUERIES["save_states"],
             {
-                "trigger_ids": [k[0] for k in keys],
+                "trigger_ids": [_uuid(k[0]) for k in keys],
                 "scopes": [k[1] for k in keys],
                 "states": [Jsonb(plan.states[k].state) for k in keys],
                 "block_numbers": [plan.states[k].position[0] for k in keys],
                 "log_indexes": [plan.states[k].position[1] for k in keys],
             },
         )
-    await queue_jobs(conn, chain_id, plan.firings)
+    await queue_new_jobs(conn, chain_id, plan.firings)
     if plan.last_fired:
         await conn.execute(
             QUERIES["mark_fired"],
-            {"trigger_ids": list(plan.last_fired), "fired_at": list(plan.last_fired.values())},
-        )
+            {"trigger_ids": [_uuid(t) for t in plan.last_fired],
+             "fired_at": list(plan.last_fired.values())},
+        )  # fmt: skip
     return sum(len(firing.trigger.actions) for firing in plan.firings)
 
 
-async def queue_jobs(conn: psycopg.AsyncConnection, chain_id: int, firings: list[Firing]) -> int:
-    """One job per action of each firing (in the caller's transaction), but none for an
-    (event, action), or (silent period, action), that has one already; returns how many were
-    queued. Replays share it."""
-    jobs: list[tuple[str, str, int | None, int, str, bytes, int | None, str | None]] = []
+# A job as queued: trigger, action, event id (None: a silence from its trigger's start),
+# priority, idempotency key, payload (JSON), max_attempts (None: the default), silence key.
+_Job = tuple[uuid.UUID, uuid.UUID, int | None, int, str, Jsonb, int | None, str | None]
+_UUIDS: dict[str, uuid.UUID] = {}
+
+
+def _uuid(text: str) -> uuid.UUID:
+    """The UUID of a trigger's or an action's id (kept: each is sent in every batch), which
+    psycopg sends in binary, where the text of an array needs quoting and parsing."""
+    value = _UUIDS.get(text)
+    if value is None:
+        if len(_UUIDS) > 100_000:
+            _UUIDS.clear()
+        value = _UUIDS[text] = uuid.UUID(text)
+    return value
+
+
+def _as_encoded(document: bytes) -> bytes:
+    return document  # a payload is encoded once, by job_payload (orjson)
+
+
+def _jobs(firings: list[Firing], chain_id: int) -> Iterator[_Job]:
     for firing in firings:
-        payload = job_payload(firing)
+        payload = Jsonb(job_payload(firing), dumps=_as_encoded)
+        trigger_id = _uuid(firing.trigger.id)
         silence = firing.silence.key(firing.trigger.id) if firing.silence else None
         for action in firing.trigger.actions:
             if silence is None:
                 key = idempotency_key(firing.event, firing.trigger.id, action.id)
             else:
-                key = hashlib.sha256(
-                    f"{chain_id}:silence:{silence}:{action.id}".encode()
-                ).hexdigest()
-            jobs.append((firing.trigger.id, action.id, firing.event["id"], action.priority, key,
-                         payload, action.max_attempts, silence))  # fmt: skip
-    if jobs:
-        columns = list(zip(*jobs, strict=True))
-        inserted = await conn.execute(
-            QUERIES["insert_jobs"],
-            {
-                "chain_id": chain_id,
-                "trigger_ids": list(columns[0]),
-                "action_ids": list(columns[1]),
-                "event_ids": list(columns[2]),
-                "priorities": list(columns[3]),
-                "keys": list(columns[4]),
-                "payloads": [payload.decode() for payload in columns[5]],
-                "max_attempts": list(columns[6]),
-                "silence_keys": list(columns[7]),
-            },
-        )
-        return max(inserted.rowcount, 0)
-    return 0
+                name = f"{chain_id}:silence:{silence}:{action.id}"
+                key = hashlib.sha256(name.encode()).hexdigest()
+            yield (trigger_id, _uuid(action.id), firing.event["id"], action.priority, key,
+                   payload, action.max_attempts, silence)  # fmt: skip
+
+
+async def queue_jobs(conn: psycopg.AsyncConnection, chain_id: int, firings: list[Firing]) -> int:
+    """One job per action of each firing (in the caller's transaction), but none for an
+    (event, action), or (silent period, action), that has one already; returns how many
+    were queued. Replays use it, whose events may have their jobs already."""
+    return await _insert_jobs(conn, chain_id, list(_jobs(firings, chain_id)))
+
+
+async def _insert_jobs(conn: psycopg.AsyncConnection, chain_id: int, jobs: list[_Job]) -> int:
+    if not jobs:
+        return 0
+    columns = list(zip(*jobs, strict=True))
+    inserted = await conn.execute(
+        QUERIES["insert_jobs"],
+        {
+            "chain_id": chain_id,
+            "trigger_ids": list(columns[0]),
+            "action_ids": list(columns[1]),
+            "event_ids": list(columns[2]),
+            "priorities": list(columns[3]),
+            "keys": list(columns[4]),
+            "payloads": list(columns[5]),
+            "max_attempts": list(columns[6]),
+            "silence_keys": list(columns[7]),
+        },
+    )
+    return max(inserted.rowcount, 0)
+
+
+async def queue_new_jobs(
+    conn: psycopg.AsyncConnection, chain_id: int, firings: list[Firing]
+) -> int:
+    """As queue_jobs, for live events, which have no job yet: by a binary COPY (two fifths
+    cheaper than the INSERT of arrays), in a savepoint. The unique key on (event, action)
+    still holds: should any job exist already, the COPY fails whole, its savepoint is rolled
+    back, and queue_jobs' INSERT ... ON CONFLICT DO NOTHING queues the others."""
+    # A silence's job is the period's: one that fired before a deep reorg's restore fires
+    # again with the same key, so its jobs go by the INSERT.
+    silent = [firing for firing in firings if firing.silence is not None]
+    firings = [firing for firing in firings if firing.silence is None]
+    queued = await queue_jobs(conn, chain_id, silent) if silent else 0
+    if not firings:
+        return queued
+    try:
+        async with conn.transaction():
+            cursor = conn.cursor()
+            async with cursor.copy(QUERIES["copy_jobs"]) as copy:
+                copy.set_types(["uuid", "uuid", "int8", "int8", "int4", "text", "jsonb", "int4"])
+                # Each row is made (its payload, its key) as it is sent: PostgreSQL inserts
+                # the rows already sent, 32 kB at a time, on its core while Python makes the
+                # next ones on this one.
+                for trigger_id, action_id, event_id, priority, key, payload, attempts, _ in _jobs(
+                    firings, chain_id
+                ):
+                    attempts = attempts or DEFAULT_MAX_ATTEMPTS
+                    await copy.write_row((trigger_id, action_id, event_id, chain_id, priority,
+                                          key, payload, attempts))  # fmt: skip
+                    queued += 1
+    except psycopg.errors.UniqueViolation:
+        log.info("processor.jobs_exist", chain_id=chain_id, firings=len(firings))
+        return queued + await queue_jobs(conn, chain_id, firings)
+    return queued
 
 
 class Processor:
@@ -325,6 +503,9 @@ class Processor:
         self._index_loaded_at = 0.0
         self._index_stale = True
         self._held: set[int] = set()
+        # Per chain held: what the last batches left (see ChainMemory); forgotten with every
+        # reload of the triggers.
+        self._memory: dict[int, ChainMemory] = {}
         self.replay_totals = BatchResult()
         self._replays_pending = False  # a replay has batches left: do not wait for a notice
 
@@ -346,6 +527,7 @@ class Processor:
         if self._index_stale or time.monotonic() - self._index_loaded_at > INDEX_REFRESH_SECONDS:
             self.index = await load_trigger_index(conn)
             self._index_loaded_at, self._index_stale = time.monotonic(), False
+            self._memory.clear()
             log.info("processor.triggers_loaded", triggers=len(self.index))
         processed = 0
         replays_pending = False
@@ -358,7 +540,9 @@ class Processor:
                     continue  # another processor has this chain
                 self._held.add(chain_id)
             while True:
-                batch = await process_batch(conn, chain_id, self.index, limit=self.batch_size)
+                memory = self._memory.setdefault(chain_id, ChainMemory())
+                batch = await process_batch(conn, chain_id, self.index, limit=self.batch_size,
+                                            memory=memory)  # fmt: skip
                 processed += batch.events
                 self.totals.add(batch)
                 if batch.events:
@@ -380,6 +564,7 @@ class Processor:
         if await start_replays(conn, chain_id):
             self.index = await load_trigger_index(conn)
             self._index_loaded_at = time.monotonic()
+            self._memory.clear()
         batch, pending = await run_replays(conn, chain_id, limit=self.batch_size)
         self.replay_totals.add(batch)
         if batch.events:

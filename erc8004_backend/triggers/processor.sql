@@ -38,24 +38,43 @@ INSERT INTO processing_cursors (chain_id, block_number, log_index)
 VALUES (%(chain_id)s, -1, -1)
 ON CONFLICT (chain_id) DO NOTHING
 
+-- sort_off --
+-- Only around ready_events: its one good plan is each partition's (chain, block, log index)
+-- index read in order and merged, which stops after `limit` rows. Estimates from stale
+-- statistics (a backfill inserts faster than autovacuum analyzes) pick a bitmap scan of every
+-- event after the cursor and a sort instead: 30 ms a batch at 80,000 events to go, and
+-- quadratic over a backfill.
+SET LOCAL enable_sort = off
+
+-- sort_on --
+SET LOCAL enable_sort = on
+
 -- ready_events --
--- Confirmed events after the cursor, in chain order.
-SELECT e.*
-FROM events e, checkpoints c
+-- Confirmed events after the cursor, in chain order: the columns plan_batch, the summary and
+-- change reads and the jobs use (fields.FIELDS, with id and block_time; the test
+-- test_ready_events_hold_every_field keeps them together), not `data` or `created_at`,
+-- which would cost a JSON parse and a datetime per event for nothing.
+SELECT e.id, e.chain_id, e.registry, e.event_type, e.block_number, e.block_hash, e.block_time,
+       e.transaction_hash, e.log_index, e.agent_id, e.owner, e.token_uri, e.metadata_key,
+       e.metadata_value, e.from_address, e.to_address, e.updated_by, e.client_address,
+       e.feedback_index, e.value, e.value_decimals, e.score, e.tag1, e.tag2, e.endpoint,
+       e.file_uri, e.file_hash, e.responder, e.response_uri, e.response_hash,
+       e.validator_address, e.request_hash, e.request_uri, e.response, e.tag
+FROM events e
 WHERE e.chain_id = %(chain_id)s
-  AND c.chain_id = %(chain_id)s
   AND (e.block_number, e.log_index) > (%(block_number)s, %(log_index)s)
-  AND e.block_number <= c.confirmed_block_number
+  AND e.block_number <= (SELECT c.confirmed_block_number FROM checkpoints c
+                         WHERE c.chain_id = %(chain_id)s)
 ORDER BY e.block_number, e.log_index
 LIMIT %(limit)s
 
 -- load_states --
 SELECT trigger_id::text, scope, state
 FROM trigger_state
-WHERE (trigger_id, scope) IN (SELECT * FROM unnest(%(trigger_ids)s::uuid[], %(scopes)s::text[]))
+WHERE (trigger_id, scope) IN (SELECT * FROM unnest(%(trigger_ids)b::uuid[], %(scopes)b::text[]))
 
 -- last_fired --
-SELECT id::text, last_fired_at FROM triggers WHERE id = ANY(%(trigger_ids)s::uuid[])
+SELECT id::text, last_fired_at FROM triggers WHERE id = ANY(%(trigger_ids)b::uuid[])
 
 -- confirmed_head --
 -- How far the chain's time has come: the latest confirmed block whose time the indexer
@@ -79,8 +98,8 @@ WHERE trigger_id = ANY (%(trigger_ids)s::uuid[])
 -- save_states --
 INSERT INTO trigger_state (trigger_id, scope, state, last_block_number, last_log_index)
 SELECT trigger_id, scope, state, block_number, log_index
-FROM unnest(%(trigger_ids)s::uuid[], %(scopes)s::text[], %(states)s::jsonb[],
-            %(block_numbers)s::bigint[], %(log_indexes)s::int[])
+FROM unnest(%(trigger_ids)b::uuid[], %(scopes)b::text[], %(states)b::jsonb[],
+            %(block_numbers)b::bigint[], %(log_indexes)b::int[])
      AS s(trigger_id, scope, state, block_number, log_index)
 ON CONFLICT (trigger_id, scope) DO UPDATE
 SET state = EXCLUDED.state,
@@ -100,7 +119,7 @@ INSERT INTO trigger_state_undo (chain_id, batch_block, batch_log_index, batch_la
                                 previous_log_index)
 SELECT %(chain_id)s, %(batch_block)s, %(batch_log_index)s, %(batch_last_block)s,
        k.trigger_id, k.scope, s.state, s.last_block_number, s.last_log_index
-FROM unnest(%(trigger_ids)s::uuid[], %(scopes)s::text[]) AS k(trigger_id, scope)
+FROM unnest(%(trigger_ids)b::uuid[], %(scopes)b::text[]) AS k(trigger_id, scope)
 LEFT JOIN trigger_state AS s ON s.trigger_id = k.trigger_id AND s.scope = k.scope
 
 -- remember_last_fired --
@@ -110,7 +129,7 @@ INSERT INTO trigger_state_undo (chain_id, batch_block, batch_log_index, batch_la
 SELECT %(chain_id)s, %(batch_block)s, %(batch_log_index)s, %(batch_last_block)s,
        t.id, t.last_fired_at
 FROM triggers AS t
-WHERE t.id = ANY (%(trigger_ids)s::uuid[])
+WHERE t.id = ANY (%(trigger_ids)b::uuid[])
 
 -- prune_undo --
 -- Undo records no reorg can reach any more: their batch ended below the reorg window.
@@ -120,25 +139,34 @@ WHERE chain_id = %(chain_id)s AND batch_last_block < %(window_start)s
 -- insert_jobs --
 -- Exactly one job per (event, action), or per (silent period, action) for a silence (its
 -- silence_key; its event_id is the event that started the period, if one did): a replayed
--- batch inserts nothing twice. An action
--- without its own max_attempts gets the column's default (8). The payloads are sent as a
--- binary array (placeholder "b"): a text array escapes every quote of every JSON document,
--- in Python, at about 70 us a payload (a seventh of `erc8004 run`'s CPU at 500 events/s).
+-- batch inserts nothing twice. An action without its own max_attempts gets the column's
+-- default (8). The arrays are sent in binary (placeholder "b"): a text array escapes every
+-- quote of every JSON document, in Python, at about 70 us a payload (a seventh of
+-- `erc8004 run`'s CPU at 500 events/s), and the ids travel as 16 bytes instead of text for
+-- the server to parse.
 INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id, priority, idempotency_key,
                          payload, max_attempts, silence_key)
 SELECT trigger_id, action_id, event_id, %(chain_id)s, priority, idempotency_key, payload,
        coalesce(max_attempts, 8), silence_key
-FROM unnest(%(trigger_ids)s::uuid[], %(action_ids)s::uuid[], %(event_ids)s::bigint[],
-            %(priorities)s::int[], %(keys)s::text[], %(payloads)b::jsonb[],
-            %(max_attempts)s::int[], %(silence_keys)s::text[])
+FROM unnest(%(trigger_ids)b::uuid[], %(action_ids)b::uuid[], %(event_ids)b::bigint[],
+            %(priorities)b::int[], %(keys)b::text[], %(payloads)b::jsonb[],
+            %(max_attempts)b::int[], %(silence_keys)s::text[])
      AS j(trigger_id, action_id, event_id, priority, idempotency_key, payload, max_attempts,
           silence_key)
 ON CONFLICT DO NOTHING
 
+-- copy_jobs --
+-- Live events' jobs (processor.queue_new_jobs), in binary, in a savepoint: no (event,
+-- action) can have one yet, and should one have it all the same, the unique key fails the
+-- whole COPY and insert_jobs takes over.
+COPY action_jobs (trigger_id, action_id, event_id, chain_id, priority, idempotency_key, payload,
+                  max_attempts)
+FROM STDIN (FORMAT BINARY)
+
 -- mark_fired --
 UPDATE triggers AS t
 SET last_fired_at = f.fired_at
-FROM unnest(%(trigger_ids)s::uuid[], %(fired_at)s::timestamptz[]) AS f(id, fired_at)
+FROM unnest(%(trigger_ids)b::uuid[], %(fired_at)b::timestamptz[]) AS f(id, fired_at)
 WHERE t.id = f.id
 
 -- advance_cursor --

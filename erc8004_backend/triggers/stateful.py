@@ -48,13 +48,17 @@ def update_window(times: list[float], now: float, window_seconds: int) -> list[f
     return kept
 
 
+# A stateful condition's scope: the name of its state rows and the field that tells them apart.
+_SCOPE_SOURCES = {
+    "agent": ("agent", "agent_id"),
+    "client": ("client", "client_address"),
+    "validator": ("validator", "validator_address"),
+}
+
+
 def scope_key(condition: StatefulCondition, fields: Mapping[str, Any]) -> str:
     """Which state row a stateful condition uses for this event (per agent by default)."""
-    source = {
-        "agent": ("agent", "agent_id"),
-        "client": ("client", "client_address"),
-        "validator": ("validator", "validator_address"),
-    }.get(condition.scope)
+    source = _SCOPE_SOURCES.get(condition.scope)
     if source is None:
         return "trigger"
     name, field_name = source

@@ -20,8 +20,11 @@ from erc8004_backend.chain.encode import encode_log
 from erc8004_backend.chain.events import SPECS
 from erc8004_backend.indexer.store import BlockHeader, EventStore
 from erc8004_backend.triggers.backtest import TriggerNotFoundError, backtest
+from erc8004_backend.triggers.fields import FIELDS
 from erc8004_backend.triggers.processor import (
+    ChainMemory,
     Processor,
+    _ready_events,
     load_trigger_index,
     process_batch,
 )
@@ -202,10 +205,52 @@ async def test_only_confirmed_events_are_processed_and_a_replay_adds_no_job(
     assert len(await jobs(conn)) == 2
     await confirm(conn, 3)
     assert (await process_batch(conn, CHAIN, index)).events == 1
-    # A rewound cursor (a deep reorg) replays events: the unique key keeps one job each.
+    # A rewound cursor (a deep reorg) replays events: the unique key keeps one job each, and
+    # the batch's COPY, which meets the existing jobs, gives way to INSERT ... ON CONFLICT,
+    # which still queues the new event's.
+    await add_feedback(conn, 4, 42, 10)
+    await confirm(conn, 4)
     await conn.execute("UPDATE processing_cursors SET block_number = -1, log_index = -1")
-    assert (await process_batch(conn, CHAIN, index)).events == 3
-    assert len(await jobs(conn)) == 3
+    assert (await process_batch(conn, CHAIN, index)).events == 4
+    assert [row[0] for row in await jobs(conn)] == [1, 2, 3, 4]
+
+
+async def test_ready_events_hold_every_field(conn: psycopg.AsyncConnection) -> None:
+    """The processor reads named columns, not `e.*`: each field conditions and payloads name
+    (fields.FIELDS; `timestamp` is block_time), with the id."""
+    await add_feedback(conn, 1, 42, 10)
+    await confirm(conn, 1)
+    await conn.execute("INSERT INTO processing_cursors (chain_id, block_number, log_index)"
+                       " VALUES (%s, -1, -1)", [CHAIN])  # fmt: skip
+    async with conn.transaction():
+        (event,) = await _ready_events(conn, CHAIN, (-1, -1), 10)
+    assert set(FIELDS) - {"timestamp"} | {"id", "block_time"} <= set(event)
+
+
+async def test_a_failed_batch_leaves_the_memory_of_the_chain_empty(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    """A batch that does not commit leaves nothing of itself remembered: its state rows may
+    not exist, and the next batch reads them again."""
+    trigger_id = await add_trigger(conn, [
+        ("agent_id_equals", "agent_id", "=", "42", {}),
+        ("ema_threshold", "score", "<", "70", {"window_size": 10}),
+    ])  # fmt: skip
+    for block in (1, 2):
+        await add_feedback(conn, block, 42, 50, minutes=block)
+    await confirm(conn, 2)
+    index = await load_trigger_index(conn)
+    memory = ChainMemory()
+    assert (await process_batch(conn, CHAIN, index, limit=1, memory=memory)).events == 1
+    assert memory.position == (1, 0)
+    assert (trigger_id, "agent:42") in memory.states
+    # The trigger is deleted (its state with it) before the processor reloads its triggers:
+    # the next batch's writes fail on the foreign key.
+    await conn.execute("DELETE FROM triggers WHERE id = %s", [trigger_id])
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        await process_batch(conn, CHAIN, index, limit=1, memory=memory)
+    assert memory.position is None
+    assert not memory.states
 
 
 async def test_ema_state_lives_in_trigger_state_across_small_batches(

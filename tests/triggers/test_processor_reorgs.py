@@ -24,7 +24,7 @@ from erc8004_backend.encryption import SecretBox
 from erc8004_backend.indexer.chain_indexer import ChainIndexer
 from erc8004_backend.indexer.store import EventStore
 from erc8004_backend.triggers.backtest import backtest
-from erc8004_backend.triggers.processor import load_trigger_index, process_batch
+from erc8004_backend.triggers.processor import ChainMemory, load_trigger_index, process_batch
 from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import WebhookSink
 from tests.support.jobs import create_trigger
@@ -119,10 +119,17 @@ class Chain:
 
 
 async def process_all(
-    conn: psycopg.AsyncConnection, rng: random.Random, chain_id: int = CHAIN
+    conn: psycopg.AsyncConnection,
+    rng: random.Random,
+    chain_id: int = CHAIN,
+    memory: ChainMemory | None = None,
 ) -> None:
+    """Every ready event, in batches of random sizes; with `memory`, as a processor that held
+    the chain all along remembers it between batches."""
     index = await load_trigger_index(conn)
-    while (await process_batch(conn, chain_id, index, limit=rng.randint(1, 8))).events:
+    while (
+        await process_batch(conn, chain_id, index, limit=rng.randint(1, 8), memory=memory)
+    ).events:
         pass
 
 
@@ -182,11 +189,17 @@ async def assert_as_recomputed(conn: psycopg.AsyncConnection, ids: dict[str, str
     assert await cursor.fetchone() == (0,)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize(
+    ("seed", "remembering"), [(1, False), (2, False), (3, False), (4, False), (5, True), (6, True)]
+)
 async def test_after_deep_reorgs_state_and_firings_equal_a_recompute(
-    migrated_url: str, seed: int
+    migrated_url: str, seed: int, remembering: bool
 ) -> None:
+    """`remembering`: one memory of the chain across every batch, as a processor keeps while
+    it holds the chain, which each reorg's restore of the state (with its rewound cursor)
+    must make it forget."""
     rng = random.Random(seed)
+    memory = ChainMemory() if remembering else None
     async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
         await add_user(conn)
         await conn.execute(
@@ -199,10 +212,10 @@ async def test_after_deep_reorgs_state_and_firings_equal_a_recompute(
         await chain.grow(conn, 12)
         deep = 0
         for _ in range(6):
-            await process_all(conn, rng)
+            await process_all(conn, rng, memory=memory)
             deep += await chain.reorg(conn, rng.randint(1, 10))
             await chain.grow(conn, rng.randint(1, 12))
-        await process_all(conn, rng)
+        await process_all(conn, rng, memory=memory)
         assert deep >= 5  # the reorgs reached processed events
         await assert_as_recomputed(conn, ids)
 
