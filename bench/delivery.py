@@ -1,10 +1,14 @@
-"""Action delivery: deliveries per second from one worker process to a local webhook sink,
-and event-to-delivery latency through the whole engine at a steady event rate.
+"""Action delivery: deliveries per second from one worker process to a local stand-in of each
+HTTP channel, and event-to-delivery latency through the whole engine at a steady event rate.
 
-    .venv/bin/python -m bench.delivery --jobs 20000 --rate 500 --seconds 20
+    .venv/bin/python -m bench.delivery --jobs 20000 --channel-jobs 5000 --rate 500 --seconds 20
 
 1. Throughput: `--jobs` queued webhook jobs, one `erc8004 worker` process, a sink process;
    deliveries/s is the jobs over the time between the first and the last recorded attempt.
+   Then `--channel-jobs` each for Telegram (its rate limits off: they would make it one a
+   second per chat), Slack, Discord and PagerDuty, each answered by the same sink process as
+   the service would (bench/sink.py). Email is not measured here (an SMTP server is not an
+   HTTP sink).
 2. Latency: events committed at `--rate` per second (each insert with its confirmation, as
    the indexer commits them; no chain involved), one `erc8004 processor`, one worker; the
    sink notes each arrival. Latency = arrival - the event's commit.
@@ -43,8 +47,32 @@ async def sink_port(sink: asyncio.subprocess.Process) -> int:
     return int(line.split()[1])
 
 
+def channel_configs(sink: str) -> dict[str, dict[str, Any]]:
+    """An action's config per channel, each to the sink's stand-in of its service."""
+    return {
+        "telegram": {"chat_id": "1", "message_template": "Agent {{agent_id}}: {{score}}"},
+        "slack": {"webhook_url": f"{sink}/slack/T0/B0/x",
+                  "text_template": "*Agent {{agent_id}}* scored {{score}}"},
+        "discord": {"webhook_url": f"{sink}/discord/1/x",
+                    "content_template": "Agent {{agent_id}} scored {{score}}"},
+        "pagerduty": {"routing_key": "R" * 32, "summary_template": "Agent {{agent_id}}"},
+    }  # fmt: skip
+
+
+def channel_env(sink: str) -> dict[str, str]:
+    return {**ENV, "ERC8004_TELEGRAM_API_URL": sink, "ERC8004_TELEGRAM_BOT_TOKEN": "1:bench",
+            "ERC8004_TELEGRAM_RATE_LIMITS": "false",
+            "ERC8004_PAGERDUTY_EVENTS_URL": f"{sink}/pagerduty"}  # fmt: skip
+
+
 async def create_trigger(
-    conn: psycopg.AsyncConnection, chain_id: int, url: str, conditions: list[dict[str, str]]
+    conn: psycopg.AsyncConnection,
+    chain_id: int,
+    url: str,
+    conditions: list[dict[str, str]],
+    *,
+    action_type: str = "rest",
+    config: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
     cursor = await conn.execute(
         "INSERT INTO triggers (user_id, name, chain_id, registry) VALUES (%s, %s, %s,"
@@ -59,11 +87,11 @@ async def create_trigger(
             [trigger_id, position, condition["condition_type"], condition["field"],
              condition["operator"], condition["value"]],
         )  # fmt: skip
-    config = {"method": "POST", "url": url, "timeout_ms": 10_000}
+    config = config or {"method": "POST", "url": url, "timeout_ms": 10_000}
     cursor = await conn.execute(
         "INSERT INTO trigger_actions (trigger_id, action_type, config)"
-        " VALUES (%s, 'rest', %s) RETURNING id::text",
-        [trigger_id, orjson.dumps(config).decode()],
+        " VALUES (%s, %s, %s) RETURNING id::text",
+        [trigger_id, action_type, orjson.dumps(config).decode()],
     )
     action_id = (await cursor.fetchone() or [""])[0]
     await rotate_webhook_secret(conn, trigger_id, SecretBox.from_spec(Settings().token_keys))
@@ -87,9 +115,15 @@ async def wait_for_succeeded(
         await asyncio.sleep(0.2)
 
 
-async def throughput(url: str, port: int, jobs: int, concurrency: int) -> dict[str, Any]:
+async def throughput(
+    url: str, port: int, jobs: int, concurrency: int, action_type: str = "rest"
+) -> dict[str, Any]:
+    sink = f"http://127.0.0.1:{port}"
+    config = channel_configs(sink).get(action_type)
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        trigger, action = await create_trigger(conn, 1, f"http://127.0.0.1:{port}/t", [])
+        await conn.execute("DELETE FROM action_results")  # each channel's run counts alone
+        trigger, action = await create_trigger(conn, 1, f"{sink}/t", [],
+                                               action_type=action_type, config=config)  # fmt: skip
         event = {"chain_id": 1, "registry": "reputation", "event_type": "NewFeedback",
                  "agent_id": "42", "client_address": "0x" + "cc" * 20, "score": "45",
                  "value": "45", "value_decimals": 0, "tag1": "refund", "tag2": "",
@@ -101,7 +135,7 @@ async def throughput(url: str, port: int, jobs: int, concurrency: int) -> dict[s
             [trigger, action, payload, jobs],
         )
         async with child("-m", "erc8004_backend", "worker", "--database-url", url,
-                         "--concurrency", str(concurrency), env=ENV):  # fmt: skip
+                         "--concurrency", str(concurrency), env=channel_env(sink)):  # fmt: skip
             await wait_for_succeeded(conn, trigger, jobs, timeout=max(60.0, jobs / 200))
         cursor = await conn.execute(
             "SELECT min(executed_at), max(executed_at), count(*) FROM action_results"
@@ -110,7 +144,8 @@ async def throughput(url: str, port: int, jobs: int, concurrency: int) -> dict[s
         first, last, delivered = await cursor.fetchone() or (None, None, 0)
         await conn.execute("UPDATE triggers SET enabled = false WHERE id = %s", [trigger])
     seconds = max((last - first).total_seconds(), 1e-3)
-    return {"jobs": jobs, "delivered": delivered, "seconds": round(seconds, 3),
+    return {"channel": action_type, "jobs": jobs, "delivered": delivered,
+            "seconds": round(seconds, 3),
             "deliveries_per_second": round(delivered / seconds, 1)}  # fmt: skip
 
 
@@ -191,15 +226,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         async with child("-m", "bench.sink", read=True, env=ENV) as sink:
             port = await sink_port(sink)
-            return {
+            result = {
                 "throughput": await throughput(url, port, args.jobs, args.concurrency),
+                "channels": {
+                    channel: await throughput(
+                        url, port, args.channel_jobs, args.concurrency, channel
+                    )
+                    for channel in channel_configs("")
+                },
                 "latency": await latency(url, port, args.rate, args.seconds),
             }
+            return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--channel-jobs", type=int, default=5_000,
+                        help="jobs per channel besides webhooks")  # fmt: skip
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rate", type=float, default=500.0, help="events per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="of events at that rate")
@@ -210,6 +254,13 @@ def main() -> None:
     rows = [
         ("jobs delivered", f"{speed['delivered']:,}"),
         ("deliveries/s (one worker)", f"{speed['deliveries_per_second']:,.0f}"),
+        *(
+            (
+                f"  {channel} deliveries/s",
+                f"{run['deliveries_per_second']:,.0f} ({run['delivered']:,} jobs)",
+            )
+            for channel, run in result["channels"].items()
+        ),
         ("events at", f"{delay['achieved_rate']:,.0f}/s ({delay['events']:,} events)"),
         ("event -> delivery p50", f"{delay['p50_ms']:.1f} ms"),
         ("event -> delivery p99", f"{delay['p99_ms']:.1f} ms"),

@@ -1,8 +1,9 @@
 """A webhook sink for the delivery and pipeline benchmarks, in its own process so that it does
-not share a core's event loop with the worker it measures: answers 200 to every request,
-remembers (path, arrival time), and lists them at GET /receipts; GET /requests lists them
-with the body and the signature headers (for checking signatures after the run), GET /count
-says how many arrived (cheap enough to poll while waiting).
+not share a core's event loop with the worker it measures: answers every request as the
+service its path names would (a Telegram sendMessage, Slack's "ok", Discord's 204,
+PagerDuty's 202; else 200), remembers (path, arrival time), and lists them at GET /receipts;
+GET /requests lists them with the body and the signature headers (for checking signatures
+after the run), GET /count says how many arrived (cheap enough to poll while waiting).
 
     python -m bench.sink   # prints "port N", then serves on 127.0.0.1:N until SIGTERM
 """
@@ -51,11 +52,29 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         kept = [received.get(name, b"").decode("latin-1") for name in KEPT_HEADERS]
         requests.append((path, arrived, kept[0], kept[1], kept[2],
                          b"".join(chunks).decode("utf-8", "replace")))  # fmt: skip
-        body = b"{}"
+        status, body = _answer(path, len(receipts))
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode())]  # fmt: skip
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]  # fmt: skip
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _answer(path: str, count: int) -> tuple[int, bytes]:
+    """What the service behind `path` answers a delivery."""
+    if path.endswith("/sendMessage"):  # Telegram's Bot API
+        return 200, json.dumps({"ok": True, "result": {"message_id": count}}).encode()
+    if path.startswith("/slack/"):
+        return 200, b"ok"
+    if path.startswith("/discord/"):
+        return 204, b""
+    if path.startswith("/pagerduty"):
+        return 202, b'{"status": "success", "message": "Event processed"}'
+    return 200, b"{}"
 
 
 def main() -> None:
