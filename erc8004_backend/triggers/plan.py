@@ -265,13 +265,13 @@ class _Silences:
     def __init__(self, batch: _Batch, triggers: TriggerIndex, chain_id: int) -> None:
         self.batch = batch
         self.chain_id = chain_id
-        self.triggers = triggers.silences(chain_id)
+        self.triggers = {trigger.id: trigger for trigger in triggers.silences(chain_id)}
         self.due: list[tuple[float, int, str, str]] = []
         self._pushed = 0
         self._started = False
-        for trigger in self.triggers:
-            for scope, state in batch.stored.get(trigger.id, {}).items():
-                self._push(trigger.id, scope, state)
+        for trigger_id in self.triggers:
+            for scope, state in batch.stored.get(trigger_id, {}).items():
+                self._push(trigger_id, scope, state)
 
     def _push(self, trigger_id: str, scope: str, state: State) -> None:
         period = armed(state)
@@ -310,7 +310,7 @@ class _Silences:
             period = armed(state)
             if period is None or float(period["due"]) != due:
                 continue  # moved since it was pushed
-            trigger = next(t for t in self.triggers if t.id == trigger_id)
+            trigger = self.triggers[trigger_id]
             silence = trigger.conditions.silence
             assert silence is not None
             outcome = due_period(silence, scope, state, now, trigger.fires_from)
@@ -324,7 +324,7 @@ class _Silences:
         """A fixed scope never seen before is silent from the trigger's start (its
         fires_from; without one, where the history evaluated starts)."""
         self._started = True
-        for trigger in self.triggers:
+        for trigger in self.triggers.values():
             scope = fixed_scope(trigger.conditions)
             silence = trigger.conditions.silence
             if scope is None or silence is None:
