@@ -63,6 +63,100 @@ SELECT f.client_address, f.feedback_index, f.value, f.value_decimals,
 FROM feedback AS f
 WHERE f.chain_id = %(chain_id)s AND f.agent_id = ANY (%(agent_ids)s::numeric[])
 
+-- lens_votes --
+-- What a lens reads of the agents' feedback, with its choices made here rather than over
+-- every row in Python (an agent can have tens of thousands): each feedback's exclusion
+-- (lenses.EXCLUSION_REASONS in order: 1 revoked, 2 untrusted client, 3 tag mismatch; 0
+-- none), then one row per vote as apply_lens would keep them: under `latest` (%(latest)s)
+-- each client's standing feedback with the highest index (an index is unique per agent and
+-- client), else every standing feedback. Per agent a row of counts (kind 1) comes with its
+-- votes (kind 0): its feedback, those excluded for each reason, the standing ones, the
+-- clients excluded as untrusted, and for its activity the distinct clients, the revoked
+-- and the answered feedback. Values are text (Python reads an int128 from text exactly
+-- and cheaply); the service reads block times as microseconds. The rest of each vote's
+-- feedback (its index, tags, revocation and responses) is read when the caller asks for the
+-- counted feedback (lens_entry_columns), else not (lens_no_entry_columns).
+-- Everything is grouped and joined by hashing: sorting addresses under the database's
+-- collation costs far more. A client is untrusted when it is not in the allowlist or is
+-- among the clients below the lens's minimums (service.py writes out one of
+-- lens_clients_* below: the clients' chain-wide counts are not read without minimums).
+WITH classified AS MATERIALIZED (
+    SELECT f.agent_id, f.client_address, f.feedback_index, f.value, f.value_decimals,
+           f.block_time, f.revoked, f.response_count, f.tag1, f.tag2,
+           CASE WHEN f.revoked AND NOT %(include_revoked)s THEN 1
+                WHEN below.client_address IS NOT NULL
+                  OR NOT (%(allowlist)s::text[] IS NULL
+                          OR f.client_address = ANY (%(allowlist)s::text[])) THEN 2
+                WHEN (%(tag1)s::text IS NOT NULL AND coalesce(f.tag1, '') <> %(tag1)s::text)
+                  OR (%(tag2)s::text IS NOT NULL AND coalesce(f.tag2, '') <> %(tag2)s::text)
+                    THEN 3
+                ELSE 0
+           END AS reason
+    FROM feedback AS f
+    {history}
+    WHERE f.chain_id = %(chain_id)s AND f.agent_id = ANY (%(agent_ids)s::numeric[])
+), clients AS MATERIALIZED (
+    -- Per client: its latest standing feedback, and whether it was left out as untrusted.
+    SELECT agent_id, client_address, max(feedback_index) FILTER (WHERE reason = 0) AS latest,
+           bool_or(reason = 2) AS untrusted
+    FROM classified
+    GROUP BY agent_id, client_address
+)
+SELECT 1 AS kind, c.agent_id::text, NULL::text AS client_address, NULL::text AS value,
+       NULL::smallint AS value_decimals, NULL::timestamptz AS block_time,
+       ARRAY[c.feedback, c.revoked_out, c.untrusted_out, c.mismatched, c.standing,
+             k.untrusted_clients, k.clients, c.revoked, c.responded] AS counts,
+       NULL::text AS feedback_index, NULL::text AS tag1, NULL::text AS tag2,
+       NULL::boolean AS revoked, NULL::integer AS response_count
+FROM (
+    SELECT agent_id, count(*) AS feedback, count(*) FILTER (WHERE reason = 1) AS revoked_out,
+           count(*) FILTER (WHERE reason = 2) AS untrusted_out,
+           count(*) FILTER (WHERE reason = 3) AS mismatched,
+           count(*) FILTER (WHERE reason = 0) AS standing,
+           count(*) FILTER (WHERE revoked) AS revoked,
+           count(*) FILTER (WHERE response_count > 0) AS responded
+    FROM classified
+    GROUP BY agent_id
+) AS c
+JOIN (
+    SELECT agent_id, count(*) AS clients, count(*) FILTER (WHERE untrusted) AS untrusted_clients
+    FROM clients
+    GROUP BY agent_id
+) AS k ON k.agent_id = c.agent_id
+UNION ALL
+SELECT 0, c.agent_id::text, c.client_address, c.value::text, c.value_decimals, c.block_time,
+       NULL::bigint[], {entries}
+FROM classified AS c
+JOIN clients AS k ON k.agent_id = c.agent_id AND k.client_address = c.client_address
+WHERE c.reason = 0 AND (NOT %(latest)s OR c.feedback_index = k.latest)
+
+-- lens_entry_columns --
+-- lens_votes's columns that make a vote a lenses.FeedbackEntry.
+c.feedback_index::text, coalesce(c.tag1, ''), coalesce(c.tag2, ''), c.revoked,
+c.response_count
+
+-- lens_no_entry_columns --
+NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::integer
+
+-- lens_clients_history --
+-- lens_votes's join for a lens with minimums: the clients of the chain below them (NULL
+-- min_feedback or min_agents: none), found by a filter over client_feedback_stats before
+-- any hashing: the clients that meet them are most of them, and hashing every client of
+-- the chain cost as much as the rest of the statement. (Every client with feedback has a
+-- row: migration 23's triggers make it with its first feedback and never delete it.)
+LEFT JOIN (
+    SELECT client_address
+    FROM client_feedback_stats
+    WHERE chain_id = %(chain_id)s
+      AND ((%(min_agents)s::bigint IS NOT NULL AND agent_count < %(min_agents)s::bigint)
+           OR (%(min_feedback)s::numeric IS NOT NULL
+               AND feedback_count < %(min_feedback)s::numeric))
+) AS below ON below.client_address = f.client_address
+
+-- lens_clients_no_history --
+-- lens_votes's join for a lens without minimums: no client is below them.
+LEFT JOIN (SELECT NULL::text AS client_address) AS below ON false
+
 -- client_stats --
 -- The chain-wide history of the given clients: feedback given (revoked included) and the
 -- distinct agents given feedback to (client_feedback_stats, migration 23).
