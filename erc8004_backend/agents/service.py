@@ -682,12 +682,6 @@ class _CountedFeedback(Sequence[CountedFeedback]):
         return iter(self._items)
 
 
-def _history(row: Mapping[str, Any]) -> ClientHistory:
-    return ClientHistory(
-        feedback_count=int(row["feedback_count"]), distinct_agents=int(row["agent_count"])
-    )
-
-
 async def client_histories(
     conn: psycopg.AsyncConnection[Any], chain_id: int, agent_id: int
 ) -> dict[str, ClientHistory]:

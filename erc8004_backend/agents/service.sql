@@ -54,15 +54,6 @@ FROM (SELECT) AS one
 LEFT JOIN agent_feedback_stats AS s
     ON s.chain_id = %(chain_id)s AND s.agent_id = %(agent_id)s::numeric
 
--- lens_feedback --
--- Every feedback of the agents (revoked too: a lens says why it leaves them out), as a
--- lens reads it: lenses.FeedbackEntry's fields in its order, then the agent.
-SELECT f.client_address, f.feedback_index, f.value, f.value_decimals,
-       coalesce(f.tag1, '') AS tag1, coalesce(f.tag2, '') AS tag2, f.revoked, f.block_time,
-       f.response_count, f.agent_id
-FROM feedback AS f
-WHERE f.chain_id = %(chain_id)s AND f.agent_id = ANY (%(agent_ids)s::numeric[])
-
 -- lens_votes --
 -- What a lens reads of the agents' feedback, with its choices made here rather than over
 -- every row in Python (an agent can have tens of thousands): each feedback's exclusion
@@ -156,13 +147,6 @@ LEFT JOIN (
 -- lens_clients_no_history --
 -- lens_votes's join for a lens without minimums: no client is below them.
 LEFT JOIN (SELECT NULL::text AS client_address) AS below ON false
-
--- client_stats --
--- The chain-wide history of the given clients: feedback given (revoked included) and the
--- distinct agents given feedback to (client_feedback_stats, migration 23).
-SELECT client_address, feedback_count, agent_count
-FROM client_feedback_stats
-WHERE chain_id = %(chain_id)s AND client_address = ANY (%(clients)s::text[])
 
 -- agent_client_stats --
 -- The chain-wide history of every client of one agent.

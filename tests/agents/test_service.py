@@ -403,7 +403,7 @@ def random_lens(rng: random.Random) -> Lens:
     """A lens with any of its choices, drawn."""
     definition: dict[str, Any] = {"vote": rng.choice(["each", "latest", "average"])}
     if rng.random() < 0.3:
-        definition["allowlist"] = rng.sample(CLIENTS, rng.randint(1, 5)) + [address(0xF00)]
+        definition["allowlist"] = [*rng.sample(CLIENTS, rng.randint(1, 5)), address(0xF00)]
     if rng.random() < 0.5:
         definition["min_feedback"] = rng.randint(0, 30)
     if rng.random() < 0.5:
