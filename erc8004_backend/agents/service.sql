@@ -86,17 +86,11 @@ WITH classified AS MATERIALIZED (
     FROM feedback AS f
     {history}
     WHERE f.chain_id = %(chain_id)s AND f.agent_id = ANY (%(agent_ids)s::numeric[])
-), clients AS MATERIALIZED (
-    -- Per client: its latest standing feedback, and whether it was left out as untrusted.
-    SELECT agent_id, client_address, max(feedback_index) FILTER (WHERE reason = 0) AS latest,
-           bool_or(reason = 2) AS untrusted
-    FROM classified
-    GROUP BY agent_id, client_address
 )
 SELECT 1 AS kind, c.agent_id::text, NULL::text AS client_address, NULL::text AS value,
        NULL::smallint AS value_decimals, NULL::timestamptz AS block_time,
        ARRAY[c.feedback, c.revoked_out, c.untrusted_out, c.mismatched, c.standing,
-             k.untrusted_clients, k.clients, c.revoked, c.responded] AS counts,
+             coalesce(u.clients, 0), s.client_count, c.revoked, c.responded] AS counts,
        NULL::text AS feedback_index, NULL::text AS tag1, NULL::text AS tag2,
        NULL::boolean AS revoked, NULL::integer AS response_count
 FROM (
@@ -109,17 +103,31 @@ FROM (
     FROM classified
     GROUP BY agent_id
 ) AS c
-JOIN (
-    SELECT agent_id, count(*) AS clients, count(*) FILTER (WHERE untrusted) AS untrusted_clients
-    FROM clients
+-- The agent's distinct clients, as migration 23's triggers count them.
+JOIN agent_feedback_stats AS s ON s.chain_id = %(chain_id)s AND s.agent_id = c.agent_id
+LEFT JOIN (
+    SELECT agent_id, count(DISTINCT client_address) AS clients
+    FROM classified
+    WHERE reason = 2
     GROUP BY agent_id
-) AS k ON k.agent_id = c.agent_id
+) AS u ON u.agent_id = c.agent_id
+UNION ALL
+SELECT * FROM (
+    -- Under `latest`, each client's standing feedback with the highest index. (Addresses
+    -- sorted bytewise: under the database's collation the sort costs several times more,
+    -- and any order of clients does.)
+    SELECT DISTINCT ON (c.agent_id, c.client_address COLLATE "C")
+           0, c.agent_id::text, c.client_address, c.value::text, c.value_decimals,
+           c.block_time, NULL::bigint[], {entries}
+    FROM classified AS c
+    WHERE %(latest)s AND c.reason = 0
+    ORDER BY c.agent_id, c.client_address COLLATE "C", c.feedback_index DESC
+) AS latest
 UNION ALL
 SELECT 0, c.agent_id::text, c.client_address, c.value::text, c.value_decimals, c.block_time,
        NULL::bigint[], {entries}
 FROM classified AS c
-JOIN clients AS k ON k.agent_id = c.agent_id AND k.client_address = c.client_address
-WHERE c.reason = 0 AND (NOT %(latest)s OR c.feedback_index = k.latest)
+WHERE NOT %(latest)s AND c.reason = 0
 
 -- lens_entry_columns --
 -- lens_votes's columns that make a vote a lenses.FeedbackEntry.
