@@ -27,6 +27,11 @@ WEIGHT_DIGITS significant digits.
 Pure: no I/O. The caller reads the feedback and the clients' histories (see
 FeedbackEntry and ClientHistory) and passes `now`. score_distribution, trend and activity
 describe a set of feedback (all of an agent's, or the ones a lens counted).
+
+apply_lens chooses what counts, then weighs it with weigh_votes. agents/service.py has
+PostgreSQL make the same choices over an agent's feedback and count what was left out, and
+gives weigh_votes only the votes, as columns (an agent's feedback can be tens of thousands;
+distribution_of_scores, trend_of_scores and activity_of_counts describe them the same way).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from functools import cached_property
 from typing import Any, Literal, get_args, overload
 
@@ -553,6 +554,7 @@ _LENS_VOTES = {
                                  else "lens_clients_no_history"].decode()),
         entries=sql.SQL(_QUERIES["lens_entry_columns" if with_entries
                                  else "lens_no_entry_columns"].decode()),
+        amount=sql.SQL(_QUERIES["lens_vote_amount"].decode()),
     )
     for needs_history in (True, False) for with_entries in (True, False)
 }  # fmt: skip
@@ -572,7 +574,8 @@ class _AgentVotes:
     untrusted_clients: int
     activity: Activity  # of every feedback
     votes: Votes  # the counted feedback
-    values: Sequence[int]  # theirs, and their decimals
+    # Their values x 10^(18 - decimals) (beyond 18 decimals, the values), and decimals.
+    amounts: Sequence[int]
     decimals: Sequence[int]
     rest: Sequence[_EntryRest]
 
@@ -623,11 +626,13 @@ async def _lens_votes(
         agent_rows = rows[agent]
         # Columns: kind, agent, client, value, decimals, time, counts, then _EntryRest's.
         columns = list(zip(*agent_rows, strict=True)) or [()] * 12
-        values = list(map(int, columns[3]))
+        # Each value x 10^(18 - decimals) (lens_vote_amount), or the value beyond 18.
+        amounts = list(map(int, columns[3]))
         decimals: Sequence[int] = columns[4]
-        scores18 = [value * _TO_18_DECIMALS[places] if places <= 18
-                    else in_18_decimals(value, places)
-                    for value, places in zip(values, decimals, strict=True)]  # fmt: skip
+        scores18: Sequence[int | Fraction] = amounts
+        if max(decimals, default=0) > 18:
+            scores18 = [amount if places <= 18 else in_18_decimals(amount, places)
+                        for amount, places in zip(amounts, decimals, strict=True)]  # fmt: skip
         superseded = standing - len(agent_rows)
         excluded = dict(zip(EXCLUSION_REASONS, (revoked, untrusted, mismatched, superseded),
                             strict=True))  # fmt: skip
@@ -637,7 +642,7 @@ async def _lens_votes(
             untrusted_clients=untrusted_clients,
             activity=activity_of_counts(total, clients, revoked_all, responded),
             votes=Votes(clients=columns[2], scores18=scores18, microseconds=columns[5]),
-            values=values,
+            amounts=amounts,
             decimals=decimals,
             rest=[row[7:] for row in agent_rows] if with_entries else [],
         )
@@ -657,14 +662,16 @@ class _CountedFeedback(Sequence[CountedFeedback]):
         votes, weighed = self._votes, self._weighed
         return tuple(
             CountedFeedback(
-                FeedbackEntry(client, int(index or 0), value, places, tag1 or "", tag2 or "",
+                FeedbackEntry(client, int(index or 0),
+                              amount // _TO_18_DECIMALS[places] if places <= 18 else amount,
+                              places, tag1 or "", tag2 or "",
                               bool(revoked), _UNIX_EPOCH + timedelta(microseconds=micros),
                               responses or 0),
                 *weighed.weight_of(n),
                 weighed.newest_decay,
             )
-            for n, (client, value, places, micros, (index, tag1, tag2, revoked, responses))
-            in enumerate(zip(votes.votes.clients, votes.values, votes.decimals,
+            for n, (client, amount, places, micros, (index, tag1, tag2, revoked, responses))
+            in enumerate(zip(votes.votes.clients, votes.amounts, votes.decimals,
                              votes.votes.microseconds, votes.rest, strict=True))
         )  # fmt: skip
 

@@ -117,17 +117,23 @@ SELECT * FROM (
     -- sorted bytewise: under the database's collation the sort costs several times more,
     -- and any order of clients does.)
     SELECT DISTINCT ON (c.agent_id, c.client_address COLLATE "C")
-           0, c.agent_id::text, c.client_address, c.value::text, c.value_decimals,
-           c.block_time, NULL::bigint[], {entries}
+           0, c.agent_id::text, c.client_address, {amount}, c.value_decimals, c.block_time,
+           NULL::bigint[], {entries}
     FROM classified AS c
     WHERE %(latest)s AND c.reason = 0
     ORDER BY c.agent_id, c.client_address COLLATE "C", c.feedback_index DESC
 ) AS latest
 UNION ALL
-SELECT 0, c.agent_id::text, c.client_address, c.value::text, c.value_decimals, c.block_time,
+SELECT 0, c.agent_id::text, c.client_address, {amount}, c.value_decimals, c.block_time,
        NULL::bigint[], {entries}
 FROM classified AS c
 WHERE NOT %(latest)s AND c.reason = 0
+
+-- lens_vote_amount --
+-- A vote's value x 10^(18 - decimals), written out by appending zeros (the registries'
+-- 0-18 decimals): lenses.in_18_decimals in text; beyond 18 decimals the value itself.
+CASE WHEN c.value_decimals <= 18 THEN c.value::text || repeat('0', 18 - c.value_decimals)
+     ELSE c.value::text END
 
 -- lens_entry_columns --
 -- lens_votes's columns that make a vote a lenses.FeedbackEntry.

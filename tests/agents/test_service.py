@@ -423,7 +423,11 @@ async def test_a_lens_report_is_apply_lens_over_every_feedback_of_the_agent(
     conn: Conn, world: World
 ) -> None:
     # PostgreSQL chooses what the lens counts (lens_votes) and Python weighs only that: the
-    # report must be what the pure functions make of all the agent's feedback.
+    # report must be what the pure functions make of all the agent's feedback. (Values with
+    # more decimals than the registries' 18 too: the int8 of a uint8 allows them.)
+    await world.a.feedback(world.agents_a[2], CLIENTS[1], -123456789, 19, "q")
+    await world.a.feedback(world.agents_a[2], CLIENTS[2], 10**30 + 7, 30)
+    await world.a.apply()
     rng = random.Random(5)
     counted_any = 0
     for _ in range(80):
