@@ -60,22 +60,27 @@ LEFT JOIN agent_feedback_stats AS s
 -- (lenses.EXCLUSION_REASONS in order: 1 revoked, 2 untrusted client, 3 tag mismatch; 0
 -- none), then one row per vote as apply_lens would keep them: under `latest` (%(latest)s)
 -- each client's standing feedback with the highest index (an index is unique per agent and
--- client), else every standing feedback. Per agent a row of counts (kind 1) comes with its
--- votes (kind 0): its feedback, those excluded for each reason, the standing ones, the
--- clients excluded as untrusted, and for its activity the distinct clients, the revoked
--- and the answered feedback. Values are text (Python reads an int128 from text exactly
--- and cheaply); the service reads block times as microseconds. The rest of each vote's
--- feedback (its index, tags, revocation and responses) is read when the caller asks for the
--- counted feedback (lens_entry_columns), else not (lens_no_entry_columns).
--- Everything is grouped and joined by hashing: sorting addresses under the database's
--- collation costs far more. A client is untrusted when it is not in the allowlist or is
--- among the clients below the lens's minimums (service.py writes out one of
--- lens_clients_* below: the clients' chain-wide counts are not read without minimums).
-WITH classified AS MATERIALIZED (
-    SELECT f.agent_id, f.client_address, f.feedback_index, f.value, f.value_decimals,
-           f.block_time, f.revoked, f.response_count, f.tag1, f.tag2,
+-- client), else every standing feedback. Per agent with feedback a row of counts (kind 1)
+-- comes with its votes (kind 0): its feedback, those excluded for each reason, the standing
+-- ones, the clients excluded as untrusted, and for its activity the distinct clients (as
+-- migration 23 counts them), the revoked and the answered feedback. A vote's value is text
+-- (Python reads an int128 from text exactly and cheaply), as its normalized score in units
+-- of 10^-18 (lens_vote_amount); the service reads block times as microseconds. The rest of
+-- each vote's feedback (its index, tags, revocation and responses) is read when the caller
+-- asks for the counted feedback (lens_entry_columns), else not (lens_no_entry_columns).
+-- A client is untrusted when it is not in the allowlist or is among the clients below the
+-- lens's minimums (`below`: service.py writes out one of lens_clients_* below; the clients'
+-- chain-wide counts are not read without minimums), looked up in a hash of those.
+-- Each agent's feedback is read by its own scan of the primary key (LATERAL, per agent):
+-- under `latest` the scan backwards gives each client's feedback highest index first, so
+-- that DISTINCT ON needs no sort (sorting the rows cost more than all the rest).
+WITH below AS MATERIALIZED (
+    {history}
+), classified AS NOT MATERIALIZED (
+    SELECT f.chain_id, f.agent_id, f.client_address, f.feedback_index, f.value,
+           f.value_decimals, f.block_time, f.revoked, f.response_count, f.tag1, f.tag2,
            CASE WHEN f.revoked AND NOT %(include_revoked)s THEN 1
-                WHEN below.client_address IS NOT NULL
+                WHEN f.client_address IN (SELECT b.client_address FROM below AS b)
                   OR NOT (%(allowlist)s::text[] IS NULL
                           OR f.client_address = ANY (%(allowlist)s::text[])) THEN 2
                 WHEN (%(tag1)s::text IS NOT NULL AND coalesce(f.tag1, '') <> %(tag1)s::text)
@@ -84,50 +89,56 @@ WITH classified AS MATERIALIZED (
                 ELSE 0
            END AS reason
     FROM feedback AS f
-    {history}
-    WHERE f.chain_id = %(chain_id)s AND f.agent_id = ANY (%(agent_ids)s::numeric[])
+), agents AS MATERIALIZED (
+    SELECT DISTINCT agent_id FROM unnest(%(agent_ids)s::numeric[]) AS given(agent_id)
 )
-SELECT 1 AS kind, c.agent_id::text, NULL::text AS client_address, NULL::text AS value,
+SELECT 1 AS kind, a.agent_id::text, NULL::text AS client_address, NULL::text AS value,
        NULL::smallint AS value_decimals, NULL::timestamptz AS block_time,
        ARRAY[c.feedback, c.revoked_out, c.untrusted_out, c.mismatched, c.standing,
-             coalesce(u.clients, 0), s.client_count, c.revoked, c.responded] AS counts,
+             c.untrusted_clients, s.client_count, c.revoked, c.responded] AS counts,
        NULL::text AS feedback_index, NULL::text AS tag1, NULL::text AS tag2,
        NULL::boolean AS revoked, NULL::integer AS response_count
-FROM (
-    SELECT agent_id, count(*) AS feedback, count(*) FILTER (WHERE reason = 1) AS revoked_out,
-           count(*) FILTER (WHERE reason = 2) AS untrusted_out,
-           count(*) FILTER (WHERE reason = 3) AS mismatched,
-           count(*) FILTER (WHERE reason = 0) AS standing,
-           count(*) FILTER (WHERE revoked) AS revoked,
-           count(*) FILTER (WHERE response_count > 0) AS responded
-    FROM classified
-    GROUP BY agent_id
+FROM agents AS a
+CROSS JOIN LATERAL (
+    SELECT count(*) AS feedback, count(*) FILTER (WHERE c.reason = 1) AS revoked_out,
+           count(*) FILTER (WHERE c.reason = 2) AS untrusted_out,
+           count(*) FILTER (WHERE c.reason = 3) AS mismatched,
+           count(*) FILTER (WHERE c.reason = 0) AS standing,
+           count(DISTINCT c.client_address) FILTER (WHERE c.reason = 2) AS untrusted_clients,
+           count(*) FILTER (WHERE c.revoked) AS revoked,
+           count(*) FILTER (WHERE c.response_count > 0) AS responded
+    FROM (
+        -- (OFFSET 0: each feedback classified once, not once per count.)
+        SELECT reason, client_address, revoked, response_count
+        FROM classified
+        WHERE chain_id = %(chain_id)s AND agent_id = a.agent_id
+        OFFSET 0
+    ) AS c
 ) AS c
--- The agent's distinct clients, as migration 23's triggers count them.
-JOIN agent_feedback_stats AS s ON s.chain_id = %(chain_id)s AND s.agent_id = c.agent_id
-LEFT JOIN (
-    SELECT agent_id, count(DISTINCT client_address) AS clients
-    FROM classified
-    WHERE reason = 2
-    GROUP BY agent_id
-) AS u ON u.agent_id = c.agent_id
+JOIN agent_feedback_stats AS s ON s.chain_id = %(chain_id)s AND s.agent_id = a.agent_id
+WHERE c.feedback > 0
 UNION ALL
-SELECT * FROM (
-    -- Under `latest`, each client's standing feedback with the highest index. (Addresses
-    -- sorted bytewise: under the database's collation the sort costs several times more,
-    -- and any order of clients does.)
-    SELECT DISTINCT ON (c.agent_id, c.client_address COLLATE "C")
-           0, c.agent_id::text, c.client_address, {amount}, c.value_decimals, c.block_time,
-           NULL::bigint[], {entries}
+SELECT 0, a.agent_id::text, v.*
+FROM agents AS a
+CROSS JOIN LATERAL (
+    SELECT DISTINCT ON (c.client_address)
+           c.client_address, {amount}, c.value_decimals, c.block_time, NULL::bigint[],
+           {entries}
     FROM classified AS c
-    WHERE %(latest)s AND c.reason = 0
-    ORDER BY c.agent_id, c.client_address COLLATE "C", c.feedback_index DESC
-) AS latest
+    WHERE c.chain_id = %(chain_id)s AND c.agent_id = a.agent_id AND c.reason = 0
+      AND %(latest)s
+    ORDER BY c.client_address DESC, c.feedback_index DESC
+) AS v
 UNION ALL
-SELECT 0, c.agent_id::text, c.client_address, {amount}, c.value_decimals, c.block_time,
-       NULL::bigint[], {entries}
-FROM classified AS c
-WHERE NOT %(latest)s AND c.reason = 0
+SELECT 0, a.agent_id::text, v.*
+FROM agents AS a
+CROSS JOIN LATERAL (
+    SELECT c.client_address, {amount}, c.value_decimals, c.block_time, NULL::bigint[],
+           {entries}
+    FROM classified AS c
+    WHERE c.chain_id = %(chain_id)s AND c.agent_id = a.agent_id AND c.reason = 0
+      AND NOT %(latest)s
+) AS v
 
 -- lens_vote_amount --
 -- A vote's value x 10^(18 - decimals), written out by appending zeros (the registries'
@@ -144,23 +155,21 @@ c.response_count
 NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::integer
 
 -- lens_clients_history --
--- lens_votes's join for a lens with minimums: the clients of the chain below them (NULL
--- min_feedback or min_agents: none), found by a filter over client_feedback_stats before
--- any hashing: the clients that meet them are most of them, and hashing every client of
--- the chain cost as much as the rest of the statement. (Every client with feedback has a
--- row: migration 23's triggers make it with its first feedback and never delete it.)
-LEFT JOIN (
-    SELECT client_address
-    FROM client_feedback_stats
-    WHERE chain_id = %(chain_id)s
-      AND ((%(min_agents)s::bigint IS NOT NULL AND agent_count < %(min_agents)s::bigint)
-           OR (%(min_feedback)s::numeric IS NOT NULL
-               AND feedback_count < %(min_feedback)s::numeric))
-) AS below ON below.client_address = f.client_address
+-- lens_votes's `below` for a lens with minimums: the clients of the chain below them (NULL
+-- min_feedback or min_agents: none), by a filter over client_feedback_stats: the clients
+-- that meet them are most of them, and hashing every client of the chain cost as much as
+-- the rest of the statement. (Every client with feedback has a row: migration 23's
+-- triggers make it with its first feedback and never delete it.)
+SELECT client_address
+FROM client_feedback_stats
+WHERE chain_id = %(chain_id)s
+  AND ((%(min_agents)s::bigint IS NOT NULL AND agent_count < %(min_agents)s::bigint)
+       OR (%(min_feedback)s::numeric IS NOT NULL
+           AND feedback_count < %(min_feedback)s::numeric))
 
 -- lens_clients_no_history --
--- lens_votes's join for a lens without minimums: no client is below them.
-LEFT JOIN (SELECT NULL::text AS client_address) AS below ON false
+-- lens_votes's `below` for a lens without minimums: no client is below them.
+SELECT NULL::text AS client_address WHERE false
 
 -- agent_client_stats --
 -- The chain-wide history of every client of one agent.
