@@ -720,7 +720,7 @@ async def agent_lens_reputation(
     (lenses.weigh_votes). The trend's buckets are computed in Python from those rows, as
     date_bin(trend_width, block_time, lenses.TREND_ORIGIN) would make them.
     `counted_feedback`: whether result.counted holds the counted feedback (else it is empty,
-    and explain.counted still counts them); reading them costs a third more."""
+    and explain.counted still counts them); reading them costs five more columns a vote."""
     if trend_width <= timedelta(0):
         raise AgentQueryError("trend_width", "must be positive")
     await require_agent(conn, chain_id, agent_id)
