@@ -552,12 +552,12 @@ def weigh_votes(lens: Lens, votes: Votes, now: datetime) -> Weighed:
 
     # Exact, in units: the scaled sums times 2^unit_shift.
     total_weight = sum(
-        (Fraction(w << unit_shift, sharing) for sharing, (w, _) in totals.items()),
+        (Fraction(w << unit_shift, shared_by) for shared_by, (w, _) in totals.items()),
         Fraction(0),
     )
     total_weighted = sum(
-        (Fraction(x * (1 << unit_shift), sharing * 10**18)
-         for sharing, (_, x) in totals.items()),
+        (Fraction(x * (1 << unit_shift), shared_by * 10**18)
+         for shared_by, (_, x) in totals.items()),
         Fraction(0),
     )  # fmt: skip
     score = round_places(total_weighted / total_weight, SCORE_PLACES) if clients_counted else None
@@ -568,17 +568,18 @@ def weigh_votes(lens: Lens, votes: Votes, now: datetime) -> Weighed:
 
     top = []
     for client, scaled_votes in top_votes:
-        votes_ = _Client(scaled_votes.feedback_counted, scaled_votes.sharing,
-                         scaled_votes.weight << unit_shift,
-                         scaled_votes.weighted * (1 << unit_shift))  # fmt: skip
+        # Its sums in units (the scaled ones times 2^unit_shift).
+        own = _Client(scaled_votes.feedback_counted, scaled_votes.sharing,
+                      scaled_votes.weight << unit_shift,
+                      scaled_votes.weighted * (1 << unit_shift))  # fmt: skip
         top.append(ClientContribution(
             client=client,
-            feedback_counted=votes_.feedback_counted,
-            weight=shown(Fraction(votes_.weight, votes_.sharing)),
-            share=round_digits(Fraction(votes_.weight, votes_.sharing) / total_weight),
-            value=round_places(Fraction(votes_.weighted, votes_.weight * 10**18), SCORE_PLACES),
+            feedback_counted=own.feedback_counted,
+            weight=shown(Fraction(own.weight, own.sharing)),
+            share=round_digits(Fraction(own.weight, own.sharing) / total_weight),
+            value=round_places(Fraction(own.weighted, own.weight * 10**18), SCORE_PLACES),
             contribution=round_places(
-                Fraction(votes_.weighted, votes_.sharing * 10**18) / total_weight, SCORE_PLACES
+                Fraction(own.weighted, own.sharing * 10**18) / total_weight, SCORE_PLACES
             ),
         ))  # fmt: skip
     return Weighed(
