@@ -155,17 +155,19 @@ c.response_count
 NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::integer
 
 -- lens_clients_history --
--- lens_votes's `below` for a lens with minimums: the clients of the chain below them (NULL
--- min_feedback or min_agents: none), by a filter over client_feedback_stats: the clients
--- that meet them are most of them, and hashing every client of the chain cost as much as
--- the rest of the statement. (Every client with feedback has a row: migration 23's
--- triggers make it with its first feedback and never delete it.)
-SELECT client_address
-FROM client_feedback_stats
-WHERE chain_id = %(chain_id)s
-  AND ((%(min_agents)s::bigint IS NOT NULL AND agent_count < %(min_agents)s::bigint)
+-- lens_votes's `below` for a lens with minimums: the agents' clients below them (NULL
+-- min_feedback or min_agents: none), from their chain-wide counts (client_feedback_stats),
+-- so that only the clients below are hashed, and only the agents' clients are looked at.
+-- (Every client with feedback has a row: migration 23's triggers make it with its first
+-- feedback and never delete it.)
+SELECT h.client_address
+FROM feedback_clients AS c
+JOIN client_feedback_stats AS h
+    ON h.chain_id = c.chain_id AND h.client_address = c.client_address
+WHERE c.chain_id = %(chain_id)s AND c.agent_id = ANY (%(agent_ids)s::numeric[])
+  AND ((%(min_agents)s::bigint IS NOT NULL AND h.agent_count < %(min_agents)s::bigint)
        OR (%(min_feedback)s::numeric IS NOT NULL
-           AND feedback_count < %(min_feedback)s::numeric))
+           AND h.feedback_count < %(min_feedback)s::numeric))
 
 -- lens_clients_no_history --
 -- lens_votes's `below` for a lens without minimums: no client is below them.
