@@ -27,6 +27,11 @@ WEIGHT_DIGITS significant digits.
 Pure: no I/O. The caller reads the feedback and the clients' histories (see
 FeedbackEntry and ClientHistory) and passes `now`. score_distribution, trend and activity
 describe a set of feedback (all of an agent's, or the ones a lens counted).
+
+apply_lens chooses what counts, then weighs it with weigh_votes. agents/service.py has
+PostgreSQL make the same choices over an agent's feedback and count what was left out, and
+gives weigh_votes only the votes, as columns (an agent's feedback can be tens of thousands;
+distribution_of_scores, trend_of_scores and activity_of_counts describe them the same way).
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ import decimal
 import functools
 import heapq
 import itertools
+import math
+import operator
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -294,7 +301,8 @@ class LensResult:
     as_of: datetime  # the `now` ages were measured from
     score: Decimal | None  # None when nothing counted
     explain: Explain
-    counted: tuple[CountedFeedback, ...]  # in the order given
+    # In the order given (apply_lens: a tuple); agents/service.py reads them only if asked.
+    counted: Sequence[CountedFeedback]
 
 
 # -- exact arithmetic -------------------------------------------------------------------------
@@ -427,83 +435,227 @@ def apply_lens(
             excluded["superseded"] += len(positions) - 1
             standing[client] = [latest]
 
+    order = [(client, p) for client, positions in standing.items() for p in positions]
+    votes = Votes(
+        clients=[client for client, _ in order],
+        scores18=[in_18_decimals(entries[p].value, entries[p].value_decimals) for _, p in order],
+        microseconds=[epoch_microseconds(entries[p].block_time) for _, p in order],
+    )
+    weighed = weigh_votes(lens, votes, now)
+    # Each counted feedback with its weight, in the order given.
+    placed = sorted((p, n) for n, (_, p) in enumerate(order))
+    counted = tuple(
+        CountedFeedback(entries[p], *weighed.weight_of(n), weighed.newest_decay) for p, n in placed
+    )
+    return lens_result(lens, now, weighed, len(entries), excluded, len(untrusted), counted)
+
+
+@dataclass(frozen=True)
+class Votes:
+    """The feedback a lens counts, as weigh_votes reads it: a column per field, the n-th
+    vote's in the n-th place of each (an agent's votes can be tens of thousands)."""
+
+    clients: Sequence[str]  # lower case
+    scores18: Sequence[int | Fraction]  # normalized scores in units of 10^-18 (in_18_decimals)
+    microseconds: Sequence[int]  # block times in microseconds since the epoch
+
+    def __len__(self) -> int:
+        return len(self.clients)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The lightest weight the fast path of weigh_votes takes: weights from 1 down to it are whole
+# numbers once multiplied by 2^(53 - its exponent), which stays below 2^1024 (a double).
+_LIGHTEST_SCALED = 2.0**-970
+
+
+def epoch_microseconds(time: datetime) -> int:
+    """`time` in microseconds since the Unix epoch (exact: a datetime holds microseconds)."""
+    return (time - _EPOCH) // _MICROSECOND
+
+
+@dataclass(frozen=True)
+class Weighed:
+    """What weigh_votes makes of the votes: the score and the explanation's weights."""
+
+    score: Decimal | None  # None when nothing counted
+    clients_counted: int
+    total_weight: Decimal  # as explain shows it
+    top_clients: tuple[ClientContribution, ...]
+    newest_decay: Decimal  # the newest counted feedback's decay (CountedFeedback's scale)
+    # Each vote's weight in units of 2^-(WEIGHT_SHIFT - unit_shift) (all 1 without decay).
+    scaled_units: Sequence[int]
+    unit_shift: int
+    shift: int  # the units' size: 2^-shift
+    clients: Sequence[str]  # each vote's client
+    sharing: Mapping[str, int]  # under `average`, each client's votes (else none: one)
+
+    def weight_of(self, vote: int) -> tuple[int, int]:
+        """The `vote`-th vote's units and divisor, as CountedFeedback holds them."""
+        sharing = self.sharing.get(self.clients[vote], 1)
+        return self.scaled_units[vote] << self.unit_shift, sharing << self.shift
+
+
+def weigh_votes(lens: Lens, votes: Votes, now: datetime) -> Weighed:
+    """The score and weights of the feedback a lens counted: `votes` are the counted
+    feedback, already chosen (trusted, not left out, and the latest one of each client under
+    `latest`), in any order. apply_lens chooses them in Python; agents/service.py has
+    PostgreSQL choose them and reads only these."""
     # Weights in units of 2^-shift, relative to the newest counted feedback; scores in units
     # of 10^-18: every sum below is an exact integer.
     half_life = lens.half_life_seconds
+    now_micros = epoch_microseconds(now)
     # (A feedback from after `now`, clocks differ, is as new as `now`.)
-    newest = min(now, max((entries[p].block_time for ps in standing.values() for p in ps),
-                          default=now))  # fmt: skip
+    newest_micros = min(now_micros, max(votes.microseconds, default=now_micros))
+    newest = _EPOCH + timedelta(microseconds=newest_micros)
     shift = 0 if half_life is None else WEIGHT_SHIFT
     # Explain shows weights measured from `now`: in units, times this.
     newest_decay = decay_weight(age_seconds(newest, now), half_life)
-    units: dict[int, int] = {}  # position -> its weight in the score
-    clients: dict[str, _Client] = {}
-    # Sums of the clients' weights and weighted scores by how many feedback share a vote.
-    totals: defaultdict[int, list[Any]] = defaultdict(lambda: [0, 0])
-    for client, positions in standing.items():
-        # Under `average` a client's feedback share its one vote.
-        sharing = len(positions) if lens.vote == "average" else 1
-        weight = 0
-        weighted: int | Fraction = 0
-        for position in positions:
-            entry = entries[position]
-            if half_life is None:
-                units[position] = 1
-            else:
-                age = max(newest - entry.block_time, timedelta(0)) // _MICROSECOND
-                units[position] = relative_weight(age, half_life * 1_000_000)
-            weight += units[position]
-            weighted += units[position] * in_18_decimals(entry.value, entry.value_decimals)
-        clients[client] = _Client(len(positions), sharing, weight, weighted)
-        totals[sharing][0] += weight
-        totals[sharing][1] += weighted
+    scaled, unit_shift = _scaled_weights(votes.microseconds, newest_micros, half_life)
+    weighted = list(map(operator.mul, scaled, votes.scores18))
+    average = lens.vote == "average"
 
-    total_weight = sum((Fraction(w, sharing) for sharing, (w, _) in totals.items()), Fraction(0))
-    total_weighted = sum(
-        (Fraction(x, sharing * 10**18) for sharing, (_, x) in totals.items()), Fraction(0)
+    # Per client: (feedback counted, sharing, the sums of its scaled weights and weighted
+    # scores), and the totals of those by how many feedback share a vote.
+    totals: defaultdict[int, list[Any]] = defaultdict(lambda: [0, 0])
+    sharing: dict[str, int] = {}  # the clients whose vote is shared, under `average`
+    if len(set(votes.clients)) == len(votes):
+        # One vote per client (always so under `latest`): each is its client's, shared by
+        # none; only the heaviest need a record.
+        totals[1] = [sum(scaled), sum(weighted)]
+        clients_counted = len(votes)
+        by_heaviness = zip(map(operator.neg, scaled), votes.clients, range(len(votes)),
+                           strict=True)  # fmt: skip
+        heaviest = heapq.nsmallest(lens.explain_top, by_heaviness)
+        top_votes = [(client, _Client(1, 1, scaled[n], weighted[n])) for _, client, n in heaviest]
+    else:
+        sums: dict[str, list[Any]] = {}
+        for client, units, score in zip(votes.clients, scaled, weighted, strict=True):
+            client_sums = sums.get(client)
+            if client_sums is None:
+                sums[client] = [1, units, score]
+            else:
+                client_sums[0] += 1
+                client_sums[1] += units
+                client_sums[2] += score
+        clients: dict[str, _Client] = {}
+        for client, (feedback_counted, weight, score) in sums.items():
+            # Under `average` a client's feedback share its one vote.
+            shared_by = feedback_counted if average else 1
+            if shared_by != 1:
+                sharing[client] = shared_by
+            clients[client] = _Client(feedback_counted, shared_by, weight, score)
+            totals[shared_by][0] += weight
+            totals[shared_by][1] += score
+        clients_counted = len(clients)
+        top_votes = heapq.nsmallest(lens.explain_top, clients.items(), key=_heaviness)
+
+    # Exact, in units: the scaled sums times 2^unit_shift.
+    total_weight = sum(
+        (Fraction(w << unit_shift, shared_by) for shared_by, (w, _) in totals.items()),
+        Fraction(0),
     )
-    score = round_places(total_weighted / total_weight, SCORE_PLACES) if clients else None
+    total_weighted = sum(
+        (Fraction(x * (1 << unit_shift), shared_by * 10**18)
+         for shared_by, (_, x) in totals.items()),
+        Fraction(0),
+    )  # fmt: skip
+    score = round_places(total_weighted / total_weight, SCORE_PLACES) if clients_counted else None
 
     def shown(weight: Fraction) -> Decimal:
         """A weight in units as explain shows it: measured from `now`."""
         return _WEIGHTS.multiply(round_digits(weight / (1 << shift)), newest_decay)
 
-    def heaviness(item: tuple[str, _Client]) -> tuple[Fraction | int, str]:
-        client, votes = item
-        weight = votes.weight if votes.sharing == 1 else Fraction(votes.weight, votes.sharing)
-        return -weight, client
-
-    top = tuple(
-        ClientContribution(
+    top = []
+    for client, scaled_votes in top_votes:
+        # Its sums in units (the scaled ones times 2^unit_shift).
+        own = _Client(scaled_votes.feedback_counted, scaled_votes.sharing,
+                      scaled_votes.weight << unit_shift,
+                      scaled_votes.weighted * (1 << unit_shift))  # fmt: skip
+        top.append(ClientContribution(
             client=client,
-            feedback_counted=votes.feedback_counted,
-            weight=shown(Fraction(votes.weight, votes.sharing)),
-            share=round_digits(Fraction(votes.weight, votes.sharing) / total_weight),
-            value=round_places(Fraction(votes.weighted, votes.weight * 10**18), SCORE_PLACES),
+            feedback_counted=own.feedback_counted,
+            weight=shown(Fraction(own.weight, own.sharing)),
+            share=round_digits(Fraction(own.weight, own.sharing) / total_weight),
+            value=round_places(Fraction(own.weighted, own.weight * 10**18), SCORE_PLACES),
             contribution=round_places(
-                Fraction(votes.weighted, votes.sharing * 10**18) / total_weight, SCORE_PLACES
+                Fraction(own.weighted, own.sharing * 10**18) / total_weight, SCORE_PLACES
             ),
-        )
-        for client, votes in heapq.nsmallest(lens.explain_top, clients.items(), key=heaviness)
-    )  # fmt: skip
-    sharing_of = {position: clients[client].sharing
-                  for client, positions in standing.items() for position in positions}  # fmt: skip
-    counted = tuple(
-        CountedFeedback(
-            entries[position], units[position], sharing_of[position] << shift, newest_decay
-        )
-        for position in sorted(units)
+        ))  # fmt: skip
+    return Weighed(
+        score=score,
+        clients_counted=clients_counted,
+        total_weight=shown(total_weight) if clients_counted else Decimal(0),
+        top_clients=tuple(top),
+        newest_decay=newest_decay,
+        scaled_units=scaled,
+        unit_shift=unit_shift,
+        shift=shift,
+        clients=votes.clients,
+        sharing=sharing,
     )
+
+
+def _heaviness(item: tuple[str, _Client]) -> tuple[Fraction | int, str]:
+    """The order of explain's top clients: the heaviest first, then by address. (Scaled
+    weights order the clients as their weights in units do.)"""
+    client, votes = item
+    weight = votes.weight if votes.sharing == 1 else Fraction(votes.weight, votes.sharing)
+    return -weight, client
+
+
+def _scaled_weights(
+    times: Sequence[int], newest_micros: int, half_life: int | None
+) -> tuple[list[int], int]:
+    """Each vote's weight in units (relative_weight: 0.5^(age / half_life) as a double,
+    times 2^WEIGHT_SHIFT), divided by a common 2^unit_shift so that the integers stay small:
+    (the scaled weights, unit_shift). Without a half-life every weight is one."""
+    if half_life is None:
+        return [1] * len(times), 0
+    half_life_micros = half_life * 1_000_000
+    # The double relative_weight computes, for each vote (a feedback from after the newest
+    # one, clocks differ, is as new).
+    if max(times, default=newest_micros) <= newest_micros:
+        doubles = [0.5 ** ((newest_micros - time) / half_life_micros) for time in times]
+    else:
+        doubles = [0.5 ** (max(newest_micros - time, 0) / half_life_micros) for time in times]
+    lightest = min(doubles, default=1.0)
+    if lightest < _LIGHTEST_SCALED:
+        # Weights that small (or zero: at least one unit) are taken one at a time.
+        ages = [max(newest_micros - time, 0) for time in times]
+        return [relative_weight(age, half_life_micros) for age in ages], 0
+    # A double w >= lightest is a whole multiple of 2^(exponent of lightest - 53): w times
+    # 2^(53 - that exponent) is an exact integer, and is the weight in units divided by
+    # 2^(WEIGHT_SHIFT - 53 + that exponent).
+    exponent = math.frexp(lightest)[1]
+    scale = math.ldexp(1.0, 53 - exponent)
+    return [int(weight * scale) for weight in doubles], WEIGHT_SHIFT - 53 + exponent
+
+
+def lens_result(
+    lens: Lens,
+    now: datetime,
+    weighed: Weighed,
+    total: int,
+    excluded: Mapping[str, int],
+    untrusted_clients: int,
+    counted: Sequence[CountedFeedback],
+    counted_total: int | None = None,
+) -> LensResult:
+    """The LensResult of weighed votes, with the counts of what was left out: `total`
+    feedback given, `excluded` by reason (every one of EXCLUSION_REASONS), the distinct
+    clients left out as untrusted, and the counted feedback (or none, when the caller did
+    not read them, and `counted_total` says how many there are)."""
     explain = Explain(
-        total=len(entries),
-        counted=len(counted),
+        total=total,
+        counted=len(counted) if counted_total is None else counted_total,
         excluded=excluded,
-        clients_counted=len(clients),
-        untrusted_clients=len(untrusted),
-        total_weight=shown(total_weight) if clients else Decimal(0),
-        top_clients=top,
+        clients_counted=weighed.clients_counted,
+        untrusted_clients=untrusted_clients,
+        total_weight=weighed.total_weight,
+        top_clients=weighed.top_clients,
     )
-    return LensResult(lens=lens, as_of=now, score=score, explain=explain, counted=counted)
+    return LensResult(lens=lens, as_of=now, score=weighed.score, explain=explain, counted=counted)
 
 
 @dataclass(frozen=True)
@@ -539,6 +691,15 @@ def score_distribution(
     """A histogram of normalized scores over the buckets `edges` bounds (by default 0-10,
     10-20, ..., 90-100, with 100 in the last), plus one below the first edge and one above
     the last, always present (empty or not)."""
+    return distribution_of_scores(
+        (in_18_decimals(entry.value, entry.value_decimals) for entry in feedback), edges
+    )
+
+
+def distribution_of_scores(
+    scores18: Iterable[int | Fraction], edges: Sequence[Decimal] = DEFAULT_EDGES
+) -> tuple[ScoreBucket, ...]:
+    """score_distribution of normalized scores given in units of 10^-18 (in_18_decimals)."""
     if len(edges) < 2 or any(low >= high for low, high in itertools.pairwise(edges)):
         raise ValueError("edges must be at least two numbers, in increasing order")
     counts = [0] * (len(edges) + 1)  # below, each closed bucket, above
@@ -546,13 +707,15 @@ def score_distribution(
     # Compared in units of 10^-18, as integers where they can be: exact, and far cheaper
     # than a Decimal per feedback.
     bounds18 = [_edge_in_18_decimals(edge) for edge in edges]
-    last18 = bounds18[-1]
-    for entry in feedback:
-        score18 = in_18_decimals(entry.value, entry.value_decimals)
-        if score18 == last18:
-            counts[-2] += 1  # the last closed bucket holds its upper edge
-        else:
-            counts[bisect.bisect_right(bounds18, score18)] += 1
+    scores = list(scores18)
+    for position, count in Counter(map(functools.partial(bisect.bisect_right, bounds18),
+                                       scores)).items():  # fmt: skip
+        counts[position] += count
+    # The scores on the last edge were put above it: the last closed bucket holds its upper
+    # edge.
+    on_last = scores.count(bounds18[-1])
+    counts[-1] -= on_last
+    counts[-2] += on_last
     bounds: list[tuple[Decimal | None, Decimal | None]] = [
         (None, first),
         *itertools.pairwise(edges),
@@ -591,19 +754,38 @@ def trend(
 ) -> tuple[TrendBucket, ...]:
     """Feedback counts and average scores per time bucket of `width`, oldest first; only
     buckets with feedback, as GROUP BY date_bin(...) gives them."""
+    entries = list(feedback)
+    return trend_of_scores(
+        [in_18_decimals(entry.value, entry.value_decimals) for entry in entries],
+        [epoch_microseconds(entry.block_time) for entry in entries],
+        width, origin,
+    )  # fmt: skip
+
+
+def trend_of_scores(
+    scores18: Sequence[int | Fraction],
+    microseconds: Sequence[int],
+    width: timedelta,
+    origin: datetime = TREND_ORIGIN,
+) -> tuple[TrendBucket, ...]:
+    """trend of feedback given as columns: scores in units of 10^-18 and block times in
+    microseconds since the epoch, the n-th of each a feedback's. A bucket's number is
+    floor((time - origin) / width), in microseconds, as it is in datetimes."""
     if width <= timedelta(0):
         raise ValueError("a trend's bucket width must be positive")
+    width_micros = width // _MICROSECOND
+    origin_micros = epoch_microseconds(origin)
     # Scores summed as integers in units of 10^-18 (the spec's 18 decimals): exact, and far
     # cheaper than a Fraction per feedback (an agent's trend sums every feedback it has).
-    sums: defaultdict[int, list[Any]] = defaultdict(lambda: [0, 0])  # by bucket number
-    for entry in feedback:
-        bucket = sums[(entry.block_time - origin) // width]
-        bucket[0] += 1
-        bucket[1] += in_18_decimals(entry.value, entry.value_decimals)
+    numbers = [(micros - origin_micros) // width_micros for micros in microseconds]
+    counts = Counter(numbers)  # by bucket number
+    sums: dict[int, int | Fraction] = dict.fromkeys(counts, 0)
+    for number, score18 in zip(numbers, scores18, strict=True):
+        sums[number] += score18
     return tuple(
-        TrendBucket(origin + number * width, origin + (number + 1) * width, count,
-                    round_places(Fraction(total, count * 10**18), SCORE_PLACES))
-        for number, (count, total) in sorted(sums.items())
+        TrendBucket(origin + number * width, origin + (number + 1) * width, counts[number],
+                    round_places(Fraction(sums[number], counts[number] * 10**18), SCORE_PLACES))
+        for number in sorted(counts)
     )  # fmt: skip
 
 
@@ -621,18 +803,27 @@ def activity(feedback: Iterable[FeedbackEntry]) -> Activity:
     """Counts and rates of a set of feedback (revoked ones included: they are the point of
     the revocation rate)."""
     entries = list(feedback)
-    total = len(entries)
-    revoked = sum(1 for entry in entries if entry.revoked)
-    responded = sum(1 for entry in entries if entry.response_count > 0)
+    return activity_of_counts(
+        feedback_count=len(entries),
+        distinct_clients=len({entry.client.lower() for entry in entries}),
+        revoked_count=sum(1 for entry in entries if entry.revoked),
+        responded_count=sum(1 for entry in entries if entry.response_count > 0),
+    )
+
+
+def activity_of_counts(
+    feedback_count: int, distinct_clients: int, revoked_count: int, responded_count: int
+) -> Activity:
+    """The Activity of feedback counted elsewhere (agents/service.py counts in PostgreSQL)."""
 
     def rate(part: int) -> Decimal | None:
-        return round_places(Fraction(part, total), RATE_PLACES) if total else None
+        return round_places(Fraction(part, feedback_count), RATE_PLACES) if feedback_count else None
 
     return Activity(
-        feedback_count=total,
-        distinct_clients=len({entry.client.lower() for entry in entries}),
-        revoked_count=revoked,
-        responded_count=responded,
-        revocation_rate=rate(revoked),
-        response_rate=rate(responded),
+        feedback_count=feedback_count,
+        distinct_clients=distinct_clients,
+        revoked_count=revoked_count,
+        responded_count=responded_count,
+        revocation_rate=rate(revoked_count),
+        response_rate=rate(responded_count),
     )

@@ -24,30 +24,41 @@ import base64
 import binascii
 import json
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, get_args
+from fractions import Fraction
+from functools import cached_property
+from typing import Any, Literal, get_args, overload
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
+from psycopg.pq import Format
 from psycopg.rows import dict_row, tuple_row
 
 from erc8004_backend.agents import read, summaries
 from erc8004_backend.agents.lenses import (
     DEFAULT_EDGES,
+    EXCLUSION_REASONS,
     Activity,
     ClientHistory,
+    CountedFeedback,
     FeedbackEntry,
     Lens,
     LensResult,
     ScoreBucket,
     TrendBucket,
-    activity,
-    apply_lens,
-    score_distribution,
-    trend,
+    Votes,
+    Weighed,
+    activity_of_counts,
+    distribution_of_scores,
+    in_18_decimals,
+    lens_result,
+    trend_of_scores,
+    weigh_votes,
 )
 from erc8004_backend.agents.read import AgentProfile, Feedback, Response, ValidationRequest
 from erc8004_backend.database.queries import compose, load_queries
@@ -58,8 +69,8 @@ _QUERIES = load_queries("erc8004_backend.agents", "service.sql")
 AgentSort = Literal["newest", "last_activity", "feedback_count", "lens"]
 AGENT_SORTS: tuple[str, ...] = get_args(AgentSort)
 
-# A lens score is computed in Python from every feedback of an agent (lenses.apply_lens,
-# some microseconds per feedback, more with a half-life), so sorting by one cannot read
+# A lens score is weighed in Python from every vote of an agent (lenses.weigh_votes, about
+# a microsecond per vote, more with a half-life), so sorting by one cannot read
 # every agent. It ranks a candidate set: the agents that match the filters with the most
 # feedback (not revoked), at most LENS_SORT_CANDIDATES of them and no more once they hold
 # LENS_SORT_MAX_FEEDBACK feedback together (always at least one). The page says how many
@@ -431,26 +442,14 @@ async def _search_by_lens(conn: psycopg.AsyncConnection[Any], query: AgentQuery)
     by_chain: defaultdict[int, list[int]] = defaultdict(list)
     for row in candidates:
         by_chain[row["chain_id"]].append(int(row["agent_id"]))
-    entries: defaultdict[tuple[int, int], list[FeedbackEntry]] = defaultdict(list)
-    stats: dict[int, dict[str, ClientHistory]] = {}
+    scores: dict[tuple[int, int], Decimal | None] = {}
     for chain_id, agent_ids in by_chain.items():
-        for agent_id, agent_entries in (await _lens_feedback(conn, chain_id, agent_ids)).items():
-            entries[chain_id, agent_id] = agent_entries
-        if query.lens.needs_client_history:
-            clients = sorted({entry.client for agent_id in agent_ids
-                              for entry in entries[chain_id, agent_id]})  # fmt: skip
-            stats[chain_id] = await _client_stats(conn, chain_id, clients)
+        found = await _lens_votes(conn, query.lens, chain_id, agent_ids)
+        for agent_id in agent_ids:
+            votes = found.get(agent_id, _NO_VOTES).votes
+            scores[chain_id, agent_id] = weigh_votes(query.lens, votes, query.now).score
     scored = [
-        _agent_summary(
-            row,
-            apply_lens(
-                query.lens,
-                entries[row["chain_id"], int(row["agent_id"])],
-                stats.get(row["chain_id"], {}),
-                query.now,
-            ).score,
-        )
-        for row in candidates
+        _agent_summary(row, scores[row["chain_id"], int(row["agent_id"])]) for row in candidates
     ]
     ranked = sorted(scored, key=_item_rank)
     if query.cursor:
@@ -535,44 +534,159 @@ async def agent_reputation(
     )
 
 
-async def _lens_feedback(
-    conn: psycopg.AsyncConnection[Any], chain_id: int, agent_ids: Sequence[int]
-) -> dict[int, list[FeedbackEntry]]:
-    """Every feedback of the agents, as lenses read it, by agent. Rows are read as tuples in
-    FeedbackEntry's order: an agent can have tens of thousands."""
-    entries: dict[int, list[FeedbackEntry]] = {agent_id: [] for agent_id in agent_ids}
-    params = {"chain_id": chain_id, "agent_ids": list(agent_ids)}
-    async with conn.cursor(row_factory=tuple_row) as cursor:
-        await cursor.execute(_QUERIES["lens_feedback"], params)
-        for (
-            client,
-            index,
-            value,
-            decimals,
-            tag1,
-            tag2,
-            revoked,
-            time,
-            responses,
-            agent_id,
-        ) in await cursor.fetchall():
-            entries[int(agent_id)].append(FeedbackEntry(
-                client, int(index), int(value), decimals, tag1, tag2, revoked, time, responses
-            ))  # fmt: skip
-    return entries
+class _Microseconds(Loader):
+    """A timestamptz (binary) as microseconds since the Unix epoch: what lenses compute ages
+    from, read without making a datetime of each of an agent's feedback."""
+
+    format = Format.BINARY
+
+    def load(self, data: Buffer) -> int:
+        # PostgreSQL's own: microseconds since 2000-01-01 UTC.
+        return int.from_bytes(data, "big", signed=True) + _POSTGRES_EPOCH_MICROSECONDS
 
 
-async def _client_stats(
-    conn: psycopg.AsyncConnection[Any], chain_id: int, clients: Sequence[str]
-) -> dict[str, ClientHistory]:
-    rows = await _rows(conn, "client_stats", {"chain_id": chain_id, "clients": list(clients)})
-    return {row["client_address"]: _history(row) for row in rows}
-
-
-def _history(row: Mapping[str, Any]) -> ClientHistory:
-    return ClientHistory(
-        feedback_count=int(row["feedback_count"]), distinct_agents=int(row["agent_count"])
+_POSTGRES_EPOCH_MICROSECONDS = 946_684_800_000_000
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LENS_VOTES = {
+    (needs_history, with_entries): compose(
+        _QUERIES["lens_votes"],
+        history=sql.SQL(_QUERIES["lens_clients_history" if needs_history
+                                 else "lens_clients_no_history"].decode()),
+        entries=sql.SQL(_QUERIES["lens_entry_columns" if with_entries
+                                 else "lens_no_entry_columns"].decode()),
+        amount=sql.SQL(_QUERIES["lens_vote_amount"].decode()),
     )
+    for needs_history in (True, False) for with_entries in (True, False)
+}  # fmt: skip
+# What lens_votes gives of a vote beyond Votes: the rest of its FeedbackEntry (index, tag1,
+# tag2, revoked, response_count), all None unless asked for.
+_EntryRest = tuple[str | None, str | None, str | None, bool | None, int | None]
+# 10^(18 - decimals) for the decimals the registries take (in_18_decimals beyond).
+_TO_18_DECIMALS = [10 ** (18 - decimals) for decimals in range(19)]
+
+
+@dataclass(frozen=True)
+class _AgentVotes:
+    """One agent's feedback as PostgreSQL chose it for a lens (see lens_votes)."""
+
+    total: int  # every feedback, revoked included
+    excluded: dict[str, int]  # by reason, EXCLUSION_REASONS in order
+    untrusted_clients: int
+    activity: Activity  # of every feedback
+    votes: Votes  # the counted feedback
+    # Their values x 10^(18 - decimals) (beyond 18 decimals, the values), and decimals.
+    amounts: Sequence[int]
+    decimals: Sequence[int]
+    rest: Sequence[_EntryRest]
+
+
+_NO_VOTES = _AgentVotes(0, dict.fromkeys(EXCLUSION_REASONS, 0), 0,
+                        activity_of_counts(0, 0, 0, 0), Votes([], [], []), [], [], [])  # fmt: skip
+
+
+async def _lens_votes(
+    conn: psycopg.AsyncConnection[Any],
+    lens: Lens,
+    chain_id: int,
+    agent_ids: Sequence[int],
+    *,
+    with_entries: bool = False,
+) -> dict[int, _AgentVotes]:
+    """What `lens` counts of each agent's feedback, with the counts of what it leaves out:
+    apply_lens's choices, made by PostgreSQL (lens_votes); with_entries reads the rest of
+    each counted feedback too. Agents without feedback are absent."""
+    params = {
+        "chain_id": chain_id,
+        "agent_ids": list(agent_ids),
+        "include_revoked": lens.include_revoked,
+        "allowlist": list(lens.allowlist) if lens.allowlist is not None else None,
+        "min_feedback": lens.min_feedback or None,  # (None: no minimum to read)
+        "min_agents": lens.min_agents or None,
+        "tag1": lens.tag1,
+        "tag2": lens.tag2,
+        "latest": lens.vote == "latest",
+    }
+    # Tuples, binary, times as integers: the busiest agents have tens of thousands of votes.
+    async with conn.cursor(row_factory=tuple_row, binary=True) as cursor:
+        cursor.adapters.register_loader("timestamptz", _Microseconds)
+        query = _LENS_VOTES[lens.needs_client_history, with_entries]
+        await cursor.execute(query, params)
+        read = await cursor.fetchall()
+    counts = {row[1]: row[6] for row in read if row[0] == 1}
+    rows: dict[str, list[tuple[Any, ...]]] = {agent: [] for agent in counts}
+    if len(counts) == 1:  # one agent (its page): every vote is its
+        rows = {agent: [row for row in read if row[0] == 0] for agent in counts}
+    else:
+        for row in read:
+            if row[0] == 0:
+                rows[row[1]].append(row)
+    found = {}
+    for agent, (total, revoked, untrusted, mismatched, standing, untrusted_clients,
+                clients, revoked_all, responded) in counts.items():  # fmt: skip
+        agent_rows = rows[agent]
+        # Columns: kind, agent, client, value, decimals, time, counts, then _EntryRest's.
+        columns = list(zip(*agent_rows, strict=True)) or [()] * 12
+        # Each value x 10^(18 - decimals) (lens_vote_amount), or the value beyond 18.
+        amounts = list(map(int, columns[3]))
+        decimals: Sequence[int] = columns[4]
+        scores18: Sequence[int | Fraction] = amounts
+        if max(decimals, default=0) > 18:
+            scores18 = [amount if places <= 18 else in_18_decimals(amount, places)
+                        for amount, places in zip(amounts, decimals, strict=True)]  # fmt: skip
+        superseded = standing - len(agent_rows)
+        excluded = dict(zip(EXCLUSION_REASONS, (revoked, untrusted, mismatched, superseded),
+                            strict=True))  # fmt: skip
+        found[int(agent)] = _AgentVotes(
+            total=total,
+            excluded=excluded,
+            untrusted_clients=untrusted_clients,
+            activity=activity_of_counts(total, clients, revoked_all, responded),
+            votes=Votes(clients=columns[2], scores18=scores18, microseconds=columns[5]),
+            amounts=amounts,
+            decimals=decimals,
+            rest=[row[7:] for row in agent_rows] if with_entries else [],
+        )
+    return found
+
+
+class _CountedFeedback(Sequence[CountedFeedback]):
+    """A lens's counted feedback as read by _lens_votes (with_entries), made into
+    CountedFeedback when first looked at (an agent's can be tens of thousands)."""
+
+    def __init__(self, votes: _AgentVotes, weighed: Weighed) -> None:
+        self._votes = votes
+        self._weighed = weighed
+
+    @cached_property
+    def _items(self) -> tuple[CountedFeedback, ...]:
+        votes, weighed = self._votes, self._weighed
+        return tuple(
+            CountedFeedback(
+                FeedbackEntry(client, int(index or 0),
+                              amount // _TO_18_DECIMALS[places] if places <= 18 else amount,
+                              places, tag1 or "", tag2 or "",
+                              bool(revoked), _UNIX_EPOCH + timedelta(microseconds=micros),
+                              responses or 0),
+                *weighed.weight_of(n),
+                weighed.newest_decay,
+            )
+            for n, (client, amount, places, micros, (index, tag1, tag2, revoked, responses))
+            in enumerate(zip(votes.votes.clients, votes.amounts, votes.decimals,
+                             votes.votes.microseconds, votes.rest, strict=True))
+        )  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self._votes.rest)
+
+    @overload
+    def __getitem__(self, index: int) -> CountedFeedback: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[CountedFeedback]: ...
+    def __getitem__(self, index: int | slice) -> CountedFeedback | Sequence[CountedFeedback]:
+        return self._items[index]
+
+    def __iter__(self) -> Iterator[CountedFeedback]:
+        return iter(self._items)
 
 
 async def client_histories(
@@ -596,27 +710,34 @@ async def agent_lens_reputation(
     *,
     trend_width: timedelta = DEFAULT_TREND_WIDTH,
     edges: Sequence[Decimal] = DEFAULT_EDGES,
+    counted_feedback: bool = True,
 ) -> LensReport:
-    """The agent's score through `lens` with its explanation (lenses.apply_lens over every
-    feedback of the agent, the clients' chain-wide histories read when the lens asks for
-    them), the distribution and trend of the feedback it counted and the activity of all of
-    it. The trend's buckets are computed in Python from the rows read for the lens (they
-    are all there already), as date_bin(trend_width, block_time, lenses.TREND_ORIGIN) would
-    make them."""
+    """The agent's score through `lens` with its explanation, the distribution and trend of
+    the feedback it counted and the activity of all of it: what lenses.apply_lens over every
+    feedback of the agent (and the clients' chain-wide histories) gives, with the choices
+    (revoked, untrusted, tags, the latest vote) and the counts made by PostgreSQL
+    (lens_votes), so that only the counted feedback is read into Python, and weighed there
+    (lenses.weigh_votes). The trend's buckets are computed in Python from those rows, as
+    date_bin(trend_width, block_time, lenses.TREND_ORIGIN) would make them.
+    `counted_feedback`: whether result.counted holds the counted feedback (else it is empty,
+    and explain.counted still counts them); reading them costs five more columns a vote."""
     if trend_width <= timedelta(0):
         raise AgentQueryError("trend_width", "must be positive")
     await require_agent(conn, chain_id, agent_id)
-    entries = (await _lens_feedback(conn, chain_id, [agent_id]))[agent_id]
-    stats = await client_histories(conn, chain_id, agent_id) if lens.needs_client_history else {}
-    result = apply_lens(lens, entries, stats, now)
-    counted = [item.feedback for item in result.counted]
+    found = await _lens_votes(conn, lens, chain_id, [agent_id], with_entries=counted_feedback)
+    read = found.get(agent_id, _NO_VOTES)
+    votes = read.votes
+    weighed = weigh_votes(lens, votes, now)
+    counted: Sequence[CountedFeedback] = _CountedFeedback(read, weighed) if counted_feedback else ()
+    result = lens_result(lens, now, weighed, read.total, read.excluded,
+                         read.untrusted_clients, counted, len(votes))  # fmt: skip
     return LensReport(
         result=result,
-        distribution=score_distribution(counted, edges),
-        trend=trend(counted, trend_width),
+        distribution=distribution_of_scores(votes.scores18, edges),
+        trend=trend_of_scores(votes.scores18, votes.microseconds, trend_width),
         trend_width=trend_width,
-        activity=activity(entries),
-    )
+        activity=read.activity,
+    )  # fmt: skip
 
 
 # -- listings of one agent --------------------------------------------------------------------

@@ -710,7 +710,7 @@ async def agent_reputation(
             chosen, name = await resolve_lens(lens, conn, user)
             report = await service.agent_lens_reputation(
                 conn, chain_id, agent, chosen, datetime.now(UTC),
-                trend_width=timedelta(seconds=width),
+                trend_width=timedelta(seconds=width), counted_feedback=False,
             )  # fmt: skip
             lens_out = _lens_out(report, name, trend)
     except service.AgentQueryError as error:

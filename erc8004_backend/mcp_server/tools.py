@@ -393,8 +393,9 @@ async def get_reputation(
         # Without clients the spec has no summary to give: the empty lens (every client's
         # non-revoked feedback, once each) is the plain average, and says what it counted.
         report = await service.agent_lens_reputation(
-            conn, args.chain_id, args.agent_id, lens or Lens(), datetime.now(UTC)
-        )
+            conn, args.chain_id, args.agent_id, lens or Lens(), datetime.now(UTC),
+            counted_feedback=False,
+        )  # fmt: skip
         answer["lens"] = lens_report_json(report, args.lens_name)
     validation = await service.validation_summary(
         conn, args.chain_id, args.agent_id, validators=args.validators, tag=args.validation_tag

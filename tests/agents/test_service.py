@@ -399,6 +399,70 @@ async def test_a_lens_report_explains_from_the_clients_chain_wide_history(
     assert report.activity.responded_count == sum(1 for f in every if f.response_count)
 
 
+def random_lens(rng: random.Random) -> Lens:
+    """A lens with any of its choices, drawn."""
+    definition: dict[str, Any] = {"vote": rng.choice(["each", "latest", "average"])}
+    if rng.random() < 0.3:
+        definition["allowlist"] = [*rng.sample(CLIENTS, rng.randint(1, 5)), address(0xF00)]
+    if rng.random() < 0.5:
+        definition["min_feedback"] = rng.randint(0, 30)
+    if rng.random() < 0.5:
+        definition["min_agents"] = rng.randint(0, 9)
+    if rng.random() < 0.7:
+        definition["half_life"] = rng.choice(["1s", "1h", "3d", "30d", "999999999d"])
+    if rng.random() < 0.3:
+        definition["tag1"] = rng.choice(["", "q", "speed", "none"])
+    if rng.random() < 0.3:
+        definition["tag2"] = rng.choice(["day", "night"])
+    definition["include_revoked"] = rng.random() < 0.3
+    definition["explain_top"] = rng.choice([0, 1, 3, 100])
+    return Lens.model_validate(definition)
+
+
+async def test_a_lens_report_is_apply_lens_over_every_feedback_of_the_agent(
+    conn: Conn, world: World
+) -> None:
+    # PostgreSQL chooses what the lens counts (lens_votes) and Python weighs only that: the
+    # report must be what the pure functions make of all the agent's feedback. (Values with
+    # more decimals than the registries' 18 too: the int8 of a uint8 allows them.)
+    await world.a.feedback(world.agents_a[2], CLIENTS[1], -123456789, 19, "q")
+    await world.a.feedback(world.agents_a[2], CLIENTS[2], 10**30 + 7, 30)
+    await world.a.apply()
+    rng = random.Random(5)
+    counted_any = 0
+    for _ in range(80):
+        agent = rng.choice(world.agents_a)  # 9-11 have no feedback
+        lens = random_lens(rng)
+        every = await read.read_all_feedback(conn, A, agent, include_revoked=True)
+        entries = [lenses.FeedbackEntry(f.client_address, f.feedback_index, f.value,
+                                        f.value_decimals, f.tag1 or "", f.tag2 or "",
+                                        f.revoked, f.block_time, f.response_count)
+                   for f in every]  # fmt: skip
+        histories = await service.client_histories(conn, A, agent)
+        expected = lenses.apply_lens(lens, entries, histories, NOW)
+        width = rng.choice([timedelta(hours=1), timedelta(days=1), timedelta(days=7)])
+        report = await service.agent_lens_reputation(conn, A, agent, lens, NOW,
+                                                     trend_width=width)  # fmt: skip
+        got = report.result
+        assert (got.score, got.explain, got.as_of) == (
+            expected.score, expected.explain, expected.as_of)  # fmt: skip
+        key = lambda c: (c.feedback.client, c.feedback.feedback_index)  # noqa: E731
+        assert sorted(got.counted, key=key) == sorted(expected.counted, key=key)
+        chosen = [c.feedback for c in expected.counted]
+        assert report.distribution == lenses.score_distribution(chosen)
+        assert report.trend == lenses.trend(chosen, width)
+        assert report.activity == lenses.activity(entries)
+        # Without the counted feedback, the same report (and they are still counted).
+        brief = await service.agent_lens_reputation(conn, A, agent, lens, NOW,
+                                                    trend_width=width, counted_feedback=False)  # fmt: skip
+        assert brief.result.counted == ()
+        assert (brief.result.score, brief.result.explain, brief.distribution, brief.trend,
+                brief.activity) == (got.score, got.explain, report.distribution, report.trend,
+                                    report.activity)  # fmt: skip
+        counted_any += got.explain.counted > 0
+    assert counted_any > 30
+
+
 async def rows_feedback(conn: Conn) -> list[read.Feedback]:
     """Every feedback of chain A (revoked included) as records."""
     found = await rows(conn, "SELECT * FROM feedback WHERE chain_id = %s", A)
