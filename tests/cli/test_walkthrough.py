@@ -271,7 +271,9 @@ def run_walkthrough(
     (result,) = results["items"]
     assert result["trigger_id"] == trigger["id"]
     assert result["status"] == "success"
+    sent = result["response_data"].pop("request")  # the request inspector's record
     assert result["response_data"] == {"status": 200, "body": '{"ok": true}'}
+    assert (sent["method"], json.loads(sent["body"])) == ("POST", body)
     assert result["job"]["attempts"] == 1
 
     assert backend.ctrl_c() == 0, backend.tail()
