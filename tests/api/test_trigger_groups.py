@@ -14,7 +14,7 @@ import pytest
 
 from erc8004_backend.triggers.processor import load_trigger_index, process_batch
 from tests.api.conftest import Account, ApiClient
-from tests.api.test_triggers import WEBHOOK, row_counts
+from tests.api.test_triggers import WEBHOOK, assert_refused_naming, row_counts
 from tests.triggers.test_examples_end_to_end import group_example
 
 AGENT_7 = {"condition_type": "agent_id_equals", "field": "agent_id", "operator": "=", "value": "7"}
@@ -153,12 +153,7 @@ INVALID = {
 async def test_invalid_trees_are_refused_naming_the_path_with_nothing_written(
     api: ApiClient, alice: Account, migrated_url: str, case: str
 ) -> None:
-    body, field, message = INVALID[case]
-    response = await api.post("/triggers", json=body, headers=alice.headers)
-    assert response.status_code == 422, response.text
-    details = response.json()["error"]["details"]
-    assert any(d["field"] == field and message in d["message"] for d in details), details
-    assert row_counts(migrated_url) == (0, 0, 0)
+    await assert_refused_naming(api, alice, migrated_url, *INVALID[case])
 
 
 async def test_eight_deep_is_accepted(api: ApiClient, alice: Account) -> None:

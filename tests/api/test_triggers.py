@@ -85,6 +85,18 @@ def row_counts(url: str) -> tuple[int, int, int]:
     return row
 
 
+async def assert_refused_naming(
+    api: ApiClient, alice: Account, url: str, body: dict[str, Any], field: str, message: str
+) -> None:
+    """A trigger refused with a 422 whose details name `field` with `message`, and nothing
+    written."""
+    response = await api.post("/triggers", json=body, headers=alice.headers)
+    assert response.status_code == 422, response.text
+    details = response.json()["error"]["details"]
+    assert any(d["field"] == field and message in d["message"] for d in details), details
+    assert row_counts(url) == (0, 0, 0)
+
+
 @pytest.mark.parametrize("body", EXAMPLES, ids=[b["name"] for b in EXAMPLES])
 async def test_each_example_is_stored_exactly_and_read_back_in_its_shape(
     api: ApiClient, alice: Account, migrated_url: str, body: dict[str, Any]

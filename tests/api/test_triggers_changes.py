@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from tests.api.conftest import Account, ApiClient
-from tests.api.test_triggers import row_counts
+from tests.api.test_triggers import assert_refused_naming
 from tests.conftest import ROOT
 from tests.triggers.test_change_conditions import CHAIN, A, B, history
 
@@ -65,12 +65,7 @@ INVALID = {
 async def test_invalid_change_conditions_are_refused_naming_the_field(
     api: ApiClient, alice: Account, migrated_url: str, case: str
 ) -> None:
-    body, field, message = INVALID[case]
-    response = await api.post("/triggers", json=body, headers=alice.headers)
-    assert response.status_code == 422, response.text
-    details = response.json()["error"]["details"]
-    assert any(d["field"] == field and message in d["message"] for d in details), details
-    assert row_counts(migrated_url) == (0, 0, 0)
+    await assert_refused_naming(api, alice, migrated_url, *INVALID[case])
 
 
 async def test_the_backtest_shows_old_and_new_values(

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from tests.api.conftest import Account, ApiClient
-from tests.api.test_triggers import row_counts
+from tests.api.test_triggers import assert_refused_naming
 from tests.conftest import ROOT
 from tests.triggers.test_summary_conditions import (
     CHAIN,
@@ -96,12 +96,7 @@ async def test_invalid_summary_conditions_are_refused_naming_the_field(
     # Bob's lens is not Alice's.
     saved = await api.post("/me/lenses", json={"name": "bobs", "lens": {}}, headers=bob.headers)
     assert saved.status_code == 201
-    body, field, message = INVALID[case]
-    response = await api.post("/triggers", json=body, headers=alice.headers)
-    assert response.status_code == 422, response.text
-    details = response.json()["error"]["details"]
-    assert any(d["field"] == field and message in d["message"] for d in details), details
-    assert row_counts(migrated_url) == (0, 0, 0)
+    await assert_refused_naming(api, alice, migrated_url, *INVALID[case])
 
 
 async def test_the_backtest_shows_the_firings_the_processor_made(

@@ -10,18 +10,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support.delivery_targets import read_body
+
 Scope = dict[str, Any]
 
 
 async def _read_json(receive: Any) -> Any:
-    body = b""
-    while True:
-        message = await receive()
-        body += bytes(message.get("body", b""))
-        if not message.get("more_body"):
-            break
     try:
-        return json.loads(body)
+        return json.loads(await read_body(receive))
     except ValueError:
         return None
 

@@ -26,7 +26,7 @@ from erc8004_backend.actions.rest import SIGNATURE_HEADER, TIMESTAMP_HEADER, ver
 Scope = dict[str, Any]
 
 
-async def _read_body(receive: Any) -> bytes:
+async def read_body(receive: Any) -> bytes:
     body = b""
     while True:
         message = await receive()
@@ -81,7 +81,7 @@ class WebhookSink:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         timestamp = headers.get(TIMESTAMP_HEADER.lower(), "")
         signature_ok = (
@@ -148,7 +148,7 @@ class TelegramServer:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         self.requests += 1
         match = re.fullmatch(r"/bot([^/]+)/(\w+)", scope["path"])
         if match is None or match.group(1) != self.token:

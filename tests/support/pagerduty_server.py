@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tests.support.delivery_targets import Scope, _read_body, _respond
+from tests.support.delivery_targets import Scope, _respond, read_body
 
 EVENTS_PATH = "/v2/enqueue"
 SEVERITIES = {"critical", "error", "warning", "info"}
@@ -74,7 +74,7 @@ class PagerDutyServer:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         self.requests += 1
         if scope["method"] != "POST" or scope["path"] != EVENTS_PATH:
             await _respond(send, 404, b'{"status": "not found"}')
