@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import orjson
 import psycopg
+from psycopg.rows import tuple_row
 
 from erc8004_backend.actions.delivery import DeliveryFailed, Job
 from erc8004_backend.database.queries import load_queries
@@ -187,9 +188,26 @@ async def dead_jobs(conn: psycopg.AsyncConnection, *, limit: int = 50) -> list[D
     return [DeadJob(*row) for row in await cursor.fetchall()]
 
 
-async def requeue_dead(conn: psycopg.AsyncConnection, job_ids: Sequence[int]) -> list[int]:
-    """Put dead jobs back in the queue; returns those that were dead (others are left)."""
-    cursor = await conn.execute(QUERIES["requeue_dead"], {"job_ids": list(job_ids)})
+async def redeliver_jobs(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    statuses: Sequence[str] = ("dead",),
+    user_id: str | None = None,
+    job_ids: Sequence[int] | None = None,
+    trigger_id: str | None = None,
+    from_time: datetime | None = None,
+    to_time: datetime | None = None,
+) -> list[int]:
+    """Queue finished jobs again, with a fresh set of attempts and the same idempotency key:
+    those of `job_ids`, or of `trigger_id` made between the times, in `statuses`, of
+    `user_id` (None: any user's, as the operator's CLI asks); returns their ids. The CLI's
+    `jobs retry` and the API's redelivery routes both come here."""
+    cursor = conn.cursor(row_factory=tuple_row)  # whatever rows the connection makes
+    await cursor.execute(QUERIES["redeliver_jobs"], {
+        "statuses": list(statuses), "user_id": user_id,
+        "job_ids": list(job_ids) if job_ids is not None else None, "trigger_id": trigger_id,
+        "from_time": from_time, "to_time": to_time,
+    })  # fmt: skip
     return [row[0] for row in await cursor.fetchall()]
 
 

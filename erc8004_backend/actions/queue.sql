@@ -143,15 +143,26 @@ WHERE j.status = 'dead'
 ORDER BY j.finished_at DESC, j.id DESC
 LIMIT %(limit)s
 
--- requeue_dead --
--- Dead letters back to the queue with a fresh attempt budget; their past results stay.
-WITH requeued AS (
-    UPDATE action_jobs
-    SET status = 'queued', attempts = 0, run_at = now(), finished_at = NULL
-    WHERE id = ANY(%(job_ids)s::bigint[]) AND status = 'dead'
-    RETURNING id
+-- redeliver_jobs --
+-- Finished jobs queued again with a fresh set of attempts and their idempotency key (their
+-- past results stay): those named, or a trigger's made in a time range, in the given
+-- statuses (delivered 'succeeded', 'dead'), of one user (NULL: the operator's, any user's).
+-- Cancelled jobs are never among them: their events were reorged out.
+WITH redelivered AS (
+    UPDATE action_jobs AS j
+    SET status = 'queued', attempts = 0, run_at = now(), finished_at = NULL, last_error = NULL,
+        locked_by = NULL, locked_until = NULL
+    FROM triggers AS t
+    WHERE t.id = j.trigger_id
+      AND (%(user_id)s::uuid IS NULL OR t.user_id = %(user_id)s::uuid)
+      AND (%(job_ids)s::bigint[] IS NULL OR j.id = ANY (%(job_ids)s::bigint[]))
+      AND (%(trigger_id)s::uuid IS NULL OR j.trigger_id = %(trigger_id)s::uuid)
+      AND j.status = ANY (%(statuses)s::text[]) AND j.status <> 'cancelled'
+      AND (%(from_time)s::timestamptz IS NULL OR j.created_at >= %(from_time)s::timestamptz)
+      AND (%(to_time)s::timestamptz IS NULL OR j.created_at <= %(to_time)s::timestamptz)
+    RETURNING j.id
 )
-SELECT id, pg_notify('action_job', '') IS NOT NULL FROM requeued ORDER BY id
+SELECT id, pg_notify('action_job', '') IS NOT NULL FROM redelivered ORDER BY id
 
 -- job_statuses --
 SELECT id, status FROM action_jobs WHERE id = ANY(%(job_ids)s::bigint[])

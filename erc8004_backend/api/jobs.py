@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from erc8004_backend.actions.configs import ActionConfigError
 from erc8004_backend.actions.delivery import DeliveryFailed, Job
+from erc8004_backend.actions.queue import redeliver_jobs
 from erc8004_backend.actions.sample import deliver_sample, sample_payload
 from erc8004_backend.api.dependencies import DIGITS_ONLY, CurrentUser, Db, IsoTime, State
 from erc8004_backend.api.errors import ApiError, error_responses, not_found
@@ -170,15 +171,13 @@ async def _find_job(conn: Db, job_id: int, user_id: str) -> dict[str, Any]:
     return dict(row)
 
 
-async def _redeliver(conn: Db, user_id: str, *, statuses: list[str], **filters: Any) -> list[int]:
-    params = {"user_id": user_id, "job_id": None, "trigger_id": None, "from_time": None,
-              "to_time": None, "statuses": statuses, **filters}  # fmt: skip
+async def _redeliver(
+    conn: Db, user_id: str, *, statuses: list[str], job_id: int | None = None, **filters: Any
+) -> list[int]:
     async with conn.transaction():
-        cursor = await conn.execute(QUERIES["redeliver_jobs"], params)
-        ids = sorted(row["id"] for row in await cursor.fetchall())
-        if ids:
-            await conn.execute("NOTIFY action_job")  # wake the workers
-    return ids
+        return await redeliver_jobs(conn, statuses=statuses, user_id=user_id,
+                                    job_ids=None if job_id is None else [job_id],
+                                    **filters)  # fmt: skip
 
 
 class TestDeliveryOut(BaseModel):

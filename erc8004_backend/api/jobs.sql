@@ -37,22 +37,6 @@ JOIN triggers AS t ON t.id = j.trigger_id
 JOIN trigger_actions AS a ON a.id = j.action_id
 WHERE j.id = %(job_id)s::bigint AND t.user_id = %(user_id)s::uuid
 
--- redeliver_jobs --
--- Finished jobs of the user (delivered or dead) queued again with a fresh set of attempts and
--- their idempotency key: one job, or a trigger's dead jobs made in a time range. Cancelled
--- jobs stay: their events were reorged out.
-UPDATE action_jobs AS j
-SET status = 'queued', attempts = 0, run_at = now(), finished_at = NULL, last_error = NULL,
-    locked_by = NULL, locked_until = NULL
-FROM triggers AS t
-WHERE t.id = j.trigger_id AND t.user_id = %(user_id)s::uuid
-  AND (%(job_id)s::bigint IS NULL OR j.id = %(job_id)s::bigint)
-  AND (%(trigger_id)s::uuid IS NULL OR j.trigger_id = %(trigger_id)s::uuid)
-  AND j.status = ANY (%(statuses)s::text[])
-  AND (%(from_time)s::timestamptz IS NULL OR j.created_at >= %(from_time)s::timestamptz)
-  AND (%(to_time)s::timestamptz IS NULL OR j.created_at <= %(to_time)s::timestamptz)
-RETURNING j.id
-
 -- action_for_test --
 -- One of the user's actions with what a delivery of it needs from its trigger.
 SELECT t.id::text AS trigger_id, t.name AS trigger_name, t.chain_id, t.registry,

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from erc8004_backend.actions.queue import DeadJob, dead_jobs, requeue_dead
+from erc8004_backend.actions.queue import DeadJob, dead_jobs, redeliver_jobs
 from erc8004_backend.chain.config import explorer_urls
 from erc8004_backend.cli.api import check_token_keys
 from erc8004_backend.cli.db import DatabaseUrl, database
@@ -117,4 +117,4 @@ async def _dead(url: str, limit: int) -> list[DeadJob]:
 
 async def _requeue(url: str, job_ids: list[int]) -> list[int]:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        return await requeue_dead(conn, job_ids)
+        return await redeliver_jobs(conn, job_ids=job_ids)

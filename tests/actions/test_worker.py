@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from erc8004_backend.actions.queue import claim_jobs, dead_jobs, requeue_dead
+from erc8004_backend.actions.queue import claim_jobs, dead_jobs, redeliver_jobs
 from erc8004_backend.actions.worker import Worker
 from erc8004_backend.config import Settings
 from erc8004_backend.encryption import SecretBox
@@ -228,7 +228,7 @@ async def test_a_400_is_dead_at_once_and_can_be_requeued(
             assert dead.id == job
             assert dead.attempts == 1
             assert dead.last_error == f"{url} answered HTTP 400"
-            assert await requeue_dead(conn, [job, 999]) == [job]
+            assert await redeliver_jobs(conn, job_ids=[job, 999]) == [job]
             await eventually(lambda: _equals(job_status_counts(conn), {"succeeded": 1}))
     assert [row["status"] for row in await results(conn)] == ["failed", "success"]
     assert len(sink.processed) == 1
