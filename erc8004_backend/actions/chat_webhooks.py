@@ -16,8 +16,8 @@ from multidict import CIMultiDictProxy
 from pydantic import Field, field_validator
 
 from erc8004_backend.actions.configs import RetractableConfig
-from erc8004_backend.actions.delivery import DeliveryFailed, excerpt
-from erc8004_backend.outbound import ResponseTooLargeError, read_capped, refusal
+from erc8004_backend.actions.delivery import DeliveryFailed, connection_failure, excerpt
+from erc8004_backend.outbound import ResponseTooLargeError, read_capped
 from erc8004_backend.retry import parse_retry_after, retryable_status
 from erc8004_backend.triggers.fields import RETRACTED_FIELD
 
@@ -119,15 +119,8 @@ async def post_json(
     except ResponseTooLargeError as error:
         raise DeliveryFailed(f"{service}'s answer: {error}", retryable=True) from None
     except aiohttp.ClientError as error:
-        refused = refusal(error)
-        if refused:
-            raise DeliveryFailed(
-                f"refused to send to {host}: {refused} (ERC8004_ALLOW_PRIVATE_URLS=true or"
-                " ERC8004_ALLOWED_NETWORKS allow it)", retryable=False,
-            ) from None  # fmt: skip
-        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        raise DeliveryFailed(f"cannot reach {service} ({host}): {reason}", retryable=True,
-                             response={"request": sent}) from None  # fmt: skip
+        raise connection_failure(error, host=str(host), target=f"{service} ({host})",
+                                 response={"request": sent}) from None  # fmt: skip
 
 
 def failure(service: str, answer: Answer, retry_after: float | None = None) -> DeliveryFailed:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from erc8004_backend.errors import Erc8004Error
+from erc8004_backend.outbound import refusal
 from erc8004_backend.triggers.fields import RETRACTED_FIELD, explorer_links
 
 # What the audit trail keeps of a response body.
@@ -79,6 +80,22 @@ class DeliveryFailed(Erc8004Error):  # noqa: N818 (an outcome, named like one)
         self.retryable = retryable
         self.retry_after = retry_after
         self.response = response
+
+
+def connection_failure(
+    error: Exception, *, host: str, target: str, response: dict[str, Any] | None = None
+) -> DeliveryFailed:
+    """An HTTP client's failure to reach `host` (`target` in the message): final when the
+    address guard refused the address, retryable otherwise."""
+    refused = refusal(error)
+    if refused:
+        return DeliveryFailed(
+            f"refused to send to {host}: {refused}"
+            " (ERC8004_ALLOW_PRIVATE_URLS=true or ERC8004_ALLOWED_NETWORKS allow it)",
+            retryable=False,
+        )
+    reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return DeliveryFailed(f"cannot reach {target}: {reason}", retryable=True, response=response)
 
 
 def excerpt(body: bytes | str) -> str:

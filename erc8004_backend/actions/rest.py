@@ -47,11 +47,11 @@ from erc8004_backend.actions.configs import (
     render_json_template,
     validate_config,
 )
-from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt
+from erc8004_backend.actions.delivery import DeliveryFailed, Job, connection_failure, excerpt
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.encryption import EncryptionError, Sealed, SecretBox
 from erc8004_backend.errors import Erc8004Error
-from erc8004_backend.outbound import ResponseTooLargeError, read_capped, refusal
+from erc8004_backend.outbound import ResponseTooLargeError, read_capped
 from erc8004_backend.retry import parse_retry_after, retryable_status
 from erc8004_backend.triggers.templates import PLACEHOLDER, render_template
 
@@ -267,17 +267,8 @@ async def deliver_rest(
     except ValueError as error:
         raise DeliveryFailed(f"cannot send to {_host(url)}: {error}", retryable=False) from None
     except aiohttp.ClientError as error:
-        refused = refusal(error)
-        if refused:
-            raise DeliveryFailed(
-                f"refused to send to {_host(url)}: {refused}"
-                " (ERC8004_ALLOW_PRIVATE_URLS=true or ERC8004_ALLOWED_NETWORKS allow it)",
-                retryable=False,
-            ) from None
-        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        raise DeliveryFailed(
-            f"cannot reach {_host(url)}: {reason}", retryable=True, response=sent
-        ) from None
+        raise connection_failure(error, host=_host(url), target=_host(url),
+                                 response=sent) from None  # fmt: skip
     record = {"status": response.status, "body": kept, **sent}
     if 200 <= response.status < 300:
         return record

@@ -154,8 +154,8 @@ async def redeliver_dead_jobs(
     body = body or RedeliverIn()
     from_time, to_time = _utc(body.from_time), _utc(body.to_time)
     _ordered("from_time", from_time, "to_time", to_time)
-    owned = await conn.execute("SELECT 1 FROM triggers WHERE id = %s AND user_id = %s",
-                               [trigger_id, user.id])  # fmt: skip
+    owned = await conn.execute(QUERIES["trigger_owned"],
+                               {"trigger_id": trigger_id, "user_id": user.id})  # fmt: skip
     if await owned.fetchone() is None:
         raise not_found("trigger")
     return Redelivered(jobs=await _redeliver(conn, user.id, trigger_id=trigger_id,

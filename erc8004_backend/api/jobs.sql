@@ -37,6 +37,9 @@ JOIN triggers AS t ON t.id = j.trigger_id
 JOIN trigger_actions AS a ON a.id = j.action_id
 WHERE j.id = %(job_id)s::bigint AND t.user_id = %(user_id)s::uuid
 
+-- trigger_owned --
+SELECT 1 FROM triggers WHERE id = %(trigger_id)s::uuid AND user_id = %(user_id)s::uuid
+
 -- action_for_test --
 -- One of the user's actions with what a delivery of it needs from its trigger.
 SELECT t.id::text AS trigger_id, t.name AS trigger_name, t.chain_id, t.registry,

@@ -489,6 +489,12 @@ AGENT_42 = {
     "operator": "=",
     "value": "42",
 }
+NEW_FEEDBACK = {
+    "condition_type": "event_type_equals",
+    "field": "event_type",
+    "operator": "=",
+    "value": "NewFeedback",
+}
 SCORE_BELOW_40 = {
     "condition_type": "score_threshold",
     "field": "score",
@@ -533,12 +539,7 @@ TEMPLATE_EXAMPLES: dict[str, dict[str, Any]] = {
             "registry": "reputation",
             "conditions": [
                 AGENT_42,
-                {
-                    "condition_type": "event_type_equals",
-                    "field": "event_type",
-                    "operator": "=",
-                    "value": "NewFeedback",
-                },
+                NEW_FEEDBACK,
             ],
             "actions": [
                 {
@@ -586,12 +587,7 @@ GROUP_EXAMPLES: dict[str, dict[str, Any]] = {
             "conditions": {
                 "all": [
                     AGENT_42,
-                    {
-                        "condition_type": "event_type_equals",
-                        "field": "event_type",
-                        "operator": "=",
-                        "value": "NewFeedback",
-                    },
+                    NEW_FEEDBACK,
                     {
                         "any": [
                             SCORE_BELOW_40,
@@ -639,12 +635,7 @@ SILENCE_EXAMPLES: dict[str, dict[str, Any]] = {
             "is_stateful": True,
             "conditions": [
                 AGENT_42,
-                {
-                    "condition_type": "event_type_equals",
-                    "field": "event_type",
-                    "operator": "=",
-                    "value": "NewFeedback",
-                },
+                NEW_FEEDBACK,
                 {"condition_type": "silence", "field": "silence", "operator": ">=", "value": "24h"},
             ],
             "actions": [
