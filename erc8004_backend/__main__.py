@@ -1,5 +1,6 @@
 """`python -m erc8004_backend`, and the `erc8004` script: the command line, which takes a
-second or two to load; Ctrl-C meanwhile ends it quietly, as it does once it runs."""
+moment to load (its command's modules only); Ctrl-C meanwhile ends it quietly, as it does
+once it runs."""
 
 import signal
 import sys
@@ -7,7 +8,7 @@ import sys
 
 def main() -> None:
     try:
-        from erc8004_backend.cli import main as run_command_line
+        from erc8004_backend.cli.main import main as run_command_line
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # another Ctrl-C: no traceback either
         sys.exit(130)

@@ -20,14 +20,16 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-import aiohttp
-import httpcore2
 import httpx
-import httpx2
 
 from erc8004_backend.errors import Erc8004Error
+
+if TYPE_CHECKING:
+    # Imported where they are used: the indexer's start-up need not load every client.
+    import aiohttp
+    import httpx2
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -180,6 +182,8 @@ class GuardedNetworkBackend:
     ) -> Any:
         if self.allow_private:
             return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        import httpcore2
+
         addresses = await check_public_host(host, port, allowed=self.allowed)
         for number, address in enumerate(addresses, 1):
             try:
@@ -246,6 +250,8 @@ def outbound_session(
 ) -> aiohttp.ClientSession:
     """An aiohttp session for user-supplied URLs (webhooks): guarded connections (see the
     module's doc), no proxies from the environment (a proxy would connect unguarded)."""
+    import aiohttp
+
     connector = aiohttp.TCPConnector(
         limit=max_connections,
         ttl_dns_cache=10,
@@ -284,6 +290,9 @@ def outbound_client2(
     headers: dict[str, str] | None = None,
 ) -> httpx2.AsyncClient:
     """The same guarded client for httpx2, the HTTP library of the `mcp` SDK."""
+    import httpcore2
+    import httpx2
+
     transport = httpx2.AsyncHTTPTransport(trust_env=False)
     transport._pool = httpcore2.AsyncConnectionPool(
         ssl_context=httpx2.create_ssl_context(trust_env=False),

@@ -22,8 +22,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from eth_abi.abi import decode as abi_decode
-
 from erc8004_backend.chain.events import (
     EVENT_COLUMNS,
     SPECS_BY_TOPIC,
@@ -169,6 +167,8 @@ def _fast_values(spec: EventSpec, topics: Sequence[str], data: bytes) -> list[An
 
 
 def _reference_values(spec: EventSpec, topics: Sequence[str], data: bytes) -> list[Any]:
+    from eth_abi.abi import decode as abi_decode  # for tests only: not at the indexer's start
+
     indexed = spec.topics
     if len(topics) != len(indexed) + 1:
         raise DecodeError(f"{spec.name}: wrong number of topics")

@@ -10,14 +10,14 @@ from collections.abc import Iterator
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-from erc8004_backend.cli import app
+from erc8004_backend.cli.main import build_app
 
 WORD = re.compile(r"[A-Z][A-Z0-9_]*(\.\.\.)?")
 
 
 def parameters() -> Iterator[tuple[str, TyperOption | TyperArgument, typer.Context]]:
     """(command path and parameter name, parameter, context) for every command and group."""
-    root = typer.main.get_command(app)
+    root = typer.main.get_command(build_app())
     assert isinstance(root, TyperGroup)
     pending: list[tuple[str, TyperCommand | TyperGroup]] = [("erc8004", root)]
     while pending:
