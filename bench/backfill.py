@@ -1,25 +1,42 @@
 """Time to sync N devnet events: empty database to fully indexed, with checkpoints.
 
     .venv/bin/python -m bench.backfill --events 100000
+    .venv/bin/python -m bench.backfill --from-launch --events 100000 --events-per-block 500
 
 A fresh devnet gets N events through the registries' batch functions (not timed); then the
 indexer backfills them from the deployment block into a freshly migrated database, exactly as
-`erc8004 indexer` does (eth_getLogs, block headers, decode, COPY, checkpoint per batch).
+`erc8004 indexer` does (eth_getLogs, block headers, decode, COPY, checkpoint per batch),
+timed in-process from the start of its sync.
+
+`--from-launch` times whole commands as a user does, on the same chain (its events made
+deeper than the confirmation window): `erc8004 indexer --once` from launch to exit on a
+migrated database; `erc8004 db migrate run` then `erc8004 indexer --once` on an empty one;
+and `erc8004 run` on an empty database from launch until its indexer has confirmed the head
+(polled every 10 ms). Each stores every event, checked as in-process.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import secrets
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
-from bench.common import report, throwaway_database
+from bench.common import ROOT, admin_url, child, report, throwaway_database
+from erc8004_backend.chain.config import render_chain_table
 from erc8004_backend.chain.rpc import RpcClient
-from erc8004_backend.devnet import start_devnet
+from erc8004_backend.database.connection import connect, with_database
+from erc8004_backend.devnet import Devnet, start_devnet
 from erc8004_backend.indexer.chain_indexer import ChainIndexer
 
 
@@ -61,13 +78,133 @@ async def backfill(events: int, max_block_range: int, events_per_block: int) -> 
     }
 
 
+async def from_launch(
+    events: int, max_block_range: int, events_per_block: int, chains_file: Path
+) -> dict[str, Any]:
+    async with start_devnet(seed=8004) as devnet:
+        devnet.activity.events_per_block = events_per_block
+        emitted = await devnet.activity.run(events=events, batch=True)
+        chain = devnet.chain_config(max_block_range=max_block_range)
+        # Deeper than the confirmation window: every event is confirmed history.
+        await devnet.rpc.call("anvil_mine", [hex(chain.confirmations + 1)])
+        head = await devnet.rpc.block_number()
+        chains_file.write_text(render_chain_table(chain))
+        indexer = ["-m", "erc8004_backend", "indexer", "--once", "--chain", "devnet",
+                   "--chains-file", str(chains_file)]  # fmt: skip
+        with throwaway_database() as url:
+            indexer_seconds = await _timed(url, indexer)
+            _check(url, emitted.events, head - chain.confirmations)
+        with _empty_database() as url:
+            migrate_seconds = await _timed(url, ["-m", "erc8004_backend", "db", "migrate", "run"])
+            migrate_indexer_seconds = migrate_seconds + await _timed(url, indexer)
+            _check(url, emitted.events, head - chain.confirmations)
+        with _empty_database() as url:
+            run_seconds = await _run_until_caught_up(url, devnet, chains_file,
+                                                     head - chain.confirmations)  # fmt: skip
+            _check(url, emitted.events, head - chain.confirmations)
+    return {
+        "events": emitted.events,
+        "blocks": head - devnet.registries.block_number + 1,
+        "indexer_once_seconds": indexer_seconds,
+        "indexer_once_events_per_second": emitted.events / indexer_seconds,
+        "migrate_and_indexer_seconds": migrate_indexer_seconds,
+        "migrate_and_indexer_events_per_second": emitted.events / migrate_indexer_seconds,
+        "run_caught_up_seconds": run_seconds,
+        "run_caught_up_events_per_second": emitted.events / run_seconds,
+    }
+
+
+def _environment(url: str) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": url}
+
+
+async def _timed(url: str, args: list[str]) -> float:
+    """Seconds from launching `python args` to its exit (which must be a success)."""
+    started = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *args, cwd=ROOT, env=_environment(url),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await process.communicate()
+    elapsed = time.perf_counter() - started
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(args[2:])} failed:\n{stderr.decode()[-2000:]}")
+    return elapsed
+
+
+async def _run_until_caught_up(url: str, devnet: Devnet, chains_file: Path, block: int) -> float:
+    """Seconds from launching `erc8004 run` until its indexer has confirmed `block`."""
+    args = ["-m", "erc8004_backend", "run", "--chain", "devnet", "--chains-file",
+            str(chains_file), "--port", "0"]  # fmt: skip
+    query = "SELECT confirmed_block_number FROM checkpoints WHERE chain_id = %s"
+    with connect(url) as conn:
+        started = time.perf_counter()
+        async with child(*args, env=_environment(url)) as process:
+            while True:
+                if process.returncode is not None:
+                    raise SystemExit("erc8004 run stopped before it caught up")
+                try:
+                    row = conn.execute(query, [devnet.registries.chain_id]).fetchone()
+                except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+                    row = None  # not migrated yet
+                if row and row[0] is not None and row[0] >= block:
+                    return time.perf_counter() - started
+                await asyncio.sleep(0.01)
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _empty_database() -> Iterator[str]:
+    with admin_url() as admin:
+        name = f"erc8004_bench_{secrets.token_hex(4)}"
+        with connect(admin) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield with_database(admin, name)
+        finally:
+            with connect(admin) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+
+
+def _check(url: str, emitted: int, confirmed: int) -> None:
+    with connect(url) as conn:
+        stored = conn.execute("SELECT count(*) FROM events").fetchone()
+        checkpoint = conn.execute("SELECT confirmed_block_number FROM checkpoints").fetchone()
+    if not stored or stored[0] != emitted or not checkpoint or checkpoint[0] < confirmed:
+        raise SystemExit(f"stored {stored} of {emitted} events, confirmed {checkpoint}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.backfill", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--max-block-range", type=int, default=100_000)
     parser.add_argument("--events-per-block", type=int, default=1_000)
     parser.add_argument("--json", type=Path, default=None, help="where to write the result")
+    parser.add_argument("--from-launch", action="store_true",
+                        help="time whole commands from launch (see the module's doc)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.from_launch:
+        with TemporaryDirectory() as directory:
+            chains_file = Path(directory) / "chains.toml"
+            launched = asyncio.run(from_launch(args.events, args.max_block_range,
+                                               args.events_per_block, chains_file))  # fmt: skip
+        report("backfill-from-launch", [
+            ("events", f"{launched['events']:,}"),
+            ("blocks", f"{launched['blocks']:,}"),
+            ("indexer --once, launch to exit",
+             f"{launched['indexer_once_seconds']:.2f} s,"
+             f" {launched['indexer_once_events_per_second']:,.0f} events/s"),
+            ("db migrate run + indexer --once",
+             f"{launched['migrate_and_indexer_seconds']:.2f} s,"
+             f" {launched['migrate_and_indexer_events_per_second']:,.0f} events/s"),
+            ("run, launch to caught up",
+             f"{launched['run_caught_up_seconds']:.2f} s,"
+             f" {launched['run_caught_up_events_per_second']:,.0f} events/s"),
+        ], launched, args.json)  # fmt: skip
+        return
     result = asyncio.run(backfill(args.events, args.max_block_range, args.events_per_block))
     report("backfill", [
         ("events", f"{result['events']:,}"),

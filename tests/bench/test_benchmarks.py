@@ -56,6 +56,20 @@ def test_backfill_benchmark(admin_url: str, tmp_path: Path) -> None:
     assert result["batches"] >= 1
 
 
+@pytest.mark.devnet
+@pytest.mark.timeout(300)
+def test_backfill_from_launch_benchmark(admin_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "from-launch.json"
+    printed = bench_command(admin_url, "bench.backfill", "--from-launch", "--events", "500",
+                            "--events-per-block", "100", "--json", str(out))  # fmt: skip
+    assert "indexer --once, launch to exit" in printed
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "backfill-from-launch"
+    assert result["events"] == 500  # and the bench checked each command stored them all
+    for command in ("indexer_once", "migrate_and_indexer", "run_caught_up"):
+        assert 0 < result[f"{command}_seconds"] < 120
+
+
 @pytest.mark.timeout(300)
 def test_triggers_benchmark(admin_url: str, tmp_path: Path) -> None:
     result = run_bench("triggers", admin_url, tmp_path / "triggers.json")
