@@ -68,6 +68,7 @@ def test_backfill_from_launch_benchmark(admin_url: str, tmp_path: Path) -> None:
     assert result["events"] == 500  # and the bench checked each command stored them all
     for command in ("indexer_once", "migrate_and_indexer", "run_caught_up"):
         assert 0 < result[f"{command}_seconds"] < 120
+    assert 20 < result["run_peak_rss_mb"] < 2000
 
 
 @pytest.mark.timeout(300)
