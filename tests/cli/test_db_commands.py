@@ -41,6 +41,7 @@ def erc8004(
     *args: str, database_url: str | None = None, cwd: Path = ROOT
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["COLUMNS"] = "500"  # usage errors' boxes wrap no path, however long the temp dir's
     if database_url:
         env["DATABASE_URL"] = database_url
     return subprocess.run(
