@@ -538,6 +538,7 @@ CREATE TABLE public.action_jobs (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     retraction boolean DEFAULT false NOT NULL,
     silence_key text,
+    replay boolean DEFAULT false NOT NULL,
     CONSTRAINT action_jobs_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT action_jobs_event_or_silence CHECK (((event_id IS NOT NULL) OR (silence_key IS NOT NULL))),
     CONSTRAINT action_jobs_max_attempts_check CHECK ((max_attempts > 0)),

@@ -33,7 +33,7 @@ from erc8004_backend.actions.configs import (
     RetractableConfig,
     validate_config,
 )
-from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt
+from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt, replay_marker
 from erc8004_backend.config import Settings
 from erc8004_backend.triggers.fields import RETRACTED_FIELD
 from erc8004_backend.triggers.templates import render_template
@@ -50,6 +50,8 @@ CUT_MARKER = "[…]"
 RETRACTION_SUBJECT_PREFIX = "Retracted: "
 RETRACTION_TEXT_PREFIX = "Retracted, reorged out of the chain:\n\n"
 RETRACTION_HTML_PREFIX = "<p><strong>Retracted, reorged out of the chain:</strong></p>\n"
+# A replay's message (history asked for) says so in this header too, for mail filters.
+REPLAY_HEADER = "X-ERC8004-Replay"
 
 # A plain address (RFC 5321's dot-atom local part at a domain of DNS labels): no display
 # names, comments, quoted local parts or IP literals, which only an attacker or a typo needs.
@@ -139,13 +141,14 @@ def subject_line(config: EmailConfig, values: dict[str, Any]) -> str:
     """One line: values' line breaks (and the template's own) become spaces."""
     rendered = render_template(config.subject_template, values, _subject_value)
     subject = " ".join(_LINE_BREAKING.sub(" ", rendered).split()) or "(no subject)"
+    subject = replay_marker(values) + subject
     if values.get(RETRACTED_FIELD) == "true":
         subject = RETRACTION_SUBJECT_PREFIX + subject
     return cut(subject, MAX_SUBJECT_CHARS)
 
 
 def text_part(config: EmailConfig, values: dict[str, Any]) -> str:
-    text = render_template(config.text_template, values, _plain_value)
+    text = replay_marker(values) + render_template(config.text_template, values, _plain_value)
     if values.get(RETRACTED_FIELD) == "true":
         text = RETRACTION_TEXT_PREFIX + text
     return cut(text, MAX_PART_CHARS)
@@ -155,6 +158,8 @@ def html_part(config: EmailConfig, values: dict[str, Any]) -> str | None:
     if config.html_template is None:
         return None
     markup = render_template(config.html_template, values, _html_value)
+    if marker := replay_marker(values, html.escape):
+        markup = f"<p>{marker.strip()}</p>\n{markup}"
     if values.get(RETRACTED_FIELD) == "true":
         markup = RETRACTION_HTML_PREFIX + markup
     return _cut_html(markup, MAX_PART_CHARS)
@@ -180,6 +185,8 @@ def build_message(
         original = _message_id(idempotency_key, domain, retracted=False)
         message["In-Reply-To"] = original
         message["References"] = original
+    if replay_marker(values):
+        message[REPLAY_HEADER] = "true"
     # RFC 3834: sent by a program, so that auto-responders do not answer it.
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(text_part(config, values))

@@ -25,7 +25,7 @@ from erc8004_backend.actions.configs import (
     RetractableConfig,
     validate_config,
 )
-from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt
+from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt, replay_marker
 from erc8004_backend.actions.rest import MASK, keep_or_seal, open_stored, shown_masked
 from erc8004_backend.encryption import EncryptionError, SecretBox
 from erc8004_backend.outbound import ResponseTooLargeError, read_capped, refusal
@@ -77,7 +77,7 @@ def _value(text: str) -> str:
 def summary(config: PagerDutyConfig, values: dict[str, Any], *, retracted: bool) -> str:
     text = render_template(config.summary_template, values, _value)
     # Shown as one line in PagerDuty's lists.
-    text = " ".join(text.split()) or "(no summary)"
+    text = replay_marker(values) + (" ".join(text.split()) or "(no summary)")
     return cut(RETRACTION_PREFIX + text if retracted else text, MAX_SUMMARY_CHARS)
 
 

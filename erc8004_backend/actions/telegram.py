@@ -20,7 +20,7 @@ from erc8004_backend.actions.configs import (
     RetractableConfig,
     validate_config,
 )
-from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt
+from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt, replay_marker
 from erc8004_backend.actions.noise import take_slot
 from erc8004_backend.outbound import ResponseTooLargeError, read_capped
 from erc8004_backend.retry import parse_retry_after, retryable_status
@@ -98,10 +98,11 @@ RETRACTION_PREFIX = "⚠️ Retracted, reorged out of the chain:\n"
 
 
 def send_message_body(config: TelegramConfig, values: dict[str, Any]) -> dict[str, Any]:
-    """The sendMessage request: the template rendered with escaped values (after a line
-    saying so, in a retraction)."""
+    """The sendMessage request: the template rendered with escaped values (after "(replay)"
+    in a replay's, and a line saying so in a retraction)."""
     template = template_text(config.message_template, config.parse_mode)
-    text = render_template(template, values, escape_for(config.parse_mode))
+    escape = escape_for(config.parse_mode)
+    text = replay_marker(values, escape) + render_template(template, values, escape)
     if values.get(RETRACTED_FIELD) == "true":
         text = RETRACTION_PREFIX + text
     body: dict[str, Any] = {"chat_id": config.chat_id, "text": text}

@@ -173,8 +173,9 @@ async def backtest(
     explorer_url = (explorers or {}).get(trigger.chain_id)
     for firing in plan.firings:
         event = firing.event
-        # The payload a job would carry, as the worker reads it.
-        messages = previews.render(orjson.loads(job_payload(firing)), explorer_url)
+        # The payload a job would carry (a replay's marked), as the worker reads it.
+        payload = orjson.loads(job_payload(firing, replay=replay))
+        messages = previews.render(payload, explorer_url)
         result.fired.append(Firing(event["id"], event["block_number"], event["log_index"],
                                    event["block_time"], event["event_type"],
                                    event.get("agent_id"), dict(firing.computed),

@@ -142,7 +142,7 @@ async def replay_batch(
             Clock({trigger.id: last_fired} if last_fired else {}, origin=replay["from_time"]),
             summaries,
         )
-        result.jobs = await queue_jobs(conn, chain_id, plan.firings)
+        result.jobs = await queue_jobs(conn, chain_id, plan.firings, replay=True)
         state.update(plan.states_of(trigger.id))
         done = len(events) < limit
         last = events[-1] if events else None

@@ -1,20 +1,27 @@
 """Replays through the API: asked for on create (`replay_from`) or later
 (`POST /triggers/{id}/replays`), shown with their progress, cancelled; a clear 422 for a bad
-start; another user's trigger is a 404; the backtest shows what a replay would cover."""
+start; another user's trigger is a 404; the backtest shows what a replay would cover; the
+jobs a replay queues are marked `replay` and delivered as such, with the keys live jobs have."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
+from erc8004_backend.actions.rest import REPLAY_HEADER
 from erc8004_backend.triggers.processor import Processor
+from tests.actions.test_worker import running_worker, settings_for
 from tests.api.conftest import Account, ApiClient
 from tests.api.test_triggers import SIMPLE
 from tests.conftest import ROOT
+from tests.support.asgi import serve_asgi
+from tests.support.delivery_targets import WebhookSink
+from tests.support.waiting import eventually
 
 CHAIN = 84532
 
@@ -28,8 +35,8 @@ def store_history(url: str) -> None:
                 "INSERT INTO events (chain_id, registry, event_type, contract_address, block_number,"
                 " block_hash, block_time, transaction_hash, transaction_index, log_index, agent_id,"
                 " client_address, score) VALUES (%s, 'reputation', 'NewFeedback', '0xabc', %s,"
-                " '0xb', %s, '0xt', 0, 0, %s, '0xc', 50)",
-                [CHAIN, block, datetime(2026, 1, block, tzinfo=UTC), agent],
+                " %s, %s, '0xt', 0, 0, %s, '0xc', 50)",
+                [CHAIN, block, f"0xb{block}", datetime(2026, 1, block, tzinfo=UTC), agent],
             )  # fmt: skip
         conn.execute("INSERT INTO checkpoints (chain_id, block_number, confirmed_block_number)"
                      " VALUES (%s, 4, 4)", [CHAIN])  # fmt: skip
@@ -177,3 +184,97 @@ async def test_the_documented_replay_example_is_accepted(api: ApiClient, alice: 
     created = await api.post("/triggers", json=body, headers=alice.headers)
     assert created.status_code == 201, created.text
     assert created.json()["replay"]["from_block"] == 24_000_000
+
+
+def store_live_event(url: str, block: int) -> None:
+    """Feedback for agent 7 in `block`, a block time after any trigger's start, confirmed."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO events (chain_id, registry, event_type, contract_address, block_number,"
+            " block_hash, block_time, transaction_hash, transaction_index, log_index, agent_id,"
+            " client_address, score) VALUES (%s, 'reputation', 'NewFeedback', '0xabc', %s,"
+            " %s, %s, '0xt', 0, 0, 7, '0xc', 50)",
+            [CHAIN, block, f"0xb{block}", datetime.now(UTC) + timedelta(minutes=1)],
+        )  # fmt: skip
+        conn.execute("UPDATE checkpoints SET block_number = %s, confirmed_block_number = %s"
+                     " WHERE chain_id = %s", [block, block, CHAIN])  # fmt: skip
+
+
+def live_key(url: str, block: int, trigger_id: str, action_id: str) -> str:
+    """The idempotency key of a live job for the event of `block` (processor.idempotency_key,
+    computed here from its definition: chain, block hash, log index, trigger, action)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT block_hash, log_index FROM events WHERE chain_id = %s AND"
+                           " block_number = %s", [CHAIN, block]).fetchone()  # fmt: skip
+    assert row is not None
+    name = f"{CHAIN}:{row[0]}:{row[1]}:{trigger_id}:{action_id}"
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def jobs_by_block(url: str) -> dict[int, tuple[bool, str]]:
+    """Each job's event block: (marked replay, idempotency key)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT e.block_number, j.replay, j.idempotency_key FROM action_jobs j"
+            " JOIN events e ON e.id = j.event_id ORDER BY e.block_number"
+        ).fetchall()
+    return {row[0]: (row[1], row[2]) for row in rows}
+
+
+async def test_replay_jobs_are_marked_and_delivered_as_such_with_the_live_keys(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    store_history(migrated_url)  # agent 7 in blocks 1, 3 and 4, before the trigger
+    async with serve_asgi(sink := WebhookSink(secret="")) as url:
+        webhook = {"action_type": "rest", "priority": 1, "config": {"url": url}}
+        created = (await api.post("/triggers", json={**SIMPLE, "actions": [webhook]},
+                                  headers=alice.headers)).json()  # fmt: skip
+        sink.secret = created["webhook_secret"]
+        trigger, action = created["id"], created["actions"][0]["id"]
+        store_live_event(migrated_url, 5)
+        await process(migrated_url)  # block 5 fires live
+        keys = {block: live_key(migrated_url, block, trigger, action) for block in (1, 3, 4, 5)}
+        assert jobs_by_block(migrated_url) == {5: (False, keys[5])}
+
+        # From block 2: blocks 3 and 4 had no job and get one, marked; block 5 has its own.
+        replay = await api.post(f"/triggers/{trigger}/replays", json={"from_block": 2},
+                                headers=alice.headers)  # fmt: skip
+        assert replay.status_code == 201, replay.text
+        await process(migrated_url)
+        assert jobs_by_block(migrated_url) == {3: (True, keys[3]), 4: (True, keys[4]),
+                                               5: (False, keys[5])}  # fmt: skip
+        # From block 1: block 1 only; and the same again: nothing.
+        further = await api.post(f"/triggers/{trigger}/replays", json={"from_block": 1},
+                                 headers=alice.headers)  # fmt: skip
+        await process(migrated_url)
+        again = await api.post(f"/triggers/{trigger}/replays", json={"from_block": 1},
+                               headers=alice.headers)  # fmt: skip
+        await process(migrated_url)
+        marks = {block: block != 5 for block in keys}
+        assert jobs_by_block(migrated_url) == {b: (marks[b], keys[b]) for b in keys}
+        listed = (await api.get(f"/triggers/{trigger}/replays", headers=alice.headers)).json()
+        assert [(r["id"], r["jobs"]) for r in listed] == [
+            (again.json()["id"], 0), (further.json()["id"], 1), (replay.json()["id"], 2)]  # fmt: skip
+
+        # The API shows the mark, and filters by it.
+        jobs = (await api.get("/jobs", headers=alice.headers)).json()["items"]
+        assert {job["idempotency_key"]: job["replay"] for job in jobs} == {
+            keys[b]: marks[b] for b in keys}  # fmt: skip
+        for wanted in (True, False):
+            page = await api.get("/jobs", params={"replay": str(wanted).lower()},
+                                 headers=alice.headers)  # fmt: skip
+            assert {job["idempotency_key"] for job in page.json()["items"]} == {
+                keys[b] for b in keys if marks[b] == wanted}  # fmt: skip
+        one = (await api.get(f"/jobs/{jobs[0]['id']}", headers=alice.headers)).json()
+        assert (one["replay"], one["payload"]["replay"]) == (True, True)
+
+        # Delivered: the replay's with its header and body field, each with its live key.
+        async with running_worker(settings_for(migrated_url)):
+            await eventually(lambda: len(sink.processed) == len(keys))
+    assert all(request.signature_ok for request in sink.received)
+    for block, key in keys.items():
+        request = sink.processed[key]
+        assert request.json()["event"]["block_number"] == block
+        assert request.json()["idempotency_key"] == key
+        assert request.headers.get(REPLAY_HEADER.lower()) == ("true" if marks[block] else None)
+        assert request.json().get("replay") is (True if marks[block] else None)
