@@ -10,7 +10,12 @@ Long values and parts are cut, with a marker saying so, rather than refused.
 
 Retries send the same Message-ID (made from the job's idempotency key), which lets mail
 systems that deduplicate by it drop a repeat; a retraction is a new message that refers to
-the first (In-Reply-To), so that mail clients thread them.
+the first (In-Reply-To), so that mail clients thread them. A replay's message (history asked
+for) has the Message-ID a live one has, `(replay)` before its subject and text, and the
+header X-ERC8004-Replay.
+
+Each attempt keeps what it sent for its owner's request inspector (the server, envelope,
+headers and parts), never the server's login.
 """
 
 from __future__ import annotations
@@ -246,10 +251,50 @@ def _refusal(error: aiosmtplib.SMTPResponseException, what: str) -> DeliveryFail
                           response={"code": error.code, "reply": reply})  # fmt: skip
 
 
+def inspected_message(
+    message: EmailMessage, options: dict[str, Any], *, sender: str, recipients: list[str]
+) -> dict[str, Any]:
+    """What an attempt sent, for its owner's request inspector: the server and its security,
+    the envelope, the message's headers and excerpts of its parts. Never the login: the
+    server's credentials are the operator's."""
+    security = "tls" if options["use_tls"] else "starttls" if options["start_tls"] else "none"
+    parts: dict[str, str] = {}
+    for subtype in ("plain", "html"):
+        part = message.get_body(preferencelist=(subtype,))
+        if part is not None and part.get_content_subtype() == subtype:
+            parts[subtype] = excerpt(part.get_content())
+    return {
+        "method": "SMTP",
+        "url": f"smtp://{options['hostname']}:{options['port']}",
+        "security": security,
+        "envelope": {"mail_from": sender, "rcpt_to": list(recipients)},
+        "subject": str(message["Subject"]),
+        "headers": {
+            name: str(value)
+            for name, value in message.items()
+            if name not in ("MIME-Version", "Content-Type")
+        },
+        "text": parts.get("plain"),
+        "html": parts.get("html"),
+    }
+
+
 async def send_email(
     message: EmailMessage, options: dict[str, Any], *, sender: str, recipients: list[str]
 ) -> dict[str, Any]:
-    """One SMTP session: the response record, or DeliveryFailed."""
+    """One SMTP session: the response record, or DeliveryFailed; either holds the request."""
+    sent = inspected_message(message, options, sender=sender, recipients=recipients)
+    try:
+        record = await _send_email(message, options, sender=sender, recipients=recipients)
+    except DeliveryFailed as failure:
+        failure.response = {**(failure.response or {}), "request": sent}
+        raise
+    return {**record, "request": sent}
+
+
+async def _send_email(
+    message: EmailMessage, options: dict[str, Any], *, sender: str, recipients: list[str]
+) -> dict[str, Any]:
     server = f"{options['hostname']}:{options['port']}"
     try:
         refused, reply = await aiosmtplib.send(message.as_bytes(), sender=sender,
