@@ -106,7 +106,14 @@ async def test_a_plain_create_requests_no_replay(api: ApiClient, alice: Account)
         ({"from_block": -1}, "greater than or equal to 0"),
         ({"from_block": "3"}, "valid integer"),
         ({"from_time": "yesterday"}, "from_time"),
-        ({"to_block": 3}, "to_block"),
+        ({"to_block": 3}, "exactly one of from_block and from_time"),
+        ({"from_block": 3, "to_block": 2}, "from_block 3 is after to_block 2"),
+        ({"from_time": "2026-01-02T00:00:00Z", "to_time": "2026-01-01"}, "from_time is after"),
+        (
+            {"from_block": 1, "to_block": 3, "to_time": "2026-01-01T00:00:00Z"},
+            "at most one of to_block and to_time",
+        ),
+        ({"from_block": 1, "to_block": -1}, "greater than or equal to 0"),
     ],
 )
 async def test_a_bad_start_is_a_422_on_create_and_later(
@@ -172,9 +179,14 @@ async def test_the_backtest_shows_what_a_replay_would_cover(
     plain = (await api.post(f"/triggers/{trigger}/test", json={}, headers=alice.headers)).json()
     assert plain["replay_end"] is None
     assert {f["new_jobs"] for f in plain["fired"]} == {None}
-    for body in ({"replay": True}, {"replay": True, "from_block": 1, "to_block": 3}):
+    for body in ({"replay": True},
+                 {"replay": True, "from_block": 1, "to_block": 3, "to_time": "2026-01-04"}):  # fmt: skip
         refused = await api.post(f"/triggers/{trigger}/test", json=body, headers=alice.headers)
         assert refused.status_code == 422, refused.text
+    # A range ends at its own end: block 3 only.
+    ranged = await api.post(f"/triggers/{trigger}/test", headers=alice.headers,
+                            json={"from_block": 2, "to_block": 3, "replay": True})  # fmt: skip
+    assert [(f["block_number"], f["new_jobs"]) for f in ranged.json()["fired"]] == [(3, 1)]
 
 
 async def test_the_documented_replay_example_is_accepted(api: ApiClient, alice: Account) -> None:
@@ -278,3 +290,39 @@ async def test_replay_jobs_are_marked_and_delivered_as_such_with_the_live_keys(
         assert request.json()["idempotency_key"] == key
         assert request.headers.get(REPLAY_HEADER.lower()) == ("true" if marks[block] else None)
         assert request.json().get("replay") is (True if marks[block] else None)
+
+
+async def test_a_replay_of_a_range_covers_that_range_only(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    """To a block, to a time: the events of the range, none after it, even those the live
+    processor has not passed yet and that are older than the trigger."""
+    store_history(migrated_url)  # agent 7 in blocks 1, 3 and 4; the cursor at block 4
+    created = (await api.post("/triggers", json={**SIMPLE, "replay_from": {
+        "from_block": 1, "to_block": 2}}, headers=alice.headers)).json()  # fmt: skip
+    trigger = created["id"]
+    assert (created["replay"]["to_block"], created["replay"]["to_time"]) == (2, None)
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        before = conn.execute("SELECT fires_from FROM triggers WHERE id = %s",
+                              [trigger]).fetchone()  # fmt: skip
+        # Block 5, older than the trigger, that the processor has not passed yet.
+        conn.execute(
+            "INSERT INTO events (chain_id, registry, event_type, contract_address, block_number,"
+            " block_hash, block_time, transaction_hash, transaction_index, log_index, agent_id,"
+            " client_address, score) VALUES (%s, 'reputation', 'NewFeedback', '0xabc', 5,"
+            " '0xb5', '2026-01-05', '0xt', 0, 0, 7, '0xc', 50)", [CHAIN])  # fmt: skip
+        conn.execute("UPDATE checkpoints SET block_number = 5, confirmed_block_number = 5")
+    await process(migrated_url)
+    assert job_blocks(migrated_url) == [1]
+    with psycopg.connect(migrated_url) as conn:
+        after = conn.execute("SELECT fires_from FROM triggers WHERE id = %s", [trigger]).fetchone()
+    assert after == before  # a bounded replay leaves the trigger's start alone
+
+    to_time = await api.post(f"/triggers/{trigger}/replays", headers=alice.headers,
+                             json={"from_block": 2, "to_time": "2026-01-03T00:00:00Z"})  # fmt: skip
+    assert to_time.status_code == 201, to_time.text
+    await process(migrated_url)
+    assert job_blocks(migrated_url) == [1, 3]
+    listed = (await api.get(f"/triggers/{trigger}/replays", headers=alice.headers)).json()
+    assert [(r["to_block"], r["to_time"], r["status"], r["jobs"]) for r in listed] == [
+        (None, "2026-01-03T00:00:00Z", "done", 1), (2, None, "done", 1)]  # fmt: skip

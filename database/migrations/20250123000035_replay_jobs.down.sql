@@ -1,1 +1,0 @@
-ALTER TABLE action_jobs DROP COLUMN replay;
