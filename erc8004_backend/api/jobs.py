@@ -18,7 +18,14 @@ from erc8004_backend.actions.configs import ActionConfigError
 from erc8004_backend.actions.delivery import DeliveryFailed, Job
 from erc8004_backend.actions.queue import redeliver_jobs
 from erc8004_backend.actions.sample import deliver_sample, sample_payload
-from erc8004_backend.api.dependencies import DIGITS_ONLY, CurrentUser, Db, IsoTime, State
+from erc8004_backend.api.dependencies import (
+    DIGITS_ONLY,
+    TRUE_OR_FALSE,
+    CurrentUser,
+    Db,
+    IsoTime,
+    State,
+)
 from erc8004_backend.api.errors import ApiError, error_responses, not_found
 from erc8004_backend.api.events import (
     BIGINT_MAX,
@@ -105,6 +112,7 @@ async def list_jobs(
     replay: Annotated[
         bool | None,
         Query(description="true: only the jobs replays queued; false: only the others."),
+        TRUE_OR_FALSE,
     ] = None,
     from_time: FromTime = None,
     to_time: ToTime = None,

@@ -277,6 +277,9 @@ async def test_replay_jobs_are_marked_and_delivered_as_such_with_the_live_keys(
                                  headers=alice.headers)  # fmt: skip
             assert {job["idempotency_key"] for job in page.json()["items"]} == {
                 keys[b] for b in keys if marks[b] == wanted}  # fmt: skip
+        vague = await api.get("/jobs", params={"replay": "yes"}, headers=alice.headers)
+        assert vague.status_code == 422, vague.text
+        assert "must be true or false" in vague.text
         one = (await api.get(f"/jobs/{jobs[0]['id']}", headers=alice.headers)).json()
         assert (one["replay"], one["payload"]["replay"]) == (True, True)
 
