@@ -4,8 +4,9 @@ service refuses: each stand-in takes the message (never rejected), and what it r
 shows the values as written (escaped for its markup) or cut with a marker within the
 service's limits. Email's is in test_email.py (a real SMTP server; CRLF makes no header).
 
-Each example serves its stand-in afresh and delivers one job through the channel's
-`deliver`, with the address guard's session as the worker builds it (loopback allowed)."""
+Each test serves its stand-in once; each example delivers one job (a live one, a replay's or
+a retraction) through the channel's `deliver`, built as the worker builds it (the address
+guard's sessions, loopback allowed)."""
 
 from __future__ import annotations
 
@@ -117,6 +118,23 @@ class Served:
         return self.loop.run_until_complete(attempt())
 
 
+def read_legacy_markdown(text: str) -> str:
+    """Plain text in Telegram's legacy Markdown, as Telegram reads it: a backslash before
+    _ * ` [ escapes it, any other backslash is itself; a bare _ * ` [ would start an entity
+    (AssertionError: no value may make one)."""
+    shown, index = [], 0
+    while index < len(text):
+        char, following = text[index], text[index + 1 : index + 2]
+        if char == "\\" and following and following in "_*`[":
+            shown.append(following)
+            index += 2
+            continue
+        assert char not in "_*`[", f"a bare {char!r} at {index} in {text!r}"
+        shown.append(char)
+        index += 1
+    return "".join(shown)
+
+
 def utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -137,9 +155,10 @@ def prefix(marks: tuple[bool, bool], retraction: str) -> str:
     return (retraction if retracted else "") + (f"{REPLAY_MARKER} " if replay else "")
 
 
-@pytest.mark.parametrize("parse_mode", ["MarkdownV2", "HTML", None])
+@pytest.mark.parametrize("parse_mode", ["MarkdownV2", "Markdown", "HTML", None])
 def test_telegram_takes_hostile_text_escaped_and_within_4096(parse_mode: str | None) -> None:
     template = {"MarkdownV2": "Tag: {{tag1}}\nAgent {{agent_id}}!",
+                "Markdown": "Tag: {{tag1}}\nAgent {{agent_id}}!",
                 "HTML": "<b>Tag:</b> {{tag1}}\nAgent {{agent_id}}!",
                 None: "Tag: {{tag1}}\nAgent {{agent_id}}!"}[parse_mode]  # fmt: skip
     config = {"chat_id": "-1001", "message_template": template, "parse_mode": parse_mode}
@@ -160,6 +179,8 @@ def test_telegram_takes_hostile_text_escaped_and_within_4096(parse_mode: str | N
             assert message.get("parse_mode") == parse_mode
             if parse_mode == "MarkdownV2":
                 shown = unescape_markdown_v2(text)
+            elif parse_mode == "Markdown":
+                shown = read_legacy_markdown(text)
             elif parse_mode == "HTML":
                 # Only the template's own tags: every < of a value arrives as &lt;.
                 assert re.findall(r"<[^>]*>", text) == ["<b>", "</b>"]
