@@ -538,6 +538,7 @@ CREATE TABLE public.action_jobs (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     retraction boolean DEFAULT false NOT NULL,
     silence_key text,
+    replay boolean DEFAULT false NOT NULL,
     CONSTRAINT action_jobs_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT action_jobs_event_or_silence CHECK (((event_id IS NOT NULL) OR (silence_key IS NOT NULL))),
     CONSTRAINT action_jobs_max_attempts_check CHECK ((max_attempts > 0)),
@@ -973,10 +974,16 @@ CREATE TABLE public.trigger_replays (
     jobs bigint DEFAULT 0 NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     finished_at timestamp with time zone,
+    to_block bigint,
+    to_time timestamp with time zone,
+    CONSTRAINT trigger_replays_blocks_in_order CHECK ((from_block <= to_block)),
     CONSTRAINT trigger_replays_check CHECK (((from_block IS NULL) <> (from_time IS NULL))),
     CONSTRAINT trigger_replays_check1 CHECK (((end_block IS NULL) = (end_log_index IS NULL))),
     CONSTRAINT trigger_replays_from_block_check CHECK ((from_block >= 0)),
-    CONSTRAINT trigger_replays_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'done'::text, 'cancelled'::text])))
+    CONSTRAINT trigger_replays_one_end CHECK (((to_block IS NULL) OR (to_time IS NULL))),
+    CONSTRAINT trigger_replays_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'done'::text, 'cancelled'::text]))),
+    CONSTRAINT trigger_replays_times_in_order CHECK ((from_time <= to_time)),
+    CONSTRAINT trigger_replays_to_block_check CHECK ((to_block >= 0))
 );
 
 ALTER TABLE public.trigger_replays ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (

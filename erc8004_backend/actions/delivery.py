@@ -7,15 +7,19 @@ could succeed and how long the target asked us to wait.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.outbound import refusal
-from erc8004_backend.triggers.fields import RETRACTED_FIELD, explorer_links
+from erc8004_backend.triggers.fields import REPLAY_FIELD, RETRACTED_FIELD, explorer_links
 
 # What the audit trail keeps of a response body.
 RESPONSE_EXCERPT_CHARS = 2_000
+# What a chat message, an email's subject or an alert's summary starts with when its job was
+# queued by a replay (history asked for, not news). Each channel escapes it for its markup.
+REPLAY_MARKER = "(replay)"
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,12 @@ class Job:
         was about."""
         return bool(self.payload.get("retracted"))
 
+    @property
+    def replay(self) -> bool:
+        """Queued by a replay: an event the trigger's history holds, asked for on purpose
+        (its idempotency key is the one a live delivery of the event has)."""
+        return bool(self.payload.get("replay"))
+
 
 def template_values(payload: dict[str, Any], explorer_url: str | None) -> dict[str, Any]:
     """What templates can name, from a job's payload: the event's fields, links to the event
@@ -57,7 +67,15 @@ def template_values(payload: dict[str, Any], explorer_url: str | None) -> dict[s
     event = payload.get("event", {})
     links = explorer_links(event, explorer_url)
     retracted = "true" if payload.get("retracted") else "false"
-    return {**event, **links, **payload.get("computed", {}), RETRACTED_FIELD: retracted}
+    replay = "true" if payload.get("replay") else "false"
+    return {**event, **links, **payload.get("computed", {}), RETRACTED_FIELD: retracted,
+            REPLAY_FIELD: replay}  # fmt: skip
+
+
+def replay_marker(values: dict[str, Any], escape: Callable[[str], str] = str) -> str:
+    """What a replay's message starts with: the marker (escaped for the message's markup)
+    and a space; empty for any other delivery."""
+    return escape(REPLAY_MARKER) + " " if values.get(REPLAY_FIELD) == "true" else ""
 
 
 class DeliveryFailed(Erc8004Error):  # noqa: N818 (an outcome, named like one)

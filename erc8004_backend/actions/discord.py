@@ -35,7 +35,7 @@ from erc8004_backend.actions.configs import (
     json_depth,
     validate_config,
 )
-from erc8004_backend.actions.delivery import DeliveryFailed, Job
+from erc8004_backend.actions.delivery import DeliveryFailed, Job, replay_marker
 from erc8004_backend.triggers.templates import render_template
 
 CONTENT_LIMIT = 2_000
@@ -78,13 +78,14 @@ class DiscordConfig(ChatWebhookConfig):
 
 
 def discord_body(config: DiscordConfig, values: dict[str, Any]) -> dict[str, Any]:
-    """The webhook's JSON: values escaped, within Discord's limits, mentions off."""
+    """The webhook's JSON: values escaped, within Discord's limits, mentions off; a
+    retraction, and a replay's message, say so first in the content."""
 
     def render(template: str, limit: int) -> str:
         return truncated(render_template(template, values, escape_markdown), limit)
 
     body: dict[str, Any] = {"allowed_mentions": {"parse": []}}
-    content = retraction_line(values)
+    content = retraction_line(values) + replay_marker(values, escape_markdown)
     if config.content_template is not None:
         content += render_template(config.content_template, values, escape_markdown)
     if content:

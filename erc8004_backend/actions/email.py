@@ -10,7 +10,12 @@ Long values and parts are cut, with a marker saying so, rather than refused.
 
 Retries send the same Message-ID (made from the job's idempotency key), which lets mail
 systems that deduplicate by it drop a repeat; a retraction is a new message that refers to
-the first (In-Reply-To), so that mail clients thread them.
+the first (In-Reply-To), so that mail clients thread them. A replay's message (history asked
+for) has the Message-ID a live one has, `(replay)` before its subject and text, and the
+header X-ERC8004-Replay.
+
+Each attempt keeps what it sent for its owner's request inspector (the server, envelope,
+headers and parts), never the server's login.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from erc8004_backend.actions.configs import (
     RetractableConfig,
     validate_config,
 )
-from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt
+from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt, replay_marker
 from erc8004_backend.config import Settings
 from erc8004_backend.triggers.fields import RETRACTED_FIELD
 from erc8004_backend.triggers.templates import render_template
@@ -50,6 +55,8 @@ CUT_MARKER = "[…]"
 RETRACTION_SUBJECT_PREFIX = "Retracted: "
 RETRACTION_TEXT_PREFIX = "Retracted, reorged out of the chain:\n\n"
 RETRACTION_HTML_PREFIX = "<p><strong>Retracted, reorged out of the chain:</strong></p>\n"
+# A replay's message (history asked for) says so in this header too, for mail filters.
+REPLAY_HEADER = "X-ERC8004-Replay"
 
 # A plain address (RFC 5321's dot-atom local part at a domain of DNS labels): no display
 # names, comments, quoted local parts or IP literals, which only an attacker or a typo needs.
@@ -139,13 +146,14 @@ def subject_line(config: EmailConfig, values: dict[str, Any]) -> str:
     """One line: values' line breaks (and the template's own) become spaces."""
     rendered = render_template(config.subject_template, values, _subject_value)
     subject = " ".join(_LINE_BREAKING.sub(" ", rendered).split()) or "(no subject)"
+    subject = replay_marker(values) + subject
     if values.get(RETRACTED_FIELD) == "true":
         subject = RETRACTION_SUBJECT_PREFIX + subject
     return cut(subject, MAX_SUBJECT_CHARS)
 
 
 def text_part(config: EmailConfig, values: dict[str, Any]) -> str:
-    text = render_template(config.text_template, values, _plain_value)
+    text = replay_marker(values) + render_template(config.text_template, values, _plain_value)
     if values.get(RETRACTED_FIELD) == "true":
         text = RETRACTION_TEXT_PREFIX + text
     return cut(text, MAX_PART_CHARS)
@@ -155,6 +163,8 @@ def html_part(config: EmailConfig, values: dict[str, Any]) -> str | None:
     if config.html_template is None:
         return None
     markup = render_template(config.html_template, values, _html_value)
+    if marker := replay_marker(values, html.escape):
+        markup = f"<p>{marker.strip()}</p>\n{markup}"
     if values.get(RETRACTED_FIELD) == "true":
         markup = RETRACTION_HTML_PREFIX + markup
     return _cut_html(markup, MAX_PART_CHARS)
@@ -180,6 +190,8 @@ def build_message(
         original = _message_id(idempotency_key, domain, retracted=False)
         message["In-Reply-To"] = original
         message["References"] = original
+    if replay_marker(values):
+        message[REPLAY_HEADER] = "true"
     # RFC 3834: sent by a program, so that auto-responders do not answer it.
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(text_part(config, values))
@@ -239,10 +251,50 @@ def _refusal(error: aiosmtplib.SMTPResponseException, what: str) -> DeliveryFail
                           response={"code": error.code, "reply": reply})  # fmt: skip
 
 
+def inspected_message(
+    message: EmailMessage, options: dict[str, Any], *, sender: str, recipients: list[str]
+) -> dict[str, Any]:
+    """What an attempt sent, for its owner's request inspector: the server and its security,
+    the envelope, the message's headers and excerpts of its parts. Never the login: the
+    server's credentials are the operator's."""
+    security = "tls" if options["use_tls"] else "starttls" if options["start_tls"] else "none"
+    parts: dict[str, str] = {}
+    for subtype in ("plain", "html"):
+        part = message.get_body(preferencelist=(subtype,))
+        if part is not None and part.get_content_subtype() == subtype:
+            parts[subtype] = excerpt(part.get_content())
+    return {
+        "method": "SMTP",
+        "url": f"smtp://{options['hostname']}:{options['port']}",
+        "security": security,
+        "envelope": {"mail_from": sender, "rcpt_to": list(recipients)},
+        "subject": str(message["Subject"]),
+        "headers": {
+            name: str(value)
+            for name, value in message.items()
+            if name not in ("MIME-Version", "Content-Type")
+        },
+        "text": parts.get("plain"),
+        "html": parts.get("html"),
+    }
+
+
 async def send_email(
     message: EmailMessage, options: dict[str, Any], *, sender: str, recipients: list[str]
 ) -> dict[str, Any]:
-    """One SMTP session: the response record, or DeliveryFailed."""
+    """One SMTP session: the response record, or DeliveryFailed; either holds the request."""
+    sent = inspected_message(message, options, sender=sender, recipients=recipients)
+    try:
+        record = await _send_email(message, options, sender=sender, recipients=recipients)
+    except DeliveryFailed as failure:
+        failure.response = {**(failure.response or {}), "request": sent}
+        raise
+    return {**record, "request": sent}
+
+
+async def _send_email(
+    message: EmailMessage, options: dict[str, Any], *, sender: str, recipients: list[str]
+) -> dict[str, Any]:
     server = f"{options['hostname']}:{options['port']}"
     try:
         refused, reply = await aiosmtplib.send(message.as_bytes(), sender=sender,

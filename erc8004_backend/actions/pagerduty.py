@@ -3,11 +3,13 @@ events-api-v2/trigger-events/), to the service of the action's integration (rout
 
 Every attempt of a job sends the same `dedup_key`, the job's idempotency key, so PagerDuty
 keeps one alert however often it is retried; a retraction (with `notify_retractions`, after
-a reorg removed the event) resolves that alert with the same key.
+a reorg removed the event) resolves that alert with the same key. A replay's alert (history
+asked for) has the key a live one has, and `(replay)` before its summary.
 
 The routing key is stored encrypted, as webhooks' credentials are (rest.py, "credentials at
 rest"), bound to its action, and the API shows it masked. The events URL is the operator's
-(ERC8004_PAGERDUTY_EVENTS_URL); requests go through the address guard all the same.
+(ERC8004_PAGERDUTY_EVENTS_URL); requests go through the address guard all the same. Each
+attempt keeps the request it sent, its routing key masked, for the request inspector.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from erc8004_backend.actions.configs import (
     RetractableConfig,
     validate_config,
 )
-from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt
-from erc8004_backend.actions.rest import MASK, keep_or_seal, open_stored, shown_masked
+from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt, replay_marker
+from erc8004_backend.actions.rest import MASK, keep_or_seal, masked, open_stored, shown_masked
 from erc8004_backend.encryption import EncryptionError, SecretBox
 from erc8004_backend.outbound import ResponseTooLargeError, read_capped, refusal
 from erc8004_backend.retry import parse_retry_after, retryable_status
@@ -77,7 +79,7 @@ def _value(text: str) -> str:
 def summary(config: PagerDutyConfig, values: dict[str, Any], *, retracted: bool) -> str:
     text = render_template(config.summary_template, values, _value)
     # Shown as one line in PagerDuty's lists.
-    text = " ".join(text.split()) or "(no summary)"
+    text = replay_marker(values) + (" ".join(text.split()) or "(no summary)")
     return cut(RETRACTION_PREFIX + text if retracted else text, MAX_SUMMARY_CHARS)
 
 
@@ -159,14 +161,26 @@ def open_pagerduty_config(job: Job, box: SecretBox) -> PagerDutyConfig:
 # -- delivering ----------------------------------------------------------------------------
 
 
+def inspected_event(url: str, headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """What an attempt sent, for its owner's request inspector: the events URL (the
+    operator's), the headers, and the body with its routing key masked as the API shows it."""
+    shown = {**body, "routing_key": masked(str(body.get("routing_key", "")))}
+    return {"method": "POST", "url": url, "headers": headers,
+            "body": excerpt(orjson.dumps(shown))}  # fmt: skip
+
+
 async def deliver_pagerduty(
     body: dict[str, Any], *, session: aiohttp.ClientSession, url: str, response_max_bytes: int
 ) -> dict[str, Any]:
+    """One Events API request: the response record, or DeliveryFailed; either holds the
+    request."""
+    headers = {"Content-Type": "application/json"}
+    sent = {"request": inspected_event(url, headers, body)}
     try:
         async with session.post(
             url,
             data=orjson.dumps(body),
-            headers={"Content-Type": "application/json"},
+            headers=headers,
             timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS),
         ) as response:
             try:
@@ -174,13 +188,15 @@ async def deliver_pagerduty(
             except ResponseTooLargeError as error:
                 raw = f"(not kept: {error})".encode()
     except TimeoutError:
-        raise DeliveryFailed("PagerDuty did not answer in time", retryable=True) from None
+        raise DeliveryFailed("PagerDuty did not answer in time", retryable=True,
+                             response=sent) from None  # fmt: skip
     except aiohttp.ClientError as error:
         if refused := refusal(error):
             raise DeliveryFailed(f"refused to send to PagerDuty's events URL: {refused}",
                                  retryable=False) from None  # fmt: skip
         reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        raise DeliveryFailed(f"cannot reach PagerDuty: {reason}", retryable=True) from None
+        raise DeliveryFailed(f"cannot reach PagerDuty: {reason}", retryable=True,
+                             response=sent) from None  # fmt: skip
     try:
         answer = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -193,6 +209,7 @@ async def deliver_pagerduty(
             record["result"] = answer["status"]
     else:
         record["body"] = excerpt(raw)
+    record |= sent
     if response.status == 202:
         return record
     # 400: the event is invalid (sending it again will not help); 429: PagerDuty's rate

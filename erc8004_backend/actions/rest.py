@@ -13,6 +13,11 @@ delivered request) is the same request again, with the same `Idempotency-Key`, p
 `X-ERC8004-Retracted: true`, `"retracted": true` in the default body and `{{retracted}}`
 "true" in templates: a receiver checks that header before it drops a repeated key.
 
+A replay's job (a trigger's history asked for on purpose) is sent with the `Idempotency-Key`
+a live delivery of its event has, plus `X-ERC8004-Replay: true`, `"replay": true` in the
+default body and `{{replay}}` "true" in templates: a receiver that processed the event live
+drops it by its key, one that missed it knows it is history.
+
 A receiver verifies with the secret it was shown, comparing in constant time, and refuses
 timestamps more than a few minutes old so that a captured request cannot be replayed later.
 
@@ -60,6 +65,7 @@ QUERIES = load_queries("erc8004_backend.actions", "rest.sql")
 SIGNATURE_HEADER = "X-ERC8004-Signature"
 TIMESTAMP_HEADER = "X-ERC8004-Timestamp"
 RETRACTED_HEADER = "X-ERC8004-Retracted"
+REPLAY_HEADER = "X-ERC8004-Replay"
 # Set by the worker on every request; a config may not replace them.
 RESERVED_HEADERS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "idempotency-key"}
@@ -184,6 +190,8 @@ def webhook_request(
     }
     if job.retracted:
         headers[RETRACTED_HEADER] = "true"
+    if job.replay:
+        headers[REPLAY_HEADER] = "true"
     if body:
         headers.setdefault("Content-Type", "application/json")
     return url, headers, body

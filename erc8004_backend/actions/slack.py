@@ -29,7 +29,7 @@ from erc8004_backend.actions.configs import (
     json_depth,
     validate_config,
 )
-from erc8004_backend.actions.delivery import Job
+from erc8004_backend.actions.delivery import Job, replay_marker
 from erc8004_backend.triggers.templates import render_template
 
 TEXT_LIMIT = 40_000
@@ -60,16 +60,21 @@ class SlackConfig(ChatWebhookConfig):
 
 
 def slack_body(config: SlackConfig, values: dict[str, Any]) -> dict[str, Any]:
-    """The webhook's JSON: values escaped, texts within Slack's limits; a retraction says so
-    first."""
+    """The webhook's JSON: values escaped, texts within Slack's limits; a retraction, and a
+    replay's message, say so first."""
 
     def render(template: str, limit: int) -> str:
         return truncated(render_template(template, values, escape_mrkdwn), limit)
 
-    text = retraction_line(values) + render_template(config.text_template, values, escape_mrkdwn)
+    marker = replay_marker(values, escape_mrkdwn)
+    text = retraction_line(values) + marker + render_template(config.text_template, values,
+                                                              escape_mrkdwn)  # fmt: skip
     body: dict[str, Any] = {"text": truncated(text, TEXT_LIMIT)}
     if config.blocks_template is not None:
         blocks = [render_strings(block, render, _limits(block)) for block in config.blocks_template]
+        if marker:
+            note = {"type": "mrkdwn", "text": marker.strip()}
+            blocks.insert(0, {"type": "context", "elements": [note]})
         if retraction_line(values):
             line = {"type": "mrkdwn", "text": RETRACTION_LINE.strip()}
             blocks.insert(0, {"type": "section", "text": line})

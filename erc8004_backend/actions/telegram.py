@@ -1,5 +1,10 @@
 """Telegram: the Bot API's sendMessage, with values escaped for the message's parse mode.
 
+A message holds at most 4,096 characters (Telegram refuses longer ones): past that, the
+longest values are cut, before they are escaped and with a marker saying so, until it fits,
+so no escape, entity or markup of the template's is cut in half. A template that does not fit
+even so is sent as plain text, cut with the marker.
+
 The bot token is part of the URL Telegram wants (`/bot<token>/sendMessage`), so no URL or
 message here ever carries it.
 """
@@ -16,17 +21,21 @@ import orjson
 from pydantic import Field, field_validator
 
 from erc8004_backend.actions.channel import ChannelDependencies, ChannelSpec, Preview, preview_of
+from erc8004_backend.actions.chat_webhooks import TRUNCATED
 from erc8004_backend.actions.configs import (
     RetractableConfig,
     validate_config,
 )
-from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt
+from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt, replay_marker
 from erc8004_backend.actions.noise import take_slot
 from erc8004_backend.outbound import ResponseTooLargeError, read_capped
 from erc8004_backend.retry import parse_retry_after, retryable_status
-from erc8004_backend.triggers.fields import RETRACTED_FIELD
+from erc8004_backend.triggers.fields import RETRACTED_FIELD, format_value
 from erc8004_backend.triggers.templates import PLACEHOLDER, render_template
 
+# https://core.telegram.org/bots/api#sendmessage: 1-4096 characters after entities parsing.
+# Counted here before parsing (never fewer), in UTF-16 code units, as Telegram counts.
+TEXT_LIMIT = 4096
 # Telegram's limits, as seconds between messages: a bot sends about 30 a second, one a second
 # to a chat, 20 a minute to a group or channel (chat ids "-100..." or "@name").
 BOT_INTERVAL = 1 / 30
@@ -98,18 +107,72 @@ RETRACTION_PREFIX = "⚠️ Retracted, reorged out of the chain:\n"
 
 
 def send_message_body(config: TelegramConfig, values: dict[str, Any]) -> dict[str, Any]:
-    """The sendMessage request: the template rendered with escaped values (after a line
-    saying so, in a retraction)."""
-    template = template_text(config.message_template, config.parse_mode)
-    text = render_template(template, values, escape_for(config.parse_mode))
-    if values.get(RETRACTED_FIELD) == "true":
-        text = RETRACTION_PREFIX + text
+    """The sendMessage request: the template rendered with escaped values (after "(replay)"
+    in a replay's, and a line saying so in a retraction), within Telegram's length."""
+    parse_mode = config.parse_mode
+    text = _message_text(config.message_template, values, parse_mode)
+    if text is None:  # the template alone is too long once escaped: plain text, cut
+        parse_mode = None
+        plain = _prefix(values, escape_for(None)) + render_template(config.message_template,
+                                                                    values)  # fmt: skip
+        text = _cut_utf16(plain, TEXT_LIMIT)
     body: dict[str, Any] = {"chat_id": config.chat_id, "text": text}
-    if config.parse_mode:
-        body["parse_mode"] = config.parse_mode
+    if parse_mode:
+        body["parse_mode"] = parse_mode
     if config.disable_notification:
         body["disable_notification"] = True
     return body
+
+
+def _prefix(values: dict[str, Any], escape: Callable[[str], str]) -> str:
+    """A retraction's line, then a replay's marker (empty for a live delivery)."""
+    retraction = RETRACTION_PREFIX if values.get(RETRACTED_FIELD) == "true" else ""
+    return retraction + replay_marker(values, escape)
+
+
+def _message_text(template: str, values: dict[str, Any], parse_mode: str | None) -> str | None:
+    """The message's text, its values cut as little as makes it fit (None: nothing does)."""
+    template = template_text(template, parse_mode)
+    escape = escape_for(parse_mode)
+    prefix = _prefix(values, escape)
+
+    def render(limit: int | None) -> str:
+        cut = escape if limit is None else (lambda value: escape(truncated(value, limit)))
+        return prefix + render_template(template, values, cut)
+
+    text = render(None)
+    if _utf16_length(text) <= TEXT_LIMIT:
+        return text
+    # The longest cut of every value that fits (the length grows with the cut).
+    low, high = 0, max((len(format_value(value)) for value in values.values()), default=0)
+    if _utf16_length(render(low)) > TEXT_LIMIT:
+        return None
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _utf16_length(render(middle)) <= TEXT_LIMIT:
+            low = middle
+        else:
+            high = middle - 1
+    return render(low)
+
+
+def truncated(value: str, limit: int) -> str:
+    """A value longer than `limit` characters cut to them, the marker included; never made
+    longer than it was (a limit below the marker's length cuts to the marker alone)."""
+    if len(value) <= max(limit, len(TRUNCATED)):
+        return value
+    return value[: max(0, limit - len(TRUNCATED))] + TRUNCATED
+
+
+def _utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _cut_utf16(text: str, limit: int) -> str:
+    if _utf16_length(text) <= limit:
+        return text
+    kept = text.encode("utf-16-le")[: 2 * (limit - len(TRUNCATED))]
+    return kept.decode("utf-16-le", "ignore") + TRUNCATED  # "ignore": half a surrogate pair
 
 
 async def deliver_telegram(

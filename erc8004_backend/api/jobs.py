@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body, Path, Query
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,7 +18,14 @@ from erc8004_backend.actions.configs import ActionConfigError
 from erc8004_backend.actions.delivery import DeliveryFailed, Job
 from erc8004_backend.actions.queue import redeliver_jobs
 from erc8004_backend.actions.sample import deliver_sample, sample_payload
-from erc8004_backend.api.dependencies import DIGITS_ONLY, CurrentUser, Db, IsoTime, State
+from erc8004_backend.api.dependencies import (
+    DIGITS_ONLY,
+    TRUE_OR_FALSE,
+    CurrentUser,
+    Db,
+    IsoTime,
+    State,
+)
 from erc8004_backend.api.errors import ApiError, error_responses, not_found
 from erc8004_backend.api.events import (
     BIGINT_MAX,
@@ -61,7 +68,10 @@ class JobSummary(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     retraction: bool
-    idempotency_key: str = Field(description="Sent with every attempt and redelivery.")
+    replay: bool = Field(description="Queued by a replay of the trigger's history (POST"
+                         " /triggers/{id}/replays); its deliveries say so.")  # fmt: skip
+    idempotency_key: str = Field(description="Sent with every attempt and redelivery; a"
+                                 " replay's is the one a live job of its event has.")  # fmt: skip
 
 
 class JobDetail(JobSummary):
@@ -99,19 +109,25 @@ async def list_jobs(
     state: JobState | None = None,
     trigger_id: uuid.UUID | None = None,
     action_id: uuid.UUID | None = None,
+    replay: Annotated[
+        bool | None,
+        Query(description="true: only the jobs replays queued; false: only the others."),
+        TRUE_OR_FALSE,
+    ] = None,
     from_time: FromTime = None,
     to_time: ToTime = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> JobPage:
-    """The signed-in user's jobs, newest first, by state, trigger, action and creation time."""
+    """The signed-in user's jobs, newest first, by state, trigger, action, origin (a replay's
+    or not) and creation time."""
     from_time, to_time = _utc(from_time), _utc(to_time)
     _ordered("from_time", from_time, "to_time", to_time)
     # The cursor holds the last job's creation time and id; the page goes on by id.
     before_id = decode_cursor(cursor, _row_id)[1] if cursor else None
     params = {"user_id": user.id, "state": state, "trigger_id": trigger_id,
-              "action_id": action_id, "from_time": from_time, "to_time": to_time,
-              "before_id": before_id, "limit": limit + 1}  # fmt: skip
+              "action_id": action_id, "replay": replay, "from_time": from_time,
+              "to_time": to_time, "before_id": before_id, "limit": limit + 1}  # fmt: skip
     rows = await (await conn.execute(QUERIES["list_jobs"], params)).fetchall()
     items = [JobSummary.model_validate(row) for row in rows[:limit]]
     last = items[-1] if len(rows) > limit else None

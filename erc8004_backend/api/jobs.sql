@@ -1,18 +1,20 @@
 -- list_jobs --
 -- A page of the user's jobs, newest first (by id), with the state a person asks about:
--- queued (not tried yet), retrying (tried, due again), running, delivered, dead, cancelled.
+-- queued (not tried yet), retrying (tried, due again), running, delivered, dead, cancelled;
+-- those a replay queued, or those it did not (NULL: both).
 SELECT j.id, j.trigger_id, j.action_id, a.action_type, j.event_id, j.chain_id,
        CASE WHEN j.status = 'queued' AND j.attempts > 0 THEN 'retrying'
             WHEN j.status = 'succeeded' THEN 'delivered'
             ELSE j.status END AS state,
        j.attempts, j.max_attempts, j.run_at, j.last_error, j.created_at, j.finished_at,
-       j.retraction, j.idempotency_key
+       j.retraction, j.replay, j.idempotency_key
 FROM action_jobs AS j
 JOIN triggers AS t ON t.id = j.trigger_id
 JOIN trigger_actions AS a ON a.id = j.action_id
 WHERE t.user_id = %(user_id)s::uuid
   AND (%(trigger_id)s::uuid IS NULL OR j.trigger_id = %(trigger_id)s::uuid)
   AND (%(action_id)s::uuid IS NULL OR j.action_id = %(action_id)s::uuid)
+  AND (%(replay)s::boolean IS NULL OR j.replay = %(replay)s::boolean)
   AND (%(state)s::text IS NULL
        OR j.status = CASE %(state)s::text WHEN 'delivered' THEN 'succeeded'
                                           WHEN 'retrying' THEN 'queued'
@@ -31,7 +33,7 @@ SELECT j.id, j.trigger_id, j.action_id, a.action_type, j.event_id, j.chain_id,
             WHEN j.status = 'succeeded' THEN 'delivered'
             ELSE j.status END AS state,
        j.attempts, j.max_attempts, j.run_at, j.last_error, j.created_at, j.finished_at,
-       j.retraction, j.idempotency_key, j.payload
+       j.retraction, j.replay, j.idempotency_key, j.payload
 FROM action_jobs AS j
 JOIN triggers AS t ON t.id = j.trigger_id
 JOIN trigger_actions AS a ON a.id = j.action_id

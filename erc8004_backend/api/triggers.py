@@ -42,6 +42,7 @@ from erc8004_backend.api.dependencies import (
     State,
 )
 from erc8004_backend.api.errors import ApiError, error_responses, not_found
+from erc8004_backend.api.events import _utc
 from erc8004_backend.api.pages import decode_cursor, encode_cursor
 from erc8004_backend.chain.config import explorer_urls, load_chains
 from erc8004_backend.chain.events import REGISTRY_OF
@@ -329,15 +330,29 @@ class TriggerOut(BaseModel):
 
 
 class ReplayFrom(_Strict):
-    """Where a replay starts: a block, or a block time (exactly one of them)."""
+    """Where a replay starts: a block, or a block time (exactly one of them); and where it
+    ends, if before the processor's cursor: a block or a block time (at most one)."""
 
     from_block: Annotated[int, Field(ge=0, lt=2**63)] | None = None
     from_time: IsoTime | None = None
+    to_block: Annotated[int, Field(ge=0, lt=2**63)] | None = Field(
+        default=None, description="The last block it covers (default: where the processor is)."
+    )
+    to_time: IsoTime | None = Field(
+        default=None, description="The latest block time it covers (default: the processor's)."
+    )
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> ReplayFrom:
+    def _a_range(self) -> ReplayFrom:
         if (self.from_block is None) == (self.from_time is None):
             raise ValueError("give exactly one of from_block and from_time")
+        if self.to_block is not None and self.to_time is not None:
+            raise ValueError("give at most one of to_block and to_time")
+        if self.to_block is not None and (self.from_block or 0) > self.to_block:
+            raise ValueError(f"from_block {self.from_block} is after to_block {self.to_block}")
+        start, end = _utc(self.from_time), _utc(self.to_time)
+        if start is not None and end is not None and start > end:
+            raise ValueError("from_time is after to_time")
         return self
 
 
@@ -353,8 +368,10 @@ class ReplayOut(BaseModel):
     id: int
     from_block: int | None
     from_time: datetime | None
+    to_block: int | None = Field(description="Its own end, if it was given one.")
+    to_time: datetime | None
     end_block: int | None = Field(
-        description="The last event it covers (with end_log_index): the chain's processing"
+        description="The last event it can cover (with end_log_index): the chain's processing"
         " cursor when the processor took it up; null while pending. Later events are the"
         " live processor's."
     )
@@ -403,15 +420,15 @@ class BacktestIn(_Strict):
     limit: Annotated[int, Field(ge=1, le=MAX_EVENTS)] = 100_000
     replay: bool = Field(
         default=False,
-        description="What a replay from from_block or from_time (exactly one; no to_block or"
-        " to_time) requested now would cover: the events up to the processing cursor, and"
-        " for each firing the jobs it would queue (new_jobs).",
+        description="What a replay from from_block or from_time (exactly one), to to_block or"
+        " to_time if given (at most one), requested now would cover: the events up to the"
+        " processing cursor at most, and for each firing the jobs it would queue (new_jobs).",
     )
 
     @model_validator(mode="after")
     def _ordered(self) -> BacktestIn:
-        if self.replay and (self.to_block is not None or self.to_time is not None):
-            raise ValueError("a replay ends where the processor is: give no to_block or to_time")
+        if self.replay and self.to_block is not None and self.to_time is not None:
+            raise ValueError("a replay ends at a block or a time: give at most one of them")
         if self.replay and (self.from_block is None) == (self.from_time is None):
             raise ValueError("a replay starts from a block or a time: give one of them")
         if (self.from_block, self.to_block) != (None, None) and (
@@ -466,7 +483,8 @@ class BacktestOut(BaseModel):
     events_checked: int
     replay_end: Position | None = Field(
         default=None,
-        description="With replay: the last event a replay requested now would cover.",
+        description="With replay: the processing cursor, the last event a replay requested"
+        " now could cover (one with an earlier to_block or to_time ends before it).",
     )
     matched: int = Field(
         description="Events the trigger saw: those that met its field conditions that must all"
@@ -666,7 +684,9 @@ TriggerBody = Annotated[
 REPLAY_EXAMPLES = {
     "block": {"summary": "From a block", "value": {"from_block": 24_000_000}},
     "time": {"summary": "From a time", "value": {"from_time": "2026-03-02T00:00:00Z"}},
-}
+    "range": {"summary": "A range of blocks",
+              "value": {"from_block": 24_000_000, "to_block": 24_100_000}},
+}  # fmt: skip
 # The same examples as for PUT (the documentation's); `replay_from` has its own (README).
 NewTriggerBody = Annotated[
     TriggerNew,
@@ -869,7 +889,7 @@ async def _request_replay(
     inserted = await (await conn.execute(
         QUERIES["insert_replay"],
         {"trigger_id": trigger_id, "user_id": user_id, "from_block": start.from_block,
-         "from_time": start.from_time},
+         "from_time": start.from_time, "to_block": start.to_block, "to_time": start.to_time},
     )).fetchone()  # fmt: skip
     if inserted is None:
         raise not_found("trigger")
@@ -1196,7 +1216,8 @@ async def replay_trigger(
     conn: Db,
 ) -> ReplayOut:
     """Ask for the trigger's history on purpose: its jobs for the stored events from a block
-    or a time up to where the processor is when it takes the replay up, through the same
+    or a time up to where the processor is when it takes the replay up (or up to `to_block`
+    or `to_time`, if before), marked `replay`, through the same
     exactly-once jobs as live ones (an event that has its job already gets none). A replay of
     a trigger that is off waits until it is on. `POST /triggers/{id}/test` with `replay`
     shows what it would cover."""

@@ -117,11 +117,11 @@ FROM reputation_lenses
 WHERE user_id = %(user_id)s AND name = ANY (%(names)s::text[])
 
 -- insert_replay --
--- A replay of the user's trigger from a block or a time (no row: not theirs). The processor
--- is woken to take it up.
+-- A replay of the user's trigger from a block or a time, to its own end if given one (no
+-- row: not theirs). The processor is woken to take it up.
 WITH inserted AS (
-    INSERT INTO trigger_replays (trigger_id, chain_id, from_block, from_time)
-    SELECT id, chain_id, %(from_block)s, %(from_time)s
+    INSERT INTO trigger_replays (trigger_id, chain_id, from_block, from_time, to_block, to_time)
+    SELECT id, chain_id, %(from_block)s, %(from_time)s, %(to_block)s, %(to_time)s
     FROM triggers
     WHERE id = %(trigger_id)s AND user_id = %(user_id)s
     RETURNING id, trigger_id
@@ -131,9 +131,9 @@ FROM inserted
 
 -- list_replays --
 -- The replays of the user's trigger, newest first (the given one alone, if an id is given).
-SELECT r.id, r.from_block, r.from_time, r.end_block, r.end_log_index, r.cursor_block,
-       r.cursor_log_index, r.status, r.error, r.events, r.firings, r.jobs, r.created_at,
-       r.finished_at
+SELECT r.id, r.from_block, r.from_time, r.to_block, r.to_time, r.end_block, r.end_log_index,
+       r.cursor_block, r.cursor_log_index, r.status, r.error, r.events, r.firings, r.jobs,
+       r.created_at, r.finished_at
 FROM trigger_replays r
 JOIN triggers t ON t.id = r.trigger_id
 WHERE r.trigger_id = %(trigger_id)s AND t.user_id = %(user_id)s

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import psycopg
@@ -86,9 +86,10 @@ def backtest_trigger(
         bool,
         typer.Option(
             "--replay",
-            help="What a replay from --from-block or --from-time requested now would cover:"
-            " the events up to the processor's cursor, and the jobs each firing would queue"
-            " (its actions without a job for the event yet).",
+            help="What a replay from --from-block or --from-time (to --to-block or --to-time,"
+            " if given) requested now would cover: the events up to the processor's cursor at"
+            " most, and the jobs each firing would queue (its actions without a job for the"
+            " event yet).",
         ),
     ] = False,
     chains_file: ChainsFiles = None,
@@ -159,27 +160,40 @@ def replay_trigger(
         datetime | None,
         typer.Option(metavar="TIME", help="Earliest block time of the history (ISO 8601)."),
     ] = None,
+    to_block: Annotated[
+        int | None, typer.Option(metavar="BLOCK", help="Last block of the history.", min=0)
+    ] = None,
+    to_time: Annotated[
+        datetime | None,
+        typer.Option(metavar="TIME", help="Latest block time of the history (ISO 8601)."),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Ask for a trigger's history on purpose: the processor queues its jobs for the stored
-    events from --from-block or --from-time (exactly one) up to where it is when it takes the
-    replay up; an event that has its job already gets none. `triggers test --replay` shows
-    what it would cover."""
+    """Ask for a trigger's history on purpose: the processor queues its jobs, marked replay,
+    for the stored events from --from-block or --from-time (exactly one) up to where it is
+    when it takes the replay up, or to --to-block or --to-time (at most one) if before; an
+    event that has its job already gets none. `triggers test --replay` shows what it would
+    cover."""
     if (from_block is None) == (from_time is None):
         raise Erc8004Error("give exactly one of --from-block and --from-time")
+    if to_block is not None and to_time is not None:
+        raise Erc8004Error("give at most one of --to-block and --to-time")
+    if from_block is not None and to_block is not None and from_block > to_block:
+        raise Erc8004Error(f"--from-block {from_block} is after --to-block {to_block}")
+    if from_time is not None and to_time is not None and from_time > to_time:
+        raise Erc8004Error(f"--from-time {from_time} is after --to-time {to_time}")
+    bounds = {"from_block": from_block, "from_time": from_time, "to_block": to_block,
+              "to_time": to_time}  # fmt: skip
     with database(database_url) as url:
-        replay_id = asyncio.run(_request_replay(url, trigger_id, from_block, from_time))
+        replay_id = asyncio.run(_request_replay(url, trigger_id, bounds))
     console.print(f"replay {replay_id} requested; the processor takes it up", highlight=False)
 
 
-async def _request_replay(
-    url: str, trigger_id: str, from_block: int | None, from_time: datetime | None
-) -> int:
+async def _request_replay(url: str, trigger_id: str, bounds: dict[str, Any]) -> int:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         try:
             cursor = await conn.execute(
-                REPLAY_QUERIES["request_replay"],
-                {"trigger_id": trigger_id, "from_block": from_block, "from_time": from_time},
+                REPLAY_QUERIES["request_replay"], {"trigger_id": trigger_id, **bounds}
             )
         except psycopg.errors.InvalidTextRepresentation:
             raise Erc8004Error(f"{trigger_id!r} is not a trigger id (a UUID)") from None

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from erc8004_backend.actions.rest import REPLAY_HEADER, RETRACTED_HEADER
 from erc8004_backend.api.server import listen, serve_on
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.cli.signals import run_until_signalled
@@ -80,6 +81,10 @@ def show(console: Console, webhook: ReceivedWebhook) -> None:
         heading += f"  [dim]Idempotency-Key {escape(webhook.idempotency_key)}[/]"
         if webhook.repeat:
             heading += "  [bold yellow](a repeat: this key came before)[/]"
+    if webhook.headers.get(REPLAY_HEADER.lower()) == "true":
+        heading += "  [cyan](a replay: history asked for)[/]"
+    if webhook.headers.get(RETRACTED_HEADER.lower()) == "true":
+        heading += "  [bold yellow](a retraction: reorged out of the chain)[/]"
     console.print(heading, soft_wrap=True)
     if not webhook.body:
         console.print("[dim](no body)[/]")

@@ -151,11 +151,11 @@ JOIN trigger_actions AS a ON a.id = c.action_id
 -- queue_retractions --
 -- Before the events above the fork go: each job delivered for one of them whose action asks
 -- for it (config.notify_retractions) gets a retraction job: the same event, action and
--- idempotency key, its payload marked "retracted", due now.
+-- idempotency key (and replay mark), its payload marked "retracted", due now.
 INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id, priority, idempotency_key,
-                         payload, max_attempts, retraction)
+                         payload, max_attempts, retraction, replay)
 SELECT j.trigger_id, j.action_id, j.event_id, j.chain_id, j.priority, j.idempotency_key,
-       j.payload || '{"retracted": true}', j.max_attempts, true
+       j.payload || '{"retracted": true}', j.max_attempts, true, j.replay
 FROM events AS e
 JOIN action_jobs AS j ON j.event_id = e.id
 JOIN trigger_actions AS a ON a.id = j.action_id

@@ -99,15 +99,16 @@ async def backtest(
     actions would send (links to the block explorer of its chain in `explorers`, chain id ->
     URL); nothing is written (the transaction is read-only) or sent.
 
-    With `replay`, the events a replay from `from_block` or `from_time` requested now would
-    cover (up to the chain's processing cursor; no `to_block` or `to_time`), and for each
-    firing the jobs it would queue: one per action that has no job for the event yet."""
+    With `replay`, the events a replay from `from_block` or `from_time` (to `to_block` or
+    `to_time`, if given) requested now would cover (up to the chain's processing cursor at
+    most), and for each firing the jobs it would queue: one per action that has no job for
+    the event yet."""
     try:
         trigger_id = str(uuid.UUID(trigger_id))
     except ValueError:
         raise TriggerNotFoundError(f"{trigger_id!r} is not a trigger id (a UUID)") from None
-    if replay and (to_block is not None or to_time is not None):
-        raise Erc8004Error("a replay ends where the processor is: give no to_block or to_time")
+    if replay and to_block is not None and to_time is not None:
+        raise Erc8004Error("a replay ends at a block or a time: give at most one of them")
     if replay and (from_block is None) == (from_time is None):
         raise Erc8004Error("a replay starts from a block or a time: give one of them")
     if from_block is not None and to_block is not None and from_block > to_block:
@@ -134,7 +135,8 @@ async def backtest(
                 {"chain_id": trigger.chain_id, "registry": trigger.registry,
                  "cursor_block": -1, "cursor_log_index": -1, "end_block": replay_end[0],
                  "end_log_index": replay_end[1], "from_block": from_block,
-                 "from_time": from_time, "limit": limit},
+                 "from_time": from_time, "to_block": to_block, "to_time": to_time,
+                 "limit": limit},
             )  # fmt: skip
         else:
             await cursor.execute(
@@ -173,8 +175,9 @@ async def backtest(
     explorer_url = (explorers or {}).get(trigger.chain_id)
     for firing in plan.firings:
         event = firing.event
-        # The payload a job would carry, as the worker reads it.
-        messages = previews.render(orjson.loads(job_payload(firing)), explorer_url)
+        # The payload a job would carry (a replay's marked), as the worker reads it.
+        payload = orjson.loads(job_payload(firing, replay=replay))
+        messages = previews.render(payload, explorer_url)
         result.fired.append(Firing(event["id"], event["block_number"], event["log_index"],
                                    event["block_time"], event["event_type"],
                                    event.get("agent_id"), dict(firing.computed),

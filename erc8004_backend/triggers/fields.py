@@ -76,11 +76,15 @@ COMPUTED_FIELDS = (
 LINK_FIELDS = frozenset({"transaction_url", "block_url", "address_url"})
 # "true" in a retraction (a job saying a reorg removed the event it was about), else "false".
 RETRACTED_FIELD = "retracted"
+# "true" in a replay's job (history asked for: triggers/replay.py), else "false".
+REPLAY_FIELD = "replay"
 # Everything a template can name, with its kind (which filters apply to it).
 TEMPLATE_FIELDS: dict[str, FieldKind] = {
     **FIELDS,
     **dict.fromkeys(SUMMARY_FIELDS | {"ema_score", "count"}, _N),
-    **dict.fromkeys({"trigger_name", "trigger_id", RETRACTED_FIELD} | LINK_FIELDS, _T),
+    **dict.fromkeys(
+        {"trigger_name", "trigger_id", RETRACTED_FIELD, REPLAY_FIELD} | LINK_FIELDS, _T
+    ),
     **dict.fromkeys(CHANGE_ADDRESS_FIELDS, _A),
     **dict.fromkeys(CHANGE_TEXT_FIELDS, _T),
     "silent_since": FieldKind.TIME,

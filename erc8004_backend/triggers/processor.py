@@ -101,15 +101,17 @@ def _json_default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-def job_payload(firing: Firing) -> bytes:
+def job_payload(firing: Firing, *, replay: bool = False) -> bytes:
     """What a worker needs besides the action's config: the event's fields (numbers as exact
-    strings), the computed values and the trigger's name."""
+    strings), the computed values and the trigger's name; `"replay": true` in a replay's."""
     trigger = firing.trigger
-    document = {
+    document: dict[str, Any] = {
         "event_id": firing.event["id"],
         "event": firing.fields,
         "computed": {**firing.computed, "trigger_name": trigger.name, "trigger_id": trigger.id},
     }
+    if replay:
+        document["replay"] = True
     return orjson.dumps(document, default=_json_default)
 
 
@@ -411,9 +413,9 @@ def _as_encoded(document: bytes) -> bytes:
     return document  # a payload is encoded once, by job_payload (orjson)
 
 
-def _jobs(firings: list[Firing], chain_id: int) -> Iterator[_Job]:
+def _jobs(firings: list[Firing], chain_id: int, *, replay: bool = False) -> Iterator[_Job]:
     for firing in firings:
-        payload = Jsonb(job_payload(firing), dumps=_as_encoded)
+        payload = Jsonb(job_payload(firing, replay=replay), dumps=_as_encoded)
         trigger_id = _uuid(firing.trigger.id)
         silence = firing.silence.key(firing.trigger.id) if firing.silence else None
         for action in firing.trigger.actions:
@@ -426,14 +428,20 @@ def _jobs(firings: list[Firing], chain_id: int) -> Iterator[_Job]:
                    payload, action.max_attempts, silence)  # fmt: skip
 
 
-async def queue_jobs(conn: psycopg.AsyncConnection, chain_id: int, firings: list[Firing]) -> int:
+async def queue_jobs(
+    conn: psycopg.AsyncConnection, chain_id: int, firings: list[Firing], *, replay: bool = False
+) -> int:
     """One job per action of each firing (in the caller's transaction), but none for an
     (event, action), or (silent period, action), that has one already; returns how many
-    were queued. Replays use it, whose events may have their jobs already."""
-    return await _insert_jobs(conn, chain_id, list(_jobs(firings, chain_id)))
+    were queued. Replays use it, whose events may have their jobs already: `replay` marks
+    their jobs (the column and the payload), whose keys are those live jobs would have."""
+    jobs = list(_jobs(firings, chain_id, replay=replay))
+    return await _insert_jobs(conn, chain_id, jobs, replay=replay)
 
 
-async def _insert_jobs(conn: psycopg.AsyncConnection, chain_id: int, jobs: list[_Job]) -> int:
+async def _insert_jobs(
+    conn: psycopg.AsyncConnection, chain_id: int, jobs: list[_Job], *, replay: bool
+) -> int:
     if not jobs:
         return 0
     columns = list(zip(*jobs, strict=True))
@@ -441,6 +449,7 @@ async def _insert_jobs(conn: psycopg.AsyncConnection, chain_id: int, jobs: list[
         QUERIES["insert_jobs"],
         {
             "chain_id": chain_id,
+            "replay": replay,
             "trigger_ids": list(columns[0]),
             "action_ids": list(columns[1]),
             "event_ids": list(columns[2]),

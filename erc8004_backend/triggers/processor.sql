@@ -143,11 +143,11 @@ WHERE chain_id = %(chain_id)s AND batch_last_block < %(window_start)s
 -- default (8). The arrays are sent in binary (placeholder "b"): a text array escapes every
 -- quote of every JSON document, in Python, at about 70 us a payload (a seventh of
 -- `erc8004 run`'s CPU at 500 events/s), and the ids travel as 16 bytes instead of text for
--- the server to parse.
+-- the server to parse. A replay's jobs are marked `replay`.
 INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id, priority, idempotency_key,
-                         payload, max_attempts, silence_key)
+                         payload, max_attempts, silence_key, replay)
 SELECT trigger_id, action_id, event_id, %(chain_id)s, priority, idempotency_key, payload,
-       coalesce(max_attempts, 8), silence_key
+       coalesce(max_attempts, 8), silence_key, %(replay)s
 FROM unnest(%(trigger_ids)b::uuid[], %(action_ids)b::uuid[], %(event_ids)b::bigint[],
             %(priorities)b::int[], %(keys)b::text[], %(payloads)b::jsonb[],
             %(max_attempts)b::int[], %(silence_keys)s::text[])

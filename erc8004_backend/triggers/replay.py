@@ -4,7 +4,9 @@ A replay (a row of `trigger_replays`, made by the API) covers the stored events 
 trigger's chain from a block or a time up to its end: the chain's processing cursor when the
 processor took it up. The processor takes replays up between its live batches, while it holds
 the chain, and then reloads its triggers: every event after the end is evaluated live with the
-trigger as it is now, every event up to it by the replay, so none falls between them.
+trigger as it is now, every event up to it by the replay, so none falls between them. A replay
+given an end of its own (a block or a time) covers the events up to that one too, and only
+them: the live processor fires none of the older events for it.
 
 Each batch of a replay is one transaction: its events in chain order, evaluated by the same
 plan_batch as live and backtests for the trigger alone, from the replay's own state and last
@@ -44,8 +46,9 @@ TIME_SLICE_SECONDS = 1.0
 async def start_replays(conn: psycopg.AsyncConnection, chain_id: int) -> int:
     """Take up the chain's pending replays of triggers that are on: fix each one's end at the
     processing cursor and let the live processor fire, from the replay's start, the events it
-    has not passed yet. The caller holds the chain and must reload its triggers before its
-    next live batch if any was taken up; returns how many."""
+    has not passed yet (unless the replay has an end of its own). The caller holds the chain
+    and must reload its triggers before its next live batch if any was taken up; returns how
+    many."""
     cursor = await conn.execute(QUERIES["pending_replays"], {"chain_id": chain_id})
     started = 0
     for (replay_id,) in await cursor.fetchall():
@@ -56,21 +59,34 @@ async def start_replays(conn: psycopg.AsyncConnection, chain_id: int) -> int:
             row = await taken.fetchone()
             if row is None:
                 continue
-            trigger_id, from_block, start_time = row
-            if from_block is not None:
-                found = await conn.execute(
-                    QUERIES["replay_start_time"], {"chain_id": chain_id, "from_block": from_block}
-                )
-                first = await found.fetchone()
-                start_time = first[0] if first else None
-            if start_time is not None:
-                await conn.execute(
-                    QUERIES["fire_from_replay_start"],
-                    {"trigger_id": trigger_id, "start_time": start_time},
-                )
+            trigger_id, from_block, start_time, open_ended = row
+            # A replay with an end of its own asked for that range only: the live processor
+            # fires no older events for it (those of the range it had not passed yet are left
+            # to it, and fire if they are newer than the trigger's start).
+            if open_ended:
+                await _fire_from_replay_start(conn, chain_id, trigger_id, from_block, start_time)
         started += 1
         log.info("replay.started", replay_id=replay_id, trigger_id=str(trigger_id))
     return started
+
+
+async def _fire_from_replay_start(
+    conn: psycopg.AsyncConnection,
+    chain_id: int,
+    trigger_id: Any,
+    from_block: int | None,
+    start_time: Any,
+) -> None:
+    if from_block is not None:
+        found = await conn.execute(
+            QUERIES["replay_start_time"], {"chain_id": chain_id, "from_block": from_block}
+        )
+        first = await found.fetchone()
+        start_time = first[0] if first else None
+    if start_time is not None:
+        await conn.execute(
+            QUERIES["fire_from_replay_start"], {"trigger_id": trigger_id, "start_time": start_time}
+        )
 
 
 async def run_replays(
@@ -127,7 +143,8 @@ async def replay_batch(
             QUERIES["replay_events"],
             {"chain_id": chain_id, "registry": trigger.registry, "limit": limit,
              **{key: replay[key] for key in ("cursor_block", "cursor_log_index", "end_block",
-                                             "end_log_index", "from_block", "from_time")}},
+                                             "end_log_index", "from_block", "from_time",
+                                             "to_block", "to_time")}},
         )  # fmt: skip
         events = await rows.fetchall()
         index = TriggerIndex([trigger])
@@ -142,7 +159,7 @@ async def replay_batch(
             Clock({trigger.id: last_fired} if last_fired else {}, origin=replay["from_time"]),
             summaries,
         )
-        result.jobs = await queue_jobs(conn, chain_id, plan.firings)
+        result.jobs = await queue_jobs(conn, chain_id, plan.firings, replay=True)
         state.update(plan.states_of(trigger.id))
         done = len(events) < limit
         last = events[-1] if events else None

@@ -19,7 +19,7 @@ SET status = 'running',
 FROM (SELECT %(chain_id)s::bigint AS chain_id) AS c
 LEFT JOIN processing_cursors p ON p.chain_id = c.chain_id
 WHERE r.id = %(replay_id)s AND r.status = 'pending'
-RETURNING r.trigger_id, r.from_block, r.from_time
+RETURNING r.trigger_id, r.from_block, r.from_time, r.to_block IS NULL AND r.to_time IS NULL
 
 -- replay_start_time --
 -- The block time a replay from a block starts at: its first stored event's (NULL: none).
@@ -45,8 +45,8 @@ ORDER BY id
 -- lock_replay --
 -- A running replay with what its next batch needs, locked for the batch: its progress moves
 -- in the same transaction as its jobs. None while its trigger is off (it waits).
-SELECT r.trigger_id::text, r.from_block, r.from_time, r.end_block, r.end_log_index,
-       r.cursor_block, r.cursor_log_index, r.state, r.last_fired_at
+SELECT r.trigger_id::text, r.from_block, r.from_time, r.to_block, r.to_time, r.end_block,
+       r.end_log_index, r.cursor_block, r.cursor_log_index, r.state, r.last_fired_at
 FROM trigger_replays r
 JOIN triggers t ON t.id = r.trigger_id
 WHERE r.id = %(replay_id)s AND r.status = 'running' AND t.enabled AND t.disabled_at IS NULL
@@ -54,7 +54,7 @@ FOR UPDATE OF r
 
 -- replay_events --
 -- The next events of a replay: its trigger's chain and registry, after its cursor, up to its
--- end, from its start, in chain order.
+-- end, within its range (from its start, to its own end if it has one), in chain order.
 SELECT *
 FROM events
 WHERE chain_id = %(chain_id)s AND registry = %(registry)s
@@ -62,6 +62,8 @@ WHERE chain_id = %(chain_id)s AND registry = %(registry)s
   AND (block_number, log_index) <= (%(end_block)s, %(end_log_index)s)
   AND block_number >= coalesce(%(from_block)s::bigint, 0)
   AND block_time >= coalesce(%(from_time)s::timestamptz, '-infinity')
+  AND block_number <= coalesce(%(to_block)s::bigint, 9223372036854775807)
+  AND block_time <= coalesce(%(to_time)s::timestamptz, 'infinity')
 ORDER BY block_number, log_index
 LIMIT %(limit)s
 
@@ -97,8 +99,9 @@ GROUP BY event_id
 -- A replay of any trigger (the operator's command line; the API's is the owner's), and the
 -- processor woken to take it up.
 WITH inserted AS (
-    INSERT INTO trigger_replays (trigger_id, chain_id, from_block, from_time)
-    SELECT id, chain_id, %(from_block)s, %(from_time)s FROM triggers WHERE id = %(trigger_id)s
+    INSERT INTO trigger_replays (trigger_id, chain_id, from_block, from_time, to_block, to_time)
+    SELECT id, chain_id, %(from_block)s, %(from_time)s, %(to_block)s, %(to_time)s
+    FROM triggers WHERE id = %(trigger_id)s
     RETURNING id, trigger_id
 )
 SELECT id, pg_notify('trigger_changed', trigger_id::text) IS NOT NULL AS notified

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from pydantic import Field
 
-from erc8004_backend.actions import channels
+from erc8004_backend.actions import channels, discord, email, pagerduty, rest, slack, telegram
 from erc8004_backend.actions.channel import ChannelDependencies, ChannelSpec, Preview
 from erc8004_backend.actions.channels import CHANNELS, parse_action_config
 from erc8004_backend.actions.configs import ActionConfigError, ChannelConfig, validate_config
@@ -23,7 +23,7 @@ from erc8004_backend.api.triggers import ActionIn
 from tests.actions.test_worker import results, running_worker, settings_for
 from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import WebhookSink
-from tests.support.jobs import create_trigger, queue_jobs
+from tests.support.jobs import create_trigger, feedback_event, queue_jobs
 from tests.support.waiting import eventually
 
 
@@ -114,3 +114,60 @@ async def test_an_action_type_without_a_channel_is_dead_naming_the_known_ones(
     )
     cursor = await conn.execute("SELECT status FROM action_jobs")
     assert await cursor.fetchall() == [("dead",)]
+
+
+REPLAY_CONFIGS: dict[str, dict[str, Any]] = {
+    "telegram": {"chat_id": "1", "message_template": "agent {{agent_id}}",
+                 "parse_mode": "MarkdownV2"},
+    "slack": {"webhook_url": "https://hooks.slack.com/services/T/B/x",
+              "text_template": "agent {{agent_id}}",
+              "blocks_template": [{"type": "section",
+                                   "text": {"type": "mrkdwn", "text": "{{agent_id}}"}}]},
+    "discord": {"webhook_url": "https://discord.com/api/webhooks/1/x",
+                "embeds_template": [{"title": "agent {{agent_id}}"}]},
+    "email": {"to": ["ops@example.com"], "subject_template": "agent {{agent_id}}",
+              "text_template": "agent {{agent_id}}", "html_template": "<b>{{agent_id}}</b>"},
+    "pagerduty": {"routing_key": "R0UT1NGKEY", "summary_template": "agent {{agent_id}}"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("replay", [True, False])
+def test_a_replays_message_says_so_first_in_every_channel(replay: bool) -> None:
+    """A job a replay queued: every channel's message starts with the marker, escaped for its
+    markup; the webhook has its header and body field; nothing of it in a live job's."""
+    payload = {"event_id": 1, "event": feedback_event(1), "computed": {"trigger_name": "t"},
+               **({"replay": True} if replay else {})}  # fmt: skip
+    job = Job(id=1, trigger_id="t", trigger_name="t", user_id="u", action_id="a",
+              action_type="rest", config={}, event_id=1, chain_id=1, attempt=1, max_attempts=1,
+              idempotency_key="k", payload=payload)  # fmt: skip
+    assert job.replay is replay
+    assert job.values["replay"] == ("true" if replay else "false")
+    marker = "(replay) " if replay else ""
+
+    def config(action_type: str) -> Any:
+        return parse_action_config(action_type, REPLAY_CONFIGS[action_type])
+
+    values = job.values
+    text = telegram.send_message_body(config("telegram"), values)["text"]
+    assert text == ("\\(replay\\) " if replay else "") + "agent 42"  # MarkdownV2 escapes ()
+    body = slack.slack_body(config("slack"), values)
+    assert body["text"] == f"{marker}agent 42"
+    assert (body["blocks"][0]["type"] == "context") is replay
+    assert discord.discord_body(config("discord"), values).get("content") == (
+        "\\(replay\\) " if replay else None)  # fmt: skip
+    message = email.build_message(config("email"), values, sender="alerts@example.com",
+                                  idempotency_key="k")  # fmt: skip
+    assert message["Subject"] == f"{marker}agent 42"
+    assert message.get(email.REPLAY_HEADER) == ("true" if replay else None)
+    assert message["Message-ID"] == "<k@example.com>"  # as a live delivery's
+    assert email.text_part(config("email"), values).startswith(f"{marker}agent 42")
+    assert (email.html_part(config("email"), values) or "").startswith(
+        "<p>(replay)</p>\n<b>42</b>" if replay else "<b>42</b>")  # fmt: skip
+    alert = pagerduty.event_body(config("pagerduty"), values, dedup_key="k", retracted=False)
+    assert alert["payload"]["summary"] == f"{marker}agent 42"
+    assert alert["dedup_key"] == "k"
+    _, headers, raw = rest.webhook_request(rest.RestConfig(url="https://example.com/h"), job,
+                                           secret="s", timestamp=1)  # fmt: skip
+    assert headers.get(rest.REPLAY_HEADER) == ("true" if replay else None)
+    assert headers["Idempotency-Key"] == "k"
+    assert orjson.loads(raw).get("replay") is (True if replay else None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -233,10 +234,21 @@ async def test_an_email_is_delivered_with_login_in_each_security_mode(
     assert message["Message-ID"] == f"<{key}@example.com>"
     [row] = await results(conn)
     assert row["status"] == "success"
+    sent = row["response_data"].pop("request")
     assert row["response_data"] == {
         "reply": "2.0.0 OK: queued",
         "message_id": f"<{key}@example.com>",
     }
+    # The request inspector: the envelope, headers and parts as received; no login.
+    assert {k: v for k, v in sent.items() if k not in ("headers", "text", "html")} == {
+        "method": "SMTP", "url": f"smtp://127.0.0.1:{server.port}", "security": security,
+        "envelope": {"mail_from": SENDER, "rcpt_to": mail.rcpt_tos},
+        "subject": message["Subject"]}  # fmt: skip
+    assert sent["headers"] == {name: message[name] for name in HEADERS
+                               if name not in ("MIME-Version", "Content-Type")}  # fmt: skip
+    assert (_lines(sent["text"]), _lines(sent["html"])) == (mail.text(), mail.html())
+    assert "s3cret" not in json.dumps(row["response_data"] | {"request": sent})
+    assert "mailer" not in json.dumps(sent)
 
 
 async def test_a_4xx_reply_is_retried_with_the_same_message_id(
@@ -272,7 +284,10 @@ async def test_a_5xx_reply_is_dead_at_once(
         row["error_message"]
         == "the SMTP server refused the message: 554 5.7.1 Message rejected as spam"
     )
+    sent = row["response_data"].pop("request")
     assert row["response_data"] == {"code": 554, "reply": "554 5.7.1 Message rejected as spam"}
+    assert sent["envelope"] == {"mail_from": SENDER, "rcpt_to": email_config()["to"]}
+    assert sent["subject"] == "Agent 42: score 45 (refund)"
 
 
 async def test_recipients_refused_for_now_are_retried_and_for_good_are_kept(

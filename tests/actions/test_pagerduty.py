@@ -197,8 +197,16 @@ async def test_an_alert_is_triggered_with_the_jobs_key_and_resolved_by_a_retract
     assert server.alerts == {key: "resolved"}
     rows = await results(conn)
     assert [row["status"] for row in rows] == ["success", "success"]
+    sent = [row["response_data"].pop("request") for row in rows]
     assert rows[0]["response_data"] == {"status": 202, "message": "Event processed",
                                         "dedup_key": key, "result": "success"}  # fmt: skip
+    # The request inspector: each attempt's request as received, its routing key masked.
+    for request, event in zip(sent, server.events, strict=True):
+        assert {k: request[k] for k in ("method", "url", "headers")} == {
+            "method": "POST", "url": url + EVENTS_PATH,
+            "headers": {"Content-Type": "application/json"}}  # fmt: skip
+        assert orjson.loads(request["body"]) == {**event, "routing_key": MASK + ROUTING_KEY[-4:]}
+    assert ROUTING_KEY not in orjson.dumps(rows).decode() + orjson.dumps(sent).decode()
 
 
 @pytest.mark.slow

@@ -106,9 +106,44 @@ async def test_no_route_reveals_or_changes_another_users_things(
     assert {"GET /api/v1/triggers/{trigger_id}", "DELETE /api/v1/me/api-keys/{key_id}",
             "GET /api/v1/action-results/{result_id}", "PUT /api/v1/me/lenses/{lens_name}",
             "DELETE /api/v1/me/lenses/{lens_name}"} <= set(tried)  # fmt: skip
+    # The delivery operations: what they would queue, send or replay is alice's.
+    assert set(DELIVERY_OPERATIONS) <= set(tried), set(DELIVERY_OPERATIONS) - set(tried)
     assert len(tried) >= 14, tried
-    # Lists show bob none of alice's things.
-    for listing in ("/triggers", "/me/api-keys", "/action-results", "/me/lenses"):
-        page = (await api.get(listing, headers=bob.headers)).json()
+    # Lists show bob none of alice's things, nor filtered by her ids.
+    for listing, params in [("/triggers", {}), ("/me/api-keys", {}), ("/action-results", {}),
+                            ("/me/lenses", {}), ("/jobs", {}),
+                            ("/jobs", {"trigger_id": ids["trigger_id"]}),
+                            ("/jobs", {"action_id": ids["action_id"], "state": "dead"})]:  # fmt: skip
+        page = (await api.get(listing, params=params, headers=bob.headers)).json()
         items = page["items"] if isinstance(page, dict) else page
-        assert items == [], listing
+        assert items == [], (listing, params)
+    assert [job["id"] for job in (await api.get("/jobs", headers=alice.headers)).json()["items"]
+            ] == [int(ids["job_id"])]  # fmt: skip
+
+
+# Each of these reached with alice's ids by bob is a 404 that queues, sends and records
+# nothing (the test above): redelivery of a job or of a trigger's dead jobs, a replay, a
+# test delivery.
+DELIVERY_OPERATIONS = (
+    "POST /api/v1/jobs/{job_id}/redeliver",
+    "POST /api/v1/triggers/{trigger_id}/jobs/redeliver",
+    "POST /api/v1/triggers/{trigger_id}/replays",
+    "POST /api/v1/triggers/{trigger_id}/actions/{action_id}/test",
+)
+
+
+async def test_a_test_delivery_of_anothers_action_through_ones_own_trigger_is_a_404(
+    api: ApiClient, alice: Account, bob: Account, migrated_url: str
+) -> None:
+    """Mixed ids: bob's own trigger with alice's action, and alice's trigger with bob's."""
+    ids = await alices_things(api, alice, migrated_url)
+    bobs = (await api.post("/triggers", json=SIMPLE, headers=bob.headers)).json()
+    before = await snapshot(migrated_url)
+    for trigger, action, who in [(bobs["id"], ids["action_id"], bob),
+                                 (ids["trigger_id"], bobs["actions"][0]["id"], bob),
+                                 (bobs["id"], ids["action_id"], alice)]:  # fmt: skip
+        response = await api.post(f"/triggers/{trigger}/actions/{action}/test",
+                                  headers=who.headers)  # fmt: skip
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["message"] == "action not found"
+    assert await snapshot(migrated_url) == before

@@ -212,6 +212,22 @@ def test_backtest_as_a_replay_and_a_replay_requested(migrated_url: str) -> None:
         row = conn.execute("SELECT from_block, status FROM trigger_replays").fetchone()
     assert row == (2, "pending")
 
+    # A range: the preview and the request end at its own end.
+    ranged = erc8004("triggers", "test", trigger_id, "--from-block", "1", "--to-block", "2",
+                     "--replay", database_url=migrated_url)  # fmt: skip
+    assert ranged.returncode == 0, ranged.stderr
+    assert [row[0] for row in firing_rows(ranged.stdout)] == ["1"]
+    backwards = erc8004("triggers", "replay", trigger_id, "--from-block", "3", "--to-block",
+                        "2", database_url=migrated_url)  # fmt: skip
+    assert backwards.returncode != 0
+    assert "--from-block 3 is after --to-block 2" in backwards.stderr
+    bounded = erc8004("triggers", "replay", trigger_id, "--from-time", "2026-01-01T00:00:00",
+                      "--to-block", "3", database_url=migrated_url)  # fmt: skip
+    assert bounded.returncode == 0, bounded.stderr
+    with psycopg.connect(migrated_url) as conn:
+        rows = conn.execute("SELECT from_block, to_block FROM trigger_replays ORDER BY id")
+        assert rows.fetchall() == [(2, None), (None, 3)]
+
 
 def test_backtest_shows_a_silence_the_head_fired(migrated_url: str) -> None:
     with psycopg.connect(migrated_url, autocommit=True) as conn:

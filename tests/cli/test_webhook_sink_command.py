@@ -50,9 +50,8 @@ async def test_the_sink_prints_each_webhook_with_its_verdict(tmp_path: Path) -> 
         answer = httpx.post(f"{url}/hooks/a", content=body, headers=headers)
         assert (answer.status_code, answer.json()) == (200, {"ok": True})
         httpx.post(f"{url}/hooks/a", content=body, headers=headers)  # a repeat
-        httpx.post(
-            f"{url}/other?x=1", content=b"not json", headers={**headers, "Idempotency-Key": "2"}
-        )
+        httpx.post(f"{url}/other?x=1", content=b"not json",
+                   headers={**headers, "Idempotency-Key": "2", "X-ERC8004-Replay": "true"})  # fmt: skip
         await eventually(lambda: "not json" in (tmp_path / "out").read_text(),
                          what="the third webhook printed")  # fmt: skip
         process.send_signal(signal.SIGINT)
@@ -77,6 +76,7 @@ async def test_the_sink_prints_each_webhook_with_its_verdict(tmp_path: Path) -> 
         "  POST /other?x=1  signature INVALID: the signature matches none of the secrets"
         in lines[8]
     )
+    assert lines[8].endswith("Idempotency-Key 2  (a replay: history asked for)")
     assert lines[9] == "not json"
 
 

@@ -6,7 +6,9 @@ answers makes it fail for a while (`fail_next`) or stall (`stall_next`).
 
 `TelegramServer`: the Bot API's sendMessage: the bot token in the path, chat_id and text
 required, parse modes checked (MarkdownV2 text with an unescaped reserved character is
-refused, as Telegram does), and 429 with parameters.retry_after on command.
+refused, as Telegram does; so is a text past 4,096 UTF-16 code units, counted as sent, which
+Telegram counts after parsing entities, never more), and 429 with parameters.retry_after on
+command.
 
 Both are ASGI apps; serve them with `serve_asgi` (tests/support/asgi.py).
 """
@@ -173,6 +175,9 @@ class TelegramServer:
         text = message.get("text")
         if not isinstance(text, str) or not text:
             await self._error(send, 400, "Bad Request: message text is empty")
+            return
+        if len(text.encode("utf-16-le")) // 2 > 4096:
+            await self._error(send, 400, "Bad Request: message is too long")
             return
         mode = message.get("parse_mode")
         if mode not in (None, "MarkdownV2", "Markdown", "HTML"):
