@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from erc8004_backend.actions.channel import ChannelDependencies
 from erc8004_backend.actions.channels import channel_spec
@@ -164,7 +165,7 @@ def test_telegram_takes_hostile_text_escaped_and_within_4096(parse_mode: str | N
     config = {"chat_id": "-1001", "message_template": template, "parse_mode": parse_mode}
     server = TelegramServer(BOT_TOKEN)
     with Served(server) as served:
-        settings = Settings(telegram_bot_token=BOT_TOKEN, telegram_api_url=served.url,
+        settings = Settings(telegram_bot_token=SecretStr(BOT_TOKEN), telegram_api_url=served.url,
                             telegram_rate_limits=False)  # fmt: skip
 
         @EXAMPLES
