@@ -31,6 +31,19 @@ WHERE (%(chain_id)s::bigint IS NULL OR e.chain_id = %(chain_id)s::bigint)
 ORDER BY e.block_time DESC, e.id DESC
 LIMIT %(limit)s
 
+-- event_partition_starts --
+-- Where each weekly partition of events begins, newest first. None on TimescaleDB: its
+-- chunks inherit from events but are no partitions (no bound), and it prunes them itself.
+SELECT bound.starts
+FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid
+CROSS JOIN LATERAL (
+    SELECT (regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                         'FROM \(''([^'']+)''\)'))[1]::timestamptz AS starts
+) bound
+WHERE i.inhparent = 'events'::regclass AND bound.starts IS NOT NULL
+ORDER BY bound.starts DESC
+
 -- block_range_times --
 -- The block times of a chain's first event at or after from_block and of its last event at
 -- or before to_block (null: none, or no such bound). A chain's block times never decrease

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,13 @@ import pytest
 from pydantic import create_model
 
 from erc8004_backend.api.app import Pool
-from erc8004_backend.api.events import QUERIES, EventOut, fields_unlike_the_columns
+from erc8004_backend.api.events import (
+    QUERIES,
+    WINDOW_PARTITIONS,
+    EventOut,
+    _newest_events,
+    fields_unlike_the_columns,
+)
 from erc8004_backend.chain.events import EVENT_COLUMNS
 from tests.api.conftest import Account, ApiClient
 
@@ -208,6 +215,54 @@ async def test_filters(
 ) -> None:
     response = await api.get("/events", params=query, headers=alice.headers)
     assert ids(response) == pick(events, *expected)
+
+
+async def test_pages_read_in_partition_windows_equal_one_query_over_all(pool: Pool) -> None:
+    """Over 41 weekly partitions (a busy agent every week, a quiet one only long ago), random
+    filters, time bounds, limits and cursors: reading a page in windows of partitions returns
+    what one query over every partition returns, and the walk goes past its first windows."""
+    rng = random.Random(8004)
+    first_week = T0 - timedelta(weeks=40)
+    async with pool.connection() as conn:
+        await conn.execute("SELECT ensure_event_partitions(%s, %s)", [first_week, T0])
+    stored = []
+    monday = (first_week - timedelta(days=first_week.weekday())).replace(hour=0)
+    for block in range(440):
+        # Some exactly where a partition begins (a window's edge), the others at random.
+        at = (monday + timedelta(weeks=block - 400) if block >= 400
+              else first_week + timedelta(hours=rng.randrange(40 * 7 * 24)))  # fmt: skip
+        quiet = block % 50 == 0 and at < T0 - timedelta(weeks=30)
+        stored.append(await insert_event(
+            pool, rng.choice([A, B]), "reputation", "NewFeedback", block, at,
+            agent_id=7 if quiet else rng.choice([1, 2, 3]), client_address=CLIENT,
+            feedback_index=block, value=block, value_decimals=0, score=str(block),
+        ))  # fmt: skip
+    nulls = dict.fromkeys(["chain_id", "registry", "event_type", "agent_id", "client_address",
+                           "validator_address", "from_block", "to_block", "first_time",
+                           "last_time", "from_time", "to_time", "before_time", "before_id"])  # fmt: skip
+    beyond_first_windows = 0
+    async with pool.connection() as conn:
+        events = await (await conn.execute("SELECT id, block_time FROM events")).fetchall()
+        for _ in range(150):
+            params: dict[str, Any] = {**nulls}
+            if rng.random() < 0.4:
+                params["chain_id"] = rng.choice([A, B])
+            if rng.random() < 0.3:
+                params["agent_id"] = rng.choice([1, 7])
+            if rng.random() < 0.2:
+                params["from_time"] = first_week + timedelta(days=rng.randrange(280))
+            if rng.random() < 0.2:
+                params["to_time"] = first_week + timedelta(days=rng.randrange(280))
+            if rng.random() < 0.3:
+                before = rng.choice(events)
+                params["before_time"], params["before_id"] = before["block_time"], before["id"]
+            wanted = rng.randrange(1, 80)
+            windowed = await _newest_events(conn, params, wanted)
+            cursor = await conn.execute(QUERIES["list_events"], {**params, "limit": wanted})
+            assert [row["id"] for row in windowed] == [row["id"] for row in await cursor.fetchall()]
+            first_windows = T0 - timedelta(weeks=sum(WINDOW_PARTITIONS))
+            beyond_first_windows += any(row["block_time"] < first_windows for row in windowed)
+    assert beyond_first_windows >= 10
 
 
 async def test_block_ranges_where_blocks_share_a_time(
