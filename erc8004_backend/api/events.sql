@@ -62,6 +62,10 @@ SELECT CASE WHEN %(from_block)s::bigint IS NOT NULL THEN (
             ORDER BY b.block_number DESC
             LIMIT 1) END AS last_time
 
+-- generic_plans --
+-- For this transaction: prepared statements keep one plan for every parameter value.
+SET LOCAL plan_cache_mode = force_generic_plan
+
 -- event_by_id --
 SELECT {event_columns}
 FROM events e
