@@ -29,11 +29,10 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-import psutil
 import psycopg
 from psycopg import sql
 
-from bench.common import ROOT, admin_url, child, report, throwaway_database
+from bench.common import ROOT, admin_url, child, peak_rss_mb, report, throwaway_database
 from erc8004_backend.chain.config import render_chain_table
 from erc8004_backend.chain.rpc import RpcClient
 from erc8004_backend.database.connection import connect, with_database
@@ -112,7 +111,7 @@ async def from_launch(
         "migrate_and_indexer_events_per_second": emitted.events / migrate_indexer_seconds,
         "run_caught_up_seconds": run_seconds,
         "run_caught_up_events_per_second": emitted.events / run_seconds,
-        "run_peak_rss_mb": round(run_peak / 2**20, 1),
+        "run_peak_rss_mb": run_peak,
     }
 
 
@@ -137,19 +136,16 @@ async def _timed(url: str, args: list[str]) -> float:
 
 async def _run_until_caught_up(
     url: str, devnet: Devnet, chains_file: Path, block: int
-) -> tuple[float, int]:
+) -> tuple[float, float | None]:
     """Seconds from launching `erc8004 run` until its indexer has confirmed `block`, and
-    the process's peak resident memory meanwhile (bytes, sampled as often)."""
+    the process's peak resident memory by then (MB)."""
     args = ["-m", "erc8004_backend", "run", "--chain", "devnet", "--chains-file",
             str(chains_file), "--port", "0"]  # fmt: skip
     query = "SELECT confirmed_block_number FROM checkpoints WHERE chain_id = %s"
     with connect(url) as conn:
         started = time.perf_counter()
         async with child(*args, env=_environment(url)) as process:
-            peak = 0
             while True:
-                with contextlib.suppress(psutil.Error):
-                    peak = max(peak, psutil.Process(process.pid).memory_info().rss)
                 if process.returncode is not None:
                     raise SystemExit("erc8004 run stopped before it caught up")
                 try:
@@ -157,7 +153,7 @@ async def _run_until_caught_up(
                 except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
                     row = None  # not migrated yet
                 if row and row[0] is not None and row[0] >= block:
-                    return time.perf_counter() - started, peak
+                    return time.perf_counter() - started, peak_rss_mb(process.pid)
                 await asyncio.sleep(0.01)
     raise AssertionError("unreachable")
 
@@ -211,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
             ("run, launch to caught up",
              f"{launched['run_caught_up_seconds']:.2f} s,"
              f" {launched['run_caught_up_events_per_second']:,.0f} events/s"),
-            ("run, peak resident memory", f"{launched['run_peak_rss_mb']:,.0f} MB"),
+            ("run, peak resident memory", f"{launched['run_peak_rss_mb']} MB"),
         ], launched, args.json)  # fmt: skip
         return
     result = asyncio.run(backfill(args.events, args.max_block_range, args.events_per_block))

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import secrets
 import signal
 import sys
@@ -64,6 +65,16 @@ def throwaway_database() -> Iterator[str]:
         finally:
             with connect(admin) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """A running process's peak resident memory so far (VmHWM, Linux), in MB; else None."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return round(int(match.group(1)) / 1024, 1) if match else None
 
 
 def machine() -> dict[str, Any]:

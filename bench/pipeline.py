@@ -67,7 +67,7 @@ import httpx
 import psycopg
 import structlog
 
-from bench.common import child, console, report, throwaway_database
+from bench.common import child, console, peak_rss_mb, report, throwaway_database
 from erc8004_backend.actions.rest import verify_signature
 from erc8004_backend.chain.config import render_chain_table
 from erc8004_backend.chain.events import SPECS_BY_TOPIC
@@ -301,6 +301,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 cpu_before = cpu_seconds(pids)
                 activity = await drive(generator, args)
                 cpu_after = cpu_seconds(pids)
+                run_peak_rss_mb = peak_rss_mb(system.pid)
                 head = await rpc.block_number()
                 expected = await chain_events(rpc, registries, head)
                 arrived = await wait_for_count(sink, len(expected), args.drain_timeout)
@@ -321,6 +322,11 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "confirmations": chain.confirmations, "poll_interval": chain.poll_interval,
         "arrived_by_deadline": arrived,
         "cpu_cores_busy": busy,
+        # erc8004 run's CPU (indexer, processor, worker, API) per event delivered.
+        "run_cpu_ms_per_event": round(
+            (cpu_after["erc8004 run"] - cpu_before["erc8004 run"]) * 1000 / activity.events, 3
+        ) if "erc8004 run" in cpu_after and activity.events else None,
+        "run_peak_rss_mb": run_peak_rss_mb,
     })  # fmt: skip
     return result
 
@@ -443,6 +449,8 @@ def main(argv: list[str] | None = None) -> None:
         ("evm_mine call p50 / max", f"{mine['p50_ms']:.1f} / {mine['max_ms']:.1f} ms"),
         (f"cores busy (of {os.cpu_count()})", ", ".join(f"{name} {value:.2f}"
                                  for name, value in result["cpu_cores_busy"].items())),
+        ("erc8004 run: CPU per event, peak memory",
+         f"{result['run_cpu_ms_per_event']} ms, {result['run_peak_rss_mb']} MB"),
     ]  # fmt: skip
     report("pipeline", rows, result, args.json)
     if result["missing"] or result["duplicates"] or result["unexpected"]:
