@@ -99,31 +99,25 @@ async def record_attempts(
     had lost their lease: their results are kept, their jobs left to the new holder)."""
     if not attempts:
         return 0
+    outcomes = [_outcome(attempt) for attempt in attempts]
     cursor = await conn.execute(
         QUERIES["record_attempts"],
-        {
-            "worker": worker,
-            "job_ids": [a.job.id for a in attempts],
-            "attempts": [a.job.attempt for a in attempts],
-            "next_status": [a.next_status for a in attempts],
-            "retry_in": [a.retry_in for a in attempts],
-            "errors": [a.error for a in attempts],
-            "result_status": [a.result_status for a in attempts],
-            "durations": [a.duration_ms for a in attempts],
-            "responses": [
-                orjson.dumps(a.response).decode() if a.response is not None else None
-                for a in attempts
-            ],
-            "user_ids": [a.job.user_id for a in attempts],
-            "trigger_ids": [a.job.trigger_id for a in attempts],
-            "action_ids": [a.job.action_id for a in attempts],
-            "event_ids": [a.job.event_id for a in attempts],
-            "chain_ids": [a.job.chain_id for a in attempts],
-            "action_types": [a.job.action_type for a in attempts],
-        },
+        {"worker": worker, "outcomes": orjson.dumps(outcomes).decode()},
     )
     row = await cursor.fetchone()
     return int(row[0]) if row else 0
+
+
+def _outcome(attempt: Attempt) -> dict[str, Any]:
+    """An attempt as record_attempts reads it (a row of its JSON array)."""
+    job = attempt.job
+    return {"job_id": job.id, "attempt": job.attempt, "next_status": attempt.next_status,
+            "retry_in": attempt.retry_in, "error": attempt.error,
+            "result_status": attempt.result_status, "duration_ms": attempt.duration_ms,
+            "response": attempt.response, "user_id": job.user_id,
+            "trigger_id": job.trigger_id, "action_id": job.action_id,
+            "event_id": job.event_id, "chain_id": job.chain_id,
+            "action_type": job.action_type}  # fmt: skip
 
 
 @dataclass(frozen=True)

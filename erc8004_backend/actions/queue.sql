@@ -31,14 +31,14 @@ SELECT min(run_at) FROM action_jobs WHERE status = 'queued'
 -- attempt gets its action_results row even if the lease was lost meanwhile. Rows whose
 -- trigger or action was deleted during the attempt keep NULLs there, as deletes leave them.
 WITH outcome AS (
+    -- One JSON array of the outcomes: encoded in one call, where fourteen arrays of
+    -- parameters cost a quarter of a busy worker's CPU to send.
     SELECT *
-    FROM unnest(%(job_ids)s::bigint[], %(attempts)s::int[], %(next_status)s::text[],
-                %(retry_in)s::float8[], %(errors)s::text[], %(result_status)s::text[],
-                %(durations)s::int[], %(responses)s::jsonb[], %(user_ids)s::uuid[],
-                %(trigger_ids)s::uuid[], %(action_ids)s::uuid[], %(event_ids)s::bigint[],
-                %(chain_ids)s::bigint[], %(action_types)s::text[])
-         AS o(job_id, attempt, next_status, retry_in, error, result_status, duration_ms,
-              response, user_id, trigger_id, action_id, event_id, chain_id, action_type)
+    FROM jsonb_to_recordset(%(outcomes)s::jsonb)
+         AS o(job_id bigint, attempt int, next_status text, retry_in float8, error text,
+              result_status text, duration_ms int, response jsonb, user_id uuid,
+              trigger_id uuid, action_id uuid, event_id bigint, chain_id bigint,
+              action_type text)
 ), moved AS (
     UPDATE action_jobs AS j
     SET status = o.next_status,
