@@ -1,0 +1,87 @@
+// Deliveries: the user's jobs with filters; one job's inspector (its payload and each
+// attempt's request and response) and redelivery.
+import { api } from "./api.js";
+import { h, json, replace, section, table, time, notice } from "./dom.js";
+import { field, form, input, onSubmit, select } from "./forms.js";
+
+const STATES = [["", "any"], "queued", "retrying", "running", "delivered", "dead", "cancelled"];
+
+export async function deliveriesPage(body, { query }) {
+  const triggers = (await api("GET", "triggers", { query: { limit: 200 } })).items;
+  const state = select(STATES, { value: query.get("state") ?? "" });
+  const trigger = select([["", "any"], ...triggers.map((t) => [t.id, t.name])],
+    { value: query.get("trigger_id") ?? "" });
+  const fromTime = input({ placeholder: "2026-03-02T00:00:00Z", value: query.get("from_time") ?? "" });
+  const toTime = input({ placeholder: "2026-03-03T00:00:00Z", value: query.get("to_time") ?? "" });
+  const list = h("div");
+  const filters = form({ "aria-label": "Filter deliveries", class: "filters" },
+    h("div", { class: "row" },
+      field("State", state, { path: "state" }),
+      field("Trigger", trigger, { path: "trigger_id" }),
+      field("Made from", fromTime, { path: "from_time" }),
+      field("Made until", toTime, { path: "to_time" })),
+    h("button", { type: "submit" }, "Show"));
+  const names = new Map(triggers.map((t) => [t.id, t.name]));
+  let cursor = null;
+  const load = async (more) => {
+    const page = await api("GET", "jobs", { query: { state: state.value, trigger_id: trigger.value,
+      from_time: fromTime.value, to_time: toTime.value, cursor: more ? cursor : undefined } });
+    cursor = page.next_cursor;
+    const shown = table("Deliveries", [
+      ["Job", (job) => h("a", { href: `#/deliveries/${job.id}` }, `#${job.id}`)],
+      ["Trigger", (job) => names.get(job.trigger_id) ?? job.trigger_id],
+      ["Channel", (job) => job.action_type],
+      ["State", (job) => h("span", { class: `state ${job.state}` }, job.state)],
+      ["Attempts", (job) => `${job.attempts}/${job.max_attempts}`],
+      ["Last error", (job) => job.last_error ?? ""],
+      ["Made", (job) => time(job.created_at)],
+      ["Finished", (job) => time(job.finished_at)],
+    ], page.items, { empty: "none match." });
+    if (more) list.append(shown);
+    else replace(list, shown);
+    if (cursor) {
+      list.append(h("button", { type: "button", class: "secondary",
+        onclick: (event) => { event.target.remove(); load(true); } }, "More"));
+    }
+  };
+  onSubmit(filters, () => load(false));
+  body.append(filters, list);
+  await load(false);
+}
+
+export async function deliveryPage(body, context, jobId) {
+  const message = h("div", { "aria-live": "polite" });
+  const view = h("div");
+  const show = async () => {
+    const job = await api("GET", `jobs/${jobId}`);
+    const redeliverable = job.state === "delivered" || job.state === "dead";
+    replace(view,
+      h("dl", { class: "facts" }, [
+        ["State", job.state], ["Channel", job.action_type], ["Trigger", job.trigger_id],
+        ["Event", job.event_id ?? "—"], ["Chain", job.chain_id],
+        ["Attempts", `${job.attempts} of ${job.max_attempts}`],
+        ["Idempotency key", job.idempotency_key], ["Last error", job.last_error ?? "none"],
+      ].flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, String(value))])),
+      redeliverable ? h("button", { type: "button", onclick: async () => {
+        try {
+          const done = await api("POST", `jobs/${jobId}/redeliver`);
+          replace(message, notice(`Queued again: job ${done.jobs.join(", ")}.`));
+          await show();
+        } catch (error) {
+          replace(message, notice(error.message, "error"));
+        }
+      } }, "Redeliver") : null,
+      section("Payload", json(job.payload)),
+      section("Attempts", job.attempts_made.length ? job.attempts_made.map((attempt, index) =>
+        h("article", { class: "attempt" },
+          h("h3", {}, `Attempt ${index + 1}: ${attempt.status}`),
+          h("p", {}, time(attempt.executed_at), ` · ${attempt.duration_ms ?? "?"} ms`,
+            attempt.error_message ? ` · ${attempt.error_message}` : ""),
+          attempt.response_data?.request ? [h("h4", {}, "Request"), json(attempt.response_data.request)] : null,
+          attempt.response_data ? [h("h4", {}, "Response"),
+            json(Object.fromEntries(Object.entries(attempt.response_data).filter(([key]) => key !== "request")))] : null))
+        : h("p", {}, "Not tried yet.")));
+  };
+  body.append(h("p", {}, h("a", { href: "#/deliveries" }, "All deliveries")), message, view);
+  await show();
+}

@@ -1,0 +1,407 @@
+// The trigger editor: the trigger's settings, its condition tree (conditions and all / any /
+// not groups, any depth), its actions with a form per channel, and a JSON view of the whole
+// body that can be edited too. The API checks everything: its errors are shown at the field
+// they name (conditions.any[1].operator, actions[0].config). For a saved trigger: test it
+// against history (a backtest), send a test delivery of an action, replay history.
+import { api, schema } from "./api.js";
+import { h, json, replace, secretOnce, section, table, time, notice } from "./dom.js";
+import { field, form, group, input, onSubmit, select } from "./forms.js";
+
+// What a new condition of each type starts as: its field, operator, value and config.
+const TYPE_DEFAULTS = {
+  agent_id_equals: ["agent_id", "=", "", {}],
+  score_threshold: ["score", "<", "50", {}],
+  tag_equals: ["tag1", "=", "", {}],
+  validator_whitelist: ["validator_address", "IN", "[]", {}],
+  event_type_equals: ["event_type", "=", "NewFeedback", {}],
+  response_threshold: ["response", "<", "80", {}],
+  file_uri_exists: ["file_uri", "IS NOT NULL", "", {}],
+  field: ["agent_id", "=", "", {}],
+  ema_threshold: ["score", "<", "70", { window_size: 5 }],
+  rate_limit: ["feedback_count", ">=", "10", { time_window: "1h" }],
+  reputation_threshold: ["reputation", "<", "60", { clients: [] }],
+  validation_threshold: ["validation", "<", "80", {}],
+  owner_changed: ["owner", "!=", "", {}],
+  wallet_changed: ["agent_wallet", "!=", "", {}],
+  uri_changed: ["agent_uri", "!=", "", {}],
+  silence: ["silence", ">=", "24h", {}],
+};
+const STATEFUL_TYPES = new Set(["ema_threshold", "rate_limit", "reputation_threshold",
+  "validation_threshold", "silence"]);
+
+// Each channel's config fields: [key, label, kind, hint]. kind: text, textarea, number,
+// checkbox, json, or a list of choices. Keys not listed stay editable in "Other settings".
+const CHANNEL_FIELDS = {
+  telegram: [
+    ["chat_id", "Chat id", "text"],
+    ["message_template", "Message template", "textarea", "{{agent_id}}, {{score}}, ... (see the trigger language)"],
+    ["parse_mode", "Parse mode", ["", "MarkdownV2", "Markdown", "HTML"]],
+    ["disable_notification", "Send silently", "checkbox"],
+  ],
+  rest: [
+    ["url", "URL", "text"],
+    ["method", "Method", ["POST", "PUT", "PATCH", "GET", "DELETE"]],
+    ["headers", "Headers (JSON object)", "json"],
+    ["body_template", "Body template (JSON)", "json"],
+    ["timeout_ms", "Timeout (ms)", "number"],
+  ],
+  mcp: [
+    ["tool_name", "Tool name", "text", "Default: agent.receiveFeedback"],
+    ["verify_file_hash", "Verify the feedback file's hash", "checkbox"],
+    ["timeout_ms", "Timeout (ms)", "number"],
+  ],
+  slack: [
+    ["webhook_url", "Slack webhook URL", "text"],
+    ["text_template", "Text template", "textarea"],
+    ["blocks_template", "Blocks template (JSON)", "json"],
+  ],
+  discord: [
+    ["webhook_url", "Discord webhook URL", "text"],
+    ["content_template", "Content template", "textarea"],
+    ["embeds_template", "Embeds template (JSON)", "json"],
+    ["username", "Username", "text"],
+  ],
+  email: [
+    ["to", "To (JSON list of addresses)", "json"],
+    ["subject_template", "Subject template", "text"],
+    ["text_template", "Text template", "textarea"],
+    ["html_template", "HTML template", "textarea"],
+    ["from_name", "From name", "text"],
+  ],
+  pagerduty: [
+    ["routing_key", "Routing key", "text"],
+    ["summary_template", "Summary template", "text"],
+    ["severity", "Severity", ["warning", "critical", "error", "info"]],
+    ["source_template", "Source template", "text"],
+  ],
+};
+
+const blankCondition = (type = "score_threshold") => {
+  const [fieldName, operator, value, config] = TYPE_DEFAULTS[type] ?? ["", "=", "", {}];
+  return { kind: "condition", condition_type: type, field: fieldName, operator, value,
+    config: structuredClone(config) };
+};
+
+// The API's tree (a list, or {all|any|not}) as the editor's nodes, and back.
+function toNode(tree) {
+  if (Array.isArray(tree)) return { kind: "list", children: tree.map(toNode) };
+  if (tree.all) return { kind: "all", children: tree.all.map(toNode) };
+  if (tree.any) return { kind: "any", children: tree.any.map(toNode) };
+  if (tree.not) return { kind: "not", children: [toNode(tree.not)] };
+  return { kind: "condition", condition_type: tree.condition_type, field: tree.field,
+    operator: tree.operator, value: tree.value ?? "", config: tree.config ?? {} };
+}
+
+function fromNode(node) {
+  switch (node.kind) {
+    case "list": return node.children.map(fromNode);
+    case "all": return { all: node.children.map(fromNode) };
+    case "any": return { any: node.children.map(fromNode) };
+    case "not": return { not: node.children[0] ? fromNode(node.children[0]) : {} };
+    default: return { condition_type: node.condition_type, field: node.field,
+      operator: node.operator, value: node.value, config: node.config };
+  }
+}
+
+// The API's path of the i-th child of the group at `path`.
+function childPath(node, path, index) {
+  if (node.kind === "list") return `${path}[${index}]`;
+  if (node.kind === "not") return `${path}.not`;
+  return `${path}.${node.kind}[${index}]`;
+}
+
+const GROUP_KINDS = [["all", "all of these hold"], ["any", "any of these holds"],
+  ["not", "this does not hold"]];
+
+function fromTrigger(trigger) {
+  return {
+    name: trigger.name, description: trigger.description ?? "", chain_id: trigger.chain_id,
+    registry: trigger.registry, enabled: trigger.enabled, is_stateful: trigger.is_stateful,
+    cooldown_seconds: trigger.cooldown_seconds, failure_threshold: trigger.failure_threshold,
+    root: toNode(trigger.conditions),
+    actions: trigger.actions.map(({ id, action_type, priority, config }) =>
+      ({ id, action_type, priority, config: structuredClone(config) })),
+  };
+}
+
+function toBody(model) {
+  return {
+    name: model.name, description: model.description || null, chain_id: model.chain_id,
+    registry: model.registry, enabled: model.enabled, is_stateful: model.is_stateful,
+    cooldown_seconds: model.cooldown_seconds, failure_threshold: model.failure_threshold,
+    conditions: fromNode(model.root),
+    actions: model.actions.map(({ id, action_type, priority, config }) =>
+      (id ? { id, action_type, priority, config } : { action_type, priority, config })),
+  };
+}
+
+const NEW_TRIGGER = {
+  name: "", description: "", chain_id: 31337, registry: "reputation", enabled: true,
+  is_stateful: false, cooldown_seconds: 0, failure_threshold: 10,
+  root: { kind: "list", children: [blankCondition()] },
+  actions: [{ action_type: "rest", priority: 1,
+    config: { url: "https://example.com/hook", method: "POST" } }],
+};
+
+// A JSON textarea bound to model[key]: parsed on input; a parse error is shown at it.
+function jsonControl(read, write, props = {}) {
+  const area = h("textarea", { rows: 3, spellcheck: "false", class: "code", ...props });
+  area.value = JSON.stringify(read() ?? {}, null, 0);
+  area.addEventListener("input", () => {
+    try {
+      write(area.value.trim() === "" ? undefined : JSON.parse(area.value));
+      area.removeAttribute("aria-invalid");
+    } catch {
+      area.setAttribute("aria-invalid", "true");
+    }
+  });
+  return area;
+}
+
+export async function editorPage(body, { go }, triggerId) {
+  const openapi = await schema();
+  const schemas = openapi.components.schemas;
+  const conditionTypes = schemas.ConditionIn.properties.condition_type.enum;
+  const operators = schemas.ConditionIn.properties.operator.enum;
+  const channels = schemas.ActionIn.properties.action_type.enum;
+  const saved = triggerId ? await api("GET", `triggers/${triggerId}`) : null;
+  const model = saved ? fromTrigger(saved) : structuredClone(NEW_TRIGGER);
+
+  const result = h("div", { "aria-live": "polite" });
+  const jsonView = h("textarea", { rows: 16, spellcheck: "false", class: "code", id: "trigger-json" });
+  const editor = h("div");
+  const changed = () => { jsonView.value = JSON.stringify(toBody(model), null, 2); };
+  const rerender = () => { replace(editor, renderSettings(), renderConditions(), renderActions()); changed(); };
+
+  const bind = (control, read, write) => {
+    if (control.type === "checkbox") control.checked = Boolean(read());
+    else control.value = read() ?? "";
+    control.addEventListener(control.tagName === "SELECT" || control.type === "checkbox" ? "change" : "input", () => {
+      write(control.type === "checkbox" ? control.checked
+        : control.type === "number" ? (control.value === "" ? null : Number(control.value))
+          : control.value);
+      changed();
+    });
+    return control;
+  };
+
+  function renderSettings() {
+    const prop = (key) => [() => model[key], (value) => { model[key] = value; }];
+    return group("Trigger", "",
+      field("Name", bind(input(), ...prop("name")), { path: "name" }),
+      field("Description", bind(h("textarea", { rows: 2 }), ...prop("description")), { path: "description" }),
+      h("div", { class: "row" },
+        field("Chain id", bind(input({ type: "number", min: 1 }), ...prop("chain_id")), { path: "chain_id" }),
+        field("Registry", bind(select(["identity", "reputation", "validation"]), ...prop("registry")), { path: "registry" }),
+        field("Cooldown (seconds)", bind(input({ type: "number", min: 0 }), ...prop("cooldown_seconds")), { path: "cooldown_seconds" }),
+        field("Failures before the breaker opens", bind(input({ type: "number", min: 1 }), ...prop("failure_threshold")), { path: "failure_threshold" })),
+      h("div", { class: "row" },
+        field("Enabled", bind(input({ type: "checkbox" }), ...prop("enabled")), { path: "enabled" }),
+        field("Stateful (moving averages, rates, summaries, silences)",
+          bind(input({ type: "checkbox" }), ...prop("is_stateful")), { path: "is_stateful" })));
+  }
+
+  function renderCondition(node, path, remove) {
+    const typeSelect = bind(select(conditionTypes), () => node.condition_type, (value) => {
+      const fresh = blankCondition(value);
+      Object.assign(node, fresh);
+      if (STATEFUL_TYPES.has(value)) model.is_stateful = true;
+      rerender();
+      editor.querySelector(`[data-field="${CSS.escape(`${path}.condition_type`)}"]`)?.focus();
+    });
+    return group("Condition", path,
+      h("div", { class: "row" },
+        field("Condition type", typeSelect, { path: `${path}.condition_type` }),
+        field("Field", bind(input(), () => node.field, (v) => { node.field = v; }), { path: `${path}.field` }),
+        field("Operator", bind(select(operators), () => node.operator, (v) => { node.operator = v; }), { path: `${path}.operator` }),
+        field("Value", bind(input(), () => node.value, (v) => { node.value = v; }), { path: `${path}.value` })),
+      field("Config (JSON object)", jsonControl(() => node.config, (v) => { node.config = v ?? {}; changed(); }),
+        { path: `${path}.config`, hint: "scope, window_size, time_window, clients, after, ... (see the trigger language)" }),
+      remove ? h("button", { type: "button", class: "secondary", onclick: remove }, "Remove condition") : null);
+  }
+
+  function renderGroup(node, path, remove, legend) {
+    const children = node.children.map((child, index) => {
+      const drop = () => { node.children.splice(index, 1); rerender(); };
+      return child.kind === "condition"
+        ? renderCondition(child, childPath(node, path, index), drop)
+        : renderGroup(child, childPath(node, path, index), drop, "Group");
+    });
+    const kinds = path === "conditions" ? [["list", "all of these hold (a list)"], ...GROUP_KINDS] : GROUP_KINDS;
+    const kindSelect = bind(select(kinds), () => node.kind, (value) => {
+      node.kind = value;
+      if (value === "not") node.children = node.children.slice(0, 1);
+      rerender();
+    });
+    const full = node.kind === "not" && node.children.length >= 1;
+    return group(legend, path,
+      field(path === "conditions" ? "The trigger fires when" : "This group holds when", kindSelect,
+        { path: path === "conditions" ? undefined : `${path}.kind` }),
+      h("div", { class: "children" }, children),
+      h("div", { class: "actions" },
+        full ? null : h("button", { type: "button", class: "secondary",
+          onclick: () => { node.children.push(blankCondition()); rerender(); } }, "Add condition"),
+        full || node.kind === "list" ? null : h("button", { type: "button", class: "secondary",
+          onclick: () => { node.children.push({ kind: "any", children: [blankCondition()] }); rerender(); } }, "Add group"),
+        remove ? h("button", { type: "button", class: "secondary", onclick: remove }, "Remove group") : null));
+  }
+
+  function renderConditions() {
+    return renderGroup(model.root, "conditions", null, "Conditions");
+  }
+
+  function renderAction(action, index) {
+    const path = `actions[${index}]`;
+    const known = CHANNEL_FIELDS[action.action_type] ?? [];
+    const knownKeys = new Set(known.map(([key]) => key));
+    const configFields = known.map(([key, label, kind, hint]) => {
+      const read = () => action.config[key];
+      const write = (value) => {
+        if (value === "" || value === null || value === undefined || value === false) delete action.config[key];
+        else action.config[key] = value;
+      };
+      let control;
+      if (kind === "json") control = jsonControl(read, (v) => { write(v); changed(); });
+      else if (Array.isArray(kind)) control = bind(select(kind), read, write);
+      else if (kind === "textarea") control = bind(h("textarea", { rows: 3 }), read, write);
+      else if (kind === "checkbox") control = bind(input({ type: "checkbox" }), read, write);
+      else control = bind(input({ type: kind === "number" ? "number" : "text" }), read, write);
+      return field(label, control, { path: `${path}.config.${key}`, hint });
+    });
+    const others = () => Object.fromEntries(Object.entries(action.config).filter(([key]) => !knownKeys.has(key)));
+    const otherControl = jsonControl(others, (value) => {
+      for (const key of Object.keys(others())) delete action.config[key];
+      Object.assign(action.config, value ?? {});
+      changed();
+    });
+    const typeSelect = bind(select(channels), () => action.action_type, (value) => {
+      action.action_type = value;
+      action.config = {};
+      rerender();
+    });
+    const testButton = saved && action.id ? h("button", {
+      type: "button", class: "secondary",
+      onclick: async () => {
+        replace(result, notice("Sending a test delivery…"));
+        try {
+          const sent = await api("POST", `triggers/${saved.id}/actions/${action.id}/test`);
+          replace(result, section("Test delivery",
+            notice(`Test delivery: ${sent.status} in ${sent.duration_ms} ms${sent.error ? `: ${sent.error}` : ""}`,
+              sent.status === "success" ? "info" : "error"),
+            sent.response === null ? null : json(sent.response)));
+        } catch (error) {
+          replace(result, notice(error.message, "error"));
+        }
+      },
+    }, "Send a test delivery") : null;
+    return group(`Action ${index + 1}`, path,
+      h("div", { class: "row" },
+        field("Channel", typeSelect, { path: `${path}.action_type` }),
+        field("Priority", bind(input({ type: "number", min: 1, max: 100 }), () => action.priority, (v) => { action.priority = v; }), { path: `${path}.priority` })),
+      group("Settings", `${path}.config`, configFields,
+        field("Other settings (JSON object)", otherControl,
+          { hint: "max_attempts, rate_limit_per_minute, dedup_seconds, notify_retractions, ..." })),
+      h("div", { class: "actions" }, testButton,
+        model.actions.length > 1 ? h("button", { type: "button", class: "secondary",
+          onclick: () => { model.actions.splice(index, 1); rerender(); } }, "Remove action") : null));
+  }
+
+  function renderActions() {
+    return group("Actions", "actions", model.actions.map(renderAction),
+      h("button", { type: "button", class: "secondary", onclick: () => {
+        model.actions.push({ action_type: channels[0], priority: 1, config: {} });
+        rerender();
+      } }, "Add action"));
+  }
+
+  const applyJson = h("button", { type: "button", class: "secondary", onclick: () => {
+    try {
+      const parsed = JSON.parse(jsonView.value);
+      Object.assign(model, fromTrigger({ ...NEW_TRIGGER, ...parsed, actions: parsed.actions ?? [] }));
+      rerender();
+      replace(result, notice("The form now shows the JSON."));
+    } catch (error) {
+      replace(result, notice(`The JSON cannot be read: ${error.message}`, "error"));
+    }
+  } }, "Use this JSON");
+
+  const editorForm = form({ "aria-label": "Trigger" }, editor,
+    h("details", { class: "json-view" }, h("summary", {}, "JSON view"),
+      field("The trigger as the API receives it", jsonView), applyJson),
+    h("button", { type: "submit" }, saved ? "Save trigger" : "Create trigger"));
+  onSubmit(editorForm, async () => {
+    const bodyJson = toBody(model);
+    const stored = saved
+      ? await api("PUT", `triggers/${saved.id}`, { body: bodyJson })
+      : await api("POST", "triggers", { body: bodyJson });
+    if (!saved) {
+      go(`/triggers/${stored.id}`);
+      // The new page replaces this one: the secret is shown there, once.
+      sessionStorage.setItem("shown-once", JSON.stringify(
+        { trigger: stored.id, secret: stored.webhook_secret ?? null }));
+      return;
+    }
+    replace(result, stored.webhook_secret
+      ? secretOnce("The trigger is saved. Its webhook secret", stored.webhook_secret)
+      : notice("The trigger is saved."));
+  });
+
+  rerender();
+  const shownOnce = JSON.parse(sessionStorage.getItem("shown-once") ?? "null");
+  sessionStorage.removeItem("shown-once");
+  if (saved && shownOnce?.trigger === saved.id) {
+    result.append(shownOnce.secret ? secretOnce("The trigger is created. Its webhook secret", shownOnce.secret)
+      : notice("The trigger is created."));
+  }
+  body.append(h("p", {}, h("a", { href: "#/triggers" }, "All triggers")), result, editorForm);
+  if (saved) body.append(backtestForm(saved), replayForm(saved));
+}
+
+function backtestForm(trigger) {
+  const fromBlock = input({ type: "number", min: 0 });
+  const toBlock = input({ type: "number", min: 0 });
+  const fromTime = input({ placeholder: "2026-03-02T00:00:00Z" });
+  const toTime = input({ placeholder: "2026-03-03T00:00:00Z" });
+  const output = h("div", { "aria-live": "polite" });
+  const number = (control) => (control.value === "" ? undefined : Number(control.value));
+  const testForm = form({ "aria-label": "Test against history" },
+    h("div", { class: "row" },
+      field("From block", fromBlock, { path: "from_block" }),
+      field("To block", toBlock, { path: "to_block" }),
+      field("From time", fromTime, { path: "from_time" }),
+      field("To time", toTime, { path: "to_time" })),
+    h("button", { type: "submit" }, "Test against history"), output);
+  onSubmit(testForm, async () => {
+    const ran = await api("POST", `triggers/${trigger.id}/test`, { body: {
+      from_block: number(fromBlock), to_block: number(toBlock),
+      from_time: fromTime.value || undefined, to_time: toTime.value || undefined } });
+    replace(output,
+      h("p", {}, `${ran.events_checked} events checked, ${ran.matched} matched, fired ${ran.fired.length} times.`),
+      table("Firings", [
+        ["Block", (f) => `${f.block_number}:${f.log_index}`],
+        ["Time", (f) => time(f.block_time)],
+        ["Event", (f) => f.event_type],
+        ["Agent", (f) => f.agent_id ?? "—"],
+        ["Values", (f) => json(f.computed)],
+        ["Messages", (f) => f.messages.map((m) => h("div", {}, `${m.action_type}: `,
+          m.text ?? (m.body === null ? "" : JSON.stringify(m.body))))],
+      ], ran.fired));
+  });
+  return section("Test against history", testForm);
+}
+
+function replayForm(trigger) {
+  const fromBlock = input({ type: "number", min: 0 });
+  const output = h("div", { "aria-live": "polite" });
+  const replay = form({ "aria-label": "Replay history" },
+    field("From block", fromBlock, { path: "from_block",
+      hint: "Queue the trigger's deliveries for the stored events from this block on." }),
+    h("button", { type: "submit" }, "Replay"), output);
+  onSubmit(replay, async () => {
+    const asked = await api("POST", `triggers/${trigger.id}/replays`,
+      { body: { from_block: fromBlock.value === "" ? undefined : Number(fromBlock.value) } });
+    replace(output, notice(`Replay ${asked.id} requested (${asked.status ?? "pending"}).`));
+  });
+  return section("Replay", replay);
+}
+
