@@ -36,6 +36,7 @@ from tests.api.conftest import api_settings
 from tests.conftest import ROOT, Copier
 from tests.support.agent_events import ChainEvents
 from tests.support.asgi import serve_asgi
+from tests.support.delivery_targets import WebhookSink
 
 T = TypeVar("T")
 CHROMIUM_VARIABLE = "ERC8004_CHROMIUM"
@@ -100,6 +101,12 @@ class System:
                 self.chain = ChainEvents(self._conn, CHAIN, start=datetime.now(UTC))
             assert self.chain is not None
             await write(self.chain)
+            # The score the indexer stores beside a feedback's value (ChainEvents leaves it).
+            await self._conn.execute(
+                "UPDATE events SET score = value / 10::numeric ^ value_decimals"
+                " WHERE chain_id = %s AND value IS NOT NULL AND score IS NULL",
+                [CHAIN],
+            )
             await self.chain.apply()
             await self._conn.execute(
                 "INSERT INTO checkpoints (chain_id, block_number, head_block_number,"
@@ -131,7 +138,9 @@ def system(migrated_copies: Copier, drop_later: Callable[[str], None]) -> Iterat
     async def start() -> str:
         url = await stack.enter_async_context(serve_asgi(create_app(settings)))
         parts.append(asyncio.create_task(run_processor(database_url, stop, poll_interval=0.2)))
-        parts.append(asyncio.create_task(run_worker(database_url, stop, settings)))
+        parts.append(
+            asyncio.create_task(run_worker(database_url, stop, settings, shutdown_grace=0.5))
+        )
         return url + "/"
 
     async def finish() -> None:
@@ -202,3 +211,21 @@ def accessibility_problems(page: Page) -> list[str]:
         for violation in violations
         if violation["impact"] in ("serious", "critical")
     ]
+
+
+@dataclass
+class Sink:
+    """A webhook receiver on the system's loop that checks signatures with `target.secret`
+    (set it to the trigger's, once the dashboard shows it)."""
+
+    url: str
+    target: WebhookSink
+
+
+@pytest.fixture(scope="module")
+def sink(system: System) -> Iterator[Sink]:
+    target = WebhookSink(secret="")
+    stack = contextlib.AsyncExitStack()
+    url = system.run(stack.enter_async_context(serve_asgi(target)))
+    yield Sink(f"{url}/hook", target)
+    system.run(stack.aclose())

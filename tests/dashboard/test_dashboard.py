@@ -8,9 +8,12 @@ import re
 
 from playwright.sync_api import Locator, Page, expect
 
-from tests.dashboard.conftest import System, accessibility_problems, screenshot
+from tests.dashboard.conftest import Sink, System, accessibility_problems, screenshot
+from tests.support.agent_events import ChainEvents, address
 
 PASSWORD = "a long password"
+OWNER = address(0xA1)
+CLIENT = address(0xC1)
 
 
 def sign_up(page: Page, system: System, username: str) -> None:
@@ -70,3 +73,89 @@ def test_sign_up_sign_out_and_sign_in(page: Page, system: System) -> None:
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_text("Signed in as ada_dash")).to_be_visible()
     expect(page).to_have_url(re.compile(r"#/status$"))
+
+
+def choose(page: Page, label: str, value: str, *, within: Locator | None = None) -> None:
+    (within or page).get_by_label(label, exact=True).select_option(value)
+
+
+def test_a_trigger_built_in_the_editor_fires_and_its_deliveries_show_live(
+    page: Page, system: System, sink: Sink
+) -> None:
+    sign_up(page, system, "grace_dash")
+    page.get_by_role("link", name="Triggers").click()
+    page.get_by_role("link", name="New trigger").click()
+    page.get_by_label("Name", exact=True).fill("Low average or very low score")
+    # Any of two conditions: a moving average (stateful) or a single low score.
+    choose(page, "The trigger fires when", "any")
+    first = page.locator("fieldset[data-field='conditions.any[0]']")
+    choose(page, "Condition type", "ema_threshold", within=first)
+    expect(page.get_by_label("Stateful (moving averages, rates, summaries, silences)")).to_be_checked()
+    page.get_by_role("button", name="Add condition").click()
+    second = page.locator("fieldset[data-field='conditions.any[1]']")
+    expect(second.get_by_label("Field", exact=True)).to_have_value("score")
+    second.get_by_label("Value", exact=True).fill("very low")
+    action = page.locator("fieldset[data-field='actions[0]']")
+    action.get_by_label("URL", exact=True).fill(sink.url)
+    # One attempt per job: a failure is dead at once (for the redelivery below).
+    action.get_by_label("Other settings (JSON object)").fill('{"max_attempts": 1}')
+    json_view = page.locator("#trigger-json")
+    assert '"any": [' in json_view.input_value()
+    page.get_by_role("button", name="Create trigger").click()
+    # The API refuses the value; its message is shown in the condition it names.
+    expect(second.locator(".field-error").first).to_contain_text("number")
+    expect(page.get_by_role("alert").first).to_be_visible()
+    second.get_by_label("Value", exact=True).fill("20")
+    page.get_by_role("button", name="Create trigger").click()
+
+    expect(page.get_by_text("The trigger is created. Its webhook secret")).to_be_visible()
+    sink.target.secret = page.locator(".secret-once code").inner_text()
+    check_page(page, "trigger-editor")
+
+    page.get_by_role("button", name="Send a test delivery").click()
+    expect(page.get_by_text("Test delivery: success")).to_be_visible()
+    assert [r.signature_ok for r in sink.target.received] == [True]
+    assert sink.target.received[0].json()["test"] is True
+
+    # Activity on the chain: an agent and a score of 10 from a client fire it.
+    agent: dict[str, int] = {}
+
+    async def activity(chain: ChainEvents) -> None:
+        agent["id"] = await chain.register(OWNER, "https://agent.example/a.json")
+        await chain.feedback(agent["id"], CLIENT, 10)
+
+    system.events(activity)
+    page.get_by_role("link", name="Deliveries").click()
+    delivered = page.get_by_role("row").filter(has_text="delivered")
+    expect(delivered).to_have_count(1, timeout=15_000)  # appears without a reload
+    check_page(page, "deliveries")
+
+    # The next one fails (the receiver answers 500) and is dead after its one attempt.
+    sink.target.fail_next(1, 500)
+    system.events(lambda chain: chain.feedback(agent["id"], CLIENT, 5))
+    dead = page.get_by_role("row").filter(has_text="dead")
+    expect(dead).to_have_count(1, timeout=15_000)
+    dead.get_by_role("link").click()
+    expect(page.get_by_role("heading", name="Attempt 1: failed")).to_be_visible()
+    expect(page.get_by_role("heading", name="Request")).to_be_visible()
+    expect(page.locator("pre.json").filter(has_text=sink.url)).to_have_count(1)
+    check_page(page, "delivery")
+    page.get_by_role("button", name="Redeliver").click()
+    expect(page.get_by_text("Queued again")).to_be_visible()
+    expect(page.get_by_role("heading", name="Attempt 2: success")).to_be_visible(timeout=15_000)
+    dead_key = sink.target.received[-1].key
+    assert sink.target.processed[dead_key].signature_ok
+
+    # The list: the trigger's state and its deliveries of the last 24 hours.
+    page.get_by_role("link", name="Triggers").click()
+    row = page.get_by_role("row").filter(has_text="Low average or very low score")
+    expect(row.locator("td[data-label='Delivered, 24 h']")).to_have_text("3")
+    expect(row.locator("td[data-label='Failed, 24 h']")).to_have_text("1")
+    check_page(page, "triggers")
+
+    # Against history: both feedback fire it.
+    row.get_by_role("link", name="Low average or very low score", exact=True).click()
+    backtest = page.get_by_role("form", name="Test against history")
+    backtest.get_by_label("From block").fill("0")
+    backtest.get_by_role("button", name="Test against history").click()
+    expect(backtest.get_by_text("fired 2 times")).to_be_visible()

@@ -57,7 +57,8 @@ export function time(value) {
 }
 
 export function json(value) {
-  return h("pre", { class: "json" }, JSON.stringify(value, null, 2));
+  // Focusable: a long one scrolls, and the keyboard must reach it.
+  return h("pre", { class: "json", tabindex: "0" }, JSON.stringify(value, null, 2));
 }
 
 export function table(caption, columns, rows, { empty = "None." } = {}) {

@@ -6,7 +6,9 @@ import { field, form, input, onSubmit, select } from "./forms.js";
 
 const STATES = [["", "any"], "queued", "retrying", "running", "delivered", "dead", "cancelled"];
 
-export async function deliveriesPage(body, { query }) {
+const REFRESH_MS = 3000;
+
+export async function deliveriesPage(body, { query, onLeave }) {
   const triggers = (await api("GET", "triggers", { query: { limit: 200 } })).items;
   const state = select(STATES, { value: query.get("state") ?? "" });
   const trigger = select([["", "any"], ...triggers.map((t) => [t.id, t.name])],
@@ -23,6 +25,7 @@ export async function deliveriesPage(body, { query }) {
     h("button", { type: "submit" }, "Show"));
   const names = new Map(triggers.map((t) => [t.id, t.name]));
   let cursor = null;
+  const live = h("input", { type: "checkbox", checked: true });
   const load = async (more) => {
     const page = await api("GET", "jobs", { query: { state: state.value, trigger_id: trigger.value,
       from_time: fromTime.value, to_time: toTime.value, cursor: more ? cursor : undefined } });
@@ -41,19 +44,36 @@ export async function deliveriesPage(body, { query }) {
     else replace(list, shown);
     if (cursor) {
       list.append(h("button", { type: "button", class: "secondary",
-        onclick: (event) => { event.target.remove(); load(true); } }, "More"));
+        onclick: (event) => {
+          live.checked = false; // a refresh would drop the pages shown
+          event.target.remove();
+          load(true);
+        } }, "More"));
     }
   };
   onSubmit(filters, () => load(false));
-  body.append(filters, list);
+  // New deliveries appear as they are made (the first page only, while nothing is focused in
+  // the list: a refresh must not take the keyboard's place away).
+  const timer = setInterval(() => {
+    if (live.checked && !list.contains(document.activeElement)) load(false).catch(() => {});
+  }, REFRESH_MS);
+  onLeave(() => clearInterval(timer));
+  body.append(filters, field("Refresh every few seconds", live), list);
   await load(false);
 }
 
-export async function deliveryPage(body, context, jobId) {
+const UNFINISHED = new Set(["queued", "retrying", "running"]);
+
+export async function deliveryPage(body, { onLeave }, jobId) {
   const message = h("div", { "aria-live": "polite" });
   const view = h("div");
+  let timer = null;
+  onLeave(() => clearTimeout(timer));
   const show = async () => {
     const job = await api("GET", `jobs/${jobId}`);
+    // Until it is finished, the job is read again: its attempts appear as they are made.
+    clearTimeout(timer);
+    if (UNFINISHED.has(job.state)) timer = setTimeout(() => show().catch(() => {}), REFRESH_MS);
     const redeliverable = job.state === "delivered" || job.state === "dead";
     replace(view,
       h("dl", { class: "facts" }, [

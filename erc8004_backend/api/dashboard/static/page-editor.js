@@ -146,7 +146,8 @@ const NEW_TRIGGER = {
 // A JSON textarea bound to model[key]: parsed on input; a parse error is shown at it.
 function jsonControl(read, write, props = {}) {
   const area = h("textarea", { rows: 3, spellcheck: "false", class: "code", ...props });
-  area.value = JSON.stringify(read() ?? {}, null, 0);
+  const current = read();
+  area.value = current === undefined ? "" : JSON.stringify(current);
   area.addEventListener("input", () => {
     try {
       write(area.value.trim() === "" ? undefined : JSON.parse(area.value));
