@@ -31,6 +31,7 @@ from playwright.sync_api import Error as PlaywrightError
 
 from erc8004_backend.actions.worker import run_worker
 from erc8004_backend.api.app import create_app
+from erc8004_backend.api.event_stream import close_event_streams
 from erc8004_backend.triggers.processor import run_processor
 from tests.api.conftest import api_settings
 from tests.conftest import ROOT, Copier
@@ -135,8 +136,10 @@ def system(migrated_copies: Copier, drop_later: Callable[[str], None]) -> Iterat
     parts: list[asyncio.Task[None]] = []
     stack = contextlib.AsyncExitStack()
 
+    app = create_app(settings)
+
     async def start() -> str:
-        url = await stack.enter_async_context(serve_asgi(create_app(settings)))
+        url = await stack.enter_async_context(serve_asgi(app))
         parts.append(asyncio.create_task(run_processor(database_url, stop, poll_interval=0.2)))
         parts.append(
             asyncio.create_task(run_worker(database_url, stop, settings, shutdown_grace=0.5))
@@ -144,6 +147,7 @@ def system(migrated_copies: Copier, drop_later: Callable[[str], None]) -> Iterat
         return url + "/"
 
     async def finish() -> None:
+        close_event_streams(app)  # as `erc8004 api` does: streams end, the server stops
         stop.set()
         await asyncio.gather(*parts, return_exceptions=True)
         await stack.aclose()

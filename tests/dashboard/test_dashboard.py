@@ -90,7 +90,9 @@ def test_a_trigger_built_in_the_editor_fires_and_its_deliveries_show_live(
     choose(page, "The trigger fires when", "any")
     first = page.locator("fieldset[data-field='conditions.any[0]']")
     choose(page, "Condition type", "ema_threshold", within=first)
-    expect(page.get_by_label("Stateful (moving averages, rates, summaries, silences)")).to_be_checked()
+    expect(
+        page.get_by_label("Stateful (moving averages, rates, summaries, silences)")
+    ).to_be_checked()
     page.get_by_role("button", name="Add condition").click()
     second = page.locator("fieldset[data-field='conditions.any[1]']")
     expect(second.get_by_label("Field", exact=True)).to_have_value("score")
@@ -159,3 +161,123 @@ def test_a_trigger_built_in_the_editor_fires_and_its_deliveries_show_live(
     backtest.get_by_label("From block").fill("0")
     backtest.get_by_role("button", name="Test against history").click()
     expect(backtest.get_by_text("fired 2 times")).to_be_visible()
+
+
+# Values that would run script if they were ever parsed as markup.
+HOSTILE_NAME = '<img src=x onerror="window.__xss = 1">'
+HOSTILE_TAG = "<script>window.__xss = 2</script>"
+HOSTILE_SERVICE = "<svg onload=window.__xss=3>"
+HOSTILE_TRIGGER = "<img src=x onerror=window.__xss=4>"
+CLIENT_B = address(0xC2)
+
+
+def test_hostile_values_render_as_text_and_an_agents_summary_is_the_apis(
+    page: Page, system: System
+) -> None:
+    agent: dict[str, int] = {}
+    uri = "https://hostile.example/agent.json"
+
+    async def hostile(chain: ChainEvents) -> None:
+        agent["id"] = await chain.register(OWNER, uri)
+        await chain.feedback(agent["id"], CLIENT, 90, 0, HOSTILE_TAG, "<b>bold</b>")
+        await chain.feedback(agent["id"], CLIENT_B, 455, 1, "speed")
+        document = {"name": HOSTILE_NAME, "description": HOSTILE_TAG, "active": True,
+                    "services": [{"name": HOSTILE_SERVICE,
+                                  "endpoint": "javascript:window.__xss=5"}]}  # fmt: skip
+        await chain.registration(agent["id"], uri, document)
+        # The services the indexer's fetcher keeps beside the document.
+        await chain.conn.execute(
+            "UPDATE agent_registrations SET services = document -> 'services' WHERE agent_id = %s",
+            [agent["id"]],
+        )
+
+    system.events(hostile)
+    sign_up(page, system, "hostile_dash")
+    page.get_by_role("link", name="Triggers").click()
+    page.get_by_role("link", name="New trigger").click()
+    page.get_by_label("Name", exact=True).fill(HOSTILE_TRIGGER)
+    page.get_by_role("button", name="Create trigger").click()
+    expect(page.get_by_text("The trigger is created.")).to_be_visible()
+    page.get_by_role("link", name="All triggers").click()
+    expect(page.get_by_role("link", name=HOSTILE_TRIGGER, exact=True)).to_be_visible()
+
+    page.get_by_role("link", name="Agents").click()
+    page.get_by_label("Name or description").fill("onerror")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_role("cell", name=HOSTILE_NAME, exact=True)).to_be_visible()
+    check_page(page, "agents")
+    page.get_by_role("link", name=f"31337 / {agent['id']}", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        f"Agent 31337 / {agent['id']}: {HOSTILE_NAME}"
+    )
+    expect(page.get_by_role("cell", name=HOSTILE_SERVICE, exact=True)).to_be_visible()
+    # Not a link: only http(s) URLs are.
+    expect(page.get_by_role("cell", name="javascript:window.__xss=5", exact=True)).to_be_visible()
+    assert page.locator("main a[href^='javascript']").count() == 0
+    expect(page.get_by_role("cell", name=f"{HOSTILE_TAG}, <b>bold</b>", exact=True)).to_be_visible()
+
+    # The spec's summary over the agent's clients, as the API computes it.
+    summary = page.locator("#spec-summary")
+    expect(summary).to_be_visible()
+    answer = page.request.get(
+        f"{system.url}api/v1/agents/31337/{agent['id']}/reputation"
+        f"?clients={CLIENT}&clients={CLIENT_B}"
+    ).json()["spec"]
+    for term, key in (("Count", "count"), ("Value", "value"), ("Decimals", "decimals")):
+        expect(summary.locator(f"dd[data-key='{term}']")).to_have_text(str(answer[key]))
+    assert answer["count"] == 2
+    expect(page.locator("figure.chart canvas")).to_have_count(2)
+    check_page(page, "agent")
+
+    # No markup was made of any of it, and no script ran.
+    assert page.locator("main img, main svg, main script, main b").count() == 0
+    assert page.evaluate("window.__xss") is None
+
+
+def test_status_account_and_live_events(page: Page, system: System) -> None:
+    system.events(lambda chain: chain.register(OWNER, "https://one.example/a.json"))
+    sign_up(page, system, "lin_dash")
+    expect(page.get_by_role("cell", name="31337", exact=True)).to_be_visible()
+    check_page(page, "status")
+
+    page.get_by_role("link", name="Live events").click()
+    expect(page.get_by_text("Live.")).to_be_visible()
+    system.events(lambda chain: chain.register(OWNER, "https://two.example/a.json"))
+    expect(page.get_by_role("cell", name="https://two.example/a.json", exact=False)).to_have_count(
+        1
+    )
+    page.get_by_role("button", name="Pause").click()
+    system.events(lambda chain: chain.register(OWNER, "https://three.example/a.json"))
+    page.wait_for_timeout(1500)
+    expect(
+        page.get_by_role("cell", name="https://three.example/a.json", exact=False)
+    ).to_have_count(0)
+    page.get_by_role("button", name="Resume").click()
+    expect(
+        page.get_by_role("cell", name="https://three.example/a.json", exact=False)
+    ).to_have_count(1)
+    check_page(page, "events")
+
+    page.get_by_role("link", name="Account").click()
+    page.get_by_label("Name of the new key").fill("grafana")
+    page.get_by_role("button", name="Create key").click()
+    key = page.locator(".secret-once code").inner_text()
+    assert key.startswith("ek_")
+    assert page.request.get(f"{system.url}api/v1/me", headers={"Authorization": f"Bearer {key}"}).ok
+    check_page(page, "account")
+    page.get_by_role("button", name="Revoke the key grafana").click()
+    expect(page.get_by_text("The key grafana is revoked.")).to_be_visible()
+    assert (
+        page.request.get(
+            f"{system.url}api/v1/me", headers={"Authorization": f"Bearer {key}"}
+        ).status
+        == 401
+    )
+
+    page.get_by_label("Current password").fill(PASSWORD)
+    page.get_by_label("New password").fill("an even longer password")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_text("Password changed")).to_be_visible()
+    # The session moved to the new token: still signed in.
+    page.get_by_role("link", name="Status").click()
+    expect(page.get_by_role("cell", name="31337", exact=True)).to_be_visible()

@@ -31,7 +31,10 @@ function cookie(name) {
 export function apiUrl(path, query = {}) {
   const url = new URL(path.replace(/^\//, ""), BASE);
   for (const [key, value] of Object.entries(query)) {
-    if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
+    // A list is the parameter repeated (clients=0x..&clients=0x..), as the API reads lists.
+    for (const one of Array.isArray(value) ? value : [value]) {
+      if (one !== undefined && one !== null && one !== "") url.searchParams.append(key, one);
+    }
   }
   return url;
 }

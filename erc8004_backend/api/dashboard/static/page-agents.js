@@ -118,7 +118,7 @@ function reputation(base, feedback) {
   onSubmit(ask, async () => {
     const list = clientList.value.split(/[\s,]+/).filter(Boolean);
     const answer = await api("GET", `${base}/reputation`, { query: {
-      clients: list.join(","), tag1: tag1.value, tag2: tag2.value,
+      clients: list, tag1: tag1.value, tag2: tag2.value,
       lens: lens.value.trim(), trend: trend.value } });
     replace(output, summaryView(answer));
   });

@@ -1,7 +1,7 @@
-// Live events: GET events/stream (Server-Sent Events) with filters; pausing keeps the
-// events that come meanwhile and shows them on resuming.
+// Live events: the latest events, then GET events/stream (Server-Sent Events) with the same
+// filters; pausing keeps the events that come meanwhile and shows them on resuming.
 import { api, apiUrl } from "./api.js";
-import { h, replace, time, notice } from "./dom.js";
+import { h, time } from "./dom.js";
 import { field, form, input, onSubmit, select } from "./forms.js";
 
 const KEEP = 200; // events shown at most
@@ -33,11 +33,56 @@ export function eventsPage(body, { onLeave }) {
     while (rows.children.length > KEEP) rows.lastChild.remove();
   };
 
+  // The stream is read with fetch, not EventSource: it can send Last-Event-ID on the first
+  // connection too, so the stream starts right after the newest event listed (no gap
+  // between the list and the stream), and it can be aborted.
+  let reading = null;
   const close = () => {
-    source?.close();
-    source = null;
+    reading?.abort();
+    reading = null;
   };
   onLeave(close);
+
+  const receive = (event) => {
+    if (paused) held.push(event);
+    else show(event);
+  };
+
+  async function follow(query, after, controller) {
+    let last = after;
+    while (!controller.signal.aborted) {
+      try {
+        const response = await fetch(apiUrl("events/stream", query), {
+          headers: { Accept: "text/event-stream", "Last-Event-ID": String(last) },
+          credentials: "same-origin", signal: controller.signal,
+        });
+        if (!response.ok) throw new Error(`the stream answered ${response.status}`);
+        state.textContent = paused ? "Paused: new events are kept until you resume." : "Live.";
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value.replaceAll("\r\n", "\n");
+          let end;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            const message = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            let data = "";
+            for (const line of message.split("\n")) {
+              if (line.startsWith("id:")) last = line.slice(3).trim() || last;
+              else if (line.startsWith("data:")) data += line.slice(5).trimStart();
+            }
+            if (data) receive(JSON.parse(data));
+          }
+        }
+      } catch (error) {
+        if (controller.signal.aborted) return;
+        state.textContent = `Reconnecting… (${error.message})`;
+      }
+      await new Promise((resolve) => { setTimeout(resolve, 2000); });
+    }
+  }
 
   pause.addEventListener("click", () => {
     paused = !paused;
@@ -57,18 +102,15 @@ export function eventsPage(body, { onLeave }) {
   onSubmit(filters, async () => {
     const query = { chain_id: chain.value, registry: registry.value,
       event_type: eventType.value, agent_id: agent.value };
-    // The stream cannot show why it refuses filters: the list route checks them first.
-    await api("GET", "events", { query: { ...query, limit: 1 } });
+    // The latest events first: the list route also says why it refuses filters, at them.
+    const recent = await api("GET", "events", { query: { ...query, limit: 20 } });
     close();
     held.length = 0;
-    source = new EventSource(apiUrl("events/stream", query));
-    source.addEventListener("open", () => { state.textContent = paused ? "Paused." : "Live."; });
-    source.addEventListener("error", () => { state.textContent = "Reconnecting…"; });
-    source.addEventListener("message", (message) => {
-      const event = JSON.parse(message.data);
-      if (paused) held.push(event);
-      else show(event);
-    });
+    rows.replaceChildren();
+    recent.items.slice().reverse().forEach(show);
+    const newest = Math.max(0, ...recent.items.map((event) => event.id));
+    reading = new AbortController();
+    follow(query, newest, reading);
     pause.disabled = false;
   });
 
