@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.dashboard.conftest import Sink, System, accessibility_problems, screenshot
 from tests.support.agent_events import ChainEvents, address
+
+# A browser and the whole system: seconds per test, outside the fast inner loop.
+pytestmark = pytest.mark.slow
 
 PASSWORD = "a long password"
 OWNER = address(0xA1)
@@ -69,10 +73,31 @@ def test_sign_up_sign_out_and_sign_in(page: Page, system: System) -> None:
     page.get_by_label("Password").fill("wrong password")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_contain_text("wrong username or password")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    # By keyboard alone: the page's heading has the focus, the form comes next.
+    page.reload()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Username or email")).to_be_focused()
+    page.keyboard.type("ada_dash")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
     expect(page.get_by_text("Signed in as ada_dash")).to_be_visible()
     expect(page).to_have_url(re.compile(r"#/status$"))
+
+
+def test_pages_fit_a_phone_screen(page: Page, system: System) -> None:
+    system.events(lambda chain: chain.register(OWNER, "https://phone.example/a.json"))
+    sign_up(page, system, "phone_dash")
+    page.set_viewport_size({"width": 390, "height": 844})
+    for link, name in (("Status", "phone-status"), ("Triggers", "phone-triggers"),
+                       ("Agents", "phone-agents")):  # fmt: skip
+        page.get_by_role("link", name=link).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(link)
+        page.wait_for_load_state("networkidle")
+        # Nothing wider than the screen: no sideways scrolling.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, link
+        check_page(page, name)
 
 
 def choose(page: Page, label: str, value: str, *, within: Locator | None = None) -> None:
