@@ -77,8 +77,16 @@ async def test_the_cookie_is_secure_over_https(migrated_url: str, pool: Pool) ->
         account = await make_account(api, "carol_t")
         api.base_url = httpx.URL("https://api.test/api/v1")
         response = await sign_in(api, account)
-    session = next(c for c in response.headers.get_list("set-cookie") if "erc8004_session" in c)
-    assert "Secure" in session
+        api.base_url = httpx.URL("http://api.test/api/v1")
+        # Behind a proxy that terminates TLS: the proxy says how the browser came.
+        proxied = await api.post(
+            SESSION,
+            json={"username": account.username, "password": f"{account.username}-password"},
+            headers={"X-Forwarded-Proto": "https"},
+        )
+    for answer in (response, proxied):
+        cookies = answer.headers.get_list("set-cookie")
+        assert all("Secure" in cookie for cookie in cookies), cookies
 
 
 async def test_the_cookie_signs_in_reads_and_with_the_csrf_header_writes(

@@ -126,7 +126,11 @@ def install_dashboard(app: FastAPI) -> None:
 def _set_session(request: Request, response: Response, token: str, state: State) -> int:
     """Sets the session's two cookies for `token`; returns their lifetime in seconds."""
     lifetime = int(state.token_lifetime.total_seconds())
-    secure = request.url.scheme == "https"
+    # Behind a proxy that terminates TLS the request reaches us over HTTP: its
+    # X-Forwarded-Proto says how the browser came. Trusting it is safe here: it can only
+    # make a cookie stricter (a Secure cookie is not sent back over HTTP).
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    secure = request.url.scheme == "https" or forwarded == "https"
     response.set_cookie(
         SESSION_COOKIE, token, max_age=lifetime, path="/", httponly=True, samesite="lax",
         secure=secure,
