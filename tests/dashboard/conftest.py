@@ -4,8 +4,8 @@ PostgreSQL database, in a thread of the test process with an event loop of its o
 port of 127.0.0.1. Registry events are written into the database as the indexer would
 (tests/support/agent_events.py) with the chain's checkpoint, so the processor fires on them.
 
-One browser serves the whole session (a new context, with its own cookies, per test); one
-system serves the module.
+One browser and one system serve the module (a new browser context, with its own cookies,
+per test).
 
 Chromium: $ERC8004_CHROMIUM, else the system's `chromium` (Debian's package; scripts/test
 installs it on CI), else Playwright's own (`.venv/bin/playwright install chromium`).
@@ -56,7 +56,9 @@ def chromium_executable() -> str | None:
     )
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API is open, its event loop counts
+# as running in this thread, and the async tests of other modules could not run theirs.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     executable = chromium_executable()
     with sync_playwright() as playwright:
