@@ -23,6 +23,4 @@ def test_the_vendored_chart_js_is_the_installed_one() -> None:
     if not INSTALLED.exists():
         pytest.skip("node_modules has no chart.js (npm install, or scripts/bootstrap)")
     installed = (INSTALLED / "dist" / "chart.umd.min.js").read_bytes()
-    assert (VENDORED / "chart.umd.min.js").read_bytes() == installed, (
-        "run scripts/build-dashboard"
-    )
+    assert (VENDORED / "chart.umd.min.js").read_bytes() == installed, "run scripts/build-dashboard"
