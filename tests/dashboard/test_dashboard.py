@@ -4,7 +4,9 @@ accessibility check (axe-core) of every page, with a screenshot of each for the 
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
@@ -152,7 +154,7 @@ def test_a_trigger_built_in_the_editor_fires_and_its_deliveries_show_live(
         await chain.feedback(agent["id"], CLIENT, 10)
 
     system.events(activity)
-    page.get_by_role("link", name="Deliveries").click()
+    page.get_by_role("link", name="Deliveries", exact=True).click()
     delivered = page.get_by_role("row").filter(has_text="delivered")
     expect(delivered).to_have_count(1, timeout=15_000)  # appears without a reload
     check_page(page, "deliveries")
@@ -173,19 +175,31 @@ def test_a_trigger_built_in_the_editor_fires_and_its_deliveries_show_live(
     dead_key = sink.target.received[-1].key
     assert sink.target.processed[dead_key].signature_ok
 
-    # The list: the trigger's state and its deliveries of the last 24 hours.
+    # Another dead one, queued again with the trigger's other dead ones, from the list.
+    sink.target.fail_next(1, 500)
+    system.events(lambda chain: chain.feedback(agent["id"], CLIENT, 7))
+    page.get_by_role("link", name="Deliveries", exact=True).click()
+    page.get_by_label("Trigger", exact=True).select_option(label="Low average or very low score")
+    page.get_by_role("button", name="Show").click()
+    expect(page.get_by_role("row").filter(has_text="dead")).to_have_count(1, timeout=15_000)
+    page.get_by_role("button", name="Redeliver the trigger's dead deliveries").click()
+    expect(page.get_by_text("Queued again: 1 dead deliveries")).to_be_visible()
+    expect(page.get_by_role("row").filter(has_text="delivered")).to_have_count(3, timeout=15_000)
+
+    # The list: the trigger's state and its deliveries of the last 24 hours (the test
+    # delivery, three firings, two redeliveries; two failed).
     page.get_by_role("link", name="Triggers").click()
     row = page.get_by_role("row").filter(has_text="Low average or very low score")
-    expect(row.locator("td[data-label='Delivered, 24 h']")).to_have_text("3")
-    expect(row.locator("td[data-label='Failed, 24 h']")).to_have_text("1")
+    expect(row.locator("td[data-label='Delivered, 24 h']")).to_have_text("4")
+    expect(row.locator("td[data-label='Failed, 24 h']")).to_have_text("2")
     check_page(page, "triggers")
 
-    # Against history: both feedback fire it.
+    # Against history: the three feedback fire it.
     row.get_by_role("link", name="Low average or very low score", exact=True).click()
     backtest = page.get_by_role("form", name="Test against history")
     backtest.get_by_label("From block").fill("0")
     backtest.get_by_role("button", name="Test against history").click()
-    expect(backtest.get_by_text("fired 2 times")).to_be_visible()
+    expect(backtest.get_by_text("fired 3 times")).to_be_visible()
 
 
 # Values that would run script if they were ever parsed as markup.
@@ -306,3 +320,56 @@ def test_status_account_and_live_events(page: Page, system: System) -> None:
     # The session moved to the new token: still signed in.
     page.get_by_role("link", name="Status").click()
     expect(page.get_by_role("cell", name="31337", exact=True)).to_be_visible()
+
+
+def test_the_json_view_writes_the_whole_language(page: Page, system: System) -> None:
+    """A trigger written in the JSON view (nested all / not groups, a change condition on the
+    identity registry, a Slack action) becomes the form, and is stored as written."""
+    sign_up(page, system, "json_dash")
+    page.get_by_role("link", name="Triggers").click()
+    page.get_by_role("link", name="New trigger").click()
+    body = {
+        "name": "Owner changes, not to the treasury",
+        "chain_id": 31337,
+        "registry": "identity",
+        "enabled": True,
+        "is_stateful": False,
+        "cooldown_seconds": 0,
+        "failure_threshold": 10,
+        "conditions": {"all": [
+            {"condition_type": "owner_changed", "field": "owner", "operator": "!=", "value": "",
+             "config": {}},
+            {"not": {"condition_type": "field", "field": "to_address", "operator": "=",
+                     "value": OWNER, "config": {}}},
+        ]},
+        "actions": [{"action_type": "slack", "priority": 1, "config": {
+            "webhook_url": "https://hooks.slack.com/services/T000/B000/XXXX",
+            "text_template": "Agent {{agent_id}} moved from {{old_owner}} to {{new_owner}}"}}],
+    }  # fmt: skip
+    page.get_by_text("JSON view").click()
+    page.get_by_label("The trigger as the API receives it").fill(json.dumps(body))
+    page.get_by_role("button", name="Use this JSON").click()
+    negated = page.locator("fieldset[data-field='conditions.all[1].not']")
+    expect(negated.get_by_label("Field", exact=True)).to_have_value("to_address")
+    slack = page.locator("fieldset[data-field='actions[0]']")
+    expect(slack.get_by_label("Text template")).to_have_value(
+        body["actions"][0]["config"]["text_template"]
+    )
+    page.get_by_role("button", name="Create trigger").click()
+    expect(page.get_by_text("The trigger is created.")).to_be_visible()
+
+    trigger_id = page.url.rsplit("/", 1)[1]
+    stored = page.request.get(f"{system.url}api/v1/triggers/{trigger_id}").json()
+
+    def without_ids(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: without_ids(value) for key, value in node.items() if key != "id"}
+        if isinstance(node, list):
+            return [without_ids(item) for item in node]
+        return node
+
+    assert without_ids(stored["conditions"]) == body["conditions"]
+    assert (
+        stored["actions"][0]["config"]["text_template"]
+        == body["actions"][0]["config"]["text_template"]
+    )

@@ -1,7 +1,7 @@
 // Deliveries: the user's jobs with filters; one job's inspector (its payload and each
 // attempt's request and response) and redelivery.
 import { api } from "./api.js";
-import { h, json, replace, section, table, time, notice } from "./dom.js";
+import { h, json, notice, replace, section, table, time } from "./dom.js";
 import { field, form, input, onSubmit, select } from "./forms.js";
 
 const STATES = [["", "any"], "queued", "retrying", "running", "delivered", "dead", "cancelled"];
@@ -52,13 +52,32 @@ export async function deliveriesPage(body, { query, onLeave }) {
     }
   };
   onSubmit(filters, () => load(false));
+  // A trigger's dead jobs, all at once (of the time range, if one is given).
+  const message = h("div", { "aria-live": "polite" });
+  const redeliverDead = h("button", { type: "button", class: "secondary", onclick: async () => {
+    if (!trigger.value) {
+      replace(message, notice("Choose a trigger first: its dead deliveries are queued again.", "error"));
+      return;
+    }
+    try {
+      const done = await api("POST", `triggers/${trigger.value}/jobs/redeliver`, { body: {
+        from_time: fromTime.value || undefined, to_time: toTime.value || undefined } });
+      replace(message, notice(done.jobs.length
+        ? `Queued again: ${done.jobs.length} dead deliveries of ${names.get(trigger.value)}.`
+        : `${names.get(trigger.value)} has no dead delivery in that range.`));
+      await load(false);
+    } catch (error) {
+      replace(message, notice(error.message, "error"));
+    }
+  } }, "Redeliver the trigger's dead deliveries");
   // New deliveries appear as they are made (the first page only, while nothing is focused in
   // the list: a refresh must not take the keyboard's place away).
   const timer = setInterval(() => {
     if (live.checked && !list.contains(document.activeElement)) load(false).catch(() => {});
   }, REFRESH_MS);
   onLeave(() => clearInterval(timer));
-  body.append(filters, field("Refresh every few seconds", live), list);
+  body.append(filters, h("div", { class: "actions" }, redeliverDead), message,
+    field("Refresh every few seconds", live), list);
   await load(false);
 }
 
