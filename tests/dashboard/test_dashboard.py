@@ -328,7 +328,7 @@ def test_the_json_view_writes_the_whole_language(page: Page, system: System) -> 
     sign_up(page, system, "json_dash")
     page.get_by_role("link", name="Triggers").click()
     page.get_by_role("link", name="New trigger").click()
-    body = {
+    body: dict[str, Any] = {
         "name": "Owner changes, not to the treasury",
         "chain_id": 31337,
         "registry": "identity",
