@@ -17,10 +17,12 @@ request with an Authorization header is signed in by that header, cookies or not
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from importlib.resources.abc import Traversable
+from pathlib import PurePath
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response, status
@@ -78,8 +80,10 @@ class Session(BaseModel):
     expires_in: int = Field(description="Seconds until the session cookie expires.")
 
 
+@functools.cache
 def _static_files() -> dict[str, Asset]:
-    """Every file under static/, by its path there ("app.js", "vendor/chart.umd.min.js")."""
+    """Every file under static/, by its path there ("app.js", "vendor/chart.umd.min.js"),
+    read once per process (the tests build many applications)."""
     found: dict[str, Asset] = {}
 
     def walk(directory: Traversable, prefix: str) -> None:
@@ -87,7 +91,7 @@ def _static_files() -> dict[str, Asset]:
             if entry.is_dir():
                 walk(entry, f"{prefix}{entry.name}/")
                 continue
-            suffix = "." + entry.name.rsplit(".", 1)[-1] if "." in entry.name else ""
+            suffix = PurePath(entry.name).suffix
             media_type = MEDIA_TYPES.get(suffix) or mimetypes.guess_type(entry.name)[0]
             if media_type is not None:
                 found[prefix + entry.name] = Asset(entry.read_bytes(), media_type)
@@ -103,7 +107,7 @@ def _secured(response: Response) -> Response:
 
 def install_dashboard(app: FastAPI) -> None:
     """Serves the dashboard's page at `/` and its files under /dashboard/, read once."""
-    files = _static_files()
+    files = dict(_static_files())
     page = files.pop("index.html")
 
     @app.get("/", include_in_schema=False)
