@@ -27,6 +27,7 @@ from starlette.types import StatelessLifespan
 from erc8004_backend.api import (
     accounts,
     agents,
+    channels,
     dashboard,
     event_stream,
     events,
@@ -159,8 +160,8 @@ def build_app(shape: AppShape, *, lifespan: StatelessLifespan[FastAPI] | None = 
         responses=dependency_errors(limit_by_address),
     )
     # The event stream before the events: /events/stream is not /events/{event_id}.
-    for module in (accounts, dashboard, lenses, triggers, jobs, event_stream, events, agents,
-                   tokens, status):  # fmt: skip
+    for module in (accounts, dashboard, lenses, triggers, channels, jobs, event_stream, events,
+                   agents, tokens, status):  # fmt: skip
         document_errors(module.router)
         v1.include_router(module.router)
     app.include_router(v1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import httpx
 
+from erc8004_backend.actions.channels import CHANNELS
 from erc8004_backend.api.app import Pool
 from erc8004_backend.api.auth import csrf_token
 from tests.api.conftest import JWT_SECRET, Account, ApiClient, api_client, make_account
@@ -161,3 +162,17 @@ async def test_delivery_counts_per_trigger(api: ApiClient, alice: Account, bob: 
     assert later.json()["triggers"] == []
     bad = await api.get("/jobs/counts", params={"since": "yesterday"}, headers=alice.headers)
     assert bad.status_code == 422
+
+
+async def test_channels_list_each_action_type_with_its_config_schema(
+    api: ApiClient, alice: Account
+) -> None:
+    response = await api.get("/channels", headers=alice.headers)
+    assert response.status_code == 200, response.text
+    channels = {channel["action_type"]: channel for channel in response.json()}
+    assert list(channels) == list(CHANNELS)
+    telegram = channels["telegram"]
+    assert set(telegram["config_schema"]["required"]) == {"chat_id", "message_template"}
+    assert telegram["template_keys"] == ["message_template"]
+    assert "max_attempts" in channels["rest"]["config_schema"]["properties"]
+    assert (await api.get("/channels")).status_code == 401

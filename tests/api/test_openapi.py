@@ -247,6 +247,7 @@ ERRORS: dict[str, set[int]] = {
     "GET /events/{event_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     "GET /jobs": {422} | SIGNED_IN | LIMITED | DATABASE,
     "GET /jobs/counts": {422} | SIGNED_IN | LIMITED | DATABASE,
+    "GET /channels": SIGNED_IN | LIMITED | DATABASE,
     "GET /jobs/{job_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     "POST /jobs/{job_id}/redeliver": {422} | SIGNED_IN | LIMITED | DATABASE | {404, 409},
     "POST /triggers/{trigger_id}/jobs/redeliver": BODY | SIGNED_IN | LIMITED | DATABASE | {404},

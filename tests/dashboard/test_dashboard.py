@@ -125,9 +125,10 @@ def test_a_trigger_built_in_the_editor_fires_and_its_deliveries_show_live(
     expect(second.get_by_label("Field", exact=True)).to_have_value("score")
     second.get_by_label("Value", exact=True).fill("very low")
     action = page.locator("fieldset[data-field='actions[0]']")
-    action.get_by_label("URL", exact=True).fill(sink.url)
+    action.get_by_label("url", exact=True).fill(sink.url)
     # One attempt per job: a failure is dead at once (for the redelivery below).
-    action.get_by_label("Other settings (JSON object)").fill('{"max_attempts": 1}')
+    action.get_by_text("Attempts, backoff and noise control").click()
+    action.get_by_label("max_attempts", exact=True).fill("1")
     json_view = page.locator("#trigger-json")
     assert '"any": [' in json_view.input_value()
     page.get_by_role("button", name="Create trigger").click()
@@ -352,7 +353,7 @@ def test_the_json_view_writes_the_whole_language(page: Page, system: System) -> 
     negated = page.locator("fieldset[data-field='conditions.all[1].not']")
     expect(negated.get_by_label("Field", exact=True)).to_have_value("to_address")
     slack = page.locator("fieldset[data-field='actions[0]']")
-    expect(slack.get_by_label("Text template")).to_have_value(
+    expect(slack.get_by_label("text_template", exact=True)).to_have_value(
         body["actions"][0]["config"]["text_template"]
     )
     page.get_by_role("button", name="Create trigger").click()

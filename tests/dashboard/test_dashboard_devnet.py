@@ -52,7 +52,7 @@ async def test_a_trigger_from_the_editor_fires_on_devnet_activity_and_shows_live
         await first.get_by_label("Condition type", exact=True).select_option("ema_threshold")
         await page.get_by_role("button", name="Add condition").click()  # a score below 50
         action = page.locator("fieldset[data-field='actions[0]']")
-        await action.get_by_label("URL", exact=True).fill(f"{sink_url}/hook")
+        await action.get_by_label("url", exact=True).fill(f"{sink_url}/hook")
         await page.get_by_role("button", name="Create trigger").click()
         await expect(page.get_by_text("The trigger is created. Its webhook secret")).to_be_visible()
         sink.secret = await page.locator(".secret-once code").inner_text()

@@ -1,5 +1,6 @@
 // The trigger editor: the trigger's settings, its condition tree (conditions and all / any /
-// not groups, any depth), its actions with a form per channel, and a JSON view of the whole
+// not groups, any depth), its actions with a form per channel (built from the schema of the
+// channel's config, GET channels), and a JSON view of the whole
 // body that can be edited too. The API checks everything: its errors are shown at the field
 // they name (conditions.any[1].operator, actions[0].config). For a saved trigger: test it
 // against history (a backtest), send a test delivery of an action, replay history.
@@ -29,52 +30,16 @@ const TYPE_DEFAULTS = {
 const STATEFUL_TYPES = new Set(["ema_threshold", "rate_limit", "reputation_threshold",
   "validation_threshold", "silence"]);
 
-// Each channel's config fields: [key, label, kind, hint]. kind: text, textarea, number,
-// checkbox, json, or a list of choices. Keys not listed stay editable in "Other settings".
-const CHANNEL_FIELDS = {
-  telegram: [
-    ["chat_id", "Chat id", "text"],
-    ["message_template", "Message template", "textarea", "{{agent_id}}, {{score}}, ... (see the trigger language)"],
-    ["parse_mode", "Parse mode", ["", "MarkdownV2", "Markdown", "HTML"]],
-    ["disable_notification", "Send silently", "checkbox"],
-  ],
-  rest: [
-    ["url", "URL", "text"],
-    ["method", "Method", ["POST", "PUT", "PATCH", "GET", "DELETE"]],
-    ["headers", "Headers (JSON object)", "json"],
-    ["body_template", "Body template (JSON)", "json"],
-    ["timeout_ms", "Timeout (ms)", "number"],
-  ],
-  mcp: [
-    ["tool_name", "Tool name", "text", "Default: agent.receiveFeedback"],
-    ["verify_file_hash", "Verify the feedback file's hash", "checkbox"],
-    ["timeout_ms", "Timeout (ms)", "number"],
-  ],
-  slack: [
-    ["webhook_url", "Slack webhook URL", "text"],
-    ["text_template", "Text template", "textarea"],
-    ["blocks_template", "Blocks template (JSON)", "json"],
-  ],
-  discord: [
-    ["webhook_url", "Discord webhook URL", "text"],
-    ["content_template", "Content template", "textarea"],
-    ["embeds_template", "Embeds template (JSON)", "json"],
-    ["username", "Username", "text"],
-  ],
-  email: [
-    ["to", "To (JSON list of addresses)", "json"],
-    ["subject_template", "Subject template", "text"],
-    ["text_template", "Text template", "textarea"],
-    ["html_template", "HTML template", "textarea"],
-    ["from_name", "From name", "text"],
-  ],
-  pagerduty: [
-    ["routing_key", "Routing key", "text"],
-    ["summary_template", "Summary template", "text"],
-    ["severity", "Severity", ["warning", "critical", "error", "info"]],
-    ["source_template", "Source template", "text"],
-  ],
-};
+// The settings every channel shares (attempts, backoff, noise control): after the
+// channel's own, in a part of their own.
+const COMMON_SETTINGS = new Set(["max_attempts", "rate_limit_per_minute", "dedup_seconds",
+  "retry_initial_seconds", "retry_max_seconds", "notify_retractions"]);
+
+// A property's schema without its "or null" (pydantic writes optional as anyOf [X, null]).
+function settled(schema) {
+  const options = (schema.anyOf ?? [schema]).filter((option) => option.type !== "null");
+  return options.length === 1 ? { ...schema, ...options[0], anyOf: undefined } : schema;
+}
 
 const blankCondition = (type = "score_threshold") => {
   const [fieldName, operator, value, config] = TYPE_DEFAULTS[type] ?? ["", "=", "", {}];
@@ -164,7 +129,7 @@ export async function editorPage(body, { go }, triggerId) {
   const schemas = openapi.components.schemas;
   const conditionTypes = schemas.ConditionIn.properties.condition_type.enum;
   const operators = schemas.ConditionIn.properties.operator.enum;
-  const channels = schemas.ActionIn.properties.action_type.enum;
+  const channels = await api("GET", "channels");
   const saved = triggerId ? await api("GET", `triggers/${triggerId}`) : null;
   const model = saved ? fromTrigger(saved) : structuredClone(NEW_TRIGGER);
 
@@ -251,31 +216,44 @@ export async function editorPage(body, { go }, triggerId) {
     return renderGroup(model.root, "conditions", null, "Conditions");
   }
 
+  // An action's form: its channel's settings, from the JSON Schema GET channels gives.
   function renderAction(action, index) {
     const path = `actions[${index}]`;
-    const known = CHANNEL_FIELDS[action.action_type] ?? [];
-    const knownKeys = new Set(known.map(([key]) => key));
-    const configFields = known.map(([key, label, kind, hint]) => {
+    const channel = channels.find((c) => c.action_type === action.action_type);
+    const schema = channel?.config_schema ?? { properties: {} };
+    const required = new Set(schema.required ?? []);
+    const templates = new Set(channel?.template_keys ?? []);
+    const settingField = ([key, property]) => {
+      const spec = settled(property);
       const read = () => action.config[key];
       const write = (value) => {
-        if (value === "" || value === null || value === undefined || value === false) delete action.config[key];
+        if (value === "" || value === null || value === undefined) delete action.config[key];
         else action.config[key] = value;
       };
       let control;
-      if (kind === "json") control = jsonControl(read, (v) => { write(v); changed(); });
-      else if (Array.isArray(kind)) control = bind(select(kind), read, write);
-      else if (kind === "textarea") control = bind(h("textarea", { rows: 3 }), read, write);
-      else if (kind === "checkbox") control = bind(input({ type: "checkbox" }), read, write);
-      else control = bind(input({ type: kind === "number" ? "number" : "text" }), read, write);
-      return field(label, control, { path: `${path}.config.${key}`, hint });
-    });
-    const others = () => Object.fromEntries(Object.entries(action.config).filter(([key]) => !knownKeys.has(key)));
-    const otherControl = jsonControl(others, (value) => {
-      for (const key of Object.keys(others())) delete action.config[key];
-      Object.assign(action.config, value ?? {});
-      changed();
-    });
-    const typeSelect = bind(select(channels), () => action.action_type, (value) => {
+      if (spec.enum) {
+        control = bind(select(required.has(key) ? spec.enum : [["", "(default)"], ...spec.enum]), read, write);
+      } else if (spec.type === "boolean") {
+        control = bind(input({ type: "checkbox" }), read, (value) => write(value || undefined));
+      } else if (spec.type === "integer" || spec.type === "number") {
+        control = bind(input({ type: "number", min: spec.minimum, max: spec.maximum,
+          step: spec.type === "integer" ? 1 : "any" }), read, write);
+      } else if (spec.type === "string") {
+        control = bind(templates.has(key) && key !== "url" ? h("textarea", { rows: 3 }) : input(), read, write);
+      } else {
+        control = jsonControl(read, (value) => { write(value); changed(); });
+      }
+      const kind = spec.type === "string" || spec.enum || spec.type === "boolean"
+        || spec.type === "integer" || spec.type === "number" ? "" : " (JSON)";
+      const hint = [required.has(key) ? "required" : "",
+        templates.has(key) ? "a template: {{agent_id}}, {{score}}, … (see the trigger language)" : "",
+        property.description ?? ""].filter(Boolean).join("; ");
+      return field(`${key}${kind}`, control, { path: `${path}.config.${key}`, hint: hint || undefined });
+    };
+    const properties = Object.entries(schema.properties ?? {});
+    const own = properties.filter(([key]) => !COMMON_SETTINGS.has(key)).map(settingField);
+    const common = properties.filter(([key]) => COMMON_SETTINGS.has(key)).map(settingField);
+    const typeSelect = bind(select(channels.map((c) => c.action_type)), () => action.action_type, (value) => {
       action.action_type = value;
       action.config = {};
       rerender();
@@ -299,9 +277,8 @@ export async function editorPage(body, { go }, triggerId) {
       h("div", { class: "row" },
         field("Channel", typeSelect, { path: `${path}.action_type` }),
         field("Priority", bind(input({ type: "number", min: 1, max: 100 }), () => action.priority, (v) => { action.priority = v; }), { path: `${path}.priority` })),
-      group("Settings", `${path}.config`, configFields,
-        field("Other settings (JSON object)", otherControl,
-          { hint: "max_attempts, rate_limit_per_minute, dedup_seconds, notify_retractions, ..." })),
+      group(`${action.action_type} settings`, `${path}.config`, own,
+        h("details", { class: "more" }, h("summary", {}, "Attempts, backoff and noise control"), common)),
       h("div", { class: "actions" }, testButton,
         model.actions.length > 1 ? h("button", { type: "button", class: "secondary",
           onclick: () => { model.actions.splice(index, 1); rerender(); } }, "Remove action") : null));
@@ -310,7 +287,7 @@ export async function editorPage(body, { go }, triggerId) {
   function renderActions() {
     return group("Actions", "actions", model.actions.map(renderAction),
       h("button", { type: "button", class: "secondary", onclick: () => {
-        model.actions.push({ action_type: channels[0], priority: 1, config: {} });
+        model.actions.push({ action_type: channels[0].action_type, priority: 1, config: {} });
         rerender();
       } }, "Add action"));
   }
