@@ -202,6 +202,14 @@ def test_a_trigger_built_in_the_editor_fires_and_its_deliveries_show_live(
     backtest.get_by_role("button", name="Test against history").click()
     expect(backtest.get_by_text("fired 3 times")).to_be_visible()
 
+    # History on purpose: a replay (the events have their deliveries: it adds none).
+    replay = page.get_by_role("form", name="Replay history")
+    replay.get_by_role("button", name="Replay").click()
+    expect(replay.get_by_role("alert")).to_contain_text("exactly one of from_block and from_time")
+    replay.get_by_label("From block").fill("0")
+    replay.get_by_role("button", name="Replay").click()
+    expect(page.get_by_role("table", name="Replays").get_by_role("row")).to_have_count(2)
+
 
 # Values that would run script if they were ever parsed as markup.
 HOSTILE_NAME = '<img src=x onerror="window.__xss = 1">'

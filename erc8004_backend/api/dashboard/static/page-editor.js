@@ -370,16 +370,36 @@ function backtestForm(trigger) {
 
 function replayForm(trigger) {
   const fromBlock = input({ type: "number", min: 0 });
-  const output = h("div", { "aria-live": "polite" });
+  const fromTime = input({ placeholder: "2026-03-02T00:00:00Z" });
+  const list = h("div", { "aria-live": "polite" });
+  const refresh = async () => {
+    const replays = await api("GET", `triggers/${trigger.id}/replays`);
+    replace(list, table("Replays", [
+      ["Replay", (r) => `#${r.id}`],
+      ["From", (r) => (r.from_block !== null ? `block ${r.from_block}` : time(r.from_time))],
+      ["Status", (r) => r.status],
+      ["Reached", (r) => (r.cursor_block < 0 ? "—" : `block ${r.cursor_block}`)],
+      ["", (r) => (r.status === "pending" || r.status === "running" ? h("button", {
+        type: "button", class: "secondary", "aria-label": `Cancel replay ${r.id}`,
+        onclick: async () => {
+          await api("POST", `triggers/${trigger.id}/replays/${r.id}/cancel`);
+          await refresh();
+        } }, "Cancel") : "")],
+    ], replays, { empty: "none yet." }));
+  };
   const replay = form({ "aria-label": "Replay history" },
-    field("From block", fromBlock, { path: "from_block",
-      hint: "Queue the trigger's deliveries for the stored events from this block on." }),
-    h("button", { type: "submit" }, "Replay"), output);
+    h("p", { class: "hint" }, "Queue the trigger's deliveries for the stored events from a block"
+      + " or a time on (events that have their delivery already get none)."),
+    h("div", { class: "row" },
+      field("From block", fromBlock, { path: "from_block" }),
+      field("From time", fromTime, { path: "from_time" })),
+    h("button", { type: "submit" }, "Replay"));
   onSubmit(replay, async () => {
-    const asked = await api("POST", `triggers/${trigger.id}/replays`,
-      { body: { from_block: fromBlock.value === "" ? undefined : Number(fromBlock.value) } });
-    replace(output, notice(`Replay ${asked.id} requested (${asked.status ?? "pending"}).`));
+    await api("POST", `triggers/${trigger.id}/replays`, { body: {
+      from_block: fromBlock.value === "" ? undefined : Number(fromBlock.value),
+      from_time: fromTime.value || undefined } });
+    await refresh();
   });
-  return section("Replay", replay);
+  refresh().catch((error) => replace(list, notice(error.message, "error")));
+  return section("Replay", replay, list);
 }
-
