@@ -163,7 +163,7 @@ bearer = HTTPBearer(
 )
 
 
-# The dashboard's session (api/dashboard.py): an access token in an HttpOnly cookie, and a
+# The dashboard's session (api/dashboard/): an access token in an HttpOnly cookie, and a
 # CSRF token derived from it that the page reads from its own cookie and echoes in a header.
 SESSION_COOKIE = "erc8004_session"
 CSRF_COOKIE = "erc8004_csrf"
@@ -189,7 +189,9 @@ async def request_credentials(
     if header is not None:
         return header
     token = request.cookies.get(SESSION_COOKIE)
-    if not token:
+    # Only ever an access token (set by POST or PUT /auth/session); an API key planted there
+    # signs nothing in.
+    if not token or is_api_key(token):
         return None
     if request.method not in SAFE_METHODS and not csrf_token_matches(
         request.headers.get(CSRF_HEADER, ""), token, state.jwt_secret

@@ -135,11 +135,13 @@ async def test_a_session_takes_a_new_token_after_a_password_change(
     adopted = await api.put(SESSION, headers={"Authorization": f"Bearer {new_token}"})
     assert adopted.status_code == 200, adopted.text
     assert (await api.get("/me")).status_code == 200
-    # An API key is no session.
+    # An API key is no session: not adopted, and not taken from the cookie.
     key = await api.post("/me/api-keys", json={"name": "k"},
                          headers={"Authorization": f"Bearer {new_token}"})  # fmt: skip
     refused = await api.put(SESSION, headers={"Authorization": f"Bearer {key.json()['key']}"})
     assert refused.status_code == 401
+    api.cookies.set("erc8004_session", key.json()["key"])
+    assert (await api.get("/me")).status_code == 401
 
 
 async def test_delivery_counts_per_trigger(api: ApiClient, alice: Account, bob: Account) -> None:
