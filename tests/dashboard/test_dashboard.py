@@ -120,6 +120,9 @@ def test_a_trigger_built_in_the_editor_fires_and_its_deliveries_show_live(
     expect(
         page.get_by_label("Stateful (moving averages, rates, summaries, silences)")
     ).to_be_checked()
+    # Its config's settings as controls: a moving average over 3 feedback.
+    expect(first.get_by_label("window_size", exact=True)).to_have_value("5")
+    first.get_by_label("window_size", exact=True).fill("3")
     page.get_by_role("button", name="Add condition").click()
     second = page.locator("fieldset[data-field='conditions.any[1]']")
     expect(second.get_by_label("Field", exact=True)).to_have_value("score")
@@ -131,6 +134,7 @@ def test_a_trigger_built_in_the_editor_fires_and_its_deliveries_show_live(
     action.get_by_label("max_attempts", exact=True).fill("1")
     json_view = page.locator("#trigger-json")
     assert '"any": [' in json_view.input_value()
+    assert '"window_size": 3' in json_view.input_value()
     page.get_by_role("button", name="Create trigger").click()
     # The API refuses the value; its message is shown in the condition it names.
     expect(second.locator(".field-error").first).to_contain_text("number")

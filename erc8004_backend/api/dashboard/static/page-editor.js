@@ -27,6 +27,23 @@ const TYPE_DEFAULTS = {
   uri_changed: ["agent_uri", "!=", "", {}],
   silence: ["silence", ">=", "24h", {}],
 };
+// The config settings of the condition types that have some (docs/triggers.md): [key,
+// kind, hint]; kind: number, integer, text, checkbox, json, or a list of choices. Other keys
+// stay editable as JSON beside them.
+const SCOPES = ["", "agent", "client", "validator", "trigger"];
+const EVENT_TYPES = ["", "Registered", "URIUpdated", "MetadataSet", "Transfer", "NewFeedback",
+  "FeedbackRevoked", "ResponseAppended", "ValidationRequest", "ValidationResponse"];
+const CONDITION_SETTINGS = {
+  ema_threshold: [["window_size", "integer", "alpha = 2/(N+1)"], ["alpha", "number", "0 < alpha <= 1 (instead of window_size)"], ["scope", SCOPES]],
+  rate_limit: [["time_window", "text", "90s, 15m, 1h, 7d"], ["reset_on_trigger", "checkbox"], ["scope", SCOPES]],
+  silence: [["scope", [...SCOPES, "request"]], ["after", EVENT_TYPES, "a period starts only at this event type"]],
+  reputation_threshold: [["clients", "json", "a JSON list of addresses: the spec's getSummary"], ["tag1", "text"], ["tag2", "text"],
+    ["lens_name", "text", "one of your saved lenses (instead of clients)"], ["lens", "json", "a lens written inline (instead of clients)"]],
+  validation_threshold: [["validators", "json", "a JSON list of addresses (empty: any)"], ["tag", "text"]],
+  wallet_changed: [["change", ["", "set", "unset", "any"]]],
+  uri_changed: [["on", "json", "a JSON list of: services, active, x402, mcp_endpoint"]],
+};
+
 const STATEFUL_TYPES = new Set(["ema_threshold", "rate_limit", "reputation_threshold",
   "validation_threshold", "silence"]);
 
@@ -181,9 +198,38 @@ export async function editorPage(body, { go }, triggerId) {
         field("Field", bind(input(), () => node.field, (v) => { node.field = v; }), { path: `${path}.field` }),
         field("Operator", bind(select(operators), () => node.operator, (v) => { node.operator = v; }), { path: `${path}.operator` }),
         field("Value", bind(input(), () => node.value, (v) => { node.value = v; }), { path: `${path}.value` })),
-      field("Config (JSON object)", jsonControl(() => node.config, (v) => { node.config = v ?? {}; changed(); }),
-        { path: `${path}.config`, hint: "scope, window_size, time_window, clients, after, ... (see the trigger language)" }),
+      conditionSettings(node, path),
       remove ? h("button", { type: "button", class: "secondary", onclick: remove }, "Remove condition") : null);
+  }
+
+  // A condition's config: its type's settings as controls, any other key as JSON.
+  function conditionSettings(node, path) {
+    const settings = CONDITION_SETTINGS[node.condition_type] ?? [];
+    const known = new Set(settings.map(([key]) => key));
+    const controls = settings.map(([key, kind, hint]) => {
+      const read = () => node.config[key];
+      const write = (value) => {
+        if (value === "" || value === null || value === undefined || value === false) delete node.config[key];
+        else node.config[key] = value;
+      };
+      let control;
+      if (Array.isArray(kind)) control = bind(select(kind.map((v) => [v, v || "(default)"])), read, write);
+      else if (kind === "checkbox") control = bind(input({ type: "checkbox" }), read, write);
+      else if (kind === "json") control = jsonControl(read, (value) => { write(value); changed(); });
+      else if (kind === "text") control = bind(input(), read, write);
+      else control = bind(input({ type: "number", step: kind === "integer" ? 1 : "any" }), read, write);
+      return field(key, control, { path: `${path}.config.${key}`, hint });
+    });
+    const others = () => Object.fromEntries(Object.entries(node.config).filter(([key]) => !known.has(key)));
+    const rest = jsonControl(others, (value) => {
+      for (const key of Object.keys(others())) delete node.config[key];
+      Object.assign(node.config, value ?? {});
+      changed();
+    }, { rows: 2 });
+    return h("div", { class: "settings" },
+      controls.length ? h("div", { class: "row" }, controls) : null,
+      field(controls.length ? "Other config (JSON object)" : "Config (JSON object)", rest,
+        { path: `${path}.config`, hint: "See the trigger language for each condition type's config." }));
   }
 
   function renderGroup(node, path, remove, legend) {
