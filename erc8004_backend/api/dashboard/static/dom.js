@@ -36,17 +36,27 @@ export function replace(element, ...children) {
   return append(element, children);
 }
 
+const LONGEST_SHOWN = 80; // characters of a URI shown (data: URIs run to kilobytes)
+
+function shortened(text) {
+  return text.length > LONGEST_SHOWN ? `${text.slice(0, LONGEST_SHOWN)}…` : text;
+}
+
 // A link only for http(s) URLs; anything else (javascript:, data:, ipfs:) is shown as text.
+// A long one is cut, whole in its title.
 export function externalLink(url) {
   if (typeof url !== "string" || url === "") return "";
-  let parsed;
+  let parsed = null;
   try {
     parsed = new URL(url);
   } catch {
-    return url;
+    // not a URL: text
   }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return url;
-  return h("a", { href: parsed.href, rel: "noopener noreferrer nofollow", target: "_blank" }, url);
+  if (parsed?.protocol !== "http:" && parsed?.protocol !== "https:") {
+    return url.length > LONGEST_SHOWN ? h("span", { title: url }, shortened(url)) : url;
+  }
+  return h("a", { href: parsed.href, rel: "noopener noreferrer nofollow", target: "_blank",
+    title: url.length > LONGEST_SHOWN ? url : undefined }, shortened(url));
 }
 
 export function time(value) {
