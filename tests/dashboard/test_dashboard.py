@@ -279,6 +279,8 @@ def test_hostile_values_render_as_text_and_an_agents_summary_is_the_apis(
         expect(summary.locator(f"dd[data-key='{term}']")).to_have_text(str(answer[key]))
     assert answer["count"] == 2
     expect(page.locator("figure.chart canvas")).to_have_count(2)
+    history = page.get_by_role("table", name="Identity changes")
+    expect(history.get_by_role("cell", name="registered", exact=True)).to_have_count(1)
     check_page(page, "agent")
 
     # No markup was made of any of it, and no script ran.

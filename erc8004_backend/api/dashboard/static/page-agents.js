@@ -1,5 +1,5 @@
 // Agents: search and list; an agent's page with its profile, services, feedback,
-// validations and reputation (the spec's getSummary over a client list, a lens's score with
+// validations, identity history and reputation (the spec's getSummary over a client list, a lens's score with
 // its explanation, and the distribution and trend of the feedback it counted, as charts).
 import { api } from "./api.js";
 import { externalLink, h, json, replace, section, table, time, notice } from "./dom.js";
@@ -43,10 +43,11 @@ export async function agentsPage(body, { query }) {
 
 export async function agentPage(body, context, chainId, agentId) {
   const base = `agents/${chainId}/${agentId}`;
-  const [profile, feedback, validations] = await Promise.all([
+  const [profile, feedback, validations, history] = await Promise.all([
     api("GET", base),
     api("GET", `${base}/feedback`, { query: { include_revoked: "true", limit: 100 } }),
     api("GET", `${base}/validations`, { query: { limit: 100 } }),
+    api("GET", `${base}/history`, { query: { limit: 100 } }),
   ]);
   const registration = profile.registration;
   document.querySelector("main h1").textContent =
@@ -92,7 +93,16 @@ export async function agentPage(body, context, chainId, agentId) {
         ["Response", (v) => (v.response === null ? "pending" : String(v.response))],
         ["Tag", (v) => v.response_tag ?? ""],
         ["Request", (v) => externalLink(v.request_uri ?? "")],
-      ], validations.items, { empty: "none yet." })));
+      ], validations.items, { empty: "none yet." })),
+    section("Identity history", table("Identity changes", [
+      ["When", (c) => time(c.block_time)],
+      ["Block", (c) => String(c.block_number)],
+      ["Change", (c) => c.change],
+      ["To", (c) => (c.change === "uri" || c.change === "registered"
+        ? externalLink(c.agent_uri ?? "")
+        : c.change === "wallet" ? (c.agent_wallet ?? "cleared") : (c.owner ?? ""))],
+      ["From / by", (c) => c.previous_owner ?? c.updated_by ?? ""],
+    ], history.items, { empty: "none." })));
 }
 
 function reputation(base, feedback) {
