@@ -154,14 +154,14 @@ API_KEYS = {"script": {"summary": "A key for a script", "value": {"name": "grafa
 
 
 @raises(429)
-async def _limit_logins(request: Request, state: State) -> None:
+async def limit_logins(request: Request, state: State) -> None:
     await state.rate_limits.check("login", client_address(request))
 
 
 @router.post(
     "/auth/register",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[Depends(_limit_logins)],
+    dependencies=[Depends(limit_logins)],
     responses=error_responses(409, descriptions={409: "The username or email is taken."}),
 )
 async def register(
@@ -200,7 +200,7 @@ LOGIN_ERRORS = error_responses(
 )
 
 
-@router.post("/auth/login", dependencies=[Depends(_limit_logins)], responses=LOGIN_ERRORS)
+@router.post("/auth/login", dependencies=[Depends(limit_logins)], responses=LOGIN_ERRORS)
 async def login(
     body: Annotated[Login, Body(openapi_examples=LOGINS)], conn: Db, state: State
 ) -> AccessToken:
@@ -280,7 +280,7 @@ async def revoke_api_key(key_id: uuid.UUID, user: CurrentUser, conn: Db) -> None
 
 @router.post(
     "/me/password",
-    dependencies=[Depends(_limit_logins)],
+    dependencies=[Depends(limit_logins)],
     responses=ACCOUNT_GONE,
 )
 async def change_password(
@@ -315,7 +315,7 @@ async def change_password(
 @router.delete(
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[Depends(_limit_logins)],
+    dependencies=[Depends(limit_logins)],
     responses=ACCOUNT_GONE,
 )
 async def delete_account(

@@ -22,7 +22,6 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field, StringConstraints
 
 from erc8004_backend.agents import service
@@ -38,10 +37,10 @@ from erc8004_backend.agents.read import Feedback, Response, ValidationRequest
 from erc8004_backend.api.dependencies import (
     DIGITS_ONLY,
     TRUE_OR_FALSE,
+    Credentials,
     Db,
     State,
     User,
-    bearer,
     client_address,
     current_user,
 )
@@ -76,7 +75,7 @@ async def reader(
     request: Request,
     state: State,
     conn: Db,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    credentials: Credentials,
 ) -> User | None:
     """The signed-in user, or None for a reader without credentials when public reads are
     on (counted against the public rate limit of their address); 401 otherwise."""

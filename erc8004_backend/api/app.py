@@ -27,6 +27,8 @@ from starlette.types import StatelessLifespan
 from erc8004_backend.api import (
     accounts,
     agents,
+    channels,
+    dashboard,
     event_stream,
     events,
     jobs,
@@ -36,6 +38,7 @@ from erc8004_backend.api import (
     tokens,
     triggers,
 )
+from erc8004_backend.api.dashboard import install_dashboard
 from erc8004_backend.api.dependencies import ApiState, limit_by_address
 from erc8004_backend.api.docs import install_docs
 from erc8004_backend.api.errors import install_error_handlers
@@ -157,11 +160,13 @@ def build_app(shape: AppShape, *, lifespan: StatelessLifespan[FastAPI] | None = 
         responses=dependency_errors(limit_by_address),
     )
     # The event stream before the events: /events/stream is not /events/{event_id}.
-    for module in (accounts, lenses, triggers, jobs, event_stream, events, agents, tokens,
-                   status):  # fmt: skip
+    for module in (accounts, dashboard, lenses, triggers, channels, jobs, event_stream, events,
+                   agents, tokens, status):  # fmt: skip
         document_errors(module.router)
         v1.include_router(module.router)
     app.include_router(v1)
+    # The web dashboard at `/`, calling the routes above from the same origin.
+    install_dashboard(app)
     # The MCP server for agents, beside the REST API rather than under its prefix (MCP
     # clients are given the endpoint's URL); not in the OpenAPI document (api/mcp.py).
     app.include_router(mcp.router, dependencies=[Depends(limit_by_address)])

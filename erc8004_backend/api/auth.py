@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -125,3 +126,15 @@ def api_key_prefix(key: str) -> str:
 
 def is_api_key(credential: str) -> bool:
     return credential.startswith(API_KEY_PREFIX)
+
+
+def csrf_token(access_token: str, secret: str) -> str:
+    """The dashboard's CSRF token for a session's access token: derived from it with the
+    server's secret, so that only a page that could read our cookie knows it, and a token
+    planted from elsewhere matches no session."""
+    digest = hmac.new(secret.encode(), b"csrf:" + access_token.encode(), hashlib.sha256)
+    return digest.hexdigest()
+
+
+def csrf_token_matches(given: str, access_token: str, secret: str) -> bool:
+    return hmac.compare_digest(given.encode(), csrf_token(access_token, secret).encode())

@@ -22,6 +22,7 @@ from pydantic import BeforeValidator, Strict
 from erc8004_backend.api.auth import (
     TokenError,
     api_key_hash,
+    csrf_token_matches,
     is_api_key,
     password_stamp,
     read_access_token,
@@ -162,17 +163,54 @@ bearer = HTTPBearer(
 )
 
 
+# The dashboard's session (api/dashboard/): an access token in an HttpOnly cookie, and a
+# CSRF token derived from it that the page reads from its own cookie and echoes in a header.
+SESSION_COOKIE = "erc8004_session"
+CSRF_COOKIE = "erc8004_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+# Methods that change nothing: a cookie-authenticated request of another method must carry
+# the CSRF header (a cross-site form can send the cookie, never the header).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def _unauthorized(message: str) -> ApiError:
     return ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-@raises(401, 403, 429)
-async def current_user(
+@raises(403)
+async def request_credentials(
+    request: Request,
     state: State,
-    conn: Db,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> User:
-    """The active user an access token or API key belongs to; 401 otherwise."""
+    header: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> HTTPAuthorizationCredentials | None:
+    """The request's credential: its Authorization header, else the dashboard's session
+    cookie, which signs in a state-changing request only with the CSRF header that matches
+    it (403 otherwise). None: neither."""
+    if header is not None:
+        return header
+    token = request.cookies.get(SESSION_COOKIE)
+    # Only ever an access token (set by POST or PUT /auth/session); an API key planted there
+    # signs nothing in.
+    if not token or is_api_key(token):
+        return None
+    if request.method not in SAFE_METHODS and not csrf_token_matches(
+        request.headers.get(CSRF_HEADER, ""), token, state.jwt_secret
+    ):
+        raise ApiError(
+            403,
+            f"a request signed in by the session cookie must send the {CSRF_HEADER} header"
+            f" with the value of the {CSRF_COOKIE} cookie",
+        )
+    return HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+
+
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(request_credentials)]
+
+
+@raises(401, 403, 429)
+async def current_user(state: State, conn: Db, credentials: Credentials) -> User:
+    """The active user an access token or API key (or the dashboard's session cookie)
+    belongs to; 401 otherwise."""
     if credentials is None:
         raise _unauthorized("sign in: send 'Authorization: Bearer <access token or API key>'")
     credential = credentials.credentials

@@ -74,9 +74,9 @@ from pydantic import Field
 
 from erc8004_backend.api.dependencies import (
     ApiState,
+    Credentials,
     State,
     User,
-    bearer,
     current_user,
     live_connection,
 )
@@ -305,7 +305,7 @@ class Reader:
 @raises(401, 403, 429, 503)
 async def stream_reader(
     state: State,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    credentials: Credentials,
 ) -> Reader:
     """The signed-in user, as for any other route, found on a connection that goes back to
     the pool at once: a stream must not keep one for its whole life."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query
@@ -133,6 +133,38 @@ async def list_jobs(
     last = items[-1] if len(rows) > limit else None
     next_cursor = encode_cursor(last.created_at, last.id) if last else None
     return JobPage(items=items, next_cursor=next_cursor)
+
+
+class TriggerDeliveryCounts(BaseModel):
+    trigger_id: uuid.UUID
+    succeeded: int = Field(description="Attempts that delivered.")
+    failed: int = Field(description="Attempts that failed (each retry counts).")
+
+
+class DeliveryCounts(BaseModel):
+    since: datetime
+    triggers: list[TriggerDeliveryCounts] = Field(
+        description="The triggers with any attempt since then; the others had none."
+    )
+
+
+# Before /jobs/{job_id}, which would take "counts" for a job id.
+@router.get("/jobs/counts")
+async def delivery_counts(
+    user: CurrentUser,
+    conn: Db,
+    since: Annotated[
+        IsoTime | None, Query(description="From this time on; default: the last 24 hours.")
+    ] = None,
+) -> DeliveryCounts:
+    """Per trigger of the signed-in user, its delivery attempts since a time that delivered
+    and that failed: the dashboard's trigger list shows those of the last 24 hours."""
+    start = _utc(since) or datetime.now(UTC) - timedelta(hours=24)
+    rows = await (await conn.execute(QUERIES["delivery_counts"],
+                                     {"user_id": user.id, "since": start})).fetchall()  # fmt: skip
+    return DeliveryCounts(
+        since=start, triggers=[TriggerDeliveryCounts.model_validate(row) for row in rows]
+    )
 
 
 @router.get("/jobs/{job_id}", responses=error_responses(404))

@@ -58,3 +58,15 @@ INSERT INTO action_results (user_id, trigger_id, action_id, chain_id, action_typ
 VALUES (%(user_id)s::uuid, %(trigger_id)s::uuid, %(action_id)s::uuid, %(chain_id)s,
         %(action_type)s, %(status)s, %(duration_ms)s, %(error)s, %(response)s)
 RETURNING id
+
+-- delivery_counts --
+-- Per trigger of the user, its delivery attempts since a time: those that delivered and
+-- those that failed (test deliveries included; a retried job counts each attempt).
+SELECT trigger_id,
+       count(*) FILTER (WHERE status = 'success') AS succeeded,
+       count(*) FILTER (WHERE status <> 'success') AS failed
+FROM action_results
+WHERE user_id = %(user_id)s::uuid AND executed_at >= %(since)s::timestamptz
+  AND trigger_id IS NOT NULL
+GROUP BY trigger_id
+ORDER BY trigger_id

@@ -82,7 +82,8 @@ def api(database_url: DatabaseUrl = None, host: Host = None, port: Port = None) 
     # only once the port is ours.
     with listen(host, port) as listening, database(database_url) as url:
         app = create_app(settings.model_copy(update={"database_url": url}))
-        notes.print(f"API on {listening_url(host, listening)}/api/v1 (docs: /api/v1/docs)",
+        root = listening_url(host, listening)
+        notes.print(f"API on {root}/api/v1 (docs: /api/v1/docs); dashboard on {root}/",
                     soft_wrap=True)  # fmt: skip
 
         async def serve(stop: asyncio.Event) -> None:

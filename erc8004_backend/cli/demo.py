@@ -74,8 +74,8 @@ def demo(
     the seven example triggers and a reputation threshold: events arriving, agents' reputation
     moving, triggers firing and deliveries landing, live."""
     # Imported here, not at the top: every erc8004 command starts faster without them.
-    from erc8004_backend.api.server import listen
-    from erc8004_backend.demo.runner import DemoOptions
+    from erc8004_backend.api.server import listen, listening_url
+    from erc8004_backend.demo.runner import DEMO_USER, DemoOptions
 
     configure_logging(log_level)
     if not _DATABASE_NAME.match(database_name):
@@ -94,6 +94,10 @@ def demo(
             Migrator(connection, load_source(settings.migrations_dir)).run()
         notes.print(f"[dim]demo database {database_name} created and migrated[/]", soft_wrap=True)
         options = DemoOptions(api_host=api_host, rate=rate, seconds=seconds, seed=seed)
+        # Also in the view's header; here too for a log, where the view is not drawn.
+        notes.print(f"dashboard on {listening_url(api_host, api_socket)}/ (sign in as"
+                    f" {DEMO_USER['username']}, password {DEMO_USER['password']})",
+                    soft_wrap=True)  # fmt: skip
         if console.is_terminal:
             view = DemoView(header=[])
             with Live(view.render(), console=console, refresh_per_second=4,

@@ -56,7 +56,8 @@ def run(
         notes.print(f"database ready ({len(applied)} migrations applied now)", soft_wrap=True)
         settings = settings.model_copy(update={"database_url": url})
         names = ", ".join(c.name for c in chains)
-        notes.print(f"indexing {names}; API on {listening_url(host, listening)}/api/v1",
+        root = listening_url(host, listening)
+        notes.print(f"indexing {names}; API on {root}/api/v1; dashboard on {root}/",
                     soft_wrap=True)  # fmt: skip
 
         async def everything(stop: asyncio.Event) -> None:

@@ -118,8 +118,11 @@ async def run_demo(
             "telegram_rate_limits": False,  # its Telegram is a local stand-in
             "jwt_secret": settings.jwt_secret or SecretStr(secrets.token_urlsafe(32)),
         })  # fmt: skip
-        api_url = f"{listening_url(options.api_host, api_socket)}/api/v1"
+        root = listening_url(options.api_host, api_socket)
+        api_url = f"{root}/api/v1"
         view.header.extend([
+            f"dashboard    {root}/ (sign in as {DEMO_USER['username']},"
+            f" password {DEMO_USER['password']})",
             f"devnet       {net.url} (chain {DEVNET_CHAIN_ID}; registries at"
             f" {net.registries.identity}, …)",
             f"REST API     {api_url} (user {DEMO_USER['username']},"

@@ -99,7 +99,7 @@ def test_every_request_body_has_examples_that_its_schema_accepts(document: Docum
             assert errors == [], f"{method} {path}, example {name}: {errors}"
         # The validator does refuse what the schema does not allow.
         assert not validator.is_valid({"not a field of any body": True}), f"{method} {path}"
-    assert len(with_bodies) == 15, with_bodies
+    assert len(with_bodies) == 16, with_bodies
 
 
 def test_the_trigger_examples_are_those_of_the_documentation(document: Document) -> None:
@@ -213,6 +213,9 @@ LIMITED = {429}
 ERRORS: dict[str, set[int]] = {
     "POST /auth/register": BODY | LIMITED | DATABASE | {409},
     "POST /auth/login": BODY | LIMITED | DATABASE | {401, 403},
+    "POST /auth/session": BODY | LIMITED | DATABASE | {401, 403},
+    "PUT /auth/session": SIGNED_IN | LIMITED | DATABASE,
+    "DELETE /auth/session": LIMITED,
     "GET /me": SIGNED_IN | LIMITED | DATABASE | {404},
     "DELETE /me": BODY | SIGNED_IN | LIMITED | DATABASE | {404},
     "GET /me/api-keys": SIGNED_IN | LIMITED | DATABASE,
@@ -243,6 +246,8 @@ ERRORS: dict[str, set[int]] = {
     "GET /events/stream": {422} | SIGNED_IN | LIMITED | DATABASE,
     "GET /events/{event_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     "GET /jobs": {422} | SIGNED_IN | LIMITED | DATABASE,
+    "GET /jobs/counts": {422} | SIGNED_IN | LIMITED | DATABASE,
+    "GET /channels": SIGNED_IN | LIMITED | DATABASE,
     "GET /jobs/{job_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     "POST /jobs/{job_id}/redeliver": {422} | SIGNED_IN | LIMITED | DATABASE | {404, 409},
     "POST /triggers/{trigger_id}/jobs/redeliver": BODY | SIGNED_IN | LIMITED | DATABASE | {404},
@@ -323,6 +328,8 @@ async def test_only_operations_that_declare_sign_in_answer_401_without_it(
         if "security" in operation:
             assert response.status_code == 401, (method, path, response.text)
         else:
-            # Only a login with a wrong password is a 401 without signing in.
-            assert 401 not in documented or path == "/auth/login", (method, path)
-            assert response.status_code != 401 or path == "/auth/login", (method, path)
+            # Only a login with a wrong password (for a token or the dashboard's session) is
+            # a 401 without signing in.
+            logins = ("/auth/login", "/auth/session")
+            assert 401 not in documented or path in logins, (method, path)
+            assert response.status_code != 401 or path in logins, (method, path)

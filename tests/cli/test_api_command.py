@@ -57,6 +57,9 @@ async def test_the_api_serves_the_seed_users_and_reports_readiness(database_url:
         assert docs.status_code == 200
         assert "swagger" in docs.text.lower()
         assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "erc8004-backend"
+        dashboard = httpx.get(f"http://127.0.0.1:{port}/")
+        assert dashboard.status_code == 200
+        assert "erc8004-backend dashboard" in dashboard.text
         # One migration reverted: the API says it is not ready, and why.
         assert erc8004("db", "migrate", "revert", database_url=database_url).returncode == 0
         not_ready = httpx.get(f"{base}/ready")
@@ -67,6 +70,7 @@ async def test_the_api_serves_the_seed_users_and_reports_readiness(database_url:
         _, stderr = server.communicate(timeout=20)
     assert server.returncode == 0, stderr
     assert f"API on http://127.0.0.1:{port}/api/v1" in stderr
+    assert f"dashboard on http://127.0.0.1:{port}/" in stderr
     assert "Traceback" not in stderr
 
 

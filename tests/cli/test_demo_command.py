@@ -50,6 +50,9 @@ def test_demo_fires_every_example_trigger_and_delivers_through_every_channel(
     output = finished.stdout + finished.stderr
     assert finished.returncode == 0, output[-3000:]
     assert "Traceback" not in output
+    # Where the dashboard is and how to sign in to it (a log shows no view: stderr says it).
+    assert re.search(r"dashboard on http://127\.0\.0\.1:\d+/ \(sign in as demo, password"
+                     r" demo-password\)", finished.stderr), finished.stderr[-2000:]  # fmt: skip
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         rows = conn.execute("""
