@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -195,9 +196,13 @@ def page(context: BrowserContext) -> Page:
 
 
 def screenshot(page: Page, name: str) -> Path:
-    """Saves the page as docs/screenshots/<name>.png (the README shows them)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+    """Saves the page as <name>.png: into docs/screenshots (the README shows them) with
+    ERC8004_UPDATE_SCREENSHOTS=1, else into a temporary directory, so that a test run leaves
+    the checkout as it was (every rendering differs in its bytes)."""
+    update = os.environ.get("ERC8004_UPDATE_SCREENSHOTS") == "1"
+    directory = SCREENSHOTS if update else Path(tempfile.gettempdir()) / "erc8004-screenshots"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
 
