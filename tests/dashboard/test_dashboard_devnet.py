@@ -1,6 +1,7 @@
 """The dashboard of `erc8004 run` indexing a devnet (anvil with our registries): a trigger
-built in its editor fires on the chain's activity, and the delivery and the events appear in
-the open pages without a reload. The browser is Playwright's async API here (the test runs in
+built in its editor fires on the chain's activity, the delivery and the events appear in
+the open pages without a reload, and the agent's page shows the spec's summary of that
+activity as the API gives it. The browser is Playwright's async API here (the test runs in
 an event loop: the devnet and the command are driven from it)."""
 
 from __future__ import annotations
@@ -72,4 +73,19 @@ async def test_a_trigger_from_the_editor_fires_on_devnet_activity_and_shows_live
         await devnet.activity.give_feedback(agent.agent_id, 95, tag1="devnet-live")
         rows = page.get_by_role("row").filter(has_text="devnet-live")
         await expect(rows).to_have_count(1, timeout=30_000)
+
+        # The agent's page: its getSummary over its clients (two feedback, 12 and 95) is the
+        # API's, which the agents tests compare with the contract's own.
+        await page.goto(f"{dashboard}#/agents/31337/{agent.agent_id}")
+        summary = page.locator("#spec-summary")
+        await expect(summary).to_be_visible(timeout=15_000)
+        clients = (await page.get_by_label("Clients (one address a line)").input_value()).split()
+        answer = await system.client.get(
+            f"/agents/31337/{agent.agent_id}/reputation", headers=system.headers,
+            params={"clients": clients},
+        )  # fmt: skip
+        spec = answer.json()["spec"]
+        assert (spec["count"], spec["value"], spec["decimals"]) == (2, "53", 0)  # (12 + 95) / 2
+        for term, key in (("Count", "count"), ("Value", "value"), ("Decimals", "decimals")):
+            await expect(summary.locator(f"dd[data-key='{term}']")).to_have_text(str(spec[key]))
         await browser.close()
