@@ -8,6 +8,7 @@ could succeed and how long the target asked us to wait.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from erc8004_backend.errors import Erc8004Error
@@ -39,6 +40,8 @@ class Job:
     # The block explorer of the job's chain, if the worker knows one (not stored: the worker
     # sets it from its chains, so links follow the configuration, not the queue's past).
     explorer_url: str | None = None
+    # A digest job's firings, as the worker read them (actions/digest.py); None otherwise.
+    digest: Digest | None = None
 
     @property
     def values(self) -> dict[str, Any]:
@@ -49,6 +52,31 @@ class Job:
         """A retraction: a reorg removed the event an earlier delivery of this job's action
         was about."""
         return bool(self.payload.get("retracted"))
+
+    @property
+    def is_digest(self) -> bool:
+        """A digest of its action's firings (its payload says so from its creation)."""
+        return "digest" in self.payload
+
+    @property
+    def is_alert(self) -> bool:
+        """An alert to the owner's account alert action (actions/alerts.py)."""
+        return "alert" in self.payload
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What a digest job carries: how many firings its window held, and the first of them
+    (as jobs of their own: their payloads, idempotency keys and explorer links)."""
+
+    count: int
+    window_start: datetime
+    window_end: datetime
+    items: tuple[Job, ...]
+
+    @property
+    def omitted(self) -> int:
+        return self.count - len(self.items)
 
 
 def template_values(payload: dict[str, Any], explorer_url: str | None) -> dict[str, Any]:

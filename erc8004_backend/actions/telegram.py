@@ -21,6 +21,7 @@ from erc8004_backend.actions.configs import (
     validate_config,
 )
 from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt
+from erc8004_backend.actions.digest import digest_text
 from erc8004_backend.actions.noise import take_slot
 from erc8004_backend.outbound import ResponseTooLargeError, read_capped
 from erc8004_backend.retry import parse_retry_after, retryable_status
@@ -31,6 +32,7 @@ from erc8004_backend.triggers.templates import PLACEHOLDER, render_template
 # to a chat, 20 a minute to a group or channel (chat ids "-100..." or "@name").
 BOT_INTERVAL = 1 / 30
 CHAT_INTERVAL = 1.0
+MESSAGE_LIMIT = 4_096
 GROUP_INTERVAL = 3.0
 # https://core.telegram.org/bots/api#formatting-options
 _MARKDOWN_V2_SPECIAL = re.compile(r"([_*\[\]()~`>#+\-=|{}.!\\])")
@@ -112,6 +114,18 @@ def send_message_body(config: TelegramConfig, values: dict[str, Any]) -> dict[st
     return body
 
 
+def digest_message_body(config: TelegramConfig, job: Job) -> dict[str, Any]:
+    """A digest as one sendMessage: each shown firing's message, as many as fit in
+    Telegram's 4,096 characters (whole, so that no markup is cut)."""
+    escape = escape_for(config.parse_mode)
+    body = send_message_body(config, job.values)
+    body["text"] = digest_text(
+        job, lambda item: send_message_body(config, item.values)["text"], limit=MESSAGE_LIMIT,
+        escape=escape,
+    )  # fmt: skip
+    return body
+
+
 async def deliver_telegram(
     config: TelegramConfig,
     values: dict[str, Any],
@@ -121,13 +135,14 @@ async def deliver_telegram(
     token: str | None,
     response_max_bytes: int,
     timeout: float = 10.0,
+    body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     if not token:
         raise DeliveryFailed(
             "no Telegram bot token is configured (set ERC8004_TELEGRAM_BOT_TOKEN)",
             retryable=False,
         )
-    body = send_message_body(config, values)
+    body = body or send_message_body(config, values)
     url = f"{api_url.rstrip('/')}/bot{token}/sendMessage"
     data = orjson.dumps(body)
     # For the request inspector: the token is part of the URL, and never shown.
@@ -217,6 +232,7 @@ class TelegramChannel:
             api_url=self.settings.telegram_api_url,
             token=token.get_secret_value() if token else None,
             response_max_bytes=self.settings.response_max_bytes,
+            body=digest_message_body(config, job) if job.digest else None,
         )
 
 
@@ -225,6 +241,7 @@ CHANNEL = ChannelSpec(
     TelegramConfig,
     TelegramChannel,
     template_keys=("message_template",),
+    digests=True,
     preview=preview_of(
         TelegramConfig,
         "telegram",
