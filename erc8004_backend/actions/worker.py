@@ -29,6 +29,7 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
+from erc8004_backend.actions.alerts import queue_breaker_alerts
 from erc8004_backend.actions.channel import Channel, ChannelDependencies
 from erc8004_backend.actions.channels import CHANNELS, channel_spec, digest_refusal
 from erc8004_backend.actions.configs import ActionConfigError, ChannelConfig, validate_config
@@ -336,11 +337,13 @@ class Worker:
             async with self.pool.connection() as conn, conn.transaction():
                 await record_attempts(conn, worker=self.name, attempts=batch)
                 tripped = await feed_circuit_breakers(conn, breaker_feed(batch))
+                # In the same transaction: an opened breaker has its alert, exactly once.
+                alerts = await queue_breaker_alerts(conn, tripped)
             del self._outcomes[: len(batch)]
             self.delivered += len(batch)
             for trigger_id in tripped:
                 log.warning("worker.trigger_disabled", trigger_id=trigger_id,
-                            reason="circuit breaker")  # fmt: skip
+                            reason="circuit breaker", owner_alerts=len(alerts))  # fmt: skip
 
     async def _release_expired_until(self, stop: asyncio.Event) -> None:
         interval = max(1.0, min(30.0, self.lease_seconds / 4))

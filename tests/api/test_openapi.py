@@ -99,7 +99,7 @@ def test_every_request_body_has_examples_that_its_schema_accepts(document: Docum
             assert errors == [], f"{method} {path}, example {name}: {errors}"
         # The validator does refuse what the schema does not allow.
         assert not validator.is_valid({"not a field of any body": True}), f"{method} {path}"
-    assert len(with_bodies) == 15, with_bodies
+    assert len(with_bodies) == 16, with_bodies
 
 
 def test_the_trigger_examples_are_those_of_the_documentation(document: Document) -> None:
@@ -140,6 +140,11 @@ async def test_the_api_accepts_each_example(
     for key in examples[("POST", "/me/api-keys")].values():
         response = await api.post("/me/api-keys", json=key, headers=headers)
         assert response.status_code == 201, response.text
+
+    for alert in examples[("PUT", "/me/alert-action")].values():
+        response = await api.put("/me/alert-action", json=alert, headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["action_type"] == alert["action_type"]
 
     lens_names = []
     for saved in examples[("POST", "/me/lenses")].values():
@@ -216,6 +221,9 @@ ERRORS: dict[str, set[int]] = {
     "GET /me": SIGNED_IN | LIMITED | DATABASE | {404},
     "DELETE /me": BODY | SIGNED_IN | LIMITED | DATABASE | {404},
     "GET /me/api-keys": SIGNED_IN | LIMITED | DATABASE,
+    "GET /me/alert-action": SIGNED_IN | LIMITED | DATABASE | {404},
+    "PUT /me/alert-action": BODY | SIGNED_IN | LIMITED | DATABASE,
+    "DELETE /me/alert-action": SIGNED_IN | LIMITED | DATABASE | {404},
     "POST /me/api-keys": BODY | SIGNED_IN | LIMITED | DATABASE,
     "DELETE /me/api-keys/{key_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     "POST /me/password": BODY | SIGNED_IN | LIMITED | DATABASE | {404},
