@@ -4,6 +4,7 @@ kept; all through PostgreSQL, to real servers on loopback."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -53,6 +54,52 @@ async def test_two_workers_never_exceed_an_actions_rate_limit(
         spans = [later - earlier for earlier, later in zip(times, times[k:], strict=False)]
         assert min(spans) >= k * 0.1 - JITTER, (k, min(spans))
     assert times[-1] - times[0] < 2.4 + 1.0  # and not much slower either
+
+
+async def test_under_load_three_workers_never_exceed_the_rate(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    """150 jobs, 3 workers of 16 deliveries each, at 1,200 a minute (20 a second): no
+    second at the receiver holds more than 20 arrivals, and all arrive in about 7.5 s."""
+    async with serve_asgi(sink := WebhookSink(secret="")) as url:
+        config: dict[str, Any] = {"url": url, "rate_limit_per_minute": 1200}
+        trigger, action, secret = await create_trigger(conn, "rest", config, box=box)
+        sink.secret = secret or ""
+        await queue_jobs(conn, trigger, action, 150)
+        settings = settings_for(migrated_url, worker_concurrency=16)
+        async with running_worker(settings), running_worker(settings), running_worker(settings):
+            await eventually(lambda: _finished(conn, 150), timeout=60, what="150 jobs done")
+    assert len(sink.processed) == 150
+    times = sorted(request.at for request in sink.received)
+    # The slots are 50 ms apart: any k + 1 arrivals span at least k of them.
+    for k in (1, 10, 20, 100):
+        spans = [later - earlier for earlier, later in zip(times, times[k:], strict=False)]
+        assert min(spans) >= k * 0.05 - JITTER, (k, min(spans))
+    busiest = max(bisect.bisect_left(times, at + 1.0) - i for i, at in enumerate(times))
+    assert busiest <= 20
+    assert times[-1] - times[0] < 149 * 0.05 + 1.5  # and not much slower either
+
+
+async def test_under_load_each_repeated_message_is_sent_once(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    """30 distinct messages queued 5 times each, delivered by 3 workers at once: each
+    arrives once; the 120 repeats are recorded as delivered, deduplicated."""
+    async with serve_asgi(sink := WebhookSink(secret="")) as url:
+        config = {"url": url, "body_template": {"agent": "{{agent_id}}"}, "dedup_seconds": 600}
+        trigger, action, secret = await create_trigger(conn, "rest", config, box=box)
+        sink.secret = secret or ""
+        for repeat in range(5):
+            for agent in range(30):
+                await queue_jobs(conn, trigger, action, 1, first_event=repeat * 30 + agent + 1,
+                                 agent_id=str(agent))  # fmt: skip
+        settings = settings_for(migrated_url, worker_concurrency=16)
+        async with running_worker(settings), running_worker(settings), running_worker(settings):
+            await eventually(lambda: _finished(conn, 150), timeout=60, what="150 jobs done")
+    agents = [request.json()["agent"] for request in sink.received]
+    assert sorted(agents, key=int) == [str(agent) for agent in range(30)]
+    outcomes = await results(conn)
+    assert sum(row["response_data"] == {"deduplicated": True} for row in outcomes) == 120
 
 
 async def test_the_same_message_within_the_dedup_window_is_sent_once(
