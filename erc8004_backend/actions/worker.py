@@ -6,6 +6,11 @@ wakes when the trigger engine queues jobs (NOTIFY action_job), when a slot frees
 next retry falls due, or after `poll_interval`. Outcomes are written in batches by a second
 loop, each batch in one statement; a third returns jobs whose worker died (lease expired).
 
+Firings of an action with a `digest` are not delivered: the claiming loop folds them into
+their window's digest, a job of its own (actions/digest.py). When deliveries open a
+trigger's circuit breaker, its owner's alert is queued in the same transaction
+(actions/alerts.py).
+
 Stopping (SIGTERM): no new claims; deliveries in flight get `shutdown_grace` seconds to
 finish; any still running then is interrupted and requeued at once. A worker killed outright
 holds its jobs only until their lease ends; receivers see a repeat at most, with the same
@@ -163,23 +168,26 @@ class Worker:
                     claimed = await claim_jobs(
                         conn, worker=self.name, limit=free, lease_seconds=self.lease_seconds
                     )
-                folding = [(job, window) for job in claimed
-                           if (window := self._digest_window(job)) is not None]  # fmt: skip
-                if folding:
-                    async with self.pool.connection() as conn:
-                        await fold_firings(conn, worker=self.name, firings=folding)
-                    folded = {job.id for job, _ in folding}
-                    claimed_to_deliver = [job for job in claimed if job.id not in folded]
-                else:
-                    claimed_to_deliver = claimed
-                for job in claimed_to_deliver:
+                for job in await self._fold_digest_firings(claimed):
                     task = asyncio.create_task(self._attempt(self._with_links(job)))
                     self._in_flight.add(task)
                     task.add_done_callback(self._finished)
-            if claimed and len(claimed) == free:
+            if claimed and len(self._in_flight) >= self.concurrency:
                 await self._wait_for(stop, None)  # full: until a slot frees
             elif not claimed:
                 await self._wait_for(stop, await self._until_next_due())
+
+    async def _fold_digest_firings(self, claimed: list[Job]) -> list[Job]:
+        """The claimed jobs to deliver; firings of digest actions among them are folded
+        into their windows' digests instead (actions/digest.py)."""
+        folding = [(job, window) for job in claimed
+                   if (window := self._digest_window(job)) is not None]  # fmt: skip
+        if not folding:
+            return claimed
+        async with self.pool.connection() as conn:
+            await fold_firings(conn, worker=self.name, firings=folding)
+        folded = {job.id for job, _ in folding}
+        return [job for job in claimed if job.id not in folded]
 
     def _digest_window(self, job: Job) -> int | None:
         """The window (seconds) of a firing to fold into its action's digest; None for a

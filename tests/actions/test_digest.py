@@ -21,10 +21,16 @@ from erc8004_backend.actions.digest import digest_header, fold_firings, open_dig
 from erc8004_backend.actions.queue import claim_jobs
 from erc8004_backend.config import Settings
 from erc8004_backend.encryption import SecretBox
-from tests.actions.test_worker import running_worker, settings_for, webhook_target
+from tests.actions.test_worker import BOT_TOKEN, running_worker, settings_for, webhook_target
 from tests.support.asgi import serve_asgi
-from tests.support.chat_webhooks import SlackWebhook
+from tests.support.chat_webhooks import DiscordWebhook, SlackWebhook
+from tests.support.delivery_targets import (
+    TelegramServer,
+    markdown_v2_problem,
+    unescape_markdown_v2,
+)
 from tests.support.jobs import create_trigger, queue_jobs
+from tests.support.smtp_server import Inbox, serve_smtp
 from tests.support.waiting import eventually
 
 
@@ -257,3 +263,78 @@ def test_the_header_names_the_window_and_escapes_the_trigger() -> None:
     assert digest_header(job, lambda text: text.replace("_", "\\_")) == (
         "Digest: 1 firing of a\\_b from 2026-12-04 20:00:00 to 20:01:00 UTC"
     )
+
+
+async def _past_window(conn: psycopg.AsyncConnection) -> None:
+    """Every firing made an hour ago (one window, due at once)."""
+    await conn.execute(
+        "UPDATE action_jobs SET created_at = date_trunc('hour', now()) - interval '1 hour'"
+    )
+
+
+async def test_telegram_gets_one_message_valid_in_its_parse_mode(
+    conn: psycopg.AsyncConnection, migrated_url: str
+) -> None:
+    """MarkdownV2: the header's dashes and dots and the firings' hostile text arrive
+    escaped (the stand-in refuses text Telegram would not parse)."""
+    telegram = TelegramServer(token=BOT_TOKEN)
+    async with serve_asgi(telegram) as url:
+        config = {"chat_id": "1001", "message_template": "Agent {{agent_id}}: {{tag1}}",
+                  "parse_mode": "MarkdownV2", "digest": {"window_seconds": 60}}  # fmt: skip
+        trigger, action, _ = await create_trigger(conn, "telegram", config, name="low-score.v2")
+        await queue_jobs(conn, trigger, action, 12, tag1="_x_ [y](z) 1.5!")
+        await _past_window(conn)
+        async with running_worker(settings_for(migrated_url, telegram_api_url=url)):
+            await eventually(lambda: telegram.messages, timeout=20, what="the digest")
+            await asyncio.sleep(0.3)
+    (message,) = telegram.messages
+    assert markdown_v2_problem(message["text"]) is None
+    blocks = message["text"].split("\n\n")
+    assert unescape_markdown_v2(blocks[0]).startswith("Digest: 12 firings of low-score.v2 from ")
+    assert blocks[1:] == ["Agent 42: \\_x\\_ \\[y\\]\\(z\\) 1\\.5\\!"] * 10 + ["… and 2 more"]
+
+
+async def test_discord_gets_one_message_without_mentions(
+    conn: psycopg.AsyncConnection, migrated_url: str
+) -> None:
+    discord = DiscordWebhook()
+    async with serve_asgi(discord) as url:
+        config = {"webhook_url": url, "content_template": "Agent {{agent_id}}: {{tag1}}",
+                  "digest": {"window_seconds": 60, "max_items": 3}}  # fmt: skip
+        trigger, action, _ = await create_trigger(conn, "discord", config)
+        await queue_jobs(conn, trigger, action, 4, tag1="@everyone *now*")
+        await _past_window(conn)
+        async with running_worker(settings_for(migrated_url)):
+            await eventually(lambda: discord.messages, timeout=20, what="the digest")
+            await asyncio.sleep(0.3)
+    (message,) = discord.messages
+    assert message["allowed_mentions"] == {"parse": []}
+    blocks = message["content"].split("\n\n")
+    assert blocks[0].startswith("Digest: 4 firings of test trigger from ")
+    assert blocks[1:] == ["Agent 42: @everyone \\*now\\*"] * 3 + ["… and 1 more"]
+
+
+async def test_email_gets_one_message_with_every_shown_firing(
+    conn: psycopg.AsyncConnection, migrated_url: str
+) -> None:
+    async with serve_smtp(inbox := Inbox()) as server:
+        config = {"to": ["ops@example.com"], "subject_template": "Agent {{agent_id}} {{tag1}}",
+                  "text_template": "Agent {{agent_id}}: {{tag1}}",
+                  "html_template": "<p>Agent {{agent_id}}: {{tag1}}</p>",
+                  "digest": {"window_seconds": 60, "max_items": 2}}  # fmt: skip
+        trigger, action, _ = await create_trigger(conn, "email", config)
+        await queue_jobs(conn, trigger, action, 3, tag1="<b>&</b>")
+        await _past_window(conn)
+        settings = settings_for(migrated_url, smtp_host="127.0.0.1", smtp_port=server.port,
+                                smtp_security="none", smtp_from="alerts@example.com")  # fmt: skip
+        async with running_worker(settings):
+            await eventually(lambda: inbox.mails, timeout=20, what="the digest")
+            await asyncio.sleep(0.3)
+    (mail,) = inbox.mails
+    assert mail.message["Subject"] == "Digest of 3 firings: Agent 42 <b>&</b>"
+    parts = mail.text().split("\n\n----\n\n")
+    assert parts[0].startswith("Digest: 3 firings of test trigger from ")
+    assert parts[1:] == ["Agent 42: <b>&</b>", "Agent 42: <b>&</b>", "… and 1 more\n"]
+    markup = mail.html() or ""
+    assert markup.count("<p>Agent 42: &lt;b&gt;&amp;&lt;/b&gt;</p>") == 2
+    assert "<p>… and 1 more</p>" in markup
