@@ -8,17 +8,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime
 
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from psycopg_pool import AsyncConnectionPool
 
 from erc8004_backend.actions.channels import parse_action_config
 from erc8004_backend.actions.configs import ActionConfigError
 from erc8004_backend.actions.delivery import Digest, Job
 from erc8004_backend.actions.digest import digest_header, fold_firings, open_digest
+from erc8004_backend.actions.discord import DiscordConfig, discord_digest_body
 from erc8004_backend.actions.queue import claim_jobs
+from erc8004_backend.actions.slack import SlackConfig, slack_digest_body
+from erc8004_backend.actions.telegram import TelegramConfig, digest_message_body
 from erc8004_backend.config import Settings
 from erc8004_backend.encryption import SecretBox
 from tests.actions.test_worker import BOT_TOKEN, running_worker, settings_for, webhook_target
@@ -338,3 +344,58 @@ async def test_email_gets_one_message_with_every_shown_firing(
     markup = mail.html() or ""
     assert markup.count("<p>Agent 42: &lt;b&gt;&amp;&lt;/b&gt;</p>") == 2
     assert "<p>… and 1 more</p>" in markup
+
+
+HOSTILE = st.one_of(
+    st.text(max_size=50),
+    st.sampled_from(["<!channel>", "@everyone", "*_~`|>#-[]().!", "<b>&amp;</b>", "a\r\nb"]),
+    st.builds(lambda size: "<&>*_" * size, st.integers(100, 3_000)),
+)
+
+
+def _digest_of(values: list[str], count: int) -> Job:
+    start = datetime.fromisoformat("2026-12-04T20:00:00+00:00")
+    end = datetime.fromisoformat("2026-12-04T20:05:00+00:00")
+    items = tuple(
+        Job(id=index + 1, trigger_id="t", trigger_name="<!here> *bold*", user_id="u",
+            action_id="a", action_type="slack", config={}, event_id=index + 1, chain_id=1,
+            attempt=1, max_attempts=8, idempotency_key=f"k{index}",
+            payload={"event": {"agent_id": "42", "tag1": value}, "computed": {}})
+        for index, value in enumerate(values)
+    )  # fmt: skip
+    return replace(items[0], id=99, event_id=None, payload={"digest": {}},
+                   digest=Digest(count=count, window_start=start, window_end=end,
+                                 items=items))  # fmt: skip
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(HOSTILE, min_size=1, max_size=30), st.integers(0, 1_000))
+def test_hostile_firings_in_a_digest_stay_escaped_and_within_each_limit(
+    values: list[str], more: int
+) -> None:
+    job = _digest_of(values, len(values) + more)
+    slack = slack_digest_body(SlackConfig(webhook_url="https://h.example",
+                                          text_template="{{tag1}}"), job)["text"]  # fmt: skip
+    assert len(slack) <= 40_000
+    assert "<" not in slack
+    assert ">" not in slack
+    discord = discord_digest_body(DiscordConfig(webhook_url="https://h.example",
+                                                content_template="{{tag1}}"), job)  # fmt: skip
+    assert len(discord["content"]) <= 2_000
+    assert discord["allowed_mentions"] == {"parse": []}
+    telegram = digest_message_body(TelegramConfig(chat_id="1", message_template="{{tag1}}",
+                                                  parse_mode="MarkdownV2"), job)["text"]  # fmt: skip
+    if len(values[0]) < 1_000:  # a first firing that fits: the whole message does
+        assert len(telegram) <= 4_096
+    assert markdown_v2_problem(telegram) is None
+
+
+def test_a_digest_shows_whole_firings_while_they_fit_and_says_how_many_it_left_out() -> None:
+    job = _digest_of(["x" * 300] * 100, 250)  # 100 shown at most, 250 in the window
+    text = digest_message_body(TelegramConfig(chat_id="1", message_template="{{tag1}}"),
+                               job)["text"]  # fmt: skip
+    header, *items, more = text.split("\n\n")
+    assert header.startswith("Digest: 250 firings of ")
+    assert items == ["x" * 300] * 13  # 13 of 302 characters each fit in 4,096
+    assert more == "… and 237 more"
+    assert len(text) <= 4_096
