@@ -23,6 +23,9 @@ from tests.support.waiting import eventually
 # Arrival times are measured at the receiver, the slots by PostgreSQL's clock: a few
 # milliseconds of scheduling lie between them.
 JITTER = 0.03
+# Under load (many deliveries at once on a shared machine) the lag varies more: up to this
+# many of the rate's intervals.
+SLOTS_OF_JITTER = 2
 
 
 @pytest.fixture
@@ -59,8 +62,11 @@ async def test_two_workers_never_exceed_an_actions_rate_limit(
 async def test_under_load_three_workers_never_exceed_the_rate(
     conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
 ) -> None:
-    """150 jobs, 3 workers of 16 deliveries each, at 1,200 a minute (20 a second): no
-    second at the receiver holds more than 20 arrivals, and all arrive in about 7.5 s."""
+    """150 jobs, 3 workers of 16 deliveries each, at 1,200 a minute (20 a second). The send
+    slots are 50 ms apart; an arrival lags its slot by the time the request takes, which
+    varies on a busy machine (2 cores shared by many tests) by up to about two slots. So any
+    window of W seconds at the receiver holds at most 20 W arrivals, plus the two that
+    jitter can bring in; and the 150 take about 7.5 s, not much more."""
     async with serve_asgi(sink := WebhookSink(secret="")) as url:
         config: dict[str, Any] = {"url": url, "rate_limit_per_minute": 1200}
         trigger, action, secret = await create_trigger(conn, "rest", config, box=box)
@@ -71,14 +77,13 @@ async def test_under_load_three_workers_never_exceed_the_rate(
             await eventually(lambda: _finished(conn, 150), timeout=60, what="150 jobs done")
     assert len(sink.processed) == 150
     times = sorted(request.at for request in sink.received)
-    # The slots are 50 ms apart: any k + 1 arrivals span at least k of them, and no second
-    # (less the arrivals' jitter) holds more than 20.
-    for k in (1, 10, 20, 100):
+    for window in (1.0, 2.0, 5.0):
+        busiest = max(bisect.bisect_left(times, at + window) - i for i, at in enumerate(times))
+        assert busiest <= 20 * window + SLOTS_OF_JITTER, (window, busiest)
+    for k in (20, 100):  # k + 1 arrivals span k slots, less the jitter
         spans = [later - earlier for earlier, later in zip(times, times[k:], strict=False)]
-        assert min(spans) >= k * 0.05 - JITTER, (k, min(spans))
-    busiest = max(bisect.bisect_left(times, at + 1.0 - JITTER) - i for i, at in enumerate(times))
-    assert busiest <= 20
-    assert times[-1] - times[0] < 149 * 0.05 + 1.5  # and not much slower either
+        assert min(spans) >= (k - SLOTS_OF_JITTER) * 0.05, (k, min(spans))
+    assert times[-1] - times[0] < 149 * 0.05 + 1.5
 
 
 async def test_under_load_each_repeated_message_is_sent_once(
