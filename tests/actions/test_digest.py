@@ -399,3 +399,50 @@ def test_a_digest_shows_whole_firings_while_they_fit_and_says_how_many_it_left_o
     assert items == ["x" * 300] * 13  # 13 of 302 characters each fit in 4,096
     assert more == "… and 237 more"
     assert len(text) <= 4_096
+
+
+async def test_under_load_three_workers_fold_every_firing_into_its_windows_digest(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    """Thousands of firings in bursts over three 2-second windows, three workers: one digest
+    per window, counting exactly the firings made in it and showing the first 100 of them
+    in order; every firing folded once."""
+    window = 2
+    async with webhook_target(conn, box, body_template=None,
+                              digest={"window_seconds": window, "max_items": 100}) as (
+        sink, _url, trigger, action,
+    ):  # fmt: skip
+        settings = settings_for(migrated_url, worker_concurrency=16)
+        async with running_worker(settings), running_worker(settings), running_worker(settings):
+            await asyncio.sleep(window - time.time() % window + 0.05)
+            started = time.monotonic()
+            event = 1
+            while time.monotonic() - started < 3 * window - 0.3:
+                await queue_jobs(conn, trigger, action, 25, first_event=event)
+                event += 25
+                await asyncio.sleep(0.02)
+            fired = event - 1
+            await eventually(lambda: _digests_done(conn, fired), timeout=60, what="digests sent")
+    firings = await _firings(conn)
+    received = {request.key: request.json() for request in sink.received}
+    assert len(received) == len(sink.received)  # none sent twice
+    cursor = await conn.execute(
+        "SELECT idempotency_key, id FROM action_jobs WHERE digest_window IS NOT NULL"
+    )
+    digest_ids = dict(await cursor.fetchall())
+    assert set(received) == set(digest_ids)
+    counted = 0
+    for key, body in received.items():
+        start = datetime.fromisoformat(body["digest"]["window_start"])
+        end = datetime.fromisoformat(body["digest"]["window_end"])
+        made_in_window = sorted(
+            (at, e) for e, (at, _, digest) in firings.items() if start <= at < end
+        )
+        members = {e for e, (_, _, digest) in firings.items() if digest == digest_ids[key]}
+        assert members == {e for _, e in made_in_window}  # exactly its window's firings
+        assert body["digest"]["count"] == len(members)
+        assert [item["event_id"] for item in body["items"]] == [e for _, e in made_in_window[:100]]
+        counted += len(members)
+    assert counted == fired  # every firing in one digest
+    assert len(received) == 3, sorted(b["digest"]["count"] for b in received.values())
+    assert fired >= 600, fired
