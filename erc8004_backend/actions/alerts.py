@@ -36,8 +36,9 @@ ALERT_FIELDS = (
     "consecutive_failures",
     "reset_instructions",
 )
+# No parentheses or brackets: a Telegram MarkdownV2 template would need them escaped.
 _TEXT = (
-    "Trigger {{trigger_name}} ({{trigger_id}}) is disabled: its circuit breaker opened at"
+    "Trigger {{trigger_name}}, id {{trigger_id}}, is disabled: its circuit breaker opened at"
     " {{disabled_at}}.\n{{disabled_reason}}\n{{reset_instructions}}"
 )
 _SUBJECT = "Trigger {{trigger_name}} is disabled: its circuit breaker opened"
@@ -48,7 +49,10 @@ ALERT_DEFAULTS: dict[str, dict[str, str]] = {
     "slack": {"text_template": _TEXT},
     "discord": {"content_template": _TEXT},
     "telegram": {"message_template": _TEXT},
-    "pagerduty": {"summary_template": _SUBJECT},
+    "pagerduty": {
+        "summary_template": _SUBJECT,
+        "source_template": "erc8004 trigger {{trigger_id}}",
+    },
     "rest": {},
 }
 # Settings that make no sense for one alert per opened breaker.

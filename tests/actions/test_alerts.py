@@ -17,9 +17,10 @@ from erc8004_backend.actions.configs import ActionConfigError
 from erc8004_backend.actions.queue import BreakerFeed, feed_circuit_breakers
 from erc8004_backend.config import Settings
 from erc8004_backend.encryption import SecretBox
-from tests.actions.test_worker import running_worker, settings_for, webhook_target
+from tests.actions.test_worker import BOT_TOKEN, running_worker, settings_for, webhook_target
 from tests.support.asgi import serve_asgi
 from tests.support.chat_webhooks import SlackWebhook
+from tests.support.delivery_targets import TelegramServer, unescape_markdown_v2
 from tests.support.jobs import USER_ID, create_trigger, create_user, queue_jobs
 from tests.support.waiting import eventually
 
@@ -81,7 +82,7 @@ async def test_an_opened_breaker_sends_its_owner_exactly_one_alert(
     assert disabled
     assert reason.startswith("circuit breaker: 3 consecutive failed deliveries, the last:")
     text = message["text"]
-    assert text.startswith(f"Trigger test trigger ({trigger}) is disabled: its circuit breaker")
+    assert text.startswith(f"Trigger test trigger, id {trigger}, is disabled: its circuit breaker")
     assert reason.replace("&", "&amp;") in text
     assert f"POST /triggers/{trigger}/circuit-breaker/reset" in text
     assert len(await _alert_jobs(conn)) == 1
@@ -153,3 +154,21 @@ def test_alert_configs_are_checked_by_the_channels_and_know_their_fields() -> No
         alert_config("slack", {"webhook_url": "https://h.example", "text_template": "{{agent_id}}"})
     with pytest.raises(ActionConfigError, match=r"digest: is not a setting of alerts"):
         alert_config("slack", {"webhook_url": "https://h.example", "digest": {"window_seconds": 9}})
+
+
+async def test_the_default_alert_text_is_valid_markdown_v2_for_telegram(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    telegram = TelegramServer(token=BOT_TOKEN)
+    async with serve_asgi(telegram) as url:
+        await set_alert(conn, USER_ID, "telegram", {"chat_id": "1001",
+                                                    "parse_mode": "MarkdownV2"})  # fmt: skip
+        async with webhook_target(conn, box, failure_threshold=1) as (sink, _, trigger, action):
+            sink.fail_next(100, 400)
+            await queue_jobs(conn, trigger, action, 1)
+            async with running_worker(settings_for(migrated_url, telegram_api_url=url)):
+                await eventually(lambda: telegram.messages, timeout=20, what="the alert")
+    (message,) = telegram.messages
+    text = unescape_markdown_v2(message["text"])
+    assert text.startswith(f"Trigger test trigger, id {trigger}, is disabled:")
+    assert f"POST /triggers/{trigger}/circuit-breaker/reset" in text
