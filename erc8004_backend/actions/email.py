@@ -180,11 +180,11 @@ def build_message(
     local, _, domain = sender.partition("@")
     message["From"] = Address(display_name=config.from_name or "", username=local, domain=domain)
     message["To"] = ", ".join(config.to)
-    message["Subject"] = subject_line(config, values)
-    text, markup = text_part(config, values), html_part(config, values)
+    subject, text, markup = (subject_line(config, values), text_part(config, values),
+                             html_part(config, values))  # fmt: skip
     if digest is not None and digest.digest is not None:
-        message.replace_header("Subject", digest_subject(config, digest))
-        text, markup = digest_parts(config, digest)
+        subject, (text, markup) = digest_subject(config, digest), digest_parts(config, digest)
+    message["Subject"] = subject
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = _message_id(idempotency_key, domain, retracted=retracted)
     if retracted:
@@ -200,7 +200,7 @@ def build_message(
 
 
 def digest_subject(config: EmailConfig, job: Job) -> str:
-    """ "Digest of N firings: " and the first shown firing's subject."""
+    """A digest's subject: `Digest of N firings: ` and the first shown firing's subject."""
     count = job.digest.count if job.digest else 0
     first = job.digest.items[0].values if job.digest and job.digest.items else {}
     return cut(f"Digest of {count} firing{'' if count == 1 else 's'}: "

@@ -351,7 +351,9 @@ class Worker:
             self.delivered += len(batch)
             for trigger_id in tripped:
                 log.warning("worker.trigger_disabled", trigger_id=trigger_id,
-                            reason="circuit breaker", owner_alerts=len(alerts))  # fmt: skip
+                            reason="circuit breaker")  # fmt: skip
+            if alerts:
+                log.info("worker.owner_alerts_queued", jobs=alerts)
 
     async def _release_expired_until(self, stop: asyncio.Event) -> None:
         interval = max(1.0, min(30.0, self.lease_seconds / 4))
