@@ -143,8 +143,10 @@ async def redeliver_job(job_id: JobId, user: CurrentUser, conn: Db) -> Redeliver
     redelivered = await _redeliver(conn, user.id, job_id=job_id,
                                    statuses=["succeeded", "dead"])  # fmt: skip
     if not redelivered:
+        digest = f" (it went in digest job {found['digest_job_id']}: redeliver that)" if found.get(
+            "digest_job_id") else ""  # fmt: skip
         raise ApiError(409, f"job {job_id} is {found['state']}: only delivered and dead jobs"
-                       " are redelivered")  # fmt: skip
+                       f" are redelivered{digest}")  # fmt: skip
     return Redelivered(jobs=redelivered)
 
 
