@@ -517,10 +517,20 @@ BEGIN
 END
 $$;
 
+CREATE TABLE public.account_alert_actions (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    action_type text NOT NULL,
+    config jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT account_alert_actions_action_type_check CHECK ((action_type ~ '^[a-z][a-z0-9_]{0,31}$'::text))
+);
+
 CREATE TABLE public.action_jobs (
     id bigint NOT NULL,
     trigger_id uuid NOT NULL,
-    action_id uuid NOT NULL,
+    action_id uuid,
     event_id bigint,
     chain_id bigint NOT NULL,
     priority integer DEFAULT 1 NOT NULL,
@@ -538,11 +548,17 @@ CREATE TABLE public.action_jobs (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     retraction boolean DEFAULT false NOT NULL,
     silence_key text,
+    digest_window tstzrange,
+    digest_open boolean DEFAULT false NOT NULL,
+    digest_job_id bigint,
+    alert_action_id uuid,
     replay boolean DEFAULT false NOT NULL,
     CONSTRAINT action_jobs_attempts_check CHECK ((attempts >= 0)),
-    CONSTRAINT action_jobs_event_or_silence CHECK (((event_id IS NOT NULL) OR (silence_key IS NOT NULL))),
+    CONSTRAINT action_jobs_digest_open_check CHECK (((NOT digest_open) OR (digest_window IS NOT NULL))),
+    CONSTRAINT action_jobs_event_or_silence CHECK (((event_id IS NOT NULL) OR (silence_key IS NOT NULL) OR (digest_window IS NOT NULL) OR (alert_action_id IS NOT NULL))),
     CONSTRAINT action_jobs_max_attempts_check CHECK ((max_attempts > 0)),
-    CONSTRAINT action_jobs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'dead'::text, 'cancelled'::text])))
+    CONSTRAINT action_jobs_one_action CHECK (((action_id IS NULL) <> (alert_action_id IS NULL))),
+    CONSTRAINT action_jobs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'dead'::text, 'cancelled'::text, 'digested'::text])))
 );
 
 ALTER TABLE public.action_jobs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
@@ -572,7 +588,7 @@ CREATE TABLE public.action_results (
     CONSTRAINT action_results_action_type_check CHECK ((action_type ~ '^[a-z][a-z0-9_]{0,31}$'::text)),
     CONSTRAINT action_results_duration_ms_check CHECK ((duration_ms >= 0)),
     CONSTRAINT action_results_retry_count_check CHECK ((retry_count >= 0)),
-    CONSTRAINT action_results_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failed'::text, 'retrying'::text, 'cancelled'::text])))
+    CONSTRAINT action_results_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failed'::text, 'retrying'::text, 'cancelled'::text, 'digested'::text])))
 );
 
 ALTER TABLE public.action_results ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
@@ -1105,6 +1121,12 @@ ALTER TABLE ONLY public.events ATTACH PARTITION public.events_default DEFAULT;
 
 ALTER TABLE ONLY public.events ALTER COLUMN id SET DEFAULT nextval('public.events_id_seq'::regclass);
 
+ALTER TABLE ONLY public.account_alert_actions
+    ADD CONSTRAINT account_alert_actions_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.account_alert_actions
+    ADD CONSTRAINT account_alert_actions_user_id_key UNIQUE (user_id);
+
 ALTER TABLE ONLY public.action_jobs
     ADD CONSTRAINT action_jobs_event_id_action_id_retraction_key UNIQUE (event_id, action_id, retraction);
 
@@ -1207,9 +1229,15 @@ ALTER TABLE ONLY public.users
 ALTER TABLE ONLY public.validation_requests
     ADD CONSTRAINT validation_requests_pkey PRIMARY KEY (chain_id, request_hash);
 
+CREATE UNIQUE INDEX action_jobs_alert_key ON public.action_jobs USING btree (alert_action_id, idempotency_key) WHERE (alert_action_id IS NOT NULL);
+
 CREATE INDEX action_jobs_dead_idx ON public.action_jobs USING btree (finished_at DESC) WHERE (status = 'dead'::text);
 
+CREATE INDEX action_jobs_digest_members ON public.action_jobs USING btree (digest_job_id, created_at, id) WHERE (digest_job_id IS NOT NULL);
+
 CREATE INDEX action_jobs_lease_idx ON public.action_jobs USING btree (locked_until) WHERE (status = 'running'::text);
+
+CREATE UNIQUE INDEX action_jobs_open_digest ON public.action_jobs USING btree (action_id, digest_window) WHERE digest_open;
 
 CREATE INDEX action_jobs_queue_idx ON public.action_jobs USING btree (priority, run_at, id) WHERE (status = 'queued'::text);
 
@@ -1333,6 +1361,8 @@ ALTER INDEX public.events_registry_type_idx ATTACH PARTITION public.events_defau
 
 ALTER INDEX public.events_validator_idx ATTACH PARTITION public.events_default_validator_address_block_time_idx;
 
+CREATE TRIGGER account_alert_actions_updated_at BEFORE UPDATE ON public.account_alert_actions FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
+
 CREATE TRIGGER action_jobs_notify AFTER INSERT ON public.action_jobs FOR EACH STATEMENT EXECUTE FUNCTION public.notify_action_job();
 
 CREATE TRIGGER action_jobs_updated_at BEFORE UPDATE ON public.action_jobs FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
@@ -1381,8 +1411,17 @@ CREATE TRIGGER triggers_updated_at BEFORE UPDATE ON public.triggers FOR EACH ROW
 
 CREATE TRIGGER users_updated_at BEFORE UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 
+ALTER TABLE ONLY public.account_alert_actions
+    ADD CONSTRAINT account_alert_actions_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY public.action_jobs
     ADD CONSTRAINT action_jobs_action_id_fkey FOREIGN KEY (action_id) REFERENCES public.trigger_actions(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.action_jobs
+    ADD CONSTRAINT action_jobs_alert_action_id_fkey FOREIGN KEY (alert_action_id) REFERENCES public.account_alert_actions(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.action_jobs
+    ADD CONSTRAINT action_jobs_digest_job_id_fkey FOREIGN KEY (digest_job_id) REFERENCES public.action_jobs(id) ON DELETE SET NULL;
 
 ALTER TABLE ONLY public.action_jobs
     ADD CONSTRAINT action_jobs_trigger_id_fkey FOREIGN KEY (trigger_id) REFERENCES public.triggers(id) ON DELETE CASCADE;

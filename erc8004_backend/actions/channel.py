@@ -63,6 +63,9 @@ class ChannelSpec:
     # The preview of a stored config for a job's template values; None: the channel has no
     # message of its own to show (or the config no longer parses).
     preview: Callable[[Mapping[str, Any], dict[str, Any]], Preview | None] | None = None
+    # Whether `deliver` sends a digest job (job.digest) as one message (actions/digest.py);
+    # the API refuses a `digest` setting on the others.
+    digests: bool = False
 
 
 ConfigT = TypeVar("ConfigT", bound=ChannelConfig)

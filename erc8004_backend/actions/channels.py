@@ -36,5 +36,16 @@ def channel_spec(action_type: str) -> ChannelSpec:
 def parse_action_config(action_type: str, config: Any, *, strict: bool = False) -> ChannelConfig:
     """The typed config of an action. Raises ActionConfigError naming the field and problem
     (`strict`: the API's new input, no coercions; see configs.validate_config)."""
-    return validate_config(channel_spec(action_type).config_model, action_type, config,
-                           strict=strict)  # fmt: skip
+    spec = channel_spec(action_type)
+    parsed = validate_config(spec.config_model, action_type, config, strict=strict)
+    if parsed.digest is not None and not spec.digests:
+        raise ActionConfigError(digest_refusal(action_type))
+    return parsed
+
+
+def digest_refusal(action_type: str) -> str:
+    can = ", ".join(name for name, spec in CHANNELS.items() if spec.digests)
+    return (
+        f"{action_type} action: digest: {action_type} actions cannot send digests"
+        f" (those that can: {can})"
+    )

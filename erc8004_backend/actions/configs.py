@@ -25,6 +25,17 @@ class ActionConfigError(Erc8004Error):
     """An action's config is not valid for its type; the message names the field."""
 
 
+class DigestSettings(BaseModel):
+    """An action's digest (actions/digest.py): its firings made within one window of
+    `window_seconds` (windows start at multiples of it, in Unix time) become one message
+    saying how many there were and showing the first `max_items`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window_seconds: Annotated[int, Field(ge=1, le=86_400)]
+    max_items: Annotated[int, Field(ge=1, le=100)] = 10
+
+
 class ChannelConfig(BaseModel):
     """What every action's config may say; each channel's model adds its own settings."""
 
@@ -36,6 +47,8 @@ class ChannelConfig(BaseModel):
     # a minute, and the same message sent once within this many seconds.
     rate_limit_per_minute: Annotated[int, Field(ge=1, le=60_000)] | None = None
     dedup_seconds: Annotated[int, Field(ge=1, le=86_400)] | None = None
+    # Firings within a window sent as one message (the channels that can: actions/digest.py).
+    digest: DigestSettings | None = None
     # The action's own backoff between attempts (the worker's settings when absent): the
     # first wait, doubling up to the longest (a target's Retry-After still comes first).
     retry_initial_seconds: Annotated[float, Field(ge=0.1, le=3600)] | None = None

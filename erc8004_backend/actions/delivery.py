@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from erc8004_backend.errors import Erc8004Error
@@ -43,6 +44,8 @@ class Job:
     # The block explorer of the job's chain, if the worker knows one (not stored: the worker
     # sets it from its chains, so links follow the configuration, not the queue's past).
     explorer_url: str | None = None
+    # A digest job's firings, as the worker read them (actions/digest.py); None otherwise.
+    digest: Digest | None = None
 
     @property
     def values(self) -> dict[str, Any]:
@@ -59,6 +62,31 @@ class Job:
         """Queued by a replay: an event the trigger's history holds, asked for on purpose
         (its idempotency key is the one a live delivery of the event has)."""
         return bool(self.payload.get("replay"))
+
+    @property
+    def is_digest(self) -> bool:
+        """A digest of its action's firings (its payload says so from its creation)."""
+        return "digest" in self.payload
+
+    @property
+    def is_alert(self) -> bool:
+        """An alert to the owner's account alert action (actions/alerts.py)."""
+        return "alert" in self.payload
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What a digest job carries: how many firings its window held, and the first of them
+    (as jobs of their own: their payloads, idempotency keys and explorer links)."""
+
+    count: int
+    window_start: datetime
+    window_end: datetime
+    items: tuple[Job, ...]
+
+    @property
+    def omitted(self) -> int:
+        return self.count - len(self.items)
 
 
 def template_values(payload: dict[str, Any], explorer_url: str | None) -> dict[str, Any]:

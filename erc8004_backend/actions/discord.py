@@ -36,6 +36,7 @@ from erc8004_backend.actions.configs import (
     validate_config,
 )
 from erc8004_backend.actions.delivery import DeliveryFailed, Job, replay_marker
+from erc8004_backend.actions.digest import digest_header, digest_text, more_line
 from erc8004_backend.triggers.templates import render_template
 
 CONTENT_LIMIT = 2_000
@@ -100,6 +101,30 @@ def discord_body(config: DiscordConfig, values: dict[str, Any]) -> dict[str, Any
     return body
 
 
+def discord_digest_body(config: DiscordConfig, job: Job) -> dict[str, Any]:
+    """A digest as one message: its content says how many firings, then each shown one's
+    content (content_template); with embeds_template only, the first embed of each shown
+    firing instead, up to Discord's ten."""
+    items = job.digest.items if job.digest else ()
+
+    def item_text(item: Job) -> str:
+        return str(discord_body(config, item.values).get("content", ""))
+
+    body: dict[str, Any] = {"allowed_mentions": {"parse": []}}
+    if config.content_template is not None:
+        content = digest_text(job, item_text, limit=CONTENT_LIMIT, escape=escape_markdown)
+    else:
+        embeds = [discord_body(config, item.values)["embeds"][0] for item in items[:MAX_EMBEDS]]
+        body["embeds"] = _within_total(embeds)
+        left = (job.digest.count if job.digest else 0) - len(embeds)
+        content = digest_header(job, escape_markdown)
+        content += f"\n{escape_markdown(more_line(left))}" if left > 0 else ""
+    body["content"] = truncated(content, CONTENT_LIMIT)
+    if config.username is not None:
+        body["username"] = config.username
+    return body
+
+
 _URLS = ("url", "image", "thumbnail")
 
 
@@ -154,8 +179,9 @@ class DiscordChannel:
     async def deliver(self, job: Job) -> dict[str, Any]:
         config = validate_config(DiscordConfig, "discord", job.config)
         await self._wait_for_bucket(config.webhook_url)
-        answer = await post_json(self.session, "Discord", config,
-                                 discord_body(config, job.values),
+        body = (discord_digest_body(config, job) if job.digest
+                else discord_body(config, job.values))  # fmt: skip
+        answer = await post_json(self.session, "Discord", config, body,
                                  response_max_bytes=self.response_max_bytes)  # fmt: skip
         self._remember_bucket(config.webhook_url, answer.headers)
         if 200 <= answer.status < 300:
@@ -192,5 +218,6 @@ CHANNEL = ChannelSpec(
     DiscordConfig,
     DiscordChannel,
     template_keys=("content_template", "embeds_template"),
+    digests=True,
     preview=preview_of(DiscordConfig, "discord", _preview),
 )

@@ -39,6 +39,7 @@ from erc8004_backend.actions.configs import (
     validate_config,
 )
 from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt, replay_marker
+from erc8004_backend.actions.digest import digest_text
 from erc8004_backend.config import Settings
 from erc8004_backend.triggers.fields import RETRACTED_FIELD
 from erc8004_backend.triggers.templates import render_template
@@ -175,15 +176,25 @@ def _message_id(key: str, domain: str, *, retracted: bool) -> str:
 
 
 def build_message(
-    config: EmailConfig, values: dict[str, Any], *, sender: str, idempotency_key: str
+    config: EmailConfig,
+    values: dict[str, Any],
+    *,
+    sender: str,
+    idempotency_key: str,
+    digest: Job | None = None,
 ) -> EmailMessage:
-    """The message for a job's values (pure). `sender`: a plain address."""
+    """The message for a job's values (pure), or for a `digest` job's firings. `sender`: a
+    plain address."""
     retracted = values.get(RETRACTED_FIELD) == "true"
     message = EmailMessage(policy=_POLICY)
     local, _, domain = sender.partition("@")
     message["From"] = Address(display_name=config.from_name or "", username=local, domain=domain)
     message["To"] = ", ".join(config.to)
-    message["Subject"] = subject_line(config, values)
+    subject, text, markup = (subject_line(config, values), text_part(config, values),
+                             html_part(config, values))  # fmt: skip
+    if digest is not None and digest.digest is not None:
+        subject, (text, markup) = digest_subject(config, digest), digest_parts(config, digest)
+    message["Subject"] = subject
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = _message_id(idempotency_key, domain, retracted=retracted)
     if retracted:
@@ -194,10 +205,30 @@ def build_message(
         message[REPLAY_HEADER] = "true"
     # RFC 3834: sent by a program, so that auto-responders do not answer it.
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(text_part(config, values))
-    if (markup := html_part(config, values)) is not None:
+    message.set_content(text)
+    if markup is not None:
         message.add_alternative(markup, subtype="html")
     return message
+
+
+def digest_subject(config: EmailConfig, job: Job) -> str:
+    """A digest's subject: `Digest of N firings: ` and the first shown firing's subject."""
+    count = job.digest.count if job.digest else 0
+    first = job.digest.items[0].values if job.digest and job.digest.items else {}
+    return cut(f"Digest of {count} firing{'' if count == 1 else 's'}: "
+               f"{subject_line(config, first)}", MAX_SUBJECT_CHARS)  # fmt: skip
+
+
+def digest_parts(config: EmailConfig, job: Job) -> tuple[str, str | None]:
+    """A digest's text part (each shown firing's text, between rules) and HTML part."""
+    text = digest_text(job, lambda item: text_part(config, item.values), limit=MAX_PART_CHARS,
+                       escape=_plain_value, separator="\n\n----\n\n")  # fmt: skip
+    if config.html_template is None:
+        return cut(text, MAX_PART_CHARS), None
+    markup = digest_text(job, lambda item: html_part(config, item.values) or "",
+                         limit=MAX_PART_CHARS, escape=lambda line: f"<p>{_html_value(line)}</p>",
+                         separator="\n<hr>\n")  # fmt: skip
+    return cut(text, MAX_PART_CHARS), _cut_html(markup, MAX_PART_CHARS)
 
 
 def smtp_options(settings: Settings) -> dict[str, Any]:
@@ -369,7 +400,7 @@ class EmailChannel:
         options = smtp_options(self.settings)
         sender = sender_address(self.settings)
         message = build_message(config, job.values, sender=sender,
-                                idempotency_key=job.idempotency_key)  # fmt: skip
+                                idempotency_key=job.idempotency_key, digest=job)  # fmt: skip
         async with self.connections:
             return await send_email(message, options, sender=sender, recipients=config.to)
 
@@ -379,6 +410,7 @@ CHANNEL = ChannelSpec(
     EmailConfig,
     EmailChannel,
     template_keys=("subject_template", "text_template", "html_template"),
+    digests=True,
     preview=preview_of(
         EmailConfig,
         "email",

@@ -130,9 +130,11 @@ class BreakerFeed:
 
 def breaker_feed(attempts: Sequence[Attempt]) -> list[BreakerFeed]:
     """What a batch of finished deliveries tells each trigger's circuit breaker, in order.
-    Only finished jobs count: a retry is not yet a failed delivery."""
+    Only finished jobs count: a retry is not yet a failed delivery; alerts do not count."""
     state: dict[str, tuple[bool, int, str]] = {}
     for attempt in attempts:
+        if attempt.job.is_alert:
+            continue  # about a breaker that is open already: not the trigger's delivery
         reset, failures, _ = state.get(attempt.job.trigger_id, (False, 0, ""))
         if attempt.next_status == "succeeded":
             state[attempt.job.trigger_id] = (True, 0, "")

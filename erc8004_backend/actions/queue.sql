@@ -1,7 +1,8 @@
 -- claim_jobs --
 -- Due jobs, most urgent first (priority 1 before 2, then the oldest run_at), taken under a
 -- lease: status 'running', this attempt counted, locked_until ahead. SKIP LOCKED lets many
--- workers claim at once without waiting for or taking each other's rows.
+-- workers claim at once without waiting for or taking each other's rows. A job goes through
+-- one of its trigger's actions, or (an alert) its owner's account alert action.
 WITH due AS (
     SELECT id
     FROM action_jobs
@@ -9,17 +10,25 @@ WITH due AS (
     ORDER BY priority, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE action_jobs AS j
+    SET status = 'running',
+        attempts = j.attempts + 1,
+        locked_by = %(worker)s,
+        locked_until = now() + make_interval(secs => %(lease_seconds)s)
+    FROM due
+    WHERE j.id = due.id
+    RETURNING j.id, j.trigger_id, j.action_id, j.alert_action_id, j.event_id, j.chain_id,
+              j.attempts, j.max_attempts, j.idempotency_key, j.payload
 )
-UPDATE action_jobs AS j
-SET status = 'running',
-    attempts = j.attempts + 1,
-    locked_by = %(worker)s,
-    locked_until = now() + make_interval(secs => %(lease_seconds)s)
-FROM due, trigger_actions AS a, triggers AS t
-WHERE j.id = due.id AND a.id = j.action_id AND t.id = j.trigger_id
-RETURNING j.id, j.trigger_id::text, t.name, t.user_id::text, j.action_id::text, a.action_type,
-          a.config, j.event_id, j.chain_id, j.attempts, j.max_attempts, j.idempotency_key,
-          j.payload, t.webhook_secret, t.webhook_secret_key_id
+SELECT j.id, j.trigger_id::text, t.name, t.user_id::text,
+       coalesce(j.action_id, j.alert_action_id)::text, coalesce(a.action_type, al.action_type),
+       coalesce(a.config, al.config), j.event_id, j.chain_id, j.attempts, j.max_attempts,
+       j.idempotency_key, j.payload, t.webhook_secret, t.webhook_secret_key_id
+FROM claimed AS j
+JOIN triggers AS t ON t.id = j.trigger_id
+LEFT JOIN trigger_actions AS a ON a.id = j.action_id
+LEFT JOIN account_alert_actions AS al ON al.id = j.alert_action_id
 
 -- next_run_at --
 -- When the next queued job falls due (NULL: none queued), so an idle worker sleeps until then.
@@ -119,26 +128,29 @@ WITH expired AS (
         finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END
     FROM expired
     WHERE j.id = expired.id
-    RETURNING j.id, j.trigger_id, j.action_id, j.event_id, j.chain_id, j.status, j.attempts,
-              j.last_error
+    RETURNING j.id, j.trigger_id, j.action_id, j.alert_action_id, j.event_id, j.chain_id,
+              j.status, j.attempts, j.last_error
 )
 INSERT INTO action_results (job_id, user_id, trigger_id, action_id, event_id, chain_id,
                             action_type, status, retry_count, error_message)
-SELECT r.id, t.user_id, r.trigger_id, r.action_id, r.event_id, r.chain_id, a.action_type,
+SELECT r.id, t.user_id, r.trigger_id, r.action_id, r.event_id, r.chain_id,
+       coalesce(a.action_type, al.action_type),
        CASE WHEN r.status = 'dead' THEN 'failed' ELSE 'retrying' END, r.attempts - 1,
        r.last_error
 FROM released AS r
 JOIN triggers AS t ON t.id = r.trigger_id
-JOIN trigger_actions AS a ON a.id = r.action_id
+LEFT JOIN trigger_actions AS a ON a.id = r.action_id
+LEFT JOIN account_alert_actions AS al ON al.id = r.alert_action_id
 RETURNING job_id
 
 -- dead_jobs --
 -- The dead letters, newest first.
-SELECT j.id, j.trigger_id::text, t.name, a.action_type, j.event_id, j.chain_id, j.attempts,
-       j.last_error, j.finished_at
+SELECT j.id, j.trigger_id::text, t.name, coalesce(a.action_type, al.action_type), j.event_id,
+       j.chain_id, j.attempts, j.last_error, j.finished_at
 FROM action_jobs AS j
 JOIN triggers AS t ON t.id = j.trigger_id
-JOIN trigger_actions AS a ON a.id = j.action_id
+LEFT JOIN trigger_actions AS a ON a.id = j.action_id
+LEFT JOIN account_alert_actions AS al ON al.id = j.alert_action_id
 WHERE j.status = 'dead'
 ORDER BY j.finished_at DESC, j.id DESC
 LIMIT %(limit)s

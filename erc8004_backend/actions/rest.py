@@ -41,7 +41,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import aiohttp
 import orjson
 import psycopg
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from yarl import URL
 
 from erc8004_backend.actions.channel import ChannelDependencies, ChannelSpec, Preview
@@ -137,6 +137,12 @@ class RestConfig(RetractableConfig):
                 )
         return headers
 
+    @model_validator(mode="after")
+    def _digest_has_a_body(self) -> RestConfig:
+        if self.digest is not None and self.method == "GET":
+            raise ValueError("digest: a digest is sent as a JSON body: use POST, PUT or PATCH")
+        return self
+
     @field_validator("body_template")
     @classmethod
     def _deliverable(cls, template: Any) -> Any:
@@ -166,6 +172,8 @@ def webhook_body(config: RestConfig, job: Job) -> bytes:
     without a template, the whole job document."""
     if config.method == "GET":
         return b""
+    if job.digest is not None:
+        return orjson.dumps(digest_document(config, job))
     if config.body_template is None:
         document = {
             **job.payload,
@@ -176,11 +184,29 @@ def webhook_body(config: RestConfig, job: Job) -> bytes:
     return orjson.dumps(render_json_template(config.body_template, job.values))
 
 
+def digest_document(config: RestConfig, job: Job) -> dict[str, Any]:
+    """A digest's body: the window, how many firings it held, and the first of them, each
+    as the body the action sends for one firing (its body_template, or its job document)."""
+    digest = job.digest
+    if digest is None:
+        return {}
+    return {
+        "digest": {"window_start": digest.window_start.isoformat(),
+                   "window_end": digest.window_end.isoformat(), "count": digest.count,
+                   "omitted": digest.omitted},
+        "trigger": {"id": job.trigger_id, "name": job.trigger_name},
+        "idempotency_key": job.idempotency_key,
+        "items": [orjson.loads(webhook_body(config, item)) for item in digest.items],
+    }  # fmt: skip
+
+
 def webhook_request(
     config: RestConfig, job: Job, *, secret: str, timestamp: int
 ) -> tuple[str, dict[str, str], bytes]:
     """URL, headers and body of an attempt (pure)."""
-    url = render_template(config.url, job.values, _url_component)
+    # A digest's URL is rendered with its first firing's values.
+    first = job.digest.items[0] if job.digest and job.digest.items else job
+    url = render_template(config.url, first.values, _url_component)
     body = webhook_body(config, job)
     headers = {
         **config.headers,
@@ -530,5 +556,5 @@ def preview_body(config: Mapping[str, Any], values: dict[str, Any]) -> Preview |
     return Preview(body=render_json_template(template, values))
 
 
-CHANNEL = ChannelSpec("rest", RestConfig, WebhookChannel,
-                      template_keys=("url", "body_template"), preview=preview_body)  # fmt: skip
+CHANNEL = ChannelSpec("rest", RestConfig, WebhookChannel, template_keys=("url", "body_template"),
+                      preview=preview_body, digests=True)  # fmt: skip

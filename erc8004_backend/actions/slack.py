@@ -30,6 +30,7 @@ from erc8004_backend.actions.configs import (
     validate_config,
 )
 from erc8004_backend.actions.delivery import Job, replay_marker
+from erc8004_backend.actions.digest import digest_text
 from erc8004_backend.triggers.templates import render_template
 
 TEXT_LIMIT = 40_000
@@ -82,6 +83,18 @@ def slack_body(config: SlackConfig, values: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def slack_digest_body(config: SlackConfig, job: Job) -> dict[str, Any]:
+    """A digest as one message: its text only (each firing's text_template; no blocks)."""
+
+    def item_text(item: Job) -> str:
+        values = item.values
+        return retraction_line(values) + render_template(config.text_template, values,
+                                                         escape_mrkdwn)  # fmt: skip
+
+    text = digest_text(job, item_text, limit=TEXT_LIMIT, escape=escape_mrkdwn)
+    return {"text": truncated(text, TEXT_LIMIT)}
+
+
 def _limits(block: dict[str, Any]) -> Any:
     return HEADER_TEXT_LIMIT if block.get("type") == "header" else BLOCK_TEXT_LIMIT
 
@@ -93,7 +106,8 @@ class SlackChannel:
 
     async def deliver(self, job: Job) -> dict[str, Any]:
         config = validate_config(SlackConfig, "slack", job.config)
-        answer = await post_json(self.session, "Slack", config, slack_body(config, job.values),
+        body = slack_digest_body(config, job) if job.digest else slack_body(config, job.values)
+        answer = await post_json(self.session, "Slack", config, body,
                                  response_max_bytes=self.response_max_bytes)  # fmt: skip
         if answer.status == 200:
             return answer.record()
@@ -105,6 +119,7 @@ CHANNEL = ChannelSpec(
     SlackConfig,
     SlackChannel,
     template_keys=("text_template", "blocks_template"),
+    digests=True,
     preview=preview_of(
         SlackConfig,
         "slack",

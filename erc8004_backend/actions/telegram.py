@@ -27,6 +27,7 @@ from erc8004_backend.actions.configs import (
     validate_config,
 )
 from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt, replay_marker
+from erc8004_backend.actions.digest import digest_text
 from erc8004_backend.actions.noise import take_slot
 from erc8004_backend.outbound import ResponseTooLargeError, read_capped
 from erc8004_backend.retry import parse_retry_after, retryable_status
@@ -175,6 +176,18 @@ def _cut_utf16(text: str, limit: int) -> str:
     return kept.decode("utf-16-le", "ignore") + TRUNCATED  # "ignore": half a surrogate pair
 
 
+def digest_message_body(config: TelegramConfig, job: Job) -> dict[str, Any]:
+    """A digest as one sendMessage: each shown firing's message, as many as fit in
+    Telegram's 4,096 characters (whole, so that no markup is cut)."""
+    escape = escape_for(config.parse_mode)
+    body = send_message_body(config, job.values)
+    body["text"] = digest_text(
+        job, lambda item: send_message_body(config, item.values)["text"], limit=TEXT_LIMIT,
+        escape=escape,
+    )  # fmt: skip
+    return body
+
+
 async def deliver_telegram(
     config: TelegramConfig,
     values: dict[str, Any],
@@ -184,13 +197,14 @@ async def deliver_telegram(
     token: str | None,
     response_max_bytes: int,
     timeout: float = 10.0,
+    body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     if not token:
         raise DeliveryFailed(
             "no Telegram bot token is configured (set ERC8004_TELEGRAM_BOT_TOKEN)",
             retryable=False,
         )
-    body = send_message_body(config, values)
+    body = body or send_message_body(config, values)
     url = f"{api_url.rstrip('/')}/bot{token}/sendMessage"
     data = orjson.dumps(body)
     # For the request inspector: the token is part of the URL, and never shown.
@@ -280,6 +294,7 @@ class TelegramChannel:
             api_url=self.settings.telegram_api_url,
             token=token.get_secret_value() if token else None,
             response_max_bytes=self.settings.response_max_bytes,
+            body=digest_message_body(config, job) if job.digest else None,
         )
 
 
@@ -288,6 +303,7 @@ CHANNEL = ChannelSpec(
     TelegramConfig,
     TelegramChannel,
     template_keys=("message_template",),
+    digests=True,
     preview=preview_of(
         TelegramConfig,
         "telegram",

@@ -6,6 +6,11 @@ wakes when the trigger engine queues jobs (NOTIFY action_job), when a slot frees
 next retry falls due, or after `poll_interval`. Outcomes are written in batches by a second
 loop, each batch in one statement; a third returns jobs whose worker died (lease expired).
 
+Firings of an action with a `digest` are not delivered: the claiming loop folds them into
+their window's digest, a job of its own (actions/digest.py). When deliveries open a
+trigger's circuit breaker, its owner's alert is queued in the same transaction
+(actions/alerts.py).
+
 Stopping (SIGTERM): no new claims; deliveries in flight get `shutdown_grace` seconds to
 finish; any still running then is interrupted and requeued at once. A worker killed outright
 holds its jobs only until their lease ends; receivers see a repeat at most, with the same
@@ -29,10 +34,12 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
+from erc8004_backend.actions.alerts import queue_breaker_alerts
 from erc8004_backend.actions.channel import Channel, ChannelDependencies
-from erc8004_backend.actions.channels import CHANNELS, channel_spec
+from erc8004_backend.actions.channels import CHANNELS, channel_spec, digest_refusal
 from erc8004_backend.actions.configs import ActionConfigError, ChannelConfig, validate_config
 from erc8004_backend.actions.delivery import DeliveryFailed, Job
+from erc8004_backend.actions.digest import DEFAULT_MAX_ITEMS, fold_firings, open_digest
 from erc8004_backend.actions.noise import forget_old_messages, is_repeat, take_slot
 from erc8004_backend.actions.queue import (
     Attempt,
@@ -161,14 +168,40 @@ class Worker:
                     claimed = await claim_jobs(
                         conn, worker=self.name, limit=free, lease_seconds=self.lease_seconds
                     )
-                for job in claimed:
+                for job in await self._fold_digest_firings(claimed):
                     task = asyncio.create_task(self._attempt(self._with_links(job)))
                     self._in_flight.add(task)
                     task.add_done_callback(self._finished)
-            if claimed and len(claimed) == free:
+            if claimed and len(self._in_flight) >= self.concurrency:
                 await self._wait_for(stop, None)  # full: until a slot frees
             elif not claimed:
                 await self._wait_for(stop, await self._until_next_due())
+
+    async def _fold_digest_firings(self, claimed: list[Job]) -> list[Job]:
+        """The claimed jobs to deliver; firings of digest actions among them are folded
+        into their windows' digests instead (actions/digest.py)."""
+        folding = [(job, window) for job in claimed
+                   if (window := self._digest_window(job)) is not None]  # fmt: skip
+        if not folding:
+            return claimed
+        async with self.pool.connection() as conn:
+            await fold_firings(conn, worker=self.name, firings=folding)
+        folded = {job.id for job, _ in folding}
+        return [job for job in claimed if job.id not in folded]
+
+    def _digest_window(self, job: Job) -> int | None:
+        """The window (seconds) of a firing to fold into its action's digest; None for a
+        job to deliver (a digest itself, an alert, a retraction, any other action's)."""
+        if "digest" not in job.config or job.is_digest or job.is_alert or job.retracted:
+            return None
+        try:
+            digest = _shared_settings(job.config).digest
+        except ActionConfigError:
+            return None  # delivered, to be dead-lettered naming the problem
+        spec = CHANNELS.get(job.action_type)
+        if digest is None or spec is None or not spec.digests:
+            return None  # likewise (_deliver refuses a digest the channel cannot send)
+        return digest.window_seconds
 
     def _with_links(self, job: Job) -> Job:
         """The job with its chain's block explorer, for `{{transaction_url}}` and friends."""
@@ -252,7 +285,15 @@ class Worker:
             channel_spec(job.action_type)
             raise ActionConfigError(f"no channel for action type {job.action_type!r}")
         noise = _shared_settings(job.config)
-        if noise.dedup_seconds:
+        if noise.digest is not None and not channel_spec(job.action_type).digests:
+            raise ActionConfigError(digest_refusal(job.action_type))
+        if job.is_digest:
+            max_items = noise.digest.max_items if noise.digest else DEFAULT_MAX_ITEMS
+            job = await open_digest(self.pool, job, max_items=max_items,
+                                    explorer_of=self.explorers.get)  # fmt: skip
+            if job.digest is None or not job.digest.count:
+                return {"digest": {"count": 0}}  # its firings' leases were lost: none to send
+        elif noise.dedup_seconds:
             preview = channel_spec(job.action_type).preview
             shown = preview(job.config, job.values) if preview else None
             if shown is not None and await is_repeat(self.pool, job, shown, noise.dedup_seconds):
@@ -260,7 +301,11 @@ class Worker:
         if noise.rate_limit_per_minute:
             await take_slot(self.pool, f"action:{job.action_id}",
                             60 / noise.rate_limit_per_minute)  # fmt: skip
-        return await channel.deliver(job)
+        response = await channel.deliver(job)
+        if job.digest is not None:
+            shown_ids = [item.id for item in job.digest.items]
+            response = {**response, "digest": {"count": job.digest.count, "shown": shown_ids}}
+        return response
 
     def _policy_for(self, job: Job) -> RetryPolicy:
         """The worker's backoff, or the action's own (its config's retry_*_seconds)."""
@@ -300,11 +345,15 @@ class Worker:
             async with self.pool.connection() as conn, conn.transaction():
                 await record_attempts(conn, worker=self.name, attempts=batch)
                 tripped = await feed_circuit_breakers(conn, breaker_feed(batch))
+                # In the same transaction: an opened breaker has its alert, exactly once.
+                alerts = await queue_breaker_alerts(conn, tripped)
             del self._outcomes[: len(batch)]
             self.delivered += len(batch)
             for trigger_id in tripped:
                 log.warning("worker.trigger_disabled", trigger_id=trigger_id,
                             reason="circuit breaker")  # fmt: skip
+            if alerts:
+                log.info("worker.owner_alerts_queued", jobs=alerts)
 
     async def _release_expired_until(self, stop: asyncio.Event) -> None:
         interval = max(1.0, min(30.0, self.lease_seconds / 4))

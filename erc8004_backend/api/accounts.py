@@ -1,5 +1,6 @@
 """/auth and /me: registration, login (JWT access tokens), the signed-in user, its password,
-its API keys, and deleting it.
+its API keys, its alert action (told when a trigger's circuit breaker opens), and deleting
+it.
 
 Usernames and emails are stored NFKC-normalized (fullwidth letters as plain ones) and are
 unique, and matched at login, in the form the database's account_key() gives them: NFKC
@@ -15,8 +16,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request, status
+from psycopg.types.json import Jsonb
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from erc8004_backend.actions.alerts import ALERT_DEFAULTS, ALERT_FIELDS, alert_config
+from erc8004_backend.actions.alerts import QUERIES as ALERT_QUERIES
+from erc8004_backend.actions.configs import ActionConfigError, storable_config_problem
+from erc8004_backend.actions.rest import CredentialError
 from erc8004_backend.api.auth import (
     BCRYPT_MAX_BYTES,
     api_key_hash,
@@ -30,6 +36,8 @@ from erc8004_backend.api.auth import (
 )
 from erc8004_backend.api.dependencies import QUERIES, CurrentUser, Db, State, client_address
 from erc8004_backend.api.errors import ApiError, error_responses, not_found, raises
+from erc8004_backend.api.triggers import CREDENTIAL_MASKS, CREDENTIAL_SEALERS
+from erc8004_backend.encryption import SecretBox
 
 router = APIRouter(tags=["accounts"])
 
@@ -120,6 +128,25 @@ class NewApiKeyOut(ApiKeyOut):
     key: str = Field(description="The key itself: shown this once, never again.")
 
 
+class AlertActionIn(_Strict):
+    action_type: Annotated[
+        str, Field(description="The channel: " + ", ".join(ALERT_DEFAULTS) + ".",
+                   json_schema_extra={"enum": list(ALERT_DEFAULTS)})
+    ]  # fmt: skip
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The channel's settings, as a trigger action's; templates left out are"
+        " the default alert text, and may name " + ", ".join(ALERT_FIELDS) + ".",
+    )
+
+
+class AlertActionOut(BaseModel):
+    id: uuid.UUID
+    action_type: str
+    config: dict[str, Any] = Field(description="As stored: credentials masked.")
+    updated_at: datetime
+
+
 class PasswordChanged(AccessToken):
     api_keys_revoked: int = Field(description="How many API keys the change revoked.")
 
@@ -151,6 +178,25 @@ PASSWORD_CHANGES = {
 }
 DELETIONS = {"ada": {"summary": "Delete the account", "value": {"password": PASSWORD}}}
 API_KEYS = {"script": {"summary": "A key for a script", "value": {"name": "grafana dashboard"}}}
+
+
+ALERT_ACTIONS = {
+    "email": {
+        "summary": "An email to the owner (default subject and text)",
+        "value": {"action_type": "email", "config": {"to": ["ops@example.com"]}},
+    },
+    "slack": {
+        "summary": "A Slack message with its own text",
+        "value": {
+            "action_type": "slack",
+            "config": {
+                "webhook_url": "https://hooks.slack.com/services/T000/B000/XXXX",
+                "text_template": "Trigger {{trigger_name}} is off: {{disabled_reason}}."
+                " {{reset_instructions}}",
+            },
+        },
+    },
+}
 
 
 @raises(429)
@@ -328,3 +374,73 @@ async def delete_account(
     cursor = await conn.execute(QUERIES["delete_user"], {"user_id": user.id})
     if await cursor.fetchone() is None:
         raise not_found("user")
+
+
+# -- the alert action ------------------------------------------------------------------------
+
+NO_ALERT_ACTION = error_responses(404, descriptions={404: "No alert action is set."})
+
+
+def _alert_out(row: dict[str, Any], box: SecretBox) -> AlertActionOut:
+    config = row["config"]
+    if mask := CREDENTIAL_MASKS.get(row["action_type"]):
+        config = mask(config, box, row["id"])
+    return AlertActionOut(id=row["id"], action_type=row["action_type"], config=config,
+                          updated_at=row["updated_at"])  # fmt: skip
+
+
+@router.get("/me/alert-action", responses=NO_ALERT_ACTION)
+async def get_alert_action(user: CurrentUser, conn: Db, state: State) -> AlertActionOut:
+    """Where the signed-in user is told when a circuit breaker opens (credentials masked)."""
+    cursor = await conn.execute(ALERT_QUERIES["alert_action"], {"user_id": user.id})
+    row = await cursor.fetchone()
+    if row is None:
+        raise not_found("alert action")
+    return _alert_out(row, state.secret_box)
+
+
+@router.put("/me/alert-action")
+async def set_alert_action(
+    body: Annotated[AlertActionIn, Body(openapi_examples=ALERT_ACTIONS)],
+    user: CurrentUser,
+    conn: Db,
+    state: State,
+) -> AlertActionOut:
+    """Name the action that tells the signed-in user when one of their triggers' circuit
+    breakers opens (the trigger is then disabled): one alert per opening, saying which
+    trigger, why, and how to turn it back on. Replaces any alert action set before; a
+    credential sent back as the mask shown keeps the value stored."""
+    try:
+        config = alert_config(body.action_type, body.config)
+    except ActionConfigError as error:
+        details = [{"field": "config", "message": str(error)}]
+        raise ApiError(422, f"config: {error}", details=details) from None
+    if problem := storable_config_problem(config):
+        raise ApiError(422, f"config: {problem}")
+    async with conn.transaction():
+        cursor = await conn.execute(ALERT_QUERIES["alert_action"], {"user_id": user.id})
+        existing = await cursor.fetchone()
+        alert_id = existing["id"] if existing else str(uuid.uuid4())
+        if seal := CREDENTIAL_SEALERS.get(body.action_type):
+            stored = existing["config"] if existing else None
+            try:
+                config = seal(config, state.secret_box, alert_id, stored)
+            except CredentialError as error:
+                raise ApiError(422, f"config: {error}") from None
+        cursor = await conn.execute(ALERT_QUERIES["set_alert_action"], {
+            "id": alert_id, "user_id": user.id, "action_type": body.action_type,
+            "config": Jsonb(config),
+        })  # fmt: skip
+        row = await cursor.fetchone()
+    assert row is not None
+    return _alert_out(row, state.secret_box)
+
+
+@router.delete(
+    "/me/alert-action", status_code=status.HTTP_204_NO_CONTENT, responses=NO_ALERT_ACTION
+)
+async def clear_alert_action(user: CurrentUser, conn: Db) -> None:
+    """Stop alerting: no alert is queued any more, and those not yet sent are dropped."""
+    cursor = await conn.execute(ALERT_QUERIES["clear_alert_action"], {"user_id": user.id})
+    if await cursor.fetchone() is None:
+        raise not_found("alert action")

@@ -38,7 +38,7 @@ EventType = Literal[
     "NewFeedback", "FeedbackRevoked", "ResponseAppended",
     "ValidationRequest", "ValidationResponse",
 ]  # fmt: skip
-ResultStatus = Literal["success", "failed", "retrying"]
+ResultStatus = Literal["success", "failed", "retrying", "digested"]
 
 # A type names its registry too (REGISTRY_OF), so the listing can use the (registry,
 # event_type, block_time) index.
@@ -204,7 +204,10 @@ class AttemptOut(BaseModel):
     event_id: int | None
     chain_id: int | None
     action_type: str
-    status: str = Field(description="success, retrying (will be tried again) or failed.")
+    status: str = Field(
+        description="success, retrying (will be tried again), failed, cancelled (its event"
+        " was reorged out) or digested (folded into a digest: response_data.digest_job_id)."
+    )
     retry_count: int = Field(description="Attempts of the same job before this one.")
     duration_ms: int | None
     error_message: str | None

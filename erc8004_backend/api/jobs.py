@@ -45,7 +45,7 @@ from erc8004_backend.database.queries import load_queries
 QUERIES = load_queries("erc8004_backend.api", "jobs.sql")
 router = APIRouter(tags=["deliveries"])
 
-JobState = Literal["queued", "retrying", "running", "delivered", "dead", "cancelled"]
+JobState = Literal["queued", "retrying", "running", "delivered", "dead", "cancelled", "digested"]
 JobId = Annotated[int, Path(ge=1, le=BIGINT_MAX), DIGITS_ONLY]
 NOT_FOUND = error_responses(404, 409, descriptions={404: "No such job of yours.",
                                                     409: "The job is not finished."})  # fmt: skip
@@ -54,13 +54,15 @@ NOT_FOUND = error_responses(404, 409, descriptions={404: "No such job of yours."
 class JobSummary(BaseModel):
     id: int
     trigger_id: uuid.UUID
-    action_id: uuid.UUID
+    action_id: uuid.UUID | None = Field(
+        description="Null: an alert to the account's alert action (the trigger's breaker opened)."
+    )
     action_type: str
     event_id: int | None = Field(description="Null: a silence that ran from its trigger's start.")
     chain_id: int
     state: JobState = Field(description="queued (not tried yet), retrying (tried, due again),"
-                            " running, delivered, dead, or cancelled (its event was reorged"
-                            " out).")  # fmt: skip
+                            " running, delivered, dead, cancelled (its event was reorged"
+                            " out), or digested (sent in the digest digest_job_id).")  # fmt: skip
     attempts: int
     max_attempts: int
     run_at: datetime = Field(description="When it runs (again), if queued or retrying.")
@@ -72,6 +74,9 @@ class JobSummary(BaseModel):
                          " /triggers/{id}/replays); its deliveries say so.")  # fmt: skip
     idempotency_key: str = Field(description="Sent with every attempt and redelivery; a"
                                  " replay's is the one a live job of its event has.")  # fmt: skip
+    digest_job_id: int | None = Field(
+        default=None, description="The digest that carried this firing, if it was digested."
+    )
 
 
 class JobDetail(JobSummary):
@@ -186,8 +191,10 @@ async def redeliver_job(job_id: JobId, user: CurrentUser, conn: Db) -> Redeliver
     redelivered = await _redeliver(conn, user.id, job_id=job_id,
                                    statuses=["succeeded", "dead"])  # fmt: skip
     if not redelivered:
+        digest = f" (it went in digest job {found['digest_job_id']}: redeliver that)" if found.get(
+            "digest_job_id") else ""  # fmt: skip
         raise ApiError(409, f"job {job_id} is {found['state']}: only delivered and dead jobs"
-                       " are redelivered")  # fmt: skip
+                       f" are redelivered{digest}")  # fmt: skip
     return Redelivered(jobs=redelivered)
 
 

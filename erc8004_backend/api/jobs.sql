@@ -1,16 +1,20 @@
 -- list_jobs --
 -- A page of the user's jobs, newest first (by id), with the state a person asks about:
--- queued (not tried yet), retrying (tried, due again), running, delivered, dead, cancelled;
--- those a replay queued, or those it did not (NULL: both).
-SELECT j.id, j.trigger_id, j.action_id, a.action_type, j.event_id, j.chain_id,
+-- queued (not tried yet), retrying (tried, due again), running, delivered, dead, cancelled,
+-- digested (sent in a digest: digest_job_id); those a replay queued, or those it did not
+-- (NULL: both). Alerts to the account's alert action have no action of the trigger
+-- (action_id NULL).
+SELECT j.id, j.trigger_id, j.action_id, coalesce(a.action_type, al.action_type) AS action_type,
+       j.event_id, j.chain_id,
        CASE WHEN j.status = 'queued' AND j.attempts > 0 THEN 'retrying'
             WHEN j.status = 'succeeded' THEN 'delivered'
             ELSE j.status END AS state,
        j.attempts, j.max_attempts, j.run_at, j.last_error, j.created_at, j.finished_at,
-       j.retraction, j.replay, j.idempotency_key
+       j.retraction, j.replay, j.idempotency_key, j.digest_job_id
 FROM action_jobs AS j
 JOIN triggers AS t ON t.id = j.trigger_id
-JOIN trigger_actions AS a ON a.id = j.action_id
+LEFT JOIN trigger_actions AS a ON a.id = j.action_id
+LEFT JOIN account_alert_actions AS al ON al.id = j.alert_action_id
 WHERE t.user_id = %(user_id)s::uuid
   AND (%(trigger_id)s::uuid IS NULL OR j.trigger_id = %(trigger_id)s::uuid)
   AND (%(action_id)s::uuid IS NULL OR j.action_id = %(action_id)s::uuid)
@@ -28,15 +32,17 @@ ORDER BY j.id DESC
 LIMIT %(limit)s
 
 -- job_by_id --
-SELECT j.id, j.trigger_id, j.action_id, a.action_type, j.event_id, j.chain_id,
+SELECT j.id, j.trigger_id, j.action_id, coalesce(a.action_type, al.action_type) AS action_type,
+       j.event_id, j.chain_id,
        CASE WHEN j.status = 'queued' AND j.attempts > 0 THEN 'retrying'
             WHEN j.status = 'succeeded' THEN 'delivered'
             ELSE j.status END AS state,
        j.attempts, j.max_attempts, j.run_at, j.last_error, j.created_at, j.finished_at,
-       j.retraction, j.replay, j.idempotency_key, j.payload
+       j.retraction, j.replay, j.idempotency_key, j.digest_job_id, j.payload
 FROM action_jobs AS j
 JOIN triggers AS t ON t.id = j.trigger_id
-JOIN trigger_actions AS a ON a.id = j.action_id
+LEFT JOIN trigger_actions AS a ON a.id = j.action_id
+LEFT JOIN account_alert_actions AS al ON al.id = j.alert_action_id
 WHERE j.id = %(job_id)s::bigint AND t.user_id = %(user_id)s::uuid
 
 -- trigger_owned --

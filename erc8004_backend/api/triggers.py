@@ -670,6 +670,31 @@ SILENCE_EXAMPLES: dict[str, dict[str, Any]] = {
         },
     },
 }
+DIGEST_EXAMPLES: dict[str, dict[str, Any]] = {
+    "digest": {
+        "summary": "A digest: feedback to agent 42 every 15 minutes, in one Slack message",
+        "description": "Each 15-minute window's firings in one message: how many, and the"
+        " first 10, each in the action's text (docs/triggers.md, Digests).",
+        "value": {
+            "name": "Agent 42 feedback digest",
+            "chain_id": 8453,
+            "registry": "reputation",
+            "conditions": [AGENT_42, NEW_FEEDBACK],
+            "actions": [
+                {
+                    "action_type": "slack",
+                    "priority": 1,
+                    "config": {
+                        "webhook_url": "https://hooks.slack.com/services/T000/B000/XXXX",
+                        "text_template": "Agent {{agent_id}}: {{score}} from"
+                        " {{client_address|short}}",
+                        "digest": {"window_seconds": 900, "max_items": 10},
+                    },
+                }
+            ],
+        },
+    },
+}
 TriggerBody = Annotated[
     TriggerIn,
     Body(
@@ -678,6 +703,7 @@ TriggerBody = Annotated[
             **TEMPLATE_EXAMPLES,
             **GROUP_EXAMPLES,
             **SILENCE_EXAMPLES,
+            **DIGEST_EXAMPLES,
         }
     ),
 ]
@@ -696,6 +722,7 @@ NewTriggerBody = Annotated[
             **TEMPLATE_EXAMPLES,
             **GROUP_EXAMPLES,
             **SILENCE_EXAMPLES,
+            **DIGEST_EXAMPLES,
         }
     ),
 ]

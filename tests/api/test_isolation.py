@@ -65,7 +65,8 @@ async def alices_things(api: ApiClient, alice: Account, url: str) -> dict[str, s
 
 async def snapshot(url: str) -> list[Any]:
     tables = ("triggers", "trigger_conditions", "trigger_actions", "api_keys", "action_results",
-              "reputation_lenses", "trigger_replays", "action_jobs")  # fmt: skip
+              "reputation_lenses", "trigger_replays", "action_jobs",
+              "account_alert_actions")  # fmt: skip
     with psycopg.connect(url) as conn:
         return [
             conn.execute(
@@ -147,3 +148,26 @@ async def test_a_test_delivery_of_anothers_action_through_ones_own_trigger_is_a_
         assert response.status_code == 404, response.text
         assert response.json()["error"]["message"] == "action not found"
     assert await snapshot(migrated_url) == before
+
+
+async def test_an_alert_action_is_its_users_alone(
+    api: ApiClient, alice: Account, bob: Account, migrated_url: str
+) -> None:
+    """/me/alert-action names no id: each user reaches their own only. Bob's reads and
+    deletes find none of alice's; his own alert action leaves hers as it was."""
+    alert = {
+        "action_type": "rest",
+        "config": {"url": "https://alice.example/alert", "headers": {"X-Key": "alice only secret"}},
+    }
+    assert (await api.put("/me/alert-action", json=alert, headers=alice.headers)).status_code == 200
+    before = await snapshot(migrated_url)
+    for method in ("GET", "DELETE"):
+        response = await api.request(method, "/me/alert-action", headers=bob.headers)
+        assert response.status_code == 404, (method, response.text)
+        assert "alice" not in response.text
+    assert await snapshot(migrated_url) == before
+    bobs = {"action_type": "email", "config": {"to": ["bob@example.com"]}}
+    assert (await api.put("/me/alert-action", json=bobs, headers=bob.headers)).status_code == 200
+    alices = (await api.get("/me/alert-action", headers=alice.headers)).json()
+    assert alices["config"]["url"] == "https://alice.example/alert"
+    assert (await api.get("/me/alert-action", headers=bob.headers)).json()["action_type"] == "email"

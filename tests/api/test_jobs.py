@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from erc8004_backend.api.app import Pool
+from tests.actions.test_worker import running_worker, settings_for
 from tests.api.conftest import Account, ApiClient, api_client, make_account
 from tests.api.test_triggers import SIMPLE
 from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import WebhookSink
 from tests.support.jobs import queue_jobs
+from tests.support.waiting import eventually
 
 
 async def jobs_in_every_state(api: ApiClient, alice: Account, url: str) -> tuple[str, list[int]]:
@@ -138,3 +140,37 @@ async def test_a_test_delivery_keeps_the_address_guard(api: ApiClient, alice: Ac
     assert outcome["error"].startswith(
         "refused to send to http://127.0.0.1:9: 127.0.0.1 is a loopback address"
     )
+
+
+async def test_digested_firings_name_their_digest_which_is_redelivered_whole(
+    api: ApiClient, alice: Account, migrated_url: str
+) -> None:
+    async with serve_asgi(sink := WebhookSink(secret="")) as url:
+        action = {"action_type": "rest",
+                  "config": {"url": url, "digest": {"window_seconds": 60}}}  # fmt: skip
+        created = await api.post("/triggers", json={**SIMPLE, "actions": [action]},
+                                 headers=alice.headers)  # fmt: skip
+        trigger = created.json()
+        sink.secret = trigger["webhook_secret"]
+        async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+            firings = await queue_jobs(conn, trigger["id"], trigger["actions"][0]["id"], 2)
+            await conn.execute("UPDATE action_jobs SET created_at = now() - interval '1 hour'")
+            async with running_worker(settings_for(migrated_url)):
+                await eventually(lambda: sink.processed, timeout=20, what="the digest")
+                page = (await api.get("/jobs", params={"state": "digested"},
+                                      headers=alice.headers)).json()  # fmt: skip
+                assert sorted(job["id"] for job in page["items"]) == firings
+                (digest_id,) = {job["digest_job_id"] for job in page["items"]}
+                refused = await api.post(f"/jobs/{firings[0]}/redeliver", headers=alice.headers)
+                assert refused.status_code == 409
+                assert refused.json()["error"]["message"] == (
+                    f"job {firings[0]} is digested: only delivered and dead jobs are"
+                    f" redelivered (it went in digest job {digest_id}: redeliver that)"
+                )
+                again = await api.post(f"/jobs/{digest_id}/redeliver", headers=alice.headers)
+                assert again.json() == {"jobs": [digest_id]}
+                await eventually(lambda: len(sink.received) == 2, timeout=20, what="again")
+    first, second = sink.received
+    assert first.key == second.key
+    assert first.json() == second.json()  # the same firings, as frozen
+    assert [item["event_id"] for item in first.json()["items"]] == [1, 2]

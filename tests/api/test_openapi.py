@@ -5,6 +5,7 @@ each operation the error responses it can give, in the one error shape."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from erc8004_backend.triggers.conditions import (
 from erc8004_backend.triggers.operators import OPERATORS
 from tests.api.conftest import ApiClient, api_settings, app_on, make_account
 from tests.api.test_triggers_silence import documented_silence_triggers
+from tests.conftest import ROOT
 from tests.triggers.test_examples_end_to_end import (
     example_triggers,
     group_example,
@@ -99,7 +101,14 @@ def test_every_request_body_has_examples_that_its_schema_accepts(document: Docum
             assert errors == [], f"{method} {path}, example {name}: {errors}"
         # The validator does refuse what the schema does not allow.
         assert not validator.is_valid({"not a field of any body": True}), f"{method} {path}"
-    assert len(with_bodies) == 16, with_bodies
+    assert len(with_bodies) == 17, with_bodies
+
+
+def documented_digest() -> Any:
+    """The request body of docs/triggers.md's section on digests."""
+    text = (ROOT / "docs" / "triggers.md").read_text(encoding="utf-8")
+    section = text.split("\n### Digests\n", 1)[1].split("\n## ", 1)[0]
+    return json.loads(section.split("```json", 1)[1].split("```", 1)[0])
 
 
 def test_the_trigger_examples_are_those_of_the_documentation(document: Document) -> None:
@@ -107,10 +116,10 @@ def test_the_trigger_examples_are_those_of_the_documentation(document: Document)
     (replace,) = [
         op for m, p, op in operations(document) if (m, p) == ("PUT", "/triggers/{trigger_id}")
     ]
-    # docs/triggers.md's seven examples, then its template example, its example of groups
-    # and its first silence.
+    # docs/triggers.md's seven examples, then its template example, its example of groups,
+    # its first silence and its digest.
     documented = [*example_triggers(), template_example(), group_example(),
-                  documented_silence_triggers()[0]]  # fmt: skip
+                  documented_silence_triggers()[0], documented_digest()]  # fmt: skip
     assert list(body_examples(create).values()) == documented
     assert list(body_examples(replace).values()) == documented
     summaries = [e["summary"] for e in create["requestBody"]["content"]["application/json"]
@@ -140,6 +149,11 @@ async def test_the_api_accepts_each_example(
     for key in examples[("POST", "/me/api-keys")].values():
         response = await api.post("/me/api-keys", json=key, headers=headers)
         assert response.status_code == 201, response.text
+
+    for alert in examples[("PUT", "/me/alert-action")].values():
+        response = await api.put("/me/alert-action", json=alert, headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["action_type"] == alert["action_type"]
 
     lens_names = []
     for saved in examples[("POST", "/me/lenses")].values():
@@ -219,6 +233,9 @@ ERRORS: dict[str, set[int]] = {
     "GET /me": SIGNED_IN | LIMITED | DATABASE | {404},
     "DELETE /me": BODY | SIGNED_IN | LIMITED | DATABASE | {404},
     "GET /me/api-keys": SIGNED_IN | LIMITED | DATABASE,
+    "GET /me/alert-action": SIGNED_IN | LIMITED | DATABASE | {404},
+    "PUT /me/alert-action": BODY | SIGNED_IN | LIMITED | DATABASE,
+    "DELETE /me/alert-action": SIGNED_IN | LIMITED | DATABASE | {404},
     "POST /me/api-keys": BODY | SIGNED_IN | LIMITED | DATABASE,
     "DELETE /me/api-keys/{key_id}": {422} | SIGNED_IN | LIMITED | DATABASE | {404},
     "POST /me/password": BODY | SIGNED_IN | LIMITED | DATABASE | {404},

@@ -833,3 +833,25 @@ async def test_plain_text_credentials_of_older_rows_are_masked_then_encrypted_wh
     stored = stored_actions(migrated_url)
     assert TOKEN not in stored
     assert PASSWORD not in stored
+
+
+async def test_a_digest_is_refused_on_the_channels_that_cannot_send_one(
+    api: ApiClient, alice: Account
+) -> None:
+    digest = {"window_seconds": 300, "max_items": 5}
+    mcp = {"action_type": "mcp", "config": {"digest": digest}}
+    refused = await api.post("/triggers", json={**SIMPLE, "actions": [mcp]},
+                             headers=alice.headers)  # fmt: skip
+    assert refused.status_code == 422
+    assert refused.json()["error"]["details"] == [{
+        "field": "actions[0].config",
+        "message": "mcp action: digest: mcp actions cannot send digests (those that can:"
+        " telegram, rest, slack, discord, email)",
+    }]  # fmt: skip
+    slack = {"action_type": "slack", "config": {"webhook_url": "https://hooks.slack.com/x",
+                                                "text_template": "{{agent_id}}",
+                                                "digest": digest}}  # fmt: skip
+    created = await api.post("/triggers", json={**SIMPLE, "actions": [slack]},
+                             headers=alice.headers)  # fmt: skip
+    assert created.status_code == 201, created.text
+    assert created.json()["actions"][0]["config"]["digest"] == digest
