@@ -1,8 +1,10 @@
-"""Slack, Discord, email and PagerDuty end to end through `erc8004 run` on the devnet: one
-trigger with an action per channel, feedback with hostile tags given on the chain, and each
+"""Slack, Discord, email, PagerDuty and Telegram end to end through `erc8004 run` on the
+devnet (webhooks and MCP calls have theirs in test_run_end_to_end): one trigger with an action
+per channel, feedback with hostile tags given on the chain, and each
 channel's local stand-in (speaking its service's protocol and refusing what the service
 refuses) receiving every event once, escaped, after answering the first attempt with its
-service's "slow down" (429 with Retry-After or retry_after; SMTP's 451).
+service's "slow down" (429 with Retry-After or retry_after, Telegram's with its
+parameters.retry_after; SMTP's 451).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from typing import Any
 from erc8004_backend.devnet import Devnet
 from tests.support.asgi import serve_asgi
 from tests.support.chat_webhooks import DiscordWebhook, SlackWebhook
+from tests.support.delivery_targets import TelegramServer, unescape_markdown_v2
 from tests.support.pagerduty_server import PagerDutyServer
 from tests.support.smtp_server import Inbox, serve_smtp
 from tests.support.system import running_system
 from tests.support.waiting import eventually
 
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdef012345"
+BOT_TOKEN = "4242:channels-bot-token"
 # What event text can hold: a Slack broadcast, a Discord ping, markup and a header break.
 HOSTILE_TAGS = ["<!channel> @everyone", "**bold** <b>html</b>", "line\r\nBcc: x@evil.test"]
 SCORES = [12, 34, 56]
@@ -40,6 +44,11 @@ def channel_actions(slack_url: str, discord_url: str) -> list[dict[str, Any]]:
         {"action_type": "pagerduty", "config": {"routing_key": ROUTING_KEY,
                                                 "summary_template": text, "severity": "error",
                                                 **RETRY}},
+        {"action_type": "telegram", "config": {"chat_id": "123456789",
+                                               # MarkdownV2: the template's own ( ) escaped.
+                                               "message_template": text.replace("(", r"\(")
+                                                                       .replace(")", r"\)"),
+                                               "parse_mode": "MarkdownV2", **RETRY}},
     ]  # fmt: skip
 
 
@@ -48,6 +57,8 @@ async def test_each_channel_delivers_every_event_once_escaped_after_its_rate_lim
 ) -> None:
     slack, discord = SlackWebhook(), DiscordWebhook()
     pagerduty, inbox = PagerDutyServer(routing_key=ROUTING_KEY), Inbox()
+    telegram = TelegramServer(token=BOT_TOKEN)
+    telegram.rate_limit_next(1, retry_after=1)
     slack.rate_limit_next(1, retry_after=1)
     discord.rate_limit_next(1, retry_after=0.5)
     pagerduty.rate_limit_next(1, retry_after=1)
@@ -57,12 +68,15 @@ async def test_each_channel_delivers_every_event_once_escaped_after_its_rate_lim
         serve_asgi(discord) as discord_url,
         serve_asgi(pagerduty) as pagerduty_url,
         serve_smtp(inbox, security="starttls") as smtp,
+        serve_asgi(telegram) as telegram_url,
         running_system(
             devnet, database_url, tmp_path,
             ERC8004_SMTP_HOST="127.0.0.1", ERC8004_SMTP_PORT=str(smtp.port),
             ERC8004_SMTP_SECURITY="starttls", ERC8004_SMTP_CA_FILE=str(smtp.ca_file),
             ERC8004_SMTP_FROM="alerts@example.com",
             ERC8004_PAGERDUTY_EVENTS_URL=f"{pagerduty_url}/v2/enqueue",
+            ERC8004_TELEGRAM_API_URL=telegram_url, ERC8004_TELEGRAM_BOT_TOKEN=BOT_TOKEN,
+            ERC8004_TELEGRAM_RATE_LIMITS="false",
         ) as system,
     ):  # fmt: skip
         agent = (await devnet.activity.register_agent("https://agent.example/card.json")).agent_id
@@ -80,8 +94,8 @@ async def test_each_channel_delivers_every_event_once_escaped_after_its_rate_lim
 
         def all_arrived() -> bool:
             counts = (len(slack.messages), len(discord.messages), len(pagerduty.events),
-                      len(inbox.mails))  # fmt: skip
-            return counts == (3, 3, 3, 3)
+                      len(inbox.mails), len(telegram.messages))  # fmt: skip
+            return counts == (3, 3, 3, 3, 3)
 
         await eventually(all_arrived, 30, what="three messages at each stand-in")
 
@@ -89,18 +103,19 @@ async def test_each_channel_delivers_every_event_once_escaped_after_its_rate_lim
             page = await system.client.get("/jobs", headers=system.headers,
                                            params={"state": "delivered"})  # fmt: skip
             items: list[dict[str, Any]] = page.json()["items"]
-            return items if len(items) == 12 else None
+            return items if len(items) == 15 else None
 
-        jobs = await eventually(finished_jobs, 10, what="twelve delivered jobs")
+        jobs = await eventually(finished_jobs, 10, what="fifteen delivered jobs")
         await asyncio.sleep(1.5)  # long enough for a retry that should not happen
 
     # Once per event and channel: no loss, no double send.
     assert len(slack.messages) == len(discord.messages) == len(inbox.mails) == 3
+    assert len(telegram.messages) == 3
     assert Counter(event["event_action"] for event in pagerduty.events) == {"trigger": 3}
     assert len(pagerduty.alerts) == 3  # three dedup keys: one alert per event
     # Each channel's first attempt was told to wait, and its job tried again.
     attempts = Counter(job["action_type"] for job in jobs for _ in range(job["attempts"]))
-    assert attempts == {"slack": 4, "discord": 4, "email": 4, "pagerduty": 4}
+    assert attempts == {"slack": 4, "discord": 4, "email": 4, "pagerduty": 4, "telegram": 4}
     assert {job["idempotency_key"] for job in jobs if job["action_type"] == "pagerduty"} == set(
         pagerduty.alerts
     )
@@ -118,6 +133,10 @@ async def test_each_channel_delivers_every_event_once_escaped_after_its_rate_lim
         assert mail.message["Bcc"] is None  # the CRLF in a tag made no header
     subjects = sorted(str(mail.message["Subject"]) for mail in inbox.mails)
     assert any("Bcc: x@evil.test" in subject for subject in subjects)  # kept as text
+    # Telegram's MarkdownV2: every value escaped, so the text reads as the tag was written.
+    shown = {unescape_markdown_v2(message["text"]) for message in telegram.messages}
+    assert any("(<!channel> @everyone)" in text for text in shown)
+    assert any("(**bold** <b>html</b>)" in text for text in shown)
     texts = {mail.text() for mail in inbox.mails}
     for score in SCORES:
         assert any(f"Agent {agent} scored {score} (" in text for text in texts)
