@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import bcrypt
@@ -395,6 +396,14 @@ def test_wrong_password_is_one_line(embedded_admin_url: str) -> None:
         url = psycopg.conninfo.make_conninfo(
             embedded_admin_url, user="locked_out", password="wrong"
         )
+        # The reload takes effect when the postmaster gets to it: until then, trust.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                psycopg.connect(url, connect_timeout=3).close()
+            except psycopg.OperationalError:
+                break
+            time.sleep(0.05)
         assert_one_line_error(
             erc8004("db", "migrate", "info", database_url=url),
             'password authentication failed for user "locked_out"',
