@@ -352,10 +352,5 @@ def _candidates(triggers: TriggerIndex, event: Event) -> list[CompiledTrigger]:
     """The triggers the index names for the event, less those it is history to that keep no
     state: it can fire none of them and moves nothing of theirs (a first backfill is mostly
     such events, so they cost nothing: no fields, no summaries read)."""
-    found = triggers.candidates(
-        event["chain_id"], event["registry"], event["event_type"], event["agent_id"]
-    )
-    when = event["block_time"]
-    return [trigger for trigger in found
-            if trigger.fires_from is None or when >= trigger.fires_from
-            or trigger.conditions.stateful or trigger.conditions.silence]  # fmt: skip
+    return triggers.candidates_at(event["chain_id"], event["registry"], event["event_type"],
+                                  event["agent_id"], event["block_time"])  # fmt: skip
