@@ -213,9 +213,12 @@ async def processor_loop(
             [CHAIN, last, last],
         )
         processor = Processor(url)
-        started = time.perf_counter()
-        processed = await processor.run_once(conn)
-        elapsed = time.perf_counter() - started
+        # As Processor.run: a second connection reads and plans each batch while the first
+        # writes the previous one.
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as reader:
+            started = time.perf_counter()
+            processed = await processor.run_once(conn, reader)
+            elapsed = time.perf_counter() - started
         cursor = await conn.execute("SELECT count(*) FROM action_jobs")
         jobs = (await cursor.fetchone() or (0,))[0]
     return {"events": processed, "jobs": jobs, "seconds": elapsed,

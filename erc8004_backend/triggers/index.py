@@ -144,8 +144,8 @@ class TriggerIndex:
             split = self._split[key] = _Split.of(
                 self.candidates(chain_id, registry, event_type, agent_id)
             )
-        if split.earliest is None or when >= split.latest:  # history to none of them
-            return split.found
+        if split.earliest is None or split.latest is None or when >= split.latest:
+            return split.found  # history to none of them
         if when < split.earliest:  # history to every one that may skip it
             return split.kept
         return [trigger for trigger in split.found if _sees(trigger, when)]

@@ -20,6 +20,7 @@ NOTIFY only wakes the processor early: it finds work from the cursor after any r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 import uuid
@@ -121,10 +122,11 @@ class BatchResult:
     last_position: tuple[int, int] | None = None
 
     def add(self, batch: BatchResult) -> None:
-        """Counts `batch` in these totals."""
+        """Counts `batch` in these totals (and its last position, if it moved the cursor)."""
         self.events += batch.events
         self.fired += batch.fired
         self.jobs += batch.jobs
+        self.last_position = batch.last_position or self.last_position
 
 
 @dataclass
@@ -141,22 +143,50 @@ class ChainMemory:
     position: tuple[int, int] | None = None
     states: dict[tuple[str, str], State | None] = field(default_factory=dict)
     last_fired: dict[str, datetime | None] = field(default_factory=dict)
+    # The state rows the latest planned batch moved: the only ones PostgreSQL may not hold
+    # yet (that batch may still be committing), which due silences are read from.
+    latest: dict[tuple[str, str], State] = field(default_factory=dict)
 
     def forget(self) -> None:
         self.position = None
         self.states.clear()
         self.last_fired.clear()
+        self.latest = {}
 
-    def committed(self, position: tuple[int, int], plan: Plan | None) -> None:
-        """The batch ending at `position` committed, with `plan` (None: it had no events)."""
-        self.position = position
+    def planned(self, plan: Plan | None) -> None:
+        """Takes in what `plan` leaves (None: a batch without events): the next batch is
+        planned from it, whether or not this one has committed yet (if it does not, the
+        caller forgets the memory)."""
         if plan is None:
             return
-        for key, change in plan.states.items():
-            self.states[key] = change.state
-        self.last_fired.update(plan.last_fired)
         if len(self.states) > MAX_REMEMBERED_STATES:
             self.states.clear()
+        self.latest = {key: change.state for key, change in plan.states.items()}
+        self.states.update(self.latest)
+        self.last_fired.update(plan.last_fired)
+
+    def committed(self, position: tuple[int, int]) -> None:
+        """The batch leaving the cursor at `position` committed (its plan taken in before)."""
+        self.position = position
+
+
+@dataclass
+class _Batch:
+    """A batch read and planned, not yet written: the cursor position it follows, its events
+    (in chain order), the chain's head when the batch reaches it (silences), and its plan
+    (None: nothing to do)."""
+
+    after: Position
+    events: list[dict[str, Any]]
+    head: ChainTime | None
+    plan: Plan | None
+
+    @property
+    def end(self) -> Position:
+        """Where the batch leaves the cursor."""
+        if not self.events:
+            return self.after
+        return (self.events[-1]["block_number"], self.events[-1]["log_index"])
 
 
 async def process_batch(
@@ -167,57 +197,175 @@ async def process_batch(
     limit: int = BATCH_SIZE,
     memory: ChainMemory | None = None,
 ) -> BatchResult:
-    """Evaluate the next batch of ready events of a chain and commit its outcome. When the
-    batch takes every ready event, the chain's time has come to its confirmed head: the
-    silences due by then fire too (with no event at all, if nothing else happened).
-    `memory` (the caller's, for the chain it holds) saves reading the state it has seen
-    again."""
-    result = BatchResult()
-    plan: Plan | None = None
+    """Evaluate the next batch of ready events of a chain and commit its outcome, reading
+    and writing in one transaction. When the batch takes every ready event, the chain's
+    time has come to its confirmed head: the silences due by then fire too (with no event
+    at all, if nothing else happened). `memory` (the caller's, for the chain it holds)
+    saves reading the state it has seen again."""
     await conn.execute(QUERIES["insert_cursor"], {"chain_id": chain_id})
     try:
         async with conn.transaction():
-            cursor = await conn.execute(QUERIES["lock_cursor"], {"chain_id": chain_id})
-            position = await cursor.fetchone()
-            assert position is not None
-            position = (position[0], position[1])
+            position = await _lock_cursor(conn, chain_id)
             if memory is not None and memory.position != position:
                 memory.forget()  # a reorg's restore moved the cursor, or first batch
-            events = await _ready_events(conn, chain_id, position, limit)
-            silences = index.silences(chain_id)
-            drained = len(events) < limit
-            head = await _confirmed_head(conn, chain_id) if silences and drained else None
-            if events or head is not None:
-                plan = await _plan(conn, chain_id, index, events, head, memory)
-            if plan is not None and (events or plan.states):
-                # The batch: from its first event (or the head block, when only time
-                # passed) to the later of its last event's block and the head.
-                ends = [events[-1]["block_number"]] if events else []
-                if head is not None:
-                    ends.append(head.block_number)
-                start = ((events[0]["block_number"], events[0]["log_index"]) if events
-                         else (max(ends), HEAD_LOG_INDEX))  # fmt: skip
-                await _remember_for_reorgs(conn, chain_id, start, max(ends), plan)
-                result.jobs = await _apply(conn, chain_id, plan)
-            if events:
-                last = events[-1]
-                position = (last["block_number"], last["log_index"])
-                await conn.execute(
-                    QUERIES["advance_cursor"],
-                    {"chain_id": chain_id, "block_number": position[0],
-                     "log_index": position[1]},
-                )  # fmt: skip
-                result.last_position = position
+            batch = await _read_and_plan(conn, chain_id, index, position, limit, memory)
+            result = await _write(conn, chain_id, batch)
     except BaseException:
         if memory is not None:
             memory.forget()
         raise
     if memory is not None:
-        memory.committed(position, plan)
-    if plan is None:
-        return result
-    result.events = len(events)
-    result.fired = len(plan.firings)
+        memory.planned(batch.plan)
+        memory.committed(batch.end)
+    return result
+
+
+class _CursorMovedError(Exception):
+    """The cursor is not where the batches planned ahead assumed (a deep reorg's restore
+    rewound it), or their events are gone (a reorg removed them): plan again."""
+
+
+async def process_chain(
+    conn: psycopg.AsyncConnection,
+    reader: psycopg.AsyncConnection,
+    chain_id: int,
+    index: TriggerIndex,
+    memory: ChainMemory,
+    *,
+    limit: int = BATCH_SIZE,
+) -> BatchResult:
+    """Every ready event of a chain, as process_batch's batches would, with two connections
+    at work at once: while `conn` writes and commits batch N (its jobs, state and cursor in
+    one transaction, as process_batch does), batch N+1 is read on `reader` and planned from
+    the state batch N leaves, which `memory` already holds. Before batch N+1 is written, its
+    transaction locks the cursor and checks that it is where batch N left it and that batch
+    N+1's last event is still stored (a reorg removes the events above its fork, so the
+    last one goes with any other); if not, the batch is planned again from the cursor. A
+    failure anywhere forgets the memory (batch N may not have committed). Returns the
+    totals; `last_position` is the last batch's."""
+    totals = BatchResult()
+    await conn.execute(QUERIES["insert_cursor"], {"chain_id": chain_id})
+    while True:
+        try:
+            await _process_ahead(conn, reader, chain_id, index, memory, limit, totals)
+            return totals
+        except _CursorMovedError:
+            log.info("processor.cursor_moved", chain_id=chain_id)
+            memory.forget()
+        except BaseException:
+            memory.forget()
+            raise
+
+
+async def _process_ahead(
+    conn: psycopg.AsyncConnection,
+    reader: psycopg.AsyncConnection,
+    chain_id: int,
+    index: TriggerIndex,
+    memory: ChainMemory,
+    limit: int,
+    totals: BatchResult,
+) -> None:
+    cursor = await conn.execute(QUERIES["cursor"], {"chain_id": chain_id})
+    row = await cursor.fetchone()
+    assert row is not None
+    after = (row[0], row[1])
+    if memory.position != after:
+        memory.forget()  # a reorg's restore moved the cursor, or first batch
+        memory.committed(after)
+    writing: asyncio.Task[BatchResult] | None = None
+    try:
+        while True:
+            async with reader.transaction():
+                batch = await _read_and_plan(reader, chain_id, index, after, limit, memory)
+            memory.planned(batch.plan)
+            if writing is not None:
+                totals.add(await writing)
+                writing = None
+            if batch.plan is None and not batch.events:
+                return
+            writing = asyncio.create_task(_commit(conn, chain_id, batch, memory))
+            after = batch.end
+            if len(batch.events) < limit:
+                totals.add(await writing)
+                writing = None
+                return
+    finally:
+        if writing is not None:  # an error while the batch was written: let it end
+            with contextlib.suppress(Exception):
+                await writing
+
+
+async def _commit(
+    conn: psycopg.AsyncConnection, chain_id: int, batch: _Batch, memory: ChainMemory
+) -> BatchResult:
+    """Writes a batch planned ahead in its own transaction, if the cursor and its events
+    are as it was planned from (else _CursorMovedError)."""
+    async with conn.transaction():
+        if await _lock_cursor(conn, chain_id) != batch.after:
+            raise _CursorMovedError
+        if batch.events:
+            last = batch.events[-1]
+            cursor = await conn.execute(
+                QUERIES["event_stored"], {"id": last["id"], "block_time": last["block_time"]}
+            )
+            if await cursor.fetchone() is None:
+                raise _CursorMovedError
+        result = await _write(conn, chain_id, batch)
+    memory.committed(batch.end)
+    return result
+
+
+async def _lock_cursor(conn: psycopg.AsyncConnection, chain_id: int) -> Position:
+    cursor = await conn.execute(QUERIES["lock_cursor"], {"chain_id": chain_id})
+    row = await cursor.fetchone()
+    assert row is not None
+    return (row[0], row[1])
+
+
+async def _read_and_plan(
+    conn: psycopg.AsyncConnection,
+    chain_id: int,
+    index: TriggerIndex,
+    after: Position,
+    limit: int,
+    memory: ChainMemory | None,
+) -> _Batch:
+    """The next batch after `after`, read and planned (in the caller's transaction)."""
+    events = await _ready_events(conn, chain_id, after, limit)
+    silences = index.silences(chain_id)
+    drained = len(events) < limit
+    head = await _confirmed_head(conn, chain_id) if silences and drained else None
+    plan = None
+    if events or head is not None:
+        plan = await _plan(conn, chain_id, index, events, head, memory)
+    return _Batch(after, events, head, plan)
+
+
+async def _write(conn: psycopg.AsyncConnection, chain_id: int, batch: _Batch) -> BatchResult:
+    """Writes a planned batch in the caller's transaction, which holds the cursor's lock: the
+    plan's state, jobs and last firings, and the cursor moved past its events."""
+    result = BatchResult()
+    plan, events, head = batch.plan, batch.events, batch.head
+    if plan is not None and (events or plan.states):
+        # The batch: from its first event (or the head block, when only time passed) to
+        # the later of its last event's block and the head.
+        ends = [events[-1]["block_number"]] if events else []
+        if head is not None:
+            ends.append(head.block_number)
+        start = ((events[0]["block_number"], events[0]["log_index"]) if events
+                 else (max(ends), HEAD_LOG_INDEX))  # fmt: skip
+        await _remember_for_reorgs(conn, chain_id, start, max(ends), plan)
+        result.jobs = await _apply(conn, chain_id, plan)
+    if events:
+        result.last_position = batch.end
+        await conn.execute(
+            QUERIES["advance_cursor"],
+            {"chain_id": chain_id, "block_number": batch.end[0], "log_index": batch.end[1]},
+        )
+    if plan is not None:
+        result.events = len(events)
+        result.fired = len(plan.firings)
     return result
 
 
@@ -236,6 +384,12 @@ async def _plan(
     if silences:
         until = head.block_time if head else events[-1]["block_time"]
         await _load_due_silences(conn, [t.id for t in silences], until, states)
+        if memory is not None:
+            # The stored rows may be older than the latest batch's (still committing).
+            silent = {trigger.id for trigger in silences}
+            for (trigger_id, scope), state in memory.latest.items():
+                if trigger_id in silent:
+                    states.setdefault(trigger_id, {})[scope] = state
     clock = Clock(await _load_last_fired(conn, needs.last_fired, memory))
     # The agents' summaries as of each event, from the read model in this transaction.
     summaries = await summary_changes(conn, chain_id, needs.candidates)
@@ -514,16 +668,21 @@ class Processor:
             await psycopg.AsyncConnection.connect(
                 self.url, autocommit=True, options=ASYNC_COMMIT
             ) as conn,
+            await psycopg.AsyncConnection.connect(self.url, autocommit=True) as reader,
             await psycopg.AsyncConnection.connect(self.url, autocommit=True) as listener,
         ):
             await listener.execute("LISTEN new_event")
             await listener.execute("LISTEN trigger_changed")
             while not stop.is_set():
-                await self.run_once(conn)
+                await self.run_once(conn, reader)
                 await self._wait(listener, stop)
 
-    async def run_once(self, conn: psycopg.AsyncConnection) -> int:
-        """Process every ready event of every chain this processor holds; returns the count."""
+    async def run_once(
+        self, conn: psycopg.AsyncConnection, reader: psycopg.AsyncConnection | None = None
+    ) -> int:
+        """Process every ready event of every chain this processor holds; returns the count.
+        With `reader` (a second connection), each chain's next batch is read and planned on
+        it while `conn` writes the previous one (process_chain); without, batch by batch."""
         if self._index_stale or time.monotonic() - self._index_loaded_at > INDEX_REFRESH_SECONDS:
             self.index = await load_trigger_index(conn)
             self._index_loaded_at, self._index_stale = time.monotonic(), False
@@ -539,8 +698,8 @@ class Processor:
                 if not (row and row[0]):
                     continue  # another processor has this chain
                 self._held.add(chain_id)
-            while True:
-                memory = self._memory.setdefault(chain_id, ChainMemory())
+            memory = self._memory.setdefault(chain_id, ChainMemory())
+            while reader is None:
                 batch = await process_batch(conn, chain_id, self.index, limit=self.batch_size,
                                             memory=memory)  # fmt: skip
                 processed += batch.events
@@ -550,6 +709,14 @@ class Processor:
                               fired=batch.fired, jobs=batch.jobs)  # fmt: skip
                 if batch.events < self.batch_size:
                     break
+            if reader is not None:
+                batch = await process_chain(conn, reader, chain_id, self.index, memory,
+                                            limit=self.batch_size)  # fmt: skip
+                processed += batch.events
+                self.totals.add(batch)
+                if batch.events:
+                    log.debug("processor.batches", chain_id=chain_id, events=batch.events,
+                              fired=batch.fired, jobs=batch.jobs)  # fmt: skip
             replays_pending = await self._replay(conn, chain_id) or replays_pending
         self._replays_pending = replays_pending
         return processed

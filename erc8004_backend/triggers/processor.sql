@@ -33,6 +33,16 @@ WHERE CASE WHEN %(trigger_id)s::uuid IS NULL THEN t.enabled AND t.disabled_at IS
 -- The processed mark, locked for the batch: it moves in the same transaction as the jobs.
 SELECT block_number, log_index FROM processing_cursors WHERE chain_id = %(chain_id)s FOR UPDATE
 
+-- cursor --
+-- Where the processed mark is, unlocked: where batches planned ahead start (process_chain);
+-- each checks it again, locked, before it is written.
+SELECT block_number, log_index FROM processing_cursors WHERE chain_id = %(chain_id)s
+
+-- event_stored --
+-- Whether an event read ahead is still stored: a reorg deletes every event above its fork.
+-- (Its block time finds its partition.)
+SELECT 1 FROM events WHERE id = %(id)s AND block_time = %(block_time)s
+
 -- insert_cursor --
 INSERT INTO processing_cursors (chain_id, block_number, log_index)
 VALUES (%(chain_id)s, -1, -1)
