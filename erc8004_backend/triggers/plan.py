@@ -193,28 +193,32 @@ def plan_batch(
     batch = _Batch(states, clock)
     summaries = summaries or {}
     silences: _Silences | None = None
+    ticking = False  # whether the chain has silence triggers, which its time fires
     for event in events:
         if silences is None:
             silences = _Silences(batch, triggers, event["chain_id"])
+            ticking = bool(silences.triggers)
         when: datetime = event["block_time"]
         position = (event["block_number"], event["log_index"])
-        silences.tick(when, position)  # the chain's time has come to this event
+        if ticking:
+            silences.tick(when, position)  # the chain's time has come to this event
         candidates = _candidates(triggers, event)
         if not candidates:
             continue
         fields = event_fields(event)
         for trigger in candidates:
-            trigger_states = batch.scopes(trigger.id)
-            if trigger.conditions.silence is not None:
+            conditions = trigger.conditions
+            if conditions.silence is not None:
                 silences.take(trigger, event, fields, position)
                 continue
             outcome = evaluate_trigger(
-                trigger.conditions,
+                conditions,
                 fields,
-                trigger_states,
+                batch.scopes(trigger.id) if conditions.stateful else _NO_STATES,
                 block_time=when,
-                summaries=summaries.get((event["id"], trigger.id)),
-            )
+                summaries=(summaries.get((event["id"], trigger.id))
+                           if conditions.summaries or conditions.changes else None),
+            )  # fmt: skip
             batch.plan.matched += outcome.matched
             for scope, state in outcome.states.items():
                 batch.move(trigger.id, scope, state, position)
@@ -225,6 +229,9 @@ def plan_batch(
             silences = _Silences(batch, triggers, head.chain_id)
         silences.tick(head.block_time, (head.block_number, HEAD_LOG_INDEX))
     return batch.plan
+
+
+_NO_STATES: Mapping[str, State] = {}  # a trigger without stateful conditions' (never moved)
 
 
 class _Batch:

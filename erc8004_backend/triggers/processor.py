@@ -34,7 +34,7 @@ import orjson
 import psycopg
 import structlog
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_dumps
 
 from erc8004_backend.database.connection import RECONNECT_ERRORS
 from erc8004_backend.database.queries import load_queries
@@ -85,10 +85,15 @@ async def load_trigger_index(conn: psycopg.AsyncConnection) -> TriggerIndex:
 def idempotency_key(event: Mapping[str, Any], trigger_id: str, action_id: str) -> str:
     """Stable per event, trigger and action, even if the event is stored again after a reorg
     of other blocks: it names the event by chain, block hash and log index."""
-    name = (
-        f"{event['chain_id']}:{event['block_hash']}:{event['log_index']}:{trigger_id}:{action_id}"
-    )
-    return hashlib.sha256(name.encode()).hexdigest()
+    return hashlib.sha256((_key_name(event, trigger_id) + action_id).encode()).hexdigest()
+
+
+def _key_name(event: Mapping[str, Any], trigger_id: str) -> str:
+    """What an idempotency key hashes, less the action's id (which ends it)."""
+    return f"{event['chain_id']}:{event['block_hash']}:{event['log_index']}:{trigger_id}:"
+
+
+_NUMBER_TEXT: dict[Decimal, str] = {}
 
 
 def _json_default(value: Any) -> Any:
@@ -96,7 +101,14 @@ def _json_default(value: Any) -> Any:
     # worker renders the payload's text as it is, so a score stored as 40.0 (value 400 with
     # 1 decimal) must travel as "40", as render_template shows the Decimal itself.
     if isinstance(value, Decimal):
-        return format_value(value)
+        # Kept by value (equal numbers have the same text): agents, scores and other
+        # numbers come again and again, and formatting one costs ten lookups.
+        text = _NUMBER_TEXT.get(value)
+        if text is None:
+            if len(_NUMBER_TEXT) > 100_000:
+                _NUMBER_TEXT.clear()
+            text = _NUMBER_TEXT[value] = format_value(value)
+        return text
     if isinstance(value, bytes | memoryview):
         return "0x" + bytes(value).hex()
     raise TypeError(type(value).__name__)
@@ -529,7 +541,9 @@ async def _apply(conn: psycopg.AsyncConnection, chain_id: int, plan: Plan) -> in
             {
                 "trigger_ids": [_uuid(k[0]) for k in keys],
                 "scopes": [k[1] for k in keys],
-                "states": [Jsonb(plan.states[k].state) for k in keys],
+                "states": [
+                    Jsonb(orjson.dumps(plan.states[k].state), dumps=_as_encoded) for k in keys
+                ],
                 "block_numbers": [plan.states[k].position[0] for k in keys],
                 "log_indexes": [plan.states[k].position[1] for k in keys],
             },
@@ -562,7 +576,7 @@ def _uuid(text: str) -> uuid.UUID:
 
 
 def _as_encoded(document: bytes) -> bytes:
-    return document  # a payload is encoded once, by job_payload (orjson)
+    return document  # a payload or a state is encoded once, by orjson
 
 
 def _jobs(firings: list[Firing], chain_id: int) -> Iterator[_Job]:
@@ -625,18 +639,25 @@ async def queue_new_jobs(
     try:
         async with conn.transaction():
             cursor = conn.cursor()
+            # The payloads are sent as job_payload encoded them (no Jsonb wrapper each).
+            set_json_dumps(_as_encoded, cursor)
             async with cursor.copy(QUERIES["copy_jobs"]) as copy:
                 copy.set_types(["uuid", "uuid", "int8", "int8", "int4", "text", "jsonb", "int4"])
                 # Each row is made (its payload, its key) as it is sent: PostgreSQL inserts
                 # the rows already sent, 32 kB at a time, on its core while Python makes the
                 # next ones on this one.
-                for trigger_id, action_id, event_id, priority, key, payload, attempts, _ in _jobs(
-                    firings, chain_id
-                ):
-                    attempts = attempts or DEFAULT_MAX_ATTEMPTS
-                    await copy.write_row((trigger_id, action_id, event_id, chain_id, priority,
-                                          key, payload, attempts))  # fmt: skip
-                    queued += 1
+                for firing in firings:
+                    trigger, event = firing.trigger, firing.event
+                    payload = job_payload(firing)
+                    trigger_id = _uuid(trigger.id)
+                    name = _key_name(event, trigger.id)
+                    for action in trigger.actions:
+                        key = hashlib.sha256((name + action.id).encode()).hexdigest()
+                        attempts = action.max_attempts or DEFAULT_MAX_ATTEMPTS
+                        await copy.write_row((trigger_id, _uuid(action.id), event["id"],
+                                              chain_id, action.priority, key, payload,
+                                              attempts))  # fmt: skip
+                        queued += 1
     except psycopg.errors.UniqueViolation:
         log.info("processor.jobs_exist", chain_id=chain_id, firings=len(firings))
         return queued + await queue_jobs(conn, chain_id, firings)
