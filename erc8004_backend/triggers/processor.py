@@ -313,16 +313,16 @@ async def _commit(
 ) -> BatchResult:
     """Writes a batch planned ahead in its own transaction, if the cursor and its events
     are as it was planned from (else _CursorMovedError)."""
+    last = batch.events[-1] if batch.events else {"id": None, "block_time": None}
     async with conn.transaction():
-        if await _lock_cursor(conn, chain_id) != batch.after:
+        cursor = await conn.execute(
+            QUERIES["lock_cursor_ahead"],
+            {"chain_id": chain_id, "id": last["id"], "block_time": last["block_time"]},
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        if (row[0], row[1]) != batch.after or not row[2]:
             raise _CursorMovedError
-        if batch.events:
-            last = batch.events[-1]
-            cursor = await conn.execute(
-                QUERIES["event_stored"], {"id": last["id"], "block_time": last["block_time"]}
-            )
-            if await cursor.fetchone() is None:
-                raise _CursorMovedError
         result = await _write(conn, chain_id, batch)
     memory.committed(batch.end)
     return result
@@ -405,7 +405,11 @@ async def _plan(
     clock = Clock(await _load_last_fired(conn, needs.last_fired, memory))
     # The agents' summaries as of each event, from the read model in this transaction.
     summaries = await summary_changes(conn, chain_id, needs.candidates)
-    return plan_batch(events, index, states, clock, summaries, head=head)
+    # In a thread: plan_batch is pure Python, tens of milliseconds for a full batch, and
+    # meanwhile the event loop goes on with the previous batch's writes (process_chain),
+    # whose every round trip would otherwise wait for the plan to end.
+    return await asyncio.to_thread(plan_batch, events, index, states, clock, summaries,
+                                   head=head)  # fmt: skip
 
 
 async def _confirmed_head(conn: psycopg.AsyncConnection, chain_id: int) -> ChainTime | None:

@@ -289,12 +289,19 @@ async def test_batches_planned_ahead_start_where_the_cursor_is(
     assert await cursor.fetchone() == ({"2": {"ema": 50.0, "n": 7}},)
 
 
-async def test_a_batch_planned_ahead_is_not_written_if_the_cursor_moved_meanwhile(
-    conn: psycopg.AsyncConnection, migrated_url: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("restore", [True, False])
+async def test_a_batch_planned_ahead_is_not_written_if_the_chain_moved_meanwhile(
+    conn: psycopg.AsyncConnection,
+    migrated_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    restore: bool,
 ) -> None:
-    """The cursor is rewound (with the state and jobs, as a deep reorg's restore does) while
-    batch 2 is planned and batch 1 commits: batch 2's transaction finds the cursor elsewhere
-    than batch 1 left it, writes nothing, and the batches are planned again from it."""
+    """While batch 2 is planned and batch 1 commits, a reorg happens: with `restore`, one
+    deeper than what was processed (the cursor, state and jobs go back to the start, as the
+    indexer's restore does); without, one above the cursor (the events from block 4 go, the
+    cursor stays). Batch 2's transaction finds the cursor elsewhere than batch 1 left it, or
+    its last event gone: it writes nothing, and the batches are planned again from the
+    cursor."""
     trigger_id = await add_trigger(conn, [
         ("agent_id_equals", "agent_id", "=", "42", {}),
         ("ema_threshold", "score", "<", "70", {"window_size": 10}),
@@ -306,28 +313,34 @@ async def test_a_batch_planned_ahead_is_not_written_if_the_cursor_moved_meanwhil
     planned = processor._read_and_plan
     calls = 0
 
-    async def plan_then_restore(*args: Any) -> Any:
+    async def plan_then_reorg(*args: Any) -> Any:
         nonlocal calls
         batch = await planned(*args)
         calls += 1
-        if calls == 2:  # batch 1 is being written: the restore waits for its commit
+        if calls == 2:  # batch 1 is being written: the reorg waits for its commit
             async with await psycopg.AsyncConnection.connect(migrated_url) as other:
                 await other.execute("SELECT * FROM processing_cursors FOR UPDATE")
-                await other.execute("DELETE FROM action_jobs")
-                await other.execute("DELETE FROM trigger_state")
-                await other.execute("UPDATE processing_cursors SET block_number = -1,"
-                                    " log_index = -1")  # fmt: skip
+                if restore:
+                    await other.execute("DELETE FROM action_jobs")
+                    await other.execute("DELETE FROM trigger_state")
+                    await other.execute("UPDATE processing_cursors SET block_number = -1,"
+                                        " log_index = -1")  # fmt: skip
+                else:
+                    await other.execute("DELETE FROM events WHERE block_number >= 4")
+                    await other.execute("UPDATE checkpoints SET block_number = 3,"
+                                        " confirmed_block_number = 3")  # fmt: skip
         return batch
 
-    monkeypatch.setattr(processor, "_read_and_plan", plan_then_restore)
+    monkeypatch.setattr(processor, "_read_and_plan", plan_then_reorg)
     async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as reader:
         done = await process_chain(conn, reader, CHAIN, index, ChainMemory(), limit=2)
-    assert calls > 5  # batch 2 was planned twice
-    assert done.last_position == (7, 0)
-    assert [row[0] for row in await jobs(conn)] == list(range(1, 8))
+    blocks = 7 if restore else 3
+    assert calls > 3  # batch 2 was planned twice
+    assert done.last_position == (blocks, 0)
+    assert [row[0] for row in await jobs(conn)] == list(range(1, blocks + 1))
     cursor = await conn.execute("SELECT state FROM trigger_state WHERE trigger_id = %s",
                                 [trigger_id])  # fmt: skip
-    assert await cursor.fetchone() == ({"2": {"ema": 50.0, "n": 7}},)
+    assert await cursor.fetchone() == ({"2": {"ema": 50.0, "n": blocks}},)
 
 
 async def test_a_failure_while_planning_ahead_leaves_the_memory_empty(
