@@ -14,6 +14,12 @@ not where its last batch left it (a deep reorg's restore), after any error, and 
 reloads the triggers. A live batch's jobs go by a binary COPY; should any of them exist
 already, the unique key fails the COPY and an INSERT ... ON CONFLICT DO NOTHING queues them.
 
+Processor.run works ahead (process_chain): with a second connection it reads and plans batch
+N+1 while the first writes batch N, from the state batch N leaves (the memory holds it);
+batch N+1's transaction then writes only if the locked cursor is where batch N left it and
+N+1's last event is still stored. process_batch, which reads and writes in one transaction,
+is the same batch one at a time.
+
 NOTIFY only wakes the processor early: it finds work from the cursor after any restart.
 """
 
@@ -22,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -546,7 +553,7 @@ async def _apply(conn: psycopg.AsyncConnection, chain_id: int, plan: Plan) -> in
                 "trigger_ids": [_uuid(k[0]) for k in keys],
                 "scopes": [k[1] for k in keys],
                 "states": [
-                    Jsonb(orjson.dumps(plan.states[k].state), dumps=_as_encoded) for k in keys
+                    Jsonb(_state_json(plan.states[k].state), dumps=_as_encoded) for k in keys
                 ],
                 "block_numbers": [plan.states[k].position[0] for k in keys],
                 "log_indexes": [plan.states[k].position[1] for k in keys],
@@ -577,6 +584,15 @@ def _uuid(text: str) -> uuid.UUID:
             _UUIDS.clear()
         value = _UUIDS[text] = uuid.UUID(text)
     return value
+
+
+def _state_json(state: State) -> bytes:
+    """A state row's JSON, by orjson; by the json module for what orjson refuses: integers
+    beyond 64 bits (an average stored as 1e20 comes back from jsonb as an integer)."""
+    try:
+        return orjson.dumps(state)
+    except TypeError:
+        return json.dumps(state).encode()
 
 
 def _as_encoded(document: bytes) -> bytes:

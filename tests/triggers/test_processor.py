@@ -366,6 +366,26 @@ async def test_a_failure_while_planning_ahead_leaves_the_memory_empty(
     assert await cursor.fetchone() == (-1,)
 
 
+async def test_a_state_holding_an_integer_beyond_64_bits_is_saved(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    """jsonb gives back a number like 1e20 as an integer, which orjson cannot encode: the
+    state row is written all the same, the number as it was."""
+    trigger_id = await add_trigger(conn, [
+        ("agent_id_equals", "agent_id", "=", "42", {}),
+        ("ema_threshold", "score", "<", "70", {"window_size": 10}),
+    ])  # fmt: skip
+    await conn.execute(
+        "INSERT INTO trigger_state (trigger_id, scope, state) VALUES (%s, 'agent:42', %s)",
+        [trigger_id, json.dumps({"2": {"ema": 50.0, "n": 1}, "9": {"n": 10**20}})],
+    )
+    await add_feedback(conn, 1, 42, 50)
+    await confirm(conn, 1)
+    assert (await process_batch(conn, CHAIN, await load_trigger_index(conn))).events == 1
+    cursor = await conn.execute("SELECT state FROM trigger_state")
+    assert await cursor.fetchone() == ({"2": {"ema": 50.0, "n": 2}, "9": {"n": 10**20}},)
+
+
 async def test_ema_state_lives_in_trigger_state_across_small_batches(
     conn: psycopg.AsyncConnection,
 ) -> None:
