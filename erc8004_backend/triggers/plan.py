@@ -41,7 +41,7 @@ from typing import Any
 from erc8004_backend.triggers.changes import IdentityChange
 from erc8004_backend.triggers.conditions import evaluate_field_condition
 from erc8004_backend.triggers.crossings import Position, SummaryChange
-from erc8004_backend.triggers.fields import event_fields
+from erc8004_backend.triggers.fields import event_fields, fields_to_match
 from erc8004_backend.triggers.index import CompiledTrigger, TriggerIndex, delivers
 from erc8004_backend.triggers.silence import (
     SILENCE_KEY,
@@ -205,7 +205,8 @@ def plan_batch(
         candidates = _candidates(triggers, event)
         if not candidates:
             continue
-        fields = event_fields(event)
+        fields = fields_to_match(event)
+        shown: Mapping[str, Any] | None = None  # the event's fields in its firings
         for trigger in candidates:
             conditions = trigger.conditions
             if conditions.silence is not None:
@@ -222,8 +223,9 @@ def plan_batch(
             batch.plan.matched += outcome.matched
             for scope, state in outcome.states.items():
                 batch.move(trigger.id, scope, state, position)
-            if outcome.fired:
-                batch.fire(Firing(trigger, event, fields, outcome.computed))
+            if outcome.fired and batch.delivers(trigger, when):
+                shown = shown or event_fields(event)
+                batch.fire(Firing(trigger, event, shown, outcome.computed))
     if head is not None:
         if silences is None:
             silences = _Silences(batch, triggers, head.chain_id)
@@ -255,6 +257,10 @@ class _Batch:
     def move(self, trigger_id: str, scope: str, state: State, position: Position) -> None:
         self.scopes(trigger_id)[scope] = state
         self.plan.states[(trigger_id, scope)] = StateChange(state, position)
+
+    def delivers(self, trigger: CompiledTrigger, when: datetime) -> bool:
+        """Whether a firing of the trigger at `when` would be delivered (see fire)."""
+        return delivers(trigger, when, self.last_fired.get(trigger.id))
 
     def fire(self, firing: Firing) -> None:
         """Deliver a firing, unless it is history or within the trigger's cooldown."""
