@@ -65,7 +65,10 @@ from erc8004_backend.triggers.summary_reads import summary_changes
 QUERIES = load_queries("erc8004_backend.triggers", "processor.sql")
 log = structlog.get_logger(__name__)
 
-BATCH_SIZE = 2_000
+# Events per batch when that many are ready. A batch writes each state row it moves once,
+# however many of its events moved it, so larger batches write fewer (bench.triggers through
+# history: PostgreSQL's CPU 0.36 s at 2,000, 0.22 s at 5,000 a 100,000 events).
+BATCH_SIZE = 5_000
 # Commits need not wait for the disk: a batch commits whole or not at all, so a crash of
 # PostgreSQL can only lose the latest batches, which are evaluated again from the cursor.
 ASYNC_COMMIT = "-c synchronous_commit=off"
