@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import operator
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -194,11 +195,15 @@ class ChainMemory:
 
 @dataclass
 class _Batch:
-    """A batch read and planned, not yet written: the cursor position it follows, its events
-    (in chain order), the chain's head when the batch reaches it (silences), and its plan
-    (None: nothing to do)."""
+    """A batch read and planned, not yet written: the cursor position it follows, how many
+    events it read (the cursor moves past them all) with the first and last of them, the
+    events the plan saw (see _ready_batch), the chain's head when the batch reaches it
+    (silences), and its plan (None: nothing to do)."""
 
     after: Position
+    count: int
+    first: Mapping[str, Any] | None
+    last: Mapping[str, Any] | None
     events: list[dict[str, Any]]
     head: ChainTime | None
     plan: Plan | None
@@ -206,9 +211,9 @@ class _Batch:
     @property
     def end(self) -> Position:
         """Where the batch leaves the cursor."""
-        if not self.events:
+        if self.last is None:
             return self.after
-        return (self.events[-1]["block_number"], self.events[-1]["log_index"])
+        return (self.last["block_number"], self.last["log_index"])
 
 
 async def process_batch(
@@ -304,11 +309,11 @@ async def _process_ahead(
             if writing is not None:
                 totals.add(await writing)
                 writing = None
-            if batch.plan is None and not batch.events:
+            if batch.plan is None and not batch.count:
                 return
             writing = asyncio.create_task(_commit(conn, chain_id, batch, memory))
             after = batch.end
-            if len(batch.events) < limit:
+            if batch.count < limit:
                 totals.add(await writing)
                 writing = None
                 return
@@ -323,7 +328,7 @@ async def _commit(
 ) -> BatchResult:
     """Writes a batch planned ahead in its own transaction, if the cursor and its events
     are as it was planned from (else _CursorMovedError)."""
-    last = batch.events[-1] if batch.events else {"id": None, "block_time": None}
+    last = batch.last or {"id": None, "block_time": None}
     async with conn.transaction():
         cursor = await conn.execute(
             QUERIES["lock_cursor_ahead"],
@@ -354,40 +359,38 @@ async def _read_and_plan(
     memory: ChainMemory | None,
 ) -> _Batch:
     """The next batch after `after`, read and planned (in the caller's transaction)."""
-    events = await _ready_events(conn, chain_id, after, limit)
+    count, first, last, events = await _ready_batch(conn, chain_id, index, after, limit)
     silences = index.silences(chain_id)
-    drained = len(events) < limit
+    drained = count < limit
     head = await _confirmed_head(conn, chain_id) if silences and drained else None
     plan = None
     if events or head is not None:
         plan = await _plan(conn, chain_id, index, events, head, memory)
-    return _Batch(after, events, head, plan)
+    return _Batch(after, count, first, last, events, head, plan)
 
 
 async def _write(conn: psycopg.AsyncConnection, chain_id: int, batch: _Batch) -> BatchResult:
     """Writes a planned batch in the caller's transaction, which holds the cursor's lock: the
     plan's state, jobs and last firings, and the cursor moved past its events."""
-    result = BatchResult()
-    plan, events, head = batch.plan, batch.events, batch.head
-    if plan is not None and (events or plan.states):
+    result = BatchResult(events=batch.count)
+    plan, first, last, head = batch.plan, batch.first, batch.last, batch.head
+    if plan is not None and (batch.events or plan.states):
         # The batch: from its first event (or the head block, when only time passed) to
         # the later of its last event's block and the head.
-        ends = [events[-1]["block_number"]] if events else []
+        ends = [last["block_number"]] if last is not None else []
         if head is not None:
             ends.append(head.block_number)
-        start = ((events[0]["block_number"], events[0]["log_index"]) if events
+        start = ((first["block_number"], first["log_index"]) if first is not None
                  else (max(ends), HEAD_LOG_INDEX))  # fmt: skip
         await _remember_for_reorgs(conn, chain_id, start, max(ends), plan)
         result.jobs = await _apply(conn, chain_id, plan)
-    if events:
+        result.fired = len(plan.firings)
+    if batch.count:
         result.last_position = batch.end
         await conn.execute(
             QUERIES["advance_cursor"],
             {"chain_id": chain_id, "block_number": batch.end[0], "log_index": batch.end[1]},
         )
-    if plan is not None:
-        result.events = len(events)
-        result.fired = len(plan.firings)
     return result
 
 
@@ -444,6 +447,43 @@ async def _load_due_silences(
     )
     for trigger_id, scope, state in await cursor.fetchall():
         states.setdefault(trigger_id, {})[scope] = state
+
+
+async def _ready_batch(
+    conn: psycopg.AsyncConnection,
+    chain_id: int,
+    index: TriggerIndex,
+    after: Position,
+    limit: int,
+) -> tuple[int, dict[str, Any] | None, dict[str, Any] | None, list[dict[str, Any]]]:
+    """The next `limit` confirmed events after the position, as _ready_events reads them:
+    how many, the first and the last, and those the plan must see, by column name. On a
+    chain with silence triggers that is every event (its time fires them); else only those
+    with candidate triggers (index.candidates_at), the others doing nothing: a backfill's
+    history is mostly such events, and making each row's dict is the reading's larger part."""
+    await conn.execute(QUERIES["sort_off"])
+    cursor = conn.cursor()
+    await cursor.execute(
+        QUERIES["ready_events"],
+        {"chain_id": chain_id, "block_number": after[0], "log_index": after[1], "limit": limit},
+    )
+    rows = await cursor.fetchall()
+    await conn.execute(QUERIES["sort_on"])
+    if not rows or cursor.description is None:
+        return 0, None, None, []
+    names = [column.name for column in cursor.description]
+    if index.silences(chain_id):
+        events = [dict(zip(names, row, strict=True)) for row in rows]
+        return len(rows), events[0], events[-1], events
+    key = operator.itemgetter(*(names.index(name) for name in _CANDIDATE_KEY))
+    candidates_at = index.candidates_at
+    events = [dict(zip(names, row, strict=True)) for row in rows if candidates_at(*key(row))]
+    first, last = (dict(zip(names, row, strict=True)) for row in (rows[0], rows[-1]))
+    return len(rows), first, last, events
+
+
+# The columns that name an event's candidate triggers (TriggerIndex.candidates_at's order).
+_CANDIDATE_KEY = ("chain_id", "registry", "event_type", "agent_id", "block_time")
 
 
 async def _ready_events(
