@@ -96,6 +96,8 @@ class TriggerIndex:
         # candidates()' answers: the same few (registry, event type, agent) come again and
         # again, and each answer is looked up once per event by the plan and its needs.
         self._found: dict[tuple[int, str, str, Any], list[CompiledTrigger]] = {}
+        # candidates_at()'s: per such key, the answer split by the history rule (_Split).
+        self._split: dict[tuple[int, str, str, Any], _Split] = {}
         for trigger in triggers:
             self.add(trigger)
 
@@ -106,6 +108,7 @@ class TriggerIndex:
             self._silences[trigger.chain_id].append(trigger)
         self.triggers[trigger.id] = trigger
         self._found.clear()
+        self._split.clear()
 
     def silences(self, chain_id: int) -> list[CompiledTrigger]:
         """The chain's silence triggers: the chain's time, not only its events, fires them."""
@@ -126,6 +129,26 @@ class TriggerIndex:
                 self._found.clear()
             found = self._found[key] = self._look_up(chain_id, registry, event_type, agent_id)
         return found
+
+    def candidates_at(
+        self, chain_id: int, registry: str, event_type: str, agent_id: Any, when: datetime
+    ) -> list[CompiledTrigger]:
+        """candidates(), less the triggers the event (of block time `when`) is history to
+        that keep no state: it can fire none of them and moves nothing of theirs. In the
+        index's order; a list kept for the next such event (the caller must not change it)."""
+        key = (chain_id, registry, event_type, agent_id)
+        split = self._split.get(key)
+        if split is None:
+            if len(self._split) >= MAX_REMEMBERED_CANDIDATES:
+                self._split.clear()
+            split = self._split[key] = _Split.of(
+                self.candidates(chain_id, registry, event_type, agent_id)
+            )
+        if split.earliest is None or split.latest is None or when >= split.latest:
+            return split.found  # history to none of them
+        if when < split.earliest:  # history to every one that may skip it
+            return split.kept
+        return [trigger for trigger in split.found if _sees(trigger, when)]
 
     def _look_up(
         self, chain_id: int, registry: str, event_type: str, agent_id: Any
@@ -150,6 +173,38 @@ class TriggerIndex:
             if bucket:
                 found.extend(bucket)
         return found
+
+
+def _keeps_state(trigger: CompiledTrigger) -> bool:
+    return bool(trigger.conditions.stateful or trigger.conditions.silence)
+
+
+def _sees(trigger: CompiledTrigger, when: datetime) -> bool:
+    """Whether an event of block time `when` can do anything to the trigger: fire it, or
+    move its state (history moves state too)."""
+    return trigger.fires_from is None or when >= trigger.fires_from or _keeps_state(trigger)
+
+
+@dataclass(frozen=True)
+class _Split:
+    """A key's candidates and, of those without state that have a fires_from (those an event
+    before it can skip), the earliest and latest fires_from; `kept`: the candidates an event
+    older than every such fires_from is given (the others)."""
+
+    found: list[CompiledTrigger]
+    kept: list[CompiledTrigger]
+    earliest: datetime | None
+    latest: datetime | None
+
+    @classmethod
+    def of(cls, found: list[CompiledTrigger]) -> _Split:
+        skippable = [trigger.fires_from for trigger in found
+                     if trigger.fires_from is not None and not _keeps_state(trigger)]  # fmt: skip
+        if not skippable:
+            return cls(found, found, None, None)
+        kept = [trigger for trigger in found
+                if trigger.fires_from is None or _keeps_state(trigger)]  # fmt: skip
+        return cls(found, kept, min(skippable), max(skippable))
 
 
 def delivers(trigger: CompiledTrigger, when: datetime, last_fired: datetime | None) -> bool:

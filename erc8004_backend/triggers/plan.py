@@ -41,7 +41,7 @@ from typing import Any
 from erc8004_backend.triggers.changes import IdentityChange
 from erc8004_backend.triggers.conditions import evaluate_field_condition
 from erc8004_backend.triggers.crossings import Position, SummaryChange
-from erc8004_backend.triggers.fields import event_fields
+from erc8004_backend.triggers.fields import event_fields, fields_to_match
 from erc8004_backend.triggers.index import CompiledTrigger, TriggerIndex, delivers
 from erc8004_backend.triggers.silence import (
     SILENCE_KEY,
@@ -193,38 +193,47 @@ def plan_batch(
     batch = _Batch(states, clock)
     summaries = summaries or {}
     silences: _Silences | None = None
+    ticking = False  # whether the chain has silence triggers, which its time fires
     for event in events:
         if silences is None:
             silences = _Silences(batch, triggers, event["chain_id"])
+            ticking = bool(silences.triggers)
         when: datetime = event["block_time"]
         position = (event["block_number"], event["log_index"])
-        silences.tick(when, position)  # the chain's time has come to this event
+        if ticking:
+            silences.tick(when, position)  # the chain's time has come to this event
         candidates = _candidates(triggers, event)
         if not candidates:
             continue
-        fields = event_fields(event)
+        fields = fields_to_match(event)
+        shown: Mapping[str, Any] | None = None  # the event's fields in its firings
         for trigger in candidates:
-            trigger_states = batch.scopes(trigger.id)
-            if trigger.conditions.silence is not None:
+            conditions = trigger.conditions
+            if conditions.silence is not None:
                 silences.take(trigger, event, fields, position)
                 continue
             outcome = evaluate_trigger(
-                trigger.conditions,
+                conditions,
                 fields,
-                trigger_states,
+                batch.scopes(trigger.id) if conditions.stateful else _NO_STATES,
                 block_time=when,
-                summaries=summaries.get((event["id"], trigger.id)),
-            )
+                summaries=(summaries.get((event["id"], trigger.id))
+                           if conditions.summaries or conditions.changes else None),
+            )  # fmt: skip
             batch.plan.matched += outcome.matched
             for scope, state in outcome.states.items():
                 batch.move(trigger.id, scope, state, position)
-            if outcome.fired:
-                batch.fire(Firing(trigger, event, fields, outcome.computed))
+            if outcome.fired and batch.delivers(trigger, when):
+                shown = shown or event_fields(event)
+                batch.fire(Firing(trigger, event, shown, outcome.computed))
     if head is not None:
         if silences is None:
             silences = _Silences(batch, triggers, head.chain_id)
         silences.tick(head.block_time, (head.block_number, HEAD_LOG_INDEX))
     return batch.plan
+
+
+_NO_STATES: Mapping[str, State] = {}  # a trigger without stateful conditions' (never moved)
 
 
 class _Batch:
@@ -248,6 +257,10 @@ class _Batch:
     def move(self, trigger_id: str, scope: str, state: State, position: Position) -> None:
         self.scopes(trigger_id)[scope] = state
         self.plan.states[(trigger_id, scope)] = StateChange(state, position)
+
+    def delivers(self, trigger: CompiledTrigger, when: datetime) -> bool:
+        """Whether a firing of the trigger at `when` would be delivered (see fire)."""
+        return delivers(trigger, when, self.last_fired.get(trigger.id))
 
     def fire(self, firing: Firing) -> None:
         """Deliver a firing, unless it is history or within the trigger's cooldown."""
@@ -352,10 +365,5 @@ def _candidates(triggers: TriggerIndex, event: Event) -> list[CompiledTrigger]:
     """The triggers the index names for the event, less those it is history to that keep no
     state: it can fire none of them and moves nothing of theirs (a first backfill is mostly
     such events, so they cost nothing: no fields, no summaries read)."""
-    found = triggers.candidates(
-        event["chain_id"], event["registry"], event["event_type"], event["agent_id"]
-    )
-    when = event["block_time"]
-    return [trigger for trigger in found
-            if trigger.fires_from is None or when >= trigger.fires_from
-            or trigger.conditions.stateful or trigger.conditions.silence]  # fmt: skip
+    return triggers.candidates_at(event["chain_id"], event["registry"], event["event_type"],
+                                  event["agent_id"], event["block_time"])  # fmt: skip

@@ -14,13 +14,22 @@ not where its last batch left it (a deep reorg's restore), after any error, and 
 reloads the triggers. A live batch's jobs go by a binary COPY; should any of them exist
 already, the unique key fails the COPY and an INSERT ... ON CONFLICT DO NOTHING queues them.
 
+Processor.run works ahead (process_chain): with a second connection it reads and plans batch
+N+1 while the first writes batch N, from the state batch N leaves (the memory holds it);
+batch N+1's transaction then writes only if the locked cursor is where batch N left it and
+N+1's last event is still stored. process_batch, which reads and writes in one transaction,
+is the same batch one at a time.
+
 NOTIFY only wakes the processor early: it finds work from the cursor after any restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
+import operator
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -33,7 +42,7 @@ import orjson
 import psycopg
 import structlog
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_dumps
 
 from erc8004_backend.database.connection import RECONNECT_ERRORS
 from erc8004_backend.database.queries import load_queries
@@ -57,7 +66,10 @@ from erc8004_backend.triggers.summary_reads import summary_changes
 QUERIES = load_queries("erc8004_backend.triggers", "processor.sql")
 log = structlog.get_logger(__name__)
 
-BATCH_SIZE = 2_000
+# Events per batch when that many are ready. A batch writes each state row it moves once,
+# however many of its events moved it, so larger batches write fewer (bench.triggers through
+# history: PostgreSQL's CPU 0.36 s at 2,000, 0.22 s at 5,000 a 100,000 events).
+BATCH_SIZE = 5_000
 # Commits need not wait for the disk: a batch commits whole or not at all, so a crash of
 # PostgreSQL can only lose the latest batches, which are evaluated again from the cursor.
 ASYNC_COMMIT = "-c synchronous_commit=off"
@@ -84,10 +96,15 @@ async def load_trigger_index(conn: psycopg.AsyncConnection) -> TriggerIndex:
 def idempotency_key(event: Mapping[str, Any], trigger_id: str, action_id: str) -> str:
     """Stable per event, trigger and action, even if the event is stored again after a reorg
     of other blocks: it names the event by chain, block hash and log index."""
-    name = (
-        f"{event['chain_id']}:{event['block_hash']}:{event['log_index']}:{trigger_id}:{action_id}"
-    )
-    return hashlib.sha256(name.encode()).hexdigest()
+    return hashlib.sha256((_key_name(event, trigger_id) + action_id).encode()).hexdigest()
+
+
+def _key_name(event: Mapping[str, Any], trigger_id: str) -> str:
+    """What an idempotency key hashes, less the action's id (which ends it)."""
+    return f"{event['chain_id']}:{event['block_hash']}:{event['log_index']}:{trigger_id}:"
+
+
+_NUMBER_TEXT: dict[Decimal, str] = {}
 
 
 def _json_default(value: Any) -> Any:
@@ -95,7 +112,14 @@ def _json_default(value: Any) -> Any:
     # worker renders the payload's text as it is, so a score stored as 40.0 (value 400 with
     # 1 decimal) must travel as "40", as render_template shows the Decimal itself.
     if isinstance(value, Decimal):
-        return format_value(value)
+        # Kept by value (equal numbers have the same text): agents, scores and other
+        # numbers come again and again, and formatting one costs ten lookups.
+        text = _NUMBER_TEXT.get(value)
+        if text is None:
+            if len(_NUMBER_TEXT) > 100_000:
+                _NUMBER_TEXT.clear()
+            text = _NUMBER_TEXT[value] = format_value(value)
+        return text
     if isinstance(value, bytes | memoryview):
         return "0x" + bytes(value).hex()
     raise TypeError(type(value).__name__)
@@ -123,10 +147,11 @@ class BatchResult:
     last_position: tuple[int, int] | None = None
 
     def add(self, batch: BatchResult) -> None:
-        """Counts `batch` in these totals."""
+        """Counts `batch` in these totals (and its last position, if it moved the cursor)."""
         self.events += batch.events
         self.fired += batch.fired
         self.jobs += batch.jobs
+        self.last_position = batch.last_position or self.last_position
 
 
 @dataclass
@@ -143,22 +168,54 @@ class ChainMemory:
     position: tuple[int, int] | None = None
     states: dict[tuple[str, str], State | None] = field(default_factory=dict)
     last_fired: dict[str, datetime | None] = field(default_factory=dict)
+    # The state rows the latest planned batch moved: the only ones PostgreSQL may not hold
+    # yet (that batch may still be committing), which due silences are read from.
+    latest: dict[tuple[str, str], State] = field(default_factory=dict)
 
     def forget(self) -> None:
         self.position = None
         self.states.clear()
         self.last_fired.clear()
+        self.latest = {}
 
-    def committed(self, position: tuple[int, int], plan: Plan | None) -> None:
-        """The batch ending at `position` committed, with `plan` (None: it had no events)."""
-        self.position = position
+    def planned(self, plan: Plan | None) -> None:
+        """Takes in what `plan` leaves (None: a batch without events): the next batch is
+        planned from it, whether or not this one has committed yet (if it does not, the
+        caller forgets the memory)."""
         if plan is None:
             return
-        for key, change in plan.states.items():
-            self.states[key] = change.state
-        self.last_fired.update(plan.last_fired)
         if len(self.states) > MAX_REMEMBERED_STATES:
             self.states.clear()
+        self.latest = {key: change.state for key, change in plan.states.items()}
+        self.states.update(self.latest)
+        self.last_fired.update(plan.last_fired)
+
+    def committed(self, position: tuple[int, int]) -> None:
+        """The batch leaving the cursor at `position` committed (its plan taken in before)."""
+        self.position = position
+
+
+@dataclass
+class _Batch:
+    """A batch read and planned, not yet written: the cursor position it follows, how many
+    events it read (the cursor moves past them all) with the first and last of them, the
+    events the plan saw (see _ready_batch), the chain's head when the batch reaches it
+    (silences), and its plan (None: nothing to do)."""
+
+    after: Position
+    count: int
+    first: Mapping[str, Any] | None
+    last: Mapping[str, Any] | None
+    events: list[dict[str, Any]]
+    head: ChainTime | None
+    plan: Plan | None
+
+    @property
+    def end(self) -> Position:
+        """Where the batch leaves the cursor."""
+        if self.last is None:
+            return self.after
+        return (self.last["block_number"], self.last["log_index"])
 
 
 async def process_batch(
@@ -169,57 +226,173 @@ async def process_batch(
     limit: int = BATCH_SIZE,
     memory: ChainMemory | None = None,
 ) -> BatchResult:
-    """Evaluate the next batch of ready events of a chain and commit its outcome. When the
-    batch takes every ready event, the chain's time has come to its confirmed head: the
-    silences due by then fire too (with no event at all, if nothing else happened).
-    `memory` (the caller's, for the chain it holds) saves reading the state it has seen
-    again."""
-    result = BatchResult()
-    plan: Plan | None = None
+    """Evaluate the next batch of ready events of a chain and commit its outcome, reading
+    and writing in one transaction. When the batch takes every ready event, the chain's
+    time has come to its confirmed head: the silences due by then fire too (with no event
+    at all, if nothing else happened). `memory` (the caller's, for the chain it holds)
+    saves reading the state it has seen again."""
     await conn.execute(QUERIES["insert_cursor"], {"chain_id": chain_id})
     try:
         async with conn.transaction():
-            cursor = await conn.execute(QUERIES["lock_cursor"], {"chain_id": chain_id})
-            position = await cursor.fetchone()
-            assert position is not None
-            position = (position[0], position[1])
+            position = await _lock_cursor(conn, chain_id)
             if memory is not None and memory.position != position:
                 memory.forget()  # a reorg's restore moved the cursor, or first batch
-            events = await _ready_events(conn, chain_id, position, limit)
-            silences = index.silences(chain_id)
-            drained = len(events) < limit
-            head = await _confirmed_head(conn, chain_id) if silences and drained else None
-            if events or head is not None:
-                plan = await _plan(conn, chain_id, index, events, head, memory)
-            if plan is not None and (events or plan.states):
-                # The batch: from its first event (or the head block, when only time
-                # passed) to the later of its last event's block and the head.
-                ends = [events[-1]["block_number"]] if events else []
-                if head is not None:
-                    ends.append(head.block_number)
-                start = ((events[0]["block_number"], events[0]["log_index"]) if events
-                         else (max(ends), HEAD_LOG_INDEX))  # fmt: skip
-                await _remember_for_reorgs(conn, chain_id, start, max(ends), plan)
-                result.jobs = await _apply(conn, chain_id, plan)
-            if events:
-                last = events[-1]
-                position = (last["block_number"], last["log_index"])
-                await conn.execute(
-                    QUERIES["advance_cursor"],
-                    {"chain_id": chain_id, "block_number": position[0],
-                     "log_index": position[1]},
-                )  # fmt: skip
-                result.last_position = position
+            batch = await _read_and_plan(conn, chain_id, index, position, limit, memory)
+            result = await _write(conn, chain_id, batch)
     except BaseException:
         if memory is not None:
             memory.forget()
         raise
     if memory is not None:
-        memory.committed(position, plan)
-    if plan is None:
-        return result
-    result.events = len(events)
-    result.fired = len(plan.firings)
+        memory.planned(batch.plan)
+        memory.committed(batch.end)
+    return result
+
+
+class _CursorMovedError(Exception):
+    """The cursor is not where the batches planned ahead assumed (a deep reorg's restore
+    rewound it), or their events are gone (a reorg removed them): plan again."""
+
+
+async def process_chain(
+    conn: psycopg.AsyncConnection,
+    reader: psycopg.AsyncConnection,
+    chain_id: int,
+    index: TriggerIndex,
+    memory: ChainMemory,
+    *,
+    limit: int = BATCH_SIZE,
+) -> BatchResult:
+    """Every ready event of a chain, as process_batch's batches would, with two connections
+    at work at once: while `conn` writes and commits batch N (its jobs, state and cursor in
+    one transaction, as process_batch does), batch N+1 is read on `reader` and planned from
+    the state batch N leaves, which `memory` already holds. Before batch N+1 is written, its
+    transaction locks the cursor and checks that it is where batch N left it and that batch
+    N+1's last event is still stored (a reorg removes the events above its fork, so the
+    last one goes with any other); if not, the batch is planned again from the cursor. A
+    failure anywhere forgets the memory (batch N may not have committed). Returns the
+    totals; `last_position` is the last batch's."""
+    totals = BatchResult()
+    await conn.execute(QUERIES["insert_cursor"], {"chain_id": chain_id})
+    while True:
+        try:
+            await _process_ahead(conn, reader, chain_id, index, memory, limit, totals)
+            return totals
+        except _CursorMovedError:
+            log.info("processor.cursor_moved", chain_id=chain_id)
+            memory.forget()
+        except BaseException:
+            memory.forget()
+            raise
+
+
+async def _process_ahead(
+    conn: psycopg.AsyncConnection,
+    reader: psycopg.AsyncConnection,
+    chain_id: int,
+    index: TriggerIndex,
+    memory: ChainMemory,
+    limit: int,
+    totals: BatchResult,
+) -> None:
+    cursor = await conn.execute(QUERIES["cursor"], {"chain_id": chain_id})
+    row = await cursor.fetchone()
+    assert row is not None
+    after = (row[0], row[1])
+    if memory.position != after:
+        memory.forget()  # a reorg's restore moved the cursor, or first batch
+        memory.committed(after)
+    writing: asyncio.Task[BatchResult] | None = None
+    try:
+        while True:
+            async with reader.transaction():
+                batch = await _read_and_plan(reader, chain_id, index, after, limit, memory)
+            memory.planned(batch.plan)
+            if writing is not None:
+                totals.add(await writing)
+                writing = None
+            if batch.plan is None and not batch.count:
+                return
+            writing = asyncio.create_task(_commit(conn, chain_id, batch, memory))
+            after = batch.end
+            if batch.count < limit:
+                totals.add(await writing)
+                writing = None
+                return
+    finally:
+        if writing is not None:  # an error while the batch was written: let it end
+            with contextlib.suppress(Exception):
+                await writing
+
+
+async def _commit(
+    conn: psycopg.AsyncConnection, chain_id: int, batch: _Batch, memory: ChainMemory
+) -> BatchResult:
+    """Writes a batch planned ahead in its own transaction, if the cursor and its events
+    are as it was planned from (else _CursorMovedError)."""
+    last = batch.last or {"id": None, "block_time": None}
+    async with conn.transaction():
+        cursor = await conn.execute(
+            QUERIES["lock_cursor_ahead"],
+            {"chain_id": chain_id, "id": last["id"], "block_time": last["block_time"]},
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        if (row[0], row[1]) != batch.after or not row[2]:
+            raise _CursorMovedError
+        result = await _write(conn, chain_id, batch)
+    memory.committed(batch.end)
+    return result
+
+
+async def _lock_cursor(conn: psycopg.AsyncConnection, chain_id: int) -> Position:
+    cursor = await conn.execute(QUERIES["lock_cursor"], {"chain_id": chain_id})
+    row = await cursor.fetchone()
+    assert row is not None
+    return (row[0], row[1])
+
+
+async def _read_and_plan(
+    conn: psycopg.AsyncConnection,
+    chain_id: int,
+    index: TriggerIndex,
+    after: Position,
+    limit: int,
+    memory: ChainMemory | None,
+) -> _Batch:
+    """The next batch after `after`, read and planned (in the caller's transaction)."""
+    count, first, last, events = await _ready_batch(conn, chain_id, index, after, limit)
+    silences = index.silences(chain_id)
+    drained = count < limit
+    head = await _confirmed_head(conn, chain_id) if silences and drained else None
+    plan = None
+    if events or head is not None:
+        plan = await _plan(conn, chain_id, index, events, head, memory)
+    return _Batch(after, count, first, last, events, head, plan)
+
+
+async def _write(conn: psycopg.AsyncConnection, chain_id: int, batch: _Batch) -> BatchResult:
+    """Writes a planned batch in the caller's transaction, which holds the cursor's lock: the
+    plan's state, jobs and last firings, and the cursor moved past its events."""
+    result = BatchResult(events=batch.count)
+    plan, first, last, head = batch.plan, batch.first, batch.last, batch.head
+    if plan is not None and (batch.events or plan.states):
+        # The batch: from its first event (or the head block, when only time passed) to
+        # the later of its last event's block and the head.
+        ends = [last["block_number"]] if last is not None else []
+        if head is not None:
+            ends.append(head.block_number)
+        start = ((first["block_number"], first["log_index"]) if first is not None
+                 else (max(ends), HEAD_LOG_INDEX))  # fmt: skip
+        await _remember_for_reorgs(conn, chain_id, start, max(ends), plan)
+        result.jobs = await _apply(conn, chain_id, plan)
+        result.fired = len(plan.firings)
+    if batch.count:
+        result.last_position = batch.end
+        await conn.execute(
+            QUERIES["advance_cursor"],
+            {"chain_id": chain_id, "block_number": batch.end[0], "log_index": batch.end[1]},
+        )
     return result
 
 
@@ -238,10 +411,20 @@ async def _plan(
     if silences:
         until = head.block_time if head else events[-1]["block_time"]
         await _load_due_silences(conn, [t.id for t in silences], until, states)
+        if memory is not None:
+            # The stored rows may be older than the latest batch's (still committing).
+            silent = {trigger.id for trigger in silences}
+            for (trigger_id, scope), state in memory.latest.items():
+                if trigger_id in silent:
+                    states.setdefault(trigger_id, {})[scope] = state
     clock = Clock(await _load_last_fired(conn, needs.last_fired, memory))
     # The agents' summaries as of each event, from the read model in this transaction.
     summaries = await summary_changes(conn, chain_id, needs.candidates)
-    return plan_batch(events, index, states, clock, summaries, head=head)
+    # In a thread: plan_batch is pure Python, tens of milliseconds for a full batch, and
+    # meanwhile the event loop goes on with the previous batch's writes (process_chain),
+    # whose every round trip would otherwise wait for the plan to end.
+    return await asyncio.to_thread(plan_batch, events, index, states, clock, summaries,
+                                   head=head)  # fmt: skip
 
 
 async def _confirmed_head(conn: psycopg.AsyncConnection, chain_id: int) -> ChainTime | None:
@@ -266,6 +449,43 @@ async def _load_due_silences(
     )
     for trigger_id, scope, state in await cursor.fetchall():
         states.setdefault(trigger_id, {})[scope] = state
+
+
+async def _ready_batch(
+    conn: psycopg.AsyncConnection,
+    chain_id: int,
+    index: TriggerIndex,
+    after: Position,
+    limit: int,
+) -> tuple[int, dict[str, Any] | None, dict[str, Any] | None, list[dict[str, Any]]]:
+    """The next `limit` confirmed events after the position, as _ready_events reads them:
+    how many, the first and the last, and those the plan must see, by column name. On a
+    chain with silence triggers that is every event (its time fires them); else only those
+    with candidate triggers (index.candidates_at), the others doing nothing: a backfill's
+    history is mostly such events, and making each row's dict is the reading's larger part."""
+    await conn.execute(QUERIES["sort_off"])
+    cursor = conn.cursor()
+    await cursor.execute(
+        QUERIES["ready_events"],
+        {"chain_id": chain_id, "block_number": after[0], "log_index": after[1], "limit": limit},
+    )
+    rows = await cursor.fetchall()
+    await conn.execute(QUERIES["sort_on"])
+    if not rows or cursor.description is None:
+        return 0, None, None, []
+    names = [column.name for column in cursor.description]
+    if index.silences(chain_id):
+        events = [dict(zip(names, row, strict=True)) for row in rows]
+        return len(rows), events[0], events[-1], events
+    key = operator.itemgetter(*(names.index(name) for name in _CANDIDATE_KEY))
+    candidates_at = index.candidates_at
+    events = [dict(zip(names, row, strict=True)) for row in rows if candidates_at(*key(row))]
+    first, last = (dict(zip(names, row, strict=True)) for row in (rows[0], rows[-1]))
+    return len(rows), first, last, events
+
+
+# The columns that name an event's candidate triggers (TriggerIndex.candidates_at's order).
+_CANDIDATE_KEY = ("chain_id", "registry", "event_type", "agent_id", "block_time")
 
 
 async def _ready_events(
@@ -377,7 +597,9 @@ async def _apply(conn: psycopg.AsyncConnection, chain_id: int, plan: Plan) -> in
             {
                 "trigger_ids": [_uuid(k[0]) for k in keys],
                 "scopes": [k[1] for k in keys],
-                "states": [Jsonb(plan.states[k].state) for k in keys],
+                "states": [
+                    Jsonb(_state_json(plan.states[k].state), dumps=_as_encoded) for k in keys
+                ],
                 "block_numbers": [plan.states[k].position[0] for k in keys],
                 "log_indexes": [plan.states[k].position[1] for k in keys],
             },
@@ -409,8 +631,17 @@ def _uuid(text: str) -> uuid.UUID:
     return value
 
 
+def _state_json(state: State) -> bytes:
+    """A state row's JSON, by orjson; by the json module for what orjson refuses: integers
+    beyond 64 bits (an average stored as 1e20 comes back from jsonb as an integer)."""
+    try:
+        return orjson.dumps(state)
+    except TypeError:
+        return json.dumps(state).encode()
+
+
 def _as_encoded(document: bytes) -> bytes:
-    return document  # a payload is encoded once, by job_payload (orjson)
+    return document  # a payload or a state is encoded once, by orjson
 
 
 def _jobs(firings: list[Firing], chain_id: int, *, replay: bool = False) -> Iterator[_Job]:
@@ -480,18 +711,25 @@ async def queue_new_jobs(
     try:
         async with conn.transaction():
             cursor = conn.cursor()
+            # The payloads are sent as job_payload encoded them (no Jsonb wrapper each).
+            set_json_dumps(_as_encoded, cursor)
             async with cursor.copy(QUERIES["copy_jobs"]) as copy:
                 copy.set_types(["uuid", "uuid", "int8", "int8", "int4", "text", "jsonb", "int4"])
                 # Each row is made (its payload, its key) as it is sent: PostgreSQL inserts
                 # the rows already sent, 32 kB at a time, on its core while Python makes the
                 # next ones on this one.
-                for trigger_id, action_id, event_id, priority, key, payload, attempts, _ in _jobs(
-                    firings, chain_id
-                ):
-                    attempts = attempts or DEFAULT_MAX_ATTEMPTS
-                    await copy.write_row((trigger_id, action_id, event_id, chain_id, priority,
-                                          key, payload, attempts))  # fmt: skip
-                    queued += 1
+                for firing in firings:
+                    trigger, event = firing.trigger, firing.event
+                    payload = job_payload(firing)
+                    trigger_id = _uuid(trigger.id)
+                    name = _key_name(event, trigger.id)
+                    for action in trigger.actions:
+                        key = hashlib.sha256((name + action.id).encode()).hexdigest()
+                        attempts = action.max_attempts or DEFAULT_MAX_ATTEMPTS
+                        await copy.write_row((trigger_id, _uuid(action.id), event["id"],
+                                              chain_id, action.priority, key, payload,
+                                              attempts))  # fmt: skip
+                        queued += 1
     except psycopg.errors.UniqueViolation:
         log.info("processor.jobs_exist", chain_id=chain_id, firings=len(firings))
         return queued + await queue_jobs(conn, chain_id, firings)
@@ -523,16 +761,21 @@ class Processor:
             await psycopg.AsyncConnection.connect(
                 self.url, autocommit=True, options=ASYNC_COMMIT
             ) as conn,
+            await psycopg.AsyncConnection.connect(self.url, autocommit=True) as reader,
             await psycopg.AsyncConnection.connect(self.url, autocommit=True) as listener,
         ):
             await listener.execute("LISTEN new_event")
             await listener.execute("LISTEN trigger_changed")
             while not stop.is_set():
-                await self.run_once(conn)
+                await self.run_once(conn, reader)
                 await self._wait(listener, stop)
 
-    async def run_once(self, conn: psycopg.AsyncConnection) -> int:
-        """Process every ready event of every chain this processor holds; returns the count."""
+    async def run_once(
+        self, conn: psycopg.AsyncConnection, reader: psycopg.AsyncConnection | None = None
+    ) -> int:
+        """Process every ready event of every chain this processor holds; returns the count.
+        With `reader` (a second connection), each chain's next batch is read and planned on
+        it while `conn` writes the previous one (process_chain); without, batch by batch."""
         if self._index_stale or time.monotonic() - self._index_loaded_at > INDEX_REFRESH_SECONDS:
             self.index = await load_trigger_index(conn)
             self._index_loaded_at, self._index_stale = time.monotonic(), False
@@ -548,8 +791,8 @@ class Processor:
                 if not (row and row[0]):
                     continue  # another processor has this chain
                 self._held.add(chain_id)
-            while True:
-                memory = self._memory.setdefault(chain_id, ChainMemory())
+            memory = self._memory.setdefault(chain_id, ChainMemory())
+            while reader is None:
                 batch = await process_batch(conn, chain_id, self.index, limit=self.batch_size,
                                             memory=memory)  # fmt: skip
                 processed += batch.events
@@ -559,6 +802,14 @@ class Processor:
                               fired=batch.fired, jobs=batch.jobs)  # fmt: skip
                 if batch.events < self.batch_size:
                     break
+            if reader is not None:
+                batch = await process_chain(conn, reader, chain_id, self.index, memory,
+                                            limit=self.batch_size)  # fmt: skip
+                processed += batch.events
+                self.totals.add(batch)
+                if batch.events:
+                    log.debug("processor.batches", chain_id=chain_id, events=batch.events,
+                              fired=batch.fired, jobs=batch.jobs)  # fmt: skip
             replays_pending = await self._replay(conn, chain_id) or replays_pending
         self._replays_pending = replays_pending
         return processed

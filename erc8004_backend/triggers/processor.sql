@@ -33,6 +33,23 @@ WHERE CASE WHEN %(trigger_id)s::uuid IS NULL THEN t.enabled AND t.disabled_at IS
 -- The processed mark, locked for the batch: it moves in the same transaction as the jobs.
 SELECT block_number, log_index FROM processing_cursors WHERE chain_id = %(chain_id)s FOR UPDATE
 
+-- cursor --
+-- Where the processed mark is, unlocked: where batches planned ahead start (process_chain);
+-- each checks it again, locked, before it is written.
+SELECT block_number, log_index FROM processing_cursors WHERE chain_id = %(chain_id)s
+
+-- lock_cursor_ahead --
+-- lock_cursor for a batch planned ahead (process_chain), and whether its last event (if it
+-- has events) is still stored: a reorg deletes every event above its fork. The event's
+-- block time finds its partition.
+SELECT c.block_number, c.log_index,
+       %(id)s::bigint IS NULL OR EXISTS (SELECT 1 FROM events AS e
+                                        WHERE e.id = %(id)s::bigint
+                                          AND e.block_time = %(block_time)s::timestamptz)
+FROM processing_cursors AS c
+WHERE c.chain_id = %(chain_id)s
+FOR UPDATE OF c
+
 -- insert_cursor --
 INSERT INTO processing_cursors (chain_id, block_number, log_index)
 VALUES (%(chain_id)s, -1, -1)

@@ -102,8 +102,13 @@ def evaluate_trigger(
     identity change at this event (none: the event changes nothing it watches, and it does
     not hold).
     """
-    if not all(evaluate_field_condition(c, fields) for c in conditions.fields):
-        return Evaluation(matched=False, fired=False)
+    for field_condition in conditions.fields:
+        if not evaluate_field_condition(field_condition, fields):
+            return Evaluation(matched=False, fired=False)
+    if conditions.tree is None and not (
+        conditions.stateful or conditions.summaries or conditions.changes
+    ):
+        return Evaluation(matched=True, fired=True)  # the field conditions are all there is
     new_states: dict[str, State] = {}
     computed: dict[str, Any] = {}
     # Whether each stateful and summary condition holds, by position: all of them are

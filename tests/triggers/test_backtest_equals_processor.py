@@ -1,9 +1,10 @@
 """The backtest shows what the processor does: for random triggers (field, stateful and
 summary conditions, flat or in trees of all / any / not groups, cooldowns, starts within the
 history) over random reputation histories
-in PostgreSQL, processed in batches of random sizes with the read model ahead of it, the
-processor queues one job per action of exactly the firings the backtest lists, and leaves the
-state the backtest reaches."""
+in PostgreSQL, processed in batches of random sizes with the read model ahead of it (batch
+by batch, or planned ahead on a second connection as Processor.run does), the processor
+queues one job per action of exactly the firings the backtest lists, and leaves the state the
+backtest reaches."""
 
 from __future__ import annotations
 
@@ -21,7 +22,12 @@ from hypothesis import strategies as st
 
 from erc8004_backend.triggers.backtest import backtest
 from erc8004_backend.triggers.fields import format_value
-from erc8004_backend.triggers.processor import load_trigger_index, process_batch
+from erc8004_backend.triggers.processor import (
+    ChainMemory,
+    load_trigger_index,
+    process_batch,
+    process_chain,
+)
 from tests.support.agent_events import ChainEvents
 from tests.triggers.random_triggers import (
     T0,
@@ -67,7 +73,11 @@ def shown(computed: dict[str, Any]) -> dict[str, Any]:
 
 
 async def check(
-    url: str, specs: list[TriggerSpec], history: list[HistoryEvent], sizes: list[int]
+    url: str,
+    specs: list[TriggerSpec],
+    history: list[HistoryEvent],
+    sizes: list[int],
+    ahead: bool,
 ) -> None:
     chain_id = next(CHAINS)
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -87,6 +97,11 @@ async def check(
             [chain_id, chain.block, chain.block],
         )
         index = await load_trigger_index(conn)
+        if ahead:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as reader:
+                done = await process_chain(conn, reader, chain_id, index, ChainMemory(),
+                                           limit=sizes[0])  # fmt: skip
+            assert done.events == len(history)
         for size in itertools.cycle(sizes):
             if not (await process_batch(conn, chain_id, index, limit=size)).events:
                 break
@@ -147,8 +162,13 @@ async def check(
     st.lists(trigger_specs(summaries=True, groups=True), min_size=1, max_size=4),
     histories(min_size=10, max_size=40),
     st.lists(st.integers(1, 12), min_size=1, max_size=5),
+    st.booleans(),
 )
 def test_the_processor_queues_what_the_backtest_shows(
-    migrated_url: str, specs: list[TriggerSpec], history: list[HistoryEvent], sizes: list[int]
+    migrated_url: str,
+    specs: list[TriggerSpec],
+    history: list[HistoryEvent],
+    sizes: list[int],
+    ahead: bool,
 ) -> None:
-    asyncio.run(check(migrated_url, specs, history, sizes))
+    asyncio.run(check(migrated_url, specs, history, sizes, ahead))

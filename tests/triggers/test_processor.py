@@ -19,6 +19,7 @@ from erc8004_backend.chain.decode import decode_log
 from erc8004_backend.chain.encode import encode_log
 from erc8004_backend.chain.events import SPECS
 from erc8004_backend.indexer.store import BlockHeader, EventStore
+from erc8004_backend.triggers import processor
 from erc8004_backend.triggers.backtest import TriggerNotFoundError, backtest
 from erc8004_backend.triggers.fields import FIELDS
 from erc8004_backend.triggers.processor import (
@@ -27,6 +28,7 @@ from erc8004_backend.triggers.processor import (
     _ready_events,
     load_trigger_index,
     process_batch,
+    process_chain,
 )
 from erc8004_backend.triggers.templates import render_template
 
@@ -251,6 +253,137 @@ async def test_a_failed_batch_leaves_the_memory_of_the_chain_empty(
         await process_batch(conn, CHAIN, index, limit=1, memory=memory)
     assert memory.position is None
     assert not memory.states
+
+
+async def test_batches_planned_ahead_start_where_the_cursor_is(
+    conn: psycopg.AsyncConnection, migrated_url: str
+) -> None:
+    """process_chain starts from the cursor, not from where its memory says the last batch
+    left it: after a deep reorg's restore rewound the cursor (and the state), the memory is
+    forgotten, and every event gets its one job, the state that of every event once."""
+    trigger_id = await add_trigger(conn, [
+        ("agent_id_equals", "agent_id", "=", "42", {}),
+        ("ema_threshold", "score", "<", "70", {"window_size": 10}),
+    ])  # fmt: skip
+    for block in range(1, 8):
+        await add_feedback(conn, block, 42, 50, minutes=block)
+    await confirm(conn, 7)
+    index = await load_trigger_index(conn)
+    memory = ChainMemory()
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as reader:
+        done = await process_chain(conn, reader, CHAIN, index, memory, limit=2)
+        assert (done.events, done.jobs, done.last_position) == (7, 7, (7, 0))
+        assert memory.position == (7, 0)
+        # As a restore does: the state and the cursor back to before block 4, and those
+        # blocks' jobs gone with their events (here: deleted, the events kept).
+        await conn.execute("DELETE FROM action_jobs WHERE event_id IN (SELECT id FROM events"
+                           " WHERE block_number >= 4)")  # fmt: skip
+        await conn.execute("UPDATE processing_cursors SET block_number = 3, log_index = 0")
+        await conn.execute("UPDATE trigger_state SET state = %s",
+                           [json.dumps({"2": {"ema": 50.0, "n": 3}})])  # fmt: skip
+        again = await process_chain(conn, reader, CHAIN, index, memory, limit=2)
+    assert (again.events, again.jobs) == (4, 4)
+    assert [row[0] for row in await jobs(conn)] == list(range(1, 8))
+    cursor = await conn.execute("SELECT state FROM trigger_state WHERE trigger_id = %s",
+                                [trigger_id])  # fmt: skip
+    assert await cursor.fetchone() == ({"2": {"ema": 50.0, "n": 7}},)
+
+
+@pytest.mark.parametrize("restore", [True, False])
+async def test_a_batch_planned_ahead_is_not_written_if_the_chain_moved_meanwhile(
+    conn: psycopg.AsyncConnection,
+    migrated_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    restore: bool,
+) -> None:
+    """While batch 2 is planned and batch 1 commits, a reorg happens: with `restore`, one
+    deeper than what was processed (the cursor, state and jobs go back to the start, as the
+    indexer's restore does); without, one above the cursor (the events from block 4 go, the
+    cursor stays). Batch 2's transaction finds the cursor elsewhere than batch 1 left it, or
+    its last event gone: it writes nothing, and the batches are planned again from the
+    cursor."""
+    trigger_id = await add_trigger(conn, [
+        ("agent_id_equals", "agent_id", "=", "42", {}),
+        ("ema_threshold", "score", "<", "70", {"window_size": 10}),
+    ])  # fmt: skip
+    for block in range(1, 8):
+        await add_feedback(conn, block, 42, 50, minutes=block)
+    await confirm(conn, 7)
+    index = await load_trigger_index(conn)
+    planned = processor._read_and_plan
+    calls = 0
+
+    async def plan_then_reorg(*args: Any) -> Any:
+        nonlocal calls
+        batch = await planned(*args)
+        calls += 1
+        if calls == 2:  # batch 1 is being written: the reorg waits for its commit
+            async with await psycopg.AsyncConnection.connect(migrated_url) as other:
+                await other.execute("SELECT * FROM processing_cursors FOR UPDATE")
+                if restore:
+                    await other.execute("DELETE FROM action_jobs")
+                    await other.execute("DELETE FROM trigger_state")
+                    await other.execute("UPDATE processing_cursors SET block_number = -1,"
+                                        " log_index = -1")  # fmt: skip
+                else:
+                    await other.execute("DELETE FROM events WHERE block_number >= 4")
+                    await other.execute("UPDATE checkpoints SET block_number = 3,"
+                                        " confirmed_block_number = 3")  # fmt: skip
+        return batch
+
+    monkeypatch.setattr(processor, "_read_and_plan", plan_then_reorg)
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as reader:
+        done = await process_chain(conn, reader, CHAIN, index, ChainMemory(), limit=2)
+    blocks = 7 if restore else 3
+    assert calls > 3  # batch 2 was planned twice
+    assert done.last_position == (blocks, 0)
+    assert [row[0] for row in await jobs(conn)] == list(range(1, blocks + 1))
+    cursor = await conn.execute("SELECT state FROM trigger_state WHERE trigger_id = %s",
+                                [trigger_id])  # fmt: skip
+    assert await cursor.fetchone() == ({"2": {"ema": 50.0, "n": blocks}},)
+
+
+async def test_a_failure_while_planning_ahead_leaves_the_memory_empty(
+    conn: psycopg.AsyncConnection, migrated_url: str
+) -> None:
+    """A batch written while the next is planned fails: nothing it planned is remembered
+    (neither is the next batch's plan, made from it), and nothing of it is stored."""
+    trigger_id = await add_trigger(conn, [
+        ("agent_id_equals", "agent_id", "=", "42", {}),
+        ("ema_threshold", "score", "<", "70", {"window_size": 10}),
+    ])  # fmt: skip
+    for block in (1, 2, 3):
+        await add_feedback(conn, block, 42, 50, minutes=block)
+    await confirm(conn, 3)
+    index = await load_trigger_index(conn)
+    await conn.execute("DELETE FROM triggers WHERE id = %s", [trigger_id])
+    memory = ChainMemory()
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as reader:
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            await process_chain(conn, reader, CHAIN, index, memory, limit=1)
+    assert (memory.position, memory.states, memory.latest) == (None, {}, {})
+    cursor = await conn.execute("SELECT block_number FROM processing_cursors")
+    assert await cursor.fetchone() == (-1,)
+
+
+async def test_a_state_holding_an_integer_beyond_64_bits_is_saved(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    """jsonb gives back a number like 1e20 as an integer, which orjson cannot encode: the
+    state row is written all the same, the number as it was."""
+    trigger_id = await add_trigger(conn, [
+        ("agent_id_equals", "agent_id", "=", "42", {}),
+        ("ema_threshold", "score", "<", "70", {"window_size": 10}),
+    ])  # fmt: skip
+    await conn.execute(
+        "INSERT INTO trigger_state (trigger_id, scope, state) VALUES (%s, 'agent:42', %s)",
+        [trigger_id, json.dumps({"2": {"ema": 50.0, "n": 1}, "9": {"n": 10**20}})],
+    )
+    await add_feedback(conn, 1, 42, 50)
+    await confirm(conn, 1)
+    assert (await process_batch(conn, CHAIN, await load_trigger_index(conn))).events == 1
+    cursor = await conn.execute("SELECT state FROM trigger_state")
+    assert await cursor.fetchone() == ({"2": {"ema": 50.0, "n": 2}, "9": {"n": 10**20}},)
 
 
 async def test_ema_state_lives_in_trigger_state_across_small_batches(
