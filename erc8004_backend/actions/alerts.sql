@@ -30,6 +30,11 @@ RETURNING id
 SELECT id::text, action_type, config, updated_at FROM account_alert_actions
 WHERE user_id = %(user_id)s::uuid
 
+-- lock_alert_action_owner --
+-- Before reading the alert action to replace it: its credentials are sealed to its id, so
+-- two first settings at once must not each seal to an id of their own.
+SELECT 1 FROM users WHERE id = %(user_id)s::uuid FOR UPDATE
+
 -- set_alert_action --
 INSERT INTO account_alert_actions (id, user_id, action_type, config)
 VALUES (%(id)s::uuid, %(user_id)s::uuid, %(action_type)s, %(config)s)

@@ -418,6 +418,7 @@ async def set_alert_action(
     if problem := storable_config_problem(config):
         raise ApiError(422, f"config: {problem}")
     async with conn.transaction():
+        await conn.execute(ALERT_QUERIES["lock_alert_action_owner"], {"user_id": user.id})
         cursor = await conn.execute(ALERT_QUERIES["alert_action"], {"user_id": user.id})
         existing = await cursor.fetchone()
         alert_id = existing["id"] if existing else str(uuid.uuid4())
@@ -440,7 +441,8 @@ async def set_alert_action(
     "/me/alert-action", status_code=status.HTTP_204_NO_CONTENT, responses=NO_ALERT_ACTION
 )
 async def clear_alert_action(user: CurrentUser, conn: Db) -> None:
-    """Stop alerting: no alert is queued any more, and those not yet sent are dropped."""
+    """Stop alerting: no alert is queued any more; the alert jobs of the action, sent or not,
+    go with it (they show in GET /jobs no more)."""
     cursor = await conn.execute(ALERT_QUERIES["clear_alert_action"], {"user_id": user.id})
     if await cursor.fetchone() is None:
         raise not_found("alert action")

@@ -38,7 +38,7 @@ EventType = Literal[
     "NewFeedback", "FeedbackRevoked", "ResponseAppended",
     "ValidationRequest", "ValidationResponse",
 ]  # fmt: skip
-ResultStatus = Literal["success", "failed", "retrying", "digested"]
+ResultStatus = Literal["success", "failed", "retrying", "cancelled", "digested"]
 
 # A type names its registry too (REGISTRY_OF), so the listing can use the (registry,
 # event_type, block_time) index.

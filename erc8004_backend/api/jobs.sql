@@ -67,10 +67,11 @@ RETURNING id
 
 -- delivery_counts --
 -- Per trigger of the user, its delivery attempts since a time: those that delivered and
--- those that failed (test deliveries included; a retried job counts each attempt).
+-- those that failed (test deliveries included; a retried job counts each attempt). Firings
+-- folded into a digest, and jobs a reorg cancelled, are neither.
 SELECT trigger_id,
        count(*) FILTER (WHERE status = 'success') AS succeeded,
-       count(*) FILTER (WHERE status <> 'success') AS failed
+       count(*) FILTER (WHERE status IN ('failed', 'retrying')) AS failed
 FROM action_results
 WHERE user_id = %(user_id)s::uuid AND executed_at >= %(since)s::timestamptz
   AND trigger_id IS NOT NULL
