@@ -6,9 +6,9 @@ HTTP channel, and event-to-delivery latency through the whole engine at a steady
 1. Throughput: `--jobs` queued webhook jobs, one `erc8004 worker` process, a sink process;
    deliveries/s is the jobs over the time between the first and the last recorded attempt.
    Then `--channel-jobs` each for Telegram (its rate limits off: they would make it one a
-   second per chat), Slack, Discord and PagerDuty, each answered by the same sink process as
-   the service would (bench/sink.py). Email is not measured here (an SMTP server is not an
-   HTTP sink).
+   second per chat), Slack, Discord, PagerDuty and email, each answered by the same sink
+   process as the service would (bench/sink.py; email by its SMTP server, plain, the worker
+   opening up to ERC8004_SMTP_MAX_CONNECTIONS at once, a message each).
 2. Latency: events committed at `--rate` per second (each insert with its confirmation, as
    the indexer commits them; no chain involved), one `erc8004 processor`, one worker; the
    sink notes each arrival. Latency = arrival - the event's commit.
@@ -39,12 +39,14 @@ USER = "a11ce000-0000-4000-8000-000000000001"
 ENV = {**os.environ, "ERC8004_ALLOW_PRIVATE_URLS": "true"}
 
 
-async def sink_port(sink: asyncio.subprocess.Process) -> int:
+async def sink_ports(sink: asyncio.subprocess.Process) -> tuple[int, int]:
+    """The sink's HTTP and SMTP ports, as it prints them when it is ready."""
     assert sink.stdout is not None
     line = (await asyncio.wait_for(sink.stdout.readline(), 30)).decode()
-    if not line.startswith("port "):
+    words = line.split()
+    if len(words) != 4 or words[0] != "port" or words[2] != "smtp":
         raise RuntimeError(f"the sink did not start: {line!r}")
-    return int(line.split()[1])
+    return int(words[1]), int(words[3])
 
 
 def channel_configs(sink: str) -> dict[str, dict[str, Any]]:
@@ -56,13 +58,19 @@ def channel_configs(sink: str) -> dict[str, dict[str, Any]]:
         "discord": {"webhook_url": f"{sink}/discord/1/x",
                     "content_template": "Agent {{agent_id}} scored {{score}}"},
         "pagerduty": {"routing_key": "R" * 32, "summary_template": "Agent {{agent_id}}"},
+        "email": {"to": ["ops@example.com"], "subject_template": "Agent {{agent_id}}",
+                  "text_template": "Agent {{agent_id}} scored {{score}}"},
     }  # fmt: skip
 
 
-def channel_env(sink: str) -> dict[str, str]:
-    return {**ENV, "ERC8004_TELEGRAM_API_URL": sink, "ERC8004_TELEGRAM_BOT_TOKEN": "1:bench",
-            "ERC8004_TELEGRAM_RATE_LIMITS": "false",
-            "ERC8004_PAGERDUTY_EVENTS_URL": f"{sink}/pagerduty"}  # fmt: skip
+def channel_env(sink: str, smtp_port: int | None = None) -> dict[str, str]:
+    env = {**ENV, "ERC8004_TELEGRAM_API_URL": sink, "ERC8004_TELEGRAM_BOT_TOKEN": "1:bench",
+           "ERC8004_TELEGRAM_RATE_LIMITS": "false",
+           "ERC8004_PAGERDUTY_EVENTS_URL": f"{sink}/pagerduty"}  # fmt: skip
+    if smtp_port is not None:
+        env |= {"ERC8004_SMTP_HOST": "127.0.0.1", "ERC8004_SMTP_PORT": str(smtp_port),
+                "ERC8004_SMTP_SECURITY": "none", "ERC8004_SMTP_FROM": "bench@example.com"}  # fmt: skip
+    return env
 
 
 async def create_trigger(
@@ -116,8 +124,9 @@ async def wait_for_succeeded(
 
 
 async def throughput(
-    url: str, port: int, jobs: int, concurrency: int, action_type: str = "rest"
-) -> dict[str, Any]:
+    url: str, port: int, jobs: int, concurrency: int, action_type: str = "rest",
+    smtp_port: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
     sink = f"http://127.0.0.1:{port}"
     config = channel_configs(sink).get(action_type)
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -135,7 +144,8 @@ async def throughput(
             [trigger, action, payload, jobs],
         )
         async with child("-m", "erc8004_backend", "worker", "--database-url", url,
-                         "--concurrency", str(concurrency), env=channel_env(sink)):  # fmt: skip
+                         "--concurrency", str(concurrency),
+                         env=channel_env(sink, smtp_port)):  # fmt: skip
             await wait_for_succeeded(conn, trigger, jobs, timeout=max(60.0, jobs / 200))
         cursor = await conn.execute(
             "SELECT min(executed_at), max(executed_at), count(*) FROM action_results"
@@ -225,12 +235,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 [USER],
             )
         async with child("-m", "bench.sink", read=True, env=ENV) as sink:
-            port = await sink_port(sink)
+            port, smtp_port = await sink_ports(sink)
             result = {
                 "throughput": await throughput(url, port, args.jobs, args.concurrency),
                 "channels": {
                     channel: await throughput(
-                        url, port, args.channel_jobs, args.concurrency, channel
+                        url, port, args.channel_jobs, args.concurrency, channel, smtp_port
                     )
                     for channel in channel_configs("")
                 },

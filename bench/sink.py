@@ -3,9 +3,11 @@ not share a core's event loop with the worker it measures: answers every request
 service its path names would (a Telegram sendMessage, Slack's "ok", Discord's 204,
 PagerDuty's 202; else 200), remembers (path, arrival time), and lists them at GET /receipts;
 GET /requests lists them with the body and the signature headers (for checking signatures
-after the run), GET /count says how many arrived (cheap enough to poll while waiting).
+after the run), GET /count says how many arrived (cheap enough to poll while waiting). It also
+takes mail, as an SMTP server (aiosmtpd, a development dependency) on a port of its own, each
+message a receipt at the path /smtp.
 
-    python -m bench.sink   # prints "port N", then serves on 127.0.0.1:N until SIGTERM
+    python -m bench.sink   # prints "port N smtp M", then serves on 127.0.0.1 until SIGTERM
 """
 
 from __future__ import annotations
@@ -77,14 +79,37 @@ def _answer(path: str, count: int) -> tuple[int, bytes]:
     return 200, b"{}"
 
 
+class MailReceipts:
+    """aiosmtpd's handler: each accepted message, a receipt."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        arrived = time.time()
+        receipts.append(("/smtp", arrived))
+        body = envelope.content.decode("utf-8", "replace")
+        requests.append(("/smtp", arrived, "", "", "", body))
+        return "250 OK"
+
+
+def serve_smtp() -> int:
+    """An SMTP server on a thread of its own (aiosmtpd's Controller); its port."""
+    from aiosmtpd.controller import Controller  # a development dependency, as the bench is
+
+    with socket.socket() as probe:  # the Controller needs its port named (it dials it once up)
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    Controller(MailReceipts(), hostname="127.0.0.1", port=port).start()
+    return port
+
+
 def main() -> None:
+    smtp_port = serve_smtp()
     # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and
     # without it every response waits out the client's delayed ACK (40 ms).
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     listener.listen(4096)  # connections queue from now on, before uvicorn has started
-    print(f"port {listener.getsockname()[1]}", flush=True)
+    print(f"port {listener.getsockname()[1]} smtp {smtp_port}", flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False, backlog=4096)
     uvicorn.Server(config).run(sockets=[listener])
 

@@ -94,7 +94,7 @@ def test_delivery_benchmark(admin_url: str, tmp_path: Path) -> None:
     assert speed["delivered"] == 50  # every queued job reached the sink
     channels = result["channels"]
     assert isinstance(channels, dict)
-    assert sorted(channels) == ["discord", "pagerduty", "slack", "telegram"]
+    assert sorted(channels) == ["discord", "email", "pagerduty", "slack", "telegram"]
     assert all(run["delivered"] == 20 for run in channels.values())  # each to its stand-in
     assert latency["delivered"] == latency["events"] == 50  # every event, once
     assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
