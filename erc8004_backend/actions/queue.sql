@@ -87,12 +87,14 @@ WITH fed AS (
 ), counted AS (
     -- Locked (in one order), so that two workers feeding one trigger at once count on each
     -- other's result: the second reads the row the first wrote, and only one of them opens
-    -- the breaker (and queues its one owner alert).
+    -- the breaker (and queues its one owner alert). NO KEY UPDATE, as the UPDATE below takes:
+    -- the key-share locks that the batch's action_results took on their triggers (foreign
+    -- keys) do not conflict with it, so two recorders cannot deadlock on them.
     SELECT t.id, t.failure_threshold, t.disabled_at IS NULL AS was_enabled, f.failures, f.error,
            CASE WHEN f.reset THEN f.failures ELSE t.consecutive_failures + f.failures END AS n
     FROM fed AS f JOIN triggers AS t ON t.id = f.trigger_id
     ORDER BY t.id
-    FOR UPDATE OF t
+    FOR NO KEY UPDATE OF t
 ), updated AS (
     UPDATE triggers AS t
     SET consecutive_failures = c.n,
