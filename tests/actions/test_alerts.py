@@ -5,7 +5,6 @@ breaker; none when the owner named no alert action."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -15,7 +14,6 @@ import pytest
 from erc8004_backend.actions.alerts import alert_config, queue_breaker_alerts
 from erc8004_backend.actions.configs import ActionConfigError
 from erc8004_backend.actions.queue import BreakerFeed, feed_circuit_breakers
-from erc8004_backend.config import Settings
 from erc8004_backend.encryption import SecretBox
 from tests.actions.test_worker import BOT_TOKEN, running_worker, settings_for, webhook_target
 from tests.support.asgi import serve_asgi
@@ -25,17 +23,6 @@ from tests.support.jobs import USER_ID, create_trigger, create_user, queue_jobs
 from tests.support.waiting import eventually
 
 BOB_ID = "b0b00000-0000-4000-8000-000000000002"
-
-
-@pytest.fixture
-async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
-    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def box() -> SecretBox:
-    return SecretBox.from_spec(Settings().token_keys)
 
 
 async def set_alert(

@@ -4,7 +4,6 @@ worker; an action type no channel has is dead-lettered, naming the known ones.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import aiohttp
@@ -72,12 +71,6 @@ ECHO = ChannelSpec("echo", EchoConfig, EchoChannel, template_keys=("text_templat
 def echo_registered(monkeypatch: pytest.MonkeyPatch) -> None:
     # Its registration: the one line a new channel adds to actions/channels.py.
     monkeypatch.setitem(channels.CHANNELS, "echo", ECHO)
-
-
-@pytest.fixture
-async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
-    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as connection:
-        yield connection
 
 
 @pytest.mark.usefixtures("echo_registered")

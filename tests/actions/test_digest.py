@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime
 
@@ -25,7 +24,6 @@ from erc8004_backend.actions.discord import DiscordConfig, discord_digest_body
 from erc8004_backend.actions.queue import claim_jobs
 from erc8004_backend.actions.slack import SlackConfig, slack_digest_body
 from erc8004_backend.actions.telegram import TelegramConfig, digest_message_body
-from erc8004_backend.config import Settings
 from erc8004_backend.encryption import SecretBox
 from tests.actions.test_worker import BOT_TOKEN, running_worker, settings_for, webhook_target
 from tests.support.asgi import serve_asgi
@@ -38,17 +36,6 @@ from tests.support.delivery_targets import (
 from tests.support.jobs import create_trigger, queue_jobs
 from tests.support.smtp_server import Inbox, serve_smtp
 from tests.support.waiting import eventually
-
-
-@pytest.fixture
-async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
-    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def box() -> SecretBox:
-    return SecretBox.from_spec(Settings().token_keys)
 
 
 async def _firings(conn: psycopg.AsyncConnection) -> dict[int, tuple[datetime, str, int | None]]:

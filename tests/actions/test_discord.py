@@ -5,11 +5,9 @@ of Discord's webhooks, retrying its 429s."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -75,12 +73,6 @@ def test_embeds_stay_within_discords_limits_whatever_the_values(values: list[str
     assert _discord_problem(body) is None  # what Discord checks, passed
     for embed in body["embeds"]:
         assert "url" not in embed or embed["url"].startswith(("http://", "https://"))
-
-
-@pytest.fixture
-async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
-    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as connection:
-        yield connection
 
 
 async def test_the_worker_keeps_to_the_webhooks_bucket_and_retries_its_429s(

@@ -8,7 +8,6 @@ import asyncio
 import html
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -186,12 +185,6 @@ def _lines(text: str) -> str:
 
 
 # -- through the worker ------------------------------------------------------------------
-
-
-@pytest.fixture
-async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
-    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as connection:
-        yield connection
 
 
 async def _equals(value: Any, expected: Any) -> bool:

@@ -239,12 +239,6 @@ def test_root_cause_digs_through_exception_groups() -> None:
 # -- the target, from PostgreSQL -----------------------------------------------------------
 
 
-@pytest.fixture
-async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
-    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as connection:
-        yield connection
-
-
 async def register_agent(
     conn: psycopg.AsyncConnection,
     *,

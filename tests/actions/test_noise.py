@@ -5,14 +5,11 @@ kept; all through PostgreSQL, to real servers on loopback."""
 from __future__ import annotations
 
 import bisect
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
-import pytest
 
 from erc8004_backend.actions.telegram import CHAT_INTERVAL
-from erc8004_backend.config import Settings
 from erc8004_backend.encryption import SecretBox
 from tests.actions.test_worker import BOT_TOKEN, results, running_worker, settings_for
 from tests.support.asgi import serve_asgi
@@ -27,17 +24,6 @@ JITTER = 0.03
 # loop with the workers, the suite's other process beside) the lag varies more: a pause of
 # the loop brings a few arrivals together. Up to this many of the rate's intervals.
 SLOTS_OF_JITTER = 4
-
-
-@pytest.fixture
-def box() -> SecretBox:
-    return SecretBox.from_spec(Settings().token_keys)
-
-
-@pytest.fixture
-async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
-    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as connection:
-        yield connection
 
 
 async def test_two_workers_never_exceed_an_actions_rate_limit(

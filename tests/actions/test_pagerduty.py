@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -45,11 +44,6 @@ ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"
 def pagerduty_config(**overrides: Any) -> dict[str, Any]:
     return {"routing_key": ROUTING_KEY, "severity": "error",
             "summary_template": "Agent {{agent_id}} got score {{score}} ({{tag1}})", **overrides}  # fmt: skip
-
-
-@pytest.fixture
-def box() -> SecretBox:
-    return SecretBox.from_spec(Settings().token_keys)
 
 
 # -- configs and requests ----------------------------------------------------------------
@@ -146,12 +140,6 @@ def test_the_routing_key_is_stored_sealed_and_shown_masked(box: SecretBox) -> No
 
 
 # -- through the worker ------------------------------------------------------------------
-
-
-@pytest.fixture
-async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
-    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as connection:
-        yield connection
 
 
 async def _equals(value: Any, expected: Any) -> bool:

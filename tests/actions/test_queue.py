@@ -179,12 +179,6 @@ def test_breaker_feed_keeps_triggers_apart() -> None:
 
 
 @pytest.fixture
-async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
-    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
 async def listener(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
     async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as connection:
         await connection.execute("LISTEN trigger_changed")

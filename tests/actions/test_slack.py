@@ -4,11 +4,9 @@ worker delivers to a local stand-in of Slack's incoming webhooks, waiting out a 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -78,12 +76,6 @@ def test_blocks_are_rendered_within_their_limits_and_a_retraction_says_so_first(
     assert len(header["text"]["text"]) == 150
     assert header["text"]["text"].endswith(TRUNCATED)
     assert len(section["text"]["text"]) == 3000
-
-
-@pytest.fixture
-async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
-    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as connection:
-        yield connection
 
 
 async def test_the_worker_delivers_to_slack_escaped_and_waits_out_a_429(

@@ -44,17 +44,6 @@ def settings_for(url: str, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-@pytest.fixture
-async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
-    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def box() -> SecretBox:
-    return SecretBox.from_spec(Settings().token_keys)
-
-
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings, **options: Any) -> AsyncIterator[Worker]:
     assert settings.database_url

@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -21,12 +20,6 @@ from tests.support.delivery_targets import WebhookSink
 from tests.support.jobs import create_trigger, queue_jobs
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.subprocess]
-
-
-@pytest.fixture
-async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
-    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as connection:
-        yield connection
 
 
 async def start_worker(url: str, *options: str) -> asyncio.subprocess.Process:
