@@ -231,19 +231,19 @@ class ActionResultPage(BaseModel):
 # --- cursors and parameters ---------------------------------------------------------------
 
 
-def _row_id(text: str) -> int:
+def parse_row_id(text: str) -> int:
     row_id = int(text)
     if not 0 <= row_id <= BIGINT_MAX:
         raise ValueError(text)
     return row_id
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def as_utc(value: datetime | None) -> datetime | None:
     """A time without a zone is taken as UTC."""
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-def _ordered(low: str, low_value: Any, high: str, high_value: Any) -> None:
+def check_ordered(low: str, low_value: Any, high: str, high_value: Any) -> None:
     if low_value is not None and high_value is not None and low_value > high_value:
         raise invalid(low, f"must not be after {high}")
 
@@ -307,9 +307,9 @@ async def event_filters(
     to_time: ToTime = None,
 ) -> EventFilters:
     """The event filters of the query, checked together."""
-    from_time, to_time = _utc(from_time), _utc(to_time)
-    _ordered("from_block", from_block, "to_block", to_block)
-    _ordered("from_time", from_time, "to_time", to_time)
+    from_time, to_time = as_utc(from_time), as_utc(to_time)
+    check_ordered("from_block", from_block, "to_block", to_block)
+    check_ordered("from_time", from_time, "to_time", to_time)
     # Agent ids and block numbers are each chain's own: across chains they name unrelated
     # agents and blocks (and no index serves them).
     for name, value in (("agent_id", agent_id), ("from_block", from_block),
@@ -350,7 +350,7 @@ async def event_page(
 ) -> EventPage:
     """A page of events, newest first: GET /events, and the MCP server's recent_events.
     An invalid cursor is an ApiError (422) naming `cursor`."""
-    before_time, before_id = decode_cursor(cursor, _row_id) if cursor else (None, None)
+    before_time, before_id = decode_cursor(cursor, parse_row_id) if cursor else (None, None)
     from_time, to_time = filters.from_time, filters.to_time
     first, last = None, None
     if filters.from_block is not None or filters.to_block is not None:
@@ -502,9 +502,9 @@ async def list_action_results(
     cursor: Cursor = None,
 ) -> ActionResultPage:
     """The signed-in user's delivery attempts, newest first (by executed_at, then id)."""
-    from_time, to_time = _utc(from_time), _utc(to_time)
-    _ordered("from_time", from_time, "to_time", to_time)
-    before_time, before_id = decode_cursor(cursor, _row_id) if cursor else (None, None)
+    from_time, to_time = as_utc(from_time), as_utc(to_time)
+    check_ordered("from_time", from_time, "to_time", to_time)
+    before_time, before_id = decode_cursor(cursor, parse_row_id) if cursor else (None, None)
     params = {
         "user_id": user.id,
         "trigger_id": trigger_id,

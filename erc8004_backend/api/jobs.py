@@ -34,9 +34,9 @@ from erc8004_backend.api.events import (
     FromTime,
     Limit,
     ToTime,
-    _ordered,
-    _row_id,
-    _utc,
+    as_utc,
+    check_ordered,
+    parse_row_id,
 )
 from erc8004_backend.api.events import QUERIES as EVENT_QUERIES
 from erc8004_backend.api.pages import decode_cursor, encode_cursor
@@ -126,10 +126,10 @@ async def list_jobs(
 ) -> JobPage:
     """The signed-in user's jobs, newest first, by state, trigger, action, origin (a replay's
     or not) and creation time."""
-    from_time, to_time = _utc(from_time), _utc(to_time)
-    _ordered("from_time", from_time, "to_time", to_time)
+    from_time, to_time = as_utc(from_time), as_utc(to_time)
+    check_ordered("from_time", from_time, "to_time", to_time)
     # The cursor holds the last job's creation time and id; the page goes on by id.
-    before_id = decode_cursor(cursor, _row_id)[1] if cursor else None
+    before_id = decode_cursor(cursor, parse_row_id)[1] if cursor else None
     params = {"user_id": user.id, "state": state, "trigger_id": trigger_id,
               "action_id": action_id, "replay": replay, "from_time": from_time,
               "to_time": to_time, "before_id": before_id, "limit": limit + 1}  # fmt: skip
@@ -164,7 +164,7 @@ async def delivery_counts(
 ) -> DeliveryCounts:
     """Per trigger of the signed-in user, its delivery attempts since a time that delivered
     and that failed: the dashboard's trigger list shows those of the last 24 hours."""
-    start = _utc(since) or datetime.now(UTC) - timedelta(hours=24)
+    start = as_utc(since) or datetime.now(UTC) - timedelta(hours=24)
     rows = await (await conn.execute(QUERIES["delivery_counts"],
                                      {"user_id": user.id, "since": start})).fetchall()  # fmt: skip
     return DeliveryCounts(
@@ -207,8 +207,8 @@ async def redeliver_dead_jobs(
 ) -> Redelivered:
     """Queue every dead job of the trigger (made within the time range, if given) again."""
     body = body or RedeliverIn()
-    from_time, to_time = _utc(body.from_time), _utc(body.to_time)
-    _ordered("from_time", from_time, "to_time", to_time)
+    from_time, to_time = as_utc(body.from_time), as_utc(body.to_time)
+    check_ordered("from_time", from_time, "to_time", to_time)
     owned = await conn.execute(QUERIES["trigger_owned"],
                                {"trigger_id": trigger_id, "user_id": user.id})  # fmt: skip
     if await owned.fetchone() is None:

@@ -42,7 +42,7 @@ from erc8004_backend.api.dependencies import (
     State,
 )
 from erc8004_backend.api.errors import ApiError, error_responses, not_found
-from erc8004_backend.api.events import _utc
+from erc8004_backend.api.events import as_utc
 from erc8004_backend.api.pages import decode_cursor, encode_cursor
 from erc8004_backend.chain.config import explorer_urls, load_chains
 from erc8004_backend.chain.events import REGISTRY_OF
@@ -350,7 +350,7 @@ class ReplayFrom(_Strict):
             raise ValueError("give at most one of to_block and to_time")
         if self.to_block is not None and (self.from_block or 0) > self.to_block:
             raise ValueError(f"from_block {self.from_block} is after to_block {self.to_block}")
-        start, end = _utc(self.from_time), _utc(self.to_time)
+        start, end = as_utc(self.from_time), as_utc(self.to_time)
         if start is not None and end is not None and start > end:
             raise ValueError("from_time is after to_time")
         return self
@@ -426,7 +426,7 @@ class BacktestIn(_Strict):
     )
 
     @model_validator(mode="after")
-    def _ordered(self) -> BacktestIn:
+    def check_ordered(self) -> BacktestIn:
         if self.replay and self.to_block is not None and self.to_time is not None:
             raise ValueError("a replay ends at a block or a time: give at most one of them")
         if self.replay and (self.from_block is None) == (self.from_time is None):

@@ -96,12 +96,17 @@ async def load_trigger_index(conn: psycopg.AsyncConnection) -> TriggerIndex:
 def idempotency_key(event: Mapping[str, Any], trigger_id: str, action_id: str) -> str:
     """Stable per event, trigger and action, even if the event is stored again after a reorg
     of other blocks: it names the event by chain, block hash and log index."""
-    return hashlib.sha256((_key_name(event, trigger_id) + action_id).encode()).hexdigest()
+    return _hashed_key(_key_name(event, trigger_id), action_id)
 
 
 def _key_name(event: Mapping[str, Any], trigger_id: str) -> str:
     """What an idempotency key hashes, less the action's id (which ends it)."""
     return f"{event['chain_id']}:{event['block_hash']}:{event['log_index']}:{trigger_id}:"
+
+
+def _hashed_key(name: str, action_id: str) -> str:
+    """The key of a job: its firing's name (an event's, or a silent period's) and its action."""
+    return hashlib.sha256((name + action_id).encode()).hexdigest()
 
 
 _NUMBER_TEXT: dict[Decimal, str] = {}
@@ -653,8 +658,7 @@ def _jobs(firings: list[Firing], chain_id: int, *, replay: bool = False) -> Iter
             if silence is None:
                 key = idempotency_key(firing.event, firing.trigger.id, action.id)
             else:
-                name = f"{chain_id}:silence:{silence}:{action.id}"
-                key = hashlib.sha256(name.encode()).hexdigest()
+                key = _hashed_key(f"{chain_id}:silence:{silence}:", action.id)
             yield (trigger_id, _uuid(action.id), firing.event["id"], action.priority, key,
                    payload, action.max_attempts, silence)  # fmt: skip
 
@@ -724,7 +728,7 @@ async def queue_new_jobs(
                     trigger_id = _uuid(trigger.id)
                     name = _key_name(event, trigger.id)
                     for action in trigger.actions:
-                        key = hashlib.sha256((name + action.id).encode()).hexdigest()
+                        key = _hashed_key(name, action.id)
                         attempts = action.max_attempts or DEFAULT_MAX_ATTEMPTS
                         await copy.write_row((trigger_id, _uuid(action.id), event["id"],
                                               chain_id, action.priority, key, payload,
