@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import random
 import statistics
 import time
@@ -275,6 +276,7 @@ async def time_routes(
     await pool.open()
     try:
         app = create_app(settings(url), pool=pool)
+        gc.freeze()  # as `erc8004` does once its command is imported (cli/main.py)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench/api/v1") as api:
             account = {"username": "bench", "email": "bench@example.com",

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
+import struct
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,9 +36,6 @@ from typing import Any, Literal, get_args, overload
 
 import psycopg
 from psycopg import sql
-from psycopg.abc import Buffer
-from psycopg.adapt import Loader
-from psycopg.pq import Format
 from psycopg.rows import dict_row, tuple_row
 
 from erc8004_backend.agents import read, summaries
@@ -534,17 +533,7 @@ async def agent_reputation(
     )
 
 
-class _Microseconds(Loader):
-    """A timestamptz (binary) as microseconds since the Unix epoch: what lenses compute ages
-    from, read without making a datetime of each of an agent's feedback."""
-
-    format = Format.BINARY
-
-    def load(self, data: Buffer) -> int:
-        # PostgreSQL's own: microseconds since 2000-01-01 UTC.
-        return int.from_bytes(data, "big", signed=True) + _POSTGRES_EPOCH_MICROSECONDS
-
-
+# PostgreSQL stores a timestamptz as microseconds since 2000-01-01 UTC.
 _POSTGRES_EPOCH_MICROSECONDS = 946_684_800_000_000
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LENS_VOTES = {
@@ -554,7 +543,6 @@ _LENS_VOTES = {
                                  else "lens_clients_no_history"].decode()),
         entries=sql.SQL(_QUERIES["lens_entry_columns" if with_entries
                                  else "lens_no_entry_columns"].decode()),
-        amount=sql.SQL(_QUERIES["lens_vote_amount"].decode()),
     )
     for needs_history in (True, False) for with_entries in (True, False)
 }  # fmt: skip
@@ -604,49 +592,61 @@ async def _lens_votes(
         "min_agents": lens.min_agents or None,
         "tag1": lens.tag1,
         "tag2": lens.tag2,
-        "latest": lens.vote == "latest",
     }
-    # Tuples, binary, times as integers: the busiest agents have tens of thousands of votes.
+    # Tuples, binary: the votes are arrays, read in C (the busiest agents have tens of
+    # thousands).
     async with conn.cursor(row_factory=tuple_row, binary=True) as cursor:
-        cursor.adapters.register_loader("timestamptz", _Microseconds)
-        query = _LENS_VOTES[lens.needs_client_history, with_entries]
-        await cursor.execute(query, params)
+        await cursor.execute(_LENS_VOTES[lens.needs_client_history, with_entries], params)
         read = await cursor.fetchall()
-    counts = {row[1]: row[6] for row in read if row[0] == 1}
-    rows: dict[str, list[tuple[Any, ...]]] = {agent: [] for agent in counts}
-    if len(counts) == 1:  # one agent (its page): every vote is its
-        rows = {agent: [row for row in read if row[0] == 0] for agent in counts}
-    else:
-        for row in read:
-            if row[0] == 0:
-                rows[row[1]].append(row)
     found = {}
-    for agent, (total, revoked, untrusted, mismatched, standing, untrusted_clients,
-                clients, revoked_all, responded) in counts.items():  # fmt: skip
-        agent_rows = rows[agent]
-        # Columns: kind, agent, client, value, decimals, time, counts, then _EntryRest's.
-        columns = list(zip(*agent_rows, strict=True)) or [()] * 12
-        # Each value x 10^(18 - decimals) (lens_vote_amount), or the value beyond 18.
-        amounts = list(map(int, columns[3]))
-        decimals: Sequence[int] = columns[4]
+    for (agent, (total, revoked, untrusted, mismatched, standing, untrusted_clients,
+                 client_count, revoked_all, responded), *columns) in read:  # fmt: skip
+        # The standing feedback, a column each: clients, amounts, decimals, times, then
+        # _EntryRest's (with_entries).
+        clients, amount_texts, decimals, times, *rest = columns
+        standing_columns: list[list[Any]] = [
+            clients or [], amount_texts or [], decimals or [], _unix_microseconds(times or b""),
+            *((column or [] for column in rest) if with_entries else ()),
+        ]  # fmt: skip
+        if lens.vote == "latest":
+            # Each client's feedback comes highest index first: its vote opens its run.
+            firsts = _run_starts(standing_columns[0])
+            if len(firsts) < len(standing_columns[0]):
+                standing_columns = [[column[n] for n in firsts] for column in standing_columns]
+        vote_clients, amount_texts, decimals, micros, *rest = standing_columns
+        # Each value x 10^(18 - decimals), or the value beyond 18 decimals.
+        amounts = list(map(int, amount_texts))
         scores18: Sequence[int | Fraction] = amounts
         if max(decimals, default=0) > 18:
             scores18 = [amount if places <= 18 else in_18_decimals(amount, places)
                         for amount, places in zip(amounts, decimals, strict=True)]  # fmt: skip
-        superseded = standing - len(agent_rows)
+        superseded = standing - len(vote_clients)
         excluded = dict(zip(EXCLUSION_REASONS, (revoked, untrusted, mismatched, superseded),
                             strict=True))  # fmt: skip
         found[int(agent)] = _AgentVotes(
             total=total,
             excluded=excluded,
             untrusted_clients=untrusted_clients,
-            activity=activity_of_counts(total, clients, revoked_all, responded),
-            votes=Votes(clients=columns[2], scores18=scores18, microseconds=columns[5]),
+            activity=activity_of_counts(total, client_count, revoked_all, responded),
+            votes=Votes(clients=vote_clients, scores18=scores18, microseconds=micros),
             amounts=amounts,
             decimals=decimals,
-            rest=[row[7:] for row in agent_rows] if with_entries else [],
+            rest=list(zip(*rest, strict=True)) if with_entries else [],
         )
     return found
+
+
+def _unix_microseconds(stored: bytes) -> list[int]:
+    """timestamptz values as PostgreSQL sends them, 8 bytes each (microseconds since
+    2000-01-01 UTC, big-endian), as microseconds since the Unix epoch."""
+    return [micros + _POSTGRES_EPOCH_MICROSECONDS
+            for micros in struct.unpack(f">{len(stored) // 8}q", stored)]  # fmt: skip
+
+
+def _run_starts(values: Sequence[str]) -> list[int]:
+    """The positions where a run of equal values starts."""
+    return [n for n, (before, value) in enumerate(itertools.pairwise([None, *values]))
+            if value != before]  # fmt: skip
 
 
 class _CountedFeedback(Sequence[CountedFeedback]):

@@ -56,103 +56,85 @@ LEFT JOIN agent_feedback_stats AS s
 
 -- lens_votes --
 -- What a lens reads of the agents' feedback, with its choices made here rather than over
--- every row in Python (an agent can have tens of thousands): each feedback's exclusion
--- (lenses.EXCLUSION_REASONS in order: 1 revoked, 2 untrusted client, 3 tag mismatch; 0
--- none), then one row per vote as apply_lens would keep them: under `latest` (%(latest)s)
--- each client's standing feedback with the highest index (an index is unique per agent and
--- client), else every standing feedback. Per agent with feedback a row of counts (kind 1)
--- comes with its votes (kind 0): its feedback, those excluded for each reason, the standing
--- ones, the clients excluded as untrusted, and for its activity the distinct clients (as
--- migration 23 counts them), the revoked and the answered feedback. A vote's value is text
--- (Python reads an int128 from text exactly and cheaply), as its normalized score in units
--- of 10^-18 (lens_vote_amount); the service reads block times as microseconds. The rest of
--- each vote's feedback (its index, tags, revocation and responses) is read when the caller
+-- every row in Python (an agent can have tens of thousands): one row per agent with
+-- feedback, from one scan of its feedback by the primary key (LATERAL, per agent). Each
+-- feedback's exclusion (lenses.EXCLUSION_REASONS in order: 1 revoked, 2 untrusted client,
+-- 3 tag mismatch; 0 none, standing), then:
+-- `counts`: its feedback, those excluded for each reason, the standing ones, the clients
+-- excluded as untrusted, and for its activity the distinct clients (as migration 23 counts
+-- them), the revoked and the answered feedback;
+-- the standing feedback in the scan's order (backwards: by client, then highest index
+-- first, so that under `latest` each client's vote is the first of its run; service.py
+-- takes those), as arrays, a column each, read in C rather than as a Python object per row:
+-- clients; values x 10^(18 - decimals) as text (an int128 and more, read exactly by
+-- Python's int), by appending zeros (in_18_decimals); decimals; and block times as
+-- PostgreSQL stores them, 8 bytes each (microseconds since 2000-01-01), in one bytea that
+-- Python unpacks at once (exact, and cheaper on both sides than any conversion per row).
+-- The rest of each feedback (index, tags, revocation, responses) is read when the caller
 -- asks for the counted feedback (lens_entry_columns), else not (lens_no_entry_columns).
 -- A client is untrusted when it is not in the allowlist or is among the clients below the
 -- lens's minimums (`below`: service.py writes out one of lens_clients_* below; the clients'
 -- chain-wide counts are not read without minimums), looked up in a hash of those.
--- Each agent's feedback is read by its own scan of the primary key (LATERAL, per agent):
--- under `latest` the scan backwards gives each client's feedback highest index first, so
--- that DISTINCT ON needs no sort (sorting the rows cost more than all the rest).
 WITH below AS MATERIALIZED (
     {history}
-), classified AS NOT MATERIALIZED (
-    SELECT f.chain_id, f.agent_id, f.client_address, f.feedback_index, f.value,
-           f.value_decimals, f.block_time, f.revoked, f.response_count, f.tag1, f.tag2,
-           CASE WHEN f.revoked AND NOT %(include_revoked)s THEN 1
-                WHEN f.client_address IN (SELECT b.client_address FROM below AS b)
-                  OR NOT (%(allowlist)s::text[] IS NULL
-                          OR f.client_address = ANY (%(allowlist)s::text[])) THEN 2
-                WHEN (%(tag1)s::text IS NOT NULL AND coalesce(f.tag1, '') <> %(tag1)s::text)
-                  OR (%(tag2)s::text IS NOT NULL AND coalesce(f.tag2, '') <> %(tag2)s::text)
-                    THEN 3
-                ELSE 0
-           END AS reason
-    FROM feedback AS f
 ), agents AS MATERIALIZED (
     SELECT DISTINCT agent_id FROM unnest(%(agent_ids)s::numeric[]) AS given(agent_id)
 )
-SELECT 1 AS kind, a.agent_id::text, NULL::text AS client_address, NULL::text AS value,
-       NULL::smallint AS value_decimals, NULL::timestamptz AS block_time,
+SELECT a.agent_id::text,
        ARRAY[c.feedback, c.revoked_out, c.untrusted_out, c.mismatched, c.standing,
              c.untrusted_clients, s.client_count, c.revoked, c.responded] AS counts,
-       NULL::text AS feedback_index, NULL::text AS tag1, NULL::text AS tag2,
-       NULL::boolean AS revoked, NULL::integer AS response_count
+       c.clients, c.amounts, c.decimals, c.times, c.feedback_indexes, c.tag1s, c.tag2s,
+       c.revoked_flags, c.response_counts
 FROM agents AS a
 CROSS JOIN LATERAL (
-    SELECT count(*) AS feedback, count(*) FILTER (WHERE c.reason = 1) AS revoked_out,
-           count(*) FILTER (WHERE c.reason = 2) AS untrusted_out,
-           count(*) FILTER (WHERE c.reason = 3) AS mismatched,
-           count(*) FILTER (WHERE c.reason = 0) AS standing,
-           count(DISTINCT c.client_address) FILTER (WHERE c.reason = 2) AS untrusted_clients,
-           count(*) FILTER (WHERE c.revoked) AS revoked,
-           count(*) FILTER (WHERE c.response_count > 0) AS responded
+    SELECT count(*) AS feedback, count(*) FILTER (WHERE v.reason = 1) AS revoked_out,
+           count(*) FILTER (WHERE v.reason = 2) AS untrusted_out,
+           count(*) FILTER (WHERE v.reason = 3) AS mismatched,
+           count(*) FILTER (WHERE v.reason = 0) AS standing,
+           count(DISTINCT v.client_address) FILTER (WHERE v.reason = 2) AS untrusted_clients,
+           count(*) FILTER (WHERE v.revoked) AS revoked,
+           count(*) FILTER (WHERE v.response_count > 0) AS responded,
+           array_agg(v.client_address) FILTER (WHERE v.reason = 0) AS clients,
+           array_agg(CASE WHEN v.value_decimals <= 18
+                          THEN v.value::text || repeat('0', 18 - v.value_decimals)
+                          ELSE v.value::text END) FILTER (WHERE v.reason = 0) AS amounts,
+           array_agg(v.value_decimals) FILTER (WHERE v.reason = 0) AS decimals,
+           string_agg(timestamptz_send(v.block_time), ''::bytea)
+               FILTER (WHERE v.reason = 0) AS times,
+           {entries}
     FROM (
-        -- (OFFSET 0: each feedback classified once, not once per count.)
-        SELECT reason, client_address, revoked, response_count
-        FROM classified
-        WHERE chain_id = %(chain_id)s AND agent_id = a.agent_id
-        OFFSET 0
-    ) AS c
+        SELECT f.client_address, f.feedback_index, f.value, f.value_decimals, f.block_time,
+               f.revoked, f.response_count, f.tag1, f.tag2,
+               CASE WHEN f.revoked AND NOT %(include_revoked)s THEN 1
+                    WHEN f.client_address IN (SELECT b.client_address FROM below AS b)
+                      OR NOT (%(allowlist)s::text[] IS NULL
+                              OR f.client_address = ANY (%(allowlist)s::text[])) THEN 2
+                    WHEN (%(tag1)s::text IS NOT NULL AND coalesce(f.tag1, '') <> %(tag1)s::text)
+                      OR (%(tag2)s::text IS NOT NULL AND coalesce(f.tag2, '') <> %(tag2)s::text)
+                        THEN 3
+                    ELSE 0
+               END AS reason
+        FROM feedback AS f
+        WHERE f.chain_id = %(chain_id)s AND f.agent_id = a.agent_id
+        -- (Ordered here, by the primary key backwards: a subquery with an ORDER BY is not
+        -- merged into the aggregate, so each feedback is classified once, not once per use.)
+        ORDER BY f.client_address DESC, f.feedback_index DESC
+    ) AS v
 ) AS c
 JOIN agent_feedback_stats AS s ON s.chain_id = %(chain_id)s AND s.agent_id = a.agent_id
 WHERE c.feedback > 0
-UNION ALL
-SELECT 0, a.agent_id::text, v.*
-FROM agents AS a
-CROSS JOIN LATERAL (
-    SELECT DISTINCT ON (c.client_address)
-           c.client_address, {amount}, c.value_decimals, c.block_time, NULL::bigint[],
-           {entries}
-    FROM classified AS c
-    WHERE c.chain_id = %(chain_id)s AND c.agent_id = a.agent_id AND c.reason = 0
-      AND %(latest)s
-    ORDER BY c.client_address DESC, c.feedback_index DESC
-) AS v
-UNION ALL
-SELECT 0, a.agent_id::text, v.*
-FROM agents AS a
-CROSS JOIN LATERAL (
-    SELECT c.client_address, {amount}, c.value_decimals, c.block_time, NULL::bigint[],
-           {entries}
-    FROM classified AS c
-    WHERE c.chain_id = %(chain_id)s AND c.agent_id = a.agent_id AND c.reason = 0
-      AND NOT %(latest)s
-) AS v
-
--- lens_vote_amount --
--- A vote's value x 10^(18 - decimals), written out by appending zeros (the registries'
--- 0-18 decimals): lenses.in_18_decimals in text; beyond 18 decimals the value itself.
-CASE WHEN c.value_decimals <= 18 THEN c.value::text || repeat('0', 18 - c.value_decimals)
-     ELSE c.value::text END
 
 -- lens_entry_columns --
--- lens_votes's columns that make a vote a lenses.FeedbackEntry.
-c.feedback_index::text, coalesce(c.tag1, ''), coalesce(c.tag2, ''), c.revoked,
-c.response_count
+-- lens_votes's arrays that make the votes lenses.FeedbackEntry values.
+array_agg(v.feedback_index::text) FILTER (WHERE v.reason = 0) AS feedback_indexes,
+array_agg(coalesce(v.tag1, '')) FILTER (WHERE v.reason = 0) AS tag1s,
+array_agg(coalesce(v.tag2, '')) FILTER (WHERE v.reason = 0) AS tag2s,
+array_agg(v.revoked) FILTER (WHERE v.reason = 0) AS revoked_flags,
+array_agg(v.response_count) FILTER (WHERE v.reason = 0) AS response_counts
 
 -- lens_no_entry_columns --
-NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::integer
+NULL::text[] AS feedback_indexes, NULL::text[] AS tag1s, NULL::text[] AS tag2s,
+NULL::boolean[] AS revoked_flags, NULL::integer[] AS response_counts
 
 -- lens_clients_history --
 -- lens_votes's `below` for a lens with minimums: the agents' clients below them (NULL

@@ -7,6 +7,7 @@ the MCP SDK before it starts indexing.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 from collections.abc import Iterable
@@ -70,7 +71,12 @@ def app_for(arguments: list[str]) -> typer.Typer:
 def main() -> None:
     stderr = Console(stderr=True)
     try:
-        app_for(sys.argv[1:])()
+        app = app_for(sys.argv[1:])
+        # What the imports made lives as long as the process: out of the collector's sight,
+        # a full collection no longer walks those ~200,000 objects (about 90 ms each time,
+        # the tail of every request and batch that happened to trigger one).
+        gc.freeze()
+        app()
     except Erc8004Error as error:
         stderr.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(1)
