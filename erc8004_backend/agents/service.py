@@ -24,6 +24,7 @@ import base64
 import binascii
 import itertools
 import json
+import operator
 import struct
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -611,8 +612,9 @@ async def _lens_votes(
         if lens.vote == "latest":
             # Each client's feedback comes highest index first: its vote opens its run.
             firsts = _run_starts(standing_columns[0])
-            if len(firsts) < len(standing_columns[0]):
-                standing_columns = [[column[n] for n in firsts] for column in standing_columns]
+            if not all(firsts):
+                standing_columns = [list(itertools.compress(column, firsts))
+                                    for column in standing_columns]  # fmt: skip
         vote_clients, amount_texts, decimals, micros, *rest = standing_columns
         # Each value x 10^(18 - decimals), or the value beyond 18 decimals.
         amounts = list(map(int, amount_texts))
@@ -639,14 +641,14 @@ async def _lens_votes(
 def _unix_microseconds(stored: bytes) -> list[int]:
     """timestamptz values as PostgreSQL sends them, 8 bytes each (microseconds since
     2000-01-01 UTC, big-endian), as microseconds since the Unix epoch."""
-    return [micros + _POSTGRES_EPOCH_MICROSECONDS
-            for micros in struct.unpack(f">{len(stored) // 8}q", stored)]  # fmt: skip
+    return list(map(_POSTGRES_EPOCH_MICROSECONDS.__add__,
+                    struct.unpack(f">{len(stored) // 8}q", stored)))  # fmt: skip
 
 
-def _run_starts(values: Sequence[str]) -> list[int]:
-    """The positions where a run of equal values starts."""
-    return [n for n, (before, value) in enumerate(itertools.pairwise([None, *values]))
-            if value != before]  # fmt: skip
+def _run_starts(values: Sequence[str]) -> list[bool]:
+    """For each value, whether a run of equal values starts there. (Made in C, as
+    itertools.compress then reads it: an agent can have tens of thousands.)"""
+    return list(map(operator.ne, values, [None, *values]))
 
 
 class _CountedFeedback(Sequence[CountedFeedback]):
