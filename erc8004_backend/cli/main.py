@@ -72,9 +72,9 @@ def main() -> None:
     stderr = Console(stderr=True)
     try:
         app = app_for(sys.argv[1:])
-        # What the imports made lives as long as the process: out of the collector's sight,
-        # a full collection no longer walks those ~200,000 objects (about 90 ms each time,
-        # the tail of every request and batch that happened to trigger one).
+        # What the imports made lives as long as the process: frozen, out of the collector's
+        # sight, a full collection no longer walks those objects (tens of milliseconds each
+        # time). Long-running parts freeze again once started (cli/signals.py).
         gc.freeze()
         app()
     except Erc8004Error as error:
