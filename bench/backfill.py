@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import secrets
 import sys
@@ -57,6 +58,9 @@ async def backfill(events: int, max_block_range: int, events_per_block: int) -> 
             ):
                 indexer = ChainIndexer(chain, conn, rpc)
                 await indexer.prepare()
+                # As `erc8004` freezes its imports at start (cli/main.py); here also the
+                # devnet's activity, which an indexer process does not hold.
+                gc.freeze()
                 started = time.perf_counter()
                 checkpoint = await indexer.sync_to_head()
                 elapsed = time.perf_counter() - started

@@ -641,8 +641,8 @@ async def _lens_votes(
 def _unix_microseconds(stored: bytes) -> list[int]:
     """timestamptz values as PostgreSQL sends them, 8 bytes each (microseconds since
     2000-01-01 UTC, big-endian), as microseconds since the Unix epoch."""
-    return list(map(_POSTGRES_EPOCH_MICROSECONDS.__add__,
-                    struct.unpack(f">{len(stored) // 8}q", stored)))  # fmt: skip
+    return [micros + _POSTGRES_EPOCH_MICROSECONDS
+            for micros in struct.unpack(f">{len(stored) // 8}q", stored)]  # fmt: skip
 
 
 def _run_starts(values: Sequence[str]) -> list[bool]:
