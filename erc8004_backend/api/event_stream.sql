@@ -30,13 +30,7 @@ SELECT {event_columns},
 FROM events e
 LEFT JOIN checkpoints c ON c.chain_id = e.chain_id
 WHERE e.id > %(after)s::bigint AND e.id <= %(until)s::bigint
-  AND (%(chain_id)s::bigint IS NULL OR e.chain_id = %(chain_id)s::bigint)
-  AND (%(registry)s::text IS NULL OR e.registry = %(registry)s::text)
-  AND (%(event_type)s::text IS NULL OR e.event_type = %(event_type)s::text)
-  AND (%(agent_id)s::numeric IS NULL OR e.agent_id = %(agent_id)s::numeric)
-  AND (%(client_address)s::text IS NULL OR e.client_address = %(client_address)s::text)
-  AND (%(validator_address)s::text IS NULL
-       OR e.validator_address = %(validator_address)s::text)
+  AND {event_filters}
   AND (%(from_block)s::bigint IS NULL OR e.block_number >= %(from_block)s::bigint)
   AND (%(to_block)s::bigint IS NULL OR e.block_number <= %(to_block)s::bigint)
   AND (%(from_time)s::timestamptz IS NULL OR e.block_time >= %(from_time)s::timestamptz)

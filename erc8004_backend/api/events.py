@@ -95,23 +95,29 @@ EVENT_SELECT_LIST = sql.SQL(", ").join(
 )
 
 
+_LOADED = load_queries("erc8004_backend.api", "events.sql")
+# `{event_filters}` in a query: GET /events's filters by equality (events.sql).
+EVENT_FILTERS = sql.SQL(_LOADED["event_filters"].decode().strip())
+
+
 def with_event_columns(queries: Mapping[str, bytes]) -> dict[str, bytes]:
-    """`queries` with their `{event_columns}` written out, once, when a module loads them."""
+    """`queries` with their `{event_columns}` and `{event_filters}` written out, once, when a
+    module loads them."""
     return {
-        name: compose(query, event_columns=EVENT_SELECT_LIST)
+        name: compose(query, event_columns=EVENT_SELECT_LIST, event_filters=EVENT_FILTERS)
         if b"{event_columns}" in query
         else query
         for name, query in queries.items()
     }
 
 
-_LOADED = load_queries("erc8004_backend.api", "events.sql")
 QUERIES = with_event_columns({name: query for name, query in _LOADED.items()
                               if name != "list_events_selective"})  # fmt: skip
 # list_events_selective for each filter that picks few events, the first one given in this
 # order (an agent's id with its chain's: the API asks for both).
 SELECTIVE_QUERIES = {
     name: compose(_LOADED["list_events_selective"], event_columns=EVENT_SELECT_LIST,
+                  event_filters=EVENT_FILTERS,
                   selective=sql.SQL(_LOADED[f"events_of_{of}"].decode().strip()))
     for name, of in (("agent_id", "agent"), ("client_address", "client"),
                      ("validator_address", "validator"))

@@ -7,13 +7,7 @@
 -- (exact, no exponent) and bytes as 0x-hex: written out by events.py (EVENT_SELECT_LIST).
 SELECT {event_columns}
 FROM events e
-WHERE (%(chain_id)s::bigint IS NULL OR e.chain_id = %(chain_id)s::bigint)
-  AND (%(registry)s::text IS NULL OR e.registry = %(registry)s::text)
-  AND (%(event_type)s::text IS NULL OR e.event_type = %(event_type)s::text)
-  AND (%(agent_id)s::numeric IS NULL OR e.agent_id = %(agent_id)s::numeric)
-  AND (%(client_address)s::text IS NULL OR e.client_address = %(client_address)s::text)
-  AND (%(validator_address)s::text IS NULL
-       OR e.validator_address = %(validator_address)s::text)
+WHERE {event_filters}
   -- A block range comes with the times it spans (block_range_times): inside them every
   -- event is in the range, so only the events at those very times need their block number
   -- checked, and the planner, which cannot know that block numbers follow block times,
@@ -44,13 +38,7 @@ FROM events e
 WHERE {selective}
   AND e.block_time >= %(from_time)s::timestamptz AND e.block_time <= %(to_time)s::timestamptz
   AND (e.block_time, e.id) < (%(before_time)s::timestamptz, %(before_id)s::bigint)
-  AND (%(chain_id)s::bigint IS NULL OR e.chain_id = %(chain_id)s::bigint)
-  AND (%(registry)s::text IS NULL OR e.registry = %(registry)s::text)
-  AND (%(event_type)s::text IS NULL OR e.event_type = %(event_type)s::text)
-  AND (%(agent_id)s::numeric IS NULL OR e.agent_id = %(agent_id)s::numeric)
-  AND (%(client_address)s::text IS NULL OR e.client_address = %(client_address)s::text)
-  AND (%(validator_address)s::text IS NULL
-       OR e.validator_address = %(validator_address)s::text)
+  AND {event_filters}
   AND (%(from_block)s::bigint IS NULL OR e.block_time > %(first_time)s::timestamptz
        OR e.block_number >= %(from_block)s::bigint)
   AND (%(to_block)s::bigint IS NULL OR e.block_time < %(last_time)s::timestamptz
@@ -66,6 +54,17 @@ e.client_address = %(client_address)s::text
 
 -- events_of_validator --
 e.validator_address = %(validator_address)s::text
+
+-- event_filters --
+-- The filters of GET /events that compare a column with a value, each optional (NULL: any),
+-- of `events e`: list_events, list_events_selective and the stream's stream_events.
+(%(chain_id)s::bigint IS NULL OR e.chain_id = %(chain_id)s::bigint)
+  AND (%(registry)s::text IS NULL OR e.registry = %(registry)s::text)
+  AND (%(event_type)s::text IS NULL OR e.event_type = %(event_type)s::text)
+  AND (%(agent_id)s::numeric IS NULL OR e.agent_id = %(agent_id)s::numeric)
+  AND (%(client_address)s::text IS NULL OR e.client_address = %(client_address)s::text)
+  AND (%(validator_address)s::text IS NULL
+       OR e.validator_address = %(validator_address)s::text)
 
 -- event_partition_starts --
 -- Where each weekly partition of events begins, newest first. None on TimescaleDB: its
