@@ -402,8 +402,9 @@ async def event_page(
 # A page that no time range narrows would plan and start a scan of every weekly partition
 # (about 0.1 ms each to plan: 10-40 ms at two years of them). It is read in windows of
 # partitions instead, newest first, each query pruned to its window, until the page is full:
-# the newest partition, the seven before it, then the rest (a filter that few events match
-# reads them all: each window is one more, if cheap, query).
+# the newest partition, the seven before it, then the rest. A filter that picks few events
+# (an agent, a client, a validator) would read them all: it has a statement of its own
+# instead, planned once (list_events_selective).
 WINDOW_PARTITIONS = (1, 7)
 MICROSECOND = timedelta(microseconds=1)  # timestamptz's resolution: to_time is inclusive
 # No bound, where a bound must be given: the first and last times a datetime holds.
