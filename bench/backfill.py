@@ -85,7 +85,9 @@ async def backfill(events: int, max_block_range: int, events_per_block: int) -> 
 async def from_launch(
     events: int, max_block_range: int, events_per_block: int, chains_file: Path
 ) -> dict[str, Any]:
-    async with start_devnet(seed=8004) as devnet:
+    # anvil keeps the state after every block unless told not to: at a million events that
+    # is some 20 GB (it keeps the logs either way).
+    async with start_devnet(seed=8004, anvil_args=["--prune-history"]) as devnet:
         devnet.activity.events_per_block = events_per_block
         emitted = await devnet.activity.run(events=events, batch=True)
         chain = devnet.chain_config(max_block_range=max_block_range)

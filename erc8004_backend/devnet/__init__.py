@@ -10,7 +10,7 @@ Contracts: `contracts/*.sol`, compiled by `npm run build:contracts` into `artifa
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,14 +87,21 @@ async def start_devnet(
     accounts: int = 10,
     clients: int = 0,
     empty_blocks: int = 0,
+    anvil_args: Sequence[str] = (),
 ) -> AsyncIterator[Devnet]:
     """anvil on 127.0.0.1:`port` (0: free) with the registries deployed; stopped on exit.
     `empty_blocks` are mined before the deployment, so that the registries start at a later
     block, as on a real chain. The generator's activity is the same for the same `seed`;
-    `clients` more addresses than the `accounts` give feedback."""
+    `clients` more addresses than the `accounts` give feedback. `anvil_args`: more of anvil's
+    options."""
     async with (
         start_anvil(
-            port, chain_id=chain_id, block_time=block_time, gas_limit=gas_limit, accounts=accounts
+            port,
+            chain_id=chain_id,
+            block_time=block_time,
+            gas_limit=gas_limit,
+            accounts=accounts,
+            extra_args=anvil_args,
         ) as node,
         node.rpc() as rpc,
     ):
