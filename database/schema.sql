@@ -255,6 +255,7 @@ BEGIN
       AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
       AND (p_from_time IS NULL OR e.block_time >= p_from_time)
       AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+      AND (p_from_time IS NULL OR e.registry = 'identity')
       AND e.event_type = 'MetadataSet' AND e.agent_id IS NOT NULL
       AND e.metadata_key <> 'agentWallet'
     ORDER BY e.agent_id, e.metadata_key, e.block_number DESC, e.log_index DESC
@@ -278,6 +279,7 @@ BEGIN
           AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
           AND (p_from_time IS NULL OR e.block_time >= p_from_time)
           AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+          AND (p_from_time IS NULL OR e.registry = 'reputation')
           AND e.event_type = 'NewFeedback' AND e.agent_id IS NOT NULL
           AND e.client_address IS NOT NULL AND e.value IS NOT NULL
         WINDOW pair AS (PARTITION BY e.agent_id, e.client_address
@@ -344,6 +346,7 @@ BEGIN
           AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
           AND (p_from_time IS NULL OR e.block_time >= p_from_time)
           AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+          AND (p_from_time IS NULL OR e.registry = 'reputation')
           AND e.event_type = 'FeedbackRevoked' AND NOT given.revoked
           AND (e.block_number, e.log_index) > (given.block_number, given.log_index)
         ORDER BY e.agent_id, e.client_address, e.feedback_index, e.block_number, e.log_index
@@ -363,6 +366,7 @@ BEGIN
       AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
       AND (p_from_time IS NULL OR e.block_time >= p_from_time)
       AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+      AND (p_from_time IS NULL OR e.registry = 'reputation')
       AND e.event_type = 'ResponseAppended' AND e.agent_id IS NOT NULL
       AND e.client_address IS NOT NULL AND e.feedback_index IS NOT NULL;
 
@@ -379,6 +383,7 @@ BEGIN
           AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
           AND (p_from_time IS NULL OR e.block_time >= p_from_time)
           AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+          AND (p_from_time IS NULL OR e.registry = 'reputation')
           AND e.event_type = 'ResponseAppended'
           AND (e.block_number, e.log_index) > (given.block_number, given.log_index)
         GROUP BY e.agent_id, e.client_address, e.feedback_index
@@ -398,6 +403,7 @@ BEGIN
       AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
       AND (p_from_time IS NULL OR e.block_time >= p_from_time)
       AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+      AND (p_from_time IS NULL OR e.registry = 'validation')
       AND e.event_type = 'ValidationRequest' AND e.request_hash IS NOT NULL
       AND e.validator_address IS NOT NULL AND e.agent_id IS NOT NULL
     ORDER BY e.request_hash, e.block_number DESC, e.log_index DESC
@@ -427,6 +433,7 @@ BEGIN
           AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
           AND (p_from_time IS NULL OR e.block_time >= p_from_time)
           AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+          AND (p_from_time IS NULL OR e.registry = 'validation')
           AND e.event_type = 'ValidationResponse'
           AND (e.block_number, e.log_index) > (request.block_number, request.log_index)
         ORDER BY e.request_hash, e.block_number DESC, e.log_index DESC
