@@ -184,13 +184,16 @@ BEGIN
                              wallet_updated_at, agent_uri, uri_block, uri_updated_at,
                              registered_block, registered_at, first_block, first_log_index,
                              first_at, last_block, last_log_index, last_at)
-    SELECT p_chain_id, s.agent_id, s.owner[1], s.wallet[1], s.wallet_block[1],
-           s.wallet_time[1], s.uri[1], s.uri_block[1], s.uri_time[1], s.registered_block[1],
-           s.registered_time[1], s.first[1], s.first[2], s.first_time, s.last[1], s.last[2],
-           s.last_time
+    SELECT p_chain_id, s.agent_id, s.owner[1], s.wallet[1], s.wallet_at[1], s.wallet_time,
+           s.uri[1], s.uri_at[1], s.uri_time, s.registered_at[1], s.registered_time,
+           s.first[1], s.first[2], s.first_time, s.last[1], s.last[2], s.last_time
     FROM (
-        -- The identity events are few: sorting them per aggregate costs little. Positions
-        -- compare as arrays [block_number, log_index].
+        -- An aggregate with ORDER BY sorts once per agent, whether or not its FILTER keeps
+        -- rows: over a batch of feedback, which names thousands of agents, the nine of them
+        -- cost a fifth of this statement. Only the three text values sort now; the blocks are
+        -- the latest positions' (which compare as arrays [block_number, log_index]), and the
+        -- times the latest block times, which are those positions' times: a block's time is
+        -- never below its parent's (first_at and last_at below count on that as well).
         SELECT e.agent_id,
                array_agg(e.to_address ORDER BY e.block_number DESC, e.log_index DESC)
                    FILTER (WHERE e.event_type = 'Transfer') AS owner,
@@ -199,21 +202,21 @@ BEGIN
                          ORDER BY e.block_number DESC, e.log_index DESC)
                    FILTER (WHERE e.event_type = 'MetadataSet'
                            AND e.metadata_key = 'agentWallet') AS wallet,
-               array_agg(e.block_number ORDER BY e.block_number DESC, e.log_index DESC)
+               max(ARRAY[e.block_number, e.log_index])
                    FILTER (WHERE e.event_type = 'MetadataSet'
-                           AND e.metadata_key = 'agentWallet') AS wallet_block,
-               array_agg(e.block_time ORDER BY e.block_number DESC, e.log_index DESC)
+                           AND e.metadata_key = 'agentWallet') AS wallet_at,
+               max(e.block_time)
                    FILTER (WHERE e.event_type = 'MetadataSet'
                            AND e.metadata_key = 'agentWallet') AS wallet_time,
                array_agg(e.token_uri ORDER BY e.block_number DESC, e.log_index DESC)
                    FILTER (WHERE e.event_type IN ('Registered', 'URIUpdated')) AS uri,
-               array_agg(e.block_number ORDER BY e.block_number DESC, e.log_index DESC)
-                   FILTER (WHERE e.event_type IN ('Registered', 'URIUpdated')) AS uri_block,
-               array_agg(e.block_time ORDER BY e.block_number DESC, e.log_index DESC)
+               max(ARRAY[e.block_number, e.log_index])
+                   FILTER (WHERE e.event_type IN ('Registered', 'URIUpdated')) AS uri_at,
+               max(e.block_time)
                    FILTER (WHERE e.event_type IN ('Registered', 'URIUpdated')) AS uri_time,
-               array_agg(e.block_number ORDER BY e.block_number DESC, e.log_index DESC)
-                   FILTER (WHERE e.event_type = 'Registered') AS registered_block,
-               array_agg(e.block_time ORDER BY e.block_number DESC, e.log_index DESC)
+               max(ARRAY[e.block_number, e.log_index])
+                   FILTER (WHERE e.event_type = 'Registered') AS registered_at,
+               max(e.block_time)
                    FILTER (WHERE e.event_type = 'Registered') AS registered_time,
                min(ARRAY[e.block_number, e.log_index]) AS first,
                max(ARRAY[e.block_number, e.log_index]) AS last,
@@ -255,6 +258,7 @@ BEGIN
       AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
       AND (p_from_time IS NULL OR e.block_time >= p_from_time)
       AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+      AND (p_from_time IS NULL OR e.registry = 'identity')
       AND e.event_type = 'MetadataSet' AND e.agent_id IS NOT NULL
       AND e.metadata_key <> 'agentWallet'
     ORDER BY e.agent_id, e.metadata_key, e.block_number DESC, e.log_index DESC
@@ -278,6 +282,7 @@ BEGIN
           AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
           AND (p_from_time IS NULL OR e.block_time >= p_from_time)
           AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+          AND (p_from_time IS NULL OR e.registry = 'reputation')
           AND e.event_type = 'NewFeedback' AND e.agent_id IS NOT NULL
           AND e.client_address IS NOT NULL AND e.value IS NOT NULL
         WINDOW pair AS (PARTITION BY e.agent_id, e.client_address
@@ -344,6 +349,7 @@ BEGIN
           AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
           AND (p_from_time IS NULL OR e.block_time >= p_from_time)
           AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+          AND (p_from_time IS NULL OR e.registry = 'reputation')
           AND e.event_type = 'FeedbackRevoked' AND NOT given.revoked
           AND (e.block_number, e.log_index) > (given.block_number, given.log_index)
         ORDER BY e.agent_id, e.client_address, e.feedback_index, e.block_number, e.log_index
@@ -363,6 +369,7 @@ BEGIN
       AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
       AND (p_from_time IS NULL OR e.block_time >= p_from_time)
       AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+      AND (p_from_time IS NULL OR e.registry = 'reputation')
       AND e.event_type = 'ResponseAppended' AND e.agent_id IS NOT NULL
       AND e.client_address IS NOT NULL AND e.feedback_index IS NOT NULL;
 
@@ -379,6 +386,7 @@ BEGIN
           AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
           AND (p_from_time IS NULL OR e.block_time >= p_from_time)
           AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+          AND (p_from_time IS NULL OR e.registry = 'reputation')
           AND e.event_type = 'ResponseAppended'
           AND (e.block_number, e.log_index) > (given.block_number, given.log_index)
         GROUP BY e.agent_id, e.client_address, e.feedback_index
@@ -398,6 +406,7 @@ BEGIN
       AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
       AND (p_from_time IS NULL OR e.block_time >= p_from_time)
       AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+      AND (p_from_time IS NULL OR e.registry = 'validation')
       AND e.event_type = 'ValidationRequest' AND e.request_hash IS NOT NULL
       AND e.validator_address IS NOT NULL AND e.agent_id IS NOT NULL
     ORDER BY e.request_hash, e.block_number DESC, e.log_index DESC
@@ -427,6 +436,7 @@ BEGIN
           AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
           AND (p_from_time IS NULL OR e.block_time >= p_from_time)
           AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+          AND (p_from_time IS NULL OR e.registry = 'validation')
           AND e.event_type = 'ValidationResponse'
           AND (e.block_number, e.log_index) > (request.block_number, request.log_index)
         ORDER BY e.request_hash, e.block_number DESC, e.log_index DESC
