@@ -48,10 +48,8 @@ log = structlog.get_logger(__name__)
 # eth_getLogs answers fastest at about a thousand logs; ranges adapt towards this many.
 TARGET_LOGS_PER_REQUEST = 4_000
 INITIAL_BLOCK_RANGE = 16
-# Ranges fetched (and decoded) ahead while one is written. Eight rather than four: a backfill
-# then writes batches of up to EVENTS_PER_WRITE (about 20,000 events instead of 12,000 at
-# 4,000 logs a range), on which the read model costs PostgreSQL about 8% less CPU.
-PREFETCH_DEPTH = 8
+# Ranges fetched (and decoded) ahead while one is written.
+PREFETCH_DEPTH = 4
 # Behind the head, the ranges already fetched when one is written go into the same batch, up
 # to this many events: the read model's statements cost less per event in larger batches, so
 # a backfill writes as fast as the database can take them.
