@@ -10,7 +10,7 @@ import structlog
 import typer
 from rich.console import Console
 
-from erc8004_backend.cli.db import DatabaseUrl, database
+from erc8004_backend.cli.database_url import DatabaseUrl, database
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.cli.signals import run_until_signalled
 from erc8004_backend.config import Settings, get_settings

@@ -21,10 +21,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from erc8004_backend.cli.database_url import DatabaseUrl, database
 from erc8004_backend.config import get_settings
 from erc8004_backend.database import admin
 from erc8004_backend.database.connection import connect, redact_url
-from erc8004_backend.database.embedded import embedded_postgres
 from erc8004_backend.database.migrations import (
     MigrationError,
     Migrator,
@@ -47,37 +47,11 @@ db_app.add_typer(migrate_app, name="migrate")
 console = Console(width=None if sys.stdout.isatty() else 160)
 notes = Console(stderr=True)
 
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        "-D",
-        metavar="URL",
-        envvar="DATABASE_URL",
-        show_envvar=True,
-        help="PostgreSQL URL. Without one, the embedded server is used.",
-    ),
-]
 Source = Annotated[
     Path, typer.Option("--source", metavar="DIR", help="Directory of the migration files.")
 ]
 DEFAULT_SOURCE = Path("database/migrations")
 DEFAULT_SEED = Path("database/seeds/test_data.sql")
-
-
-@contextmanager
-def database(url: str | None) -> Iterator[str]:
-    """The given database, or the embedded server's (started for the command's duration)."""
-    url = url or get_settings().database_url
-    if url:
-        yield url
-        return
-    data_dir = get_settings().data_dir
-    notes.print(
-        f"[dim]no DATABASE_URL: using the embedded PostgreSQL in {data_dir}[/]", soft_wrap=True
-    )
-    with embedded_postgres(data_dir) as embedded_url:
-        yield embedded_url
 
 
 def _duration(nanoseconds: int) -> str:

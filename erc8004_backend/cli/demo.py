@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.live import Live
 
 from erc8004_backend.cli.api import Host, notes
-from erc8004_backend.cli.db import DatabaseUrl, database
+from erc8004_backend.cli.database_url import DatabaseUrl, database
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.cli.run import run_all
 from erc8004_backend.cli.signals import run_until_signalled

@@ -24,7 +24,7 @@ from rich.progress import (
 )
 
 from erc8004_backend.chain.config import ChainConfig, load_chains, select_chains
-from erc8004_backend.cli.db import DatabaseUrl, database
+from erc8004_backend.cli.database_url import DatabaseUrl, database
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.cli.signals import run_until_signalled
 from erc8004_backend.config import get_settings

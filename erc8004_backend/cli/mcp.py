@@ -21,7 +21,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 
-from erc8004_backend.cli.db import DatabaseUrl, database
+from erc8004_backend.cli.database_url import DatabaseUrl, database
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.cli.signals import run_until_signalled
 

@@ -12,7 +12,7 @@ import typer
 
 from erc8004_backend.chain.config import ChainConfig, explorer_urls
 from erc8004_backend.cli.api import Host, Port, check_token_keys, notes
-from erc8004_backend.cli.db import DatabaseUrl, database
+from erc8004_backend.cli.database_url import DatabaseUrl, database
 from erc8004_backend.cli.indexer import (
     ChainNames,
     ChainsFiles,

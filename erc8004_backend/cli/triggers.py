@@ -15,7 +15,7 @@ from rich.table import Table
 
 from erc8004_backend.actions.rest import rotate_webhook_secret
 from erc8004_backend.chain.config import explorer_urls
-from erc8004_backend.cli.db import DatabaseUrl, database
+from erc8004_backend.cli.database_url import DatabaseUrl, database
 from erc8004_backend.cli.indexer import ChainsFiles, known_chains
 from erc8004_backend.cli.logs import configure_logging
 from erc8004_backend.cli.signals import run_until_signalled
