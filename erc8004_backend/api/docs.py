@@ -10,7 +10,7 @@ package follows release by release), installed from the lock like every other de
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
 
 from fastapi import FastAPI, Request, Response
@@ -45,6 +45,29 @@ class Asset:
         return Response(self.content, media_type=self.media_type, headers=headers)
 
 
+def add_asset_routes(
+    app: FastAPI,
+    prefix: str,
+    assets: Mapping[str, Asset],
+    name: str,
+    finish: Callable[[Response], Response] = lambda response: response,
+) -> None:
+    """A GET route for each asset at `prefix`/<file>, named `name`_<file>, its response
+    passed through `finish` (the dashboard adds its security headers)."""
+
+    def serve(asset: Asset) -> Callable[[Request], Awaitable[Response]]:
+        async def asset_file(request: Request) -> Response:
+            return finish(asset.response(request))
+
+        return asset_file
+
+    for file, asset in assets.items():
+        app.add_api_route(
+            f"{prefix}/{file}", serve(asset), methods=["GET"], include_in_schema=False,
+            name=f"{name}_{file}",
+        )  # fmt: skip
+
+
 def load_assets() -> dict[str, Asset]:
     """Swagger UI's files, read once; fails at once if the package is not installed."""
     files = resources.files(SWAGGER_UI_PACKAGE)
@@ -70,14 +93,4 @@ def install_docs(app: FastAPI, docs_url: str) -> None:
             swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
         )
 
-    def serve(asset: Asset) -> Callable[[Request], Awaitable[Response]]:
-        async def asset_file(request: Request) -> Response:
-            return asset.response(request)
-
-        return asset_file
-
-    for name, asset in assets.items():
-        app.add_api_route(
-            f"{docs_url}/{name}", serve(asset), methods=["GET"], include_in_schema=False,
-            name=f"docs_{name}",
-        )  # fmt: skip
+    add_asset_routes(app, docs_url, assets, "docs")

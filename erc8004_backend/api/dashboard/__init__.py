@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import mimetypes
-from collections.abc import Awaitable, Callable
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import PurePath
@@ -40,7 +39,7 @@ from erc8004_backend.api.dependencies import (
     bearer,
     current_user,
 )
-from erc8004_backend.api.docs import Asset
+from erc8004_backend.api.docs import Asset, add_asset_routes
 from erc8004_backend.api.errors import ApiError, raises
 
 STATIC_PACKAGE = "erc8004_backend.api.dashboard"
@@ -114,17 +113,7 @@ def install_dashboard(app: FastAPI) -> None:
     async def dashboard_page(request: Request) -> Response:
         return _secured(page.response(request))
 
-    def serve(asset: Asset) -> Callable[[Request], Awaitable[Response]]:
-        async def dashboard_file(request: Request) -> Response:
-            return _secured(asset.response(request))
-
-        return dashboard_file
-
-    for name, asset in files.items():
-        app.add_api_route(
-            f"{STATIC_PREFIX}/{name}", serve(asset), methods=["GET"], include_in_schema=False,
-            name=f"dashboard_{name}",
-        )  # fmt: skip
+    add_asset_routes(app, STATIC_PREFIX, files, "dashboard", _secured)
 
 
 def _set_session(request: Request, response: Response, token: str, state: State) -> int:
