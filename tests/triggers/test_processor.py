@@ -255,12 +255,9 @@ async def test_a_failed_batch_leaves_the_memory_of_the_chain_empty(
     assert not memory.states
 
 
-async def test_batches_planned_ahead_start_where_the_cursor_is(
-    conn: psycopg.AsyncConnection, migrated_url: str
-) -> None:
-    """process_chain starts from the cursor, not from where its memory says the last batch
-    left it: after a deep reorg's restore rewound the cursor (and the state), the memory is
-    forgotten, and every event gets its one job, the state that of every event once."""
+async def _ema_trigger_over_seven_blocks(conn: psycopg.AsyncConnection) -> str:
+    """A stateful trigger on agent 42 and a confirmed feedback to it in each of blocks 1-7
+    (each of which fires it); its id."""
     trigger_id = await add_trigger(conn, [
         ("agent_id_equals", "agent_id", "=", "42", {}),
         ("ema_threshold", "score", "<", "70", {"window_size": 10}),
@@ -268,6 +265,16 @@ async def test_batches_planned_ahead_start_where_the_cursor_is(
     for block in range(1, 8):
         await add_feedback(conn, block, 42, 50, minutes=block)
     await confirm(conn, 7)
+    return trigger_id
+
+
+async def test_batches_planned_ahead_start_where_the_cursor_is(
+    conn: psycopg.AsyncConnection, migrated_url: str
+) -> None:
+    """process_chain starts from the cursor, not from where its memory says the last batch
+    left it: after a deep reorg's restore rewound the cursor (and the state), the memory is
+    forgotten, and every event gets its one job, the state that of every event once."""
+    trigger_id = await _ema_trigger_over_seven_blocks(conn)
     index = await load_trigger_index(conn)
     memory = ChainMemory()
     async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as reader:
@@ -302,13 +309,7 @@ async def test_a_batch_planned_ahead_is_not_written_if_the_chain_moved_meanwhile
     cursor stays). Batch 2's transaction finds the cursor elsewhere than batch 1 left it, or
     its last event gone: it writes nothing, and the batches are planned again from the
     cursor."""
-    trigger_id = await add_trigger(conn, [
-        ("agent_id_equals", "agent_id", "=", "42", {}),
-        ("ema_threshold", "score", "<", "70", {"window_size": 10}),
-    ])  # fmt: skip
-    for block in range(1, 8):
-        await add_feedback(conn, block, 42, 50, minutes=block)
-    await confirm(conn, 7)
+    trigger_id = await _ema_trigger_over_seven_blocks(conn)
     index = await load_trigger_index(conn)
     planned = processor._read_and_plan
     calls = 0
