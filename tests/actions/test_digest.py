@@ -56,6 +56,28 @@ async def _digests_done(conn: psycopg.AsyncConnection, firings: int) -> bool:
     return await cursor.fetchone() == (firings, 0)
 
 
+async def _fire_through_windows(
+    conn: psycopg.AsyncConnection,
+    trigger: str,
+    action: str,
+    window: int,
+    seconds: float,
+    *,
+    burst: int,
+    pause: float,
+) -> int:
+    """Firings in bursts of `burst`, `pause` seconds apart, for `seconds` from just after a
+    window of `window` seconds opens (so that they span whole windows); how many."""
+    await asyncio.sleep(window - time.time() % window + 0.05)
+    started = time.monotonic()
+    event = 1
+    while time.monotonic() - started < seconds:
+        await queue_jobs(conn, trigger, action, burst, first_event=event)
+        event += burst
+        await asyncio.sleep(pause)
+    return event - 1
+
+
 async def test_each_digest_holds_exactly_the_firings_of_its_window(
     conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
 ) -> None:
@@ -68,15 +90,9 @@ async def test_each_digest_holds_exactly_the_firings_of_its_window(
     ):  # fmt: skip
         settings = settings_for(migrated_url)
         async with running_worker(settings), running_worker(settings):
-            # Start just after a window opens, so that the firings span four whole windows.
-            await asyncio.sleep(window - time.time() % window + 0.05)
-            started = time.monotonic()
-            event = 1
-            while time.monotonic() - started < 4 * window - 0.2:
-                await queue_jobs(conn, trigger, action, 1, first_event=event)
-                event += 1
-                await asyncio.sleep(0.07)
-            fired = event - 1
+            # Firings over four whole windows.
+            fired = await _fire_through_windows(conn, trigger, action, window, 4 * window - 0.2,
+                                                burst=1, pause=0.07)  # fmt: skip
             await eventually(lambda: _digests_done(conn, fired), timeout=30, what="digests sent")
     firings = await _firings(conn)
     assert len(firings) == fired
@@ -401,14 +417,8 @@ async def test_under_load_three_workers_fold_every_firing_into_its_windows_diges
     ):  # fmt: skip
         settings = settings_for(migrated_url, worker_concurrency=16)
         async with running_worker(settings), running_worker(settings), running_worker(settings):
-            await asyncio.sleep(window - time.time() % window + 0.05)
-            started = time.monotonic()
-            event = 1
-            while time.monotonic() - started < 3 * window - 0.3:
-                await queue_jobs(conn, trigger, action, 25, first_event=event)
-                event += 25
-                await asyncio.sleep(0.02)
-            fired = event - 1
+            fired = await _fire_through_windows(conn, trigger, action, window, 3 * window - 0.3,
+                                                burst=25, pause=0.02)  # fmt: skip
             await eventually(lambda: _digests_done(conn, fired), timeout=60, what="digests sent")
     firings = await _firings(conn)
     received = {request.key: request.json() for request in sink.received}
