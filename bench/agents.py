@@ -18,7 +18,11 @@ Each route is then asked `--requests` times, one at a time, signed in, through t
 application in-process (httpx's ASGI transport, the real pool and its settings), each
 request timed with time.perf_counter from before the call to the parsed response. Agents
 are drawn at random, one request in ten for one of the 5 busiest agents, so that the busy
-agents make the tail. Reported: p50, p99 and max per route; the bar is p99 < 50 ms.
+agents make the tail. Reported: p50, p99 and max per route; the bar is p99 < 50 ms. The
+busiest agents' lens votes are kept between requests until the chain's model changes
+(agents/service.py, LENS_VOTES_CACHE), as they are in a server; one more route reads the
+busiest agent's lens cold each time, as the first request after a change does: it is
+reported beside the bar, not under it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from psycopg.rows import dict_row
 
 from bench.api import time_routes
 from bench.common import report, throwaway_database
+from erc8004_backend.agents import service
 from erc8004_backend.agents.service import encode_cursor
 from erc8004_backend.database.queries import load_queries
 
@@ -50,6 +55,10 @@ BAR_MS = 50.0  # p99 of every route at 1M feedback
 LENS = {"min_agents": 2, "vote": "latest", "half_life": "30d"}
 BUSIEST = 5  # the agents drawn one request in ten
 SPEC_CLIENTS = 100  # clients in a getSummary: up to 90 of the agent's, the rest not
+# The busiest agent's lens read cold, as the first request after a change of the chain's model
+# (service.LENS_VOTES_CACHE emptied before each, outside the clock): reported, but not one of
+# the routes as served, which the bar is for.
+COLD = "lens summary, the busiest agent, read cold"
 CLOCK = "time.perf_counter around each request, in-process (httpx ASGI transport), signed in"
 
 
@@ -194,6 +203,11 @@ def routes(data: Sample) -> dict[str, Draw]:
         return "/agents", {"cursor": encode_cursor("newest", agent.first_at, CHAIN_ID,
                                                    agent.agent_id)}  # fmt: skip
 
+    def busiest_cold(rng: random.Random) -> tuple[str, dict[str, Any]]:
+        # As the first request after the chain's model changed: the votes read again.
+        service.LENS_VOTES_CACHE.clear()
+        return of(data.busiest[0], "/reputation"), {"lens": lens}
+
     def spec(rng: random.Random) -> tuple[str, dict[str, Any]]:
         agent = rated_agent(rng)
         return of(agent, "/reputation"), {"clients": list(agent.spec_clients)}
@@ -206,6 +220,7 @@ def routes(data: Sample) -> dict[str, Draw]:
         "lens summary": lambda rng: (of(rated_agent(rng), "/reputation"), {"lens": lens}),
         "lens summary, the busiest agent": lambda rng: (of(data.busiest[0], "/reputation"),
                                                         {"lens": lens}),
+        COLD: busiest_cold,
         "validations": lambda rng: (of(any_agent(rng), "/validations"), {}),
         "history": lambda rng: (of(any_agent(rng), "/history"), {}),
         "/agents (newest)": lambda rng: ("/agents", {}),
@@ -235,7 +250,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         model = await build_model(url)
         data = await sample(url)
         results = await time_routes(url, args.requests, routes(data), size_of)
-    worst = max(route["p99_ms"] for route in results.values())
+    worst = max(route["p99_ms"] for name, route in results.items() if name != COLD)
     busiest = [{"agent_id": agent.agent_id, "feedback": agent.feedback} for agent in data.busiest]
     return {
         "feedback": args.feedback,
@@ -292,7 +307,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((f"  {name}", f"{route['p50_ms']:.1f} / {route['p99_ms']:.1f} / "
                                   f"{route['max_ms']:.1f} ({route['mean_items']:g})"))  # fmt: skip
     verdict = "under" if result["worst_p99_ms"] < BAR_MS else "OVER"
-    rows.append(("worst p99", f"{result['worst_p99_ms']:.1f} ms ({verdict} {BAR_MS:g} ms)"))
+    rows.append(("worst p99", f"{result['worst_p99_ms']:.1f} ms ({verdict} {BAR_MS:g} ms; of"
+                              " the routes as served, the cold read aside)"))  # fmt: skip
     report("agents", rows, result, args.json)
 
 

@@ -505,6 +505,22 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION public.read_model_stamp() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $_$
+BEGIN
+    EXECUTE format($query$
+        WITH changes AS (%s)
+        INSERT INTO read_model_stamps AS s (chain_id, stamp)
+        SELECT chain_id, gen_random_uuid()
+        FROM (SELECT DISTINCT chain_id FROM changes) AS changed
+        ORDER BY chain_id  -- one lock order for every writer
+        ON CONFLICT (chain_id) DO UPDATE SET stamp = EXCLUDED.stamp
+    $query$, read_model_changes(TG_OP));
+    RETURN NULL;
+END
+$_$;
+
 CREATE FUNCTION public.set_trigger_fires_from() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -930,6 +946,11 @@ CREATE TABLE public.processing_cursors (
     updated_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
+CREATE TABLE public.read_model_stamps (
+    chain_id bigint NOT NULL,
+    stamp uuid NOT NULL
+);
+
 CREATE TABLE public.registry_deployments (
     chain_id bigint NOT NULL,
     address text NOT NULL,
@@ -1206,6 +1227,9 @@ ALTER TABLE ONLY public.mcp_token_challenges
 ALTER TABLE ONLY public.processing_cursors
     ADD CONSTRAINT processing_cursors_pkey PRIMARY KEY (chain_id);
 
+ALTER TABLE ONLY public.read_model_stamps
+    ADD CONSTRAINT read_model_stamps_pkey PRIMARY KEY (chain_id);
+
 ALTER TABLE ONLY public.registry_deployments
     ADD CONSTRAINT registry_deployments_pkey PRIMARY KEY (chain_id, address);
 
@@ -1387,11 +1411,23 @@ CREATE TRIGGER checkpoints_updated_at BEFORE UPDATE ON public.checkpoints FOR EA
 
 CREATE TRIGGER events_notify_new AFTER INSERT ON public.events FOR EACH STATEMENT EXECUTE FUNCTION public.notify_new_event();
 
+CREATE TRIGGER feedback_clients_stamp_delete AFTER DELETE ON public.feedback_clients REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.read_model_stamp();
+
+CREATE TRIGGER feedback_clients_stamp_insert AFTER INSERT ON public.feedback_clients REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.read_model_stamp();
+
+CREATE TRIGGER feedback_clients_stamp_update AFTER UPDATE ON public.feedback_clients REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.read_model_stamp();
+
 CREATE TRIGGER feedback_clients_stats_delete AFTER DELETE ON public.feedback_clients REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.feedback_clients_stats_changed();
 
 CREATE TRIGGER feedback_clients_stats_insert AFTER INSERT ON public.feedback_clients REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.feedback_clients_stats_changed();
 
 CREATE TRIGGER feedback_clients_stats_update AFTER UPDATE ON public.feedback_clients REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.feedback_clients_stats_changed();
+
+CREATE TRIGGER feedback_stamp_delete AFTER DELETE ON public.feedback REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.read_model_stamp();
+
+CREATE TRIGGER feedback_stamp_insert AFTER INSERT ON public.feedback REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.read_model_stamp();
+
+CREATE TRIGGER feedback_stamp_update AFTER UPDATE ON public.feedback REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.read_model_stamp();
 
 CREATE TRIGGER feedback_stats_delete AFTER DELETE ON public.feedback REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.feedback_stats_changed();
 

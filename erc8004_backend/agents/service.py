@@ -26,7 +26,8 @@ import itertools
 import json
 import operator
 import struct
-from collections import defaultdict
+import uuid
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -573,6 +574,79 @@ _NO_VOTES = _AgentVotes(0, dict.fromkeys(EXCLUSION_REASONS, 0), 0,
                         activity_of_counts(0, 0, 0, 0), Votes([], [], []), [], [], [])  # fmt: skip
 
 
+# The key of a lens read in the cache: the chain, the agent, with_entries, and what of the
+# lens lens_votes and _lens_votes use.
+_VotesKey = tuple[int, int, bool, tuple[Any, ...]]
+
+
+class LensVotesCache:
+    """The lens votes of busy agents, as _lens_votes read them, kept until the chain's
+    model changes: each entry holds the chain's read_model_stamps stamp (migration 37) of
+    when it was read, and is good while that is still the stamp. The busiest agents are
+    the slow ones to read (tens of thousands of feedback: a read takes longer than the
+    weighing, which stays per request: ages move with the clock) and the ones most asked
+    about. Only agents with at least `min_feedback` feedback are kept, least recently used
+    out first once the entries hold more than `max_votes` votes. Per process; PostgreSQL
+    stays the truth, nothing is kept without a stamp."""
+
+    def __init__(self, *, max_votes: int, min_feedback: int) -> None:
+        self.max_votes = max_votes
+        self.min_feedback = min_feedback
+        self._entries: OrderedDict[_VotesKey, tuple[uuid.UUID, _AgentVotes]] = OrderedDict()
+        self._votes = 0
+        self.hits = self.misses = 0
+
+    def get(self, key: _VotesKey, stamp: uuid.UUID | None) -> _AgentVotes | None:
+        entry = self._entries.get(key)
+        if entry is not None and stamp is not None and entry[0] == stamp:
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry[1]
+        if entry is not None:
+            self._forget(key)
+        self.misses += 1
+        return None
+
+    def put(self, key: _VotesKey, stamp: uuid.UUID | None, votes: _AgentVotes) -> None:
+        size = _kept_size(votes)
+        if stamp is None or votes.total < self.min_feedback or size > self.max_votes:
+            return
+        if key in self._entries:
+            self._forget(key)
+        self._entries[key] = (stamp, votes)
+        self._votes += size
+        while self._votes > self.max_votes:
+            self._forget(next(iter(self._entries)))
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._votes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _forget(self, key: _VotesKey) -> None:
+        self._votes -= _kept_size(self._entries.pop(key)[1])
+
+
+def _kept_size(votes: _AgentVotes) -> int:
+    """What kept votes count against LensVotesCache.max_votes: about 200 bytes a vote (a
+    client's address, its score, time and decimals), twice that with the rest of each
+    feedback (with_entries)."""
+    return len(votes.votes) * (2 if votes.rest else 1)
+
+
+# At most some 40 MB. (A read of 1,000 feedback takes a few milliseconds; of 17,000, 25.)
+LENS_VOTES_CACHE = LensVotesCache(max_votes=200_000, min_feedback=1_000)
+
+
+async def model_stamp(conn: psycopg.AsyncConnection[Any], chain_id: int) -> uuid.UUID | None:
+    """The chain's read_model_stamps stamp: new at every change of its feedback model (None
+    before the chain has any)."""
+    rows = await _rows(conn, "model_stamp", {"chain_id": chain_id})
+    return rows[0]["stamp"] if rows else None
+
+
 async def _lens_votes(
     conn: psycopg.AsyncConnection[Any],
     lens: Lens,
@@ -583,7 +657,38 @@ async def _lens_votes(
 ) -> dict[int, _AgentVotes]:
     """What `lens` counts of each agent's feedback, with the counts of what it leaves out:
     apply_lens's choices, made by PostgreSQL (lens_votes); with_entries reads the rest of
-    each counted feedback too. Agents without feedback are absent."""
+    each counted feedback too. Agents without feedback are absent. Busy agents' come from
+    LENS_VOTES_CACHE while the chain's model has not changed since they were read."""
+    # The stamp first: the votes read after it are at least as new as it says (a change
+    # in between makes the next request read them again, never keeps old votes).
+    stamp = await model_stamp(conn, chain_id)
+    allowlist = None if lens.allowlist is None else tuple(lens.allowlist)
+    lens_key = (lens.vote, lens.include_revoked, allowlist, lens.min_feedback,
+                lens.min_agents, lens.tag1, lens.tag2)  # fmt: skip
+    found: dict[int, _AgentVotes] = {}
+    missing: list[int] = []
+    for agent_id in agent_ids:
+        kept = LENS_VOTES_CACHE.get((chain_id, agent_id, with_entries, lens_key), stamp)
+        if kept is None:
+            missing.append(agent_id)
+        else:
+            found[agent_id] = kept
+    if missing:
+        read = await _read_lens_votes(conn, lens, chain_id, missing, with_entries=with_entries)
+        for agent_id, votes in read.items():
+            LENS_VOTES_CACHE.put((chain_id, agent_id, with_entries, lens_key), stamp, votes)
+        found.update(read)
+    return found
+
+
+async def _read_lens_votes(
+    conn: psycopg.AsyncConnection[Any],
+    lens: Lens,
+    chain_id: int,
+    agent_ids: Sequence[int],
+    *,
+    with_entries: bool,
+) -> dict[int, _AgentVotes]:
     params = {
         "chain_id": chain_id,
         "agent_ids": list(agent_ids),

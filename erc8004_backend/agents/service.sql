@@ -43,6 +43,10 @@ SELECT EXISTS (
     SELECT FROM agents WHERE chain_id = %(chain_id)s AND agent_id = %(agent_id)s::numeric
 ) AS known
 
+-- model_stamp --
+-- The chain's stamp (migration 37): new at every change of its feedback in the model.
+SELECT stamp FROM read_model_stamps WHERE chain_id = %(chain_id)s
+
 -- agent_stats --
 SELECT coalesce(s.feedback_count, 0) AS feedback_count,
        coalesce(s.revoked_count, 0) AS revoked_count,

@@ -7,6 +7,7 @@ lens reports, feedback and validation pages and the history say what the events 
 from __future__ import annotations
 
 import random
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -461,6 +462,99 @@ async def test_a_lens_report_is_apply_lens_over_every_feedback_of_the_agent(
                                     report.activity)  # fmt: skip
         counted_any += got.explain.counted > 0
     assert counted_any > 30
+
+
+async def stamps(conn: Conn) -> dict[int, Any]:
+    found = await rows(conn, "SELECT chain_id, stamp FROM read_model_stamps")
+    return {row["chain_id"]: row["stamp"] for row in found}
+
+
+async def test_kept_lens_votes_hold_until_their_chains_model_changes(
+    conn: Conn, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every agent is kept here (min_feedback 1); after each kind of change to the model
+    # (a batch of feedback, a revocation, a response, a roll-back, a rebuild) a report is
+    # what a read without the cache gives, and between changes it comes from the cache.
+    kept = service.LensVotesCache(max_votes=10_000, min_feedback=1)
+    monkeypatch.setattr(service, "LENS_VOTES_CACHE", kept)
+    agent, chain = world.agents_a[1], world.a
+    lens = Lens.model_validate({"vote": "latest", "min_agents": 2, "half_life": "3d"})
+
+    async def report_is_uncached_one() -> lenses.LensResult:
+        got = (await service.agent_lens_reputation(conn, A, agent, lens, NOW)).result
+        with monkeypatch.context() as uncached:
+            uncached.setattr(service, "LENS_VOTES_CACHE",
+                             service.LensVotesCache(max_votes=0, min_feedback=1))  # fmt: skip
+            fresh = (await service.agent_lens_reputation(conn, A, agent, lens, NOW)).result
+        assert (got.score, got.explain, list(got.counted)) == (
+            fresh.score, fresh.explain, list(fresh.counted))  # fmt: skip
+        return got
+
+    async def changed(change: Callable[[], Awaitable[Any]]) -> None:
+        before = await stamps(conn)
+        hits = kept.hits
+        await report_is_uncached_one()
+        assert kept.hits == hits + 1  # kept since the last report
+        await change()
+        after = await stamps(conn)
+        assert after[A] != before[A]
+        assert after[B] == before[B]  # only the chain that changed
+        misses = kept.misses
+        await report_is_uncached_one()
+        assert kept.misses == misses + 1  # read again
+
+    await report_is_uncached_one()
+    await chain.feedback(agent, CLIENTS[3], 99)
+    await chain.feedback(agent, CLIENTS[4], 7, 1)
+    await changed(chain.apply)
+    await changed(lambda: _revoke_and_apply(chain, agent, CLIENTS[3]))
+    await changed(lambda: _respond_and_apply(chain, agent, CLIENTS[3]))
+    fork = chain.block - 2
+    await changed(lambda: conn.execute("SELECT read_model_roll_back(%s, %s)", [A, fork]))
+    await changed(chain.rebuild)
+    assert len(kept) > 0
+
+
+async def _revoke_and_apply(chain: ChainEvents, agent: int, client: str) -> None:
+    await chain.revoke(agent, client, chain.last_index[agent, client])
+    await chain.apply()
+
+
+async def _respond_and_apply(chain: ChainEvents, agent: int, client: str) -> None:
+    await chain.respond(agent, client, chain.last_index[agent, client], ALICE)
+    await chain.apply()
+
+
+def _votes(total: int, count: int) -> Any:
+    votes = lenses.Votes([f"0x{n:040x}" for n in range(count)], [1] * count, [0] * count)
+    return service._AgentVotes(total, {}, 0, lenses.activity_of_counts(0, 0, 0, 0), votes,
+                               [], [], [])  # fmt: skip
+
+
+def test_the_lens_votes_cache_keeps_busy_agents_and_the_most_recently_used_within_its_bound(
+) -> None:  # fmt: skip
+    cache = service.LensVotesCache(max_votes=10, min_feedback=3)
+    stamp, newer = uuid.uuid4(), uuid.uuid4()
+
+    def key(agent: int) -> tuple[int, int, bool, tuple[Any, ...]]:
+        return (A, agent, False, ())
+
+    cache.put(key(1), stamp, _votes(total=2, count=2))  # too few feedback to keep
+    cache.put(key(2), None, _votes(total=5, count=5))  # no stamp: nothing to check it by
+    cache.put(key(3), stamp, _votes(total=50, count=11))  # more votes than the whole bound
+    assert len(cache) == 0
+    cache.put(key(4), stamp, _votes(total=4, count=4))
+    cache.put(key(5), stamp, _votes(total=4, count=4))
+    assert cache.get(key(4), stamp) is not None  # now the most recently used
+    cache.put(key(6), stamp, _votes(total=4, count=4))  # 12 votes: the least recent goes
+    assert cache.get(key(5), stamp) is None
+    assert cache.get(key(4), stamp) is not None
+    assert cache.get(key(6), stamp) is not None
+    assert cache.get(key(4), newer) is None  # the model changed: forgotten
+    assert len(cache) == 1
+    assert cache.get(key(6), None) is None
+    assert len(cache) == 0
+    assert (cache.hits, cache.misses) == (3, 3)
 
 
 async def rows_feedback(conn: Conn) -> list[read.Feedback]:

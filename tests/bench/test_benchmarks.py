@@ -138,7 +138,11 @@ def test_agents_benchmark(admin_url: str, tmp_path: Path) -> None:
     busiest = result["busiest_agents"]
     assert isinstance(busiest, list)
     assert routes["lens summary, the busiest agent"]["mean_items"] == busiest[0]["feedback"]
-    assert result["worst_p99_ms"] == max(route["p99_ms"] for route in routes.values())
+    cold = "lens summary, the busiest agent, read cold"
+    assert routes[cold]["mean_items"] == busiest[0]["feedback"]
+    # The bar is for the routes as served: the cold read is reported beside it.
+    assert result["worst_p99_ms"] == max(route["p99_ms"] for name, route in routes.items()
+                                         if name != cold)  # fmt: skip
 
 
 @pytest.mark.devnet
