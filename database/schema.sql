@@ -64,10 +64,33 @@ $_$;
 
 CREATE FUNCTION public.feedback_clients_stats_changed() RETURNS trigger
     LANGUAGE plpgsql
-    AS $_$
+    AS $$
 BEGIN
-    EXECUTE format($query$
-        WITH changes AS (%s), by_agent AS (
+    IF TG_OP = 'INSERT' THEN
+        WITH by_agent AS (
+            INSERT INTO agent_feedback_stats AS s (chain_id, agent_id, client_count)
+            SELECT chain_id, agent_id, count(*)
+            FROM new_rows
+            GROUP BY chain_id, agent_id
+            ORDER BY chain_id, agent_id
+            ON CONFLICT (chain_id, agent_id) DO UPDATE
+            SET client_count = s.client_count + EXCLUDED.client_count
+        )
+        INSERT INTO client_feedback_stats AS s (chain_id, client_address, feedback_count,
+                                                agent_count)
+        SELECT chain_id, client_address, sum(last_index), count(*)
+        FROM new_rows
+        GROUP BY chain_id, client_address
+        ORDER BY chain_id, client_address
+        ON CONFLICT (chain_id, client_address) DO UPDATE
+        SET feedback_count = s.feedback_count + EXCLUDED.feedback_count,
+            agent_count = s.agent_count + EXCLUDED.agent_count;
+    ELSIF TG_OP = 'UPDATE' THEN
+        WITH changes AS (
+            SELECT chain_id, agent_id, client_address, last_index, 1 AS sign FROM new_rows
+            UNION ALL
+            SELECT chain_id, agent_id, client_address, last_index, -1 AS sign FROM old_rows
+        ), by_agent AS (
             INSERT INTO agent_feedback_stats AS s (chain_id, agent_id, client_count)
             SELECT chain_id, agent_id, sum(sign)
             FROM changes
@@ -86,18 +109,47 @@ BEGIN
         ORDER BY chain_id, client_address
         ON CONFLICT (chain_id, client_address) DO UPDATE
         SET feedback_count = s.feedback_count + EXCLUDED.feedback_count,
-            agent_count = s.agent_count + EXCLUDED.agent_count
-    $query$, read_model_changes(TG_OP));
+            agent_count = s.agent_count + EXCLUDED.agent_count;
+    ELSE
+        WITH by_agent AS (
+            INSERT INTO agent_feedback_stats AS s (chain_id, agent_id, client_count)
+            SELECT chain_id, agent_id, -count(*)
+            FROM old_rows
+            GROUP BY chain_id, agent_id
+            ORDER BY chain_id, agent_id
+            ON CONFLICT (chain_id, agent_id) DO UPDATE
+            SET client_count = s.client_count + EXCLUDED.client_count
+        )
+        INSERT INTO client_feedback_stats AS s (chain_id, client_address, feedback_count,
+                                                agent_count)
+        SELECT chain_id, client_address, -sum(last_index), -count(*)
+        FROM old_rows
+        GROUP BY chain_id, client_address
+        ORDER BY chain_id, client_address
+        ON CONFLICT (chain_id, client_address) DO UPDATE
+        SET feedback_count = s.feedback_count + EXCLUDED.feedback_count,
+            agent_count = s.agent_count + EXCLUDED.agent_count;
+    END IF;
     RETURN NULL;
 END
-$_$;
+$$;
 
 CREATE FUNCTION public.feedback_stats_changed() RETURNS trigger
     LANGUAGE plpgsql
-    AS $_$
+    AS $$
 BEGIN
-    EXECUTE format($query$
-        WITH changes AS (%s)
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO agent_feedback_stats AS s (chain_id, agent_id, feedback_count,
+                                               revoked_count)
+        SELECT chain_id, agent_id, count(*) FILTER (WHERE NOT revoked),
+               count(*) FILTER (WHERE revoked)
+        FROM new_rows
+        GROUP BY chain_id, agent_id
+        ORDER BY chain_id, agent_id  -- one lock order for every writer
+        ON CONFLICT (chain_id, agent_id) DO UPDATE
+        SET feedback_count = s.feedback_count + EXCLUDED.feedback_count,
+            revoked_count = s.revoked_count + EXCLUDED.revoked_count;
+    ELSIF TG_OP = 'UPDATE' THEN
         INSERT INTO agent_feedback_stats AS s (chain_id, agent_id, feedback_count,
                                                revoked_count)
         SELECT chain_id, agent_id, counted, revoked
@@ -105,18 +157,31 @@ BEGIN
             SELECT chain_id, agent_id,
                    coalesce(sum(sign) FILTER (WHERE NOT revoked), 0) AS counted,
                    coalesce(sum(sign) FILTER (WHERE revoked), 0) AS revoked
-            FROM changes
+            FROM (SELECT chain_id, agent_id, revoked, 1 AS sign FROM new_rows
+                  UNION ALL
+                  SELECT chain_id, agent_id, revoked, -1 AS sign FROM old_rows) AS changes
             GROUP BY chain_id, agent_id
         ) AS deltas
         WHERE counted <> 0 OR revoked <> 0
-        ORDER BY chain_id, agent_id  -- one lock order for every writer
+        ORDER BY chain_id, agent_id
         ON CONFLICT (chain_id, agent_id) DO UPDATE
         SET feedback_count = s.feedback_count + EXCLUDED.feedback_count,
-            revoked_count = s.revoked_count + EXCLUDED.revoked_count
-    $query$, read_model_changes(TG_OP));
+            revoked_count = s.revoked_count + EXCLUDED.revoked_count;
+    ELSE
+        INSERT INTO agent_feedback_stats AS s (chain_id, agent_id, feedback_count,
+                                               revoked_count)
+        SELECT chain_id, agent_id, -count(*) FILTER (WHERE NOT revoked),
+               -count(*) FILTER (WHERE revoked)
+        FROM old_rows
+        GROUP BY chain_id, agent_id
+        ORDER BY chain_id, agent_id
+        ON CONFLICT (chain_id, agent_id) DO UPDATE
+        SET feedback_count = s.feedback_count + EXCLUDED.feedback_count,
+            revoked_count = s.revoked_count + EXCLUDED.revoked_count;
+    END IF;
     RETURN NULL;
 END
-$_$;
+$$;
 
 CREATE FUNCTION public.notify_action_job() RETURNS trigger
     LANGUAGE plpgsql
@@ -445,17 +510,6 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION public.read_model_changes(p_operation text) RETURNS text
-    LANGUAGE sql IMMUTABLE
-    AS $$
-    SELECT CASE p_operation
-        WHEN 'INSERT' THEN 'SELECT n.*, 1 AS sign FROM new_rows AS n'
-        WHEN 'DELETE' THEN 'SELECT o.*, -1 AS sign FROM old_rows AS o'
-        ELSE 'SELECT n.*, 1 AS sign FROM new_rows AS n'
-             ' UNION ALL SELECT o.*, -1 AS sign FROM old_rows AS o'
-    END
-$$;
-
 CREATE FUNCTION public.read_model_clear(p_chain_id bigint, p_agents numeric[] DEFAULT NULL::numeric[]) RETURNS void
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_custom_plan'
@@ -507,19 +561,22 @@ $$;
 
 CREATE FUNCTION public.read_model_stamp() RETURNS trigger
     LANGUAGE plpgsql
-    AS $_$
+    AS $$
 BEGIN
-    EXECUTE format($query$
-        WITH changes AS (%s)
+    IF TG_OP = 'DELETE' THEN
         INSERT INTO read_model_stamps AS s (chain_id, stamp)
-        SELECT chain_id, gen_random_uuid()
-        FROM (SELECT DISTINCT chain_id FROM changes) AS changed
+        SELECT chain_id, gen_random_uuid() FROM (SELECT DISTINCT chain_id FROM old_rows) AS c
         ORDER BY chain_id  -- one lock order for every writer
-        ON CONFLICT (chain_id) DO UPDATE SET stamp = EXCLUDED.stamp
-    $query$, read_model_changes(TG_OP));
+        ON CONFLICT (chain_id) DO UPDATE SET stamp = EXCLUDED.stamp;
+    ELSE  -- an update changes no row's chain: its new rows name them all
+        INSERT INTO read_model_stamps AS s (chain_id, stamp)
+        SELECT chain_id, gen_random_uuid() FROM (SELECT DISTINCT chain_id FROM new_rows) AS c
+        ORDER BY chain_id
+        ON CONFLICT (chain_id) DO UPDATE SET stamp = EXCLUDED.stamp;
+    END IF;
     RETURN NULL;
 END
-$_$;
+$$;
 
 CREATE FUNCTION public.set_trigger_fires_from() RETURNS trigger
     LANGUAGE plpgsql
@@ -1415,7 +1472,7 @@ CREATE TRIGGER feedback_clients_stamp_delete AFTER DELETE ON public.feedback_cli
 
 CREATE TRIGGER feedback_clients_stamp_insert AFTER INSERT ON public.feedback_clients REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.read_model_stamp();
 
-CREATE TRIGGER feedback_clients_stamp_update AFTER UPDATE ON public.feedback_clients REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.read_model_stamp();
+CREATE TRIGGER feedback_clients_stamp_update AFTER UPDATE ON public.feedback_clients REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.read_model_stamp();
 
 CREATE TRIGGER feedback_clients_stats_delete AFTER DELETE ON public.feedback_clients REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.feedback_clients_stats_changed();
 
@@ -1427,7 +1484,7 @@ CREATE TRIGGER feedback_stamp_delete AFTER DELETE ON public.feedback REFERENCING
 
 CREATE TRIGGER feedback_stamp_insert AFTER INSERT ON public.feedback REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.read_model_stamp();
 
-CREATE TRIGGER feedback_stamp_update AFTER UPDATE ON public.feedback REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.read_model_stamp();
+CREATE TRIGGER feedback_stamp_update AFTER UPDATE ON public.feedback REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.read_model_stamp();
 
 CREATE TRIGGER feedback_stats_delete AFTER DELETE ON public.feedback REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.feedback_stats_changed();
 
