@@ -2,11 +2,13 @@
 moment to load (its command's modules only); Ctrl-C meanwhile ends it quietly, as it does
 once it runs."""
 
+import gc
 import signal
 import sys
 
 
 def main() -> None:
+    gc.disable()  # while the command line loads: cli/loading.py
     try:
         from erc8004_backend.cli.main import main as run_command_line
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from erc8004_backend.errors import Erc8004Error
@@ -207,7 +207,11 @@ class Settings(BaseSettings):
 
     @field_validator("rate_limit_user", "rate_limit_ip", "rate_limit_login", "rate_limit_public")
     @classmethod
-    def _rate_limit_parses(cls, value: str) -> str:
+    def _rate_limit_parses(cls, value: str, info: ValidationInfo) -> str:
+        # Settings validate their defaults too; those parse (tests/test_config.py), and
+        # importing limits for them would cost every command's start 20 ms.
+        if info.field_name and value == cls.model_fields[info.field_name].default:
+            return value
         from limits import parse_many
 
         try:

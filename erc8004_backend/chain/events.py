@@ -18,7 +18,59 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from eth_hash.auto import keccak
+# keccak256 of every signature below, worked out ahead: the hash's first use costs the
+# command's start 40 ms (eth_hash loads pycryptodome, which loads cffi and its C parser) and
+# the indexer hashes nothing else. tests/chain/test_events.py checks the table.
+KNOWN_TOPICS: dict[str, str] = {
+    "Registered(uint256,string,address)":
+        "0xca52e62c367d81bb2e328eb795f7c7ba24afb478408a26c0e201d155c449bc4a",
+    "URIUpdated(uint256,string,address)":
+        "0x3a2c7fffc2cba7582c690e3b82c453ea02a308326a98a3ad7576c606336409fb",
+    "MetadataSet(uint256,string,string,bytes)":
+        "0x2c149ed548c6d2993cd73efe187df6eccabe4538091b33adbd25fafdb8a1468b",
+    "Transfer(address,address,uint256)":
+        "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef",
+    "NewFeedback(uint256,address,uint64,int128,uint8,string,string,string,string,string,bytes32)":
+        "0x6a4a61743519c9d648a14e6493f47dbe3ff1aa29e7785c96c8326a205e58febc",
+    "FeedbackRevoked(uint256,address,uint64)":
+        "0x25156fd3288212246d8b008d5921fde376c71ed14ac2e072a506eb06fde6d09d",
+    "ResponseAppended(uint256,address,uint64,address,string,bytes32)":
+        "0xb1c6be0b5b8aef6539e2fac0fd131a2faa7b49edf8e505b5eb0ad487d56051d4",
+    "NewFeedback(uint256,address,uint8,bytes32,bytes32,string,bytes32)":
+        "0x54b3254e4cc01969e70376d20390cc2f6af90539d9adaa78a53ebcda17f78154",
+    "NewFeedback(uint256,address,uint64,uint8,string,string,string,string,bytes32)":
+        "0x801d7d4264128f6f43835850f1fabb91902c3543c3738f1f62fbf7e9fd80531d",
+    "ValidationRequest(address,uint256,string,bytes32)":
+        "0x530436c3634a98e1e626b0898be2f1e9980cc1bd2a78c07a0aba52d0a48a5059",
+    "ValidationResponse(address,uint256,bytes32,uint8,string,bytes32,string)":
+        "0xafddf629e874ccc3963b6a888c477bd464a6c8525024fc88759ea3b2326349ae",
+    "Approval(address,address,uint256)":
+        "0x8c5be1e5ebec7d5bd14f71427d1e84f3dd0314c0f7b2291e5b200ac8c7c3b925",
+    "ApprovalForAll(address,address,bool)":
+        "0x17307eab39ab6107e8899845ad3d59bd9653f200f220920489ca2b5937696c31",
+    "MetadataUpdate(uint256)":
+        "0xf8e1a15aba9398e019f0b49df1a4fde98ee17ae345cb5f6b5e2c27f5033e8ce7",
+    "BatchMetadataUpdate(uint256,uint256)":
+        "0x6bd5c950a8d8df17f772f5af37cb3655737899cbf903264b9795592da439661c",
+    "Initialized(uint64)":
+        "0xc7f505b2f371ae2175ee4913f4499e1f2633a7b5936321eed1cdaeb6115181d2",
+    "Upgraded(address)":
+        "0xbc7cd75a20ee27fd9adebab32041f755214dbc6bffa90cc0225b39da2e5c2d3b",
+    "OwnershipTransferred(address,address)":
+        "0x8be0079c531659141344cd1fd0a4f28419497f9722a3daafe3b4186f6b6457e0",
+    "EIP712DomainChanged()":
+        "0x0a6387c9ea3628b88a633bb4f3b151770f70085117a15f9bf3787cda53f13d31",
+}  # fmt: skip
+
+
+def topic0(signature: str) -> str:
+    """An event's topic0: the keccak256 of its signature, in hex."""
+    known = KNOWN_TOPICS.get(signature)
+    if known is not None:
+        return known
+    from eth_hash.auto import keccak  # a signature added without its line in KNOWN_TOPICS
+
+    return "0x" + keccak(signature.encode()).hex()
 
 
 class EventRow(NamedTuple):
@@ -90,7 +142,7 @@ class EventSpec:
     def __post_init__(self) -> None:
         signature = f"{self.name}({','.join(p.type for p in self.params)})"
         object.__setattr__(self, "signature", signature)
-        object.__setattr__(self, "topic0", "0x" + keccak(signature.encode()).hex())
+        object.__setattr__(self, "topic0", topic0(signature))
         for param in self.params:
             if param.type not in STATIC_TYPES | DYNAMIC_TYPES:
                 raise ValueError(f"{signature}: unsupported type {param.type}")
@@ -219,7 +271,7 @@ if len(SPECS_BY_TOPIC) != len(SPECS):
 # other log at a registry's address that no spec decodes is kept in `unknown_logs` (see the
 # indexer), so that an ABI version we do not know is noticed.
 IGNORED_EVENTS: dict[str, str] = {
-    "0x" + keccak(signature.encode()).hex(): signature.split("(")[0]
+    topic0(signature): signature.split("(")[0]
     for signature in (
         "Approval(address,address,uint256)",
         "ApprovalForAll(address,address,bool)",

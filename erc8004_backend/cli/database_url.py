@@ -11,8 +11,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from erc8004_backend.config import get_settings
-
 DatabaseUrl = Annotated[
     str | None,
     typer.Option(
@@ -29,6 +27,8 @@ DatabaseUrl = Annotated[
 @contextmanager
 def database(url: str | None) -> Iterator[str]:
     """The given database, or the embedded server's (started for the command's duration)."""
+    from erc8004_backend.config import get_settings  # pydantic: not for the commands' help
+
     url = url or get_settings().database_url
     if url:
         yield url

@@ -1,39 +1,32 @@
-"""`erc8004 indexer`: index the ERC-8004 registries of the configured chains."""
+"""`erc8004 indexer`: index the ERC-8004 registries of the configured chains.
+
+What the command runs with (the indexer, the database driver, pydantic, structlog) is
+imported where it is used, not with the module: `erc8004 indexer --help` needs none of it.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import structlog
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
-from erc8004_backend.chain.config import ChainConfig, load_chains, select_chains
 from erc8004_backend.cli.database_url import DatabaseUrl, database
-from erc8004_backend.cli.logs import configure_logging
-from erc8004_backend.cli.signals import run_until_signalled
-from erc8004_backend.config import get_settings
+from erc8004_backend.cli.loading import loading
 from erc8004_backend.errors import Erc8004Error
-from erc8004_backend.indexer import chain_indexer
-from erc8004_backend.indexer.runner import run_indexers
 
-log = structlog.get_logger(__name__)
-console = Console(stderr=True)
+if TYPE_CHECKING:
+    import asyncio
+
+    from rich.progress import Progress, TaskID
+
+    from erc8004_backend.chain.config import ChainConfig
+    from erc8004_backend.indexer import chain_indexer
 
 ChainNames = Annotated[
     list[str] | None,
@@ -66,11 +59,15 @@ def chains_files(explicit: list[Path] | None) -> list[Path]:
     named = os.environ.get(CHAINS_FILE_VARIABLE)
     if named and not Path(named).exists():
         raise Erc8004Error(f"chains file {named} ({CHAINS_FILE_VARIABLE}) does not exist")
+    from erc8004_backend.config import get_settings
+
     return [get_settings().data_dir / "devnet.toml", Path(named or "chains.toml")]
 
 
 def known_chains(files: list[Path] | None) -> dict[str, ChainConfig]:
     """Every chain the commands know: the defaults, overridden by the chains files."""
+    from erc8004_backend.chain.config import load_chains
+
     return load_chains(chains_files(files))
 
 
@@ -80,6 +77,8 @@ def configured_chains(wanted: list[str] | None, files: list[Path] | None) -> lis
 
 
 def indexed_chains(known: dict[str, ChainConfig], wanted: list[str] | None) -> list[ChainConfig]:
+    from erc8004_backend.chain.config import select_chains
+
     chains = select_chains(known, wanted or [])
     if not chains:
         raise Erc8004Error("no chain is enabled: name one with --chain, or enable one in a"
@@ -100,6 +99,13 @@ def indexer(
     ] = False,
 ) -> None:
     """Backfill and follow the ERC-8004 registries of the configured chains."""
+    with loading():  # what the command runs with (here and in _run and _index)
+        import asyncio
+
+        import erc8004_backend.cli.signals
+        import erc8004_backend.indexer.runner  # noqa: F401
+        from erc8004_backend.cli.logs import configure_logging
+
     configure_logging()
     chains = configured_chains(chain, chains_file)
     show_progress = sys.stderr.isatty() if progress is None else progress
@@ -108,6 +114,8 @@ def indexer(
 
 
 async def _run(url: str, chains: list[ChainConfig], show_progress: bool, once: bool) -> None:
+    from erc8004_backend.cli.signals import run_until_signalled
+
     async def index(stop: asyncio.Event) -> None:
         await _index(url, chains, show_progress, once, stop)
 
@@ -117,6 +125,12 @@ async def _run(url: str, chains: list[ChainConfig], show_progress: bool, once: b
 async def _index(
     url: str, chains: list[ChainConfig], show_progress: bool, once: bool, stop: asyncio.Event
 ) -> None:
+    import structlog
+
+    from erc8004_backend.config import get_settings
+    from erc8004_backend.indexer.runner import run_indexers
+
+    log = structlog.get_logger(__name__)
     settings = get_settings()
     for chain in chains:
         log.info("indexer.start", chain=chain.name, chain_id=chain.chain_id,
@@ -127,13 +141,22 @@ async def _index(
             url, chains, stop, settings=settings, on_progress=ProgressLog().update, once=once
         )
         return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("blocks · {task.fields[events]} events · {task.fields[rate]}/s"),
         TimeRemainingColumn(),
-        console=console,
+        console=Console(stderr=True),
         transient=False,
     ) as bars:
         await run_indexers(
@@ -187,6 +210,9 @@ class ProgressLog:
     """Without a terminal: one structured line per chain every few seconds, and on catch-up."""
 
     def __init__(self, every: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        import structlog
+
+        self.log = structlog.get_logger(__name__)
         self.every = every
         self.clock = clock
         self.rate = RunRate(clock)
@@ -197,7 +223,7 @@ class ProgressLog:
         now = self.clock()
         last_time, was_caught_up = self.last.get(p.chain, (-math.inf, False))
         if now - last_time >= self.every or (p.caught_up and not was_caught_up):
-            log.info("indexer.progress", chain=p.chain, block=p.block, head=p.head,
-                     events=self.rate.events[p.chain], events_per_second=rate,
-                     caught_up=p.caught_up)  # fmt: skip
+            self.log.info("indexer.progress", chain=p.chain, block=p.block, head=p.head,
+                          events=self.rate.events[p.chain], events_per_second=rate,
+                          caught_up=p.caught_up)  # fmt: skip
             self.last[p.chain] = (now, p.caught_up)

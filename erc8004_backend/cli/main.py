@@ -7,16 +7,19 @@ the MCP SDK before it starts indexing.
 
 from __future__ import annotations
 
-import gc
 import importlib
 import sys
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeGuard
 
-import psycopg
 import typer
 from rich.console import Console
 
+from erc8004_backend.cli.loading import loading
 from erc8004_backend.errors import Erc8004Error
+
+if TYPE_CHECKING:
+    import psycopg
 
 # name -> (module, attribute): a command function, or a Typer app of subcommands.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -71,20 +74,30 @@ def app_for(arguments: list[str]) -> typer.Typer:
 def main() -> None:
     stderr = Console(stderr=True)
     try:
-        app = app_for(sys.argv[1:])
-        # What the imports made lives as long as the process: frozen, out of the collector's
-        # sight, a full collection no longer walks those objects (tens of milliseconds each
-        # time). Long-running parts freeze again once started (cli/signals.py).
-        gc.freeze()
+        # What the imports make lives as long as the process: frozen after, out of the
+        # collector's sight, a full collection no longer walks those objects (tens of
+        # milliseconds each time). Long-running parts freeze again once started
+        # (cli/signals.py).
+        with loading():
+            app = app_for(sys.argv[1:])
         app()
     except Erc8004Error as error:
         stderr.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except psycopg.Error as error:
+    except KeyboardInterrupt:
+        stderr.print("interrupted")
+        sys.exit(130)
+    except Exception as error:
+        if not is_database_error(error):
+            raise
         # Anything the database says that no command anticipated: still one line.
         detail = (error.diag.message_primary or str(error)).strip().splitlines()[0]
         stderr.print(f"[bold red]database error:[/] {detail}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        stderr.print("interrupted")
-        sys.exit(130)
+
+
+def is_database_error(error: Exception) -> TypeGuard[psycopg.Error]:
+    """Whether psycopg raised it. Looked up, not imported: the commands that use a database
+    have imported psycopg, and the others (and every command's help) need not."""
+    driver = sys.modules.get("psycopg")
+    return driver is not None and isinstance(error, driver.Error)
