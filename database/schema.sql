@@ -751,6 +751,16 @@ CASE
     WHEN (jsonb_typeof((document -> 'x402Support'::text)) = 'boolean'::text) THEN ((document -> 'x402Support'::text))::boolean
     ELSE NULL::boolean
 END) STORED,
+    file_name_folded text GENERATED ALWAYS AS (lower(
+CASE
+    WHEN (jsonb_typeof((document -> 'name'::text)) = 'string'::text) THEN (document ->> 'name'::text)
+    ELSE NULL::text
+END)) STORED,
+    file_description_folded text GENERATED ALWAYS AS (lower(
+CASE
+    WHEN (jsonb_typeof((document -> 'description'::text)) = 'string'::text) THEN (document ->> 'description'::text)
+    ELSE NULL::text
+END)) STORED,
     CONSTRAINT agent_registrations_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'fetched'::text, 'failed'::text])))
 );
 

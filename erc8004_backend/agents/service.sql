@@ -4,9 +4,10 @@
 -- the order `{order}` after the cursor `{after}` (service.py writes both out from its own
 -- sort keys). Every filter is optional: with custom plans the absent ones fold away. The
 -- file's fields are columns (migration 23), so that a filter on them reads no JSON.
--- A text is matched with ILIKE against the file's name and description: no trigram index
--- (pg_trgm is not among the migrations' extensions), so it reads the name and description
--- of every registration file of the chosen chain(s), then joins the agents that match.
+-- A text is matched as ILIKE would against the file's name and description: LIKE of its
+-- lower() against them folded to lower case when the file was stored (migration 39). No
+-- trigram index (pg_trgm is not among the migrations' extensions), so it reads the folded
+-- name and description of every registration file, then joins the agents that match.
 SELECT a.chain_id, a.agent_id, a.owner, a.agent_wallet, a.agent_uri, a.registered_at,
        a.first_at, a.last_at, r.status AS registration_status, r.file_name AS name,
        r.file_description AS description,
@@ -31,8 +32,8 @@ WHERE (%(chain_id)s::bigint IS NULL OR a.chain_id = %(chain_id)s::bigint)
   AND (%(active)s::boolean IS NULL OR r.file_active = %(active)s::boolean)
   AND (%(x402)s::boolean IS NULL OR r.file_x402_support = %(x402)s::boolean)
   AND (%(text_pattern)s::text IS NULL
-       OR r.file_name ILIKE %(text_pattern)s::text
-       OR r.file_description ILIKE %(text_pattern)s::text)
+       OR r.file_name_folded LIKE lower(%(text_pattern)s::text)
+       OR r.file_description_folded LIKE lower(%(text_pattern)s::text))
   AND (%(min_feedback)s::bigint IS NULL OR s.feedback_count >= %(min_feedback)s::bigint)
   AND {after}
 ORDER BY {order}

@@ -235,6 +235,20 @@ async def test_filters_select_as_the_registration_file_and_model_say(
     assert await found(text="number 4") == [4]
     assert await found(text="second file") == [0]
     assert await found(text="42") == []  # a name that is not a string is no name
+    # What ILIKE matches, in any script: the search compares the name and description folded
+    # to lower case when the file was stored (migration 39) with LIKE.
+    await world.a.registration(world.agents_a[6], "ipfs://agent-6",
+                               {"name": "Ünïcode ÇAFÉ Agent", "description": "ΣΟΦΙΑ σοφία"})  # fmt: skip
+    for text in ["üNÏCODE", "çafé", "σοφια", "ΣΟΦΊΑ", "agent", "NUMBER", "ß", "\\", "_"]:
+        expected = await rows(
+            conn, "SELECT a.agent_id FROM agents AS a JOIN agent_registrations AS r"
+                  " ON r.chain_id = a.chain_id AND r.agent_id = a.agent_id"
+                  " AND r.agent_uri = a.agent_uri WHERE a.chain_id = %s"
+                  " AND (r.file_name ILIKE %s OR r.file_description ILIKE %s)",
+            A, service._like_pattern(text), service._like_pattern(text),
+        )  # fmt: skip
+        assert await found(text=text) == sorted(int(row["agent_id"]) for row in expected), text
+    assert await found(text="üNÏCODE") == [6]
     assert await found(owner=CAROL.upper().replace("0X", "0x")) == [2, 5, 8, 11]
     assert await found(owner=BOB) == [0, 1, 4, 7, 10]  # agent 0 was transferred to Bob
     assert await found(wallet=CAROL) == [0, 2, 5, 8, 11]
