@@ -13,6 +13,15 @@ deeper than the confirmation window): `erc8004 indexer --once` from launch to ex
 migrated database; `erc8004 db migrate run` then `erc8004 indexer --once` on an empty one;
 and `erc8004 run` on an empty database from launch until its indexer has confirmed the head
 (polled every 10 ms). Each stores every event, checked as in-process.
+
+`--against REV` compares this tree's indexer with commit REV's on one chain, made once:
+`--pairs` times, each commit's indexer in turn syncs it into a fresh database migrated by its
+own migrations (bench/backfill_sync.py in a process with that tree first on the path, the
+commit exported by `git archive`), timed in-process as above. Interleaved, so that a change
+of the machine's speed falls on both; reported per pair, with the median of this tree's rate
+over REV's.
+
+    .venv/bin/python -m bench.backfill --events 100000 --against d1fb66b --pairs 5
 """
 
 from __future__ import annotations
@@ -21,8 +30,11 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import secrets
+import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -121,6 +133,58 @@ async def from_launch(
     }
 
 
+async def against(
+    rev: str, pairs: int, events: int, max_block_range: int, events_per_block: int
+) -> dict[str, Any]:
+    with TemporaryDirectory() as directory:
+        other = Path(directory) / "against"
+        _export(rev, other)
+        async with start_devnet(seed=8004) as devnet:
+            devnet.activity.events_per_block = events_per_block
+            emitted = await devnet.activity.run(events=events, batch=True)
+            head = await devnet.rpc.block_number()
+            chain_file = Path(directory) / "chain.json"
+            chain_file.write_text(devnet.chain_config(max_block_range=max_block_range)
+                                  .model_dump_json())  # fmt: skip
+            runs: dict[str, list[dict[str, Any]]] = {"against": [], "this": []}
+            for _ in range(pairs):
+                for side, root in (("against", other), ("this", ROOT)):
+                    run = await _sync_with(root, chain_file)
+                    if run["events"] != emitted.events or run["checkpoint"] != head:
+                        raise SystemExit(f"{side}: indexed {run['events']} of {emitted.events}"
+                                         f" events, to block {run['checkpoint']} of {head}")  # fmt: skip
+                    run["events_per_second"] = run["events"] / run["seconds"]
+                    runs[side].append(run)
+    ratios = [this["events_per_second"] / them["events_per_second"]
+              for this, them in zip(runs["this"], runs["against"], strict=True)]  # fmt: skip
+    return {"against": rev, "events": emitted.events, "pairs": pairs, "runs": runs,
+            "ratios": ratios, "median_ratio": statistics.median(ratios)}  # fmt: skip
+
+
+def _export(rev: str, into: Path) -> None:
+    """Commit `rev` of this repository, as files in `into`."""
+    into.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev],
+                             capture_output=True)  # fmt: skip
+    if archive.returncode != 0:
+        raise SystemExit(f"--against {rev}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+
+
+async def _sync_with(root: Path, chain_file: Path) -> dict[str, Any]:
+    """bench/backfill_sync.py with the tree at `root` first on the path: its result."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "bench" / "backfill_sync.py"), str(chain_file), cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)}, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"the sync of {root} failed:\n{stderr.decode()[-2000:]}")
+    result: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
+    return result
+
+
 def _environment(url: str) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": url}
 
@@ -195,7 +259,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None, help="where to write the result")
     parser.add_argument("--from-launch", action="store_true",
                         help="time whole commands from launch (see the module's doc)")  # fmt: skip
+    parser.add_argument("--against", metavar="REV", default=None,
+                        help="compare with commit REV's indexer on the same chain")  # fmt: skip
+    parser.add_argument("--pairs", type=int, default=3, help="with --against: runs of each")
     args = parser.parse_args(argv)
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
+    if args.against is not None:
+        compared = asyncio.run(against(args.against, args.pairs, args.events,
+                                       args.max_block_range, args.events_per_block))  # fmt: skip
+        rows = [
+            ("events", f"{compared['events']:,}"),
+            ("pair: this tree / " + args.against, "events/s (PostgreSQL's CPU s)"),
+        ]
+        for n, (this, them) in enumerate(zip(compared["runs"]["this"],
+                                             compared["runs"]["against"], strict=True)):  # fmt: skip
+            rows.append((f"  {n + 1}", f"{this['events_per_second']:,.0f}"
+                         f" ({_seconds(this['postgres_cpu_seconds'])}) / "
+                         f"{them['events_per_second']:,.0f}"
+                         f" ({_seconds(them['postgres_cpu_seconds'])})"))  # fmt: skip
+        rows.append(("this tree's rate / theirs, median",
+                     f"{compared['median_ratio']:.2f} (per pair"
+                     f" {', '.join(f'{ratio:.2f}' for ratio in compared['ratios'])})"))  # fmt: skip
+        report("backfill-against", rows, compared, args.json)
+        return
     if args.from_launch:
         with TemporaryDirectory() as directory:
             chains_file = Path(directory) / "chains.toml"
@@ -226,6 +313,10 @@ def main(argv: list[str] | None = None) -> None:
         ("throughput", f"{result['events_per_second']:,.0f} events/s"),
         ("(devnet generation, untimed)", f"{result['generate_seconds']:.1f} s"),
     ], result, args.json)  # fmt: skip
+
+
+def _seconds(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f}"
 
 
 if __name__ == "__main__":

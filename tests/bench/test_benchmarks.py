@@ -71,6 +71,24 @@ def test_backfill_from_launch_benchmark(admin_url: str, tmp_path: Path) -> None:
     assert 20 < result["run_peak_rss_mb"] < 2000
 
 
+@pytest.mark.devnet
+@pytest.mark.timeout(300)
+def test_backfill_against_a_commit(admin_url: str, tmp_path: Path) -> None:
+    # Against HEAD: the commit's tree, exported, and this one each sync the same chain.
+    out = tmp_path / "against.json"
+    printed = bench_command(admin_url, "bench.backfill", "--against", "HEAD", "--pairs", "1",
+                            "--events", "300", "--events-per-block", "100", "--json", str(out))  # fmt: skip
+    assert "this tree's rate / theirs, median" in printed
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "backfill-against"
+    assert result["events"] == 300
+    for side in ("this", "against"):  # each stored every event to the head, or the bench fails
+        (run,) = result["runs"][side]
+        assert run["events"] == 300
+        assert run["seconds"] > 0
+    assert result["median_ratio"] == result["ratios"][0] > 0
+
+
 @pytest.mark.timeout(300)
 def test_triggers_benchmark(admin_url: str, tmp_path: Path) -> None:
     result = run_bench("triggers", admin_url, tmp_path / "triggers.json")
