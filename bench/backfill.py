@@ -265,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.pairs < 1:
         parser.error("--pairs must be at least 1")
+    if args.against is not None and args.from_launch:
+        parser.error("--against times the sync in-process: not with --from-launch")
     if args.against is not None:
         compared = asyncio.run(against(args.against, args.pairs, args.events,
                                        args.max_block_range, args.events_per_block))  # fmt: skip

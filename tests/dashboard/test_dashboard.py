@@ -26,6 +26,8 @@ def sign_up(page: Page, system: System, username: str) -> None:
     page.goto(system.url)
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     page.get_by_role("link", name="Sign up").click()
+    # The sign-in form has a Username field too: fill the sign-up form's, once it is there.
+    expect(page.get_by_role("heading", name="Sign up")).to_be_visible()
     page.get_by_label("Username").fill(username)
     page.get_by_label("Email").fill(f"{username}@example.com")
     page.get_by_label("Password").fill(PASSWORD)
@@ -51,6 +53,7 @@ def test_sign_up_sign_out_and_sign_in(page: Page, system: System) -> None:
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     check_page(page, "sign-in")
     page.get_by_role("link", name="Sign up").click()
+    expect(page.get_by_role("heading", name="Sign up")).to_be_visible()
     # The API's validation errors, at their fields.
     page.get_by_label("Username").fill("x")
     page.get_by_label("Email").fill("not an email")

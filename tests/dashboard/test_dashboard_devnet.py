@@ -38,6 +38,8 @@ def data_uri(document: object) -> str:
 async def sign_up(page: Page, url: str, username: str) -> None:
     await page.goto(url)
     await page.get_by_role("link", name="Sign up").click()
+    # The sign-in form has a Username field too: fill the sign-up form's, once it is there.
+    await expect(page.get_by_role("heading", name="Sign up")).to_be_visible()
     await page.get_by_label("Username").fill(username)
     await page.get_by_label("Email").fill(f"{username}@example.com")
     await page.get_by_label("Password").fill(PASSWORD)
