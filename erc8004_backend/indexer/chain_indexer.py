@@ -110,7 +110,10 @@ class FetchedRange:
     from_block: int
     to_block: int
     head: int
-    logs: list[dict[str, Any]]
+    # How many logs eth_getLogs gave (the adaptive range's measure). The logs themselves are
+    # dropped once decoded and checked against the headers: a range waits in the prefetch
+    # queue, and their JSON is several times the size of the rows.
+    log_count: int
     headers: dict[int, BlockHeader]
     near_head: list[int]  # blocks within the reorg window, whose hashes are kept
     # Decoded as soon as fetched, so that a prefetched range is decoded while the previous
@@ -129,7 +132,7 @@ class FetchedRange:
         """This range and the one that continues it, as one."""
         return FetchedRange(
             self.from_block, following.to_block, max(self.head, following.head),
-            self.logs + following.logs, self.headers | following.headers,
+            self.log_count + following.log_count, self.headers | following.headers,
             self.near_head + following.near_head, self.rows + following.rows,
             self.unknown + following.unknown, self.skipped + following.skipped,
             self.ranges + following.ranges,
@@ -259,7 +262,7 @@ class ChainIndexer:
             # Timeouts on a dense range: ask for less next time (the run loop backs off).
             self.block_range = max(1, self.block_range // 2)
             raise
-        self._adapt_range(len(fetched.logs), fetched.to_block - fetched.from_block + 1)
+        self._adapt_range(fetched.log_count, fetched.to_block - fetched.from_block + 1)
         # Fetch the next ranges while this one is stored. Prefetched data is checked against
         # the checkpoint when it is stored, like any other, so a reorg meanwhile is still seen.
         if not self._prefetch:
@@ -271,7 +274,7 @@ class ChainIndexer:
             following = self._take_ready(fetched)
             if following is None:
                 break
-            self._adapt_range(len(following.logs), following.to_block - following.from_block + 1)
+            self._adapt_range(following.log_count, following.to_block - following.from_block + 1)
             fetched = fetched.joined(following)
             self._fill_prefetch(head)
         try:
@@ -310,10 +313,16 @@ class ChainIndexer:
         headers = {h.number: h for h in map(header_from_rpc, raw_headers)}
         if before is not None and before.lower() != headers[to_block].hash:
             raise ChainMovedError(f"block {to_block} changed during eth_getLogs")
+        # Logs and headers come from separate requests: a reorg in between shows as a mismatch.
+        for entry in logs:
+            header = headers[int(entry["blockNumber"], 16)]
+            if entry["blockHash"].lower() != header.hash:
+                raise ChainMovedError(f"block {header.number} changed between requests")
         rows, unknown, skipped = self._decode(logs, headers)
         return FetchedRange(
-            from_block, to_block, head, logs, headers, list(near_head), rows, unknown, skipped
-        )
+            from_block, to_block, head, len(logs), headers, list(near_head), rows, unknown,
+            skipped,
+        )  # fmt: skip
 
     def _fill_prefetch(self, head: int) -> None:
         """Start fetching the ranges after the last one asked for, up to PREFETCH_DEPTH."""
@@ -373,13 +382,7 @@ class ChainIndexer:
 
     async def _store_range(self, checkpoint: Checkpoint, fetched: FetchedRange) -> None:
         from_block, to_block, head = fetched.from_block, fetched.to_block, fetched.head
-        headers, logs = fetched.headers, fetched.logs
-
-        # Logs and headers come from separate requests: a reorg in between shows as a mismatch.
-        for entry in logs:
-            header = headers[int(entry["blockNumber"], 16)]
-            if entry["blockHash"].lower() != header.hash:
-                raise ChainMovedError(f"block {header.number} changed between requests")
+        headers = fetched.headers
         recent = [headers[n] for n in fetched.near_head]
         for parent, child in itertools.pairwise(recent):
             if child.parent_hash != parent.hash:

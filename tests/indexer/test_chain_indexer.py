@@ -70,7 +70,7 @@ def fetched_range(from_block: int, to_block: int, parent_of_first: str) -> Fetch
                        datetime(2026, 1, 1, tzinfo=UTC))
         for n in range(from_block, to_block + 1)
     }  # fmt: skip
-    return FetchedRange(from_block, to_block, 100, [], headers, [], [], [], Counter(a=1))
+    return FetchedRange(from_block, to_block, 100, 0, headers, [], [], [], Counter(a=1))
 
 
 def test_a_range_joins_only_the_range_that_continues_it_on_the_same_chain() -> None:
