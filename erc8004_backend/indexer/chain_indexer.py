@@ -48,8 +48,10 @@ log = structlog.get_logger(__name__)
 # eth_getLogs answers fastest at about a thousand logs; ranges adapt towards this many.
 TARGET_LOGS_PER_REQUEST = 4_000
 INITIAL_BLOCK_RANGE = 16
-# Ranges fetched (and decoded) ahead while one is written.
-PREFETCH_DEPTH = 4
+# Ranges fetched (and decoded) ahead while one is written. Eight make larger batches than
+# four (about 4% less of PostgreSQL's CPU over a 100,000-event backfill) for some 20 MB more
+# at the peak, now that a waiting range holds its rows and not its logs' JSON.
+PREFETCH_DEPTH = 8
 # Behind the head, the ranges already fetched when one is written go into the same batch, up
 # to this many events: the read model's statements cost less per event in larger batches, so
 # a backfill writes as fast as the database can take them.
