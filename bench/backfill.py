@@ -12,7 +12,9 @@ timed in-process from the start of its sync.
 deeper than the confirmation window): `erc8004 indexer --once` from launch to exit on a
 migrated database; `erc8004 db migrate run` then `erc8004 indexer --once` on an empty one;
 and `erc8004 run` on an empty database from launch until its indexer has confirmed the head
-(polled every 10 ms). Each stores every event, checked as in-process.
+(polled every 10 ms). Each stores every event, checked as in-process. And the start-up,
+`--startup-runs` times: `erc8004 indexer --help` from launch to exit, and `erc8004 indexer`
+from launch to its first log line (indexer.start), reported by their medians.
 
 `--against REV` compares this tree's indexer with commit REV's on one chain, made once:
 `--pairs` times, each commit's indexer in turn syncs it into a fresh database migrated by its
@@ -51,6 +53,9 @@ from erc8004_backend.chain.rpc import RpcClient
 from erc8004_backend.database.connection import connect, with_database
 from erc8004_backend.devnet import Devnet, start_devnet
 from erc8004_backend.indexer.chain_indexer import ChainIndexer
+
+STARTUP_RUNS = 15
+STARTUP_BAR_SECONDS = 0.4  # the indexer's start (issue 19)
 
 
 async def backfill(events: int, max_block_range: int, events_per_block: int) -> dict[str, Any]:
@@ -95,7 +100,11 @@ async def backfill(events: int, max_block_range: int, events_per_block: int) -> 
 
 
 async def from_launch(
-    events: int, max_block_range: int, events_per_block: int, chains_file: Path
+    events: int,
+    max_block_range: int,
+    events_per_block: int,
+    chains_file: Path,
+    startup_runs: int = STARTUP_RUNS,
 ) -> dict[str, Any]:
     # anvil keeps the state after every block unless told not to: at a million events that
     # is some 20 GB (it keeps the logs either way).
@@ -109,6 +118,8 @@ async def from_launch(
         chains_file.write_text(render_chain_table(chain))
         indexer = ["-m", "erc8004_backend", "indexer", "--once", "--chain", "devnet",
                    "--chains-file", str(chains_file)]  # fmt: skip
+        with throwaway_database() as url:
+            startup = await _startup_seconds(url, indexer, startup_runs)
         with throwaway_database() as url:
             indexer_seconds = await _timed(url, indexer)
             _check(url, emitted.events, head - chain.confirmations)
@@ -130,6 +141,11 @@ async def from_launch(
         "run_caught_up_seconds": run_seconds,
         "run_caught_up_events_per_second": emitted.events / run_seconds,
         "run_peak_rss_mb": run_peak,
+        "startup_runs": startup_runs,
+        "help_seconds": startup["help"],
+        "help_median_seconds": statistics.median(startup["help"]),
+        "startup_seconds": startup["start"],
+        "startup_median_seconds": statistics.median(startup["start"]),
     }
 
 
@@ -183,6 +199,31 @@ async def _sync_with(root: Path, chain_file: Path) -> dict[str, Any]:
         raise SystemExit(f"the sync of {root} failed:\n{stderr.decode()[-2000:]}")
     result: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
     return result
+
+
+async def _startup_seconds(url: str, indexer: list[str], runs: int) -> dict[str, list[float]]:
+    """The indexer's start-up, `runs` times each: `erc8004 indexer --help` from launch to
+    exit, and `indexer` from launch to its first log line (indexer.start: its modules,
+    settings and chains loaded, about to connect), then stopped."""
+    found: dict[str, list[float]] = {"help": [], "start": []}
+    for _ in range(runs):
+        found["help"].append(await _timed(url, ["-m", "erc8004_backend", "indexer", "--help"]))
+        started = time.perf_counter()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, *indexer, cwd=ROOT, env=_environment(url),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stderr is not None
+        try:
+            line = await asyncio.wait_for(process.stderr.readline(), timeout=60)
+            found["start"].append(time.perf_counter() - started)
+        finally:
+            process.kill()
+            await process.wait()
+        if b"indexer.start" not in line:
+            raise SystemExit(f"the indexer's first line was not indexer.start: {line!r}")
+    return found
 
 
 def _environment(url: str) -> dict[str, str]:
@@ -262,9 +303,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--against", metavar="REV", default=None,
                         help="compare with commit REV's indexer on the same chain")  # fmt: skip
     parser.add_argument("--pairs", type=int, default=3, help="with --against: runs of each")
+    parser.add_argument("--startup-runs", type=int, default=STARTUP_RUNS,
+                        help="with --from-launch: launches timed for the start-up")  # fmt: skip
     args = parser.parse_args(argv)
-    if args.pairs < 1:
-        parser.error("--pairs must be at least 1")
+    if args.pairs < 1 or args.startup_runs < 1:
+        parser.error("--pairs and --startup-runs must be at least 1")
     if args.against is not None and args.from_launch:
         parser.error("--against times the sync in-process: not with --from-launch")
     if args.against is not None:
@@ -289,7 +332,8 @@ def main(argv: list[str] | None = None) -> None:
         with TemporaryDirectory() as directory:
             chains_file = Path(directory) / "chains.toml"
             launched = asyncio.run(from_launch(args.events, args.max_block_range,
-                                               args.events_per_block, chains_file))  # fmt: skip
+                                               args.events_per_block, chains_file,
+                                               args.startup_runs))  # fmt: skip
         report("backfill-from-launch", [
             ("events", f"{launched['events']:,}"),
             ("blocks", f"{launched['blocks']:,}"),
@@ -303,6 +347,9 @@ def main(argv: list[str] | None = None) -> None:
              f"{launched['run_caught_up_seconds']:.2f} s,"
              f" {launched['run_caught_up_events_per_second']:,.0f} events/s"),
             ("run, peak resident memory", f"{launched['run_peak_rss_mb']} MB"),
+            (f"start-up, median of {args.startup_runs}: indexer to indexer.start",
+             _spread(launched["startup_seconds"])),
+            ("indexer --help, launch to exit", _spread(launched["help_seconds"])),
         ], launched, args.json)  # fmt: skip
         return
     result = asyncio.run(backfill(args.events, args.max_block_range, args.events_per_block))
@@ -315,6 +362,11 @@ def main(argv: list[str] | None = None) -> None:
         ("throughput", f"{result['events_per_second']:,.0f} events/s"),
         ("(devnet generation, untimed)", f"{result['generate_seconds']:.1f} s"),
     ], result, args.json)  # fmt: skip
+
+
+def _spread(seconds: list[float]) -> str:
+    return (f"{statistics.median(seconds):.3f} s ({min(seconds):.3f}-{max(seconds):.3f})"
+            f"; bar {STARTUP_BAR_SECONDS:g} s")  # fmt: skip
 
 
 def _seconds(value: float | None) -> str:

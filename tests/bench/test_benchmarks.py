@@ -61,7 +61,8 @@ def test_backfill_benchmark(admin_url: str, tmp_path: Path) -> None:
 def test_backfill_from_launch_benchmark(admin_url: str, tmp_path: Path) -> None:
     out = tmp_path / "from-launch.json"
     printed = bench_command(admin_url, "bench.backfill", "--from-launch", "--events", "500",
-                            "--events-per-block", "100", "--json", str(out))  # fmt: skip
+                            "--events-per-block", "100", "--startup-runs", "2",
+                            "--json", str(out))  # fmt: skip
     assert "indexer --once, launch to exit" in printed
     result = json.loads(out.read_text())
     assert result["benchmark"] == "backfill-from-launch"
@@ -69,6 +70,10 @@ def test_backfill_from_launch_benchmark(admin_url: str, tmp_path: Path) -> None:
     for command in ("indexer_once", "migrate_and_indexer", "run_caught_up"):
         assert 0 < result[f"{command}_seconds"] < 120
     assert 20 < result["run_peak_rss_mb"] < 2000
+    # The start-up, launched twice: each to the indexer's first line, indexer.start.
+    assert len(result["startup_seconds"]) == len(result["help_seconds"]) == 2
+    assert 0 < result["startup_median_seconds"] < 30
+    assert 0 < result["help_median_seconds"] < 30
 
 
 @pytest.mark.devnet
