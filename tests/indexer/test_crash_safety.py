@@ -70,7 +70,14 @@ async def test_sigkill_at_random_points_of_a_backfill_loses_and_duplicates_nothi
                     kills += 1
                     progress.append(await indexed_to(store, conn))
                 else:  # it finished first: start over from nothing for more kill points
-                    assert process.returncode == 0, (await process.stderr.read()).decode()  # type: ignore[union-attr]
+                    printed = (await process.stderr.read()).decode()  # type: ignore[union-attr]
+                    # (asyncio reports 255 for a child it finds reaped already, its status
+                    # lost, as happened once in CI: then the indexer's own account stands,
+                    # its checkpoint at the head and no error.)
+                    reaped = process.returncode == 255 and await indexed_to(store, conn) == head
+                    assert process.returncode == 0 or reaped, printed
+                    assert "Traceback" not in printed, printed
+                    assert '"level": "error"' not in printed, printed
                     await conn.execute("DELETE FROM events")
                     await conn.execute("DELETE FROM checkpoints")
                     await conn.execute("DELETE FROM indexed_blocks")
