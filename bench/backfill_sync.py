@@ -12,6 +12,7 @@ the batches written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -23,6 +24,7 @@ from typing import Any
 import psycopg
 
 from bench.common import throwaway_database
+from bench.pipeline import cpu_seconds
 from erc8004_backend.chain.config import ChainConfig
 from erc8004_backend.chain.rpc import RpcClient
 from erc8004_backend.indexer.chain_indexer import ChainIndexer
@@ -30,20 +32,17 @@ from erc8004_backend.indexer.chain_indexer import ChainIndexer
 
 def postgres_cpu_seconds() -> float | None:
     """The CPU time of this machine's PostgreSQL processes so far (None without /proc)."""
-    ticks = 0
     try:
-        pids = [pid for pid in os.listdir("/proc") if pid.isdigit()]
+        pids = [int(pid) for pid in os.listdir("/proc") if pid.isdigit()]
     except OSError:
         return None
+    total = 0.0
     for pid in pids:
-        try:
-            if not Path(f"/proc/{pid}/comm").read_text().startswith(("postgres", "postmaster")):
-                continue
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
+            if Path(f"/proc/{pid}/comm").read_text().startswith(("postgres", "postmaster")):
+                # One at a time: a process gone meanwhile leaves out only its own time.
+                total += cpu_seconds({"server": pid}).get("server", 0.0)
+    return total
 
 
 async def sync(fields: dict[str, Any]) -> dict[str, Any]:
