@@ -406,17 +406,21 @@ BEGIN
         SELECT DISTINCT ON (e.agent_id, e.client_address, e.feedback_index)
                e.agent_id, e.client_address, e.feedback_index, e.block_number, e.block_time
         FROM events AS e
-        JOIN feedback AS given
-          ON given.chain_id = p_chain_id AND given.agent_id = e.agent_id
-         AND given.client_address = e.client_address
-         AND given.feedback_index = e.feedback_index
+        CROSS JOIN LATERAL (
+            SELECT FROM feedback AS given
+            WHERE given.chain_id = p_chain_id AND given.agent_id = e.agent_id
+              AND given.client_address = e.client_address
+              AND given.feedback_index = e.feedback_index
+              AND NOT given.revoked
+              AND (e.block_number, e.log_index) > (given.block_number, given.log_index)
+            LIMIT 1
+        ) AS given
         WHERE e.chain_id = p_chain_id AND e.block_number BETWEEN p_from_block AND p_to_block
           AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
           AND (p_from_time IS NULL OR e.block_time >= p_from_time)
           AND (p_to_time IS NULL OR e.block_time <= p_to_time)
           AND (p_from_time IS NULL OR e.registry = 'reputation')
-          AND e.event_type = 'FeedbackRevoked' AND NOT given.revoked
-          AND (e.block_number, e.log_index) > (given.block_number, given.log_index)
+          AND e.event_type = 'FeedbackRevoked'
         ORDER BY e.agent_id, e.client_address, e.feedback_index, e.block_number, e.log_index
     ) AS r
     WHERE f.chain_id = p_chain_id AND f.agent_id = r.agent_id
@@ -443,17 +447,20 @@ BEGIN
     FROM (
         SELECT e.agent_id, e.client_address, e.feedback_index, count(*) AS responses
         FROM events AS e
-        JOIN feedback AS given
-          ON given.chain_id = p_chain_id AND given.agent_id = e.agent_id
-         AND given.client_address = e.client_address
-         AND given.feedback_index = e.feedback_index
+        CROSS JOIN LATERAL (
+            SELECT FROM feedback AS given
+            WHERE given.chain_id = p_chain_id AND given.agent_id = e.agent_id
+              AND given.client_address = e.client_address
+              AND given.feedback_index = e.feedback_index
+              AND (e.block_number, e.log_index) > (given.block_number, given.log_index)
+            LIMIT 1
+        ) AS given
         WHERE e.chain_id = p_chain_id AND e.block_number BETWEEN p_from_block AND p_to_block
           AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
           AND (p_from_time IS NULL OR e.block_time >= p_from_time)
           AND (p_to_time IS NULL OR e.block_time <= p_to_time)
           AND (p_from_time IS NULL OR e.registry = 'reputation')
           AND e.event_type = 'ResponseAppended'
-          AND (e.block_number, e.log_index) > (given.block_number, given.log_index)
         GROUP BY e.agent_id, e.client_address, e.feedback_index
     ) AS r
     WHERE f.chain_id = p_chain_id AND f.agent_id = r.agent_id
@@ -495,15 +502,18 @@ BEGIN
                e.block_number, e.block_time,
                count(*) OVER (PARTITION BY e.request_hash) AS responses
         FROM events AS e
-        JOIN validation_requests AS request
-          ON request.chain_id = p_chain_id AND request.request_hash = e.request_hash
+        CROSS JOIN LATERAL (
+            SELECT FROM validation_requests AS request
+            WHERE request.chain_id = p_chain_id AND request.request_hash = e.request_hash
+              AND (e.block_number, e.log_index) > (request.block_number, request.log_index)
+            LIMIT 1
+        ) AS request
         WHERE e.chain_id = p_chain_id AND e.block_number BETWEEN p_from_block AND p_to_block
           AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
           AND (p_from_time IS NULL OR e.block_time >= p_from_time)
           AND (p_to_time IS NULL OR e.block_time <= p_to_time)
           AND (p_from_time IS NULL OR e.registry = 'validation')
           AND e.event_type = 'ValidationResponse'
-          AND (e.block_number, e.log_index) > (request.block_number, request.log_index)
         ORDER BY e.request_hash, e.block_number DESC, e.log_index DESC
     ) AS r
     WHERE v.chain_id = p_chain_id AND v.request_hash = r.request_hash;
