@@ -21,7 +21,6 @@ from typing import Any, NamedTuple
 
 import orjson
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from erc8004_backend.chain.events import EVENT_COLUMNS, EventRow
@@ -31,9 +30,6 @@ from erc8004_backend.indexer.registration import enqueue_registrations
 
 QUERIES = load_queries("erc8004_backend.indexer", "store.sql")
 COPY_EVENTS = compose(QUERIES["copy_events"], event_columns=identifiers(EVENT_COLUMNS))
-# A batch of at least this many events (a backfill's, not a live one's) looks for read model
-# tables that have rows and no statistics yet, and analyzes them.
-ANALYZE_AFTER_EVENTS = 1_000
 # After every log of a block: the processing cursor's (block, log index) for "all of it".
 MAX_LOG_INDEX = 2**31 - 1
 
@@ -227,20 +223,6 @@ class EventStore:
                 raise self._moved()
             if not rows and confirmed is not None:
                 await conn.execute(QUERIES["notify_confirmed"])
-        if len(rows) >= ANALYZE_AFTER_EVENTS:
-            await self.analyze_model_without_statistics(conn)
-
-    async def analyze_model_without_statistics(self, conn: psycopg.AsyncConnection) -> list[str]:
-        """ANALYZE the read model's tables that hold rows but have no statistics; their names.
-
-        Without statistics, the planner reads a table as a fraction of its size, and the
-        first batches of a backfill fill the model's tables long before autovacuum analyzes
-        them. Once they have statistics, the planner scales them with the table's size."""
-        cursor = await conn.execute(QUERIES["model_tables_without_statistics"])
-        tables = [name for (name,) in await cursor.fetchall()]
-        for name in tables:
-            await conn.execute(compose(QUERIES["analyze_table"], table=sql.Identifier(name)))
-        return tables
 
     async def _insert_unknown_logs(
         self, conn: psycopg.AsyncConnection, logs: Sequence[UnknownLog]

@@ -45,26 +45,6 @@ COPY events ({event_columns}) FROM STDIN (FORMAT BINARY)
 SELECT read_model_apply(%(chain_id)s, %(from_block)s, %(to_block)s, NULL,
                         %(from_time)s, %(to_time)s)
 
--- model_tables_without_statistics --
--- The read model's tables that hold rows but have no statistics. A backfill fills them far
--- faster than autovacuum analyzes them, and without statistics the planner takes
--- `chain_id = $1` to keep 0.5% of a table's rows: it plans read_model_apply's statements for
--- tables a fraction of their size.
-SELECT c.relname
-FROM pg_class AS c
-JOIN pg_namespace AS n ON n.oid = c.relnamespace
-WHERE c.oid IN ('agents'::regclass, 'agent_metadata'::regclass, 'feedback'::regclass,
-                'feedback_clients'::regclass, 'feedback_responses'::regclass,
-                'validation_requests'::regclass, 'agent_feedback_stats'::regclass,
-                'client_feedback_stats'::regclass)
-  AND pg_relation_size(c.oid) > 0
-  AND NOT EXISTS (SELECT FROM pg_stats AS s
-                  WHERE s.schemaname = n.nspname AND s.tablename = c.relname)
-ORDER BY c.relname
-
--- analyze_table --
-ANALYZE {table}
-
 -- insert_unknown_logs --
 -- The batch's logs that no decoder turned into an event. Writing one again is a no-op.
 INSERT INTO unknown_logs (chain_id, registry, address, block_number, block_hash, block_time,

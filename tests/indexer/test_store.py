@@ -166,44 +166,6 @@ async def test_unknown_logs_commit_with_their_batch_once_and_roll_back_with_it(
         assert await unknown_logs(conn) == []
 
 
-# -- statistics of the model --------------------------------------------------------------
-
-
-async def tables_with_statistics(conn: psycopg.AsyncConnection) -> list[str]:
-    cursor = await conn.execute(
-        "SELECT DISTINCT tablename FROM pg_stats WHERE schemaname = current_schema()"
-        " AND tablename = ANY (%s) ORDER BY tablename",
-        [["agents", "feedback", "feedback_clients", "validation_requests"]],
-    )
-    return [name for (name,) in await cursor.fetchall()]
-
-
-async def test_a_backfill_batch_analyzes_the_model_tables_it_filled_and_a_live_one_does_not(
-    migrated_url: str,
-) -> None:
-    """Without statistics the planner takes the model's tables for a fraction of their size
-    (migration 40 says what that cost): a batch of a backfill gives them statistics."""
-    async with (
-        start_devnet(seed=11) as devnet,
-        await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn,
-    ):
-        await devnet.activity.run(events=40)
-        indexer = ChainIndexer(devnet.chain_config(), conn, devnet.rpc)
-        await indexer.prepare()
-        await indexer.sync_to_head()
-        # A few events (a live batch's size) leave the analysis to autovacuum.
-        assert await tables_with_statistics(conn) == []
-
-        await devnet.activity.run(events=1_500, batch=True)
-        await indexer.sync_to_head()
-        assert await tables_with_statistics(conn) == [
-            "agents", "feedback", "feedback_clients", "validation_requests",
-        ]  # fmt: skip
-        # Each table once: with statistics, nothing is left to analyze.
-        assert await indexer.store.analyze_model_without_statistics(conn) == []
-        await indexer.close()
-
-
 # -- the columns ------------------------------------------------------------------------
 
 
