@@ -211,6 +211,14 @@ class RpcClient:
     async def block_number(self) -> int:
         return _quantity("eth_blockNumber", await self.call("eth_blockNumber"))
 
+    async def head_and_header(self, number: int) -> tuple[int, dict[str, Any] | None]:
+        """The head's number and block `number`'s header (None when the node has no such
+        block), in one request: an indexer at the head needs both at every poll."""
+        head, header = await self.batch(
+            [("eth_blockNumber", []), ("eth_getBlockByNumber", [hex(number), False])]
+        )
+        return _quantity("eth_blockNumber", head), header if isinstance(header, dict) else None
+
     async def get_logs(
         self, addresses: Sequence[str], from_block: int, to_block: int
     ) -> list[dict[str, Any]]:

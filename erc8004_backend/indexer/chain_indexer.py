@@ -231,18 +231,21 @@ class ChainIndexer:
 
     async def step(self) -> bool:
         """Index the next block range. True when there was nothing new to index."""
-        head = await self.rpc.block_number()
         checkpoint = await self.store.checkpoint(self.conn)
         if checkpoint.block_number is None:
+            head, tip = await self.rpc.block_number(), None
             next_block = await self._first_block(head)
         else:
+            # The checkpoint block's header comes with the head, in one request: at the head,
+            # where the indexer polls, every step checks that block is still the chain's.
+            head, tip = await self.rpc.head_and_header(checkpoint.block_number)
             next_block = checkpoint.block_number + 1
             if self.start_block is None:  # a resumed "auto" chain: for the progress display
                 remembered = await remembered_start_block(self.chain, self.conn, self.store)
                 self.start_block = remembered if remembered is not None else next_block
         if next_block > head:
             self._drop_prefetch()
-            return not await self._rolled_back_at_tip(checkpoint, head)
+            return not await self._rolled_back_at_tip(checkpoint, head, tip)
         try:
             fetched = await self._take_prefetched(next_block)
             if fetched is None:
@@ -485,9 +488,12 @@ class ChainIndexer:
 
     # -- reorgs ---------------------------------------------------------------------------
 
-    async def _rolled_back_at_tip(self, checkpoint: Checkpoint, head: int) -> bool:
+    async def _rolled_back_at_tip(
+        self, checkpoint: Checkpoint, head: int, tip_header: dict[str, Any] | None
+    ) -> bool:
         """Caught up: check that the checkpoint block is still canonical (else roll back and
-        say so), and let the confirmed block follow the head."""
+        say so), and let the confirmed block follow the head. `tip_header`: the checkpoint
+        block's header as the node gave it with the head."""
         if checkpoint.block_number is None:
             return False
         if checkpoint.block_number > head:
@@ -507,8 +513,10 @@ class ChainIndexer:
                 return False
             await self._roll_back_reorg(checkpoint, head)
             return True
-        (raw,) = await self.rpc.get_block_headers([checkpoint.block_number])
-        tip = header_from_rpc(raw)
+        if tip_header is None:
+            raise RpcError("eth_getBlockByNumber", -32001,
+                           f"block {checkpoint.block_number} not found")  # fmt: skip
+        tip = header_from_rpc(tip_header)
         if checkpoint.block_hash is not None and tip.hash != checkpoint.block_hash:
             await self._roll_back_reorg(checkpoint, head)
             return True

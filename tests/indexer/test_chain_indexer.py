@@ -116,6 +116,43 @@ async def test_following_the_head_picks_up_new_blocks(migrated_url: str) -> None
             assert checkpoint.confirmed_block_number == head - 2
 
 
+async def test_at_the_head_a_poll_is_one_request_that_still_sees_a_replaced_tip(
+    migrated_url: str,
+) -> None:
+    """The indexer polls at the head (every 10 ms in bench.pipeline): the head and the
+    checkpoint block's header come in one batch request, and that header still finds a tip
+    replaced by a block of the same height."""
+    async with start_devnet(seed=21) as devnet:
+        await devnet.activity.run(events=30)
+        async with (
+            FlakyRpcServer(upstream=devnet.url) as node,
+            RpcClient([node.url]) as rpc,
+            await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn,
+        ):
+            chain = devnet.registries.chain_config([node.url])
+            indexer = ChainIndexer(chain, conn, rpc)
+            await indexer.prepare()
+            await indexer.sync_to_head()
+            node.reset_counts()
+            for _ in range(3):
+                assert await indexer.step() is True  # nothing new
+            assert node.http_requests == 3
+            assert node.calls["eth_blockNumber"] == node.calls["eth_getBlockByNumber"] == 3
+
+            # The tip replaced by another block of the same height: the next poll rolls back.
+            tip = await devnet.rpc.block_number()
+            snapshot = await devnet.rpc.call("evm_snapshot")
+            await devnet.activity.step()
+            await indexer.sync_to_head()
+            assert await devnet.rpc.call("evm_revert", [snapshot]) is True
+            await devnet.activity.resync()
+            await devnet.activity.step()
+            assert await devnet.rpc.block_number() == tip + 1
+            await indexer.sync_to_head()
+            assert indexer.stats.reorgs == 1
+            await assert_table_equals_chain(conn, devnet.rpc, chain)
+
+
 async def test_one_indexer_per_chain(migrated_url: str) -> None:
     async with start_devnet() as devnet:
         chain = devnet.chain_config()
@@ -340,10 +377,10 @@ async def test_a_node_that_lags_behind_the_checkpoint_is_waited_for_not_rolled_b
             indexer = await synced_indexer(chain, conn, devnet)
             checkpoint = await indexer.store.checkpoint(conn)
             assert checkpoint.block_number is not None
-            # A load-balanced endpoint answers with a head two blocks older than ours.
-            assert (
-                await indexer._rolled_back_at_tip(checkpoint, checkpoint.block_number - 2) is False
-            )
+            # A load-balanced endpoint answers with a head two blocks older than ours (and
+            # without the checkpoint's block).
+            lagging_head = checkpoint.block_number - 2
+            assert await indexer._rolled_back_at_tip(checkpoint, lagging_head, None) is False
             assert await indexer.store.checkpoint(conn) == checkpoint
             assert indexer.stats.reorgs == 0
             await assert_table_equals_chain(conn, devnet.rpc, chain)
