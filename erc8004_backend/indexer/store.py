@@ -263,10 +263,10 @@ class EventStore:
             await conn.execute(QUERIES[rewind], params)
             if forget_deployments:
                 await conn.execute(QUERIES["forget_deployments"], params)
-            cursor = await conn.execute(
-                QUERIES["rewind_processing_cursor"],
-                {"chain_id": self.chain_id, "block_number": resume[0], "log_index": resume[1]},
-            )
+            position = {"chain_id": self.chain_id, "block_number": resume[0],
+                        "log_index": resume[1]}  # fmt: skip
+            await conn.execute(QUERIES["rewind_replays"], position)
+            cursor = await conn.execute(QUERIES["rewind_processing_cursor"], position)
             return await cursor.fetchone() is not None
 
     async def _restore_trigger_state(

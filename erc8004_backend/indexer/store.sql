@@ -224,6 +224,29 @@ WHERE chain_id = %(chain_id)s
   AND (block_number, log_index) > (%(block_number)s, %(log_index)s)
 RETURNING chain_id
 
+-- rewind_replays --
+-- Running replays that reach past where the trigger engine resumes after a reorg deeper than
+-- the confirmation depth: the events from there on are the live processor's again (its
+-- cursor moves back there), so a replay now ends there. One that had replayed past it
+-- carries orphaned events in its state and counts: it starts again from its beginning. The
+-- jobs it queued for events that stay are not queued twice (the live insert skips an
+-- (event, action) that has one), and its count of jobs keeps those it queued.
+UPDATE trigger_replays AS r
+SET end_block = %(block_number)s, end_log_index = %(log_index)s,
+    cursor_block = CASE WHEN p.past THEN -1 ELSE r.cursor_block END,
+    cursor_log_index = CASE WHEN p.past THEN -1 ELSE r.cursor_log_index END,
+    state = CASE WHEN p.past THEN '{}' ELSE r.state END,
+    last_fired_at = CASE WHEN p.past THEN NULL ELSE r.last_fired_at END,
+    events = CASE WHEN p.past THEN 0 ELSE r.events END,
+    firings = CASE WHEN p.past THEN 0 ELSE r.firings END
+FROM (
+    SELECT id, (cursor_block, cursor_log_index) > (%(block_number)s, %(log_index)s) AS past
+    FROM trigger_replays
+    WHERE chain_id = %(chain_id)s AND status = 'running'
+      AND (end_block, end_log_index) > (%(block_number)s, %(log_index)s)
+) AS p
+WHERE r.id = p.id
+
 -- deployment_blocks --
 -- The blocks this database's indexer found for the chain's registries (by address).
 SELECT address, block_number

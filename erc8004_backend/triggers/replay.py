@@ -15,6 +15,10 @@ read or written) and without its `fires_from` (history is what was asked for); t
 through the live insert, so an (event, action) that has a job already (delivered live, or by
 an earlier replay) gets none; and the replay's progress. A crash leaves the whole batch or
 none of it, and the next run resumes from the replay's cursor.
+
+A reorg deeper than the confirmation depth moves the processing cursor back (the indexer's
+store): a running replay then ends where the cursor now is, and one that had replayed past
+it, its state holding orphaned events, starts again from its beginning.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from erc8004_backend.indexer.store import EventStore
 from erc8004_backend.triggers.backtest import backtest
 from erc8004_backend.triggers.processor import Processor
 from erc8004_backend.triggers.replay import replay_batch, start_replays
@@ -190,6 +191,54 @@ async def test_a_batch_that_never_commits_is_taken_again_from_the_replays_cursor
     assert await replay_row(conn, replay) == {
         "status": "done", "events": 6, "firings": 4, "jobs": 8, "end_block": 6,
         "cursor_block": 6, "finished": True}  # fmt: skip
+
+
+async def test_a_reorg_under_a_running_replay_hands_its_events_back_and_restarts_it(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    """A reorg deeper than the confirmations, below a replay's cursor: the events from where
+    the processor resumes are the live processor's again (the replay ends there), and the
+    replay, whose state holds orphaned events, starts over; the firings that stand are the
+    backtest's over the chain as it is now, each once."""
+    for block, score in enumerate([90, 80, 70, 60, 50, 40, 30], start=1):
+        await add_feedback(conn, block, 42, score, minutes=block)
+    # The blocks the indexer keeps for reorgs: the processor keeps undo records for them.
+    await conn.execute(
+        "INSERT INTO indexed_blocks (chain_id, block_number, block_hash, parent_hash, block_time)"
+        " SELECT %s, n, format('0x%%064s', n), format('0x%%064s', n - 1), %s FROM generate_series(1, 7) n",
+        [CHAIN, T0],
+    )
+    await confirm(conn, 7)
+    trigger = await add_trigger(conn, EMA, fires_from=LATER)
+    processor = Processor("unused", batch_size=3)
+    await processor.run_once(conn)  # history: the live state moves, nothing fires
+    replay = await request_replay(conn, trigger, from_block=1)
+    assert await start_replays(conn, CHAIN) == 1
+    for _ in range(2):
+        await replay_batch(conn, CHAIN, replay, limit=3)
+    assert (await replay_row(conn, replay))["cursor_block"] == 6
+
+    # Blocks 5-7 replaced: the processor resumes before its batch of blocks 4-6.
+    assert await EventStore(CHAIN).roll_back(conn, (4, f"0x{4:064x}")) is True
+    for block, score in [(5, 20), (6, 10), (7, 5)]:
+        await add_feedback(conn, block, 42, score, minutes=block)
+    await confirm(conn, 7)
+    # (A processor that loads the triggers as the replay's start left them.)
+    await Processor("unused", batch_size=3).run_once(conn)
+
+    cursor = await conn.execute(
+        "SELECT e.block_number, (j.payload->'computed'->>'ema_score')::float FROM action_jobs j"
+        " JOIN events e ON e.id = j.event_id WHERE j.status <> 'cancelled' AND NOT j.retraction"
+        " ORDER BY e.block_number"
+    )
+    standing = await cursor.fetchall()
+    expected = await backtest(conn, trigger, from_block=1)
+    assert standing == [(f.block_number, pytest.approx(f.computed["ema_score"]))
+                        for f in expected.fired]  # fmt: skip
+    assert [block for block, _ in standing] == [1, 2, 3, 4, 5, 6, 7]
+    assert await replay_row(conn, replay) == {
+        "status": "done", "events": 3, "firings": 3, "jobs": 6, "end_block": 4,
+        "cursor_block": 3, "finished": True}  # fmt: skip
 
 
 async def test_a_replay_of_a_trigger_that_is_off_waits_until_it_is_on(
