@@ -39,6 +39,9 @@ SELECT min(run_at) FROM action_jobs WHERE status = 'queued'
 -- 'queued' with a later run_at) if this worker still holds it at that attempt, and every
 -- attempt gets its action_results row even if the lease was lost meanwhile. Rows whose
 -- trigger or action was deleted during the attempt keep NULLs there, as deletes leave them.
+-- A job whose event a reorg orphaned during the attempt (reorged_out, migration 41) is not
+-- tried again ('cancelled' instead of 'queued'), and delivered, gets the retraction its
+-- action asks for, as store.sql's queue_retractions gives a job delivered before the reorg.
 WITH outcome AS (
     -- One JSON array of the outcomes: encoded in one call, where fourteen arrays of
     -- parameters cost a quarter of a busy worker's CPU to send.
@@ -50,24 +53,40 @@ WITH outcome AS (
               action_type text)
 ), moved AS (
     UPDATE action_jobs AS j
-    SET status = o.next_status,
-        run_at = CASE WHEN o.next_status = 'queued'
+    SET status = CASE WHEN j.reorged_out AND o.next_status = 'queued' THEN 'cancelled'
+                      ELSE o.next_status END,
+        run_at = CASE WHEN o.next_status = 'queued' AND NOT j.reorged_out
                       THEN now() + make_interval(secs => o.retry_in) ELSE j.run_at END,
         locked_by = NULL,
         locked_until = NULL,
-        last_error = o.error,
-        finished_at = CASE WHEN o.next_status IN ('succeeded', 'dead') THEN now() END
+        last_error = CASE WHEN j.reorged_out AND o.next_status = 'queued'
+                          THEN o.error || ' (reorged out: not tried again)' ELSE o.error END,
+        finished_at = CASE WHEN o.next_status IN ('succeeded', 'dead') OR j.reorged_out
+                           THEN now() END
     FROM outcome AS o
     WHERE j.id = o.job_id AND j.status = 'running' AND j.locked_by = %(worker)s
       AND j.attempts = o.attempt
-    RETURNING j.id
+    RETURNING j.id, j.status, j.reorged_out, j.trigger_id, j.action_id, j.event_id,
+              j.chain_id, j.priority, j.idempotency_key, j.payload, j.max_attempts, j.replay
+), retracted AS (
+    INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id, priority,
+                             idempotency_key, payload, max_attempts, retraction, replay)
+    SELECT m.trigger_id, m.action_id, m.event_id, m.chain_id, m.priority, m.idempotency_key,
+           m.payload || '{"retracted": true}', m.max_attempts, true, m.replay
+    FROM moved AS m
+    JOIN trigger_actions AS a ON a.id = m.action_id
+    WHERE m.reorged_out AND m.status = 'succeeded'
+      AND a.config @> '{"notify_retractions": true}'
+    ON CONFLICT (event_id, action_id, retraction) DO NOTHING
 ), recorded AS (
     INSERT INTO action_results (job_id, user_id, trigger_id, action_id, event_id, chain_id,
                                 action_type, status, retry_count, duration_ms, error_message,
                                 response_data)
-    SELECT j.id, u.id, t.id, a.id, o.event_id, o.chain_id, o.action_type, o.result_status,
+    SELECT j.id, u.id, t.id, a.id, o.event_id, o.chain_id, o.action_type,
+           CASE WHEN m.status = 'cancelled' THEN 'cancelled' ELSE o.result_status END,
            o.attempt - 1, o.duration_ms, o.error, o.response
     FROM outcome AS o
+    LEFT JOIN moved AS m ON m.id = o.job_id
     LEFT JOIN action_jobs AS j ON j.id = o.job_id
     LEFT JOIN users AS u ON u.id = o.user_id
     LEFT JOIN triggers AS t ON t.id = o.trigger_id
@@ -115,7 +134,8 @@ WHERE tripped
 
 -- release_expired_leases --
 -- Jobs whose worker stopped without finishing (killed, or cut off from the database) go back
--- to the queue when their lease ends, or to the dead letters if that was their last attempt.
+-- to the queue when their lease ends, or to the dead letters if that was their last attempt
+-- (cancelled, if a reorg orphaned their event meanwhile: migration 41).
 -- The lost attempt counts, and its action_results row says what happened.
 WITH expired AS (
     SELECT id
@@ -126,13 +146,15 @@ WITH expired AS (
     FOR UPDATE SKIP LOCKED
 ), released AS (
     UPDATE action_jobs AS j
-    SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
+    SET status = CASE WHEN j.reorged_out THEN 'cancelled'
+                      WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
         run_at = now(),
         locked_by = NULL,
         locked_until = NULL,
         last_error = format('worker %%s stopped before finishing attempt %%s (its lease expired)',
-                            j.locked_by, j.attempts),
-        finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END
+                            j.locked_by, j.attempts)
+                     || CASE WHEN j.reorged_out THEN ' (reorged out: not tried again)' ELSE '' END,
+        finished_at = CASE WHEN j.attempts >= j.max_attempts OR j.reorged_out THEN now() END
     FROM expired
     WHERE j.id = expired.id
     RETURNING j.id, j.trigger_id, j.action_id, j.alert_action_id, j.event_id, j.chain_id,
@@ -142,7 +164,8 @@ INSERT INTO action_results (job_id, user_id, trigger_id, action_id, event_id, ch
                             action_type, status, retry_count, error_message)
 SELECT r.id, t.user_id, r.trigger_id, r.action_id, r.event_id, r.chain_id,
        coalesce(a.action_type, al.action_type),
-       CASE WHEN r.status = 'dead' THEN 'failed' ELSE 'retrying' END, r.attempts - 1,
+       CASE r.status WHEN 'dead' THEN 'failed' WHEN 'cancelled' THEN 'cancelled'
+                     ELSE 'retrying' END, r.attempts - 1,
        r.last_error
 FROM released AS r
 JOIN triggers AS t ON t.id = r.trigger_id

@@ -254,6 +254,7 @@ class EventStore:
             await conn.execute(QUERIES["lock_checkpoint"], params)
             await conn.execute(QUERIES["roll_back_read_model"], params)
             await conn.execute(QUERIES["cancel_orphaned_jobs"], params)
+            await conn.execute(QUERIES["mark_reorged_out_deliveries"], params)
             await conn.execute(QUERIES["queue_retractions"], params)
             resume = await self._restore_trigger_state(conn, number)
             await conn.execute(QUERIES["delete_events_above"], params)

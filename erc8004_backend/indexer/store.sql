@@ -148,6 +148,16 @@ FROM cancelled AS c
 JOIN triggers AS t ON t.id = c.trigger_id
 JOIN trigger_actions AS a ON a.id = c.action_id
 
+-- mark_reorged_out_deliveries --
+-- Before the events above the fork go: a job a worker is delivering right now for one of them
+-- (left to finish above) is marked, and its outcome decides (record_attempts, migration 41):
+-- delivered, it gets the retraction its action asks for; failed, it is not tried again.
+UPDATE action_jobs AS j
+SET reorged_out = true
+FROM events AS e
+WHERE e.chain_id = %(chain_id)s AND e.block_number > %(fork_block)s
+  AND j.event_id = e.id AND j.status = 'running' AND NOT j.retraction
+
 -- queue_retractions --
 -- Before the events above the fork go: each job delivered for one of them whose action asks
 -- for it (config.notify_retractions) gets a retraction job: the same event, action and

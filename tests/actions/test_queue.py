@@ -21,11 +21,13 @@ from erc8004_backend.actions.queue import (
     claim_jobs,
     decide,
     feed_circuit_breakers,
+    record_attempts,
     release_expired_leases,
 )
+from erc8004_backend.indexer.store import EventStore
 from erc8004_backend.retry import RetryPolicy
 from erc8004_backend.triggers.processor import load_trigger_index
-from tests.support.jobs import USER_ID, create_trigger, queue_jobs
+from tests.support.jobs import CHAIN_ID, USER_ID, create_trigger, queue_jobs
 
 POLICY = RetryPolicy(max_attempts=5, backoff_initial=1.0, backoff_max=100.0)
 REST = {"url": "https://api.example.com/hook"}
@@ -446,3 +448,64 @@ async def test_release_respects_its_limit(conn: psycopg.AsyncConnection) -> None
     assert await release_expired_leases(conn, limit=2) == 2
     assert await release_expired_leases(conn, limit=10) == 3
     assert {row[0] for row in (await statuses(conn)).values()} == {"queued"}
+
+
+# -- a reorg during a delivery (PostgreSQL) ------------------------------------------------
+
+
+async def test_a_delivery_under_way_when_its_event_is_reorged_out_is_retracted_or_never_retried(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    """The reorg leaves attempts under way to finish (migration 41): the one that delivered
+    gets a retraction (its action asks for them), one that fails is cancelled instead of
+    retried, one that fails for good is dead as any, and one whose worker stopped is
+    cancelled when its lease ends."""
+    trigger, action, _ = await create_trigger(conn, "rest", {**REST, "notify_retractions": True})
+    await conn.execute(
+        "INSERT INTO events (id, chain_id, registry, event_type, contract_address, block_number,"
+        " block_hash, block_time, transaction_hash, transaction_index, log_index, agent_id)"
+        " SELECT n, %s, 'reputation', 'NewFeedback', %s, 1000 + n, format('0x%%064s', n), now(),"
+        " format('0x%%064s', n), 0, 0, 42 FROM generate_series(1, 4) n",
+        [CHAIN_ID, "0x" + "aa" * 20],
+    )
+    await conn.execute(
+        "INSERT INTO checkpoints (chain_id, block_number, confirmed_block_number)"
+        " VALUES (%s, 1004, 1004)",
+        [CHAIN_ID],
+    )
+    delivered, retried, refused, stopped = await queue_jobs(conn, trigger, action, 4)
+    claimed = {job.id: job for job in await claim_jobs(conn, worker="w1", limit=10,
+                                                       lease_seconds=30)}  # fmt: skip
+
+    # A reorg below block 1001 while all four are being delivered.
+    await EventStore(CHAIN_ID).roll_back(conn, (1000, None))
+    assert set((await statuses(conn)).values()) == {("running", 1, "w1", None, False)}
+    outcomes = [
+        decide(claimed[delivered], None, POLICY, duration_ms=5),
+        decide(claimed[retried], DeliveryFailed("HTTP 503", retryable=True), POLICY,
+               duration_ms=5),
+        decide(claimed[refused], DeliveryFailed("HTTP 400", retryable=False), POLICY,
+               duration_ms=5),
+    ]  # fmt: skip
+    assert await record_attempts(conn, worker="w1", attempts=outcomes) == 3
+    await conn.execute(
+        "UPDATE action_jobs SET locked_until = now() - interval '1 second' WHERE id = %s",
+        [stopped],
+    )
+    assert await release_expired_leases(conn) == 1
+
+    state = await statuses(conn)
+    lost = "worker w1 stopped before finishing attempt 1 (its lease expired)"
+    assert state[delivered] == ("succeeded", 1, None, None, True)
+    assert state[retried] == ("cancelled", 1, None, "HTTP 503 (reorged out: not tried again)",
+                              True)  # fmt: skip
+    assert state[refused] == ("dead", 1, None, "HTTP 400", True)
+    assert state[stopped] == ("cancelled", 1, None, f"{lost} (reorged out: not tried again)",
+                              True)  # fmt: skip
+    cursor = await conn.execute(
+        "SELECT event_id, status, payload->'retracted' FROM action_jobs WHERE retraction"
+    )
+    assert await cursor.fetchall() == [(1, "queued", True)]
+    cursor = await conn.execute("SELECT job_id, status FROM action_results ORDER BY job_id")
+    assert await cursor.fetchall() == [(delivered, "success"), (retried, "cancelled"),
+                                       (refused, "failed"), (stopped, "cancelled")]  # fmt: skip

@@ -1,0 +1,1 @@
+ALTER TABLE action_jobs DROP COLUMN reorged_out;
