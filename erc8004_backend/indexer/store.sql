@@ -236,13 +236,16 @@ RETURNING chain_id
 
 -- rewind_replays --
 -- Running replays that reach past where the trigger engine resumes after a reorg deeper than
--- the confirmation depth: the events from there on are the live processor's again (its
--- cursor moves back there), so a replay now ends there. One that had replayed past it
--- carries orphaned events in its state and counts: it starts again from its beginning. The
--- jobs it queued for events that stay are not queued twice (the live insert skips an
--- (event, action) that has one), and its count of jobs keeps those it queued.
+-- the confirmation depth. The events from there on are the live processor's again (its
+-- cursor moves back there), and it fires them from an open-ended replay's start: such a
+-- replay now ends there. (One with an end of its own keeps it: the live processor fires
+-- none of the older events for it.) One that had replayed past it carries orphaned events
+-- in its state and counts: it starts again from its beginning. The jobs it queued for events
+-- that stay are not queued twice (the live insert skips an (event, action) that has one),
+-- and its count of jobs keeps those it queued.
 UPDATE trigger_replays AS r
-SET end_block = %(block_number)s, end_log_index = %(log_index)s,
+SET end_block = CASE WHEN p.open_ended THEN %(block_number)s ELSE r.end_block END,
+    end_log_index = CASE WHEN p.open_ended THEN %(log_index)s ELSE r.end_log_index END,
     cursor_block = CASE WHEN p.past THEN -1 ELSE r.cursor_block END,
     cursor_log_index = CASE WHEN p.past THEN -1 ELSE r.cursor_log_index END,
     state = CASE WHEN p.past THEN '{}' ELSE r.state END,
@@ -250,7 +253,8 @@ SET end_block = %(block_number)s, end_log_index = %(log_index)s,
     events = CASE WHEN p.past THEN 0 ELSE r.events END,
     firings = CASE WHEN p.past THEN 0 ELSE r.firings END
 FROM (
-    SELECT id, (cursor_block, cursor_log_index) > (%(block_number)s, %(log_index)s) AS past
+    SELECT id, (cursor_block, cursor_log_index) > (%(block_number)s, %(log_index)s) AS past,
+           to_block IS NULL AND to_time IS NULL AS open_ended
     FROM trigger_replays
     WHERE chain_id = %(chain_id)s AND status = 'running'
       AND (end_block, end_log_index) > (%(block_number)s, %(log_index)s)

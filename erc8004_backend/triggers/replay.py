@@ -17,8 +17,9 @@ an earlier replay) gets none; and the replay's progress. A crash leaves the whol
 none of it, and the next run resumes from the replay's cursor.
 
 A reorg deeper than the confirmation depth moves the processing cursor back (the indexer's
-store): a running replay then ends where the cursor now is, and one that had replayed past
-it, its state holding orphaned events, starts again from its beginning.
+store): a running open-ended replay then ends where the cursor now is (the live processor
+fires the events after it from the replay's start), and one that had replayed past it, its
+state holding orphaned events, starts again from its beginning.
 """
 
 from __future__ import annotations
