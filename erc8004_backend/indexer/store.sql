@@ -209,15 +209,23 @@ SET state = EXCLUDED.state,
     last_log_index = EXCLUDED.last_log_index
 
 -- restore_last_fired --
--- Likewise each trigger's last firing (which its cooldown runs from).
+-- Likewise each trigger's last firing (which its cooldown runs from). The rows locked in id
+-- order first, as the worker's circuit breaker locks them, so that the two cannot deadlock.
+WITH restored AS (
+    SELECT t.id, f.previous_fired_at
+    FROM (SELECT DISTINCT ON (trigger_id) trigger_id, previous_fired_at
+          FROM trigger_state_undo
+          WHERE chain_id = %(chain_id)s AND scope IS NULL
+            AND (batch_block, batch_log_index) >= (%(block_number)s, %(log_index)s)
+          ORDER BY trigger_id, batch_block, batch_log_index) AS f
+    JOIN triggers AS t ON t.id = f.trigger_id
+    ORDER BY t.id
+    FOR NO KEY UPDATE OF t
+)
 UPDATE triggers AS t
-SET last_fired_at = f.previous_fired_at
-FROM (SELECT DISTINCT ON (trigger_id) trigger_id, previous_fired_at
-      FROM trigger_state_undo
-      WHERE chain_id = %(chain_id)s AND scope IS NULL
-        AND (batch_block, batch_log_index) >= (%(block_number)s, %(log_index)s)
-      ORDER BY trigger_id, batch_block, batch_log_index) AS f
-WHERE t.id = f.trigger_id
+SET last_fired_at = restored.previous_fired_at
+FROM restored
+WHERE t.id = restored.id
 
 -- forget_undone --
 DELETE FROM trigger_state_undo

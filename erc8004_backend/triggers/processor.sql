@@ -181,10 +181,20 @@ COPY action_jobs (trigger_id, action_id, event_id, chain_id, priority, idempoten
 FROM STDIN (FORMAT BINARY)
 
 -- mark_fired --
+-- The rows locked first, in id order, as the worker's circuit breaker (feed_circuit_breakers)
+-- locks them: a batch and a worker's recording that share triggers wait for each other
+-- instead of deadlocking (the UPDATE alone takes them in whatever order its join reads).
+WITH fired AS (
+    SELECT t.id, f.fired_at
+    FROM unnest(%(trigger_ids)b::uuid[], %(fired_at)b::timestamptz[]) AS f(id, fired_at)
+    JOIN triggers AS t ON t.id = f.id
+    ORDER BY t.id
+    FOR NO KEY UPDATE OF t
+)
 UPDATE triggers AS t
-SET last_fired_at = f.fired_at
-FROM unnest(%(trigger_ids)b::uuid[], %(fired_at)b::timestamptz[]) AS f(id, fired_at)
-WHERE t.id = f.id
+SET last_fired_at = fired.fired_at
+FROM fired
+WHERE t.id = fired.id
 
 -- advance_cursor --
 UPDATE processing_cursors

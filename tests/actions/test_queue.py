@@ -5,7 +5,9 @@ PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -26,8 +28,9 @@ from erc8004_backend.actions.queue import (
 )
 from erc8004_backend.indexer.store import EventStore
 from erc8004_backend.retry import RetryPolicy
+from erc8004_backend.triggers.processor import QUERIES as PROCESSOR_QUERIES
 from erc8004_backend.triggers.processor import load_trigger_index
-from tests.support.jobs import CHAIN_ID, USER_ID, create_trigger, queue_jobs
+from tests.support.jobs import CHAIN_ID, USER_ID, create_trigger, create_user, queue_jobs
 
 POLICY = RetryPolicy(max_attempts=5, backoff_initial=1.0, backoff_max=100.0)
 REST = {"url": "https://api.example.com/hook"}
@@ -509,3 +512,40 @@ async def test_a_delivery_under_way_when_its_event_is_reorged_out_is_retracted_o
     cursor = await conn.execute("SELECT job_id, status FROM action_results ORDER BY job_id")
     assert await cursor.fetchall() == [(delivered, "success"), (retried, "cancelled"),
                                        (refused, "failed"), (stopped, "cancelled")]  # fmt: skip
+
+
+async def test_a_batch_marking_firings_and_a_breaker_feed_wait_for_each_other_not_deadlock(
+    conn: psycopg.AsyncConnection, migrated_url: str
+) -> None:
+    """Both lock the triggers they share in id order (seen in bench.pipeline: the processor's
+    mark_fired took them in the order it read them, the worker's breaker in id order)."""
+    await create_user(conn)
+    # Stored higher id first, so that reading them in storage or array order is not id order.
+    high, low = "ffffffff-0000-4000-8000-000000000000", "00000000-0000-4000-8000-000000000000"
+    for trigger_id in (high, low):
+        await conn.execute(
+            "INSERT INTO triggers (id, user_id, name, chain_id, registry)"
+            " VALUES (%s, %s, 'shared', %s, 'reputation')",
+            [trigger_id, USER_ID, CHAIN_ID],
+        )
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as other:
+        await other.execute("SET lock_timeout = '10s'")
+        async with conn.transaction():
+            # The worker's recording holds the lower trigger (its feed locks it first) ...
+            await conn.execute("SELECT id FROM triggers WHERE id = %s FOR NO KEY UPDATE", [low])
+            # ... while a processor batch marks both firings, the higher one named first.
+            marking = asyncio.create_task(other.execute(
+                PROCESSOR_QUERIES["mark_fired"],
+                {"trigger_ids": [uuid.UUID(high), uuid.UUID(low)],
+                 "fired_at": [datetime.now(UTC)] * 2},
+            ))  # fmt: skip
+            await asyncio.sleep(0.3)  # the marking waits now, holding nothing
+            await conn.execute("SET LOCAL lock_timeout = '5s'")
+            # The feed goes on to the higher trigger: it is free, so nothing deadlocks.
+            await feed_circuit_breakers(conn, [BreakerFeed(high, False, 1, "HTTP 500"),
+                                               BreakerFeed(low, False, 1, "HTTP 500")])  # fmt: skip
+        await asyncio.wait_for(marking, 10)
+    cursor = await conn.execute(
+        "SELECT consecutive_failures, last_fired_at IS NOT NULL FROM triggers ORDER BY id"
+    )
+    assert await cursor.fetchall() == [(1, True), (1, True)]
