@@ -342,11 +342,7 @@ class Worker:
                     await asyncio.wait_for(self._recorded.wait(), 0.5)
                 continue
             batch = self._outcomes[:RECORD_BATCH]
-            async with self.pool.connection() as conn, conn.transaction():
-                await record_attempts(conn, worker=self.name, attempts=batch)
-                tripped = await feed_circuit_breakers(conn, breaker_feed(batch))
-                # In the same transaction: an opened breaker has its alert, exactly once.
-                alerts = await queue_breaker_alerts(conn, tripped)
+            tripped, alerts = await record_batch(self.pool, self.name, batch)
             del self._outcomes[: len(batch)]
             self.delivered += len(batch)
             for trigger_id in tripped:
@@ -365,6 +361,34 @@ class Worker:
                 self._wake.set()
             await forget_old_messages(self.pool)  # dedup claims past every window
             await wait_or_stop(stop, interval)
+
+
+# A recording that loses a deadlock or a serialization conflict is rolled back whole, and
+# written again: the error would otherwise take the worker down, and with it the deliveries
+# under way, left to their leases.
+_CONFLICTS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+RECORD_CONFLICT_ATTEMPTS = 5
+
+
+async def record_batch(
+    pool: AsyncConnectionPool, worker: str, batch: list[Attempt]
+) -> tuple[list[str], list[int]]:
+    """A batch of outcomes, the circuit breakers they feed and the owner alerts of those they
+    open, in one transaction (an opened breaker has its alert, exactly once); returns the
+    triggers disabled and the alerts queued."""
+    attempt = 1
+    while True:
+        try:
+            async with pool.connection() as conn, conn.transaction():
+                await record_attempts(conn, worker=worker, attempts=batch)
+                tripped = await feed_circuit_breakers(conn, breaker_feed(batch))
+                return tripped, await queue_breaker_alerts(conn, tripped)
+        except _CONFLICTS as conflict:
+            if attempt == RECORD_CONFLICT_ATTEMPTS:
+                raise
+            log.warning("worker.record_conflict", attempt=attempt,
+                        error=str(conflict).splitlines()[0])  # fmt: skip
+            attempt += 1
 
 
 def _shared_settings(config: dict[str, Any]) -> ChannelConfig:

@@ -17,10 +17,11 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from erc8004_backend.actions.queue import claim_jobs, dead_jobs, redeliver_jobs
-from erc8004_backend.actions.worker import Worker
+from erc8004_backend.actions.queue import claim_jobs, dead_jobs, decide, redeliver_jobs
+from erc8004_backend.actions.worker import Worker, record_batch
 from erc8004_backend.config import Settings
 from erc8004_backend.encryption import SecretBox
+from erc8004_backend.retry import RetryPolicy
 from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import TelegramServer, WebhookSink, unescape_markdown_v2
 from tests.support.jobs import CHAIN_ID, create_trigger, queue_jobs
@@ -507,3 +508,42 @@ async def test_stopping_finishes_deliveries_in_flight_and_requeues_the_rest(
     assert [row["error_message"] for row in interrupted] == [
         "interrupted: the worker was stopping"
     ] * 2
+
+
+async def test_a_recording_that_loses_a_deadlock_is_written_again(migrated_url: str) -> None:
+    """A real deadlock: another transaction holds the job's trigger and then wants the job
+    row the recording has just updated. PostgreSQL rolls the recording back (its own check
+    comes first); it is written again once the other commits: once, whole."""
+    async with (
+        await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn,
+        await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as other,
+        AsyncConnectionPool(migrated_url, min_size=1, max_size=1, open=False,
+                            kwargs={"autocommit": True,
+                                    "options": "-c deadlock_timeout=100ms"}) as pool,
+    ):  # fmt: skip
+        trigger, action, _ = await create_trigger(conn, "rest", {"url": "https://example.com"})
+        [job_id] = await queue_jobs(conn, trigger, action, 1)
+        [job] = await claim_jobs(conn, worker="w1", limit=1, lease_seconds=30)
+        batch = [decide(job, None, RetryPolicy(), duration_ms=3)]
+        await other.execute("SET deadlock_timeout = '10s'")  # the recording's check first
+        async with other.transaction():
+            await other.execute("SELECT FROM triggers WHERE id = %s FOR NO KEY UPDATE", [trigger])
+            recording = asyncio.create_task(record_batch(pool, "w1", batch))
+            await eventually(lambda: waiting_for_a_lock(conn), timeout=10,
+                             what="the recording waiting for the trigger")  # fmt: skip
+            # This waits for the job row; the recording's deadlock check ends its transaction.
+            await other.execute("UPDATE action_jobs SET priority = priority WHERE id = %s",
+                                [job_id])  # fmt: skip
+        assert await asyncio.wait_for(recording, 10) == ([], [])
+        cursor = await conn.execute("SELECT status FROM action_jobs WHERE id = %s", [job_id])
+        assert await cursor.fetchone() == ("succeeded",)
+        cursor = await conn.execute("SELECT job_id, status FROM action_results")
+        assert await cursor.fetchall() == [(job_id, "success")]
+
+
+async def waiting_for_a_lock(conn: psycopg.AsyncConnection) -> bool:
+    cursor = await conn.execute(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return await cursor.fetchone() == (1,)
