@@ -209,11 +209,7 @@ async def _startup_seconds(url: str, indexer: list[str], runs: int) -> dict[str,
     for _ in range(runs):
         found["help"].append(await _timed(url, ["-m", "erc8004_backend", "indexer", "--help"]))
         started = time.perf_counter()
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, *indexer, cwd=ROOT, env=_environment(url),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        process = await _launch(url, indexer)
         assert process.stderr is not None
         try:
             line = await asyncio.wait_for(process.stderr.readline(), timeout=60)
@@ -230,14 +226,19 @@ def _environment(url: str) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": url}
 
 
-async def _timed(url: str, args: list[str]) -> float:
-    """Seconds from launching `python args` to its exit (which must be a success)."""
-    started = time.perf_counter()
-    process = await asyncio.create_subprocess_exec(
+async def _launch(url: str, args: list[str]) -> asyncio.subprocess.Process:
+    """`python args` in this tree against the database at `url`, its stderr piped."""
+    return await asyncio.create_subprocess_exec(
         sys.executable, *args, cwd=ROOT, env=_environment(url),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+
+
+async def _timed(url: str, args: list[str]) -> float:
+    """Seconds from launching `python args` to its exit (which must be a success)."""
+    started = time.perf_counter()
+    process = await _launch(url, args)
     _, stderr = await process.communicate()
     elapsed = time.perf_counter() - started
     if process.returncode != 0:

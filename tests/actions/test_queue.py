@@ -31,6 +31,7 @@ from erc8004_backend.retry import RetryPolicy
 from erc8004_backend.triggers.processor import QUERIES as PROCESSOR_QUERIES
 from erc8004_backend.triggers.processor import load_trigger_index
 from tests.support.jobs import CHAIN_ID, USER_ID, create_trigger, create_user, queue_jobs
+from tests.support.waiting import lock_waited_for
 
 POLICY = RetryPolicy(max_attempts=5, backoff_initial=1.0, backoff_max=100.0)
 REST = {"url": "https://api.example.com/hook"}
@@ -539,7 +540,7 @@ async def test_a_batch_marking_firings_and_a_breaker_feed_wait_for_each_other_no
                 {"trigger_ids": [uuid.UUID(high), uuid.UUID(low)],
                  "fired_at": [datetime.now(UTC)] * 2},
             ))  # fmt: skip
-            await asyncio.sleep(0.3)  # the marking waits now, holding nothing
+            await lock_waited_for(conn, other.info.backend_pid)  # holding nothing
             await conn.execute("SET LOCAL lock_timeout = '5s'")
             # The feed goes on to the higher trigger: it is free, so nothing deadlocks.
             await feed_circuit_breakers(conn, [BreakerFeed(high, False, 1, "HTTP 500"),

@@ -25,7 +25,7 @@ from erc8004_backend.retry import RetryPolicy
 from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import TelegramServer, WebhookSink, unescape_markdown_v2
 from tests.support.jobs import CHAIN_ID, create_trigger, queue_jobs
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, lock_waited_for
 
 BOT_TOKEN = "123456:TEST-token"
 
@@ -529,8 +529,7 @@ async def test_a_recording_that_loses_a_deadlock_is_written_again(migrated_url: 
         async with other.transaction():
             await other.execute("SELECT FROM triggers WHERE id = %s FOR NO KEY UPDATE", [trigger])
             recording = asyncio.create_task(record_batch(pool, "w1", batch))
-            await eventually(lambda: waiting_for_a_lock(conn), timeout=10,
-                             what="the recording waiting for the trigger")  # fmt: skip
+            await lock_waited_for(conn)  # the recording, for the trigger
             # This waits for the job row; the recording's deadlock check ends its transaction.
             await other.execute("UPDATE action_jobs SET priority = priority WHERE id = %s",
                                 [job_id])  # fmt: skip
@@ -539,11 +538,3 @@ async def test_a_recording_that_loses_a_deadlock_is_written_again(migrated_url: 
         assert await cursor.fetchone() == ("succeeded",)
         cursor = await conn.execute("SELECT job_id, status FROM action_results")
         assert await cursor.fetchall() == [(job_id, "success")]
-
-
-async def waiting_for_a_lock(conn: psycopg.AsyncConnection) -> bool:
-    cursor = await conn.execute(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    return await cursor.fetchone() == (1,)

@@ -24,6 +24,7 @@ from erc8004_backend.indexer.store import (
 )
 from erc8004_backend.triggers.processor import QUERIES as PROCESSOR_QUERIES
 from tests.support.chain_truth import assert_table_equals_chain
+from tests.support.waiting import lock_waited_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,7 +58,7 @@ async def test_chain_order_reads_do_not_wait_for_a_batch_that_created_a_partitio
             # Holds the batch open after its events are written, before its block hashes.
             await blocker.execute("LOCK TABLE indexed_blocks IN SHARE MODE")
             backfill = asyncio.create_task(indexer.sync_to_head())
-            await waiting_for_a_lock(reader, conn.info.backend_pid)
+            await lock_waited_for(reader, conn.info.backend_pid)
             try:
                 # The trigger engine's read: by chain, in chain order, no block_time to prune by.
                 read_meanwhile = await ready_events(reader, chain.chain_id)
@@ -86,17 +87,6 @@ async def event_partitions(conn: psycopg.AsyncConnection) -> list[str]:
         "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'events'::regclass"
     )
     return [name for (name,) in await cursor.fetchall()]
-
-
-async def waiting_for_a_lock(conn: psycopg.AsyncConnection, pid: int) -> None:
-    for _ in range(200):
-        cursor = await conn.execute(
-            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid]
-        )
-        if await cursor.fetchone() == ("Lock",):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the indexer's session {pid} never waited for the lock")
 
 
 CHAIN = 84532

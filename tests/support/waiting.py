@@ -1,5 +1,6 @@
-"""Waiting for what a test started: `eventually()` polls a condition until it holds, and
-`free_port()` picks a loopback port for a server the test starts (and then waits for)."""
+"""Waiting for what a test started: `eventually()` polls a condition until it holds,
+`lock_waited_for()` until a database session waits for a lock, and `free_port()` picks a
+loopback port for a server the test starts (and then waits for)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, overload
+
+import psycopg
 
 T = TypeVar("T")
 
@@ -48,3 +51,21 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+async def lock_waited_for(
+    conn: psycopg.AsyncConnection[Any], pid: int | None = None, *, timeout: float = 10.0
+) -> None:
+    """Until the session `pid` (None: any session of `conn`'s database) waits for a lock."""
+
+    async def waiting() -> bool:
+        cursor = await conn.execute(
+            "SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND (%s::int IS NULL OR pid = %s::int)",
+            [pid, pid],
+        )
+        row = await cursor.fetchone()
+        return bool(row and row[0])
+
+    what = f"session {pid} waiting for a lock" if pid else "a session waiting for a lock"
+    await eventually(waiting, timeout, what=what)
