@@ -136,7 +136,10 @@ WHERE tripped
 -- Jobs whose worker stopped without finishing (killed, or cut off from the database) go back
 -- to the queue when their lease ends, or to the dead letters if that was their last attempt
 -- (cancelled, if a reorg orphaned their event meanwhile: migration 41).
--- The lost attempt counts, and its action_results row says what happened.
+-- The lost attempt counts, and its action_results row says what happened. A lost attempt
+-- may have reached its target, so a cancelled one gets the retraction its action asks for,
+-- as a delivered one does in record_attempts: a retraction of something never received is
+-- noise, a missing one leaves a receiver believing an event the chain no longer has.
 WITH expired AS (
     SELECT id
     FROM action_jobs
@@ -158,7 +161,18 @@ WITH expired AS (
     FROM expired
     WHERE j.id = expired.id
     RETURNING j.id, j.trigger_id, j.action_id, j.alert_action_id, j.event_id, j.chain_id,
-              j.status, j.attempts, j.last_error
+              j.status, j.attempts, j.last_error, j.priority, j.idempotency_key, j.payload,
+              j.max_attempts, j.replay, j.retraction
+), retracted AS (
+    INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id, priority,
+                             idempotency_key, payload, max_attempts, retraction, replay)
+    SELECT r.trigger_id, r.action_id, r.event_id, r.chain_id, r.priority, r.idempotency_key,
+           r.payload || '{"retracted": true}', r.max_attempts, true, r.replay
+    FROM released AS r
+    JOIN trigger_actions AS a ON a.id = r.action_id
+    WHERE r.status = 'cancelled' AND NOT r.retraction
+      AND a.config @> '{"notify_retractions": true}'
+    ON CONFLICT (event_id, action_id, retraction) DO NOTHING
 )
 INSERT INTO action_results (job_id, user_id, trigger_id, action_id, event_id, chain_id,
                             action_type, status, retry_count, error_message)

@@ -463,7 +463,7 @@ async def test_a_delivery_under_way_when_its_event_is_reorged_out_is_retracted_o
     """The reorg leaves attempts under way to finish (migration 41): the one that delivered
     gets a retraction (its action asks for them), one that fails is cancelled instead of
     retried, one that fails for good is dead as any, and one whose worker stopped is
-    cancelled when its lease ends."""
+    cancelled when its lease ends, with a retraction too: its attempt may have arrived."""
     trigger, action, _ = await create_trigger(conn, "rest", {**REST, "notify_retractions": True})
     await conn.execute(
         "INSERT INTO events (id, chain_id, registry, event_type, contract_address, block_number,"
@@ -508,11 +508,20 @@ async def test_a_delivery_under_way_when_its_event_is_reorged_out_is_retracted_o
                               True)  # fmt: skip
     cursor = await conn.execute(
         "SELECT event_id, status, payload->'retracted' FROM action_jobs WHERE retraction"
+        " ORDER BY event_id"
     )
-    assert await cursor.fetchall() == [(1, "queued", True)]
+    assert await cursor.fetchall() == [(1, "queued", True), (4, "queued", True)]
     cursor = await conn.execute("SELECT job_id, status FROM action_results ORDER BY job_id")
     assert await cursor.fetchall() == [(delivered, "success"), (retried, "cancelled"),
                                        (refused, "failed"), (stopped, "cancelled")]  # fmt: skip
+    # A retraction is itself never retracted, and a second expiry adds none.
+    await conn.execute(
+        "UPDATE action_jobs SET status = 'running', attempts = 1, locked_by = 'w2',"
+        " reorged_out = true, locked_until = now() - interval '1 second' WHERE retraction"
+    )
+    assert await release_expired_leases(conn) == 2
+    cursor = await conn.execute("SELECT count(*) FROM action_jobs WHERE retraction")
+    assert await cursor.fetchone() == (2,)
 
 
 async def test_a_batch_marking_firings_and_a_breaker_feed_wait_for_each_other_not_deadlock(
