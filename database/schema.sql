@@ -242,6 +242,8 @@ CREATE FUNCTION public.read_model_apply(p_chain_id bigint, p_from_block bigint, 
     SET plan_cache_mode TO 'force_custom_plan'
     SET work_mem TO '64MB'
     AS $$
+DECLARE
+    feedback_done boolean;
 BEGIN
     -- Agents: the latest owner, wallet and URI of the range, and its first and last event.
     -- A column the range does not set stays as it was (NULL in the insert, coalesce below).
@@ -331,73 +333,118 @@ BEGIN
     SET value = EXCLUDED.value, block_number = EXCLUDED.block_number,
         log_index = EXCLUDED.log_index, block_time = EXCLUDED.block_time;
 
-    -- Feedback, and per client its first feedback and last index. A 'v0' row's index is its
-    -- pair's running counter: the last index before the range (`base`), raised by every
-    -- explicit index and by one for each 'v0' row. With n = the pair's 'v0' rows so far,
-    -- that counter at a 'v0' row is greatest(base, max over earlier explicit rows of
-    -- (index - n there)) + n.
-    WITH given AS (
-        SELECT e.agent_id, e.client_address, e.feedback_index, e.value, e.value_decimals,
-               e.tag1, e.tag2, e.endpoint, e.file_uri, e.file_hash,
-               coalesce(e.data ->> 'abi_version', 'v1') AS abi_version,
-               e.block_number, e.log_index, e.block_time, e.transaction_hash,
-               count(*) FILTER (WHERE e.feedback_index IS NULL) OVER pair AS v0_seen
-        FROM events AS e
-        WHERE e.chain_id = p_chain_id AND e.block_number BETWEEN p_from_block AND p_to_block
-          AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
-          AND (p_from_time IS NULL OR e.block_time >= p_from_time)
-          AND (p_to_time IS NULL OR e.block_time <= p_to_time)
-          AND (p_from_time IS NULL OR e.registry = 'reputation')
-          AND e.event_type = 'NewFeedback' AND e.agent_id IS NOT NULL
-          AND e.client_address IS NOT NULL AND e.value IS NOT NULL
-        WINDOW pair AS (PARTITION BY e.agent_id, e.client_address
-                        ORDER BY e.block_number, e.log_index)
-    ), indexed AS (
-        SELECT g.*,
-               CASE WHEN g.feedback_index IS NOT NULL THEN g.feedback_index
-                    ELSE greatest(
-                        coalesce((SELECT c.last_index FROM feedback_clients AS c
-                                  WHERE c.chain_id = p_chain_id AND c.agent_id = g.agent_id
-                                    AND c.client_address = g.client_address), 0),
-                        max(g.feedback_index - g.v0_seen) OVER pair
-                    ) + g.v0_seen
-               END AS idx
-        FROM given AS g
-        WINDOW pair AS (PARTITION BY g.agent_id, g.client_address
-                        ORDER BY g.block_number, g.log_index)
-    ), stored AS (
-        INSERT INTO feedback AS f (chain_id, agent_id, client_address, feedback_index, value,
-                                   value_decimals, tag1, tag2, endpoint, feedback_uri,
-                                   feedback_hash, abi_version, block_number, log_index,
-                                   block_time, transaction_hash)
-        SELECT DISTINCT ON (i.agent_id, i.client_address, i.idx)
-               p_chain_id, i.agent_id, i.client_address, i.idx, i.value,
-               coalesce(i.value_decimals, 0), i.tag1, i.tag2, i.endpoint, i.file_uri,
-               i.file_hash, i.abi_version, i.block_number, i.log_index, i.block_time,
-               i.transaction_hash
+    -- Feedback, and per client its first feedback and last index. Usually each feedback of
+    -- the range carries its own index (the 'v0' ABI had none) and is the first under its
+    -- key: then the events go in as they are. A NULL index or a key met again raises
+    -- (not_null_violation, unique_violation), which undoes the attempt (the block is a
+    -- subtransaction), and the statement after it works each one out. The attempt skips
+    -- that statement's windows and sorts over whole rows, and its speculative inserts.
+    BEGIN
+        WITH stored AS (
+            INSERT INTO feedback (chain_id, agent_id, client_address, feedback_index, value,
+                                  value_decimals, tag1, tag2, endpoint, feedback_uri,
+                                  feedback_hash, abi_version, block_number, log_index,
+                                  block_time, transaction_hash)
+            SELECT p_chain_id, e.agent_id, e.client_address, e.feedback_index, e.value,
+                   coalesce(e.value_decimals, 0), e.tag1, e.tag2, e.endpoint, e.file_uri,
+                   e.file_hash, coalesce(e.data ->> 'abi_version', 'v1'), e.block_number,
+                   e.log_index, e.block_time, e.transaction_hash
+            FROM events AS e
+            WHERE e.chain_id = p_chain_id
+              AND e.block_number BETWEEN p_from_block AND p_to_block
+              AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
+              AND (p_from_time IS NULL OR e.block_time >= p_from_time)
+              AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+              AND (p_from_time IS NULL OR e.registry = 'reputation')
+              AND e.event_type = 'NewFeedback' AND e.agent_id IS NOT NULL
+              AND e.client_address IS NOT NULL AND e.value IS NOT NULL
+            RETURNING agent_id, client_address, feedback_index, block_number, log_index,
+                      block_time
+        )
+        INSERT INTO feedback_clients AS c (chain_id, agent_id, client_address, first_block,
+                                           first_log_index, first_at, last_index)
+        SELECT DISTINCT ON (s.agent_id, s.client_address)
+               p_chain_id, s.agent_id, s.client_address, s.block_number, s.log_index,
+               s.block_time,
+               max(s.feedback_index) OVER (PARTITION BY s.agent_id, s.client_address)
+        FROM stored AS s
+        ORDER BY s.agent_id, s.client_address, s.block_number, s.log_index
+        ON CONFLICT (chain_id, agent_id, client_address) DO UPDATE
+        SET last_index = greatest(c.last_index, EXCLUDED.last_index);
+        feedback_done := true;
+    EXCEPTION WHEN not_null_violation OR unique_violation THEN
+        feedback_done := false;
+    END;
+
+    IF NOT feedback_done THEN
+        -- Each feedback's index, and the latest feedback under each key. A 'v0' row's index
+        -- is its pair's running counter: the last index before the range (`base`), raised by
+        -- every explicit index and by one for each 'v0' row. With n = the pair's 'v0' rows so
+        -- far, that counter at a 'v0' row is greatest(base, max over earlier explicit rows of
+        -- (index - n there)) + n.
+        WITH given AS (
+            SELECT e.agent_id, e.client_address, e.feedback_index, e.value, e.value_decimals,
+                   e.tag1, e.tag2, e.endpoint, e.file_uri, e.file_hash,
+                   coalesce(e.data ->> 'abi_version', 'v1') AS abi_version,
+                   e.block_number, e.log_index, e.block_time, e.transaction_hash,
+                   count(*) FILTER (WHERE e.feedback_index IS NULL) OVER pair AS v0_seen
+            FROM events AS e
+            WHERE e.chain_id = p_chain_id AND e.block_number BETWEEN p_from_block AND p_to_block
+              AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
+              AND (p_from_time IS NULL OR e.block_time >= p_from_time)
+              AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+              AND (p_from_time IS NULL OR e.registry = 'reputation')
+              AND e.event_type = 'NewFeedback' AND e.agent_id IS NOT NULL
+              AND e.client_address IS NOT NULL AND e.value IS NOT NULL
+            WINDOW pair AS (PARTITION BY e.agent_id, e.client_address
+                            ORDER BY e.block_number, e.log_index)
+        ), indexed AS (
+            SELECT g.*,
+                   CASE WHEN g.feedback_index IS NOT NULL THEN g.feedback_index
+                        ELSE greatest(
+                            coalesce((SELECT c.last_index FROM feedback_clients AS c
+                                      WHERE c.chain_id = p_chain_id AND c.agent_id = g.agent_id
+                                        AND c.client_address = g.client_address), 0),
+                            max(g.feedback_index - g.v0_seen) OVER pair
+                        ) + g.v0_seen
+                   END AS idx
+            FROM given AS g
+            WINDOW pair AS (PARTITION BY g.agent_id, g.client_address
+                            ORDER BY g.block_number, g.log_index)
+        ), stored AS (
+            INSERT INTO feedback AS f (chain_id, agent_id, client_address, feedback_index, value,
+                                       value_decimals, tag1, tag2, endpoint, feedback_uri,
+                                       feedback_hash, abi_version, block_number, log_index,
+                                       block_time, transaction_hash)
+            SELECT DISTINCT ON (i.agent_id, i.client_address, i.idx)
+                   p_chain_id, i.agent_id, i.client_address, i.idx, i.value,
+                   coalesce(i.value_decimals, 0), i.tag1, i.tag2, i.endpoint, i.file_uri,
+                   i.file_hash, i.abi_version, i.block_number, i.log_index, i.block_time,
+                   i.transaction_hash
+            FROM indexed AS i
+            ORDER BY i.agent_id, i.client_address, i.idx, i.block_number DESC, i.log_index DESC
+            -- Feedback again under a key that exists (no contract does this; a derived 'v0'
+            -- index could meet a later explicit one): the later one replaces it, afresh.
+            ON CONFLICT (chain_id, agent_id, client_address, feedback_index) DO UPDATE
+            SET value = EXCLUDED.value, value_decimals = EXCLUDED.value_decimals,
+                tag1 = EXCLUDED.tag1, tag2 = EXCLUDED.tag2, endpoint = EXCLUDED.endpoint,
+                feedback_uri = EXCLUDED.feedback_uri, feedback_hash = EXCLUDED.feedback_hash,
+                abi_version = EXCLUDED.abi_version, block_number = EXCLUDED.block_number,
+                log_index = EXCLUDED.log_index, block_time = EXCLUDED.block_time,
+                transaction_hash = EXCLUDED.transaction_hash, revoked = false,
+                revoked_block = NULL, revoked_at = NULL, response_count = 0
+            WHERE (f.block_number, f.log_index) < (EXCLUDED.block_number, EXCLUDED.log_index)
+        )
+        INSERT INTO feedback_clients AS c (chain_id, agent_id, client_address, first_block,
+                                           first_log_index, first_at, last_index)
+        SELECT DISTINCT ON (i.agent_id, i.client_address)
+               p_chain_id, i.agent_id, i.client_address, i.block_number, i.log_index,
+               i.block_time, max(i.idx) OVER (PARTITION BY i.agent_id, i.client_address)
         FROM indexed AS i
-        ORDER BY i.agent_id, i.client_address, i.idx, i.block_number DESC, i.log_index DESC
-        -- Feedback again under a key that exists (no contract does this; a derived 'v0'
-        -- index could meet a later explicit one): the later one replaces it, afresh.
-        ON CONFLICT (chain_id, agent_id, client_address, feedback_index) DO UPDATE
-        SET value = EXCLUDED.value, value_decimals = EXCLUDED.value_decimals,
-            tag1 = EXCLUDED.tag1, tag2 = EXCLUDED.tag2, endpoint = EXCLUDED.endpoint,
-            feedback_uri = EXCLUDED.feedback_uri, feedback_hash = EXCLUDED.feedback_hash,
-            abi_version = EXCLUDED.abi_version, block_number = EXCLUDED.block_number,
-            log_index = EXCLUDED.log_index, block_time = EXCLUDED.block_time,
-            transaction_hash = EXCLUDED.transaction_hash, revoked = false,
-            revoked_block = NULL, revoked_at = NULL, response_count = 0
-        WHERE (f.block_number, f.log_index) < (EXCLUDED.block_number, EXCLUDED.log_index)
-    )
-    INSERT INTO feedback_clients AS c (chain_id, agent_id, client_address, first_block,
-                                       first_log_index, first_at, last_index)
-    SELECT DISTINCT ON (i.agent_id, i.client_address)
-           p_chain_id, i.agent_id, i.client_address, i.block_number, i.log_index,
-           i.block_time, max(i.idx) OVER (PARTITION BY i.agent_id, i.client_address)
-    FROM indexed AS i
-    ORDER BY i.agent_id, i.client_address, i.block_number, i.log_index
-    ON CONFLICT (chain_id, agent_id, client_address) DO UPDATE
-    SET last_index = greatest(c.last_index, EXCLUDED.last_index);
+        ORDER BY i.agent_id, i.client_address, i.block_number, i.log_index
+        ON CONFLICT (chain_id, agent_id, client_address) DO UPDATE
+        SET last_index = greatest(c.last_index, EXCLUDED.last_index);
+    END IF;
 
     -- Revocations of earlier feedback: the first one after it counts.
     UPDATE feedback AS f

@@ -23,6 +23,7 @@ from erc8004_backend.agents import lenses, read, service, summaries
 from erc8004_backend.agents.lenses import Lens
 from erc8004_backend.agents.service import AgentQuery, Page
 from tests.support.agent_events import T0, ChainEvents, address
+from tests.support.read_model import assert_model_equals_rebuild
 
 A, B = 31337, 84532
 ALICE, BOB, CAROL = address(0xA11CE), address(0xB0B), address(0xCA501)
@@ -160,6 +161,50 @@ async def test_the_counts_follow_every_way_the_model_changes(conn: Conn) -> None
     await conn.execute("SELECT read_model_clear(%s)", [A])
     assert await rows(conn, "SELECT * FROM agent_feedback_stats WHERE feedback_count <> 0") == []
     await assert_counts_are_naive_counts(conn)
+
+
+async def test_feedback_under_a_key_met_again_or_without_an_index_is_worked_out_in_full(
+    conn: Conn,
+) -> None:
+    """A batch's feedback goes in as it comes unless one has no index ('v0') or its key is
+    met again (read_model_apply, migration 42): such a batch is worked out by the full
+    statement, which numbers 'v0' feedback and lets the later of two under a key stand."""
+    chain = ChainEvents(conn, A)
+    first, second = await chain.register(ALICE), await chain.register(BOB)
+
+    async def given(agent_id: int, client: str, index: int | None, value: int) -> None:
+        await chain.event("NewFeedback", agent_id=agent_id, client_address=client,
+                          feedback_index=index, value=value, value_decimals=0, tag1="",
+                          tag2="", endpoint="", file_uri="", file_hash="0x" + "00" * 32)  # fmt: skip
+
+    await chain.feedback(first, CAROL, 10)
+    await chain.feedback(first, CAROL, 20)
+    await chain.feedback(second, CAROL, 30)
+    await chain.apply()
+    await chain.revoke(first, CAROL, 1)
+    await chain.apply()
+    await assert_counts_are_naive_counts(conn)
+    await given(first, CAROL, 1, 11)  # again under a key stored and revoked
+    await chain.feedback(second, CLIENTS[0], 40)
+    await chain.apply()
+    await assert_counts_are_naive_counts(conn)
+    await given(second, CLIENTS[1], 5, 50)  # one key twice in one batch
+    await given(second, CLIENTS[1], 5, 55)
+    await given(second, CLIENTS[2], None, 60)  # 'v0': numbered after the pair's last
+    await given(second, CLIENTS[2], None, 70)
+    await chain.feedback(first, CLIENTS[3], 80)
+    await chain.apply()
+    await assert_counts_are_naive_counts(conn)
+
+    feedback = await rows(conn, "SELECT agent_id, client_address, feedback_index, value, revoked"
+                                " FROM feedback ORDER BY 1, 2, 3")  # fmt: skip
+    assert [tuple(row.values()) for row in feedback] == sorted([
+        (first, CAROL, 1, 11, False), (first, CAROL, 2, 20, False),
+        (first, CLIENTS[3], 1, 80, False), (second, CAROL, 1, 30, False),
+        (second, CLIENTS[0], 1, 40, False), (second, CLIENTS[1], 5, 55, False),
+        (second, CLIENTS[2], 1, 60, False), (second, CLIENTS[2], 2, 70, False),
+    ])  # fmt: skip
+    await assert_model_equals_rebuild(conn, A)
 
 
 # -- search -----------------------------------------------------------------------------------
