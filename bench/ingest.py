@@ -4,7 +4,9 @@
 
 Raw logs of every ERC-8004 event type, in a realistic mix, are built first (not timed); then
 they are decoded and written in batches exactly as the indexer writes them: COPY into
-`events`, block hashes and the checkpoint, one transaction per batch.
+`events`, the read model, block hashes and the checkpoint, one transaction per batch. The
+agents are drawn from 5,000 and the clients are random addresses, so that every feedback
+comes from a new client: the read model's hard case (a new client row and client count each).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from erc8004_backend.devnet import Devnet
 from erc8004_backend.devnet.contracts import CONTRACT_NAMES, Function, load_artifact
@@ -26,15 +27,16 @@ def _comparable(value: Any) -> Any:
     return bytes(value) if isinstance(value, memoryview) else value
 
 
-async def model_rows(conn: psycopg.AsyncConnection, chain_id: int) -> Model:
-    """Every row of the chain's model, table by table, in key order."""
+async def model_rows(conn: psycopg.AsyncConnection[Any], chain_id: int) -> Model:
+    """Every row of the chain's model, table by table, in key order (as tuples, whatever
+    rows `conn` makes)."""
     model: Model = {}
     for table, order in MODEL_TABLES.items():
-        cursor = await conn.execute(
-            f"SELECT * FROM {table} WHERE chain_id = %s ORDER BY {order}",
-            [chain_id],
-        )
-        model[table] = [tuple(map(_comparable, row)) for row in await cursor.fetchall()]
+        async with conn.cursor(row_factory=tuple_row) as cursor:
+            await cursor.execute(
+                f"SELECT * FROM {table} WHERE chain_id = %s ORDER BY {order}", [chain_id]
+            )
+            model[table] = [tuple(map(_comparable, row)) for row in await cursor.fetchall()]
     return model
 
 
@@ -42,7 +44,7 @@ class _RollbackError(Exception):
     """Leaves a transaction that must change nothing."""
 
 
-async def rebuilt_model(conn: psycopg.AsyncConnection, chain_id: int) -> Model:
+async def rebuilt_model(conn: psycopg.AsyncConnection[Any], chain_id: int) -> Model:
     """The chain's model as a rebuild from its stored events makes it; changes nothing."""
     rebuilt: Model = {}
     try:
@@ -55,7 +57,7 @@ async def rebuilt_model(conn: psycopg.AsyncConnection, chain_id: int) -> Model:
     return rebuilt
 
 
-async def assert_model_equals_rebuild(conn: psycopg.AsyncConnection, chain_id: int) -> Model:
+async def assert_model_equals_rebuild(conn: psycopg.AsyncConnection[Any], chain_id: int) -> Model:
     """The stored model equals a rebuild from `events`, table by table; returns it."""
     stored = await model_rows(conn, chain_id)
     rebuilt = await rebuilt_model(conn, chain_id)
