@@ -1,5 +1,8 @@
 -- read_model_apply as migration 40 left it.
-CREATE OR REPLACE FUNCTION read_model_apply(
+DROP FUNCTION read_model_apply(bigint, bigint, bigint, numeric[], timestamptz, timestamptz,
+                               boolean);
+
+CREATE FUNCTION read_model_apply(
     p_chain_id bigint,
     p_from_block bigint,
     p_to_block bigint,

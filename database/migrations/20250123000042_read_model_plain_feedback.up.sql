@@ -8,13 +8,21 @@
 -- before, 1.57 s after (PostgreSQL's CPU 1.74 / 1.52 s); its feedback statement, with the
 -- triggers it fires, about 1.2 s before and 0.85 s after. The same model row for row.
 
-CREATE OR REPLACE FUNCTION read_model_apply(
+-- p_plain_feedback: whether to make the attempt. It is a subtransaction, and PostgreSQL keeps
+-- at most 64 of a transaction's in every session's snapshots: past that, every reader checks
+-- the transaction's rows through pg_subtrans. `erc8004 db rebuild-read-model` applies a
+-- chain's events in chunks of 50,000, all in one transaction, so it goes without (a chain of
+-- more than 3.2 million events would pass 64).
+DROP FUNCTION read_model_apply(bigint, bigint, bigint, numeric[], timestamptz, timestamptz);
+
+CREATE FUNCTION read_model_apply(
     p_chain_id bigint,
     p_from_block bigint,
     p_to_block bigint,
     p_agents numeric[] DEFAULT NULL,
     p_from_time timestamptz DEFAULT NULL,
-    p_to_time timestamptz DEFAULT NULL
+    p_to_time timestamptz DEFAULT NULL,
+    p_plain_feedback boolean DEFAULT true
 ) RETURNS void
 LANGUAGE plpgsql
 SET plan_cache_mode = force_custom_plan
@@ -117,42 +125,45 @@ BEGIN
     -- (not_null_violation, unique_violation), which undoes the attempt (the block is a
     -- subtransaction), and the statement after it works each one out. The attempt skips
     -- that statement's windows and sorts over whole rows, and its speculative inserts.
-    BEGIN
-        WITH stored AS (
-            INSERT INTO feedback (chain_id, agent_id, client_address, feedback_index, value,
-                                  value_decimals, tag1, tag2, endpoint, feedback_uri,
-                                  feedback_hash, abi_version, block_number, log_index,
-                                  block_time, transaction_hash)
-            SELECT p_chain_id, e.agent_id, e.client_address, e.feedback_index, e.value,
-                   coalesce(e.value_decimals, 0), e.tag1, e.tag2, e.endpoint, e.file_uri,
-                   e.file_hash, coalesce(e.data ->> 'abi_version', 'v1'), e.block_number,
-                   e.log_index, e.block_time, e.transaction_hash
-            FROM events AS e
-            WHERE e.chain_id = p_chain_id
-              AND e.block_number BETWEEN p_from_block AND p_to_block
-              AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
-              AND (p_from_time IS NULL OR e.block_time >= p_from_time)
-              AND (p_to_time IS NULL OR e.block_time <= p_to_time)
-              AND (p_from_time IS NULL OR e.registry = 'reputation')
-              AND e.event_type = 'NewFeedback' AND e.agent_id IS NOT NULL
-              AND e.client_address IS NOT NULL AND e.value IS NOT NULL
-            RETURNING agent_id, client_address, feedback_index, block_number, log_index,
-                      block_time
-        )
-        INSERT INTO feedback_clients AS c (chain_id, agent_id, client_address, first_block,
-                                           first_log_index, first_at, last_index)
-        SELECT DISTINCT ON (s.agent_id, s.client_address)
-               p_chain_id, s.agent_id, s.client_address, s.block_number, s.log_index,
-               s.block_time,
-               max(s.feedback_index) OVER (PARTITION BY s.agent_id, s.client_address)
-        FROM stored AS s
-        ORDER BY s.agent_id, s.client_address, s.block_number, s.log_index
-        ON CONFLICT (chain_id, agent_id, client_address) DO UPDATE
-        SET last_index = greatest(c.last_index, EXCLUDED.last_index);
-        feedback_done := true;
-    EXCEPTION WHEN not_null_violation OR unique_violation THEN
-        feedback_done := false;
-    END;
+    feedback_done := false;
+    IF p_plain_feedback THEN
+        BEGIN
+            WITH stored AS (
+                INSERT INTO feedback (chain_id, agent_id, client_address, feedback_index, value,
+                                      value_decimals, tag1, tag2, endpoint, feedback_uri,
+                                      feedback_hash, abi_version, block_number, log_index,
+                                      block_time, transaction_hash)
+                SELECT p_chain_id, e.agent_id, e.client_address, e.feedback_index, e.value,
+                       coalesce(e.value_decimals, 0), e.tag1, e.tag2, e.endpoint, e.file_uri,
+                       e.file_hash, coalesce(e.data ->> 'abi_version', 'v1'), e.block_number,
+                       e.log_index, e.block_time, e.transaction_hash
+                FROM events AS e
+                WHERE e.chain_id = p_chain_id
+                  AND e.block_number BETWEEN p_from_block AND p_to_block
+                  AND (p_agents IS NULL OR e.agent_id = ANY (p_agents))
+                  AND (p_from_time IS NULL OR e.block_time >= p_from_time)
+                  AND (p_to_time IS NULL OR e.block_time <= p_to_time)
+                  AND (p_from_time IS NULL OR e.registry = 'reputation')
+                  AND e.event_type = 'NewFeedback' AND e.agent_id IS NOT NULL
+                  AND e.client_address IS NOT NULL AND e.value IS NOT NULL
+                RETURNING agent_id, client_address, feedback_index, block_number, log_index,
+                          block_time
+            )
+            INSERT INTO feedback_clients AS c (chain_id, agent_id, client_address, first_block,
+                                               first_log_index, first_at, last_index)
+            SELECT DISTINCT ON (s.agent_id, s.client_address)
+                   p_chain_id, s.agent_id, s.client_address, s.block_number, s.log_index,
+                   s.block_time,
+                   max(s.feedback_index) OVER (PARTITION BY s.agent_id, s.client_address)
+            FROM stored AS s
+            ORDER BY s.agent_id, s.client_address, s.block_number, s.log_index
+            ON CONFLICT (chain_id, agent_id, client_address) DO UPDATE
+            SET last_index = greatest(c.last_index, EXCLUDED.last_index);
+            feedback_done := true;
+        EXCEPTION WHEN not_null_violation OR unique_violation THEN
+            feedback_done := false;
+        END;
+    END IF;
 
     IF NOT feedback_done THEN
         -- Each feedback's index, and the latest feedback under each key. A 'v0' row's index

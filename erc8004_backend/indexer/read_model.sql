@@ -31,7 +31,10 @@ ORDER BY block_number
 SELECT read_model_clear(%(chain_id)s)
 
 -- apply --
-SELECT read_model_apply(%(chain_id)s, %(from_block)s, %(to_block)s)
+-- Without the attempt at plain feedback inserts (migration 42): it is a subtransaction, and a
+-- rebuild makes all its calls in one transaction.
+SELECT read_model_apply(%(chain_id)s, %(from_block)s, %(to_block)s,
+                        p_plain_feedback => false)
 
 -- sizes --
 SELECT (SELECT count(*) FROM agents WHERE chain_id = %(chain_id)s) AS agents,

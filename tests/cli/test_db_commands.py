@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import psycopg
@@ -17,6 +18,8 @@ from erc8004_backend.config import DEVELOPMENT_TOKEN_KEYS
 from erc8004_backend.database.connection import connect, database_name, with_database
 from erc8004_backend.encryption import Sealed, SecretBox, agent_token_context
 from tests.conftest import MIGRATIONS, ROOT, create_database, drop_database
+from tests.support.agent_events import ChainEvents, address
+from tests.support.read_model import model_rows
 
 SEED = ROOT / "database" / "seeds" / "test_data.sql"
 TABLES = (
@@ -437,3 +440,46 @@ def test_add_reversible_through_the_cli(tmp_path: Path) -> None:
     assert names[0].endswith("_add_agents_table.down.sql")
     assert names[1].endswith("_add_agents_table.up.sql")
     assert names[0].split("_")[0] == names[1].split("_")[0]
+
+
+async def test_rebuild_read_model_makes_again_the_model_its_events_give(migrated_url: str) -> None:
+    """`erc8004 db rebuild-read-model` as a person runs it, over a model gone wrong: the
+    model, counts included, ends as the indexer's batches made it, and the command says what
+    it rebuilt."""
+    chain_id = 31337
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+        chain = ChainEvents(conn, chain_id)
+        owner, client, other = address(0xA11CE), address(0xB0B), address(0xCA501)
+        agents = [await chain.register(owner) for _ in range(3)]
+        for agent_id in agents:
+            await chain.feedback(agent_id, client, 70)
+            await chain.feedback(agent_id, other, -5, decimals=1)
+        await chain.apply()
+        await chain.revoke(agents[0], client, 1)
+        await chain.respond(agents[1], other, 1, owner)
+        await chain.request_validation(agents[2], other, "0x" + "ab" * 32)
+        await chain.respond_validation(agents[2], other, "0x" + "ab" * 32, 90)
+        await chain.apply()
+        kept = await model_and_counts(conn, chain_id)
+        await conn.execute("UPDATE feedback SET value = 0, revoked = NOT revoked")
+        await conn.execute("DELETE FROM agents WHERE agent_id = %s", [agents[1]])
+        await conn.execute("UPDATE agent_feedback_stats SET feedback_count = 99")
+        assert await model_and_counts(conn, chain_id) != kept
+
+    result = erc8004("db", "rebuild-read-model", database_url=migrated_url)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(
+        "chain 31337: 19 events in blocks 1-13 -> 3 agents, 6 feedback (1 revoked),"
+        " 1 responses, 1 validation requests ("
+    )
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+        assert await model_and_counts(conn, chain_id) == kept
+
+
+async def model_and_counts(conn: psycopg.AsyncConnection, chain_id: int) -> dict[str, Any]:
+    rows: dict[str, Any] = dict(await model_rows(conn, chain_id))
+    for table in ("agent_feedback_stats", "client_feedback_stats"):
+        cursor = await conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2")
+        rows[table] = await cursor.fetchall()
+    return rows
