@@ -76,7 +76,8 @@ async def open_digest(
     explorer_of: Callable[[int], str | None],
 ) -> Job:
     """The digest job with what it holds: closed and frozen on its first attempt (one
-    transaction), as frozen on any later one."""
+    transaction), as frozen on any later one. (A digest that died before an attempt was
+    closed then, not frozen: a redelivery freezes it here.)"""
     payload = job.payload
     if payload.get("digest") is None:
         async with pool.connection() as conn, conn.transaction():
@@ -84,8 +85,7 @@ async def open_digest(
             params = {"job_id": job.id, "max_items": max_items}
             await cursor.execute(QUERIES["close_digest"], params)
             # A new statement: it sees the firings of every fold the close waited for.
-            query = "freeze_digest" if await cursor.fetchone() else "digest_payload"
-            row = await (await cursor.execute(QUERIES[query], params)).fetchone()
+            row = await (await cursor.execute(QUERIES["freeze_digest"], params)).fetchone()
             payload = row[0] if row else payload
     frozen = payload.get("digest") or {}
     items = tuple(

@@ -76,6 +76,3 @@ SET payload = jsonb_build_object('digest', jsonb_build_object(
                            FROM members AS m WHERE m.n <= %(max_items)s), '[]')))
 WHERE d.id = %(job_id)s
 RETURNING d.payload
-
--- digest_payload --
-SELECT payload FROM action_jobs WHERE id = %(job_id)s

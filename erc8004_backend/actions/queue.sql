@@ -62,7 +62,9 @@ WITH outcome AS (
         last_error = CASE WHEN j.reorged_out AND o.next_status = 'queued'
                           THEN o.error || ' (reorged out: not tried again)' ELSE o.error END,
         finished_at = CASE WHEN o.next_status IN ('succeeded', 'dead') OR j.reorged_out
-                           THEN now() END
+                           THEN now() END,
+        -- A digest that dies takes no more firings (see release_expired_leases).
+        digest_open = j.digest_open AND o.next_status <> 'dead'
     FROM outcome AS o
     WHERE j.id = o.job_id AND j.status = 'running' AND j.locked_by = %(worker)s
       AND j.attempts = o.attempt
@@ -157,7 +159,11 @@ WITH expired AS (
         last_error = format('worker %%s stopped before finishing attempt %%s (its lease expired)',
                             j.locked_by, j.attempts)
                      || CASE WHEN j.reorged_out THEN ' (reorged out: not tried again)' ELSE '' END,
-        finished_at = CASE WHEN j.attempts >= j.max_attempts OR j.reorged_out THEN now() END
+        finished_at = CASE WHEN j.attempts >= j.max_attempts OR j.reorged_out THEN now() END,
+        -- A digest that dies before its first attempt closed it takes no more firings: a
+        -- late firing of its window starts a digest of its own instead of joining one that
+        -- will not be sent (a redelivery sends the dead one with what it holds).
+        digest_open = j.digest_open AND j.attempts < j.max_attempts
     FROM expired
     WHERE j.id = expired.id
     RETURNING j.id, j.trigger_id, j.action_id, j.alert_action_id, j.event_id, j.chain_id,

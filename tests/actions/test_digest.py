@@ -18,13 +18,20 @@ from psycopg_pool import AsyncConnectionPool
 
 from erc8004_backend.actions.channels import parse_action_config
 from erc8004_backend.actions.configs import ActionConfigError
-from erc8004_backend.actions.delivery import Digest, Job
+from erc8004_backend.actions.delivery import DeliveryFailed, Digest, Job
 from erc8004_backend.actions.digest import digest_header, fold_firings, open_digest
 from erc8004_backend.actions.discord import DiscordConfig, discord_digest_body
-from erc8004_backend.actions.queue import claim_jobs
+from erc8004_backend.actions.queue import (
+    claim_jobs,
+    decide,
+    record_attempts,
+    redeliver_jobs,
+    release_expired_leases,
+)
 from erc8004_backend.actions.slack import SlackConfig, slack_digest_body
 from erc8004_backend.actions.telegram import TelegramConfig, digest_message_body
 from erc8004_backend.encryption import SecretBox
+from erc8004_backend.retry import RetryPolicy
 from tests.actions.test_worker import BOT_TOKEN, running_worker, settings_for, webhook_target
 from tests.support.asgi import serve_asgi
 from tests.support.chat_webhooks import DiscordWebhook, SlackWebhook
@@ -209,6 +216,79 @@ async def test_a_worker_that_dies_mid_digest_loses_and_repeats_nothing(
     )
     # Ghost 3's lost attempt, then the fold.
     assert dict(await cursor.fetchall()) == {"retrying": 3, "digested": 3}
+
+
+async def test_a_digest_that_dies_unopened_takes_no_more_firings_and_is_sent_when_redelivered(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    """A digest that goes dead before an attempt opened it (refused at once, or its leases
+    ran out) is closed: a later firing of its window starts a digest of its own instead of
+    joining one that will not be sent, and a redelivery of the dead one sends what it held."""
+    policy = RetryPolicy(max_attempts=1, backoff_initial=1.0, backoff_max=1.0)
+    async with webhook_target(conn, box, body_template=None,
+                              digest={"window_seconds": 60, "max_items": 50}) as (
+        _sink, _url, trigger, action,
+    ):  # fmt: skip
+        hour_ago = "date_trunc('hour', now()) - interval '1 hour'"
+
+        async def fold(count: int, first_event: int) -> list[int]:
+            ids = await queue_jobs(conn, trigger, action, count, first_event=first_event)
+            await conn.execute(f"UPDATE action_jobs SET created_at = {hour_ago}"
+                               " WHERE id = ANY(%s)", [ids])  # fmt: skip
+            claimed = await claim_jobs(conn, worker="w", limit=count, lease_seconds=30)
+            assert sorted(job.id for job in claimed) == ids
+            await fold_firings(conn, worker="w", firings=[(job, 60) for job in claimed],
+                               settle_seconds=0)  # fmt: skip
+            return ids
+
+        async def digest_of(job_id: int) -> int:
+            cursor = await conn.execute(
+                "SELECT digest_job_id FROM action_jobs WHERE id = %s", [job_id]
+            )
+            row = await cursor.fetchone()
+            assert row is not None
+            assert row[0] is not None
+            return int(row[0])
+
+        # Refused at its one attempt, before anything opened it.
+        first = await fold(2, 1)
+        (refused,) = await claim_jobs(conn, worker="w", limit=1, lease_seconds=30)
+        assert refused.is_digest
+        assert refused.id == await digest_of(first[0])
+        outcome = decide(refused, DeliveryFailed("HTTP 400", retryable=False), policy,
+                         duration_ms=1)  # fmt: skip
+        assert await record_attempts(conn, worker="w", attempts=[outcome]) == 1
+        # Its lease run out at its last attempt.
+        second = await fold(1, 3)
+        assert await digest_of(second[0]) != refused.id  # a digest of its own
+        (lost,) = await claim_jobs(conn, worker="w", limit=1, lease_seconds=30)
+        await conn.execute("UPDATE action_jobs SET max_attempts = 1,"
+                           " locked_until = now() - interval '1 second' WHERE id = %s",
+                           [lost.id])  # fmt: skip
+        assert await release_expired_leases(conn) == 1
+        third = await fold(1, 4)
+        assert await digest_of(third[0]) not in (refused.id, lost.id)
+        cursor = await conn.execute(
+            "SELECT id, status, digest_open FROM action_jobs WHERE id = ANY(%s) ORDER BY id",
+            [[refused.id, lost.id]],
+        )
+        assert await cursor.fetchall() == [(refused.id, "dead", False), (lost.id, "dead", False)]
+
+        # Redelivered, each sends what it held when it died.
+        assert sorted(await redeliver_jobs(conn, job_ids=[refused.id, lost.id])) == sorted(
+            [refused.id, lost.id]
+        )
+        again = await claim_jobs(conn, worker="w", limit=5, lease_seconds=30)
+        async with AsyncConnectionPool(migrated_url, min_size=1, max_size=2, open=False,
+                                       kwargs={"autocommit": True}) as pool:  # fmt: skip
+            held = {}
+            for job in again:
+                if job.id in (refused.id, lost.id):
+                    opened = await open_digest(pool, job, max_items=50,
+                                               explorer_of=lambda _: None)  # fmt: skip
+                    assert opened.digest is not None
+                    held[job.id] = [item.id for item in opened.digest.items]
+    assert held == {refused.id: first, lost.id: second}
 
 
 async def test_slack_gets_one_message_with_the_count_and_escaped_firings(
