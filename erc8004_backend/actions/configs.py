@@ -76,11 +76,11 @@ def validate_config(
 ) -> ChannelConfigT:
     """`config` as `model`. Raises ActionConfigError naming the field and the problem.
 
-    `strict` (the API's new input): no coercions, so `true` is not 1 nor "5000" a number.
-    The worker reads stored configs leniently: rows written before the API was strict
-    keep working."""
+    `strict` (the API's new input): no coercions, so `true` is not 1 nor "5000" a number,
+    and checks only new input gets (validation context `new_input`). The worker reads
+    stored configs leniently: rows written before the API was strict keep working."""
     try:
-        return model.model_validate(config, strict=strict)
+        return model.model_validate(config, strict=strict, context={"new_input": strict})
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in item['loc']) or 'config'}: {_message(item)}"

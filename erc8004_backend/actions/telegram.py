@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import aiohttp
 import orjson
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from erc8004_backend.actions.channel import ChannelDependencies, ChannelSpec, Preview, preview_of
 from erc8004_backend.actions.chat_webhooks import TRUNCATED
@@ -45,12 +45,14 @@ GROUP_INTERVAL = 3.0
 # https://core.telegram.org/bots/api#formatting-options
 _MARKDOWN_V2_SPECIAL = re.compile(r"([_*\[\]()~`>#+\-=|{}.!\\])")
 _MARKDOWN_SPECIAL = re.compile(r"([_*`\[])")
+_MARKDOWN_V2_RESERVED = frozenset("_*[]()~`>#+-=|{}.!")
 
 
 class TelegramConfig(RetractableConfig):
     chat_id: Annotated[str, Field(min_length=1, max_length=128)]
-    message_template: Annotated[str, Field(min_length=1, max_length=4096)]
+    # (Before the template, whose check reads it.)
     parse_mode: Literal["MarkdownV2", "Markdown", "HTML"] | None = None
+    message_template: Annotated[str, Field(min_length=1, max_length=4096)]
     disable_notification: bool = False
 
     @field_validator("chat_id", mode="before")
@@ -58,6 +60,101 @@ class TelegramConfig(RetractableConfig):
     def _chat_id_text(cls, value: Any) -> Any:
         # Chat ids are numbers in Telegram's API; JSON writers send them either way.
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("message_template")
+    @classmethod
+    def _markup_telegram_parses(cls, template: str, info: ValidationInfo) -> str:
+        # Only for new input (the API's): a stored template goes on as it did, and Telegram
+        # says at delivery what it refuses.
+        if info.data.get("parse_mode") == "MarkdownV2" and (info.context or {}).get("new_input"):
+            problem = markdown_v2_problem(_markup_of(template))
+            if problem is not None:
+                raise ValueError(problem)
+        return template
+
+
+def _markup_of(template: str) -> str:
+    """The MarkdownV2 markup of a template, character for character (so that a position in
+    it is one in the template): its placeholders, whose values are escaped whole, and the
+    punctuation template_text escapes, as plain letters."""
+    plain = PLACEHOLDER.sub(lambda match: "x" * len(match.group(0)), template)
+    out, escaped = [], False
+    for char in plain:
+        out.append("x" if char in _NEVER_MARKUP and not escaped else char)
+        escaped = char == "\\" and not escaped
+    return "".join(out)
+
+
+def markdown_v2_problem(text: str) -> str | None:
+    """Why Telegram would refuse `text` as a MarkdownV2 message, or None: a reserved
+    character outside the markup it may start, or markup left open. Lenient where Telegram's
+    rules are subtle (entities crossing each other, what may nest): those it says at
+    delivery. https://core.telegram.org/bots/api#markdownv2-style"""
+    open_marks: dict[str, int] = {}  # *, _, __, ~, ||, [ -> where each opened
+    index, line_start, expandable = 0, True, False
+    while index < len(text):
+        char, start = text[index], index
+        at_line_start, line_start = line_start, char == "\n"
+        if char == "\\":
+            if index + 1 == len(text):
+                return f"the '\\' at character {index + 1} escapes nothing"
+            line_start = text[index + 1] == "\n"
+            index += 2
+            continue
+        if char == "`":
+            fence = "```" if text.startswith("```", index) else "`"
+            end = _closing(text, index + len(fence), fence)
+            if end is None:
+                what = "the pre block" if fence == "```" else "the code"
+                return f"{what} opened at character {start + 1} is never closed with {fence}"
+            index = end + len(fence)
+            continue
+        if at_line_start and text.startswith("**>", index):  # an expandable blockquote
+            expandable, index = True, index + 3
+            continue
+        mark = next((m for m in ("__", "||", "*", "_", "~") if text.startswith(m, index)), None)
+        if mark == "||" and expandable and text[index + 2 : index + 3] in ("", "\n"):
+            expandable, index = False, index + 2  # the expandable blockquote's end
+            continue
+        if mark is not None:
+            if open_marks.pop(mark, None) is None:
+                open_marks[mark] = start
+            index += len(mark)
+            continue
+        if char == "[":
+            open_marks["["] = start
+        elif char == "]" and "[" in open_marks and text.startswith("(", index + 1):
+            end = _closing(text, index + 2, ")")
+            if end is None:
+                return f"the link's address at character {index + 2} is never closed with ')'"
+            del open_marks["["]
+            index = end + 1
+            continue
+        elif char == ">" and at_line_start:
+            pass  # a blockquote
+        elif char in _MARKDOWN_V2_RESERVED:
+            return (
+                f"'{char}' at character {start + 1} is reserved in MarkdownV2: escape it as"
+                f" '\\{char}'" + (" (or write a link, [text](url))" if char in "()]" else "")
+            )
+        index += 1
+    if open_marks:
+        mark, start = min(open_marks.items(), key=lambda item: item[1])
+        return (f"the '{mark}' at character {start + 1} is never closed: close it, or"
+                f" escape it as '\\{mark[0]}'")  # fmt: skip
+    return None
+
+
+def _closing(text: str, index: int, fence: str) -> int | None:
+    """Where `fence` next appears unescaped in `text` from `index`, or None."""
+    while index < len(text):
+        if text[index] == "\\":
+            index += 2
+        elif text.startswith(fence, index):
+            return index
+        else:
+            index += 1
+    return None
 
 
 def escape_for(parse_mode: str | None) -> Callable[[str], str]:

@@ -11,10 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from erc8004_backend.actions.channels import parse_action_config
+from erc8004_backend.actions.configs import ActionConfigError
 from erc8004_backend.actions.telegram import (
     RETRACTION_PREFIX,
     TelegramConfig,
     escape_for,
+    markdown_v2_problem,
     send_message_body,
     template_text,
 )
@@ -144,6 +147,74 @@ def test_other_parse_modes_keep_the_template_as_written(parse_mode: str | None) 
 
 
 # -- sendMessage -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain words",
+        r"Score \(out of 100\): *42*",
+        "*bold* _italic_ __underline__ ~strike~ ||spoiler|| `code (.)` ```\npre (.)\n```",
+        r"[a link](https://example\.com/a\)b) and *[bold link](tg://user?id=1)*",
+        ">a quote\n>on two lines",
+        "**>an expandable quote\n>its last line||",
+        r"a \\ backslash, a \* star, a \_ and a \|",
+        "*bold _italic in bold_ bold*",
+    ],
+)
+def test_markdown_v2_that_telegram_parses_passes(text: str) -> None:
+    assert markdown_v2_problem(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "Score (out of 100)",
+            "'(' at character 7 is reserved in MarkdownV2: escape it as '\\('"
+            " (or write a link, [text](url))",
+        ),
+        ("a > b", "'>' at character 3 is reserved in MarkdownV2: escape it as '\\>'"),
+        ("a | b", "'|' at character 3 is reserved in MarkdownV2: escape it as '\\|'"),
+        ("[text] alone", "']' at character 6 is reserved in MarkdownV2"),
+        ("snake_case", "the '_' at character 6 is never closed: close it, or escape it as '\\_'"),
+        ("*bold* and *more", "the '*' at character 12 is never closed"),
+        ("||spoiler", "the '||' at character 1 is never closed"),
+        ("`code", "the code opened at character 1 is never closed with `"),
+        ("```pre", "the pre block opened at character 1 is never closed with ```"),
+        ("[link](https://example.com", "the link's address at character 7 is never closed"),
+        ("ends with \\", "the '\\' at character 11 escapes nothing"),
+    ],
+)
+def test_markdown_v2_that_telegram_refuses_is_named(text: str, problem: str) -> None:
+    found = markdown_v2_problem(text)
+    assert found is not None
+    assert found.startswith(problem)
+
+
+@given(st.text())
+def test_any_text_escaped_for_markdown_v2_passes(text: str) -> None:
+    assert markdown_v2_problem(escape_for("MarkdownV2")(text)) is None
+
+
+def test_a_new_markdown_v2_template_telegram_would_refuse_is_refused_where_written() -> None:
+    """The API's check (strict: new input), with the position in the template as written:
+    the punctuation the template's text gets escaped (#, !) and placeholders count as they
+    stand. A stored template is read as before: Telegram says at delivery what it refuses."""
+    config = {"chat_id": "1", "parse_mode": "MarkdownV2",
+              "message_template": "Agent #{{agent_id}}! Score: {{score}} (out of 100)"}  # fmt: skip
+    with pytest.raises(ActionConfigError) as refused:
+        parse_action_config("telegram", config, strict=True)
+    assert str(refused.value) == (
+        "telegram action: message_template: '(' at character 39 is reserved in MarkdownV2:"
+        " escape it as '\\(' (or write a link, [text](url))"
+    )
+    assert config["message_template"][38] == "("
+    assert parse_action_config("telegram", config).parse_mode == "MarkdownV2"  # stored
+    fixed = {**config, "message_template": r"Agent #{{agent_id}}! Score: *{{score}}* \(of 100\)"}
+    assert parse_action_config("telegram", fixed, strict=True).parse_mode == "MarkdownV2"
+    # Other parse modes are not checked.
+    assert parse_action_config("telegram", {**config, "parse_mode": "HTML"}, strict=True)
 
 
 def test_send_message_body_of_example_1() -> None:
