@@ -210,11 +210,12 @@ def test_a_new_markdown_v2_template_telegram_would_refuse_is_refused_where_writt
         " escape it as '\\(' (or write a link, [text](url))"
     )
     assert config["message_template"][38] == "("
-    assert parse_action_config("telegram", config).parse_mode == "MarkdownV2"  # stored
+    assert isinstance(parse_action_config("telegram", config), TelegramConfig)  # stored
     fixed = {**config, "message_template": r"Agent #{{agent_id}}! Score: *{{score}}* \(of 100\)"}
-    assert parse_action_config("telegram", fixed, strict=True).parse_mode == "MarkdownV2"
+    assert isinstance(parse_action_config("telegram", fixed, strict=True), TelegramConfig)
     # Other parse modes are not checked.
-    assert parse_action_config("telegram", {**config, "parse_mode": "HTML"}, strict=True)
+    html_mode = {**config, "parse_mode": "HTML"}
+    assert isinstance(parse_action_config("telegram", html_mode, strict=True), TelegramConfig)
 
 
 def test_send_message_body_of_example_1() -> None:
