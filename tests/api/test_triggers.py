@@ -213,6 +213,15 @@ INVALID = {
         "rest action: {{agent_id|short}}: filter 'short' formats addresses, hashes and hex"
         " bytes, not numbers",
     ),
+    "MarkdownV2 that Telegram would refuse": (
+        _edit(
+            lambda b: b["actions"][0]["config"].update(
+                parse_mode="MarkdownV2", message_template="Refund asked (agent {{agent_id}})"
+            )
+        ),
+        "actions[0].config",
+        "telegram action: message_template: '(' at character 14 is reserved in MarkdownV2",
+    ),
     "unreadable filters": (
         _edit(lambda b: b["actions"][0]["config"].update(message_template="{{score|fixed 2}}")),
         "actions[0].config.message_template",
