@@ -141,6 +141,7 @@ def unescape_markdown_v2(text: str) -> str:
 class TelegramServer:
     token: str
     messages: list[dict[str, Any]] = field(default_factory=list)  # accepted sendMessage bodies
+    arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each accepted
     requests: int = 0
     _limited: list[int] = field(default_factory=list)  # retry_after of the next 429s
 
@@ -187,6 +188,7 @@ class TelegramServer:
             await self._error(send, 400, f"Bad Request: {problem}")
             return
         self.messages.append(message)
+        self.arrivals.append(time.monotonic())
         result = {"message_id": len(self.messages), "chat": {"id": message["chat_id"]},
                   "date": int(time.time()), "text": text}  # fmt: skip
         await _respond(send, 200, json.dumps({"ok": True, "result": result}).encode())
