@@ -391,3 +391,25 @@ def test_the_json_view_writes_the_whole_language(page: Page, system: System) -> 
         stored["actions"][0]["config"]["text_template"]
         == body["actions"][0]["config"]["text_template"]
     )
+
+
+def test_every_trigger_is_listed_past_a_page_of_the_api(page: Page, system: System) -> None:
+    """The triggers page and the deliveries filter read the API's pages (200 triggers at
+    most each) to the last, in order."""
+    sign_up(page, system, "many_triggers")
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "erc8004_csrf")
+    for number in range(205):
+        trigger = {"name": f"trigger {number:03}", "chain_id": 31337, "registry": "reputation",
+                   "conditions": [{"condition_type": "agent_id_equals", "field": "agent_id",
+                                   "operator": "=", "value": str(number)}],
+                   "actions": [{"action_type": "rest", "priority": 1,
+                                "config": {"url": "https://hooks.example.com/erc8004"}}]}  # fmt: skip
+        response = page.request.post(f"{system.url}api/v1/triggers", data=trigger,
+                                     headers={"X-CSRF-Token": csrf})  # fmt: skip
+        assert response.ok, response.text()
+    page.get_by_role("link", name="Triggers").click()
+    rows = page.get_by_role("region", name="Triggers").locator("tbody tr")
+    expect(rows).to_have_count(205)
+    expect(rows.last).to_contain_text("trigger 204")
+    page.get_by_role("link", name="Deliveries", exact=True).click()
+    expect(page.get_by_label("Trigger", exact=True).locator("option")).to_have_count(206)

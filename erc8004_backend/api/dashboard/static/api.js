@@ -65,6 +65,18 @@ export async function api(method, path, { body, query, headers = {}, quiet401 = 
   return data;
 }
 
+// Every item of a list route, page after page (its keyset cursor passed back), in order.
+export async function allItems(path, query = {}) {
+  const items = [];
+  let cursor = null;
+  do {
+    const page = await api("GET", path, { query: { ...query, limit: 200, cursor } });
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return items;
+}
+
 // The API's own description: the enums of condition types, operators and channels.
 let openapi = null;
 export async function schema() {

@@ -1,6 +1,6 @@
 // Deliveries: the user's jobs with filters; one job's inspector (its payload and each
 // attempt's request and response) and redelivery.
-import { api } from "./api.js";
+import { allItems, api } from "./api.js";
 import { h, json, notice, replace, section, table, time } from "./dom.js";
 import { field, form, input, onSubmit, select } from "./forms.js";
 
@@ -9,7 +9,7 @@ const STATES = [["", "any"], "queued", "retrying", "running", "delivered", "dead
 const REFRESH_MS = 3000;
 
 export async function deliveriesPage(body, { query, onLeave }) {
-  const triggers = (await api("GET", "triggers", { query: { limit: 200 } })).items;
+  const triggers = await allItems("triggers");
   const state = select(STATES, { value: query.get("state") ?? "" });
   const trigger = select([["", "any"], ...triggers.map((t) => [t.id, t.name])],
     { value: query.get("trigger_id") ?? "" });

@@ -1,5 +1,5 @@
 // The user's triggers with their state, and what can be done to each.
-import { api } from "./api.js";
+import { allItems, api } from "./api.js";
 import { h, replace, secretOnce, table, time, notice } from "./dom.js";
 
 export async function triggersPage(body) {
@@ -21,10 +21,7 @@ export async function triggersPage(body) {
   }, label);
 
   async function refresh() {
-    const [page, counts] = await Promise.all([
-      api("GET", "triggers", { query: { limit: 200 } }),
-      api("GET", "jobs/counts"),
-    ]);
+    const [triggers, counts] = await Promise.all([allItems("triggers"), api("GET", "jobs/counts")]);
     const byTrigger = new Map(counts.triggers.map((count) => [count.trigger_id, count]));
     replace(list, table("Triggers", [
       ["Name", (t) => h("a", { href: `#/triggers/${t.id}` }, t.name)],
@@ -49,7 +46,7 @@ export async function triggersPage(body) {
         }),
         h("a", { href: `#/deliveries?trigger_id=${t.id}`, class: "button secondary",
           "aria-label": `Deliveries of ${t.name}` }, "Deliveries"))],
-    ], page.items, { empty: "none yet: make one with New trigger." }));
+    ], triggers, { empty: "none yet: make one with New trigger." }));
   }
   await refresh();
 }
