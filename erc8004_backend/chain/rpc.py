@@ -211,13 +211,18 @@ class RpcClient:
     async def block_number(self) -> int:
         return _quantity("eth_blockNumber", await self.call("eth_blockNumber"))
 
-    async def head_and_header(self, number: int) -> tuple[int, dict[str, Any] | None]:
-        """The head's number and block `number`'s header (None when the node has no such
-        block), in one request: an indexer at the head needs both at every poll."""
+    async def head_and_header(self, number: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The head's header and block `number`'s header (None when the node has no such
+        block), in one request: an indexer at the head needs both at every poll, and the
+        head's header again when it fetches the head's logs."""
         head, header = await self.batch(
-            [("eth_blockNumber", []), ("eth_getBlockByNumber", [hex(number), False])]
-        )
-        return _quantity("eth_blockNumber", head), header if isinstance(header, dict) else None
+            [("eth_getBlockByNumber", ["latest", False]),
+             ("eth_getBlockByNumber", [hex(number), False])]
+        )  # fmt: skip
+        if not isinstance(head, dict) or not isinstance(head.get("hash"), str):
+            raise RpcError("eth_getBlockByNumber", -32603, "the node has no latest block")
+        _quantity("eth_getBlockByNumber", head.get("number"))  # a number, or RpcError
+        return head, header if isinstance(header, dict) else None
 
     async def get_logs(
         self, addresses: Sequence[str], from_block: int, to_block: int

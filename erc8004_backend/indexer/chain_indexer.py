@@ -232,13 +232,17 @@ class ChainIndexer:
     async def step(self) -> bool:
         """Index the next block range. True when there was nothing new to index."""
         checkpoint = await self.store.checkpoint(self.conn)
+        head_header: BlockHeader | None = None
         if checkpoint.block_number is None:
             head, tip = await self.rpc.block_number(), None
             next_block = await self._first_block(head)
         else:
-            # The checkpoint block's header comes with the head, in one request: at the head,
-            # where the indexer polls, every step checks that block is still the chain's.
-            head, tip = await self.rpc.head_and_header(checkpoint.block_number)
+            # The checkpoint block's header comes with the head's, in one request: at the
+            # head, where the indexer polls, every step checks that block is still the
+            # chain's, and a range that ends at the head has its header before its logs.
+            latest, tip = await self.rpc.head_and_header(checkpoint.block_number)
+            head_header = header_from_rpc(latest)
+            head = head_header.number
             next_block = checkpoint.block_number + 1
             if self.start_block is None:  # a resumed "auto" chain: for the progress display
                 remembered = await remembered_start_block(self.chain, self.conn, self.store)
@@ -250,8 +254,9 @@ class ChainIndexer:
             fetched = await self._take_prefetched(next_block)
             if fetched is None:
                 fetched = await self._fetch(
-                    next_block, min(head, next_block + self.block_range - 1), head
-                )
+                    next_block, min(head, next_block + self.block_range - 1), head,
+                    head_header=head_header,
+                )  # fmt: skip
         except RangeTooLargeError:
             if self.block_range == 1:
                 raise
@@ -302,13 +307,20 @@ class ChainIndexer:
         self.start_block = configured
         return configured
 
-    async def _fetch(self, from_block: int, to_block: int, head: int) -> FetchedRange:
-        """The logs of a block range and the headers that go with them."""
+    async def _fetch(
+        self, from_block: int, to_block: int, head: int, *, head_header: BlockHeader | None = None
+    ) -> FetchedRange:
+        """The logs of a block range and the headers that go with them. `head_header`: the
+        head's header, asked for before (a range that ends there need not ask again)."""
         window_start = max(from_block, head - self.chain.reorg_window + 1)
         near_head = range(window_start, to_block + 1)
         # Near the head, the last block's hash before and after eth_getLogs proves that the
         # logs belong to the chain the headers describe: a reorg in between changes it.
-        before = (await self.rpc.get_block_headers([to_block]))[0]["hash"] if near_head else None
+        before = None
+        if near_head and head_header is not None and head_header.number == to_block:
+            before = head_header.hash
+        elif near_head:
+            before = (await self.rpc.get_block_headers([to_block]))[0]["hash"]
         logs = await self.rpc.get_logs(self._addresses, from_block, to_block)
         # The first block's header too, always: its parent hash must be the checkpoint's, or
         # the chain changed below us while we were away (a restart after a reorg).

@@ -119,8 +119,9 @@ async def test_following_the_head_picks_up_new_blocks(migrated_url: str) -> None
 async def test_at_the_head_a_poll_is_one_request_that_still_sees_a_replaced_tip(
     migrated_url: str,
 ) -> None:
-    """The indexer polls at the head (every 10 ms in bench.pipeline): the head and the
-    checkpoint block's header come in one batch request, and that header still finds a tip
+    """The indexer polls at the head (every 10 ms in bench.pipeline): the head's header and
+    the checkpoint block's come in one batch request; a new block then costs two more (its
+    logs, its header after them); and the checkpoint block's header still finds a tip
     replaced by a block of the same height."""
     async with start_devnet(seed=21) as devnet:
         await devnet.activity.run(events=30)
@@ -137,7 +138,14 @@ async def test_at_the_head_a_poll_is_one_request_that_still_sees_a_replaced_tip(
             for _ in range(3):
                 assert await indexer.step() is True  # nothing new
             assert node.http_requests == 3
-            assert node.calls["eth_blockNumber"] == node.calls["eth_getBlockByNumber"] == 3
+            assert node.calls["eth_getBlockByNumber"] == 6  # the latest and the checkpoint's
+            assert node.calls["eth_blockNumber"] == 0
+            await devnet.activity.step()
+            node.reset_counts()
+            stored = indexer.stats.events
+            assert await indexer.step() is True  # the new block, and caught up again
+            assert indexer.stats.events > stored
+            assert node.http_requests == 3  # the poll, eth_getLogs, the headers after it
 
             # The tip replaced by another block of the same height: the next poll rolls back.
             tip = await devnet.rpc.block_number()
