@@ -219,9 +219,12 @@ class RpcClient:
             [("eth_getBlockByNumber", ["latest", False]),
              ("eth_getBlockByNumber", [hex(number), False])]
         )  # fmt: skip
-        if not isinstance(head, dict) or not isinstance(head.get("hash"), str):
-            raise RpcError("eth_getBlockByNumber", -32603, "the node has no latest block")
-        _quantity("eth_getBlockByNumber", head.get("number"))  # a number, or RpcError
+        if not isinstance(head, dict) or not all(
+            isinstance(head.get(key), str) for key in ("hash", "parentHash", "timestamp")
+        ):
+            raise RpcError("eth_getBlockByNumber", -32603, "the latest block is not a header")
+        for key in ("number", "timestamp"):
+            _quantity("eth_getBlockByNumber", head.get(key))  # a number, or RpcError
         return head, header if isinstance(header, dict) else None
 
     async def get_logs(

@@ -46,10 +46,11 @@ def chain(chain_id: int = 1, head: int = 16) -> dict[str, Any]:
     """Canned answers of a node on `chain_id` whose head is block `head`."""
 
     def block(params: list[Any]) -> Any:
-        number = int(params[0], 16)
+        number = head if params[0] == "latest" else int(params[0], 16)
         if number > head:
             return None
-        return {"number": hex(number), "hash": f"0x{number:064x}", "parentHash": "0x0"}
+        return {"number": hex(number), "hash": f"0x{number:064x}", "parentHash": "0x0",
+                "timestamp": hex(1_700_000_000 + number)}  # fmt: skip
 
     return {
         "eth_chainId": hex(chain_id),
@@ -369,6 +370,38 @@ async def test_malformed_answers_raise() -> None:
             with pytest.raises(RpcError):
                 await call
         assert node.http_requests == 3
+
+
+@pytest.mark.parametrize(
+    "latest",
+    [None, "0x10", {"number": "0x10", "hash": "0x1"}, {"number": "16", "hash": "0x1",
+     "parentHash": "0x0", "timestamp": "0x1"},
+     {"number": "0x10", "hash": "0x1", "parentHash": "0x0", "timestamp": "soon"}],
+)  # fmt: skip
+async def test_a_latest_block_that_is_no_header_raises(latest: Any) -> None:
+    """The indexer's poll (head_and_header): the head's header is read, so whatever the node
+    gives that is not one is an RpcError (retried by the indexer), not a crash."""
+
+    def block(params: list[Any]) -> Any:
+        return latest if params[0] == "latest" else {"number": params[0], "hash": "0x2"}
+
+    async with (
+        FlakyRpcServer(static_handler({"eth_getBlockByNumber": block})) as node,
+        RpcClient([node.url], retry=FAST) as client,
+    ):
+        with pytest.raises(RpcError):
+            await client.head_and_header(3)
+
+
+async def test_the_poll_gives_the_latest_header_and_the_one_asked_for(node: FlakyRpcServer) -> None:
+    async with RpcClient([node.url], retry=FAST) as client:
+        latest, header = await client.head_and_header(3)
+        assert latest["number"] == "0x10"
+        assert header is not None
+        assert header["number"] == "0x3"
+        _, missing = await client.head_and_header(17)  # past the head: None
+    assert missing is None
+    assert node.http_requests == 2
 
 
 # -- chain id and secrets ---------------------------------------------------------------------
