@@ -190,9 +190,10 @@ class Transactor:
             if len(receipts) == len(set(hashes)):
                 return [receipts[h] for h in hashes]
             if time.monotonic() > deadline:
+                missing = next(h for h in hashes if h not in receipts)
                 raise TransactionFailedError(
                     f"{len(hashes) - len(receipts)} transactions were not mined within"
-                    f" {self.receipt_timeout:g} s"
+                    f" {self.receipt_timeout:g} s (the first: {missing})"
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)

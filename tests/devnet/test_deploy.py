@@ -11,6 +11,7 @@ from erc8004_backend.devnet import (
     AnvilNode,
     Devnet,
     TransactionFailedError,
+    Transactor,
     TxRequest,
     deploy_registries,
 )
@@ -64,6 +65,24 @@ async def test_a_reverted_transaction_raises_with_its_reason(devnet: Devnet) -> 
         TxRequest(sender, devnet.registries.identity, data, 500_000, "register")
     )
     assert receipt["status"] == "0x1"
+
+
+async def test_a_transaction_never_mined_is_named_when_the_wait_ends(devnet: Devnet) -> None:
+    """One sent with a nonce past the sender's next stays in the pool: the wait for its
+    receipt ends at the transactor's timeout, naming it."""
+    sender = devnet.activity.accounts[3]
+    nonce = int(await devnet.rpc.call("eth_getTransactionCount", [sender, "pending"]), 16)
+    data = load_artifact(IDENTITY).encode_call("register(string)", "https://a.example/y.json")
+    stuck = await devnet.rpc.call("eth_sendTransaction", [
+        {"from": sender, "to": devnet.registries.identity, "data": data, "gas": hex(500_000),
+         "nonce": hex(nonce + 1)},
+    ])  # fmt: skip
+    transactor = Transactor(devnet.rpc, receipt_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(TransactionFailedError, match=f"1 transactions were not mined within"
+                                                     f" 0.3 s \\(the first: {stuck}\\)"):  # fmt: skip
+        await transactor.wait_for_receipts([stuck])
+    assert time.monotonic() - started < 5
 
 
 async def test_transactions_of_one_sender_in_blocks(devnet: Devnet) -> None:

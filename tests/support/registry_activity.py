@@ -135,7 +135,9 @@ async def setup_chain(net: Devnet, rng: random.Random) -> Chain:
     clients: 14 random addresses, the first owner and the zero address."""
     accounts = [a.lower() for a in await net.rpc.call("eth_accounts")]
     owners = accounts[1:4]
-    chain = Chain(net, Transactor(net.rpc), owners, agents=list(range(6)))
+    # The devnet mines each transaction as it comes: a receipt missing for a minute is a
+    # transaction that will never be mined, named well before the test's own timeout.
+    chain = Chain(net, Transactor(net.rpc, receipt_timeout=60), owners, agents=list(range(6)))
     chain.owner_of = {agent_id: owners[agent_id // 2] for agent_id in chain.agents}
     uris = [f"https://agents.example/{i}.json" for i in range(2)]
     for owner in owners:  # one after the other, for the ids above
