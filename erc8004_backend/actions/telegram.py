@@ -43,9 +43,10 @@ BOT_INTERVAL = 1 / 30
 CHAT_INTERVAL = 1.0
 GROUP_INTERVAL = 3.0
 # https://core.telegram.org/bots/api#formatting-options
-_MARKDOWN_V2_SPECIAL = re.compile(r"([_*\[\]()~`>#+\-=|{}.!\\])")
-_MARKDOWN_SPECIAL = re.compile(r"([_*`\[])")
 _MARKDOWN_V2_RESERVED = frozenset("_*[]()~`>#+-=|{}.!")
+# A value escaped whole: the reserved characters and the escape itself.
+_MARKDOWN_V2_SPECIAL = re.compile(f"([{re.escape(''.join(sorted(_MARKDOWN_V2_RESERVED)))}\\\\])")
+_MARKDOWN_SPECIAL = re.compile(r"([_*`\[])")
 
 
 class TelegramConfig(RetractableConfig):

@@ -37,7 +37,7 @@ from tests.support.asgi import serve_asgi
 from tests.support.chat_webhooks import DiscordWebhook, SlackWebhook
 from tests.support.delivery_targets import (
     TelegramServer,
-    markdown_v2_problem,
+    plain_markdown_v2_problem,
     unescape_markdown_v2,
 )
 from tests.support.jobs import create_trigger, queue_jobs
@@ -377,7 +377,7 @@ async def test_telegram_gets_one_message_valid_in_its_parse_mode(
             await eventually(lambda: telegram.messages, timeout=20, what="the digest")
             await asyncio.sleep(0.3)
     (message,) = telegram.messages
-    assert markdown_v2_problem(message["text"]) is None
+    assert plain_markdown_v2_problem(message["text"]) is None
     blocks = message["text"].split("\n\n")
     assert unescape_markdown_v2(blocks[0]).startswith("Digest: 12 firings of low-score.v2 from ")
     assert blocks[1:] == ["Agent 42: \\_x\\_ \\[y\\]\\(z\\) 1\\.5\\!"] * 10 + ["… and 2 more"]
@@ -470,7 +470,7 @@ def test_hostile_firings_in_a_digest_stay_escaped_and_within_each_limit(
                                                   parse_mode="MarkdownV2"), job)["text"]  # fmt: skip
     if len(values[0]) < 1_000:  # a first firing that fits: the whole message does
         assert len(telegram) <= 4_096
-    assert markdown_v2_problem(telegram) is None
+    assert plain_markdown_v2_problem(telegram) is None
 
 
 def test_a_digest_shows_whole_firings_while_they_fit_and_says_how_many_it_left_out() -> None:

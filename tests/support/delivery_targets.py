@@ -117,7 +117,7 @@ class WebhookSink:
 _MARKDOWN_V2_RESERVED = set("_*[]()~`>#+-=|{}.!")
 
 
-def markdown_v2_problem(text: str) -> str | None:
+def plain_markdown_v2_problem(text: str) -> str | None:
     """Telegram's complaint about plain text (no entities) in MarkdownV2, or None."""
     escaped = False
     for offset, char in enumerate(text):
@@ -184,7 +184,7 @@ class TelegramServer:
         if mode not in (None, "MarkdownV2", "Markdown", "HTML"):
             await self._error(send, 400, f"Bad Request: unsupported parse_mode {mode}")
             return
-        if mode == "MarkdownV2" and (problem := markdown_v2_problem(text)):
+        if mode == "MarkdownV2" and (problem := plain_markdown_v2_problem(text)):
             await self._error(send, 400, f"Bad Request: {problem}")
             return
         self.messages.append(message)
