@@ -32,8 +32,10 @@ logs (eth_getLogs, from the deployment block to the head) that are indexed event
 have arrived exactly once, with a valid signature. Stage times show where the latency goes:
 stored and queued are the start of the indexer's and of the processor's transaction
 (`created_at` of the event and of its job), attempt started is the arrival less the
-worker's own measure of the attempt. Exits non-zero when a delivery is missing, repeated or
-unexpected.
+worker's own measure of the attempt. The latencies are also given by the size of their
+block (1-10, 11-50, 51 or more events): a block's events arrive together, and the last of a
+large one waits for the work on all the others. Exits non-zero when a delivery is missing,
+repeated or unexpected.
 
 Activity (`--mode`): `batch` (the default) uses the registries' batch functions, in bursts
 of what is due (three blocks per burst, a few events per transaction); `single` sends one
@@ -188,6 +190,30 @@ def quantiles(values: Sequence[float]) -> dict[str, float]:
     return {"p50_ms": round(at(0.5), 2), "p99_ms": round(at(0.99), 2),
             "max_ms": round(ordered[-1], 2),
             "mean_ms": round(statistics.fmean(ordered), 2)}  # fmt: skip
+
+
+# Blocks by how many timed events they carry: a block's events reach the pipeline together,
+# so the last of a large one waits for the work on all the others (see by_block_size).
+BLOCK_SIZES = ((1, 10), (11, 50), (51, None))
+
+
+def by_block_size(per_block: dict[int, list[float]]) -> list[dict[str, Any]]:
+    """The latencies grouped by the size of their block (BLOCK_SIZES): per group, how many
+    blocks and events, the events' share of all, and their quantiles."""
+    total = sum(len(values) for values in per_block.values())
+    groups = []
+    for low, high in BLOCK_SIZES:
+        blocks = [values for values in per_block.values()
+                  if low <= len(values) and (high is None or len(values) <= high)]  # fmt: skip
+        latencies = [value for values in blocks for value in values]
+        groups.append({
+            "events_per_block": f"{low}-{high}" if high is not None else f"{low}+",
+            "blocks": len(blocks),
+            "events": len(latencies),
+            "share": round(len(latencies) / total, 3) if total else 0.0,
+            **quantiles(latencies),
+        })  # fmt: skip
+    return groups
 
 
 async def chain_events(
@@ -402,6 +428,7 @@ def check(
             for block, values in sorted(per_block.items())
         ],
         "latency": quantiles(latency),
+        "latency_by_block_size": by_block_size(per_block),
         "stages": {
             "stored": quantiles(stored),
             "queued": quantiles(queued),
@@ -446,6 +473,10 @@ def main(argv: list[str] | None = None) -> None:
                                           f"{stages['queued']['p99_ms']:.1f} ms"),
         ("block -> attempt started p50 / p99", f"{stages['attempt_started']['p50_ms']:.1f} / "
                                                f"{stages['attempt_started']['p99_ms']:.1f} ms"),
+        *((f"  in blocks of {group['events_per_block']} events",
+           f"{group['share']:.0%} of events: p50 {group['p50_ms']:.1f} / "
+           f"p99 {group['p99_ms']:.1f} ms")
+          for group in result["latency_by_block_size"] if group["events"]),
         ("evm_mine call p50 / max", f"{mine['p50_ms']:.1f} / {mine['max_ms']:.1f} ms"),
         (f"cores busy (of {os.cpu_count()})", ", ".join(f"{name} {value:.2f}"
                                  for name, value in result["cpu_cores_busy"].items())),

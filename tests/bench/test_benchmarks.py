@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import SIZES, summarize
+from bench.pipeline import by_block_size
 from tests.conftest import ROOT
 
 
@@ -201,3 +202,15 @@ def test_the_runner_writes_the_results_and_one_summary(admin_url: str, tmp_path:
     assert markdown.count("\n| ") == 2  # the header and the row
     assert "| triggers | 50 triggers over 500 events |" in markdown
     assert "`python -m bench.triggers --triggers 50 --events 500` |" in markdown
+
+
+def test_pipeline_latencies_are_grouped_by_the_size_of_their_block() -> None:
+    per_block = {1: [10.0, 12.0], 2: [20.0] * 11, 3: [100.0 + n for n in range(60)]}
+    small, middle, large = by_block_size(per_block)
+    assert (small["events_per_block"], small["blocks"], small["events"]) == ("1-10", 1, 2)
+    assert (middle["events_per_block"], middle["blocks"], middle["events"]) == ("11-50", 1, 11)
+    assert (large["events_per_block"], large["blocks"], large["events"]) == ("51+", 1, 60)
+    assert small["share"] + middle["share"] + large["share"] == pytest.approx(1.0)
+    assert large["share"] == round(60 / 73, 3)
+    assert (small["max_ms"], middle["p50_ms"], large["max_ms"]) == (12.0, 20.0, 159.0)
+    assert [group["events"] for group in by_block_size({})] == [0, 0, 0]
