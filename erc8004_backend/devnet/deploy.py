@@ -4,6 +4,8 @@
 tracks itself, submits them in JSON-RPC batches, then waits for all receipts and raises
 `TransactionFailedError` if any reverted. Gas is always given explicitly, so nothing is
 estimated (and a transaction that depends on an earlier one still pending is not refused).
+One that anvil's pool holds back although its nonce is due is sent again (see
+STUCK_AFTER_SECONDS).
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ from erc8004_backend.errors import Erc8004Error
 log = structlog.get_logger(__name__)
 
 DEPLOY_GAS = 10_000_000
+# anvil's pool can keep a transaction queued for good although its nonce is its sender's next:
+# one that arrives while the block with the sender's previous transaction is being mined
+# (automine, a busy machine) waits for that transaction, which the pool no longer holds. One
+# still unmined this long into the wait for its receipt, its nonce due, is sent again.
+STUCK_AFTER_SECONDS = 1.0
 
 
 class TransactionFailedError(Erc8004Error):
@@ -65,6 +72,7 @@ class Transactor:
         self.max_request_calls = max_request_calls
         self._nonces: dict[str, int] = {}
         self._lock = asyncio.Lock()
+        self._sent: dict[str, dict[str, Any]] = {}  # hash -> transaction, until its receipt
 
     async def send(self, request: TxRequest) -> dict[str, Any]:
         (receipt,) = await self.send_all([request])
@@ -158,7 +166,9 @@ class Transactor:
                     f"cannot send {requests[start].label} (or one of the"
                     f" {end - start - 1} sent with it): {error.rpc_message}"
                 ) from error
-            hashes += [str(result) for result in results]
+            for (_, (tx,)), result in zip(calls[start:end], results, strict=True):
+                self._sent[str(result)] = tx
+                hashes.append(str(result))
             start = end
         return hashes
 
@@ -176,27 +186,73 @@ class Transactor:
         return nonce
 
     async def wait_for_receipts(self, hashes: Sequence[str]) -> list[dict[str, Any]]:
+        """The receipts of `hashes`, in their order, once all are mined. A transaction sent
+        here that anvil's pool holds back (see STUCK_AFTER_SECONDS) is sent again, and its
+        receipt may then have the new hash."""
         receipts: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + self.receipt_timeout
+        sent_as = {h: [h] for h in hashes}  # every hash each one was sent under, latest last
+        started = time.monotonic()
+        deadline, next_check = started + self.receipt_timeout, started + STUCK_AFTER_SECONDS
         delay = 0.002
-        while True:
-            pending = [h for h in hashes if h not in receipts]
-            for start in range(0, len(pending), 20):
-                chunk = pending[start : start + 20]
-                replies = await self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in chunk])
-                for tx_hash, receipt in zip(chunk, replies, strict=True):
-                    if isinstance(receipt, dict):
-                        receipts[tx_hash] = receipt
-            if len(receipts) == len(set(hashes)):
-                return [receipts[h] for h in hashes]
-            if time.monotonic() > deadline:
-                missing = next(h for h in hashes if h not in receipts)
-                raise TransactionFailedError(
-                    f"{len(hashes) - len(receipts)} transactions were not mined within"
-                    f" {self.receipt_timeout:g} s (the first: {missing})"
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.1)
+        try:
+            while True:
+                # Under any of its hashes: the first one may be mined after all.
+                pending = [(h, sent) for h in sent_as if h not in receipts for sent in sent_as[h]]
+                for start in range(0, len(pending), 20):
+                    chunk = pending[start : start + 20]
+                    replies = await self.rpc.batch(
+                        [("eth_getTransactionReceipt", [sent]) for _, sent in chunk]
+                    )
+                    for (tx_hash, _), receipt in zip(chunk, replies, strict=True):
+                        if isinstance(receipt, dict):
+                            receipts[tx_hash] = receipt
+                if len(receipts) == len(sent_as):
+                    return [receipts[h] for h in hashes]
+                now = time.monotonic()
+                if now > deadline:
+                    missing = next(h for h in hashes if h not in receipts)
+                    raise TransactionFailedError(
+                        f"{len(sent_as) - len(receipts)} transactions were not mined within"
+                        f" {self.receipt_timeout:g} s (the first: {missing})"
+                    )
+                if now >= next_check:
+                    await self._send_held_back_again([h for h in sent_as if h not in receipts],
+                                                     sent_as)  # fmt: skip
+                    next_check = time.monotonic() + STUCK_AFTER_SECONDS
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.1)
+        finally:
+            for tx_hash in hashes:
+                self._sent.pop(tx_hash, None)
+
+    async def _send_held_back_again(
+        self, missing: Sequence[str], sent_as: dict[str, list[str]]
+    ) -> None:
+        """Send again those of `missing` (sent here, unmined) whose nonce is their sender's
+        next one: the node should have mined them. `sent_as` gets each one's new hash."""
+        waiting = [(tx_hash, self._sent[tx_hash]) for tx_hash in missing if tx_hash in self._sent]
+        senders = sorted({tx["from"] for _, tx in waiting})
+        if not senders:
+            return
+        counts = await self.rpc.batch(
+            [("eth_getTransactionCount", [sender, "latest"]) for sender in senders]
+        )
+        due = {sender: int(count, 16) for sender, count in zip(senders, counts, strict=True)}
+        for tx_hash, tx in waiting:
+            if int(tx["nonce"], 16) != due[tx["from"]]:
+                continue  # an earlier one of its sender's is not mined yet
+            # The pool keeps the one it holds back (anvil_dropTransaction leaves it) and
+            # refuses the same transaction again: this one offers twice its fees.
+            held = await self.rpc.call("eth_getTransactionByHash", [sent_as[tx_hash][-1]])
+            again = {**tx, **_doubled_fees(held)} if isinstance(held, dict) else tx
+            try:
+                sent_as[tx_hash].append(str(await self.rpc.call("eth_sendTransaction", [again])))
+            except RpcError as error:  # mined meanwhile after all: its receipt will come
+                log.info("devnet.transaction_not_sent_again", transaction=tx_hash,
+                         error=error.rpc_message)  # fmt: skip
+                continue
+            log.warning("devnet.transaction_sent_again", transaction=tx_hash,
+                        now=sent_as[tx_hash][-1], nonce=int(tx["nonce"], 16))  # fmt: skip
 
     async def _revert_reason(self, request: TxRequest, receipt: dict[str, Any]) -> str:
         """Replays the call on the parent block's state: the reason, most likely."""
@@ -217,6 +273,16 @@ class Transactor:
         if used >= request.gas:
             return f"out of gas ({request.gas} given)"
         return "unknown reason (the replay on the parent block succeeds)"
+
+
+def _doubled_fees(held: dict[str, Any]) -> dict[str, str]:
+    """Fee fields twice those of `held`, as the node filled them in (EIP-1559 or legacy)."""
+    if held.get("maxFeePerGas"):
+        return {key: hex(2 * int(held[key], 16))
+                for key in ("maxFeePerGas", "maxPriorityFeePerGas") if held.get(key)}  # fmt: skip
+    if held.get("gasPrice"):
+        return {"gasPrice": hex(2 * int(held["gasPrice"], 16))}
+    return {}
 
 
 @dataclass(frozen=True)
