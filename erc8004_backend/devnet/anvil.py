@@ -1,7 +1,8 @@
 """Start and stop a local anvil node (from the npm package `@foundry-rs/anvil`).
 
 `start_anvil` runs anvil on 127.0.0.1 only, picks a free port when asked for port 0, returns
-once the node answers `eth_chainId`, and terminates it on exit. The binary is found through
+once the node answers `eth_chainId`, and terminates it on exit (on Linux also when this process
+is killed without warning). The binary is found through
 `$ERC8004_ANVIL`, then the project's `node_modules` (`npm install`), then `PATH`.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import platform
 import re
@@ -17,7 +19,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ HOST = "127.0.0.1"
 # events per transaction.
 DEFAULT_GAS_LIMIT = 4_000_000_000
 DEFAULT_ACCOUNTS = 10
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _LISTENING = re.compile(r"Listening on (\S+):(\d+)")
 _STOP_TIMEOUT = 5.0
@@ -166,6 +169,7 @@ async def start_anvil(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_ending_with(os.getpid()),
         )
     except OSError as error:
         raise AnvilStartError(f"cannot run {executable}: {error}") from error
@@ -191,6 +195,26 @@ async def start_anvil(
         with contextlib.suppress(asyncio.CancelledError):
             await reader
         log.info("anvil.stopped", pid=process.pid, returncode=process.returncode)
+
+
+def _ending_with(parent: int) -> Callable[[], None] | None:
+    """What the child runs before anvil (Linux): SIGTERM for it when this process ends, even
+    killed (SIGKILL, the OOM killer) with no chance to stop it: in a session of its own,
+    anvil would otherwise outlive it, holding its port. (Linux sends it when the thread
+    that started anvil ends: start_anvil runs on the event loop's thread.)"""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def end_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # it ended already, before the call above
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return end_with_parent
 
 
 async def _read_output(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import socket
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -13,6 +17,7 @@ from erc8004_backend.chain.config import DEVNET_CHAIN_ID
 from erc8004_backend.devnet import AnvilNode, AnvilNotFoundError, AnvilStartError, start_anvil
 from erc8004_backend.devnet.anvil import ANVIL_ENV, find_anvil
 from erc8004_backend.errors import Erc8004Error
+from tests.conftest import ROOT
 from tests.support.devnet import require_anvil
 
 
@@ -39,6 +44,58 @@ async def test_process_is_gone_after_the_block() -> None:
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as http:
             await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"})
+
+
+# A process that starts anvil, says its pid, then waits to be killed.
+STARTS_ANVIL = """
+import asyncio
+from erc8004_backend.devnet import start_anvil
+
+async def main():
+    async with start_anvil() as node:
+        print("anvil pid", node.pid, flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.devnet
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG)")
+async def test_anvil_ends_with_a_process_killed_without_warning() -> None:
+    """SIGKILL gives start_anvil no chance to stop it: anvil, in a session of its own,
+    still ends with the process that started it."""
+    require_anvil()
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", STARTS_ANVIL, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert parent.stdout is not None
+    line = b""
+    while not line.startswith(b"anvil pid"):  # (its log lines come first)
+        line = await asyncio.wait_for(parent.stdout.readline(), 30)
+        assert line, "the process ended before it started anvil"
+    anvil_pid = int(line.split()[-1])
+    try:
+        assert _alive(anvil_pid)
+        parent.kill()
+        await parent.wait()
+        deadline = time.monotonic() + 10
+        while _alive(anvil_pid) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert not _alive(anvil_pid)
+    finally:
+        if _alive(anvil_pid):  # the test failed: leave no anvil behind
+            os.kill(anvil_pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, ended but not reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 @pytest.mark.devnet
