@@ -1,9 +1,9 @@
 """Start and stop a local anvil node (from the npm package `@foundry-rs/anvil`).
 
 `start_anvil` runs anvil on 127.0.0.1 only, picks a free port when asked for port 0, returns
-once the node answers `eth_chainId`, and terminates it on exit (on Linux also when this process
-is killed without warning). The binary is found through
-`$ERC8004_ANVIL`, then the project's `node_modules` (`npm install`), then `PATH`.
+once the node answers `eth_chainId`, and terminates it on exit (on Linux also when this
+process is killed without warning). The binary is found through `$ERC8004_ANVIL`, then the
+project's `node_modules` (`npm install`), then `PATH`.
 """
 
 from __future__ import annotations
