@@ -40,10 +40,10 @@ HOST = "127.0.0.1"
 # events per transaction.
 DEFAULT_GAS_LIMIT = 4_000_000_000
 DEFAULT_ACCOUNTS = 10
-_PR_SET_PDEATHSIG = 1  # prctl(2)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _LISTENING = re.compile(r"Listening on (\S+):(\d+)")
 _STOP_TIMEOUT = 5.0
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 _ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
