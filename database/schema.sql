@@ -187,7 +187,9 @@ CREATE FUNCTION public.notify_action_job() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    PERFORM pg_notify('action_job', '');
+    IF EXISTS (SELECT FROM queued) THEN
+        PERFORM pg_notify('action_job', '');
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -1532,7 +1534,7 @@ ALTER INDEX public.events_validator_idx ATTACH PARTITION public.events_default_v
 
 CREATE TRIGGER account_alert_actions_updated_at BEFORE UPDATE ON public.account_alert_actions FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 
-CREATE TRIGGER action_jobs_notify AFTER INSERT ON public.action_jobs FOR EACH STATEMENT EXECUTE FUNCTION public.notify_action_job();
+CREATE TRIGGER action_jobs_notify AFTER INSERT ON public.action_jobs REFERENCING NEW TABLE AS queued FOR EACH STATEMENT EXECUTE FUNCTION public.notify_action_job();
 
 CREATE TRIGGER action_jobs_updated_at BEFORE UPDATE ON public.action_jobs FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 

@@ -2,8 +2,8 @@
 
 One claiming loop keeps up to `concurrency` deliveries in flight, claiming as many jobs as
 there are free slots (FOR UPDATE SKIP LOCKED, so any number of workers share the queue). It
-wakes when the trigger engine queues jobs (NOTIFY action_job), when a slot frees, when the
-next retry falls due, or after `poll_interval`. Outcomes are written in batches by a second
+wakes when the trigger engine queues jobs (NOTIFY action_job), when a slot frees in a full
+worker, when a retry is recorded or the next one falls due, or after `poll_interval`. Outcomes are written in batches by a second
 loop, each batch in one statement; a third returns jobs whose worker died (lease expired).
 
 Firings of an action with a `digest` are not delivered: the claiming loop folds them into
@@ -174,7 +174,9 @@ class Worker:
                     task.add_done_callback(self._finished)
             if claimed and len(self._in_flight) >= self.concurrency:
                 await self._wait_for(stop, None)  # full: until a slot frees
-            elif not claimed:
+            elif len(claimed) < free or free <= 0:
+                # Every due job is taken: until a new one (NOTIFY), a retry recorded, or the
+                # next one due. (Claiming again at once would find nothing.)
                 await self._wait_for(stop, await self._until_next_due())
 
     async def _fold_digest_firings(self, claimed: list[Job]) -> list[Job]:
@@ -231,11 +233,13 @@ class Worker:
             self._wake.set()
 
     def _finished(self, task: asyncio.Task[Attempt]) -> None:
+        was_full = len(self._in_flight) >= self.concurrency
         self._in_flight.discard(task)
         if not task.cancelled() and task.exception() is None:
             self._outcomes.append(task.result())
             self._recorded.set()
-        self._wake.set()
+        if was_full:  # the claim loop waits for a free slot; else, for jobs, not slots
+            self._wake.set()
 
     async def _finish_in_flight(self) -> None:
         """Give deliveries in flight their grace, then interrupt the rest (requeued)."""
@@ -345,6 +349,8 @@ class Worker:
             tripped, alerts = await record_batch(self.pool, self.name, batch)
             del self._outcomes[: len(batch)]
             self.delivered += len(batch)
+            if any(attempt.next_status == "queued" for attempt in batch):
+                self._wake.set()  # a retry: the next job due may now be sooner
             for trigger_id in tripped:
                 log.warning("worker.trigger_disabled", trigger_id=trigger_id,
                             reason="circuit breaker")  # fmt: skip

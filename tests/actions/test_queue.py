@@ -202,6 +202,35 @@ async def notified(listener: psycopg.AsyncConnection, conn: psycopg.AsyncConnect
     raise AssertionError("the closing notification did not arrive")
 
 
+async def test_workers_are_woken_by_a_statement_that_queues_jobs_only(
+    conn: psycopg.AsyncConnection, migrated_url: str
+) -> None:
+    """NOTIFY action_job for an INSERT that adds jobs, not for one that adds none (a
+    processor batch that fires nothing, a recording's retraction and alert inserts), which
+    woke every worker for a claim that found nothing (migration 44)."""
+    trigger, action, _ = await create_trigger(conn, "rest", REST)
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as worker:
+        await worker.execute("LISTEN action_job")
+
+        async def wakes() -> int:
+            await conn.execute("NOTIFY action_job, 'end'")
+            count = 0
+            async for notify in worker.notifies(timeout=10):
+                if notify.payload == "end":
+                    return count
+                count += 1
+            raise AssertionError("the closing notification did not arrive")
+
+        await conn.execute(
+            "INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id,"
+            " idempotency_key, payload) SELECT %s, %s, 1, %s, 'k', '{}' WHERE false",
+            [trigger, action, CHAIN_ID],
+        )
+        assert await wakes() == 0
+        await queue_jobs(conn, trigger, action, 3)
+        assert await wakes() >= 1  # (PostgreSQL folds the same notice within a transaction)
+
+
 async def breaker_state(conn: psycopg.AsyncConnection, trigger_id: str) -> tuple[Any, ...]:
     cursor = await conn.execute(
         "SELECT consecutive_failures, disabled_at IS NOT NULL, disabled_reason, enabled"

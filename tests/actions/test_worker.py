@@ -305,6 +305,37 @@ async def test_higher_priority_is_delivered_first(
     assert events == [*range(100, 105), *range(1, 6)]
 
 
+async def test_a_job_at_a_time_is_claimed_once_not_again_after_each_delivery(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Jobs queued one by one, as the trigger engine queues a block's: each wakes the worker
+    (NOTIFY), which claims it and waits. Nothing else makes it claim again, to find nothing:
+    not a claim that took every due job, not a delivery that frees a slot of a worker far
+    from full, not the recording of the outcome (whose INSERTs into action_jobs queue none:
+    migration 44). It was four claims a job."""
+    claims: list[int] = []
+
+    async def counted_claim(*args: Any, **kwargs: Any) -> Any:
+        claimed = await claim_jobs(*args, **kwargs)
+        claims.append(len(claimed))
+        return claimed
+
+    monkeypatch.setattr("erc8004_backend.actions.worker.claim_jobs", counted_claim)
+    async with (
+        webhook_target(conn, box) as (sink, _url, trigger, action),
+        running_worker(settings_for(migrated_url), concurrency=8),
+    ):
+        await asyncio.sleep(0.3)  # listening
+        claims.clear()
+        for n in range(1, 21):
+            await queue_jobs(conn, trigger, action, 1, first_event=n)
+            await eventually(lambda n=n: len(sink.processed) == n)
+            await asyncio.sleep(0.02)
+    assert sum(claims) == 20
+    assert len(claims) <= 24, claims  # one a job, and a few at timeouts
+
+
 def _event_of(key: str, trigger: str, action: str) -> int:
     for event_id in [*range(1, 6), *range(100, 105)]:
         if hashlib.sha256(f"{event_id}:{trigger}:{action}".encode()).hexdigest() == key:
