@@ -3,8 +3,9 @@
 One claiming loop keeps up to `concurrency` deliveries in flight, claiming as many jobs as
 there are free slots (FOR UPDATE SKIP LOCKED, so any number of workers share the queue). It
 wakes when the trigger engine queues jobs (NOTIFY action_job), when a slot frees in a full
-worker, when a retry is recorded or the next one falls due, or after `poll_interval`. Outcomes are written in batches by a second
-loop, each batch in one statement; a third returns jobs whose worker died (lease expired).
+worker, when a retry is recorded or the next one falls due, or after `poll_interval`.
+Outcomes are written in batches by a second loop, each batch in one statement; a third
+returns jobs whose worker died (lease expired).
 
 Firings of an action with a `digest` are not delivered: the claiming loop folds them into
 their window's digest, a job of its own (actions/digest.py). When deliveries open a
