@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -330,10 +331,14 @@ async def test_a_job_at_a_time_is_claimed_once_not_again_after_each_delivery(
         claims.clear()
         for n in range(1, 21):
             await queue_jobs(conn, trigger, action, 1, first_event=n)
-            await eventually(lambda n=n: len(sink.processed) == n)
+            await eventually(functools.partial(_delivered, sink, n))
             await asyncio.sleep(0.02)
     assert sum(claims) == 20
     assert len(claims) <= 24, claims  # one a job, and a few at timeouts
+
+
+def _delivered(sink: WebhookSink, count: int) -> bool:
+    return len(sink.processed) == count
 
 
 def _event_of(key: str, trigger: str, action: str) -> int:
