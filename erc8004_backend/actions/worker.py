@@ -173,9 +173,9 @@ class Worker:
                     task = asyncio.create_task(self._attempt(self._with_links(job)))
                     self._in_flight.add(task)
                     task.add_done_callback(self._finished)
-            if claimed and len(self._in_flight) >= self.concurrency:
+            if len(self._in_flight) >= self.concurrency:
                 await self._wait_for(stop, None)  # full: until a slot frees
-            elif len(claimed) < free or free <= 0:
+            elif len(claimed) < free:
                 # Every due job is taken: until a new one (NOTIFY), a retry recorded, or the
                 # next one due. (Claiming again at once would find nothing.)
                 await self._wait_for(stop, await self._until_next_due())
