@@ -181,6 +181,7 @@ class EventStore:
                         "to_block": max(rows[0].block_number, rows[-1].block_number),
                         "from_time": min(rows[0].block_time, rows[-1].block_time),
                         "to_time": max(rows[0].block_time, rows[-1].block_time),
+                        "event_types": list({row.event_type for row in rows}),
                     },
                 )
                 registrations = [

@@ -41,9 +41,9 @@ COPY events ({event_columns}) FROM STDIN (FORMAT BINARY)
 -- apply_read_model --
 -- The batch's events, just copied, applied to the read model (agents, feedback, validation
 -- requests; migration 20 defines the rules). The time bounds keep the reads of `events` to
--- the batch's partitions.
+-- the batch's partitions, and the kinds of event it holds skip the statements for the others.
 SELECT read_model_apply(%(chain_id)s, %(from_block)s, %(to_block)s, NULL,
-                        %(from_time)s, %(to_time)s)
+                        %(from_time)s, %(to_time)s, p_event_types => %(event_types)s)
 
 -- insert_unknown_logs --
 -- The batch's logs that no decoder turned into an event. Writing one again is a no-op.
