@@ -15,23 +15,26 @@ The client waits only when every endpoint is cooling down, so a dead or throttle
 costs one failed attempt while a healthy one is available.
 
 Endpoint URLs often carry an API key, so only `scheme://host:port` ever reaches a log line or
-an error message; that includes httpx's own request log, whose URLs this module redacts.
+an error message.
+
+The transport is aiohttp: a small request (the indexer polls the head with one, about every
+`poll_interval` seconds) costs it a fifth of the CPU httpx takes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 import structlog
+from yarl import URL
 
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.retry import RetryPolicy, parse_retry_after
@@ -132,11 +135,13 @@ class RpcClient:
         self._state_endpoint: int | None = None
         self._expected_chain_id: int | None = None
         self._ids = itertools.count(1)
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            headers={"content-type": "application/json", **(headers or {})},
-            limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+        # As long between two reads of a reply, not for the whole of it: a range of logs may
+        # take longer to arrive than to start.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=min(timeout, 5.0), sock_read=timeout
         )
+        self._headers = {"content-type": "application/json", **(headers or {})}
+        self._session: aiohttp.ClientSession | None = None  # made in the loop that uses it
 
     async def __aenter__(self) -> RpcClient:
         return self
@@ -145,7 +150,19 @@ class RpcClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                headers=self._headers,
+                connector=aiohttp.TCPConnector(limit=16),
+                trust_env=True,  # proxies from the environment, as other HTTP clients take them
+            )
+        return self._session
 
     @property
     def current_url(self) -> str:
@@ -356,20 +373,24 @@ class RpcClient:
 
     async def _post(self, endpoint: _Endpoint, payload: Any) -> Any:
         try:
-            response = await self._http.post(endpoint.url, json=payload)
-        except httpx.TimeoutException as error:
-            raise _RetryableError(f"timed out ({type(error).__name__})") from error
-        except httpx.RequestError as error:
+            async with self._http().post(endpoint.url, data=orjson.dumps(payload)) as response:
+                status = response.status
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                content = await response.read()
+        except aiohttp.ConnectionTimeoutError as error:
+            raise _RetryableError("timed out connecting") from error
+        except TimeoutError as error:
+            raise _RetryableError("timed out waiting for the reply") from error
+        except aiohttp.ClientError as error:
             detail = (str(error) or type(error).__name__).replace(endpoint.url, endpoint.label)
             raise _RetryableError(f"connection failed ({detail})") from error
-        status = response.status_code
         if status == 429:
-            raise _RetryableError("rate limited (HTTP 429)", _retry_after(response))
+            raise _RetryableError("rate limited (HTTP 429)", retry_after)
         if status >= 500:
-            raise _RetryableError(f"HTTP {status}", _retry_after(response))
+            raise _RetryableError(f"HTTP {status}", retry_after)
         try:
             # orjson: a backfill parses megabytes of logs per second, three times faster.
-            reply = orjson.loads(response.content)
+            reply = orjson.loads(content)
         except orjson.JSONDecodeError as error:
             raise _RetryableError(f"HTTP {status}, the reply is not JSON") from error
         if not _is_jsonrpc_reply(reply):  # an HTML error page, a gateway's own JSON, ...
@@ -381,9 +402,7 @@ class RpcClient:
         for item in reply if isinstance(reply, list) else [reply]:
             fault = item.get("error")
             if isinstance(fault, dict) and _is_rate_limit(fault, methods.get(item.get("id"))):
-                raise _RetryableError(
-                    f"rate limited ({fault.get('message')})", _retry_after(response)
-                )
+                raise _RetryableError(f"rate limited ({fault.get('message')})", retry_after)
         return reply
 
 
@@ -431,36 +450,21 @@ def _quantity(method: str, value: Any) -> int:
     raise RpcError(method, -32603, f"expected a hex quantity, got {str(value)[:40]!r}")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    return parse_retry_after(response.headers.get("retry-after"))
-
-
-def _redact(url: str | httpx.URL) -> str:
+def _redact(url: str | URL) -> str:
     """Endpoints often carry an API key in the path or query; show only scheme and host."""
-    parsed = httpx.URL(url)
-    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
-    return f"{parsed.scheme}://{host}{f':{parsed.port}' if parsed.port else ''}"
+    parsed = URL(url)
+    host = parsed.host or ""
+    host = f"[{host}]" if ":" in host else host
+    port = parsed.explicit_port
+    default = {"http": 80, "https": 443}.get(parsed.scheme)
+    return f"{parsed.scheme}://{host}{f':{port}' if port and port != default else ''}"
 
 
 def _checked_label(url: str) -> str:
     try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
+        parsed = URL(url)
+    except ValueError:
         raise Erc8004Error("an RPC endpoint URL is not a valid URL") from None  # may hold a key
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise Erc8004Error(f"the RPC endpoint {_redact(parsed)} is not an http(s) URL")
     return _redact(parsed)
-
-
-class _RedactUrls(logging.Filter):
-    """Cuts httpx's "HTTP Request: POST <url>" log lines down to scheme://host:port."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
-            record.args = tuple(_redact(a) if isinstance(a, httpx.URL) else a for a in record.args)
-        return True
-
-
-_httpx_log = logging.getLogger("httpx")
-if not any(type(f).__name__ == "_RedactUrls" for f in _httpx_log.filters):
-    _httpx_log.addFilter(_RedactUrls())

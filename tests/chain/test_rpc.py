@@ -191,7 +191,7 @@ async def test_timeouts_are_retried_then_reported(node: FlakyRpcServer) -> None:
         assert time.monotonic() - started < 2.0
     message = str(raised.value)
     assert "eth_blockNumber: no endpoint answered after 3 attempts" in message
-    assert f"(last: {node.url}: timed out (ReadTimeout))" in message
+    assert f"(last: {node.url}: timed out waiting for the reply)" in message
     assert SECRET not in message
     assert node.http_requests == 3
 
@@ -480,9 +480,7 @@ async def test_api_keys_appear_in_no_log_and_no_error(
     assert SECRET not in str(raised.value)
     assert events, "the client logged no warnings"
     assert all(SECRET not in repr(event) for event in events)
-    httpx_lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
-    assert any(backup.url in line for line in httpx_lines)  # httpx did log its requests
-    assert all(SECRET not in line for line in [*httpx_lines, caplog.text])
+    assert SECRET not in caplog.text  # nor in any library's log
 
 
 @settings(max_examples=200, deadline=None)

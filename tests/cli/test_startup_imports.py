@@ -45,6 +45,7 @@ INDEXER = (
     "asyncio",
     "psycopg",
     "httpx",
+    "aiohttp",
     "structlog",
     "pydantic_settings",
     "erc8004_backend.config",
