@@ -135,10 +135,10 @@ class RpcClient:
         self._state_endpoint: int | None = None
         self._expected_chain_id: int | None = None
         self._ids = itertools.count(1)
-        # As long between two reads of a reply, not for the whole of it: a range of logs may
-        # take longer to arrive than to start.
+        # Between two reads of a reply, not for the whole of it: a range of logs may take
+        # longer to arrive than to start. `connect` includes waiting for a free connection.
         self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=min(timeout, 5.0), sock_read=timeout
+            total=None, connect=timeout, sock_connect=min(timeout, 5.0), sock_read=timeout
         )
         self._headers = {"content-type": "application/json", **(headers or {})}
         self._session: aiohttp.ClientSession | None = None  # made in the loop that uses it
