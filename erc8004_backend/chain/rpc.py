@@ -27,6 +27,7 @@ import asyncio
 import itertools
 import re
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +104,7 @@ class _RetryableError(Exception):
 class _Endpoint:
     url: str
     label: str  # the URL without path, query or credentials: safe to log
+    proxy: str | None  # as the environment names it (HTTP_PROXY, HTTPS_PROXY, NO_PROXY)
     failures: int = 0  # consecutive failed attempts
     not_before: float = 0.0  # time.monotonic() before which it is not tried again
     verified: bool = False  # its chain id matched the expected one
@@ -128,7 +130,8 @@ class RpcClient:
         if not urls:
             raise Erc8004Error("an RPC client needs at least one endpoint URL")
         self.urls = list(urls)
-        self._endpoints = [_Endpoint(url, _checked_label(url)) for url in self.urls]
+        self._endpoints = [_Endpoint(url, _checked_label(url), _environment_proxy(url))
+                           for url in self.urls]  # fmt: skip
         self.retry = retry or RetryPolicy()
         self._current = 0
         # The endpoint that last answered for an old block's state (an archive node).
@@ -160,7 +163,9 @@ class RpcClient:
                 timeout=self._timeout,
                 headers=self._headers,
                 connector=aiohttp.TCPConnector(limit=16),
-                trust_env=True,  # proxies from the environment, as other HTTP clients take them
+                # Not trust_env: it reads the environment and ~/.netrc again for every
+                # request, in a thread. Each endpoint's proxy is read once instead.
+                trust_env=False,
             )
         return self._session
 
@@ -373,7 +378,9 @@ class RpcClient:
 
     async def _post(self, endpoint: _Endpoint, payload: Any) -> Any:
         try:
-            async with self._http().post(endpoint.url, data=orjson.dumps(payload)) as response:
+            async with self._http().post(
+                endpoint.url, data=orjson.dumps(payload), proxy=endpoint.proxy
+            ) as response:
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
                 content = await response.read()
@@ -458,6 +465,13 @@ def _redact(url: str | URL) -> str:
     port = parsed.explicit_port
     default = {"http": 80, "https": 443}.get(parsed.scheme)
     return f"{parsed.scheme}://{host}{f':{port}' if port and port != default else ''}"
+
+
+def _environment_proxy(url: str) -> str | None:
+    parsed = URL(url)
+    if urllib.request.proxy_bypass(parsed.host or ""):
+        return None
+    return urllib.request.getproxies().get(parsed.scheme)
 
 
 def _checked_label(url: str) -> str:

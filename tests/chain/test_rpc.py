@@ -103,6 +103,23 @@ async def test_requests_search_the_module_path_for_nothing(node: FlakyRpcServer)
     assert searches.names == []
 
 
+async def test_a_proxy_the_environment_names_carries_the_requests(
+    node: FlakyRpcServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `node` stands in for the proxy: it answers whatever the request's target.
+    monkeypatch.setenv("HTTP_PROXY", node.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with RpcClient([dead_url()], retry=FAST) as client:
+        assert await client.block_number() == 16
+    assert node.calls == {"eth_blockNumber": 1}
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    async with RpcClient([dead_url()], retry=FAST) as client:
+        with pytest.raises(RpcUnavailableError, match="connection failed"):
+            await client.block_number()
+    assert node.calls == {"eth_blockNumber": 1}
+
+
 # -- failover and retries ---------------------------------------------------------------------
 
 
