@@ -102,7 +102,12 @@ async def running_system(
             login = await client.post("/auth/login", json={"username": "runner",
                                                            "password": "run-run-run"})  # fmt: skip
             token = login.json()["access_token"]
-            yield System(client, {"Authorization": f"Bearer {token}"}, log)
+            try:
+                yield System(client, {"Authorization": f"Bearer {token}"}, log)
+            except BaseException:
+                # The test failed: what `erc8004 run` said, for pytest's captured output.
+                print("\n".join(["-- erc8004 run's last log lines --", *log[-200:]]))
+                raise
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(asyncio.gather(process.wait(), reading), 30)
