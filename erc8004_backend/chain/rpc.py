@@ -378,9 +378,12 @@ class RpcClient:
 
     async def _post(self, endpoint: _Endpoint, payload: Any) -> Any:
         try:
+            # No redirects followed: a POST would become a GET, and the endpoint's headers
+            # (API keys) would go to wherever it points.
             async with self._http().post(
-                endpoint.url, data=orjson.dumps(payload), proxy=endpoint.proxy
-            ) as response:
+                endpoint.url, data=orjson.dumps(payload), proxy=endpoint.proxy,
+                allow_redirects=False,
+            ) as response:  # fmt: skip
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
                 content = await response.read()

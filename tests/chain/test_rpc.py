@@ -103,6 +103,15 @@ async def test_requests_search_the_module_path_for_nothing(node: FlakyRpcServer)
     assert searches.names == []
 
 
+async def test_a_redirect_is_not_followed(node: FlakyRpcServer, backup: FlakyRpcServer) -> None:
+    # Followed, the POST would become a GET, and the endpoint's headers would go elsewhere.
+    node.fail_always(HttpStatus(307, "", headers={"Location": backup.url}))
+    async with RpcClient([node.url], retry=FAST, headers={"x-api-key": SECRET}) as client:
+        with pytest.raises(RpcUnavailableError, match="HTTP 307"):
+            await client.block_number()
+    assert backup.http_requests == 0
+
+
 async def test_a_proxy_the_environment_names_carries_the_requests(
     node: FlakyRpcServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
