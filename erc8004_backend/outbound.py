@@ -22,7 +22,7 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-import httpx
+from yarl import URL
 
 from erc8004_backend.errors import Erc8004Error
 
@@ -127,20 +127,28 @@ async def check_public_host(
     return addresses
 
 
-def pin_to_address(
-    url: httpx.URL, address: IPAddress
-) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
-    """A request target (URL, headers, extensions) that connects to `address` while speaking
-    to `url`'s host: the Host header and, for https, the TLS server name and certificate
-    check stay the host's."""
+def pin_to_address(url: URL, address: IPAddress) -> tuple[URL, dict[str, str], str | None]:
+    """A request target (URL, headers, and for https the name TLS verifies: aiohttp's
+    `server_hostname`) that connects to `address` while speaking to `url`'s host: the Host
+    header and, for https, the TLS server name and certificate check stay the host's."""
+    host = url.raw_host or ""
     headers = {
-        "Host": url.netloc.decode("ascii"),
-        # httpx pools connections by address alone: without this a TLS connection verified
+        "Host": url.host_port_subcomponent or host,
+        # aiohttp pools connections by address alone: without this a TLS connection verified
         # for one name could later carry a request for another name at the same address.
         "Connection": "close",
     }
-    extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
-    return url.copy_with(host=str(address)), headers, extensions
+    # TLS verifies the name; an address in the URL is verified as itself, as it is the target.
+    server_hostname = host if url.scheme == "https" and not _is_address(host) else None
+    return url.with_host(str(address)), headers, server_hostname
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 # -- the connection layer -----------------------------------------------------------------

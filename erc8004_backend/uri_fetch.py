@@ -17,10 +17,10 @@ import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.outbound import (
@@ -133,18 +133,19 @@ def short_text(text: str, limit: int = 160) -> str:
 # -- fetching ----------------------------------------------------------------------------
 
 
-def new_http_client(user_agent: str = "erc8004-backend") -> httpx.AsyncClient:
-    """A client for fetch_uri: proxies from the environment are ignored (they would bypass
-    the address checks), redirects are followed by hand."""
-    return httpx.AsyncClient(
-        trust_env=False, follow_redirects=False, headers={"User-Agent": user_agent}
+def new_http_client(user_agent: str = "erc8004-backend") -> aiohttp.ClientSession:
+    """A client for fetch_uri, made in the event loop that uses it: proxies from the
+    environment are ignored (they would bypass the address checks), redirects are followed by
+    hand, bodies are decompressed here (with a bound on what they expand to)."""
+    return aiohttp.ClientSession(
+        trust_env=False, auto_decompress=False, headers={"User-Agent": user_agent}
     )
 
 
 async def fetch_uri(
     uri: str,
     *,
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     gateway: str,
     max_bytes: int,
     timeout: float,
@@ -196,64 +197,77 @@ async def fetch_uri(
         raise FetchError(
             f"no complete answer from {short_text(url)} within {timeout:g} s", transient=True
         ) from None
-    except httpx.HTTPError as error:  # the connection failed, or the server broke the protocol
+    except aiohttp.ClientError as error:  # the connection failed, or the server broke the protocol
         reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         raise FetchError(f"fetching {short_text(url)} failed: {reason}", transient=True) from None
 
 
 def _trusted_prefix(gateway: str) -> str | None:
-    """The gateway as httpx normalises URLs, to compare hops with; None if misconfigured."""
+    """The gateway as yarl normalises URLs, to compare hops with; None if misconfigured."""
     try:
         return str(_http_url(gateway_base(gateway), permanent=False))
     except FetchError:
         return None
 
 
-def _http_url(text: str, *, permanent: bool) -> httpx.URL:
+def _http_url(text: str, *, permanent: bool) -> URL:
     try:
-        url = httpx.URL(text)
-    except (httpx.InvalidURL, ValueError) as error:
+        url = URL(text)
+        host = url.raw_host  # IDNA-encodes the name: an invalid one raises here
+    except (ValueError, UnicodeError) as error:
         raise FetchError(f"invalid URL {short_text(text)}: {error}", permanent=permanent) from None
-    if url.scheme not in ("http", "https") or not url.host:
+    if url.scheme not in ("http", "https") or not host:
         raise FetchError(f"not an http(s) URL: {short_text(text)}", permanent=permanent)
     return url
 
 
 @dataclass(frozen=True)
+class _Hop:
+    """One request of a fetch: where it connects, with which headers, and for https the
+    name TLS verifies (the URL's host, when the request is pinned to an address)."""
+
+    target: URL
+    headers: dict[str, str]
+    server_hostname: str | None
+
+
+@dataclass(frozen=True)
 class _HttpFetch:
-    client: httpx.AsyncClient
+    client: aiohttp.ClientSession
     max_bytes: int
     timeout: float
     allow_private: bool
     allowed: Sequence[IPNetwork]
     trusted_prefix: str | None
 
-    async def get(self, url: httpx.URL) -> bytes:
+    async def get(self, url: URL) -> bytes:
         for _hop in range(MAX_REDIRECTS + 1):
-            request = await self._request(url)
-            response = await self.client.send(request, stream=True, follow_redirects=False)
-            try:
-                if response.status_code in _REDIRECT_STATUSES:
+            hop = await self._hop(url)
+            async with self.client.get(
+                hop.target,
+                headers=hop.headers,
+                allow_redirects=False,
+                server_hostname=hop.server_hostname,
+                # fetch_uri's own time limit bounds the whole fetch.
+                timeout=aiohttp.ClientTimeout(total=None),
+            ) as response:
+                if response.status in _REDIRECT_STATUSES:
                     url = self._redirect_target(url, response)
                     continue
-                if not response.is_success:
+                if not 200 <= response.status < 300:
                     raise FetchError(
-                        f"HTTP {response.status_code} from {short_text(str(url))}",
-                        transient=retryable_status(response.status_code),
+                        f"HTTP {response.status} from {short_text(str(url))}",
+                        transient=retryable_status(response.status),
                     )
                 return await self._read_body(response, url)
-            finally:
-                await response.aclose()
         raise FetchError(f"more than {MAX_REDIRECTS} redirects")
 
-    async def _request(self, url: httpx.URL) -> httpx.Request:
+    async def _hop(self, url: URL) -> _Hop:
         # identity: a compressed body's size says little about what it expands to.
         headers = {"Accept": "application/json, */*;q=0.5", "Accept-Encoding": "identity"}
-        extensions: dict[str, Any] = {}
-        target = url
         trusted = self.trusted_prefix is not None and str(url).startswith(self.trusted_prefix)
         if not (self.allow_private or trusted):
-            host = url.raw_host.decode("ascii")
+            host = url.raw_host or ""
             port = url.port or (443 if url.scheme == "https" else 80)
             try:
                 addresses = await check_public_host(host, port, allowed=self.allowed)
@@ -268,26 +282,24 @@ class _HttpFetch:
                     " ERC8004_ALLOWED_NETWORKS chosen networks)",
                     permanent=True,  # until the operator changes the settings
                 ) from None
-            target, pin_headers, extensions = pin_to_address(url, addresses[0])
-            headers.update(pin_headers)
-        return self.client.build_request(
-            "GET", target, headers=headers, timeout=self.timeout, extensions=extensions
-        )
+            target, pin_headers, server_hostname = pin_to_address(url, addresses[0])
+            return _Hop(target, {**headers, **pin_headers}, server_hostname)
+        return _Hop(url, headers, None)
 
     @staticmethod
-    def _redirect_target(url: httpx.URL, response: httpx.Response) -> httpx.URL:
+    def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL:
         location = response.headers.get("Location")
         if not location:
             raise FetchError(
-                f"HTTP {response.status_code} redirect from {short_text(str(url))} has no Location"
+                f"HTTP {response.status} redirect from {short_text(str(url))} has no Location"
             )
         try:
-            joined = str(url.join(location))  # relative to the hop's own URL
-        except (httpx.InvalidURL, ValueError) as error:
+            joined = str(url.join(URL(location)))  # relative to the hop's own URL
+        except (ValueError, UnicodeError) as error:
             raise FetchError(f"invalid redirect Location {short_text(location)}: {error}") from None
         return _http_url(joined, permanent=False)
 
-    async def _read_body(self, response: httpx.Response, url: httpx.URL) -> bytes:
+    async def _read_body(self, response: aiohttp.ClientResponse, url: URL) -> bytes:
         limit = self.max_bytes
         declared = response.headers.get("Content-Length", "").strip()
         if declared.isdigit() and int(declared) > limit:
@@ -298,9 +310,10 @@ class _HttpFetch:
         decoder = _body_decoder(response.headers.get("Content-Encoding", ""))
         body = bytearray()
         try:
-            # Raw chunks, decompressed here with an output bound: httpx would inflate a
-            # whole chunk at once, however far it expands.
-            async for chunk in response.aiter_raw():
+            # Raw chunks (the session does not decompress), decompressed here with an
+            # output bound: a client would inflate a whole chunk at once, however far it
+            # expands.
+            async for chunk in response.content.iter_any():
                 body += decoder.decompress(chunk, limit + 1 - len(body)) if decoder else chunk
                 if len(body) > limit:
                     break

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import gzip
+import importlib.abc
 import ipaddress
 import re
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -264,6 +266,37 @@ async def test_the_httpx2_client_is_guarded_alike(target: tuple[Target, str]) ->
             answer = await client2.get(f"{base}/hello")
         assert (answer.status_code, answer.content) == (200, b"hello")
     assert app.paths == ["/hello", "/hello"]
+
+
+class ModuleSearches(importlib.abc.MetaPathFinder):
+    """Counts the searches of the module path (a failed import searches it every time)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> None:
+        self.names.append(fullname)
+
+
+async def test_http_clients_search_the_module_path_for_nothing(
+    target: tuple[Target, str],
+) -> None:
+    # httpcore imports sniffio on every request: without it installed, each import searched
+    # the whole module path again (about 0.2 ms a request; httpx serves the devnet and demo
+    # commands). The MCP action's httpx2 is checked alike.
+    _, base = target
+    async with httpx.AsyncClient() as plain, outbound_client2(allow_private=True) as guarded:
+        for client in (plain, guarded):
+            assert (await client.get(f"{base}/hello")).status_code == 200  # first-use imports
+        searches = ModuleSearches()
+        sys.meta_path.insert(0, searches)
+        try:
+            for _ in range(5):
+                for client in (plain, guarded):
+                    assert (await client.get(f"{base}/hello")).status_code == 200
+        finally:
+            sys.meta_path.remove(searches)
+    assert searches.names == []
 
 
 # -- bounded bodies ----------------------------------------------------------------------

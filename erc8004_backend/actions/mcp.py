@@ -305,7 +305,7 @@ async def fetch_verified_file(job: Job, settings: Settings) -> Any:
             retryable=not error.permanent and not uri.strip().lower().startswith("data:"),
         ) from None
     finally:
-        await client.aclose()
+        await client.close()
     actual = "0x" + keccak(raw).hex()
     if actual != expected:
         raise DeliveryFailed(

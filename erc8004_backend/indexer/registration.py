@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 import psycopg
 import structlog
 
@@ -335,7 +335,7 @@ class RegistrationResolver:
         conn: psycopg.AsyncConnection,
         *,
         settings: Settings,
-        client: httpx.AsyncClient | None = None,
+        client: aiohttp.ClientSession | None = None,
         max_attempts: int = 5,
         retry_delay: timedelta = timedelta(seconds=30),
         max_retry_delay: timedelta = timedelta(hours=1),
@@ -397,7 +397,7 @@ class RegistrationResolver:
 
     async def aclose(self) -> None:
         if self._owns_client:
-            await self._client.aclose()
+            await self._client.close()
 
     async def _claim(self) -> list[_Claim]:
         async with self._conn.transaction():

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.abc
 import itertools
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -76,31 +74,6 @@ async def backup() -> AsyncIterator[FlakyRpcServer]:
 
 def dead_url(path: str = "") -> str:
     return f"http://127.0.0.1:{free_port()}{path}"
-
-
-class ModuleSearches(importlib.abc.MetaPathFinder):
-    """Counts the searches of the module path (a failed import searches it every time)."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> None:
-        self.names.append(fullname)
-
-
-async def test_requests_search_the_module_path_for_nothing(node: FlakyRpcServer) -> None:
-    # httpcore imports sniffio on every request: not installed, each import searched the
-    # whole path again (about 0.2 ms), which the indexer paid on every poll of the head.
-    async with RpcClient([node.url], retry=FAST) as client:
-        assert await client.block_number() == 16  # whatever the first request loads
-        searches = ModuleSearches()
-        sys.meta_path.insert(0, searches)
-        try:
-            for _ in range(5):
-                assert await client.block_number() == 16
-        finally:
-            sys.meta_path.remove(searches)
-    assert searches.names == []
 
 
 async def test_a_redirect_is_not_followed(node: FlakyRpcServer, backup: FlakyRpcServer) -> None:

@@ -28,8 +28,8 @@ main()
 """
 
 # Not for the indexer at its start: other commands' (the migrator, the embedded server),
-# the API's rate limits, and the hasher of events' topics (chain/events.py has them worked
-# out).
+# the API's rate limits, the hasher of events' topics (chain/events.py has them worked out),
+# and httpx (its JSON-RPC and its registration files go over aiohttp: one HTTP library).
 NEVER_AT_START = (
     "erc8004_backend.cli.db",
     "erc8004_backend.database.embedded",
@@ -37,14 +37,12 @@ NEVER_AT_START = (
     "eth_hash.auto",
     "Crypto.Hash.keccak",
     "cffi",
+    "httpx",
 )
-# The indexer's own modules: the help needs none of them. (rich.progress too, which the
-# indexer loads with httpx.)
+# The indexer's own modules: the help needs none of them.
 INDEXER = (
-    "rich.progress",
     "asyncio",
     "psycopg",
-    "httpx",
     "aiohttp",
     "structlog",
     "pydantic_settings",

@@ -19,13 +19,14 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote_from_bytes
 
-import httpx
+import aiohttp
 import psycopg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 from structlog.testing import capture_logs
+from yarl import URL
 
 from erc8004_backend.api.server import listen
 from erc8004_backend.cli.run import run_all
@@ -321,9 +322,9 @@ def test_ipfs_urls_stay_on_the_gateway(cid: str, path: str) -> None:
 
     assert url.startswith("https://gateway.example:8443/ipfs/")
     try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        return  # control characters: fetch_uri refuses the URL before any request
+        parsed = URL(url)  # as fetch_uri parses it
+    except ValueError:
+        return  # fetch_uri refuses the URL before any request
     assert (parsed.host, parsed.port) == ("gateway.example", 8443)
 
 
@@ -425,14 +426,14 @@ async def server() -> AsyncIterator[LocalServer]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
     async with new_http_client() as http_client:
         yield http_client
 
 
 async def fetch(
     uri: str,
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     *,
     gateway: str = "https://ipfs.io/ipfs/",
     max_bytes: int = 4096,
@@ -452,7 +453,7 @@ async def fetch(
 # -- fetching ----------------------------------------------------------------------------
 
 
-async def test_fetch_a_data_uri(client: httpx.AsyncClient) -> None:
+async def test_fetch_a_data_uri(client: aiohttp.ClientSession) -> None:
     body = json.dumps(SPEC_EXAMPLE).encode()
 
     raw = await fetch(data_uri(body), client, allow_private=False)
@@ -460,12 +461,12 @@ async def test_fetch_a_data_uri(client: httpx.AsyncClient) -> None:
     assert parse_registration(raw).mcp_endpoint == "https://mcp.agent.eth/"
 
 
-async def test_fetch_refuses_a_data_uri_over_the_limit(client: httpx.AsyncClient) -> None:
+async def test_fetch_refuses_a_data_uri_over_the_limit(client: aiohttp.ClientSession) -> None:
     with pytest.raises(FetchError, match="holds 5000 bytes, more than the limit of 4096"):
         await fetch(data_uri(b" " * 5000), client)
 
 
-async def test_fetch_over_http(server: LocalServer, client: httpx.AsyncClient) -> None:
+async def test_fetch_over_http(server: LocalServer, client: aiohttp.ClientSession) -> None:
     server.routes["/agent.json"] = Reply(body=registration_file())
 
     raw = await fetch(f"{server.base}/agent.json", client)
@@ -476,7 +477,7 @@ async def test_fetch_over_http(server: LocalServer, client: httpx.AsyncClient) -
     assert headers["accept-encoding"] == "identity"
 
 
-async def test_fetch_follows_redirects(server: LocalServer, client: httpx.AsyncClient) -> None:
+async def test_fetch_follows_redirects(server: LocalServer, client: aiohttp.ClientSession) -> None:
     server.routes["/old"] = Reply(301, headers={"Location": "/moved/here"})
     server.routes["/moved/here"] = Reply(307, headers={"Location": "../agent.json?v=2"})
     server.routes["/agent.json"] = Reply(body=registration_file())
@@ -486,7 +487,7 @@ async def test_fetch_follows_redirects(server: LocalServer, client: httpx.AsyncC
 
 
 async def test_fetch_stops_after_five_redirects(
-    server: LocalServer, client: httpx.AsyncClient
+    server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     server.routes["/loop"] = Reply(302, headers={"Location": "/loop"})
 
@@ -496,7 +497,7 @@ async def test_fetch_stops_after_five_redirects(
 
 
 async def test_fetch_refuses_a_redirect_to_another_scheme(
-    server: LocalServer, client: httpx.AsyncClient
+    server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     server.routes["/away"] = Reply(302, headers={"Location": "file:///etc/passwd"})
 
@@ -504,13 +505,15 @@ async def test_fetch_refuses_a_redirect_to_another_scheme(
         await fetch(f"{server.base}/away", client)
 
 
-async def test_fetch_reports_http_errors(server: LocalServer, client: httpx.AsyncClient) -> None:
+async def test_fetch_reports_http_errors(
+    server: LocalServer, client: aiohttp.ClientSession
+) -> None:
     with pytest.raises(FetchError, match=r"HTTP 404 from http://127\.0\.0\.1:\d+/missing\.json"):
         await fetch(f"{server.base}/missing.json", client)
 
 
 async def test_fetch_refuses_a_declared_oversize_body_before_reading_it(
-    server: LocalServer, client: httpx.AsyncClient
+    server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     server.routes["/big.json"] = Reply(body=b" " * 10_000)
 
@@ -519,7 +522,7 @@ async def test_fetch_refuses_a_declared_oversize_body_before_reading_it(
 
 
 async def test_fetch_refuses_an_oversize_chunked_body_while_streaming(
-    server: LocalServer, client: httpx.AsyncClient
+    server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     server.routes["/big.json"] = Reply(body=b" " * 10_000, chunked=True)
 
@@ -528,7 +531,7 @@ async def test_fetch_refuses_an_oversize_chunked_body_while_streaming(
 
 
 async def test_fetch_accepts_a_chunked_body_within_the_limit(
-    server: LocalServer, client: httpx.AsyncClient
+    server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     body = registration_file().ljust(4096)
     server.routes["/agent.json"] = Reply(body=body, chunked=True)
@@ -537,7 +540,7 @@ async def test_fetch_accepts_a_chunked_body_within_the_limit(
 
 
 async def test_fetch_bounds_what_a_compressed_body_expands_to(
-    server: LocalServer, client: httpx.AsyncClient
+    server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     # Sent although identity was asked for: 10 MB of spaces in about 10 kB.
     bomb = gzip.compress(b" " * 10_000_000)
@@ -553,7 +556,7 @@ async def test_fetch_bounds_what_a_compressed_body_expands_to(
 
 
 async def test_fetch_gives_up_on_a_slow_server(
-    server: LocalServer, client: httpx.AsyncClient
+    server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     server.routes["/slow.json"] = Reply(body=registration_file(), delay=10)
     started = time.monotonic()
@@ -565,7 +568,7 @@ async def test_fetch_gives_up_on_a_slow_server(
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 async def test_fetch_refuses_the_loopback_server_unless_private_urls_are_allowed(
-    server: LocalServer, client: httpx.AsyncClient, host: str
+    server: LocalServer, client: aiohttp.ClientSession, host: str
 ) -> None:
     server.routes["/agent.json"] = Reply(body=registration_file())
     url = f"http://{host}:{server.port}/agent.json"
@@ -593,7 +596,7 @@ async def test_fetch_refuses_the_loopback_server_unless_private_urls_are_allowed
     ],
 )
 async def test_fetch_refuses_unsupported_uris(
-    client: httpx.AsyncClient, uri: str, message: str
+    client: aiohttp.ClientSession, uri: str, message: str
 ) -> None:
     with pytest.raises(FetchError, match=_escaped(message)) as caught:
         await fetch(uri, client)
@@ -601,7 +604,7 @@ async def test_fetch_refuses_unsupported_uris(
 
 
 async def test_a_misconfigured_gateway_fails_ipfs_uris_only(
-    server: LocalServer, client: httpx.AsyncClient
+    server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     server.routes["/agent.json"] = Reply(body=registration_file())
 
@@ -612,7 +615,7 @@ async def test_a_misconfigured_gateway_fails_ipfs_uris_only(
 
 
 async def test_fetch_ipfs_through_the_gateway(
-    server: LocalServer, client: httpx.AsyncClient
+    server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     server.routes["/ipfs/bafyagent/registration.json"] = Reply(body=registration_file())
     gateway = f"{server.base}/ipfs/"
@@ -629,7 +632,7 @@ async def test_fetch_ipfs_through_the_gateway(
 
 
 async def test_fetch_checks_redirects_that_leave_the_gateway(
-    server: LocalServer, client: httpx.AsyncClient
+    server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     gateway = f"{server.base}/ipfs/"
     server.routes["/ipfs/bafymetadata"] = Reply(
@@ -646,24 +649,30 @@ async def test_fetch_checks_redirects_that_leave_the_gateway(
 
 
 async def test_a_pinned_request_reaches_the_address_and_keeps_the_host(
-    server: LocalServer, client: httpx.AsyncClient
+    server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     server.routes["/agent.json"] = Reply(body=registration_file())
-    url = httpx.URL(f"http://localhost:{server.port}/agent.json")
+    url = URL(f"http://localhost:{server.port}/agent.json")
 
-    target, headers, extensions = pin_to_address(url, ipaddress.ip_address("127.0.0.1"))
-    response = await client.send(
-        client.build_request("GET", target, headers=headers, extensions=extensions)
-    )
+    target, headers, server_hostname = pin_to_address(url, ipaddress.ip_address("127.0.0.1"))
+    async with client.get(target, headers=headers, server_hostname=server_hostname) as response:
+        body = await response.read()
 
     assert target.host == "127.0.0.1"
-    assert response.content == registration_file()
+    assert body == registration_file()
     assert server.requests[0][1]["host"] == f"localhost:{server.port}"
-    https_target, _, https_extensions = pin_to_address(
-        httpx.URL("https://agent.example/a.json"), ipaddress.ip_address("2606:4700::1")
+    assert server_hostname is None  # plain http: no TLS name
+    https_target, https_headers, https_name = pin_to_address(
+        URL("https://agent.example/a.json"), ipaddress.ip_address("2606:4700::1")
     )
     assert str(https_target) == "https://[2606:4700::1]/a.json"
-    assert https_extensions == {"sni_hostname": "agent.example"}
+    assert https_headers["Host"] == "agent.example"
+    assert https_name == "agent.example"
+    _, literal_headers, literal_name = pin_to_address(
+        URL("https://[2606:4700::1]:8443/a.json"), ipaddress.ip_address("2606:4700::1")
+    )
+    assert literal_headers["Host"] == "[2606:4700::1]:8443"
+    assert literal_name is None  # an address in the URL is verified as itself
 
 
 # -- the queue and the resolver (PostgreSQL) ---------------------------------------------
@@ -677,7 +686,7 @@ async def conn(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
 
 def resolver_for(
     conn: psycopg.AsyncConnection,
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     *,
     gateway: str = "https://ipfs.io/ipfs/",
     max_attempts: int = 3,
@@ -744,7 +753,7 @@ async def test_enqueue_adds_pending_rows_and_sets_them_back_to_pending(
 
 
 async def test_resolver_fetches_and_stores_services(
-    conn: psycopg.AsyncConnection, server: LocalServer, client: httpx.AsyncClient
+    conn: psycopg.AsyncConnection, server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     server.routes["/agent.json"] = Reply(
         body=registration_file("https://mcp.one/", a2a="https://one/.well-known/agent-card.json")
@@ -783,7 +792,7 @@ async def test_resolver_fetches_and_stores_services(
 
 
 async def test_a_transient_failure_fails_after_the_last_attempt(
-    conn: psycopg.AsyncConnection, server: LocalServer, client: httpx.AsyncClient
+    conn: psycopg.AsyncConnection, server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     server.routes["/down.json"] = Reply(503, b"try later")
     await enqueue_registrations(conn, CHAIN, [(7, f"{server.base}/down.json")])
@@ -806,7 +815,7 @@ async def test_a_transient_failure_fails_after_the_last_attempt(
 
 
 async def test_retries_wait_with_backoff(
-    conn: psycopg.AsyncConnection, server: LocalServer, client: httpx.AsyncClient
+    conn: psycopg.AsyncConnection, server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     server.routes["/down.json"] = Reply(502)
     await enqueue_registrations(conn, CHAIN, [(8, f"{server.base}/down.json")])
@@ -830,7 +839,7 @@ async def test_retries_wait_with_backoff(
 
 
 async def test_permanent_failures_are_not_retried(
-    conn: psycopg.AsyncConnection, client: httpx.AsyncClient
+    conn: psycopg.AsyncConnection, client: aiohttp.ClientSession
 ) -> None:
     await enqueue_registrations(
         conn, CHAIN, [(1, "ftp://agent.example/a.json"), (2, data_uri(b"[1, 2]"))]
@@ -848,7 +857,7 @@ async def test_permanent_failures_are_not_retried(
 
 
 async def test_allowed_networks_are_reached_and_refused_addresses_fail_at_once(
-    conn: psycopg.AsyncConnection, server: LocalServer, client: httpx.AsyncClient
+    conn: psycopg.AsyncConnection, server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     server.routes["/agent.json"] = Reply(body=registration_file("https://mcp.inside/"))
     await enqueue_registrations(
@@ -872,7 +881,7 @@ async def test_allowed_networks_are_reached_and_refused_addresses_fail_at_once(
 
 
 async def test_only_transient_failures_are_retried(
-    conn: psycopg.AsyncConnection, server: LocalServer, client: httpx.AsyncClient
+    conn: psycopg.AsyncConnection, server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     """Timeouts, connection failures, names that do not resolve and HTTP 5xx / 408 / 425 / 429
     may pass later; any other answer is final until an event names the URI again."""
@@ -927,7 +936,7 @@ def registration_lines(logs: list[MutableMapping[str, Any]]) -> list[MutableMapp
 
 
 async def test_a_host_that_keeps_failing_is_one_log_line_a_minute(
-    conn: psycopg.AsyncConnection, client: httpx.AsyncClient
+    conn: psycopg.AsyncConnection, client: aiohttp.ClientSession
 ) -> None:
     """A devnet's agents name hosts that do not resolve by the hundred: a host's first failure
     is logged, the failures after it are counted into one line a minute."""
@@ -968,7 +977,7 @@ async def test_a_host_that_keeps_failing_is_one_log_line_a_minute(
 
 
 async def test_the_private_address_hint_is_given_only_for_a_refused_address(
-    conn: psycopg.AsyncConnection, client: httpx.AsyncClient
+    conn: psycopg.AsyncConnection, client: aiohttp.ClientSession
 ) -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
@@ -1002,7 +1011,7 @@ async def test_a_row_queued_again_during_its_fetch_is_fetched_again(
     conn: psycopg.AsyncConnection,
     migrated_url: str,
     server: LocalServer,
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     indexer_commits: str,
 ) -> None:
     uri = f"{server.base}/agent.json"
@@ -1038,7 +1047,7 @@ async def test_a_row_queued_again_during_its_fetch_is_fetched_again(
 
 
 async def test_run_resolves_until_stopped(
-    conn: psycopg.AsyncConnection, server: LocalServer, client: httpx.AsyncClient
+    conn: psycopg.AsyncConnection, server: LocalServer, client: aiohttp.ClientSession
 ) -> None:
     server.routes["/agent.json"] = Reply(body=registration_file())
     resolver = resolver_for(conn, client, idle_sleep=0.05)
@@ -1055,7 +1064,7 @@ async def test_run_resolves_until_stopped(
     await asyncio.wait_for(running, 5)
 
     assert rows[0]["status"] == "fetched"
-    assert not client.is_closed  # the caller's client stays open
+    assert not client.closed  # the caller's client stays open
 
 
 async def test_erc8004_run_resolves_with_the_settings_it_is_given(
@@ -1117,7 +1126,7 @@ async def insert_uri_event(
 
 
 async def test_current_registration_follows_the_latest_uri(
-    conn: psycopg.AsyncConnection, client: httpx.AsyncClient
+    conn: psycopg.AsyncConnection, client: aiohttp.ClientSession
 ) -> None:
     first = data_uri(registration_file("https://first.example/"))
     second = data_uri(registration_file("https://second.example/"))
