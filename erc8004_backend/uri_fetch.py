@@ -136,9 +136,13 @@ def short_text(text: str, limit: int = 160) -> str:
 def new_http_client(user_agent: str = "erc8004-backend") -> aiohttp.ClientSession:
     """A client for fetch_uri, made in the event loop that uses it: proxies from the
     environment are ignored (they would bypass the address checks), redirects are followed by
-    hand, bodies are decompressed here (with a bound on what they expand to)."""
+    hand, bodies are decompressed here (with a bound on what they expand to), and no cookie
+    is kept from one file's server for another's."""
     return aiohttp.ClientSession(
-        trust_env=False, auto_decompress=False, headers={"User-Agent": user_agent}
+        trust_env=False,
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        headers={"User-Agent": user_agent},
     )
 
 
@@ -185,7 +189,6 @@ async def fetch_uri(
     fetch = _HttpFetch(
         client=client,
         max_bytes=max_bytes,
-        timeout=timeout,
         allow_private=allow_private,
         allowed=allowed,
         trusted_prefix=_trusted_prefix(gateway),
@@ -235,7 +238,6 @@ class _Hop:
 class _HttpFetch:
     client: aiohttp.ClientSession
     max_bytes: int
-    timeout: float
     allow_private: bool
     allowed: Sequence[IPNetwork]
     trusted_prefix: str | None

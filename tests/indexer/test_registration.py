@@ -477,6 +477,16 @@ async def test_fetch_over_http(server: LocalServer, client: aiohttp.ClientSessio
     assert headers["accept-encoding"] == "identity"
 
 
+async def test_fetch_keeps_no_cookie(server: LocalServer, client: aiohttp.ClientSession) -> None:
+    # One file's server could otherwise plant a cookie that the fetches after it carry.
+    server.routes["/agent.json"] = Reply(
+        body=registration_file(), headers={"Set-Cookie": "session=planted; Path=/"}
+    )
+    await fetch(f"{server.base}/agent.json", client)
+    await fetch(f"{server.base}/agent.json", client)
+    assert [headers.get("cookie") for _, headers in server.requests] == [None, None]
+
+
 async def test_fetch_follows_redirects(server: LocalServer, client: aiohttp.ClientSession) -> None:
     server.routes["/old"] = Reply(301, headers={"Location": "/moved/here"})
     server.routes["/moved/here"] = Reply(307, headers={"Location": "../agent.json?v=2"})
