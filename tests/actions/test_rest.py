@@ -3,6 +3,7 @@ to a real receiver is in test_worker.py)."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import hmac
@@ -17,17 +18,20 @@ from hypothesis import strategies as st
 
 from erc8004_backend.actions.channels import parse_action_config
 from erc8004_backend.actions.configs import ActionConfigError
-from erc8004_backend.actions.delivery import Job
+from erc8004_backend.actions.delivery import DeliveryFailed, Job
 from erc8004_backend.actions.rest import (
     RETRACTED_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    OpenedConfigs,
     RestConfig,
+    header_context,
     inspected_request,
     signature,
     verify_signature,
     webhook_request,
 )
+from erc8004_backend.encryption import SecretBox
 from tests.support.jobs import feedback_event
 
 SECRET = "whsec_test-secret"
@@ -64,6 +68,47 @@ def rest_config(**config: Any) -> RestConfig:
     parsed = parse_action_config("rest", config)
     assert isinstance(parsed, RestConfig)
     return parsed
+
+
+# -- opened configs ----------------------------------------------------------------------
+
+BOX = SecretBox({"k1": bytes(range(32))}, current="k1")
+
+
+def stored_config(job_: Job, url: str, token: str) -> dict[str, Any]:
+    """A rest config as the API stores it: its header's value sealed for the action."""
+    sealed = BOX.seal(token, header_context(job_.action_id, "Authorization"))
+    return {"url": url, "headers": {"Authorization": {
+        "sealed": base64.b64encode(sealed.ciphertext).decode(), "key_id": sealed.key_id}}}  # fmt: skip
+
+
+def test_an_actions_config_is_opened_once_and_again_when_it_changes() -> None:
+    configs = OpenedConfigs(BOX, size=2)
+    first = job()
+    first = dataclasses.replace(first, config=stored_config(first, "https://a.example/", "t1"))
+    opened = configs.open(first)
+    assert opened.headers == {"Authorization": "t1"}
+    # Another event's job of the same action and config: the same opened config.
+    assert configs.open(dataclasses.replace(first, id=8)) is opened
+    changed = dataclasses.replace(first, config=stored_config(first, "https://b.example/", "t2"))
+    assert (configs.open(changed).url, configs.open(changed).headers) == (
+        "https://b.example/", {"Authorization": "t2"})  # fmt: skip
+    # At most `size` kept: the least recently used goes first.
+    other = dataclasses.replace(first, action_id="7f6c3e4a-0000-4000-8000-000000000009")
+    other = dataclasses.replace(other, config=stored_config(other, "https://c.example/", "t3"))
+    configs.open(other)
+    assert configs.open(first) is not opened  # opened again, as `changed` and `other` came after
+
+
+def test_a_config_that_does_not_open_is_refused_each_time() -> None:
+    configs = OpenedConfigs(BOX)
+    broken = job()
+    # Sealed for another action: its associated data does not match, so it does not decrypt.
+    elsewhere = dataclasses.replace(broken, action_id="7f6c3e4a-0000-4000-8000-00000000000a")
+    broken = dataclasses.replace(broken, config=stored_config(elsewhere, "https://a.example/", "t"))
+    for _ in range(2):
+        with pytest.raises(DeliveryFailed, match="cannot be read"):
+            configs.open(broken)
 
 
 # -- signatures --------------------------------------------------------------------------
