@@ -243,7 +243,7 @@ class _HttpFetch:
     trusted_prefix: str | None
 
     async def get(self, url: URL) -> bytes:
-        for _hop in range(MAX_REDIRECTS + 1):
+        for _ in range(MAX_REDIRECTS + 1):
             hop = await self._hop(url)
             async with self.client.get(
                 hop.target,
