@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from erc8004_backend.actions.delivery import DeliveryFailed, Job
 from erc8004_backend.actions.queue import (
@@ -191,9 +192,13 @@ async def listener(migrated_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
         yield connection
 
 
-async def notified(listener: psycopg.AsyncConnection, conn: psycopg.AsyncConnection) -> list[str]:
-    """The trigger_changed payloads so far: a closing marker sent now arrives after them."""
-    await conn.execute("NOTIFY trigger_changed, 'end'")
+async def notified(
+    listener: psycopg.AsyncConnection,
+    conn: psycopg.AsyncConnection,
+    channel: str = "trigger_changed",
+) -> list[str]:
+    """The channel's payloads so far: a closing marker sent now arrives after them."""
+    await conn.execute(sql.SQL("NOTIFY {}, 'end'").format(sql.Identifier(channel)))
     payloads: list[str] = []
     async for notify in listener.notifies(timeout=10):
         if notify.payload == "end":
@@ -211,24 +216,15 @@ async def test_workers_are_woken_by_a_statement_that_queues_jobs_only(
     trigger, action, _ = await create_trigger(conn, "rest", REST)
     async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as worker:
         await worker.execute("LISTEN action_job")
-
-        async def wakes() -> int:
-            await conn.execute("NOTIFY action_job, 'end'")
-            count = 0
-            async for notify in worker.notifies(timeout=10):
-                if notify.payload == "end":
-                    return count
-                count += 1
-            raise AssertionError("the closing notification did not arrive")
-
         await conn.execute(
             "INSERT INTO action_jobs (trigger_id, action_id, event_id, chain_id,"
             " idempotency_key, payload) SELECT %s, %s, 1, %s, 'k', '{}' WHERE false",
             [trigger, action, CHAIN_ID],
         )
-        assert await wakes() == 0
+        assert await notified(worker, conn, "action_job") == []
         await queue_jobs(conn, trigger, action, 3)
-        assert await wakes() >= 1  # (PostgreSQL folds the same notice within a transaction)
+        # (PostgreSQL folds the same notice within a transaction)
+        assert len(await notified(worker, conn, "action_job")) >= 1
 
 
 async def breaker_state(conn: psycopg.AsyncConnection, trigger_id: str) -> tuple[Any, ...]:

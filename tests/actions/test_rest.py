@@ -3,7 +3,6 @@ to a real receiver is in test_worker.py)."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import hmac
@@ -25,8 +24,8 @@ from erc8004_backend.actions.rest import (
     TIMESTAMP_HEADER,
     OpenedConfigs,
     RestConfig,
-    header_context,
     inspected_request,
+    seal_credentials,
     signature,
     verify_signature,
     webhook_request,
@@ -77,9 +76,8 @@ BOX = SecretBox({"k1": bytes(range(32))}, current="k1")
 
 def stored_config(job_: Job, url: str, token: str) -> dict[str, Any]:
     """A rest config as the API stores it: its header's value sealed for the action."""
-    sealed = BOX.seal(token, header_context(job_.action_id, "Authorization"))
-    return {"url": url, "headers": {"Authorization": {
-        "sealed": base64.b64encode(sealed.ciphertext).decode(), "key_id": sealed.key_id}}}  # fmt: skip
+    config = {"url": url, "headers": {"Authorization": token}}
+    return seal_credentials(config, BOX, job_.action_id, None)
 
 
 def test_an_actions_config_is_opened_once_and_again_when_it_changes() -> None:
