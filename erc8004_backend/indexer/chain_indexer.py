@@ -56,6 +56,10 @@ PREFETCH_DEPTH = 8
 # to this many events: the read model's statements cost less per event in larger batches, so
 # a backfill writes as fast as the database can take them.
 EVENTS_PER_WRITE = 30_000
+# Logs decoded between turns of the event loop: a range of thousands decoded at once held it
+# for tens of milliseconds, and the batch being copied meanwhile (or, in `erc8004 run`, the
+# API and the worker) waited that long.
+LOGS_PER_DECODE = 256
 
 
 class ReorgTooDeepError(Erc8004Error):
@@ -314,28 +318,38 @@ class ChainIndexer:
         head's header, asked for before (a range that ends there need not ask again)."""
         window_start = max(from_block, head - self.chain.reorg_window + 1)
         near_head = range(window_start, to_block + 1)
-        # Near the head, the last block's hash before and after eth_getLogs proves that the
-        # logs belong to the chain the headers describe: a reorg in between changes it.
+        # A range that ends at the head polled for has that block's header already: it is not
+        # asked for again. Otherwise, near the head, the last block's hash before and after
+        # eth_getLogs proves that the logs belong to the chain the headers describe.
+        known: dict[int, BlockHeader] = {}
         before = None
-        if near_head and head_header is not None and head_header.number == to_block:
-            before = head_header.hash
+        if head_header is not None and head_header.number == to_block:
+            known[to_block] = head_header
         elif near_head:
             before = (await self.rpc.get_block_headers([to_block]))[0]["hash"]
         logs = await self.rpc.get_logs(self._addresses, from_block, to_block)
         # The first block's header too, always: its parent hash must be the checkpoint's, or
         # the chain changed below us while we were away (a restart after a reorg).
-        wanted = sorted({int(entry["blockNumber"], 16) for entry in logs}
-                        | set(near_head) | {from_block, to_block})  # fmt: skip
-        raw_headers = await self.rpc.get_block_headers(wanted)
-        headers = {h.number: h for h in map(header_from_rpc, raw_headers)}
+        wanted = sorted(({int(entry["blockNumber"], 16) for entry in logs}
+                         | set(near_head) | {from_block, to_block}) - known.keys())  # fmt: skip
+        raw_headers = await self.rpc.get_block_headers(wanted) if wanted else []
+        headers = known | {h.number: h for h in map(header_from_rpc, raw_headers)}
         if before is not None and before.lower() != headers[to_block].hash:
             raise ChainMovedError(f"block {to_block} changed during eth_getLogs")
-        # Logs and headers come from separate requests: a reorg in between shows as a mismatch.
+        # Logs and headers come from separate requests: a reorg in between shows as a mismatch
+        # (the polled head's included). A head replaced after the poll without logs of ours
+        # is stored, and found replaced at the next poll, which asks for its hash again.
         for entry in logs:
             header = headers[int(entry["blockNumber"], 16)]
             if entry["blockHash"].lower() != header.hash:
                 raise ChainMovedError(f"block {header.number} changed between requests")
-        rows, unknown, skipped = self._decode(logs, headers)
+        rows: list[EventRow] = []
+        unknown: list[UnknownLog] = []
+        skipped: Counter[str] = Counter()
+        for start in range(0, len(logs), LOGS_PER_DECODE):
+            if start:
+                await asyncio.sleep(0)
+            self._decode(logs[start : start + LOGS_PER_DECODE], headers, rows, unknown, skipped)
         return FetchedRange(
             from_block, to_block, head, len(logs), headers, list(near_head), rows, unknown,
             skipped,
@@ -441,13 +455,16 @@ class ChainIndexer:
             )  # fmt: skip
 
     def _decode(
-        self, logs: Sequence[dict[str, Any]], headers: dict[int, BlockHeader]
-    ) -> tuple[list[EventRow], list[UnknownLog], Counter[str]]:
-        """The events of the logs; the logs that are neither events nor the registries' known
-        non-agent events; and how many of those there were, by name (they are only counted)."""
-        rows: list[EventRow] = []
-        unknown: list[UnknownLog] = []
-        skipped: Counter[str] = Counter()
+        self,
+        logs: Sequence[dict[str, Any]],
+        headers: dict[int, BlockHeader],
+        rows: list[EventRow],
+        unknown: list[UnknownLog],
+        skipped: Counter[str],
+    ) -> None:
+        """Adds the events of the logs to `rows`; the logs that are neither events nor the
+        registries' known non-agent events to `unknown`; and to `skipped`, how many of those
+        there were, by name (they are only counted)."""
         chain_id = self.chain.chain_id
         registries = self._registries
         for entry in logs:
@@ -472,7 +489,6 @@ class ChainIndexer:
                 unknown.append(UnknownLog.of(entry, registry, block_time))
                 continue
             rows.append(row)
-        return rows, unknown, skipped
 
     def _count_undecoded(self, fetched: FetchedRange) -> None:
         """Count (and report) a range's logs that are no event, when the range is stored: a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -120,9 +121,9 @@ async def test_at_the_head_a_poll_is_one_request_that_still_sees_a_replaced_tip(
     migrated_url: str,
 ) -> None:
     """The indexer polls at the head (every 10 ms in bench.pipeline): the head's header and
-    the checkpoint block's come in one batch request; a new block then costs two more (its
-    logs, its header after them); and the checkpoint block's header still finds a tip
-    replaced by a block of the same height."""
+    the checkpoint block's come in one batch request; a new block then costs one more (its
+    logs: its header came with the poll); and the checkpoint block's header still finds a
+    tip replaced by a block of the same height."""
     async with start_devnet(seed=21) as devnet:
         await devnet.activity.run(events=30)
         async with (
@@ -145,7 +146,7 @@ async def test_at_the_head_a_poll_is_one_request_that_still_sees_a_replaced_tip(
             stored = indexer.stats.events
             assert await indexer.step() is True  # the new block, and caught up again
             assert indexer.stats.events > stored
-            assert node.http_requests == 3  # the poll, eth_getLogs, the headers after it
+            assert node.http_requests == 2  # the poll (the head's header with it), eth_getLogs
 
             # The tip replaced by another block of the same height: the next poll rolls back.
             tip = await devnet.rpc.block_number()
@@ -158,6 +159,49 @@ async def test_at_the_head_a_poll_is_one_request_that_still_sees_a_replaced_tip(
             assert await devnet.rpc.block_number() == tip + 1
             await indexer.sync_to_head()
             assert indexer.stats.reorgs == 1
+            await assert_table_equals_chain(conn, devnet.rpc, chain)
+
+
+async def test_a_head_replaced_between_the_poll_and_its_logs_is_not_stored(
+    migrated_url: str,
+) -> None:
+    """The head's header comes from the poll, before eth_getLogs: when another block of that
+    height replaces it in between, the logs name the new block's hash, the range is refused,
+    and the next step indexes the block that stayed. Nothing of the replaced one is stored."""
+    async with start_devnet(seed=22) as devnet:
+        await devnet.activity.run(events=30)
+        chain = devnet.chain_config()
+        async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn:
+            indexer = await synced_indexer(chain, conn, devnet)
+            snapshot = await devnet.rpc.call("evm_snapshot")
+            await devnet.activity.step()
+            replaced = await devnet.rpc.call("eth_getBlockByNumber", ["latest", False])
+            get_logs = indexer.rpc.get_logs
+
+            async def logs_after_a_reorg(
+                addresses: Sequence[str], from_block: int, to_block: int
+            ) -> list[dict[str, Any]]:
+                indexer.rpc.get_logs = get_logs  # type: ignore[method-assign]
+                assert await devnet.rpc.call("evm_revert", [snapshot]) is True
+                await devnet.activity.resync()
+                await devnet.activity.step()
+                return await get_logs(addresses, from_block, to_block)
+
+            indexer.rpc.get_logs = logs_after_a_reorg  # type: ignore[method-assign]
+            with capture_logs() as logs:
+                assert await indexer.step() is False
+            assert [
+                entry["reason"] for entry in logs if entry["event"] == "indexer.chain_moved"
+            ] == [f"block {int(replaced['number'], 16)} changed between requests"]
+            await indexer.sync_to_head()
+            stayed = await devnet.rpc.call("eth_getBlockByNumber", ["latest", False])
+            assert stayed["number"] == replaced["number"]
+            assert stayed["hash"] != replaced["hash"]
+            assert indexer.stats.reorgs == 0  # refused before it was stored
+            cursor = await conn.execute(
+                "SELECT count(*) FROM events WHERE block_hash = %s", (replaced["hash"],)
+            )
+            assert await cursor.fetchone() == (0,)
             await assert_table_equals_chain(conn, devnet.rpc, chain)
 
 
