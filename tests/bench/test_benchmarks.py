@@ -180,6 +180,7 @@ def test_pipeline_benchmark(admin_url: str, tmp_path: Path) -> None:
     assert result["bad_signatures"] == 0
     assert result["timed_deliveries"] == 150
     assert result["confirmations"] == 0
+    assert result["anvil_keeps_history"] is False  # --prune-history, unless asked
     latency = result["latency"]
     assert isinstance(latency, dict)
     assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
