@@ -257,7 +257,9 @@ def outbound_session(
     *, allow_private: bool, allowed: Sequence[IPNetwork] = (), max_connections: int = 100
 ) -> aiohttp.ClientSession:
     """An aiohttp session for user-supplied URLs (webhooks): guarded connections (see the
-    module's doc), no proxies from the environment (a proxy would connect unguarded)."""
+    module's doc), no proxies from the environment (a proxy would connect unguarded), and no
+    cookies: one session carries every user's requests, and a cookie one receiver set would
+    go with the next request to its host, whoever's it was."""
     import aiohttp
 
     connector = aiohttp.TCPConnector(
@@ -266,7 +268,10 @@ def outbound_session(
         socket_factory=None if allow_private else guarded_socket_factory(allowed),
     )
     return aiohttp.ClientSession(
-        connector=connector, trust_env=False, headers={"User-Agent": "erc8004-backend"}
+        connector=connector,
+        trust_env=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        headers={"User-Agent": "erc8004-backend"},
     )
 
 

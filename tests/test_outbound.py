@@ -131,13 +131,16 @@ async def test_allowed_networks_let_their_private_addresses_through_only() -> No
 @dataclass
 class Target:
     """An ASGI app: `/hello`; `/sized?n=` and `/chunked?n=` (n bytes with and without a
-    Content-Length); `/gzip?n=` (n zero bytes, gzipped); `/redirect?to=` (302)."""
+    Content-Length); `/gzip?n=` (n zero bytes, gzipped); `/redirect?to=` (302); `/cookie`
+    (sets one). Each request's path and Cookie header are noted."""
 
     paths: list[str] = field(default_factory=list)
+    cookies: list[str | None] = field(default_factory=list)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
         self.paths.append(scope["path"])
+        self.cookies.append(dict(scope["headers"]).get(b"cookie", b"").decode() or None)
         query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
         size = int(query.get("n", "0"))
         headers: list[tuple[bytes, bytes]] = []
@@ -157,6 +160,8 @@ class Target:
         elif scope["path"] == "/redirect":
             status, chunks = 302, [b""]
             headers.append((b"location", query["to"].encode()))
+        elif scope["path"] == "/cookie":
+            headers.append((b"set-cookie", b"session=planted; Path=/"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         for number, chunk in enumerate(chunks, 1):
             more = number < len(chunks)
@@ -235,6 +240,18 @@ async def test_redirects_are_judged_hop_by_hop(target: tuple[Target, str]) -> No
         async with session.get(f"{base}/redirect?to={base}/hello") as response:
             assert await response.read() == b"hello"
     assert app.paths == ["/redirect", "/redirect", "/hello"]
+
+
+async def test_the_session_keeps_no_cookie(target: tuple[Target, str]) -> None:
+    # One session carries every user's webhooks: a cookie one receiver sets must not go with
+    # the requests after it, to that host or any, whoever's they are.
+    app, base = target
+    named = f"http://localhost:{httpx.URL(base).port}"  # a jar keeps no cookie of an address
+    async with outbound_session(allow_private=True) as session:
+        for _ in range(2):
+            async with session.get(f"{named}/cookie") as response:
+                assert response.status == 200
+    assert app.cookies == [None, None]
 
 
 async def test_an_ordinary_connection_failure_is_no_refusal() -> None:
