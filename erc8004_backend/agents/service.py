@@ -458,7 +458,9 @@ async def _search_by_lens(conn: psycopg.AsyncConnection[Any], query: AgentQuery)
         try:
             score = None if score_text == "none" else Decimal(score_text)
         except ArithmeticError:
-            raise AgentQueryError("cursor", "not a cursor from this listing") from None
+            score = Decimal("NaN")
+        if score is not None and not score.is_finite():  # NaN does not compare: refused
+            raise AgentQueryError("cursor", "not a cursor from this listing")
         mark = _lens_rank(score, chain_id, agent_id)
         ranked = [item for item in ranked if _item_rank(item) > mark]
     items = tuple(ranked[: query.limit])

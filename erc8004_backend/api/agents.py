@@ -62,6 +62,7 @@ MAX_TAG_LENGTH = 1000
 MAX_TEXT_LENGTH = 200
 MAX_INLINE_LENS = 8000  # characters of a lens written inline (a long allowlist: save it)
 DEFAULT_TREND = "7d"
+MAX_TREND_DAYS = 3650  # a bucket wider than ten years holds all of a chain's feedback anyway
 _DURATION_PATTERN = r"^[0-9]{1,9}[smhd]$"
 
 NOT_FOUND = error_responses(404, descriptions={404: "No event of the chain names the agent."})
@@ -699,6 +700,8 @@ async def agent_reputation(
     width = duration_seconds(trend)
     if width is None:
         raise invalid("trend", 'must be a duration like "7d" or "12h"')
+    if width > MAX_TREND_DAYS * 86_400:
+        raise invalid("trend", f"must be at most {MAX_TREND_DAYS}d")
     agent = int(agent_id)
     spec = lens_out = None
     try:

@@ -435,7 +435,8 @@ class BacktestIn(_Strict):
             (self.from_block or 0) > (self.to_block if self.to_block is not None else 2**63)
         ):
             raise ValueError("from_block is after to_block")
-        if self.from_time and self.to_time and self.from_time > self.to_time:
+        start, end = as_utc(self.from_time), as_utc(self.to_time)
+        if start and end and start > end:
             raise ValueError("from_time is after to_time")
         return self
 

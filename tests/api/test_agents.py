@@ -168,6 +168,10 @@ async def test_bad_agents_queries_name_the_parameter(api: ApiClient, alice: Acco
     assert "never-saved" in message
     page = (await get(sort="newest", limit="1")).json()
     refused(await get(sort="feedback_count", cursor=page["next_cursor"] or "x"), "cursor")
+    # A lens cursor of the right shape whose score is no number (NaN does not compare).
+    for score in ("NaN", "sNaN", "Infinity"):
+        forged = service.encode_cursor("lens", score, A, 1)
+        refused(await get(sort="lens", lens="{}", cursor=forged), "cursor")
 
 
 # -- one agent --------------------------------------------------------------------------------
@@ -259,6 +263,16 @@ async def test_the_spec_summary_is_summaries_over_the_agents_feedback(
     assert "reverts" in message
     refused(await api.get(f"/agents/{A}/0/reputation", params={"clients": "nope"},
                           headers=alice.headers), "clients[0]")  # fmt: skip
+
+
+async def test_a_trend_wider_than_ten_years_is_refused(
+    api: ApiClient, alice: Account, world: World
+) -> None:
+    path = f"/agents/{A}/1/reputation"
+    assert "3650d" in refused(await api.get(path, params={"lens": "{}", "trend": "3651d"},
+                                            headers=alice.headers), "trend")  # fmt: skip
+    body = await ok(api, path, alice, lens="{}", trend="3650d")
+    assert body["lens"]["trend_width"] == "3650d"
 
 
 async def test_a_lens_reputation_explains_itself(

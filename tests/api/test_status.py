@@ -54,6 +54,18 @@ async def test_metrics_count_requests_by_route_and_read_the_system(
     key = ("erc8004_api_requests_total",
            (("method", "GET"), ("route", route), ("status", "404")))  # fmt: skip
     assert samples[key] == 3
+    # A method of the client's invention is one label, "other", however many there are.
+    for n in range(3):
+        await api.request(f"MADEUP{n}", "/no/such/path")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families((await api.get("/metrics")).text)
+        for s in family.samples
+    }
+    methods = {dict(labels).get("method") for name, labels in samples
+               if name == "erc8004_api_requests_total"}  # fmt: skip
+    assert "other" in methods
+    assert methods <= {"GET", "POST", "other"}  # POST: signing up and in
     assert samples[("erc8004_indexer_head_lag_blocks", (("chain_id", "84532"),))] == 10
     assert samples[("erc8004_action_queue_depth", ())] == 0
     assert samples[("erc8004_action_jobs", (("status", "dead"),))] == 0

@@ -571,6 +571,20 @@ async def test_backtest_bodies_are_strict(
     assert response.json()["error"]["details"][0]["field"] == field
 
 
+async def test_a_backtest_compares_times_with_and_without_a_zone(
+    api: ApiClient, alice: Account
+) -> None:
+    # A time without a zone is UTC; the other was compared with it as it came, and failed.
+    trigger = (await api.post("/triggers", json=SIMPLE, headers=alice.headers)).json()["id"]
+    for body, status in [
+        ({"from_time": "2026-03-02T00:00:00", "to_time": "2026-03-03T00:00:00Z"}, 200),
+        ({"from_time": "2026-03-04T00:00:00", "to_time": "2026-03-03T00:00:00Z"}, 422),
+    ]:
+        response = await api.post(f"/triggers/{trigger}/test", json=body, headers=alice.headers)
+        assert response.status_code == status, response.text
+    assert "from_time is after to_time" in response.text
+
+
 def nested(depth: int) -> Any:
     value: Any = "{{agent_id}}"
     for _ in range(depth):
