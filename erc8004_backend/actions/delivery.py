@@ -140,8 +140,20 @@ def connection_failure(
             " (ERC8004_ALLOW_PRIVATE_URLS=true or ERC8004_ALLOWED_NETWORKS allow it)",
             retryable=False,
         )
-    reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    return DeliveryFailed(f"cannot reach {target}: {reason}", retryable=True, response=response)
+    return DeliveryFailed(
+        f"cannot reach {target}: {described(error)}", retryable=True, response=response
+    )
+
+
+def described(error: Exception) -> str:
+    """An HTTP client's error as its type and text, without the request's URL: aiohttp's
+    response errors (an answer that is not HTTP, say) end with the whole URL, whose path and
+    query often hold the target's credentials."""
+    text = str(error)
+    status, message = getattr(error, "status", None), getattr(error, "message", None)
+    if hasattr(error, "request_info") and isinstance(status, int) and isinstance(message, str):
+        text = f"{status}, {message}"  # an aiohttp.ClientResponseError
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def excerpt(body: bytes | str) -> str:

@@ -27,7 +27,13 @@ from erc8004_backend.actions.configs import (
     RetractableConfig,
     validate_config,
 )
-from erc8004_backend.actions.delivery import DeliveryFailed, Job, excerpt, replay_marker
+from erc8004_backend.actions.delivery import (
+    DeliveryFailed,
+    Job,
+    described,
+    excerpt,
+    replay_marker,
+)
 from erc8004_backend.actions.rest import MASK, keep_or_seal, masked, open_stored, shown_masked
 from erc8004_backend.encryption import EncryptionError, SecretBox
 from erc8004_backend.outbound import ResponseTooLargeError, read_capped, refusal
@@ -194,8 +200,7 @@ async def deliver_pagerduty(
         if refused := refusal(error):
             raise DeliveryFailed(f"refused to send to PagerDuty's events URL: {refused}",
                                  retryable=False) from None  # fmt: skip
-        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        raise DeliveryFailed(f"cannot reach PagerDuty: {reason}", retryable=True,
+        raise DeliveryFailed(f"cannot reach PagerDuty: {described(error)}", retryable=True,
                              response=sent) from None  # fmt: skip
     try:
         answer = orjson.loads(raw)

@@ -27,10 +27,12 @@ stored encrypted (see "credentials at rest" below) and decrypted here, for the r
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
+import itertools
 import re
 import secrets
 import time
@@ -154,6 +156,10 @@ class RestConfig(RetractableConfig):
         except orjson.JSONEncodeError as error:
             raise ValueError(f"cannot be sent as JSON: {error}") from None
         return template
+
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -299,25 +305,39 @@ async def deliver_rest(
     try:
         # As rendered: no normalising away of encoded dots.
         target, authorization = _without_credentials(URL(url, encoded=True))
-        async with session.request(
-            config.method,
-            target,
-            headers={**headers, **authorization},
-            data=body or None,
-            timeout=aiohttp.ClientTimeout(total=config.timeout_ms / 1000),
-            max_redirects=5,
-        ) as response:
-            try:
-                kept = excerpt(await read_capped(response, response_max_bytes))
-            except ResponseTooLargeError as error:
-                kept = f"(not kept: {error})"
+        method, data, sending = config.method, body or None, {**headers, **authorization}
+        async with asyncio.timeout(config.timeout_ms / 1000):
+            for hops in itertools.count():
+                async with session.request(
+                    method, target, headers=sending, data=data, allow_redirects=False
+                ) as response:
+                    location = response.headers.get("Location")
+                    if response.status not in REDIRECTS or location is None:
+                        try:
+                            kept = excerpt(await read_capped(response, response_max_bytes))
+                        except ResponseTooLargeError as error:
+                            kept = f"(not kept: {error})"
+                        break
+                # Followed within the origin only: the action's own headers (its credentials
+                # as often as not) and the body are for its URL's server, and aiohttp would
+                # carry them anywhere but for Authorization and Cookie.
+                following = target.join(URL(location))
+                if following.origin() != target.origin():
+                    raise DeliveryFailed(
+                        f"{_host(url)} redirected to {_host(str(following))}: a webhook is not"
+                        " sent on to another origin (give its final URL)",
+                        retryable=False, response=sent,
+                    )  # fmt: skip
+                if hops == MAX_REDIRECTS:
+                    raise DeliveryFailed(f"{_host(url)} redirected more than {MAX_REDIRECTS} times",
+                                         retryable=False, response=sent)  # fmt: skip
+                target = following
+                if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+                    method, data = "GET", None  # as clients do (RFC 9110, 15.4)
+                    sending = {k: v for k, v in sending.items() if k.lower() != "content-type"}
     except TimeoutError:
         raise DeliveryFailed(
             f"no answer within {config.timeout_ms} ms", retryable=True, response=sent
-        ) from None
-    except aiohttp.TooManyRedirects:
-        raise DeliveryFailed(
-            f"{_host(url)} redirected more than 5 times", retryable=False, response=sent
         ) from None
     except aiohttp.InvalidURL as error:
         # Its text is the URL, which may hold credentials and placeholders' values.

@@ -407,7 +407,80 @@ async def test_a_redirect_to_a_private_address_is_refused(
         async with running_worker(settings):
             await eventually(lambda: _equals(job_status_counts(conn), {"dead": 1}))
     [row] = await results(conn)
-    assert "169.254.169.254 is a cloud metadata address" in row["error_message"]
+    # Another origin: not followed at all (the address guard judges each hop of the session's
+    # requests as well: tests/test_outbound.py).
+    assert row["error_message"] == (
+        f"{url} redirected to http://169.254.169.254: a webhook is not sent on to another"
+        " origin (give its final URL)"
+    )
+
+
+async def test_a_malformed_answer_is_reported_without_the_url(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    """aiohttp's error for an answer that is not HTTP carries the whole request URL, whose
+    path and query often hold the webhook's credentials: the stored error names the host."""
+
+    async def answer_garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HELLO WORLD\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        url = f"http://127.0.0.1:{port}/services/T0/B0/SECRETPATH?token=SECRETQUERY"
+        trigger, action, _ = await create_trigger(conn, "rest", rest_config(url), box=box)
+        await queue_jobs(conn, trigger, action, 1)
+        async with running_worker(settings_for(migrated_url)):
+            await eventually(lambda: _any_result(conn))
+    [row, *_] = await results(conn)
+    assert row["error_message"].startswith(f"cannot reach http://127.0.0.1:{port}: ")
+    assert "SECRET" not in row["error_message"]
+    cursor = await conn.execute("SELECT last_error FROM action_jobs")
+    assert "SECRET" not in str(await cursor.fetchall())
+
+
+async def test_a_redirect_to_another_origin_is_not_followed(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    """A webhook's own headers (an API key) and its body go to its URL, not to wherever a
+    redirect there points: aiohttp would carry them to another origin (it strips only
+    Authorization and Cookie). A redirect within the origin is followed."""
+    async with serve_asgi(sink := WebhookSink(secret="")) as elsewhere:
+
+        async def redirect(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                to = "/moved" if scope["path"] == "/same" else f"{elsewhere}/stolen"
+                if scope["path"] == "/moved":
+                    await send({"type": "http.response.start", "status": 200, "headers": []})
+                else:
+                    await send({"type": "http.response.start", "status": 307,
+                                "headers": [(b"location", to.encode())]})  # fmt: skip
+                await send({"type": "http.response.body", "body": b""})
+
+        async with serve_asgi(redirect) as url:
+            config = rest_config(url + "/away", headers={"X-Api-Key": "SECRETKEY"})
+            trigger, action, _ = await create_trigger(conn, "rest", config, box=box)
+            same, same_action, _ = await create_trigger(conn, "rest", rest_config(url + "/same"),
+                                                        box=box)  # fmt: skip
+            await queue_jobs(conn, trigger, action, 1)
+            await queue_jobs(conn, same, same_action, 1)
+            async with running_worker(settings_for(migrated_url)):
+                await eventually(
+                    lambda: _equals(job_status_counts(conn), {"dead": 1, "succeeded": 1})
+                )
+    assert sink.received == []
+    [dead] = await dead_jobs(conn)
+    assert dead.last_error == (
+        f"{url} redirected to {elsewhere}: a webhook is not sent on to another origin"
+        " (give its final URL)"
+    )
+
+
+async def _any_result(conn: psycopg.AsyncConnection) -> bool:
+    return bool(await results(conn))
 
 
 # -- Telegram ----------------------------------------------------------------------------
