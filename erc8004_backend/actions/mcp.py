@@ -165,13 +165,20 @@ def _quoted(value: Any) -> str:
 
 
 async def load_mcp_target(
-    conn: psycopg.AsyncConnection, chain_id: int, agent_id: int, box: SecretBox
+    conn: psycopg.AsyncConnection, chain_id: int, agent_id: int, box: SecretBox, *, user_id: str
 ) -> McpTarget:
-    """The agent's MCP endpoint (from its current registration file) and token header.
+    """The agent's MCP endpoint (from its current registration file) and token header, for
+    a trigger of account `user_id`.
+
+    The token is its owner's credential on its server: only the account that set it (by the
+    owner's signature, or as an operator) calls the server with it, and only while the
+    agent has not changed hands since: the new owner's file names the endpoint, and would
+    receive the old owner's token.
 
     Raises DeliveryFailed: retryable while the registration may still arrive (no
     Registered event indexed yet, the file not fetched yet), permanent when it cannot (the
-    fetch failed, no MCP service, no token stored, a token that does not decrypt)."""
+    fetch failed, no MCP service, no token stored or none of this account's, an agent
+    transferred since, a token that does not decrypt)."""
     agent = _agent(chain_id, agent_id)
     registration = await current_registration(conn, chain_id, agent_id)
     if registration is None:
@@ -194,17 +201,31 @@ async def load_mcp_target(
             f"the registration file of {agent} has no MCP service with an http(s) endpoint",
             retryable=False,
         )
+    route = MCP_CREDENTIAL_ROUTE.format(chain_id=chain_id, agent_id=agent_id)
     cursor = await conn.execute(
-        QUERIES["agent_mcp_token"], {"chain_id": chain_id, "agent_id": Decimal(agent_id)}
+        QUERIES["agent_mcp_token"],
+        {"chain_id": chain_id, "agent_id": Decimal(agent_id), "user_id": user_id},
     )
     row = await cursor.fetchone()
     if row is None:
         raise DeliveryFailed(
-            f"{agent} has no MCP token stored; its owner must set one via "
-            + MCP_CREDENTIAL_ROUTE.format(chain_id=chain_id, agent_id=agent_id),
+            f"{agent} has no MCP token stored; its owner must set one via {route}",
             retryable=False,
         )
-    ciphertext, key_id = row
+    ciphertext, key_id, set_by_user, changed_hands = row
+    if not set_by_user:
+        raise DeliveryFailed(
+            f"the MCP token of {agent} was set by another account: only that account's"
+            f" triggers call the agent's server with it (its owner can set it from this one"
+            f" via {route})",
+            retryable=False,
+        )
+    if changed_hands:
+        raise DeliveryFailed(
+            f"{agent} changed hands after its MCP token was set; its new owner must set one"
+            f" via {route}",
+            retryable=False,
+        )
     try:
         token = box.open(Sealed(bytes(ciphertext), key_id), agent_token_context(chain_id, agent_id))
     except EncryptionError as error:
@@ -666,7 +687,8 @@ class McpChannel:
         if agent_id is None:
             raise DeliveryFailed("an mcp action needs an event with an agent", retryable=False)
         async with self.pool.connection() as conn:
-            target = await load_mcp_target(conn, job.chain_id, int(agent_id), self.box)
+            target = await load_mcp_target(conn, job.chain_id, int(agent_id), self.box,
+                                           user_id=job.user_id)  # fmt: skip
         return await deliver_mcp(job, config, target, settings=self.settings)
 
 

@@ -30,6 +30,7 @@ from erc8004_backend.config import DEVELOPMENT_TOKEN_KEYS, Settings
 from erc8004_backend.encryption import SecretBox, agent_token_context
 from erc8004_backend.triggers.fields import FIELDS
 from tests.support.asgi import serve_asgi
+from tests.support.jobs import USER_ID, create_user
 from tests.support.mcp_agent import McpAgentServer
 from tests.support.waiting import free_port
 
@@ -296,18 +297,19 @@ async def store_token(
     *,
     agent_id: int = AGENT,
     sealed_for: tuple[int, int] | None = None,
+    set_by: str = USER_ID,
 ) -> None:
     sealed = BOX.seal(token, agent_token_context(*(sealed_for or (CHAIN, agent_id))))
     await conn.execute(
-        "INSERT INTO agent_mcp_tokens (chain_id, agent_id, token_ciphertext, key_id)"
-        " VALUES (%s, %s, %s, %s)",
-        (CHAIN, agent_id, sealed.ciphertext, sealed.key_id),
+        "INSERT INTO agent_mcp_tokens (chain_id, agent_id, token_ciphertext, key_id, created_by)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (CHAIN, agent_id, sealed.ciphertext, sealed.key_id, await create_user(conn, set_by)),
     )
 
 
 async def target_failure(conn: psycopg.AsyncConnection, agent_id: int = AGENT) -> DeliveryFailed:
     with pytest.raises(DeliveryFailed) as caught:
-        await load_mcp_target(conn, CHAIN, agent_id, BOX)
+        await load_mcp_target(conn, CHAIN, agent_id, BOX, user_id=USER_ID)
     return caught.value
 
 
@@ -319,11 +321,62 @@ async def test_load_target_from_the_registration_and_the_stored_token(
     await register_agent(conn, agent_id=8, service={"auth": {"header": "X-Api-Key", "scheme": ""}})
     await store_token(conn, agent_id=8)
 
-    assert await load_mcp_target(conn, CHAIN, AGENT, BOX) == McpTarget(
+    assert await load_mcp_target(conn, CHAIN, AGENT, BOX, user_id=USER_ID) == McpTarget(
         "https://agent.example/mcp", "Authorization", f"Bearer {TOKEN}"
     )
-    custom = await load_mcp_target(conn, CHAIN, 8, BOX)  # the header the file names
+    custom = await load_mcp_target(
+        conn, CHAIN, 8, BOX, user_id=USER_ID
+    )  # the header the file names
     assert (custom.header_name, custom.header_value) == ("X-Api-Key", TOKEN)
+
+
+async def store_transfer(conn: psycopg.AsyncConnection, log_index: int, stored: str) -> None:
+    """A Transfer of the agent, stored at `stored` (an SQL time expression)."""
+    await conn.execute(
+        "INSERT INTO events (chain_id, registry, event_type, contract_address, block_number,"
+        " block_hash, block_time, transaction_hash, transaction_index, log_index, agent_id,"
+        f" created_at) VALUES (%s, 'identity', 'Transfer', %s, 9, %s, now(), %s, 0, %s, %s,"
+        f" {stored})",
+        [CHAIN, "0x" + "80" * 20, "0x" + "99" * 32, "0x" + "98" * 32, log_index, AGENT],
+    )
+
+
+async def test_only_the_account_that_set_the_token_calls_with_it(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    """The token is the agent owner's credential on its server: another account's trigger
+    on the agent's events does not call the server (any tool it names) with it."""
+    await register_agent(conn)
+    await store_token(conn)
+    another = await create_user(conn, "b0b00000-0000-4000-8000-000000000002")
+    with pytest.raises(DeliveryFailed) as caught:
+        await load_mcp_target(conn, CHAIN, AGENT, BOX, user_id=another)
+    assert caught.value.retryable is False
+    assert str(caught.value) == (
+        f"the MCP token of agent {AGENT} on chain {CHAIN} was set by another account: only"
+        " that account's triggers call the agent's server with it (its owner can set it from"
+        f" this one via PUT /api/v1/agents/{CHAIN}/{AGENT}/mcp-token)"
+    )
+    assert TOKEN not in str(caught.value)
+    assert await load_mcp_target(conn, CHAIN, AGENT, BOX, user_id=USER_ID)
+
+
+async def test_a_transfer_stored_after_the_token_retires_it(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    """The new owner's registration file names the endpoint: the old owner's token would
+    go to the new owner's server."""
+    await register_agent(conn)
+    await store_token(conn)
+    await store_transfer(conn, 0, "now() - interval '1 hour'")  # the mint, before the token
+    assert await load_mcp_target(conn, CHAIN, AGENT, BOX, user_id=USER_ID)
+    await store_transfer(conn, 1, "clock_timestamp() + interval '1 second'")
+    failure = await target_failure(conn)
+    assert failure.retryable is False
+    assert str(failure) == (
+        f"agent {AGENT} on chain {CHAIN} changed hands after its MCP token was set; its new"
+        f" owner must set one via PUT /api/v1/agents/{CHAIN}/{AGENT}/mcp-token"
+    )
 
 
 async def test_load_target_waits_for_the_registration(conn: psycopg.AsyncConnection) -> None:
@@ -398,7 +451,7 @@ async def test_delivery_pushes_the_event_to_the_agents_tool(
         await store_token(conn)
         job = feedback_job()
 
-        target = await load_mcp_target(conn, CHAIN, AGENT, BOX)
+        target = await load_mcp_target(conn, CHAIN, AGENT, BOX, user_id=USER_ID)
         response = await deliver(target, job)
 
     assert response == {
@@ -448,7 +501,7 @@ async def test_the_header_named_by_the_registration_file_carries_the_token(
         )
         await store_token(conn)
 
-        await deliver(await load_mcp_target(conn, CHAIN, AGENT, BOX))
+        await deliver(await load_mcp_target(conn, CHAIN, AGENT, BOX, user_id=USER_ID))
 
     assert len(agent.calls) == 1
     assert all(seen["x-api-key"] == TOKEN for seen in agent.headers_seen)

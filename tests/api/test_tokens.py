@@ -201,7 +201,9 @@ async def test_the_owner_sets_the_token_and_the_mcp_action_reads_it(
     assert TOKEN.encode() not in bytes(ciphertext)
     assert BOX.open(Sealed(bytes(ciphertext), key_id), agent_token_context(CHAIN, AGENT)) == TOKEN
     await fetched_registration(conn)
-    target = await load_mcp_target(conn, CHAIN, AGENT, BOX)  # the action worker's code path
+    target = await load_mcp_target(
+        conn, CHAIN, AGENT, BOX, user_id=alice.id
+    )  # the action worker's code path
     assert (target.header_name, target.header_value) == ("Authorization", f"Bearer {TOKEN}")
 
     rotated = await api.put(
@@ -213,7 +215,7 @@ async def test_the_owner_sets_the_token_and_the_mcp_action_reads_it(
     assert rotated.status_code == 200, rotated.text
     assert rotated.json()["created"] is False
     assert rotated.json()["updated_at"] > body["updated_at"]
-    target = await load_mcp_target(conn, CHAIN, AGENT, BOX)
+    target = await load_mcp_target(conn, CHAIN, AGENT, BOX, user_id=alice.id)
     assert target.header_value == "Bearer the-next-token"
 
 
