@@ -14,12 +14,15 @@ SELECT extract(epoch FROM next_at - clock_timestamp()) FROM delivery_slots WHERE
 
 -- claim_message --
 -- The message is this job's to send unless another job of the action sent the same one
--- within the window (then no row). The job's own retries find their claim again.
+-- within the window, or is sending it (then no row). The job's own retries find their claim
+-- again; a claim whose job was dead-lettered or cancelled sent nothing, and goes to this one.
 INSERT INTO delivery_dedup AS d (action_id, message_hash, job_id, sent_at)
 VALUES (%(action_id)s, %(message_hash)s, %(job_id)s, now())
 ON CONFLICT (action_id, message_hash) DO UPDATE
 SET job_id = EXCLUDED.job_id, sent_at = EXCLUDED.sent_at
 WHERE d.job_id = EXCLUDED.job_id OR d.sent_at < now() - make_interval(secs => %(window)s)
+   OR NOT EXISTS (SELECT FROM action_jobs AS j
+                  WHERE j.id = d.job_id AND j.status NOT IN ('dead', 'cancelled'))
 RETURNING d.job_id
 
 -- forget_old_messages --

@@ -112,6 +112,28 @@ async def test_the_same_message_within_the_dedup_window_is_sent_once(
     assert sum(row["response_data"] == {"deduplicated": True} for row in outcomes) == 3
 
 
+async def test_a_message_whose_first_job_died_is_sent_by_the_next(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    """Dedup suppresses what the action sent: a job dead-lettered sent nothing, and the next
+    job with its message within the window is delivered, not recorded as a repeat."""
+    async with serve_asgi(sink := WebhookSink(secret="")) as url:
+        config = {"url": url, "body_template": {"agent": "{{agent_id}}"}, "dedup_seconds": 600}
+        trigger, action, secret = await create_trigger(conn, "rest", config, box=box)
+        sink.secret = secret or ""
+        sink.fail_next(1, 400)  # dead at once
+        await queue_jobs(conn, trigger, action, 1)
+        async with running_worker(settings_for(migrated_url)):
+            await eventually(lambda: _dead(conn, 1), timeout=20, what="the first job dead")
+            await queue_jobs(conn, trigger, action, 1, first_event=2)
+            await eventually(lambda: _finished(conn, 1), timeout=20, what="the second job")
+    assert [r.json()["agent"] for r in sink.received] == ["42", "42"]  # refused, then taken
+    assert len(sink.processed) == 1
+    outcomes = await results(conn)
+    assert [row["status"] for row in outcomes] == ["failed", "success"]
+    assert outcomes[1]["response_data"] != {"deduplicated": True}
+
+
 async def test_telegrams_per_chat_limit_is_kept(
     conn: psycopg.AsyncConnection, migrated_url: str
 ) -> None:
@@ -127,6 +149,11 @@ async def test_telegrams_per_chat_limit_is_kept(
     # As Telegram sees them (the results' recording times move with the worker's batches).
     first, _, third = telegram.arrivals
     assert third - first >= 2 * CHAT_INTERVAL - JITTER
+
+
+async def _dead(conn: psycopg.AsyncConnection, count: int) -> bool:
+    cursor = await conn.execute("SELECT count(*) FROM action_jobs WHERE status = 'dead'")
+    return await cursor.fetchone() == (count,)
 
 
 async def _finished(conn: psycopg.AsyncConnection, count: int) -> bool:
