@@ -177,6 +177,14 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(
         default=1024 * 1024, gt=0, description="Largest request body the API accepts."
     )
+    trusted_proxies: str = Field(
+        default="",
+        description="Addresses or networks of reverse proxies in front of the API (comma"
+        " separated, e.g. 127.0.0.1 or 10.0.0.0/8): from these, the client's address is read"
+        " from X-Forwarded-For and the scheme from X-Forwarded-Proto. Empty: the connection's"
+        " own address, which behind a proxy is the proxy's for every client (one rate limit"
+        " for all).",
+    )
     rate_limit_user: str = Field(
         default="600/minute", description="Requests per signed-in user (limits' notation)."
     )

@@ -30,12 +30,17 @@ async def serve_api(app: ASGIApp, host: str, port: int, stop: asyncio.Event) -> 
     await serve_on(app, listen(host, port), stop)
 
 
-async def serve_on(app: ASGIApp, listening: socket.socket, stop: asyncio.Event) -> None:
+async def serve_on(
+    app: ASGIApp, listening: socket.socket, stop: asyncio.Event, *, trusted_proxies: str = ""
+) -> None:
     """Serve on a socket `listen` made: a command binds it first, so that a port in use is
-    an error before anything starts, and says where the API is only once it is bound."""
+    an error before anything starts, and says where the API is only once it is bound.
+    `trusted_proxies` (ERC8004_TRUSTED_PROXIES): the proxies whose X-Forwarded-For and
+    X-Forwarded-Proto name the client; from anyone else, the headers are ignored."""
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, proxy_headers=False,
-        timeout_graceful_shutdown=10,
+        app, log_level="warning", access_log=False, timeout_graceful_shutdown=10,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=trusted_proxies or None,
     )  # fmt: skip
     server = _Server(config)
     # Bound by `listen` rather than by uvicorn, which exits the process when it cannot bind.

@@ -87,6 +87,6 @@ def api(database_url: DatabaseUrl = None, host: Host = None, port: Port = None) 
                     soft_wrap=True)  # fmt: skip
 
         async def serve(stop: asyncio.Event) -> None:
-            await serve_on(app, listening, stop)
+            await serve_on(app, listening, stop, trusted_proxies=settings.trusted_proxies)
 
         asyncio.run(run_until_signalled(serve, "api", grace=15))

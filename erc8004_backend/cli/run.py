@@ -90,7 +90,8 @@ async def run_all(
 
     try:
         async with asyncio.TaskGroup() as parts:
-            parts.create_task(serve_on(create_app(settings), api_socket, stop))
+            parts.create_task(serve_on(create_app(settings), api_socket, stop,
+                                       trusted_proxies=settings.trusted_proxies))  # fmt: skip
             parts.create_task(
                 run_indexers(url, chains, stop, settings=settings, on_progress=ProgressLog().update)
             )

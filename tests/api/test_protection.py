@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from erc8004_backend.api.app import Pool
+from erc8004_backend.api.server import listen, listening_url, serve_on
 from tests.api.conftest import Account, ApiClient, MakeApp, api_settings, make_account
 
 
@@ -48,6 +50,33 @@ async def test_per_address_and_login_limits(
             for _ in range(3)
         ]
         assert logins == [401, 401, 429]
+
+
+@pytest.mark.parametrize("trusted", ["127.0.0.1", "127.0.0.0/8", ""])
+async def test_behind_a_trusted_proxy_each_client_is_limited_on_its_own(
+    migrated_url: str, pool: Pool, make_app: MakeApp, trusted: str
+) -> None:
+    """Served as `erc8004 api` serves (uvicorn on a socket), behind a proxy on 127.0.0.1: with
+    ERC8004_TRUSTED_PROXIES naming it, the address the proxy forwards is the client's;
+    without, every client is the proxy, and one client's failed logins lock out the rest."""
+    app = make_app(api_settings(migrated_url, rate_limit_login="2/minute"), pool)
+    stop = asyncio.Event()
+    listening = listen("127.0.0.1", 0)
+    serving = asyncio.create_task(serve_on(app, listening, stop, trusted_proxies=trusted))
+    base = f"{listening_url('127.0.0.1', listening)}/api/v1"
+    try:
+        async with httpx.AsyncClient(base_url=base) as proxy:
+
+            async def login(client: str) -> int:
+                response = await proxy.post("/auth/login", json={"username": "x", "password": "y"},
+                                            headers={"X-Forwarded-For": client})  # fmt: skip
+                return response.status_code
+
+            assert [await login("198.51.100.7") for _ in range(3)] == [401, 401, 429]
+            assert await login("198.51.100.8") == (401 if trusted else 429)
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 15)
 
 
 async def test_large_bodies_are_refused_with_413(
