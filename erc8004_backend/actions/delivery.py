@@ -111,7 +111,9 @@ class DeliveryFailed(Erc8004Error):  # noqa: N818 (an outcome, named like one)
 
     `retryable`: the same request could succeed later (timeouts, connection errors, 5xx,
     408, 429); otherwise the job is dead-lettered at once. `retry_after`: the target's own
-    wait, in seconds, a floor for the backoff.
+    wait, in seconds, a floor for the backoff. `counted`: False for an attempt that sent
+    nothing because the target's send slots were taken (rate limits shared with other
+    actions, or other users): the job waits for `retry_after`, its attempts as they were.
     """
 
     def __init__(
@@ -121,11 +123,13 @@ class DeliveryFailed(Erc8004Error):  # noqa: N818 (an outcome, named like one)
         retryable: bool,
         retry_after: float | None = None,
         response: dict[str, Any] | None = None,
+        counted: bool = True,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.response = response
+        self.counted = counted
 
 
 def connection_failure(

@@ -32,7 +32,9 @@ async def take_slot(
     pool: AsyncConnectionPool, target: str, interval: float, *, max_wait: float = MAX_SLOT_WAIT
 ) -> None:
     """Waits for the target's next send slot (every `interval` seconds, across workers), or
-    raises a retryable DeliveryFailed when it is more than `max_wait` away."""
+    raises a retryable DeliveryFailed when it is more than `max_wait` away: not counted as
+    an attempt (nothing was sent), so that a busy shared target (Telegram's bot-wide limit)
+    delays jobs rather than dead-letters them and trips their triggers' breakers."""
     params = {"target": target, "interval": interval, "max_wait": max_wait}
     async with pool.connection() as conn:
         cursor = conn.cursor(row_factory=tuple_row)  # whatever rows the pool's connections make
@@ -41,7 +43,7 @@ async def take_slot(
             busy = await (await cursor.execute(QUERIES["busy_until"], params)).fetchone()
             wait = float(busy[0]) if busy else interval
             raise DeliveryFailed(f"rate limited: {target} has no free slot for {wait:.1f} s",
-                                 retryable=True, retry_after=wait)  # fmt: skip
+                                 retryable=True, retry_after=wait, counted=False)  # fmt: skip
     if (wait := float(row[0])) > 0:
         await asyncio.sleep(wait)
 

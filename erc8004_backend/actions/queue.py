@@ -34,6 +34,7 @@ class Attempt:
     duration_ms: int
     error: str | None = None
     response: dict[str, Any] | None = None
+    counted: bool = True  # False: the attempt is given back (DeliveryFailed.counted)
 
 
 def decide(
@@ -49,6 +50,9 @@ def decide(
     if failure is None:
         return Attempt(job, "succeeded", "success", 0.0, duration_ms, None, response)
     response = failure.response if failure.response is not None else response
+    if failure.retryable and not failure.counted:
+        return Attempt(job, "queued", "retrying", max(failure.retry_after or 0.0, 0.0),
+                       duration_ms, str(failure), response, counted=False)  # fmt: skip
     if failure.retryable and job.attempt < job.max_attempts:
         delay = policy.delay(job.attempt - 1, failure.retry_after)
         return Attempt(job, "queued", "retrying", delay, duration_ms, str(failure), response)
@@ -117,7 +121,7 @@ def _outcome(attempt: Attempt) -> dict[str, Any]:
             "response": attempt.response, "user_id": job.user_id,
             "trigger_id": job.trigger_id, "action_id": job.action_id,
             "event_id": job.event_id, "chain_id": job.chain_id,
-            "action_type": job.action_type}  # fmt: skip
+            "action_type": job.action_type, "counted": attempt.counted}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -50,11 +50,13 @@ WITH outcome AS (
          AS o(job_id bigint, attempt int, next_status text, retry_in float8, error text,
               result_status text, duration_ms int, response jsonb, user_id uuid,
               trigger_id uuid, action_id uuid, event_id bigint, chain_id bigint,
-              action_type text)
+              action_type text, counted boolean)
 ), moved AS (
     UPDATE action_jobs AS j
     SET status = CASE WHEN j.reorged_out AND o.next_status = 'queued' THEN 'cancelled'
                       ELSE o.next_status END,
+        -- An attempt that sent nothing for want of a send slot is given back.
+        attempts = CASE WHEN o.counted THEN j.attempts ELSE j.attempts - 1 END,
         run_at = CASE WHEN o.next_status = 'queued' AND NOT j.reorged_out
                       THEN now() + make_interval(secs => o.retry_in) ELSE j.run_at END,
         locked_by = NULL,

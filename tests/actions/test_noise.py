@@ -134,6 +134,45 @@ async def test_a_message_whose_first_job_died_is_sent_by_the_next(
     assert outcomes[1]["response_data"] != {"deduplicated": True}
 
 
+async def test_a_wait_for_a_send_slot_is_no_attempt(
+    conn: psycopg.AsyncConnection, migrated_url: str
+) -> None:
+    """Telegram's bot-wide slot is shared by every user's actions: when another's messages
+    hold it for longer than a worker waits, the job is put back for when it frees, with its
+    attempts as they were, and neither dead-lettered nor counted against its trigger's
+    breaker (one attempt allowed here: counted, it would be dead at once)."""
+    telegram = TelegramServer(token=BOT_TOKEN)
+    async with serve_asgi(telegram) as url:
+        config = {"chat_id": "1001", "message_template": "agent {{agent_id}}"}
+        trigger, action, _ = await create_trigger(conn, "telegram", config)
+        await conn.execute("INSERT INTO delivery_slots (target, next_at)"
+                           " VALUES ('telegram:bot', clock_timestamp() + interval '1 hour')")  # fmt: skip
+        [job] = await queue_jobs(conn, trigger, action, 1, max_attempts=1)
+        settings = settings_for(migrated_url, telegram_api_url=url, telegram_rate_limits=True)
+        async with running_worker(settings):
+            await eventually(lambda: _has_results(conn, 1), timeout=20, what="the wait")
+            cursor = await conn.execute(
+                "SELECT status, attempts, run_at > now() + interval '50 minutes'"
+                " FROM action_jobs WHERE id = %s", [job])  # fmt: skip
+            assert await cursor.fetchone() == ("queued", 0, True)
+            # The slot frees (the other user's messages went): the job is sent.
+            await conn.execute("DELETE FROM delivery_slots WHERE target = 'telegram:bot'")
+            await conn.execute("UPDATE action_jobs SET run_at = now() WHERE id = %s", [job])
+            await conn.execute("NOTIFY action_job")
+            await eventually(lambda: _finished(conn, 1), timeout=20, what="the message")
+    assert len(telegram.messages) == 1
+    outcomes = await results(conn)
+    assert [row["status"] for row in outcomes] == ["retrying", "success"]
+    assert outcomes[0]["error_message"].startswith("rate limited: telegram:bot has no free slot")
+    cursor = await conn.execute("SELECT consecutive_failures FROM triggers WHERE id = %s",
+                                [trigger])  # fmt: skip
+    assert await cursor.fetchone() == (0,)
+
+
+async def _has_results(conn: psycopg.AsyncConnection, count: int) -> bool:
+    return len(await results(conn)) >= count
+
+
 async def test_telegrams_per_chat_limit_is_kept(
     conn: psycopg.AsyncConnection, migrated_url: str
 ) -> None:
