@@ -48,7 +48,7 @@ from erc8004_backend.chain.config import explorer_urls, load_chains
 from erc8004_backend.chain.events import REGISTRY_OF
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.encryption import SecretBox
-from erc8004_backend.triggers.backtest import MAX_EVENTS, backtest
+from erc8004_backend.triggers.backtest import backtest
 from erc8004_backend.triggers.conditions import (
     CHANGE_CONDITION_TYPES,
     FIELD_CONDITION_TYPES,
@@ -412,12 +412,18 @@ class WebhookSecret(BaseModel):
     webhook_secret: str = Field(description="The new secret, shown this once.")
 
 
+# A backtest holds its events and every firing's messages in the API's memory, and answers
+# them in one body: a user's request reads at most this many (`erc8004 triggers test`, the
+# operator's, up to triggers.backtest.MAX_EVENTS).
+MAX_API_BACKTEST_EVENTS = 100_000
+
+
 class BacktestIn(_Strict):
     from_block: Annotated[int, Field(ge=0, lt=2**63)] | None = None
     to_block: Annotated[int, Field(ge=0, lt=2**63)] | None = None
     from_time: IsoTime | None = None
     to_time: IsoTime | None = None
-    limit: Annotated[int, Field(ge=1, le=MAX_EVENTS)] = 100_000
+    limit: Annotated[int, Field(ge=1, le=MAX_API_BACKTEST_EVENTS)] = MAX_API_BACKTEST_EVENTS
     replay: bool = Field(
         default=False,
         description="What a replay from from_block or from_time (exactly one), to to_block or"

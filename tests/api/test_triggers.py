@@ -560,7 +560,8 @@ async def test_trigger_list_parameters_are_strict(
 @pytest.mark.parametrize(
     ("body", "field"),
     [({"to_time": 0.5}, "to_time"), ({"from_time": "0.5"}, "from_time"),
-     ({"from_block": True}, "from_block"), ({"limit": 10.0}, "limit")],
+     ({"from_block": True}, "from_block"), ({"limit": 10.0}, "limit"),
+     ({"limit": 100_001}, "limit")],
 )  # fmt: skip
 async def test_backtest_bodies_are_strict(
     api: ApiClient, alice: Account, body: dict[str, Any], field: str
