@@ -66,6 +66,28 @@ _RATE_LIMIT_WORDS = re.compile(
 )
 
 
+def checked_logs(logs: list[Any], from_block: int, to_block: int) -> list[dict[str, Any]]:
+    """An eth_getLogs reply's logs, each once: a log served twice (some nodes have) is kept
+    once, as storing it twice would fail the batch for good. A log outside the range asked
+    for, without its position, or twice with different contents is an RpcError (retried,
+    perhaps of another endpoint), never stored."""
+    kept: dict[tuple[str, int], dict[str, Any]] = {}
+    for entry in logs:
+        try:
+            number = int(entry["blockNumber"], 16)
+            key = (entry["blockHash"].lower(), int(entry["logIndex"], 16))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            problem = "a log without its block number, block hash or log index"
+            raise RpcError("eth_getLogs", -32603, problem) from None
+        if not from_block <= number <= to_block:
+            raise RpcError("eth_getLogs", -32603, f"a log of block {number}, outside the"
+                           f" blocks {from_block}-{to_block} asked for")  # fmt: skip
+        if kept.setdefault(key, entry) != entry:
+            raise RpcError("eth_getLogs", -32603, f"two different logs at log index {key[1]}"
+                           f" of block {number}")  # fmt: skip
+    return list(kept.values())
+
+
 class RpcError(Erc8004Error):
     """The node answered a request with a JSON-RPC error."""
 
@@ -256,7 +278,7 @@ class RpcClient:
         logs = await self.call("eth_getLogs", [query])
         if not isinstance(logs, list):
             raise RpcError("eth_getLogs", -32603, "the reply is not a list of logs")
-        return logs
+        return checked_logs(logs, from_block, to_block)
 
     async def get_code(self, address: str, block: int | str = "latest") -> str:
         """The contract code at `address` in `block` ("0x": none).

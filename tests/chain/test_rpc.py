@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -216,6 +217,40 @@ async def test_too_many_results_raises_range_too_large_without_retrying() -> Non
         assert "more than 10000 results" in raised.value.rpc_message
         assert node.http_requests == 1
         assert await client.get_logs([ADDRESS], 0, 99) == []
+
+
+def log_at(block: int, index: int, data: str = "0x") -> dict[str, Any]:
+    return {"address": ADDRESS, "topics": [], "data": data, "blockNumber": hex(block),
+            "blockHash": f"0x{block:064x}", "logIndex": hex(index),
+            "transactionHash": "0x" + "11" * 32, "transactionIndex": "0x0", "removed": False}  # fmt: skip
+
+
+async def test_a_log_served_twice_is_kept_once() -> None:
+    """Some nodes (erigon) have answered a log twice: stored twice it would fail its batch's
+    COPY, for good, and stop every chain of the process."""
+    twice = [log_at(5, 0), log_at(5, 1), log_at(5, 0)]
+    async with (
+        FlakyRpcServer(static_handler({**chain(), "eth_getLogs": twice})) as node,
+        RpcClient([node.url], retry=FAST) as client,
+    ):
+        assert await client.get_logs([ADDRESS], 0, 10) == [log_at(5, 0), log_at(5, 1)]
+
+
+@pytest.mark.parametrize(
+    ("logs", "problem"),
+    [([log_at(11, 0)], "a log of block 11, outside the blocks 0-10 asked for"),
+     ([{**log_at(5, 0), "blockNumber": None}], "a log without its block number"),
+     ([log_at(5, 0), log_at(5, 0, data="0x01")], "two different logs at log index 0 of block 5")],
+)  # fmt: skip
+async def test_a_reply_no_node_should_give_is_an_rpc_error(
+    logs: list[dict[str, Any]], problem: str
+) -> None:
+    async with (
+        FlakyRpcServer(static_handler({**chain(), "eth_getLogs": logs})) as node,
+        RpcClient([node.url], retry=FAST) as client,
+    ):
+        with pytest.raises(RpcError, match=re.escape(problem)):
+            await client.get_logs([ADDRESS], 0, 10)
 
 
 @pytest.mark.parametrize(
