@@ -318,10 +318,11 @@ BEGIN
 
     -- Other metadata: the latest value per key.
     IF p_event_types IS NULL OR 'MetadataSet' = ANY (p_event_types) THEN
-        INSERT INTO agent_metadata AS m (chain_id, agent_id, key, value, block_number, log_index,
-                                         block_time)
+        INSERT INTO agent_metadata AS m (chain_id, agent_id, key, key_digest, value,
+                                         block_number, log_index, block_time)
         SELECT DISTINCT ON (e.agent_id, e.metadata_key)
-               p_chain_id, e.agent_id, e.metadata_key, e.metadata_value, e.block_number,
+               p_chain_id, e.agent_id, e.metadata_key,
+               sha256(convert_to(e.metadata_key, 'UTF8')), e.metadata_value, e.block_number,
                e.log_index, e.block_time
         FROM events AS e
         WHERE e.chain_id = p_chain_id AND e.block_number BETWEEN p_from_block AND p_to_block
@@ -332,7 +333,7 @@ BEGIN
           AND e.event_type = 'MetadataSet' AND e.agent_id IS NOT NULL
           AND e.metadata_key <> 'agentWallet'
         ORDER BY e.agent_id, e.metadata_key, e.block_number DESC, e.log_index DESC
-        ON CONFLICT (chain_id, agent_id, key) DO UPDATE
+        ON CONFLICT (chain_id, agent_id, key_digest) DO UPDATE
         SET value = EXCLUDED.value, block_number = EXCLUDED.block_number,
             log_index = EXCLUDED.log_index, block_time = EXCLUDED.block_time;
     END IF;
@@ -794,7 +795,8 @@ CREATE TABLE public.agent_metadata (
     value bytea,
     block_number bigint NOT NULL,
     log_index integer NOT NULL,
-    block_time timestamp with time zone NOT NULL
+    block_time timestamp with time zone NOT NULL,
+    key_digest bytea NOT NULL
 );
 
 CREATE TABLE public.agent_registrations (
@@ -1326,7 +1328,7 @@ ALTER TABLE ONLY public.agent_mcp_tokens
     ADD CONSTRAINT agent_mcp_tokens_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.agent_metadata
-    ADD CONSTRAINT agent_metadata_pkey PRIMARY KEY (chain_id, agent_id, key);
+    ADD CONSTRAINT agent_metadata_pkey PRIMARY KEY (chain_id, agent_id, key_digest);
 
 ALTER TABLE ONLY public.agent_registrations
     ADD CONSTRAINT agent_registrations_pkey PRIMARY KEY (chain_id, agent_id, uri_digest);

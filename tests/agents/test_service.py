@@ -6,6 +6,7 @@ lens reports, feedback and validation pages and the history say what the events 
 
 from __future__ import annotations
 
+import base64
 import random
 import uuid
 from collections import Counter
@@ -161,6 +162,28 @@ async def test_the_counts_follow_every_way_the_model_changes(conn: Conn) -> None
     await conn.execute("SELECT read_model_clear(%s)", [A])
     assert await rows(conn, "SELECT * FROM agent_feedback_stats WHERE feedback_count <> 0") == []
     await assert_counts_are_naive_counts(conn)
+
+
+async def test_a_metadata_key_of_any_length_is_kept(conn: Conn) -> None:
+    """A key is any string an agent's owner sets: one of kilobytes (base64 of random bytes,
+    which does not compress) made the model's index entry too large for a page, and the
+    batch failed for good (migration 46 keys the table by the key's digest)."""
+    chain = ChainEvents(conn, A)
+    agent = await chain.register(ALICE)
+    key = base64.b64encode(random.Random(46).randbytes(9000)).decode()
+    await chain.event("MetadataSet", agent_id=agent, metadata_key=key, metadata_value=b"\x01")
+    await chain.event("MetadataSet", agent_id=agent, metadata_key="color", metadata_value=b"\x02")
+    await chain.apply()
+    await chain.event("MetadataSet", agent_id=agent, metadata_key=key, metadata_value=b"\x03")
+    await chain.apply()  # the latest value, under the same key
+    kept = await rows(conn, "SELECT key, value FROM agent_metadata WHERE agent_id = %s"
+                            " ORDER BY key", agent)  # fmt: skip
+    assert [(row["key"], bytes(row["value"])) for row in kept] == [
+        (key, b"\x03"), ("color", b"\x02")]  # fmt: skip
+    profile = await read.get_agent(conn, A, agent)
+    assert profile is not None
+    assert profile.metadata[key] == b"\x03"
+    await assert_model_equals_rebuild(conn, A)
 
 
 async def test_feedback_under_a_key_met_again_or_without_an_index_is_worked_out_in_full(
