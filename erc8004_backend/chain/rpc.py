@@ -46,8 +46,11 @@ JsonParams = list[Any]
 
 # What nodes say when an eth_getLogs query spans too much: geth, erigon, Alchemy, Infura,
 # QuickNode, Ankr and public gateways each word it differently.
+# Not "block range extends beyond current head block" nor "invalid block range params"
+# (geth, reth, an endpoint a block behind its peers): retried as they are.
 _RANGE_TOO_LARGE = re.compile(
-    r"more than \d+ results|too many (results|logs|blocks)|response size|block range"
+    r"more than \d+ results|too many (results|logs|blocks)|response size"
+    r"|(max|maximum) block range|block range (is )?(too|exceed|limit)"
     r"|range (is )?too (large|wide|big)|exceed(s|ed)? (the )?(max|maximum|limit)|query timeout"
     r"|log response size exceeded|limit exceeded.*results|try with this block range",
     re.IGNORECASE,

@@ -56,6 +56,10 @@ PREFETCH_DEPTH = 8
 # to this many events: the read model's statements cost less per event in larger batches, so
 # a backfill writes as fast as the database can take them.
 EVENTS_PER_WRITE = 30_000
+# A lowered range ceiling doubles back after this many ranges fetched under it: a node's
+# real limit costs one refused request per this many, a passing refusal (a slow query, an
+# endpoint failed over to) does not cap the backfill for good.
+RANGES_BEFORE_CEILING_RISES = 32
 # Logs decoded between turns of the event loop: a range of thousands decoded at once held it
 # for tens of milliseconds, and the batch being copied meanwhile (or, in `erc8004 run`, the
 # API and the worker) waited that long.
@@ -173,6 +177,7 @@ class ChainIndexer:
         self._prefetch: deque[asyncio.Task[FetchedRange]] = deque()
         self._prefetched_to = -1
         self._range_ceiling = chain.max_block_range
+        self._ranges_under_ceiling = 0  # fetched since the ceiling was last lowered or raised
         # The block indexing began at (configured, found or remembered), for progress; None
         # until the first step of an "auto" chain.
         self.start_block: int | None = _configured_start(chain)
@@ -265,8 +270,10 @@ class ChainIndexer:
             if self.block_range == 1:
                 raise
             self.block_range = max(1, self.block_range // 2)
-            # The node limits the range: stop growing back past what it accepted.
+            # The node limits the range: stop growing back past what it accepted (for a while:
+            # the refusal may have been a slow query, or another endpoint's).
             self._range_ceiling = self.block_range
+            self._ranges_under_ceiling = 0
             self._log.info("indexer.range_shrunk", block_range=self.block_range)
             return False
         except ChainMovedError as moved:
@@ -509,6 +516,11 @@ class ChainIndexer:
             self.stats.unknown_topics[topic0] += 1
 
     def _adapt_range(self, log_count: int, span: int) -> None:
+        if self._range_ceiling < self.chain.max_block_range:
+            self._ranges_under_ceiling += 1
+            if self._ranges_under_ceiling >= RANGES_BEFORE_CEILING_RISES:
+                self._range_ceiling = min(self.chain.max_block_range, self._range_ceiling * 2)
+                self._ranges_under_ceiling = 0
         if log_count < TARGET_LOGS_PER_REQUEST // 2:
             self.block_range = min(self._range_ceiling, self.block_range * 2)
         elif log_count > TARGET_LOGS_PER_REQUEST * 2:

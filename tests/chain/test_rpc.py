@@ -274,6 +274,28 @@ async def test_other_rpc_errors_are_raised_at_once(
     assert node.http_requests == 1
 
 
+@pytest.mark.parametrize(
+    ("message", "too_large"),
+    [("query returned more than 10000 results", True),
+     ("exceed maximum block range: 5000", True),
+     ("block range is too wide", True),
+     ("Log response size exceeded. You can make eth_getLogs requests with up to a 2K block"
+      " range", True),
+     ("block range extends beyond current head block", False),
+     ("invalid block range params", False)],
+)  # fmt: skip
+async def test_which_get_logs_errors_say_the_range_is_too_large(
+    node: FlakyRpcServer, message: str, too_large: bool
+) -> None:
+    """A range too large is narrowed; a range past an endpoint's head (one a block behind
+    its peers) is an error retried as it is, not a reason to ask for less."""
+    node.fail_always(RpcFault(-32000, message))
+    async with RpcClient([node.url], retry=FAST) as client:
+        with pytest.raises(RpcError) as raised:
+            await client.get_logs([ADDRESS], 0, 10)
+    assert isinstance(raised.value, RangeTooLargeError) is too_large
+
+
 async def test_an_unknown_method_is_an_answer(node: FlakyRpcServer, backup: FlakyRpcServer) -> None:
     async with RpcClient([node.url, backup.url], retry=FAST) as client:
         with pytest.raises(RpcError, match="-32601"):

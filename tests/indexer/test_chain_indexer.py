@@ -205,6 +205,34 @@ async def test_a_head_replaced_between_the_poll_and_its_logs_is_not_stored(
             await assert_table_equals_chain(conn, devnet.rpc, chain)
 
 
+async def test_a_range_ceiling_lowered_once_rises_again(migrated_url: str) -> None:
+    """A refusal of a range (a slow query, an endpoint failed over to) lowers the ceiling of
+    ranges; it doubles back after RANGES_BEFORE_CEILING_RISES ranges fetched under it, so that
+    one refusal does not cap a backfill of years at a range of a few blocks."""
+    async with start_devnet(seed=23) as devnet:
+        await devnet.activity.run(events=20)
+        await devnet.rpc.call("anvil_mine", [hex(600)])
+        async with (
+            FlakyRpcServer(upstream=devnet.url, max_log_range=2) as node,
+            RpcClient([node.url]) as rpc,
+            await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as conn,
+        ):
+            chain = devnet.registries.chain_config([node.url], max_block_range=64)
+            indexer = ChainIndexer(chain, conn, rpc)
+            await indexer.prepare()
+            while node.max_log_range is not None:
+                await indexer.step()
+                if indexer.block_range <= 2:
+                    node.max_log_range = None  # refused once: the node takes any range now
+            await indexer.sync_to_head()
+            head = await devnet.rpc.block_number()
+            # Capped at 2 blocks, the rest would take some 300 requests.
+            assert node.calls["eth_getLogs"] < 150, node.calls["eth_getLogs"]
+            assert indexer.block_range > 2
+            assert (await indexer.store.checkpoint(conn)).block_number == head
+            await assert_table_equals_chain(conn, devnet.rpc, chain)
+
+
 async def test_one_indexer_per_chain(migrated_url: str) -> None:
     async with start_devnet() as devnet:
         chain = devnet.chain_config()
