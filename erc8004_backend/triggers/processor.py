@@ -759,6 +759,7 @@ class Processor:
         self._memory: dict[int, ChainMemory] = {}
         self.replay_totals = BatchResult()
         self._replays_pending = False  # a replay has batches left: do not wait for a notice
+        self._reload_now = False  # a batch met a deleted trigger: run again, not wait
 
     async def run(self, stop: asyncio.Event) -> None:
         async with (
@@ -796,27 +797,46 @@ class Processor:
                     continue  # another processor has this chain
                 self._held.add(chain_id)
             memory = self._memory.setdefault(chain_id, ChainMemory())
-            while reader is None:
-                batch = await process_batch(conn, chain_id, self.index, limit=self.batch_size,
-                                            memory=memory)  # fmt: skip
-                processed += batch.events
-                self.totals.add(batch)
-                if batch.events:
-                    log.debug("processor.batch", chain_id=chain_id, events=batch.events,
-                              fired=batch.fired, jobs=batch.jobs)  # fmt: skip
-                if batch.events < self.batch_size:
-                    break
-            if reader is not None:
-                batch = await process_chain(conn, reader, chain_id, self.index, memory,
-                                            limit=self.batch_size)  # fmt: skip
-                processed += batch.events
-                self.totals.add(batch)
-                if batch.events:
-                    log.debug("processor.batches", chain_id=chain_id, events=batch.events,
-                              fired=batch.fired, jobs=batch.jobs)  # fmt: skip
+            try:
+                processed += await self._process(conn, reader, chain_id, memory)
+            except psycopg.errors.ForeignKeyViolation as error:
+                # A trigger or action deleted since the triggers were loaded (the notice is
+                # read between runs, and a catch-up may take many batches): nothing of the
+                # batch was written. The next run loads the triggers anew, at once.
+                log.info("processor.triggers_changed", chain_id=chain_id,
+                         error=str(error).splitlines()[0])  # fmt: skip
+                self._index_stale = self._reload_now = True
+                continue
             replays_pending = await self._replay(conn, chain_id) or replays_pending
         self._replays_pending = replays_pending
         return processed
+
+    async def _process(
+        self,
+        conn: psycopg.AsyncConnection,
+        reader: psycopg.AsyncConnection | None,
+        chain_id: int,
+        memory: ChainMemory,
+    ) -> int:
+        """The chain's ready events, batch by batch (or ahead, with `reader`); their count."""
+        processed = 0
+        while reader is None:
+            batch = await process_batch(conn, chain_id, self.index, limit=self.batch_size,
+                                        memory=memory)  # fmt: skip
+            processed += batch.events
+            self.totals.add(batch)
+            if batch.events:
+                log.debug("processor.batch", chain_id=chain_id, events=batch.events,
+                          fired=batch.fired, jobs=batch.jobs)  # fmt: skip
+            if batch.events < self.batch_size:
+                return processed
+        batch = await process_chain(conn, reader, chain_id, self.index, memory,
+                                    limit=self.batch_size)  # fmt: skip
+        self.totals.add(batch)
+        if batch.events:
+            log.debug("processor.batches", chain_id=chain_id, events=batch.events,
+                      fired=batch.fired, jobs=batch.jobs)  # fmt: skip
+        return processed + batch.events
 
     async def _replay(self, conn: psycopg.AsyncConnection, chain_id: int) -> bool:
         """After the chain's live events: take up its new replays (and reload the triggers
@@ -842,7 +862,8 @@ class Processor:
         notification arrives, a few milliseconds after it commits."""
         if stop.is_set():
             return
-        timeout = 0.0 if self._replays_pending else self.poll_interval
+        timeout = 0.0 if self._replays_pending or self._reload_now else self.poll_interval
+        self._reload_now = False
         async for notice in listener.notifies(timeout=timeout, stop_after=1):
             self._note(notice.channel)
         async for notice in listener.notifies(timeout=0):

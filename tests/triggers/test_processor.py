@@ -255,6 +255,34 @@ async def test_a_failed_batch_leaves_the_memory_of_the_chain_empty(
     assert not memory.states
 
 
+@pytest.mark.parametrize("ahead", [False, True])
+async def test_a_trigger_deleted_before_the_processor_reloads_stops_nothing(
+    conn: psycopg.AsyncConnection, migrated_url: str, ahead: bool
+) -> None:
+    """A user deletes a trigger while the processor still has it (the notice is read between
+    runs): the batch's write fails on the foreign key, which stopped the processor, and with
+    it `erc8004 run`, for every user. Now the run loads the triggers anew and the batch is
+    processed with the others."""
+    kept = await add_trigger(conn, LOW_SCORE)
+    deleted = await add_trigger(conn, LOW_SCORE)
+    await add_feedback(conn, 1, 42, 10)
+    await confirm(conn, 1)
+    processor = Processor(migrated_url)
+    async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as reader:
+        assert await processor.run_once(conn, reader if ahead else None) == 1
+        await conn.execute("DELETE FROM triggers WHERE id = %s", [deleted])
+        await add_feedback(conn, 2, 42, 10)
+        await confirm(conn, 2)
+        assert await processor.run_once(conn, reader if ahead else None) == 0  # refused, noted
+        assert await processor.run_once(conn, reader if ahead else None) == 1
+    cursor = await conn.execute(
+        "SELECT trigger_id::text, event_id FROM action_jobs ORDER BY event_id, trigger_id"
+    )
+    by_event = [row async for row in cursor]
+    assert [trigger for trigger, _ in by_event].count(kept) == 2
+    assert len(by_event) == 2  # the deleted trigger's first job went with it
+
+
 async def _ema_trigger_over_seven_blocks(conn: psycopg.AsyncConnection) -> str:
     """A stateful trigger on agent 42 and a confirmed feedback to it in each of blocks 1-7
     (each of which fires it); its id."""
