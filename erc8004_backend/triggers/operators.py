@@ -73,6 +73,12 @@ def parse_value(kind: FieldKind, value: str, field_name: str, problem: Problem) 
     return value
 
 
+# Every number a field holds fits in 80 digits either side of the point (uint256 has 78):
+# a condition's number beyond is refused, as its size is the user's to choose, and every
+# event's comparison, payload and template would carry it.
+MAX_NUMBER_DIGITS = 80
+
+
 def parse_number(value: str, problem: Problem) -> Decimal:
     try:
         number = Decimal(value.strip())
@@ -80,7 +86,17 @@ def parse_number(value: str, problem: Problem) -> Decimal:
         raise problem(f"{value!r} is not a number") from None
     if not number.is_finite():
         raise problem(f"{value!r} is not a finite number")
+    if number and not -MAX_NUMBER_DIGITS <= number.adjusted() < MAX_NUMBER_DIGITS:
+        raise problem(f"{_short(value)} is out of range (at most {MAX_NUMBER_DIGITS} digits"
+                      " before or after the point)")  # fmt: skip
+    if len(number.as_tuple().digits) > 2 * MAX_NUMBER_DIGITS:
+        raise problem(f"{_short(value)} has more than {2 * MAX_NUMBER_DIGITS} digits")
     return number
+
+
+def _short(value: str) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "...'"
 
 
 def _parse_time(value: str, problem: Problem) -> datetime:
@@ -105,7 +121,8 @@ def _parse_list(name: str, kind: FieldKind, value: str, field_name: str, problem
         items = None
     if not isinstance(items, list) or not items:
         raise problem(f'{name} needs a non-empty JSON array, e.g. ["a", "b"]')
-    return tuple(parse_value(kind, str(item), field_name, problem) for item in items)
+    # A set: IN and NOT IN are checked for every event, and a list may hold a thousand items.
+    return frozenset(parse_value(kind, str(item), field_name, problem) for item in items)
 
 
 def _parse_fragment(

@@ -64,6 +64,8 @@ def silence_scope(silence: Silence, fields: Mapping[str, Any]) -> str:
     if field is None:
         return "trigger"
     value = fields.get(field)
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        value = int(value)  # a condition's `agent_id = 42.0` names the events' agent 42
     return f"{silence.scope}:{'' if value is None else str(value).lower()}"
 
 

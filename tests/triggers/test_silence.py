@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from erc8004_backend.triggers.conditions import ConditionError, Silence, parse_conditions
 from erc8004_backend.triggers.index import CompiledTrigger, TriggerAction, TriggerIndex
 from erc8004_backend.triggers.plan import ChainTime, Clock, Firing, batch_needs, plan_batch
-from erc8004_backend.triggers.silence import SILENCE_KEY, armed
+from erc8004_backend.triggers.silence import SILENCE_KEY, armed, fixed_scope
 from erc8004_backend.triggers.stateful import State
 
 CHAIN = 84532
@@ -39,6 +39,15 @@ def test_a_silence_parses_with_its_duration_scope_and_after() -> None:
     assert parsed.silence == Silence(2, 6 * 3600, "request", "ValidationRequest")
     assert [c.field for c in parsed.fields] == ["agent_id"]
     assert parse_conditions([silence_row("30m")]).silence == Silence(1, 1800, "agent", None)
+
+
+def test_a_fixed_scope_names_the_agent_as_its_events_do() -> None:
+    """`agent_id = 42.0` (or 4.2e1) is agent 42: the silence watches the scope its events
+    have, "agent:42", and an event of agent 42 ends it (with "agent:42.0" it never did)."""
+    for written in ("42", "42.0", "4.2e1"):
+        parsed = parse_conditions([agent_is(42) | {"value": written}, silence_row("1h")])
+        assert fixed_scope(parsed) == "agent:42"
+    assert parse_conditions([agent_is(7), silence_row("1h", scope="trigger")]).silence
 
 
 @pytest.mark.parametrize(
