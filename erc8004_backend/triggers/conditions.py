@@ -120,6 +120,11 @@ class EmaThreshold:
     scope: str
 
 
+# The largest count a rate_limit compares with: it keeps the times of its window's events, as
+# many as its threshold and two more (triggers/stateful.py), and every event copies them.
+MAX_RATE_THRESHOLD = 100_000
+
+
 @dataclass(frozen=True)
 class RateLimit:
     """How many events passed the trigger's other conditions within a sliding window of block
@@ -466,6 +471,11 @@ def parse_condition(position: int, row: Mapping[str, Any], where: str | None = N
             raise problem("reset_on_trigger must be true or false")
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", field_name):
             raise problem("field must name the count, e.g. feedback_count")
+        if abs(threshold) > MAX_RATE_THRESHOLD:
+            raise problem(
+                f"a rate_limit counts up to {MAX_RATE_THRESHOLD:,} events in its"
+                " window: compare with a number no larger (or shorten the window)"
+            )
         return RateLimit(position, field_name, operator, threshold,
                          _window(config.get("time_window"), problem), reset, scope)  # fmt: skip
 

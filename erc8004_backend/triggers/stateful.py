@@ -10,6 +10,7 @@ passes it in.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,10 +41,24 @@ def update_ema(previous: float | None, value: float, alpha: float) -> float:
     return alpha * value + (1 - alpha) * previous
 
 
-def update_window(times: list[float], now: float, window_seconds: int) -> list[float]:
-    """The block times (Unix seconds) still inside the sliding window after adding `now`.
-    An event exactly `window_seconds` older than `now` has left the window."""
-    kept = [t for t in times if t > now - window_seconds]
+# A rate_limit keeps the times of at most this many of its window's latest events, or its
+# threshold and two more, whichever is more: its count (the template's `count`) is exact up
+# to there, and beyond, where it only grows, it compares with the threshold as the exact one
+# would. Its threshold is at most MAX_RATE_THRESHOLD (conditions.py). Every event copies
+# the list: kept whole, a long window over a busy scope cost time with every event.
+RATE_TIMES_KEPT = 1_000
+
+
+def update_window(
+    times: list[float], now: float, window_seconds: int, keep: int | None = None
+) -> list[float]:
+    """The block times (Unix seconds) still inside the sliding window after adding `now`
+    (in chain order: never before the last), the latest `keep` of them. An event exactly
+    `window_seconds` older than `now` has left the window."""
+    start = bisect.bisect_right(times, now - window_seconds)
+    if keep is not None:
+        start = max(start, len(times) + 1 - keep)
+    kept = times[start:]
     kept.append(now)
     return kept
 
@@ -151,8 +166,9 @@ def evaluate_trigger(
                 Decimal(repr(ema)), condition.operator, condition.value
             )
         else:
-            times = update_window(list(state.get(key, {}).get("times", [])),
-                                  block_time.timestamp(), condition.window_seconds)  # fmt: skip
+            keep = max(RATE_TIMES_KEPT, int(condition.value) + 2)
+            times = update_window(state.get(key, {}).get("times", []), block_time.timestamp(),
+                                  condition.window_seconds, keep)  # fmt: skip
             state[key] = {"times": times}
             computed["count"] = len(times)
             held[condition.position] = compare(

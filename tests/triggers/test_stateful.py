@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from erc8004_backend.triggers.conditions import ParsedConditions, parse_conditions
+from erc8004_backend.triggers.conditions import ConditionError, ParsedConditions, parse_conditions
 from erc8004_backend.triggers.stateful import (
     Evaluation,
     State,
@@ -53,6 +54,37 @@ def test_window_count_equals_a_brute_force_count(gaps: list[int], window: int) -
         seen.append(now)
         times = update_window(times, now, window)
         assert len(times) == sum(1 for t in seen if now - window < t <= now)
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=120),
+    st.integers(min_value=1, max_value=5_000),
+    st.integers(min_value=1, max_value=40),
+)
+def test_a_kept_window_counts_exactly_up_to_what_it_keeps(
+    gaps: list[int], window: int, keep: int
+) -> None:
+    """Kept to its latest `keep` times, the count is the brute-force one up to `keep`, and
+    beyond stays at `keep`: compared with any threshold up to keep - 2, as the exact count."""
+    times: list[float] = []
+    now = 0.0
+    seen: list[float] = []
+    for gap in gaps:
+        now += gap
+        seen.append(now)
+        times = update_window(times, now, window, keep)
+        exact = sum(1 for t in seen if now - window < t <= now)
+        assert len(times) == min(exact, keep)
+        for threshold in range(keep - 1):
+            assert (len(times) > threshold) == (exact > threshold)
+
+
+def test_a_rate_limit_compares_with_at_most_100000() -> None:
+    row = {"condition_type": "rate_limit", "field": "feedback_count", "operator": ">",
+           "value": "1e30", "config": {"time_window": "366d"}}  # fmt: skip
+    with pytest.raises(ConditionError, match="counts up to 100,000 events in its window"):
+        parse_conditions([row])
+    assert parse_conditions([{**row, "value": "100000"}]).stateful
 
 
 def run(
