@@ -122,7 +122,7 @@ class EmaThreshold:
 
 # The largest count a rate_limit compares with: it keeps the times of its window's events, as
 # many as its threshold and two more (triggers/stateful.py), and every event copies them.
-MAX_RATE_THRESHOLD = 100_000
+MAX_RATE_THRESHOLD = 10_000
 
 
 @dataclass(frozen=True)

@@ -79,12 +79,12 @@ def test_a_kept_window_counts_exactly_up_to_what_it_keeps(
             assert (len(times) > threshold) == (exact > threshold)
 
 
-def test_a_rate_limit_compares_with_at_most_100000() -> None:
+def test_a_rate_limit_compares_with_at_most_10000() -> None:
     row = {"condition_type": "rate_limit", "field": "feedback_count", "operator": ">",
            "value": "1e30", "config": {"time_window": "366d"}}  # fmt: skip
-    with pytest.raises(ConditionError, match="counts up to 100,000 events in its window"):
+    with pytest.raises(ConditionError, match="counts up to 10,000 events in its window"):
         parse_conditions([row])
-    assert parse_conditions([{**row, "value": "100000"}]).stateful
+    assert parse_conditions([{**row, "value": "10000"}]).stateful
 
 
 def run(
