@@ -366,10 +366,14 @@ async def _read_and_plan(
     memory: ChainMemory | None,
 ) -> _Batch:
     """The next batch after `after`, read and planned (in the caller's transaction)."""
+    # The confirmed head before the events (each statement sees what was committed when it
+    # began): a batch that drains them then holds every event up to that head. Read after,
+    # the head could be past events the indexer confirmed in between, which the batch does
+    # not hold, and silences they end would fire at its time.
+    head = await _confirmed_head(conn, chain_id) if index.silences(chain_id) else None
     count, first, last, events = await _ready_batch(conn, chain_id, index, after, limit)
-    silences = index.silences(chain_id)
-    drained = count < limit
-    head = await _confirmed_head(conn, chain_id) if silences and drained else None
+    if count >= limit:
+        head = None  # not drained: the events after this batch come before the head
     plan = None
     if events or head is not None:
         plan = await _plan(conn, chain_id, index, events, head, memory)

@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from erc8004_backend.actions.worker import Worker
 from erc8004_backend.config import Settings
 from erc8004_backend.encryption import SecretBox
+from erc8004_backend.triggers import processor
 from erc8004_backend.triggers.backtest import backtest
 from erc8004_backend.triggers.processor import load_trigger_index, process_batch
 from erc8004_backend.triggers.replay import replay_batch, start_replays
@@ -227,3 +228,29 @@ async def test_the_worker_delivers_a_silence_with_its_template_fields(migrated_u
         f"agent 42 silent since {T0.isoformat()} (3600 s),"
         f" due {(T0 + timedelta(hours=1)).isoformat()}: silence"
     )
+
+
+async def test_a_head_confirmed_while_a_batch_is_read_fires_no_silence_its_events_end(
+    conn: psycopg.AsyncConnection, migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The indexer confirms blocks 4 and 5 (agent 42 speaks in block 4, at minute 65) while
+    the processor reads a batch: the head it plans to must not be past events the batch does
+    not hold, or the silence due at minute 70 fires at minute 75 although agent 42 spoke."""
+    trigger, _, _ = await silence_trigger(conn, [
+        {"condition_type": "agent_id_equals", "field": "agent_id", "operator": "=",
+         "value": "42"}, SILENT_HOUR], {"url": "http://127.0.0.1:9/"})  # fmt: skip
+    await feedback(conn, 1, 42, minutes=10)
+    await reach(conn, 3, minutes=60)
+    await process_batch(conn, CHAIN, await load_trigger_index(conn))
+    await feedback(conn, 4, 42, minutes=65)  # stored, not confirmed yet
+    confirmed_head = processor._confirmed_head
+
+    async def confirmed_meanwhile(reading: psycopg.AsyncConnection, chain_id: int) -> Any:
+        async with await psycopg.AsyncConnection.connect(migrated_url, autocommit=True) as other:
+            await reach(other, 4, minutes=65)
+            await reach(other, 5, minutes=75)
+        return await confirmed_head(reading, chain_id)
+
+    monkeypatch.setattr(processor, "_confirmed_head", confirmed_meanwhile)
+    await process_batch(conn, CHAIN, await load_trigger_index(conn))
+    assert await silence_jobs(conn, trigger) == []
