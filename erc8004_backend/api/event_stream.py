@@ -60,6 +60,7 @@ import asyncio
 import contextlib
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -98,6 +99,9 @@ log = structlog.get_logger(__name__)
 Pool = AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]]
 
 RETRY_MILLISECONDS = 2000  # how long a client waits before reconnecting (SSE `retry`)
+# Streams one account may have open at once: each holds a connection of the server and reads
+# beside the others (half the pool's connections between them all).
+MAX_STREAMS_PER_ACCOUNT = 8
 LAST_EVENT_ID = "Last-Event-ID"
 _EVENT_ID = re.compile(r"[0-9]{1,19}")
 
@@ -167,6 +171,7 @@ class EventStreams:
         self._horizon = Horizon()
         self._moved = asyncio.Event()  # set (and replaced) when the horizon moves
         self._streams = 0
+        self._by_account: Counter[str] = Counter()
         self._tracker: asyncio.Task[None] | None = None
         # Streams leave the other half of the pool to the API's requests.
         self._reads = asyncio.Semaphore(max(1, pool.max_size // 2))
@@ -178,10 +183,16 @@ class EventStreams:
             self._tracker.cancel()
             self._tracker = None
 
+    def open_of(self, account: str) -> int:
+        """How many streams the account has open."""
+        return self._by_account[account]
+
     @contextlib.asynccontextmanager
-    async def open(self) -> AsyncIterator[None]:
-        """One stream, for as long as it lasts: the tracker runs while any stream does."""
+    async def open(self, account: str) -> AsyncIterator[None]:
+        """One stream of the account, for as long as it lasts: the tracker runs while any
+        stream does."""
         self._streams += 1
+        self._by_account[account] += 1
         if self._tracker is None and not self.closing.is_set():
             # A horizon from an earlier run would start new streams in the past.
             self._horizon = Horizon()
@@ -190,6 +201,9 @@ class EventStreams:
             yield
         finally:
             self._streams -= 1
+            self._by_account[account] -= 1
+            if not self._by_account[account]:
+                del self._by_account[account]
             if self._streams == 0 and self._tracker is not None:
                 self._tracker.cancel()  # not awaited: this may be a cancelled task
                 self._tracker = None
@@ -308,10 +322,18 @@ async def stream_reader(
     credentials: Credentials,
 ) -> Reader:
     """The signed-in user, as for any other route, found on a connection that goes back to
-    the pool at once: a stream must not keep one for its whole life."""
+    the pool at once: a stream must not keep one for its whole life. An account with
+    MAX_STREAMS_PER_ACCOUNT streams open is refused another (429)."""
     async with live_connection(state.pool) as conn:
         user = await current_user(state, conn, credentials)
     assert credentials is not None  # current_user refused the request otherwise
+    if state.event_streams.open_of(user.id) >= MAX_STREAMS_PER_ACCOUNT:
+        raise ApiError(
+            429,
+            f"this account has {MAX_STREAMS_PER_ACCOUNT} event streams open, the most it may:"
+            " close one (or filter one stream for all you need)",
+            headers={"Retry-After": str(RETRY_MILLISECONDS // 1000)},
+        )
     return Reader(user, credentials, state)
 
 
@@ -381,7 +403,7 @@ async def stream_events(
 async def _stream(
     streams: EventStreams, reader: Reader, filters: EventFilters, after: int | None
 ) -> AsyncGenerator[Any, None]:
-    async with streams.open():
+    async with streams.open(reader.user.id):
         position, told = after, after  # the id reached; the last id the client was given
         yield _message(
             id=None if position is None else str(position),

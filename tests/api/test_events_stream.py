@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from erc8004_backend.api.app import Pool, open_pool
-from erc8004_backend.api.event_stream import EventStreams, Horizon
+from erc8004_backend.api.event_stream import MAX_STREAMS_PER_ACCOUNT, EventStreams, Horizon
 from erc8004_backend.api.server import listen, listening_url, serve_on
 from erc8004_backend.chain.events import EventRow
 from erc8004_backend.indexer.store import BlockHeader, EventStore
@@ -354,6 +354,26 @@ async def test_each_event_as_the_listing_shows_it_with_its_confirmation(
         chain, block = message.data["chain_id"], message.data["block_number"]
         assert confirmed is (chain == A and block <= 11), (chain, block)
     assert more == []
+
+
+async def test_an_account_has_at_most_eight_streams_open(live: Live) -> None:
+    """Each stream holds a connection of the server and reads beside the others: one account
+    opening many would starve everyone's. The ninth is refused (429) until one closes;
+    another account opens its own."""
+    async with contextlib.AsyncExitStack() as open_streams:
+        readers = [await open_streams.enter_async_context(stream(live.base, live.alice))
+                   for _ in range(MAX_STREAMS_PER_ACCOUNT)]  # fmt: skip
+        for reader in readers:
+            await connected(reader)
+        async with httpx.AsyncClient(base_url=live.base) as client:
+            refused = await client.get("/events/stream", headers=live.alice.headers)
+        assert refused.status_code == 429
+        assert "8 event streams open" in refused.json()["error"]["message"]
+        bob = await make_account(live.api, "bob_s")
+        async with stream(live.base, bob) as reader:
+            await connected(reader)
+    async with stream(live.base, live.alice) as reader:  # all closed: open again
+        await connected(reader)
 
 
 async def test_a_stream_that_starts_now_sends_only_what_comes_after(live: Live, pool: Pool) -> None:
