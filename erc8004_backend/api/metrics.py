@@ -11,9 +11,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Request methods counted by name; any other is "other": the method is the client's to choose,
-# and each distinct label would be a series kept for good (and served at /metrics).
-HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+from erc8004_backend.api.errors import HTTP_METHODS
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -109,5 +108,7 @@ class RequestMetrics:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             metrics: ApiMetrics = scope["app"].state.metrics
+            # Any other method is "other": the client chooses it, and each distinct label
+            # would be a series kept for good (and served at /metrics).
             method = scope["method"] if scope["method"] in HTTP_METHODS else "other"
             metrics.observe(method, template, status, time.perf_counter() - started)
