@@ -76,14 +76,16 @@ def test_the_key_commands_make_settings_the_processes_accept(tmp_path: Path) -> 
     )
     assert set(values) == {
         "ERC8004_TOKEN_KEYS", "ERC8004_JWT_SECRET", "DATABASE_URL", "ERC8004_CHAINS_FILE",
-        "ERC8004_INSTANCE_NAME",
+        "ERC8004_INSTANCE_NAME", "ERC8004_TRUSTED_PROXIES",
     }  # fmt: skip
     settings = Settings(
         token_keys=values["ERC8004_TOKEN_KEYS"],
         jwt_secret=values["ERC8004_JWT_SECRET"],  # type: ignore[arg-type]
         instance_name=values["ERC8004_INSTANCE_NAME"],
         database_url=values["DATABASE_URL"],
+        trusted_proxies=values["ERC8004_TRUSTED_PROXIES"],
     )
+    assert settings.trusted_proxies == "127.0.0.1"  # the proxy on this machine
     assert not settings.uses_development_key
     box = SecretBox.from_spec(settings.token_keys)
     assert box.open(box.seal("token", "context"), "context") == "token"
