@@ -42,6 +42,12 @@ class UnresolvedHostError(OutboundAddressError):
     """The host has no address now: unlike a refusal, it may resolve later."""
 
 
+# Redirects a client follows by hand (webhooks within their origin, registration files to any
+# address that passes the checks), and how many in a row.
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+
+
 # -- outbound address checks -------------------------------------------------------------
 
 _CLOUD_METADATA = frozenset(

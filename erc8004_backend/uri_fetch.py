@@ -24,6 +24,8 @@ from yarl import URL
 
 from erc8004_backend.errors import Erc8004Error
 from erc8004_backend.outbound import (
+    MAX_REDIRECTS,
+    REDIRECT_STATUSES,
     IPNetwork,
     OutboundAddressError,
     UnresolvedHostError,
@@ -33,8 +35,6 @@ from erc8004_backend.outbound import (
 from erc8004_backend.retry import retryable_status
 
 SUPPORTED_SCHEMES = ("https", "http", "ipfs", "data")
-MAX_REDIRECTS = 5
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 class FetchError(Erc8004Error):
@@ -253,7 +253,7 @@ class _HttpFetch:
                 # fetch_uri's own time limit bounds the whole fetch.
                 timeout=aiohttp.ClientTimeout(total=None),
             ) as response:
-                if response.status in _REDIRECT_STATUSES:
+                if response.status in REDIRECT_STATUSES:
                     url = self._redirect_target(url, response)
                     continue
                 if not 200 <= response.status < 300:

@@ -59,7 +59,12 @@ from erc8004_backend.actions.delivery import DeliveryFailed, Job, connection_fai
 from erc8004_backend.database.queries import load_queries
 from erc8004_backend.encryption import EncryptionError, Sealed, SecretBox
 from erc8004_backend.errors import Erc8004Error
-from erc8004_backend.outbound import ResponseTooLargeError, read_capped
+from erc8004_backend.outbound import (
+    MAX_REDIRECTS,
+    REDIRECT_STATUSES,
+    ResponseTooLargeError,
+    read_capped,
+)
 from erc8004_backend.retry import parse_retry_after, retryable_status
 from erc8004_backend.triggers.templates import PLACEHOLDER, render_template
 
@@ -156,10 +161,6 @@ class RestConfig(RetractableConfig):
         except orjson.JSONEncodeError as error:
             raise ValueError(f"cannot be sent as JSON: {error}") from None
         return template
-
-
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
-MAX_REDIRECTS = 5
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -312,7 +313,7 @@ async def deliver_rest(
                     method, target, headers=sending, data=data, allow_redirects=False
                 ) as response:
                     location = response.headers.get("Location")
-                    if response.status not in REDIRECTS or location is None:
+                    if response.status not in REDIRECT_STATUSES or location is None:
                         try:
                             kept = excerpt(await read_capped(response, response_max_bytes))
                         except ResponseTooLargeError as error:

@@ -85,7 +85,7 @@ def checked_logs(logs: list[Any], from_block: int, to_block: int) -> list[dict[s
         if not from_block <= number <= to_block:
             raise RpcError("eth_getLogs", -32603, f"a log of block {number}, outside the"
                            f" blocks {from_block}-{to_block} asked for")  # fmt: skip
-        if kept.setdefault(key, entry) != entry:
+        if (seen := kept.setdefault(key, entry)) is not entry and seen != entry:
             raise RpcError("eth_getLogs", -32603, f"two different logs at log index {key[1]}"
                            f" of block {number}")  # fmt: skip
     return list(kept.values())
