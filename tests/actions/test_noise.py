@@ -124,7 +124,9 @@ async def test_a_message_whose_first_job_died_is_sent_by_the_next(
         sink.fail_next(1, 400)  # dead at once
         await queue_jobs(conn, trigger, action, 1)
         async with running_worker(settings_for(migrated_url)):
-            await eventually(lambda: _dead(conn, 1), timeout=20, what="the first job dead")
+            await eventually(
+                lambda: _finished(conn, 1, "dead"), timeout=20, what="the first job dead"
+            )
             await queue_jobs(conn, trigger, action, 1, first_event=2)
             await eventually(lambda: _finished(conn, 1), timeout=20, what="the second job")
     assert [r.json()["agent"] for r in sink.received] == ["42", "42"]  # refused, then taken
@@ -190,11 +192,6 @@ async def test_telegrams_per_chat_limit_is_kept(
     assert third - first >= 2 * CHAT_INTERVAL - JITTER
 
 
-async def _dead(conn: psycopg.AsyncConnection, count: int) -> bool:
-    cursor = await conn.execute("SELECT count(*) FROM action_jobs WHERE status = 'dead'")
-    return await cursor.fetchone() == (count,)
-
-
-async def _finished(conn: psycopg.AsyncConnection, count: int) -> bool:
-    cursor = await conn.execute("SELECT count(*) FROM action_jobs WHERE status = 'succeeded'")
+async def _finished(conn: psycopg.AsyncConnection, count: int, status: str = "succeeded") -> bool:
+    cursor = await conn.execute("SELECT count(*) FROM action_jobs WHERE status = %s", [status])
     return await cursor.fetchone() == (count,)
