@@ -6,13 +6,15 @@
   retryable at that time.
 - An action's dedup window: a rendered message (a channel's preview of it) that another job of
   the action sent within the window is not sent again (`is_repeat`); the job is recorded as
-  delivered, deduplicated.
+  delivered, deduplicated. While that other job has not sent it yet (it is sending, or
+  retrying), the repeat waits for its outcome: if it gives up, the repeat is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from typing import Any
 
 import orjson
@@ -26,6 +28,9 @@ from erc8004_backend.database.queries import load_queries
 QUERIES = load_queries("erc8004_backend.actions", "noise.sql")
 # A slot further away than this is not waited for: the attempt is retried at its time.
 MAX_SLOT_WAIT = 5.0
+# A message another job is sending: its outcome is waited for this long, looked at this often.
+HOLDER_WAIT = 5.0
+HOLDER_POLL = 0.05
 
 
 async def take_slot(
@@ -54,12 +59,34 @@ def message_hash(preview: Preview) -> bytes:
 
 async def is_repeat(pool: AsyncConnectionPool, job: Job, preview: Preview, window: int) -> bool:
     """Whether another job of the action sent this message within `window` seconds; if not,
-    the message is this job's now (its own later attempts are no repeats)."""
+    the message is this job's now (its own later attempts are no repeats). A job that holds
+    the message but has not sent it yet is waited for: while it is being sent, up to
+    HOLDER_WAIT; while it waits to try again, by a retryable DeliveryFailed, not counted,
+    for just after its next attempt. If it gives up, the message is this job's to send."""
     params: dict[str, Any] = {"action_id": job.action_id, "message_hash": message_hash(preview),
                               "job_id": job.id, "window": window}  # fmt: skip
-    async with pool.connection() as conn:
-        cursor = await conn.execute(QUERIES["claim_message"], params)
-        return await cursor.fetchone() is None
+    deadline = time.monotonic() + HOLDER_WAIT
+    while True:
+        async with pool.connection() as conn:
+            cursor = conn.cursor(row_factory=tuple_row)
+            if await (await cursor.execute(QUERIES["claim_message"], params)).fetchone():
+                return False
+            holder = await (await cursor.execute(QUERIES["message_holder"], params)).fetchone()
+        if holder is not None and holder[1] == "succeeded":
+            return True
+        if holder is not None and holder[1] == "queued":
+            raise DeliveryFailed(
+                f"job {holder[0]} of this action holds the same message and tries again later:"
+                " this one waits for its outcome",
+                retryable=True, retry_after=max(0.0, holder[2] or 0.0) + 1.0, counted=False,
+            )  # fmt: skip
+        if time.monotonic() >= deadline:  # being sent (or its claim just gone): still
+            raise DeliveryFailed(
+                "another job of this action is sending the same message: this one waits for"
+                " its outcome",
+                retryable=True, retry_after=HOLDER_WAIT, counted=False,
+            )  # fmt: skip
+        await asyncio.sleep(HOLDER_POLL)
 
 
 async def forget_old_messages(pool: AsyncConnectionPool) -> None:

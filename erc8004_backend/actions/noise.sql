@@ -25,6 +25,15 @@ WHERE d.job_id = EXCLUDED.job_id OR d.sent_at < now() - make_interval(secs => %(
                   WHERE j.id = d.job_id AND j.status NOT IN ('dead', 'cancelled'))
 RETURNING d.job_id
 
+-- message_holder --
+-- The job holding a message claim that another job could not take: its status, and in how
+-- many seconds it tries again (queued; otherwise NULL).
+SELECT j.id, j.status,
+       CASE WHEN j.status = 'queued' THEN extract(epoch FROM j.run_at - now())::float8 END
+FROM delivery_dedup AS d
+JOIN action_jobs AS j ON j.id = d.job_id
+WHERE d.action_id = %(action_id)s AND d.message_hash = %(message_hash)s
+
 -- forget_old_messages --
 -- Claims older than any window (a day at most) no longer dedup anything.
 DELETE FROM delivery_dedup WHERE sent_at < now() - interval '1 day'

@@ -136,6 +136,31 @@ async def test_a_message_whose_first_job_died_is_sent_by_the_next(
     assert outcomes[1]["response_data"] != {"deduplicated": True}
 
 
+async def test_a_repeat_waits_for_the_job_that_holds_its_message_and_is_sent_if_it_dies(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    """A repeat found while the first job with its message is still retrying is no repeat
+    yet: it waits, not counted as an attempt, and when that job dies it is sent."""
+    async with serve_asgi(sink := WebhookSink(secret="")) as url:
+        config = {"url": url, "body_template": {"agent": "{{agent_id}}"}, "dedup_seconds": 600}
+        trigger, action, secret = await create_trigger(conn, "rest", config, box=box)
+        sink.secret = secret or ""
+        sink.fail_next(2, 503)  # both attempts of the first job
+        [first] = await queue_jobs(conn, trigger, action, 1, max_attempts=2)
+        settings = settings_for(migrated_url, retry_initial_seconds=1.5, retry_max_seconds=1.5)
+        async with running_worker(settings):
+            await eventually(lambda: len(sink.received) == 1, timeout=10, what="a first try")
+            [repeat] = await queue_jobs(conn, trigger, action, 1, first_event=2, max_attempts=2)
+            await eventually(lambda: _finished(conn, 1), timeout=20, what="the repeat sent")
+    assert len(sink.processed) == 1  # the repeat's, after the first job died
+    cursor = await conn.execute("SELECT id, status, attempts FROM action_jobs ORDER BY id")
+    assert await cursor.fetchall() == [(first, "dead", 2), (repeat, "succeeded", 1)]
+    outcomes = [row for row in await results(conn) if row["job_id"] == repeat]
+    assert [row["status"] for row in outcomes][-1] == "success"
+    assert outcomes[-1]["response_data"] != {"deduplicated": True}
+    assert "waits for its outcome" in (outcomes[0]["error_message"] or "")
+
+
 async def test_a_wait_for_a_send_slot_is_no_attempt(
     conn: psycopg.AsyncConnection, migrated_url: str
 ) -> None:
