@@ -8,6 +8,15 @@ CREATE FUNCTION public.account_key(value text) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     RETURN lower(NORMALIZE(value, NFKC));
 
+CREATE FUNCTION public.action_job_account() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    SELECT t.user_id INTO NEW.user_id FROM triggers AS t WHERE t.id = NEW.trigger_id;
+    RETURN NEW;
+END
+$$;
+
 CREATE FUNCTION public.agent_stats_row() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -16,6 +25,67 @@ BEGIN
     SELECT chain_id, agent_id FROM new_rows ORDER BY chain_id, agent_id
     ON CONFLICT (chain_id, agent_id) DO NOTHING;
     RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION public.claim_candidates(p_limit integer, p_per_account integer, p_accounts uuid[], p_running integer[]) RETURNS bigint[]
+    LANGUAGE plpgsql STABLE
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
+DECLARE
+    first_account uuid;
+BEGIN
+    -- One account with queued jobs (the usual case): the queue's order is its own.
+    SELECT j.user_id INTO first_account
+    FROM action_jobs AS j WHERE j.status = 'queued' ORDER BY j.user_id LIMIT 1;
+    IF NOT EXISTS (SELECT FROM action_jobs AS j
+                   WHERE j.status = 'queued' AND j.user_id > first_account) THEN
+        RETURN ARRAY(SELECT j.id FROM action_jobs AS j
+                     WHERE j.status = 'queued' AND j.run_at <= now()
+                     ORDER BY j.priority, j.run_at, j.id
+                     LIMIT p_limit);
+    END IF;
+    RETURN ARRAY(
+        WITH RECURSIVE running AS (
+            SELECT r.user_id, r.deliveries
+            FROM unnest(p_accounts, p_running) AS r(user_id, deliveries)
+        ), accounts AS (
+            (SELECT j.user_id FROM action_jobs AS j
+             WHERE j.status = 'queued' ORDER BY j.user_id LIMIT 1)
+            UNION ALL
+            SELECT (SELECT j.user_id FROM action_jobs AS j
+                    WHERE j.status = 'queued' AND j.user_id > a.user_id
+                    ORDER BY j.user_id LIMIT 1)
+            FROM accounts AS a
+            WHERE a.user_id IS NOT NULL
+        ), shares AS (
+            SELECT s.id, s.priority, s.run_at
+            FROM accounts AS a
+            LEFT JOIN running AS r ON r.user_id = a.user_id
+            CROSS JOIN LATERAL (
+                -- In the account index's order (its user_id is fixed): that index, not the
+                -- queue's, whatever the statistics say.
+                SELECT j.id, j.priority, j.run_at
+                FROM action_jobs AS j
+                WHERE j.user_id = a.user_id AND j.status = 'queued' AND j.run_at <= now()
+                ORDER BY j.user_id, j.priority, j.run_at, j.id
+                LIMIT greatest(0, least(p_limit, p_per_account - coalesce(r.deliveries, 0)))
+            ) AS s
+            WHERE a.user_id IS NOT NULL
+        ), queue AS (
+            SELECT j.id, j.priority, j.run_at
+            FROM action_jobs AS j
+            WHERE j.status = 'queued' AND j.run_at <= now()
+            ORDER BY j.priority, j.run_at, j.id
+            LIMIT p_limit
+        )
+        SELECT c.id
+        FROM (SELECT id, priority, run_at, 1 AS pass FROM shares
+              UNION ALL
+              SELECT id, priority, run_at, 2 AS pass FROM queue) AS c
+        GROUP BY c.id, c.priority, c.run_at
+        ORDER BY min(c.pass), c.priority, c.run_at, c.id
+    );
 END
 $$;
 
@@ -719,6 +789,7 @@ CREATE TABLE public.action_jobs (
     alert_action_id uuid,
     replay boolean DEFAULT false NOT NULL,
     reorged_out boolean DEFAULT false NOT NULL,
+    user_id uuid NOT NULL,
     CONSTRAINT action_jobs_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT action_jobs_digest_open_check CHECK (((NOT digest_open) OR (digest_window IS NOT NULL))),
     CONSTRAINT action_jobs_event_or_silence CHECK (((event_id IS NOT NULL) OR (silence_key IS NOT NULL) OR (digest_window IS NOT NULL) OR (alert_action_id IS NOT NULL))),
@@ -1414,6 +1485,8 @@ ALTER TABLE ONLY public.users
 ALTER TABLE ONLY public.validation_requests
     ADD CONSTRAINT validation_requests_pkey PRIMARY KEY (chain_id, request_hash);
 
+CREATE INDEX action_jobs_account_queue_idx ON public.action_jobs USING btree (user_id, priority, run_at, id) WHERE (status = 'queued'::text);
+
 CREATE UNIQUE INDEX action_jobs_alert_key ON public.action_jobs USING btree (alert_action_id, idempotency_key) WHERE (alert_action_id IS NOT NULL);
 
 CREATE INDEX action_jobs_dead_idx ON public.action_jobs USING btree (finished_at DESC) WHERE (status = 'dead'::text);
@@ -1547,6 +1620,8 @@ ALTER INDEX public.events_registry_type_idx ATTACH PARTITION public.events_defau
 ALTER INDEX public.events_validator_idx ATTACH PARTITION public.events_default_validator_address_block_time_idx;
 
 CREATE TRIGGER account_alert_actions_updated_at BEFORE UPDATE ON public.account_alert_actions FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
+
+CREATE TRIGGER action_jobs_account BEFORE INSERT ON public.action_jobs FOR EACH ROW EXECUTE FUNCTION public.action_job_account();
 
 CREATE TRIGGER action_jobs_notify AFTER INSERT ON public.action_jobs REFERENCING NEW TABLE AS queued FOR EACH STATEMENT EXECUTE FUNCTION public.notify_action_job();
 

@@ -130,6 +130,14 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         default=64, gt=0, le=10_000, description="Deliveries in flight per worker process."
     )
+    worker_per_account: int | None = Field(
+        default=None,
+        gt=0,
+        le=10_000,
+        description="One account's share of a worker process's deliveries in flight (default:"
+        " three quarters of the concurrency): beyond it, an account gets only the slots no other"
+        " account's due job wants.",
+    )
     worker_lease_seconds: float = Field(
         default=120.0,
         ge=2,

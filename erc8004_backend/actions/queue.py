@@ -4,7 +4,7 @@ an attempt's outcome means for its job is pure (`decide`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -63,11 +63,27 @@ def decide(
 
 
 async def claim_jobs(
-    conn: psycopg.AsyncConnection, *, worker: str, limit: int, lease_seconds: float
+    conn: psycopg.AsyncConnection,
+    *,
+    worker: str,
+    limit: int,
+    lease_seconds: float,
+    per_account: int | None = None,
+    running: Mapping[str, int] | None = None,
 ) -> list[Job]:
-    cursor = await conn.execute(
-        QUERIES["claim_jobs"], {"worker": worker, "limit": limit, "lease_seconds": lease_seconds}
-    )
+    """Up to `limit` due jobs for `worker`: first those within their account's share of the
+    worker (`per_account` less its deliveries `running` there, account id -> count), then
+    anyone's (queue.sql)."""
+    running = running or {}
+    params = {
+        "worker": worker,
+        "limit": limit,
+        "lease_seconds": lease_seconds,
+        "per_account": per_account if per_account is not None else limit,
+        "running_accounts": list(running),
+        "running_deliveries": list(running.values()),
+    }
+    cursor = await conn.execute(QUERIES["claim_jobs"], params)
     return [
         Job(
             id=row[0],

@@ -1,15 +1,20 @@
 -- claim_jobs --
--- Due jobs, most urgent first (priority 1 before 2, then the oldest run_at), taken under a
--- lease: status 'running', this attempt counted, locked_until ahead. SKIP LOCKED lets many
--- workers claim at once without waiting for or taking each other's rows. A job goes through
--- one of its trigger's actions, or (an alert) its owner's account alert action.
-WITH due AS (
-    SELECT id
-    FROM action_jobs
-    WHERE status = 'queued' AND run_at <= now()
-    ORDER BY priority, run_at, id
+-- Due jobs taken under a lease: status 'running', this attempt counted, locked_until ahead.
+-- SKIP LOCKED lets many workers claim at once without waiting for or taking each other's
+-- rows. A job goes through one of its trigger's actions, or (an alert) its owner's account
+-- alert action. Which jobs, in which order: claim_candidates (migration 47), each account's
+-- most urgent within its share of this worker's slots first, then anyone's.
+WITH candidates AS MATERIALIZED (  -- once, not once per row
+    SELECT claim_candidates(%(limit)s::int, %(per_account)s::int, %(running_accounts)s::uuid[],
+                            %(running_deliveries)s::int[]) AS ids
+), due AS (
+    SELECT j.id
+    FROM candidates AS c
+    JOIN action_jobs AS j ON j.id = ANY (c.ids)
+    WHERE j.status = 'queued' AND j.run_at <= now()
+    ORDER BY array_position(c.ids, j.id)
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF j SKIP LOCKED
 ), claimed AS (
     UPDATE action_jobs AS j
     SET status = 'running',

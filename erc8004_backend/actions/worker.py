@@ -4,6 +4,11 @@ One claiming loop keeps up to `concurrency` deliveries in flight, claiming as ma
 there are free slots (FOR UPDATE SKIP LOCKED, so any number of workers share the queue). It
 wakes when the trigger engine queues jobs (NOTIFY action_job), when a slot frees in a full
 worker, when a retry is recorded or the next one falls due, or after `poll_interval`.
+Each account has a share of the slots (`per_account`, three quarters by default): a claim
+takes every account's most urgent jobs within its share first, and gives an account beyond
+its share only the slots no other account's due job wants. One account's backlog, or its
+slow or hanging endpoints, cannot keep everyone else's deliveries waiting behind it; alone,
+an account still has every slot.
 Outcomes are written in batches by a second loop, each batch in one statement; a third
 returns jobs whose worker died (lease expired).
 
@@ -26,6 +31,7 @@ import os
 import secrets
 import socket
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -84,6 +90,7 @@ class Worker:
         *,
         name: str | None = None,
         concurrency: int | None = None,
+        per_account: int | None = None,
         lease_seconds: float | None = None,
         poll_interval: float = 1.0,
         shutdown_grace: float = 10.0,
@@ -96,6 +103,12 @@ class Worker:
         self.explorers = explorer_urls(load_chains([]).values()) if explorers is None else explorers
         self.name = name or worker_name()
         self.concurrency = concurrency or settings.worker_concurrency
+        self.per_account = min(
+            self.concurrency,
+            per_account
+            or settings.worker_per_account
+            or max(1, self.concurrency - self.concurrency // 4),
+        )
         self.lease_seconds = lease_seconds or settings.worker_lease_seconds
         self.poll_interval = poll_interval
         self.shutdown_grace = shutdown_grace
@@ -107,7 +120,8 @@ class Worker:
         self.box = SecretBox.from_spec(settings.token_keys)
         self.delivered = 0  # attempts finished, any outcome
         self.channels: dict[str, Channel] = {}  # built when run() opens their sessions
-        self._in_flight: set[asyncio.Task[Attempt]] = set()
+        self._in_flight: dict[asyncio.Task[Attempt], str] = {}  # -> its job's account
+        self._account_deliveries: Counter[str] = Counter()  # in flight, per account
         self._outcomes: list[Attempt] = []
         self._wake = asyncio.Event()
         self._recorded = asyncio.Event()
@@ -167,11 +181,13 @@ class Worker:
             if free > 0:
                 async with self.pool.connection() as conn:
                     claimed = await claim_jobs(
-                        conn, worker=self.name, limit=free, lease_seconds=self.lease_seconds
-                    )
+                        conn, worker=self.name, limit=free, lease_seconds=self.lease_seconds,
+                        per_account=self.per_account, running=self._account_deliveries,
+                    )  # fmt: skip
                 for job in await self._fold_digest_firings(claimed):
                     task = asyncio.create_task(self._attempt(self._with_links(job)))
-                    self._in_flight.add(task)
+                    self._in_flight[task] = job.user_id
+                    self._account_deliveries[job.user_id] += 1
                     task.add_done_callback(self._finished)
             if len(self._in_flight) >= self.concurrency:
                 await self._wait_for(stop, None)  # full: until a slot frees
@@ -235,7 +251,10 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[Attempt]) -> None:
         was_full = len(self._in_flight) >= self.concurrency
-        self._in_flight.discard(task)
+        account = self._in_flight.pop(task)
+        self._account_deliveries[account] -= 1
+        if not self._account_deliveries[account]:
+            del self._account_deliveries[account]
         if not task.cancelled() and task.exception() is None:
             self._outcomes.append(task.result())
             self._recorded.set()
@@ -414,6 +433,7 @@ async def run_worker(
     settings: Settings,
     *,
     concurrency: int | None = None,
+    per_account: int | None = None,
     lease_seconds: float | None = None,
     shutdown_grace: float = 10.0,
     explorers: Mapping[int, str] | None = None,
@@ -439,6 +459,7 @@ async def run_worker(
                     settings,
                     name=name,
                     concurrency=concurrency,
+                    per_account=per_account,
                     lease_seconds=lease_seconds,
                     shutdown_grace=shutdown_grace,
                     explorers=explorers,
@@ -446,7 +467,7 @@ async def run_worker(
             else:
                 worker.pool = pool
             log.info("worker.started", worker=name, concurrency=worker.concurrency,
-                     unrecorded=worker.unrecorded)  # fmt: skip
+                     per_account=worker.per_account, unrecorded=worker.unrecorded)  # fmt: skip
             await worker.run(stop)
 
     await run_reconnecting(deliver, stop, event="worker.database_unavailable",

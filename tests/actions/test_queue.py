@@ -31,7 +31,14 @@ from erc8004_backend.indexer.store import EventStore
 from erc8004_backend.retry import RetryPolicy
 from erc8004_backend.triggers.processor import QUERIES as PROCESSOR_QUERIES
 from erc8004_backend.triggers.processor import load_trigger_index
-from tests.support.jobs import CHAIN_ID, USER_ID, create_trigger, create_user, queue_jobs
+from tests.support.jobs import (
+    CHAIN_ID,
+    OTHER_USER,
+    USER_ID,
+    create_trigger,
+    create_user,
+    queue_jobs,
+)
 from tests.support.waiting import lock_waited_for
 
 POLICY = RetryPolicy(max_attempts=5, backoff_initial=1.0, backoff_max=100.0)
@@ -347,6 +354,27 @@ async def test_a_claimed_job_carries_what_the_worker_needs(conn: psycopg.AsyncCo
     assert (status, locked_by) == ("running", "w1")
     assert 29 <= lease.total_seconds() <= 30
     assert await claim_jobs(conn, worker="w2", limit=10, lease_seconds=30) == []
+
+
+async def test_a_claim_takes_jobs_within_their_accounts_share(
+    conn: psycopg.AsyncConnection,
+) -> None:
+    busy, busy_action, _ = await create_trigger(conn, "rest", REST)
+    backlog = await queue_jobs(conn, busy, busy_action, 10)
+    other, other_action, _ = await create_trigger(conn, "rest", REST, user_id=OTHER_USER)
+    behind = await queue_jobs(conn, other, other_action, 3, first_event=100)
+
+    # Two of the busy account's deliveries run already: one more is its share, and the
+    # other account's jobs come next, although queued after the backlog.
+    first = await claim_jobs(conn, worker="w", limit=4, lease_seconds=30, per_account=3,
+                             running={USER_ID: 2})  # fmt: skip
+    assert [job.id for job in first] == [backlog[0], *behind]
+    # With its share in use, an account gets the slots no other account's job wants, in
+    # the queue's order.
+    [later] = await queue_jobs(conn, other, other_action, 1, first_event=200)
+    second = await claim_jobs(conn, worker="w", limit=3, lease_seconds=30, per_account=3,
+                              running={USER_ID: 3})  # fmt: skip
+    assert [job.id for job in second] == [later, *backlog[1:3]]
 
 
 async def test_claims_take_priority_then_run_at_and_skip_future_jobs(

@@ -25,7 +25,7 @@ from erc8004_backend.encryption import SecretBox
 from erc8004_backend.retry import RetryPolicy
 from tests.support.asgi import serve_asgi
 from tests.support.delivery_targets import TelegramServer, WebhookSink, unescape_markdown_v2
-from tests.support.jobs import CHAIN_ID, create_trigger, queue_jobs
+from tests.support.jobs import CHAIN_ID, OTHER_USER, create_trigger, queue_jobs
 from tests.support.waiting import eventually, lock_waited_for
 
 BOT_TOKEN = "123456:TEST-token"
@@ -477,6 +477,35 @@ async def test_a_redirect_to_another_origin_is_not_followed(
         f"{url} redirected to {elsewhere}: a webhook is not sent on to another origin"
         " (give its final URL)"
     )
+
+
+async def test_an_account_whose_backlog_hangs_leaves_the_other_slots_to_other_accounts(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    """One account's 40 jobs, queued first, all hang at their endpoint. It has its share of
+    the worker's 8 slots (6), and another account's jobs queued behind its backlog go out at
+    once, not after the hanging ones time out (2 s). Alone, it has every slot."""
+    async with (
+        serve_asgi(hanging := WebhookSink(secret="")) as slow,
+        serve_asgi(sink := WebhookSink(secret="")) as fast,
+    ):
+        hanging.stall_next(1000, 5.0)
+        busy, busy_action, _ = await create_trigger(conn, "rest", rest_config(slow), box=box)
+        await queue_jobs(conn, busy, busy_action, 40)
+        other, other_action, secret = await create_trigger(
+            conn, "rest", rest_config(fast), box=box, user_id=OTHER_USER
+        )
+        sink.secret = secret or ""
+        await queue_jobs(conn, other, other_action, 2, first_event=100)
+        async with running_worker(settings_for(migrated_url), concurrency=8) as worker:
+            assert worker.per_account == 6
+            started = time.monotonic()
+            await eventually(lambda: len(sink.processed) == 2, timeout=10)
+            waited = time.monotonic() - started
+            await eventually(lambda: len(hanging.received) == 8, timeout=1.5)
+    assert waited < 1.0
+    # Its share (6) and the other account's two first; the two slots they left after.
+    assert max(r.at for r in sink.received) <= min(r.at for r in hanging.received[6:])
 
 
 async def _any_result(conn: psycopg.AsyncConnection) -> bool:

@@ -12,6 +12,7 @@ from erc8004_backend.actions.rest import rotate_webhook_secret
 from erc8004_backend.encryption import SecretBox
 
 USER_ID = "a11ce000-0000-4000-8000-000000000001"
+OTHER_USER = "b0b00000-0000-4000-8000-000000000002"  # a second account
 CHAIN_ID = 31337
 
 
@@ -33,13 +34,14 @@ async def create_trigger(
     priority: int = 1,
     failure_threshold: int = 10,
     name: str = "test trigger",
+    user_id: str = USER_ID,
 ) -> tuple[str, str, str | None]:
     """A trigger with one action: (trigger id, action id, webhook secret if a box is given)."""
-    await create_user(conn)
+    await create_user(conn, user_id)
     cursor = await conn.execute(
         "INSERT INTO triggers (user_id, name, chain_id, registry, failure_threshold)"
         " VALUES (%s, %s, %s, 'reputation', %s) RETURNING id::text",
-        [USER_ID, name, CHAIN_ID, failure_threshold],
+        [user_id, name, CHAIN_ID, failure_threshold],
     )
     trigger_id = (await cursor.fetchone() or [""])[0]
     cursor = await conn.execute(
