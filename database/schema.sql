@@ -789,7 +789,7 @@ CREATE TABLE public.action_jobs (
     alert_action_id uuid,
     replay boolean DEFAULT false NOT NULL,
     reorged_out boolean DEFAULT false NOT NULL,
-    user_id uuid NOT NULL,
+    user_id uuid,
     CONSTRAINT action_jobs_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT action_jobs_digest_open_check CHECK (((NOT digest_open) OR (digest_window IS NOT NULL))),
     CONSTRAINT action_jobs_event_or_silence CHECK (((event_id IS NOT NULL) OR (silence_key IS NOT NULL) OR (digest_window IS NOT NULL) OR (alert_action_id IS NOT NULL))),
