@@ -14,6 +14,10 @@ Failures are sorted into three kinds, because each needs a different answer:
 The client waits only when every endpoint is cooling down, so a dead or throttled endpoint
 costs one failed attempt while a healthy one is available.
 
+Batches hold at most `MAX_BATCH` calls. A node that refuses a batch as too large (erigon and
+nethermind take 100 by default, besu 50 in some versions, public gateways fewer or none)
+halves the client's limit, down to plain requests one by one, and the batch goes again.
+
 Endpoint URLs often carry an API key, so only `scheme://host:port` ever reaches a log line or
 an error message.
 
@@ -63,6 +67,11 @@ _STATE_UNAVAILABLE = re.compile(
     r"|state (at|for) block|unknown block|block not found",
     re.IGNORECASE,
 )
+# What nodes say when a batch holds more calls than they take, or when they take none:
+# "batch limit 100 exceeded" (erigon), "Number of requests in batch exceeds ..." (besu),
+# "batch too large", "Exceeded maximum batch size", "batch requests are not supported".
+_BATCH_REFUSED = re.compile(r"batch", re.IGNORECASE)
+MAX_BATCH = 100
 _RATE_LIMIT_CODES = {-32005, -32029, -32090, 429}
 _RATE_LIMIT_WORDS = re.compile(
     r"rate.?limit|too many requests|request limit|capacity|quota", re.IGNORECASE
@@ -108,6 +117,10 @@ class RangeTooLargeError(RpcError):
 
 class StateUnavailableError(RpcError):
     """The node does not keep the state of the block asked about: it is not an archive node."""
+
+
+class _BatchRefusedError(RpcError):
+    """A node refused a batch for its size (or any batch): `batch` sends it in halves."""
 
 
 class RpcUnavailableError(Erc8004Error):
@@ -163,6 +176,7 @@ class RpcClient:
         self._state_endpoint: int | None = None
         self._expected_chain_id: int | None = None
         self._ids = itertools.count(1)
+        self.batch_limit = MAX_BATCH  # calls per batch; lowered by a node that refuses more
         # Between two reads of a reply, not for the whole of it: a range of logs may take
         # longer to arrive than to start. `connect` includes waiting for a free connection.
         self._timeout = aiohttp.ClientTimeout(
@@ -213,9 +227,25 @@ class RpcClient:
         return _result(method, reply)
 
     async def batch(self, calls: Sequence[tuple[str, JsonParams]]) -> list[Any]:
-        """Several calls in one HTTP request; results in the order of the calls."""
-        if not calls:
-            return []
+        """Several calls in as few HTTP requests as the node takes (`batch_limit` calls
+        each); results in the order of the calls."""
+        results: list[Any] = []
+        start = 0
+        while start < len(calls):
+            chunk = calls[start : start + self.batch_limit]
+            try:
+                results += await self._batch_once(chunk)
+            except _BatchRefusedError as refused:
+                self.batch_limit = max(1, len(chunk) // 2)
+                log.warning("rpc.batch_limit_lowered", batch_limit=self.batch_limit,
+                            error=refused.rpc_message)  # fmt: skip
+                continue
+            start += len(chunk)
+        return results
+
+    async def _batch_once(self, calls: Sequence[tuple[str, JsonParams]]) -> list[Any]:
+        if len(calls) == 1:  # a plain request: some nodes take no batch at all
+            return [await self.call(*calls[0])]
         ids = [next(self._ids) for _ in calls]
         requests = [
             {"jsonrpc": "2.0", "id": id_, "method": method, "params": params}
@@ -224,7 +254,12 @@ class RpcClient:
         label = f"batch of {len(calls)} {calls[0][0]}"
         reply = await self._send(requests, label)
         if isinstance(reply, dict):  # some nodes answer a whole batch with one error
-            _result(label, reply)
+            try:
+                _result(label, reply)
+            except RpcError as error:
+                if _BATCH_REFUSED.search(error.rpc_message):
+                    raise _BatchRefusedError(label, error.code, error.rpc_message) from None
+                raise
             raise RpcError(label, -32603, "a batch was answered with a single object")
         by_id = {item.get("id"): item for item in reply if isinstance(item, dict)}
         results = []
@@ -325,15 +360,11 @@ class RpcClient:
 
     async def get_block_headers(self, numbers: Sequence[int]) -> list[dict[str, Any]]:
         """Blocks without transactions, batched; raises when a block does not exist (yet)."""
-        headers: list[dict[str, Any]] = []
-        for start in range(0, len(numbers), 100):
-            chunk = numbers[start : start + 100]
-            replies = await self.batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk])
-            for number, header in zip(chunk, replies, strict=True):
-                if not isinstance(header, dict):
-                    raise RpcError("eth_getBlockByNumber", -32001, f"block {number} not found")
-                headers.append(header)
-        return headers
+        replies = await self.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        for number, header in zip(numbers, replies, strict=True):
+            if not isinstance(header, dict):
+                raise RpcError("eth_getBlockByNumber", -32001, f"block {number} not found")
+        return replies
 
     # -- transport ----------------------------------------------------------------------------
 

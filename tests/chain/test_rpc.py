@@ -432,6 +432,51 @@ async def test_batch_results_come_in_call_order() -> None:
         assert [h["number"] for h in headers] == [hex(n) for n in range(1, 8)]
 
 
+async def test_a_node_that_takes_smaller_batches_gets_them_halved() -> None:
+    """A node that takes 30 calls a batch (erigon, nethermind and besu have such limits)
+    refuses the first batch; the client halves its batches until they pass, and keeps them
+    so, one refusal in all."""
+    async with (
+        FlakyRpcServer(static_handler(chain(head=300)), max_batch=30) as node,
+        RpcClient([node.url], retry=FAST) as client,
+    ):
+        with capture_logs() as logs:
+            headers = await client.get_block_headers(list(range(1, 121)))
+            again = await client.get_block_headers(list(range(121, 181)))
+    assert [int(h["number"], 16) for h in headers + again] == list(range(1, 181))
+    assert client.batch_limit == 25
+    assert node.batch_sizes[:3] == [100, 50, 25]  # refused, refused, answered
+    assert max(node.batch_sizes[3:]) == 25
+    assert [entry["batch_limit"] for entry in logs
+            if entry["event"] == "rpc.batch_limit_lowered"] == [50, 25]  # fmt: skip
+
+
+async def test_a_node_that_takes_no_batch_is_asked_one_call_at_a_time() -> None:
+    async with (
+        FlakyRpcServer(static_handler(chain()), max_batch=0) as node,
+        RpcClient([node.url], retry=FAST) as client,
+    ):
+        headers = await client.get_block_headers([3, 4, 5])
+        head, tip = await client.head_and_header(5)
+    assert [int(h["number"], 16) for h in headers] == [3, 4, 5]
+    assert tip is not None
+    assert (int(head["number"], 16), int(tip["number"], 16)) == (16, 5)
+    assert client.batch_limit == 1
+    assert node.batch_sizes == [3]  # refused: then plain requests only
+    assert node.calls["eth_getBlockByNumber"] == 3 + 3 + 2
+
+
+async def test_a_batch_answered_with_another_single_error_raises_it(node: FlakyRpcServer) -> None:
+    """Only a refusal that speaks of batches lowers the limit; any other error a node answers
+    a whole batch with is its answer."""
+    single = '{"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": "internal"}}'
+    node.fail_next(1, HttpStatus(200, single))
+    async with RpcClient([node.url], retry=FAST) as client:
+        with pytest.raises(RpcError, match="internal"):
+            await client.get_block_headers([1, 2])
+        assert client.batch_limit == 100
+
+
 async def test_an_error_inside_a_batch_raises(node: FlakyRpcServer) -> None:
     node.fail_next(1, RpcFault(-32000, "header not found"), when=lambda _, p: p[0] == "0x3")
     async with RpcClient([node.url], retry=FAST) as client:

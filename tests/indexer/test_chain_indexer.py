@@ -281,6 +281,23 @@ async def test_failing_and_rate_limited_endpoints_fail_over_and_back_off(migrate
         assert indexer.stats.events > 0
 
 
+async def test_a_node_that_takes_no_batches_is_indexed_all_the_same(migrated_url: str) -> None:
+    """Behind a node that takes one call a batch (a gateway that takes no batches; besu,
+    erigon and nethermind refuse more than their limit alike), whose refusal would otherwise
+    fail every step for good."""
+    async with start_devnet() as devnet:
+        await devnet.activity.run(events=200)
+        async with FlakyRpcServer(upstream=devnet.url, max_batch=1) as single:
+            chain = devnet.registries.chain_config([single.url], max_block_range=50)
+            async with RpcClient(chain.rpc_urls, retry=RetryPolicy(backoff_initial=0.05)) as rpc:
+                await index_to_head(migrated_url, chain, rpc)
+                assert rpc.batch_limit == 1
+            # Each refusal halves the batch, then one call a request: a few refusals in all.
+            assert len(single.batch_sizes) <= 7
+            assert single.calls["eth_getBlockByNumber"] > 2
+        await assert_table_equals_chain_at(migrated_url, devnet, chain)
+
+
 @pytest.mark.parametrize(
     ("depth", "new_blocks"),
     [(1, 3), (5, 2), (64, 70)],

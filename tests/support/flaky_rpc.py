@@ -161,7 +161,9 @@ class FlakyRpcServer:
       a scheduled fault (log-range errors not included); `reset_counts()` zeroes them;
     - `max_log_range`: when set, an eth_getLogs call spanning more blocks than this (both
       bounds hex numbers or "earliest") gets `log_range_fault` instead of an answer;
-    - `reverse_batches`: answer batches in reverse order, as nodes may.
+    - `reverse_batches`: answer batches in reverse order, as nodes may;
+    - `max_batch`: a batch of more calls than this is answered with one error object, as
+      erigon words it ("batch limit N exceeded"); 0 refuses every batch.
     """
 
     def __init__(
@@ -171,6 +173,7 @@ class FlakyRpcServer:
         upstream: str | None = None,
         max_log_range: int | None = None,
         reverse_batches: bool = False,
+        max_batch: int | None = None,
     ) -> None:
         if (handler is None) == (upstream is None):
             raise ValueError("give a FlakyRpcServer either a handler or an upstream URL")
@@ -179,6 +182,8 @@ class FlakyRpcServer:
         self.max_log_range = max_log_range
         self.log_range_fault = LOG_RANGE_FAULT
         self.reverse_batches = reverse_batches
+        self.max_batch = max_batch
+        self.batch_sizes: list[int] = []  # calls per batch received (plain requests: none)
         self.calls: Counter[str] = Counter()
         self.http_requests = 0
         self.faults_served = 0
@@ -298,6 +303,13 @@ class FlakyRpcServer:
         items = payload if isinstance(payload, list) else [payload]
         calls = [_call_of(item) for item in items]
         self.calls.update(method for method, _ in calls)
+        if isinstance(payload, list):
+            self.batch_sizes.append(len(items))
+            if self.max_batch is not None and len(items) > self.max_batch:
+                message = (f"batch limit {self.max_batch} exceeded: {len(items)} requests given"
+                           if self.max_batch else "batch requests are not supported")  # fmt: skip
+                error = RpcFault(-32000, message).reply(None)
+                return _http(200, json.dumps(error).encode(), "application/json")
 
         rule = self._take_rule(calls)
         fault = rule.fault if rule is not None else None
