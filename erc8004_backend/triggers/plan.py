@@ -32,6 +32,7 @@ The rules kept here, once:
 
 from __future__ import annotations
 
+import copy
 import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -219,6 +220,7 @@ def plan_batch(
                 block_time=when,
                 summaries=(summaries.get((event["id"], trigger.id))
                            if conditions.summaries or conditions.changes else None),
+                owned=True,
             )  # fmt: skip
             batch.plan.matched += outcome.matched
             for scope, state in outcome.states.items():
@@ -237,9 +239,10 @@ _NO_STATES: Mapping[str, State] = {}  # a trigger without stateful conditions' (
 
 
 class _Batch:
-    """A plan as the batch builds it, with the states and last firings it has moved so far
-    (each trigger's scopes copied from `states` when first touched: a scope's state is
-    replaced, never changed in place)."""
+    """A plan as the batch builds it, with the states and last firings it has moved so far.
+    Each trigger's scopes are copied whole from `states` when first touched: the stored
+    states (a caller's, or the memory of the batch before) never change, and the batch
+    changes its own copies in place (a rate_limit's window of thousands of times)."""
 
     def __init__(self, states: States, clock: Clock) -> None:
         self.plan = Plan()
@@ -251,7 +254,7 @@ class _Batch:
     def scopes(self, trigger_id: str) -> dict[str, State]:
         scopes = self.working.get(trigger_id)
         if scopes is None:
-            scopes = self.working[trigger_id] = dict(self.stored.get(trigger_id, {}))
+            scopes = self.working[trigger_id] = copy.deepcopy(dict(self.stored.get(trigger_id, {})))
         return scopes
 
     def move(self, trigger_id: str, scope: str, state: State, position: Position) -> None:

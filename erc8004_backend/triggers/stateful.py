@@ -44,21 +44,31 @@ def update_ema(previous: float | None, value: float, alpha: float) -> float:
 # A rate_limit keeps the times of at most this many of its window's latest events, or its
 # threshold and two more, whichever is more: its count (the template's `count`) is exact up
 # to there, and beyond, where it only grows, it compares with the threshold as the exact one
-# would. Its threshold is at most MAX_RATE_THRESHOLD (conditions.py). Every event copies
-# the list: kept whole, a long window over a busy scope cost time with every event.
+# would. Its threshold is at most MAX_RATE_THRESHOLD (conditions.py).
 RATE_TIMES_KEPT = 1_000
 
 
 def update_window(
-    times: list[float], now: float, window_seconds: int, keep: int | None = None
+    times: list[float],
+    now: float,
+    window_seconds: int,
+    keep: int | None = None,
+    *,
+    in_place: bool = False,
 ) -> list[float]:
     """The block times (Unix seconds) still inside the sliding window after adding `now`
     (in chain order: never before the last), the latest `keep` of them. An event exactly
-    `window_seconds` older than `now` has left the window."""
+    `window_seconds` older than `now` has left the window. `in_place`: `times` itself,
+    changed (the caller owns it), rather than a new list: a copy per event of a window of
+    thousands cost more than all else a batch does."""
     start = bisect.bisect_right(times, now - window_seconds)
     if keep is not None:
         start = max(start, len(times) + 1 - keep)
-    kept = times[start:]
+    if in_place:
+        del times[:start]
+        kept = times
+    else:
+        kept = times[start:]
     kept.append(now)
     return kept
 
@@ -99,6 +109,7 @@ def evaluate_trigger(
     *,
     block_time: datetime,
     summaries: Mapping[int, SummaryChange | IdentityChange] | None = None,
+    owned: bool = False,
 ) -> Evaluation:
     """Evaluate every condition of a trigger for one event.
 
@@ -115,7 +126,8 @@ def evaluate_trigger(
     cannot move its summary) does not hold, nor does an ema_threshold for an event without
     its field (nothing to average). A change condition's entry in `summaries` is the
     identity change at this event (none: the event changes nothing it watches, and it does
-    not hold).
+    not hold). `owned`: the caller owns the lists in `states` (plan_batch copies a trigger's
+    states when a batch first touches them), and a rate_limit's window changes in place.
     """
     for field_condition in conditions.fields:
         if not evaluate_field_condition(field_condition, fields):
@@ -168,7 +180,7 @@ def evaluate_trigger(
         else:
             keep = max(RATE_TIMES_KEPT, int(condition.value) + 2)
             times = update_window(state.get(key, {}).get("times", []), block_time.timestamp(),
-                                  condition.window_seconds, keep)  # fmt: skip
+                                  condition.window_seconds, keep, in_place=owned)  # fmt: skip
             state[key] = {"times": times}
             computed["count"] = len(times)
             held[condition.position] = compare(
