@@ -68,8 +68,9 @@ _STATE_UNAVAILABLE = re.compile(
     re.IGNORECASE,
 )
 # What nodes say when a batch holds more calls than they take, or when they take none:
-# "batch limit 100 exceeded" (erigon), "Number of requests in batch exceeds ..." (besu),
-# "batch too large", "Exceeded maximum batch size", "batch requests are not supported".
+# "batch limit 100 exceeded" (erigon), "Number of requests exceeds max batch size" (besu,
+# with the rate limit's code -32005), "batch too large", "Exceeded maximum batch size",
+# "batch requests are not supported".
 _BATCH_REFUSED = re.compile(r"batch", re.IGNORECASE)
 MAX_BATCH = 100
 _RATE_LIMIT_CODES = {-32005, -32029, -32090, 429}
@@ -236,7 +237,8 @@ class RpcClient:
             try:
                 results += await self._batch_once(chunk)
             except _BatchRefusedError as refused:
-                self.batch_limit = max(1, len(chunk) // 2)
+                # Never up again: another fetch may have lowered it further meanwhile.
+                self.batch_limit = min(self.batch_limit, max(1, len(chunk) // 2))
                 log.warning("rpc.batch_limit_lowered", batch_limit=self.batch_limit,
                             error=refused.rpc_message)  # fmt: skip
                 continue
@@ -257,7 +259,7 @@ class RpcClient:
             try:
                 _result(label, reply)
             except RpcError as error:
-                if _BATCH_REFUSED.search(error.rpc_message):
+                if _is_batch_refusal({"message": error.rpc_message}):
                     raise _BatchRefusedError(label, error.code, error.rpc_message) from None
                 raise
             raise RpcError(label, -32603, "a batch was answered with a single object")
@@ -468,6 +470,8 @@ class RpcClient:
         for item in reply if isinstance(reply, list) else [reply]:
             fault = item.get("error")
             if isinstance(fault, dict) and _is_rate_limit(fault, methods.get(item.get("id"))):
+                if isinstance(payload, list) and _is_batch_refusal(fault):
+                    continue  # besu says -32005 too: `batch` sends it in halves
                 raise _RetryableError(f"rate limited ({fault.get('message')})", retry_after)
         return reply
 
@@ -505,6 +509,12 @@ def _is_rate_limit(error: dict[str, Any], method: Any) -> bool:
     return (isinstance(code, int) and code in _RATE_LIMIT_CODES) or bool(
         _RATE_LIMIT_WORDS.search(message)
     )
+
+
+def _is_batch_refusal(error: dict[str, Any]) -> bool:
+    """A node refusing a batch for its size, not for the rate of requests."""
+    message = str(error.get("message", ""))
+    return bool(_BATCH_REFUSED.search(message)) and not _RATE_LIMIT_WORDS.search(message)
 
 
 def _quantity(method: str, value: Any) -> int:

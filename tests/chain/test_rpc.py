@@ -451,6 +451,22 @@ async def test_a_node_that_takes_smaller_batches_gets_them_halved() -> None:
             if entry["event"] == "rpc.batch_limit_lowered"] == [50, 25]  # fmt: skip
 
 
+async def test_besus_refusal_of_a_large_batch_is_no_rate_limit() -> None:
+    """besu answers a batch over its limit with the rate limit's code, -32005."""
+    async with FlakyRpcServer(static_handler(chain(head=100)), max_batch=10) as node:
+        node.batch_refusal = RpcFault(-32005, "Number of requests exceeds max batch size")
+        async with RpcClient([node.url], retry=FAST) as client:
+            headers = await client.get_block_headers(list(range(1, 41)))
+            assert [int(h["number"], 16) for h in headers] == list(range(1, 41))
+            assert client.batch_limit == 10
+            # A rate limit that speaks of batches is still a rate limit: retried as it was.
+            node.batch_refusal = RpcFault(-32005, "batch rate limit exceeded")
+            node.max_batch = 3
+            with pytest.raises(RpcUnavailableError, match="rate limited"):
+                await client.get_block_headers([1, 2, 3, 4, 5, 6])
+            assert client.batch_limit == 10
+
+
 async def test_a_node_that_takes_no_batch_is_asked_one_call_at_a_time() -> None:
     async with (
         FlakyRpcServer(static_handler(chain()), max_batch=0) as node,

@@ -162,8 +162,9 @@ class FlakyRpcServer:
     - `max_log_range`: when set, an eth_getLogs call spanning more blocks than this (both
       bounds hex numbers or "earliest") gets `log_range_fault` instead of an answer;
     - `reverse_batches`: answer batches in reverse order, as nodes may;
-    - `max_batch`: a batch of more calls than this is answered with one error object, as
-      erigon words it ("batch limit N exceeded"); 0 refuses every batch.
+    - `max_batch`: a batch of more calls than this is answered with one error object,
+      `batch_refusal` if set, else as erigon words it ("batch limit N exceeded"); 0
+      refuses every batch.
     """
 
     def __init__(
@@ -183,6 +184,7 @@ class FlakyRpcServer:
         self.log_range_fault = LOG_RANGE_FAULT
         self.reverse_batches = reverse_batches
         self.max_batch = max_batch
+        self.batch_refusal: RpcFault | None = None
         self.batch_sizes: list[int] = []  # calls per batch received (plain requests: none)
         self.calls: Counter[str] = Counter()
         self.http_requests = 0
@@ -308,7 +310,7 @@ class FlakyRpcServer:
             if self.max_batch is not None and len(items) > self.max_batch:
                 message = (f"batch limit {self.max_batch} exceeded: {len(items)} requests given"
                            if self.max_batch else "batch requests are not supported")  # fmt: skip
-                error = RpcFault(-32000, message).reply(None)
+                error = (self.batch_refusal or RpcFault(-32000, message)).reply(None)
                 return _http(200, json.dumps(error).encode(), "application/json")
 
         rule = self._take_rule(calls)
