@@ -43,7 +43,7 @@ BEGIN
         RETURN ARRAY(SELECT j.id FROM action_jobs AS j
                      WHERE j.status = 'queued' AND j.run_at <= now()
                      ORDER BY j.priority, j.run_at, j.id
-                     LIMIT p_limit);
+                     LIMIT p_limit * 2);
     END IF;
     RETURN ARRAY(
         WITH RECURSIVE running AS (
@@ -77,7 +77,7 @@ BEGIN
             FROM action_jobs AS j
             WHERE j.status = 'queued' AND j.run_at <= now()
             ORDER BY j.priority, j.run_at, j.id
-            LIMIT p_limit
+            LIMIT p_limit * 2
         )
         SELECT c.id
         FROM (SELECT id, priority, run_at, 1 AS pass FROM shares
@@ -85,6 +85,7 @@ BEGIN
               SELECT id, priority, run_at, 2 AS pass FROM queue) AS c
         GROUP BY c.id, c.priority, c.run_at
         ORDER BY min(c.pass), c.priority, c.run_at, c.id
+        LIMIT p_limit * 2
     );
 END
 $$;

@@ -5,8 +5,12 @@
 ALTER TABLE action_jobs ADD COLUMN user_id uuid;
 
 -- Not NOT NULL: a job of a trigger deleted meanwhile must fail on its foreign key, which the
--- trigger engine knows to answer (it reloads its triggers), not on a missing account.
-UPDATE action_jobs AS j SET user_id = t.user_id FROM triggers AS t WHERE t.id = j.trigger_id;
+-- trigger engine knows to answer (it reloads its triggers), not on a missing account. Only
+-- the jobs still to deliver: the others are the audit trail, maybe millions of rows (a job
+-- without an account is claimed in the queue's order, after the shares).
+UPDATE action_jobs AS j SET user_id = t.user_id
+FROM triggers AS t
+WHERE t.id = j.trigger_id AND j.status IN ('queued', 'running');
 
 CREATE FUNCTION action_job_account() RETURNS trigger
     LANGUAGE plpgsql
@@ -26,8 +30,9 @@ CREATE INDEX action_jobs_account_queue_idx ON action_jobs (user_id, priority, ru
 -- The due jobs a worker with p_limit free slots should take, in the order to take them:
 -- first each account's most urgent (priority 1 before 2, then the oldest run_at) within its
 -- share, p_per_account deliveries in flight less those it has (p_running, by p_accounts);
--- then anyone's, in the queue's order, for the slots left. The accounts with queued jobs are
--- found by a walk over their index, one probe each. A function, so that with one account
+-- then anyone's, in the queue's order, for the slots left. Twice p_limit of them: other
+-- workers may be locking some. The accounts with queued jobs are found by a walk over their
+-- index, one probe each (so a claim's cost grows with them). A function, so that with one account
 -- (the usual case) a claim plans and runs two probes and the queue's scan, not the whole
 -- statement (whose planning took longer than its run); custom plans, since a generic one
 -- does not know the LIMIT and sorted the whole queue.
@@ -47,7 +52,7 @@ BEGIN
         RETURN ARRAY(SELECT j.id FROM action_jobs AS j
                      WHERE j.status = 'queued' AND j.run_at <= now()
                      ORDER BY j.priority, j.run_at, j.id
-                     LIMIT p_limit);
+                     LIMIT p_limit * 2);
     END IF;
     RETURN ARRAY(
         WITH RECURSIVE running AS (
@@ -81,7 +86,7 @@ BEGIN
             FROM action_jobs AS j
             WHERE j.status = 'queued' AND j.run_at <= now()
             ORDER BY j.priority, j.run_at, j.id
-            LIMIT p_limit
+            LIMIT p_limit * 2
         )
         SELECT c.id
         FROM (SELECT id, priority, run_at, 1 AS pass FROM shares
@@ -89,6 +94,7 @@ BEGIN
               SELECT id, priority, run_at, 2 AS pass FROM queue) AS c
         GROUP BY c.id, c.priority, c.run_at
         ORDER BY min(c.pass), c.priority, c.run_at, c.id
+        LIMIT p_limit * 2
     );
 END
 $$;

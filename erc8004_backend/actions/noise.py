@@ -28,7 +28,8 @@ from erc8004_backend.database.queries import load_queries
 QUERIES = load_queries("erc8004_backend.actions", "noise.sql")
 # A slot further away than this is not waited for: the attempt is retried at its time.
 MAX_SLOT_WAIT = 5.0
-# A message another job is sending: its outcome is waited for this long, looked at this often.
+# A message another job is sending: its outcome is waited for this long, looked at after
+# HOLDER_POLL, then twice as long each time.
 HOLDER_WAIT = 5.0
 HOLDER_POLL = 0.05
 
@@ -57,36 +58,48 @@ def message_hash(preview: Preview) -> bytes:
     return hashlib.sha256(orjson.dumps([preview.text, preview.body])).digest()
 
 
-async def is_repeat(pool: AsyncConnectionPool, job: Job, preview: Preview, window: int) -> bool:
+async def is_repeat(
+    pool: AsyncConnectionPool,
+    job: Job,
+    preview: Preview,
+    window: int,
+    *,
+    max_wait: float = HOLDER_WAIT,
+) -> bool:
     """Whether another job of the action sent this message within `window` seconds; if not,
     the message is this job's now (its own later attempts are no repeats). A job that holds
     the message but has not sent it yet is waited for: while it is being sent, up to
-    HOLDER_WAIT; while it waits to try again, by a retryable DeliveryFailed, not counted,
-    for just after its next attempt. If it gives up, the message is this job's to send."""
+    `max_wait` (looking again after 50, 100, 200 ... ms); while it waits to try again, by a
+    retryable DeliveryFailed, not counted, for just after its next attempt. If it gives up,
+    the message is this job's to send."""
     params: dict[str, Any] = {"action_id": job.action_id, "message_hash": message_hash(preview),
                               "job_id": job.id, "window": window}  # fmt: skip
-    deadline = time.monotonic() + HOLDER_WAIT
+    deadline = time.monotonic() + max_wait
+    pause = HOLDER_POLL
     while True:
         async with pool.connection() as conn:
             cursor = conn.cursor(row_factory=tuple_row)
             if await (await cursor.execute(QUERIES["claim_message"], params)).fetchone():
                 return False
             holder = await (await cursor.execute(QUERIES["message_holder"], params)).fetchone()
-        if holder is not None and holder[1] == "succeeded":
-            return True
-        if holder is not None and holder[1] == "queued":
+        status = holder[1] if holder is not None else None
+        if status == "queued":
+            assert holder is not None
             raise DeliveryFailed(
                 f"job {holder[0]} of this action holds the same message and tries again later:"
                 " this one waits for its outcome",
                 retryable=True, retry_after=max(0.0, holder[2] or 0.0) + 1.0, counted=False,
             )  # fmt: skip
-        if time.monotonic() >= deadline:  # being sent (or its claim just gone): still
+        if status not in (None, "running"):
+            return True  # sent, or in a digest that is (dead and cancelled holders let go)
+        if time.monotonic() + pause > deadline:  # being sent (or its claim just gone): still
             raise DeliveryFailed(
                 "another job of this action is sending the same message: this one waits for"
                 " its outcome",
                 retryable=True, retry_after=HOLDER_WAIT, counted=False,
             )  # fmt: skip
-        await asyncio.sleep(HOLDER_POLL)
+        await asyncio.sleep(pause)
+        pause *= 2
 
 
 async def forget_old_messages(pool: AsyncConnectionPool) -> None:

@@ -10,9 +10,10 @@ WITH candidates AS MATERIALIZED (  -- once, not once per row
 ), due AS (
     SELECT j.id
     FROM candidates AS c
-    JOIN action_jobs AS j ON j.id = ANY (c.ids)
+    CROSS JOIN unnest(c.ids) WITH ORDINALITY AS u(id, place)
+    JOIN action_jobs AS j ON j.id = u.id
     WHERE j.status = 'queued' AND j.run_at <= now()
-    ORDER BY array_position(c.ids, j.id)
+    ORDER BY u.place
     LIMIT %(limit)s
     FOR UPDATE OF j SKIP LOCKED
 ), claimed AS (

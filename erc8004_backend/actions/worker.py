@@ -47,7 +47,12 @@ from erc8004_backend.actions.channels import CHANNELS, channel_spec, digest_refu
 from erc8004_backend.actions.configs import ActionConfigError, ChannelConfig, validate_config
 from erc8004_backend.actions.delivery import DeliveryFailed, Job
 from erc8004_backend.actions.digest import DEFAULT_MAX_ITEMS, fold_firings, open_digest
-from erc8004_backend.actions.noise import forget_old_messages, is_repeat, take_slot
+from erc8004_backend.actions.noise import (
+    HOLDER_WAIT,
+    forget_old_messages,
+    is_repeat,
+    take_slot,
+)
 from erc8004_backend.actions.queue import (
     Attempt,
     breaker_feed,
@@ -320,7 +325,10 @@ class Worker:
         elif noise.dedup_seconds:
             preview = channel_spec(job.action_type).preview
             shown = preview(job.config, job.values) if preview else None
-            if shown is not None and await is_repeat(self.pool, job, shown, noise.dedup_seconds):
+            # A wait for another job's outcome stays well within this attempt's lease.
+            wait = min(HOLDER_WAIT, (self.lease_seconds - LEASE_MARGIN_SECONDS) / 2)
+            window = noise.dedup_seconds
+            if shown is not None and await is_repeat(self.pool, job, shown, window, max_wait=wait):
                 return {"deduplicated": True}
         if noise.rate_limit_per_minute:
             await take_slot(self.pool, f"action:{job.action_id}",

@@ -5,10 +5,17 @@ kept; all through PostgreSQL, to real servers on loopback."""
 from __future__ import annotations
 
 import bisect
+import time
 from typing import Any
 
 import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
 
+from erc8004_backend.actions.channel import Preview
+from erc8004_backend.actions.delivery import DeliveryFailed
+from erc8004_backend.actions.noise import is_repeat
+from erc8004_backend.actions.queue import claim_jobs
 from erc8004_backend.actions.telegram import CHAT_INTERVAL
 from erc8004_backend.encryption import SecretBox
 from tests.actions.test_worker import BOT_TOKEN, results, running_worker, settings_for
@@ -159,6 +166,29 @@ async def test_a_repeat_waits_for_the_job_that_holds_its_message_and_is_sent_if_
     assert [row["status"] for row in outcomes][-1] == "success"
     assert outcomes[-1]["response_data"] != {"deduplicated": True}
     assert "waits for its outcome" in (outcomes[0]["error_message"] or "")
+
+
+async def test_a_repeat_of_a_message_being_sent_or_digested_is_told_without_a_long_wait(
+    conn: psycopg.AsyncConnection, migrated_url: str, box: SecretBox
+) -> None:
+    """The holder being sent: the repeat looks again a few times, then is put back (not
+    counted) rather than holding its slot; the holder folded into a digest: sent with it."""
+    trigger, action, _ = await create_trigger(conn, "rest", {"url": "https://x.example/"},
+                                              box=box)  # fmt: skip
+    await queue_jobs(conn, trigger, action, 3)
+    holder, repeat, other = await claim_jobs(conn, worker="w", limit=3, lease_seconds=30)
+    preview = Preview(text="the same message", body=None)
+    async with AsyncConnectionPool(migrated_url, min_size=1, max_size=2, open=False,
+                                   kwargs={"autocommit": True}) as pool:  # fmt: skip
+        assert not await is_repeat(pool, holder, preview, 600)  # the message is the holder's
+        started = time.monotonic()
+        with pytest.raises(DeliveryFailed, match="is sending the same message") as waited:
+            await is_repeat(pool, repeat, preview, 600, max_wait=0.3)
+        assert 0.1 < time.monotonic() - started < 0.6
+        assert (waited.value.retryable, waited.value.counted) == (True, False)
+        await conn.execute("UPDATE action_jobs SET status = 'digested' WHERE id = %s",
+                           [holder.id])  # fmt: skip
+        assert await is_repeat(pool, other, preview, 600, max_wait=0.3)
 
 
 async def test_a_wait_for_a_send_slot_is_no_attempt(
