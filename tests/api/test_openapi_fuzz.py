@@ -13,7 +13,7 @@ import httpx
 import pytest
 import schemathesis
 import uvicorn
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, assume, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -70,6 +70,7 @@ schema = schemathesis.openapi.from_dict(
 ).exclude(path="/api/v1/events/stream")
 
 
+REQUEST_HEAD_LIMIT = 16 * 1024  # h11's max_incomplete_event_size, uvicorn's default
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]  # fmt: skip
 
@@ -80,6 +81,11 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
                                  HealthCheck.filter_too_much])  # fmt: skip
 def test_the_whole_api_against_its_schema(case: Any, live_api: LiveApi) -> None:
     base, headers = live_api
+    # uvicorn's HTTP parser (h11) refuses a request head over 16 KB before the application
+    # sees it: a 400, and the connection closed, which a client still sending its URL sees
+    # as a reset. The application's contract starts below that.
+    url = httpx.URL(base + case.formatted_path, params=case.query or None)
+    assume(len(str(url)) < REQUEST_HEAD_LIMIT - 1_000)
     case.call_and_validate(base_url=base, headers=headers, checks=CHECKS)
 
 
