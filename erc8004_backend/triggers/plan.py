@@ -32,7 +32,6 @@ The rules kept here, once:
 
 from __future__ import annotations
 
-import copy
 import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -55,7 +54,7 @@ from erc8004_backend.triggers.silence import (
     silence_scope,
     start_period,
 )
-from erc8004_backend.triggers.stateful import State, evaluate_trigger, scope_key
+from erc8004_backend.triggers.stateful import State, evaluate_trigger, owned_copy, scope_key
 
 Event = Mapping[str, Any]  # a row of `events`, by column name
 # trigger id -> scope -> the stored state of that scope ({} or absent: none yet)
@@ -254,7 +253,7 @@ class _Batch:
     def scopes(self, trigger_id: str) -> dict[str, State]:
         scopes = self.working.get(trigger_id)
         if scopes is None:
-            scopes = self.working[trigger_id] = copy.deepcopy(dict(self.stored.get(trigger_id, {})))
+            scopes = self.working[trigger_id] = owned_copy(self.stored.get(trigger_id, {}))
         return scopes
 
     def move(self, trigger_id: str, scope: str, state: State, position: Position) -> None:

@@ -73,6 +73,17 @@ def update_window(
     return kept
 
 
+def owned_copy(states: Mapping[str, State]) -> dict[str, State]:
+    """Scopes' states that evaluate_trigger(owned=True) may change: every rate_limit window's
+    list copied (changed in place), the rest shared (replaced, never changed)."""
+    return {
+        scope: {key: {**part, "times": list(part["times"])}
+                if isinstance(part, dict) and isinstance(part.get("times"), list) else part
+                for key, part in state.items()}
+        for scope, state in states.items()
+    }  # fmt: skip
+
+
 # A stateful condition's scope: the name of its state rows and the field that tells them apart.
 _SCOPE_SOURCES = {
     "agent": ("agent", "agent_id"),
