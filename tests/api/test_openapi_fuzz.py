@@ -84,8 +84,11 @@ def test_the_whole_api_against_its_schema(case: Any, live_api: LiveApi) -> None:
     # uvicorn's HTTP parser (h11) refuses a request head over 16 KB before the application
     # sees it: a 400, and the connection closed, which a client still sending its URL sees
     # as a reset. The application's contract starts below that.
-    url = httpx.URL(base + case.formatted_path, params=case.query or None)
-    assume(len(str(url)) < REQUEST_HEAD_LIMIT - 1_000)
+    try:
+        url = str(httpx.URL(base + case.formatted_path, params=case.query or None))
+    except httpx.InvalidURL:  # a query over httpx's own limit (64 KB): longer still
+        url = None
+    assume(url is not None and len(url) < REQUEST_HEAD_LIMIT - 1_000)
     case.call_and_validate(base_url=base, headers=headers, checks=CHECKS)
 
 
