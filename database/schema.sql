@@ -856,6 +856,8 @@ CREATE TABLE public.agent_mcp_tokens (
     created_by uuid,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    owner_block bigint,
+    owner_log_index integer,
     CONSTRAINT agent_mcp_tokens_agent_id_check CHECK ((agent_id >= (0)::numeric)),
     CONSTRAINT agent_mcp_tokens_token_ciphertext_check CHECK ((length(token_ciphertext) > 28))
 );

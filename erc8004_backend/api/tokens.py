@@ -35,6 +35,7 @@ import asyncio
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -245,15 +246,31 @@ CHALLENGE_ERRORS = error_responses(
 # -- who may change the token ---------------------------------------------------------------
 
 
-async def _owner(conn: Db, chain_id: int, agent_id: int) -> str:
+@dataclass(frozen=True)
+class Owner:
+    """The agent's owner as indexed (lowercase), and where the identity event saying so is."""
+
+    address: str
+    block_number: int
+    log_index: int
+
+
+@dataclass(frozen=True)
+class Authorized:
+    """Who authorized a change ("owner" or "operator"), and under which owner event."""
+
+    by: str
+    owner: Owner
+
+
+async def _owner(conn: Db, chain_id: int, agent_id: int) -> Owner:
     cursor = await conn.execute(
         QUERIES["agent_owner"], {"chain_id": chain_id, "agent_id": agent_id}
     )
     row = await cursor.fetchone()
     if row is None:
         raise ApiError(404, f"agent {agent_id} is not indexed on chain {chain_id}")
-    owner: str = row["owner"].lower()
-    return owner
+    return Owner(row["owner"].lower(), row["block_number"], row["log_index"])
 
 
 def _signature_problem(field: str, message: str) -> ApiError:
@@ -269,16 +286,17 @@ async def authorize(
     signature: str | None,
     nonce: str | None,
     token: str | None = None,
-) -> str:
+) -> Authorized:
     """Passes when `user` may `action` the agent's token: an operator, or a signature of the
     owner over the message of a challenge of this user, for this agent and action (and
     token), consumed now. A signature sent is always checked, an operator's too. Returns who
-    authorized it ("owner" or "operator")."""
-    owner = await _owner(conn, chain_id, agent_id)
+    authorized it, and the owner event it was authorized under."""
+    found = await _owner(conn, chain_id, agent_id)
+    owner = found.address
     agent = f"agent {agent_id} on chain {chain_id}"
     if signature is None and nonce is None:
         if user.is_operator:
-            return "operator"
+            return Authorized("operator", found)
         _require_an_owner(owner, agent)
         raise ApiError(
             403,
@@ -327,7 +345,7 @@ async def authorize(
             f"the signature is from {signer}, not the agent's owner {owner}: the owner signs"
             f" the challenge's message with personal_sign (EIP-191)",
         )
-    return "owner"
+    return Authorized("owner", found)
 
 
 def _require_an_owner(owner: str, agent: str) -> None:
@@ -396,7 +414,7 @@ async def make_challenge(
     that token only. 404 when the agent is not indexed on that chain; 403 when it was burned
     (it has no owner to sign)."""
     agent = int(agent_id)
-    owner = await _owner(conn, chain_id, agent)
+    owner = (await _owner(conn, chain_id, agent)).address
     _require_an_owner(owner, f"agent {agent_id} on chain {chain_id}")
     domain = _instance_name(request, state)
     issued_at = datetime.now(UTC).replace(microsecond=0)
@@ -457,7 +475,7 @@ async def set_mcp_token(
     chain."""
     agent = int(agent_id)
     token = body.token
-    by = await authorize(
+    authorized = await authorize(
         conn, user, chain_id, agent, "set", body.signature, body.nonce, token=token
     )
     sealed = state.secret_box.seal(token, agent_token_context(chain_id, agent))
@@ -469,6 +487,8 @@ async def set_mcp_token(
             "ciphertext": sealed.ciphertext,
             "key_id": sealed.key_id,
             "user_id": user.id,
+            "owner_block": authorized.owner.block_number,
+            "owner_log_index": authorized.owner.log_index,
         },
     )
     row = await cursor.fetchone()
@@ -478,7 +498,7 @@ async def set_mcp_token(
         response.status_code = status.HTTP_201_CREATED
     log.info(
         "api.mcp_token_set", chain_id=chain_id, agent_id=agent_id, user_id=user.id,
-        authorized_by=by, created=created, key_id=sealed.key_id,
+        authorized_by=authorized.by, created=created, key_id=sealed.key_id,
     )  # fmt: skip
     return McpTokenOut(
         chain_id=chain_id, agent_id=agent_id, updated_at=row["updated_at"], created=created
@@ -511,7 +531,7 @@ async def delete_mcp_token(
     has the owner sign the challenge's message with personal_sign (EIP-191), and sends
     `?signature=0x...&nonce=...` (a DELETE has no body) within 5 minutes, once."""
     agent = int(agent_id)
-    by = await authorize(conn, user, chain_id, agent, "delete", signature, nonce)
+    by = (await authorize(conn, user, chain_id, agent, "delete", signature, nonce)).by
     cursor = await conn.execute(QUERIES["delete_token"], {"chain_id": chain_id, "agent_id": agent})
     if await cursor.fetchone() is None:
         raise ApiError(404, f"agent {agent_id} on chain {chain_id} has no MCP token")

@@ -1,7 +1,9 @@
 -- agent_owner --
 -- The agent's owner as indexed: the address its latest identity event naming an owner gives
--- (Registered: owner; Transfer: to_address, the zero address when the agent was burned).
-SELECT CASE event_type WHEN 'Transfer' THEN to_address ELSE owner END AS owner
+-- (Registered: owner; Transfer: to_address, the zero address when the agent was burned),
+-- and that event's position.
+SELECT CASE event_type WHEN 'Transfer' THEN to_address ELSE owner END AS owner,
+       block_number, log_index
 FROM events
 WHERE chain_id = %(chain_id)s AND agent_id = %(agent_id)s::numeric
   AND registry = 'identity'
@@ -11,13 +13,18 @@ ORDER BY block_number DESC, log_index DESC
 LIMIT 1
 
 -- set_token --
--- Insert or replace; `created` tells the two apart (a row just inserted has no xmax).
-INSERT INTO agent_mcp_tokens (chain_id, agent_id, token_ciphertext, key_id, created_by)
-VALUES (%(chain_id)s, %(agent_id)s::numeric, %(ciphertext)s, %(key_id)s, %(user_id)s)
+-- Insert or replace; `created` tells the two apart (a row just inserted has no xmax). With
+-- the owner event it was authorized under: a Transfer after that one retires it.
+INSERT INTO agent_mcp_tokens (chain_id, agent_id, token_ciphertext, key_id, created_by,
+                              owner_block, owner_log_index)
+VALUES (%(chain_id)s, %(agent_id)s::numeric, %(ciphertext)s, %(key_id)s, %(user_id)s,
+        %(owner_block)s, %(owner_log_index)s)
 ON CONFLICT (chain_id, agent_id) DO UPDATE
 SET token_ciphertext = EXCLUDED.token_ciphertext,
     key_id = EXCLUDED.key_id,
     created_by = EXCLUDED.created_by,
+    owner_block = EXCLUDED.owner_block,
+    owner_log_index = EXCLUDED.owner_log_index,
     updated_at = now()
 RETURNING updated_at, (xmax = 0) AS created
 

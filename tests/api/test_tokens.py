@@ -19,6 +19,7 @@ from eth_utils.address import to_checksum_address
 from psycopg.types.json import Jsonb
 from structlog.testing import capture_logs
 
+from erc8004_backend.actions.delivery import DeliveryFailed
 from erc8004_backend.actions.mcp import load_mcp_target
 from erc8004_backend.chain.signatures import personal_sign
 from erc8004_backend.config import DEVELOPMENT_TOKEN_KEYS
@@ -469,6 +470,27 @@ async def test_after_a_transfer_the_new_owner_signs(
     assert [by_old.status_code, by_previous.status_code] == [403, 403]
     assert f"not the agent's owner {address(NEW_OWNER)}" in error(by_old)
     assert by_new.status_code == 201, by_new.text
+
+
+async def test_a_transfer_written_while_the_token_was_set_retires_it(
+    api: ApiClient, alice: Account, chain: Identity, conn: psycopg.AsyncConnection
+) -> None:
+    """The owner sets the token while the indexer writes a batch holding the agent's
+    Transfer: its events carry the batch's start, before the token. The token was
+    authorized under the owner event before that Transfer, which retires it."""
+    response = await api.put(
+        token_path(), json=await signed_set(api, alice, OWNER), headers=alice.headers
+    )
+    assert response.status_code == 201, response.text
+    await fetched_registration(conn)
+    assert await load_mcp_target(conn, CHAIN, AGENT, BOX, user_id=alice.id)
+    await chain.transfer(AGENT, address(OWNER), address(NEW_OWNER))
+    await conn.execute(
+        "UPDATE events SET created_at = now() - interval '1 hour' WHERE block_number = %s",
+        [chain.block],
+    )
+    with pytest.raises(DeliveryFailed, match="changed hands after its MCP token was set"):
+        await load_mcp_target(conn, CHAIN, AGENT, BOX, user_id=alice.id)
 
 
 async def test_a_burned_agent_has_no_owner_to_sign(
