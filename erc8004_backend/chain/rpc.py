@@ -14,9 +14,10 @@ Failures are sorted into three kinds, because each needs a different answer:
 The client waits only when every endpoint is cooling down, so a dead or throttled endpoint
 costs one failed attempt while a healthy one is available.
 
-Batches hold at most `MAX_BATCH` calls. A node that refuses a batch as too large (erigon and
-nethermind take 100 by default, besu 50 in some versions, public gateways fewer or none)
-halves the client's limit, down to plain requests one by one, and the batch goes again.
+Batches hold at most `MAX_BATCH` calls. An endpoint that refuses a batch as too large
+(erigon and nethermind take 100 by default, besu 50 in some versions, public gateways fewer
+or none) has its own limit halved, down to plain requests one by one, and the batch goes
+again; the other endpoints keep theirs.
 
 Endpoint URLs often carry an API key, so only `scheme://host:port` ever reaches a log line or
 an error message.
@@ -147,6 +148,7 @@ class _Endpoint:
     failures: int = 0  # consecutive failed attempts
     not_before: float = 0.0  # time.monotonic() before which it is not tried again
     verified: bool = False  # its chain id matched the expected one
+    batch_limit: int = MAX_BATCH  # calls per batch; lowered when it refuses more
 
 
 class RpcClient:
@@ -177,7 +179,6 @@ class RpcClient:
         self._state_endpoint: int | None = None
         self._expected_chain_id: int | None = None
         self._ids = itertools.count(1)
-        self.batch_limit = MAX_BATCH  # calls per batch; lowered by a node that refuses more
         # Between two reads of a reply, not for the whole of it: a range of logs may take
         # longer to arrive than to start. `connect` includes waiting for a free connection.
         self._timeout = aiohttp.ClientTimeout(
@@ -213,6 +214,11 @@ class RpcClient:
     def current_url(self) -> str:
         return self.urls[self._current]
 
+    @property
+    def batch_limit(self) -> int:
+        """Calls per batch to the endpoint in use."""
+        return self._endpoints[self._current].batch_limit
+
     # -- the two primitives -------------------------------------------------------------------
 
     async def call(self, method: str, params: JsonParams | None = None) -> Any:
@@ -237,10 +243,14 @@ class RpcClient:
             try:
                 results += await self._batch_once(chunk)
             except _BatchRefusedError as refused:
-                # Never up again: another fetch may have lowered it further meanwhile.
-                self.batch_limit = min(self.batch_limit, max(1, len(chunk) // 2))
-                log.warning("rpc.batch_limit_lowered", batch_limit=self.batch_limit,
-                            error=refused.rpc_message)  # fmt: skip
+                # The endpoint that refused it is the one that answered. Never up again:
+                # another fetch may have lowered its limit further meanwhile.
+                endpoint = self._endpoints[self._current]
+                endpoint.batch_limit = min(endpoint.batch_limit, max(1, len(chunk) // 2))
+                log.warning(
+                    "rpc.batch_limit_lowered", endpoint=endpoint.label,
+                    batch_limit=endpoint.batch_limit, error=refused.rpc_message,
+                )  # fmt: skip
                 continue
             start += len(chunk)
         return results

@@ -467,6 +467,26 @@ async def test_besus_refusal_of_a_large_batch_is_no_rate_limit() -> None:
             assert client.batch_limit == 10
 
 
+async def test_each_endpoint_keeps_its_own_batch_limit() -> None:
+    """A fallback gateway that takes 5 calls a batch does not leave the primary node, once
+    back to it, with batches of 5."""
+    async with (
+        FlakyRpcServer(static_handler(chain(head=100))) as primary,
+        FlakyRpcServer(static_handler(chain(head=100)), max_batch=5) as fallback,
+        RpcClient([primary.url, fallback.url], retry=FAST) as client,
+    ):
+        primary.fail_next(1, HttpStatus(500))
+        first = await client.get_block_headers(list(range(1, 41)))
+        assert (client.current_url, client.batch_limit) == (fallback.url, 5)
+        fallback.fail_always(HttpStatus(500))
+        again = await client.get_block_headers(list(range(41, 81)))
+        assert (client.current_url, client.batch_limit) == (primary.url, 100)
+    assert [int(h["number"], 16) for h in first + again] == list(range(1, 81))
+    # Its first batch failed (HTTP 500); back to it, a batch sized for the fallback fails
+    # over to it, then the rest goes at once.
+    assert primary.batch_sizes == [40, 5, 35]
+
+
 async def test_a_node_that_takes_no_batch_is_asked_one_call_at_a_time() -> None:
     async with (
         FlakyRpcServer(static_handler(chain()), max_batch=0) as node,
