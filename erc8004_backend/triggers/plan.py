@@ -239,9 +239,9 @@ _NO_STATES: Mapping[str, State] = {}  # a trigger without stateful conditions' (
 
 class _Batch:
     """A plan as the batch builds it, with the states and last firings it has moved so far.
-    Each trigger's scopes are copied whole from `states` when first touched: the stored
-    states (a caller's, or the memory of the batch before) never change, and the batch
-    changes its own copies in place (a rate_limit's window of thousands of times)."""
+    Each trigger's scopes are copied from `states` when first touched (`owned_copy`: the
+    rate_limit windows' lists), so that the stored states (a caller's, or the memory of the
+    batch before) never change while the batch changes its own windows in place."""
 
     def __init__(self, states: States, clock: Clock) -> None:
         self.plan = Plan()
