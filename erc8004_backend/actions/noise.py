@@ -82,13 +82,12 @@ async def is_repeat(
             if await (await cursor.execute(QUERIES["claim_message"], params)).fetchone():
                 return False
             holder = await (await cursor.execute(QUERIES["message_holder"], params)).fetchone()
-        status = holder[1] if holder is not None else None
+        holder_id, status, retry_in = holder if holder is not None else (None, None, None)
         if status == "queued":
-            assert holder is not None
             raise DeliveryFailed(
-                f"job {holder[0]} of this action holds the same message and tries again later:"
+                f"job {holder_id} of this action holds the same message and tries again later:"
                 " this one waits for its outcome",
-                retryable=True, retry_after=max(0.0, holder[2] or 0.0) + 1.0, counted=False,
+                retryable=True, retry_after=max(0.0, retry_in or 0.0) + 1.0, counted=False,
             )  # fmt: skip
         if status not in (None, "running"):
             return True  # sent, or in a digest that is (dead and cancelled holders let go)

@@ -269,7 +269,7 @@ class RpcClient:
             try:
                 _result(label, reply)
             except RpcError as error:
-                if _is_batch_refusal({"message": error.rpc_message}):
+                if _is_batch_refusal(error.rpc_message):
                     raise _BatchRefusedError(label, error.code, error.rpc_message) from None
                 raise
             raise RpcError(label, -32603, "a batch was answered with a single object")
@@ -480,7 +480,7 @@ class RpcClient:
         for item in reply if isinstance(reply, list) else [reply]:
             fault = item.get("error")
             if isinstance(fault, dict) and _is_rate_limit(fault, methods.get(item.get("id"))):
-                if isinstance(payload, list) and _is_batch_refusal(fault):
+                if isinstance(payload, list) and _is_batch_refusal(str(fault.get("message", ""))):
                     continue  # besu says -32005 too: `batch` sends it in halves
                 raise _RetryableError(f"rate limited ({fault.get('message')})", retry_after)
         return reply
@@ -521,9 +521,8 @@ def _is_rate_limit(error: dict[str, Any], method: Any) -> bool:
     )
 
 
-def _is_batch_refusal(error: dict[str, Any]) -> bool:
+def _is_batch_refusal(message: str) -> bool:
     """A node refusing a batch for its size, not for the rate of requests."""
-    message = str(error.get("message", ""))
     return bool(_BATCH_REFUSED.search(message)) and not _RATE_LIMIT_WORDS.search(message)
 
 
